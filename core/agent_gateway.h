@@ -1,0 +1,37 @@
+/*
+ * agent_gateway.h - aeroarc.agent.v1.AgentGateway: Register and
+ * TelemetryStream (SPEC.md section 2). Owns the open streams; a stream's end
+ * removes its session and route only if the session is still its own.
+ */
+#ifndef AERO_AGENT_GATEWAY_H
+#define AERO_AGENT_GATEWAY_H
+
+#include "relay.h"
+#include "rpc_server.h"
+#include <stddef.h>
+#include <stdint.h>
+
+struct gateway;
+
+struct gateway *gateway_create(struct relay *relay);
+int gateway_add_methods(struct gateway *gw, struct rpc_server *server);
+
+/* Periodic work from the main thread: expire sessions whose stream never
+ * opened within [route] ttl_s. */
+void gateway_tick(struct gateway *gw, int64_t now_ns);
+
+/* Shutdown, step 1: refuse new calls, make every open stream send the acks
+ * of frames already read and end with UNAVAILABLE. Any thread. */
+void gateway_begin_shutdown(struct gateway *gw);
+size_t gateway_open_streams(struct gateway *gw);
+
+/* After the gRPC server is gone: nothing references the gateway any more. */
+void gateway_destroy(struct gateway *gw);
+
+/* Table owners are streams: session_table_destroy hands them back here. */
+void gateway_drop_owner(void *owner);
+
+/* Wall-clock now in ns (CLOCK_REALTIME). */
+int64_t gateway_now_ns(void);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * config.h - relay.ini as data: parse (inih) into sections of key = value
+ * with the line of each, validate a section against declared keys
+ * (aero_config_key tables: the core's and a plugin's), and format every
+ * error the one way operators see it:
+ *   relay.ini:42: [sink:archive] fsync: invalid value "sometimes" (expected none | batch)
+ * Main thread only; the result is read-only afterwards and shared freely.
+ */
+#ifndef AERO_CONFIG_H
+#define AERO_CONFIG_H
+
+#include <aeroarc/plugin.h>
+#include <stddef.h>
+
+struct config_kv {
+    char *key;
+    char *value;
+    int line;        /* 0: a default filled in by config_validate_section */
+};
+
+struct config_section {
+    char *name;      /* as written: "relay", "sink:archive" */
+    int line;        /* line of the [header] */
+    struct config_kv *kv;
+    size_t n_kv, cap_kv;
+};
+
+struct config_file {
+    char *path;      /* as given on the command line */
+    struct config_section *sections;
+    size_t n_sections;
+};
+
+/* A table of declared keys, read with stride `key_size` (plugin tables may
+ * have been compiled against an older or newer aero_config_key). */
+struct config_keys {
+    const aero_config_key *keys;
+    size_t n_keys;
+    size_t key_size;
+};
+
+#define CONFIG_ERR_LEN 512
+
+/*
+ * Parse `path`. Syntax errors, a duplicate section or a duplicate key in a
+ * section fail with the formatted message in err. Section names are not
+ * checked here (settings.c knows which exist). Returns 0 or -1 (then *out
+ * holds nothing to free). Rules beyond inih's: leading blanks are ignored
+ * (no multi-line values), a key before any [section] is an error, lines are
+ * at most 199 bytes (comments excepted), the file at most 1 MiB.
+ */
+int config_parse(const char *path, struct config_file *out, char *err, size_t errlen);
+/* Same, from a string (tests, fuzzing); `path` is only used in messages. */
+int config_parse_string(const char *path, const char *text, struct config_file *out,
+                        char *err, size_t errlen);
+void config_free(struct config_file *f);
+
+struct config_section *config_find(const struct config_file *f, const char *name);
+/* Value of key in the section (after validation: defaults included), or NULL. */
+const char *config_get(const struct config_section *s, const char *key);
+const struct config_kv *config_get_kv(const struct config_section *s, const char *key);
+
+/*
+ * Check every key of `s` against the union of `tables` (n_tables of them):
+ * unknown keys (the message lists the valid ones), bad values per type
+ * (int range, bool, enum choices), missing required keys; then append the
+ * defaults of keys not set. Returns 0 or -1 with err filled.
+ */
+int config_validate_section(const struct config_file *f, struct config_section *s,
+                            const struct config_keys *tables, size_t n_tables,
+                            char *err, size_t errlen);
+
+/* Flags of config_validate_section_flags. */
+#define CONFIG_ALLOW_UNKNOWN 1u /* skip keys no table declares (checked later) */
+
+/* config_validate_section with flags; config_validate_section passes 0.
+ * settings.c uses CONFIG_ALLOW_UNKNOWN to check the core keys of [route]
+ * and [sink:*] before the plugin (which declares the rest) is loaded. */
+int config_validate_section_flags(const struct config_file *f, struct config_section *s,
+                                  const struct config_keys *tables, size_t n_tables,
+                                  unsigned flags, char *err, size_t errlen);
+
+/*
+ * Append an empty section (line 0: not in the file) or a key to a section.
+ * For settings.c (sections every relay has, even when the file omits them).
+ * config_add_section moves f->sections: pointers to sections taken before
+ * are invalid afterwards. Return the section / 0, or NULL / -ENOMEM.
+ */
+struct config_section *config_add_section(struct config_file *f, const char *name, int line);
+int config_add_kv(struct config_section *s, const char *key, const char *value, int line);
+
+/*
+ * Write `s` into buf as a double-quoted string for a message: '"' and '\'
+ * backslashed, control bytes as \xNN, cut after 80 bytes with "...".
+ * Returns buf. cap of CONFIG_ERR_LEN always suffices.
+ */
+const char *config_quote(char *buf, size_t cap, const char *s);
+
+/* Typed reads of validated values (dflt when the key is unset or invalid). */
+long long config_get_int(const struct config_section *s, const char *key, long long dflt);
+int config_get_bool(const struct config_section *s, const char *key, int dflt);
+
+/*
+ * The one error formatter: "<file>:<line>: [<section>] <key>: <reason>".
+ * line <= 0 drops ":<line>", section NULL drops "[...]", key NULL drops
+ * "<key>: ". Returns -1 so callers can `return config_errorf(...)`.
+ */
+int config_errorf(char *err, size_t errlen, const char *file, int line,
+                  const char *section, const char *key, const char *fmt, ...)
+    AERO_PRINTF(7, 8);
+
+/* Parsers shared with the key validator: return 0 on success, else -EINVAL
+ * (or -ERANGE for an integer beyond long long). Integers are plain decimal;
+ * booleans true|false|yes|no|on|off|1|0, any case. */
+int config_parse_int(const char *s, long long *out);
+int config_parse_bool(const char *s, int *out);
+
+#endif

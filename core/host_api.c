@@ -1,0 +1,121 @@
+/*
+ * host_api.c - the functions behind aero_host. Each aero_host is the first
+ * member of a host_instance, so a function recovers its instance from the
+ * pointer the plugin passes back. Callable from any thread.
+ */
+#include "host_api.h"
+
+#include "envelope_json.h"
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct host_instance {
+    aero_host api; /* first: (struct host_instance *)host == instance */
+    const struct config_section *section;
+    char *component;     /* "sink:archive" */
+    char *instance_name; /* "archive" */
+    char *label;         /* sink="archive" */
+    char *relay_id;
+    struct metrics *metrics;
+};
+
+static const struct host_instance *from_api(const aero_host *host)
+{
+    return (const struct host_instance *)host;
+}
+
+static void host_log(const aero_host *host, aero_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, from_api(host)->component, fmt, ap);
+    va_end(ap);
+}
+
+static const char *host_config_get(const aero_host *host, const char *key)
+{
+    return config_get(from_api(host)->section, key);
+}
+
+static const char *host_section(const aero_host *host) { return from_api(host)->section->name; }
+
+static const char *host_instance_name(const aero_host *host)
+{
+    return from_api(host)->instance_name;
+}
+
+static const char *host_relay_id(const aero_host *host) { return from_api(host)->relay_id; }
+
+static size_t host_envelope_json(const aero_host *host, const aero_frame *frame, char *buf,
+                                 size_t cap)
+{
+    (void)host;
+    return envelope_json_encode(frame, buf, cap);
+}
+
+static aero_metric *host_metric_register(const aero_host *host, aero_metric_type type,
+                                         const char *name, const char *help)
+{
+    const struct host_instance *h = from_api(host);
+    aero_metric *m = metrics_register(h->metrics, type, name, help, h->label);
+    if (!m)
+        log_msg(AERO_LOG_WARN, h->component, "metric \"%s\" refused (invalid name or type clash)",
+                name ? name : "(null)");
+    return m;
+}
+
+static void host_metric_add(aero_metric *m, uint64_t delta) { metrics_add(m, delta); }
+static void host_metric_set(aero_metric *m, int64_t value) { metrics_set(m, value); }
+
+struct host_instance *host_instance_create(const char *kind_label, const char *instance,
+                                           const struct config_section *section,
+                                           const char *relay_id, struct metrics *metrics)
+{
+    struct host_instance *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->api = (aero_host){
+        .size = sizeof(aero_host),
+        .log = host_log,
+        .config_get = host_config_get,
+        .section = host_section,
+        .instance_name = host_instance_name,
+        .relay_id = host_relay_id,
+        .envelope_json = host_envelope_json,
+        .metric_register = host_metric_register,
+        .metric_add = host_metric_add,
+        .metric_set = host_metric_set,
+    };
+    h->section = section;
+    h->metrics = metrics;
+    if (asprintf(&h->component, "%s:%s", kind_label, instance) < 0)
+        h->component = NULL;
+    if (asprintf(&h->label, "%s=\"%s\"", kind_label, instance) < 0)
+        h->label = NULL;
+    h->instance_name = strdup(instance);
+    h->relay_id = strdup(relay_id ? relay_id : "relay");
+    if (!h->component || !h->label || !h->instance_name || !h->relay_id) {
+        host_instance_destroy(h);
+        return NULL;
+    }
+    return h;
+}
+
+void host_instance_destroy(struct host_instance *h)
+{
+    if (!h)
+        return;
+    free(h->component);
+    free(h->label);
+    free(h->instance_name);
+    free(h->relay_id);
+    free(h);
+}
+
+const aero_host *host_instance_api(const struct host_instance *h) { return &h->api; }
+
+const char *host_instance_component(const struct host_instance *h) { return h->component; }

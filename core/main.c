@@ -1,0 +1,262 @@
+/*
+ * main.c - aeroarc-relay's entry: command line, configuration and plugins,
+ * then the parts started in order and stopped in reverse. The main thread
+ * owns every signal (blocked everywhere else) and does the periodic work.
+ */
+#include "agent_gateway.h"
+#include "health_service.h"
+#include "log.h"
+#include "metrics.h"
+#include "plugin_loader.h"
+#include "relay.h"
+#include "relay_control.h"
+#include "route.h"
+#include "rpc_server.h"
+#include "session_table.h"
+#include "settings.h"
+#include "sink_pipeline.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef AERO_VERSION
+#define AERO_VERSION "0.0.0"
+#endif
+
+struct options {
+    const char *config;
+    int check;
+};
+
+/* Everything loaded before start: plugins belong to main until the end. */
+struct loaded {
+    struct plugin *route;
+    struct plugin **sinks;
+    size_t n_sinks;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: aeroarc-relay [-c FILE] [--check] [--version]\n"
+            "  -c, --config FILE  relay.ini to use (default: relay.ini)\n"
+            "      --check        validate the configuration and load every plugin, then exit\n"
+            "      --version      print the version and plugin ABI, then exit\n"
+            "  -h, --help         this text\n"
+            "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reopens sink output files.\n");
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    o->config = "relay.ini";
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config = optarg; break;
+        case 'k': o->check = 1; break;
+        case 'V':
+            printf("aeroarc-relay %s (plugin ABI %d.%d)\n", AERO_VERSION, AERO_ABI_MAJOR,
+                   AERO_ABI_MINOR);
+            exit(0);
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "aeroarc-relay: unexpected argument \"%s\"\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Load one plugin for a section and validate the section with its keys. */
+static int load_for_section(struct settings *st, struct config_section *sec, const char *name,
+                            aero_plugin_kind kind, struct plugin **out, char *err, size_t errlen)
+{
+    char reason[1024];
+    if (plugin_load(name, kind, st->plugin_dir, out, reason, sizeof(reason)) < 0) {
+        const struct config_kv *kv = config_get_kv(sec, "plugin");
+        return config_errorf(err, errlen, st->file.path, kv ? kv->line : sec->line, sec->name,
+                             "plugin", "%s", reason);
+    }
+    return settings_validate_plugin_section(st, sec, &(*out)->keys, err, errlen);
+}
+
+static int load_plugins(struct settings *st, struct loaded *l, char *err, size_t errlen)
+{
+    if (load_for_section(st, st->route_section, st->route_plugin, AERO_PLUGIN_ROUTE, &l->route,
+                         err, errlen) < 0)
+        return -1;
+    l->sinks = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*l->sinks));
+    if (!l->sinks)
+        return config_errorf(err, errlen, st->file.path, 0, NULL, NULL, "out of memory");
+    for (size_t i = 0; i < st->n_sinks; i++) {
+        l->n_sinks = i + 1;
+        if (load_for_section(st, st->sinks[i].section, st->sinks[i].plugin, AERO_PLUGIN_SINK,
+                             &l->sinks[i], err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void unload_plugins(struct loaded *l)
+{
+    for (size_t i = 0; i < l->n_sinks; i++)
+        plugin_unload(l->sinks[i]);
+    free(l->sinks);
+    plugin_unload(l->route);
+}
+
+/* Signals are taken synchronously by the main thread only; every thread
+ * started later inherits this mask. SIGPIPE is ignored: a closed stdout
+ * must surface as EPIPE to sink-stdout, not kill the relay. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Wait for SIGTERM/SIGINT, doing periodic work and SIGHUP reopens. */
+static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t *set)
+{
+    const struct timespec tick = {1, 0};
+    for (;;) {
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("signal %s: shutting down (grace %llds)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                     (long long)r->settings->shutdown_grace_s);
+            return;
+        }
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: reopening sink outputs");
+            sink_pipeline_reopen(r->sinks);
+        }
+        gateway_tick(gw, gateway_now_ns());
+    }
+}
+
+/* Sessions that never opened a stream still hold routes: take them down. */
+static void drop_remaining_routes(struct relay *r)
+{
+    struct session_info *infos = NULL;
+    size_t n = session_table_list(r->sessions, &infos);
+    for (size_t i = 0; i < n; i++)
+        route_down(r->route, infos[i].agent_id, infos[i].session_id);
+    free(infos);
+}
+
+static int serve(struct settings *st, struct loaded *l)
+{
+    char err[1024];
+    int rc = 1;
+    sigset_t set;
+    struct relay relay = {.settings = st};
+    struct gateway *gw = NULL;
+    struct rpc_server *server = NULL;
+    struct sink_instance_spec *specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*specs));
+
+    block_signals(&set);
+    relay.metrics = metrics_create();
+    relay.sessions = session_table_create();
+    if (!specs || !relay.metrics || !relay.sessions) {
+        log_error("out of memory at start-up");
+        goto out;
+    }
+    for (size_t i = 0; i < st->n_sinks; i++)
+        specs[i] = (struct sink_instance_spec){&st->sinks[i], l->sinks[i]};
+    if (sink_pipeline_start(&relay.sinks, specs, st->n_sinks, st->relay_id, relay.metrics, err,
+                            sizeof(err)) < 0 ||
+        route_start(&relay.route, l->route, st->route_section, st->relay_id, relay.metrics, err,
+                    sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    gw = gateway_create(&relay);
+    struct rpc_server_options opt = {
+        .listen = st->listen,
+        .workers = st->workers,
+        .max_message_bytes = st->max_message_bytes,
+        .tls_cert_file = st->tls_cert_file,
+        .tls_key_file = st->tls_key_file,
+        .tls_client_ca_file = st->tls_client_ca_file,
+    };
+    server = gw ? rpc_server_create(&opt, err, sizeof(err)) : NULL;
+    if (!server || gateway_add_methods(gw, server) < 0 ||
+        health_service_add(&relay, server) < 0 || relay_control_add(&relay, server) < 0) {
+        log_error("cannot set up the gRPC server: %s", server ? "method registration failed" : err);
+        goto out;
+    }
+    int port = rpc_server_start(server, err, sizeof(err));
+    if (port < 0) {
+        log_error("gRPC: %s", err);
+        goto out;
+    }
+    log_info("aeroarc-relay %s serving gRPC on %s (port %d), relay_id %s, %zu sink(s), route %s, "
+             "%d worker(s)",
+             AERO_VERSION, st->listen, port, st->relay_id, st->n_sinks, l->route->name,
+             st->workers);
+
+    run_until_signal(&relay, gw, &set);
+    atomic_store(&relay.shutting_down, true);
+    gateway_begin_shutdown(gw);
+    rc = 0;
+
+out:
+    atomic_store(&relay.shutting_down, true);
+    rpc_server_shutdown(server, st->shutdown_grace_s * 1000);
+    sink_pipeline_stop(relay.sinks); /* flushes: acks already sent stay true */
+    if (relay.sessions)
+        drop_remaining_routes(&relay);
+    route_stop(relay.route);
+    gateway_destroy(gw);
+    session_table_destroy(relay.sessions, gateway_drop_owner);
+    metrics_destroy(relay.metrics);
+    free(specs);
+    if (rc == 0)
+        log_info("stopped cleanly");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {0};
+    struct settings st;
+    struct loaded l = {0};
+    char err[2048];
+
+    if (parse_args(argc, argv, &o) < 0)
+        return 2;
+    if (settings_load(o.config, &st, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aeroarc-relay: %s\n", err);
+        return 2;
+    }
+    log_configure(st.log_level, st.log_format);
+    if (load_plugins(&st, &l, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aeroarc-relay: %s\n", err);
+        unload_plugins(&l);
+        settings_free(&st);
+        return 2;
+    }
+    int rc = 0;
+    if (o.check)
+        printf("%s: configuration OK (route %s, %zu sink(s))\n", o.config, st.route_plugin,
+               st.n_sinks);
+    else
+        rc = serve(&st, &l);
+    unload_plugins(&l);
+    settings_free(&st);
+    return rc;
+}

@@ -1,0 +1,26 @@
+/*
+ * relay.h - the one context main.c builds and passes down: settings, shared
+ * registries and the running parts. No globals elsewhere hold any of it.
+ */
+#ifndef AERO_RELAY_H
+#define AERO_RELAY_H
+
+#include "metrics.h"
+#include "settings.h"
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct session_table;
+struct sink_pipeline;
+struct route;
+
+struct relay {
+    struct settings *settings;
+    struct metrics *metrics;
+    struct session_table *sessions;
+    struct sink_pipeline *sinks;
+    struct route *route;
+    atomic_bool shutting_down; /* set once, by the main thread */
+};
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * rpc_call.c - batches on one server call. Each public start function builds
+ * its grpc_op array here and wraps the caller's tag so the buffers the batch
+ * needs (send buffer, status details, received message) are released before
+ * the caller hears of the completion. Any worker thread.
+ */
+#include "rpc_internal.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *rpc_code_name(enum rpc_code code)
+{
+    switch (code) {
+    case RPC_OK: return "OK";
+    case RPC_CANCELLED: return "CANCELLED";
+    case RPC_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case RPC_NOT_FOUND: return "NOT_FOUND";
+    case RPC_PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case RPC_RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case RPC_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case RPC_ABORTED: return "ABORTED";
+    case RPC_UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case RPC_INTERNAL: return "INTERNAL";
+    case RPC_UNAVAILABLE: return "UNAVAILABLE";
+    case RPC_UNAUTHENTICATED: return "UNAUTHENTICATED";
+    }
+    return "UNKNOWN";
+}
+
+struct rpc_call *rpc_call_alloc(void)
+{
+    struct rpc_call *c = calloc(1, sizeof(*c));
+    if (c)
+        grpc_metadata_array_init(&c->md);
+    return c;
+}
+
+void rpc_call_free(struct rpc_call *c)
+{
+    if (!c)
+        return;
+    if (c->have_request_slice)
+        grpc_slice_unref(c->request_slice);
+    if (c->request)
+        grpc_byte_buffer_destroy(c->request);
+    rpc_stream_message_release(c);
+    if (c->send_buf)
+        grpc_byte_buffer_destroy(c->send_buf);
+    if (c->have_status_details)
+        grpc_slice_unref(c->status_details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->call)
+        grpc_call_unref(c->call);
+    free(c);
+}
+
+const char *rpc_call_metadata(const struct rpc_call *c, const char *key, size_t *len)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < c->md.count; i++) {
+        const grpc_metadata *m = &c->md.metadata[i];
+        if (GRPC_SLICE_LENGTH(m->key) == klen &&
+            memcmp(GRPC_SLICE_START_PTR(m->key), key, klen) == 0) {
+            *len = GRPC_SLICE_LENGTH(m->value);
+            return (const char *)GRPC_SLICE_START_PTR(m->value);
+        }
+    }
+    *len = 0;
+    return NULL;
+}
+
+/* A byte buffer's contents as one slice (a ref when it is one slice). */
+static grpc_slice read_all(grpc_byte_buffer *bb)
+{
+    grpc_byte_buffer_reader reader;
+    grpc_byte_buffer_reader_init(&reader, bb);
+    grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    return s;
+}
+
+const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len)
+{
+    if (!c->request) {
+        *len = 0;
+        return NULL;
+    }
+    if (!c->have_request_slice) {
+        c->request_slice = read_all(c->request);
+        c->have_request_slice = true;
+    }
+    *len = GRPC_SLICE_LENGTH(c->request_slice);
+    return GRPC_SLICE_START_PTR(c->request_slice);
+}
+
+static void set_status_details(struct rpc_call *c, const char *msg)
+{
+    if (c->have_status_details)
+        grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+    c->have_status_details = true;
+}
+
+static void unary_finished(struct rpc_tag *tag, bool ok)
+{
+    (void)ok; /* the client may be gone; nothing left to do either way */
+    struct rpc_call *c = (struct rpc_call *)((char *)tag - offsetof(struct rpc_call, finish_tag));
+    rpc_call_free(c);
+}
+
+void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
+                      const uint8_t *resp, size_t resp_len)
+{
+    grpc_op ops[4];
+    grpc_op *op = ops;
+    memset(ops, 0, sizeof(ops));
+    set_status_details(c, code == RPC_OK ? NULL : msg);
+
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op++;
+    if (resp && code == RPC_OK) {
+        grpc_slice s = grpc_slice_from_copied_buffer((const char *)resp, resp_len);
+        c->send_buf = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        op->op = GRPC_OP_SEND_MESSAGE;
+        op->data.send_message.send_message = c->send_buf;
+        op++;
+    }
+    op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    op->data.send_status_from_server.status = (grpc_status_code)code;
+    op->data.send_status_from_server.status_details = &c->status_details;
+    op++;
+    op->op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op->data.recv_close_on_server.cancelled = &c->cancelled;
+    op++;
+    c->finish_tag.done = unary_finished;
+    if (grpc_call_start_batch(c->call, ops, (size_t)(op - ops), &c->finish_tag, NULL) !=
+        GRPC_CALL_OK)
+        rpc_call_free(c); /* nothing was started: no completion will come */
+}
+
+#define CALL_OF(tag, member) ((struct rpc_call *)((char *)(tag) - offsetof(struct rpc_call, member)))
+
+int rpc_stream_begin(struct rpc_call *c, struct rpc_tag *close_tag)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[1].data.recv_close_on_server.cancelled = &c->cancelled;
+    return grpc_call_start_batch(c->call, ops, 2, close_tag, NULL) == GRPC_CALL_OK ? 0 : -1;
+}
+
+static void recv_done(struct rpc_tag *tag, bool ok)
+{
+    struct rpc_call *c = CALL_OF(tag, recv_wrap);
+    if (ok && c->recv_buf) {
+        c->recv_slice = read_all(c->recv_buf);
+        c->have_recv_slice = true;
+    }
+    if (c->recv_buf) {
+        grpc_byte_buffer_destroy(c->recv_buf);
+        c->recv_buf = NULL;
+    }
+    c->recv_user->done(c->recv_user, ok);
+}
+
+int rpc_stream_recv(struct rpc_call *c, struct rpc_tag *tag)
+{
+    grpc_op op;
+    rpc_stream_message_release(c);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    c->recv_user = tag;
+    c->recv_wrap.done = recv_done;
+    return grpc_call_start_batch(c->call, &op, 1, &c->recv_wrap, NULL) == GRPC_CALL_OK ? 0 : -1;
+}
+
+const uint8_t *rpc_stream_message(struct rpc_call *c, size_t *len)
+{
+    if (!c->have_recv_slice) {
+        *len = 0;
+        return NULL;
+    }
+    *len = GRPC_SLICE_LENGTH(c->recv_slice);
+    /* An empty message is a valid (all-default) protobuf, not the end. */
+    static const uint8_t empty[1];
+    return *len ? GRPC_SLICE_START_PTR(c->recv_slice) : empty;
+}
+
+void rpc_stream_message_release(struct rpc_call *c)
+{
+    if (c->have_recv_slice) {
+        grpc_slice_unref(c->recv_slice);
+        c->have_recv_slice = false;
+    }
+}
+
+static void send_done(struct rpc_tag *tag, bool ok)
+{
+    struct rpc_call *c = CALL_OF(tag, send_wrap);
+    grpc_byte_buffer_destroy(c->send_buf);
+    c->send_buf = NULL;
+    c->send_user->done(c->send_user, ok);
+}
+
+int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, struct rpc_tag *tag)
+{
+    grpc_op op;
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg, len);
+    c->send_buf = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = c->send_buf;
+    c->send_user = tag;
+    c->send_wrap.done = send_done;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->send_wrap, NULL) != GRPC_CALL_OK) {
+        grpc_byte_buffer_destroy(c->send_buf);
+        c->send_buf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void status_done(struct rpc_tag *tag, bool ok)
+{
+    struct rpc_call *c = CALL_OF(tag, status_wrap);
+    c->status_user->done(c->status_user, ok);
+}
+
+int rpc_stream_status(struct rpc_call *c, enum rpc_code code, const char *msg,
+                      struct rpc_tag *tag)
+{
+    grpc_op op;
+    set_status_details(c, msg);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    op.data.send_status_from_server.status = (grpc_status_code)code;
+    op.data.send_status_from_server.status_details = &c->status_details;
+    c->status_user = tag;
+    c->status_wrap.done = status_done;
+    return grpc_call_start_batch(c->call, &op, 1, &c->status_wrap, NULL) == GRPC_CALL_OK ? 0 : -1;
+}
+
+void rpc_call_cancel(struct rpc_call *c, enum rpc_code code, const char *msg)
+{
+    grpc_call_cancel_with_status(c->call, (grpc_status_code)code, msg, NULL);
+}
+
+bool rpc_call_was_cancelled(const struct rpc_call *c) { return c->cancelled != 0; }

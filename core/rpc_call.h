@@ -1,0 +1,87 @@
+/*
+ * rpc_call.h - one gRPC server call and the operations the services start on
+ * it. This file and rpc_server.c are the only ones that build grpc_op
+ * batches; services see bytes, status codes and tags. Every completion
+ * arrives on a completion-queue worker as rpc_tag->done(tag, ok).
+ *
+ * gRPC core rules kept here: at most one batch of each kind (recv message,
+ * send message, status) in flight per call; a call is released only when
+ * every batch started on it has completed (the caller counts them: each
+ * rpc_call_* start that returns 0 owes exactly one done()).
+ */
+#ifndef AERO_RPC_CALL_H
+#define AERO_RPC_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Status codes we use (values are gRPC's). */
+enum rpc_code {
+    RPC_OK = 0,
+    RPC_CANCELLED = 1,
+    RPC_INVALID_ARGUMENT = 3,
+    RPC_NOT_FOUND = 5,
+    RPC_PERMISSION_DENIED = 7,
+    RPC_RESOURCE_EXHAUSTED = 8,
+    RPC_FAILED_PRECONDITION = 9,
+    RPC_ABORTED = 10,
+    RPC_UNIMPLEMENTED = 12,
+    RPC_INTERNAL = 13,
+    RPC_UNAVAILABLE = 14,
+    RPC_UNAUTHENTICATED = 16
+};
+
+/* Embed in your object; the completion queue hands it back. */
+struct rpc_tag {
+    void (*done)(struct rpc_tag *tag, bool ok);
+};
+
+struct rpc_call; /* opaque */
+
+/* Request metadata value for key (lower-case), or NULL; *len set. */
+const char *rpc_call_metadata(const struct rpc_call *c, const char *key, size_t *len);
+
+/* Unary: the request message bytes (NULL/0 if none), valid until finish. */
+const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len);
+
+/*
+ * Answer a call in one batch and release it: the response (unary; NULL for
+ * none) and the status. Every unary call ends here exactly once; a stream
+ * refused before rpc_stream_begin ends here too.
+ */
+void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
+                      const uint8_t *resp, size_t resp_len);
+
+/*
+ * Streaming: the service owns the call from its handler on.
+ * rpc_stream_begin: send initial metadata and watch for the client's close
+ * or cancellation (close_tag completes when the call is over; then
+ * rpc_call_was_cancelled tells how).
+ */
+int rpc_stream_begin(struct rpc_call *c, struct rpc_tag *close_tag);
+/* Read the next message; when tag completes, take it with rpc_stream_message. */
+int rpc_stream_recv(struct rpc_call *c, struct rpc_tag *tag);
+/*
+ * After the recv tag completed with ok: the message bytes, valid until
+ * rpc_stream_message_release (next recv releases too). Returns NULL at the
+ * end of the client's stream (half-close).
+ */
+const uint8_t *rpc_stream_message(struct rpc_call *c, size_t *len);
+void rpc_stream_message_release(struct rpc_call *c);
+/* Send one message (copied). */
+int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, struct rpc_tag *tag);
+/* Send the final status. */
+int rpc_stream_status(struct rpc_call *c, enum rpc_code code, const char *msg,
+                      struct rpc_tag *tag);
+/* End the call now with this status (any thread, any time; idempotent enough:
+ * later calls are ignored by gRPC). Outstanding batches then fail. */
+void rpc_call_cancel(struct rpc_call *c, enum rpc_code code, const char *msg);
+bool rpc_call_was_cancelled(const struct rpc_call *c);
+/* Release a streaming call: every batch started on it must have completed. */
+void rpc_call_free(struct rpc_call *c);
+
+/* Short name of a code ("INVALID_ARGUMENT"), for logs. */
+const char *rpc_code_name(enum rpc_code code);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * rpc_internal.h - the call object shared by rpc_call.c and rpc_server.c
+ * only (the one place grpc_* types are laid out). Services never include it.
+ */
+#ifndef AERO_RPC_INTERNAL_H
+#define AERO_RPC_INTERNAL_H
+
+#include "rpc_call.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+
+struct rpc_call {
+    grpc_call *call;
+    grpc_metadata_array md;
+    gpr_timespec deadline;
+    grpc_byte_buffer *request;        /* unary payload (READ_INITIAL_BYTE_BUFFER) */
+    grpc_slice request_slice;
+    bool have_request_slice;
+
+    grpc_byte_buffer *recv_buf;       /* streaming receive target */
+    grpc_slice recv_slice;
+    bool have_recv_slice;
+    struct rpc_tag recv_wrap, *recv_user;
+
+    grpc_byte_buffer *send_buf;       /* alive until the send completes */
+    struct rpc_tag send_wrap, *send_user;
+
+    grpc_slice status_details;        /* alive until the status is sent */
+    bool have_status_details;
+    struct rpc_tag status_wrap, *status_user;
+
+    int cancelled;                    /* RECV_CLOSE_ON_SERVER result */
+    struct rpc_tag finish_tag;        /* unary: the one closing batch */
+};
+
+/* A fresh call object for rpc_server.c to request calls into. */
+struct rpc_call *rpc_call_alloc(void);
+
+#endif

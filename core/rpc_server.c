@@ -1,0 +1,330 @@
+/*
+ * rpc_server.c - the gRPC server and its completion-queue workers. Each
+ * registered method keeps a few calls requested ahead so bursts of new
+ * streams are admitted without a round trip through a worker; every event
+ * is dispatched to the rpc_tag it carries. Unknown methods get UNIMPLEMENTED.
+ */
+#include "rpc_server.h"
+
+#include "log.h"
+#include "rpc_internal.h"
+
+#include <errno.h>
+#include <grpc/grpc_security.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_METHODS 16
+
+struct method {
+    char *path;
+    enum rpc_method_kind kind;
+    rpc_handler handler;
+    void *service;
+    void *handle; /* from grpc_server_register_method */
+};
+
+/* One outstanding request for a new call. */
+struct request {
+    struct rpc_tag tag;
+    struct rpc_server *server;
+    struct method *method;        /* NULL: the catch-all for unknown methods */
+    struct rpc_call *call;
+    grpc_call_details details;    /* catch-all only */
+};
+
+struct rpc_server {
+    struct rpc_server_options opt;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    struct method methods[MAX_METHODS];
+    size_t n_methods;
+    pthread_t *workers;
+    int n_workers;
+    int started_workers;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool shutdown_done;
+    struct rpc_tag shutdown_tag;
+};
+
+static int arm(struct rpc_server *s, struct method *m);
+
+static void *worker_main(void *arg)
+{
+    struct rpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            struct rpc_tag *tag = ev.tag;
+            tag->done(tag, ev.success != 0);
+        }
+    }
+    return NULL;
+}
+
+static void request_free(struct request *r)
+{
+    if (!r)
+        return;
+    if (!r->method)
+        grpc_call_details_destroy(&r->details);
+    rpc_call_free(r->call);
+    free(r);
+}
+
+static void new_call(struct rpc_tag *tag, bool ok)
+{
+    struct request *r = (struct request *)tag;
+    struct rpc_server *s = r->server;
+    if (!ok) { /* the server is shutting down: no call came */
+        request_free(r);
+        return;
+    }
+    struct rpc_call *call = r->call;
+    struct method *m = r->method;
+    r->call = NULL;
+    if (!m) {
+        rpc_call_finish(call, RPC_UNIMPLEMENTED, "unknown method", NULL, 0);
+    } else {
+        m->handler(call, m->service);
+    }
+    /* Re-arm the same slot before anything else can exhaust it. */
+    arm(s, m);
+    request_free(r);
+}
+
+/* Request one more call for method m (NULL = the catch-all). */
+static int arm(struct rpc_server *s, struct method *m)
+{
+    struct request *r = calloc(1, sizeof(*r));
+    if (!r || !(r->call = rpc_call_alloc())) {
+        free(r);
+        log_error("out of memory: cannot accept new calls");
+        return -ENOMEM;
+    }
+    r->tag.done = new_call;
+    r->server = s;
+    r->method = m;
+    grpc_call_error e;
+    if (m) {
+        e = grpc_server_request_registered_call(
+            s->server, m->handle, &r->call->call, &r->call->deadline, &r->call->md,
+            m->kind == RPC_METHOD_UNARY ? &r->call->request : NULL, s->cq, s->cq, &r->tag);
+    } else {
+        grpc_call_details_init(&r->details);
+        e = grpc_server_request_call(s->server, &r->call->call, &r->details, &r->call->md,
+                                     s->cq, s->cq, &r->tag);
+    }
+    if (e != GRPC_CALL_OK) { /* shutting down */
+        request_free(r);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,
+                                     size_t errlen)
+{
+    struct rpc_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->opt = *opt;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    grpc_init();
+
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = (int)opt->max_message_bytes},
+        /* Two relays must never share a port by accident. */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
+    };
+    grpc_channel_args cargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+    s->server = grpc_server_create(&cargs, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    return s;
+}
+
+int rpc_server_add_method(struct rpc_server *s, const char *path, enum rpc_method_kind kind,
+                          rpc_handler handler, void *service)
+{
+    if (s->n_methods == MAX_METHODS)
+        return -ENOSPC;
+    struct method *m = &s->methods[s->n_methods];
+    m->path = strdup(path);
+    m->kind = kind;
+    m->handler = handler;
+    m->service = service;
+    m->handle = grpc_server_register_method(
+        s->server, path, NULL,
+        kind == RPC_METHOD_UNARY ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE,
+        0);
+    if (!m->path || !m->handle) {
+        free(m->path);
+        return -EINVAL;
+    }
+    s->n_methods++;
+    return 0;
+}
+
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while (mem && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, mem);
+    fclose(f);
+    if (mem)
+        fclose(mem);
+    return buf;
+}
+
+static grpc_server_credentials *make_credentials(const struct rpc_server_options *o, char *err,
+                                                 size_t errlen)
+{
+    if (!o->tls_cert_file || !*o->tls_cert_file)
+        return grpc_insecure_server_credentials_create();
+    char *cert = read_file(o->tls_cert_file, err, errlen);
+    char *key = cert ? read_file(o->tls_key_file, err, errlen) : NULL;
+    char *ca = NULL;
+    if (key && o->tls_client_ca_file && *o->tls_client_ca_file)
+        ca = read_file(o->tls_client_ca_file, err, errlen);
+    grpc_server_credentials *creds = NULL;
+    if (cert && key && (ca || !o->tls_client_ca_file || !*o->tls_client_ca_file)) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+        creds = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1,
+            ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+        if (!creds)
+            snprintf(err, errlen, "invalid TLS certificate or key (%s, %s)", o->tls_cert_file,
+                     o->tls_key_file);
+    }
+    free(cert);
+    if (key) {
+        memset(key, 0, strlen(key)); /* do not leave the private key in freed memory */
+        free(key);
+    }
+    free(ca);
+    return creds;
+}
+
+int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
+{
+    grpc_server_credentials *creds = make_credentials(&s->opt, err, errlen);
+    if (!creds)
+        return -1;
+    int port = grpc_server_add_http2_port(s->server, s->opt.listen, creds);
+    grpc_server_credentials_release(creds);
+    if (port <= 0) {
+        snprintf(err, errlen, "cannot listen on %s (address in use or invalid)", s->opt.listen);
+        return -1;
+    }
+    grpc_server_start(s->server);
+
+    s->n_workers = s->opt.workers > 0 ? s->opt.workers : 1;
+    s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
+    if (!s->workers) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
+            snprintf(err, errlen, "cannot start gRPC worker threads");
+            return -1;
+        }
+        s->started_workers++;
+    }
+    /* A few requests per method so concurrent connects do not queue on one. */
+    for (size_t i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < s->n_workers + 1; k++)
+            arm(s, &s->methods[i]);
+    arm(s, NULL);
+    return port;
+}
+
+static void shutdown_done(struct rpc_tag *tag, bool ok)
+{
+    (void)ok;
+    struct rpc_server *s = (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
+    pthread_mutex_lock(&s->mu);
+    s->shutdown_done = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Wait for the shutdown tag until `deadline`; true if it arrived. */
+static bool wait_shutdown(struct rpc_server *s, const struct timespec *deadline)
+{
+    pthread_mutex_lock(&s->mu);
+    while (!s->shutdown_done) {
+        if (deadline) {
+            if (pthread_cond_timedwait(&s->cv, &s->mu, deadline) == ETIMEDOUT)
+                break;
+        } else {
+            pthread_cond_wait(&s->cv, &s->mu);
+        }
+    }
+    bool done = s->shutdown_done;
+    pthread_mutex_unlock(&s->mu);
+    return done;
+}
+
+void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
+{
+    if (!s)
+        return;
+    if (s->started_workers > 0) {
+        s->shutdown_tag.done = shutdown_done;
+        grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += grace_ms / 1000;
+        deadline.tv_nsec += (grace_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        if (!wait_shutdown(s, &deadline)) {
+            log_warn("shutdown grace over: cancelling the calls still open");
+            grpc_server_cancel_all_calls(s->server);
+            wait_shutdown(s, NULL);
+        }
+    }
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_shutdown(s->cq);
+    for (int i = 0; i < s->started_workers; i++)
+        pthread_join(s->workers[i], NULL);
+    if (s->started_workers == 0) { /* never started: drain here */
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+    }
+    grpc_completion_queue_destroy(s->cq);
+    for (size_t i = 0; i < s->n_methods; i++)
+        free(s->methods[i].path);
+    free(s->workers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    grpc_shutdown();
+}

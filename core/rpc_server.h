@@ -1,0 +1,44 @@
+/*
+ * rpc_server.h - the gRPC server: one completion queue drained by `workers`
+ * threads, registered methods each with calls requested ahead, unknown
+ * methods answered UNIMPLEMENTED, and an orderly shutdown. Services plug in
+ * with rpc_server_add_method before rpc_server_start.
+ */
+#ifndef AERO_RPC_SERVER_H
+#define AERO_RPC_SERVER_H
+
+#include "rpc_call.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rpc_server;
+
+enum rpc_method_kind { RPC_METHOD_UNARY, RPC_METHOD_STREAM };
+
+/*
+ * A new call arrived on a worker thread. Unary handlers must end with
+ * rpc_unary_finish; stream handlers own the call (see rpc_call.h).
+ */
+typedef void (*rpc_handler)(struct rpc_call *call, void *service);
+
+struct rpc_server_options {
+    const char *listen;            /* "0.0.0.0:50051" */
+    int workers;                   /* >= 1 */
+    int64_t max_message_bytes;     /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH */
+    const char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* "" = plain */
+};
+
+struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,
+                                     size_t errlen);
+int rpc_server_add_method(struct rpc_server *s, const char *path, enum rpc_method_kind kind,
+                          rpc_handler handler, void *service);
+/* Bind, start the workers. Returns the bound port, or -1 with err filled. */
+int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
+/*
+ * Stop accepting calls, give running calls `grace_ms` to finish (services
+ * end their streams themselves when told to shut down), cancel the rest,
+ * join the workers, destroy everything.
+ */
+void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms);
+
+#endif

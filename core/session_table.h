@@ -1,0 +1,95 @@
+/*
+ * session_table.h - the live sessions, keyed by agent id (SPEC.md section 2).
+ * Lock-sharded hash map; every function is thread-safe. Each session carries
+ * a generation that changes whenever the session is replaced (Register) or
+ * a new stream takes it over, so an old stream's late calls (touch, detach)
+ * can never remove or change what replaced it.
+ *
+ * The table stores each attached stream's `owner` pointer but never
+ * dereferences it: whoever attaches hands the table one reference, and gets
+ * it back (through *displaced or a successful detach) to drop.
+ */
+#ifndef AERO_SESSION_TABLE_H
+#define AERO_SESSION_TABLE_H
+
+#include <aeroarc/plugin.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SESSION_AGENT_MAX 128          /* bytes of agent id */
+#define SESSION_ID_LEN 37              /* "sess-" + 32 hex */
+#define SESSION_FLIGHT_MAX 128
+
+struct session_table;
+
+struct session_info {
+    char agent_id[SESSION_AGENT_MAX + 1];
+    char session_id[SESSION_ID_LEN + 1];
+    int64_t connected_at_unix_ns;      /* Register time */
+    int64_t last_heartbeat_unix_ns;    /* Register time, then every frame */
+    char flight_id[SESSION_FLIGHT_MAX + 1]; /* last non-empty, may be "" */
+    bool stream_attached;
+};
+
+/* True when id is 1-128 bytes of A-Z a-z 0-9 . _ - : (SPEC.md section 2). */
+bool session_agent_id_valid(const char *id, size_t len);
+
+/* Fill out with "sess-" + 32 lowercase hex from getrandom(2) (128 bits). */
+void session_id_generate(char out[SESSION_ID_LEN + 1]);
+
+struct session_table *session_table_create(void);
+/* Owners still attached are returned one by one to drop_owner (may be NULL). */
+void session_table_destroy(struct session_table *t, void (*drop_owner)(void *owner));
+
+/*
+ * Register: create or replace the session of `agent_id` (valid id, NUL-
+ * terminated) with a fresh session id written to session_id_out. If the
+ * replaced session had a stream attached, its owner comes back in
+ * *displaced (the caller aborts that stream and drops the reference), and
+ * the replaced session id in displaced_session_id (may be NULL) when any.
+ */
+void session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
+                            char session_id_out[SESSION_ID_LEN + 1], void **displaced);
+
+/*
+ * A stream opens for agent_id: attach `owner` (the table keeps the
+ * reference given) and start a new generation. Returns 0 with *gen and the
+ * session id filled, and any previously attached owner in *displaced; or
+ * -ENOENT when no session exists (the reference stays with the caller).
+ */
+int session_table_attach(struct session_table *t, const char *agent_id, void *owner,
+                         uint64_t *gen, char session_id_out[SESSION_ID_LEN + 1],
+                         void **displaced);
+
+/*
+ * The stream of generation `gen` ended: remove the session only if it is
+ * still that generation. Returns true (and the owner reference in *owner)
+ * when removed; the caller then takes the route down.
+ */
+bool session_table_detach(struct session_table *t, const char *agent_id, uint64_t gen,
+                          void **owner);
+
+/* A frame arrived on generation gen: move last_heartbeat, and flight_id when
+ * non-empty (truncated to SESSION_FLIGHT_MAX). No-op for a stale gen. */
+void session_table_touch(struct session_table *t, const char *agent_id, uint64_t gen,
+                         int64_t now_ns, aero_str flight_id);
+
+/*
+ * Remove sessions that have had no stream attached for longer than ttl_ns
+ * since their Register; call `expired` for each (outside any lock) so the
+ * route can be deleted. Returns how many.
+ */
+size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl_ns,
+                            void (*expired)(void *arg, const char *agent_id,
+                                            const char *session_id),
+                            void *arg);
+
+/* Consistent copy of one session (0) or -ENOENT. */
+int session_table_get(struct session_table *t, const char *agent_id, struct session_info *out);
+
+/* Snapshot of all sessions: *out is malloc'ed (caller frees), returns count. */
+size_t session_table_list(struct session_table *t, struct session_info **out);
+size_t session_table_count(struct session_table *t);
+
+#endif

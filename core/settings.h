@@ -1,0 +1,84 @@
+/*
+ * settings.h - the core's own relay.ini keys (SPEC.md section 6): their
+ * declarations (so the validator, --check and the docs agree) and the typed
+ * result the rest of the core reads. Plugin keys are validated by the
+ * plugin's own table (see plugin_loader.h); settings.c validates the core
+ * keys of each section and knows which sections exist.
+ */
+#ifndef AERO_SETTINGS_H
+#define AERO_SETTINGS_H
+
+#include "config.h"
+#include "log.h"
+#include <stddef.h>
+#include <stdint.h>
+
+enum on_full { ON_FULL_BLOCK = 0, ON_FULL_REJECT = 1 };
+
+struct sink_settings {
+    char *name;                     /* "archive" from [sink:archive] */
+    char *plugin;                   /* "sink-file" */
+    size_t queue;                   /* frames, >= 1 */
+    enum on_full on_full;
+    struct config_section *section; /* owned by the config_file */
+};
+
+struct settings {
+    struct config_file file;
+
+    /* [relay] */
+    char *listen;                   /* "0.0.0.0:50051" */
+    char *relay_id;                 /* resolved: key, RELAY_ID, hostname, "relay" */
+    int64_t max_inflight;           /* default 100 */
+    int workers;                    /* resolved: 0 -> number of cores */
+    char *plugin_dir;               /* as configured; "" = default search */
+    int64_t max_message_bytes;      /* default 65536 */
+    int64_t shutdown_grace_s;       /* default 10 */
+
+    /* [http] */
+    char *http_listen;              /* "" = no HTTP server */
+
+    /* [route] */
+    char *route_plugin;             /* default "route-none" */
+    int64_t route_ttl_s;            /* default 45 */
+    struct config_section *route_section; /* never NULL after settings_load */
+
+    /* [sink:*] in file order */
+    struct sink_settings *sinks;
+    size_t n_sinks;
+
+    /* [tls] */
+    char *tls_cert_file, *tls_key_file, *tls_client_ca_file;
+
+    /* [auth] */
+    char *auth_mode;                /* "none" | "bearer" */
+    char *auth_keys_file;
+
+    /* [log] */
+    aero_log_level log_level;
+    enum log_format log_format;
+};
+
+/*
+ * Parse `path`, validate the core keys of every section, reject unknown
+ * sections, and fill `out`. Plugin keys in [route] and [sink:*] are left
+ * for settings_validate_plugin_keys (called once plugins are loaded).
+ * Returns 0, or -1 with the formatted one-line message in err.
+ */
+int settings_load(const char *path, struct settings *out, char *err, size_t errlen);
+int settings_load_string(const char *path, const char *text, struct settings *out,
+                         char *err, size_t errlen);
+
+/* Validate a [sink:*]/[route] section against the core keys of that kind of
+ * section plus the plugin's `keys`; fills the plugin's defaults. */
+int settings_validate_plugin_section(struct settings *s, struct config_section *sec,
+                                     const struct config_keys *plugin_keys,
+                                     char *err, size_t errlen);
+
+void settings_free(struct settings *s);
+
+/* The core key tables (for docs and tests). */
+extern const struct config_keys settings_sink_core_keys;
+extern const struct config_keys settings_route_core_keys;
+
+#endif

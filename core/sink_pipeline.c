@@ -1,0 +1,360 @@
+/*
+ * sink_pipeline.c - per-sink bounded queues and the threads that drain them.
+ * Producers (gRPC threads) only take the queue lock long enough to push; a
+ * sink thread pops a whole batch at once (group commit) and calls the plugin
+ * with no lock held. Plugin code runs only on its own sink thread (and
+ * create/destroy on the main thread).
+ */
+#include "sink_pipeline.h"
+
+#include "host_api.h"
+#include "log.h"
+#include "plugin_loader.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest batch handed to write_batch: big enough for group commit to pay
+ * off, small enough that the first frame's ack is not held back long. */
+#define SINK_BATCH_MAX 1024
+
+struct sink {
+    struct sink_pipeline *pipeline;
+    size_t index;
+    const struct sink_settings *settings;
+    struct plugin *plugin;
+    const aero_sink_vtable *vt;
+    struct host_instance *host;
+    void *instance;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct frame_job **ring;     /* capacity = settings->queue + slack */
+    size_t ring_cap, head, len;
+    size_t limit;                /* settings->queue */
+    struct sink_waiter *waiters; /* readers paused on this queue */
+    bool stop, reopen;
+    pthread_t thread;
+    bool thread_started;
+
+    aero_metric *m_enqueued, *m_errors, *m_rejected, *m_dropped, *m_queue_len, *m_batches;
+};
+
+struct sink_pipeline {
+    struct sink *sinks;
+    size_t n;
+};
+
+aero_result sink_result_worse(aero_result a, aero_result b)
+{
+    /* Severity order: OK < RETRY < BACKOFF < REJECT; anything else is RETRY. */
+    int ra = (a == AERO_OK || a == AERO_RETRY || a == AERO_BACKOFF || a == AERO_REJECT) ? (int)a : 1;
+    int rb = (b == AERO_OK || b == AERO_RETRY || b == AERO_BACKOFF || b == AERO_REJECT) ? (int)b : 1;
+    return (aero_result)(ra > rb ? ra : rb);
+}
+
+/* A sink's verdict on one job; the last verdict completes it. */
+static void job_report(struct frame_job *job, size_t sink, aero_result r)
+{
+    if (r != AERO_OK) {
+        int cur = atomic_load(&job->worst);
+        aero_result w;
+        while ((w = sink_result_worse((aero_result)cur, r)) != (aero_result)cur &&
+               !atomic_compare_exchange_weak(&job->worst, &cur, (int)w))
+            ;
+        int none = -1;
+        atomic_compare_exchange_strong(&job->failed_sink, &none, (int)sink);
+    }
+    if (atomic_fetch_sub(&job->pending, 1) == 1)
+        job->complete(job);
+}
+
+/* The queue can outgrow `limit` by one job per paused reader (block policy),
+ * so the ring grows on demand; memory stays bounded by limit + readers. */
+static int ring_push(struct sink *s, struct frame_job *job)
+{
+    if (s->len == s->ring_cap) {
+        size_t cap = s->ring_cap * 2;
+        struct frame_job **ring = malloc(cap * sizeof(*ring));
+        if (!ring)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->len; i++)
+            ring[i] = s->ring[(s->head + i) % s->ring_cap];
+        free(s->ring);
+        s->ring = ring;
+        s->ring_cap = cap;
+        s->head = 0;
+    }
+    s->ring[(s->head + s->len) % s->ring_cap] = job;
+    s->len++;
+    return 0;
+}
+
+size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
+                            struct sink_waiter *waiters)
+{
+    size_t paused = 0;
+    atomic_store(&job->pending, (unsigned)p->n + 1); /* +1: ours, dropped below */
+    atomic_store(&job->worst, AERO_OK);
+    atomic_store(&job->failed_sink, -1);
+
+    for (size_t i = 0; i < p->n; i++) {
+        struct sink *s = &p->sinks[i];
+        aero_result refused = AERO_OK;
+        pthread_mutex_lock(&s->mu);
+        if (s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
+            refused = AERO_RETRY;
+        } else if (ring_push(s, job) < 0) {
+            refused = AERO_RETRY;
+        } else {
+            if (s->len >= s->limit && !waiters[i].queued) {
+                waiters[i].queued = true;
+                waiters[i].next = s->waiters;
+                s->waiters = &waiters[i];
+                paused++;
+            }
+            pthread_cond_signal(&s->cv);
+        }
+        size_t len = s->len;
+        pthread_mutex_unlock(&s->mu);
+        metrics_set(s->m_queue_len, (int64_t)len);
+        if (refused != AERO_OK) {
+            metrics_inc(s->m_rejected);
+            job_report(job, i, refused);
+        } else {
+            metrics_inc(s->m_enqueued);
+        }
+    }
+    job_report(job, SIZE_MAX, AERO_OK);
+    return paused;
+}
+
+bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink_waiter *w)
+{
+    struct sink *s = &p->sinks[sink];
+    bool was = false;
+    pthread_mutex_lock(&s->mu);
+    if (w->queued) {
+        for (struct sink_waiter **pp = &s->waiters; *pp; pp = &(*pp)->next) {
+            if (*pp == w) {
+                *pp = w->next;
+                break;
+            }
+        }
+        w->queued = false;
+        was = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return was;
+}
+
+/* Take up to max jobs; detach the waiters if the queue now has room. */
+static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
+                         struct sink_waiter **wake, bool *reopen)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    while (s->len == 0 && !s->stop && !s->reopen)
+        pthread_cond_wait(&s->cv, &s->mu);
+    while (n < max && s->len > 0) {
+        batch[n++] = s->ring[s->head];
+        s->head = (s->head + 1) % s->ring_cap;
+        s->len--;
+    }
+    *wake = NULL;
+    if (s->len < s->limit && s->waiters) {
+        *wake = s->waiters;
+        s->waiters = NULL;
+        for (struct sink_waiter *w = *wake; w; w = w->next)
+            w->queued = false;
+    }
+    *reopen = s->reopen;
+    s->reopen = false;
+    metrics_set(s->m_queue_len, (int64_t)s->len);
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static bool should_exit(struct sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool done = s->stop && s->len == 0;
+    pthread_mutex_unlock(&s->mu);
+    return done;
+}
+
+static void *sink_thread(void *arg)
+{
+    struct sink *s = arg;
+    struct frame_job **batch = malloc(SINK_BATCH_MAX * sizeof(*batch));
+    const aero_frame **frames = malloc(SINK_BATCH_MAX * sizeof(*frames));
+    aero_result *results = malloc(SINK_BATCH_MAX * sizeof(*results));
+    const char *component = host_instance_component(s->host);
+
+    if (!batch || !frames || !results) {
+        log_msg(AERO_LOG_ERROR, component, "out of memory: sink thread cannot start");
+        free(batch);
+        free(frames);
+        free(results);
+        return NULL;
+    }
+    for (;;) {
+        struct sink_waiter *wake;
+        bool reopen;
+        size_t n = take_batch(s, batch, SINK_BATCH_MAX, &wake, &reopen);
+        /* Wake readers before writing: they refill the queue while we work. */
+        while (wake) {
+            struct sink_waiter *next = wake->next;
+            wake->wake(wake);
+            wake = next;
+        }
+        if (reopen && s->vt->reopen && s->vt->reopen(s->instance) < 0)
+            log_msg(AERO_LOG_WARN, component, "reopen failed; keeps writing where it can");
+        if (n == 0) {
+            if (should_exit(s))
+                break;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            frames[i] = &batch[i]->view;
+            results[i] = AERO_RETRY; /* a plugin that forgets a slot does not ack OK */
+        }
+        s->vt->write_batch(s->instance, frames, n, results);
+        metrics_inc(s->m_batches);
+        for (size_t i = 0; i < n; i++) {
+            if (results[i] != AERO_OK)
+                metrics_inc(s->m_errors);
+            job_report(batch[i], s->index, results[i]);
+        }
+    }
+    if (s->vt->flush && s->vt->flush(s->instance) < 0)
+        log_msg(AERO_LOG_WARN, component, "flush at shutdown failed");
+    free(batch);
+    free(frames);
+    free(results);
+    return NULL;
+}
+
+static void register_metrics(struct sink *s, struct metrics *m)
+{
+    char label[160];
+    snprintf(label, sizeof(label), "sink=\"%s\"", s->settings->name);
+    s->m_enqueued = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_enqueued_total",
+                                     "Frames handed to the sink's queue.", label);
+    s->m_errors = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total",
+                                   "Frames the sink did not accept (any non-OK result).", label);
+    s->m_rejected = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_rejected_total",
+                                     "Frames refused because the queue was full (on_full = reject).",
+                                     label);
+    s->m_dropped = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_dropped_total",
+                                    "Frames dropped (no policy drops: stays 0).", label);
+    s->m_queue_len = metrics_register(m, AERO_METRIC_GAUGE, "aero_sink_queue_length",
+                                      "Frames waiting in the sink's queue.", label);
+    s->m_batches = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_batches_total",
+                                    "write_batch calls.", label);
+}
+
+static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size_t index,
+                     const char *relay_id, struct metrics *metrics, char *err, size_t errlen)
+{
+    s->index = index;
+    s->settings = spec->settings;
+    s->plugin = spec->plugin;
+    s->vt = spec->plugin->sink;
+    s->limit = spec->settings->queue;
+    s->ring_cap = s->limit < 16 ? 16 : s->limit;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->ring = malloc(s->ring_cap * sizeof(*s->ring));
+    s->host = host_instance_create("sink", spec->settings->name, spec->settings->section,
+                                   relay_id, metrics);
+    if (!s->ring || !s->host) {
+        snprintf(err, errlen, "[sink:%s]: out of memory", spec->settings->name);
+        return -1;
+    }
+    register_metrics(s, metrics);
+    int rc = s->vt->create(host_instance_api(s->host), &s->instance);
+    if (rc < 0) {
+        snprintf(err, errlen, "[sink:%s] plugin %s: create failed: %s (see the log above)",
+                 spec->settings->name, spec->plugin->name, strerror(-rc));
+        return -1;
+    }
+    rc = pthread_create(&s->thread, NULL, sink_thread, s);
+    if (rc != 0) {
+        snprintf(err, errlen, "[sink:%s]: cannot start thread: %s", spec->settings->name,
+                 strerror(rc));
+        return -1;
+    }
+    s->thread_started = true;
+    return 0;
+}
+
+static void sink_fini(struct sink *s)
+{
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    if (s->vt && s->vt->destroy)
+        s->vt->destroy(s->instance);
+    host_instance_destroy(s->host);
+    free(s->ring);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+}
+
+int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_spec *specs,
+                        size_t n, const char *relay_id, struct metrics *metrics, char *err,
+                        size_t errlen)
+{
+    struct sink_pipeline *p = calloc(1, sizeof(*p));
+    if (!p || (n && !(p->sinks = calloc(n, sizeof(*p->sinks))))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p->sinks[i].pipeline = p;
+        p->n = i + 1; /* sink_pipeline_stop unwinds exactly what was started */
+        if (sink_init(&p->sinks[i], &specs[i], i, relay_id, metrics, err, errlen) < 0) {
+            sink_pipeline_stop(p);
+            return -1;
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+size_t sink_pipeline_count(const struct sink_pipeline *p) { return p ? p->n : 0; }
+
+const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i)
+{
+    return p->sinks[i].settings->name;
+}
+
+void sink_pipeline_reopen(struct sink_pipeline *p)
+{
+    for (size_t i = 0; p && i < p->n; i++) {
+        struct sink *s = &p->sinks[i];
+        pthread_mutex_lock(&s->mu);
+        s->reopen = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+void sink_pipeline_stop(struct sink_pipeline *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        sink_fini(&p->sinks[i]);
+    free(p->sinks);
+    free(p);
+}

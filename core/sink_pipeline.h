@@ -1,0 +1,84 @@
+/*
+ * sink_pipeline.h - every sink instance with its bounded queue and the thread
+ * the core owns for it. A frame_job goes to every sink; each sink thread
+ * takes batches from its queue into write_batch; the sink that reports a
+ * job last completes it (the worst result wins), and the job's owner then
+ * acks. Never blocks the caller: a full `block` queue takes the job anyway
+ * (at most one over per waiter) and tells the caller to stop reading until
+ * its waiter is woken; a full `reject` queue reports AERO_RETRY at once.
+ */
+#ifndef AERO_SINK_PIPELINE_H
+#define AERO_SINK_PIPELINE_H
+
+#include "metrics.h"
+#include "settings.h"
+#include <aeroarc/plugin.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct sink_pipeline;
+struct plugin;
+struct host_instance;
+
+/* One accepted frame on its way through the sinks. The owner allocates it
+ * (view and everything it points to stay valid until `complete` runs). */
+struct frame_job {
+    aero_frame view;
+    atomic_uint pending;          /* sinks yet to report */
+    atomic_int worst;             /* worst aero_result so far */
+    atomic_int failed_sink;       /* index of the first sink that was not OK, -1 */
+    /* Called once, on whichever thread reported last (a sink thread, or the
+     * submitting thread for rejects / no sinks), with no pipeline lock held. */
+    void (*complete)(struct frame_job *job);
+};
+
+/* A reader that stops while a sink's `block` queue is full. The pipeline
+ * calls wake() (from a sink thread, no lock held) once that queue has room. */
+struct sink_waiter {
+    struct sink_waiter *next;
+    bool queued;                 /* on a sink's list (under that sink's lock) */
+    void (*wake)(struct sink_waiter *w);
+    void *owner;                 /* for wake() */
+};
+
+struct sink_instance_spec {
+    const struct sink_settings *settings;
+    struct plugin *plugin;          /* loaded, kind sink */
+};
+
+/*
+ * Create every sink instance (plugin create()) and start its thread. On
+ * failure returns -1 with err filled; nothing is left running.
+ */
+int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_spec *specs,
+                        size_t n, const char *relay_id, struct metrics *metrics, char *err,
+                        size_t errlen);
+
+size_t sink_pipeline_count(const struct sink_pipeline *p);
+const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i);
+
+/*
+ * Hand `job` to every sink. `waiters` has sink_pipeline_count() entries,
+ * one per sink, owned by the caller. Returns how many waiters were queued
+ * (the caller must not read more until that many wake() calls arrived).
+ * job->complete may run before this returns.
+ */
+size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
+                            struct sink_waiter *waiters);
+
+/* Remove a waiter that is going away (stream ended). Returns true if it was
+ * still queued on that sink (no wake() will come for it). */
+bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink_waiter *w);
+
+/* SIGHUP: ask every sink thread to call reopen() before its next batch. */
+void sink_pipeline_reopen(struct sink_pipeline *p);
+
+/* Write out everything queued, flush(), stop the threads, destroy the
+ * instances. Jobs still queued are completed first. */
+void sink_pipeline_stop(struct sink_pipeline *p);
+
+/* Worse of two results (REJECT > BACKOFF > RETRY > OK; unknown = RETRY). */
+aero_result sink_result_worse(aero_result a, aero_result b);
+
+#endif

@@ -1,0 +1,348 @@
+/*
+ * harness.c - runs the real relay binary for black-box tests. Each relay
+ * gets its own scratch directory and free ports; readiness is a real gRPC
+ * health check polled with a deadline.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool harness_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    const struct timespec step = {0, 10 * 1000000};
+    for (;;) {
+        if (cond(arg))
+            return true;
+        if (now_ms() > deadline)
+            return false;
+        nanosleep(&step, NULL);
+    }
+}
+
+int harness_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void link_plugins_from(const char *from, const char *to)
+{
+    DIR *d = opendir(from);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 3, ".so") != 0)
+            continue;
+        char src[1024], dst[1024];
+        snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
+        snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name);
+        cr_assert_eq(symlink(src, dst), 0, "symlink %s: %s", dst, strerror(errno));
+    }
+    closedir(d);
+}
+
+void harness_prepare(struct relay_proc *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->dir, sizeof(r->dir), "/tmp/aeroarc-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(r->dir));
+    char plugins[300];
+    snprintf(plugins, sizeof(plugins), "%s/plugins", r->dir);
+    cr_assert_eq(mkdir(plugins, 0755), 0);
+    link_plugins_from(AERO_PLUGIN_BUILD_DIR, plugins);
+    link_plugins_from(AERO_TEST_PLUGIN_DIR, plugins);
+    snprintf(r->config, sizeof(r->config), "%s/relay.ini", r->dir);
+    snprintf(r->stdout_path, sizeof(r->stdout_path), "%s/stdout.jsonl", r->dir);
+    snprintf(r->stderr_path, sizeof(r->stderr_path), "%s/relay.log", r->dir);
+}
+
+/* Replace every %DIR% in text with dir. */
+static char *expand_dir(const char *text, const char *dir)
+{
+    size_t cap = strlen(text) * 2 + 4096, o = 0;
+    char *out = malloc(cap);
+    cr_assert_not_null(out);
+    for (const char *p = text; *p;) {
+        if (strncmp(p, "%DIR%", 5) == 0) {
+            o += (size_t)snprintf(out + o, cap - o, "%s", dir);
+            p += 5;
+        } else {
+            out[o++] = *p++;
+        }
+        cr_assert_lt(o, cap - 1);
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *harness_write_config(struct relay_proc *r, const char *relay_extra, const char *body)
+{
+    r->port = harness_free_port();
+    snprintf(r->target, sizeof(r->target), "127.0.0.1:%d", r->port);
+    FILE *f = fopen(r->config, "w");
+    cr_assert_not_null(f);
+    char *extra = expand_dir(relay_extra ? relay_extra : "", r->dir);
+    char *rest = expand_dir(body ? body : "", r->dir);
+    fprintf(f,
+            "[relay]\nlisten = 127.0.0.1:%d\nplugin_dir = %s/plugins\nworkers = 2\n%s\n"
+            "[http]\nlisten =\n\n[log]\nlevel = debug\nformat = text\n\n%s\n",
+            r->port, r->dir, extra, rest);
+    fclose(f);
+    free(extra);
+    free(rest);
+    return r->config;
+}
+
+static void exec_relay(const char *const *args, int out_fd, int err_fd)
+{
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    const char *argv[16];
+    size_t n = 0;
+    argv[n++] = AERO_BINARY_DIR "/aeroarc-relay";
+    for (; args && args[n - 1] && n < 15; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+struct ready_check {
+    struct relay_proc *r;
+    struct rc_channel *ch;
+    bool exited;
+};
+
+/* A plain TCP connect first: a gRPC channel that failed to connect waits
+ * out its reconnect backoff (a second or more) before trying again. */
+static bool port_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static bool relay_ready(void *arg)
+{
+    struct ready_check *c = arg;
+    int status;
+    if (waitpid(c->r->pid, &status, WNOHANG) == c->r->pid) {
+        c->exited = true;
+        c->r->pid = 0;
+        return true;
+    }
+    if (!port_accepts(c->r->port))
+        return false;
+    if (!c->ch)
+        c->ch = rc_connect(c->r->target);
+    struct rc_status st;
+    int serving = 0;
+    return rc_health_check(c->ch, "", &serving, &st, 500) == 0 && serving == RC_HEALTH_SERVING;
+}
+
+void relay_start(struct relay_proc *r)
+{
+    int out = open(r->stdout_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int err = open(r->stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    cr_assert(out >= 0 && err >= 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        const char *args[] = {"-c", r->config, NULL};
+        exec_relay(args, out, err);
+    }
+    close(out);
+    close(err);
+    r->pid = pid;
+    struct ready_check c = {r, NULL, false};
+    bool ok = harness_wait_for(relay_ready, &c, 15000);
+    if (c.ch)
+        rc_close(c.ch);
+    if (!ok || c.exited) {
+        char *log = harness_read_file(r->stderr_path, NULL);
+        if (r->pid)
+            relay_kill(r);
+        cr_assert_fail("relay did not become ready (%s); log:\n%s", c.exited ? "it exited" : "timeout",
+                 log ? log : "");
+    }
+}
+
+int relay_run_cli(const char *const *args, char *out, size_t outlen)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        exec_relay(args, fds[1], fds[1]);
+    }
+    close(fds[1]);
+    size_t o = 0;
+    ssize_t n;
+    while ((n = read(fds[0], out + o, outlen - 1 - o)) > 0)
+        o += (size_t)n;
+    out[o] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct exit_check {
+    struct relay_proc *r;
+    int status;
+};
+
+static bool relay_exited(void *arg)
+{
+    struct exit_check *c = arg;
+    return waitpid(c->r->pid, &c->status, WNOHANG) == c->r->pid;
+}
+
+int relay_stop(struct relay_proc *r, int timeout_ms)
+{
+    if (!r->pid)
+        return r->exit_status;
+    kill(r->pid, SIGTERM);
+    struct exit_check c = {r, 0};
+    if (!harness_wait_for(relay_exited, &c, timeout_ms)) {
+        relay_kill(r);
+        cr_assert_fail("relay did not exit within %d ms of SIGTERM", timeout_ms);
+    }
+    r->pid = 0;
+    r->exit_status = WIFEXITED(c.status) ? WEXITSTATUS(c.status) : 128 + WTERMSIG(c.status);
+    return r->exit_status;
+}
+
+void relay_kill(struct relay_proc *r)
+{
+    if (!r->pid)
+        return;
+    kill(r->pid, SIGKILL);
+    int status;
+    waitpid(r->pid, &status, 0);
+    r->pid = 0;
+    r->exit_status = 128 + SIGKILL;
+}
+
+void harness_register(struct rc_channel *ch, const char *agent, char *session, size_t len)
+{
+    struct rc_register_result res;
+    struct rc_status st;
+    int rc = rc_register(ch, agent, "test/1.0", "linux/amd64", &res, &st, 5000);
+    cr_assert_eq(rc, 0, "register %s: %s %s", agent, rc_status_code_name(st.code), st.message);
+    if (session)
+        snprintf(session, len, "%s", res.session_id);
+}
+
+const struct rc_frame *harness_frame(const char *agent, uint64_t seq)
+{
+    static _Thread_local struct rc_frame f;
+    static _Thread_local struct rc_field fields[3];
+    static _Thread_local uint8_t raw[17];
+    for (size_t i = 0; i < sizeof(raw); i++)
+        raw[i] = (uint8_t)(0xfd - i);
+    fields[0] = (struct rc_field){"lat", "473977418"};
+    fields[1] = (struct rc_field){"lon", "85455939"};
+    fields[2] = (struct rc_field){"alt", "488"};
+    f = (struct rc_frame){
+        .session_id = "sess-stale",
+        .agent_id = agent,
+        .seq = seq,
+        .sent_at_unix_ns = 1764262646000000000LL + (int64_t)seq,
+        .device_timestamp_sec = 12.5,
+        .raw_mavlink = raw,
+        .raw_mavlink_len = sizeof(raw),
+        .dialect = "common",
+        .msg_id = 33,
+        .msg_name = "GLOBAL_POSITION_INT",
+        .fields = fields,
+        .n_fields = 3,
+        .flight_id = "flight-7",
+    };
+    return &f;
+}
+
+char *harness_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *mem = open_memstream(&buf, &n);
+    char chunk[65536];
+    size_t k;
+    while ((k = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, k, mem);
+    fclose(f);
+    fclose(mem);
+    if (len)
+        *len = n;
+    return buf;
+}
+
+char *harness_read_jsonl_dir(const char *dir, size_t *n_files)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *mem = open_memstream(&buf, &n);
+    DIR *d = opendir(dir);
+    size_t files = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 7 || strcmp(e->d_name + l - 6, ".jsonl") != 0)
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        size_t flen;
+        char *content = harness_read_file(path, &flen);
+        if (content) {
+            fwrite(content, 1, flen, mem);
+            free(content);
+        }
+        files++;
+    }
+    if (d)
+        closedir(d);
+    fclose(mem);
+    if (n_files)
+        *n_files = files;
+    return buf;
+}

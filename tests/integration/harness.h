@@ -1,0 +1,68 @@
+/*
+ * harness.h - black-box test support: run the real aeroarc-relay binary on
+ * free loopback ports with a generated relay.ini in a scratch directory,
+ * wait until it answers gRPC health checks, and stop it. Deadlines
+ * everywhere, never bare sleeps.
+ */
+#ifndef AERO_TEST_HARNESS_H
+#define AERO_TEST_HARNESS_H
+
+#include "relay_client.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct relay_proc {
+    pid_t pid;
+    int port;
+    char target[64];       /* "127.0.0.1:<port>" */
+    char dir[256];         /* scratch dir: relay.ini, plugins/, data/, logs */
+    char config[300];
+    char stdout_path[300]; /* the relay's standard output (sink-stdout) */
+    char stderr_path[300]; /* the relay's log */
+    int exit_status;       /* after relay_stop: exit code, or 128+signal */
+};
+
+/* A fresh scratch directory under /tmp with plugins/ linking every built and
+ * test plugin. Fills r->dir and r->config (not written yet). */
+void harness_prepare(struct relay_proc *r);
+
+/* An unused loopback TCP port. */
+int harness_free_port(void);
+
+/*
+ * Write relay.ini: a [relay] section with listen on a free port, plugin_dir
+ * = the scratch plugins/, log level debug as text... followed by `body`
+ * (the other sections; may use "%DIR%" for the scratch dir). Returns the
+ * path.
+ */
+const char *harness_write_config(struct relay_proc *r, const char *relay_extra, const char *body);
+
+/* Start the relay on r->config; wait (up to 15 s) until Health/Check says
+ * SERVING. Fails the test if it exits or never gets ready. */
+void relay_start(struct relay_proc *r);
+/* Run the binary with args to completion (for --check/--version): returns the
+ * exit code and captures stdout+stderr into out. */
+int relay_run_cli(const char *const *args, char *out, size_t outlen);
+/* SIGTERM and wait (up to timeout_ms); returns exit status (128+sig when
+ * killed), fails the test on timeout (then SIGKILLs). */
+int relay_stop(struct relay_proc *r, int timeout_ms);
+void relay_kill(struct relay_proc *r);
+
+/* Register agent; fails the test unless OK. Session id into session (may be NULL). */
+void harness_register(struct rc_channel *ch, const char *agent, char *session, size_t len);
+
+/* A realistic frame for agent/seq (static storage per thread). */
+const struct rc_frame *harness_frame(const char *agent, uint64_t seq);
+
+/* Read a whole file (malloc'ed, NUL-terminated); NULL if missing. */
+char *harness_read_file(const char *path, size_t *len);
+
+/* Poll cond(arg) every 10 ms until true or timeout_ms passed. */
+bool harness_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* Concatenation of every *.jsonl file under dir (malloc'ed), or "" if none. */
+char *harness_read_jsonl_dir(const char *dir, size_t *n_files);
+
+#endif

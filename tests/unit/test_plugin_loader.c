@@ -1,0 +1,112 @@
+/*
+ * test_plugin_loader.c - the loader accepts real plugins and refuses each
+ * kind of wrong one with a message naming the plugin and the reason.
+ */
+#include "plugin_loader.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+static char err[1024];
+
+Test(plugin_loader, loads_the_built_in_plugins)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("sink-file", AERO_PLUGIN_SINK, AERO_PLUGIN_BUILD_DIR, &p, err,
+                             sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(p->desc->name, "sink-file");
+    cr_assert_not_null(p->sink);
+    cr_assert_null(p->route);
+    cr_assert_gt(p->keys.n_keys, 0);
+    plugin_unload(p);
+
+    cr_assert_eq(plugin_load("route-none", AERO_PLUGIN_ROUTE, AERO_PLUGIN_BUILD_DIR, &p, err,
+                             sizeof(err)), 0, "%s", err);
+    cr_assert_not_null(p->route);
+    plugin_unload(p);
+}
+
+Test(plugin_loader, refuses_another_abi_major)
+{
+    struct plugin *p = (struct plugin *)1;
+    cr_assert_eq(plugin_load("test-bad-abi", AERO_PLUGIN_SINK, AERO_TEST_PLUGIN_DIR, &p, err,
+                             sizeof(err)), -1);
+    cr_assert_null(p);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "plugin \"test-bad-abi\" (%s/test-bad-abi.so) was built for plugin ABI 2.x, this "
+             "relay speaks ABI 1.x (rebuild it against aeroarc 1 headers)",
+             AERO_TEST_PLUGIN_DIR);
+    cr_assert_str_eq(err, want);
+}
+
+Test(plugin_loader, refuses_a_shared_object_without_entry)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("test-no-entry", AERO_PLUGIN_SINK, AERO_TEST_PLUGIN_DIR, &p, err,
+                             sizeof(err)), -1);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "plugin \"test-no-entry\" (%s/test-no-entry.so) has no aeroarc_plugin_entry symbol "
+             "(not an aeroarc plugin?)",
+             AERO_TEST_PLUGIN_DIR);
+    cr_assert_str_eq(err, want);
+}
+
+Test(plugin_loader, refuses_a_missing_plugin_and_says_where_it_looked)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("sink-nowhere", AERO_PLUGIN_SINK, "/nonexistent/dir", &p, err,
+                             sizeof(err)), -1);
+    cr_assert_str_eq(err, "plugin \"sink-nowhere\" not found (looked for sink-nowhere.so in "
+                          "/nonexistent/dir)");
+}
+
+Test(plugin_loader, refuses_the_wrong_kind)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("route-none", AERO_PLUGIN_SINK, AERO_PLUGIN_BUILD_DIR, &p, err,
+                             sizeof(err)), -1);
+    cr_assert(strstr(err, "is a route plugin, expected a sink plugin"), "%s", err);
+}
+
+Test(plugin_loader, refuses_names_that_could_leave_the_directory)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("../etc/passwd", AERO_PLUGIN_SINK, AERO_PLUGIN_BUILD_DIR, &p, err,
+                             sizeof(err)), -1);
+    cr_assert(strstr(err, "invalid plugin name"), "%s", err);
+}
+
+Test(plugin_loader, loads_an_older_minor_with_a_shorter_key_stride)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("test-old-minor", AERO_PLUGIN_SINK, AERO_TEST_PLUGIN_DIR, &p, err,
+                             sizeof(err)), 0, "%s", err);
+    cr_assert_lt(p->keys.key_size, sizeof(aero_config_key));
+    cr_assert_eq(p->keys.n_keys, 1);
+    cr_assert_str_eq(p->keys.keys->name, "greeting");
+    plugin_unload(p);
+}
+
+Test(plugin_loader, loads_a_newer_minor_with_larger_structs)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("test-new-minor", AERO_PLUGIN_SINK, AERO_TEST_PLUGIN_DIR, &p, err,
+                             sizeof(err)), 0, "%s", err);
+    cr_assert_gt(p->desc->size, sizeof(aero_plugin_descriptor));
+    cr_assert_eq(p->desc->abi_minor, AERO_ABI_MINOR + 1);
+    plugin_unload(p);
+}
+
+Test(plugin_loader, default_search_prefers_the_build_tree_then_the_install_dir)
+{
+    char dirs[4][4096];
+    size_t n = plugin_search_dirs("", dirs, 4);
+    cr_assert_geq(n, 1);
+    cr_assert_str_eq(dirs[n - 1], AERO_PLUGIN_INSTALL_DIR);
+    n = plugin_search_dirs("/opt/x", dirs, 4);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(dirs[0], "/opt/x");
+}
