@@ -1,0 +1,500 @@
+/*
+ * settings.c - the core's relay.ini keys (SPEC.md section 6): which sections
+ * exist, the keys each takes, the checks that span keys, and the typed
+ * struct settings the rest of the core reads. Main thread, at start-up only.
+ * Reads only RELAY_ID from the environment; plugin keys are not its business.
+ */
+#include "settings.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KEYS(array) {(array), sizeof(array) / sizeof((array)[0]), sizeof(aero_config_key)}
+
+#define ID_CHARS "A-Z a-z 0-9 . _ - :"
+
+static const aero_config_key relay_keys[] = {
+    {.name = "listen", .type = AERO_KEY_STRING, .default_value = "0.0.0.0:50051",
+     .help = "gRPC listen address, host:port or unix:path"},
+    {.name = "relay_id", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "this relay's id; empty: RELAY_ID env, else hostname, else \"relay\""},
+    {.name = "max_inflight", .type = AERO_KEY_INT, .default_value = "100",
+     .help = "unacked frames per agent, returned by Register", .min = 1, .max = 100000},
+    {.name = "workers", .type = AERO_KEY_INT, .default_value = "0",
+     .help = "gRPC threads; 0 = number of cores", .min = 0, .max = 256},
+    {.name = "plugin_dir", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "where plugins are loaded from; empty: the installed plugin dir"},
+    {.name = "max_message_bytes", .type = AERO_KEY_INT, .default_value = "65536",
+     .help = "largest gRPC message accepted", .min = 1024, .max = 67108864},
+    {.name = "shutdown_grace_s", .type = AERO_KEY_INT, .default_value = "10",
+     .help = "seconds streams get to finish on SIGTERM", .min = 0, .max = 3600},
+};
+
+static const aero_config_key http_keys[] = {
+    {.name = "listen", .type = AERO_KEY_STRING, .default_value = "0.0.0.0:2112",
+     .help = "metrics and health address, host:port; empty: no HTTP server"},
+};
+
+static const aero_config_key route_keys[] = {
+    {.name = "plugin", .type = AERO_KEY_STRING, .default_value = "route-none",
+     .help = "route publisher plugin: route-none or route-redis"},
+    {.name = "ttl_s", .type = AERO_KEY_INT, .default_value = "45",
+     .help = "route key lifetime in seconds", .min = 1, .max = 86400},
+};
+
+static const aero_config_key sink_keys[] = {
+    {.name = "plugin", .type = AERO_KEY_STRING, .default_value = NULL,
+     .help = "the sink plugin to load, e.g. sink-file", .required = 1},
+    {.name = "queue", .type = AERO_KEY_INT, .default_value = "4096",
+     .help = "frames queued for this sink", .min = 1, .max = 10000000},
+    {.name = "on_full", .type = AERO_KEY_ENUM, .default_value = "block",
+     .help = "when the queue is full: block the stream or reject the frame",
+     .choices = "block|reject"},
+};
+
+static const aero_config_key tls_keys[] = {
+    {.name = "cert_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "PEM server certificate chain; with key_file turns TLS on"},
+    {.name = "key_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "PEM private key of cert_file"},
+    {.name = "client_ca_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "PEM CA bundle; set: clients must present a certificate it signed"},
+};
+
+static const aero_config_key auth_keys[] = {
+    {.name = "mode", .type = AERO_KEY_ENUM, .default_value = "none",
+     .help = "none, or bearer: API keys from keys_file", .choices = "none|bearer"},
+    {.name = "keys_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "lines: <key> <agents: * | glob | -> [admin]"},
+};
+
+static const aero_config_key log_keys[] = {
+    {.name = "level", .type = AERO_KEY_ENUM, .default_value = "info",
+     .help = "lowest level logged", .choices = "debug|info|warn|error"},
+    {.name = "format", .type = AERO_KEY_ENUM, .default_value = "json",
+     .help = "json: one object per line; text: for humans", .choices = "json|text"},
+};
+
+const struct config_keys settings_sink_core_keys = KEYS(sink_keys);
+const struct config_keys settings_route_core_keys = KEYS(route_keys);
+
+enum section_kind { SEC_PLAIN, SEC_ROUTE, SEC_SINK };
+
+struct section_def {
+    const char *name;
+    enum section_kind kind;
+    struct config_keys keys;
+};
+
+/* In the order the "valid sections" message lists them. */
+static const struct section_def section_defs[] = {
+    {"relay", SEC_PLAIN, KEYS(relay_keys)},
+    {"http", SEC_PLAIN, KEYS(http_keys)},
+    {"route", SEC_ROUTE, KEYS(route_keys)},
+    {"sink:", SEC_SINK, KEYS(sink_keys)},
+    {"tls", SEC_PLAIN, KEYS(tls_keys)},
+    {"auth", SEC_PLAIN, KEYS(auth_keys)},
+    {"log", SEC_PLAIN, KEYS(log_keys)},
+};
+#define N_SECTION_DEFS (sizeof section_defs / sizeof section_defs[0])
+
+static const struct section_def *section_def_of(const char *name)
+{
+    for (size_t i = 0; i < N_SECTION_DEFS; i++) {
+        const struct section_def *d = &section_defs[i];
+        if (d->kind == SEC_SINK ? strncmp(name, d->name, strlen(d->name)) == 0
+                                : strcmp(name, d->name) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* ----------------------------------------------------------- value checks */
+
+static int in_set(char c, const char *extra)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c && strchr(extra, c));
+}
+
+static int valid_name(const char *s, size_t max, const char *extra)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!in_set(s[i], extra))
+            return 0;
+    return 1;
+}
+
+/* relay_id shares the agent-id alphabet: it lands in Redis values and
+ * DroneStatus, where operators match it against agent ids. */
+static int valid_relay_id(const char *s)
+{
+    return valid_name(s, 128, "._-:");
+}
+
+/* "host:port" with a port of 0..65535 (0: any free port, for tests). */
+static int valid_host_port(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    size_t digits;
+
+    if (!colon || colon == s)
+        return 0;
+    digits = strlen(colon + 1);
+    if (digits == 0 || digits > 5 || strspn(colon + 1, "0123456789") != digits)
+        return 0;
+    return atoi(colon + 1) <= 65535;
+}
+
+static int fail_value(const struct config_file *f, const struct config_section *s,
+                      const char *key, const char *expected, char *err, size_t errlen)
+{
+    const struct config_kv *kv = config_get_kv(s, key);
+    char q[CONFIG_ERR_LEN];
+
+    return config_errorf(err, errlen, f->path, kv && kv->line ? kv->line : s->line, s->name,
+                         key, "invalid value %s (expected %s)",
+                         config_quote(q, sizeof q, kv ? kv->value : ""), expected);
+}
+
+static int line_of(const struct config_section *s, const char *key)
+{
+    const struct config_kv *kv = config_get_kv(s, key);
+    return kv && kv->line ? kv->line : s->line;
+}
+
+static int is_set(const struct config_section *s, const char *key)
+{
+    const char *v = config_get(s, key);
+    return v && v[0];
+}
+
+static int check_relay(const struct config_file *f, const struct config_section *s, char *err,
+                       size_t errlen)
+{
+    const char *listen = config_get(s, "listen"), *id = config_get(s, "relay_id");
+
+    if (strncmp(listen, "unix:", 5) == 0 ? listen[5] == '\0' : !valid_host_port(listen))
+        return fail_value(f, s, "listen", "host:port or unix:path, e.g. 0.0.0.0:50051", err,
+                          errlen);
+    if (id[0] && !valid_relay_id(id))
+        return fail_value(f, s, "relay_id", "empty or 1-128 of " ID_CHARS, err, errlen);
+    return 0;
+}
+
+static int check_http(const struct config_file *f, const struct config_section *s, char *err,
+                      size_t errlen)
+{
+    const char *listen = config_get(s, "listen");
+
+    if (listen[0] && !valid_host_port(listen))
+        return fail_value(f, s, "listen", "host:port, or empty for no HTTP server", err,
+                          errlen);
+    return 0;
+}
+
+/* Plugin names become file names in plugin_dir: no "/", no leading "."
+ * (the same rule as plugin_loader.c, caught here so --check names the line). */
+static int check_plugin_name(const struct config_file *f, const struct config_section *s,
+                             char *err, size_t errlen)
+{
+    const char *v = config_get(s, "plugin");
+
+    if (!valid_name(v, 64, "_.-") || v[0] == '.')
+        return fail_value(f, s, "plugin",
+                          "a plugin name: 1-64 of A-Z a-z 0-9 _ . -, not starting with .", err,
+                          errlen);
+    return 0;
+}
+
+static int check_tls(const struct config_file *f, const struct config_section *s, char *err,
+                     size_t errlen)
+{
+    int cert = is_set(s, "cert_file"), key = is_set(s, "key_file");
+
+    if (cert && !key)
+        return config_errorf(err, errlen, f->path, line_of(s, "cert_file"), s->name,
+                             "cert_file", "set without key_file (set both or neither)");
+    if (key && !cert)
+        return config_errorf(err, errlen, f->path, line_of(s, "key_file"), s->name, "key_file",
+                             "set without cert_file (set both or neither)");
+    if (is_set(s, "client_ca_file") && !cert)
+        return config_errorf(err, errlen, f->path, line_of(s, "client_ca_file"), s->name,
+                             "client_ca_file",
+                             "set without cert_file and key_file (client certificates need TLS)");
+    return 0;
+}
+
+static int check_auth(const struct config_file *f, const struct config_section *s, char *err,
+                      size_t errlen)
+{
+    if (strcmp(config_get(s, "mode"), "bearer") == 0 && !is_set(s, "keys_file"))
+        return config_errorf(err, errlen, f->path, line_of(s, "mode"), s->name, "mode",
+                             "bearer requires keys_file");
+    return 0;
+}
+
+/* Checks beyond one key's type; run after defaults are filled. */
+static int check_section(const struct config_file *f, const struct config_section *s,
+                         const struct section_def *d, char *err, size_t errlen)
+{
+    if (d->kind != SEC_PLAIN)
+        return check_plugin_name(f, s, err, errlen);
+    if (strcmp(d->name, "relay") == 0)
+        return check_relay(f, s, err, errlen);
+    if (strcmp(d->name, "http") == 0)
+        return check_http(f, s, err, errlen);
+    if (strcmp(d->name, "tls") == 0)
+        return check_tls(f, s, err, errlen);
+    if (strcmp(d->name, "auth") == 0)
+        return check_auth(f, s, err, errlen);
+    return 0;
+}
+
+/* ------------------------------------------------------------- sections */
+
+static int check_section_name(const struct config_file *f, const struct config_section *s,
+                              char *err, size_t errlen)
+{
+    const struct section_def *d = section_def_of(s->name);
+    char q[CONFIG_ERR_LEN];
+
+    if (!d)
+        return config_errorf(err, errlen, f->path, s->line, s->name, NULL,
+                             "unknown section (valid: relay, http, route, sink:<name>, "
+                             "tls, auth, log)");
+    if (d->kind == SEC_SINK && !valid_name(s->name + 5, 64, "_.-"))
+        return config_errorf(err, errlen, f->path, s->line, s->name, NULL,
+                             "invalid sink name %s (expected 1-64 of A-Z a-z 0-9 _ . -)",
+                             config_quote(q, sizeof q, s->name + 5));
+    return 0;
+}
+
+/* Sections [from, to) in file order, so the first error is the first in the
+ * file. Keys of [route]/[sink:*] that the core does not declare are the
+ * plugin's: checked once it is loaded (settings_validate_plugin_section). */
+static int validate_sections(struct config_file *f, size_t from, size_t to, char *err,
+                             size_t errlen)
+{
+    for (size_t i = from; i < to; i++) {
+        struct config_section *s = &f->sections[i];
+        const struct section_def *d;
+        if (check_section_name(f, s, err, errlen) < 0)
+            return -1;
+        d = section_def_of(s->name);
+        if (config_validate_section_flags(f, s, &d->keys, 1,
+                                          d->kind == SEC_PLAIN ? 0 : CONFIG_ALLOW_UNKNOWN, err,
+                                          errlen) < 0)
+            return -1;
+        if (check_section(f, s, d, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Every section but [sink:*] exists afterwards, so defaults land somewhere
+ * and route_section is never NULL. */
+static int add_missing_sections(struct config_file *f, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < N_SECTION_DEFS; i++) {
+        const struct section_def *d = &section_defs[i];
+        if (d->kind == SEC_SINK || config_find(f, d->name))
+            continue;
+        if (!config_add_section(f, d->name, 0))
+            return config_errorf(err, errlen, f->path, 0, d->name, NULL, "out of memory");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------- typed values */
+
+static char *dup_value(const struct config_file *f, const char *section, const char *key)
+{
+    return strdup(config_get(config_find(f, section), key));
+}
+
+/* Key if set, else RELAY_ID, else the hostname, else "relay". 0 or -1. */
+static int resolve_relay_id(struct settings *out, char *err, size_t errlen)
+{
+    const struct config_section *s = config_find(&out->file, "relay");
+    const char *id = config_get(s, "relay_id"), *env = getenv("RELAY_ID");
+    char host[256] = "", q[CONFIG_ERR_LEN];
+
+    if (!id[0] && env && env[0]) {
+        if (!valid_relay_id(env))
+            return config_errorf(err, errlen, out->file.path, 0, "relay", "relay_id",
+                                 "RELAY_ID environment value %s is invalid (expected 1-128 of "
+                                 ID_CHARS ")", config_quote(q, sizeof q, env));
+        id = env;
+    }
+    if (!id[0] && gethostname(host, sizeof host - 1) == 0 && valid_relay_id(host))
+        id = host;
+    out->relay_id = strdup(id[0] ? id : "relay");
+    if (!out->relay_id)
+        return config_errorf(err, errlen, out->file.path, 0, NULL, NULL, "out of memory");
+    return 0;
+}
+
+static int resolve_workers(const struct config_section *relay)
+{
+    long w = (long)config_get_int(relay, "workers", 0);
+
+    if (w == 0)
+        w = sysconf(_SC_NPROCESSORS_ONLN);
+    return w < 1 ? 1 : (int)w;
+}
+
+static aero_log_level level_of(const char *v)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+
+    for (int i = 0; i < 4; i++)
+        if (strcmp(v, names[i]) == 0)
+            return (aero_log_level)i;
+    return AERO_LOG_INFO;
+}
+
+static int fill_sinks(struct settings *out)
+{
+    struct config_file *f = &out->file;
+    size_t n = 0;
+
+    for (size_t i = 0; i < f->n_sections; i++)
+        n += section_def_of(f->sections[i].name)->kind == SEC_SINK;
+    out->sinks = n ? calloc(n, sizeof *out->sinks) : NULL;
+    if (n && !out->sinks)
+        return -ENOMEM;
+    for (size_t i = 0; i < f->n_sections; i++) {
+        struct config_section *s = &f->sections[i];
+        struct sink_settings *k;
+        if (section_def_of(s->name)->kind != SEC_SINK)
+            continue;
+        k = &out->sinks[out->n_sinks++];
+        k->name = strdup(s->name + 5);
+        k->plugin = strdup(config_get(s, "plugin"));
+        k->queue = (size_t)config_get_int(s, "queue", 4096);
+        k->on_full = strcmp(config_get(s, "on_full"), "reject") == 0 ? ON_FULL_REJECT
+                                                                     : ON_FULL_BLOCK;
+        k->section = s;
+        if (!k->name || !k->plugin)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static int fill_typed(struct settings *out, char *err, size_t errlen)
+{
+    const struct config_file *f = &out->file;
+    const struct config_section *relay = config_find(f, "relay"), *route = config_find(f, "route");
+    const struct config_section *log = config_find(f, "log");
+
+    if (resolve_relay_id(out, err, errlen) < 0)
+        return -1;
+    out->listen = dup_value(f, "relay", "listen");
+    out->max_inflight = config_get_int(relay, "max_inflight", 100);
+    out->workers = resolve_workers(relay);
+    out->plugin_dir = dup_value(f, "relay", "plugin_dir");
+    out->max_message_bytes = config_get_int(relay, "max_message_bytes", 65536);
+    out->shutdown_grace_s = config_get_int(relay, "shutdown_grace_s", 10);
+    out->http_listen = dup_value(f, "http", "listen");
+    out->route_plugin = dup_value(f, "route", "plugin");
+    out->route_ttl_s = config_get_int(route, "ttl_s", 45);
+    out->route_section = config_find(f, "route");
+    out->tls_cert_file = dup_value(f, "tls", "cert_file");
+    out->tls_key_file = dup_value(f, "tls", "key_file");
+    out->tls_client_ca_file = dup_value(f, "tls", "client_ca_file");
+    out->auth_mode = dup_value(f, "auth", "mode");
+    out->auth_keys_file = dup_value(f, "auth", "keys_file");
+    out->log_level = level_of(config_get(log, "level"));
+    out->log_format = strcmp(config_get(log, "format"), "text") == 0 ? LOG_FORMAT_TEXT
+                                                                     : LOG_FORMAT_JSON;
+    if (fill_sinks(out) < 0 || !out->listen || !out->plugin_dir || !out->http_listen ||
+        !out->route_plugin || !out->tls_cert_file || !out->tls_key_file ||
+        !out->tls_client_ca_file || !out->auth_mode || !out->auth_keys_file)
+        return config_errorf(err, errlen, f->path, 0, NULL, NULL, "out of memory");
+    return 0;
+}
+
+/* Everything after parsing; `out->file` is filled. */
+static int settings_build(struct settings *out, char *err, size_t errlen)
+{
+    struct config_file *f = &out->file;
+    size_t in_file = f->n_sections;
+
+    if (validate_sections(f, 0, in_file, err, errlen) < 0 ||
+        add_missing_sections(f, err, errlen) < 0 ||
+        validate_sections(f, in_file, f->n_sections, err, errlen) < 0)
+        return -1;
+    /* section pointers are taken only now: adding sections moves them */
+    return fill_typed(out, err, errlen);
+}
+
+/* After parsing (parsed: config_parse's result): build or free all. */
+static int settings_finish(struct settings *out, int parsed, char *err, size_t errlen)
+{
+    if (parsed < 0 || settings_build(out, err, errlen) < 0) {
+        settings_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+int settings_load_string(const char *path, const char *text, struct settings *out, char *err,
+                         size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    return settings_finish(out, config_parse_string(path, text, &out->file, err, errlen), err,
+                           errlen);
+}
+
+int settings_load(const char *path, struct settings *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    return settings_finish(out, config_parse(path, &out->file, err, errlen), err, errlen);
+}
+
+int settings_validate_plugin_section(struct settings *s, struct config_section *sec,
+                                     const struct config_keys *plugin_keys, char *err,
+                                     size_t errlen)
+{
+    const struct section_def *d = section_def_of(sec->name);
+    struct config_keys tables[2];
+    size_t n = 0;
+
+    if (!d || d->kind == SEC_PLAIN)
+        return config_errorf(err, errlen, s->file.path, sec->line, sec->name, NULL,
+                             "not a plugin section");
+    tables[n++] = d->keys;
+    if (plugin_keys)
+        tables[n++] = *plugin_keys;
+    return config_validate_section(&s->file, sec, tables, n, err, errlen);
+}
+
+void settings_free(struct settings *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_sinks; i++) {
+        free(s->sinks[i].name);
+        free(s->sinks[i].plugin);
+    }
+    free(s->sinks);
+    free(s->listen);
+    free(s->relay_id);
+    free(s->plugin_dir);
+    free(s->http_listen);
+    free(s->route_plugin);
+    free(s->tls_cert_file);
+    free(s->tls_key_file);
+    free(s->tls_client_ca_file);
+    free(s->auth_mode);
+    free(s->auth_keys_file);
+    config_free(&s->file);
+    memset(s, 0, sizeof *s);
+}
