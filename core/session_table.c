@@ -1,0 +1,514 @@
+/*
+ * session_table.c - the live sessions: 64 shards, each a mutex and a chained
+ * hash of agent id -> session. Entered from every gRPC worker and the expiry
+ * timer at once; a call holds at most one shard lock, and never calls out
+ * (callbacks, owner drops) while holding one.
+ */
+#include "session_table.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define SHARD_BITS 6
+#define SHARDS (1u << SHARD_BITS)
+#define INITIAL_BUCKETS 8 /* per shard, a power of two */
+
+struct session {
+    struct session *next;
+    uint64_t hash;
+    uint64_t gen;    /* changes on Register and on every attach */
+    void *owner;     /* the attached stream's reference, if attached */
+    struct session_info info;
+};
+
+struct shard {
+    pthread_mutex_t lock;
+    struct session **buckets;
+    size_t n_buckets;
+    size_t n;
+};
+
+struct session_table {
+    struct shard shards[SHARDS];
+    _Atomic uint64_t next_gen;
+    _Atomic size_t count;
+};
+
+bool session_agent_id_valid(const char *id, size_t len)
+{
+    if (id == NULL || len == 0 || len > SESSION_AGENT_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' || c == ':';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* getrandom(2) only fails before the entropy pool is ready on ancient
+ * kernels (ENOSYS); session ids must be unguessable, so never fall back to
+ * anything weaker than /dev/urandom, and give up loudly when that fails. */
+static void random_bytes(uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t r = getrandom(buf + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            break;
+        got += (size_t)r;
+    }
+    if (got == n)
+        return;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    while (fd >= 0 && got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (got != n) {
+        fputs("aeroarc-relay: no source of random session ids\n", stderr);
+        abort();
+    }
+}
+
+void session_id_generate(char out[SESSION_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t bytes[16];
+
+    random_bytes(bytes, sizeof(bytes));
+    memcpy(out, "sess-", 5);
+    for (size_t i = 0; i < sizeof(bytes); i++) {
+        out[5 + 2 * i] = hex[bytes[i] >> 4];
+        out[5 + 2 * i + 1] = hex[bytes[i] & 15];
+    }
+    out[SESSION_ID_LEN] = '\0';
+}
+
+/* FNV-1a 64: cheap and good enough for short, attacker-chosen but
+ * authenticated ids; the low bits pick the shard, the rest the bucket. */
+static uint64_t hash_id(const char *id, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)id[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+
+    if (p == NULL) {
+        /* Register has no error path (SPEC: it always succeeds for a
+         * valid id); a relay out of memory cannot serve anyway. */
+        fputs("aeroarc-relay: out of memory in session table\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+struct session_table *session_table_create(void)
+{
+    struct session_table *t = calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return NULL;
+    for (size_t i = 0; i < SHARDS; i++) {
+        struct shard *s = &t->shards[i];
+        s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
+        if (s->buckets == NULL)
+            goto fail;
+        s->n_buckets = INITIAL_BUCKETS;
+        pthread_mutex_init(&s->lock, NULL);
+    }
+    atomic_init(&t->next_gen, 1);
+    atomic_init(&t->count, 0);
+    return t;
+
+fail:
+    for (size_t i = 0; i < SHARDS; i++)
+        free(t->shards[i].buckets);
+    free(t);
+    return NULL;
+}
+
+void session_table_destroy(struct session_table *t, void (*drop_owner)(void *owner))
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < SHARDS; i++) {
+        struct shard *s = &t->shards[i];
+        for (size_t b = 0; b < s->n_buckets; b++) {
+            struct session *e = s->buckets[b];
+            while (e != NULL) {
+                struct session *next = e->next;
+                if (e->info.stream_attached && drop_owner != NULL)
+                    drop_owner(e->owner);
+                free(e);
+                e = next;
+            }
+        }
+        free(s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+    free(t);
+}
+
+/* ------------------------------------------------------- shard internals */
+
+struct key {
+    const char *id;
+    size_t len;
+    uint64_t hash;
+};
+
+/* False for ids no session can have (too long), so lookups just miss. */
+static bool key_make(const char *id, struct key *k)
+{
+    if (id == NULL)
+        return false;
+    k->id = id;
+    k->len = strnlen(id, SESSION_AGENT_MAX + 1);
+    if (k->len == 0 || k->len > SESSION_AGENT_MAX)
+        return false;
+    k->hash = hash_id(id, k->len);
+    return true;
+}
+
+static struct shard *shard_of(struct session_table *t, const struct key *k)
+{
+    return &t->shards[k->hash & (SHARDS - 1)];
+}
+
+static struct session **bucket_of(struct shard *s, uint64_t hash)
+{
+    return &s->buckets[(hash >> SHARD_BITS) & (s->n_buckets - 1)];
+}
+
+/* The link pointing at the session of k (for unlinking), or at the NULL
+ * ending its bucket when there is none. Shard lock held. */
+static struct session **shard_find(struct shard *s, const struct key *k)
+{
+    struct session **link = bucket_of(s, k->hash);
+
+    while (*link != NULL) {
+        struct session *e = *link;
+        if (e->hash == k->hash && strcmp(e->info.agent_id, k->id) == 0)
+            return link;
+        link = &e->next;
+    }
+    return link;
+}
+
+/* Keep chains short: double when the shard averages two per bucket. A
+ * failed allocation only leaves chains longer. Shard lock held. */
+static void shard_grow(struct shard *s)
+{
+    size_t n = s->n_buckets * 2;
+    struct session **nb;
+
+    if (s->n < 2 * s->n_buckets || (nb = calloc(n, sizeof(*nb))) == NULL)
+        return;
+    for (size_t b = 0; b < s->n_buckets; b++) {
+        struct session *e = s->buckets[b];
+        while (e != NULL) {
+            struct session *next = e->next;
+            struct session **head = &nb[(e->hash >> SHARD_BITS) & (n - 1)];
+            e->next = *head;
+            *head = e;
+            e = next;
+        }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->n_buckets = n;
+}
+
+static void shard_unlink(struct session_table *t, struct shard *s, struct session **link)
+{
+    *link = (*link)->next;
+    s->n--;
+    atomic_fetch_sub(&t->count, 1);
+}
+
+static uint64_t next_gen(struct session_table *t)
+{
+    return atomic_fetch_add(&t->next_gen, 1);
+}
+
+static void set_out(void **out, void *value)
+{
+    if (out != NULL)
+        *out = value;
+}
+
+/* ------------------------------------------------------------ operations */
+
+/* An id over SESSION_AGENT_MAX bytes is a caller bug (Register validates
+ * first); it registers nothing and yields an empty session id. */
+void session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
+                            char session_id_out[SESSION_ID_LEN + 1], void **displaced)
+{
+    struct session *fresh = NULL;
+    struct key k;
+
+    set_out(displaced, NULL);
+    session_id_out[0] = '\0';
+    if (!key_make(agent_id, &k))
+        return;
+    session_id_generate(session_id_out); /* outside the lock: a syscall */
+    struct shard *s = shard_of(t, &k);
+    pthread_mutex_lock(&s->lock);
+    struct session **link = shard_find(s, &k);
+    struct session *e = *link;
+    if (e == NULL) {
+        /* allocate under the lock: rare (new agent), and it keeps one path */
+        e = fresh = xcalloc(1, sizeof(*e));
+        e->hash = k.hash;
+        memcpy(e->info.agent_id, agent_id, k.len + 1);
+    } else if (e->info.stream_attached) {
+        set_out(displaced, e->owner);
+    }
+    e->gen = next_gen(t);
+    e->owner = NULL;
+    memcpy(e->info.session_id, session_id_out, SESSION_ID_LEN + 1);
+    e->info.connected_at_unix_ns = now_ns;
+    e->info.last_heartbeat_unix_ns = now_ns;
+    e->info.flight_id[0] = '\0';
+    e->info.stream_attached = false;
+    if (fresh != NULL) {
+        *link = fresh;
+        s->n++;
+        atomic_fetch_add(&t->count, 1);
+        shard_grow(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+int session_table_attach(struct session_table *t, const char *agent_id, void *owner,
+                         uint64_t *gen, char session_id_out[SESSION_ID_LEN + 1],
+                         void **displaced)
+{
+    struct key k;
+    int rc = -ENOENT;
+
+    set_out(displaced, NULL);
+    if (!key_make(agent_id, &k))
+        return -ENOENT;
+    struct shard *s = shard_of(t, &k);
+    pthread_mutex_lock(&s->lock);
+    struct session *e = *shard_find(s, &k);
+    if (e != NULL) {
+        if (e->info.stream_attached)
+            set_out(displaced, e->owner);
+        e->gen = next_gen(t);
+        e->owner = owner;
+        e->info.stream_attached = true;
+        *gen = e->gen;
+        memcpy(session_id_out, e->info.session_id, SESSION_ID_LEN + 1);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+bool session_table_detach(struct session_table *t, const char *agent_id, uint64_t gen,
+                          void **owner)
+{
+    struct session *gone = NULL;
+    struct key k;
+
+    set_out(owner, NULL);
+    if (!key_make(agent_id, &k))
+        return false;
+    struct shard *s = shard_of(t, &k);
+    pthread_mutex_lock(&s->lock);
+    struct session **link = shard_find(s, &k);
+    struct session *e = *link;
+    if (e != NULL && e->gen == gen && e->info.stream_attached) {
+        set_out(owner, e->owner);
+        shard_unlink(t, s, link);
+        gone = e;
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(gone);
+    return gone != NULL;
+}
+
+/* Cut at most SESSION_FLIGHT_MAX bytes, backing off to a UTF-8 sequence
+ * start so a valid id never becomes invalid UTF-8 (DroneStatus is a proto
+ * string, which Go clients refuse when it is not UTF-8). */
+static void copy_flight_id(char dst[SESSION_FLIGHT_MAX + 1], aero_str src)
+{
+    size_t n = src.len;
+
+    if (n > SESSION_FLIGHT_MAX) {
+        n = SESSION_FLIGHT_MAX;
+        while (n > 0 && ((uint8_t)src.ptr[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, src.ptr, n);
+    dst[n] = '\0';
+}
+
+void session_table_touch(struct session_table *t, const char *agent_id, uint64_t gen,
+                         int64_t now_ns, aero_str flight_id)
+{
+    struct key k;
+
+    if (!key_make(agent_id, &k))
+        return;
+    struct shard *s = shard_of(t, &k);
+    pthread_mutex_lock(&s->lock);
+    struct session *e = *shard_find(s, &k);
+    if (e != NULL && e->gen == gen) {
+        e->info.last_heartbeat_unix_ns = now_ns;
+        if (flight_id.len > 0 && flight_id.ptr != NULL)
+            copy_flight_id(e->info.flight_id, flight_id);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Unlink this shard's expired sessions onto *dead. Shard lock held. */
+static size_t shard_expire(struct session_table *t, struct shard *s, int64_t now_ns,
+                           int64_t ttl_ns, struct session **dead)
+{
+    size_t n = 0;
+
+    for (size_t b = 0; b < s->n_buckets; b++) {
+        struct session **link = &s->buckets[b];
+        while (*link != NULL) {
+            struct session *e = *link;
+            if (e->info.stream_attached || now_ns - e->info.connected_at_unix_ns <= ttl_ns) {
+                link = &e->next;
+                continue;
+            }
+            shard_unlink(t, s, link);
+            e->next = *dead;
+            *dead = e;
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl_ns,
+                            void (*expired)(void *arg, const char *agent_id,
+                                            const char *session_id),
+                            void *arg)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < SHARDS; i++) {
+        struct shard *s = &t->shards[i];
+        struct session *dead = NULL;
+
+        pthread_mutex_lock(&s->lock);
+        total += shard_expire(t, s, now_ns, ttl_ns, &dead);
+        pthread_mutex_unlock(&s->lock);
+        while (dead != NULL) {
+            struct session *next = dead->next;
+            if (expired != NULL)
+                expired(arg, dead->info.agent_id, dead->info.session_id);
+            free(dead);
+            dead = next;
+        }
+    }
+    return total;
+}
+
+int session_table_get(struct session_table *t, const char *agent_id, struct session_info *out)
+{
+    struct key k;
+    int rc = -ENOENT;
+
+    if (!key_make(agent_id, &k))
+        return -ENOENT;
+    struct shard *s = shard_of(t, &k);
+    pthread_mutex_lock(&s->lock);
+    struct session *e = *shard_find(s, &k);
+    if (e != NULL) {
+        *out = e->info;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+/* Make room for `more` entries; false when out of memory. */
+static bool list_reserve(struct session_info **arr, size_t *cap, size_t used, size_t more)
+{
+    if (used + more <= *cap)
+        return true;
+    size_t n = *cap ? *cap : 16;
+    while (n < used + more)
+        n *= 2;
+    struct session_info *grown = realloc(*arr, n * sizeof(**arr));
+    if (grown == NULL)
+        return false;
+    *arr = grown;
+    *cap = n;
+    return true;
+}
+
+/* Copy one shard's sessions, each whole under the shard lock. */
+static bool shard_list(struct shard *s, struct session_info **arr, size_t *cap, size_t *used)
+{
+    bool ok;
+
+    pthread_mutex_lock(&s->lock);
+    ok = list_reserve(arr, cap, *used, s->n);
+    for (size_t b = 0; ok && b < s->n_buckets; b++)
+        for (struct session *e = s->buckets[b]; e != NULL; e = e->next)
+            (*arr)[(*used)++] = e->info;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+/* Shards are copied one after the other, so the list is not one instant
+ * of the whole table, but every entry is one consistent session. On
+ * allocation failure *out is NULL and the count 0. */
+size_t session_table_list(struct session_table *t, struct session_info **out)
+{
+    struct session_info *arr = NULL;
+    size_t cap = 0, used = 0;
+
+    for (size_t i = 0; i < SHARDS; i++) {
+        if (!shard_list(&t->shards[i], &arr, &cap, &used))
+            goto fail;
+    }
+    *out = arr;
+    return used;
+
+fail:
+    free(arr);
+    *out = NULL;
+    return 0;
+}
+
+size_t session_table_count(struct session_table *t)
+{
+    return atomic_load(&t->count);
+}
