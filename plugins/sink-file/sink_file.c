@@ -1,0 +1,438 @@
+/*
+ * sink_file.c - the sink-file plugin: JSON lines appended to
+ * <path>/<prefix>-<UTC time>.jsonl, one write(2) (and with fsync = batch one
+ * fdatasync) per batch, rotation by size and age, and recovery from a full
+ * or failing disk without a restart. write_batch/flush/reopen run on the
+ * instance's sink thread, create/destroy on the main thread; no globals.
+ */
+#include <aeroarc/plugin.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    INITIAL_BUF = 64 * 1024,
+    /* Past this many buffered bytes a huge batch is written in pieces (to
+     * the same file, still undone as a whole on error) so memory stays
+     * bounded whatever the frames hold. */
+    CHUNK_BYTES = 4 * 1024 * 1024,
+    /* Files created within one second get -1, -2, ... suffixes. */
+    MAX_SAME_SECOND = 1000,
+};
+
+static const aero_config_key file_keys[] = {
+    {.name = "path", .type = AERO_KEY_STRING, .default_value = "./data",
+     .help = "directory of the .jsonl files (created if missing)"},
+    {.name = "prefix", .type = AERO_KEY_STRING, .default_value = "telemetry",
+     .help = "file names are <prefix>-<UTC time>.jsonl; no '/'"},
+    {.name = "rotate_bytes", .type = AERO_KEY_INT, .default_value = "67108864",
+     .help = "start a new file before a batch would grow it past this many "
+             "bytes (a larger batch gets a file of its own); 0 = never",
+     .min = 0, .max = INT64_MAX},
+    {.name = "rotate_interval_s", .type = AERO_KEY_INT, .default_value = "3600",
+     .help = "start a new file once the current one is this many seconds "
+             "old (checked at each batch); 0 = never",
+     .min = 0, .max = INT32_MAX},
+    {.name = "fsync", .type = AERO_KEY_ENUM, .default_value = "none",
+     .choices = "none|batch",
+     .help = "batch: fdatasync every batch before its frames are acked"},
+};
+
+struct sink_file {
+    const aero_host *host;
+    const char *dir;      /* config strings: owned by the host */
+    const char *prefix;
+    int64_t rotate_bytes;      /* 0: no size rotation */
+    int64_t rotate_interval_s; /* 0: no age rotation */
+    int fsync_batch;
+
+    int fd;                    /* -1: no file open (opened lazily) */
+    char path[PATH_MAX];       /* the open file, for messages */
+    uint64_t size;             /* bytes in the open file */
+    int64_t opened_ns;         /* CLOCK_MONOTONIC, for rotate_interval_s */
+
+    char *buf;                 /* encoded lines of the batch, reused */
+    size_t cap;
+
+    aero_metric *m_errors, *m_rotations, *m_bytes;
+    int64_t last_log_ns;       /* rate limit of warnings (monotonic) */
+    unsigned long quiet;       /* warnings suppressed since the last one */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void metric_add(struct sink_file *s, aero_metric *m, uint64_t delta)
+{
+    if (m != NULL)
+        s->host->metric_add(m, delta);
+}
+
+/* Write errors repeat on every batch while the disk is full: one warning a
+ * second at most, saying how many were swallowed. */
+static void warn_limited(struct sink_file *s, const char *fmt, ...)
+    AERO_PRINTF(2, 3);
+static void warn_limited(struct sink_file *s, const char *fmt, ...)
+{
+    int64_t now = mono_ns();
+    if (s->last_log_ns >= 0 && now - s->last_log_ns < 1000000000) {
+        s->quiet++;
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    s->host->log(s->host, AERO_LOG_WARN, "sink-file: %s (%lu similar "
+                 "warning(s) not logged)", msg, s->quiet);
+    s->last_log_ns = now;
+    s->quiet = 0;
+}
+
+/* mkdir -p: 0 or -errno. */
+static int make_dirs(const char *dir)
+{
+    char tmp[PATH_MAX];
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    memcpy(tmp, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0')
+            continue;
+        char saved = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        tmp[i] = saved;
+    }
+    return 0;
+}
+
+/* Makes a new directory entry durable (fsync = batch promises the data
+ * survives a crash, which needs the file's name to survive too). */
+static int sync_dir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    int rc = fsync(dfd) == 0 ? 0 : -errno;
+    close(dfd);
+    return rc;
+}
+
+/* Creates a file no other rotation ever used (O_EXCL): 0 or -errno. */
+static int open_file(struct sink_file *s)
+{
+    int rc = make_dirs(s->dir);
+    if (rc != 0)
+        return rc;
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+
+    for (int k = 0; k < MAX_SAME_SECOND; k++) {
+        int n = k == 0 ? snprintf(s->path, sizeof(s->path), "%s/%s-%s.jsonl",
+                                  s->dir, s->prefix, stamp)
+                       : snprintf(s->path, sizeof(s->path), "%s/%s-%s-%d.jsonl",
+                                  s->dir, s->prefix, stamp, k);
+        if (n < 0 || (size_t)n >= sizeof(s->path))
+            return -ENAMETOOLONG;
+        s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
+                     0644);
+        if (s->fd >= 0)
+            break;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    if (s->fd < 0)
+        return -EEXIST;
+    if (s->fsync_batch && (rc = sync_dir(s->dir)) != 0) {
+        close(s->fd);
+        s->fd = -1;
+        unlink(s->path); /* empty: nothing lost */
+        return rc;
+    }
+    s->size = 0;
+    s->opened_ns = mono_ns();
+    s->host->log(s->host, AERO_LOG_INFO, "sink-file: writing %s", s->path);
+    return 0;
+}
+
+static void close_file(struct sink_file *s)
+{
+    if (s->fd >= 0)
+        close(s->fd); /* data went out with write/fdatasync: nothing to learn */
+    s->fd = -1;
+}
+
+static void rotate(struct sink_file *s)
+{
+    close_file(s);
+    metric_add(s, s->m_rotations, 1);
+}
+
+static int interval_due(const struct sink_file *s)
+{
+    return s->rotate_interval_s > 0 &&
+           mono_ns() - s->opened_ns >= s->rotate_interval_s * 1000000000;
+}
+
+/* Picks the file the batch goes to (rotating first if it is too old, or
+ * would grow past rotate_bytes) and opens it if needed: 0 or -errno. */
+static int prepare_file(struct sink_file *s, size_t batch_bytes)
+{
+    if (s->fd >= 0 && interval_due(s))
+        rotate(s);
+    if (s->fd >= 0 && s->rotate_bytes > 0 && s->size > 0 &&
+        s->size + batch_bytes > (uint64_t)s->rotate_bytes)
+        rotate(s);
+    return s->fd >= 0 ? 0 : open_file(s);
+}
+
+/* Makes room for `need` more bytes after `used`: 0 or -ENOMEM. */
+static int reserve(struct sink_file *s, size_t used, size_t need)
+{
+    if (s->cap - used >= need)
+        return 0;
+    size_t cap = s->cap * 2;
+    if (cap < used + need)
+        cap = used + need;
+    char *p = realloc(s->buf, cap);
+    if (p == NULL)
+        return -ENOMEM;
+    s->buf = p;
+    s->cap = cap;
+    return 0;
+}
+
+/* Appends frame f as a line at buf[*used]: 0 or -ENOMEM. */
+static int append_line(struct sink_file *s, const aero_frame *f, size_t *used)
+{
+    const aero_host *h = s->host;
+    size_t room = s->cap - *used;
+    size_t n = h->envelope_json(h, f, s->buf + *used, room);
+
+    if (n >= room) {
+        /* +1 for the NUL the encoder writes where the newline goes. */
+        if (reserve(s, *used, n + 1) != 0)
+            return -ENOMEM;
+        room = s->cap - *used;
+        n = h->envelope_json(h, f, s->buf + *used, room);
+        if (n >= room)
+            return -ENOMEM; /* the encoder broke its contract */
+    }
+    s->buf[*used + n] = '\n';
+    *used += n + 1;
+    return 0;
+}
+
+/* All of buf[0..len) to fd, through short writes and EINTR: 0 or -errno. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -EIO;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/*
+ * A batch failed after `start` bytes of the file were good: cut whatever
+ * part of the batch reached the file so no half line stays, and keep the
+ * file for the next batch. A failed fdatasync leaves the file's state
+ * unknown, and a failed cut leaves a torn line: start a new file then.
+ */
+static void undo_batch(struct sink_file *s, uint64_t start, int synced_failed)
+{
+    if (s->fd < 0)
+        return;
+    if (ftruncate(s->fd, (off_t)start) != 0) {
+        s->host->log(s->host, AERO_LOG_ERROR, "sink-file: %s: cannot cut "
+                     "a failed batch (%s): it may end with a partial line",
+                     s->path, strerror(errno));
+        synced_failed = 1;
+    }
+    s->size = start;
+    if (synced_failed)
+        close_file(s);
+}
+
+/* -------------------------------------------------------------- vtable */
+
+static int file_create(const aero_host *host, void **instance)
+{
+    struct sink_file *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        host->log(host, AERO_LOG_ERROR, "sink-file: out of memory");
+        return -ENOMEM;
+    }
+    *instance = s;
+    s->host = host;
+    s->fd = -1;
+    s->last_log_ns = -1;
+    s->dir = host->config_get(host, "path");
+    s->prefix = host->config_get(host, "prefix");
+    const char *rb = host->config_get(host, "rotate_bytes");
+    const char *ri = host->config_get(host, "rotate_interval_s");
+    const char *fs = host->config_get(host, "fsync");
+    if (!s->dir || !*s->dir || !s->prefix || !*s->prefix ||
+        strchr(s->prefix, '/') || !rb || !ri || !fs) {
+        host->log(host, AERO_LOG_ERROR, "sink-file: path and prefix must be "
+                  "non-empty and prefix must not contain '/'");
+        return -EINVAL;
+    }
+    s->rotate_bytes = strtoll(rb, NULL, 10);
+    s->rotate_interval_s = strtoll(ri, NULL, 10);
+    s->fsync_batch = strcmp(fs, "batch") == 0;
+
+    s->buf = malloc(INITIAL_BUF);
+    if (s->buf == NULL) {
+        host->log(host, AERO_LOG_ERROR, "sink-file: out of memory");
+        return -ENOMEM; /* destroy() frees the half-built instance */
+    }
+    s->cap = INITIAL_BUF;
+
+    if (AERO_HAS(host, aero_host, metric_add) && host->metric_register) {
+        s->m_errors = host->metric_register(host, AERO_METRIC_COUNTER,
+            "aero_sink_file_write_errors_total",
+            "Batches that failed to reach the file (all frames retried)");
+        s->m_rotations = host->metric_register(host, AERO_METRIC_COUNTER,
+            "aero_sink_file_rotations_total",
+            "Files closed because of rotate_bytes or rotate_interval_s");
+        s->m_bytes = host->metric_register(host, AERO_METRIC_COUNTER,
+            "aero_sink_file_bytes_written_total",
+            "Bytes of JSON lines written and kept");
+    }
+
+    /* Open now so a bad path shows at start-up; it is not fatal (the disk
+     * may come back): batches retry until a file opens. */
+    int rc = open_file(s);
+    if (rc != 0)
+        host->log(host, AERO_LOG_WARN, "sink-file: cannot open a file in %s "
+                  "yet: %s; frames will be retried", s->dir, strerror(-rc));
+    return 0;
+}
+
+static void file_write_batch(void *instance, const aero_frame *const *frames,
+                             size_t n, aero_result *results)
+{
+    struct sink_file *s = instance;
+    size_t used = 0;
+    uint64_t start = 0;
+    int opened = 0, rc = 0, sync_failed = 0;
+
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = append_line(s, frames[i], &used)) != 0)
+            goto fail;
+        if (used < CHUNK_BYTES && i + 1 < n)
+            continue;
+        if (!opened) {
+            if ((rc = prepare_file(s, used)) != 0)
+                goto fail;
+            opened = 1;
+            start = s->size;
+        }
+        if ((rc = write_all(s->fd, s->buf, used)) != 0)
+            goto fail;
+        s->size += used;
+        used = 0;
+    }
+    if (s->fsync_batch && fdatasync(s->fd) != 0) {
+        rc = -errno;
+        sync_failed = 1;
+        goto fail;
+    }
+    metric_add(s, s->m_bytes, s->size - start);
+    for (size_t i = 0; i < n; i++)
+        results[i] = AERO_OK;
+    if (s->rotate_bytes > 0 && s->size >= (uint64_t)s->rotate_bytes)
+        rotate(s); /* full: the next batch starts a new file */
+    return;
+fail:
+    if (opened)
+        undo_batch(s, start, sync_failed);
+    metric_add(s, s->m_errors, 1);
+    warn_limited(s, "%s: %s; %zu frame(s) to retry",
+                 opened ? s->path : s->dir, strerror(-rc), n);
+    for (size_t i = 0; i < n; i++)
+        results[i] = AERO_RETRY;
+}
+
+static int file_flush(void *instance)
+{
+    struct sink_file *s = instance;
+    if (s->fd >= 0 && fdatasync(s->fd) != 0)
+        return -errno;
+    return 0;
+}
+
+/* SIGHUP: the old file may have been moved away; later lines go to a new
+ * file, opened by the next batch (so no empty file appears). */
+static int file_reopen(void *instance)
+{
+    struct sink_file *s = instance;
+    close_file(s);
+    return 0;
+}
+
+static void file_destroy(void *instance)
+{
+    struct sink_file *s = instance;
+    if (s == NULL)
+        return;
+    close_file(s);
+    free(s->buf);
+    free(s);
+}
+
+static const aero_sink_vtable file_vtable = {
+    .size = sizeof(aero_sink_vtable),
+    AERO_KEYS(file_keys),
+    .create = file_create,
+    .write_batch = file_write_batch,
+    .flush = file_flush,
+    .reopen = file_reopen,
+    .destroy = file_destroy,
+};
+
+static const aero_plugin_descriptor file_descriptor = {
+    AERO_DESCRIPTOR_HEADER(AERO_PLUGIN_SINK),
+    .name = "sink-file",
+    .description = "JSON lines in rotated files, optionally fsynced per batch",
+    .vtable = &file_vtable,
+};
+
+AERO_EXPORT const aero_plugin_descriptor *aeroarc_plugin_entry(void)
+{
+    return &file_descriptor;
+}
