@@ -1,0 +1,1094 @@
+/* aeroarc-bench: drives N simulated agents against an AgentGateway (the
+ * relay, or bench/ackserver) and prints one JSON line in loadgen's format.
+ * A few worker threads each own one completion queue and the agents placed
+ * on it; every agent is a small state machine (register, stream, finish)
+ * touched only by its worker, so nothing on the frame path takes a lock.
+ * Frames are assembled from pre-encoded parts, never re-encoded per frame.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+
+#include "aeroarc/agent/v1/agent.pb-c.h"
+#include "relay_client.h"
+
+#define N_KINDS 3          /* message templates: see tmpl_build */
+#define REG_INFLIGHT 64    /* registrations in flight per worker */
+#define START_BATCH 32     /* streams opened between two looks at the queue */
+#define HOLD_WAIT_S 120    /* longest wait for every stream to be acked (as loadgen) */
+#define POLL_MS 50         /* worker wake-up while a hold may end */
+#define HIST_SUB 1024      /* sub-buckets per power of two: 0.1% resolution */
+#define HIST_BUCKETS (2 * HIST_SUB + 40 * HIST_SUB)
+
+/* Low bits of a completion tag say which batch of the agent completed. */
+enum tag_kind { TAG_REG = 0, TAG_SEND = 1, TAG_RECV = 2, TAG_STATUS = 3 };
+
+struct bench_opts {
+	const char *target;
+	long agents, frames, window, fields, raw_bytes, channels, hold_s, threads;
+	const char *prefix;
+	const char *token;
+	const char *acked_log;
+};
+
+/* Log-linear latency histogram in nanoseconds. */
+struct hist {
+	uint64_t n;
+	uint64_t count[HIST_BUCKETS];
+};
+
+/* Fields 6..11 of a frame (raw_mavlink .. flight_id), encoded once. */
+struct tmpl {
+	uint8_t *bytes;
+	size_t len;
+};
+
+struct worker;
+
+struct agent {
+	struct worker *w;
+	struct rc_channel *ch;
+	char id[96];
+	grpc_metadata md[2]; /* aero-arc-agent-id, authorization */
+	size_t n_md;
+	uint8_t *ident;      /* fields 1 and 2 (session_id, agent_id), encoded */
+	size_t ident_len;
+	grpc_call *call;
+	grpc_metadata_array init_md, trail_md;
+	grpc_byte_buffer *send_bb, *recv_bb;
+	grpc_status_code code;
+	grpc_slice details;
+	int64_t *sent_at; /* by seq % window: monotonic ns of the write */
+	uint64_t next_seq;
+	long inflight, acked;
+	long acks[4];
+	bool md_sent, send_pending, recv_pending, status_pending;
+	bool write_failed, closing, counted, registered, done;
+};
+
+struct bench;
+
+struct worker {
+	struct bench *b;
+	pthread_t thread;
+	grpc_completion_queue *cq;
+	struct agent **agents;
+	size_t n_agents;
+	size_t next_reg;
+	size_t next_start; /* streaming phase: agents not yet started */
+	bool streaming;
+	long active; /* calls (registrations, then streams) not yet finished */
+	bool released;
+	long acks[4];
+	long register_errors, stream_errors;
+	char first_error[256];
+	struct hist hist;
+};
+
+struct bench {
+	struct bench_opts o;
+	struct rc_channel **chans;
+	long n_chans;
+	struct tmpl tmpl[N_KINDS];
+	struct agent *agents;
+	struct worker *workers;
+	pthread_barrier_t barrier;
+	FILE *acked_log;
+	atomic_long registered;
+	atomic_long all_acked;
+	atomic_long failures;
+	atomic_int release;
+};
+
+static int64_t clock_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static size_t hist_index(uint64_t v)
+{
+	int e;
+
+	if (v < 2 * HIST_SUB)
+		return (size_t)v;
+	e = 63 - __builtin_clzll(v) - 10; /* v >> e lands in [1024, 2048) */
+	if (e > 40)
+		return HIST_BUCKETS - 1;
+	return 2 * HIST_SUB + (size_t)(e - 1) * HIST_SUB + (size_t)((v >> e) - HIST_SUB);
+}
+
+/* Middle of bucket i, in nanoseconds. */
+static double hist_value(size_t i)
+{
+	size_t e;
+
+	if (i < 2 * HIST_SUB)
+		return (double)i;
+	e = (i - 2 * HIST_SUB) / HIST_SUB + 1;
+	return ((double)(HIST_SUB + (i - 2 * HIST_SUB) % HIST_SUB) + 0.5) * (double)(1ULL << e);
+}
+
+/* loadgen's percentile: the sample at index p% of n, sorted; microseconds. */
+static double hist_pct(const struct hist *h, double p)
+{
+	uint64_t idx, cum = 0;
+
+	if (!h->n)
+		return 0;
+	idx = (uint64_t)(p / 100.0 * (double)h->n);
+	if (idx >= h->n)
+		idx = h->n - 1;
+	for (size_t i = 0; i < HIST_BUCKETS; i++) {
+		cum += h->count[i];
+		if (cum > idx)
+			return hist_value(i) / 1000.0;
+	}
+	return 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; *p < end && shift < 64; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* seq and status of a TelemetryAck, without allocating: this runs per ack. */
+static bool ack_decode(const uint8_t *p, size_t n, uint64_t *seq, int *status)
+{
+	const uint8_t *end = p + n;
+	uint64_t key, v;
+
+	*seq = 0;
+	*status = 0;
+	while (p < end) {
+		if (!get_varint(&p, end, &key))
+			return false;
+		switch (key & 7) {
+		case 0:
+			if (!get_varint(&p, end, &v))
+				return false;
+			if (key >> 3 == 2)
+				*seq = v;
+			else if (key >> 3 == 3)
+				*status = (int)v;
+			break;
+		case 1:
+			p += 8;
+			break;
+		case 2:
+			if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return false;
+			p += v;
+			break;
+		case 5:
+			p += 4;
+			break;
+		default:
+			return false;
+		}
+	}
+	return p == end;
+}
+
+static void worker_error(struct worker *w, const char *what, grpc_status_code code,
+			 grpc_slice details)
+{
+	if (w->first_error[0])
+		return;
+	snprintf(w->first_error, sizeof w->first_error, "%s: code %d %.*s", what, (int)code,
+		 (int)GRPC_SLICE_LENGTH(details), (const char *)GRPC_SLICE_START_PTR(details));
+}
+
+static int start(struct agent *a, grpc_op *ops, size_t n, enum tag_kind kind)
+{
+	void *tag = (void *)((uintptr_t)a | (uintptr_t)kind);
+
+	return grpc_call_start_batch(a->call, ops, n, tag, NULL) == GRPC_CALL_OK ? 0 : -EIO;
+}
+
+static grpc_call *agent_call(struct agent *a, const char *method, gpr_timespec deadline)
+{
+	grpc_slice m = grpc_slice_from_static_string(method);
+
+	return grpc_channel_create_call(rc_channel_grpc(a->ch), NULL, GRPC_PROPAGATE_DEFAULTS,
+					a->w->cq, m, NULL, deadline, NULL);
+}
+
+/* Tear down the current call's resources (after every batch completed). */
+static void agent_call_free(struct agent *a)
+{
+	if (a->call)
+		grpc_call_unref(a->call);
+	a->call = NULL;
+	grpc_metadata_array_destroy(&a->init_md);
+	grpc_metadata_array_destroy(&a->trail_md);
+	if (a->send_bb)
+		grpc_byte_buffer_destroy(a->send_bb);
+	if (a->recv_bb)
+		grpc_byte_buffer_destroy(a->recv_bb);
+	a->send_bb = a->recv_bb = NULL;
+	grpc_slice_unref(a->details);
+	a->details = grpc_empty_slice();
+}
+
+/* --- registration ------------------------------------------------------ */
+
+static int register_start(struct agent *a)
+{
+	Aeroarc__Agent__V1__RegisterRequest req = AEROARC__AGENT__V1__REGISTER_REQUEST__INIT;
+	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					     gpr_time_from_seconds(10, GPR_TIMESPAN));
+	uint8_t buf[512];
+	grpc_slice s;
+	grpc_op ops[6];
+
+	req.agent_id = a->id;
+	req.agent_version = "aeroarc-bench/1";
+	req.platform = "linux/amd64";
+	s = grpc_slice_from_copied_buffer((const char *)buf,
+					  aeroarc__agent__v1__register_request__pack(&req, buf));
+	a->send_bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	grpc_metadata_array_init(&a->init_md);
+	grpc_metadata_array_init(&a->trail_md);
+	a->call = agent_call(a, RC_METHOD_REGISTER, deadline);
+	memset(ops, 0, sizeof ops);
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = a->n_md;
+	ops[0].data.send_initial_metadata.metadata = a->md;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = a->send_bb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &a->init_md;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &a->recv_bb;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &a->trail_md;
+	ops[5].data.recv_status_on_client.status = &a->code;
+	ops[5].data.recv_status_on_client.status_details = &a->details;
+	return start(a, ops, 6, TAG_REG);
+}
+
+/* fields 1 and 2, so a frame is ident + seq/time + template, in field order. */
+static int ident_build(struct agent *a, const char *session_id)
+{
+	struct rc_frame f = { .session_id = session_id, .agent_id = a->id };
+
+	return rc_frame_encode(&f, &a->ident, &a->ident_len);
+}
+
+static bool register_finish(struct agent *a)
+{
+	Aeroarc__Agent__V1__RegisterResponse *resp = NULL;
+	grpc_byte_buffer_reader r;
+	grpc_slice s;
+
+	if (a->code != GRPC_STATUS_OK) {
+		worker_error(a->w, "register", a->code, a->details);
+		return false;
+	}
+	if (a->recv_bb && grpc_byte_buffer_reader_init(&r, a->recv_bb)) {
+		s = grpc_byte_buffer_reader_readall(&r);
+		grpc_byte_buffer_reader_destroy(&r);
+		resp = aeroarc__agent__v1__register_response__unpack(NULL, GRPC_SLICE_LENGTH(s),
+								     GRPC_SLICE_START_PTR(s));
+		grpc_slice_unref(s);
+	}
+	if (!resp) {
+		worker_error(a->w, "register: undecodable response", a->code, a->details);
+		return false;
+	}
+	if (ident_build(a, resp->session_id)) {
+		aeroarc__agent__v1__register_response__free_unpacked(resp, NULL);
+		worker_error(a->w, "register: out of memory", a->code, a->details);
+		return false;
+	}
+	aeroarc__agent__v1__register_response__free_unpacked(resp, NULL);
+	return true;
+}
+
+/* Keep REG_INFLIGHT registrations going until every agent has had one. */
+static void register_more(struct worker *w)
+{
+	while (w->next_reg < w->n_agents && w->active < REG_INFLIGHT) {
+		struct agent *a = w->agents[w->next_reg++];
+
+		if (register_start(a)) {
+			w->register_errors++;
+			worker_error(w, "register: cannot start the call", GRPC_STATUS_INTERNAL,
+				     grpc_empty_slice());
+			agent_call_free(a);
+			continue;
+		}
+		w->active++;
+	}
+}
+
+static void register_done(struct agent *a)
+{
+	struct worker *w = a->w;
+
+	a->registered = register_finish(a);
+	if (a->registered)
+		atomic_fetch_add(&w->b->registered, 1);
+	else
+		w->register_errors++;
+	agent_call_free(a);
+	w->active--;
+	register_more(w);
+}
+
+/* --- streaming --------------------------------------------------------- */
+
+static const struct tmpl *tmpl_for(const struct bench *b, uint64_t seq)
+{
+	/* A flight's mix: position and attitude alternate, a heartbeat now and then. */
+	if (seq % 10 == 0)
+		return &b->tmpl[2];
+	return &b->tmpl[seq & 1];
+}
+
+static grpc_byte_buffer *frame_bb(const struct bench *b, const struct agent *a, uint64_t seq,
+				   int64_t wall_ns)
+{
+	const struct tmpl *t = tmpl_for(b, seq);
+	double dev = (double)wall_ns / 1e9;
+	uint8_t tail[32], *p;
+	uint64_t bits;
+	size_t n = 0;
+	grpc_slice s;
+	grpc_byte_buffer *bb;
+
+	tail[n++] = 3 << 3; /* seq, varint */
+	n += put_varint(tail + n, seq);
+	tail[n++] = 4 << 3; /* sent_at_unix_ns, varint */
+	n += put_varint(tail + n, (uint64_t)wall_ns);
+	tail[n++] = 5 << 3 | 1; /* device_timestamp_sec, fixed64 */
+	memcpy(&bits, &dev, sizeof bits);
+	for (int i = 0; i < 8; i++)
+		tail[n++] = (uint8_t)(bits >> (8 * i));
+	s = grpc_slice_malloc(a->ident_len + n + t->len);
+	p = GRPC_SLICE_START_PTR(s);
+	memcpy(p, a->ident, a->ident_len);
+	memcpy(p + a->ident_len, tail, n);
+	memcpy(p + a->ident_len + n, t->bytes, t->len);
+	bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return bb;
+}
+
+static void maybe_write(struct agent *a)
+{
+	const struct bench_opts *o = &a->w->b->o;
+	grpc_op ops[2], *op = ops;
+	uint64_t seq = a->next_seq;
+
+	if (a->send_pending || a->write_failed || a->closing || seq > (uint64_t)o->frames ||
+	    a->inflight >= o->window)
+		return;
+	memset(ops, 0, sizeof ops);
+	if (!a->md_sent) {
+		op->op = GRPC_OP_SEND_INITIAL_METADATA;
+		op->data.send_initial_metadata.count = a->n_md;
+		op->data.send_initial_metadata.metadata = a->md;
+		op++;
+	}
+	a->send_bb = frame_bb(a->w->b, a, seq, clock_ns(CLOCK_REALTIME));
+	op->op = GRPC_OP_SEND_MESSAGE;
+	op->data.send_message.send_message = a->send_bb;
+	op++;
+	a->sent_at[seq % (uint64_t)o->window] = clock_ns(CLOCK_MONOTONIC);
+	if (start(a, ops, (size_t)(op - ops), TAG_SEND)) {
+		a->write_failed = true;
+		grpc_call_cancel(a->call, NULL);
+		return;
+	}
+	a->md_sent = true;
+	a->send_pending = true;
+	a->next_seq++;
+	a->inflight++;
+}
+
+static void half_close(struct agent *a)
+{
+	grpc_op op;
+
+	if (a->closing || a->send_pending || a->write_failed)
+		return;
+	memset(&op, 0, sizeof op);
+	op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	a->closing = true;
+	if (start(a, &op, 1, TAG_SEND)) {
+		grpc_call_cancel(a->call, NULL);
+		return;
+	}
+	a->send_pending = true;
+}
+
+/* Every frame acked: half-close now, or count it and wait for the release
+ * when holding streams open. */
+static void reached_end(struct agent *a)
+{
+	struct worker *w = a->w;
+
+	if (w->b->o.hold_s <= 0 || w->released) {
+		half_close(a);
+		return;
+	}
+	if (!a->counted) {
+		a->counted = true;
+		atomic_fetch_add(&w->b->all_acked, 1);
+	}
+}
+
+static int recv_post(struct agent *a)
+{
+	grpc_op op;
+
+	memset(&op, 0, sizeof op);
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &a->recv_bb;
+	if (start(a, &op, 1, TAG_RECV))
+		return -EIO;
+	a->recv_pending = true;
+	return 0;
+}
+
+static int stream_start(struct agent *a)
+{
+	grpc_op ops[2];
+
+	grpc_metadata_array_init(&a->init_md);
+	grpc_metadata_array_init(&a->trail_md);
+	a->next_seq = 1;
+	a->call = agent_call(a, RC_METHOD_TELEMETRY_STREAM, gpr_inf_future(GPR_CLOCK_MONOTONIC));
+	memset(ops, 0, sizeof ops);
+	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[0].data.recv_status_on_client.trailing_metadata = &a->trail_md;
+	ops[0].data.recv_status_on_client.status = &a->code;
+	ops[0].data.recv_status_on_client.status_details = &a->details;
+	if (start(a, ops, 1, TAG_STATUS))
+		return -EIO;
+	a->status_pending = true;
+	memset(ops, 0, sizeof ops);
+	ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[0].data.recv_initial_metadata.recv_initial_metadata = &a->init_md;
+	ops[1].op = GRPC_OP_RECV_MESSAGE;
+	ops[1].data.recv_message.recv_message = &a->recv_bb;
+	if (start(a, ops, 2, TAG_RECV)) {
+		grpc_call_cancel(a->call, NULL);
+		return 0; /* the status batch will end it */
+	}
+	a->recv_pending = true;
+	maybe_write(a);
+	return 0;
+}
+
+static void send_done(struct agent *a, bool ok)
+{
+	a->send_pending = false;
+	if (a->send_bb)
+		grpc_byte_buffer_destroy(a->send_bb);
+	a->send_bb = NULL;
+	if (!ok) {
+		a->write_failed = true;
+		return;
+	}
+	if (a->acked >= a->w->b->o.frames)
+		reached_end(a);
+	else
+		maybe_write(a);
+}
+
+static void ack_seen(struct agent *a, uint64_t seq, int status)
+{
+	struct worker *w = a->w;
+	struct bench *b = w->b;
+	int64_t t0 = a->sent_at[seq % (uint64_t)b->o.window];
+
+	if (status >= 0 && status < 4)
+		a->acks[status]++;
+	if (status == RC_ACK_OK && b->acked_log)
+		fprintf(b->acked_log, "%s %" PRIu64 "\n", a->id, seq);
+	if (t0 > 0) {
+		w->hist.count[hist_index((uint64_t)(clock_ns(CLOCK_MONOTONIC) - t0))]++;
+		w->hist.n++;
+	}
+	a->inflight--;
+	a->acked++;
+	if (a->acked >= b->o.frames)
+		reached_end(a);
+	else
+		maybe_write(a);
+}
+
+static void recv_done(struct agent *a, bool ok)
+{
+	grpc_byte_buffer_reader r;
+	uint64_t seq;
+	int status;
+	grpc_slice s;
+	bool good;
+
+	a->recv_pending = false;
+	if (!ok || !a->recv_bb)
+		return; /* the stream is over; the status batch reports how */
+	good = grpc_byte_buffer_reader_init(&r, a->recv_bb);
+	if (good) {
+		s = grpc_byte_buffer_reader_readall(&r);
+		grpc_byte_buffer_reader_destroy(&r);
+		good = ack_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &seq, &status);
+		grpc_slice_unref(s);
+	}
+	grpc_byte_buffer_destroy(a->recv_bb);
+	a->recv_bb = NULL;
+	if (!good) {
+		grpc_call_cancel_with_status(a->call, GRPC_STATUS_INTERNAL,
+					     "aeroarc-bench: undecodable TelemetryAck", NULL);
+		return;
+	}
+	ack_seen(a, seq, status);
+	if (recv_post(a))
+		grpc_call_cancel(a->call, NULL);
+}
+
+/* The status is in and no batch is outstanding: account and free. */
+static void stream_finish(struct agent *a)
+{
+	struct worker *w = a->w;
+
+	for (int i = 0; i < 4; i++)
+		w->acks[i] += a->acks[i];
+	if (a->code != GRPC_STATUS_OK || a->acked < w->b->o.frames) {
+		w->stream_errors++;
+		atomic_fetch_add(&w->b->failures, 1);
+		worker_error(w, "stream", a->code, a->details);
+	}
+	agent_call_free(a);
+	a->done = true;
+	w->active--;
+}
+
+static void stream_event(struct agent *a, enum tag_kind kind, bool ok)
+{
+	if (kind == TAG_SEND)
+		send_done(a, ok);
+	else if (kind == TAG_RECV)
+		recv_done(a, ok);
+	else
+		a->status_pending = false;
+	if (!a->status_pending && !a->send_pending && !a->recv_pending && !a->done)
+		stream_finish(a);
+}
+
+/* The hold is over: half-close every stream waiting for it. */
+static void release_all(struct worker *w)
+{
+	w->released = true;
+	for (size_t i = 0; i < w->n_agents; i++) {
+		struct agent *a = w->agents[i];
+
+		if (a->call && a->counted)
+			half_close(a);
+	}
+}
+
+/* Open the next few streams. Opening them all before reading any ack
+ * would leave the first acks waiting and inflate latency. */
+static void streams_start_some(struct worker *w)
+{
+	for (int k = 0; k < START_BATCH && w->next_start < w->n_agents; k++) {
+		struct agent *a = w->agents[w->next_start++];
+
+		if (!a->registered)
+			continue;
+		w->active++;
+		if (stream_start(a)) {
+			grpc_call_cancel(a->call, NULL);
+			a->status_pending = false;
+			stream_finish(a);
+		}
+	}
+}
+
+static bool starts_left(const struct worker *w)
+{
+	return w->streaming && w->next_start < w->n_agents;
+}
+
+/* Dispatch completions until every call of the current phase finished. */
+static void worker_run(struct worker *w)
+{
+	bool hold = w->b->o.hold_s > 0;
+
+	while (w->active > 0 || starts_left(w)) {
+		gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					       gpr_time_from_millis(POLL_MS, GPR_TIMESPAN));
+		grpc_event ev;
+		struct agent *a;
+		enum tag_kind kind;
+
+		if (starts_left(w)) {
+			streams_start_some(w);
+			dl = gpr_inf_past(GPR_CLOCK_MONOTONIC);
+		}
+		ev = grpc_completion_queue_next(w->cq, dl, NULL);
+
+		if (hold && !w->released && atomic_load(&w->b->release))
+			release_all(w);
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		a = (struct agent *)((uintptr_t)ev.tag & ~(uintptr_t)3);
+		kind = (enum tag_kind)((uintptr_t)ev.tag & 3);
+		if (kind == TAG_REG)
+			register_done(a);
+		else
+			stream_event(a, kind, ev.success != 0);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	register_more(w);
+	worker_run(w);
+	pthread_barrier_wait(&w->b->barrier); /* everyone registered */
+	pthread_barrier_wait(&w->b->barrier); /* main has taken t0 */
+	w->streaming = true;
+	worker_run(w);
+	return NULL;
+}
+
+/* --- setup ------------------------------------------------------------- */
+
+static const char *const kind_names[N_KINDS] = { "ATTITUDE", "GLOBAL_POSITION_INT",
+						 "HEARTBEAT" };
+static const uint32_t kind_ids[N_KINDS] = { 30, 33, 0 };
+static const char *const kind_fields[N_KINDS][9] = {
+	{ "time_boot_ms", "roll", "pitch", "yaw", "rollspeed", "pitchspeed", "yawspeed" },
+	{ "time_boot_ms", "lat", "lon", "alt", "relative_alt", "vx", "vy", "vz", "hdg" },
+	{ "type", "autopilot", "base_mode", "custom_mode", "system_status", "mavlink_version" },
+};
+
+static int tmpl_build(struct tmpl *t, int kind, const struct bench_opts *o)
+{
+	size_t nf = (size_t)o->fields;
+	struct rc_field *f = calloc(nf ? nf : 1, sizeof *f);
+	char (*text)[2][32] = calloc(nf ? nf : 1, sizeof *text);
+	uint8_t *raw = malloc((size_t)o->raw_bytes + 1);
+	struct rc_frame fr = { .dialect = "common", .msg_id = kind_ids[kind],
+			       .msg_name = kind_names[kind], .flight_id = "bench-flight-1" };
+	int rc = -ENOMEM;
+
+	if (!f || !text || !raw)
+		goto out;
+	for (size_t i = 0; i < nf; i++) {
+		const char *name = i < 9 ? kind_fields[kind][i] : NULL;
+
+		if (name)
+			snprintf(text[i][0], sizeof text[i][0], "%s", name);
+		else
+			snprintf(text[i][0], sizeof text[i][0], "f%zu", i);
+		snprintf(text[i][1], sizeof text[i][1], "%ld", 473977420L + (long)i * 1111);
+		f[i].key = text[i][0];
+		f[i].value = text[i][1];
+	}
+	for (long i = 0; i < o->raw_bytes; i++)
+		raw[i] = i == 0 ? 0xfd : (uint8_t)(i * 31 + kind);
+	fr.raw_mavlink = raw;
+	fr.raw_mavlink_len = (size_t)o->raw_bytes;
+	fr.fields = f;
+	fr.n_fields = nf;
+	rc = rc_frame_encode(&fr, &t->bytes, &t->len);
+out:
+	free(f);
+	free(text);
+	free(raw);
+	return rc;
+}
+
+/* Check once that assembled bytes decode as the frame we mean to send. */
+static int self_check(struct bench *b)
+{
+	struct agent a = { .w = NULL };
+	Aeroarc__Agent__V1__TelemetryFrame *f;
+	grpc_byte_buffer_reader r;
+	grpc_byte_buffer *bb;
+	grpc_slice s;
+	bool good;
+
+	snprintf(a.id, sizeof a.id, "check");
+	if (ident_build(&a, "sess-check"))
+		return -ENOMEM;
+	bb = frame_bb(b, &a, 12345, 1700000000123456789LL);
+	grpc_byte_buffer_reader_init(&r, bb);
+	s = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	f = aeroarc__agent__v1__telemetry_frame__unpack(NULL, GRPC_SLICE_LENGTH(s),
+							GRPC_SLICE_START_PTR(s));
+	good = f && f->seq == 12345 && f->sent_at_unix_ns == 1700000000123456789LL &&
+	       !strcmp(f->agent_id, "check") && !strcmp(f->session_id, "sess-check") &&
+	       f->n_fields == (size_t)b->o.fields && f->raw_mavlink.len == (size_t)b->o.raw_bytes;
+	if (f)
+		aeroarc__agent__v1__telemetry_frame__free_unpacked(f, NULL);
+	grpc_slice_unref(s);
+	grpc_byte_buffer_destroy(bb);
+	free(a.ident);
+	return good ? 0 : -EPROTO;
+}
+
+static int agents_init(struct bench *b)
+{
+	const struct bench_opts *o = &b->o;
+
+	b->agents = calloc((size_t)o->agents, sizeof *b->agents);
+	b->workers = calloc((size_t)o->threads, sizeof *b->workers);
+	if (!b->agents || !b->workers)
+		return -ENOMEM;
+	for (long t = 0; t < o->threads; t++) {
+		struct worker *w = &b->workers[t];
+
+		w->b = b;
+		w->cq = grpc_completion_queue_create_for_next(NULL);
+		w->agents = calloc((size_t)(o->agents / o->threads + 1), sizeof *w->agents);
+		if (!w->agents)
+			return -ENOMEM;
+	}
+	for (long i = 0; i < o->agents; i++) {
+		struct agent *a = &b->agents[i];
+		struct worker *w = &b->workers[i % o->threads];
+		const char *auth;
+
+		a->w = w;
+		a->ch = b->chans[i % b->n_chans];
+		a->details = grpc_empty_slice();
+		snprintf(a->id, sizeof a->id, "%s-%ld", o->prefix, i);
+		a->md[0].key = grpc_slice_from_static_string(RC_AGENT_ID_HEADER);
+		a->md[0].value = grpc_slice_from_copied_string(a->id);
+		a->n_md = 1;
+		if ((auth = rc_channel_authorization(a->ch))) {
+			a->md[1].key = grpc_slice_from_static_string("authorization");
+			a->md[1].value = grpc_slice_from_static_string(auth);
+			a->n_md = 2;
+		}
+		if (!(a->sent_at = calloc((size_t)o->window, sizeof *a->sent_at)))
+			return -ENOMEM;
+		w->agents[w->n_agents++] = a;
+	}
+	return 0;
+}
+
+static void bench_free(struct bench *b)
+{
+	for (long i = 0; b->agents && i < b->o.agents; i++) {
+		struct agent *a = &b->agents[i];
+
+		grpc_slice_unref(a->md[0].value);
+		free(a->sent_at);
+		free(a->ident);
+		grpc_slice_unref(a->details);
+	}
+	for (long t = 0; b->workers && t < b->o.threads; t++) {
+		struct worker *w = &b->workers[t];
+
+		if (w->cq) {
+			grpc_completion_queue_shutdown(w->cq);
+			while (grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+							  NULL).type != GRPC_QUEUE_SHUTDOWN)
+				;
+			grpc_completion_queue_destroy(w->cq);
+		}
+		free(w->agents);
+	}
+	for (int k = 0; k < N_KINDS; k++)
+		free(b->tmpl[k].bytes);
+	for (long c = 0; b->chans && c < b->n_chans; c++)
+		rc_close(b->chans[c]);
+	free(b->chans);
+	free(b->agents);
+	free(b->workers);
+	if (b->acked_log)
+		fclose(b->acked_log);
+}
+
+/* --- command line and report ------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fputs("usage: aeroarc-bench [--target HOST:PORT] [--agents N] [--frames F]\n"
+	      "                     [--window W] [--channels C] [--fields K] [--raw-bytes B]\n"
+	      "                     [--prefix P] [--token T] [--hold S] [--acked-log FILE]\n"
+	      "                     [--threads T]\n"
+	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
+	      "  (default 10000) keeping at most W unacked (default 100), over C connections\n"
+	      "  (default: one per agent). Frames carry K fields (8) and B raw bytes (64).\n"
+	      "  --hold keeps every stream open S s after its last ack; --acked-log writes\n"
+	      "  one 'agent_id seq' line per OK ack; --threads sets completion-queue threads\n"
+	      "  (default 2). Prints one JSON line (loadgen's keys); exits 1 if a\n"
+	      "  registration or stream failed, 2 on bad usage.\n",
+	      out);
+}
+
+static bool num_opt(const char *name, const char *s, long min, long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtol(s, &end, 10);
+	if (errno || end == s || *end || *out < min) {
+		fprintf(stderr, "aeroarc-bench: %s: invalid value \"%s\" (expected an integer >= %ld)\n",
+			name, s, min);
+		return false;
+	}
+	return true;
+}
+
+static int parse_opts(int argc, char **argv, struct bench_opts *o)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+		bool ok = true;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			exit(0);
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "aeroarc-bench: %s needs a value (see --help)\n", a);
+			return -EINVAL;
+		}
+		v = argv[++i];
+		if (!strcmp(a, "--target"))
+			o->target = v;
+		else if (!strcmp(a, "--prefix"))
+			o->prefix = v;
+		else if (!strcmp(a, "--token"))
+			o->token = v;
+		else if (!strcmp(a, "--acked-log"))
+			o->acked_log = v;
+		else if (!strcmp(a, "--agents"))
+			ok = num_opt(a, v, 1, &o->agents);
+		else if (!strcmp(a, "--frames"))
+			ok = num_opt(a, v, 1, &o->frames);
+		else if (!strcmp(a, "--window"))
+			ok = num_opt(a, v, 1, &o->window);
+		else if (!strcmp(a, "--fields"))
+			ok = num_opt(a, v, 0, &o->fields);
+		else if (!strcmp(a, "--raw-bytes"))
+			ok = num_opt(a, v, 0, &o->raw_bytes);
+		else if (!strcmp(a, "--channels"))
+			ok = num_opt(a, v, 0, &o->channels);
+		else if (!strcmp(a, "--hold"))
+			ok = num_opt(a, v, 0, &o->hold_s);
+		else if (!strcmp(a, "--threads"))
+			ok = num_opt(a, v, 1, &o->threads);
+		else {
+			fprintf(stderr, "aeroarc-bench: unknown option \"%s\" (see --help)\n", a);
+			return -EINVAL;
+		}
+		if (!ok)
+			return -EINVAL;
+	}
+	if (strlen(o->prefix) > 64) {
+		fprintf(stderr, "aeroarc-bench: --prefix is longer than 64 bytes\n");
+		return -EINVAL;
+	}
+	if (o->fields > 100000 || o->raw_bytes > (16L << 20)) {
+		fprintf(stderr, "aeroarc-bench: --fields at most 100000, --raw-bytes at most 16 MiB\n");
+		return -EINVAL;
+	}
+	if (o->threads > o->agents)
+		o->threads = o->agents;
+	if (o->channels > o->agents)
+		o->channels = o->agents; /* more would sit idle */
+	return 0;
+}
+
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+/* Main thread, after the workers joined: sum them up and print loadgen's line. */
+static int report(struct bench *b, double secs)
+{
+	struct hist *h = calloc(1, sizeof *h); /* 340 KB: not on the stack */
+	long acks[4] = { 0 }, reg_err = 0, stream_err = 0, acked;
+	const char *first = "";
+
+	if (!h) {
+		fprintf(stderr, "aeroarc-bench: out of memory\n");
+		return 1;
+	}
+
+	for (long t = 0; t < b->o.threads; t++) {
+		struct worker *w = &b->workers[t];
+
+		for (int i = 0; i < 4; i++)
+			acks[i] += w->acks[i];
+		reg_err += w->register_errors;
+		stream_err += w->stream_errors;
+		if (!*first)
+			first = w->first_error;
+		h->n += w->hist.n;
+		for (size_t i = 0; i < HIST_BUCKETS; i++)
+			h->count[i] += w->hist.count[i];
+	}
+	acked = acks[0] + acks[1] + acks[2] + acks[3];
+	printf("{\"agents\":%ld,\"frames_per_agent\":%ld,\"window\":%ld,\"seconds\":%.3f,"
+	       "\"acked\":%ld,\"acked_per_s\":%.0f,\"ok\":%ld,\"temporary\":%ld,"
+	       "\"permanent\":%ld,\"retry\":%ld,\"p50_us\":%.0f,\"p99_us\":%.0f,"
+	       "\"p999_us\":%.0f,\"register_errors\":%ld,\"stream_errors\":%ld,"
+	       "\"channels\":%ld,\"threads\":%ld,\"first_error\":",
+	       b->o.agents, b->o.frames, b->o.window, secs, acked, secs > 0 ? acked / secs : 0.0,
+	       acks[0], acks[1], acks[2], acks[3], hist_pct(h, 50), hist_pct(h, 99),
+	       hist_pct(h, 99.9), reg_err, stream_err, b->n_chans, b->o.threads);
+	json_string(first);
+	printf("}\n");
+	free(h);
+	if (first[0])
+		fprintf(stderr, "aeroarc-bench: first error: %s\n", first);
+	return reg_err || stream_err ? 1 : 0;
+}
+
+/* With --hold: wait until every registered agent is fully acked (or a
+ * stream failed), keep them open hold_s seconds, then let them close. */
+static void hold_streams(struct bench *b)
+{
+	int64_t give_up = clock_ns(CLOCK_MONOTONIC) + (int64_t)HOLD_WAIT_S * 1000000000;
+	struct timespec tick = { 0, 10 * 1000000 }, hold = { b->o.hold_s, 0 };
+
+	while (atomic_load(&b->all_acked) < atomic_load(&b->registered) &&
+	       atomic_load(&b->failures) == 0 && clock_ns(CLOCK_MONOTONIC) < give_up)
+		nanosleep(&tick, NULL);
+	fprintf(stderr, "holding %ld open streams for %ld s\n", atomic_load(&b->all_acked),
+		b->o.hold_s);
+	nanosleep(&hold, NULL);
+	atomic_store(&b->release, 1);
+}
+
+static int connect_all(struct bench *b)
+{
+	struct rc_opts ro = { .bearer_token = b->o.token };
+	struct rc_status st;
+
+	b->n_chans = b->o.channels > 0 ? b->o.channels : b->o.agents;
+	b->chans = calloc((size_t)b->n_chans, sizeof *b->chans);
+	if (!b->chans)
+		return -ENOMEM;
+	for (long c = 0; c < b->n_chans; c++) {
+		if (!(b->chans[c] = rc_connect_opts(b->o.target, &ro, &st))) {
+			fprintf(stderr, "aeroarc-bench: %s\n", st.message);
+			b->n_chans = c;
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int setup(struct bench *b)
+{
+	int rc;
+
+	if ((rc = connect_all(b)))
+		return rc;
+	for (int k = 0; k < N_KINDS; k++)
+		if ((rc = tmpl_build(&b->tmpl[k], k, &b->o)))
+			goto nomem;
+	if ((rc = self_check(b))) {
+		fprintf(stderr, "aeroarc-bench: internal error: assembled frame does not decode\n");
+		return rc;
+	}
+	if ((rc = agents_init(b)))
+		goto nomem;
+	if (b->o.acked_log && !(b->acked_log = fopen(b->o.acked_log, "w"))) {
+		fprintf(stderr, "aeroarc-bench: %s: %s\n", b->o.acked_log, strerror(errno));
+		return -errno;
+	}
+	return 0;
+nomem:
+	fprintf(stderr, "aeroarc-bench: out of memory\n");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench b = { .o.target = NULL };
+	long started = 0;
+	int64_t t0;
+	int rc = 2;
+
+	b.o = (struct bench_opts){ .target = "127.0.0.1:50051", .agents = 10, .frames = 10000,
+				   .window = 100, .fields = 8, .raw_bytes = 64,
+				   .prefix = "bench-agent", .threads = 2 };
+	if (parse_opts(argc, argv, &b.o))
+		return 2;
+	if (setup(&b))
+		goto out;
+	pthread_barrier_init(&b.barrier, NULL, (unsigned)b.o.threads + 1);
+	for (; started < b.o.threads; started++)
+		if (pthread_create(&b.workers[started].thread, NULL, worker_main, &b.workers[started]))
+			break;
+	if (started < b.o.threads) {
+		/* the barrier counts every thread: without them all, nothing can go on */
+		fprintf(stderr, "aeroarc-bench: cannot start worker threads\n");
+		exit(1);
+	}
+	pthread_barrier_wait(&b.barrier);
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	pthread_barrier_wait(&b.barrier);
+	if (b.o.hold_s > 0)
+		hold_streams(&b);
+	for (long t = 0; t < b.o.threads; t++)
+		pthread_join(b.workers[t].thread, NULL);
+	rc = report(&b, (double)(clock_ns(CLOCK_MONOTONIC) - t0) / 1e9);
+	pthread_barrier_destroy(&b.barrier);
+out:
+	bench_free(&b);
+	return rc;
+}

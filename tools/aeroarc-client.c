@@ -1,0 +1,517 @@
+/* aeroarc-client: command-line client of aeroarc-relay for humans and shell
+ * tests: register, stream, health, list, get. Single-threaded, built on
+ * relay_client. Results go to stdout one line each; every failure prints
+ * one line; the exit status is 0 only when the command fully succeeded.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "relay_client.h"
+
+#define EXIT_USAGE 2
+#define MAX_FIELDS 100000
+
+struct common {
+	const char *target;
+	int timeout_ms;
+	struct rc_opts rc;
+};
+
+struct stream_opts {
+	const char *agent;
+	const char *header; /* NULL: the agent id */
+	bool no_header;
+	bool no_register;
+	bool garbage;
+	long frames, window, fields, raw_bytes, hold_s, msg_id;
+	const char *msg_name;
+	const char *flight;
+	const char *session;     /* overrides the registered session id */
+	const char *frame_agent; /* overrides agent_id inside frames */
+};
+
+static void usage(FILE *out)
+{
+	fputs("usage: aeroarc-client [global options] COMMAND [command options]\n"
+	      "\n"
+	      "global options:\n"
+	      "  --target HOST:PORT     relay address (default 127.0.0.1:50051)\n"
+	      "  --timeout MS           deadline of each call / wait (default 10000)\n"
+	      "  --token TOKEN          send 'authorization: Bearer TOKEN'\n"
+	      "  --ca FILE              PEM roots: connect with TLS\n"
+	      "  --cert FILE --key FILE client certificate (with --ca)\n"
+	      "  --server-name NAME     name to verify the server certificate against\n"
+	      "  --help                 this text\n"
+	      "\n"
+	      "commands:\n"
+	      "  register AGENT [--version V] [--platform P]\n"
+	      "      prints: session_id=S max_inflight=N\n"
+	      "  stream --agent A [--frames N] [--window W] [--no-register]\n"
+	      "         [--header VALUE | --no-header] [--fields K] [--raw-bytes B]\n"
+	      "         [--msg-name NAME] [--msg-id ID] [--flight FLIGHT]\n"
+	      "         [--session S] [--frame-agent ID] [--garbage] [--hold SECONDS]\n"
+	      "      registers (unless --no-register), streams N frames (seq 1..N, default\n"
+	      "      10) keeping at most W unacked (default 10), prints one line per ack:\n"
+	      "        ack seq=<seq> status=<STATUS_NAME> frame_id=<id> error=<text>\n"
+	      "      and finally: status=<CODE_NAME> <message>\n"
+	      "      --header sends VALUE as aero-arc-agent-id (\"\" = empty), --no-header\n"
+	      "      omits it; --garbage sends one message that is not a TelemetryFrame;\n"
+	      "      --hold keeps the stream open SECONDS after the last ack.\n"
+	      "      Exit 0 only if the stream ended OK and every frame was acked OK\n"
+	      "      (with --garbage always 1: read the status line).\n"
+	      "  health [--service S]   prints: serving_status=<NAME>; exit 0 if SERVING\n"
+	      "  list                   one line per active drone\n"
+	      "  get DRONE              that drone's line\n"
+	      "\n"
+	      "A call that fails prints: status=<CODE_NAME> <message>, and exits 1.\n"
+	      "Bad usage exits 2.\n",
+	      out);
+}
+
+static bool parse_long(const char *opt, const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "aeroarc-client: %s: invalid value \"%s\" (expected %ld..%ld)\n",
+			opt, s, min, max);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* The value following argv[*i], or NULL (message printed). */
+static const char *value_of(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "aeroarc-client: %s needs a value\n", argv[*i]);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* "status=CODE[ what][: message]": one line, no trailing blanks. */
+static void print_status(const char *what, const struct rc_status *st)
+{
+	printf("status=%s", rc_status_code_name(st->code));
+	if (what)
+		printf(" %s%s", what, st->message[0] ? ":" : "");
+	if (st->message[0])
+		printf(" %s", st->message);
+	putchar('\n');
+}
+
+static void print_drone(const Aeroarc__Relay__V1__DroneStatus *d)
+{
+	printf("drone_id=%s session_id=%s agent_id=%s relay_id=%s flight_id=%s "
+	       "connected_at_unix_ns=%lld last_heartbeat_unix_ns=%lld\n",
+	       d->drone_id, d->session_id, d->agent_id, d->relay_id, d->flight_id,
+	       (long long)d->connected_at_unix_ns, (long long)d->last_heartbeat_unix_ns);
+}
+
+static int cmd_register(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	const char *agent = NULL, *version = "aeroarc-client/1", *platform = "linux/amd64";
+	struct rc_register_result r;
+	struct rc_status st;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--version")) {
+			if (!(version = value_of(argc, argv, &i)))
+				return EXIT_USAGE;
+		} else if (!strcmp(argv[i], "--platform")) {
+			if (!(platform = value_of(argc, argv, &i)))
+				return EXIT_USAGE;
+		} else if (!agent && (argv[i][0] != '-' || !argv[i][1])) {
+			agent = argv[i];
+		} else {
+			fprintf(stderr, "aeroarc-client: register: unexpected \"%s\"\n", argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (!agent) {
+		fprintf(stderr, "aeroarc-client: register needs an AGENT id\n");
+		return EXIT_USAGE;
+	}
+	if (rc_register(ch, agent, version, platform, &r, &st, c->timeout_ms)) {
+		print_status("register", &st);
+		return 1;
+	}
+	printf("session_id=%s max_inflight=%lld\n", r.session_id, (long long)r.max_inflight);
+	return 0;
+}
+
+static int parse_stream_opts(int argc, char **argv, struct stream_opts *o)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		bool ok = true;
+
+		if (!strcmp(a, "--no-register")) {
+			o->no_register = true;
+			continue;
+		}
+		if (!strcmp(a, "--no-header")) {
+			o->no_header = true;
+			continue;
+		}
+		if (!strcmp(a, "--garbage")) {
+			o->garbage = true;
+			continue;
+		}
+		if (!(v = value_of(argc, argv, &i)))
+			return -EINVAL;
+		if (!strcmp(a, "--agent"))
+			o->agent = v;
+		else if (!strcmp(a, "--header"))
+			o->header = v;
+		else if (!strcmp(a, "--msg-name"))
+			o->msg_name = v;
+		else if (!strcmp(a, "--flight"))
+			o->flight = v;
+		else if (!strcmp(a, "--session"))
+			o->session = v;
+		else if (!strcmp(a, "--frame-agent"))
+			o->frame_agent = v;
+		else if (!strcmp(a, "--frames"))
+			ok = parse_long(a, v, 0, 1L << 40, &o->frames);
+		else if (!strcmp(a, "--window"))
+			ok = parse_long(a, v, 1, 1000000, &o->window);
+		else if (!strcmp(a, "--fields"))
+			ok = parse_long(a, v, 0, MAX_FIELDS, &o->fields);
+		else if (!strcmp(a, "--raw-bytes"))
+			ok = parse_long(a, v, 0, 64L << 20, &o->raw_bytes);
+		else if (!strcmp(a, "--hold"))
+			ok = parse_long(a, v, 0, 86400, &o->hold_s);
+		else if (!strcmp(a, "--msg-id"))
+			ok = parse_long(a, v, 0, 0xffffffffL, &o->msg_id);
+		else {
+			fprintf(stderr, "aeroarc-client: stream: unknown option \"%s\"\n", a);
+			return -EINVAL;
+		}
+		if (!ok)
+			return -EINVAL;
+	}
+	if (!o->agent) {
+		fprintf(stderr, "aeroarc-client: stream needs --agent A\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* MAVLink message ids of the names we know; --msg-id wins. */
+static uint32_t msg_id_of(const struct stream_opts *o)
+{
+	if (o->msg_id >= 0)
+		return (uint32_t)o->msg_id;
+	if (!strcmp(o->msg_name, "HEARTBEAT"))
+		return 0;
+	if (!strcmp(o->msg_name, "ATTITUDE"))
+		return 30;
+	if (!strcmp(o->msg_name, "GLOBAL_POSITION_INT"))
+		return 33;
+	return 0;
+}
+
+/* Field keys and numeric-looking values for the frame, in one allocation
+ * the caller frees (keys/values point into it). */
+static struct rc_field *make_fields(long n)
+{
+	static const char *const names[] = { "lat", "lon", "alt", "relative_alt", "vx",
+					     "vy", "vz", "hdg", "time_boot_ms" };
+	const size_t nn = sizeof names / sizeof names[0], slot = 48;
+	struct rc_field *f = malloc((size_t)n * (sizeof *f + 2 * slot) + 1);
+	char *text = (char *)(f + n);
+
+	if (!f)
+		return NULL;
+	for (long i = 0; i < n; i++, text += 2 * slot) {
+		if ((size_t)i < nn)
+			snprintf(text, slot, "%s", names[i]);
+		else
+			snprintf(text, slot, "f%ld", i);
+		snprintf(text + slot, slot, "%ld", 473977420 + i * 1111);
+		f[i].key = text;
+		f[i].value = text + slot;
+	}
+	return f;
+}
+
+static uint8_t *make_raw(long n)
+{
+	uint8_t *raw = malloc((size_t)n + 1);
+
+	if (!raw)
+		return NULL;
+	for (long i = 0; i < n; i++)
+		raw[i] = i == 0 ? 0xfd : (uint8_t)(i * 31 + 7); /* MAVLink v2 magic first */
+	return raw;
+}
+
+struct stream_run {
+	struct rc_stream *s;
+	struct rc_frame frame;
+	long sent, acked, acked_ok;
+	bool broken; /* the stream stopped before every frame was acked */
+};
+
+/* Receive one ack and print it. Returns false when no more acks come. */
+static bool recv_one(struct stream_run *r, int timeout_ms)
+{
+	struct rc_ack ack;
+	int rc = rc_stream_recv_ack(r->s, &ack, timeout_ms);
+
+	if (rc == 1) {
+		printf("ack seq=%llu status=%s frame_id=%s error=%s\n",
+		       (unsigned long long)ack.seq, rc_ack_status_name(ack.status), ack.frame_id,
+		       ack.error);
+		r->acked++;
+		if (ack.status == RC_ACK_OK)
+			r->acked_ok++;
+		return true;
+	}
+	if (rc == -ETIMEDOUT)
+		fprintf(stderr, "aeroarc-client: no ack within %d ms\n", timeout_ms);
+	else if (rc == -EBADMSG)
+		fprintf(stderr, "aeroarc-client: the server sent something that is not a TelemetryAck\n");
+	r->broken = true;
+	return false;
+}
+
+/* Send frames 1..n keeping at most window unacked, reading acks as they come. */
+static void stream_frames(struct stream_run *r, const struct stream_opts *o, int timeout_ms)
+{
+	while (r->acked < o->frames && !r->broken) {
+		while (r->sent < o->frames && r->sent - r->acked < o->window) {
+			int64_t t = now_ns();
+
+			r->frame.seq = (uint64_t)++r->sent;
+			r->frame.sent_at_unix_ns = t;
+			r->frame.device_timestamp_sec = (double)t / 1e9;
+			if (rc_stream_send_frame(r->s, &r->frame, timeout_ms)) {
+				r->sent--; /* not sent: the stream ended; its status says why */
+				break;
+			}
+		}
+		if (!recv_one(r, timeout_ms))
+			break;
+	}
+}
+
+static int cmd_stream(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	struct stream_opts o = { .frames = 10, .window = 10, .fields = 8, .raw_bytes = 16,
+				 .msg_id = -1, .msg_name = "GLOBAL_POSITION_INT" };
+	struct rc_register_result reg = { .session_id = "" };
+	struct stream_run r = { 0 };
+	struct rc_field *fields = NULL;
+	uint8_t *raw = NULL;
+	struct rc_status st;
+	int rc = 1;
+
+	if (parse_stream_opts(argc, argv, &o))
+		return EXIT_USAGE;
+	if (!o.no_register) {
+		if (rc_register(ch, o.agent, "aeroarc-client/1", "linux/amd64", &reg, &st,
+				c->timeout_ms)) {
+			print_status("register", &st);
+			return 1;
+		}
+		printf("session_id=%s max_inflight=%lld\n", reg.session_id,
+		       (long long)reg.max_inflight);
+	}
+	if (!(fields = make_fields(o.fields)) || !(raw = make_raw(o.raw_bytes))) {
+		fprintf(stderr, "aeroarc-client: out of memory\n");
+		goto out;
+	}
+	r.frame = (struct rc_frame){
+		.session_id = o.session ? o.session : reg.session_id,
+		.agent_id = o.frame_agent ? o.frame_agent : o.agent,
+		.raw_mavlink = raw, .raw_mavlink_len = (size_t)o.raw_bytes,
+		.dialect = "common", .msg_id = msg_id_of(&o), .msg_name = o.msg_name,
+		.fields = fields, .n_fields = (size_t)o.fields, .flight_id = o.flight,
+	};
+	r.s = rc_stream_open(ch, o.no_header ? NULL : o.header ? o.header : o.agent, NULL, 0, &st);
+	if (!r.s) {
+		print_status("stream", &st);
+		goto out;
+	}
+	if (o.garbage) {
+		/* A length-delimited field 2 claiming 127 bytes that never come. */
+		static const uint8_t junk[] = { 0x12, 0x7f, 0xff, 0xff };
+
+		if (rc_stream_send(r.s, junk, sizeof junk, c->timeout_ms) == 0)
+			while (recv_one(&r, c->timeout_ms))
+				;
+	} else {
+		stream_frames(&r, &o, c->timeout_ms);
+	}
+	if (o.hold_s > 0 && !r.broken)
+		sleep((unsigned)o.hold_s);
+	if (rc_stream_finish(r.s, &st, c->timeout_ms) == -ETIMEDOUT)
+		fprintf(stderr, "aeroarc-client: the stream did not end within %d ms: cancelled\n",
+			c->timeout_ms);
+	print_status(NULL, &st);
+	rc = st.code == 0 && !o.garbage && r.acked_ok == o.frames && r.sent == o.frames ? 0 : 1;
+out:
+	rc_stream_free(r.s);
+	free(fields);
+	free(raw);
+	return rc;
+}
+
+static int cmd_health(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	const char *service = "";
+	struct rc_status st;
+	int serving;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--service")) {
+			fprintf(stderr, "aeroarc-client: health: unexpected \"%s\"\n", argv[i]);
+			return EXIT_USAGE;
+		}
+		if (!(service = value_of(argc, argv, &i)))
+			return EXIT_USAGE;
+	}
+	if (rc_health_check(ch, service, &serving, &st, c->timeout_ms)) {
+		print_status("health", &st);
+		return 1;
+	}
+	printf("serving_status=%s\n", rc_serving_status_name(serving));
+	return serving == RC_HEALTH_SERVING ? 0 : 1;
+}
+
+static int cmd_list(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	Aeroarc__Relay__V1__ListActiveDronesResponse *resp;
+	struct rc_status st;
+
+	if (argc > 0) {
+		fprintf(stderr, "aeroarc-client: list: unexpected \"%s\"\n", argv[0]);
+		return EXIT_USAGE;
+	}
+	if (rc_list_active_drones(ch, &resp, &st, c->timeout_ms)) {
+		print_status("list", &st);
+		return 1;
+	}
+	for (size_t i = 0; i < resp->n_drones; i++)
+		print_drone(resp->drones[i]);
+	aeroarc__relay__v1__list_active_drones_response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+static int cmd_get(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	Aeroarc__Relay__V1__GetDroneStatusResponse *resp;
+	struct rc_status st;
+	int rc = 0;
+
+	if (argc != 1) {
+		fprintf(stderr, "aeroarc-client: get needs exactly one DRONE id\n");
+		return EXIT_USAGE;
+	}
+	if (rc_get_drone_status(ch, argv[0], &resp, &st, c->timeout_ms)) {
+		print_status("get", &st);
+		return 1;
+	}
+	if (resp->drone) {
+		print_drone(resp->drone);
+	} else {
+		fprintf(stderr, "aeroarc-client: get: OK status but no drone in the response\n");
+		rc = 1;
+	}
+	aeroarc__relay__v1__get_drone_status_response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+/* Global options up to the command word; returns its index or -1. */
+static int parse_common(int argc, char **argv, struct common *c)
+{
+	int i;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i], *v;
+		long ms;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			exit(0);
+		}
+		if (!(v = value_of(argc, argv, &i)))
+			return -1;
+		if (!strcmp(a, "--target"))
+			c->target = v;
+		else if (!strcmp(a, "--timeout")) {
+			if (!parse_long(a, v, 1, 86400000, &ms))
+				return -1;
+			c->timeout_ms = (int)ms;
+		} else if (!strcmp(a, "--token"))
+			c->rc.bearer_token = v;
+		else if (!strcmp(a, "--ca"))
+			c->rc.root_cert_file = v;
+		else if (!strcmp(a, "--cert"))
+			c->rc.client_cert_file = v;
+		else if (!strcmp(a, "--key"))
+			c->rc.client_key_file = v;
+		else if (!strcmp(a, "--server-name"))
+			c->rc.server_name_override = v;
+		else {
+			fprintf(stderr, "aeroarc-client: unknown option \"%s\" (see --help)\n", a);
+			return -1;
+		}
+	}
+	if (i >= argc) {
+		fprintf(stderr, "aeroarc-client: no command given (see --help)\n");
+		return -1;
+	}
+	return i;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(struct rc_channel *, const struct common *, int, char **);
+	} cmds[] = { { "register", cmd_register }, { "stream", cmd_stream },
+		     { "health", cmd_health },     { "list", cmd_list },
+		     { "get", cmd_get } };
+	struct common c = { .target = "127.0.0.1:50051", .timeout_ms = 10000 };
+	struct rc_channel *ch;
+	struct rc_status st;
+	int at, rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0); /* shell tests read lines while we run */
+	if ((at = parse_common(argc, argv, &c)) < 0)
+		return EXIT_USAGE;
+	for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
+		if (strcmp(argv[at], cmds[k].name))
+			continue;
+		if (!(ch = rc_connect_opts(c.target, &c.rc, &st))) {
+			fprintf(stderr, "aeroarc-client: %s\n", st.message);
+			return 1;
+		}
+		rc = cmds[k].run(ch, &c, argc - at - 1, argv + at + 1);
+		rc_close(ch);
+		return rc;
+	}
+	fprintf(stderr, "aeroarc-client: unknown command \"%s\" (see --help)\n", argv[at]);
+	return EXIT_USAGE;
+}
