@@ -71,6 +71,7 @@ struct gateway {
     size_t n_sinks;
     int max_inflight;
     char **sink_errors; /* per sink: the ack error text when it refused */
+    size_t max_error_len; /* longest ack error text: sizes each stream's ack buffer */
 
     pthread_mutex_t mu;
     struct stream *streams;
@@ -434,7 +435,7 @@ static struct stream *stream_alloc(struct gateway *gw, struct rpc_call *call)
         return NULL;
     s->ack_cap = (size_t)gw->max_inflight;
     s->acks = calloc(s->ack_cap, sizeof(*s->acks));
-    s->ack_buf = malloc(ack_encoded_bound(SESSION_AGENT_MAX, 256));
+    s->ack_buf = malloc(ack_encoded_bound(SESSION_AGENT_MAX, gw->max_error_len));
     if (!s->acks || !s->ack_buf) {
         free(s->acks);
         free(s->ack_buf);
@@ -623,6 +624,11 @@ struct gateway *gateway_create(struct relay *relay)
                      sink_pipeline_name(relay->sinks, i)) < 0)
             gw->sink_errors[i] = NULL;
     }
+    /* frame_validate's reasons and ours below are all far shorter than this. */
+    gw->max_error_len = 256;
+    for (size_t i = 0; gw->sink_errors && i < gw->n_sinks; i++)
+        if (gw->sink_errors[i] && strlen(gw->sink_errors[i]) > gw->max_error_len)
+            gw->max_error_len = strlen(gw->sink_errors[i]);
     register_metrics(gw, relay->metrics);
     return gw;
 }

@@ -148,6 +148,18 @@ static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t
     }
 }
 
+/* Give open streams until the grace period ends to send the acks they owe
+ * and their UNAVAILABLE status. Returns the grace left, in ms. */
+static int64_t drain_streams(struct gateway *gw, int64_t grace_ms)
+{
+    const struct timespec step = {0, 10 * 1000000};
+    int64_t start = gateway_now_ns() / 1000000;
+    while (gateway_open_streams(gw) > 0 && gateway_now_ns() / 1000000 - start < grace_ms)
+        nanosleep(&step, NULL);
+    int64_t left = grace_ms - (gateway_now_ns() / 1000000 - start);
+    return left > 0 ? left : 0;
+}
+
 /* Sessions that never opened a stream still hold routes: take them down. */
 static void drop_remaining_routes(struct relay *r)
 {
@@ -162,6 +174,7 @@ static int serve(struct settings *st, struct loaded *l)
 {
     char err[1024];
     int rc = 1;
+    int64_t grace_left_ms = 0;
     sigset_t set;
     struct relay relay = {.settings = st};
     struct gateway *gw = NULL;
@@ -212,11 +225,13 @@ static int serve(struct settings *st, struct loaded *l)
     run_until_signal(&relay, gw, &set);
     atomic_store(&relay.shutting_down, true);
     gateway_begin_shutdown(gw);
+    grace_left_ms = drain_streams(gw, st->shutdown_grace_s * 1000);
     rc = 0;
 
 out:
     atomic_store(&relay.shutting_down, true);
-    rpc_server_shutdown(server, st->shutdown_grace_s * 1000);
+    /* Streams are drained: unary calls need little more. */
+    rpc_server_shutdown(server, grace_left_ms < 1000 ? grace_left_ms : 1000);
     sink_pipeline_stop(relay.sinks); /* flushes: acks already sent stay true */
     if (relay.sessions)
         drop_remaining_routes(&relay);

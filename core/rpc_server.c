@@ -305,7 +305,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
             deadline.tv_nsec -= 1000000000L;
         }
         if (!wait_shutdown(s, &deadline)) {
-            log_warn("shutdown grace over: cancelling the calls still open");
+            log_info("shutdown: cancelling the calls and connections still open");
             grpc_server_cancel_all_calls(s->server);
             wait_shutdown(s, NULL);
         }

@@ -110,7 +110,8 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
         } else if (ring_push(s, job) < 0) {
             refused = AERO_RETRY;
         } else {
-            if (s->len >= s->limit && !waiters[i].queued) {
+            if (s->len >= s->limit && s->settings->on_full == ON_FULL_BLOCK &&
+                !waiters[i].queued) {
                 waiters[i].queued = true;
                 waiters[i].next = s->waiters;
                 s->waiters = &waiters[i];

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages aeroarc-relay needs, only those missing.
+#   scripts/deps.sh          build and run
+#   scripts/deps.sh test     also what the tests need
+set -euo pipefail
+
+pkgs=(cmake make gcc pkg-config
+      libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+      libinih-dev libltdl-dev libhiredis-dev libmicrohttpd-dev)
+if [ "${1:-}" = test ]; then
+  pkgs+=(libcriterion-dev redis-server clang valgrind python3)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
