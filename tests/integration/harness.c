@@ -123,8 +123,30 @@ const char *harness_write_config(struct relay_proc *r, const char *relay_extra, 
     return r->config;
 }
 
-static void exec_relay(const char *const *args, int out_fd, int err_fd)
+void harness_setenv(struct relay_proc *r, const char *name, const char *value)
 {
+    size_t n = strlen(name), i = 0;
+    for (; i < 8 && r->env[i]; i++)
+        if (strncmp(r->env[i], name, n) == 0 && r->env[i][n] == '=')
+            break;
+    cr_assert_lt(i, 8, "too many environment variables");
+    free((char *)r->env[i]);
+    char *kv = NULL;
+    cr_assert_geq(asprintf(&kv, "%s=%s", name, value ? value : ""), 0);
+    r->env[i] = kv;
+    if (!value) { /* an empty value: the relay treats it as unset */
+        free(kv);
+        r->env[i] = NULL;
+        for (; i + 1 < 8 && r->env[i + 1]; i++)
+            r->env[i] = r->env[i + 1];
+        r->env[i] = NULL;
+    }
+}
+
+static void exec_relay(const char *const *args, const char *const *env, int out_fd, int err_fd)
+{
+    for (size_t i = 0; env && env[i]; i++)
+        putenv((char *)env[i]);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
     const char *argv[16];
@@ -183,7 +205,7 @@ void relay_start(struct relay_proc *r)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         const char *args[] = {"-c", r->config, NULL};
-        exec_relay(args, out, err);
+        exec_relay(args, r->env, out, err);
     }
     close(out);
     close(err);
@@ -209,7 +231,7 @@ int relay_run_cli(const char *const *args, char *out, size_t outlen)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(fds[0]);
-        exec_relay(args, fds[1], fds[1]);
+        exec_relay(args, NULL, fds[1], fds[1]);
     }
     close(fds[1]);
     size_t o = 0;

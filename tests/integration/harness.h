@@ -22,6 +22,7 @@ struct relay_proc {
     char stdout_path[300]; /* the relay's standard output (sink-stdout) */
     char stderr_path[300]; /* the relay's log */
     int exit_status;       /* after relay_stop: exit code, or 128+signal */
+    const char *env[9];    /* "NAME=value" set for the relay (NULL-terminated) */
 };
 
 /* A fresh scratch directory under /tmp with plugins/ linking every built and
@@ -38,6 +39,10 @@ int harness_free_port(void);
  * path.
  */
 const char *harness_write_config(struct relay_proc *r, const char *relay_extra, const char *body);
+
+/* Set (or with value NULL, clear) an environment variable for the relay
+ * processes this harness starts for r (up to 8). */
+void harness_setenv(struct relay_proc *r, const char *name, const char *value);
 
 /* Start the relay on r->config; wait (up to 15 s) until Health/Check says
  * SERVING. Fails the test if it exits or never gets ready. */
