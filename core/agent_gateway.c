@@ -10,6 +10,7 @@
 #include "agent_gateway.h"
 
 #include "aeroarc/agent/v1/agent.pb-c.h"
+#include "call_auth.h"
 #include "frame_codec.h"
 #include "log.h"
 #include "route.h"
@@ -475,6 +476,8 @@ static void telemetry_stream(struct rpc_call *call, void *service)
                         NULL, 0);
         return;
     }
+    if (!call_auth_agent(gw->relay->auth, call, agent))
+        return;
     struct stream *s = stream_alloc(gw, call);
     if (!s) {
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
@@ -541,6 +544,10 @@ static void register_call(struct rpc_call *call, void *service)
     }
     if (atomic_load(&gw->relay->shutting_down)) {
         rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
+        aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
+        return;
+    }
+    if (!call_auth_agent(gw->relay->auth, call, req->agent_id)) {
         aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
         return;
     }

@@ -4,6 +4,7 @@
  * owns every signal (blocked everywhere else) and does the periodic work.
  */
 #include "agent_gateway.h"
+#include "auth.h"
 #include "health_service.h"
 #include "log.h"
 #include "metrics.h"
@@ -35,6 +36,7 @@ struct options {
 
 /* Everything loaded before start: plugins belong to main until the end. */
 struct loaded {
+    struct auth *auth; /* [auth] mode = bearer: the keys */
     struct plugin *route;
     struct plugin **sinks;
     size_t n_sinks;
@@ -108,8 +110,24 @@ static int load_plugins(struct settings *st, struct loaded *l, char *err, size_t
     return 0;
 }
 
+/* [auth] mode = bearer: load and check the keys file now, so --check
+ * catches a bad one and the relay never serves without its keys. */
+static int load_keys(struct settings *st, struct loaded *l, char *err, size_t errlen)
+{
+    if (strcmp(st->auth_mode, "bearer") != 0)
+        return 0;
+    char reason[1024];
+    if (auth_load(st->auth_keys_file, &l->auth, reason, sizeof(reason)) == 0)
+        return 0;
+    struct config_section *sec = config_find(&st->file, "auth");
+    const struct config_kv *kv = sec ? config_get_kv(sec, "keys_file") : NULL;
+    return config_errorf(err, errlen, st->file.path, kv ? kv->line : 0, "auth", "keys_file", "%s",
+                         reason);
+}
+
 static void unload_plugins(struct loaded *l)
 {
+    auth_free(l->auth);
     for (size_t i = 0; i < l->n_sinks; i++)
         plugin_unload(l->sinks[i]);
     free(l->sinks);
@@ -176,7 +194,7 @@ static int serve(struct settings *st, struct loaded *l)
     int rc = 1;
     int64_t grace_left_ms = 0;
     sigset_t set;
-    struct relay relay = {.settings = st};
+    struct relay relay = {.settings = st, .auth = l->auth};
     struct gateway *gw = NULL;
     struct rpc_server *server = NULL;
     struct sink_instance_spec *specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*specs));
@@ -259,7 +277,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_configure(st.log_level, st.log_format);
-    if (load_plugins(&st, &l, err, sizeof(err)) < 0) {
+    if (load_keys(&st, &l, err, sizeof(err)) < 0 || load_plugins(&st, &l, err, sizeof(err)) < 0) {
         fprintf(stderr, "aeroarc-relay: %s\n", err);
         unload_plugins(&l);
         settings_free(&st);

@@ -13,6 +13,7 @@
 struct session_table;
 struct sink_pipeline;
 struct route;
+struct auth;
 
 struct relay {
     struct settings *settings;
@@ -20,6 +21,7 @@ struct relay {
     struct session_table *sessions;
     struct sink_pipeline *sinks;
     struct route *route;
+    struct auth *auth;         /* NULL: [auth] mode = none */
     atomic_bool shutting_down; /* set once, by the main thread */
 };
 

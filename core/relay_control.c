@@ -6,6 +6,7 @@
 #include "relay_control.h"
 
 #include "aeroarc/relay/v1/relay.pb-c.h"
+#include "call_auth.h"
 #include "session_table.h"
 
 #include <stdlib.h>
@@ -37,8 +38,11 @@ static void finish_packed(struct rpc_call *call, const ProtobufCMessage *msg)
     free(out);
 }
 
-static bool refuse_when_stopping(struct relay *relay, struct rpc_call *call)
+/* True when the call was refused (and finished): no admin key, or stopping. */
+static bool refuse(struct relay *relay, struct rpc_call *call)
 {
+    if (!call_auth_admin(relay->auth, call))
+        return true;
     if (!atomic_load(&relay->shutting_down))
         return false;
     rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
@@ -48,7 +52,7 @@ static bool refuse_when_stopping(struct relay *relay, struct rpc_call *call)
 static void list_active_drones(struct rpc_call *call, void *service)
 {
     struct relay *relay = service;
-    if (refuse_when_stopping(relay, call))
+    if (refuse(relay, call))
         return;
     struct session_info *infos = NULL;
     size_t n = session_table_list(relay->sessions, &infos);
@@ -75,7 +79,7 @@ static void list_active_drones(struct rpc_call *call, void *service)
 static void get_drone_status(struct rpc_call *call, void *service)
 {
     struct relay *relay = service;
-    if (refuse_when_stopping(relay, call))
+    if (refuse(relay, call))
         return;
     size_t len;
     const uint8_t *bytes = rpc_call_request(call, &len);
