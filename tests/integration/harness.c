@@ -190,7 +190,7 @@ static bool relay_ready(void *arg)
     if (!port_accepts(c->r->port))
         return false;
     if (!c->ch)
-        c->ch = rc_connect(c->r->target);
+        c->ch = harness_channel(c->r);
     struct rc_status st;
     int serving = 0;
     return rc_health_check(c->ch, "", &serving, &st, 500) == 0 && serving == RC_HEALTH_SERVING;
@@ -280,6 +280,37 @@ void relay_kill(struct relay_proc *r)
     waitpid(r->pid, &status, 0);
     r->pid = 0;
     r->exit_status = 128 + SIGKILL;
+}
+
+struct rc_channel *harness_channel(const struct relay_proc *r)
+{
+    if (!r->tls_ca)
+        return rc_connect(r->target);
+    struct rc_opts o = {.root_cert_file = r->tls_ca, .client_cert_file = r->tls_cert,
+                        .client_key_file = r->tls_key, .server_name_override = "localhost"};
+    struct rc_status st;
+    struct rc_channel *ch = rc_connect_opts(r->target, &o, &st);
+    cr_assert_not_null(ch, "TLS channel: %s", st.message);
+    return ch;
+}
+
+int harness_config_line(const struct relay_proc *r, const char *key)
+{
+    char *text = harness_read_file(r->config, NULL);
+    cr_assert_not_null(text);
+    int line = 1, found = 0;
+    size_t klen = strlen(key);
+    for (char *p = text; *p && !found; line++) {
+        char *end = strchr(p, '\n');
+        if (strncmp(p, key, klen) == 0 && (p[klen] == ' ' || p[klen] == '='))
+            found = line;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    free(text);
+    cr_assert_gt(found, 0, "%s not in %s", key, r->config);
+    return found;
 }
 
 void harness_register(struct rc_channel *ch, const char *agent, char *session, size_t len)

@@ -23,7 +23,15 @@ struct relay_proc {
     char stderr_path[300]; /* the relay's log */
     int exit_status;       /* after relay_stop: exit code, or 128+signal */
     const char *env[9];    /* "NAME=value" set for the relay (NULL-terminated) */
+    /* TLS relays: the CA (and client certificate) the readiness probe uses. */
+    const char *tls_ca, *tls_cert, *tls_key;
 };
+
+/* The line of relay.ini where `key` is set (first match), for messages. */
+int harness_config_line(const struct relay_proc *r, const char *key);
+
+/* A channel to r, over TLS when r->tls_ca is set (server name "localhost"). */
+struct rc_channel *harness_channel(const struct relay_proc *r);
 
 /* A fresh scratch directory under /tmp with plugins/ linking every built and
  * test plugin. Fills r->dir and r->config (not written yet). */

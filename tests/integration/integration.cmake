@@ -1,6 +1,6 @@
 # Black-box tests: the real aeroarc-relay binary, real plugins, real gRPC.
 set(AERO_HARNESS ${CMAKE_CURRENT_LIST_DIR}/harness.c)
-foreach(t test_e2e_stream test_e2e_backpressure test_cli)
+foreach(t test_e2e_stream test_e2e_backpressure test_cli test_e2e_security)
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
     aero_unit_test(${t} SOURCES ${AERO_HARNESS} LIBS relay_client)
     target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})

@@ -1,0 +1,237 @@
+/*
+ * test_e2e_security.c - TLS on the gRPC port (server auth and client
+ * certificates, with certificates the test makes with openssl) and bearer
+ * keys, through the real relay and a real client. Keys must never reach
+ * the log.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static struct relay_proc relay;
+
+static void stop(void)
+{
+    int status = relay_stop(&relay, 20000);
+    cr_expect_eq(status, 0, "relay exit status %d", status);
+}
+
+TestSuite(security, .fini = stop, .timeout = 120);
+
+static void sh(const char *fmt, const char *dir)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), fmt, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* A CA, a server certificate for localhost/127.0.0.1 and a client one. */
+static void make_certs(const char *dir)
+{
+    sh("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+       "-days 1 -subj /CN=aeroarc-test-ca >/dev/null 2>&1",
+       dir);
+    sh("cd %s && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+       "-subj /CN=localhost >/dev/null 2>&1 && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' "
+       "> san.ext && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+       "-out server.pem -days 1 -extfile san.ext >/dev/null 2>&1",
+       dir);
+    sh("cd %s && openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+       "-subj /CN=drone-client >/dev/null 2>&1 && openssl x509 -req -in client.csr -CA ca.pem "
+       "-CAkey ca.key -CAcreateserial -out client.pem -days 1 >/dev/null 2>&1",
+       dir);
+}
+
+static struct rc_channel *tls_channel(const char *ca, const char *cert, const char *key)
+{
+    struct rc_opts o = {.root_cert_file = ca, .client_cert_file = cert, .client_key_file = key,
+                        .server_name_override = "localhost"};
+    struct rc_status st;
+    struct rc_channel *ch = rc_connect_opts(relay.target, &o, &st);
+    cr_assert_not_null(ch, "%s", st.message);
+    return ch;
+}
+
+static int try_register(struct rc_channel *ch, const char *agent, struct rc_status *st)
+{
+    return rc_register(ch, agent, "1", "x", NULL, st, 5000);
+}
+
+/* One frame through a stream on ch; returns the stream's final status code. */
+static int stream_one(struct rc_channel *ch, const char *agent)
+{
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, agent, NULL, 0, &st);
+    cr_assert_not_null(s);
+    if (rc_stream_send_frame(s, harness_frame(agent, 1), 5000) == 0) {
+        struct rc_ack ack;
+        if (rc_stream_recv_ack(s, &ack, 5000) == 1)
+            cr_assert_eq(ack.status, RC_ACK_OK);
+        rc_stream_close_send(s, 5000);
+    }
+    rc_stream_finish(s, &st, 10000);
+    rc_stream_free(s);
+    return st.code;
+}
+
+Test(security, tls_serves_tls_clients_and_refuses_plaintext)
+{
+    harness_prepare(&relay);
+    make_certs(relay.dir);
+    harness_write_config(&relay, NULL,
+                         "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n");
+    char ca[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
+    relay.tls_ca = ca;
+    relay_start(&relay);
+
+    struct rc_channel *ch = tls_channel(ca, NULL, NULL);
+    struct rc_status st;
+    cr_assert_eq(try_register(ch, "drone-tls", &st), 0, "%s", st.message);
+    cr_assert_eq(stream_one(ch, "drone-tls"), 0);
+    rc_close(ch);
+
+    struct rc_channel *plain = rc_connect(relay.target);
+    cr_assert_eq(try_register(plain, "drone-tls", &st), -EIO);
+    cr_assert_eq(st.code, 14, "plaintext against TLS: %s", rc_status_code_name(st.code));
+    rc_close(plain);
+}
+
+Test(security, client_certificates_are_required_when_client_ca_file_is_set)
+{
+    harness_prepare(&relay);
+    make_certs(relay.dir);
+    harness_write_config(&relay, NULL,
+                         "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n"
+                         "client_ca_file = %DIR%/ca.pem\n");
+    char ca[400], cert[400], key[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
+    snprintf(cert, sizeof(cert), "%s/client.pem", relay.dir);
+    snprintf(key, sizeof(key), "%s/client.key", relay.dir);
+    relay.tls_ca = ca;
+    relay.tls_cert = cert;
+    relay.tls_key = key;
+    relay_start(&relay);
+
+    struct rc_status st;
+    struct rc_channel *no_cert = tls_channel(ca, NULL, NULL);
+    cr_assert_eq(try_register(no_cert, "drone-mtls", &st), -EIO);
+    cr_assert_eq(st.code, 14, "no client certificate: %s", rc_status_code_name(st.code));
+    rc_close(no_cert);
+
+    struct rc_channel *with_cert = tls_channel(ca, cert, key);
+    cr_assert_eq(try_register(with_cert, "drone-mtls", &st), 0, "%s", st.message);
+    cr_assert_eq(stream_one(with_cert, "drone-mtls"), 0);
+    rc_close(with_cert);
+}
+
+#define FLEET_KEY "fleet-key-0123456789abcdef"
+#define ADMIN_KEY "admin-key-0123456789abcdef"
+
+static void start_with_keys(void)
+{
+    harness_prepare(&relay);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/keys.txt", relay.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("# test keys\n" FLEET_KEY " drone-*\n" ADMIN_KEY " - admin\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0600), 0);
+    harness_write_config(&relay, NULL, "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n");
+    relay_start(&relay);
+}
+
+static struct rc_channel *with_token(const char *token)
+{
+    struct rc_opts o = {.bearer_token = token};
+    struct rc_status st;
+    struct rc_channel *ch = rc_connect_opts(relay.target, &o, &st);
+    cr_assert_not_null(ch, "%s", st.message);
+    return ch;
+}
+
+Test(security, bearer_keys_guard_agent_calls)
+{
+    start_with_keys();
+    struct rc_status st;
+    struct rc_channel *none = rc_connect(relay.target);
+    cr_assert_eq(try_register(none, "drone-1", &st), -EIO);
+    cr_assert_eq(st.code, 16, "no key: %s", rc_status_code_name(st.code));
+
+    struct rc_channel *wrong = with_token("not-a-key-0123456789abcdef");
+    cr_assert_eq(try_register(wrong, "drone-1", &st), -EIO);
+    cr_assert_eq(st.code, 16, "unknown key: %s", rc_status_code_name(st.code));
+
+    struct rc_channel *fleet = with_token(FLEET_KEY);
+    cr_assert_eq(try_register(fleet, "rover-1", &st), -EIO);
+    cr_assert_eq(st.code, 7, "key not covering the agent: %s", rc_status_code_name(st.code));
+    cr_assert_eq(try_register(fleet, "drone-1", &st), 0, "%s", st.message);
+    cr_assert_eq(stream_one(fleet, "drone-1"), 0);
+
+    /* The stream is guarded on its own, not only through Register. */
+    cr_assert_eq(stream_one(none, "drone-1"), 16);
+    harness_register(fleet, "drone-2", NULL, 0);
+    struct rc_channel *admin = with_token(ADMIN_KEY);
+    cr_assert_eq(stream_one(admin, "drone-2"), 7, "an admin-only key covers no agent");
+
+    int serving = 0;
+    cr_assert_eq(rc_health_check(none, "", &serving, &st, 5000), 0, "health needs no key");
+    rc_close(none);
+    rc_close(wrong);
+    rc_close(fleet);
+    rc_close(admin);
+}
+
+Test(security, relay_control_needs_an_admin_key_and_keys_never_reach_the_log)
+{
+    start_with_keys();
+    struct rc_status st;
+    Aeroarc__Relay__V1__ListActiveDronesResponse *list = NULL;
+    struct rc_channel *fleet = with_token(FLEET_KEY);
+    cr_assert_eq(rc_list_active_drones(fleet, &list, &st, 5000), -EIO);
+    cr_assert_eq(st.code, 7, "%s", rc_status_code_name(st.code));
+    struct rc_channel *admin = with_token(ADMIN_KEY);
+    cr_assert_eq(rc_list_active_drones(admin, &list, &st, 5000), 0, "%s", st.message);
+    aeroarc__relay__v1__list_active_drones_response__free_unpacked(list, NULL);
+    struct rc_channel *none = rc_connect(relay.target);
+    cr_assert_eq(rc_list_active_drones(none, &list, &st, 5000), -EIO);
+    cr_assert_eq(st.code, 16);
+    rc_close(fleet);
+    rc_close(admin);
+    rc_close(none);
+
+    stop();
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_assert_null(strstr(log, FLEET_KEY));
+    cr_assert_null(strstr(log, ADMIN_KEY));
+    cr_assert_null(strstr(log, "0123456789abcdef"), "no part of a key is logged");
+    free(log);
+}
+
+Test(security, a_keys_file_others_can_read_stops_the_start)
+{
+    harness_prepare(&relay);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/keys.txt", relay.dir);
+    FILE *f = fopen(path, "w");
+    fputs(FLEET_KEY " *\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0644), 0);
+    harness_write_config(&relay, NULL, "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n");
+    char out[2048];
+    const char *args[] = {"-c", relay.config, "--check", NULL};
+    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2);
+    char want[1200];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:%d: [auth] keys_file: %s: readable or writable by others "
+             "(mode 644): chmod o-rwx it\n",
+             relay.config, harness_config_line(&relay, "keys_file"), path);
+    cr_assert_str_eq(out, want);
+}
