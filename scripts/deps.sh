@@ -2,13 +2,18 @@
 # Installs the Debian packages aeroarc-relay needs, only those missing.
 #   scripts/deps.sh          build and run
 #   scripts/deps.sh test     also what the tests need
+#   scripts/deps.sh bench    also what tools/bench-compare.sh needs
 set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-      libinih-dev libltdl-dev libhiredis-dev libmicrohttpd-dev)
+      libinih-dev libltdl-dev libhiredis-dev libmicrohttpd-dev libssl-dev
+      libmosquitto-dev libcurl4-openssl-dev)
 if [ "${1:-}" = test ]; then
-  pkgs+=(libcriterion-dev redis-server clang valgrind python3)
+  pkgs+=(prometheus libcriterion-dev redis-server clang valgrind python3 openssl mosquitto influxdb)
+fi
+if [ "${1:-}" = bench ]; then
+  pkgs+=(g++ libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler redis-server python3)
 fi
 
 missing=()

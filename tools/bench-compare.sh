@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Runs the issue-5 comparison: aeroarc-relay against the bare C++ ackserver
+# from ../shared/bench, same loadgen line, servers alternated, N rounds, and
+# prints a Markdown table of medians and ratios (docs/benchmarks.md).
+#
+#   tools/bench-compare.sh [rounds] [scenario...]
+#   scenarios: throughput many durable light scale redis (default: all)
+#
+# Needs the yardstick's build deps (scripts/deps.sh bench) and, for the
+# redis scenario, redis-server. Everything runs on loopback; numbers are
+# from one machine at one time: compare ratios, not absolute values.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${1:-3}
+shift || true
+SCENARIOS=${*:-throughput many durable light scale redis}
+SHARED=${AERO_SHARED:-$ROOT/../shared}
+OUT=${AERO_BENCH_OUT:-/tmp/aeroarc-bench-compare}
+PY=/usr/bin/python3
+mkdir -p "$OUT"
+
+scripts/deps.sh bench
+make -s -C "$SHARED/bench" OUT="$OUT/yardstick" >/dev/null
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAERO_TESTS=OFF >/dev/null
+cmake --build build-release -j"$(nproc)" >/dev/null
+LOADGEN=$OUT/yardstick/loadgen
+ACKSERVER=$OUT/yardstick/ackserver
+RELAY=$ROOT/build-release/aeroarc-relay
+
+free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+wait_port() { # port: until something accepts on it (10 s)
+  for _ in $(seq 1 200); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listening on $1" >&2; return 1
+}
+
+cpu_seconds() { # pid -> utime+stime in seconds
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"
+}
+
+rss_sampler() { # pid file: max VmRSS (kB) every 0.2 s until the pid is gone
+  local max=0 v
+  while v=$(awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null) && [ -n "$v" ]; do
+    [ "$v" -gt "$max" ] && max=$v && echo "$max" >"$2"
+    sleep 0.2
+  done
+}
+
+REDIS_PID=""
+start_redis() {
+  local port; port=$(free_port)
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
+  REDIS_PID=$!
+  wait_port "$port"
+  REDIS_ADDR=127.0.0.1:$port
+}
+stop_redis() { [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null; REDIS_PID=""; }
+trap 'stop_redis; pkill -P $$ 2>/dev/null || true' EXIT
+
+# relay_config <port> <fsync> <route>: the shipped relay.ini, bench-adjusted.
+relay_config() {
+  local dir=$OUT/relay-run
+  rm -rf "$dir"; mkdir -p "$dir"
+  sed -e "s|^listen = 0.0.0.0:50051.*|listen = 127.0.0.1:$1|" \
+      -e "s|^listen = 0.0.0.0:2112.*|listen = 127.0.0.1:$(free_port)|" \
+      -e "s|^path = ./data|path = $dir/data|" \
+      -e "s|^fsync = none.*|fsync = $2|" \
+      -e "s|^plugin = route-[a-z]*.*|plugin = $3|" \
+      relay.ini >"$dir/relay.ini"
+  echo "$dir/relay.ini"
+}
+
+# run_one <server> <scenario> <loadgen args...>: one measured run, one JSON line.
+run_one() {
+  local server=$1 scenario=$2; shift 2
+  local port; port=$(free_port)
+  local fsync=none route=route-none
+  [ "$scenario" = durable ] && fsync=batch
+  [ "$scenario" = redis ] && route=route-redis
+  if [ "$server" = ackserver ]; then
+    "$ACKSERVER" "127.0.0.1:$port" >/dev/null 2>"$OUT/ackserver.log" &
+  else
+    local cfg; cfg=$(relay_config "$port" "$fsync" "$route")
+    if [ "$route" = route-redis ]; then
+      REDIS_ADDR=$REDIS_ADDR "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/relay.log" &
+    else
+      env -u REDIS_ADDR "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/relay.log" &
+    fi
+  fi
+  local pid=$!
+  wait_port "$port"
+  rm -f "$OUT/rss"
+  rss_sampler "$pid" "$OUT/rss" &
+  local sampler=$!
+  local cpu0; cpu0=$(cpu_seconds "$pid")
+  local result
+  result=$("$LOADGEN" --target "127.0.0.1:$port" "$@" || true)
+  local cpu1; cpu1=$(cpu_seconds "$pid")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  local rss; rss=$(cat "$OUT/rss" 2>/dev/null || echo 0)
+  $PY - "$server" "$scenario" "$cpu0" "$cpu1" "$rss" "$result" <<'EOF'
+import json, sys
+server, scenario, cpu0, cpu1, rss, line = sys.argv[1:7]
+r = json.loads(line) if line.strip() else {"acked": 0, "acked_per_s": 0, "stream_errors": -1}
+r.update(server=server, scenario=scenario, cpu_s=float(cpu1) - float(cpu0), rss_kb=int(rss))
+print(json.dumps(r))
+EOF
+}
+
+declare -A ARGS=(
+  [throughput]="--agents 10 --frames 20000 --window 100"
+  [many]="--agents 500 --channels 50 --frames 400 --window 50"
+  [durable]="--agents 10 --frames 20000 --window 100"
+  [light]="--agents 1 --frames 5000 --window 1"
+  [scale]="--agents 10000 --channels 100 --frames 2 --window 1 --hold 10"
+  [redis]="--agents 10 --frames 20000 --window 100"
+)
+
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+for scenario in $SCENARIOS; do
+  [ "$scenario" = redis ] && start_redis
+  for round in $(seq 1 "$ROUNDS"); do
+    # Alternate which server goes first so drift hits both alike.
+    if [ $((round % 2)) -eq 1 ]; then order="ackserver relay"; else order="relay ackserver"; fi
+    for server in $order; do
+      # shellcheck disable=SC2086
+      run_one "$server" "$scenario" ${ARGS[$scenario]} | tee -a "$RESULTS" >&2
+    done
+    # The redis scenario compares the relay with Redis on and off.
+    if [ "$scenario" = redis ]; then
+      # shellcheck disable=SC2086
+      run_one relay throughput ${ARGS[throughput]} | sed 's/"scenario": "throughput"/"scenario": "redis-off"/' | tee -a "$RESULTS" >&2
+    fi
+  done
+  [ "$scenario" = redis ] && stop_redis
+done
+
+$PY - "$RESULTS" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(scn, srv, key):
+    v = [r.get(key, 0) for r in rows if r["scenario"] == scn and r["server"] == srv]
+    return statistics.median(v) if v else None
+def per100k(scn, srv):
+    v = [r["cpu_s"] / (r["acked"] / 1e5) for r in rows
+         if r["scenario"] == scn and r["server"] == srv and r.get("acked")]
+    return statistics.median(v) if v else None
+def fmt(x, d=0):
+    return "-" if x is None else f"{x:,.{d}f}"
+def ratio(a, b):
+    return "-" if not a or not b else f"{a / b:.2f}x"
+print("| scenario | server | acked/s | p50 µs | p99 µs | CPU s /100k frames | peak RSS MB | errors |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for scn in dict.fromkeys(r["scenario"] for r in rows):
+    for srv in ("ackserver", "relay"):
+        n = [r for r in rows if r["scenario"] == scn and r["server"] == srv]
+        if not n:
+            continue
+        errs = sum(r.get("stream_errors", 0) + r.get("register_errors", 0) for r in n)
+        print(f"| {scn} | {srv} | {fmt(med(scn, srv, 'acked_per_s'))} | {fmt(med(scn, srv, 'p50_us'))} "
+              f"| {fmt(med(scn, srv, 'p99_us'))} | {fmt(per100k(scn, srv), 2)} "
+              f"| {fmt(med(scn, srv, 'rss_kb') / 1024 if med(scn, srv, 'rss_kb') else None, 1)} | {errs} |")
+print()
+print("| scenario | relay / ackserver acked/s | p50 | p99 | CPU per frame | peak RSS |")
+print("|---|---:|---:|---:|---:|---:|")
+for scn in dict.fromkeys(r["scenario"] for r in rows):
+    if scn == "redis-off":
+        continue
+    base = "ackserver" if scn != "redis" else None
+    if base is None:
+        print(f"| redis on / off (relay) | {ratio(med('redis', 'relay', 'acked_per_s'), med('redis-off', 'relay', 'acked_per_s'))} | | | | |")
+        continue
+    print(f"| {scn} | {ratio(med(scn, 'relay', 'acked_per_s'), med(scn, base, 'acked_per_s'))} "
+          f"| {ratio(med(scn, 'relay', 'p50_us'), med(scn, base, 'p50_us'))} "
+          f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, base, 'p99_us'))} "
+          f"| {ratio(per100k(scn, 'relay'), per100k(scn, base))} "
+          f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, base, 'rss_kb'))} |")
+print()
+print(f"rounds: {max(1, len([r for r in rows if r['server'] == 'relay']) // max(1, len(set(r['scenario'] for r in rows))))}; "
+      f"raw results: {sys.argv[1]}")
+EOF
