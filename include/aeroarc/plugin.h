@@ -151,7 +151,9 @@ struct aero_host {
 
     /* Value of `key` in this instance's section after validation, defaults
      * applied: NUL-terminated, owned by the relay, valid until destroy().
-     * NULL for a key the plugin did not declare or that has no value. */
+     * Covers the plugin's declared keys and the core's keys of the section
+     * (sinks: plugin, queue, on_full; route: plugin, ttl_s). NULL for any
+     * other key. */
     const char *(*config_get)(const aero_host *host, const char *key);
 
     /* The section's name as written in relay.ini ("sink:archive", "route"),
