@@ -30,6 +30,7 @@ struct ack_item {
     uint64_t seq;
     enum ack_status status;
     const char *error; /* static, or owned by the gateway */
+    int64_t recv_ns;   /* monotonic time the frame was read: ack latency */
 };
 
 struct stream {
@@ -37,6 +38,7 @@ struct stream {
     struct rpc_call *call;
     struct gateway *gw;
     atomic_int refs;
+    atomic_bool superseded; /* ended by a newer session: counted as such, once */
 
     char agent_id[SESSION_AGENT_MAX + 1];
     size_t agent_len;
@@ -55,6 +57,7 @@ struct stream {
     struct ack_item *acks;
     size_t ack_cap, ack_head, ack_len;
     uint8_t *ack_buf;
+    int64_t sending_recv_ns; /* recv_ns of the ack in ack_buf, while send_pending */
     struct stream *prev, *next; /* gw->streams */
 
     struct sink_waiter waiters[]; /* one per sink */
@@ -64,6 +67,7 @@ struct stream {
 struct stream_job {
     struct frame_job job; /* first: complete() gets &job */
     struct stream *stream;
+    int64_t recv_ns; /* monotonic, for the ack latency */
     aero_kv fields[];
 };
 
@@ -82,13 +86,29 @@ struct gateway {
     aero_metric *m_acks[4];
     aero_metric *m_streams_opened, *m_streams_refused;
     aero_metric *m_closed_ok, *m_closed_error, *m_closed_cancelled, *m_closed_superseded;
-    aero_metric *m_sessions, *m_expired;
+    aero_metric *m_sessions, *m_expired, *m_session_limit;
+    struct metric_vec *m_messages;       /* by msg_name, capped */
+    struct metric_histogram *h_ack_latency;
 };
+
+/* Distinct message_type values before the rest count as "other": MAVLink
+ * common has about 230 messages; agent-chosen names must not grow /metrics
+ * without bound. */
+#define MESSAGE_TYPES_MAX 256
 
 int64_t gateway_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Latency is measured on the monotonic clock: wall-clock steps (NTP) must
+ * not show up as negative or huge acks. */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
@@ -110,12 +130,12 @@ static void stream_unref(struct stream *s)
 void gateway_drop_owner(void *owner) { stream_unref(owner); }
 
 /* A newer Register or stream took this session over: end the old stream. */
-static void supersede(struct gateway *gw, void *owner)
+static void supersede(void *owner)
 {
     if (!owner)
         return;
     struct stream *old = owner;
-    metrics_inc(gw->m_closed_superseded);
+    atomic_store(&old->superseded, true); /* on_close counts it */
     rpc_call_cancel(old->call, RPC_ABORTED, "superseded by a newer session for this agent");
     stream_unref(old);
 }
@@ -130,7 +150,8 @@ static void set_final(struct stream *s, enum rpc_code code, const char *msg)
     }
 }
 
-static void push_ack(struct stream *s, uint64_t seq, enum ack_status status, const char *error)
+static void push_ack(struct stream *s, uint64_t seq, enum ack_status status, const char *error,
+                     int64_t recv_ns)
 {
     metrics_inc(s->gw->m_acks[status]);
     if (s->dead) { /* nobody to tell: the frame is simply not acknowledged */
@@ -138,7 +159,7 @@ static void push_ack(struct stream *s, uint64_t seq, enum ack_status status, con
         return;
     }
     size_t at = (s->ack_head + s->ack_len) % s->ack_cap;
-    s->acks[at] = (struct ack_item){seq, status, error};
+    s->acks[at] = (struct ack_item){seq, status, error, recv_ns};
     s->ack_len++;
 }
 
@@ -160,6 +181,7 @@ static void progress(struct stream *s)
                               a.status, a.error);
         stream_ref(s);
         s->send_pending = true;
+        s->sending_recv_ns = a.recv_ns;
         if (rpc_stream_send(s->call, s->ack_buf, n, &s->send_tag) < 0) {
             s->send_pending = false;
             s->inflight--;
@@ -221,7 +243,7 @@ static void job_complete(struct frame_job *job)
         error = s->gw->sink_errors[failed];
 
     pthread_mutex_lock(&s->mu);
-    push_ack(s, job->view.seq, ack_status_of(worst), error);
+    push_ack(s, job->view.seq, ack_status_of(worst), error, sj->recv_ns);
     progress(s);
     pthread_mutex_unlock(&s->mu);
     free(sj);
@@ -270,6 +292,7 @@ static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
     aero_frame view = {.size = sizeof(aero_frame)};
     struct frame_wire_ids wire;
     int64_t now = gateway_now_ns();
+    int64_t recv_ns = mono_ns();
 
     metrics_add(gw->m_bytes, len);
     enum frame_decode_result dr = frame_decode(bytes, len, &view, fields, FRAME_MAX_FIELDS, &wire);
@@ -290,7 +313,7 @@ static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
     if (reason) {
         pthread_mutex_lock(&s->mu);
         s->inflight++;
-        push_ack(s, view.seq, ACK_PERMANENT_ERROR, reason);
+        push_ack(s, view.seq, ACK_PERMANENT_ERROR, reason, recv_ns);
         pthread_mutex_unlock(&s->mu);
         return;
     }
@@ -299,11 +322,17 @@ static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
     pthread_mutex_lock(&s->mu);
     s->inflight++;
     if (!sj)
-        push_ack(s, view.seq, ACK_TEMPORARY_ERROR, "relay out of memory");
+        push_ack(s, view.seq, ACK_TEMPORARY_ERROR, "relay out of memory", recv_ns);
     pthread_mutex_unlock(&s->mu);
     if (!sj)
         return;
+    sj->recv_ns = recv_ns;
     metrics_inc(gw->m_frames);
+    /* Lock-free once the name has been seen (see metrics_vec_get). */
+    if (view.msg_name.len > 0)
+        metrics_inc(metrics_vec_get(gw->m_messages, view.msg_name.ptr, view.msg_name.len));
+    else
+        metrics_inc(metrics_vec_get(gw->m_messages, "unknown", 7));
     stream_ref(s); /* the job's */
     /* A queued waiter holds a reference until woken or cancelled. We only
      * read with no wait outstanding, so every waiter is free here: take one
@@ -338,10 +367,15 @@ static void on_recv(struct rpc_tag *tag, bool ok)
     stream_unref(s);
 }
 
+/* An ack's send completed: gRPC has taken it for the wire. The latency
+ * observed here (frame read -> ack send done) is what an agent waits,
+ * minus the network. */
 static void on_send(struct rpc_tag *tag, bool ok)
 {
     struct stream *s = (struct stream *)((char *)tag - offsetof(struct stream, send_tag));
     pthread_mutex_lock(&s->mu);
+    if (ok)
+        metrics_histogram_observe_ns(s->gw->h_ack_latency, mono_ns() - s->sending_recv_ns);
     s->send_pending = false;
     s->inflight--;
     if (!ok)
@@ -410,7 +444,11 @@ static void on_close(struct rpc_tag *tag, bool ok)
     for (size_t i = 0; i < gw->n_sinks; i++)
         if (sink_pipeline_cancel_wait(gw->relay->sinks, i, &s->waiters[i]))
             stream_unref(s);
-    metrics_inc(cancelled ? gw->m_closed_cancelled : clean ? gw->m_closed_ok : gw->m_closed_error);
+    /* One outcome per stream: a superseded stream also looks cancelled. */
+    metrics_inc(atomic_load(&s->superseded) ? gw->m_closed_superseded
+                : cancelled                 ? gw->m_closed_cancelled
+                : clean                     ? gw->m_closed_ok
+                                            : gw->m_closed_error);
     end_session(s);
     stream_unref(s); /* the close batch's */
 }
@@ -446,6 +484,7 @@ static struct stream *stream_alloc(struct gateway *gw, struct rpc_call *call)
     s->call = call;
     s->gw = gw;
     atomic_init(&s->refs, 1);
+    atomic_init(&s->superseded, false);
     pthread_mutex_init(&s->mu, NULL);
     s->recv_tag.done = on_recv;
     s->send_tag.done = on_send;
@@ -499,7 +538,7 @@ static void telemetry_stream(struct rpc_call *call, void *service)
                         NULL, 0);
         return;
     }
-    supersede(gw, displaced);
+    supersede(displaced);
     metrics_inc(gw->m_streams_opened);
 
     pthread_mutex_lock(&gw->mu);
@@ -554,9 +593,14 @@ static void register_call(struct rpc_call *call, void *service)
 
     char session_id[SESSION_ID_LEN + 1];
     void *displaced = NULL;
-    session_table_register(gw->relay->sessions, req->agent_id, gateway_now_ns(), session_id,
-                           &displaced);
-    supersede(gw, displaced);
+    if (session_table_register(gw->relay->sessions, req->agent_id, gateway_now_ns(), session_id,
+                               &displaced) < 0) {
+        metrics_inc(gw->m_session_limit);
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay full: max_sessions reached", NULL, 0);
+        aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
+        return;
+    }
+    supersede(displaced);
     route_up(gw->relay->route, req->agent_id, session_id);
     metrics_inc(gw->m_registrations);
     metrics_set(gw->m_sessions, (int64_t)session_table_count(gw->relay->sessions));
@@ -613,6 +657,20 @@ static void register_metrics(struct gateway *gw, struct metrics *m)
                                       "Sessions in the table.", NULL);
     gw->m_expired = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_sessions_expired_total",
                                      "Sessions whose stream never opened within ttl_s.", NULL);
+    gw->m_session_limit = metrics_register(m, AERO_METRIC_COUNTER,
+                                           "aero_relay_sessions_rejected_total",
+                                           "Register calls refused: max_sessions reached.", NULL);
+    gw->m_messages = metrics_vec_register(
+        m, "aero_relay_messages_total",
+        "Frames accepted (handed to the sinks), by msg_name; past 256 names: \"other\".",
+        "source=\"grpc\"", "message_type", MESSAGE_TYPES_MAX, "other");
+    static const double ack_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                         0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                         1,      2.5,     5,      10};
+    gw->h_ack_latency = metrics_histogram_register(
+        m, "aero_relay_ack_latency_seconds",
+        "Time from reading a frame to its ack's send completing, any status.", ack_buckets,
+        sizeof(ack_buckets) / sizeof(ack_buckets[0]));
 }
 
 struct gateway *gateway_create(struct relay *relay)
@@ -623,6 +681,7 @@ struct gateway *gateway_create(struct relay *relay)
     gw->relay = relay;
     gw->n_sinks = sink_pipeline_count(relay->sinks);
     gw->max_inflight = (int)relay->settings->max_inflight;
+    session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
     pthread_mutex_init(&gw->mu, NULL);
     gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
     for (size_t i = 0; gw->sink_errors && i < gw->n_sinks; i++) {

@@ -63,7 +63,9 @@ static aero_metric *host_metric_register(const aero_host *host, aero_metric_type
     const struct host_instance *h = from_api(host);
     aero_metric *m = metrics_register(h->metrics, type, name, help, h->label);
     if (!m)
-        log_msg(AERO_LOG_WARN, h->component, "metric \"%s\" refused (invalid name or type clash)",
+        log_msg(AERO_LOG_WARN, h->component,
+                "metric \"%s\" refused (invalid name, type clash, or against Prometheus "
+                "naming: see docs/operations.md)",
                 name ? name : "(null)");
     return m;
 }

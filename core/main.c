@@ -6,6 +6,7 @@
 #include "agent_gateway.h"
 #include "auth.h"
 #include "health_service.h"
+#include "http_server.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin_loader.h"
@@ -159,8 +160,10 @@ static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t
             return;
         }
         if (sig == SIGHUP) {
-            log_info("SIGHUP: reopening sink outputs");
+            /* Logged once every sink has been told: anything written after
+             * this line goes to the reopened files. */
             sink_pipeline_reopen(r->sinks);
+            log_info("SIGHUP: sink outputs reopen before their next write");
         }
         gateway_tick(gw, gateway_now_ns());
     }
@@ -197,6 +200,8 @@ static int serve(struct settings *st, struct loaded *l)
     struct relay relay = {.settings = st, .auth = l->auth};
     struct gateway *gw = NULL;
     struct rpc_server *server = NULL;
+    struct http_server *http = NULL;
+    char http_addr[300] = "off"; /* "HTTP off" or "HTTP on <addr> (port N)" */
     struct sink_instance_spec *specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*specs));
 
     block_signals(&set);
@@ -205,6 +210,16 @@ static int serve(struct settings *st, struct loaded *l)
     if (!specs || !relay.metrics || !relay.sessions) {
         log_error("out of memory at start-up");
         goto out;
+    }
+    /* HTTP first, answering /readyz 503, so probes and scrapes work while
+     * plugins start; a port that cannot be bound stops the relay here. */
+    if (st->http_listen[0]) {
+        if (http_server_start(&http, st->http_listen, &relay, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        snprintf(http_addr, sizeof(http_addr), "on %s (port %d)", st->http_listen,
+                 http_server_port(http));
     }
     for (size_t i = 0; i < st->n_sinks; i++)
         specs[i] = (struct sink_instance_spec){&st->sinks[i], l->sinks[i]};
@@ -220,6 +235,10 @@ static int serve(struct settings *st, struct loaded *l)
         .listen = st->listen,
         .workers = st->workers,
         .max_message_bytes = st->max_message_bytes,
+        .max_streams_per_connection = st->max_streams_per_connection,
+        .keepalive_time_s = st->keepalive_time_s,
+        .keepalive_timeout_s = st->keepalive_timeout_s,
+        .handshake_timeout_s = st->handshake_timeout_s,
         .tls_cert_file = st->tls_cert_file,
         .tls_key_file = st->tls_key_file,
         .tls_client_ca_file = st->tls_client_ca_file,
@@ -235,18 +254,22 @@ static int serve(struct settings *st, struct loaded *l)
         log_error("gRPC: %s", err);
         goto out;
     }
-    log_info("aeroarc-relay %s serving gRPC on %s (port %d), relay_id %s, %zu sink(s), route %s, "
-             "%d worker(s)",
-             AERO_VERSION, st->listen, port, st->relay_id, st->n_sinks, l->route->name,
-             st->workers);
+    atomic_store(&relay.ready, true); /* port bound, every plugin created */
+    log_info("aeroarc-relay %s serving gRPC on %s (port %d), HTTP %s, relay_id %s, "
+             "%zu sink(s), route %s, %d worker(s)",
+             AERO_VERSION, st->listen, port, http_addr, st->relay_id, st->n_sinks,
+             l->route->name, st->workers);
 
     run_until_signal(&relay, gw, &set);
+    /* Not ready first: load balancers stop sending before streams drain. */
+    atomic_store(&relay.ready, false);
     atomic_store(&relay.shutting_down, true);
     gateway_begin_shutdown(gw);
     grace_left_ms = drain_streams(gw, st->shutdown_grace_s * 1000);
     rc = 0;
 
 out:
+    atomic_store(&relay.ready, false);
     atomic_store(&relay.shutting_down, true);
     /* Streams are drained: unary calls need little more. */
     rpc_server_shutdown(server, grace_left_ms < 1000 ? grace_left_ms : 1000);
@@ -256,6 +279,8 @@ out:
     route_stop(relay.route);
     gateway_destroy(gw);
     session_table_destroy(relay.sessions, gateway_drop_owner);
+    /* Last: /metrics stays scrapeable through the drain and the flush. */
+    http_server_stop(http);
     metrics_destroy(relay.metrics);
     free(specs);
     if (rc == 0)

@@ -23,6 +23,9 @@ struct relay {
     struct route *route;
     struct auth *auth;         /* NULL: [auth] mode = none */
     atomic_bool shutting_down; /* set once, by the main thread */
+    /* /readyz: set by the main thread once the gRPC port is bound and every
+     * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining). */
+    atomic_bool ready;
 };
 
 #endif

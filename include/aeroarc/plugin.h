@@ -176,7 +176,9 @@ struct aero_host {
     /*
      * Register a metric shown on /metrics as
      *   <name>{sink="<instance>"} (sinks) or <name>{route="<plugin>"}.
-     * `name` must match [a-zA-Z_:][a-zA-Z0-9_:]*; call during create() only.
+     * `name` must be lower case [a-z_][a-z0-9_]* (what `promtool check
+     * metrics` accepts): counters end in _total, gauges do not, and no name
+     * ends in _bucket, _sum or _count. Call during create() only.
      * Returns a handle owned by the relay (NULL if the name is invalid);
      * updates are lock-free and safe from any thread.
      */

@@ -74,7 +74,10 @@ static void link_plugins_from(const char *from, const char *to)
 void harness_prepare(struct relay_proc *r)
 {
     memset(r, 0, sizeof(*r));
-    snprintf(r->dir, sizeof(r->dir), "/tmp/aeroarc-test-XXXXXX");
+    /* Under the build tree, so one cleanup (ctest's scratch_cleanup) removes
+     * every test's files and a failed run leaves them there to inspect. */
+    mkdir(AERO_BINARY_DIR "/test-scratch", 0755);
+    snprintf(r->dir, sizeof(r->dir), "%s/test-scratch/aeroarc-test-XXXXXX", AERO_BINARY_DIR);
     cr_assert_not_null(mkdtemp(r->dir));
     char plugins[300];
     snprintf(plugins, sizeof(plugins), "%s/plugins", r->dir);
@@ -113,10 +116,18 @@ const char *harness_write_config(struct relay_proc *r, const char *relay_extra, 
     cr_assert_not_null(f);
     char *extra = expand_dir(relay_extra ? relay_extra : "", r->dir);
     char *rest = expand_dir(body ? body : "", r->dir);
+    char http[64] = "";
+    if (r->http) {
+        do
+            r->http_port = harness_free_port();
+        while (r->http_port == r->port);
+        snprintf(http, sizeof(http), "127.0.0.1:%d", r->http_port);
+    }
     fprintf(f,
             "[relay]\nlisten = 127.0.0.1:%d\nplugin_dir = %s/plugins\nworkers = 2\n%s\n"
-            "[http]\nlisten =\n\n[log]\nlevel = debug\nformat = text\n\n%s\n",
-            r->port, r->dir, extra, rest);
+            "[http]\nlisten = %s\n\n[log]\n%s\n\n%s\n",
+            r->port, r->dir, extra, http,
+            r->log_keys ? r->log_keys : "level = debug\nformat = text", rest);
     fclose(f);
     free(extra);
     free(rest);

@@ -25,6 +25,10 @@ struct relay_proc {
     const char *env[9];    /* "NAME=value" set for the relay (NULL-terminated) */
     /* TLS relays: the CA (and client certificate) the readiness probe uses. */
     const char *tls_ca, *tls_cert, *tls_key;
+    /* Set between harness_prepare (which zeroes them) and harness_write_config: */
+    bool http;             /* serve [http] on a free loopback port, put in http_port */
+    const char *log_keys;  /* body of [log]; NULL: "level = debug\nformat = text" */
+    int http_port;         /* filled by harness_write_config when http is set */
 };
 
 /* The line of relay.ini where `key` is set (first match), for messages. */
@@ -42,7 +46,8 @@ int harness_free_port(void);
 
 /*
  * Write relay.ini: a [relay] section with listen on a free port, plugin_dir
- * = the scratch plugins/, log level debug as text... followed by `body`
+ * = the scratch plugins/, [http] (off unless r->http), [log] (r->log_keys,
+ * else level debug as text)... followed by `body`
  * (the other sections; may use "%DIR%" for the scratch dir). Returns the
  * path.
  */

@@ -1,0 +1,287 @@
+/*
+ * http_server.c - /metrics, /healthz and /readyz over libmicrohttpd. MHD's
+ * one internal polling thread serves every connection (non-blocking, with a
+ * connection limit and an idle timeout), so a slow or stuck scraper only
+ * ties up its own socket and never a gRPC or sink thread. Request handlers
+ * read atomics and render the registry under its registration lock; they
+ * must not touch anything else of the relay.
+ */
+#include "http_server.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Enough for Prometheus, a few probes and an operator's curl; a flood of
+ * idle connections is cut off by the timeout rather than piling up. */
+#define HTTP_CONNECTION_LIMIT 64
+#define HTTP_IDLE_TIMEOUT_S 10
+#define HTTP_LISTEN_BACKLOG 64
+
+#define CT_JSON "application/json"
+#define CT_TEXT "text/plain; charset=utf-8"
+#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct relay *relay;
+    int port;
+    _Atomic long long last_log_s; /* rate limit of on_mhd_log */
+    /* Fixed answers, built once and shared by every request (MHD counts
+     * references, so queueing one from its thread needs no lock). */
+    struct MHD_Response *ok, *not_ready, *not_found, *not_allowed, *render_failed;
+};
+
+static struct MHD_Response *fixed_response(const char *body, const char *type)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (r && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES) {
+        MHD_destroy_response(r);
+        r = NULL;
+    }
+    return r;
+}
+
+static enum MHD_Result serve_metrics(struct http_server *h, struct MHD_Connection *c)
+{
+    char *body = NULL;
+    size_t len = 0;
+    if (metrics_render(h->relay->metrics, &body, &len) < 0) {
+        free(body);
+        return MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, h->render_failed);
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO; /* MHD closes the connection */
+    }
+    enum MHD_Result rc = MHD_NO;
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CT_METRICS) == MHD_YES)
+        rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r); /* the queued reference keeps it alive */
+    return rc;
+}
+
+static bool is_ready(const struct relay *relay)
+{
+    return atomic_load(&relay->ready) && !atomic_load(&relay->shutting_down);
+}
+
+/*
+ * One request (MHD's thread). MHD calls this once the headers are in, then
+ * again for each piece of body and once more at its end. A GET or HEAD of
+ * one of our paths is answered at that last call, which keeps the
+ * connection alive for the next scrape; anything else (404, 405) is
+ * answered at once (MHD then closes the connection rather than read a body
+ * nobody wants).
+ */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    static const char first_call_seen = 1; /* address used as a marker only */
+    struct http_server *h = cls;
+    (void)version;
+    (void)upload_data;
+
+    enum { EP_METRICS, EP_HEALTHZ, EP_READYZ, EP_NONE } ep =
+        strcmp(url, "/metrics") == 0   ? EP_METRICS
+        : strcmp(url, "/healthz") == 0 ? EP_HEALTHZ
+        : strcmp(url, "/readyz") == 0  ? EP_READYZ
+                                       : EP_NONE;
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+               strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (!get || ep == EP_NONE) {
+        if (*req_cls == NULL) {
+            *req_cls = (void *)&first_call_seen;
+            if (!get && ep != EP_NONE)
+                return MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, h->not_allowed);
+            return MHD_queue_response(c, MHD_HTTP_NOT_FOUND, h->not_found);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*req_cls == NULL) {
+        *req_cls = (void *)&first_call_seen;
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) { /* a GET with a body: ignore it */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    switch (ep) {
+    case EP_METRICS: return serve_metrics(h, c);
+    case EP_HEALTHZ: return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
+    default:
+        return is_ready(h->relay) ? MHD_queue_response(c, MHD_HTTP_OK, h->ok)
+                                  : MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                                       h->not_ready);
+    }
+}
+
+/* MHD's own complaints (accept failures, clients hanging up mid-request)
+ * as warn lines, at most one a second: a misbehaving scraper must not fill
+ * the log. MHD's thread, or the main thread during start. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    struct http_server *h = cls;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long last = atomic_load(&h->last_log_s);
+    if (last == (long long)ts.tv_sec ||
+        !atomic_compare_exchange_strong(&h->last_log_s, &last, (long long)ts.tv_sec))
+        return;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    log_msg(AERO_LOG_WARN, "http", "%s", line);
+}
+
+/* "host:port", "[v6]:port" or ":port" into its parts (host "" = any). */
+static int split_listen(const char *addr, char *host, size_t hostlen, char *port,
+                        size_t portlen)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon[1] == '\0')
+        return -1;
+    const char *h = addr;
+    size_t n = (size_t)(colon - addr);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n >= hostlen || strlen(colon + 1) >= portlen)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    snprintf(port, portlen, "%s", colon + 1);
+    return 0;
+}
+
+/* Our own socket, so a taken port is reported with its errno here rather
+ * than as a bare failure of MHD_start_daemon. */
+static int bind_listen(const char *addr, int *port_out, char *err, size_t errlen)
+{
+    char host[256], port[16];
+    if (split_listen(addr, host, sizeof(host), port, sizeof(port)) < 0) {
+        snprintf(err, errlen, "HTTP listen \"%s\": expected host:port", addr);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "HTTP listen \"%s\": %s", addr, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1, saved = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, HTTP_LISTEN_BACKLOG) < 0) {
+            saved = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen for HTTP on %s: %s", addr, strerror(saved));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    *port_out = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+int http_server_start(struct http_server **out, const char *addr, struct relay *relay,
+                      char *err, size_t errlen)
+{
+    int fd = -1;
+    struct http_server *h = calloc(1, sizeof(*h));
+    if (!h) {
+        snprintf(err, errlen, "HTTP: out of memory");
+        goto fail;
+    }
+    h->relay = relay;
+    h->ok = fixed_response("{\"status\":\"ok\"}\n", CT_JSON);
+    h->not_ready = fixed_response("{\"status\":\"not ready\"}\n", CT_JSON);
+    h->not_found = fixed_response("{\"status\":\"not found\"}\n", CT_JSON);
+    h->not_allowed = fixed_response("{\"status\":\"method not allowed\"}\n", CT_JSON);
+    h->render_failed = fixed_response("metrics unavailable: out of memory\n", CT_TEXT);
+    if (!h->ok || !h->not_ready || !h->not_found || !h->not_allowed || !h->render_failed ||
+        MHD_add_response_header(h->not_allowed, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES) {
+        snprintf(err, errlen, "HTTP: out of memory");
+        goto fail;
+    }
+    fd = bind_listen(addr, &h->port, err, errlen);
+    if (fd < 0)
+        goto fail;
+    h->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
+        NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)HTTP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(err, errlen, "cannot start the HTTP server on %s (libmicrohttpd refused; see "
+                 "the log above)", addr);
+        goto fail;
+    }
+    *out = h;
+    return 0;
+
+fail:
+    if (fd >= 0)
+        close(fd); /* once MHD started it owns the socket; here it never did */
+    if (h)
+        h->daemon = NULL;
+    http_server_stop(h);
+    return -1;
+}
+
+int http_server_port(const struct http_server *h) { return h ? h->port : 0; }
+
+void http_server_stop(struct http_server *h)
+{
+    if (!h)
+        return;
+    if (h->daemon)
+        MHD_stop_daemon(h->daemon); /* joins its thread, closes the socket */
+    struct MHD_Response *fixed[] = {h->ok, h->not_ready, h->not_found, h->not_allowed,
+                                    h->render_failed};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (fixed[i])
+            MHD_destroy_response(fixed[i]);
+    free(h);
+}

@@ -1,0 +1,230 @@
+/*
+ * test_http_server.c - the HTTP endpoints (core/http_server.c) on their own:
+ * status codes, bodies and content types of /metrics, /healthz, /readyz,
+ * 404/405, readiness following the relay's flags, a clear error for a port
+ * in use, a stuck client not blocking a scrape, keep-alive, and no file
+ * descriptor left behind after stop.
+ */
+#include "http_server.h"
+
+#include "integration/http_client.h"
+#include "metrics.h"
+#include "relay.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct relay relay;
+static struct http_server *server;
+static int port;
+
+static void setup(void)
+{
+    memset(&relay, 0, sizeof(relay));
+    relay.metrics = metrics_create();
+    char err[256];
+    cr_assert_eq(http_server_start(&server, "127.0.0.1:0", &relay, err, sizeof(err)), 0, "%s",
+                 err);
+    port = http_server_port(server);
+    cr_assert_gt(port, 0);
+}
+
+static void teardown(void)
+{
+    http_server_stop(server);
+    metrics_destroy(relay.metrics);
+}
+
+TestSuite(http, .init = setup, .fini = teardown, .timeout = 30);
+
+static struct http_reply get(const char *method, const char *path)
+{
+    struct http_reply r;
+    int rc = http_request(port, method, path, 5000, &r);
+    cr_assert_eq(rc, 0, "%s %s: %s", method, path, strerror(-rc));
+    return r;
+}
+
+Test(http, metrics_serves_the_registry_in_text_format_0_0_4)
+{
+    metrics_add(metrics_register(relay.metrics, AERO_METRIC_COUNTER, "frames_total", "Frames.",
+                                 "sink=\"a\""),
+                42);
+    struct http_reply r = get("GET", "/metrics");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    cr_assert_str_eq(r.body, "# HELP frames_total Frames.\n# TYPE frames_total counter\n"
+                             "frames_total{sink=\"a\"} 42\n");
+    char out[2048];
+    cr_assert_eq(http_promtool_check(r.body, r.body_len, out, sizeof(out)), 0, "%s", out);
+    http_reply_free(&r);
+
+    /* Every scrape renders afresh. */
+    metrics_add(metrics_register(relay.metrics, AERO_METRIC_COUNTER, "frames_total", "",
+                                 "sink=\"a\""),
+                1);
+    r = get("GET", "/metrics");
+    cr_assert_eq(http_metric_value(r.body, "frames_total{sink=\"a\"}"), 43);
+    http_reply_free(&r);
+}
+
+Test(http, healthz_is_ok_and_readyz_follows_ready_and_shutting_down)
+{
+    struct http_reply r = get("GET", "/healthz");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    cr_assert_str_eq(r.content_type, "application/json");
+    http_reply_free(&r);
+
+    r = get("GET", "/readyz");
+    cr_assert_eq(r.status, 503, "not ready before the relay says so");
+    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}\n");
+    http_reply_free(&r);
+
+    atomic_store(&relay.ready, true);
+    r = get("GET", "/readyz");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    http_reply_free(&r);
+
+    atomic_store(&relay.shutting_down, true); /* even with ready still set */
+    cr_assert_eq(http_get_status(port, "/readyz", 5000), 503);
+    cr_assert_eq(http_get_status(port, "/healthz", 5000), 200, "alive while draining");
+}
+
+Test(http, other_paths_are_404_and_other_methods_405)
+{
+    const char *paths[] = {"/", "/metric", "/metrics/", "/healthz/x", "/READYZ", NULL};
+    for (size_t i = 0; paths[i]; i++)
+        cr_assert_eq(http_get_status(port, paths[i], 5000), 404, "%s", paths[i]);
+    const char *methods[] = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", NULL};
+    for (size_t i = 0; methods[i]; i++) {
+        struct http_reply r = get(methods[i], "/metrics");
+        cr_assert_eq(r.status, 405, "%s", methods[i]);
+        cr_assert_str_eq(r.allow, "GET, HEAD");
+        http_reply_free(&r);
+    }
+    struct http_reply r = get("HEAD", "/healthz");
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 0, "HEAD has no body");
+    http_reply_free(&r);
+    /* A query string does not change the endpoint. */
+    cr_assert_eq(http_get_status(port, "/healthz?verbose=1", 5000), 200);
+}
+
+static int connect_loopback(int p)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)p),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+Test(http, a_stuck_client_does_not_block_a_scrape)
+{
+    int stuck[8];
+    for (int i = 0; i < 8; i++) {
+        stuck[i] = connect_loopback(port);
+        const char *half = "GET /metrics HTTP/1.1\r\nHost: x\r\n"; /* never finished */
+        cr_assert_eq(write(stuck[i], half, strlen(half)), (ssize_t)strlen(half));
+    }
+    cr_assert_eq(http_get_status(port, "/metrics", 2000), 200);
+    cr_assert_eq(http_get_status(port, "/healthz", 2000), 200);
+    for (int i = 0; i < 8; i++)
+        close(stuck[i]);
+}
+
+Test(http, keep_alive_serves_two_requests_on_one_connection)
+{
+    int fd = connect_loopback(port);
+    const char *two = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(write(fd, two, strlen(two)), (ssize_t)strlen(two));
+    char buf[4096];
+    size_t n = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 5000), 1, "no answer");
+        ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    close(fd);
+    const char *first = strstr(buf, "HTTP/1.1 200");
+    cr_assert_not_null(first, "%s", buf);
+    cr_assert_not_null(strstr(first + 1, "HTTP/1.1 503"), "%s", buf);
+}
+
+Test(http, a_port_in_use_is_a_clear_error)
+{
+    char addr[64], err[256];
+    struct http_server *second = NULL;
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    cr_assert_eq(http_server_start(&second, addr, &relay, err, sizeof(err)), -1);
+    cr_assert_null(second);
+    cr_assert_not_null(strstr(err, "Address already in use"), "%s", err);
+    cr_assert_not_null(strstr(err, addr), "%s", err);
+
+    cr_assert_eq(http_server_start(&second, "no-port", &relay, err, sizeof(err)), -1);
+    cr_assert_not_null(strstr(err, "expected host:port"), "%s", err);
+    cr_assert_eq(http_server_start(&second, "no.such.host.invalid:80", &relay, err, sizeof(err)),
+                 -1);
+    cr_assert_not_null(strstr(err, "no.such.host.invalid"), "%s", err);
+}
+
+Test(http, ipv6_loopback_works_when_the_host_has_it)
+{
+    char err[256];
+    struct http_server *v6 = NULL;
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    int rc = http_server_start(&v6, "[::1]:0", &relay, err, sizeof(err));
+    if (have_v6) {
+        cr_assert_eq(rc, 0, "%s", err);
+        cr_assert_gt(http_server_port(v6), 0);
+    } else {
+        cr_assert_eq(rc, -1, "no IPv6 here: must fail cleanly");
+    }
+    http_server_stop(v6);
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+Test(http, stop_closes_the_socket_and_the_port_is_free_again)
+{
+    char addr[64], err[256];
+    int before = count_fds();
+    struct http_server *s = NULL;
+    cr_assert_eq(http_server_start(&s, "127.0.0.1:0", &relay, err, sizeof(err)), 0, "%s", err);
+    int p = http_server_port(s);
+    cr_assert_eq(http_get_status(p, "/healthz", 5000), 200);
+    http_server_stop(s);
+    cr_assert_eq(count_fds(), before, "a descriptor leaked");
+    cr_assert_lt(http_get_status(p, "/healthz", 2000), 0, "still answering after stop");
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", p);
+    cr_assert_eq(http_server_start(&s, addr, &relay, err, sizeof(err)), 0, "%s", err);
+    http_server_stop(s);
+}
