@@ -98,7 +98,6 @@ static void expect_spec_values(const struct settings *s)
     cr_expect_eq(s->max_message_bytes, 65536);
     cr_expect_eq(s->shutdown_grace_s, 10);
     cr_expect_str_eq(s->http_listen, "0.0.0.0:2112");
-    cr_expect_str_eq(s->route_plugin, "route-none");
     cr_expect_eq(s->route_ttl_s, 45);
     cr_assert_not_null(s->route_section);
     cr_expect_str_eq(s->route_section->name, "route");
@@ -133,6 +132,7 @@ Test(settings, spec_example_loads)
     cr_assert_eq(settings_load_string("relay.ini", spec_example, &s, err, sizeof err), 0, "%s",
                  err);
     expect_spec_values(&s);
+    cr_expect_str_eq(s.route_plugin, "route-none");
     cr_expect_str_eq(s.relay_id, this_hostname());
     cr_expect_eq(settings_validate_plugin_section(&s, s.sinks[1].section, &file_table, err,
                                                   sizeof err),
@@ -151,14 +151,16 @@ Test(settings, shipped_relay_ini_loads)
     unsetenv("RELAY_ID");
     cr_assert_eq(settings_load(AERO_SOURCE_DIR "/relay.ini", &s, err, sizeof err), 0, "%s", err);
     expect_spec_values(&s);
+    cr_expect_str_eq(s.route_plugin, "route-redis"); /* idle without a Redis address */
     cr_expect_str_eq(s.file.path, AERO_SOURCE_DIR "/relay.ini");
     cr_expect_eq(settings_validate_plugin_section(&s, s.sinks[0].section, &none, err, sizeof err),
                  0, "%s", err);
     cr_expect_eq(settings_validate_plugin_section(&s, s.sinks[1].section, &file_table, err,
                                                   sizeof err),
                  0, "%s", err);
-    cr_expect_eq(settings_validate_plugin_section(&s, s.route_section, &none, err, sizeof err), 0,
-                 "%s", err);
+    cr_expect_eq(settings_validate_plugin_section(&s, s.route_section, &redis_table, err,
+                                                  sizeof err),
+                 0, "%s", err);
     settings_free(&s);
 }
 
@@ -173,6 +175,11 @@ Test(settings, empty_file_means_defaults)
     cr_expect_eq(s.max_inflight, 100);
     cr_expect_eq(s.max_message_bytes, 65536);
     cr_expect_eq(s.shutdown_grace_s, 10);
+    cr_expect_eq(s.max_sessions, 100000);
+    cr_expect_eq(s.max_streams_per_connection, 1000);
+    cr_expect_eq(s.keepalive_time_s, 30);
+    cr_expect_eq(s.keepalive_timeout_s, 10);
+    cr_expect_eq(s.handshake_timeout_s, 20);
     cr_expect_str_eq(s.http_listen, "0.0.0.0:2112");
     cr_expect_str_eq(s.route_plugin, "route-none");
     cr_expect_eq(s.route_ttl_s, 45);
@@ -196,6 +203,9 @@ Test(settings, every_value_read)
     const char *text = "[relay]\nlisten = unix:/run/relay.sock\nrelay_id = relay-eu-1\n"
                        "max_inflight = 7\nworkers = 3\nplugin_dir = /opt/p\n"
                        "max_message_bytes = 1024\nshutdown_grace_s = 0\n"
+                       "max_sessions = 1\nmax_streams_per_connection = 1000000\n"
+                       "keepalive_time_s = 0\nkeepalive_timeout_s = 3600\n"
+                       "handshake_timeout_s = 600\n"
                        "[http]\nlisten =\n"
                        "[route]\nplugin = route-redis\nttl_s = 86400\nredis_addr = r:6379\n"
                        "[sink:b.2_x-y]\nplugin = sink-stdout\non_full = reject\nqueue = 10000000\n"
@@ -213,6 +223,11 @@ Test(settings, every_value_read)
     cr_expect_str_eq(s.plugin_dir, "/opt/p");
     cr_expect_eq(s.max_message_bytes, 1024);
     cr_expect_eq(s.shutdown_grace_s, 0);
+    cr_expect_eq(s.max_sessions, 1);
+    cr_expect_eq(s.max_streams_per_connection, 1000000);
+    cr_expect_eq(s.keepalive_time_s, 0);
+    cr_expect_eq(s.keepalive_timeout_s, 3600);
+    cr_expect_eq(s.handshake_timeout_s, 600);
     cr_expect_str_eq(s.http_listen, "");
     cr_expect_str_eq(s.route_plugin, "route-redis");
     cr_expect_eq(s.route_ttl_s, 86400);
@@ -259,7 +274,7 @@ Test(settings, errors_have_exact_messages)
         {"syntax error", "[relay]\nlisten\n",
          "relay.ini:2: syntax error: \"listen\" (expected key = value, [section] or ; comment)"},
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
-         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s)"},
+         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s)"},
         {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen)"},
         {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format)"},
         {"bad int", "[relay]\nmax_inflight = lots\n",
@@ -272,6 +287,14 @@ Test(settings, errors_have_exact_messages)
          "relay.ini:2: [relay] max_message_bytes: value \"1023\" out of range (expected 1024 to 67108864)"},
         {"grace range", "[relay]\nshutdown_grace_s = -1\n",
          "relay.ini:2: [relay] shutdown_grace_s: value \"-1\" out of range (expected 0 to 3600)"},
+        {"max_sessions range", "[relay]\nmax_sessions = 0\n",
+         "relay.ini:2: [relay] max_sessions: value \"0\" out of range (expected 1 to 10000000)"},
+        {"max_streams range", "[relay]\nmax_streams_per_connection = 0\n",
+         "relay.ini:2: [relay] max_streams_per_connection: value \"0\" out of range (expected 1 to 1000000)"},
+        {"keepalive_time range", "[relay]\nkeepalive_time_s = 86401\n",
+         "relay.ini:2: [relay] keepalive_time_s: value \"86401\" out of range (expected 0 to 86400)"},
+        {"keepalive_timeout range", "[relay]\nkeepalive_timeout_s = 0\n",
+         "relay.ini:2: [relay] keepalive_timeout_s: value \"0\" out of range (expected 1 to 3600)"},
         {"bad listen", "[relay]\nlisten = 50051\n",
          "relay.ini:2: [relay] listen: invalid value \"50051\" (expected host:port or unix:path, e.g. 0.0.0.0:50051)"},
         {"bad port", "[relay]\nlisten = 0.0.0.0:70000\n",
