@@ -1,0 +1,615 @@
+/*
+ * sink_nats.c - the sink-nats plugin: every frame published to a NATS
+ * JetStream subject built from a template, as the envelope JSON or the
+ * original protobuf bytes, with headers that let JetStream drop resends
+ * (Nats-Msg-Id = <agent_id>:<seq>). A batch is published asynchronously and
+ * a frame is AERO_OK only once JetStream acknowledged storing it.
+ * create/destroy run on the main thread, write_batch on the sink thread;
+ * libnats' own threads enter through pub_batch.c and nats_conn.c.
+ *
+ * libnats keeps process-wide threads and state; it cannot be shut down by
+ * one instance while another may use it, so no instance calls nats_Close()
+ * (libnats cleans up at exit), and the plugin is linked -z nodelete so
+ * unloading it never unmaps code those threads run.
+ */
+#include <aeroarc/plugin.h>
+
+#include "nats_conn.h"
+#include "pub_batch.h"
+#include "subject_template.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+enum {
+    INITIAL_BUF = 16 * 1024,
+    /* Rendered subjects longer than this are refused: the server closes a
+     * connection whose control line passes its limit (4 KiB by default). */
+    MAX_SUBJECT = 2048,
+    /* Header values built from frame strings (agent and session ids are
+     * 1-128 bytes by the relay's own rules). */
+    MAX_ID = 256,
+    STREAM_NAME_MAX = 255,
+};
+
+static const aero_config_key nats_keys[] = {
+    {.name = "url", .type = AERO_KEY_STRING, .default_value = "nats://127.0.0.1:4222",
+     .help = "NATS server URL, or a comma-separated list of them "
+             "(nats://, tls://; user:pass@ in a URL works too)"},
+    {.name = "subject", .type = AERO_KEY_STRING,
+     .default_value = "telemetry.{agent_id}.{msg_name}",
+     .help = "subject template; placeholders {agent_id} {msg_name} {flight_id} "
+             "{dialect}, each value made a single valid token"},
+    {.name = "format", .type = AERO_KEY_ENUM, .default_value = "json",
+     .choices = "json|protobuf",
+     .help = "message body: the envelope JSON, or the frame's original "
+             "TelemetryFrame protobuf bytes"},
+    {.name = "stream", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "JetStream stream that must store the frames (sent as "
+             "Nats-Expected-Stream); empty: whichever stream captures the subject"},
+    {.name = "create_stream", .type = AERO_KEY_BOOL, .default_value = "false",
+     .help = "create `stream` if it does not exist, capturing the subject "
+             "template's static prefix (e.g. telemetry.>)"},
+    {.name = "stream_storage", .type = AERO_KEY_ENUM, .default_value = "file",
+     .choices = "file|memory", .help = "create_stream: storage of the new stream"},
+    {.name = "stream_replicas", .type = AERO_KEY_INT, .default_value = "1",
+     .min = 1, .max = 5, .help = "create_stream: replicas of the new stream"},
+    {.name = "stream_max_age_s", .type = AERO_KEY_INT, .default_value = "0",
+     .min = 0, .max = INT64_MAX / 1000000000,
+     .help = "create_stream: drop messages older than this; 0 = keep"},
+    {.name = "stream_max_bytes", .type = AERO_KEY_INT, .default_value = "0",
+     .min = 0, .max = INT64_MAX, .help = "create_stream: size limit; 0 = none"},
+    {.name = "stream_discard", .type = AERO_KEY_ENUM, .default_value = "new",
+     .choices = "new|old",
+     .help = "create_stream: at the size/age limit refuse new frames (acked "
+             "RETRY_WITH_BACKOFF) or delete the oldest"},
+    {.name = "duplicate_window_s", .type = AERO_KEY_INT, .default_value = "120",
+     .min = 1, .max = 7 * 24 * 3600,
+     .help = "create_stream: how long JetStream remembers message ids to drop resends"},
+    {.name = "publish_timeout_ms", .type = AERO_KEY_INT, .default_value = "5000",
+     .min = 100, .max = 600000,
+     .help = "longest wait for a batch's acknowledgements; unacked frames are retried"},
+    {.name = "max_pending", .type = AERO_KEY_INT, .default_value = "4096",
+     .min = 1, .max = 1000000, .help = "asynchronous publishes in flight at most"},
+    {.name = "user", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "user name (with password)"},
+    {.name = "password", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "password of user"},
+    {.name = "token", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "authentication token (instead of user/password)"},
+    {.name = "creds_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "NATS credentials file (JWT and NKey seed)"},
+    {.name = "tls", .type = AERO_KEY_BOOL, .default_value = "false",
+     .help = "require TLS (implied by tls:// URLs, ca_file and cert_file)"},
+    {.name = "ca_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "PEM CA bundle to verify the server; empty: the system's"},
+    {.name = "cert_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "PEM client certificate (with key_file)"},
+    {.name = "key_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "PEM private key of cert_file"},
+    {.name = "tls_hostname", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "name to verify the server certificate against; empty: the URL's host"},
+    {.name = "reconnect_wait_ms", .type = AERO_KEY_INT, .default_value = "250",
+     .min = 10, .max = 600000,
+     .help = "first wait before reconnecting; doubles per failed round"},
+    {.name = "reconnect_max_wait_ms", .type = AERO_KEY_INT, .default_value = "5000",
+     .min = 10, .max = 600000, .help = "cap of the reconnect wait"},
+    {.name = "ping_interval_s", .type = AERO_KEY_INT, .default_value = "10",
+     .min = 1, .max = 3600,
+     .help = "keepalive ping; two unanswered pings count as a lost server"},
+};
+
+struct sink_nats {
+    const aero_host *host;
+    struct subject_template subject;
+    int format_protobuf;
+    const char *stream;      /* config string (host-owned); "" = any */
+    int create_stream;
+    char filter[SUBJECT_TEMPLATE_MAX + 2]; /* create_stream: stream subjects */
+    int storage_memory, discard_old;
+    int64_t replicas, max_age_s, max_bytes, dup_window_s;
+    int64_t timeout_ms;
+
+    struct nats_conn conn;
+    struct pub_batch batch;
+    int batch_ok;            /* batch initialised */
+    jsPubOptions popts;
+
+    char *buf;               /* JSON body, reused */
+    size_t cap;
+    char subj[MAX_SUBJECT + 1];
+
+    aero_metric *m_published, *m_acked, *m_duplicates, *m_errors;
+    int64_t last_log_ns;     /* warn rate limit (sink thread) */
+    unsigned long quiet;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void metric_add(struct sink_nats *s, aero_metric *m, uint64_t delta)
+{
+    if (m != NULL && delta > 0)
+        s->host->metric_add(m, delta);
+}
+
+/* Failures repeat every batch while NATS is away: one warning a second,
+ * saying how many were swallowed. Sink thread only. */
+static void warn_limited(struct sink_nats *s, const char *fmt, ...)
+    AERO_PRINTF(2, 3);
+static void warn_limited(struct sink_nats *s, const char *fmt, ...)
+{
+    int64_t now = mono_ns();
+    if (s->last_log_ns >= 0 && now - s->last_log_ns < 1000000000) {
+        s->quiet++;
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    s->host->log(s->host, AERO_LOG_WARN, "sink-nats: %s (%lu similar "
+                 "warning(s) not logged)", msg, s->quiet);
+    s->last_log_ns = now;
+    s->quiet = 0;
+}
+
+static int parse_bool(const char *v)
+{
+    return v && (!strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
+                 !strcasecmp(v, "on") || !strcmp(v, "1"));
+}
+
+static int64_t key_int(const aero_host *h, const char *key)
+{
+    const char *v = h->config_get(h, key);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static const char *key_str(const aero_host *h, const char *key)
+{
+    const char *v = h->config_get(h, key);
+    return v ? v : "";
+}
+
+/* A frame string as a NUL-terminated header value: control bytes, which
+ * would break the header block, become '_'. */
+static void header_text(char *dst, aero_str v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char c = (unsigned char)v.ptr[i];
+        dst[i] = c < 0x20 || c == 0x7f ? '_' : (char)c;
+    }
+    dst[v.len] = '\0';
+}
+
+/* Stream names may not hold '.', '*', '>', spaces or path separators. */
+static int stream_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > STREAM_NAME_MAX)
+        return 0;
+    for (const char *p = name; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= 0x20 || c >= 0x7f || strchr(".*>/\\", c))
+            return 0;
+    }
+    return 1;
+}
+
+/* ----------------------------------------------------------- stream */
+
+/*
+ * After each (re)connect: check the configured stream exists, creating it
+ * when create_stream is set. 0 when publishing may go ahead, else -errno
+ * (the batch is retried and the check runs again next batch). Sink thread.
+ */
+static int ensure_stream(struct sink_nats *s)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+
+    if (s->stream[0] == '\0' || !atomic_load(&s->conn.stream_check))
+        return 0;
+    natsStatus st = js_GetStreamInfo(&si, s->conn.js, s->stream, NULL, &jerr);
+    if (st == NATS_OK) {
+        s->host->log(s->host, AERO_LOG_INFO, "sink-nats: stream %s: %" PRIu64
+                     " message(s), duplicate window %" PRId64 " s", s->stream,
+                     si->State.Msgs, si->Config->Duplicates / 1000000000);
+        jsStreamInfo_Destroy(si);
+        atomic_store(&s->conn.stream_check, 0);
+        return 0;
+    }
+    if (st != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+        warn_limited(s, "cannot look up stream %s: %s", s->stream,
+                     natsStatus_GetText(st));
+        return -EIO;
+    }
+    if (!s->create_stream) {
+        warn_limited(s, "stream %s does not exist: create it (or set "
+                     "create_stream = true); frames are retried until then",
+                     s->stream);
+        return -ENOENT;
+    }
+
+    const char *subjects[1] = {s->filter};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = s->stream;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = s->storage_memory ? js_MemoryStorage : js_FileStorage;
+    cfg.Replicas = s->replicas;
+    cfg.MaxAge = s->max_age_s * 1000000000;
+    cfg.MaxBytes = s->max_bytes > 0 ? s->max_bytes : -1;
+    cfg.Discard = s->discard_old ? js_DiscardOld : js_DiscardNew;
+    cfg.Duplicates = s->dup_window_s * 1000000000;
+    jerr = 0;
+    st = js_AddStream(&si, s->conn.js, &cfg, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (st != NATS_OK && jerr != JSStreamNameExistErr) {
+        const char *why = nats_GetLastError(NULL);
+        warn_limited(s, "cannot create stream %s (subjects %s): %s", s->stream,
+                     s->filter, why && *why ? why : natsStatus_GetText(st));
+        return -EIO;
+    }
+    s->host->log(s->host, AERO_LOG_INFO, "sink-nats: %s stream %s capturing %s",
+                 st == NATS_OK ? "created" : "found", s->stream, s->filter);
+    atomic_store(&s->conn.stream_check, 0);
+    return 0;
+}
+
+/* ----------------------------------------------------------- publish */
+
+/* The message body of f: the envelope JSON (into s->buf) or the frame's
+ * protobuf bytes. 0 or -ENOMEM / -ENOTSUP. */
+static int body_of(struct sink_nats *s, const aero_frame *f, const char **data,
+                   size_t *len)
+{
+    if (s->format_protobuf) {
+        if (!AERO_HAS(f, aero_frame, protobuf))
+            return -ENOTSUP;
+        *data = f->protobuf.ptr;
+        *len = f->protobuf.len;
+        return 0;
+    }
+    size_t n = s->host->envelope_json(s->host, f, s->buf, s->cap);
+    if (n >= s->cap) {
+        char *p = realloc(s->buf, n + 1);
+        if (p == NULL)
+            return -ENOMEM;
+        s->buf = p;
+        s->cap = n + 1;
+        n = s->host->envelope_json(s->host, f, s->buf, s->cap);
+        if (n >= s->cap)
+            return -ENOMEM; /* the encoder broke its contract */
+    }
+    *data = s->buf;
+    *len = n;
+    return 0;
+}
+
+/* A natsMsg for f with its subject, body and headers, or NULL with *res
+ * set to what the frame should be acked as. */
+static natsMsg *build_msg(struct sink_nats *s, const aero_frame *f,
+                          aero_result *res)
+{
+    char agent[MAX_ID + 1], session[MAX_ID + 1], id[MAX_ID + 32], seq[24];
+    const char *data = NULL;
+    size_t len = 0;
+    natsMsg *m = NULL;
+
+    *res = AERO_REJECT;
+    if (f->agent_id.len > MAX_ID || f->session_id.len > MAX_ID ||
+        subject_template_render(&s->subject, f, s->subj, sizeof(s->subj)) >=
+            sizeof(s->subj))
+        return NULL; /* outside the relay's own limits: never acceptable */
+    int rc = body_of(s, f, &data, &len);
+    if (rc == -ENOTSUP || len > INT32_MAX)
+        return NULL;
+    *res = AERO_RETRY;
+    if (rc != 0)
+        return NULL;
+
+    header_text(agent, f->agent_id);
+    header_text(session, f->session_id);
+    snprintf(seq, sizeof(seq), "%" PRIu64, f->seq);
+    snprintf(id, sizeof(id), "%s:%s", agent, seq);
+    if (natsMsg_Create(&m, s->subj, NULL, data, (int)len) != NATS_OK)
+        return NULL;
+    if (natsMsgHeader_Set(m, "Nats-Msg-Id", id) != NATS_OK ||
+        natsMsgHeader_Set(m, "Aero-Agent-Id", agent) != NATS_OK ||
+        natsMsgHeader_Set(m, "Aero-Seq", seq) != NATS_OK ||
+        natsMsgHeader_Set(m, "Aero-Session-Id", session) != NATS_OK ||
+        natsMsgHeader_Set(m, "Content-Type", s->format_protobuf
+                          ? "application/x-protobuf; messageType=aeroarc.agent.v1.TelemetryFrame"
+                          : "application/json") != NATS_OK) {
+        natsMsg_Destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* What a failed js_PublishMsgAsync means for this frame and the rest. */
+enum pub_outcome { PUB_SENT, PUB_FRAME_FAILED, PUB_STOP };
+
+static enum pub_outcome publish_one(struct sink_nats *s, const aero_frame *f,
+                                    size_t i, aero_result *res,
+                                    aero_result *rest)
+{
+    natsMsg *m = build_msg(s, f, res);
+    if (m == NULL)
+        return PUB_FRAME_FAILED;
+
+    pub_batch_track(&s->batch, m, i);
+    natsStatus st = js_PublishMsgAsync(s->conn.js, &m, &s->popts);
+    if (st == NATS_OK)
+        return PUB_SENT; /* libnats owns m; its ack may already be in */
+    pub_batch_untrack(&s->batch, m);
+    natsMsg_Destroy(m);
+    *res = pub_batch_classify(st, 0);
+    if (*res == AERO_REJECT) {
+        warn_limited(s, "frame %.*s:%" PRIu64 " refused: %s", (int)f->agent_id.len,
+                     f->agent_id.ptr, f->seq, natsStatus_GetText(st));
+        return PUB_FRAME_FAILED;
+    }
+    /* A stall (max_pending in flight for publish_timeout_ms) means the
+     * server is slow: back off. Anything else is the connection going away. */
+    *res = *rest = st == NATS_TIMEOUT ? AERO_BACKOFF : AERO_RETRY;
+    warn_limited(s, "publish failed: %s", nats_GetLastError(NULL)
+                 ? nats_GetLastError(NULL) : natsStatus_GetText(st));
+    return PUB_STOP;
+}
+
+/* -------------------------------------------------------------- vtable */
+
+static void nats_write_batch(void *instance, const aero_frame *const *frames,
+                             size_t n, aero_result *results)
+{
+    struct sink_nats *s = instance;
+    size_t sent = 0, i = 0;
+    aero_result rest = AERO_RETRY;
+
+    for (size_t k = 0; k < n; k++)
+        results[k] = AERO_RETRY;
+    if (n == 0)
+        return;
+    /* The epoch is read before the state check: a drop after it shows as
+     * a changed epoch and ends the wait for acks at once. */
+    unsigned epoch = atomic_load(&s->conn.epoch);
+    if (!nats_conn_up(&s->conn)) {
+        metric_add(s, s->m_errors, n);
+        warn_limited(s, "not connected to NATS; %zu frame(s) to retry", n);
+        return;
+    }
+    if (ensure_stream(s) != 0) {
+        metric_add(s, s->m_errors, n);
+        return;
+    }
+    if (pub_batch_begin(&s->batch, results, n) != 0) {
+        metric_add(s, s->m_errors, n);
+        warn_limited(s, "out of memory; %zu frame(s) to retry", n);
+        return;
+    }
+
+    int64_t deadline = mono_ns() + s->timeout_ms * 1000000;
+    for (; i < n; i++) {
+        if (atomic_load(&s->conn.epoch) != epoch || mono_ns() >= deadline)
+            break;
+        enum pub_outcome o = publish_one(s, frames[i], i, &results[i], &rest);
+        if (o == PUB_STOP) {
+            i++;
+            break;
+        }
+        sent += o == PUB_SENT;
+    }
+    for (size_t k = i; k < n; k++)
+        results[k] = rest;
+
+    pub_batch_wait(&s->batch, deadline, &s->conn.epoch, epoch);
+    struct pub_batch_stats st;
+    pub_batch_end(&s->batch, s->conn.js, &st);
+
+    metric_add(s, s->m_published, sent);
+    metric_add(s, s->m_acked, st.acked);
+    metric_add(s, s->m_duplicates, st.duplicates);
+    metric_add(s, s->m_errors, n - st.acked);
+    if (st.acked == n)
+        return;
+    if (st.first_status != NATS_OK)
+        warn_limited(s, "%zu of %zu frame(s) not stored; JetStream said: %s "
+                     "(error %d)%s", n - st.acked, n, st.first_text,
+                     (int)st.first_code, st.first_status == NATS_NO_RESPONDERS
+                     ? " - no stream captures the subject, or JetStream is "
+                       "not enabled" : "");
+    else if (st.unanswered > 0)
+        warn_limited(s, "%zu of %zu frame(s) not acknowledged %s; they are "
+                     "retried", st.unanswered, n,
+                     atomic_load(&s->conn.epoch) != epoch
+                         ? "before the connection dropped"
+                         : "within publish_timeout_ms");
+}
+
+/* Reads and checks the config; 0 or -EINVAL after logging why. */
+static int read_config(struct sink_nats *s, struct nats_conn_cfg *cc)
+{
+    const aero_host *h = s->host;
+    char err[256];
+
+    if (subject_template_parse(&s->subject, key_str(h, "subject"), err,
+                               sizeof(err)) != 0) {
+        h->log(h, AERO_LOG_ERROR, "sink-nats: subject: %s", err);
+        return -EINVAL;
+    }
+    s->format_protobuf = strcmp(key_str(h, "format"), "protobuf") == 0;
+    s->stream = key_str(h, "stream");
+    s->create_stream = parse_bool(key_str(h, "create_stream"));
+    s->storage_memory = strcmp(key_str(h, "stream_storage"), "memory") == 0;
+    s->discard_old = strcmp(key_str(h, "stream_discard"), "old") == 0;
+    s->replicas = key_int(h, "stream_replicas");
+    s->max_age_s = key_int(h, "stream_max_age_s");
+    s->max_bytes = key_int(h, "stream_max_bytes");
+    s->dup_window_s = key_int(h, "duplicate_window_s");
+    s->timeout_ms = key_int(h, "publish_timeout_ms");
+    if (s->stream[0] != '\0' && !stream_name_ok(s->stream)) {
+        h->log(h, AERO_LOG_ERROR, "sink-nats: stream: invalid name \"%s\" "
+               "(no '.', '*', '>', '/', spaces; at most %d bytes)", s->stream,
+               STREAM_NAME_MAX);
+        return -EINVAL;
+    }
+    if (s->create_stream && s->stream[0] == '\0') {
+        h->log(h, AERO_LOG_ERROR, "sink-nats: create_stream = true needs stream "
+               "(the name of the stream to create)");
+        return -EINVAL;
+    }
+    if (s->create_stream &&
+        subject_template_filter(&s->subject, s->filter, sizeof(s->filter)) != 0) {
+        h->log(h, AERO_LOG_ERROR, "sink-nats: create_stream = true needs a "
+               "subject whose first token has no placeholder (the stream "
+               "captures <static prefix>.>)");
+        return -EINVAL;
+    }
+
+    *cc = (struct nats_conn_cfg){
+        .url = key_str(h, "url"),
+        .user = key_str(h, "user"),
+        .password = key_str(h, "password"),
+        .token = key_str(h, "token"),
+        .creds_file = key_str(h, "creds_file"),
+        .tls = parse_bool(key_str(h, "tls")),
+        .ca_file = key_str(h, "ca_file"),
+        .cert_file = key_str(h, "cert_file"),
+        .key_file = key_str(h, "key_file"),
+        .tls_hostname = key_str(h, "tls_hostname"),
+        .reconnect_wait_ms = key_int(h, "reconnect_wait_ms"),
+        .reconnect_max_wait_ms = key_int(h, "reconnect_max_wait_ms"),
+        .ping_interval_s = key_int(h, "ping_interval_s"),
+        .request_timeout_ms = s->timeout_ms,
+        .max_pending = key_int(h, "max_pending"),
+    };
+    int auths = (cc->user[0] != '\0') + (cc->token[0] != '\0') +
+                (cc->creds_file[0] != '\0');
+    const char *why = NULL;
+    if (auths > 1)
+        why = "set only one of user/password, token and creds_file";
+    else if (cc->password[0] != '\0' && cc->user[0] == '\0')
+        why = "password is set without user";
+    else if ((cc->cert_file[0] != '\0') != (cc->key_file[0] != '\0'))
+        why = "cert_file and key_file go together";
+    if (why != NULL) {
+        h->log(h, AERO_LOG_ERROR, "sink-nats: %s", why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void on_conn_down(void *arg)
+{
+    pub_batch_wake(arg);
+}
+
+static int nats_create(const aero_host *host, void **instance)
+{
+    struct sink_nats *s = calloc(1, sizeof(*s));
+    struct nats_conn_cfg cc;
+    char name[256];
+    int rc;
+
+    if (s == NULL) {
+        host->log(host, AERO_LOG_ERROR, "sink-nats: out of memory");
+        return -ENOMEM;
+    }
+    *instance = s; /* destroy() frees a half-built instance */
+    s->host = host;
+    s->last_log_ns = -1;
+    if ((rc = read_config(s, &cc)) != 0)
+        return rc;
+
+    s->buf = malloc(INITIAL_BUF);
+    if (s->buf == NULL) {
+        host->log(host, AERO_LOG_ERROR, "sink-nats: out of memory");
+        return -ENOMEM;
+    }
+    s->cap = INITIAL_BUF;
+    if ((rc = pub_batch_init(&s->batch)) != 0) {
+        host->log(host, AERO_LOG_ERROR, "sink-nats: %s", strerror(-rc));
+        return rc;
+    }
+    s->batch_ok = 1;
+    jsPubOptions_Init(&s->popts);
+    if (s->stream[0] != '\0')
+        s->popts.ExpectStream = s->stream;
+
+    if (AERO_HAS(host, aero_host, metric_add) && host->metric_register) {
+        s->m_published = host->metric_register(host, AERO_METRIC_COUNTER,
+            "aero_sink_nats_published_total",
+            "Frames handed to JetStream (asynchronous publishes)");
+        s->m_acked = host->metric_register(host, AERO_METRIC_COUNTER,
+            "aero_sink_nats_acked_total",
+            "Frames JetStream acknowledged as stored (acked OK to agents)");
+        s->m_duplicates = host->metric_register(host, AERO_METRIC_COUNTER,
+            "aero_sink_nats_duplicates_total",
+            "Acknowledged frames the stream already held (resends dropped "
+            "by Nats-Msg-Id)");
+        s->m_errors = host->metric_register(host, AERO_METRIC_COUNTER,
+            "aero_sink_nats_errors_total",
+            "Frames not stored (not connected, refused, or no ack in time)");
+    }
+
+    snprintf(name, sizeof(name), "aeroarc-relay %s sink:%s",
+             host->relay_id ? host->relay_id(host) : "relay",
+             host->instance_name ? host->instance_name(host) : "nats");
+    cc.name = name;
+    cc.ack_handler = pub_batch_on_ack;
+    cc.ack_closure = &s->batch;
+    cc.on_down = on_conn_down;
+    cc.on_down_arg = &s->batch;
+    return nats_conn_open(&s->conn, host, &cc);
+}
+
+static void nats_destroy(void *instance)
+{
+    struct sink_nats *s = instance;
+    if (s == NULL)
+        return;
+    /* The connection first: after it, no libnats thread calls into us. */
+    nats_conn_close(&s->conn);
+    if (s->batch_ok)
+        pub_batch_destroy(&s->batch);
+    subject_template_free(&s->subject);
+    free(s->buf);
+    free(s);
+}
+
+static const aero_sink_vtable nats_vtable = {
+    .size = sizeof(aero_sink_vtable),
+    AERO_KEYS(nats_keys),
+    .create = nats_create,
+    .write_batch = nats_write_batch,
+    .destroy = nats_destroy,
+};
+
+static const aero_plugin_descriptor nats_descriptor = {
+    AERO_DESCRIPTOR_HEADER(AERO_PLUGIN_SINK),
+    .name = "sink-nats",
+    .description = "NATS JetStream: frames acked OK once the stream stored them",
+    .vtable = &nats_vtable,
+};
+
+AERO_EXPORT const aero_plugin_descriptor *aeroarc_plugin_entry(void)
+{
+    return &nats_descriptor;
+}

@@ -1,0 +1,120 @@
+/*
+ * test_sink_mqtt_e2e.c - the real relay with a [sink:mq] section on sink-mqtt
+ * and a real mosquitto: frames streamed over gRPC arrive at a subscriber,
+ * are acked OK only while the broker takes them, TEMPORARY_ERROR while it
+ * is gone, and OK again once it is back, without restarting the relay.
+ */
+#include "harness.h"
+#include "mqtt_server.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct relay_proc relay;
+static struct mqtt_server broker;
+static struct mqtt_server_sub *sub;
+static struct rc_channel *ch;
+
+static void setup(void)
+{
+    memset(&relay, 0, sizeof(relay));
+    memset(&broker, 0, sizeof(broker));
+    sub = NULL;
+    ch = NULL;
+}
+
+static void teardown(void)
+{
+    if (ch)
+        rc_close(ch);
+    if (relay.pid)
+        relay_kill(&relay);
+    mqtt_server_sub_stop(sub);
+    mqtt_server_cleanup(&broker);
+}
+
+TestSuite(mqtt_e2e, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Sends seq first..first+n-1 and counts the acks by status into counts[4];
+ * the first non-OK ack's error text goes to err. */
+static void stream_frames(struct rc_stream *s, uint64_t first, size_t n, size_t counts[4],
+                          char *err, size_t errlen)
+{
+    memset(counts, 0, 4 * sizeof(size_t));
+    if (err)
+        err[0] = '\0';
+    for (uint64_t seq = first; seq < first + n; seq++)
+        cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-e2e", seq), 5000), 0);
+    for (size_t i = 0; i < n; i++) {
+        struct rc_ack ack;
+        cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1, "ack %zu missing", i);
+        cr_assert(ack.status >= 0 && ack.status < 4);
+        counts[ack.status]++;
+        if (ack.status != RC_ACK_OK && err && !err[0])
+            snprintf(err, errlen, "%s", ack.error ? ack.error : "");
+    }
+}
+
+Test(mqtt_e2e, frames_reach_the_broker_and_acks_follow_its_availability)
+{
+    mqtt_server_start(&broker, 0, NULL, NULL);
+    sub = mqtt_server_sub_start(broker.port, "relay/#", NULL, NULL);
+    harness_prepare(&relay);
+    char body[512];
+    snprintf(body, sizeof(body),
+             "[sink:mq]\nplugin = sink-mqtt\nport = %d\ntopic = relay/{agent_id}/{msg_name}\n"
+             "qos = 1\nreconnect_delay_ms = 50\nreconnect_delay_max_ms = 200\n",
+             broker.port);
+    harness_write_config(&relay, NULL, body);
+    relay_start(&relay);
+    ch = rc_connect(relay.target);
+    harness_register(ch, "drone-e2e", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, "drone-e2e", NULL, 0, &st);
+    cr_assert_not_null(s);
+
+    size_t counts[4];
+    stream_frames(s, 1, 100, counts, NULL, 0);
+    cr_assert_eq(counts[RC_ACK_OK], 100);
+    cr_assert(mqtt_server_sub_wait(sub, 100, 5000), "%zu messages", mqtt_server_sub_count(sub));
+    unsigned char seen[101] = {0};
+    for (size_t i = 0; i < 100; i++) {
+        cr_assert_str_eq(mqtt_server_sub_topic(sub, i), "relay/drone-e2e/GLOBAL_POSITION_INT");
+        const char *p = mqtt_server_sub_payload(sub, i, NULL);
+        const char *q = strstr(p, "\"seq\":");
+        cr_assert_not_null(q, "%s", p);
+        long seq = strtol(q + 6, NULL, 10);
+        cr_assert(seq >= 1 && seq <= 100 && !seen[seq], "seq %ld twice or out of range", seq);
+        seen[seq] = 1;
+        cr_assert_not_null(strstr(p, "\"fields\":{\"lat\":\"473977418\""), "%s", p);
+    }
+
+    /* Broker gone: the relay keeps serving and says TEMPORARY_ERROR. */
+    mqtt_server_sub_stop(sub);
+    sub = NULL;
+    mqtt_server_stop(&broker);
+    char err[256];
+    uint64_t seq = 101;
+    size_t ok = 100;
+    for (int tries = 0; ok > 0 && tries < 50; tries++, seq += 10)
+        stream_frames(s, seq, 10, counts, err, sizeof(err)), ok = counts[RC_ACK_OK];
+    cr_assert_eq(counts[RC_ACK_TEMPORARY_ERROR], 10, "acks while the broker is down");
+    cr_assert(strstr(err, "mq") != NULL, "the error names the sink: %s", err);
+
+    /* Back: OK again without a relay restart. */
+    mqtt_server_restart(&broker);
+    sub = mqtt_server_sub_start(broker.port, "relay/#", NULL, NULL);
+    for (int tries = 0; counts[RC_ACK_OK] < 10 && tries < 100; tries++, seq += 10)
+        stream_frames(s, seq, 10, counts, NULL, 0);
+    cr_assert_eq(counts[RC_ACK_OK], 10, "acks once the broker is back");
+    cr_assert(mqtt_server_sub_wait(sub, 10, 5000));
+
+    cr_assert_eq(rc_stream_close_send(s, 5000), 0);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    rc_stream_free(s);
+    rc_close(ch);
+    ch = NULL;
+    cr_assert_eq(relay_stop(&relay, 20000), 0, "clean exit");
+}

@@ -1,0 +1,300 @@
+/*
+ * test_sink_nats_e2e.c - the real relay with sink-nats in front of a real
+ * nats-server: ten agents (relay_client, one connection each) send 10,000
+ * frames and resend every frame not acked OK, as real agents do; the NATS
+ * server is restarted (same store) partway through. Afterwards the stream,
+ * read whole by a pull consumer, must hold every frame exactly once: what
+ * was acked OK was stored, and resends were dropped by Nats-Msg-Id.
+ */
+#include "harness.h"
+#include "nats_server.h"
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { AGENTS = 10, FRAMES = 1000, WINDOW = 20 };
+
+static struct relay_proc relay;
+static struct nats_server srv;
+static natsConnection *tnc;
+static jsCtx *tjs;
+
+static void teardown(void)
+{
+    if (tjs)
+        jsCtx_Destroy(tjs);
+    if (tnc)
+        natsConnection_Destroy(tnc);
+    if (relay.pid > 0)
+        relay_kill(&relay);
+    nats_server_cleanup(&srv);
+}
+
+TestSuite(sink_nats_e2e, .fini = teardown, .timeout = 120);
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------- agents */
+
+struct agent {
+    pthread_t thread;
+    char id[32];
+    const char *target;
+    unsigned char acked[FRAMES + 1]; /* seq -> OK ack seen */
+    long ok, not_ok, sends;
+    char error[640];                 /* set on failure: asserted by the test */
+};
+
+static atomic_long total_ok, total_not_ok;
+
+/* One agent: Register, stream FRAMES frames keeping WINDOW in flight, and
+ * put every frame acked with an error back in line (after 10 ms, the
+ * agent's backoff) until all are acked OK. Never asserts (not the test
+ * thread): failures go to a->error. */
+static void *agent_main(void *arg)
+{
+    struct agent *a = arg;
+    uint64_t todo[FRAMES], head = 0, tail = 0; /* ring of seqs to send */
+    struct rc_status st;
+    struct rc_channel *ch = rc_connect(a->target);
+    struct rc_stream *s = NULL;
+    long inflight = 0;
+    int64_t deadline = now_ms() + 90000;
+
+    for (uint64_t q = 1; q <= FRAMES; q++)
+        todo[tail++ % FRAMES] = q;
+    if (ch == NULL || rc_register(ch, a->id, "1.0", "linux/arm64", NULL, &st, 5000) != 0) {
+        snprintf(a->error, sizeof(a->error), "register: %s", ch ? st.message : "no channel");
+        goto out;
+    }
+    s = rc_stream_open(ch, a->id, NULL, 0, &st);
+    if (s == NULL) {
+        snprintf(a->error, sizeof(a->error), "open: %s", st.message);
+        goto out;
+    }
+    while (a->ok < FRAMES) {
+        if (now_ms() > deadline) {
+            snprintf(a->error, sizeof(a->error), "only %ld of %d frames acked OK",
+                     a->ok, FRAMES);
+            goto out;
+        }
+        while (inflight < WINDOW && head < tail) {
+            uint64_t seq = todo[head++ % FRAMES];
+            int rc = rc_stream_send_frame(s, harness_frame(a->id, seq), 5000);
+            if (rc != 0) {
+                snprintf(a->error, sizeof(a->error), "send %" PRIu64 ": %s", seq,
+                         strerror(-rc));
+                goto out;
+            }
+            inflight++;
+            a->sends++;
+        }
+        struct rc_ack ack;
+        int rc = rc_stream_recv_ack(s, &ack, 10000);
+        if (rc != 1) {
+            snprintf(a->error, sizeof(a->error), "recv ack: %d", rc);
+            goto out;
+        }
+        inflight--;
+        if (ack.seq < 1 || ack.seq > FRAMES) {
+            snprintf(a->error, sizeof(a->error), "ack for seq %" PRIu64, ack.seq);
+            goto out;
+        }
+        if (ack.status == RC_ACK_OK) {
+            if (!a->acked[ack.seq])
+                a->ok++;
+            a->acked[ack.seq] = 1;
+            atomic_fetch_add(&total_ok, 1);
+        } else {
+            a->not_ok++;
+            atomic_fetch_add(&total_not_ok, 1);
+            todo[tail++ % FRAMES] = ack.seq;
+            const struct timespec backoff = {0, 10 * 1000000};
+            nanosleep(&backoff, NULL);
+        }
+    }
+    if (rc_stream_close_send(s, 5000) != 0 || rc_stream_finish(s, &st, 10000) != 0 ||
+        st.code != 0)
+        snprintf(a->error, sizeof(a->error), "stream end: %d %s", st.code, st.message);
+out:
+    if (s)
+        rc_stream_free(s);
+    if (ch)
+        rc_close(ch);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t stream_msgs(void)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, tjs, "E2E", NULL, &jerr) != NATS_OK)
+        return 0;
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+static bool a_third_stored(void *arg)
+{
+    return stream_msgs() >= AGENTS * FRAMES / 3;
+}
+
+static bool all_stored(void *arg)
+{
+    return stream_msgs() >= AGENTS * FRAMES;
+}
+
+static bool relay_saw_the_outage(void *arg)
+{
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    bool seen = log && strstr(log, "disconnected from NATS");
+    free(log);
+    return seen;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every message's Nats-Msg-Id, read by a pull consumer; sorted. */
+static char **read_ids(size_t want, size_t *count)
+{
+    char **ids = calloc(want + 1, sizeof(*ids));
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    size_t got = 0;
+
+    cr_assert_not_null(ids);
+    jsSubOptions_Init(&so);
+    so.Stream = "E2E";
+    cr_assert_eq(js_PullSubscribe(&sub, tjs, "telemetry.>", "audit", NULL, &so, &jerr),
+                 NATS_OK, "%s", nats_GetLastError(NULL));
+    int64_t deadline = now_ms() + 20000;
+    while (got < want && now_ms() < deadline) {
+        natsMsgList list = {0};
+        natsStatus s = natsSubscription_Fetch(&list, sub, 500, 1000, &jerr);
+        if (s == NATS_TIMEOUT)
+            continue;
+        cr_assert_eq(s, NATS_OK, "fetch: %s", nats_GetLastError(NULL));
+        for (int i = 0; i < list.Count; i++) {
+            const char *id = NULL, *agent = NULL, *seq = NULL;
+            natsMsgHeader_Get(list.Msgs[i], "Nats-Msg-Id", &id);
+            natsMsgHeader_Get(list.Msgs[i], "Aero-Agent-Id", &agent);
+            natsMsgHeader_Get(list.Msgs[i], "Aero-Seq", &seq);
+            cr_assert(id && agent && seq, "a message without the sink's headers");
+            char both[128];
+            snprintf(both, sizeof(both), "%s:%s", agent, seq);
+            cr_assert_str_eq(id, both);
+            cr_assert_lt(got, want);
+            ids[got++] = strdup(id);
+            natsMsg_Ack(list.Msgs[i], NULL);
+        }
+        natsMsgList_Destroy(&list);
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    qsort(ids, got, sizeof(*ids), cmp_str);
+    *count = got;
+    return ids;
+}
+
+/* --------------------------------------------------------------- test */
+
+Test(sink_nats_e2e, every_ok_acked_frame_is_in_the_stream_once_across_a_server_restart)
+{
+    static struct agent agents[AGENTS];
+    char body[1024];
+
+    cr_assert_eq(nats_server_init(&srv), 0);
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+    harness_prepare(&relay);
+    snprintf(body, sizeof(body),
+             "[sink:bus]\nplugin = sink-nats\nurl = %s\nstream = E2E\n"
+             "create_stream = true\npublish_timeout_ms = 2000\n"
+             "reconnect_wait_ms = 20\nreconnect_max_wait_ms = 200\n",
+             srv.url);
+    harness_write_config(&relay, "max_inflight = 100\n", body);
+    relay_start(&relay);
+
+    natsOptions *o = NULL;
+    cr_assert_eq(natsOptions_Create(&o), NATS_OK);
+    natsOptions_SetURL(o, srv.url);
+    natsOptions_SetMaxReconnect(o, -1);
+    natsOptions_SetReconnectWait(o, 20);
+    cr_assert_eq(natsConnection_Connect(&tnc, o), NATS_OK);
+    natsOptions_Destroy(o);
+    cr_assert_eq(natsConnection_JetStream(&tjs, tnc, NULL), NATS_OK);
+
+    atomic_store(&total_ok, 0);
+    atomic_store(&total_not_ok, 0);
+    for (int i = 0; i < AGENTS; i++) {
+        snprintf(agents[i].id, sizeof(agents[i].id), "drone-%02d", i);
+        agents[i].target = relay.target;
+        cr_assert_eq(pthread_create(&agents[i].thread, NULL, agent_main, &agents[i]), 0);
+    }
+
+    /* Partway through: restart the server on the same store. */
+    cr_assert(harness_wait_for(a_third_stored, NULL, 30000), "frames never reached the stream");
+    uint64_t before = stream_msgs();
+    long ok_before = atomic_load(&total_ok);
+    cr_assert_eq(nats_server_stop(&srv, SIGTERM), 0);
+    cr_assert(harness_wait_for(relay_saw_the_outage, NULL, 10000),
+              "the relay never noticed NATS went away");
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+
+    for (int i = 0; i < AGENTS; i++) {
+        pthread_join(agents[i].thread, NULL);
+        cr_assert_str_empty(agents[i].error, "%s: %s", agents[i].id, agents[i].error);
+        cr_assert_eq(agents[i].ok, FRAMES);
+    }
+    cr_assert_lt(before, AGENTS * FRAMES, "the restart came after the run");
+    cr_assert_lt(ok_before, AGENTS * FRAMES);
+    cr_assert_gt(atomic_load(&total_not_ok), 0, "the outage reached no agent");
+    cr_log_info("stored before the restart: %" PRIu64 "; acks OK %ld, not OK %ld",
+                before, atomic_load(&total_ok), atomic_load(&total_not_ok));
+
+    /* Every frame was acked OK, so every frame must be in the stream, and
+     * each once: resends of stored frames were dropped by Nats-Msg-Id. */
+    harness_wait_for(all_stored, NULL, 10000); /* the test's own reconnect */
+    uint64_t stored = stream_msgs();
+    cr_assert_eq(stored, AGENTS * FRAMES, "stream holds %" PRIu64, stored);
+    size_t n = 0;
+    char **ids = read_ids(stored, &n);
+    cr_assert_eq(n, AGENTS * FRAMES);
+    for (size_t i = 1; i < n; i++)
+        cr_assert_str_neq(ids[i - 1], ids[i], "stored twice: %s", ids[i]);
+    for (int a = 0; a < AGENTS; a++) {
+        for (int q = 1; q <= FRAMES; q++) {
+            char want[64], *key = want;
+            snprintf(want, sizeof(want), "drone-%02d:%d", a, q);
+            cr_assert_not_null(bsearch(&key, ids, n, sizeof(*ids), cmp_str),
+                               "acked OK but not stored: %s", want);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+
+    int status = relay_stop(&relay, 20000);
+    cr_assert_eq(status, 0, "relay exit status %d", status);
+}

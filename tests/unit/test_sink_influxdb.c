@@ -1,0 +1,433 @@
+/*
+ * test_sink_influxdb.c - the sink-influxdb plugin against the fake host and
+ * a real influxd (tests/integration/influx_server.c) on a free loopback
+ * port, read back with /query: points with their tags, fields, types and
+ * timestamps, escaping of every element, REJECT for a missing database and
+ * for just the refused point of a partial write, RETRY for a real 500, a
+ * server down at start, hung (timeout) or killed and restarted, and
+ * batches split by max_body_bytes.
+ */
+#include "fake_host.h"
+#include "harness.h"
+#include "influx_server.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void *dl;
+static const aero_plugin_descriptor *desc;
+static const aero_sink_vtable *vt;
+static struct influx_server srv;
+
+static struct {
+    fake_host *fh;
+    void *inst;
+} made[4];
+static size_t n_made;
+
+static void setup(void)
+{
+    desc = fake_host_load("sink-influxdb", &dl);
+    cr_assert_not_null(desc, "sink-influxdb.so not built in %s", AERO_PLUGIN_BUILD_DIR);
+    vt = desc->vtable;
+    n_made = 0;
+    memset(&srv, 0, sizeof(srv));
+}
+
+static void teardown(void)
+{
+    for (size_t i = 0; i < n_made; i++) {
+        vt->destroy(made[i].inst);
+        fake_host_free(made[i].fh);
+    }
+    influx_server_cleanup(&srv);
+    fake_host_unload(dl);
+}
+
+TestSuite(sink_influxdb, .init = setup, .fini = teardown, .timeout = 60);
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void start_server(void)
+{
+    influx_server_start(&srv, 0);
+    influx_server_create_db(&srv, "telemetry");
+}
+
+/* An instance writing to db on port, with extra config kv; fails the test
+ * unless create() returns want_rc. */
+static void *instance(int port, const char *db, const char *const *extra, int want_rc,
+                      fake_host **out)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    const char *kv[40] = {"url", url, "database", db, "timeout_ms", "2000"};
+    size_t n = 6;
+    for (size_t i = 0; extra && extra[i]; i++)
+        kv[n++] = extra[i];
+    kv[n] = NULL;
+    fake_host *fh = fake_host_new(desc, "tsdb", kv);
+    cr_assert_not_null(fh);
+    void *inst = NULL;
+    int rc = vt->create(fake_host_api(fh), &inst);
+    cr_assert_lt(n_made, 4);
+    made[n_made].fh = fh;
+    made[n_made].inst = inst;
+    n_made++;
+    cr_assert_eq(rc, want_rc, "create returned %d", rc);
+    if (out)
+        *out = fh;
+    return inst;
+}
+
+/* Frames seq first.., measurement HEARTBEAT, fields alt/count/mode. */
+struct frames {
+    aero_frame f[256];
+    const aero_frame *p[256];
+    aero_kv kv[3];
+};
+
+static struct frames *frames_new(uint64_t first, size_t n)
+{
+    struct frames *fr = calloc(1, sizeof(*fr));
+    cr_assert_leq(n, 256);
+    fr->kv[0] = (aero_kv){{"alt", 3}, {"12.5", 4}};
+    fr->kv[1] = (aero_kv){{"count", 5}, {"42", 2}};
+    fr->kv[2] = (aero_kv){{"mode", 4}, {"GUIDED", 6}};
+    for (size_t i = 0; i < n; i++) {
+        fr->f[i] = (aero_frame){
+            .size = sizeof(aero_frame),
+            .agent_id = {"drone-1", 7},
+            .session_id = {"sess-1", 6},
+            .seq = first + i,
+            .sent_at_unix_ns = 1700000000000000000 + (int64_t)(first + i) * 1000,
+            .dialect = {"common", 6},
+            .msg_name = {"HEARTBEAT", 9},
+            .fields = fr->kv,
+            .n_fields = 3,
+            .flight_id = {"f-1", 3},
+            .received_unix_ns = 1710000000000000000,
+        };
+        fr->p[i] = &fr->f[i];
+    }
+    return fr;
+}
+
+/* Writes n frames into res (may be NULL); returns how many came back want. */
+static size_t write_res(void *inst, struct frames *fr, size_t n, aero_result want,
+                        aero_result *res_out)
+{
+    aero_result res[256];
+    memset(res, 0x7f, sizeof(res));
+    vt->write_batch(inst, fr->p, n, res);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(res[i] <= AERO_REJECT, "result %d not set", (int)res[i]);
+        k += res[i] == want;
+    }
+    if (res_out)
+        memcpy(res_out, res, n * sizeof(*res));
+    return k;
+}
+
+/* Polls (harness_wait_for: every 10 ms, with a deadline) until a batch of
+ * the first n frames comes back all `want`. */
+struct until {
+    void *inst;
+    struct frames *fr;
+    size_t n;
+    aero_result want;
+};
+
+static bool batch_all(void *arg)
+{
+    struct until *u = arg;
+    return write_res(u->inst, u->fr, u->n, u->want, NULL) == u->n;
+}
+
+static bool until_all(void *inst, struct frames *fr, size_t n, aero_result want, int timeout_ms)
+{
+    struct until u = {inst, fr, n, want};
+    return harness_wait_for(batch_all, &u, timeout_ms);
+}
+
+static int64_t metric(fake_host *fh, const char *name)
+{
+    int64_t v = -1;
+    cr_assert_eq(fake_host_metric(fh, name, &v), 0, "no metric %s", name);
+    return v;
+}
+
+static void expect_in(const char *json, const char *needle)
+{
+    cr_assert_not_null(strstr(json, needle), "\"%s\" not in %s", needle, json);
+}
+
+/* ------------------------------------------------------------- points */
+
+Test(sink_influxdb, frames_become_points_with_tags_fields_seq_and_time)
+{
+    start_server();
+    fake_host *fh;
+    void *inst = instance(srv.port, "telemetry", NULL, 0, &fh);
+    struct frames *fr = frames_new(1, 20);
+    fr->f[19].sent_at_unix_ns = 0;    /* the relay's receive time instead */
+    fr->f[18].flight_id.len = 0;      /* no flight: no tag */
+    fr->f[17].n_fields = 0;           /* just seq */
+    cr_assert_eq(write_res(inst, fr, 20, AERO_OK, NULL), 20);
+
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry", "SELECT count(seq) FROM HEARTBEAT"), 20);
+    char *j = influx_server_query(&srv, "telemetry",
+                           "SELECT * FROM HEARTBEAT WHERE seq = 5");
+    expect_in(j, "\"columns\":[\"time\",\"agent_id\",\"alt\",\"count\",\"flight_id\",\"mode\",\"seq\"]");
+    expect_in(j, "[\"2023-11-14T22:13:20.000005Z\",\"drone-1\",12.5,42,\"f-1\",\"GUIDED\",5]");
+    free(j);
+    j = influx_server_query(&srv, "telemetry", "SELECT * FROM HEARTBEAT WHERE seq = 20");
+    expect_in(j, "[\"2024-03-09T16:00:00Z\",\"drone-1\",12.5,42,\"f-1\",\"GUIDED\",20]");
+    free(j);
+    j = influx_server_query(&srv, "telemetry", "SELECT * FROM HEARTBEAT WHERE seq = 19");
+    expect_in(j, "\"drone-1\",12.5,42,null,\"GUIDED\",19]");
+    free(j);
+    j = influx_server_query(&srv, "telemetry", "SELECT * FROM HEARTBEAT WHERE seq = 18");
+    expect_in(j, "\"drone-1\",null,null,\"f-1\",null,18]");
+    free(j);
+    /* integers = float (default): "42" is a float, like "42.5" would be. */
+    j = influx_server_query(&srv, "telemetry", "SHOW FIELD KEYS FROM HEARTBEAT");
+    expect_in(j, "[\"count\",\"float\"]");
+    expect_in(j, "[\"seq\",\"integer\"]");
+    expect_in(j, "[\"mode\",\"string\"]");
+    free(j);
+    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_written_total"), 20);
+    cr_assert_eq(metric(fh, "aero_sink_influxdb_requests_total"), 1, "one POST per batch");
+    free(fr);
+}
+
+Test(sink_influxdb, every_element_is_escaped_and_utf8_repaired)
+{
+    start_server();
+    void *inst = instance(srv.port, "telemetry", NULL, 0, NULL);
+    struct frames *fr = frames_new(1, 2);
+    aero_kv kv[] = {
+        {{"k ey,=x", 7}, {"quo\"te back\\slash\nline", 22}},
+        {{"bad", 3}, {"\xff" "ok\xc3", 4}},
+        {{"seq", 3}, {"7", 1}},
+        {{"time", 4}, {"9", 1}},
+        {{"nan", 3}, {"NaN", 3}},
+        {{"plus", 4}, {"+5", 2}},
+        {{"hex", 3}, {"0x10", 4}},
+        {{"", 0}, {"dropped", 7}},
+    };
+    fr->f[0].msg_name = (aero_str){"my meas,x=1\\", 12};
+    fr->f[0].flight_id = (aero_str){"a b,c=d", 7};
+    fr->f[0].fields = kv;
+    fr->f[0].n_fields = sizeof(kv) / sizeof(kv[0]);
+    fr->f[1].msg_name = (aero_str){"#hash\n", 6};
+    cr_assert_eq(write_res(inst, fr, 2, AERO_OK, NULL), 2);
+
+    char *j = influx_server_query(&srv, "telemetry", "SHOW MEASUREMENTS");
+    expect_in(j, "[\"_hash_\"]");
+    expect_in(j, "[\"my meas,x=1_\"]");
+    free(j);
+    j = influx_server_query(&srv, "telemetry", "SELECT * FROM \"my meas,x=1_\"");
+    expect_in(j, "\"columns\":[\"time\",\"agent_id\",\"bad\",\"field_seq\",\"field_time\","
+                 "\"flight_id\",\"hex\",\"k ey,=x\",\"plus\",\"seq\"]");
+    expect_in(j, "\"drone-1\",\"\xef\xbf\xbdok\xef\xbf\xbd\",7,9,\"a b,c=d\",\"0x10\","
+                 "\"quo\\\"te back\\\\slash\\nline\",5,1]");
+    free(j);
+    free(fr);
+}
+
+Test(sink_influxdb, integers_option_and_no_type_conflict_by_default)
+{
+    start_server();
+    influx_server_create_db(&srv, "typed");
+    void *fl = instance(srv.port, "telemetry", NULL, 0, NULL);
+    const char *cfg[] = {"integers", "integer", NULL};
+    void *in = instance(srv.port, "typed", cfg, 0, NULL);
+    struct frames *fr = frames_new(1, 1);
+    cr_assert_eq(write_res(fl, fr, 1, AERO_OK, NULL), 1);
+    cr_assert_eq(write_res(in, fr, 1, AERO_OK, NULL), 1);
+    /* The same field later printed with a fraction: fine as floats. */
+    fr->kv[1].value = (aero_str){"43.5", 4};
+    fr->f[0].seq = 2;
+    fr->f[0].sent_at_unix_ns++;
+    cr_assert_eq(write_res(fl, fr, 1, AERO_OK, NULL), 1);
+    char *j = influx_server_query(&srv, "typed", "SHOW FIELD KEYS FROM HEARTBEAT");
+    expect_in(j, "[\"count\",\"integer\"]");
+    free(j);
+    j = influx_server_query(&srv, "telemetry", "SELECT sum(count) FROM HEARTBEAT");
+    expect_in(j, ",85.5]");
+    free(j);
+    free(fr);
+}
+
+/* ------------------------------------------------------------ refusals */
+
+Test(sink_influxdb, missing_database_is_rejected_with_the_server_message)
+{
+    start_server();
+    fake_host *fh;
+    void *inst = instance(srv.port, "nodb", NULL, 0, &fh);
+    struct frames *fr = frames_new(1, 10);
+    cr_assert_eq(write_res(inst, fr, 10, AERO_REJECT, NULL), 10);
+    cr_assert(fake_host_log_contains(fh, "HTTP 404"));
+    cr_assert(fake_host_log_contains(fh, "database not found"));
+    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_rejected_total"), 10);
+    /* Logged at most once a second however often it happens. */
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(write_res(inst, fr, 10, AERO_REJECT, NULL), 10);
+    cr_assert_leq(fake_host_log_count(fh, AERO_LOG_WARN), 2);
+    free(fr);
+}
+
+Test(sink_influxdb, partial_write_rejects_only_the_refused_points)
+{
+    start_server();
+    fake_host *fh;
+    void *inst = instance(srv.port, "telemetry", NULL, 0, &fh);
+    struct frames *fr = frames_new(1, 1);
+    cr_assert_eq(write_res(inst, fr, 1, AERO_OK, NULL), 1); /* mode is a string now */
+    free(fr);
+
+    fr = frames_new(100, 16);
+    aero_kv bad[] = {{{"mode", 4}, {"1.5", 3}}}; /* a float: field type conflict */
+    fr->f[3].fields = bad;
+    fr->f[3].n_fields = 1;
+    fr->f[11].fields = bad;
+    fr->f[11].n_fields = 1;
+    aero_result res[16];
+    cr_assert_eq(write_res(inst, fr, 16, AERO_OK, res), 14);
+    cr_assert_eq(res[3], AERO_REJECT);
+    cr_assert_eq(res[11], AERO_REJECT);
+    cr_assert(fake_host_log_contains(fh, "field type conflict"));
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry", "SELECT count(seq) FROM HEARTBEAT"), 15);
+    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_rejected_total"), 2);
+    free(fr);
+}
+
+Test(sink_influxdb, a_real_500_gives_retry_until_the_server_can_write)
+{
+    start_server();
+    const char *cfg[] = {"retention_policy", "later", NULL};
+    fake_host *fh;
+    void *inst = instance(srv.port, "telemetry", cfg, 0, &fh);
+    struct frames *fr = frames_new(1, 5);
+    /* InfluxDB answers a write to a missing retention policy with 500. */
+    cr_assert_eq(write_res(inst, fr, 5, AERO_RETRY, NULL), 5);
+    cr_assert(fake_host_log_contains(fh, "HTTP 500"));
+    free(influx_server_query(&srv, "telemetry",
+                      "CREATE RETENTION POLICY later ON telemetry DURATION INF REPLICATION 1"));
+    cr_assert_eq(write_res(inst, fr, 5, AERO_OK, NULL), 5);
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry",
+                                     "SELECT count(seq) FROM later.HEARTBEAT"), 5);
+    free(fr);
+}
+
+Test(sink_influxdb, bad_settings_are_refused_by_create)
+{
+    static const char *const bad[][4] = {
+        {"url", "ftp://127.0.0.1:1"},
+        {"url", "127.0.0.1:8086"},
+        {"database", ""},
+        {"password", "x"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        fake_host *fh;
+        void *inst = instance(1, "telemetry", bad[i], -EINVAL, &fh);
+        cr_assert_geq(fake_host_log_count(fh, AERO_LOG_ERROR), 1, "case %zu logs why", i);
+        vt->destroy(inst);
+        fake_host_free(fh);
+        n_made--;
+    }
+    /* database is required */
+    const char *kv[] = {"url", "http://127.0.0.1:1", NULL};
+    cr_assert_null(fake_host_new(desc, "tsdb", kv));
+}
+
+/* ------------------------------------------------------------ failures */
+
+Test(sink_influxdb, server_down_at_start_gives_retry_at_once_then_recovers)
+{
+    int port = harness_free_port();
+    fake_host *fh;
+    void *inst = instance(port, "telemetry", NULL, 0, &fh);
+    struct frames *fr = frames_new(1, 10);
+    for (int i = 0; i < 3; i++) {
+        int64_t t0 = now_ms();
+        cr_assert_eq(write_res(inst, fr, 10, AERO_RETRY, NULL), 10);
+        cr_assert_lt(now_ms() - t0, 200, "connection refused is no wait");
+    }
+    cr_assert(fake_host_log_contains(fh, "TEMPORARY_ERROR"));
+    influx_server_start(&srv, port);
+    influx_server_create_db(&srv, "telemetry");
+    cr_assert_eq(write_res(inst, fr, 10, AERO_OK, NULL), 10, "no restart needed");
+    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_failed_total"), 30);
+    free(fr);
+}
+
+Test(sink_influxdb, hung_server_times_out_with_retry_then_recovers)
+{
+    start_server();
+    const char *cfg[] = {"timeout_ms", "300", NULL};
+    void *inst = instance(srv.port, "telemetry", cfg, 0, NULL);
+    struct frames *fr = frames_new(1, 5);
+    cr_assert_eq(write_res(inst, fr, 5, AERO_OK, NULL), 5);
+
+    influx_server_pause(&srv);
+    int64_t t0 = now_ms();
+    cr_assert_eq(write_res(inst, fr, 5, AERO_RETRY, NULL), 5);
+    int64_t took = now_ms() - t0;
+    cr_assert(took >= 290 && took < 2000, "took %lld ms", (long long)took);
+    /* Right after a timeout: RETRY without waiting for another one. */
+    t0 = now_ms();
+    cr_assert_eq(write_res(inst, fr, 5, AERO_RETRY, NULL), 5);
+    cr_assert_lt(now_ms() - t0, 200);
+
+    influx_server_resume(&srv);
+    cr_assert(until_all(inst, fr, 5, AERO_OK, 5000));
+    free(fr);
+}
+
+Test(sink_influxdb, server_killed_mid_stream_then_restarted)
+{
+    start_server();
+    void *inst = instance(srv.port, "telemetry", NULL, 0, NULL);
+    struct frames *fr = frames_new(1, 10);
+    cr_assert_eq(write_res(inst, fr, 10, AERO_OK, NULL), 10);
+    influx_server_stop(&srv);
+    int64_t t0 = now_ms();
+    cr_assert_eq(write_res(inst, fr, 10, AERO_RETRY, NULL), 10);
+    cr_assert_lt(now_ms() - t0, 500);
+    influx_server_restart(&srv);
+    free(fr);
+    fr = frames_new(11, 10);
+    cr_assert_eq(write_res(inst, fr, 10, AERO_OK, NULL), 10, "the kept-alive connection was replaced");
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry", "SELECT count(seq) FROM HEARTBEAT"), 20);
+    free(fr);
+}
+
+Test(sink_influxdb, large_batches_are_split_by_max_body_bytes)
+{
+    start_server();
+    fake_host *fh;
+    const char *cfg[] = {"max_body_bytes", "1024", NULL};
+    void *inst = instance(srv.port, "telemetry", cfg, 0, &fh);
+    struct frames *fr = frames_new(1, 200);
+    cr_assert_eq(write_res(inst, fr, 200, AERO_OK, NULL), 200);
+    int64_t reqs = metric(fh, "aero_sink_influxdb_requests_total");
+    int64_t bytes = metric(fh, "aero_sink_influxdb_request_bytes_total");
+    cr_assert_geq(reqs, bytes / 1024, "%lld requests for %lld bytes", (long long)reqs,
+                  (long long)bytes);
+    cr_assert_geq(reqs, 10);
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry", "SELECT count(seq) FROM HEARTBEAT"), 200);
+    free(fr);
+}

@@ -1,0 +1,756 @@
+/*
+ * test_sink_nats.c - the sink-nats plugin against the fake host and a real
+ * nats-server with JetStream: frames read back by a pull consumer (subject,
+ * headers, JSON or protobuf body), subject sanitising, de-duplication of
+ * resends, stream creation, RETRY/BACKOFF when JetStream does not store a
+ * frame, a server down at start, and a server killed and restarted on the
+ * same store while the sink keeps running.
+ */
+#include "envelope_json.h"
+#include "fake_host.h"
+#include "nats_server.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------ fixture */
+
+static struct nats_server srv;
+static void *dl;
+static const aero_sink_vtable *vt;
+static const aero_plugin_descriptor *desc;
+static natsConnection *tnc; /* the test's own connection (consumer side) */
+static jsCtx *tjs;
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_connect(void)
+{
+    natsOptions *o = NULL;
+    cr_assert_eq(natsOptions_Create(&o), NATS_OK);
+    natsOptions_SetURL(o, srv.url);
+    natsOptions_SetMaxReconnect(o, -1);
+    natsOptions_SetReconnectWait(o, 20);
+    cr_assert_eq(natsConnection_Connect(&tnc, o), NATS_OK, "%s",
+                 nats_GetLastError(NULL));
+    natsOptions_Destroy(o);
+    cr_assert_eq(natsConnection_JetStream(&tjs, tnc, NULL), NATS_OK);
+}
+
+static void test_disconnect(void)
+{
+    jsCtx_Destroy(tjs);
+    natsConnection_Destroy(tnc);
+    tjs = NULL;
+    tnc = NULL;
+}
+
+static void load_plugin(void)
+{
+    desc = fake_host_load("sink-nats", &dl);
+    cr_assert_not_null(desc, "sink-nats.so not built in %s", AERO_PLUGIN_BUILD_DIR);
+    vt = desc->vtable;
+}
+
+static void setup_running(void)
+{
+    cr_assert_eq(nats_server_init(&srv), 0);
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+    test_connect();
+    load_plugin();
+}
+
+static void setup_down(void)
+{
+    cr_assert_eq(nats_server_init(&srv), 0);
+    load_plugin();
+}
+
+static void teardown(void)
+{
+    if (tnc != NULL)
+        test_disconnect();
+    nats_server_cleanup(&srv);
+    fake_host_unload(dl);
+}
+
+TestSuite(sink_nats, .init = setup_running, .fini = teardown, .timeout = 60);
+TestSuite(sink_nats_outage, .init = setup_down, .fini = teardown, .timeout = 60);
+
+/* ------------------------------------------------------------- frames */
+
+enum { MAXF = 256 };
+
+struct frames {
+    aero_frame f[MAXF];
+    const aero_frame *p[MAXF];
+    aero_kv kv[MAXF][1];
+    char pb[MAXF][16];
+};
+
+static struct frames *frames_new(const char *agent)
+{
+    struct frames *fr = calloc(1, sizeof(*fr));
+    cr_assert_not_null(fr);
+    for (size_t i = 0; i < MAXF; i++) {
+        fr->kv[i][0] = (aero_kv){{"custom_mode", 11}, {"4", 1}};
+        /* Stand-in protobuf bytes, with a NUL inside: must arrive intact. */
+        memcpy(fr->pb[i], "\x18\x00pb-", 5);
+        fr->pb[i][5] = (char)i;
+        fr->f[i] = (aero_frame){
+            .size = sizeof(aero_frame),
+            .agent_id = {agent, strlen(agent)},
+            .session_id = {"sess-1", 6},
+            .seq = i + 1,
+            .sent_at_unix_ns = 1700000000000000000 + (int64_t)i,
+            .device_timestamp_sec = 12.5,
+            .raw_mavlink = {"\xfd\x09", 2},
+            .dialect = {"common", 6},
+            .msg_id = 0,
+            .msg_name = {"HEARTBEAT", 9},
+            .fields = fr->kv[i],
+            .n_fields = 1,
+            .flight_id = {"f-1", 3},
+            .received_unix_ns = 1700000000000000001,
+            .protobuf = {fr->pb[i], 6},
+        };
+        fr->p[i] = &fr->f[i];
+    }
+    return fr;
+}
+
+/* Writes frames [from, from+n); counts results into ok/other[]. */
+static size_t write_frames(void *inst, struct frames *fr, size_t from, size_t n,
+                           aero_result *res)
+{
+    aero_result local[MAXF];
+    if (res == NULL)
+        res = local;
+    memset(res, 0x7f, n * sizeof(*res));
+    vt->write_batch(inst, fr->p + from, n, res);
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(res[i] >= AERO_OK && res[i] <= AERO_REJECT, "result %d", res[i]);
+        ok += res[i] == AERO_OK;
+    }
+    return ok;
+}
+
+/* --------------------------------------------------- JetStream helpers */
+
+/* A file stream; max_msgs > 0: that many at most, refusing new ones;
+ * max_msg_size > 0: the largest message it takes. */
+static void add_stream_limited(const char *name, const char *subject,
+                               int64_t max_msgs, int32_t max_msg_size)
+{
+    const char *subjects[1] = {subject};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    if (max_msgs > 0) {
+        cfg.MaxMsgs = max_msgs;
+        cfg.Discard = js_DiscardNew;
+    }
+    if (max_msg_size > 0)
+        cfg.MaxMsgSize = max_msg_size;
+    jsErrCode jerr = 0;
+    jsStreamInfo *si = NULL;
+    cr_assert_eq(js_AddStream(&si, tjs, &cfg, NULL, &jerr), NATS_OK,
+                 "add stream %s: %s (%d)", name, nats_GetLastError(NULL), (int)jerr);
+    jsStreamInfo_Destroy(si);
+}
+
+static void add_stream(const char *name, const char *subject, int64_t max_msgs)
+{
+    add_stream_limited(name, subject, max_msgs, 0);
+}
+
+static uint64_t stream_msgs(const char *name)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetStreamInfo(&si, tjs, name, NULL, &jerr), NATS_OK,
+                 "stream %s: %d", name, (int)jerr);
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/* Every message of the stream, in order, read by a new durable pull
+ * consumer. *count gets how many; the caller destroys them (free_msgs). */
+static natsMsg **read_stream(const char *stream, const char *filter, size_t *count)
+{
+    static int reader;
+    char durable[32];
+    snprintf(durable, sizeof(durable), "reader%d", ++reader);
+    size_t want = (size_t)stream_msgs(stream);
+    natsMsg **out = calloc(want + 1, sizeof(*out));
+    cr_assert_not_null(out);
+
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    natsSubscription *sub = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_PullSubscribe(&sub, tjs, filter, durable, NULL, &so, &jerr),
+                 NATS_OK, "pull subscribe: %s (%d)", nats_GetLastError(NULL), (int)jerr);
+    size_t got = 0;
+    long long deadline = mono_ms() + 10000;
+    while (got < want && mono_ms() < deadline) {
+        natsMsgList list = {0};
+        natsStatus s = natsSubscription_Fetch(&list, sub, 256, 1000, &jerr);
+        if (s == NATS_TIMEOUT)
+            continue;
+        cr_assert_eq(s, NATS_OK, "fetch: %s", nats_GetLastError(NULL));
+        for (int i = 0; i < list.Count; i++) {
+            natsMsg_Ack(list.Msgs[i], NULL);
+            cr_assert_lt(got, want, "more messages than the stream holds");
+            out[got++] = list.Msgs[i];
+            list.Msgs[i] = NULL;
+        }
+        natsMsgList_Destroy(&list);
+    }
+    cr_assert_eq(got, want, "read %zu of %zu messages", got, want);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    *count = got;
+    return out;
+}
+
+static void free_msgs(natsMsg **m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        natsMsg_Destroy(m[i]);
+    free(m);
+}
+
+static const char *header(natsMsg *m, const char *key)
+{
+    const char *v = NULL;
+    if (natsMsgHeader_Get(m, key, &v) != NATS_OK)
+        return "(missing)";
+    return v;
+}
+
+/* A sink on the test server with `extra` keys (NULL-terminated pairs). */
+static void *sink_new(fake_host **fh, const char *const *extra)
+{
+    const char *kv[64];
+    size_t n = 0;
+    kv[n++] = "url";
+    kv[n++] = srv.url;
+    kv[n++] = "reconnect_wait_ms";
+    kv[n++] = "20";
+    kv[n++] = "reconnect_max_wait_ms";
+    kv[n++] = "100";
+    for (size_t i = 0; extra && extra[i]; i++)
+        kv[n++] = extra[i];
+    kv[n] = NULL;
+    *fh = fake_host_new(desc, "bus", kv);
+    cr_assert_not_null(*fh);
+    void *inst = NULL;
+    cr_assert_eq(vt->create(fake_host_api(*fh), &inst), 0);
+    return inst;
+}
+
+static int64_t metric(fake_host *fh, const char *name)
+{
+    int64_t v = -1;
+    cr_assert_eq(fake_host_metric(fh, name, &v), 0, "no metric %s", name);
+    return v;
+}
+
+/* --------------------------------------------------------------- tests */
+
+Test(sink_nats, frames_are_stored_with_headers_and_the_envelope_json)
+{
+    add_stream("TELEM", "telemetry.>", 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"stream", "TELEM", NULL});
+    struct frames *fr = frames_new("drone-1");
+
+    cr_assert_eq(write_frames(inst, fr, 0, 100, NULL), 100);
+    cr_assert_eq(write_frames(inst, fr, 100, 20, NULL), 20);
+    cr_assert_eq(metric(fh, "aero_sink_nats_published_total"), 120);
+    cr_assert_eq(metric(fh, "aero_sink_nats_acked_total"), 120);
+    cr_assert_eq(metric(fh, "aero_sink_nats_errors_total"), 0);
+    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 1);
+    cr_assert_eq(fake_host_metric_type(fh, "aero_sink_nats_connected"), AERO_METRIC_GAUGE);
+
+    size_t n;
+    natsMsg **m = read_stream("TELEM", "telemetry.>", &n);
+    cr_assert_eq(n, 120);
+    char want[4096], id[64], seq[24];
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_str_eq(natsMsg_GetSubject(m[i]), "telemetry.drone-1.HEARTBEAT");
+        snprintf(seq, sizeof(seq), "%zu", i + 1);
+        snprintf(id, sizeof(id), "drone-1:%zu", i + 1);
+        cr_assert_str_eq(header(m[i], "Nats-Msg-Id"), id);
+        cr_assert_str_eq(header(m[i], "Aero-Agent-Id"), "drone-1");
+        cr_assert_str_eq(header(m[i], "Aero-Seq"), seq);
+        cr_assert_str_eq(header(m[i], "Aero-Session-Id"), "sess-1");
+        cr_assert_str_eq(header(m[i], "Content-Type"), "application/json");
+        size_t len = envelope_json_encode(&fr->f[i], want, sizeof(want));
+        cr_assert_lt(len, sizeof(want));
+        cr_assert_eq((size_t)natsMsg_GetDataLength(m[i]), len);
+        cr_assert_eq(memcmp(natsMsg_GetData(m[i]), want, len), 0, "body %zu", i);
+    }
+    free_msgs(m, n);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, protobuf_format_carries_the_original_bytes)
+{
+    add_stream("PB", "pb.>", 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){
+        "stream", "PB", "format", "protobuf", "subject", "pb.{dialect}.{agent_id}", NULL});
+    struct frames *fr = frames_new("drone-pb");
+
+    cr_assert_eq(write_frames(inst, fr, 0, 10, NULL), 10);
+    size_t n;
+    natsMsg **m = read_stream("PB", "pb.>", &n);
+    cr_assert_eq(n, 10);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_str_eq(natsMsg_GetSubject(m[i]), "pb.common.drone-pb");
+        cr_assert_eq(natsMsg_GetDataLength(m[i]), 6);
+        cr_assert_eq(memcmp(natsMsg_GetData(m[i]), fr->pb[i], 6), 0);
+        cr_assert(strstr(header(m[i], "Content-Type"), "protobuf"));
+    }
+    free_msgs(m, n);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, substituted_values_become_single_valid_tokens)
+{
+    add_stream("SAN", "s.>", 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){
+        "stream", "SAN", "subject", "s.{agent_id}.{msg_name}.{flight_id}.x{dialect}", NULL});
+    struct frames *fr = frames_new("drone.7");
+    fr->f[0].msg_name = (aero_str){"A.B*C>D E\x01\xc3\xa9\t", 13};
+    fr->f[0].flight_id = (aero_str){"", 0};
+    fr->f[0].dialect = (aero_str){">", 1};
+
+    cr_assert_eq(write_frames(inst, fr, 0, 1, NULL), 1);
+    size_t n;
+    natsMsg **m = read_stream("SAN", "s.>", &n);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(natsMsg_GetSubject(m[0]), "s.drone_7.A_B_C_D_E____._.x_");
+    free_msgs(m, n);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, a_resent_frame_is_stored_once)
+{
+    add_stream("DEDUP", "telemetry.>", 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"stream", "DEDUP", NULL});
+    struct frames *fr = frames_new("drone-d");
+
+    cr_assert_eq(write_frames(inst, fr, 0, 5, NULL), 5);
+    /* The agent did not see the acks and resends frames 3..5, then 6. */
+    cr_assert_eq(write_frames(inst, fr, 2, 4, NULL), 4);
+    cr_assert_eq(stream_msgs("DEDUP"), 6);
+    cr_assert_eq(metric(fh, "aero_sink_nats_duplicates_total"), 3);
+    cr_assert_eq(metric(fh, "aero_sink_nats_acked_total"), 9);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, create_stream_captures_the_static_prefix)
+{
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){
+        "stream", "AUTO", "create_stream", "yes", "subject", "aero.v1.{agent_id}.{msg_name}",
+        "duplicate_window_s", "60", "stream_max_bytes", "1048576", NULL});
+    struct frames *fr = frames_new("drone-a");
+
+    cr_assert_eq(write_frames(inst, fr, 0, 3, NULL), 3);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetStreamInfo(&si, tjs, "AUTO", NULL, &jerr), NATS_OK);
+    cr_assert_eq(si->Config->SubjectsLen, 1);
+    cr_assert_str_eq(si->Config->Subjects[0], "aero.v1.>");
+    cr_assert_eq(si->Config->Duplicates, 60LL * 1000000000);
+    cr_assert_eq(si->Config->MaxBytes, 1048576);
+    cr_assert_eq(si->Config->Discard, js_DiscardNew);
+    cr_assert_eq(si->Config->Storage, js_FileStorage);
+    cr_assert_eq(si->State.Msgs, 3);
+    jsStreamInfo_Destroy(si);
+    cr_assert(fake_host_log_contains(fh, "created stream AUTO capturing aero.v1.>"));
+    vt->destroy(inst);
+    fake_host_free(fh);
+
+    /* A second sink finds the stream and leaves it alone. */
+    inst = sink_new(&fh, (const char *const[]){
+        "stream", "AUTO", "create_stream", "true", "subject", "aero.v1.{agent_id}.{msg_name}",
+        NULL});
+    cr_assert_eq(write_frames(inst, fr, 3, 2, NULL), 2);
+    cr_assert(fake_host_log_contains(fh, "stream AUTO: 3 message(s), duplicate window 60 s"));
+    cr_assert_eq(stream_msgs("AUTO"), 5);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, frames_no_stream_captures_are_retried)
+{
+    fake_host *fh;
+    void *inst = sink_new(&fh, NULL); /* no stream key, no stream on the server */
+    struct frames *fr = frames_new("drone-x");
+    aero_result res[8];
+
+    long long t0 = mono_ms();
+    cr_assert_eq(write_frames(inst, fr, 0, 8, res), 0);
+    cr_assert_lt(mono_ms() - t0, 2000, "no responders is an immediate answer");
+    for (size_t i = 0; i < 8; i++)
+        cr_assert_eq(res[i], AERO_RETRY);
+    cr_assert_eq(metric(fh, "aero_sink_nats_errors_total"), 8);
+    cr_assert_eq(metric(fh, "aero_sink_nats_acked_total"), 0);
+    cr_assert(fake_host_log_contains(fh, "no stream captures the subject"));
+    vt->destroy(inst);
+    fake_host_free(fh);
+
+    /* A named stream that does not exist (create_stream off): RETRY too. */
+    inst = sink_new(&fh, (const char *const[]){"stream", "MISSING", NULL});
+    cr_assert_eq(write_frames(inst, fr, 0, 4, res), 0);
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(res[i], AERO_RETRY);
+    cr_assert(fake_host_log_contains(fh, "stream MISSING does not exist"));
+    /* ... until it exists: the next batch goes through. */
+    add_stream("MISSING", "telemetry.>", 0);
+    cr_assert_eq(write_frames(inst, fr, 0, 4, NULL), 4);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, frames_without_an_ack_in_time_are_retried)
+{
+    /* A plain subscriber takes the messages but never answers: no PubAck. */
+    natsSubscription *plain = NULL;
+    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
+    natsConnection_Flush(tnc);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"publish_timeout_ms", "300", NULL});
+    struct frames *fr = frames_new("drone-t");
+    aero_result res[5];
+
+    long long t0 = mono_ms();
+    cr_assert_eq(write_frames(inst, fr, 0, 5, res), 0);
+    long long took = mono_ms() - t0;
+    cr_assert(took >= 290 && took < 3000, "took %lld ms", took);
+    for (size_t i = 0; i < 5; i++)
+        cr_assert_eq(res[i], AERO_RETRY);
+    cr_assert(fake_host_log_contains(fh, "not acknowledged within publish_timeout_ms"));
+    /* Nothing of that batch haunts the next one. */
+    natsSubscription_Unsubscribe(plain);
+    natsSubscription_Destroy(plain);
+    add_stream("LATE", "telemetry.>", 0);
+    cr_assert_eq(write_frames(inst, fr, 5, 5, NULL), 5);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, publishes_stalled_at_max_pending_get_backoff)
+{
+    /* Nobody answers, and only one publish may be in flight. */
+    natsSubscription *plain = NULL;
+    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
+    natsConnection_Flush(tnc);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){
+        "publish_timeout_ms", "300", "max_pending", "1", NULL});
+    struct frames *fr = frames_new("drone-st");
+    aero_result res[6];
+
+    long long t0 = mono_ms();
+    cr_assert_eq(write_frames(inst, fr, 0, 6, res), 0);
+    cr_assert_lt(mono_ms() - t0, 3000);
+    cr_assert_eq(res[0], AERO_RETRY, "the one in flight timed out: %d", res[0]);
+    for (size_t i = 1; i < 6; i++)
+        cr_assert_eq(res[i], AERO_BACKOFF, "frame %zu: %d", i, res[i]);
+    natsSubscription_Unsubscribe(plain);
+    natsSubscription_Destroy(plain);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, a_full_stream_gets_backoff)
+{
+    add_stream("SMALL", "telemetry.>", 5);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"stream", "SMALL", NULL});
+    struct frames *fr = frames_new("drone-f");
+    aero_result res[8];
+
+    cr_assert_eq(write_frames(inst, fr, 0, 8, res), 5);
+    for (size_t i = 0; i < 5; i++)
+        cr_assert_eq(res[i], AERO_OK, "frame %zu", i);
+    for (size_t i = 5; i < 8; i++)
+        cr_assert_eq(res[i], AERO_BACKOFF, "frame %zu: %d", i, res[i]);
+    cr_assert_eq(stream_msgs("SMALL"), 5);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, a_frame_too_large_for_the_stream_is_rejected)
+{
+    /* The limit counts headers (about 250 bytes here) and body: the 6-byte
+     * protobuf stand-ins fit, the envelope JSON with a 600-byte field never
+     * does. */
+    add_stream_limited("TINY", "telemetry.>", 0, 400);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"stream", "TINY", NULL});
+    struct frames *fr = frames_new("drone-big");
+    aero_result res[3];
+    static char pad[600];
+    memset(pad, 'x', sizeof(pad));
+    for (size_t i = 0; i < 3; i++)
+        fr->kv[i][0].value = (aero_str){pad, sizeof(pad)};
+
+    cr_assert_eq(write_frames(inst, fr, 0, 3, res), 0);
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(res[i], AERO_REJECT, "frame %zu: %d", i, res[i]);
+    cr_assert_eq(stream_msgs("TINY"), 0);
+    vt->destroy(inst);
+    fake_host_free(fh);
+
+    inst = sink_new(&fh, (const char *const[]){"stream", "TINY", "format", "protobuf", NULL});
+    cr_assert_eq(write_frames(inst, fr, 0, 3, NULL), 3);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, a_subject_captured_by_another_stream_is_retried)
+{
+    add_stream("OTHER", "telemetry.>", 0);
+    add_stream("MINE", "mine.>", 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"stream", "MINE", NULL});
+    struct frames *fr = frames_new("drone-o");
+    aero_result res[4];
+
+    cr_assert_eq(write_frames(inst, fr, 0, 4, res), 0);
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(res[i], AERO_RETRY);
+    cr_assert_eq(stream_msgs("OTHER"), 0, "Nats-Expected-Stream was not honoured");
+    cr_assert(fake_host_log_contains(fh, "not stored; JetStream said"));
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats, two_instances_coexist)
+{
+    add_stream("TWOA", "two.a.>", 0);
+    add_stream("TWOB", "two.b.>", 0);
+    fake_host *fa, *fb;
+    void *a = sink_new(&fa, (const char *const[]){"subject", "two.a.{agent_id}",
+                                                   "stream", "TWOA", NULL});
+    void *b = sink_new(&fb, (const char *const[]){"subject", "two.b.{agent_id}",
+                                                   "stream", "TWOB", "format", "protobuf",
+                                                   NULL});
+    struct frames *fr = frames_new("drone-2");
+
+    cr_assert_eq(write_frames(a, fr, 0, 30, NULL), 30);
+    cr_assert_eq(write_frames(b, fr, 0, 30, NULL), 30);
+    vt->destroy(a);
+    cr_assert_eq(write_frames(b, fr, 30, 30, NULL), 30);
+    vt->destroy(b);
+    cr_assert_eq(stream_msgs("TWOA"), 30);
+    cr_assert_eq(stream_msgs("TWOB"), 60);
+    fake_host_free(fa);
+    fake_host_free(fb);
+    free(fr);
+}
+
+Test(sink_nats, bad_configs_fail_create_with_a_reason)
+{
+    static const struct {
+        const char *kv[8];
+        const char *says;
+    } bad[] = {
+        {{"subject", "telemetry.{agent}", NULL}, "unknown placeholder"},
+        {{"subject", "telemetry..{agent_id}", NULL}, "empty token"},
+        {{"subject", ".telemetry", NULL}, "empty token"},
+        {{"subject", "telemetry.", NULL}, "empty last token"},
+        {{"subject", "telemetry.*", NULL}, "wildcard"},
+        {{"subject", "telemetry.>", NULL}, "wildcard"},
+        {{"subject", "tele metry", NULL}, "invalid byte"},
+        {{"subject", "telemetry}", NULL}, "closes no placeholder"},
+        {{"subject", "", NULL}, "must be 1-512 bytes"},
+        {{"create_stream", "true", NULL}, "needs stream"},
+        {{"create_stream", "true", "stream", "S", "subject", "{agent_id}.x", NULL},
+         "first token has no placeholder"},
+        {{"stream", "a.b", NULL}, "invalid name"},
+        {{"user", "u", "token", "t", NULL}, "only one of"},
+        {{"password", "p", NULL}, "password is set without user"},
+        {{"cert_file", "/nonexistent.pem", NULL}, "cert_file and key_file go together"},
+        {{"ca_file", "/nonexistent/ca.pem", NULL}, "ca_file"},
+        {{"url", " , ", NULL}, "no server URL"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *kv[12] = {"url", srv.url};
+        size_t n = 2;
+        for (size_t k = 0; bad[i].kv[k]; k++)
+            kv[n++] = bad[i].kv[k];
+        kv[n] = NULL;
+        fake_host *fh = fake_host_new(desc, "bad", kv);
+        cr_assert_not_null(fh, "case %zu", i);
+        void *inst = NULL;
+        int rc = vt->create(fake_host_api(fh), &inst);
+        cr_assert_lt(rc, 0, "case %zu (%s) was accepted", i, bad[i].says);
+        cr_assert(fake_host_log_contains(fh, bad[i].says), "case %zu: no \"%s\" in the log",
+                  i, bad[i].says);
+        vt->destroy(inst);
+        fake_host_free(fh);
+    }
+}
+
+Test(sink_nats, secrets_never_reach_the_log)
+{
+    fake_host *fh;
+    /* The server has no auth; the user/password are simply offered. */
+    void *inst = sink_new(&fh, (const char *const[]){
+        "user", "relay", "password", "s3cret-pw", "stream", "NOPE", NULL});
+    struct frames *fr = frames_new("drone-s");
+    write_frames(inst, fr, 0, 2, NULL);
+    vt->destroy(inst);
+    char *log = fake_host_log_dup(fh);
+    cr_assert_null(strstr(log, "s3cret-pw"), "%s", log);
+    free(log);
+    fake_host_free(fh);
+    free(fr);
+}
+
+/* ------------------------------------------------------------- outages */
+
+struct poll_ctx {
+    void *inst;
+    struct frames *fr;
+    size_t from, n;
+};
+
+/* Writes the batch again and again (10 ms apart) until it is all OK. */
+static int write_until_ok(struct poll_ctx *c, int timeout_ms)
+{
+    long long deadline = mono_ms() + timeout_ms;
+    while (mono_ms() < deadline) {
+        if (write_frames(c->inst, c->fr, c->from, c->n, NULL) == c->n)
+            return 1;
+        pause_ms(10);
+    }
+    return 0;
+}
+
+Test(sink_nats_outage, a_server_down_at_start_means_quick_retries_then_recovery)
+{
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){
+        "stream", "LATER", "create_stream", "true", "publish_timeout_ms", "5000", NULL});
+    cr_assert(fake_host_log_contains(fh, "cannot reach"));
+    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 0);
+    struct frames *fr = frames_new("drone-late");
+    aero_result res[10];
+
+    for (int round = 0; round < 3; round++) {
+        long long t0 = mono_ms();
+        cr_assert_eq(write_frames(inst, fr, 0, 10, res), 0);
+        cr_assert_lt(mono_ms() - t0, 200, "a disconnected sink must answer at once");
+        for (size_t i = 0; i < 10; i++)
+            cr_assert_eq(res[i], AERO_RETRY);
+    }
+    cr_assert_eq(metric(fh, "aero_sink_nats_errors_total"), 30);
+
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+    struct poll_ctx c = {inst, fr, 0, 10};
+    cr_assert(write_until_ok(&c, 15000), "the sink never connected");
+    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 1);
+    test_connect();
+    cr_assert_eq(stream_msgs("LATER"), 10);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
+
+Test(sink_nats_outage, a_server_killed_mid_stream_comes_back_without_restarting_the_sink)
+{
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){
+        "stream", "KEEP", "create_stream", "true", "publish_timeout_ms", "3000", NULL});
+    struct frames *fr = frames_new("drone-k");
+    aero_result res[MAXF];
+
+    cr_assert_eq(write_frames(inst, fr, 0, 50, NULL), 50);
+    cr_assert_eq(nats_server_stop(&srv, SIGKILL), 0);
+
+    /* Until the sink notices, a batch waits for acks that cannot come; it
+     * must never say OK. Once it knows, every batch is an instant RETRY. */
+    long long deadline = mono_ms() + 10000;
+    int64_t connected = 1;
+    while (connected != 0 && mono_ms() < deadline) {
+        cr_assert_eq(write_frames(inst, fr, 50, 20, res), 0);
+        connected = metric(fh, "aero_sink_nats_connected");
+    }
+    cr_assert_eq(connected, 0, "the sink never noticed the server died");
+    long long t0 = mono_ms();
+    cr_assert_eq(write_frames(inst, fr, 50, 20, res), 0);
+    cr_assert_lt(mono_ms() - t0, 200);
+    for (size_t i = 0; i < 20; i++)
+        cr_assert_eq(res[i], AERO_RETRY);
+
+    cr_assert_eq(nats_server_start(&srv, 10000), 0); /* same port, same store */
+    struct poll_ctx c = {inst, fr, 50, 100};
+    cr_assert(write_until_ok(&c, 15000), "the sink never recovered");
+    cr_assert_geq(metric(fh, "aero_sink_nats_reconnects_total"), 1);
+    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 1);
+
+    /* The stream kept the frames from before the crash and has each one once. */
+    test_connect();
+    size_t n;
+    natsMsg **m = read_stream("KEEP", "telemetry.>", &n);
+    cr_assert_eq(n, 150);
+    for (size_t i = 0; i < n; i++) {
+        char seq[24];
+        snprintf(seq, sizeof(seq), "%zu", i + 1);
+        cr_assert_str_eq(header(m[i], "Aero-Seq"), seq);
+    }
+    free_msgs(m, n);
+    vt->destroy(inst);
+    fake_host_free(fh);
+    free(fr);
+}
