@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# test_packages.sh SRC OUT: the Debian packages package_build made. Exactly
+# one package per component with exactly the expected files and control
+# fields; then, as on a clean system but without touching it, every .deb
+# unpacked with dpkg -x into a scratch root: the relay from that root checks
+# and runs its own installed config (plugin_dir pointed into the root), a
+# sink built from the unpacked aeroarc-dev loads next to the packaged ones,
+# and frames streamed with the packaged aeroarc-client reach every sink.
+set -euo pipefail
+SRC=$1 OUT=$2
+. "$(dirname "$0")/lib.sh"
+
+deb_of() { echo "$DEBS/${1}_$VERSION-1_$DEB_ARCH.deb"; }
+
+# --- the set of packages
+{
+    echo aeroarc-relay
+    echo aeroarc-dev
+    echo aeroarc-tools
+    for p in $PLUGINS; do echo "aeroarc-plugin-$p"; done
+} >"$TMP/packages.txt"
+while read -r pkg; do basename "$(deb_of "$pkg")"; done <"$TMP/packages.txt" >"$TMP/expected_debs.txt"
+(cd "$DEBS" && ls -1 -- *.deb) >"$TMP/actual_debs.txt"
+expect_same_lines ".deb files" "$TMP/expected_debs.txt" "$TMP/actual_debs.txt"
+
+# --- contents (dpkg-deb -c): files exactly, directories aside
+contents() { dpkg-deb -c "$1" | awk '$1 !~ /^d/ {print $6}' | sort; }
+check_contents() { # check_contents PACKAGE FILES_FUNCTION [ARG]
+    local pkg=$1
+    shift
+    "$@" | sort >"$TMP/want.txt"
+    contents "$(deb_of "$pkg")" >"$TMP/got.txt"
+    expect_same_lines "files of $pkg" "$TMP/want.txt" "$TMP/got.txt"
+}
+check_contents aeroarc-relay files_core
+check_contents aeroarc-dev files_dev
+check_contents aeroarc-tools files_tools
+for p in $PLUGINS; do check_contents "aeroarc-plugin-$p" files_plugin "$p"; done
+# Modes: programs executable, the rest not.
+dpkg-deb -c "$(deb_of aeroarc-relay)" >"$TMP/core-listing.txt"
+grep -q '^-rwxr-xr-x root/root .* \./usr/bin/aeroarc-relay$' "$TMP/core-listing.txt" ||
+    fail "aeroarc-relay is not installed 0755 root/root"
+grep -q '^-rw-r--r-- root/root .* \./etc/aeroarc/relay.ini$' "$TMP/core-listing.txt" ||
+    fail "relay.ini is not installed 0644 root/root"
+
+# --- control fields (dpkg-deb -I / -f)
+while read -r pkg; do dpkg-deb -f "$(deb_of "$pkg")" >"$TMP/fields-$pkg"; done <"$TMP/packages.txt"
+field() { # field PACKAGE NAME: a one-line control field
+    sed -n "s/^$2: //p" "$TMP/fields-$1"
+}
+abi="aeroarc-relay-abi-$ABI_MAJOR"
+while read -r pkg; do
+    expect_eq "$pkg Package" "$pkg" "$(field "$pkg" Package)"
+    expect_eq "$pkg Version" "$VERSION-1" "$(field "$pkg" Version)"
+    expect_eq "$pkg Architecture" "$DEB_ARCH" "$(field "$pkg" Architecture)"
+    [ -n "$(field "$pkg" Maintainer)" ] || fail "$pkg has no Maintainer"
+    [ -n "$(field "$pkg" Description)" ] || fail "$pkg has no Description"
+done <"$TMP/packages.txt"
+expect_eq "aeroarc-relay Provides" "$abi" "$(field aeroarc-relay Provides)"
+depends=$(field aeroarc-relay Depends)
+for lib in libc6 libgrpc libprotobuf-c libinih libltdl; do
+    [[ $depends == *"$lib"* ]] || fail "aeroarc-relay Depends lacks $lib: $depends"
+done
+[[ $depends != *aeroarc* ]] || fail "the core must not depend on plugins: $depends"
+for p in $PLUGINS; do
+    pd=$(field "aeroarc-plugin-$p" Depends)
+    # the ABI first, then what dpkg-shlibdeps found (at least libc)
+    [[ $pd == "$abi, "* ]] || fail "aeroarc-plugin-$p Depends does not start with $abi: $pd"
+    [[ $pd == *"libc6 ("* ]] || fail "aeroarc-plugin-$p Depends has no shlibs: $pd"
+    [ -z "$(field "aeroarc-plugin-$p" Provides)" ] || fail "aeroarc-plugin-$p provides something"
+done
+for p in $SHIPPED_PLUGINS route-none; do
+    [[ $(field aeroarc-relay Recommends) == *"aeroarc-plugin-$p"* ]] ||
+        fail "aeroarc-relay does not recommend aeroarc-plugin-$p (the relay.ini or default route)"
+done
+[[ $(field aeroarc-tools Depends) == *libgrpc* ]] || fail "aeroarc-tools Depends lacks libgrpc"
+# The core's control archive: conffile, maintainer scripts.
+dpkg-deb -e "$(deb_of aeroarc-relay)" "$TMP/control"
+expect_eq "aeroarc-relay conffiles" "/etc/aeroarc/relay.ini" "$(cat "$TMP/control/conffiles")"
+for s in postinst prerm postrm; do
+    [ -x "$TMP/control/$s" ] || fail "aeroarc-relay $s missing or not executable"
+    sh -n "$TMP/control/$s" || fail "aeroarc-relay $s: syntax error"
+done
+dpkg-deb -I "$(deb_of aeroarc-relay)" >"$TMP/info.txt"
+grep -q '^ Provides: aeroarc-relay-abi-' "$TMP/info.txt" || fail "dpkg-deb -I shows no Provides"
+for p in $PLUGINS; do
+    dpkg-deb -e "$(deb_of "aeroarc-plugin-$p")" "$TMP/control-$p"
+    [ ! -e "$TMP/control-$p/conffiles" ] || fail "aeroarc-plugin-$p has conffiles"
+done
+
+# --- unpack everything into a scratch root, as a clean system would hold it
+R="$TMP/root"
+while read -r pkg; do dpkg-deb -x "$(deb_of "$pkg")" "$R"; done <"$TMP/packages.txt"
+RELAY="$R/usr/bin/aeroarc-relay"
+CLIENT="$R/usr/bin/aeroarc-client"
+expect_eq "packaged --version" "aeroarc-relay $VERSION (plugin ABI $ABI_MAJOR.$ABI_MINOR)" \
+    "$("$RELAY" --version)"
+# The compiled-in plugin dir is the multiarch one (it is not in this root,
+# so the relay says where it looked).
+printf '[route]\nplugin = route-not-installed\n' >"$TMP/default-dir.ini"
+out=$("$RELAY" -c "$TMP/default-dir.ini" --check 2>&1) && fail "--check found route-not-installed"
+[[ $out == *"looked for route-not-installed.so in $PLUGIN_DIR)" ]] ||
+    fail "compiled-in plugin dir is not $PLUGIN_DIR: $out"
+
+# A sink built from the unpacked aeroarc-dev alone (pkg-config), installed
+# into the root's plugin dir next to the packaged plugins.
+cp -r "$R/usr/share/doc/aeroarc-dev/examples/sink-count" "$TMP/sink-count"
+PKG_CONFIG_PATH="$R/usr/lib/$MULTIARCH/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$R" \
+    make -C "$TMP/sink-count" CFLAGS="-O2 -Werror" install >"$TMP/make.log" 2>&1 ||
+    { cat "$TMP/make.log" >&2; fail "example against the unpacked aeroarc-dev"; }
+[ -f "$R$PLUGIN_DIR/sink-count.so" ] || fail "sink-count.so not installed into the root"
+
+# The installed relay.ini itself, with what a test must change: free port,
+# no HTTP, plugins and data inside the root, text logs; plus sink-count.
+ini="$TMP/relay.ini"
+sed -e 's|^listen = 0\.0\.0\.0:50051 |listen = 127.0.0.1:0 |' \
+    -e 's|^listen = 0\.0\.0\.0:2112 .*|listen =|' \
+    -e "s|^plugin_dir = .*|plugin_dir = $R$PLUGIN_DIR|" \
+    -e "s|^path = /var/lib/aeroarc/data\$|path = $TMP/data|" \
+    -e 's|^format = json .*|format = text|' "$R/etc/aeroarc/relay.ini" >"$ini"
+for want in 'listen = 127.0.0.1:0 ' "plugin_dir = $R$PLUGIN_DIR" "path = $TMP/data" 'format = text'; do
+    grep -qF -- "$want" "$ini" || fail "could not adapt the installed relay.ini ($want)"
+done
+grep -qx 'listen =' "$ini" || fail "could not turn HTTP off in the installed relay.ini"
+printf '\n[sink:count]\nplugin = sink-count\ninterval_s = 0\n' >>"$ini"
+route=$(ini_plugins "$ini" | awk '$1 == "[route]" {print $2}')
+sinks=$(grep -c '^\[sink:' "$ini")
+out=$("$RELAY" -c "$ini" --check 2>&1) || fail "--check of the installed config: $out"
+expect_eq "--check" "$ini: configuration OK (route ${route:-route-none}, $sinks sink(s))" "$out"
+
+# The packaged unit is one systemd accepts (binary paths pointed into the root).
+sed "s|/usr/bin/aeroarc-relay|$RELAY|g" "$R/usr/lib/systemd/system/aeroarc-relay.service" \
+    >"$TMP/aeroarc-relay.service"
+systemd-analyze verify --man=no "$TMP/aeroarc-relay.service" >"$TMP/verify.txt" 2>&1 &&
+    [ ! -s "$TMP/verify.txt" ] || { cat "$TMP/verify.txt" >&2; fail "systemd-analyze verify"; }
+
+# --- run it: frames in, JSON lines out of sink-file and sink-stdout
+log="$TMP/relay.log"
+start_relay "$RELAY" "$ini" "$log"
+stream "$CLIENT" drone-pkg 5 HEARTBEAT
+stop_relay
+cat "$TMP"/data/*.jsonl >"$TMP/archive.jsonl" 2>/dev/null || fail "sink-file wrote nothing"
+expect_eq "lines in sink-file output" 5 "$(wc -l <"$TMP/archive.jsonl")"
+for seq in 1 2 3 4 5; do
+    grep -q "^{\"agent_id\":\"drone-pkg\",.*\"seq\":$seq," "$TMP/archive.jsonl" ||
+        fail "sink-file output lacks drone-pkg seq $seq"
+done
+expect_eq "lines on sink-stdout" 5 "$(grep -c '"agent_id":"drone-pkg"' "$log.out")"
+grep -qF 'sink:count: sink-count: final: 5 frame(s): HEARTBEAT=5 (5 in total)' "$log" ||
+    { cat "$log" >&2; fail "sink-count's summary is not in the relay's log"; }
+echo "packages OK: $(wc -l <"$TMP/packages.txt") packages"
