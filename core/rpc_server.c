@@ -10,6 +10,7 @@
 #include "rpc_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grpc/grpc_security.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -129,6 +130,58 @@ static int arm(struct rpc_server *s, struct method *m)
     return 0;
 }
 
+#define MAX_ARGS 12 /* >= the add_int calls in server_args */
+
+static size_t add_int(grpc_arg *args, size_t n, char *key, int64_t value)
+{
+    int v = value > INT_MAX ? INT_MAX : value < INT_MIN ? INT_MIN : (int)value;
+    args[n] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = key, .value.integer = v};
+    return n + 1;
+}
+
+/*
+ * The server's limits (docs/limits.md). Keepalive: the relay pings every
+ * agent connection itself, so a drone whose link died without a FIN or RST
+ * is dropped within keepalive_time + keepalive_timeout and its stream ends
+ * like any other (session and route removed). Pings must go on while a
+ * stream sends no data (MAX_PINGS_WITHOUT_DATA = 0: no cap), or the dead
+ * link of an idle agent (connected, nothing to send) would never be noticed.
+ * Agents ping too (the Go agent's keepalive): accept a ping every 5 s
+ * without data, with or without a call open, so a well-behaved agent is
+ * never sent GOAWAY "too_many_pings"; gRPC still strikes a flood of them.
+ */
+static size_t server_args(const struct rpc_server_options *opt, grpc_arg *args)
+{
+    size_t n = 0;
+    n = add_int(args, n, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, opt->max_message_bytes);
+    /* Two relays must never share a port by accident. */
+    n = add_int(args, n, GRPC_ARG_ALLOW_REUSEPORT, 0);
+    if (opt->max_streams_per_connection > 0)
+        n = add_int(args, n, GRPC_ARG_MAX_CONCURRENT_STREAMS, opt->max_streams_per_connection);
+    if (opt->keepalive_time_s > 0) {
+        n = add_int(args, n, GRPC_ARG_KEEPALIVE_TIME_MS, opt->keepalive_time_s * 1000);
+        n = add_int(args, n, GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                    (opt->keepalive_timeout_s > 0 ? opt->keepalive_timeout_s : 20) * 1000);
+        n = add_int(args, n, GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    } else {
+        /* gRPC's server default is 2 h; "never" is what the operator asked. */
+        n = add_int(args, n, GRPC_ARG_KEEPALIVE_TIME_MS, INT_MAX);
+    }
+    n = add_int(args, n, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    /* A connection that never completes its handshake (half a ClientHello,
+     * half the HTTP/2 preface) holds a descriptor: bound how long. */
+    if (opt->handshake_timeout_s > 0)
+        n = add_int(args, n, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, opt->handshake_timeout_s * 1000);
+    n = add_int(args, n, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+    /* Without BDP probing each stream's receive window stays at gRPC's
+     * 64 KiB lookahead: what a stream that stopped being read (a full
+     * `block` sink, an agent not reading its acks) can park in the relay.
+     * With it, windows grow to megabytes per stream. Loopback throughput
+     * measured the same or better without it (docs/limits.md). */
+    n = add_int(args, n, GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    return n;
+}
+
 struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,
                                      size_t errlen)
 {
@@ -142,13 +195,8 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
     pthread_cond_init(&s->cv, NULL);
     grpc_init();
 
-    grpc_arg args[] = {
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-         .value.integer = (int)opt->max_message_bytes},
-        /* Two relays must never share a port by accident. */
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
-    };
-    grpc_channel_args cargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+    grpc_arg args[MAX_ARGS];
+    grpc_channel_args cargs = {.num_args = server_args(opt, args), .args = args};
     s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);

@@ -25,6 +25,10 @@ struct rpc_server_options {
     const char *listen;            /* "0.0.0.0:50051" */
     int workers;                   /* >= 1 */
     int64_t max_message_bytes;     /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH */
+    int64_t max_streams_per_connection; /* HTTP/2 MAX_CONCURRENT_STREAMS; 0 = gRPC's default */
+    int64_t keepalive_time_s;      /* server pings every ...; 0 = never */
+    int64_t keepalive_timeout_s;   /* ... and drops the connection after this without an ack */
+    int64_t handshake_timeout_s;   /* TLS + HTTP/2 preface of a new connection; 0 = gRPC's */
     const char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* "" = plain */
 };
 

@@ -38,7 +38,8 @@ struct shard {
 struct session_table {
     struct shard shards[SHARDS];
     _Atomic uint64_t next_gen;
-    _Atomic size_t count;
+    _Atomic size_t count; /* sessions linked, plus slots reserved by register */
+    size_t max;           /* 0: no cap; set once before the table is shared */
 };
 
 bool session_agent_id_valid(const char *id, size_t len)
@@ -266,10 +267,32 @@ static void set_out(void **out, void *value)
 
 /* ------------------------------------------------------------ operations */
 
+void session_table_set_max(struct session_table *t, size_t max_sessions)
+{
+    t->max = max_sessions;
+}
+
+/* Take one slot of the cap for a new session; false when the table is
+ * full. The count is global and each register holds only its own shard
+ * lock, so the slot is reserved atomically: the cap is exact under races. */
+static bool reserve_slot(struct session_table *t)
+{
+    if (t->max == 0) {
+        atomic_fetch_add(&t->count, 1);
+        return true;
+    }
+    size_t n = atomic_load(&t->count);
+    do {
+        if (n >= t->max)
+            return false;
+    } while (!atomic_compare_exchange_weak(&t->count, &n, n + 1));
+    return true;
+}
+
 /* An id over SESSION_AGENT_MAX bytes is a caller bug (Register validates
  * first); it registers nothing and yields an empty session id. */
-void session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
-                            char session_id_out[SESSION_ID_LEN + 1], void **displaced)
+int session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
+                           char session_id_out[SESSION_ID_LEN + 1], void **displaced)
 {
     struct session *fresh = NULL;
     struct key k;
@@ -277,13 +300,18 @@ void session_table_register(struct session_table *t, const char *agent_id, int64
     set_out(displaced, NULL);
     session_id_out[0] = '\0';
     if (!key_make(agent_id, &k))
-        return;
-    session_id_generate(session_id_out); /* outside the lock: a syscall */
+        return -EINVAL;
+    char sid[SESSION_ID_LEN + 1];
+    session_id_generate(sid); /* outside the lock: a syscall */
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);
     struct session **link = shard_find(s, &k);
     struct session *e = *link;
     if (e == NULL) {
+        if (!reserve_slot(t)) {
+            pthread_mutex_unlock(&s->lock);
+            return -ENOSPC;
+        }
         /* allocate under the lock: rare (new agent), and it keeps one path */
         e = fresh = xcalloc(1, sizeof(*e));
         e->hash = k.hash;
@@ -293,18 +321,19 @@ void session_table_register(struct session_table *t, const char *agent_id, int64
     }
     e->gen = next_gen(t);
     e->owner = NULL;
-    memcpy(e->info.session_id, session_id_out, SESSION_ID_LEN + 1);
+    memcpy(session_id_out, sid, SESSION_ID_LEN + 1);
+    memcpy(e->info.session_id, sid, SESSION_ID_LEN + 1);
     e->info.connected_at_unix_ns = now_ns;
     e->info.last_heartbeat_unix_ns = now_ns;
     e->info.flight_id[0] = '\0';
     e->info.stream_attached = false;
     if (fresh != NULL) {
-        *link = fresh;
+        *link = fresh; /* its slot in count was reserved above */
         s->n++;
-        atomic_fetch_add(&t->count, 1);
         shard_grow(s);
     }
     pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 int session_table_attach(struct session_table *t, const char *agent_id, void *owner,

@@ -43,14 +43,23 @@ struct session_table *session_table_create(void);
 void session_table_destroy(struct session_table *t, void (*drop_owner)(void *owner));
 
 /*
+ * Cap the number of sessions (0 = no cap, the default). Call before the
+ * table is shared between threads (start-up); it is read without a lock.
+ */
+void session_table_set_max(struct session_table *t, size_t max_sessions);
+
+/*
  * Register: create or replace the session of `agent_id` (valid id, NUL-
  * terminated) with a fresh session id written to session_id_out. If the
  * replaced session had a stream attached, its owner comes back in
- * *displaced (the caller aborts that stream and drops the reference), and
- * the replaced session id in displaced_session_id (may be NULL) when any.
+ * *displaced (the caller aborts that stream and drops the reference).
+ * Returns 0, or -ENOSPC (nothing changed, session_id_out "") when the
+ * agent has no session yet and the table already holds the maximum:
+ * replacing an existing session is always allowed, so a drone that
+ * reconnects is never locked out by the cap.
  */
-void session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
-                            char session_id_out[SESSION_ID_LEN + 1], void **displaced);
+int session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
+                           char session_id_out[SESSION_ID_LEN + 1], void **displaced);
 
 /*
  * A stream opens for agent_id: attach `owner` (the table keeps the

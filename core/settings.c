@@ -30,6 +30,21 @@ static const aero_config_key relay_keys[] = {
      .help = "largest gRPC message accepted", .min = 1024, .max = 67108864},
     {.name = "shutdown_grace_s", .type = AERO_KEY_INT, .default_value = "10",
      .help = "seconds streams get to finish on SIGTERM", .min = 0, .max = 3600},
+    {.name = "max_sessions", .type = AERO_KEY_INT, .default_value = "100000",
+     .help = "sessions in the table; Register of one more agent gets RESOURCE_EXHAUSTED",
+     .min = 1, .max = 10000000},
+    {.name = "max_streams_per_connection", .type = AERO_KEY_INT, .default_value = "1000",
+     .help = "concurrent calls on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)",
+     .min = 1, .max = 1000000},
+    {.name = "keepalive_time_s", .type = AERO_KEY_INT, .default_value = "30",
+     .help = "seconds between the relay's HTTP/2 pings to each agent; 0 = never ping",
+     .min = 0, .max = 86400},
+    {.name = "keepalive_timeout_s", .type = AERO_KEY_INT, .default_value = "10",
+     .help = "seconds a ping may go unanswered before the connection is dropped",
+     .min = 1, .max = 3600},
+    {.name = "handshake_timeout_s", .type = AERO_KEY_INT, .default_value = "20",
+     .help = "seconds a new connection gets to finish TLS and the HTTP/2 preface",
+     .min = 1, .max = 600},
 };
 
 static const aero_config_key http_keys[] = {
@@ -402,6 +417,11 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     out->plugin_dir = dup_value(f, "relay", "plugin_dir");
     out->max_message_bytes = config_get_int(relay, "max_message_bytes", 65536);
     out->shutdown_grace_s = config_get_int(relay, "shutdown_grace_s", 10);
+    out->max_sessions = config_get_int(relay, "max_sessions", 100000);
+    out->max_streams_per_connection = config_get_int(relay, "max_streams_per_connection", 1000);
+    out->keepalive_time_s = config_get_int(relay, "keepalive_time_s", 30);
+    out->keepalive_timeout_s = config_get_int(relay, "keepalive_timeout_s", 10);
+    out->handshake_timeout_s = config_get_int(relay, "handshake_timeout_s", 20);
     out->http_listen = dup_value(f, "http", "listen");
     out->route_plugin = dup_value(f, "route", "plugin");
     out->route_ttl_s = config_get_int(route, "ttl_s", 45);

@@ -34,6 +34,11 @@ struct settings {
     char *plugin_dir;               /* as configured; "" = default search */
     int64_t max_message_bytes;      /* default 65536 */
     int64_t shutdown_grace_s;       /* default 10 */
+    int64_t max_sessions;           /* default 100000 (docs/limits.md) */
+    int64_t max_streams_per_connection; /* default 1000 */
+    int64_t keepalive_time_s;       /* default 30; 0 = the relay never pings */
+    int64_t keepalive_timeout_s;    /* default 10 */
+    int64_t handshake_timeout_s;    /* default 20 */
 
     /* [http] */
     char *http_listen;              /* "" = no HTTP server */

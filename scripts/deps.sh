@@ -9,8 +9,11 @@ pkgs=(cmake make gcc pkg-config
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
       libinih-dev libltdl-dev libhiredis-dev libmicrohttpd-dev libssl-dev
       libmosquitto-dev libcurl4-openssl-dev)
+pkgs+=(libnats-dev)  # sink-nats (libnats, NATS JetStream client)
 if [ "${1:-}" = test ]; then
+  pkgs+=(nats-server)  # sink-nats tests start their own JetStream server
   pkgs+=(prometheus libcriterion-dev redis-server clang valgrind python3 openssl mosquitto influxdb)
+  pkgs+=(dpkg-dev file groff-base systemd procps)  # tests/package: cpack -G DEB, dpkg-shlibdeps, man page and unit checks
 fi
 if [ "${1:-}" = bench ]; then
   pkgs+=(g++ libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler redis-server python3)

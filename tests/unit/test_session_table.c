@@ -503,3 +503,80 @@ Test(session_table, concurrent_register_attach_detach_returns_every_owner_once)
     cr_assert_eq(atomic_load(&r->bad_snapshots), 0);
     free(r);
 }
+
+/* ---- max_sessions: the cap counts sessions, replacing one is always fine */
+
+Test(session_table, cap_refuses_new_agents_but_not_reregistration)
+{
+    struct session_table *t = session_table_create();
+    char sid[SESSION_ID_LEN + 1], old[SESSION_ID_LEN + 1];
+    void *displaced;
+
+    session_table_set_max(t, 2);
+    cr_assert_eq(session_table_register(t, "a", 1, sid, &displaced), 0);
+    cr_assert_eq(session_table_register(t, "b", 1, old, &displaced), 0);
+    cr_assert_eq(session_table_register(t, "c", 1, sid, &displaced), -ENOSPC);
+    cr_assert_str_eq(sid, "", "no session id for a refused register");
+    struct session_info info;
+    cr_assert_eq(session_table_get(t, "c", &info), -ENOENT);
+    cr_assert_eq(session_table_count(t), 2);
+
+    /* the full table still takes a reconnect of a known agent */
+    cr_assert_eq(session_table_register(t, "b", 2, sid, &displaced), 0);
+    cr_assert_str_neq(sid, old);
+    cr_assert_eq(session_table_count(t), 2);
+
+    /* a slot freed by a stream's end is usable again */
+    uint64_t gen;
+    cr_assert_eq(session_table_attach(t, "a", &owner_a, &gen, sid, &displaced), 0);
+    void *owner;
+    cr_assert(session_table_detach(t, "a", gen, &owner));
+    cr_assert_eq(session_table_register(t, "c", 3, sid, &displaced), 0);
+    cr_assert_eq(session_table_register(t, "d", 3, sid, &displaced), -ENOSPC);
+    session_table_destroy(t, NULL);
+}
+
+struct cap_race {
+    struct session_table *t;
+    atomic_int accepted;
+    int base;
+};
+
+static void *cap_racer(void *arg)
+{
+    struct cap_race *r = arg;
+    for (int i = 0; i < 200; i++) {
+        char id[32], sid[SESSION_ID_LEN + 1];
+        void *displaced;
+        snprintf(id, sizeof id, "agent-%d-%d", r->base, i); /* distinct per thread */
+        if (session_table_register(r->t, id, 1, sid, &displaced) == 0)
+            atomic_fetch_add(&r->accepted, 1);
+    }
+    return NULL;
+}
+
+Test(session_table, cap_is_exact_under_concurrent_registers)
+{
+    enum { THREADS = 8, CAP = 300 };
+    struct cap_race r[THREADS];
+    pthread_t th[THREADS];
+    struct session_table *t = session_table_create();
+
+    session_table_set_max(t, CAP);
+    for (int i = 0; i < THREADS; i++) {
+        r[i] = (struct cap_race){.t = t, .base = i};
+        atomic_init(&r[i].accepted, 0);
+        cr_assert_eq(pthread_create(&th[i], NULL, cap_racer, &r[i]), 0);
+    }
+    int accepted = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        accepted += atomic_load(&r[i].accepted);
+    }
+    cr_assert_eq(accepted, CAP, "%d registers accepted for a cap of %d", accepted, CAP);
+    cr_assert_eq(session_table_count(t), CAP);
+    struct session_info *list;
+    cr_assert_eq(session_table_list(t, &list), CAP);
+    free(list);
+    session_table_destroy(t, NULL);
+}

@@ -1,0 +1,336 @@
+/*
+ * h2_raw.c - see h2_raw.h. Frames are 9-byte headers (RFC 9113 section 4.1);
+ * writes go through one buffer flushed on a non-blocking socket, so a
+ * stalled relay shows up as a timeout instead of a hung test, and the
+ * reader keeps answering SETTINGS/PING while a write waits.
+ */
+#include "h2_raw.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { T_DATA = 0, T_HEADERS = 1, T_RST = 3, T_SETTINGS = 4, T_PING = 6, T_GOAWAY = 7,
+       T_WINDOW_UPDATE = 8 };
+enum { F_ACK = 1, F_END_HEADERS = 4 };
+#define MAX_STREAMS 2048
+
+struct stream_rec {
+    uint32_t id;
+    long data;
+    int reset;
+    int64_t send_window; /* what the relay lets us send on this stream */
+};
+
+struct h2_raw {
+    int fd;
+    bool closed;
+    uint8_t in[1 << 17];
+    size_t in_len;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    struct stream_rec streams[MAX_STREAMS];
+    size_t n_streams;
+    long data_total;
+    int64_t conn_window;  /* the relay's connection-level window for us */
+    int64_t peer_initial; /* its SETTINGS_INITIAL_WINDOW_SIZE */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct stream_rec *rec(struct h2_raw *h, uint32_t id)
+{
+    for (size_t i = 0; i < h->n_streams; i++)
+        if (h->streams[i].id == id)
+            return &h->streams[i];
+    if (h->n_streams == MAX_STREAMS)
+        return NULL;
+    h->streams[h->n_streams] = (struct stream_rec){id, 0, -1, h->peer_initial};
+    return &h->streams[h->n_streams++];
+}
+
+static void queue(struct h2_raw *h, const void *p, size_t n)
+{
+    if (h->out_len + n > h->out_cap) {
+        h->out_cap = (h->out_len + n) * 2;
+        h->out = realloc(h->out, h->out_cap);
+        cr_assert_not_null(h->out);
+    }
+    memcpy(h->out + h->out_len, p, n);
+    h->out_len += n;
+}
+
+static void queue_frame(struct h2_raw *h, uint8_t type, uint8_t flags, uint32_t id,
+                        const void *payload, size_t len)
+{
+    uint8_t hd[9] = {(uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len, type, flags,
+                     (uint8_t)(id >> 24 & 0x7f), (uint8_t)(id >> 16), (uint8_t)(id >> 8),
+                     (uint8_t)id};
+    queue(h, hd, sizeof(hd));
+    if (len)
+        queue(h, payload, len);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* The relay's SETTINGS: only INITIAL_WINDOW_SIZE matters to us; a change
+ * moves every open stream's window by the difference (RFC 9113 6.9.2). */
+static void on_settings(struct h2_raw *h, const uint8_t *p, size_t len)
+{
+    for (size_t off = 0; off + 6 <= len; off += 6) {
+        if (((p[off] << 8) | p[off + 1]) != 4)
+            continue;
+        int64_t v = be32(p + off + 2), delta = v - h->peer_initial;
+        for (size_t i = 0; i < h->n_streams; i++)
+            h->streams[i].send_window += delta;
+        h->peer_initial = v;
+    }
+}
+
+/* Answer one complete frame. */
+static void on_frame(struct h2_raw *h, const uint8_t *f, size_t len)
+{
+    uint8_t type = f[3], flags = f[4];
+    uint32_t id = ((uint32_t)(f[5] & 0x7f) << 24) | ((uint32_t)f[6] << 16) |
+                  ((uint32_t)f[7] << 8) | f[8];
+    const uint8_t *payload = f + 9;
+    struct stream_rec *r;
+    switch (type) {
+    case T_DATA:
+        h->data_total += (long)len;
+        if ((r = rec(h, id)))
+            r->data += (long)len;
+        break;
+    case T_SETTINGS:
+        if (!(flags & F_ACK)) {
+            on_settings(h, payload, len);
+            queue_frame(h, T_SETTINGS, F_ACK, 0, NULL, 0);
+        }
+        break;
+    case T_WINDOW_UPDATE:
+        if (len == 4 && id == 0)
+            h->conn_window += be32(payload) & 0x7fffffff;
+        else if (len == 4 && (r = rec(h, id)))
+            r->send_window += be32(payload) & 0x7fffffff;
+        break;
+    case T_PING:
+        if (!(flags & F_ACK) && len == 8)
+            queue_frame(h, T_PING, F_ACK, 0, payload, 8);
+        break;
+    case T_RST:
+        if (len == 4 && (r = rec(h, id)))
+            r->reset = (int)be32(payload);
+        break;
+    case T_GOAWAY:
+        h->closed = true;
+        break;
+    default:
+        break; /* HEADERS (responses, trailers), WINDOW_UPDATE: nothing to do */
+    }
+}
+
+static void read_some(struct h2_raw *h)
+{
+    ssize_t n = recv(h->fd, h->in + h->in_len, sizeof(h->in) - h->in_len, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        h->closed = true;
+        return;
+    }
+    if (n < 0)
+        return;
+    h->in_len += (size_t)n;
+    size_t off = 0;
+    while (h->in_len - off >= 9) {
+        size_t len = ((size_t)h->in[off] << 16) | ((size_t)h->in[off + 1] << 8) | h->in[off + 2];
+        cr_assert_leq(len + 9, sizeof(h->in), "frame larger than our buffer");
+        if (h->in_len - off < 9 + len)
+            break;
+        on_frame(h, h->in + off, len);
+        off += 9 + len;
+    }
+    memmove(h->in, h->in + off, h->in_len - off);
+    h->in_len -= off;
+}
+
+/* Write what is queued; keep answering reads meanwhile. 0 when all is
+ * written, -ETIMEDOUT when nothing could be written for timeout_ms. */
+static int flush(struct h2_raw *h, int timeout_ms)
+{
+    int64_t idle_since = now_ms();
+    size_t done = 0;
+    while (done < h->out_len) {
+        if (h->closed)
+            return -EPIPE;
+        ssize_t n = send(h->fd, h->out + done, h->out_len - done, MSG_NOSIGNAL);
+        if (n > 0) {
+            done += (size_t)n;
+            idle_since = now_ms();
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            h->closed = true;
+            return -EPIPE;
+        }
+        int left = (int)(idle_since + timeout_ms - now_ms());
+        if (left <= 0) {
+            memmove(h->out, h->out + done, h->out_len - done);
+            h->out_len -= done;
+            return -ETIMEDOUT;
+        }
+        struct pollfd p = {.fd = h->fd, .events = POLLIN | POLLOUT};
+        if (poll(&p, 1, left) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+            read_some(h);
+    }
+    h->out_len = 0;
+    return 0;
+}
+
+struct h2_raw *h2_raw_connect(int port, uint32_t initial_window)
+{
+    struct h2_raw *h = calloc(1, sizeof(*h));
+    cr_assert_not_null(h);
+    h->conn_window = h->peer_initial = 65535; /* RFC 9113 defaults */
+    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(h->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    fcntl(h->fd, F_SETFL, O_NONBLOCK);
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    queue(h, preface, sizeof(preface) - 1);
+    uint8_t settings[] = {0, 2, 0, 0, 0, 0, /* ENABLE_PUSH 0 */
+                          0, 4, (uint8_t)(initial_window >> 24), (uint8_t)(initial_window >> 16),
+                          (uint8_t)(initial_window >> 8), (uint8_t)initial_window};
+    queue_frame(h, T_SETTINGS, 0, 0, settings, sizeof(settings));
+    cr_assert_eq(flush(h, 5000), 0);
+    return h;
+}
+
+static void literal(uint8_t *buf, size_t *n, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    cr_assert(nl < 127 && vl < 127, "short headers only (one-byte lengths)");
+    buf[(*n)++] = 0x00; /* literal without indexing, new name */
+    buf[(*n)++] = (uint8_t)nl;
+    memcpy(buf + *n, name, nl);
+    *n += nl;
+    buf[(*n)++] = (uint8_t)vl;
+    memcpy(buf + *n, value, vl);
+    *n += vl;
+}
+
+void h2_raw_open(struct h2_raw *h, uint32_t id, const char *path, const char *agent)
+{
+    uint8_t block[1024];
+    size_t n = 0;
+    literal(block, &n, ":method", "POST");
+    literal(block, &n, ":scheme", "http");
+    literal(block, &n, ":path", path);
+    literal(block, &n, ":authority", "relay");
+    literal(block, &n, "content-type", "application/grpc");
+    literal(block, &n, "te", "trailers");
+    if (agent)
+        literal(block, &n, "aero-arc-agent-id", agent);
+    queue_frame(h, T_HEADERS, F_END_HEADERS, id, block, n);
+    cr_assert_eq(flush(h, 5000), 0);
+    rec(h, id);
+}
+
+int h2_raw_send_message(struct h2_raw *h, uint32_t id, const uint8_t *bytes, size_t len,
+                        int timeout_ms)
+{
+    struct stream_rec *r = rec(h, id);
+    int64_t need = (int64_t)len + 5, deadline = now_ms() + timeout_ms;
+    cr_assert_not_null(r);
+    cr_assert_leq(need, 16384, "one DATA frame per message (SETTINGS_MAX_FRAME_SIZE)");
+    /* Flow control is honoured: we are deaf, not a protocol violator. */
+    while (r->send_window < need || h->conn_window < need) {
+        if (h->closed)
+            return -EPIPE;
+        int left = (int)(deadline - now_ms());
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = h->fd, .events = POLLIN};
+        if (poll(&p, 1, left) > 0)
+            read_some(h);
+        if (h->out_len && flush(h, 5000) != 0)
+            return -EPIPE;
+    }
+    uint8_t prefix[5] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                         (uint8_t)len};
+    uint8_t hd[9] = {(uint8_t)(need >> 16), (uint8_t)(need >> 8), (uint8_t)need, T_DATA, 0,
+                     (uint8_t)(id >> 24 & 0x7f), (uint8_t)(id >> 16), (uint8_t)(id >> 8),
+                     (uint8_t)id};
+    queue(h, hd, sizeof(hd));
+    queue(h, prefix, sizeof(prefix));
+    queue(h, bytes, len);
+    r->send_window -= need;
+    h->conn_window -= need;
+    return flush(h, timeout_ms) == 0 ? 0 : -EPIPE;
+}
+
+void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code)
+{
+    uint8_t p[4] = {(uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8),
+                    (uint8_t)code};
+    queue_frame(h, T_RST, 0, id, p, sizeof(p));
+    flush(h, 5000);
+}
+
+void h2_raw_pump(struct h2_raw *h, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    while (!h->closed) {
+        int left = (int)(deadline - now_ms());
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = h->fd, .events = POLLIN};
+        if (poll(&p, 1, left) > 0)
+            read_some(h);
+        if (h->out_len)
+            flush(h, 1000);
+    }
+}
+
+long h2_raw_data_bytes(const struct h2_raw *h, uint32_t id)
+{
+    if (id == 0)
+        return h->data_total;
+    for (size_t i = 0; i < h->n_streams; i++)
+        if (h->streams[i].id == id)
+            return h->streams[i].data;
+    return 0;
+}
+
+int h2_raw_reset_code(const struct h2_raw *h, uint32_t id)
+{
+    for (size_t i = 0; i < h->n_streams; i++)
+        if (h->streams[i].id == id)
+            return h->streams[i].reset;
+    return -1;
+}
+
+bool h2_raw_closed(const struct h2_raw *h) { return h->closed; }
+
+void h2_raw_close(struct h2_raw *h)
+{
+    if (!h)
+        return;
+    close(h->fd);
+    free(h->out);
+    free(h);
+}

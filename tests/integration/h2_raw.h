@@ -1,0 +1,44 @@
+/*
+ * h2_raw.h - a deliberately rude HTTP/2 client for abuse tests, written on
+ * a plain socket so it can do what no gRPC library would: announce a tiny
+ * receive window and never open it (an agent that stops reading its acks),
+ * ignore SETTINGS_MAX_CONCURRENT_STREAMS, reset streams at will. It answers
+ * SETTINGS and PING so the relay has no protocol reason to drop it. Headers
+ * are HPACK literals without indexing or Huffman. Test thread only.
+ */
+#ifndef AERO_TEST_H2_RAW_H
+#define AERO_TEST_H2_RAW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct h2_raw;
+
+/* Connect to 127.0.0.1:port, send the preface and SETTINGS with this
+ * INITIAL_WINDOW_SIZE (the relay may send at most that many DATA bytes per
+ * stream, as we never send WINDOW_UPDATE). Fails the test on error. */
+struct h2_raw *h2_raw_connect(int port, uint32_t initial_window);
+/* HEADERS for a gRPC call of `path` on stream `id` (odd, increasing), with
+ * aero-arc-agent-id: agent (NULL: no header). */
+void h2_raw_open(struct h2_raw *h, uint32_t id, const char *path, const char *agent);
+/* One gRPC message (5-byte prefix + bytes) as one DATA frame on stream id,
+ * within the relay's flow-control windows. Returns 0 once written,
+ * -ETIMEDOUT if the relay granted no room for it within timeout_ms (it
+ * stopped reading that stream), -EPIPE if the connection is gone. */
+int h2_raw_send_message(struct h2_raw *h, uint32_t id, const uint8_t *bytes, size_t len,
+                        int timeout_ms);
+/* RST_STREAM(id, code). */
+void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code);
+/* Read and answer whatever arrives for up to timeout_ms (or until the
+ * connection closes). */
+void h2_raw_pump(struct h2_raw *h, int timeout_ms);
+/* Received so far: DATA payload bytes on stream id (0: all streams), the
+ * last RST_STREAM code for stream id (-1: none), whether GOAWAY came or the
+ * connection closed. */
+long h2_raw_data_bytes(const struct h2_raw *h, uint32_t id);
+int h2_raw_reset_code(const struct h2_raw *h, uint32_t id);
+bool h2_raw_closed(const struct h2_raw *h);
+void h2_raw_close(struct h2_raw *h);
+
+#endif

@@ -1,0 +1,13 @@
+# Limits, garbage on the port, faults (kill -9, SIGTERM under load, stuck
+# sinks) and the valgrind run: black-box tests of the real relay binary.
+# tcp_proxy.c is a loopback proxy that can freeze or cut connections.
+foreach(t test_e2e_limits test_e2e_garbage test_e2e_faults)
+  if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
+    aero_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
+      ${CMAKE_CURRENT_LIST_DIR}/tcp_proxy.c ${CMAKE_CURRENT_LIST_DIR}/steady_agent.c
+      ${CMAKE_CURRENT_LIST_DIR}/h2_raw.c
+      LIBS relay_client)
+    target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+    add_dependencies(${t} aeroarc-relay test-plugins sink-file sink-stdout route-none)
+  endif()
+endforeach()

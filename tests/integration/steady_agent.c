@@ -1,0 +1,158 @@
+/*
+ * steady_agent.c - see steady_agent.h. The agent's thread never asserts
+ * (criterion asserts belong to the test's thread): it records the first
+ * problem and how many acks came, and steady_agent_stop reports them.
+ */
+#include "steady_agent.h"
+
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WINDOW 16
+#define ACK_TIMEOUT_MS 5000 /* a relay that stalls this long for us has failed */
+
+struct steady_agent {
+    char id[64];
+    struct rc_channel *ch;
+    struct rc_stream *s;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_long acked;
+    char problem[512]; /* first one; written by the thread, read after join */
+    struct rc_status final;
+};
+
+static void note(struct steady_agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note(struct steady_agent *a, const char *fmt, ...)
+{
+    va_list ap;
+    if (a->problem[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(a->problem, sizeof(a->problem), fmt, ap);
+    va_end(ap);
+}
+
+/* Read one ack; it must be the next seq, OK. false on any problem. */
+static bool take_ack(struct steady_agent *a, uint64_t *next_ack)
+{
+    struct rc_ack ack;
+    int r = rc_stream_recv_ack(a->s, &ack, ACK_TIMEOUT_MS);
+    if (r != 1) {
+        note(a, "no ack for seq %llu (recv returned %d)", (unsigned long long)*next_ack, r);
+        return false;
+    }
+    if (ack.status != RC_ACK_OK || ack.seq != *next_ack) {
+        note(a, "seq %llu acked with status %d", (unsigned long long)ack.seq, ack.status);
+        return false;
+    }
+    (*next_ack)++;
+    atomic_fetch_add(&a->acked, 1);
+    return true;
+}
+
+static void *agent_main(void *arg)
+{
+    struct steady_agent *a = arg;
+    uint64_t next_seq = 1, next_ack = 1;
+    bool ok = true;
+    while (ok && !atomic_load(&a->stop)) {
+        while (ok && next_seq - next_ack < WINDOW) {
+            int r = rc_stream_send_frame(a->s, harness_frame(a->id, next_seq), ACK_TIMEOUT_MS);
+            if (r != 0)
+                note(a, "send of seq %llu failed (%d)", (unsigned long long)next_seq, r);
+            ok = r == 0;
+            next_seq += ok;
+        }
+        ok = ok && take_ack(a, &next_ack);
+    }
+    if (ok && rc_stream_close_send(a->s, ACK_TIMEOUT_MS) != 0)
+        note(a, "half-close failed after %llu frames", (unsigned long long)next_seq - 1);
+    while (ok && next_ack < next_seq)
+        ok = take_ack(a, &next_ack);
+    rc_stream_finish(a->s, &a->final, 10000);
+    return NULL;
+}
+
+struct steady_agent *steady_agent_start(const char *target, const char *agent_id)
+{
+    struct steady_agent *a = calloc(1, sizeof(*a));
+    struct rc_status st;
+    cr_assert_not_null(a);
+    snprintf(a->id, sizeof(a->id), "%s", agent_id);
+    a->ch = rc_connect(target);
+    harness_register(a->ch, a->id, NULL, 0);
+    a->s = rc_stream_open(a->ch, a->id, NULL, 0, &st);
+    cr_assert_not_null(a->s, "%s", st.message);
+    atomic_init(&a->stop, false);
+    atomic_init(&a->acked, 0);
+    cr_assert_eq(pthread_create(&a->thread, NULL, agent_main, a), 0);
+    steady_agent_expect_progress(a, 1, 10000);
+    return a;
+}
+
+long steady_agent_acked(struct steady_agent *a) { return atomic_load(&a->acked); }
+
+struct progress {
+    struct steady_agent *a;
+    long target;
+};
+
+static bool reached(void *arg)
+{
+    struct progress *p = arg;
+    return steady_agent_acked(p->a) >= p->target;
+}
+
+void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms)
+{
+    struct progress p = {a, steady_agent_acked(a) + more};
+    cr_assert(harness_wait_for(reached, &p, timeout_ms),
+              "steady agent %s stalled at %ld acks (wanted %ld)", a->id, steady_agent_acked(a),
+              p.target);
+}
+
+void steady_agent_stop(struct steady_agent *a)
+{
+    atomic_store(&a->stop, true);
+    pthread_join(a->thread, NULL);
+    rc_stream_free(a->s);
+    rc_close(a->ch);
+    char problem[sizeof(a->problem)];
+    memcpy(problem, a->problem, sizeof(problem));
+    long acked = steady_agent_acked(a);
+    struct rc_status final = a->final;
+    free(a);
+    cr_assert_eq(problem[0], '\0', "steady agent: %s", problem);
+    cr_assert_gt(acked, 0);
+    cr_assert_eq(final.code, 0, "steady agent's stream ended %s %s",
+                 rc_status_code_name(final.code), final.message);
+}
+
+void rss_measurable(struct relay_proc *r)
+{
+    harness_setenv(r, "ASAN_OPTIONS", "quarantine_size_mb=4");
+}
+
+long proc_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    cr_assert_gt(kb, 0, "no VmRSS in %s", path);
+    return kb;
+}

@@ -1,0 +1,39 @@
+/*
+ * steady_agent.h - a well-behaved agent on a thread of its own, streaming
+ * to the relay (its own connection, a window of frames in flight) while a
+ * test abuses the relay some other way; the test then checks that every
+ * one of its frames was acked OK and that acks kept coming throughout.
+ * Also: the relay's resident memory, for "memory stays bounded" checks.
+ */
+#ifndef AERO_TEST_STEADY_AGENT_H
+#define AERO_TEST_STEADY_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct steady_agent;
+
+/* Register agent_id on target and start streaming. Fails the test on error. */
+struct steady_agent *steady_agent_start(const char *target, const char *agent_id);
+/* OK acks so far (any thread). */
+long steady_agent_acked(struct steady_agent *a);
+/* Wait until at least `more` further OK acks arrived (fails the test after
+ * timeout_ms): proof the agent is still being served right now. */
+void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms);
+/* Half-close, drain, join; fails the test unless every ack was OK, none
+ * went missing and the stream ended with OK. */
+void steady_agent_stop(struct steady_agent *a);
+
+/* VmRSS of pid in KiB (fails the test if unreadable). */
+long proc_rss_kb(pid_t pid);
+
+struct relay_proc;
+/* Before relay_start: make the relay's RSS meaningful when it is an ASan
+ * build (the sanitizer build of the suite). ASan keeps freed memory in a
+ * 256 MB quarantine, so RSS grows with allocations, not with what is held;
+ * a small quarantine keeps use-after-free detection for recent frees. No
+ * effect on a normal build. */
+void rss_measurable(struct relay_proc *r);
+
+#endif

@@ -1,0 +1,433 @@
+/*
+ * test_e2e_faults.c - nothing acknowledged is ever lost (SPEC.md section 2,
+ * docs/failure-semantics.md):
+ *   - kill -9 five times in the middle of a 50,000-frame stream into
+ *     sink-file with fsync = batch; the agent reconnects and resends like a
+ *     real one; every frame ever acked OK is in the files afterwards;
+ *   - SIGTERM with 100 open streams and frames in flight: acks for what was
+ *     read, then UNAVAILABLE; every OK frame on disk in whole lines; exit 0
+ *     within shutdown_grace_s;
+ *   - a sink stuck inside write_batch next to a working sink-file: with
+ *     on_full = reject agents get TEMPORARY_ERROR, the other sink keeps
+ *     writing, the relay's memory stays bounded; with block, the relay stops
+ *     reading and memory stays bounded too.
+ */
+#include "harness.h"
+#include "steady_agent.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GRPC_UNAVAILABLE 14
+
+static struct relay_proc relay;
+static char hold[400];
+
+static void stop(void)
+{
+    if (*hold)
+        unlink(hold); /* never leave a sink stuck behind a failed assertion */
+    if (relay.pid)
+        relay_stop(&relay, 20000);
+}
+
+TestSuite(faults, .fini = stop, .timeout = 240);
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Call fn(arg, agent_id, seq) for every line of the .jsonl files in dir
+ * (the envelope starts {"agent_id":"..." and carries "seq":N). Fails the
+ * test on a line that is not whole (no trailing newline). */
+static void for_each_line(const char *dir, void (*fn)(void *arg, const char *agent, uint64_t seq),
+                          void *arg)
+{
+    static const char head[] = "{\"agent_id\":\"";
+    char *all = harness_read_jsonl_dir(dir, NULL);
+    for (char *line = all; *line;) {
+        char *end = strchr(line, '\n');
+        cr_assert_not_null(end, "a half-written line in %s: %.80s", dir, line);
+        *end = '\0';
+        cr_assert_eq(strncmp(line, head, sizeof(head) - 1), 0, "not an envelope: %.80s", line);
+        char *agent = line + sizeof(head) - 1, *quote = strchr(agent, '"');
+        const char *seq = strstr(line, "\"seq\":");
+        cr_assert(quote && seq, "no agent_id or seq in %.120s", line);
+        *quote = '\0';
+        fn(arg, agent, strtoull(seq + 6, NULL, 10));
+        line = end + 1;
+    }
+    free(all);
+}
+
+/* ------------------------------------------------------------ kill -9 */
+
+#define KILL_FRAMES 50000
+#define KILL_ROUNDS 5
+#define KILL_WINDOW 100
+
+struct kill_agent {
+    const char *id;
+    uint8_t *acked;       /* [seq]: acked OK at least once */
+    uint64_t n_acked;     /* distinct seqs acked OK */
+    uint64_t next_unacked;
+};
+
+/* One connection's worth of streaming: register, resend from the first
+ * frame not yet acked OK (at-least-once, as real agents do), pipeline with
+ * a window, until all are acked or the relay goes away. When kill_after is
+ * > 0, SIGKILL the relay once that many frames were acked in this round,
+ * with the window still full. Returns frames acked in this round. */
+static uint64_t stream_round(struct kill_agent *a, uint64_t kill_after)
+{
+    struct rc_channel *c = rc_connect(relay.target);
+    struct rc_register_result res;
+    struct rc_status st;
+    cr_assert_eq(rc_register(c, a->id, "t", "linux", &res, &st, 5000), 0, "%s", st.message);
+    struct rc_stream *s = rc_stream_open(c, a->id, NULL, 0, &st);
+    cr_assert_not_null(s);
+    while (a->next_unacked <= KILL_FRAMES && a->acked[a->next_unacked])
+        a->next_unacked++;
+    uint64_t next = a->next_unacked, inflight = 0, round_acked = 0;
+    bool killed = false;
+    for (;;) {
+        while (!killed && inflight < KILL_WINDOW && next <= KILL_FRAMES) {
+            if (a->acked[next]) {
+                next++;
+                continue;
+            }
+            if (rc_stream_send_frame(s, harness_frame(a->id, next), 5000) != 0)
+                break;
+            next++;
+            inflight++;
+        }
+        if (inflight == 0)
+            break;
+        struct rc_ack ack;
+        int r = rc_stream_recv_ack(s, &ack, killed ? 10000 : 5000);
+        if (r != 1)
+            break; /* the relay is gone: what was not acked is resent */
+        inflight--;
+        cr_assert(ack.seq >= 1 && ack.seq <= KILL_FRAMES);
+        if (ack.status == RC_ACK_OK && !a->acked[ack.seq]) {
+            a->acked[ack.seq] = 1;
+            a->n_acked++;
+            round_acked++;
+        }
+        if (kill_after && round_acked == kill_after && !killed) {
+            relay_kill(&relay); /* mid-stream: frames in flight right now */
+            killed = true;
+        }
+    }
+    rc_stream_cancel(s);
+    rc_stream_free(s);
+    rc_close(c);
+    return round_acked;
+}
+
+static void seen_crash(void *arg, const char *agent, uint64_t seq)
+{
+    uint8_t *seen = arg;
+    cr_assert_str_eq(agent, "drone-crash");
+    cr_assert(seq >= 1 && seq <= KILL_FRAMES, "seq %llu", (unsigned long long)seq);
+    if (seen[seq] < 255)
+        seen[seq]++;
+}
+
+Test(faults, kill_9_mid_stream_loses_no_acked_frame)
+{
+    harness_prepare(&relay);
+    harness_write_config(&relay, "max_inflight = 200\n",
+                         "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\nfsync = batch\n");
+    struct kill_agent a = {.id = "drone-crash", .next_unacked = 1};
+    a.acked = calloc(KILL_FRAMES + 1, 1);
+    cr_assert_not_null(a.acked);
+
+    for (int round = 0; round <= KILL_ROUNDS; round++) {
+        relay_start(&relay);
+        /* Kill after a different, uneven share of the frames each time. */
+        uint64_t kill_after = round < KILL_ROUNDS ? 3000 + (uint64_t)round * 1777 : 0;
+        uint64_t got = stream_round(&a, kill_after);
+        if (round < KILL_ROUNDS) {
+            cr_assert_eq(relay.pid, 0, "round %d: relay not killed (%llu acked)", round,
+                         (unsigned long long)got);
+            cr_assert_eq(relay.exit_status, 128 + SIGKILL);
+        }
+    }
+    cr_assert_eq(a.n_acked, KILL_FRAMES, "the last round acks everything");
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/data", relay.dir);
+    uint8_t *seen = calloc(KILL_FRAMES + 1, 1);
+    for_each_line(dir, seen_crash, seen);
+    uint64_t missing = 0, dups = 0, first_missing = 0;
+    for (uint64_t seq = 1; seq <= KILL_FRAMES; seq++) {
+        if (a.acked[seq] && !seen[seq] && !missing++)
+            first_missing = seq;
+        dups += seen[seq] > 1;
+    }
+    cr_assert_eq(missing, 0, "%llu OK-acked frames lost, first seq %llu",
+                 (unsigned long long)missing, (unsigned long long)first_missing);
+    /* Duplicates are allowed (resent after a crash) but bounded by the
+     * frames in flight at each kill. */
+    cr_assert_leq(dups, (uint64_t)KILL_ROUNDS * 2 * 200, "%llu duplicates",
+                  (unsigned long long)dups);
+    free(seen);
+    free(a.acked);
+}
+
+/* ---------------------------------------------------- SIGTERM under load */
+
+#define TERM_STREAMS 100
+#define TERM_FRAMES 40
+#define TERM_CHANNELS 10
+
+/* seen[stream][seq] from lines of "drone-term-<stream>" */
+static void seen_term(void *arg, const char *agent, uint64_t seq)
+{
+    uint8_t (*seen)[TERM_FRAMES + 1] = arg;
+    int i = -1;
+    cr_assert_eq(sscanf(agent, "drone-term-%d", &i), 1, "agent %s", agent);
+    cr_assert(i >= 0 && i < TERM_STREAMS && seq >= 1 && seq <= TERM_FRAMES);
+    seen[i][seq] = 1;
+}
+
+Test(faults, sigterm_with_100_open_streams_acks_or_ends_each_and_flushes)
+{
+    harness_prepare(&relay);
+    harness_write_config(&relay, "shutdown_grace_s = 5\nmax_inflight = 100\n",
+                         "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\nfsync = batch\n");
+    relay_start(&relay);
+    struct rc_channel *chans[TERM_CHANNELS];
+    struct rc_stream *s[TERM_STREAMS];
+    char ids[TERM_STREAMS][32];
+    for (int c = 0; c < TERM_CHANNELS; c++)
+        chans[c] = rc_connect(relay.target);
+    for (int i = 0; i < TERM_STREAMS; i++) {
+        struct rc_status st;
+        snprintf(ids[i], sizeof(ids[i]), "drone-term-%d", i);
+        harness_register(chans[i % TERM_CHANNELS], ids[i], NULL, 0);
+        s[i] = rc_stream_open(chans[i % TERM_CHANNELS], ids[i], NULL, 0, &st);
+        cr_assert_not_null(s[i]);
+    }
+    /* Frames go out on every stream, no ack is read yet: at SIGTERM some
+     * are acked, some read but not yet on disk, some not yet read. */
+    for (int k = 1; k <= TERM_FRAMES; k++)
+        for (int i = 0; i < TERM_STREAMS; i++)
+            cr_assert_eq(rc_stream_send_frame(s[i], harness_frame(ids[i], (uint64_t)k), 5000), 0);
+
+    int64_t t0 = now_ms();
+    int status = relay_stop(&relay, 15000);
+    int64_t took = now_ms() - t0;
+    cr_assert_eq(status, 0, "exit status %d", status);
+    cr_assert_leq(took, 5000 + 1500, "exit took %lld ms, grace is 5 s", (long long)took);
+
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/data", relay.dir);
+    static uint8_t seen[TERM_STREAMS][TERM_FRAMES + 1];
+    memset(seen, 0, sizeof(seen));
+    for_each_line(dir, seen_term, seen);
+    uint64_t ok_total = 0;
+    for (int i = 0; i < TERM_STREAMS; i++) {
+        uint8_t acked[TERM_FRAMES + 1] = {0};
+        struct rc_ack ack;
+        int r;
+        uint64_t expect = 1;
+        while ((r = rc_stream_recv_ack(s[i], &ack, 5000)) == 1) {
+            cr_assert_eq(ack.seq, expect++, "stream %d: acks in order", i);
+            if (ack.status == RC_ACK_OK)
+                acked[ack.seq] = 1;
+        }
+        cr_assert_eq(r, 0, "stream %d: no end of stream (%d)", i, r);
+        struct rc_status st;
+        cr_assert_eq(rc_stream_finish(s[i], &st, 5000), 0);
+        cr_assert_eq(st.code, GRPC_UNAVAILABLE, "stream %d ended %s %s", i,
+                     rc_status_code_name(st.code), st.message);
+        rc_stream_free(s[i]);
+        for (int k = 1; k <= TERM_FRAMES; k++) {
+            cr_assert(!acked[k] || seen[i][k], "stream %d: seq %d acked OK but not on disk", i, k);
+            ok_total += acked[k];
+        }
+    }
+    cr_assert_gt(ok_total, 0, "some frames were acked before the end");
+    for (int c = 0; c < TERM_CHANNELS; c++)
+        rc_close(chans[c]);
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert(log && strstr(log, "stopped cleanly"), "relay log lacks a clean stop");
+    free(log);
+}
+
+/* ----------------------------------------------------- a sink that hangs */
+
+static void touch(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+}
+
+/* The stuck sink holds its queue plus the batch it took into write_batch
+ * (at most a queue's worth): 2 * STUCK_QUEUE stays below max_inflight, so
+ * the stream still reads when the queue is full and on_full decides. */
+#define STUCK_QUEUE 20
+
+static void start_held(const char *on_full)
+{
+    harness_prepare(&relay);
+    rss_measurable(&relay);
+    snprintf(hold, sizeof(hold), "%s/hold", relay.dir);
+    touch(hold); /* the control sink is stuck in write_batch from the start */
+    char body[2048];
+    snprintf(body, sizeof(body),
+             "[sink:stuck]\nplugin = test-sink-control\nqueue = %d\non_full = %s\n"
+             "hold_file = %s\n\n"
+             "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\nqueue = 1000\n",
+             STUCK_QUEUE, on_full, hold);
+    harness_write_config(&relay, "max_inflight = 100\n", body);
+    relay_start(&relay);
+}
+
+static long lines_in(const char *dir)
+{
+    char *all = harness_read_jsonl_dir(dir, NULL);
+    long n = 0;
+    for (char *p = all; *p; p++)
+        n += *p == '\n';
+    free(all);
+    return n;
+}
+
+#define HELD_FRAMES 50000
+
+Test(faults, stuck_sink_with_reject_gives_temporary_error_and_memory_stays_bounded)
+{
+    start_held("reject");
+    struct rc_channel *c = rc_connect(relay.target);
+    harness_register(c, "drone-held", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(c, "drone-held", NULL, 0, &st);
+    static uint8_t raw[1024];
+    struct rc_frame f = *harness_frame("drone-held", 0);
+    f.raw_mavlink = raw;
+    f.raw_mavlink_len = sizeof(raw); /* ~1.2 KB frames: 60 MB if all were kept */
+    long rss0 = proc_rss_kb(relay.pid);
+
+    uint64_t next = 1, inflight = 0, temporary = 0;
+    /* The frames in the stuck sink stay unacked; every other frame is
+     * refused at once. */
+    while (next <= HELD_FRAMES) {
+        while (inflight < 100 && next <= HELD_FRAMES) {
+            f.seq = next++;
+            cr_assert_eq(rc_stream_send_frame(s, &f, 5000), 0, "seq %llu",
+                         (unsigned long long)f.seq);
+            inflight++;
+        }
+        struct rc_ack ack;
+        cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1, "the relay must answer, not stall");
+        inflight--;
+        cr_assert_eq(ack.status, RC_ACK_TEMPORARY_ERROR, "seq %llu: %s while a sink is stuck",
+                     (unsigned long long)ack.seq, rc_ack_status_name(ack.status));
+        cr_assert(strstr(ack.error, "sink \"stuck\""), "error names the sink: %s", ack.error);
+        temporary++;
+    }
+    struct rc_ack ack;
+    int r;
+    while ((r = rc_stream_recv_ack(s, &ack, 1000)) == 1) { /* the last refusals */
+        cr_assert_eq(ack.status, RC_ACK_TEMPORARY_ERROR);
+        inflight--;
+        temporary++;
+    }
+    cr_assert_eq(r, -ETIMEDOUT);
+    uint64_t stuck = inflight;
+    cr_assert(stuck > STUCK_QUEUE && stuck <= 2 * STUCK_QUEUE, "%llu frames in the stuck sink",
+              (unsigned long long)stuck);
+    long rss1 = proc_rss_kb(relay.pid);
+    cr_assert_eq(temporary, HELD_FRAMES - stuck);
+    cr_assert_lt(rss1 - rss0, 24 * 1024, "relay grew %ld KiB over %d frames", rss1 - rss0,
+                 HELD_FRAMES);
+
+    /* The working sink was not held up by the stuck one: it wrote every frame. */
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/data", relay.dir);
+    cr_assert_eq(lines_in(dir), HELD_FRAMES, "sink-file wrote %ld of %d", lines_in(dir),
+                 HELD_FRAMES);
+
+    /* Released: the queued frames are acked OK, and new ones flow. */
+    unlink(hold);
+    for (uint64_t i = 0; i < stuck; i++) {
+        cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1);
+        cr_assert_eq(ack.status, RC_ACK_OK, "%s", rc_ack_status_name(ack.status));
+    }
+    f.seq = HELD_FRAMES + 1;
+    cr_assert_eq(rc_stream_send_frame(s, &f, 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1);
+    cr_assert_eq(ack.status, RC_ACK_OK, "%s", rc_ack_status_name(ack.status));
+    rc_stream_close_send(s, 5000);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    cr_assert_eq(st.code, 0);
+    rc_stream_free(s);
+    rc_close(c);
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+}
+
+Test(faults, stuck_sink_with_block_stops_reading_and_memory_stays_bounded)
+{
+    start_held("block");
+    struct rc_channel *c = rc_connect(relay.target);
+    harness_register(c, "drone-blocked", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(c, "drone-blocked", NULL, 0, &st);
+    static uint8_t raw[1024];
+    struct rc_frame f = *harness_frame("drone-blocked", 0);
+    f.raw_mavlink = raw;
+    f.raw_mavlink_len = sizeof(raw);
+    long rss0 = proc_rss_kb(relay.pid);
+
+    /* Never read acks: only the relay's reads can stop this sender, and
+     * with the stuck queue full they must. */
+    uint64_t sent = 0;
+    int rc = 0;
+    while (sent < HELD_FRAMES) {
+        f.seq = sent + 1;
+        if ((rc = rc_stream_send_frame(s, &f, 1000)) != 0)
+            break;
+        sent++;
+    }
+    cr_assert_eq(rc, -ETIMEDOUT, "sends never stalled (%llu sent)", (unsigned long long)sent);
+    long rss1 = proc_rss_kb(relay.pid);
+    cr_assert_lt(rss1 - rss0, 24 * 1024, "relay grew %ld KiB while blocked", rss1 - rss0);
+
+    /* Released: every frame sent is acked OK, in order, and written once. */
+    unlink(hold);
+    f.seq = sent + 1;
+    cr_assert_eq(rc_stream_send_frame(s, &f, 20000), 0);
+    sent++;
+    for (uint64_t i = 1; i <= sent; i++) {
+        struct rc_ack ack;
+        cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1, "ack %llu of %llu",
+                     (unsigned long long)i, (unsigned long long)sent);
+        cr_assert_eq(ack.status, RC_ACK_OK);
+        cr_assert_eq(ack.seq, i);
+    }
+    rc_stream_close_send(s, 5000);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    cr_assert_eq(st.code, 0);
+    rc_stream_free(s);
+    rc_close(c);
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/data", relay.dir);
+    cr_assert_eq(lines_in(dir), (long)sent, "sink-file holds each frame once");
+}
