@@ -223,7 +223,9 @@ static int serve(struct settings *st, struct loaded *l)
     }
     for (size_t i = 0; i < st->n_sinks; i++)
         specs[i] = (struct sink_instance_spec){&st->sinks[i], l->sinks[i]};
-    if (sink_pipeline_start(&relay.sinks, specs, st->n_sinks, st->relay_id, relay.metrics, err,
+    /* One gRPC worker always stays free of inline sink writes. */
+    if (sink_pipeline_start(&relay.sinks, specs, st->n_sinks, st->workers - 1, st->relay_id,
+                            relay.metrics, err,
                             sizeof(err)) < 0 ||
         route_start(&relay.route, l->route, st->route_section, st->relay_id, relay.metrics, err,
                     sizeof(err)) < 0) {

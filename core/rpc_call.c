@@ -207,7 +207,8 @@ static void send_done(struct rpc_tag *tag, bool ok)
     c->send_user->done(c->send_user, ok);
 }
 
-int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, struct rpc_tag *tag)
+int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
+                    struct rpc_tag *tag)
 {
     grpc_op op;
     grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg, len);
@@ -215,6 +216,7 @@ int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, struct r
     grpc_slice_unref(s);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_SEND_MESSAGE;
+    op.flags = more ? GRPC_WRITE_BUFFER_HINT : 0;
     op.data.send_message.send_message = c->send_buf;
     c->send_user = tag;
     c->send_wrap.done = send_done;

@@ -2,8 +2,19 @@
  * sink_pipeline.c - per-sink bounded queues and the threads that drain them.
  * Producers (gRPC threads) only take the queue lock long enough to push; a
  * sink thread pops a whole batch at once (group commit) and calls the plugin
- * with no lock held. Plugin code runs only on its own sink thread (and
- * create/destroy on the main thread).
+ * with no lock held.
+ *
+ * A sink whose write_batch has proven fast on its own thread (recent
+ * calls well under INLINE_MAX_NS) is written by the gRPC thread that
+ * received the frame, when its queue is empty and no one else is writing
+ * it: handing every frame to another thread costs two context switches,
+ * more than writing a line to the page cache. Writing inline is a form of
+ * backpressure (the stream waits for the write), so only `block` sinks do
+ * it, and never more than `max_inline` gRPC threads at once, so a sink
+ * that suddenly hangs can hold up one agent and one thread, never the
+ * server. A slow sink (fsync, network) stays on its own thread, where
+ * batches grow and one fsync covers many frames. Either way: one writer at
+ * a time (`busy`), in queue order.
  */
 #include "sink_pipeline.h"
 
@@ -13,6 +24,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +32,11 @@
 /* Largest batch handed to write_batch: big enough for group commit to pay
  * off, small enough that the first frame's ack is not held back long. */
 #define SINK_BATCH_MAX 1024
+
+/* A sink is written inline while its average write_batch call takes less
+ * than this; a call that blocks a gRPC worker longer is not worth saving a
+ * thread handoff. */
+#define INLINE_MAX_NS 100000
 
 struct sink {
     struct sink_pipeline *pipeline;
@@ -37,6 +54,8 @@ struct sink {
     size_t limit;                /* settings->queue */
     struct sink_waiter *waiters; /* readers paused on this queue */
     bool stop, reopen;
+    bool busy;                   /* a thread is inside write_batch */
+    _Atomic int64_t avg_call_ns; /* moving average of write_batch calls */
     pthread_t thread;
     bool thread_started;
 
@@ -46,6 +65,8 @@ struct sink {
 struct sink_pipeline {
     struct sink *sinks;
     size_t n;
+    int max_inline;            /* gRPC threads that may write inline at once */
+    atomic_int inline_writers; /* how many do now */
 };
 
 aero_result sink_result_worse(aero_result a, aero_result b)
@@ -70,6 +91,61 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
     }
     if (atomic_fetch_sub(&job->pending, 1) == 1)
         job->complete(job);
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Call write_batch on n jobs (the caller holds the writer role) and report
+ * each result. Times the call for the inline decision. */
+static void write_jobs(struct sink *s, struct frame_job **jobs, const aero_frame **frames,
+                       aero_result *results, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        frames[i] = &jobs[i]->view;
+        results[i] = AERO_RETRY; /* a plugin that forgets a slot does not ack OK */
+    }
+    int64_t t0 = mono_ns();
+    s->vt->write_batch(s->instance, frames, n, results);
+    int64_t took = mono_ns() - t0;
+    int64_t avg = atomic_load_explicit(&s->avg_call_ns, memory_order_relaxed);
+    atomic_store_explicit(&s->avg_call_ns, avg - avg / 8 + took / 8, memory_order_relaxed);
+    metrics_inc(s->m_batches);
+    for (size_t i = 0; i < n; i++) {
+        if (results[i] != AERO_OK)
+            metrics_inc(s->m_errors);
+        job_report(jobs[i], s->index, results[i]);
+    }
+}
+
+/* Writer role given back: the sink thread takes over anything queued. */
+static void release_writer(struct sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->busy = false;
+    if (s->len > 0 || s->stop || s->reopen)
+        pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Under s->mu: may the submitting thread write this job itself? On true it
+ * holds one of the pipeline's inline slots (give it back after writing). */
+static bool take_inline(struct sink *s)
+{
+    struct sink_pipeline *p = s->pipeline;
+    if (s->busy || s->len > 0 || s->stop || s->reopen ||
+        s->settings->on_full != ON_FULL_BLOCK ||
+        atomic_load_explicit(&s->avg_call_ns, memory_order_relaxed) >= INLINE_MAX_NS)
+        return false;
+    if (atomic_fetch_add(&p->inline_writers, 1) >= p->max_inline) {
+        atomic_fetch_sub(&p->inline_writers, 1);
+        return false;
+    }
+    return true;
 }
 
 /* The queue can outgrow `limit` by one job per paused reader (block policy),
@@ -105,6 +181,17 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
         struct sink *s = &p->sinks[i];
         aero_result refused = AERO_OK;
         pthread_mutex_lock(&s->mu);
+        if (take_inline(s)) {
+            s->busy = true;
+            pthread_mutex_unlock(&s->mu);
+            metrics_inc(s->m_enqueued);
+            const aero_frame *frame;
+            aero_result result;
+            write_jobs(s, &job, &frame, &result, 1);
+            release_writer(s);
+            atomic_fetch_sub(&p->inline_writers, 1);
+            continue;
+        }
         if (s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
             refused = AERO_RETRY;
         } else if (ring_push(s, job) < 0) {
@@ -158,7 +245,7 @@ static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
 {
     size_t n = 0;
     pthread_mutex_lock(&s->mu);
-    while (s->len == 0 && !s->stop && !s->reopen)
+    while ((s->len == 0 && !s->stop && !s->reopen) || s->busy)
         pthread_cond_wait(&s->cv, &s->mu);
     while (n < max && s->len > 0) {
         batch[n++] = s->ring[s->head];
@@ -174,6 +261,7 @@ static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
     }
     *reopen = s->reopen;
     s->reopen = false;
+    s->busy = true; /* the writer role, until release_writer */
     metrics_set(s->m_queue_len, (int64_t)s->len);
     pthread_mutex_unlock(&s->mu);
     return n;
@@ -214,22 +302,11 @@ static void *sink_thread(void *arg)
         }
         if (reopen && s->vt->reopen && s->vt->reopen(s->instance) < 0)
             log_msg(AERO_LOG_WARN, component, "reopen failed; keeps writing where it can");
-        if (n == 0) {
-            if (should_exit(s))
-                break;
-            continue;
-        }
-        for (size_t i = 0; i < n; i++) {
-            frames[i] = &batch[i]->view;
-            results[i] = AERO_RETRY; /* a plugin that forgets a slot does not ack OK */
-        }
-        s->vt->write_batch(s->instance, frames, n, results);
-        metrics_inc(s->m_batches);
-        for (size_t i = 0; i < n; i++) {
-            if (results[i] != AERO_OK)
-                metrics_inc(s->m_errors);
-            job_report(batch[i], s->index, results[i]);
-        }
+        if (n > 0)
+            write_jobs(s, batch, frames, results, n);
+        release_writer(s);
+        if (n == 0 && should_exit(s))
+            break;
     }
     if (s->vt->flush && s->vt->flush(s->instance) < 0)
         log_msg(AERO_LOG_WARN, component, "flush at shutdown failed");
@@ -266,6 +343,8 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size
     s->plugin = spec->plugin;
     s->vt = spec->plugin->sink;
     s->limit = spec->settings->queue;
+    /* Not inline until calls on its own thread have shown it is fast. */
+    atomic_init(&s->avg_call_ns, INLINE_MAX_NS);
     s->ring_cap = s->limit < 16 ? 16 : s->limit;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -311,8 +390,8 @@ static void sink_fini(struct sink *s)
 }
 
 int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_spec *specs,
-                        size_t n, const char *relay_id, struct metrics *metrics, char *err,
-                        size_t errlen)
+                        size_t n, int max_inline, const char *relay_id, struct metrics *metrics,
+                        char *err, size_t errlen)
 {
     struct sink_pipeline *p = calloc(1, sizeof(*p));
     if (!p || (n && !(p->sinks = calloc(n, sizeof(*p->sinks))))) {
@@ -320,6 +399,7 @@ int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_s
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    p->max_inline = max_inline;
     for (size_t i = 0; i < n; i++) {
         p->sinks[i].pipeline = p;
         p->n = i + 1; /* sink_pipeline_stop unwinds exactly what was started */

@@ -6,6 +6,7 @@
  * acks. Never blocks the caller: a full `block` queue takes the job anyway
  * (at most one over per waiter) and tells the caller to stop reading until
  * its waiter is woken; a full `reject` queue reports AERO_RETRY at once.
+ * A proven-fast `block` sink may be written by the submitting thread itself.
  */
 #ifndef AERO_SINK_PIPELINE_H
 #define AERO_SINK_PIPELINE_H
@@ -48,12 +49,15 @@ struct sink_instance_spec {
 };
 
 /*
- * Create every sink instance (plugin create()) and start its thread. On
- * failure returns -1 with err filled; nothing is left running.
+ * Create every sink instance (plugin create()) and start its thread. Up to
+ * max_inline submitting threads at once may write a proven-fast `block`
+ * sink themselves (0: never; keep it below the number of gRPC workers so one
+ * always serves). On failure returns -1 with err filled; nothing is left
+ * running.
  */
 int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_spec *specs,
-                        size_t n, const char *relay_id, struct metrics *metrics, char *err,
-                        size_t errlen);
+                        size_t n, int max_inline, const char *relay_id, struct metrics *metrics,
+                        char *err, size_t errlen);
 
 size_t sink_pipeline_count(const struct sink_pipeline *p);
 const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i);

@@ -15,9 +15,12 @@
  *     Fields are never reordered, retyped or removed; enums never renumbered.
  *
  * Threads: create/destroy run on the main thread. write_batch, flush and
- * reopen of one sink instance run on that instance's own thread, never
- * concurrently with each other. Route calls may come from any relay thread
- * at once and must return at once.
+ * reopen of one sink instance are never called concurrently with each
+ * other, always from a relay-owned thread: the instance's own, or, while
+ * its write_batch calls return quickly (well under 100 us), the relay
+ * thread that received the frame. Keep no thread-local state between
+ * calls. Route calls may come from any relay thread at once and must
+ * return at once.
  */
 #ifndef AEROARC_PLUGIN_H
 #define AEROARC_PLUGIN_H
@@ -197,8 +200,9 @@ struct aero_host {
  *   *instance. Return 0, or a negative errno after logging why through
  *   host->log. destroy() is called on a half-built instance too, so create()
  *   may leave cleanup to it. Main thread.
- * write_batch: write n frames (n >= 1) and set results[i] for each. Runs on
- *   the instance's own thread; may block (it is the sink's durability point).
+ * write_batch: write n frames (n >= 1) and set results[i] for each. May
+ *   block (it is the sink's durability point): a sink that blocks is then
+ *   called only from its own thread, with batches that grow under load.
  *   Never retry, sleep-to-retry or drop: report AERO_RETRY and the relay acks
  *   TEMPORARY_ERROR so the agent resends.
  * flush: make everything written so far durable (on shutdown). Optional.
