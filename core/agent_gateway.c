@@ -26,6 +26,13 @@
 
 #define AGENT_ID_HEADER "aero-arc-agent-id"
 
+/* Acks ring slots a new stream starts with. */
+#define ACKS_INITIAL 4
+/* An encoded ack never exceeds this: agent ids are at most 128 bytes and
+ * every error text at most ACK_ERROR_MAX (checked in gateway_create). */
+#define ACK_ERROR_MAX 512
+#define ACK_MAX_BYTES 1024
+
 struct ack_item {
     uint64_t seq;
     enum ack_status status;
@@ -54,10 +61,9 @@ struct stream {
     const char *final_msg;
     int inflight;       /* frames read whose ack is not yet sent */
     int paused;         /* sink queues we wait on for room */
-    struct ack_item *acks;
+    struct ack_item *acks;   /* ring; grows on demand up to max_inflight */
     size_t ack_cap, ack_head, ack_len;
-    uint8_t *ack_buf;
-    int64_t sending_recv_ns; /* recv_ns of the ack in ack_buf, while send_pending */
+    int64_t sending_recv_ns; /* recv_ns of the ack being sent, while send_pending */
     struct stream *prev, *next; /* gw->streams */
 
     struct sink_waiter waiters[]; /* one per sink */
@@ -76,7 +82,6 @@ struct gateway {
     size_t n_sinks;
     int max_inflight;
     char **sink_errors; /* per sink: the ack error text when it refused */
-    size_t max_error_len; /* longest ack error text: sizes each stream's ack buffer */
 
     pthread_mutex_t mu;
     struct stream *streams;
@@ -123,7 +128,6 @@ static void stream_unref(struct stream *s)
     rpc_call_free(s->call);
     pthread_mutex_destroy(&s->mu);
     free(s->acks);
-    free(s->ack_buf);
     free(s);
 }
 
@@ -150,11 +154,34 @@ static void set_final(struct stream *s, enum rpc_code code, const char *msg)
     }
 }
 
+/* The ring starts small: most streams never have many acks waiting, and
+ * 10,000 idle streams should not each hold max_inflight slots. It never
+ * needs more than max_inflight (a stream reads only below that). */
+static int grow_acks(struct stream *s)
+{
+    size_t cap = s->ack_cap ? s->ack_cap * 2 : ACKS_INITIAL;
+    struct ack_item *ring = malloc(cap * sizeof(*ring));
+    if (!ring)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->ack_len; i++)
+        ring[i] = s->acks[(s->ack_head + i) % s->ack_cap];
+    free(s->acks);
+    s->acks = ring;
+    s->ack_cap = cap;
+    s->ack_head = 0;
+    return 0;
+}
+
 static void push_ack(struct stream *s, uint64_t seq, enum ack_status status, const char *error,
                      int64_t recv_ns)
 {
     metrics_inc(s->gw->m_acks[status]);
     if (s->dead) { /* nobody to tell: the frame is simply not acknowledged */
+        s->inflight--;
+        return;
+    }
+    if (s->ack_len == s->ack_cap && grow_acks(s) < 0) {
+        /* Not acknowledged at all (never a false OK): the agent resends. */
         s->inflight--;
         return;
     }
@@ -177,12 +204,13 @@ static void progress(struct stream *s)
         struct ack_item a = s->acks[s->ack_head];
         s->ack_head = (s->ack_head + 1) % s->ack_cap;
         s->ack_len--;
-        size_t n = ack_encode(s->ack_buf, (aero_str){s->agent_id, s->agent_len}, a.seq,
-                              a.status, a.error);
+        uint8_t buf[ACK_MAX_BYTES]; /* rpc_stream_send copies it */
+        size_t n = ack_encode(buf, (aero_str){s->agent_id, s->agent_len}, a.seq, a.status,
+                              a.error);
         stream_ref(s);
         s->send_pending = true;
         s->sending_recv_ns = a.recv_ns;
-        if (rpc_stream_send(s->call, s->ack_buf, n, s->ack_len > 0, &s->send_tag) < 0) {
+        if (rpc_stream_send(s->call, buf, n, s->ack_len > 0, &s->send_tag) < 0) {
             s->send_pending = false;
             s->inflight--;
             s->read_closed = true;
@@ -472,12 +500,7 @@ static struct stream *stream_alloc(struct gateway *gw, struct rpc_call *call)
     struct stream *s = calloc(1, sizeof(*s) + gw->n_sinks * sizeof(struct sink_waiter));
     if (!s)
         return NULL;
-    s->ack_cap = (size_t)gw->max_inflight;
-    s->acks = calloc(s->ack_cap, sizeof(*s->acks));
-    s->ack_buf = malloc(ack_encoded_bound(SESSION_AGENT_MAX, gw->max_error_len));
-    if (!s->acks || !s->ack_buf) {
-        free(s->acks);
-        free(s->ack_buf);
+    if (grow_acks(s) < 0) {
         free(s);
         return NULL;
     }
@@ -531,7 +554,6 @@ static void telemetry_stream(struct rpc_call *call, void *service)
         metrics_inc(gw->m_streams_refused);
         s->call = NULL; /* finish releases the call itself */
         free(s->acks);
-        free(s->ack_buf);
         pthread_mutex_destroy(&s->mu);
         free(s);
         rpc_call_finish(call, RPC_FAILED_PRECONDITION, "no session for this agent: register first",
@@ -689,12 +711,14 @@ struct gateway *gateway_create(struct relay *relay)
                      "sink \"%s\" did not accept the frame (queue full or write failed); resend",
                      sink_pipeline_name(relay->sinks, i)) < 0)
             gw->sink_errors[i] = NULL;
+        /* Sink names are at most 64 bytes, so this never cuts; it keeps
+         * every ack within ACK_MAX_BYTES whatever a future message says. */
+        else if (strlen(gw->sink_errors[i]) > ACK_ERROR_MAX)
+            gw->sink_errors[i][ACK_ERROR_MAX] = '\0';
     }
-    /* frame_validate's reasons and ours below are all far shorter than this. */
-    gw->max_error_len = 256;
-    for (size_t i = 0; gw->sink_errors && i < gw->n_sinks; i++)
-        if (gw->sink_errors[i] && strlen(gw->sink_errors[i]) > gw->max_error_len)
-            gw->max_error_len = strlen(gw->sink_errors[i]);
+    /* ack_encoded_bound adds at most 65 bytes of tags, lengths and digits. */
+    _Static_assert(SESSION_AGENT_MAX + ACK_ERROR_MAX + 96 <= ACK_MAX_BYTES,
+                   "an ack must fit ACK_MAX_BYTES");
     register_metrics(gw, relay->metrics);
     return gw;
 }
