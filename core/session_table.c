@@ -1,6 +1,7 @@
 /*
  * session_table.c - the live sessions: 64 shards, each a mutex and a chained
- * hash of agent id -> session. Entered from every gRPC worker and the expiry
+ * hash of agent id -> session, and an optional cap on their number (one
+ * atomic count across shards). Entered from every gRPC worker and the expiry
  * timer at once; a call holds at most one shard lock, and never calls out
  * (callbacks, owner drops) while holding one.
  */

@@ -25,9 +25,10 @@ if [ ! -f "$out/gen/$proto.pb-c.c" ] || [ "$root/proto/$proto.proto" -nt "$out/g
   protoc-c -I "$out/gen/proto" --c_out="$out/gen" "$out/gen/proto/$proto.proto"
 fi
 
+# shellcheck disable=SC2054 # the commas belong to -fsanitize=
 cflags=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        -Wall -Wextra -Wshadow -Wno-unused-parameter
+        -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
         -I "$root/core" -I "$root/include" -I "$out/gen")
 
 # target: the core sources it exercises, then the libraries it needs.

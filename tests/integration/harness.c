@@ -154,19 +154,25 @@ void harness_setenv(struct relay_proc *r, const char *name, const char *value)
     }
 }
 
-static void exec_relay(const char *const *args, const char *const *env, int out_fd, int err_fd)
+/* wrapper: NULL, or blank-separated words run before the relay (valgrind). */
+static void exec_relay(const char *wrapper, const char *const *args, const char *const *env,
+                       int out_fd, int err_fd)
 {
     for (size_t i = 0; env && env[i]; i++)
         putenv((char *)env[i]);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
-    const char *argv[16];
+    const char *argv[48];
     size_t n = 0;
+    char *words = wrapper ? strdup(wrapper) : NULL, *save = NULL;
+    for (char *w = words ? strtok_r(words, " ", &save) : NULL; w && n < 32;
+         w = strtok_r(NULL, " ", &save))
+        argv[n++] = w;
     argv[n++] = AERO_BINARY_DIR "/aeroarc-relay";
-    for (; args && args[n - 1] && n < 15; n++)
-        argv[n] = args[n - 1];
+    for (size_t i = 0; args && args[i] && n < 47; i++)
+        argv[n++] = args[i];
     argv[n] = NULL;
-    execv(argv[0], (char *const *)argv);
+    execvp(argv[0], (char *const *)argv);
     _exit(127);
 }
 
@@ -216,13 +222,13 @@ void relay_start(struct relay_proc *r)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         const char *args[] = {"-c", r->config, NULL};
-        exec_relay(args, r->env, out, err);
+        exec_relay(r->wrapper, args, r->env, out, err);
     }
     close(out);
     close(err);
     r->pid = pid;
     struct ready_check c = {r, NULL, false};
-    bool ok = harness_wait_for(relay_ready, &c, 15000);
+    bool ok = harness_wait_for(relay_ready, &c, r->wrapper ? 60000 : 15000);
     if (c.ch)
         rc_close(c.ch);
     if (!ok || c.exited) {
@@ -242,7 +248,7 @@ int relay_run_cli(const char *const *args, char *out, size_t outlen)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(fds[0]);
-        exec_relay(args, NULL, fds[1], fds[1]);
+        exec_relay(NULL, args, NULL, fds[1], fds[1]);
     }
     close(fds[1]);
     size_t o = 0;

@@ -29,6 +29,7 @@ struct relay_proc {
     bool http;             /* serve [http] on a free loopback port, put in http_port */
     const char *log_keys;  /* body of [log]; NULL: "level = debug\nformat = text" */
     int http_port;         /* filled by harness_write_config when http is set */
+    const char *wrapper;   /* run the relay under this command ("valgrind ..."), or NULL */
 };
 
 /* The line of relay.ini where `key` is set (first match), for messages. */
@@ -57,8 +58,9 @@ const char *harness_write_config(struct relay_proc *r, const char *relay_extra, 
  * processes this harness starts for r (up to 8). */
 void harness_setenv(struct relay_proc *r, const char *name, const char *value);
 
-/* Start the relay on r->config; wait (up to 15 s) until Health/Check says
- * SERVING. Fails the test if it exits or never gets ready. */
+/* Start the relay on r->config (under r->wrapper if set); wait (up to 15 s,
+ * 60 s with a wrapper) until Health/Check says SERVING. Fails the test if
+ * it exits or never gets ready. */
 void relay_start(struct relay_proc *r);
 /* Run the binary with args to completion (for --check/--version): returns the
  * exit code and captures stdout+stderr into out. */

@@ -1,7 +1,11 @@
 # Limits, garbage on the port, faults (kill -9, SIGTERM under load, stuck
 # sinks) and the valgrind run: black-box tests of the real relay binary.
 # tcp_proxy.c is a loopback proxy that can freeze or cut connections.
-foreach(t test_e2e_limits test_e2e_garbage test_e2e_faults)
+set(AERO_RELIABILITY_TESTS test_e2e_limits test_e2e_garbage test_e2e_faults)
+if(NOT AERO_SANITIZE) # valgrind and ASan cannot run together
+  list(APPEND AERO_RELIABILITY_TESTS test_e2e_valgrind)
+endif()
+foreach(t ${AERO_RELIABILITY_TESTS})
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
     aero_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
       ${CMAKE_CURRENT_LIST_DIR}/tcp_proxy.c ${CMAKE_CURRENT_LIST_DIR}/steady_agent.c

@@ -8,12 +8,16 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define WINDOW 16
 #define ACK_TIMEOUT_MS 5000 /* a relay that stalls this long for us has failed */
@@ -140,6 +144,39 @@ void steady_agent_stop(struct steady_agent *a)
 void rss_measurable(struct relay_proc *r)
 {
     harness_setenv(r, "ASAN_OPTIONS", "quarantine_size_mb=4");
+}
+
+double relay_metric(int http_port, const char *series)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "metrics port %d", http_port);
+    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    size_t cap = 1 << 20, got = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    ssize_t n;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (got < cap - 1 && poll(&p, 1, 10000) > 0 && (n = read(fd, buf + got, cap - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    buf[got] = '\0';
+    cr_assert(strncmp(buf, "HTTP/1.", 7) == 0 && strstr(buf, " 200 "), "scrape: %.100s", buf);
+    double v = -1;
+    size_t len = strlen(series);
+    char *body = strstr(buf, "\r\n\r\n");
+    for (char *line = body ? body + 4 : NULL; line && *line;) {
+        if (strncmp(line, series, len) == 0 && line[len] == ' ') {
+            v = strtod(line + len + 1, NULL);
+            break;
+        }
+        char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    return v;
 }
 
 long proc_rss_kb(pid_t pid)

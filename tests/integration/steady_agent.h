@@ -3,7 +3,8 @@
  * to the relay (its own connection, a window of frames in flight) while a
  * test abuses the relay some other way; the test then checks that every
  * one of its frames was acked OK and that acks kept coming throughout.
- * Also: the relay's resident memory, for "memory stays bounded" checks.
+ * Also: the relay's resident memory, for "memory stays bounded" checks,
+ * and one series of its /metrics.
  */
 #ifndef AERO_TEST_STEADY_AGENT_H
 #define AERO_TEST_STEADY_AGENT_H
@@ -35,5 +36,10 @@ struct relay_proc;
  * a small quarantine keeps use-after-free detection for recent frees. No
  * effect on a normal build. */
 void rss_measurable(struct relay_proc *r);
+
+/* GET /metrics from 127.0.0.1:http_port and return the value of the first
+ * sample whose line starts with `series` (a name, or name{labels}) followed
+ * by a blank; -1 when there is none. Fails the test if the scrape fails. */
+double relay_metric(int http_port, const char *series);
 
 #endif

@@ -10,6 +10,7 @@
  */
 #include "h2_raw.h"
 #include "harness.h"
+#include "steady_agent.h"
 #include "tcp_proxy.h"
 
 #include <criterion/criterion.h>
@@ -29,6 +30,7 @@ static struct tcp_proxy *proxy;
 static void start(const char *relay_extra)
 {
     harness_prepare(&relay);
+    relay.http = true; /* for the metrics each limit moves */
     harness_write_config(&relay, relay_extra, "[sink:out]\nplugin = sink-stdout\n");
     relay_start(&relay);
     ch = rc_connect(relay.target);
@@ -115,6 +117,8 @@ Test(limits, keepalive_ends_the_session_of_a_silently_dead_link)
     int64_t took = now_ms() - t0;
     cr_assert_geq(took, 900, "dropped after %lld ms: before any ping could time out",
                   (long long)took);
+    cr_assert_eq(relay_metric(relay.http_port, "aero_relay_streams_closed_total{outcome=\"cancelled\"}"),
+                 1, "the dead link's stream counts as cancelled");
 
     /* Well past several keepalive rounds: the idle but live agent stays. */
     cr_assert_eq(drone_status("drone-idle"), 0, "a live idle agent was dropped");
@@ -146,6 +150,8 @@ Test(limits, max_sessions_refuses_new_agents_with_resource_exhausted)
                  st.message);
     cr_assert(strstr(st.message, "max_sessions"), "the status says which limit: %s", st.message);
     cr_assert_eq(drone_status("drone-cap-3"), GRPC_NOT_FOUND);
+    cr_assert_eq(relay_metric(relay.http_port, "aero_relay_sessions_rejected_total"), 1);
+    cr_assert_eq(relay_metric(relay.http_port, "aero_relay_sessions_active"), 3);
 
     /* The agents already in keep streaming, and one of them may reconnect
      * (re-register) although the table is full. */
@@ -166,6 +172,7 @@ Test(limits, max_sessions_refuses_new_agents_with_resource_exhausted)
     harness_register(ch, "drone-cap-3", NULL, 0);
     cr_assert_eq(rc_register(ch, "drone-cap-4", "t", "linux", &res, &st, 5000), -EIO);
     cr_assert_eq(st.code, GRPC_RESOURCE_EXHAUSTED);
+    cr_assert_eq(relay_metric(relay.http_port, "aero_relay_sessions_rejected_total"), 2);
     close_ok(s[1]);
     close_ok(s[2]);
 }
@@ -240,7 +247,7 @@ Test(limits, a_client_ignoring_the_stream_limit_loses_its_own_connection_only)
     h2_raw_open(h, 5, path, ids[2]); /* one over SETTINGS_MAX_CONCURRENT_STREAMS */
 
     /* gRPC treats that as a connection error: the rude client's connection
-     * goes (GOAWAY), with every stream and session on it. */
+     * is closed, with every stream and session on it. */
     int64_t deadline = now_ms() + 5000;
     while (!h2_raw_closed(h) && now_ms() < deadline)
         h2_raw_pump(h, 100);
