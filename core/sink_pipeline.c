@@ -372,15 +372,29 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size
     return 0;
 }
 
+static void sink_ask_stop(struct sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Join the sink's thread by `deadline` (CLOCK_REALTIME; NULL: no limit). */
+static bool sink_join(struct sink *s, const struct timespec *deadline)
+{
+    if (!s->thread_started)
+        return true;
+    int rc = deadline ? pthread_timedjoin_np(s->thread, NULL, deadline)
+                      : pthread_join(s->thread, NULL);
+    if (rc != 0)
+        return false;
+    s->thread_started = false;
+    return true;
+}
+
 static void sink_fini(struct sink *s)
 {
-    if (s->thread_started) {
-        pthread_mutex_lock(&s->mu);
-        s->stop = true;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL);
-    }
     if (s->vt && s->vt->destroy)
         s->vt->destroy(s->instance);
     host_instance_destroy(s->host);
@@ -404,7 +418,7 @@ int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_s
         p->sinks[i].pipeline = p;
         p->n = i + 1; /* sink_pipeline_stop unwinds exactly what was started */
         if (sink_init(&p->sinks[i], &specs[i], i, relay_id, metrics, err, errlen) < 0) {
-            sink_pipeline_stop(p);
+            sink_pipeline_stop(p, -1);
             return -1;
         }
     }
@@ -430,12 +444,36 @@ void sink_pipeline_reopen(struct sink_pipeline *p)
     }
 }
 
-void sink_pipeline_stop(struct sink_pipeline *p)
+bool sink_pipeline_stop(struct sink_pipeline *p, int64_t timeout_ms)
 {
     if (!p)
-        return;
+        return true;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    /* All at once: each sink drains its queue in parallel with the others. */
+    for (size_t i = 0; i < p->n; i++)
+        sink_ask_stop(&p->sinks[i]);
+    bool all = true;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!sink_join(&p->sinks[i], timeout_ms < 0 ? NULL : &deadline)) {
+            log_msg(AERO_LOG_ERROR, host_instance_component(p->sinks[i].host),
+                    "still inside write_batch after the shutdown grace: exiting without it");
+            all = false;
+        }
+    }
+    /* A stuck thread may still touch its sink and the jobs it holds: free
+     * nothing then; the process is about to exit. */
+    if (!all)
+        return false;
     for (size_t i = 0; i < p->n; i++)
         sink_fini(&p->sinks[i]);
     free(p->sinks);
     free(p);
+    return true;
 }

@@ -79,8 +79,11 @@ bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink
 void sink_pipeline_reopen(struct sink_pipeline *p);
 
 /* Write out everything queued, flush(), stop the threads, destroy the
- * instances. Jobs still queued are completed first. */
-void sink_pipeline_stop(struct sink_pipeline *p);
+ * instances. Jobs still queued are completed first. A sink thread still
+ * busy after timeout_ms (< 0: no limit) is left running and NOTHING is
+ * freed: returns false, and the caller must exit without touching the
+ * pipeline, its jobs or the plugins again. */
+bool sink_pipeline_stop(struct sink_pipeline *p, int64_t timeout_ms);
 
 /* Worse of two results (REJECT > BACKOFF > RETRY > OK; unknown = RETRY). */
 aero_result sink_result_worse(aero_result a, aero_result b);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 static struct relay_proc relay;
@@ -277,5 +279,41 @@ Test(backpressure, disk_full_gives_temporary_error_and_recovers_on_the_same_stre
     free(all);
     rc_stream_close_send(s, 5000);
     rc_stream_finish(s, &st, 10000);
+    rc_stream_free(s);
+}
+
+struct exit_probe {
+    pid_t pid;
+    int status;
+};
+
+static bool exited(void *arg)
+{
+    struct exit_probe *e = arg;
+    return waitpid(e->pid, &e->status, WNOHANG) == e->pid;
+}
+
+Test(backpressure, a_stuck_sink_does_not_keep_the_relay_up_past_the_grace)
+{
+    start_control("shutdown_grace_s = 2\n", "64", "block", "retry");
+    harness_register(ch, "drone-stuck", NULL, 0);
+    touch(hold);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, "drone-stuck", NULL, 0, &st);
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-stuck", seq), 5000), 0);
+    struct exit_probe e = {relay.pid, 0};
+    kill(relay.pid, SIGTERM);
+    bool gone = harness_wait_for(exited, &e, 8000);
+    unlink(hold);
+    if (!gone)
+        relay_kill(&relay);
+    cr_assert(gone, "relay still up 8 s after SIGTERM with a 2 s grace");
+    relay.pid = 0;
+    cr_assert(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0, "exit status %d", e.status);
+    struct rc_ack ack;
+    while (rc_stream_recv_ack(s, &ack, 2000) == 1)
+        cr_assert_neq(ack.status, RC_ACK_OK, "nothing the stuck sink holds is acked OK");
+    rc_stream_cancel(s);
     rc_stream_free(s);
 }
