@@ -80,6 +80,17 @@ static const char *key_problem(const char *key, size_t len)
     return NULL;
 }
 
+/* A copy of s fit to quote in a message: at most 64 bytes, anything not
+ * printable ASCII as '?' (a keys file must not put control bytes in logs). */
+static const char *quotable(const char *s, char out[65])
+{
+    size_t i = 0;
+    for (; s[i] && i < 64; i++)
+        out[i] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    out[i] = '\0';
+    return out;
+}
+
 static const char *agents_problem(const char *agents)
 {
     if (strcmp(agents, "-") == 0 || strcmp(agents, "*") == 0)
@@ -138,10 +149,12 @@ static int parse_line(struct auth *a, char *line, const char *path, int lineno, 
         return errorf(err, errlen, path, lineno, "expected \"<key> <agents> [admin]\"");
     if ((why = key_problem(key, strlen(key))))
         return errorf(err, errlen, path, lineno, "%s", why);
+    char q[65];
     if ((why = agents_problem(agents)))
-        return errorf(err, errlen, path, lineno, "%s (got \"%.64s\")", why, agents);
+        return errorf(err, errlen, path, lineno, "%s (got \"%s\")", why, quotable(agents, q));
     if (flag && strcmp(flag, "admin") != 0)
-        return errorf(err, errlen, path, lineno, "unknown flag \"%.32s\" (expected admin)", flag);
+        return errorf(err, errlen, path, lineno, "unknown flag \"%.32s\" (expected admin)",
+                      quotable(flag, q));
     if (extra)
         return errorf(err, errlen, path, lineno, "unexpected text after the flag");
     if (strcmp(agents, "-") == 0 && !flag)
