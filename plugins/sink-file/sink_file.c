@@ -7,6 +7,8 @@
  */
 #include <aeroarc/plugin.h>
 
+#include "warn_limit.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -63,8 +65,7 @@ struct sink_file {
     size_t cap;
 
     aero_metric *m_errors, *m_rotations, *m_bytes;
-    int64_t last_log_ns;       /* rate limit of warnings (monotonic) */
-    unsigned long quiet;       /* warnings suppressed since the last one */
+    struct warn_limit warn;   /* rate limit of repeated warnings */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -84,25 +85,7 @@ static void metric_add(struct sink_file *s, aero_metric *m, uint64_t delta)
 
 /* Write errors repeat on every batch while the disk is full: one warning a
  * second at most, saying how many were swallowed. */
-static void warn_limited(struct sink_file *s, const char *fmt, ...)
-    AERO_PRINTF(2, 3);
-static void warn_limited(struct sink_file *s, const char *fmt, ...)
-{
-    int64_t now = mono_ns();
-    if (s->last_log_ns >= 0 && now - s->last_log_ns < 1000000000) {
-        s->quiet++;
-        return;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    s->host->log(s->host, AERO_LOG_WARN, "sink-file: %s (%lu similar "
-                 "warning(s) not logged)", msg, s->quiet);
-    s->last_log_ns = now;
-    s->quiet = 0;
-}
+#define warn_limited(s, ...) warn_limit_log(&(s)->warn, (s)->host, "sink-file", __VA_ARGS__)
 
 /* mkdir -p: 0 or -errno. */
 static int make_dirs(const char *dir)
@@ -297,7 +280,7 @@ static int file_create(const aero_host *host, void **instance)
     *instance = s;
     s->host = host;
     s->fd = -1;
-    s->last_log_ns = -1;
+    s->warn = WARN_LIMIT_INIT;
     s->dir = host->config_get(host, "path");
     s->prefix = host->config_get(host, "prefix");
     const char *rb = host->config_get(host, "rotate_bytes");

@@ -14,6 +14,8 @@
 
 #include <aeroarc/plugin.h>
 
+#include "warn_limit.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,8 +78,7 @@ struct sink_influx {
     int64_t probe_after_ns; /* after a timeout: no request before this */
 
     aero_metric *m_written, *m_rejected, *m_failed, *m_requests, *m_bytes;
-    int64_t last_log_ns;
-    unsigned long quiet;
+    struct warn_limit warn;   /* rate limit of repeated warnings */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -97,25 +98,7 @@ static void metric_add(struct sink_influx *s, aero_metric *m, uint64_t d)
 
 /* Errors repeat on every batch while the server is down or refusing: one
  * line a second at most, with the number swallowed. */
-static void warn_limited(struct sink_influx *s, const char *fmt, ...)
-    AERO_PRINTF(2, 3);
-static void warn_limited(struct sink_influx *s, const char *fmt, ...)
-{
-    int64_t now = mono_ns();
-    if (s->last_log_ns >= 0 && now - s->last_log_ns < 1000000000) {
-        s->quiet++;
-        return;
-    }
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    s->host->log(s->host, AERO_LOG_WARN, "sink-influxdb: %s (%lu similar "
-                 "warning(s) not logged)", msg, s->quiet);
-    s->last_log_ns = now;
-    s->quiet = 0;
-}
+#define warn_limited(s, ...) warn_limit_log(&(s)->warn, (s)->host, "sink-influxdb", __VA_ARGS__)
 
 static const char *str_key(const aero_host *h, const char *key)
 {
@@ -328,7 +311,7 @@ static int influx_create(const aero_host *host, void **instance)
     }
     *instance = s;
     s->host = host;
-    s->last_log_ns = -1;
+    s->warn = WARN_LIMIT_INIT;
     if ((rc = check_config(host)) != 0)
         return rc;
     s->ints = strcmp(str_key(host, "integers"), "integer") == 0

@@ -12,6 +12,8 @@
 
 #include <aeroarc/plugin.h>
 
+#include "warn_limit.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,18 +90,10 @@ struct sink_mqtt {
     size_t mids_cap;
 
     aero_metric *m_published, *m_failed, *m_timeouts;
-    int64_t last_log_ns;
-    unsigned long quiet;
+    struct warn_limit warn;   /* rate limit of repeated warnings */
 };
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void metric_add(struct sink_mqtt *s, aero_metric *m, uint64_t d)
 {
@@ -107,25 +101,7 @@ static void metric_add(struct sink_mqtt *s, aero_metric *m, uint64_t d)
         s->host->metric_add(m, d);
 }
 
-static void warn_limited(struct sink_mqtt *s, const char *fmt, ...)
-    AERO_PRINTF(2, 3);
-static void warn_limited(struct sink_mqtt *s, const char *fmt, ...)
-{
-    int64_t now = mono_ns();
-    if (s->last_log_ns >= 0 && now - s->last_log_ns < 1000000000) {
-        s->quiet++;
-        return;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    s->host->log(s->host, AERO_LOG_WARN, "sink-mqtt: %s (%lu similar "
-                 "warning(s) not logged)", msg, s->quiet);
-    s->last_log_ns = now;
-    s->quiet = 0;
-}
+#define warn_limited(s, ...) warn_limit_log(&(s)->warn, (s)->host, "sink-mqtt", __VA_ARGS__)
 
 static int is_true(const char *v)
 {
@@ -232,7 +208,7 @@ static int mqtt_create(const aero_host *host, void **instance)
     }
     *instance = s;
     s->host = host;
-    s->last_log_ns = -1;
+    s->warn = WARN_LIMIT_INIT;
     if ((rc = check_config(host)) != 0)
         return rc;
     s->qos = int_key(host, "qos");

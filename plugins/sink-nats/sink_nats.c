@@ -14,6 +14,8 @@
  */
 #include <aeroarc/plugin.h>
 
+#include "warn_limit.h"
+
 #include "nats_conn.h"
 #include "pub_batch.h"
 #include "subject_template.h"
@@ -126,8 +128,7 @@ struct sink_nats {
     char subj[MAX_SUBJECT + 1];
 
     aero_metric *m_published, *m_acked, *m_duplicates, *m_errors;
-    int64_t last_log_ns;     /* warn rate limit (sink thread) */
-    unsigned long quiet;
+    struct warn_limit warn;   /* rate limit of repeated warnings */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -147,25 +148,7 @@ static void metric_add(struct sink_nats *s, aero_metric *m, uint64_t delta)
 
 /* Failures repeat every batch while NATS is away: one warning a second,
  * saying how many were swallowed. Sink thread only. */
-static void warn_limited(struct sink_nats *s, const char *fmt, ...)
-    AERO_PRINTF(2, 3);
-static void warn_limited(struct sink_nats *s, const char *fmt, ...)
-{
-    int64_t now = mono_ns();
-    if (s->last_log_ns >= 0 && now - s->last_log_ns < 1000000000) {
-        s->quiet++;
-        return;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    s->host->log(s->host, AERO_LOG_WARN, "sink-nats: %s (%lu similar "
-                 "warning(s) not logged)", msg, s->quiet);
-    s->last_log_ns = now;
-    s->quiet = 0;
-}
+#define warn_limited(s, ...) warn_limit_log(&(s)->warn, (s)->host, "sink-nats", __VA_ARGS__)
 
 static int parse_bool(const char *v)
 {
@@ -534,7 +517,7 @@ static int nats_create(const aero_host *host, void **instance)
     }
     *instance = s; /* destroy() frees a half-built instance */
     s->host = host;
-    s->last_log_ns = -1;
+    s->warn = WARN_LIMIT_INIT;
     if ((rc = read_config(s, &cc)) != 0)
         return rc;
 
