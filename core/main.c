@@ -183,6 +183,9 @@ static int64_t drain_streams(struct gateway *gw, int64_t grace_ms)
 }
 
 /* Sessions that never opened a stream still hold routes: take them down. */
+/* rpc_server's after_burst: write what the burst's frames deferred. */
+static void flush_sinks(void *sinks) { sink_pipeline_flush(sinks); }
+
 static void drop_remaining_routes(struct relay *r)
 {
     struct session_info *infos = NULL;
@@ -245,6 +248,8 @@ static int serve(struct settings *st, struct loaded *l)
         .tls_cert_file = st->tls_cert_file,
         .tls_key_file = st->tls_key_file,
         .tls_client_ca_file = st->tls_client_ca_file,
+        .after_burst = flush_sinks,
+        .after_burst_arg = relay.sinks,
     };
     server = gw ? rpc_server_create(&opt, err, sizeof(err)) : NULL;
     if (!server || gateway_add_methods(gw, server) < 0 ||

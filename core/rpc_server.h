@@ -30,6 +30,10 @@ struct rpc_server_options {
     int64_t keepalive_timeout_s;   /* ... and drops the connection after this without an ack */
     int64_t handshake_timeout_s;   /* TLS + HTTP/2 preface of a new connection; 0 = gRPC's */
     const char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* "" = plain */
+    /* Called by each worker after a burst of events, before it waits for
+     * more: handlers may defer work to it (NULL: none). */
+    void (*after_burst)(void *arg);
+    void *after_burst_arg;
 };
 
 struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,

@@ -1,20 +1,21 @@
 /*
  * sink_pipeline.c - per-sink bounded queues and the threads that drain them.
  * Producers (gRPC threads) only take the queue lock long enough to push; a
- * sink thread pops a whole batch at once (group commit) and calls the plugin
- * with no lock held.
+ * writer pops a whole batch at once (group commit) and calls the plugin
+ * with no lock held. One writer per sink at a time (`busy`), in queue order.
  *
- * A sink whose write_batch has proven fast on its own thread (recent
- * calls well under INLINE_MAX_NS) is written by the gRPC thread that
- * received the frame, when its queue is empty and no one else is writing
- * it: handing every frame to another thread costs two context switches,
- * more than writing a line to the page cache. Writing inline is a form of
- * backpressure (the stream waits for the write), so only `block` sinks do
- * it, and never more than `max_inline` gRPC threads at once, so a sink
- * that suddenly hangs can hold up one agent and one thread, never the
- * server. A slow sink (fsync, network) stays on its own thread, where
- * batches grow and one fsync covers many frames. Either way: one writer at
- * a time (`busy`), in queue order.
+ * A sink whose write_batch has proven fast on its own thread (recent calls
+ * well under INLINE_MAX_NS) is written by the gRPC threads themselves:
+ * handing every frame to another thread costs two context switches, more
+ * than writing a line to the page cache. Such a sink's jobs are queued
+ * without waking its thread, and the submitting thread drains the queue in
+ * sink_pipeline_flush when it has run out of ready gRPC events, so every
+ * frame read in one burst (and any another thread queued meanwhile) goes
+ * out in one write_batch. Writing inline is a form of backpressure, so only
+ * `block` sinks do it, for a bounded time per flush, and never more than
+ * `max_inline` threads at once: a sink that suddenly hangs holds up one
+ * gRPC thread, never the server. A slow sink (fsync, network) stays on its
+ * own thread, where batches grow and one fsync covers many frames.
  */
 #include "sink_pipeline.h"
 
@@ -25,6 +26,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,16 @@
  * than this; a call that blocks a gRPC worker longer is not worth saving a
  * thread handoff. */
 #define INLINE_MAX_NS 100000
+
+/* One flush writes batches of at most INLINE_BATCH_MAX jobs for at most
+ * INLINE_DRAIN_NS, then leaves the rest to the sink's thread: the gRPC
+ * thread has calls of its own to serve. */
+#define INLINE_BATCH_MAX 256
+#define INLINE_DRAIN_NS 200000
+
+/* Sinks (by index, the first 64) this thread queued jobs on without waking
+ * their threads: it owes them a sink_pipeline_flush. */
+static _Thread_local uint64_t tl_owed;
 
 struct sink {
     struct sink_pipeline *pipeline;
@@ -122,25 +134,17 @@ static void write_jobs(struct sink *s, struct frame_job **jobs, const aero_frame
     }
 }
 
-/* Writer role given back: the sink thread takes over anything queued. */
-static void release_writer(struct sink *s)
+/* Under s->mu: may a gRPC thread write this sink itself? */
+static bool inline_ok(const struct sink *s)
 {
-    pthread_mutex_lock(&s->mu);
-    s->busy = false;
-    if (s->len > 0 || s->stop || s->reopen)
-        pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    return !s->stop && !s->reopen && s->settings->on_full == ON_FULL_BLOCK &&
+           s->index < 64 &&
+           atomic_load_explicit(&s->avg_call_ns, memory_order_relaxed) < INLINE_MAX_NS;
 }
 
-/* Under s->mu: may the submitting thread write this job itself? On true it
- * holds one of the pipeline's inline slots (give it back after writing). */
-static bool take_inline(struct sink *s)
+/* One of the pipeline's max_inline slots; give it back after writing. */
+static bool take_inline_slot(struct sink_pipeline *p)
 {
-    struct sink_pipeline *p = s->pipeline;
-    if (s->busy || s->len > 0 || s->stop || s->reopen ||
-        s->settings->on_full != ON_FULL_BLOCK ||
-        atomic_load_explicit(&s->avg_call_ns, memory_order_relaxed) >= INLINE_MAX_NS)
-        return false;
     if (atomic_fetch_add(&p->inline_writers, 1) >= p->max_inline) {
         atomic_fetch_sub(&p->inline_writers, 1);
         return false;
@@ -181,17 +185,6 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
         struct sink *s = &p->sinks[i];
         aero_result refused = AERO_OK;
         pthread_mutex_lock(&s->mu);
-        if (take_inline(s)) {
-            s->busy = true;
-            pthread_mutex_unlock(&s->mu);
-            metrics_inc(s->m_enqueued);
-            const aero_frame *frame;
-            aero_result result;
-            write_jobs(s, &job, &frame, &result, 1);
-            release_writer(s);
-            atomic_fetch_sub(&p->inline_writers, 1);
-            continue;
-        }
         if (s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
             refused = AERO_RETRY;
         } else if (ring_push(s, job) < 0) {
@@ -204,7 +197,11 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
                 s->waiters = &waiters[i];
                 paused++;
             }
-            pthread_cond_signal(&s->cv);
+            /* A busy writer takes it before giving the role back. */
+            if (inline_ok(s))
+                tl_owed |= UINT64_C(1) << i;
+            else if (!s->busy)
+                pthread_cond_signal(&s->cv);
         }
         size_t len = s->len;
         pthread_mutex_unlock(&s->mu);
@@ -239,14 +236,12 @@ bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink
     return was;
 }
 
-/* Take up to max jobs; detach the waiters if the queue now has room. */
-static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
-                         struct sink_waiter **wake, bool *reopen)
+/* Under s->mu, as the writer: take up to max jobs; detach the waiters if
+ * the queue now has room (wake them with no lock held). */
+static size_t take_jobs(struct sink *s, struct frame_job **batch, size_t max,
+                        struct sink_waiter **wake)
 {
     size_t n = 0;
-    pthread_mutex_lock(&s->mu);
-    while ((s->len == 0 && !s->stop && !s->reopen) || s->busy)
-        pthread_cond_wait(&s->cv, &s->mu);
     while (n < max && s->len > 0) {
         batch[n++] = s->ring[s->head];
         s->head = (s->head + 1) % s->ring_cap;
@@ -259,12 +254,87 @@ static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
         for (struct sink_waiter *w = *wake; w; w = w->next)
             w->queued = false;
     }
+    metrics_set(s->m_queue_len, (int64_t)s->len);
+    return n;
+}
+
+static void wake_all(struct sink_waiter *w)
+{
+    while (w) {
+        struct sink_waiter *next = w->next;
+        w->wake(w);
+        w = next;
+    }
+}
+
+/* Writer role given back: the sink thread takes over anything left. */
+static void release_writer(struct sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->busy = false;
+    if (s->len > 0 || s->stop || s->reopen)
+        pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The sink thread's next batch: waits for jobs and the writer role. */
+static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
+                         struct sink_waiter **wake, bool *reopen)
+{
+    pthread_mutex_lock(&s->mu);
+    while ((s->len == 0 && !s->stop && !s->reopen) || s->busy)
+        pthread_cond_wait(&s->cv, &s->mu);
+    size_t n = take_jobs(s, batch, max, wake);
     *reopen = s->reopen;
     s->reopen = false;
     s->busy = true; /* the writer role, until release_writer */
-    metrics_set(s->m_queue_len, (int64_t)s->len);
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+/* Write what s has queued on this thread, for up to INLINE_DRAIN_NS. A
+ * sink another thread is writing is left to it: a writer looks at the
+ * queue again before giving the role back. */
+static void drain_inline(struct sink *s)
+{
+    static _Thread_local struct frame_job *batch[INLINE_BATCH_MAX];
+    static _Thread_local const aero_frame *frames[INLINE_BATCH_MAX];
+    static _Thread_local aero_result results[INLINE_BATCH_MAX];
+
+    pthread_mutex_lock(&s->mu);
+    if (s->busy || s->len == 0) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (!inline_ok(s) || !take_inline_slot(s->pipeline)) {
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    s->busy = true;
+    int64_t t0 = mono_ns();
+    do {
+        struct sink_waiter *wake;
+        size_t n = take_jobs(s, batch, INLINE_BATCH_MAX, &wake);
+        pthread_mutex_unlock(&s->mu);
+        wake_all(wake);
+        write_jobs(s, batch, frames, results, n);
+        pthread_mutex_lock(&s->mu);
+    } while (s->len > 0 && inline_ok(s) && mono_ns() - t0 < INLINE_DRAIN_NS);
+    s->busy = false;
+    if (s->len > 0 || s->stop || s->reopen)
+        pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_sub(&s->pipeline->inline_writers, 1);
+}
+
+void sink_pipeline_flush(struct sink_pipeline *p)
+{
+    uint64_t owed = tl_owed;
+    tl_owed = 0;
+    for (size_t i = 0; owed && i < p->n; i++, owed >>= 1)
+        if (owed & 1)
+            drain_inline(&p->sinks[i]);
 }
 
 static bool should_exit(struct sink *s)
@@ -295,11 +365,7 @@ static void *sink_thread(void *arg)
         bool reopen;
         size_t n = take_batch(s, batch, SINK_BATCH_MAX, &wake, &reopen);
         /* Wake readers before writing: they refill the queue while we work. */
-        while (wake) {
-            struct sink_waiter *next = wake->next;
-            wake->wake(wake);
-            wake = next;
-        }
+        wake_all(wake);
         if (reopen && s->vt->reopen && s->vt->reopen(s->instance) < 0)
             log_msg(AERO_LOG_WARN, component, "reopen failed; keeps writing where it can");
         if (n > 0)

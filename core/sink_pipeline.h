@@ -6,7 +6,8 @@
  * acks. Never blocks the caller: a full `block` queue takes the job anyway
  * (at most one over per waiter) and tells the caller to stop reading until
  * its waiter is woken; a full `reject` queue reports AERO_RETRY at once.
- * A proven-fast `block` sink may be written by the submitting thread itself.
+ * A proven-fast `block` sink is written by the submitting threads
+ * themselves, in sink_pipeline_flush.
  */
 #ifndef AERO_SINK_PIPELINE_H
 #define AERO_SINK_PIPELINE_H
@@ -66,10 +67,18 @@ const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i);
  * Hand `job` to every sink. `waiters` has sink_pipeline_count() entries,
  * one per sink, owned by the caller. Returns how many waiters were queued
  * (the caller must not read more until that many wake() calls arrived).
- * job->complete may run before this returns.
+ * job->complete may run before this returns. The calling thread must call
+ * sink_pipeline_flush before it next waits for anything.
  */
 size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
                             struct sink_waiter *waiters);
+
+/*
+ * Write what this thread's submits queued on proven-fast sinks (bounded in
+ * time; the sink threads take the rest). The gRPC workers call it when
+ * they run out of ready events, so one burst of frames shares one write.
+ */
+void sink_pipeline_flush(struct sink_pipeline *p);
 
 /* Remove a waiter that is going away (stream ended). Returns true if it was
  * still queued on that sink (no wake() will come for it). */
