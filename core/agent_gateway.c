@@ -368,6 +368,11 @@ static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
     for (size_t i = 0; i < gw->n_sinks; i++)
         stream_ref(s);
     size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters);
+    /* A frame that came alone is written (and acked) before the next read is
+     * asked for: gRPC then sends the ack and the read's flow-control update
+     * in one write. */
+    if (!rpc_worker_bursting())
+        sink_pipeline_flush(gw->relay->sinks);
     for (size_t i = 0; i < gw->n_sinks - paused; i++)
         stream_unref(s);
     if (paused) {

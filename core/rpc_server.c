@@ -59,28 +59,57 @@ static int arm(struct rpc_server *s, struct method *m);
  * busy worker still flushes what it deferred every so often. */
 #define BURST_MAX 32
 
+/* A wait for the first event longer than this means the worker was idle:
+ * the event came alone (light load). */
+#define IDLE_WAIT_NS 20000
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Set while this worker dispatches an event it expects more to follow. */
+static _Thread_local bool tl_bursting;
+
+bool rpc_worker_bursting(void) { return tl_bursting; }
+
+static bool dispatch(grpc_event ev)
+{
+    if (ev.type != GRPC_OP_COMPLETE)
+        return false;
+    struct rpc_tag *tag = ev.tag;
+    tag->done(tag, ev.success != 0);
+    return true;
+}
+
 /*
- * Wait for an event, then take every event that is already ready (a
- * non-blocking next: no syscall while the queue has completions), then
- * call after_burst: work deferred by the handlers (sink writes) is done
- * once per burst instead of once per event.
+ * Wait for an event. Under load, go on with every event already queued (a
+ * non-blocking next), then call after_burst: work the handlers deferred
+ * (sink writes) is done once per burst instead of once per event. A worker
+ * that had to wait for its event calls after_burst at once instead: there,
+ * the non-blocking next would only poll an empty queue. Handlers ask
+ * rpc_worker_bursting() whether deferring is worth it at all.
  */
 static void *worker_main(void *arg)
 {
     struct rpc_server *s = arg;
     bool down = false;
     while (!down) {
-        gpr_timespec wait = gpr_inf_future(GPR_CLOCK_REALTIME);
-        for (int n = 0; n < BURST_MAX; n++) {
-            grpc_event ev = grpc_completion_queue_next(s->cq, wait, NULL);
-            if (ev.type == GRPC_QUEUE_SHUTDOWN)
-                down = true;
-            if (ev.type != GRPC_OP_COMPLETE)
+        int64_t t0 = mono_ns();
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        down = ev.type == GRPC_QUEUE_SHUTDOWN;
+        bool busy = mono_ns() - t0 < IDLE_WAIT_NS;
+        tl_bursting = busy;
+        dispatch(ev);
+        for (int n = 1; busy && !down && n < BURST_MAX; n++) {
+            ev = grpc_completion_queue_next(s->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+            down = ev.type == GRPC_QUEUE_SHUTDOWN;
+            if (!dispatch(ev))
                 break;
-            struct rpc_tag *tag = ev.tag;
-            tag->done(tag, ev.success != 0);
-            wait = gpr_inf_past(GPR_CLOCK_MONOTONIC);
         }
+        tl_bursting = false;
         if (s->opt.after_burst)
             s->opt.after_burst(s->opt.after_burst_arg);
     }
