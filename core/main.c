@@ -3,6 +3,7 @@
  * then the parts started in order and stopped in reverse. The main thread
  * owns every signal (blocked everywhere else) and does the periodic work.
  */
+#include "absl_tuning.h"
 #include "agent_gateway.h"
 #include "auth.h"
 #include "health_service.h"
@@ -209,6 +210,8 @@ static int serve(struct settings *st, struct loaded *l)
     struct sink_instance_spec *specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*specs));
 
     block_signals(&set);
+    if (!absl_deadlock_detection_off())
+        log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
     relay.metrics = metrics_create();
     relay.sessions = session_table_create();
     if (!specs || !relay.metrics || !relay.sessions) {
