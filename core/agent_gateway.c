@@ -552,6 +552,7 @@ static void telemetry_stream(struct rpc_call *call, void *service)
     }
     memcpy(s->agent_id, agent, agent_len + 1);
     s->agent_len = agent_len;
+    rpc_call_metadata_done(call);
 
     void *displaced = NULL;
     stream_ref(s); /* the table's */

@@ -56,6 +56,12 @@ void rpc_call_free(struct rpc_call *c)
     free(c);
 }
 
+void rpc_call_metadata_done(struct rpc_call *c)
+{
+    grpc_metadata_array_destroy(&c->md);
+    grpc_metadata_array_init(&c->md);
+}
+
 const char *rpc_call_metadata(const struct rpc_call *c, const char *key, size_t *len)
 {
     size_t klen = strlen(key);

@@ -41,6 +41,9 @@ struct rpc_call; /* opaque */
 
 /* Request metadata value for key (lower-case), or NULL; *len set. */
 const char *rpc_call_metadata(const struct rpc_call *c, const char *key, size_t *len);
+/* Done reading the request metadata: free its index (about 600 bytes per
+ * call, for the whole life of a stream). Values read before are invalid. */
+void rpc_call_metadata_done(struct rpc_call *c);
 
 /* Unary: the request message bytes (NULL/0 if none), valid until finish. */
 const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len);
