@@ -124,8 +124,14 @@ static void write_jobs(struct sink *s, struct frame_job **jobs, const aero_frame
     int64_t t0 = mono_ns();
     s->vt->write_batch(s->instance, frames, n, results);
     int64_t took = mono_ns() - t0;
+    /* A fast sink's call can still take milliseconds when its thread is
+     * preempted (the agents share the cores): one such call must not send
+     * it back to its thread. Samples are capped and weigh 1/32, so only a
+     * sink that stays slow for a few dozen calls crosses INLINE_MAX_NS. */
+    if (took > 2 * INLINE_MAX_NS)
+        took = 2 * INLINE_MAX_NS;
     int64_t avg = atomic_load_explicit(&s->avg_call_ns, memory_order_relaxed);
-    atomic_store_explicit(&s->avg_call_ns, avg - avg / 8 + took / 8, memory_order_relaxed);
+    atomic_store_explicit(&s->avg_call_ns, avg - avg / 32 + took / 32, memory_order_relaxed);
     metrics_inc(s->m_batches);
     for (size_t i = 0; i < n; i++) {
         if (results[i] != AERO_OK)
@@ -292,10 +298,11 @@ static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
     return n;
 }
 
-/* Write what s has queued on this thread, for up to INLINE_DRAIN_NS. A
- * sink another thread is writing is left to it: a writer looks at the
- * queue again before giving the role back. */
-static void drain_inline(struct sink *s)
+/* Write what s has queued, until INLINE_DRAIN_NS after t0. Without an
+ * inline slot (or if s no longer qualifies) its thread takes over. A sink
+ * another thread is writing is left to it: a writer looks at the queue
+ * again before giving the role back. */
+static void drain_inline(struct sink *s, bool have_slot, int64_t t0)
 {
     static _Thread_local struct frame_job *batch[INLINE_BATCH_MAX];
     static _Thread_local const aero_frame *frames[INLINE_BATCH_MAX];
@@ -306,13 +313,12 @@ static void drain_inline(struct sink *s)
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    if (!inline_ok(s) || !take_inline_slot(s->pipeline)) {
+    if (!have_slot || !inline_ok(s)) {
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
         return;
     }
     s->busy = true;
-    int64_t t0 = mono_ns();
     do {
         struct sink_waiter *wake;
         size_t n = take_jobs(s, batch, INLINE_BATCH_MAX, &wake);
@@ -325,16 +331,23 @@ static void drain_inline(struct sink *s)
     if (s->len > 0 || s->stop || s->reopen)
         pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    atomic_fetch_sub(&s->pipeline->inline_writers, 1);
 }
 
+/* One inline slot for the whole flush: a worker that got it writes every
+ * sink it owes in turn, instead of competing for it sink by sink. */
 void sink_pipeline_flush(struct sink_pipeline *p)
 {
     uint64_t owed = tl_owed;
+    if (!owed)
+        return;
     tl_owed = 0;
+    bool have_slot = take_inline_slot(p);
+    int64_t t0 = mono_ns();
     for (size_t i = 0; owed && i < p->n; i++, owed >>= 1)
         if (owed & 1)
-            drain_inline(&p->sinks[i]);
+            drain_inline(&p->sinks[i], have_slot, t0);
+    if (have_slot)
+        atomic_fetch_sub(&p->inline_writers, 1);
 }
 
 static bool should_exit(struct sink *s)
