@@ -12,6 +12,7 @@
 #include "aeroarc/agent/v1/agent.pb-c.h"
 #include "call_auth.h"
 #include "frame_codec.h"
+#include "job_json.h"
 #include "log.h"
 #include "route.h"
 #include "session_table.h"
@@ -274,6 +275,7 @@ static void job_complete(struct frame_job *job)
     push_ack(s, job->view.seq, ack_status_of(worst), error, sj->recv_ns);
     progress(s);
     pthread_mutex_unlock(&s->mu);
+    job_json_free(job);
     free(sj);
     stream_unref(s);
 }

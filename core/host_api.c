@@ -5,7 +5,7 @@
  */
 #include "host_api.h"
 
-#include "envelope_json.h"
+#include "job_json.h"
 #include "log.h"
 
 #include <stdarg.h>
@@ -54,7 +54,7 @@ static size_t host_envelope_json(const aero_host *host, const aero_frame *frame,
                                  size_t cap)
 {
     (void)host;
-    return envelope_json_encode(frame, buf, cap);
+    return job_json_encode(frame, buf, cap);
 }
 
 static aero_metric *host_metric_register(const aero_host *host, aero_metric_type type,

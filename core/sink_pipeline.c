@@ -20,6 +20,7 @@
 #include "sink_pipeline.h"
 
 #include "host_api.h"
+#include "job_json.h"
 #include "log.h"
 #include "plugin_loader.h"
 
@@ -122,7 +123,9 @@ static void write_jobs(struct sink *s, struct frame_job **jobs, const aero_frame
         results[i] = AERO_RETRY; /* a plugin that forgets a slot does not ack OK */
     }
     int64_t t0 = mono_ns();
+    job_json_batch_begin(jobs, n, s->pipeline->n > 1);
     s->vt->write_batch(s->instance, frames, n, results);
+    job_json_batch_end();
     int64_t took = mono_ns() - t0;
     /* A fast sink's call can still take milliseconds when its thread is
      * preempted (the agents share the cores): one such call must not send
@@ -186,6 +189,7 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
     atomic_store(&job->pending, (unsigned)p->n + 1); /* +1: ours, dropped below */
     atomic_store(&job->worst, AERO_OK);
     atomic_store(&job->failed_sink, -1);
+    atomic_store(&job->json, NULL);
 
     for (size_t i = 0; i < p->n; i++) {
         struct sink *s = &p->sinks[i];

@@ -22,6 +22,7 @@
 struct sink_pipeline;
 struct plugin;
 struct host_instance;
+struct job_json;
 
 /* One accepted frame on its way through the sinks. The owner allocates it
  * (view and everything it points to stay valid until `complete` runs). */
@@ -30,6 +31,7 @@ struct frame_job {
     atomic_uint pending;          /* sinks yet to report */
     atomic_int worst;             /* worst aero_result so far */
     atomic_int failed_sink;       /* index of the first sink that was not OK, -1 */
+    _Atomic(struct job_json *) json; /* shared envelope encoding (job_json.c) */
     /* Called once, on whichever thread reported last (a sink thread, or the
      * submitting thread for rejects / no sinks), with no pipeline lock held. */
     void (*complete)(struct frame_job *job);
