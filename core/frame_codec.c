@@ -59,7 +59,7 @@ static aero_str str_empty(void)
 
 /* A varint of at most 10 bytes whose value fits 64 bits: the tenth byte may
  * only carry bit 63, so anything longer or larger is malformed. */
-static int read_varint(struct reader *r, uint64_t *out)
+static int read_varint_long(struct reader *r, uint64_t *out)
 {
     uint64_t v = 0;
 
@@ -76,6 +76,16 @@ static int read_varint(struct reader *r, uint64_t *out)
         }
     }
     return -1;
+}
+
+/* Tags, lengths and small numbers fit one byte: that case inline. */
+static inline int read_varint(struct reader *r, uint64_t *out)
+{
+    if (r->p < r->end && *r->p < 0x80) {
+        *out = *r->p++;
+        return 0;
+    }
+    return read_varint_long(r, out);
 }
 
 static int read_fixed(struct reader *r, unsigned n, uint64_t *out)
