@@ -70,10 +70,19 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Set while this worker dispatches an event it expects more to follow. */
-static _Thread_local bool tl_bursting;
+/* This worker, while it dispatches: was it busy when the event came, and
+ * did a handler defer work to after_burst? */
+static _Thread_local struct {
+    bool busy, deferred;
+} tl_worker;
 
-bool rpc_worker_bursting(void) { return tl_bursting; }
+bool rpc_worker_defer(void)
+{
+    if (!tl_worker.busy)
+        return false;
+    tl_worker.deferred = true;
+    return true;
+}
 
 static bool dispatch(grpc_event ev)
 {
@@ -85,12 +94,12 @@ static bool dispatch(grpc_event ev)
 }
 
 /*
- * Wait for an event. Under load, go on with every event already queued (a
- * non-blocking next), then call after_burst: work the handlers deferred
- * (sink writes) is done once per burst instead of once per event. A worker
- * that had to wait for its event calls after_burst at once instead: there,
- * the non-blocking next would only poll an empty queue. Handlers ask
- * rpc_worker_bursting() whether deferring is worth it at all.
+ * Wait for an event. If a handler deferred work (sink writes), go on with
+ * every event already queued (a non-blocking next), then call after_burst:
+ * the deferred work is done once per burst instead of once per event.
+ * Only a busy worker defers: one that had to wait for its event would
+ * only poll an empty queue with the non-blocking next, and that hands
+ * gRPC's poller role to the other worker and back.
  */
 static void *worker_main(void *arg)
 {
@@ -100,17 +109,17 @@ static void *worker_main(void *arg)
         int64_t t0 = mono_ns();
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         down = ev.type == GRPC_QUEUE_SHUTDOWN;
-        bool busy = mono_ns() - t0 < IDLE_WAIT_NS;
-        tl_bursting = busy;
+        tl_worker.busy = mono_ns() - t0 < IDLE_WAIT_NS;
+        tl_worker.deferred = false;
         dispatch(ev);
-        for (int n = 1; busy && !down && n < BURST_MAX; n++) {
+        for (int n = 1; tl_worker.deferred && !down && n < BURST_MAX; n++) {
             ev = grpc_completion_queue_next(s->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
             down = ev.type == GRPC_QUEUE_SHUTDOWN;
             if (!dispatch(ev))
                 break;
         }
-        tl_bursting = false;
-        if (s->opt.after_burst)
+        tl_worker.busy = false;
+        if (tl_worker.deferred && s->opt.after_burst)
             s->opt.after_burst(s->opt.after_burst_arg);
     }
     return NULL;

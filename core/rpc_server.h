@@ -50,11 +50,11 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
 void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms);
 
 /*
- * On a worker, inside a handler: true if the worker was busy when this
- * event came and will take more before calling after_burst; false if the
- * event came alone, so work deferred to after_burst only waits longer (and
- * a handler that does it now keeps its replies in one write).
+ * On a worker, inside a handler that has work it could defer to
+ * after_burst: true if it may (the worker was busy when this event came
+ * and will call after_burst once it has taken what else is queued); false
+ * if the event came alone, so the handler should do the work now.
  */
-bool rpc_worker_bursting(void);
+bool rpc_worker_defer(void);
 
 #endif
