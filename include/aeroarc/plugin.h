@@ -17,9 +17,8 @@
  * Threads: create/destroy run on the main thread. write_batch, flush and
  * reopen of one sink instance are never called concurrently with each
  * other, always from a relay-owned thread: the instance's own, or, while
- * its write_batch calls return quickly (well under 100 us), the relay
- * thread that received the frame. Keep no thread-local state between
- * calls. Route calls may come from any relay thread at once and must
+ * its write_batch calls return quickly (well under 100 us), one of the
+ * relay's gRPC threads. Keep no thread-local state between calls. Route calls may come from any relay thread at once and must
  * return at once.
  */
 #ifndef AEROARC_PLUGIN_H
