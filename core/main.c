@@ -183,10 +183,13 @@ static int64_t drain_streams(struct gateway *gw, int64_t grace_ms)
     return left > 0 ? left : 0;
 }
 
-/* Sessions that never opened a stream still hold routes: take them down. */
 /* rpc_server's after_burst: write what the burst's frames deferred. */
-static void flush_sinks(void *sinks) { sink_pipeline_flush(sinks); }
+static bool flush_sinks(void *sinks, bool may_wait)
+{
+    return sink_pipeline_flush(sinks, may_wait);
+}
 
+/* Sessions that never opened a stream still hold routes: take them down. */
 static void drop_remaining_routes(struct relay *r)
 {
     struct session_info *infos = NULL;

@@ -10,7 +10,9 @@
  *   - a sink stuck inside write_batch next to a working sink-file: with
  *     on_full = reject agents get TEMPORARY_ERROR, the other sink keeps
  *     writing, the relay's memory stays bounded; with block, the relay stops
- *     reading and memory stays bounded too.
+ *     reading and memory stays bounded too;
+ *   - a fast sink that hangs while a gRPC worker writes it: the other worker
+ *     still serves, and the working sink still gets every frame.
  */
 #include "harness.h"
 #include "steady_agent.h"
@@ -455,4 +457,90 @@ Test(faults, stuck_sink_with_block_stops_reading_and_memory_stays_bounded)
     char dir[400];
     snprintf(dir, sizeof(dir), "%s/data", relay.dir);
     cr_assert_eq(lines_in(dir), (long)sent, "sink-file holds each frame once");
+}
+
+struct lines_at_least {
+    const char *dir;
+    long want;
+};
+
+static bool has_lines(void *arg)
+{
+    struct lines_at_least *l = arg;
+    return lines_in(l->dir) >= l->want;
+}
+
+/*
+ * A sink that has proven fast is written by the gRPC workers themselves;
+ * here it hangs in the middle of such a write. One worker is then held
+ * (and the inline slot with it): the other must still answer calls, and a
+ * second agent's frames must still reach the working sink-file through its
+ * thread, not wait in its queue for a writer that never comes back.
+ */
+#define B_FRAMES 80 /* under ctl's queue and max_inflight: all are read */
+
+Test(faults, a_fast_sink_that_hangs_holds_one_worker_and_strands_nothing)
+{
+    harness_prepare(&relay);
+    snprintf(hold, sizeof(hold), "%s/hold", relay.dir);
+    char body[2048];
+    snprintf(body, sizeof(body),
+             "[sink:ctl]\nplugin = test-sink-control\nqueue = 100\non_full = block\n"
+             "hold_file = %s\n\n"
+             "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n",
+             hold);
+    harness_write_config(&relay, NULL, body); /* the harness's relay has 2 workers */
+    relay_start(&relay);
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/data", relay.dir);
+
+    /* One frame at a time: both sinks prove fast and are written inline. */
+    struct rc_channel *ca = rc_connect(relay.target);
+    harness_register(ca, "drone-a", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *a = rc_stream_open(ca, "drone-a", NULL, 0, &st);
+    struct rc_ack ack;
+    for (uint64_t seq = 1; seq <= 200; seq++) {
+        cr_assert_eq(rc_stream_send_frame(a, harness_frame("drone-a", seq), 5000), 0);
+        cr_assert_eq(rc_stream_recv_ack(a, &ack, 5000), 1);
+        cr_assert_eq(ack.status, RC_ACK_OK);
+    }
+
+    touch(hold); /* the next write of ctl hangs */
+    cr_assert_eq(rc_stream_send_frame(a, harness_frame("drone-a", 201), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(a, &ack, 300), -ETIMEDOUT, "acked while ctl hangs");
+
+    /* Another agent is still served... */
+    struct rc_channel *cb = rc_connect(relay.target);
+    int serving = -1;
+    cr_assert_eq(rc_health_check(cb, "", &serving, &st, 5000), 0, "no worker answers");
+    harness_register(cb, "drone-b", NULL, 0);
+    struct rc_stream *b = rc_stream_open(cb, "drone-b", NULL, 0, &st);
+    /* Back to back, so the worker reading them is busy and defers writes. */
+    for (uint64_t seq = 1; seq <= B_FRAMES; seq++)
+        cr_assert_eq(rc_stream_send_frame(b, harness_frame("drone-b", seq), 5000), 0);
+    /* ...and its frames, and drone-a's last one, reach the working sink. */
+    struct lines_at_least want = {dir, 200 + 1 + B_FRAMES};
+    cr_assert(harness_wait_for(has_lines, &want, 10000), "sink-file has %ld of %ld lines",
+              lines_in(dir), want.want);
+
+    unlink(hold);
+    cr_assert_eq(rc_stream_recv_ack(a, &ack, 10000), 1);
+    cr_assert_eq(ack.status, RC_ACK_OK, "%s", rc_ack_status_name(ack.status));
+    for (uint64_t seq = 1; seq <= B_FRAMES; seq++) {
+        cr_assert_eq(rc_stream_recv_ack(b, &ack, 10000), 1, "drone-b ack %llu",
+                     (unsigned long long)seq);
+        cr_assert_eq(ack.status, RC_ACK_OK, "%s", rc_ack_status_name(ack.status));
+    }
+    struct rc_stream *both[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        rc_stream_close_send(both[i], 5000);
+        cr_assert_eq(rc_stream_finish(both[i], &st, 10000), 0);
+        cr_assert_eq(st.code, 0);
+        rc_stream_free(both[i]);
+    }
+    rc_close(ca);
+    rc_close(cb);
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+    cr_assert_eq(lines_in(dir), 200 + 1 + B_FRAMES, "each frame written once");
 }
