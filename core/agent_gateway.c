@@ -374,7 +374,7 @@ static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
      * asked for: gRPC then sends the ack and the read's flow-control update
      * in one write. */
     if (!rpc_worker_defer())
-        sink_pipeline_flush(gw->relay->sinks, false);
+        sink_pipeline_flush(gw->relay->sinks);
     for (size_t i = 0; i < gw->n_sinks - paused; i++)
         stream_unref(s);
     if (paused) {

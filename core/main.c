@@ -184,10 +184,7 @@ static int64_t drain_streams(struct gateway *gw, int64_t grace_ms)
 }
 
 /* rpc_server's after_burst: write what the burst's frames deferred. */
-static bool flush_sinks(void *sinks, bool may_wait)
-{
-    return sink_pipeline_flush(sinks, may_wait);
-}
+static void flush_sinks(void *sinks) { sink_pipeline_flush(sinks); }
 
 /* Sessions that never opened a stream still hold routes: take them down. */
 static void drop_remaining_routes(struct relay *r)

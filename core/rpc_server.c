@@ -63,9 +63,6 @@ static int arm(struct rpc_server *s, struct method *m);
  * the event came alone (light load). */
 #define IDLE_WAIT_NS 20000
 
-/* How long after_burst may put its work off (it returned true). */
-#define AFTER_BURST_RETRY_NS 100000
-
 static int64_t mono_ns(void)
 {
     struct timespec ts;
@@ -102,23 +99,15 @@ static bool dispatch(grpc_event ev)
  * the deferred work is done once per burst instead of once per event.
  * Only a busy worker defers: one that had to wait for its event would
  * only poll an empty queue with the non-blocking next, and that hands
- * gRPC's poller role to the other worker and back. Work after_burst put
- * off is retried after the next burst, or when its deadline passes.
+ * gRPC's poller role to the other worker and back.
  */
 static void *worker_main(void *arg)
 {
     struct rpc_server *s = arg;
     bool down = false;
-    int64_t put_off_at = 0; /* after_burst put work off then; 0: nothing */
     while (!down) {
-        gpr_timespec wait = gpr_inf_future(GPR_CLOCK_REALTIME);
-        if (put_off_at) {
-            int64_t left = put_off_at + AFTER_BURST_RETRY_NS - mono_ns();
-            wait = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                gpr_time_from_nanos(left > 0 ? left : 0, GPR_TIMESPAN));
-        }
         int64_t t0 = mono_ns();
-        grpc_event ev = grpc_completion_queue_next(s->cq, wait, NULL);
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         down = ev.type == GRPC_QUEUE_SHUTDOWN;
         tl_worker.busy = mono_ns() - t0 < IDLE_WAIT_NS;
         tl_worker.deferred = false;
@@ -130,14 +119,8 @@ static void *worker_main(void *arg)
                 break;
         }
         tl_worker.busy = false;
-        if ((tl_worker.deferred || put_off_at) && s->opt.after_burst) {
-            bool may_wait = !down && (!put_off_at ||
-                                      mono_ns() - put_off_at < AFTER_BURST_RETRY_NS);
-            if (!s->opt.after_burst(s->opt.after_burst_arg, may_wait))
-                put_off_at = 0;
-            else if (!put_off_at)
-                put_off_at = mono_ns();
-        }
+        if (tl_worker.deferred && s->opt.after_burst)
+            s->opt.after_burst(s->opt.after_burst_arg);
     }
     return NULL;
 }

@@ -30,12 +30,9 @@ struct rpc_server_options {
     int64_t keepalive_timeout_s;   /* ... and drops the connection after this without an ack */
     int64_t handshake_timeout_s;   /* TLS + HTTP/2 preface of a new connection; 0 = gRPC's */
     const char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* "" = plain */
-    /* Called by a worker after a burst of events in which a handler
-     * deferred work to it (rpc_worker_defer), before it waits for more.
-     * It may return true to put the work off once more, if may_wait: the
-     * worker then calls again after its next burst or within
-     * AFTER_BURST_RETRY_NS, at the latest with may_wait false. */
-    bool (*after_burst)(void *arg, bool may_wait);
+    /* Called by each worker after a burst of events, before it waits for
+     * more: handlers may defer work to it (NULL: none). */
+    void (*after_burst)(void *arg);
     void *after_burst_arg;
 };
 

@@ -339,22 +339,19 @@ static void drain_inline(struct sink *s, bool have_slot, int64_t t0)
 
 /* One inline slot for the whole flush: a worker that got it writes every
  * sink it owes in turn, instead of competing for it sink by sink. */
-bool sink_pipeline_flush(struct sink_pipeline *p, bool may_wait)
+void sink_pipeline_flush(struct sink_pipeline *p)
 {
     uint64_t owed = tl_owed;
     if (!owed)
-        return false;
-    bool have_slot = take_inline_slot(p);
-    if (!have_slot && may_wait)
-        return true; /* the jobs stay queued, still owed by this thread */
+        return;
     tl_owed = 0;
+    bool have_slot = take_inline_slot(p);
     int64_t t0 = mono_ns();
     for (size_t i = 0; owed && i < p->n; i++, owed >>= 1)
         if (owed & 1)
             drain_inline(&p->sinks[i], have_slot, t0);
     if (have_slot)
         atomic_fetch_sub(&p->inline_writers, 1);
-    return false;
 }
 
 static bool should_exit(struct sink *s)

@@ -79,12 +79,8 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
  * Write what this thread's submits queued on proven-fast sinks (bounded in
  * time; the sink threads take the rest). The gRPC workers call it when
  * they run out of ready events, so one burst of frames shares one write.
- * While another thread holds the last inline slot, `may_wait` leaves the
- * jobs queued and returns true: call again soon (the other thread may
- * write them meanwhile), with may_wait false at the latest a moment later,
- * which hands whatever is left to the sink threads.
  */
-bool sink_pipeline_flush(struct sink_pipeline *p, bool may_wait);
+void sink_pipeline_flush(struct sink_pipeline *p);
 
 /* Remove a waiter that is going away (stream ended). Returns true if it was
  * still queued on that sink (no wake() will come for it). */
