@@ -3,16 +3,15 @@
  */
 #include "warn_limit.h"
 
+#include "mono_clock.h"
+
 #include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 
 void warn_limit_log(struct warn_limit *w, const aero_host *host, const char *prefix,
                     const char *fmt, ...)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t now = mono_ns();
     if (w->last_ns >= 0 && now - w->last_ns < 1000000000) {
         w->quiet++;
         return;

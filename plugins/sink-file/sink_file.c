@@ -7,6 +7,8 @@
  */
 #include <aeroarc/plugin.h>
 
+#include "envelope_lines.h"
+#include "mono_clock.h"
 #include "warn_limit.h"
 
 #include <errno.h>
@@ -61,21 +63,13 @@ struct sink_file {
     uint64_t size;             /* bytes in the open file */
     int64_t opened_ns;         /* CLOCK_MONOTONIC, for rotate_interval_s */
 
-    char *buf;                 /* encoded lines of the batch, reused */
-    size_t cap;
+    struct envelope_lines lines; /* encoded lines of the batch, reused */
 
     aero_metric *m_errors, *m_rotations, *m_bytes;
     struct warn_limit warn;   /* rate limit of repeated warnings */
 };
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void metric_add(struct sink_file *s, aero_metric *m, uint64_t delta)
 {
@@ -193,43 +187,6 @@ static int prepare_file(struct sink_file *s, size_t batch_bytes)
     return s->fd >= 0 ? 0 : open_file(s);
 }
 
-/* Makes room for `need` more bytes after `used`: 0 or -ENOMEM. */
-static int reserve(struct sink_file *s, size_t used, size_t need)
-{
-    if (s->cap - used >= need)
-        return 0;
-    size_t cap = s->cap * 2;
-    if (cap < used + need)
-        cap = used + need;
-    char *p = realloc(s->buf, cap);
-    if (p == NULL)
-        return -ENOMEM;
-    s->buf = p;
-    s->cap = cap;
-    return 0;
-}
-
-/* Appends frame f as a line at buf[*used]: 0 or -ENOMEM. */
-static int append_line(struct sink_file *s, const aero_frame *f, size_t *used)
-{
-    const aero_host *h = s->host;
-    size_t room = s->cap - *used;
-    size_t n = h->envelope_json(h, f, s->buf + *used, room);
-
-    if (n >= room) {
-        /* +1 for the NUL the encoder writes where the newline goes. */
-        if (reserve(s, *used, n + 1) != 0)
-            return -ENOMEM;
-        room = s->cap - *used;
-        n = h->envelope_json(h, f, s->buf + *used, room);
-        if (n >= room)
-            return -ENOMEM; /* the encoder broke its contract */
-    }
-    s->buf[*used + n] = '\n';
-    *used += n + 1;
-    return 0;
-}
-
 /* All of buf[0..len) to fd, through short writes and EINTR: 0 or -errno. */
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -296,12 +253,10 @@ static int file_create(const aero_host *host, void **instance)
     s->rotate_interval_s = strtoll(ri, NULL, 10);
     s->fsync_batch = strcmp(fs, "batch") == 0;
 
-    s->buf = malloc(INITIAL_BUF);
-    if (s->buf == NULL) {
+    if (envelope_lines_init(&s->lines, INITIAL_BUF) != 0) {
         host->log(host, AERO_LOG_ERROR, "sink-file: out of memory");
         return -ENOMEM; /* destroy() frees the half-built instance */
     }
-    s->cap = INITIAL_BUF;
 
     if (AERO_HAS(host, aero_host, metric_add) && host->metric_register) {
         s->m_errors = host->metric_register(host, AERO_METRIC_COUNTER,
@@ -335,7 +290,7 @@ static void file_write_batch(void *instance, const aero_frame *const *frames,
     if (n == 0)
         return;
     for (size_t i = 0; i < n; i++) {
-        if ((rc = append_line(s, frames[i], &used)) != 0)
+        if ((rc = envelope_lines_append(&s->lines, s->host, frames[i], &used)) != 0)
             goto fail;
         if (used < CHUNK_BYTES && i + 1 < n)
             continue;
@@ -345,7 +300,7 @@ static void file_write_batch(void *instance, const aero_frame *const *frames,
             opened = 1;
             start = s->size;
         }
-        if ((rc = write_all(s->fd, s->buf, used)) != 0)
+        if ((rc = write_all(s->fd, s->lines.buf, used)) != 0)
             goto fail;
         s->size += used;
         used = 0;
@@ -394,7 +349,7 @@ static void file_destroy(void *instance)
     if (s == NULL)
         return;
     close_file(s);
-    free(s->buf);
+    envelope_lines_free(&s->lines);
     free(s);
 }
 

@@ -14,6 +14,7 @@
 
 #include <aeroarc/plugin.h>
 
+#include "mono_clock.h"
 #include "warn_limit.h"
 
 #include <errno.h>
@@ -21,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* After a timeout, batches within this long get RETRY without a request:
  * a hung server then costs one timeout a second, not one per batch. */
@@ -82,13 +82,6 @@ struct sink_influx {
 };
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void metric_add(struct sink_influx *s, aero_metric *m, uint64_t d)
 {

@@ -17,6 +17,8 @@
  */
 #include "mqtt_link.h"
 
+#include "mono_clock.h"
+
 #include <errno.h>
 #include <mosquitto.h>
 #include <pthread.h>
@@ -78,13 +80,6 @@ struct mqtt_link {
 };
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static struct timespec deadline_in(int64_t ms)
 {

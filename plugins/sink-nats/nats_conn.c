@@ -8,6 +8,8 @@
  */
 #include "nats_conn.h"
 
+#include "mono_clock.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +21,6 @@ enum {
     /* Longest wait in nats_conn_close for libnats' closed callback. */
     CLOSE_WAIT_S = 10,
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void set_connected(struct nats_conn *c, int up)
 {

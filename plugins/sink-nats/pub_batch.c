@@ -7,6 +7,8 @@
  */
 #include "pub_batch.h"
 
+#include "mono_clock.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +22,6 @@
 /* A removed slot: keeps probe chains intact (slots are never reused within
  * a batch, which holds at most cap/2 messages). */
 #define TOMBSTONE ((natsMsg *)(uintptr_t)1)
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static struct timespec to_timespec(int64_t ns)
 {

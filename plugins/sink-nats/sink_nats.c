@@ -14,6 +14,7 @@
  */
 #include <aeroarc/plugin.h>
 
+#include "mono_clock.h"
 #include "warn_limit.h"
 
 #include "nats_conn.h"
@@ -27,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 enum {
     INITIAL_BUF = 16 * 1024,
@@ -132,13 +132,6 @@ struct sink_nats {
 };
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void metric_add(struct sink_nats *s, aero_metric *m, uint64_t delta)
 {

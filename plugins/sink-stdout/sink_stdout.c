@@ -6,11 +6,13 @@
  */
 #include <aeroarc/plugin.h>
 
+#include "envelope_lines.h"
+#include "warn_limit.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -23,11 +25,10 @@ enum {
 
 struct sink_stdout {
     const aero_host *host;
-    char *buf; /* encoded lines of the batch being written */
-    size_t cap;
+    struct envelope_lines lines; /* encoded lines of the batch being written */
     int torn_line;         /* a failed write left half a line on fd 1 */
-    int64_t last_log_ns;   /* rate limit of error logs (monotonic) */
-    unsigned long quiet;   /* errors not logged since the last log line */
+    /* A failing stdout fails every batch: say so at most once a second. */
+    struct warn_limit warn;
 };
 
 static int stdout_create(const aero_host *host, void **instance)
@@ -39,73 +40,11 @@ static int stdout_create(const aero_host *host, void **instance)
     }
     *instance = s;
     s->host = host;
-    s->last_log_ns = -1;
-    s->buf = malloc(INITIAL_BUF);
-    if (s->buf == NULL) {
+    s->warn = WARN_LIMIT_INIT;
+    if (envelope_lines_init(&s->lines, INITIAL_BUF) != 0) {
         host->log(host, AERO_LOG_ERROR, "sink-stdout: out of memory");
         return -ENOMEM; /* destroy() frees the half-built instance */
     }
-    s->cap = INITIAL_BUF;
-    return 0;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* A failing stdout fails every batch: say so at most once a second. */
-static void log_write_error(struct sink_stdout *s, int err, size_t n_retry)
-{
-    int64_t now = mono_ns();
-    if (s->last_log_ns >= 0 && now - s->last_log_ns < 1000000000) {
-        s->quiet++;
-        return;
-    }
-    s->host->log(s->host, AERO_LOG_WARN,
-                 "sink-stdout: write to stdout failed: %s; %zu frame(s) to "
-                 "retry (%lu similar error(s) not logged)",
-                 strerror(err), n_retry, s->quiet);
-    s->last_log_ns = now;
-    s->quiet = 0;
-}
-
-/* Makes room for `need` more bytes after `used`; 0 or -ENOMEM. */
-static int reserve(struct sink_stdout *s, size_t used, size_t need)
-{
-    if (s->cap - used >= need)
-        return 0;
-    size_t cap = s->cap * 2;
-    if (cap < used + need)
-        cap = used + need;
-    char *p = realloc(s->buf, cap);
-    if (p == NULL)
-        return -ENOMEM;
-    s->buf = p;
-    s->cap = cap;
-    return 0;
-}
-
-/* Appends frame f as a line at buf[*used]; 0 or -ENOMEM. */
-static int append_line(struct sink_stdout *s, const aero_frame *f, size_t *used)
-{
-    const aero_host *h = s->host;
-    size_t room = s->cap - *used;
-    size_t n = h->envelope_json(h, f, s->buf + *used, room);
-
-    if (n >= room) {
-        /* +1 for the NUL the encoder writes where the newline goes. */
-        if (reserve(s, *used, n + 1) != 0)
-            return -ENOMEM;
-        room = s->cap - *used;
-        n = h->envelope_json(h, f, s->buf + *used, room);
-        if (n >= room)
-            return -ENOMEM; /* the encoder broke its contract */
-    }
-    s->buf[*used + n] = '\n';
-    *used += n + 1;
     return 0;
 }
 
@@ -156,15 +95,18 @@ static int flush_pending(struct sink_stdout *s, size_t lead, size_t used,
                          size_t first, size_t count, aero_result *results)
 {
     int err;
-    size_t done = write_all(s->buf, used, &err);
+    const char *buf = s->lines.buf;
+    size_t done = write_all(buf, used, &err);
     size_t ok = count;
 
     if (err) {
-        ok = done > lead ? count_lines(s->buf + lead, done - lead) : 0;
+        ok = done > lead ? count_lines(buf + lead, done - lead) : 0;
         /* Half a line went out: end it first next time, or the next line
          * would be glued to it. */
-        s->torn_line = done > 0 ? s->buf[done - 1] != '\n' : lead > 0;
-        log_write_error(s, err, count - ok);
+        s->torn_line = done > 0 ? buf[done - 1] != '\n' : lead > 0;
+        warn_limit_log(&s->warn, s->host, "sink-stdout",
+                       "write to stdout failed: %s; %zu frame(s) to retry",
+                       strerror(err), count - ok);
     }
     for (size_t i = 0; i < count; i++)
         results[first + i] = i < ok ? AERO_OK : AERO_RETRY;
@@ -179,12 +121,12 @@ static void stdout_write_batch(void *instance, const aero_frame *const *frames,
     int failed = 0;
 
     if (s->torn_line) {
-        s->buf[lead++] = '\n'; /* cap >= INITIAL_BUF */
+        s->lines.buf[lead++] = '\n'; /* cap >= INITIAL_BUF */
         used = lead;
         s->torn_line = 0;
     }
     for (i = 0; i < n && !failed; i++) {
-        if (append_line(s, frames[i], &used) != 0)
+        if (envelope_lines_append(&s->lines, s->host, frames[i], &used) != 0)
             break; /* out of memory: this frame and the rest are retried */
         if (used >= CHUNK_BYTES || i + 1 == n) {
             failed = flush_pending(s, lead, used, first, i + 1 - first, results);
@@ -215,7 +157,7 @@ static void stdout_destroy(void *instance)
     struct sink_stdout *s = instance;
     if (s == NULL)
         return;
-    free(s->buf);
+    envelope_lines_free(&s->lines);
     free(s);
 }
 
