@@ -6,6 +6,8 @@
  */
 #include "h2_raw.h"
 
+#include "harness.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,13 +44,6 @@ struct h2_raw {
     int64_t conn_window;  /* the relay's connection-level window for us */
     int64_t peer_initial; /* its SETTINGS_INITIAL_WINDOW_SIZE */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct stream_rec *rec(struct h2_raw *h, uint32_t id)
 {
@@ -171,7 +166,7 @@ static void read_some(struct h2_raw *h)
  * written, -ETIMEDOUT when nothing could be written for timeout_ms. */
 static int flush(struct h2_raw *h, int timeout_ms)
 {
-    int64_t idle_since = now_ms();
+    int64_t idle_since = harness_now_ms();
     size_t done = 0;
     while (done < h->out_len) {
         if (h->closed)
@@ -179,14 +174,14 @@ static int flush(struct h2_raw *h, int timeout_ms)
         ssize_t n = send(h->fd, h->out + done, h->out_len - done, MSG_NOSIGNAL);
         if (n > 0) {
             done += (size_t)n;
-            idle_since = now_ms();
+            idle_since = harness_now_ms();
             continue;
         }
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             h->closed = true;
             return -EPIPE;
         }
-        int left = (int)(idle_since + timeout_ms - now_ms());
+        int left = (int)(idle_since + timeout_ms - harness_now_ms());
         if (left <= 0) {
             memmove(h->out, h->out + done, h->out_len - done);
             h->out_len -= done;
@@ -254,14 +249,14 @@ int h2_raw_send_message(struct h2_raw *h, uint32_t id, const uint8_t *bytes, siz
                         int timeout_ms)
 {
     struct stream_rec *r = rec(h, id);
-    int64_t need = (int64_t)len + 5, deadline = now_ms() + timeout_ms;
+    int64_t need = (int64_t)len + 5, deadline = harness_now_ms() + timeout_ms;
     cr_assert_not_null(r);
     cr_assert_leq(need, 16384, "one DATA frame per message (SETTINGS_MAX_FRAME_SIZE)");
     /* Flow control is honoured: we are deaf, not a protocol violator. */
     while (r->send_window < need || h->conn_window < need) {
         if (h->closed)
             return -EPIPE;
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - harness_now_ms());
         if (left <= 0)
             return -ETIMEDOUT;
         struct pollfd p = {.fd = h->fd, .events = POLLIN};
@@ -293,9 +288,9 @@ void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code)
 
 void h2_raw_pump(struct h2_raw *h, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     while (!h->closed) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - harness_now_ms());
         if (left <= 0)
             break;
         struct pollfd p = {.fd = h->fd, .events = POLLIN};

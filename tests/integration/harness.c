@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int64_t now_ms(void)
+int64_t harness_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -30,12 +30,12 @@ static int64_t now_ms(void)
 
 bool harness_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     const struct timespec step = {0, 10 * 1000000};
     for (;;) {
         if (cond(arg))
             return true;
-        if (now_ms() > deadline)
+        if (harness_now_ms() > deadline)
             return false;
         nanosleep(&step, NULL);
     }

@@ -79,6 +79,9 @@ const struct rc_frame *harness_frame(const char *agent, uint64_t seq);
 /* Read a whole file (malloc'ed, NUL-terminated); NULL if missing. */
 char *harness_read_file(const char *path, size_t *len);
 
+/* CLOCK_MONOTONIC in milliseconds, for deadlines. */
+int64_t harness_now_ms(void);
+
 /* Poll cond(arg) every 10 ms until true or timeout_ms passed. */
 bool harness_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
 

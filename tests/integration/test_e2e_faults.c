@@ -44,13 +44,6 @@ static void stop(void)
 
 TestSuite(faults, .fini = stop, .timeout = 240);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Call fn(arg, agent_id, seq) for every line of every .jsonl file in dir
  * (an envelope starts {"agent_id":"..." and carries "seq":N). A last line
  * without its newline fails the test unless torn_ok: after a kill -9 the
@@ -255,9 +248,9 @@ Test(faults, sigterm_with_100_open_streams_acks_or_ends_each_and_flushes)
         for (int i = 0; i < TERM_STREAMS; i++)
             cr_assert_eq(rc_stream_send_frame(s[i], harness_frame(ids[i], (uint64_t)k), 5000), 0);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     int status = relay_stop(&relay, 15000);
-    int64_t took = now_ms() - t0;
+    int64_t took = harness_now_ms() - t0;
     cr_assert_eq(status, 0, "exit status %d", status);
     cr_assert_leq(took, 5000 + 1500, "exit took %lld ms, grace is 5 s", (long long)took);
 

@@ -56,13 +56,6 @@ static void stop(void)
 
 TestSuite(garbage, .init = start, .fini = stop, .timeout = 120);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -90,10 +83,10 @@ static void send_some(int fd, const void *buf, size_t len)
  * whatever it said first (a GOAWAY, say); false after timeout_ms. */
 static bool closed_by_relay(int fd, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     char buf[4096];
     for (;;) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - harness_now_ms());
         if (left <= 0)
             return false;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -174,10 +167,10 @@ Test(garbage, half_handshakes_are_dropped_after_the_handshake_timeout)
     steady_agent_expect_progress(steady, 50, 5000);
 
     /* handshake_timeout_s = 2: every half-open connection is closed soon. */
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     for (int i = 0; i < N; i++) {
         cr_assert(closed_by_relay(fds[i], 8000), "half handshake %d (%s) still open after %lld ms",
-                  i, i % 2 ? "TLS" : "preface", (long long)(now_ms() - t0));
+                  i, i % 2 ? "TLS" : "preface", (long long)(harness_now_ms() - t0));
         close(fds[i]);
     }
     finish_steady();

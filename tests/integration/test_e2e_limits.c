@@ -51,13 +51,6 @@ static void stop(void)
 
 TestSuite(limits, .fini = stop, .timeout = 120);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* GetDroneStatus's gRPC code for agent (0 = found). */
 static int drone_status(const char *agent)
 {
@@ -108,13 +101,13 @@ Test(limits, keepalive_ends_the_session_of_a_silently_dead_link)
     cr_assert_eq(drone_status("drone-lost"), 0);
 
     tcp_proxy_freeze(proxy); /* no FIN, no RST: the link just goes quiet */
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     /* keepalive_time 1 s + timeout 1 s, plus up to one ping interval
      * already under way, plus slack for a loaded CI machine */
     cr_assert(harness_wait_for(drone_gone, "drone-lost", 6000),
               "session of the dead link still there after %lld ms",
-              (long long)(now_ms() - t0));
-    int64_t took = now_ms() - t0;
+              (long long)(harness_now_ms() - t0));
+    int64_t took = harness_now_ms() - t0;
     cr_assert_geq(took, 900, "dropped after %lld ms: before any ping could time out",
                   (long long)took);
     cr_assert_eq(relay_metric(relay.http_port, "aero_relay_streams_closed_total{outcome=\"cancelled\"}"),
@@ -241,15 +234,15 @@ Test(limits, a_client_ignoring_the_stream_limit_loses_its_own_connection_only)
     cr_assert_eq(rc_frame_encode(harness_frame(ids[0], 1), &buf, &len), 0);
     cr_assert_eq(h2_raw_send_message(h, 1, buf, len, 5000), 0);
     free(buf);
-    for (int64_t end = now_ms() + 5000; h2_raw_data_bytes(h, 1) == 0 && now_ms() < end;)
+    for (int64_t end = harness_now_ms() + 5000; h2_raw_data_bytes(h, 1) == 0 && harness_now_ms() < end;)
         h2_raw_pump(h, 50);
     cr_assert_gt(h2_raw_data_bytes(h, 1), 0, "no ack on an admitted stream");
     h2_raw_open(h, 5, path, ids[2]); /* one over SETTINGS_MAX_CONCURRENT_STREAMS */
 
     /* gRPC treats that as a connection error: the rude client's connection
      * is closed, with every stream and session on it. */
-    int64_t deadline = now_ms() + 5000;
-    while (!h2_raw_closed(h) && now_ms() < deadline)
+    int64_t deadline = harness_now_ms() + 5000;
+    while (!h2_raw_closed(h) && harness_now_ms() < deadline)
         h2_raw_pump(h, 100);
     cr_assert(h2_raw_closed(h), "the connection over the limit stays open");
     cr_assert(harness_wait_for(rude_gone, NULL, 5000), "its sessions outlived the connection");

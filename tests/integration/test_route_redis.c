@@ -51,13 +51,6 @@ static void teardown(void)
 
 TestSuite(route_redis, .init = setup, .fini = teardown, .timeout = 120);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * A relay with route-redis and a file sink. relay_id / redis_addr go in the
  * environment (RELAY_ID, REDIS_ADDR) unless NULL; route_keys are the rest of
@@ -149,8 +142,8 @@ static void expect_key_stays(struct redis_server *r, const char *drone, const ch
 {
     struct key_check c = {.r = r, .want = value};
     drone_key(c.key, sizeof(c.key), drone);
-    int64_t end = now_ms() + ms;
-    while (now_ms() < end) {
+    int64_t end = harness_now_ms() + ms;
+    while (harness_now_ms() < end) {
         cr_assert(key_matches(&c), "%s changed (want %s)", c.key, value);
         const struct timespec step = {0, 50 * 1000000};
         nanosleep(&step, NULL); /* pacing of a check that must hold throughout */
@@ -251,7 +244,7 @@ static bool stream_and_check(void *arg)
     a->checks++;
     if (ttl <= 0)
         a->missing++;
-    return now_ms() >= a->end_ms;
+    return harness_now_ms() >= a->end_ms;
 }
 
 Test(route_redis, refresh_keeps_a_short_ttl_alive_and_recreates_after_flushall)
@@ -264,7 +257,7 @@ Test(route_redis, refresh_keeps_a_short_ttl_alive_and_recreates_after_flushall)
     expect_key(&redis, 0, "drone-2", "relay-a", session, 5000);
 
     /* 10 s of streaming is more than three TTLs: only refreshes keep it. */
-    a.end_ms = now_ms() + 10000;
+    a.end_ms = harness_now_ms() + 10000;
     cr_assert(harness_wait_for(stream_and_check, &a, 30000));
     cr_assert_eq(a.missing, 0, "key missing in %ld of %ld checks", a.missing, a.checks);
     cr_assert_gt(a.checks, 20);
@@ -272,17 +265,17 @@ Test(route_redis, refresh_keeps_a_short_ttl_alive_and_recreates_after_flushall)
     /* Redis loses everything: the next refresh (ttl_s/2) recreates it. */
     const char *flush[] = {"FLUSHALL", NULL};
     redis_server_cmd(&redis, 0, flush);
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     expect_key(&redis, 0, "drone-2", "relay-a", session, 1500 + 1000);
-    cr_log_info("key back %lld ms after FLUSHALL", (long long)(now_ms() - t0));
+    cr_log_info("key back %lld ms after FLUSHALL", (long long)(harness_now_ms() - t0));
 
     /* Same with the relay's scripts gone too (NOSCRIPT: reload and resync). */
     const char *script_flush[] = {"SCRIPT", "FLUSH", NULL};
     redis_server_cmd(&redis, 0, script_flush);
     redis_server_cmd(&redis, 0, flush);
-    t0 = now_ms();
+    t0 = harness_now_ms();
     expect_key(&redis, 0, "drone-2", "relay-a", session, 1500 + 1000);
-    cr_log_info("key back %lld ms after SCRIPT FLUSH + FLUSHALL", (long long)(now_ms() - t0));
+    cr_log_info("key back %lld ms after SCRIPT FLUSH + FLUSHALL", (long long)(harness_now_ms() - t0));
 
     end_stream(a.s);
     expect_key(&redis, 0, "drone-2", "relay-a", NULL, 5000);
@@ -572,7 +565,7 @@ Test(route_redis, a_hung_redis_slows_neither_ingest_nor_shutdown)
 
     /* Redis stops answering but keeps its sockets open. */
     redis_server_pause(&redis);
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     for (int i = 0; i < 10; i++) {
         char agent[32];
         struct rc_register_result res;
@@ -585,12 +578,12 @@ Test(route_redis, a_hung_redis_slows_neither_ingest_nor_shutdown)
     for (int i = 0; i < 10; i++)
         send_ok(s, "drone-11", &seq, 50);
     cr_log_info("10 registers and 500 frames with Redis hung: %lld ms",
-                (long long)(now_ms() - t0));
+                (long long)(harness_now_ms() - t0));
     end_stream(s);
 
-    t0 = now_ms();
+    t0 = harness_now_ms();
     cr_assert_eq(relay_stop(&relay_a, 20000), 0);
-    int64_t took = now_ms() - t0;
+    int64_t took = harness_now_ms() - t0;
     cr_log_info("shutdown with Redis hung: %lld ms", (long long)took);
     cr_assert_lt(took, 8000, "shutdown took %lld ms with Redis hung", (long long)took);
     cr_assert_eq(count_in_file(relay_a.stderr_path, "shutdown: could not delete"), 1);

@@ -42,13 +42,6 @@ static void teardown(void)
 
 TestSuite(sink_nats_e2e, .fini = teardown, .timeout = 120);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------- agents */
 
 struct agent {
@@ -74,7 +67,7 @@ static void *agent_main(void *arg)
     struct rc_channel *ch = rc_connect(a->target);
     struct rc_stream *s = NULL;
     long inflight = 0;
-    int64_t deadline = now_ms() + 90000;
+    int64_t deadline = harness_now_ms() + 90000;
 
     for (uint64_t q = 1; q <= FRAMES; q++)
         todo[tail++ % FRAMES] = q;
@@ -88,7 +81,7 @@ static void *agent_main(void *arg)
         goto out;
     }
     while (a->ok < FRAMES) {
-        if (now_ms() > deadline) {
+        if (harness_now_ms() > deadline) {
             snprintf(a->error, sizeof(a->error), "only %ld of %d frames acked OK",
                      a->ok, FRAMES);
             goto out;
@@ -189,8 +182,8 @@ static char **read_ids(size_t want, size_t *count)
     so.Stream = "E2E";
     cr_assert_eq(js_PullSubscribe(&sub, tjs, "telemetry.>", "audit", NULL, &so, &jerr),
                  NATS_OK, "%s", nats_GetLastError(NULL));
-    int64_t deadline = now_ms() + 20000;
-    while (got < want && now_ms() < deadline) {
+    int64_t deadline = harness_now_ms() + 20000;
+    while (got < want && harness_now_ms() < deadline) {
         natsMsgList list = {0};
         natsStatus s = natsSubscription_Fetch(&list, sub, 500, 1000, &jerr);
         if (s == NATS_TIMEOUT)

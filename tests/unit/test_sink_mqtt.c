@@ -53,13 +53,6 @@ static void teardown(void)
 
 TestSuite(sink_mqtt, .init = setup, .fini = teardown, .timeout = 60);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A sink-mqtt instance "mq" on port with extra config kv (NULL-terminated
  * pairs); fails the test unless create() returns want_rc. */
 static void *instance(int port, const char *const *extra, int want_rc, fake_host **out)
@@ -308,17 +301,17 @@ Test(sink_mqtt, qos1_is_not_ok_until_the_broker_acks)
 
     /* A hung broker keeps the TCP connection: the PUBLISH goes out, no PUBACK. */
     mqtt_server_pause(&broker);
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     cr_assert_eq(write_count(inst, fr, 5, AERO_BACKOFF, NULL), 5);
-    int64_t took = now_ms() - t0;
+    int64_t took = harness_now_ms() - t0;
     cr_assert(took >= 290 && took < 2000, "waited %lld ms for acks", (long long)took);
     cr_assert_eq(metric(fh, "aero_sink_mqtt_ack_timeouts_total"), 1);
     cr_assert_eq(metric(fh, "aero_sink_mqtt_unacked_messages"), 5);
 
     /* Past max_inflight unacked messages, batches are not even queued. */
-    t0 = now_ms();
+    t0 = harness_now_ms();
     cr_assert_eq(write_count(inst, fr, 5, AERO_BACKOFF, NULL), 5);
-    cr_assert_lt(now_ms() - t0, 200);
+    cr_assert_lt(harness_now_ms() - t0, 200);
 
     mqtt_server_resume(&broker);
     cr_assert(until_all(inst, fr, 5, AERO_OK, 5000), "OK again once the broker acks");
@@ -334,9 +327,9 @@ Test(sink_mqtt, qos0_is_ok_once_handed_over_even_to_a_hung_broker)
     void *inst = instance(broker.port, cfg, 0, NULL);
     struct frames *fr = frames_new(1, 5);
     mqtt_server_pause(&broker);
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     cr_assert_eq(write_count(inst, fr, 5, AERO_OK, NULL), 5, "no delivery guarantee");
-    cr_assert_lt(now_ms() - t0, 200);
+    cr_assert_lt(harness_now_ms() - t0, 200);
     mqtt_server_resume(&broker);
     free(fr);
 }
@@ -344,16 +337,16 @@ Test(sink_mqtt, qos0_is_ok_once_handed_over_even_to_a_hung_broker)
 Test(sink_mqtt, broker_down_at_start_gives_retry_at_once_then_recovers)
 {
     int port = harness_free_port();
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     fake_host *fh;
     void *inst = instance(port, NULL, 0, &fh);
-    cr_assert_lt(now_ms() - t0, 1000, "create does not wait for a refusing broker");
+    cr_assert_lt(harness_now_ms() - t0, 1000, "create does not wait for a refusing broker");
     cr_assert(fake_host_log_contains(fh, "not connected yet"));
     struct frames *fr = frames_new(1, 10);
     for (int i = 0; i < 3; i++) {
-        t0 = now_ms();
+        t0 = harness_now_ms();
         cr_assert_eq(write_count(inst, fr, 10, AERO_RETRY, NULL), 10);
-        cr_assert_lt(now_ms() - t0, 200, "known down: no waiting");
+        cr_assert_lt(harness_now_ms() - t0, 200, "known down: no waiting");
     }
     cr_assert_eq(metric(fh, "aero_sink_mqtt_connected"), 0);
 
@@ -376,13 +369,13 @@ Test(sink_mqtt, broker_lost_mid_stream_gives_retry_then_ok_after_it_returns)
     mqtt_server_stop(&broker);
     /* The connection drop is seen at once (EOF); no batch waits for acks
      * that cannot come. */
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     cr_assert(until_all(inst, fr, 20, AERO_RETRY, 5000));
-    cr_assert_lt(now_ms() - t0, 1000);
+    cr_assert_lt(harness_now_ms() - t0, 1000);
     for (int i = 0; i < 3; i++) {
-        t0 = now_ms();
+        t0 = harness_now_ms();
         cr_assert_eq(write_count(inst, fr, 20, AERO_RETRY, NULL), 20);
-        cr_assert_lt(now_ms() - t0, 200);
+        cr_assert_lt(harness_now_ms() - t0, 200);
     }
     cr_assert(log_has(fh, "connection lost"));
 
