@@ -21,6 +21,7 @@
 
 #include "aeroarc/agent/v1/agent.pb-c.h"
 #include "relay_client.h"
+#include "server_probe.h"
 
 #define N_KINDS 3          /* message templates: see tmpl_build */
 #define REG_INFLIGHT 64    /* registrations in flight per worker */
@@ -39,6 +40,23 @@ struct bench_opts {
 	const char *prefix;
 	const char *token;
 	const char *acked_log;
+	const char *scenario;
+	long server_pid;
+};
+
+/* The scenarios of docs/benchmarks.md, as loadgen lines. Only the client
+ * side: durable wants the relay on fsync = batch, redis wants it
+ * publishing to Redis. */
+static const struct scenario {
+	const char *name;
+	long agents, frames, window, channels, hold_s;
+} scenarios[] = {
+	{ "throughput", 10, 20000, 100, 0, 0 },
+	{ "durable", 10, 20000, 100, 0, 0 },
+	{ "redis", 10, 20000, 100, 0, 0 },
+	{ "many", 500, 400, 50, 50, 0 },
+	{ "light", 1, 5000, 1, 0, 0 },
+	{ "scale", 10000, 2, 1, 100, 10 },
 };
 
 /* Log-linear latency histogram in nanoseconds. */
@@ -852,14 +870,20 @@ static void usage(FILE *out)
 	fputs("usage: aeroarc-bench [--target HOST:PORT] [--agents N] [--frames F]\n"
 	      "                     [--window W] [--channels C] [--fields K] [--raw-bytes B]\n"
 	      "                     [--prefix P] [--token T] [--hold S] [--acked-log FILE]\n"
-	      "                     [--threads T]\n"
+	      "                     [--threads T] [--scenario NAME] [--server-pid PID]\n"
 	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
 	      "  (default 10000) keeping at most W unacked (default 100), over C connections\n"
 	      "  (default: one per agent). Frames carry K fields (8) and B raw bytes (64).\n"
 	      "  --hold keeps every stream open S s after its last ack; --acked-log writes\n"
 	      "  one 'agent_id seq' line per OK ack; --threads sets completion-queue threads\n"
 	      "  (default 2). Prints one JSON line (loadgen's keys); exits 1 if a\n"
-	      "  registration or stream failed, 2 on bad usage.\n",
+	      "  registration or stream failed, 2 on bad usage.\n"
+	      "  --scenario sets agents, frames, window, channels and hold to one of\n"
+	      "  docs/benchmarks.md's scenarios (options after it override): throughput,\n"
+	      "  durable, redis (the relay's side is yours to set), many, light, scale.\n"
+	      "  --server-pid adds the server's CPU seconds during the run (in all and\n"
+	      "  per 100,000 acked frames) and its peak RSS (sampled every 200 ms) to\n"
+	      "  the line: server_cpu_s, server_cpu_s_per_100k, server_peak_rss_kb.\n",
 	      out);
 }
 
@@ -875,6 +899,26 @@ static bool num_opt(const char *name, const char *s, long min, long *out)
 		return false;
 	}
 	return true;
+}
+
+static bool apply_scenario(struct bench_opts *o, const char *name)
+{
+	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+		const struct scenario *sc = &scenarios[i];
+
+		if (strcmp(sc->name, name))
+			continue;
+		o->scenario = sc->name;
+		o->agents = sc->agents;
+		o->frames = sc->frames;
+		o->window = sc->window;
+		o->channels = sc->channels;
+		o->hold_s = sc->hold_s;
+		return true;
+	}
+	fprintf(stderr, "aeroarc-bench: --scenario: unknown \"%s\" (throughput, durable, redis, "
+			"many, light, scale)\n", name);
+	return false;
 }
 
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
@@ -916,6 +960,10 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			ok = num_opt(a, v, 0, &o->hold_s);
 		else if (!strcmp(a, "--threads"))
 			ok = num_opt(a, v, 1, &o->threads);
+		else if (!strcmp(a, "--server-pid"))
+			ok = num_opt(a, v, 1, &o->server_pid);
+		else if (!strcmp(a, "--scenario"))
+			ok = apply_scenario(o, v);
 		else {
 			fprintf(stderr, "aeroarc-bench: unknown option \"%s\" (see --help)\n", a);
 			return -EINVAL;
@@ -954,8 +1002,24 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
-/* Main thread, after the workers joined: sum them up and print loadgen's line. */
-static int report(struct bench *b, double secs)
+/* With --server-pid: what the run cost the server, and the scenario. */
+static void report_server(const struct bench *b, const struct server_cost *cost, long acked)
+{
+	if (b->o.scenario) {
+		printf(",\"scenario\":");
+		json_string(b->o.scenario);
+	}
+	if (!cost)
+		return;
+	printf(",\"server_pid\":%ld,\"server_cpu_s\":%.2f,\"server_cpu_s_per_100k\":%.3f,"
+	       "\"server_peak_rss_kb\":%ld",
+	       b->o.server_pid, cost->cpu_s, acked > 0 ? cost->cpu_s * 1e5 / (double)acked : 0.0,
+	       cost->peak_rss_kb);
+}
+
+/* Main thread, after the workers joined: sum them up and print loadgen's
+ * line (plus report_server's keys). */
+static int report(struct bench *b, double secs, const struct server_cost *cost)
 {
 	struct hist *h = calloc(1, sizeof *h); /* 340 KB: not on the stack */
 	long acks[4] = { 0 }, reg_err = 0, stream_err = 0, acked;
@@ -989,6 +1053,7 @@ static int report(struct bench *b, double secs)
 	       acks[0], acks[1], acks[2], acks[3], hist_pct(h, 50), hist_pct(h, 99),
 	       hist_pct(h, 99.9), reg_err, stream_err, b->n_chans, b->o.threads);
 	json_string(first);
+	report_server(b, cost, acked);
 	printf("}\n");
 	free(h);
 	if (first[0])
@@ -1059,8 +1124,11 @@ nomem:
 int main(int argc, char **argv)
 {
 	struct bench b = { .o.target = NULL };
+	struct server_probe *probe = NULL;
+	struct server_cost cost = { 0 };
 	long started = 0;
 	int64_t t0;
+	double secs;
 	int rc = 2;
 
 	b.o = (struct bench_opts){ .target = "127.0.0.1:50051", .agents = 10, .frames = 10000,
@@ -1070,6 +1138,14 @@ int main(int argc, char **argv)
 		return 2;
 	if (setup(&b))
 		goto out;
+	if (b.o.server_pid) {
+		char err[160];
+
+		if (!(probe = server_probe_start((pid_t)b.o.server_pid, err, sizeof err))) {
+			fprintf(stderr, "aeroarc-bench: --server-pid: %s\n", err);
+			goto out;
+		}
+	}
 	pthread_barrier_init(&b.barrier, NULL, (unsigned)b.o.threads + 1);
 	for (; started < b.o.threads; started++)
 		if (pthread_create(&b.workers[started].thread, NULL, worker_main, &b.workers[started]))
@@ -1086,7 +1162,11 @@ int main(int argc, char **argv)
 		hold_streams(&b);
 	for (long t = 0; t < b.o.threads; t++)
 		pthread_join(b.workers[t].thread, NULL);
-	rc = report(&b, (double)(clock_ns(CLOCK_MONOTONIC) - t0) / 1e9);
+	secs = (double)(clock_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+	if (probe && server_probe_stop(probe, &cost) < 0)
+		fprintf(stderr, "aeroarc-bench: the server (pid %ld) exited during the run\n",
+			b.o.server_pid);
+	rc = report(&b, secs, b.o.server_pid ? &cost : NULL);
 	pthread_barrier_destroy(&b.barrier);
 out:
 	bench_free(&b);

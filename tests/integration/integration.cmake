@@ -1,9 +1,9 @@
 # Black-box tests: the real aeroarc-relay binary, real plugins, real gRPC.
 set(AERO_HARNESS ${CMAKE_CURRENT_LIST_DIR}/harness.c)
-foreach(t test_e2e_stream test_e2e_backpressure test_cli test_e2e_security)
+foreach(t test_e2e_stream test_e2e_backpressure test_cli test_e2e_security test_bench_tool)
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
     aero_unit_test(${t} SOURCES ${AERO_HARNESS} LIBS relay_client)
     target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})
-    add_dependencies(${t} aeroarc-relay test-plugins sink-file sink-stdout route-none)
+    add_dependencies(${t} aeroarc-relay aeroarc-bench test-plugins sink-file sink-stdout route-none)
   endif()
 endforeach()
