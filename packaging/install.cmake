@@ -38,7 +38,8 @@ endforeach()
 
 # --- core: the default config. The shipped relay.ini writes sink-file output
 # to ./data (right for a checkout); installed, the relay runs from the unit's
-# state dir, so the archive goes to an absolute path there.
+# state dir, so the archive goes to an absolute path there, and there is no
+# console sink.
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/relay.ini")
 file(READ "${CMAKE_SOURCE_DIR}/relay.ini" _aero_ini)
 string(REGEX REPLACE "\npath = \\./data" "\npath = ${AERO_STATE_DIR}/data" _aero_ini_installed
@@ -46,7 +47,23 @@ string(REGEX REPLACE "\npath = \\./data" "\npath = ${AERO_STATE_DIR}/data" _aero
 if(_aero_ini_installed STREQUAL _aero_ini)
   message(FATAL_ERROR "relay.ini no longer has \"path = ./data\": update packaging/install.cmake")
 endif()
-file(WRITE "${AERO_PKG_DIR}/relay.ini" "${_aero_ini_installed}")
+# Under systemd stdout is the journal: a console sink there would log every
+# frame (thousands a second) into it. The installed config keeps it only as
+# a comment, for debugging.
+set(_aero_console "[sink:console]                ; one section per sink instance: [sink:<name>]
+plugin = sink-stdout
+")
+set(_aero_console_off "; One section per sink instance: [sink:<name>]. To see every frame as a
+; JSON line on stdout (the journal, under systemd; for debugging only):
+; [sink:console]
+; plugin = sink-stdout
+")
+string(REPLACE "${_aero_console}" "${_aero_console_off}" _aero_ini_no_console
+       "${_aero_ini_installed}")
+if(_aero_ini_no_console STREQUAL _aero_ini_installed)
+  message(FATAL_ERROR "relay.ini's [sink:console] changed: update packaging/install.cmake")
+endif()
+file(WRITE "${AERO_PKG_DIR}/relay.ini" "${_aero_ini_no_console}")
 install(FILES "${AERO_PKG_DIR}/relay.ini" DESTINATION "${AERO_SYSCONF_DIR}" COMPONENT core)
 
 configure_file(packaging/aeroarc-relay.service.in "${AERO_PKG_DIR}/aeroarc-relay.service" @ONLY)

@@ -17,8 +17,18 @@ expect_same_lines "installed files" "$TMP/expected.txt" "$TMP/actual.txt"
 [ -x "$D/usr/bin/aeroarc-relay" ] || fail "aeroarc-relay not executable"
 
 # --- installed relay.ini: the shipped one, sink-file writing to the state dir
+# and the console sink (stdout: the journal under systemd) left as a comment
 grep -qx 'path = ./data' "$SRC/relay.ini" || fail "shipped relay.ini has no 'path = ./data'"
-sed 's|^path = \./data$|path = /var/lib/aeroarc/data|' "$SRC/relay.ini" >"$TMP/relay.ini.expected"
+sed -e 's|^path = \./data$|path = /var/lib/aeroarc/data|' \
+    -e '/^\[sink:console\] /,/^plugin = sink-stdout$/d' "$SRC/relay.ini" >"$TMP/relay.ini.cut"
+awk 'FNR == NR { if (/^\[sink:console\] /) at = FNR; next }
+     FNR == at {
+         print "; One section per sink instance: [sink:<name>]. To see every frame as a"
+         print "; JSON line on stdout (the journal, under systemd; for debugging only):"
+         print "; [sink:console]"
+         print "; plugin = sink-stdout"
+     }
+     { print }' "$SRC/relay.ini" "$TMP/relay.ini.cut" >"$TMP/relay.ini.expected"
 cmp -s "$TMP/relay.ini.expected" "$D/etc/aeroarc/relay.ini" ||
     { diff "$TMP/relay.ini.expected" "$D/etc/aeroarc/relay.ini" >&2; fail "installed relay.ini"; }
 
