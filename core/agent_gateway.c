@@ -211,7 +211,7 @@ static void progress(struct stream *s)
         stream_ref(s);
         s->send_pending = true;
         s->sending_recv_ns = a.recv_ns;
-        if (rpc_stream_send(s->call, buf, n, s->ack_len > 0, &s->send_tag) < 0) {
+        if (rpc_stream_send(s->call, buf, n, &s->send_tag) < 0) {
             s->send_pending = false;
             s->inflight--;
             s->read_closed = true;
