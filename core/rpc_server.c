@@ -355,6 +355,10 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
             snprintf(err, errlen, "cannot start gRPC worker threads");
             return -1;
         }
+        /* Named for top -H and perf: "aero-grpc-0", ... (15 bytes at most). */
+        char name[16];
+        snprintf(name, sizeof(name), "aero-grpc-%u", (unsigned)i % 1000u); /* workers <= 256 */
+        pthread_setname_np(s->workers[i], name);
         s->started_workers++;
     }
     /* A few requests per method so concurrent connects do not queue on one. */

@@ -451,6 +451,10 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size
                  strerror(rc));
         return -1;
     }
+    /* Named for top -H and perf: "sink:archive", cut to 15 bytes. */
+    char name[16];
+    snprintf(name, sizeof(name), "sink:%s", spec->settings->name);
+    pthread_setname_np(s->thread, name);
     s->thread_started = true;
     return 0;
 }

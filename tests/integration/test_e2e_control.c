@@ -204,6 +204,41 @@ static double metric(const char *body, const char *series)
     return v;
 }
 
+/* ------------------------------------------------------------ threads */
+
+/* True if one of pid's threads is called `name` (/proc/PID/task/TID/comm). */
+static bool has_thread(pid_t pid, const char *name)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s", path);
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char comm_path[sizeof(path) + sizeof(e->d_name) + 8], comm[32] = "";
+        snprintf(comm_path, sizeof(comm_path), "%s/%s/comm", path, e->d_name);
+        FILE *f = fopen(comm_path, "r");
+        if (f && fgets(comm, sizeof(comm), f))
+            comm[strcspn(comm, "\n")] = '\0';
+        if (f)
+            fclose(f);
+        found = strcmp(comm, name) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+Test(control, threads_carry_names_an_operator_can_read)
+{
+    start(NULL, file_sink, NULL);
+    /* The harness runs 2 workers; a sink thread is named after its section. */
+    cr_assert(has_thread(relay.pid, "aero-grpc-0"), "no thread aero-grpc-0");
+    cr_assert(has_thread(relay.pid, "aero-grpc-1"), "no thread aero-grpc-1");
+    cr_assert(has_thread(relay.pid, "sink:archive"), "no thread sink:archive");
+}
+
 /* ------------------------------------------------------- RelayControl */
 
 Test(control, drone_status_follows_registers_frames_and_disconnects)
