@@ -14,6 +14,7 @@
 #include "frame_codec.h"
 #include "job_json.h"
 #include "log.h"
+#include "mono_clock.h" /* latency: NTP steps must not show as negative acks */
 #include "route.h"
 #include "session_table.h"
 #include "sink_pipeline.h"
@@ -106,15 +107,6 @@ int64_t gateway_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Latency is measured on the monotonic clock: wall-clock steps (NTP) must
- * not show up as negative or huge acks. */
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 

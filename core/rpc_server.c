@@ -7,6 +7,7 @@
 #include "rpc_server.h"
 
 #include "log.h"
+#include "mono_clock.h"
 #include "rpc_internal.h"
 
 #include <errno.h>
@@ -62,13 +63,6 @@ static int arm(struct rpc_server *s, struct method *m);
 /* A wait for the first event longer than this means the worker was idle:
  * the event came alone (light load). */
 #define IDLE_WAIT_NS 20000
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* This worker, while it dispatches: was it busy when the event came, and
  * did a handler defer work to after_burst? */

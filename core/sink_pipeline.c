@@ -22,6 +22,7 @@
 #include "host_api.h"
 #include "job_json.h"
 #include "log.h"
+#include "mono_clock.h"
 #include "plugin_loader.h"
 
 #include <errno.h>
@@ -104,13 +105,6 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
     }
     if (atomic_fetch_sub(&job->pending, 1) == 1)
         job->complete(job);
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Call write_batch on n jobs (the caller holds the writer role) and report
@@ -277,13 +271,19 @@ static void wake_all(struct sink_waiter *w)
     }
 }
 
-/* Writer role given back: the sink thread takes over anything left. */
-static void release_writer(struct sink *s)
+/* Under s->mu: writer role given back; the sink thread takes over
+ * anything left. */
+static void release_writer_locked(struct sink *s)
 {
-    pthread_mutex_lock(&s->mu);
     s->busy = false;
     if (s->len > 0 || s->stop || s->reopen)
         pthread_cond_signal(&s->cv);
+}
+
+static void release_writer(struct sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    release_writer_locked(s);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -331,9 +331,7 @@ static void drain_inline(struct sink *s, bool have_slot, int64_t t0)
         write_jobs(s, batch, frames, results, n);
         pthread_mutex_lock(&s->mu);
     } while (s->len > 0 && inline_ok(s) && mono_ns() - t0 < INLINE_DRAIN_NS);
-    s->busy = false;
-    if (s->len > 0 || s->stop || s->reopen)
-        pthread_cond_signal(&s->cv);
+    release_writer_locked(s);
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -1,10 +1,10 @@
 /*
- * mono_clock.h - CLOCK_MONOTONIC in nanoseconds: the clock the plugins use
- * for rate limits, deadlines and ages, since it never jumps with the wall
- * clock. A header, not a .c: plugins link no core symbol (the core's clock,
- * gateway_now_ns, is out of reach), so every plugin carries its own copy
- * anyway; static inline gives each file that copy with no source to add to
- * every plugin's build, and lets the two-line body inline on hot paths.
+ * mono_clock.h - CLOCK_MONOTONIC in nanoseconds: the clock the plugins and
+ * the core use for rate limits, deadlines, ages and latencies, since it
+ * never jumps with the wall clock. A header, not a .c: plugins link no core
+ * symbol, so every plugin carries its own copy anyway; static inline gives
+ * each file that copy with no source to add to every build, and lets the
+ * two-line body inline on hot paths (the core includes it from here too).
  */
 #ifndef AERO_PLUGIN_MONO_CLOCK_H
 #define AERO_PLUGIN_MONO_CLOCK_H
