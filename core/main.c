@@ -253,6 +253,7 @@ static int serve(struct settings *st, struct loaded *l)
         .tls_client_ca_file = st->tls_client_ca_file,
         .after_burst = flush_sinks,
         .after_burst_arg = relay.sinks,
+        .metrics = relay.metrics,
     };
     server = gw ? rpc_server_create(&opt, err, sizeof(err)) : NULL;
     if (!server || gateway_add_methods(gw, server) < 0 ||

@@ -7,8 +7,10 @@
 #include "rpc_server.h"
 
 #include "log.h"
+#include "metrics.h"
 #include "mono_clock.h"
 #include "rpc_internal.h"
+#include "worker_gate.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -47,6 +49,7 @@ struct rpc_server {
     pthread_t *workers;
     int n_workers;
     int started_workers;
+    struct worker_gate *gate;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -87,23 +90,36 @@ static bool dispatch(grpc_event ev)
     return true;
 }
 
+/* What a worker thread starts with. */
+struct worker_arg {
+    struct rpc_server *server;
+    int id;
+};
+
 /*
  * Wait for an event. If a handler deferred work (sink writes), go on with
  * every event already queued (a non-blocking next), then call after_burst:
  * the deferred work is done once per burst instead of once per event.
  * Only a busy worker defers: one that had to wait for its event would
  * only poll an empty queue with the non-blocking next, and that hands
- * gRPC's poller role to the other worker and back.
+ * gRPC's poller role to the other worker and back. Between events the
+ * gate may keep the worker off the queue while the load does not need it.
  */
-static void *worker_main(void *arg)
+static void *worker_main(void *argp)
 {
-    struct rpc_server *s = arg;
+    struct worker_arg arg = *(struct worker_arg *)argp;
+    free(argp);
+    struct rpc_server *s = arg.server;
     bool down = false;
     while (!down) {
         int64_t t0 = mono_ns();
+        if (worker_gate_pass(s->gate, arg.id, t0))
+            t0 = mono_ns(); /* it was parked */
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         down = ev.type == GRPC_QUEUE_SHUTDOWN;
-        tl_worker.busy = mono_ns() - t0 < IDLE_WAIT_NS;
+        int64_t t1 = mono_ns();
+        worker_gate_busy(s->gate, arg.id, t1);
+        tl_worker.busy = t1 - t0 < IDLE_WAIT_NS;
         tl_worker.deferred = false;
         dispatch(ev);
         for (int n = 1; tl_worker.deferred && !down && n < BURST_MAX; n++) {
@@ -340,12 +356,24 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
 
     s->n_workers = s->opt.workers > 0 ? s->opt.workers : 1;
     s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
-    if (!s->workers) {
+    aero_metric *polling =
+        s->opt.metrics ? metrics_register(s->opt.metrics, AERO_METRIC_GAUGE,
+                                          "aero_relay_grpc_workers_polling",
+                                          "gRPC worker threads taking events; the others are "
+                                          "parked until the load or a stuck worker needs them.",
+                                          NULL)
+                       : NULL;
+    s->gate = s->workers ? worker_gate_create(s->n_workers, polling) : NULL;
+    if (!s->gate) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (int i = 0; i < s->n_workers; i++) {
-        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
+        struct worker_arg *arg = malloc(sizeof(*arg));
+        if (arg)
+            *arg = (struct worker_arg){s, i};
+        if (!arg || pthread_create(&s->workers[i], NULL, worker_main, arg) != 0) {
+            free(arg);
             snprintf(err, errlen, "cannot start gRPC worker threads");
             return -1;
         }
@@ -413,6 +441,8 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     }
     grpc_server_destroy(s->server);
     grpc_completion_queue_shutdown(s->cq);
+    if (s->gate)
+        worker_gate_close(s->gate); /* parked workers see the queue shut down too */
     for (int i = 0; i < s->started_workers; i++)
         pthread_join(s->workers[i], NULL);
     if (s->started_workers == 0) { /* never started: drain here */
@@ -424,6 +454,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     for (size_t i = 0; i < s->n_methods; i++)
         free(s->methods[i].path);
     free(s->workers);
+    worker_gate_destroy(s->gate);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);

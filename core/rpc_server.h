@@ -1,6 +1,6 @@
 /*
- * rpc_server.h - the gRPC server: one completion queue drained by `workers`
- * threads, registered methods each with calls requested ahead, unknown
+ * rpc_server.h - the gRPC server: one completion queue drained by up to
+ * `workers` threads (the rest parked while the load does not need them), registered methods each with calls requested ahead, unknown
  * methods answered UNIMPLEMENTED, and an orderly shutdown. Services plug in
  * with rpc_server_add_method before rpc_server_start.
  */
@@ -34,6 +34,7 @@ struct rpc_server_options {
      * more: handlers may defer work to it (NULL: none). */
     void (*after_burst)(void *arg);
     void *after_burst_arg;
+    struct metrics *metrics; /* for the workers' gauge (NULL: none) */
 };
 
 struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,

@@ -9,7 +9,7 @@ foreach(t ${AERO_RELIABILITY_TESTS})
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
     aero_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
       ${CMAKE_CURRENT_LIST_DIR}/tcp_proxy.c ${CMAKE_CURRENT_LIST_DIR}/steady_agent.c
-      ${CMAKE_CURRENT_LIST_DIR}/h2_raw.c
+      ${CMAKE_CURRENT_LIST_DIR}/h2_raw.c ${CMAKE_CURRENT_LIST_DIR}/http_client.c
       LIBS relay_client)
     target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})
     add_dependencies(${t} aeroarc-relay test-plugins sink-file sink-stdout route-none)

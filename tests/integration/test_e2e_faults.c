@@ -12,9 +12,11 @@
  *     writing, the relay's memory stays bounded; with block, the relay stops
  *     reading and memory stays bounded too;
  *   - a fast sink that hangs while a gRPC worker writes it: the other worker
- *     still serves, and the working sink still gets every frame.
+ *     (parked at light load) comes in and serves, the working sink still
+ *     gets every frame, and once the sink is back one worker polls again.
  */
 #include "harness.h"
+#include "http_client.h"
 #include "steady_agent.h"
 
 #include <criterion/criterion.h>
@@ -457,6 +459,23 @@ struct lines_at_least {
     long want;
 };
 
+/* aero_relay_grpc_workers_polling reads want. */
+struct polling_check {
+    int port;
+    double want;
+};
+
+static bool polling_is(void *arg)
+{
+    struct polling_check *c = arg;
+    struct http_reply r;
+    if (http_request(c->port, "GET", "/metrics", 5000, &r) != 0)
+        return false;
+    double v = http_metric_value(r.body, "aero_relay_grpc_workers_polling");
+    http_reply_free(&r);
+    return v == c->want;
+}
+
 static bool has_lines(void *arg)
 {
     struct lines_at_least *l = arg;
@@ -475,6 +494,7 @@ static bool has_lines(void *arg)
 Test(faults, a_fast_sink_that_hangs_holds_one_worker_and_strands_nothing)
 {
     harness_prepare(&relay);
+    relay.http = true;
     snprintf(hold, sizeof(hold), "%s/hold", relay.dir);
     char body[2048];
     snprintf(body, sizeof(body),
@@ -499,9 +519,14 @@ Test(faults, a_fast_sink_that_hangs_holds_one_worker_and_strands_nothing)
         cr_assert_eq(ack.status, RC_ACK_OK);
     }
 
+    /* One frame at a time needs one worker: the other stays parked. */
+    struct polling_check one = {relay.http_port, 1}, two = {relay.http_port, 2};
+    cr_assert(polling_is(&one), "more than one worker polls at light load");
+
     touch(hold); /* the next write of ctl hangs */
     cr_assert_eq(rc_stream_send_frame(a, harness_frame("drone-a", 201), 5000), 0);
     cr_assert_eq(rc_stream_recv_ack(a, &ack, 300), -ETIMEDOUT, "acked while ctl hangs");
+    cr_assert(harness_wait_for(polling_is, &two, 5000), "no worker came in for the stuck one");
 
     /* Another agent is still served... */
     struct rc_channel *cb = rc_connect(relay.target);
@@ -525,6 +550,8 @@ Test(faults, a_fast_sink_that_hangs_holds_one_worker_and_strands_nothing)
                      (unsigned long long)seq);
         cr_assert_eq(ack.status, RC_ACK_OK, "%s", rc_ack_status_name(ack.status));
     }
+    /* The worker that was stuck has had little to do since: it parks. */
+    cr_assert(harness_wait_for(polling_is, &one, 10000), "both workers still poll when idle");
     struct rc_stream *both[2] = {a, b};
     for (int i = 0; i < 2; i++) {
         rc_stream_close_send(both[i], 5000);
