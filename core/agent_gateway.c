@@ -103,12 +103,7 @@ struct gateway {
  * without bound. */
 #define MESSAGE_TYPES_MAX 256
 
-int64_t gateway_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
+int64_t gateway_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
 
 /* ------------------------------------------------------------ lifetime */
 

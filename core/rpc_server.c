@@ -425,14 +425,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     if (s->started_workers > 0) {
         s->shutdown_tag.done = shutdown_done;
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += grace_ms / 1000;
-        deadline.tv_nsec += (grace_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        struct timespec deadline = clock_after_ns(CLOCK_REALTIME, grace_ms * 1000000);
         if (!wait_shutdown(s, &deadline)) {
             log_info("shutdown: cancelling the calls and connections still open");
             grpc_server_cancel_all_calls(s->server);

@@ -533,14 +533,8 @@ bool sink_pipeline_stop(struct sink_pipeline *p, int64_t timeout_ms)
 {
     if (!p)
         return true;
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    /* pthread_timedjoin_np waits on CLOCK_REALTIME. */
+    struct timespec deadline = clock_after_ns(CLOCK_REALTIME, timeout_ms * 1000000);
     /* All at once: each sink drains its queue in parallel with the others. */
     for (size_t i = 0; i < p->n; i++)
         sink_ask_stop(&p->sinks[i]);

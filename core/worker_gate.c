@@ -48,13 +48,6 @@ struct worker_gate {
     struct gate_worker *w;
 };
 
-static int64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 struct worker_gate *worker_gate_create(int workers, aero_metric *active)
 {
     struct worker_gate *g = calloc(1, sizeof(*g));
@@ -120,13 +113,7 @@ static void wait_parked(struct worker_gate *g, int id)
 {
     struct gate_worker *w = &g->w[id];
     while (!g->closed && g->calls == 0 && healthy_others(g, id, mono_ns()) > 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += WATCH_NS;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = clock_after_ns(CLOCK_MONOTONIC, WATCH_NS);
         pthread_cond_timedwait(&g->cv, &g->mu, &until);
     }
     if (g->calls > 0)
@@ -175,14 +162,14 @@ bool worker_gate_pass(struct worker_gate *g, int id, int64_t now)
         return false;
     } else if (w->window_t0 != 0) {
         int64_t wall = now - w->window_t0;
-        int64_t cpu = thread_cpu_ns() - w->cpu_t0;
+        int64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - w->cpu_t0;
         if (cpu * 100 >= wall * JOIN_PCT)
             call_one(g);
         else if (cpu * 100 < wall * PARK_PCT && atomic_load(&g->active_now) > 1)
             parked = park(g, id, now);
     }
     w->window_t0 = mono_ns();
-    w->cpu_t0 = thread_cpu_ns();
+    w->cpu_t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     return parked;
 }
 

@@ -1,7 +1,7 @@
 /*
  * mono_clock.h - CLOCK_MONOTONIC in nanoseconds: the clock the plugins and
  * the core use for rate limits, deadlines, ages and latencies, since it
- * never jumps with the wall clock. A header, not a .c: plugins link no core
+ * never jumps with the wall clock; and deadlines for timed waits. A header, not a .c: plugins link no core
  * symbol, so every plugin carries its own copy anyway; static inline gives
  * each file that copy with no source to add to every build, and lets the
  * two-line body inline on hot paths (the core includes it from here too).
@@ -12,11 +12,28 @@
 #include <stdint.h>
 #include <time.h>
 
-static inline int64_t mono_ns(void)
+/* Any clock in nanoseconds: CLOCK_REALTIME for timestamps that leave the
+ * process, CLOCK_THREAD_CPUTIME_ID for a thread's own CPU time. */
+static inline int64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+
+/* `ns` from now on `clock`: the deadline pthread's timed waits take
+ * (pthread_cond_timedwait on a condition set to that clock,
+ * pthread_timedjoin_np on CLOCK_REALTIME). */
+static inline struct timespec clock_after_ns(clockid_t clock, int64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    int64_t frac = (int64_t)ts.tv_nsec + ns % 1000000000;
+    ts.tv_sec += (time_t)(ns / 1000000000 + frac / 1000000000);
+    ts.tv_nsec = (long)(frac % 1000000000);
+    return ts;
 }
 
 #endif

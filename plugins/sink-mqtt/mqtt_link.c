@@ -81,14 +81,10 @@ struct mqtt_link {
 
 /* ------------------------------------------------------------ helpers */
 
+/* l->cond waits on CLOCK_MONOTONIC. */
 static struct timespec deadline_in(int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
-    return ts;
+    return clock_after_ns(CLOCK_MONOTONIC, ms * 1000000);
 }
 
 static void metric_add(struct mqtt_link *l, aero_metric *m, uint64_t d)

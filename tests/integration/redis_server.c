@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -131,7 +132,10 @@ static void spawn(struct redis_server *r)
 void redis_server_start(struct redis_server *r, int port, const char *password)
 {
     memset(r, 0, sizeof(*r));
-    snprintf(r->dir, sizeof(r->dir), "/tmp/aeroarc-redis-XXXXXX");
+    /* Beside the relays' scratch dirs (harness.c): ctest's scratch_cleanup
+     * removes them after a passing run, a failed one keeps redis.log. */
+    mkdir(AERO_BINARY_DIR "/test-scratch", 0755);
+    snprintf(r->dir, sizeof(r->dir), "%s/test-scratch/redis-XXXXXX", AERO_BINARY_DIR);
     cr_assert_not_null(mkdtemp(r->dir));
     r->port = port ? port : harness_free_port();
     snprintf(r->addr, sizeof(r->addr), "127.0.0.1:%d", r->port);

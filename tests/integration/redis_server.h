@@ -1,9 +1,10 @@
 /*
  * redis_server.h - a real redis-server for tests: started on a loopback port
- * with no persistence (--save '' --appendonly no) in a scratch directory,
- * ready once it answers PING; killed, paused and restarted on demand; and a
- * few hiredis reads for assertions. Every wait has a deadline. The server
- * dies with the test process (PR_SET_PDEATHSIG).
+ * with no persistence (--save '' --appendonly no) in a scratch directory
+ * under the build tree's test-scratch/, ready once it answers PING; killed,
+ * paused and restarted on demand; and a few hiredis reads for assertions.
+ * Every wait has a deadline. The server dies with the test process
+ * (PR_SET_PDEATHSIG).
  */
 #ifndef AERO_TEST_REDIS_SERVER_H
 #define AERO_TEST_REDIS_SERVER_H
