@@ -35,6 +35,10 @@
 #define ACK_ERROR_MAX 512
 #define ACK_MAX_BYTES 1024
 
+/* Acks of one stream gRPC may hold back in a row before one is written
+ * (see progress). */
+#define ACK_HOLD_MAX 16
+
 struct ack_item {
     uint64_t seq;
     enum ack_status status;
@@ -65,6 +69,7 @@ struct stream {
     int paused;         /* sink queues we wait on for room */
     struct ack_item *acks;   /* ring; grows on demand up to max_inflight */
     size_t ack_cap, ack_head, ack_len;
+    int acks_held;           /* sent in a row with `more` set, not yet written */
     int64_t sending_recv_ns; /* recv_ns of the ack being sent, while send_pending */
     struct stream *prev, *next; /* gw->streams */
 
@@ -198,7 +203,14 @@ static void progress(struct stream *s)
         stream_ref(s);
         s->send_pending = true;
         s->sending_recv_ns = a.recv_ns;
-        if (rpc_stream_send(s->call, buf, n, &s->send_tag) < 0) {
+        /* More acks waiting: gRPC may hold this one for the next, so a
+         * run of acks (a sink thread's batch after its fsync) leaves in
+         * one write instead of one each. At most ACK_HOLD_MAX in a row:
+         * under steady load the ring never empties, and acks held until it
+         * did stalled the agents' windows (docs/benchmarks.md). */
+        bool more = s->ack_len > 0 && s->acks_held < ACK_HOLD_MAX;
+        s->acks_held = more ? s->acks_held + 1 : 0;
+        if (rpc_stream_send(s->call, buf, n, more, &s->send_tag) < 0) {
             s->send_pending = false;
             s->inflight--;
             s->read_closed = true;

@@ -213,17 +213,16 @@ static void send_done(struct rpc_tag *tag, bool ok)
     c->send_user->done(c->send_user, ok);
 }
 
-int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, struct rpc_tag *tag)
+int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
+                    struct rpc_tag *tag)
 {
     grpc_op op;
     grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg, len);
     c->send_buf = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);
     memset(&op, 0, sizeof(op));
-    /* No GRPC_WRITE_BUFFER_HINT: holding acks back to coalesce them made
-     * them leave in bursts that TCP sent as more, smaller segments (2.2x
-     * the segments and 15% more CPU with 500 agents; docs/benchmarks.md). */
     op.op = GRPC_OP_SEND_MESSAGE;
+    op.flags = more ? GRPC_WRITE_BUFFER_HINT : 0;
     op.data.send_message.send_message = c->send_buf;
     c->send_user = tag;
     c->send_wrap.done = send_done;

@@ -72,8 +72,10 @@ int rpc_stream_recv(struct rpc_call *c, struct rpc_tag *tag);
  */
 const uint8_t *rpc_stream_message(struct rpc_call *c, size_t *len);
 void rpc_stream_message_release(struct rpc_call *c);
-/* Send one message (copied); gRPC writes it out at once. */
-int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len,
+/* Send one message (copied). `more`: another follows at once, so gRPC may
+ * hold this one back and write both together (GRPC_WRITE_BUFFER_HINT);
+ * the last of a run must go with more = false, which writes them all. */
+int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
                     struct rpc_tag *tag);
 /* Send the final status. */
 int rpc_stream_status(struct rpc_call *c, enum rpc_code code, const char *msg,
