@@ -47,6 +47,22 @@ static void test_disconnect(void)
     tnc = NULL;
 }
 
+/* A plain subscriber on telemetry.>: it takes the messages but never
+ * answers, so no PubAck comes back. */
+static natsSubscription *silent_subscriber(void)
+{
+    natsSubscription *plain = NULL;
+    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
+    natsConnection_Flush(tnc);
+    return plain;
+}
+
+static void silent_subscriber_stop(natsSubscription *plain)
+{
+    natsSubscription_Unsubscribe(plain);
+    natsSubscription_Destroy(plain);
+}
+
 static void load_plugin(void)
 {
     desc = sink_test_load("sink-nats");
@@ -126,6 +142,22 @@ static size_t write_frames(void *inst, struct frames *fr, size_t from, size_t n,
                            aero_result *res)
 {
     return sink_test_write(inst, fr->p + from, n, AERO_OK, res);
+}
+
+/* Writes frames [from, from+n), none of which may be stored: asserts that
+ * every one came back `want` (not AERO_OK). Returns how long it took, in
+ * ms, for the tests that also bound that. */
+static long long write_all_fail(void *inst, struct frames *fr, size_t from, size_t n,
+                                aero_result want)
+{
+    aero_result res[MAXF];
+    long long t0 = sink_test_now_ms();
+    size_t ok = write_frames(inst, fr, from, n, res);
+    long long took = sink_test_now_ms() - t0;
+    cr_assert_eq(ok, 0);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(res[i], want, "frame %zu: %d", i, res[i]);
+    return took;
 }
 
 /* --------------------------------------------------- JetStream helpers */
@@ -375,13 +407,9 @@ Test(sink_nats, frames_no_stream_captures_are_retried)
     fake_host *fh;
     void *inst = sink_new(&fh, NULL); /* no stream key, no stream on the server */
     struct frames *fr = frames_new("drone-x");
-    aero_result res[8];
 
-    long long t0 = sink_test_now_ms();
-    cr_assert_eq(write_frames(inst, fr, 0, 8, res), 0);
-    cr_assert_lt(sink_test_now_ms() - t0, 2000, "no responders is an immediate answer");
-    for (size_t i = 0; i < 8; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
+    cr_assert_lt(write_all_fail(inst, fr, 0, 8, AERO_RETRY), 2000,
+                 "no responders is an immediate answer");
     cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_errors_total"), 8);
     cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_acked_total"), 0);
     cr_assert(fake_host_log_contains(fh, "no stream captures the subject"));
@@ -389,9 +417,7 @@ Test(sink_nats, frames_no_stream_captures_are_retried)
 
     /* A named stream that does not exist (create_stream off): RETRY too. */
     inst = sink_new(&fh, (const char *const[]){"stream", "MISSING", NULL});
-    cr_assert_eq(write_frames(inst, fr, 0, 4, res), 0);
-    for (size_t i = 0; i < 4; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
+    write_all_fail(inst, fr, 0, 4, AERO_RETRY);
     cr_assert(fake_host_log_contains(fh, "stream MISSING does not exist"));
     /* ... until it exists: the next batch goes through. */
     add_stream("MISSING", "telemetry.>", 0);
@@ -402,25 +428,16 @@ Test(sink_nats, frames_no_stream_captures_are_retried)
 
 Test(sink_nats, frames_without_an_ack_in_time_are_retried)
 {
-    /* A plain subscriber takes the messages but never answers: no PubAck. */
-    natsSubscription *plain = NULL;
-    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
-    natsConnection_Flush(tnc);
+    natsSubscription *plain = silent_subscriber();
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){"publish_timeout_ms", "300", NULL});
     struct frames *fr = frames_new("drone-t");
-    aero_result res[5];
 
-    long long t0 = sink_test_now_ms();
-    cr_assert_eq(write_frames(inst, fr, 0, 5, res), 0);
-    long long took = sink_test_now_ms() - t0;
+    long long took = write_all_fail(inst, fr, 0, 5, AERO_RETRY);
     cr_assert(took >= 290 && took < 3000, "took %lld ms", took);
-    for (size_t i = 0; i < 5; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
     cr_assert(fake_host_log_contains(fh, "not acknowledged within publish_timeout_ms"));
     /* Nothing of that batch haunts the next one. */
-    natsSubscription_Unsubscribe(plain);
-    natsSubscription_Destroy(plain);
+    silent_subscriber_stop(plain);
     add_stream("LATE", "telemetry.>", 0);
     cr_assert_eq(write_frames(inst, fr, 5, 5, NULL), 5);
     sink_test_destroy(inst);
@@ -430,9 +447,7 @@ Test(sink_nats, frames_without_an_ack_in_time_are_retried)
 Test(sink_nats, publishes_stalled_at_max_pending_get_backoff)
 {
     /* Nobody answers, and only one publish may be in flight. */
-    natsSubscription *plain = NULL;
-    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
-    natsConnection_Flush(tnc);
+    natsSubscription *plain = silent_subscriber();
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){
         "publish_timeout_ms", "300", "max_pending", "1", NULL});
@@ -445,8 +460,7 @@ Test(sink_nats, publishes_stalled_at_max_pending_get_backoff)
     cr_assert_eq(res[0], AERO_RETRY, "the one in flight timed out: %d", res[0]);
     for (size_t i = 1; i < 6; i++)
         cr_assert_eq(res[i], AERO_BACKOFF, "frame %zu: %d", i, res[i]);
-    natsSubscription_Unsubscribe(plain);
-    natsSubscription_Destroy(plain);
+    silent_subscriber_stop(plain);
     sink_test_destroy(inst);
     free(fr);
 }
@@ -478,15 +492,12 @@ Test(sink_nats, a_frame_too_large_for_the_stream_is_rejected)
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){"stream", "TINY", NULL});
     struct frames *fr = frames_new("drone-big");
-    aero_result res[3];
     static char pad[600];
     memset(pad, 'x', sizeof(pad));
     for (size_t i = 0; i < 3; i++)
         fr->kv[i][0].value = (aero_str){pad, sizeof(pad)};
 
-    cr_assert_eq(write_frames(inst, fr, 0, 3, res), 0);
-    for (size_t i = 0; i < 3; i++)
-        cr_assert_eq(res[i], AERO_REJECT, "frame %zu: %d", i, res[i]);
+    write_all_fail(inst, fr, 0, 3, AERO_REJECT);
     cr_assert_eq(stream_msgs("TINY"), 0);
     sink_test_destroy(inst);
 
@@ -503,11 +514,8 @@ Test(sink_nats, a_subject_captured_by_another_stream_is_retried)
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){"stream", "MINE", NULL});
     struct frames *fr = frames_new("drone-o");
-    aero_result res[4];
 
-    cr_assert_eq(write_frames(inst, fr, 0, 4, res), 0);
-    for (size_t i = 0; i < 4; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
+    write_all_fail(inst, fr, 0, 4, AERO_RETRY);
     cr_assert_eq(stream_msgs("OTHER"), 0, "Nats-Expected-Stream was not honoured");
     cr_assert(fake_host_log_contains(fh, "not stored; JetStream said"));
     sink_test_destroy(inst);
@@ -612,15 +620,10 @@ Test(sink_nats_outage, a_server_down_at_start_means_quick_retries_then_recovery)
     cr_assert(fake_host_log_contains(fh, "cannot reach"));
     cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_connected"), 0);
     struct frames *fr = frames_new("drone-late");
-    aero_result res[10];
 
-    for (int round = 0; round < 3; round++) {
-        long long t0 = sink_test_now_ms();
-        cr_assert_eq(write_frames(inst, fr, 0, 10, res), 0);
-        cr_assert_lt(sink_test_now_ms() - t0, 200, "a disconnected sink must answer at once");
-        for (size_t i = 0; i < 10; i++)
-            cr_assert_eq(res[i], AERO_RETRY);
-    }
+    for (int round = 0; round < 3; round++)
+        cr_assert_lt(write_all_fail(inst, fr, 0, 10, AERO_RETRY), 200,
+                     "a disconnected sink must answer at once");
     cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_errors_total"), 30);
 
     cr_assert_eq(nats_server_start(&srv, 10000), 0);
@@ -653,11 +656,7 @@ Test(sink_nats_outage, a_server_killed_mid_stream_comes_back_without_restarting_
         connected = sink_test_metric(fh, "aero_sink_nats_connected");
     }
     cr_assert_eq(connected, 0, "the sink never noticed the server died");
-    long long t0 = sink_test_now_ms();
-    cr_assert_eq(write_frames(inst, fr, 50, 20, res), 0);
-    cr_assert_lt(sink_test_now_ms() - t0, 200);
-    for (size_t i = 0; i < 20; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
+    cr_assert_lt(write_all_fail(inst, fr, 50, 20, AERO_RETRY), 200);
 
     cr_assert_eq(nats_server_start(&srv, 10000), 0); /* same port, same store */
     cr_assert(write_until_ok(inst, fr, 50, 100, 15000), "the sink never recovered");
