@@ -299,6 +299,24 @@ void relay_kill(struct relay_proc *r)
     r->exit_status = 128 + SIGKILL;
 }
 
+struct rc_channel *harness_start(struct relay_proc *r, const char *relay_extra, const char *body)
+{
+    harness_write_config(r, relay_extra, body);
+    relay_start(r);
+    return rc_connect(r->target);
+}
+
+void harness_finish(struct relay_proc *r, struct rc_channel **ch)
+{
+    if (*ch)
+        rc_close(*ch);
+    *ch = NULL;
+    if (!r->pid)
+        return;
+    int status = relay_stop(r, 20000);
+    cr_expect_eq(status, 0, "relay exit status %d (a crash is 128+signal)", status);
+}
+
 struct rc_channel *harness_channel(const struct relay_proc *r)
 {
     if (!r->tls_ca)

@@ -70,6 +70,15 @@ int relay_run_cli(const char *const *args, char *out, size_t outlen);
 int relay_stop(struct relay_proc *r, int timeout_ms);
 void relay_kill(struct relay_proc *r);
 
+/* harness_write_config, relay_start, and a channel to the relay (plain
+ * gRPC: rc_connect): how most tests bring their relay up. */
+struct rc_channel *harness_start(struct relay_proc *r, const char *relay_extra, const char *body);
+
+/* Teardown for harness_start: close *ch (may be NULL; becomes NULL), then,
+ * unless the test already stopped or killed the relay, SIGTERM it and
+ * expect (cr_expect) a clean exit 0 within 20 s. */
+void harness_finish(struct relay_proc *r, struct rc_channel **ch);
+
 /* Register agent; fails the test unless OK. Session id into session (may be NULL). */
 void harness_register(struct rc_channel *ch, const char *agent, char *session, size_t len);
 
