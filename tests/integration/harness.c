@@ -299,6 +299,51 @@ void relay_kill(struct relay_proc *r)
     r->exit_status = 128 + SIGKILL;
 }
 
+struct rc_channel *harness_start(struct relay_proc *r, const char *relay_extra, const char *body)
+{
+    harness_write_config(r, relay_extra, body);
+    relay_start(r);
+    return rc_connect(r->target);
+}
+
+void harness_finish(struct relay_proc *r, struct rc_channel **ch)
+{
+    if (*ch)
+        rc_close(*ch);
+    *ch = NULL;
+    if (!r->pid)
+        return;
+    int status = relay_stop(r, 20000);
+    cr_expect_eq(status, 0, "relay exit status %d (a crash is 128+signal)", status);
+}
+
+void harness_kill(struct relay_proc *r, struct rc_channel **ch)
+{
+    if (ch && *ch) {
+        rc_close(*ch);
+        *ch = NULL;
+    }
+    relay_kill(r);
+}
+
+void harness_stream_frames(struct rc_stream *s, const char *agent, uint64_t first, size_t n,
+                           size_t counts[4], char *err, size_t errlen)
+{
+    memset(counts, 0, 4 * sizeof(size_t));
+    if (err)
+        err[0] = '\0';
+    for (uint64_t seq = first; seq < first + n; seq++)
+        cr_assert_eq(rc_stream_send_frame(s, harness_frame(agent, seq), 5000), 0);
+    for (size_t i = 0; i < n; i++) {
+        struct rc_ack ack;
+        cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1, "ack %zu missing", i);
+        cr_assert(ack.status >= 0 && ack.status < 4);
+        counts[ack.status]++;
+        if (ack.status != RC_ACK_OK && err && !err[0])
+            snprintf(err, errlen, "%s", ack.error ? ack.error : "");
+    }
+}
+
 struct rc_channel *harness_channel(const struct relay_proc *r)
 {
     if (!r->tls_ca)

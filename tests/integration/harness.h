@@ -70,6 +70,26 @@ int relay_run_cli(const char *const *args, char *out, size_t outlen);
 int relay_stop(struct relay_proc *r, int timeout_ms);
 void relay_kill(struct relay_proc *r);
 
+/* harness_write_config, relay_start, and a channel to the relay (plain
+ * gRPC: rc_connect): how most tests bring their relay up. */
+struct rc_channel *harness_start(struct relay_proc *r, const char *relay_extra, const char *body);
+
+/* Teardown for harness_start: close *ch (may be NULL; becomes NULL), then,
+ * unless the test already stopped or killed the relay, SIGTERM it and
+ * expect (cr_expect) a clean exit 0 within 20 s. */
+void harness_finish(struct relay_proc *r, struct rc_channel **ch);
+
+/* Teardown for a test that checks how its relay exits itself, if at all:
+ * close *ch (ch may be NULL; *ch becomes NULL) and SIGKILL the relay if it
+ * still runs. */
+void harness_kill(struct relay_proc *r, struct rc_channel **ch);
+
+/* Send harness_frame(agent, seq) for seq first..first+n-1 on s, then read
+ * their n acks (10 s each) and count them by status into counts[4]; the
+ * first non-OK ack's error text goes to err (may be NULL). */
+void harness_stream_frames(struct rc_stream *s, const char *agent, uint64_t first, size_t n,
+                           size_t counts[4], char *err, size_t errlen);
+
 /* Register agent; fails the test unless OK. Session id into session (may be NULL). */
 void harness_register(struct rc_channel *ch, const char *agent, char *session, size_t len);
 

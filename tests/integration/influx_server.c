@@ -1,25 +1,20 @@
 /*
- * influx_server.c - runs a real influxd for the sink-influxdb tests and
- * queries it over HTTP with libcurl (see influx_server.h). Test threads
- * only; every wait is a poll with a deadline.
+ * influx_server.c - runs a real influxd for the sink-influxdb tests (the
+ * process plumbing is test_server.c) and queries it over HTTP with libcurl
+ * (see influx_server.h). Test threads only; every wait is a poll with a
+ * deadline.
  */
 #include "influx_server.h"
 
 #include "harness.h"
+#include "test_server.h"
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 struct body {
     char *p;
@@ -68,11 +63,6 @@ static long http(const char *url, const char *post_fields, char **out, long time
 static bool pings(void *arg)
 {
     struct influx_server *s = arg;
-    int status;
-    if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-        s->pid = 0;
-        return true; /* exited: the caller fails with the log */
-    }
     char url[128];
     snprintf(url, sizeof(url), "%s/ping", s->url);
     return http(url, NULL, NULL, 500) == 204;
@@ -83,37 +73,23 @@ static void spawn(struct influx_server *s)
     char conf[300], out[300];
     snprintf(conf, sizeof(conf), "%s/influxdb.conf", s->dir);
     snprintf(out, sizeof(out), "%s/influxd.log", s->dir);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        if (getppid() != parent)
-            _exit(1);
-        int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl("/usr/bin/influxd", "influxd", "-config", conf, (char *)NULL);
-        execlp("influxd", "influxd", "-config", conf, (char *)NULL);
-        _exit(127);
-    }
-    s->pid = pid;
-    bool ok = harness_wait_for(pings, s, 15000);
-    if (!ok || !s->pid) {
+    const char *argv[] = {"influxd", "-config", conf, NULL};
+    const char *programs[] = {"/usr/bin/influxd", "influxd", NULL};
+    struct test_server_spec spec = {.argv = argv, .programs = programs, .log = out,
+                                    .ready = pings, .arg = s, .timeout_ms = 15000};
+    int rc = test_server_start(&s->pid, &spec);
+    if (rc != 0) {
         char *log = harness_read_file(out, NULL);
         influx_server_stop(s);
         cr_assert_fail("influxd on port %d did not start (%s); log:\n%s", s->port,
-                       ok ? "it exited" : "timeout", log ? log : "(none)");
+                       test_server_strerror(rc), log ? log : "(none)");
     }
 }
 
 void influx_server_start(struct influx_server *s, int port)
 {
     memset(s, 0, sizeof(*s));
-    snprintf(s->dir, sizeof(s->dir), "/tmp/aeroarc-influx-XXXXXX");
-    cr_assert_not_null(mkdtemp(s->dir));
+    cr_assert_eq(test_server_mkdtemp(s->dir, sizeof(s->dir), NULL, "aeroarc-influx-"), 0);
     s->port = port ? port : harness_free_port();
     s->rpc_port = harness_free_port();
     snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
@@ -154,28 +130,15 @@ void influx_server_restart(struct influx_server *s)
 
 void influx_server_stop(struct influx_server *s)
 {
-    if (!s->pid)
-        return;
-    kill(s->pid, SIGCONT); /* in case it was paused */
-    kill(s->pid, SIGKILL);
-    int status;
-    waitpid(s->pid, &status, 0);
-    s->pid = 0;
+    test_server_stop(&s->pid, SIGKILL, 0);
 }
 
-void influx_server_pause(struct influx_server *s) { cr_assert_eq(kill(s->pid, SIGSTOP), 0); }
-void influx_server_resume(struct influx_server *s) { cr_assert_eq(kill(s->pid, SIGCONT), 0); }
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(p);
-}
+void influx_server_pause(struct influx_server *s) { cr_assert_eq(test_server_pause(s->pid), 0); }
+void influx_server_resume(struct influx_server *s) { cr_assert_eq(test_server_resume(s->pid), 0); }
 
 void influx_server_cleanup(struct influx_server *s)
 {
-    influx_server_stop(s);
-    if (s->dir[0])
-        nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_server_cleanup(&s->pid, s->dir);
 }
 
 char *influx_server_query(struct influx_server *s, const char *db, const char *q)

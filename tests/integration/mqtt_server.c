@@ -1,82 +1,43 @@
 /*
- * mqtt_server.c - runs a real mosquitto for the sink-mqtt tests and
- * subscribes to it with libmosquitto (see mqtt_server.h). Test threads and
- * the subscriber's libmosquitto thread; every wait is a poll with a deadline.
+ * mqtt_server.c - runs a real mosquitto for the sink-mqtt tests (the
+ * process plumbing is test_server.c) and subscribes to it with libmosquitto
+ * (see mqtt_server.h). Test threads and the subscriber's libmosquitto
+ * thread; every wait is a poll with a deadline.
  */
 #include "mqtt_server.h"
 
 #include "harness.h"
+#include "test_server.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <mosquitto.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* --------------------------------------------------------------- broker */
-
-static bool port_accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static bool accepts(void *arg)
-{
-    struct mqtt_server *m = arg;
-    int status;
-    if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
-        m->pid = 0;
-        return true; /* exited: the caller fails with the log */
-    }
-    return port_accepts(m->port) && (!m->plain_port || port_accepts(m->plain_port));
-}
 
 static void spawn(struct mqtt_server *m)
 {
     char conf[300], out[300];
     snprintf(conf, sizeof(conf), "%s/mosquitto.conf", m->dir);
     snprintf(out, sizeof(out), "%s/mosquitto.log", m->dir);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        if (getppid() != parent)
-            _exit(1);
-        int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
-        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    m->pid = pid;
-    bool ok = harness_wait_for(accepts, m, 10000);
-    if (!ok || !m->pid) {
+    const char *argv[] = {"mosquitto", "-c", conf, NULL};
+    const char *programs[] = {"/usr/sbin/mosquitto", "mosquitto", NULL};
+    struct test_server_spec spec = {.argv = argv, .programs = programs, .log = out,
+                                    .ports = {m->port, m->plain_port}, .timeout_ms = 10000};
+    int rc = test_server_start(&m->pid, &spec);
+    if (rc != 0) {
         char *log = harness_read_file(out, NULL);
         mqtt_server_stop(m);
         cr_assert_fail("mosquitto on port %d did not start (%s); log:\n%s", m->port,
-                       ok ? "it exited" : "timeout", log ? log : "(none)");
+                       test_server_strerror(rc), log ? log : "(none)");
     }
 }
 
@@ -93,8 +54,7 @@ void mqtt_server_start(struct mqtt_server *m, int port, const char *user,
                        const char *password)
 {
     memset(m, 0, sizeof(*m));
-    snprintf(m->dir, sizeof(m->dir), "/tmp/aeroarc-mqtt-XXXXXX");
-    cr_assert_not_null(mkdtemp(m->dir));
+    cr_assert_eq(test_server_mkdtemp(m->dir, sizeof(m->dir), NULL, "aeroarc-mqtt-"), 0);
     m->port = port ? port : harness_free_port();
     /* As root mosquitto would switch to user "mosquitto", who cannot read
      * our scratch dir: stay who we are. */
@@ -126,8 +86,7 @@ void mqtt_server_start(struct mqtt_server *m, int port, const char *user,
 void mqtt_server_start_tls(struct mqtt_server *m)
 {
     memset(m, 0, sizeof(*m));
-    snprintf(m->dir, sizeof(m->dir), "/tmp/aeroarc-mqtt-XXXXXX");
-    cr_assert_not_null(mkdtemp(m->dir));
+    cr_assert_eq(test_server_mkdtemp(m->dir, sizeof(m->dir), NULL, "aeroarc-mqtt-"), 0);
     m->port = harness_free_port();
     m->plain_port = harness_free_port();
     snprintf(m->ca_file, sizeof(m->ca_file), "%s/cert.pem", m->dir);
@@ -158,31 +117,15 @@ void mqtt_server_restart(struct mqtt_server *m)
 
 void mqtt_server_stop(struct mqtt_server *m)
 {
-    if (!m->pid)
-        return;
-    kill(m->pid, SIGCONT); /* in case it was paused */
-    kill(m->pid, SIGKILL);
-    int status;
-    waitpid(m->pid, &status, 0);
-    m->pid = 0;
+    test_server_stop(&m->pid, SIGKILL, 0);
 }
 
-void mqtt_server_pause(struct mqtt_server *m) { cr_assert_eq(kill(m->pid, SIGSTOP), 0); }
-void mqtt_server_resume(struct mqtt_server *m) { cr_assert_eq(kill(m->pid, SIGCONT), 0); }
+void mqtt_server_pause(struct mqtt_server *m) { cr_assert_eq(test_server_pause(m->pid), 0); }
+void mqtt_server_resume(struct mqtt_server *m) { cr_assert_eq(test_server_resume(m->pid), 0); }
 
 void mqtt_server_cleanup(struct mqtt_server *m)
 {
-    mqtt_server_stop(m);
-    if (!m->dir[0])
-        return;
-    const char *files[] = {"mosquitto.conf", "mosquitto.log", "passwd", "cert.pem",
-                           "key.pem", "openssl.log"};
-    char path[300];
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", m->dir, files[i]);
-        unlink(path);
-    }
-    rmdir(m->dir);
+    test_server_cleanup(&m->pid, m->dir);
 }
 
 /* ----------------------------------------------------------- subscriber */

@@ -1,24 +1,19 @@
 /*
- * redis_server.c - runs a real redis-server for the route-redis tests (see
- * redis_server.h) and reads keys back with hiredis. Test threads only;
- * every wait is a poll with a deadline.
+ * redis_server.c - runs a real redis-server for the route-redis tests (the
+ * process plumbing is test_server.c; see redis_server.h) and reads keys back
+ * with hiredis. Test threads only; every wait is a poll with a deadline.
  */
 #include "redis_server.h"
 
 #include "harness.h"
+#include "test_server.h"
 
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 /* A connection with AUTH and SELECT done, or NULL (not answering). */
 static redisContext *connect_db(const struct redis_server *r, int db)
@@ -56,13 +51,7 @@ static redisContext *connect_db(const struct redis_server *r, int db)
 
 static bool answers_ping(void *arg)
 {
-    struct redis_server *r = arg;
-    int status;
-    if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
-        r->pid = 0;
-        return true; /* exited: the caller fails with the log */
-    }
-    redisContext *c = connect_db(r, 0);
+    redisContext *c = connect_db(arg, 0);
     if (!c)
         return false;
     redisReply *rep = redisCommand(c, "PING");
@@ -79,53 +68,19 @@ static void spawn(struct redis_server *r)
     snprintf(port, sizeof(port), "%d", r->port);
     snprintf(logfile, sizeof(logfile), "%s/redis.log", r->dir);
     snprintf(out, sizeof(out), "%s/redis.out", r->dir);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        /* Never outlive the test, whatever happens to it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        const char *argv[24];
-        int n = 0;
-        argv[n++] = "redis-server";
-        argv[n++] = "--port";
-        argv[n++] = port;
-        argv[n++] = "--bind";
-        argv[n++] = "127.0.0.1";
-        argv[n++] = "--save";
-        argv[n++] = "";
-        argv[n++] = "--appendonly";
-        argv[n++] = "no";
-        argv[n++] = "--dir";
-        argv[n++] = r->dir;
-        argv[n++] = "--logfile";
-        argv[n++] = logfile;
-        argv[n++] = "--daemonize";
-        argv[n++] = "no";
-        if (r->password[0]) {
-            argv[n++] = "--requirepass";
-            argv[n++] = r->password;
-        }
-        argv[n] = NULL;
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    r->pid = pid;
-    bool ok = harness_wait_for(answers_ping, r, 10000);
-    if (!ok || !r->pid) {
-        char path[300];
-        snprintf(path, sizeof(path), "%s/redis.log", r->dir);
-        char *log = harness_read_file(path, NULL);
+    const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", r->dir,
+                          "--logfile", logfile, "--daemonize", "no",
+                          /* without a password, argv ends here */
+                          r->password[0] ? "--requirepass" : NULL, r->password, NULL};
+    struct test_server_spec spec = {.argv = argv, .log = out, .ready = answers_ping, .arg = r,
+                                    .timeout_ms = 10000};
+    int rc = test_server_start(&r->pid, &spec);
+    if (rc != 0) {
+        char *log = harness_read_file(logfile, NULL);
         redis_server_kill(r);
         cr_assert_fail("redis-server on port %d did not start (%s); log:\n%s", r->port,
-                       ok ? "it exited" : "timeout", log ? log : "(none)");
+                       test_server_strerror(rc), log ? log : "(none)");
     }
 }
 
@@ -134,9 +89,8 @@ void redis_server_start(struct redis_server *r, int port, const char *password)
     memset(r, 0, sizeof(*r));
     /* Beside the relays' scratch dirs (harness.c): ctest's scratch_cleanup
      * removes them after a passing run, a failed one keeps redis.log. */
-    mkdir(AERO_BINARY_DIR "/test-scratch", 0755);
-    snprintf(r->dir, sizeof(r->dir), "%s/test-scratch/redis-XXXXXX", AERO_BINARY_DIR);
-    cr_assert_not_null(mkdtemp(r->dir));
+    cr_assert_eq(test_server_mkdtemp(r->dir, sizeof(r->dir), AERO_BINARY_DIR "/test-scratch",
+                                     "redis-"), 0);
     r->port = port ? port : harness_free_port();
     snprintf(r->addr, sizeof(r->addr), "127.0.0.1:%d", r->port);
     snprintf(r->password, sizeof(r->password), "%s", password ? password : "");
@@ -151,16 +105,11 @@ void redis_server_restart(struct redis_server *r)
 
 void redis_server_kill(struct redis_server *r)
 {
-    if (!r->pid)
-        return;
-    kill(r->pid, SIGKILL);
-    int status;
-    waitpid(r->pid, &status, 0);
-    r->pid = 0;
+    test_server_stop(&r->pid, SIGKILL, 0);
 }
 
-void redis_server_pause(struct redis_server *r) { cr_assert_eq(kill(r->pid, SIGSTOP), 0); }
-void redis_server_resume(struct redis_server *r) { cr_assert_eq(kill(r->pid, SIGCONT), 0); }
+void redis_server_pause(struct redis_server *r) { cr_assert_eq(test_server_pause(r->pid), 0); }
+void redis_server_resume(struct redis_server *r) { cr_assert_eq(test_server_resume(r->pid), 0); }
 
 static redisReply *run(struct redis_server *r, int db, const char *const *argv)
 {

@@ -43,21 +43,13 @@ static void start_control(const char *relay_extra, const char *queue, const char
              "[sink:ctl]\nplugin = test-sink-control\nqueue = %s\non_full = %s\n"
              "hold_file = %s\nfail_file = %s\nfail_result = %s\ncount_file = %s\n",
              queue, on_full, hold, fail, fail_result, count);
-    harness_write_config(&relay, relay_extra, body);
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, relay_extra, body);
 }
 
 static void stop(void)
 {
     unlink(hold); /* never leave a sink stuck behind a failed assertion */
-    if (ch)
-        rc_close(ch);
-    ch = NULL;
-    if (!relay.pid)
-        return;
-    int status = relay_stop(&relay, 20000);
-    cr_expect_eq(status, 0, "relay exit status %d", status);
+    harness_finish(&relay, &ch);
 }
 
 TestSuite(backpressure, .fini = stop, .timeout = 120);
@@ -243,10 +235,8 @@ Test(backpressure, disk_full_gives_temporary_error_and_recovers_on_the_same_stre
     cr_assert_eq(mkdir(mnt, 0755), 0);
     cr_assert_eq(mount("tmpfs", mnt, "tmpfs", 0, "size=256k"), 0, "mount tmpfs: %s",
                  strerror(errno));
-    harness_write_config(&relay, NULL,
-                         "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\nfsync = batch\n");
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, NULL,
+                       "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\nfsync = batch\n");
     harness_register(ch, "drone-disk", NULL, 0);
     struct rc_status st;
     struct rc_stream *s = rc_stream_open(ch, "drone-disk", NULL, 0, &st);

@@ -39,21 +39,13 @@ static void start(const char *relay_extra, const char *body, const char *log_key
     relay.log_keys = log_keys;
     harness_setenv(&relay, "RELAY_ID", RELAY_ID);
     snprintf(hold, sizeof(hold), "%s/hold", relay.dir);
-    harness_write_config(&relay, relay_extra, body);
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, relay_extra, body);
 }
 
 static void stop(void)
 {
     unlink(hold); /* never leave a sink stuck behind a failed assertion */
-    if (ch)
-        rc_close(ch);
-    ch = NULL;
-    if (!relay.pid)
-        return;
-    int status = relay_stop(&relay, 20000);
-    cr_expect_eq(status, 0, "relay exit status %d", status);
+    harness_finish(&relay, &ch);
 }
 
 TestSuite(control, .fini = stop, .timeout = 120);

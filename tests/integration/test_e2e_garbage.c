@@ -34,10 +34,8 @@ static void start(void)
 {
     harness_prepare(&relay);
     rss_measurable(&relay);
-    harness_write_config(&relay, "handshake_timeout_s = 2\nmax_inflight = 100\n",
-                         "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, "handshake_timeout_s = 2\nmax_inflight = 100\n",
+                       "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
     steady = steady_agent_start(relay.target, "drone-steady");
 }
 
@@ -45,13 +43,7 @@ static void stop(void)
 {
     tcp_proxy_stop(proxy);
     proxy = NULL;
-    if (ch)
-        rc_close(ch);
-    ch = NULL;
-    if (!relay.pid)
-        return;
-    int status = relay_stop(&relay, 20000);
-    cr_expect_eq(status, 0, "relay exit status %d (a crash is 128+signal)", status);
+    harness_finish(&relay, &ch);
 }
 
 TestSuite(garbage, .init = start, .fini = stop, .timeout = 120);

@@ -31,22 +31,14 @@ static void start(const char *relay_extra)
 {
     harness_prepare(&relay);
     relay.http = true; /* for the metrics each limit moves */
-    harness_write_config(&relay, relay_extra, "[sink:out]\nplugin = sink-stdout\n");
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, relay_extra, "[sink:out]\nplugin = sink-stdout\n");
 }
 
 static void stop(void)
 {
     tcp_proxy_stop(proxy);
     proxy = NULL;
-    if (ch)
-        rc_close(ch);
-    ch = NULL;
-    if (!relay.pid)
-        return;
-    int status = relay_stop(&relay, 20000);
-    cr_expect_eq(status, 0, "relay exit status %d", status);
+    harness_finish(&relay, &ch);
 }
 
 TestSuite(limits, .fini = stop, .timeout = 120);

@@ -23,9 +23,7 @@ static const char *default_sinks =
 static void start_default(void)
 {
     harness_prepare(&relay);
-    harness_write_config(&relay, "max_inflight = 100\nmax_message_bytes = 16384\n", default_sinks);
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, "max_inflight = 100\nmax_message_bytes = 16384\n", default_sinks);
 }
 
 static void stop_default(void)

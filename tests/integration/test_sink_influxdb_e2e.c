@@ -25,33 +25,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-    if (ch)
-        rc_close(ch);
-    if (relay.pid)
-        relay_kill(&relay);
+    harness_kill(&relay, &ch);
     influx_server_cleanup(&srv);
 }
 
 TestSuite(influxdb_e2e, .init = setup, .fini = teardown, .timeout = 60);
-
-/* Sends seq first..first+n-1; counts the acks by status into counts[4] and
- * keeps the first non-OK ack's error text in err. */
-static void stream_frames(struct rc_stream *s, uint64_t first, size_t n, size_t counts[4],
-                          char *err, size_t errlen)
-{
-    memset(counts, 0, 4 * sizeof(size_t));
-    err[0] = '\0';
-    for (uint64_t seq = first; seq < first + n; seq++)
-        cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-e2e", seq), 5000), 0);
-    for (size_t i = 0; i < n; i++) {
-        struct rc_ack ack;
-        cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1, "ack %zu missing", i);
-        cr_assert(ack.status >= 0 && ack.status < 4);
-        counts[ack.status]++;
-        if (ack.status != RC_ACK_OK && !err[0])
-            snprintf(err, errlen, "%s", ack.error ? ack.error : "");
-    }
-}
 
 Test(influxdb_e2e, frames_become_points_and_a_missing_database_is_a_permanent_error)
 {
@@ -61,9 +39,7 @@ Test(influxdb_e2e, frames_become_points_and_a_missing_database_is_a_permanent_er
     char body[512];
     snprintf(body, sizeof(body),
              "[sink:tsdb]\nplugin = sink-influxdb\nurl = %s\ndatabase = telemetry\n", srv.url);
-    harness_write_config(&relay, NULL, body);
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, NULL, body);
     harness_register(ch, "drone-e2e", NULL, 0);
     struct rc_status st;
     struct rc_stream *s = rc_stream_open(ch, "drone-e2e", NULL, 0, &st);
@@ -71,7 +47,7 @@ Test(influxdb_e2e, frames_become_points_and_a_missing_database_is_a_permanent_er
 
     size_t counts[4];
     char err[256];
-    stream_frames(s, 1, 100, counts, err, sizeof(err));
+    harness_stream_frames(s, "drone-e2e", 1, 100, counts, err, sizeof(err));
     cr_assert_eq(counts[RC_ACK_OK], 100, "%s", err);
     /* OK means written: no waiting before the query. */
     cr_assert_eq(influx_server_query_number(&srv, "telemetry",
@@ -85,12 +61,12 @@ Test(influxdb_e2e, frames_become_points_and_a_missing_database_is_a_permanent_er
     free(j);
 
     free(influx_server_query(&srv, NULL, "DROP DATABASE telemetry"));
-    stream_frames(s, 101, 10, counts, err, sizeof(err));
+    harness_stream_frames(s, "drone-e2e", 101, 10, counts, err, sizeof(err));
     cr_assert_eq(counts[RC_ACK_PERMANENT_ERROR], 10, "%s", err);
     cr_assert(strstr(err, "tsdb") != NULL, "the error names the sink: %s", err);
 
     influx_server_create_db(&srv, "telemetry");
-    stream_frames(s, 111, 10, counts, err, sizeof(err));
+    harness_stream_frames(s, "drone-e2e", 111, 10, counts, err, sizeof(err));
     cr_assert_eq(counts[RC_ACK_OK], 10, "%s", err);
     cr_assert_eq(influx_server_query_number(&srv, "telemetry",
                                      "SELECT count(seq) FROM GLOBAL_POSITION_INT"), 10);

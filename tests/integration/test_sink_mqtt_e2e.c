@@ -29,35 +29,12 @@ static void setup(void)
 
 static void teardown(void)
 {
-    if (ch)
-        rc_close(ch);
-    if (relay.pid)
-        relay_kill(&relay);
+    harness_kill(&relay, &ch);
     mqtt_server_sub_stop(sub);
     mqtt_server_cleanup(&broker);
 }
 
 TestSuite(mqtt_e2e, .init = setup, .fini = teardown, .timeout = 60);
-
-/* Sends seq first..first+n-1 and counts the acks by status into counts[4];
- * the first non-OK ack's error text goes to err. */
-static void stream_frames(struct rc_stream *s, uint64_t first, size_t n, size_t counts[4],
-                          char *err, size_t errlen)
-{
-    memset(counts, 0, 4 * sizeof(size_t));
-    if (err)
-        err[0] = '\0';
-    for (uint64_t seq = first; seq < first + n; seq++)
-        cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-e2e", seq), 5000), 0);
-    for (size_t i = 0; i < n; i++) {
-        struct rc_ack ack;
-        cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1, "ack %zu missing", i);
-        cr_assert(ack.status >= 0 && ack.status < 4);
-        counts[ack.status]++;
-        if (ack.status != RC_ACK_OK && err && !err[0])
-            snprintf(err, errlen, "%s", ack.error ? ack.error : "");
-    }
-}
 
 Test(mqtt_e2e, frames_reach_the_broker_and_acks_follow_its_availability)
 {
@@ -69,16 +46,14 @@ Test(mqtt_e2e, frames_reach_the_broker_and_acks_follow_its_availability)
              "[sink:mq]\nplugin = sink-mqtt\nport = %d\ntopic = relay/{agent_id}/{msg_name}\n"
              "qos = 1\nreconnect_delay_ms = 50\nreconnect_delay_max_ms = 200\n",
              broker.port);
-    harness_write_config(&relay, NULL, body);
-    relay_start(&relay);
-    ch = rc_connect(relay.target);
+    ch = harness_start(&relay, NULL, body);
     harness_register(ch, "drone-e2e", NULL, 0);
     struct rc_status st;
     struct rc_stream *s = rc_stream_open(ch, "drone-e2e", NULL, 0, &st);
     cr_assert_not_null(s);
 
     size_t counts[4];
-    stream_frames(s, 1, 100, counts, NULL, 0);
+    harness_stream_frames(s, "drone-e2e", 1, 100, counts, NULL, 0);
     cr_assert_eq(counts[RC_ACK_OK], 100);
     cr_assert(mqtt_server_sub_wait(sub, 100, 5000), "%zu messages", mqtt_server_sub_count(sub));
     unsigned char seen[101] = {0};
@@ -100,8 +75,10 @@ Test(mqtt_e2e, frames_reach_the_broker_and_acks_follow_its_availability)
     char err[256];
     uint64_t seq = 101;
     size_t ok = 100;
-    for (int tries = 0; ok > 0 && tries < 50; tries++, seq += 10)
-        stream_frames(s, seq, 10, counts, err, sizeof(err)), ok = counts[RC_ACK_OK];
+    for (int tries = 0; ok > 0 && tries < 50; tries++, seq += 10) {
+        harness_stream_frames(s, "drone-e2e", seq, 10, counts, err, sizeof(err));
+        ok = counts[RC_ACK_OK];
+    }
     cr_assert_eq(counts[RC_ACK_TEMPORARY_ERROR], 10, "acks while the broker is down");
     cr_assert(strstr(err, "mq") != NULL, "the error names the sink: %s", err);
 
@@ -112,7 +89,7 @@ Test(mqtt_e2e, frames_reach_the_broker_and_acks_follow_its_availability)
     sub = mqtt_server_sub_start(broker.port, "relay/#", NULL, NULL);
     int64_t deadline = harness_now_ms() + 15000;
     while (counts[RC_ACK_OK] < 10 && harness_now_ms() < deadline) {
-        stream_frames(s, seq, 10, counts, NULL, 0);
+        harness_stream_frames(s, "drone-e2e", seq, 10, counts, NULL, 0);
         seq += 10;
     }
     cr_assert_eq(counts[RC_ACK_OK], 10, "acks once the broker is back");

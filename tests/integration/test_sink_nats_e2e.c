@@ -35,8 +35,7 @@ static void teardown(void)
         jsCtx_Destroy(tjs);
     if (tnc)
         natsConnection_Destroy(tnc);
-    if (relay.pid > 0)
-        relay_kill(&relay);
+    harness_kill(&relay, NULL);
     nats_server_cleanup(&srv);
 }
 

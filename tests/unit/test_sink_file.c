@@ -5,7 +5,7 @@
  * The executable exports fdatasync (ENABLE_EXPORTS) so the dlopened plugin
  * binds to the counting, failure-injecting one below.
  */
-#include "fake_host.h"
+#include "sink_test.h"
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -47,7 +47,6 @@ int fdatasync(int fd)
 /* ------------------------------------------------------------ fixture */
 
 static char tmpdir[64];
-static void *dl;
 static const aero_plugin_descriptor *desc;
 static const aero_sink_vtable *vt;
 
@@ -61,8 +60,7 @@ static void setup(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/aero-sinkfile-XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
-    desc = fake_host_load("sink-file", &dl);
-    cr_assert_not_null(desc, "sink-file.so not built in %s", AERO_PLUGIN_BUILD_DIR);
+    desc = sink_test_load("sink-file");
     vt = desc->vtable;
     atomic_store(&fdatasync_calls, 0);
     atomic_store(&fdatasync_fail, 0);
@@ -70,9 +68,9 @@ static void setup(void)
 
 static void teardown(void)
 {
+    sink_test_unload();
     umount2(tmpdir, MNT_DETACH); /* the tmpfs test's, if any */
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    fake_host_unload(dl);
 }
 
 TestSuite(sink_file, .init = setup, .fini = teardown);
@@ -131,13 +129,6 @@ static size_t write_frames(void *inst, struct frames *fr, size_t from, size_t n)
     return ok;
 }
 
-static fake_host *host_new(const char *const *kv)
-{
-    fake_host *fh = fake_host_new(desc, "archive", kv);
-    cr_assert_not_null(fh);
-    return fh;
-}
-
 /* Sorted names of the .jsonl files in dir; returns the count. */
 static size_t list_files(const char *dir, char names[][256], size_t max)
 {
@@ -157,27 +148,6 @@ static size_t list_files(const char *dir, char names[][256], size_t max)
     return n;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-/* Debian's python3 directly: a pyenv shim first in PATH costs ~2 s a run. */
-static const char *python(void)
-{
-    return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-}
-
 /*
  * Checks every .jsonl file in dir: only whole lines, each a JSON envelope
  * (python3's strict parser), and together exactly the seqs marked in
@@ -192,7 +162,7 @@ static size_t check_dir(const char *dir, const unsigned char *want, size_t n)
         char path[600];
         snprintf(path, sizeof(path), "%s/%s", dir, names[k]);
         size_t len;
-        char *buf = slurp(path, &len);
+        char *buf = sink_test_slurp(path, &len);
         cr_assert(len == 0 || buf[len - 1] == '\n', "%s ends in a partial line", path);
         for (char *line = buf; line < buf + len;) {
             char *nl = memchr(line, '\n', (size_t)(buf + len - line));
@@ -220,17 +190,10 @@ static size_t check_dir(const char *dir, const unsigned char *want, size_t n)
              "  for l in open(p,\"rb\").read().decode(\"utf-8\").splitlines():\n"
              "    d=json.loads(l)\n"
              "    assert d[\"fields\"][\"quote\\\"\"]==\"line\\nbreak\\ufffd\"' %s",
-             python(), dir);
+             sink_test_python(), dir);
     int st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "python3 rejected a line");
     return nf;
-}
-
-static int64_t metric(fake_host *fh, const char *name)
-{
-    int64_t v = -1;
-    cr_assert_eq(fake_host_metric(fh, name, &v), 0, "metric %s", name);
-    return v;
 }
 
 static off_t file_size(const char *path)
@@ -247,9 +210,8 @@ Test(sink_file, directory_created_and_name_format)
     char dir[128];
     snprintf(dir, sizeof(dir), "%s/a/b/c", tmpdir);
     const char *const cfg[] = {"path", dir, "prefix", "telemetry", NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct stat st;
     cr_assert_eq(stat(dir, &st), 0, "directory not created");
     cr_assert(S_ISDIR(st.st_mode));
@@ -270,22 +232,20 @@ Test(sink_file, directory_created_and_name_format)
 
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, names[0]);
-    cr_expect_eq(metric(fh, "aero_sink_file_bytes_written_total"), file_size(path));
-    cr_expect_eq(metric(fh, "aero_sink_file_write_errors_total"), 0);
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_bytes_written_total"), file_size(path));
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_write_errors_total"), 0);
     cr_expect_eq(fake_host_metric_type(fh, "aero_sink_file_rotations_total"),
                  AERO_METRIC_COUNTER);
     cr_expect_eq(atomic_load(&fdatasync_calls), 0, "fsync = none syncs nothing");
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_file, rotation_by_size)
 {
     const char *const cfg[] = {"path", tmpdir, "rotate_bytes", "2048", NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(60); /* ~330 bytes a line */
 
     size_t next = 0;
@@ -308,36 +268,32 @@ Test(sink_file, rotation_by_size)
         snprintf(path, sizeof(path), "%s/%.255s", tmpdir, names[k]);
         cr_expect_leq(file_size(path), 2048, "%s", names[k]);
     }
-    int64_t rot = metric(fh, "aero_sink_file_rotations_total");
+    int64_t rot = sink_test_metric(fh, "aero_sink_file_rotations_total");
     cr_expect(rot == (int64_t)nf - 1 || rot == (int64_t)nf, "rotations %lld, files %zu",
               (long long)rot, nf);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_file, batch_larger_than_rotate_bytes_gets_own_file)
 {
     const char *const cfg[] = {"path", tmpdir, "rotate_bytes", "1024", NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(600);
     cr_assert_eq(write_frames(inst, fr, 0, 4), 4);  /* ~3 KB, one file */
     cr_assert_eq(write_frames(inst, fr, 4, 1), 1);  /* the next file */
     unsigned char want[5] = {1, 1, 1, 1, 1};
     cr_expect_eq(check_dir(tmpdir, want, 5), 2);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_file, rotation_by_interval)
 {
     const char *const cfg[] = {"path", tmpdir, "rotate_interval_s", "1", NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(10);
 
     /* Poll: write a frame every 20 ms until a second file appears. */
@@ -356,22 +312,20 @@ Test(sink_file, rotation_by_interval)
     double waited = (double)(now.tv_sec - t0.tv_sec) +
                     (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
     cr_expect_geq(waited, 0.95, "rotated after %.3f s", waited);
-    cr_expect_eq(metric(fh, "aero_sink_file_rotations_total"), 1);
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_rotations_total"), 1);
 
     unsigned char want[512] = {0};
     memset(want, 1, next);
     cr_expect_eq(check_dir(tmpdir, want, next), 2);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_file, fsync_batch_syncs_once_per_batch)
 {
     const char *const cfg[] = {"path", tmpdir, "fsync", "batch", NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(20);
     char names[4][256], path[512];
     cr_assert_eq(list_files(tmpdir, names, 4), 1);
@@ -385,7 +339,7 @@ Test(sink_file, fsync_batch_syncs_once_per_batch)
         cr_expect_eq(atomic_load(&fdatasync_calls) - before, 1);
         /* On disk (in the file) as soon as the OK is reported. */
         size_t len;
-        char *buf = slurp(path, &len);
+        char *buf = sink_test_slurp(path, &len);
         size_t lines = 0;
         for (size_t i = 0; i < len; i++)
             lines += buf[i] == '\n';
@@ -393,29 +347,26 @@ Test(sink_file, fsync_batch_syncs_once_per_batch)
         free(buf);
     }
     cr_expect_eq(vt->flush(inst), 0);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_file, failed_fsync_retries_and_starts_new_file)
 {
     const char *const cfg[] = {"path", tmpdir, "fsync", "batch", NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(20);
     cr_assert_eq(write_frames(inst, fr, 0, 5), 5);
     atomic_store(&fdatasync_fail, 1);
     cr_assert_eq(write_frames(inst, fr, 5, 5), 0);
     cr_expect(fake_host_log_contains(fh, "Input/output error"));
-    cr_expect_eq(metric(fh, "aero_sink_file_write_errors_total"), 1);
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_write_errors_total"), 1);
     cr_assert_eq(write_frames(inst, fr, 10, 5), 5);
 
     unsigned char want[15] = {1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1};
     cr_expect_eq(check_dir(tmpdir, want, 15), 2, "a new file after a failed sync");
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -436,7 +387,7 @@ static void full_disk_cycle(fake_host *fh, void *inst, struct frames *fr,
     cr_expect_eq(file_size(path), good, "the failed batch was not cut off");
     cr_assert_eq(write_frames(inst, fr, 20, 10), 0);
     cr_expect_eq(file_size(path), good);
-    cr_expect_eq(metric(fh, "aero_sink_file_write_errors_total"), 2);
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_write_errors_total"), 2);
     /* Two failures within a second: one warning. */
     cr_expect_eq(fake_host_log_count(fh, AERO_LOG_WARN), 1);
 
@@ -472,13 +423,11 @@ Test(sink_file, file_too_large_retries_then_recovers)
 {
     signal(SIGXFSZ, SIG_IGN); /* EFBIG instead of death; this process only */
     const char *const cfg[] = {"path", tmpdir, NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(100);
     full_disk_cycle(fh, inst, fr, limit_file_size, unlimit_file_size);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -517,9 +466,8 @@ Test(sink_file, disk_full_retries_then_recovers)
         signal(SIGXFSZ, SIG_IGN);
     }
     const char *const cfg[] = {"path", tmpdir, NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(3000); /* ~3.4 KB a line, 34 KB a batch */
     if (mounted) {
         full_disk_cycle(fh, inst, fr, fill_tmpfs, free_tmpfs);
@@ -527,8 +475,7 @@ Test(sink_file, disk_full_retries_then_recovers)
     } else {
         full_disk_cycle(fh, inst, fr, limit_file_size, unlimit_file_size);
     }
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -542,29 +489,26 @@ Test(sink_file, unwritable_path_retries_then_recovers)
     close(fd);
 
     const char *const cfg[] = {"path", dir, NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0, "not fatal at start");
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh); /* not fatal at start */
     cr_expect(fake_host_log_contains(fh, "Not a directory"));
     struct frames *fr = frames_new(10);
     cr_assert_eq(write_frames(inst, fr, 0, 3), 0);
-    cr_expect_eq(metric(fh, "aero_sink_file_write_errors_total"), 1);
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_write_errors_total"), 1);
 
     cr_assert_eq(unlink(blocker), 0);
     cr_assert_eq(write_frames(inst, fr, 3, 3), 3);
     unsigned char want[6] = {0, 0, 0, 1, 1, 1};
     cr_expect_eq(check_dir(dir, want, 6), 1);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_file, reopen_starts_new_file)
 {
     const char *const cfg[] = {"path", tmpdir, "prefix", "tlm", NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(10);
     cr_assert_eq(write_frames(inst, fr, 0, 4), 4);
 
@@ -580,14 +524,13 @@ Test(sink_file, reopen_starts_new_file)
     unsigned char want[8] = {0, 0, 0, 0, 1, 1, 1, 1};
     cr_expect_eq(check_dir(tmpdir, want, 8), 1);
     size_t len;
-    char *old = slurp(to, &len);
+    char *old = sink_test_slurp(to, &len);
     size_t lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += old[i] == '\n';
     cr_expect_eq(lines, 4, "the moved file was written after reopen");
     free(old);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -609,9 +552,8 @@ Test(sink_file, never_appends_to_existing_file)
         fclose(f);
     }
     const char *const cfg[] = {"path", tmpdir, NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(10);
     cr_assert_eq(write_frames(inst, fr, 0, 3), 3);
 
@@ -623,7 +565,7 @@ Test(sink_file, never_appends_to_existing_file)
         char path[512];
         snprintf(path, sizeof(path), "%s/%.255s", tmpdir, names[k]);
         size_t len;
-        char *buf = slurp(path, &len);
+        char *buf = sink_test_slurp(path, &len);
         if (strcmp(buf, "old\n") == 0)
             with_old++;
         else
@@ -631,8 +573,7 @@ Test(sink_file, never_appends_to_existing_file)
         free(buf);
     }
     cr_expect_eq(with_old, 3);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -642,9 +583,8 @@ Test(sink_file, batch_over_chunk_size_is_all_or_nothing)
 {
     signal(SIGXFSZ, SIG_IGN);
     const char *const cfg[] = {"path", tmpdir, NULL};
-    fake_host *fh = host_new(cfg);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = sink_test_instance("archive", cfg, NULL, 0, &fh);
     struct frames *fr = frames_new(9500); /* 510 lines of ~9.7 KB: 4.9 MB */
     cr_assert_eq(write_frames(inst, fr, 0, 2), 2);
     char names[4][256], path[512];
@@ -664,19 +604,19 @@ Test(sink_file, batch_over_chunk_size_is_all_or_nothing)
     cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
     cr_assert_eq(write_frames(inst, fr, 2, 510), 510);
     cr_expect_gt(file_size(path), 4 * 1024 * 1024);
-    cr_expect_eq(metric(fh, "aero_sink_file_bytes_written_total"), file_size(path));
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_bytes_written_total"), file_size(path));
     unsigned char want[512];
     memset(want, 1, sizeof(want));
     cr_expect_eq(check_dir(tmpdir, want, 512), 1);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_file, bad_config_and_half_built_destroy)
 {
     const char *const cfg[] = {"path", tmpdir, "prefix", "a/b", NULL};
-    fake_host *fh = host_new(cfg);
+    fake_host *fh = fake_host_new(desc, "archive", cfg);
+    cr_assert_not_null(fh);
     void *inst = NULL;
     cr_expect_eq(vt->create(fake_host_api(fh), &inst), -EINVAL);
     cr_expect(fake_host_log_contains(fh, "prefix"));

@@ -7,9 +7,9 @@
  * server down at start, hung (timeout) or killed and restarted, and
  * batches split by max_body_bytes.
  */
-#include "fake_host.h"
 #include "harness.h"
 #include "influx_server.h"
+#include "sink_test.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -18,34 +18,19 @@
 #include <string.h>
 #include <time.h>
 
-static void *dl;
 static const aero_plugin_descriptor *desc;
-static const aero_sink_vtable *vt;
 static struct influx_server srv;
-
-static struct {
-    fake_host *fh;
-    void *inst;
-} made[4];
-static size_t n_made;
 
 static void setup(void)
 {
-    desc = fake_host_load("sink-influxdb", &dl);
-    cr_assert_not_null(desc, "sink-influxdb.so not built in %s", AERO_PLUGIN_BUILD_DIR);
-    vt = desc->vtable;
-    n_made = 0;
+    desc = sink_test_load("sink-influxdb");
     memset(&srv, 0, sizeof(srv));
 }
 
 static void teardown(void)
 {
-    for (size_t i = 0; i < n_made; i++) {
-        vt->destroy(made[i].inst);
-        fake_host_free(made[i].fh);
-    }
+    sink_test_unload();
     influx_server_cleanup(&srv);
-    fake_host_unload(dl);
 }
 
 TestSuite(sink_influxdb, .init = setup, .fini = teardown, .timeout = 60);
@@ -63,23 +48,8 @@ static void *instance(int port, const char *db, const char *const *extra, int wa
 {
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    const char *kv[40] = {"url", url, "database", db, "timeout_ms", "2000"};
-    size_t n = 6;
-    for (size_t i = 0; extra && extra[i]; i++)
-        kv[n++] = extra[i];
-    kv[n] = NULL;
-    fake_host *fh = fake_host_new(desc, "tsdb", kv);
-    cr_assert_not_null(fh);
-    void *inst = NULL;
-    int rc = vt->create(fake_host_api(fh), &inst);
-    cr_assert_lt(n_made, 4);
-    made[n_made].fh = fh;
-    made[n_made].inst = inst;
-    n_made++;
-    cr_assert_eq(rc, want_rc, "create returned %d", rc);
-    if (out)
-        *out = fh;
-    return inst;
+    const char *const base[] = {"url", url, "database", db, "timeout_ms", "2000", NULL};
+    return sink_test_instance("tsdb", base, extra, want_rc, out);
 }
 
 /* Frames seq first.., measurement HEARTBEAT, fields alt/count/mode. */
@@ -119,45 +89,14 @@ static struct frames *frames_new(uint64_t first, size_t n)
 static size_t write_res(void *inst, struct frames *fr, size_t n, aero_result want,
                         aero_result *res_out)
 {
-    aero_result res[256];
-    memset(res, 0x7f, sizeof(res));
-    vt->write_batch(inst, fr->p, n, res);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        cr_assert(res[i] <= AERO_REJECT, "result %d not set", (int)res[i]);
-        k += res[i] == want;
-    }
-    if (res_out)
-        memcpy(res_out, res, n * sizeof(*res));
-    return k;
+    return sink_test_write(inst, fr->p, n, want, res_out);
 }
 
-/* Polls (harness_wait_for: every 10 ms, with a deadline) until a batch of
- * the first n frames comes back all `want`. */
-struct until {
-    void *inst;
-    struct frames *fr;
-    size_t n;
-    aero_result want;
-};
-
-static bool batch_all(void *arg)
-{
-    struct until *u = arg;
-    return write_res(u->inst, u->fr, u->n, u->want, NULL) == u->n;
-}
-
+/* Polls (every 10 ms, with a deadline) until a batch of the first n frames
+ * comes back all `want`. */
 static bool until_all(void *inst, struct frames *fr, size_t n, aero_result want, int timeout_ms)
 {
-    struct until u = {inst, fr, n, want};
-    return harness_wait_for(batch_all, &u, timeout_ms);
-}
-
-static int64_t metric(fake_host *fh, const char *name)
-{
-    int64_t v = -1;
-    cr_assert_eq(fake_host_metric(fh, name, &v), 0, "no metric %s", name);
-    return v;
+    return sink_test_until_all(inst, fr->p, n, want, timeout_ms);
 }
 
 static void expect_in(const char *json, const char *needle)
@@ -199,8 +138,9 @@ Test(sink_influxdb, frames_become_points_with_tags_fields_seq_and_time)
     expect_in(j, "[\"seq\",\"integer\"]");
     expect_in(j, "[\"mode\",\"string\"]");
     free(j);
-    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_written_total"), 20);
-    cr_assert_eq(metric(fh, "aero_sink_influxdb_requests_total"), 1, "one POST per batch");
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_influxdb_points_written_total"), 20);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_influxdb_requests_total"), 1,
+                 "one POST per batch");
     free(fr);
 }
 
@@ -274,7 +214,7 @@ Test(sink_influxdb, missing_database_is_rejected_with_the_server_message)
     cr_assert_eq(write_res(inst, fr, 10, AERO_REJECT, NULL), 10);
     cr_assert(fake_host_log_contains(fh, "HTTP 404"));
     cr_assert(fake_host_log_contains(fh, "database not found"));
-    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_rejected_total"), 10);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_influxdb_points_rejected_total"), 10);
     /* Logged at most once a second however often it happens. */
     for (int i = 0; i < 5; i++)
         cr_assert_eq(write_res(inst, fr, 10, AERO_REJECT, NULL), 10);
@@ -303,7 +243,7 @@ Test(sink_influxdb, partial_write_rejects_only_the_refused_points)
     cr_assert_eq(res[11], AERO_REJECT);
     cr_assert(fake_host_log_contains(fh, "field type conflict"));
     cr_assert_eq(influx_server_query_number(&srv, "telemetry", "SELECT count(seq) FROM HEARTBEAT"), 15);
-    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_rejected_total"), 2);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_influxdb_points_rejected_total"), 2);
     free(fr);
 }
 
@@ -337,9 +277,7 @@ Test(sink_influxdb, bad_settings_are_refused_by_create)
         fake_host *fh;
         void *inst = instance(1, "telemetry", bad[i], -EINVAL, &fh);
         cr_assert_geq(fake_host_log_count(fh, AERO_LOG_ERROR), 1, "case %zu logs why", i);
-        vt->destroy(inst);
-        fake_host_free(fh);
-        n_made--;
+        sink_test_destroy(inst);
     }
     /* database is required */
     const char *kv[] = {"url", "http://127.0.0.1:1", NULL};
@@ -363,7 +301,7 @@ Test(sink_influxdb, server_down_at_start_gives_retry_at_once_then_recovers)
     influx_server_start(&srv, port);
     influx_server_create_db(&srv, "telemetry");
     cr_assert_eq(write_res(inst, fr, 10, AERO_OK, NULL), 10, "no restart needed");
-    cr_assert_eq(metric(fh, "aero_sink_influxdb_points_failed_total"), 30);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_influxdb_points_failed_total"), 30);
     free(fr);
 }
 
@@ -416,8 +354,8 @@ Test(sink_influxdb, large_batches_are_split_by_max_body_bytes)
     void *inst = instance(srv.port, "telemetry", cfg, 0, &fh);
     struct frames *fr = frames_new(1, 200);
     cr_assert_eq(write_res(inst, fr, 200, AERO_OK, NULL), 200);
-    int64_t reqs = metric(fh, "aero_sink_influxdb_requests_total");
-    int64_t bytes = metric(fh, "aero_sink_influxdb_request_bytes_total");
+    int64_t reqs = sink_test_metric(fh, "aero_sink_influxdb_requests_total");
+    int64_t bytes = sink_test_metric(fh, "aero_sink_influxdb_request_bytes_total");
     cr_assert_geq(reqs, bytes / 1024, "%lld requests for %lld bytes", (long long)reqs,
                   (long long)bytes);
     cr_assert_geq(reqs, 10);

@@ -5,9 +5,9 @@
  * sanitising, QoS 1 acked only at PUBACK, the broker down at start, lost
  * mid-stream and back, a password-protected broker, and config errors.
  */
-#include "fake_host.h"
 #include "harness.h"
 #include "mqtt_server.h"
+#include "sink_test.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -17,38 +17,21 @@
 #include <string.h>
 #include <time.h>
 
-static void *dl;
-static const aero_plugin_descriptor *desc;
-static const aero_sink_vtable *vt;
 static struct mqtt_server broker;
 static struct mqtt_server_sub *sub;
 
-/* Instances created by a test, destroyed in teardown even if it fails. */
-static struct {
-    fake_host *fh;
-    void *inst;
-} made[4];
-static size_t n_made;
-
 static void setup(void)
 {
-    desc = fake_host_load("sink-mqtt", &dl);
-    cr_assert_not_null(desc, "sink-mqtt.so not built in %s", AERO_PLUGIN_BUILD_DIR);
-    vt = desc->vtable;
-    n_made = 0;
+    sink_test_load("sink-mqtt");
     sub = NULL;
     memset(&broker, 0, sizeof(broker));
 }
 
 static void teardown(void)
 {
-    for (size_t i = 0; i < n_made; i++) {
-        vt->destroy(made[i].inst);
-        fake_host_free(made[i].fh);
-    }
+    sink_test_unload();
     mqtt_server_sub_stop(sub);
     mqtt_server_cleanup(&broker);
-    fake_host_unload(dl);
 }
 
 TestSuite(sink_mqtt, .init = setup, .fini = teardown, .timeout = 60);
@@ -59,24 +42,9 @@ static void *instance(int port, const char *const *extra, int want_rc, fake_host
 {
     char p[16];
     snprintf(p, sizeof(p), "%d", port);
-    const char *kv[40] = {"port", p, "reconnect_delay_ms", "50",
-                          "reconnect_delay_max_ms", "200"};
-    size_t n = 6;
-    for (size_t i = 0; extra && extra[i]; i++)
-        kv[n++] = extra[i];
-    kv[n] = NULL;
-    fake_host *fh = fake_host_new(desc, "mq", kv);
-    cr_assert_not_null(fh);
-    void *inst = NULL;
-    int rc = vt->create(fake_host_api(fh), &inst);
-    cr_assert_lt(n_made, 4);
-    made[n_made].fh = fh;
-    made[n_made].inst = inst;
-    n_made++;
-    cr_assert_eq(rc, want_rc, "create returned %d", rc);
-    if (out)
-        *out = fh;
-    return inst;
+    const char *const base[] = {"port", p, "reconnect_delay_ms", "50",
+                                "reconnect_delay_max_ms", "200", NULL};
+    return sink_test_instance("mq", base, extra, want_rc, out);
 }
 
 /* Frames seq first..first+n-1 of agent drone-1. */
@@ -120,38 +88,17 @@ static struct frames *frames_new(uint64_t first, size_t n)
 static size_t write_count(void *inst, struct frames *fr, size_t n, aero_result want,
                           size_t *other)
 {
-    aero_result res[256];
-    memset(res, 0x7f, sizeof(res));
-    vt->write_batch(inst, fr->p, n, res);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        cr_assert(res[i] <= AERO_REJECT, "result %d not set", (int)res[i]);
-        k += res[i] == want;
-    }
+    size_t k = sink_test_write(inst, fr->p, n, want, NULL);
     if (other)
         *other = n - k;
     return k;
 }
 
-/* Polls (harness_wait_for: every 10 ms, with a deadline) until a batch of
- * the first n frames comes back all `want`. */
-struct until {
-    void *inst;
-    struct frames *fr;
-    size_t n;
-    aero_result want;
-};
-
-static bool batch_all(void *arg)
-{
-    struct until *u = arg;
-    return write_count(u->inst, u->fr, u->n, u->want, NULL) == u->n;
-}
-
+/* Polls (every 10 ms, with a deadline) until a batch of the first n frames
+ * comes back all `want`. */
 static bool until_all(void *inst, struct frames *fr, size_t n, aero_result want, int timeout_ms)
 {
-    struct until u = {inst, fr, n, want};
-    return harness_wait_for(batch_all, &u, timeout_ms);
+    return sink_test_until_all(inst, fr->p, n, want, timeout_ms);
 }
 
 /* The network thread logs asynchronously: poll for a line. */
@@ -170,13 +117,6 @@ static bool log_has(fake_host *fh, const char *needle)
 {
     struct log_wait w = {fh, needle};
     return harness_wait_for(log_has_now, &w, 5000);
-}
-
-static int64_t metric(fake_host *fh, const char *name)
-{
-    int64_t v = -1;
-    cr_assert_eq(fake_host_metric(fh, name, &v), 0, "no metric %s", name);
-    return v;
 }
 
 /* ------------------------------------------------------------- delivery */
@@ -200,10 +140,10 @@ Test(sink_mqtt, delivers_every_frame_as_json_with_qos1)
         cr_assert_not_null(strstr(p, want), "message %zu: %s", i, p);
         cr_assert_not_null(strstr(p, "\"fields\":{\"alt\":\"12.5\",\"mode\":\"GUIDED\"}"), "%s", p);
     }
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_published_total"), 50);
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_failed_total"), 0);
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_connected"), 1);
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_connects_total"), 1);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_published_total"), 50);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_failed_total"), 0);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_connected"), 1);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_connects_total"), 1);
 
     /* The default client id names the relay and the instance. */
     char path[300];
@@ -282,9 +222,7 @@ Test(sink_mqtt, bad_settings_are_refused_by_create)
         fake_host *fh;
         void *inst = instance(1, cfg, -EINVAL, &fh);
         cr_assert_geq(fake_host_log_count(fh, AERO_LOG_ERROR), 1, "case %zu logs why", i);
-        vt->destroy(inst); /* a half-built instance */
-        fake_host_free(fh);
-        n_made--;
+        sink_test_destroy(inst); /* a half-built instance */
     }
 }
 
@@ -305,8 +243,8 @@ Test(sink_mqtt, qos1_is_not_ok_until_the_broker_acks)
     cr_assert_eq(write_count(inst, fr, 5, AERO_BACKOFF, NULL), 5);
     int64_t took = harness_now_ms() - t0;
     cr_assert(took >= 290 && took < 2000, "waited %lld ms for acks", (long long)took);
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_ack_timeouts_total"), 1);
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_unacked_messages"), 5);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_ack_timeouts_total"), 1);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_unacked_messages"), 5);
 
     /* Past max_inflight unacked messages, batches are not even queued. */
     t0 = harness_now_ms();
@@ -315,7 +253,7 @@ Test(sink_mqtt, qos1_is_not_ok_until_the_broker_acks)
 
     mqtt_server_resume(&broker);
     cr_assert(until_all(inst, fr, 5, AERO_OK, 5000), "OK again once the broker acks");
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_unacked_messages"), 0,
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_unacked_messages"), 0,
                  "the late acks were collected");
     free(fr);
 }
@@ -348,13 +286,13 @@ Test(sink_mqtt, broker_down_at_start_gives_retry_at_once_then_recovers)
         cr_assert_eq(write_count(inst, fr, 10, AERO_RETRY, NULL), 10);
         cr_assert_lt(harness_now_ms() - t0, 200, "known down: no waiting");
     }
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_connected"), 0);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_connected"), 0);
 
     mqtt_server_start(&broker, port, NULL, NULL);
     sub = mqtt_server_sub_start(broker.port, "telemetry/#", NULL, NULL);
     cr_assert(until_all(inst, fr, 10, AERO_OK, 5000), "connected without a restart");
     cr_assert(mqtt_server_sub_wait(sub, 10, 5000));
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_connected"), 1);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_connected"), 1);
     free(fr);
 }
 
@@ -383,8 +321,8 @@ Test(sink_mqtt, broker_lost_mid_stream_gives_retry_then_ok_after_it_returns)
     sub = mqtt_server_sub_start(broker.port, "telemetry/#", NULL, NULL);
     cr_assert(until_all(inst, fr, 20, AERO_OK, 5000));
     cr_assert(mqtt_server_sub_wait(sub, 20, 5000));
-    cr_assert_geq(metric(fh, "aero_sink_mqtt_connects_total"), 2);
-    cr_assert_geq(metric(fh, "aero_sink_mqtt_disconnects_total"), 1);
+    cr_assert_geq(sink_test_metric(fh, "aero_sink_mqtt_connects_total"), 2);
+    cr_assert_geq(sink_test_metric(fh, "aero_sink_mqtt_disconnects_total"), 1);
     free(fr);
 }
 
@@ -444,7 +382,7 @@ Test(sink_mqtt, tls_checks_the_broker_certificate_and_name)
     void *bad_inst = instance(broker.port, wrong_name, 0, &fh);
     cr_assert_eq(write_count(bad_inst, fr, 3, AERO_RETRY, NULL), 3);
     cr_assert(log_has(fh, "cannot connect"));
-    cr_assert_eq(metric(fh, "aero_sink_mqtt_connects_total"), 0);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_connects_total"), 0);
     /* A TLS failure does not end the network thread: it keeps trying. */
     intptr_t seen = broker_connections();
     cr_assert(harness_wait_for(broker_saw_connections, (void *)(seen + 2), 5000),

@@ -7,8 +7,8 @@
  * same store while the sink keeps running.
  */
 #include "envelope_json.h"
-#include "fake_host.h"
 #include "nats_server.h"
+#include "sink_test.h"
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -17,29 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ------------------------------------------------------------ fixture */
 
 static struct nats_server srv;
-static void *dl;
 static const aero_sink_vtable *vt;
 static const aero_plugin_descriptor *desc;
 static natsConnection *tnc; /* the test's own connection (consumer side) */
 static jsCtx *tjs;
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void test_connect(void)
 {
@@ -62,10 +47,25 @@ static void test_disconnect(void)
     tnc = NULL;
 }
 
+/* A plain subscriber on telemetry.>: it takes the messages but never
+ * answers, so no PubAck comes back. */
+static natsSubscription *silent_subscriber(void)
+{
+    natsSubscription *plain = NULL;
+    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
+    natsConnection_Flush(tnc);
+    return plain;
+}
+
+static void silent_subscriber_stop(natsSubscription *plain)
+{
+    natsSubscription_Unsubscribe(plain);
+    natsSubscription_Destroy(plain);
+}
+
 static void load_plugin(void)
 {
-    desc = fake_host_load("sink-nats", &dl);
-    cr_assert_not_null(desc, "sink-nats.so not built in %s", AERO_PLUGIN_BUILD_DIR);
+    desc = sink_test_load("sink-nats");
     vt = desc->vtable;
 }
 
@@ -85,10 +85,10 @@ static void setup_down(void)
 
 static void teardown(void)
 {
+    sink_test_unload();
     if (tnc != NULL)
         test_disconnect();
     nats_server_cleanup(&srv);
-    fake_host_unload(dl);
 }
 
 TestSuite(sink_nats, .init = setup_running, .fini = teardown, .timeout = 60);
@@ -136,21 +136,28 @@ static struct frames *frames_new(const char *agent)
     return fr;
 }
 
-/* Writes frames [from, from+n); counts results into ok/other[]. */
+/* Writes frames [from, from+n); returns how many are AERO_OK, every
+ * result into res (may be NULL). */
 static size_t write_frames(void *inst, struct frames *fr, size_t from, size_t n,
                            aero_result *res)
 {
-    aero_result local[MAXF];
-    if (res == NULL)
-        res = local;
-    memset(res, 0x7f, n * sizeof(*res));
-    vt->write_batch(inst, fr->p + from, n, res);
-    size_t ok = 0;
-    for (size_t i = 0; i < n; i++) {
-        cr_assert(res[i] >= AERO_OK && res[i] <= AERO_REJECT, "result %d", res[i]);
-        ok += res[i] == AERO_OK;
-    }
-    return ok;
+    return sink_test_write(inst, fr->p + from, n, AERO_OK, res);
+}
+
+/* Writes frames [from, from+n), none of which may be stored: asserts that
+ * every one came back `want` (not AERO_OK). Returns how long it took, in
+ * ms, for the tests that also bound that. */
+static long long write_all_fail(void *inst, struct frames *fr, size_t from, size_t n,
+                                aero_result want)
+{
+    aero_result res[MAXF];
+    long long t0 = sink_test_now_ms();
+    size_t ok = write_frames(inst, fr, from, n, res);
+    long long took = sink_test_now_ms() - t0;
+    cr_assert_eq(ok, 0);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(res[i], want, "frame %zu: %d", i, res[i]);
+    return took;
 }
 
 /* --------------------------------------------------- JetStream helpers */
@@ -215,8 +222,8 @@ static natsMsg **read_stream(const char *stream, const char *filter, size_t *cou
     cr_assert_eq(js_PullSubscribe(&sub, tjs, filter, durable, NULL, &so, &jerr),
                  NATS_OK, "pull subscribe: %s (%d)", nats_GetLastError(NULL), (int)jerr);
     size_t got = 0;
-    long long deadline = mono_ms() + 10000;
-    while (got < want && mono_ms() < deadline) {
+    long long deadline = sink_test_now_ms() + 10000;
+    while (got < want && sink_test_now_ms() < deadline) {
         natsMsgList list = {0};
         natsStatus s = natsSubscription_Fetch(&list, sub, 256, 1000, &jerr);
         if (s == NATS_TIMEOUT)
@@ -255,29 +262,9 @@ static const char *header(natsMsg *m, const char *key)
 /* A sink on the test server with `extra` keys (NULL-terminated pairs). */
 static void *sink_new(fake_host **fh, const char *const *extra)
 {
-    const char *kv[64];
-    size_t n = 0;
-    kv[n++] = "url";
-    kv[n++] = srv.url;
-    kv[n++] = "reconnect_wait_ms";
-    kv[n++] = "20";
-    kv[n++] = "reconnect_max_wait_ms";
-    kv[n++] = "100";
-    for (size_t i = 0; extra && extra[i]; i++)
-        kv[n++] = extra[i];
-    kv[n] = NULL;
-    *fh = fake_host_new(desc, "bus", kv);
-    cr_assert_not_null(*fh);
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(*fh), &inst), 0);
-    return inst;
-}
-
-static int64_t metric(fake_host *fh, const char *name)
-{
-    int64_t v = -1;
-    cr_assert_eq(fake_host_metric(fh, name, &v), 0, "no metric %s", name);
-    return v;
+    const char *const base[] = {"url", srv.url, "reconnect_wait_ms", "20",
+                                "reconnect_max_wait_ms", "100", NULL};
+    return sink_test_instance("bus", base, extra, 0, fh);
 }
 
 /* --------------------------------------------------------------- tests */
@@ -291,10 +278,10 @@ Test(sink_nats, frames_are_stored_with_headers_and_the_envelope_json)
 
     cr_assert_eq(write_frames(inst, fr, 0, 100, NULL), 100);
     cr_assert_eq(write_frames(inst, fr, 100, 20, NULL), 20);
-    cr_assert_eq(metric(fh, "aero_sink_nats_published_total"), 120);
-    cr_assert_eq(metric(fh, "aero_sink_nats_acked_total"), 120);
-    cr_assert_eq(metric(fh, "aero_sink_nats_errors_total"), 0);
-    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 1);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_published_total"), 120);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_acked_total"), 120);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_errors_total"), 0);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_connected"), 1);
     cr_assert_eq(fake_host_metric_type(fh, "aero_sink_nats_connected"), AERO_METRIC_GAUGE);
 
     size_t n;
@@ -316,8 +303,7 @@ Test(sink_nats, frames_are_stored_with_headers_and_the_envelope_json)
         cr_assert_eq(memcmp(natsMsg_GetData(m[i]), want, len), 0, "body %zu", i);
     }
     free_msgs(m, n);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -340,8 +326,7 @@ Test(sink_nats, protobuf_format_carries_the_original_bytes)
         cr_assert(strstr(header(m[i], "Content-Type"), "protobuf"));
     }
     free_msgs(m, n);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -362,8 +347,7 @@ Test(sink_nats, substituted_values_become_single_valid_tokens)
     cr_assert_eq(n, 1);
     cr_assert_str_eq(natsMsg_GetSubject(m[0]), "s.drone_7.A_B_C_D_E____._.x_");
     free_msgs(m, n);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -378,10 +362,9 @@ Test(sink_nats, a_resent_frame_is_stored_once)
     /* The agent did not see the acks and resends frames 3..5, then 6. */
     cr_assert_eq(write_frames(inst, fr, 2, 4, NULL), 4);
     cr_assert_eq(stream_msgs("DEDUP"), 6);
-    cr_assert_eq(metric(fh, "aero_sink_nats_duplicates_total"), 3);
-    cr_assert_eq(metric(fh, "aero_sink_nats_acked_total"), 9);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_duplicates_total"), 3);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_acked_total"), 9);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -406,8 +389,7 @@ Test(sink_nats, create_stream_captures_the_static_prefix)
     cr_assert_eq(si->State.Msgs, 3);
     jsStreamInfo_Destroy(si);
     cr_assert(fake_host_log_contains(fh, "created stream AUTO capturing aero.v1.>"));
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
 
     /* A second sink finds the stream and leaves it alone. */
     inst = sink_new(&fh, (const char *const[]){
@@ -416,8 +398,7 @@ Test(sink_nats, create_stream_captures_the_static_prefix)
     cr_assert_eq(write_frames(inst, fr, 3, 2, NULL), 2);
     cr_assert(fake_host_log_contains(fh, "stream AUTO: 3 message(s), duplicate window 60 s"));
     cr_assert_eq(stream_msgs("AUTO"), 5);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -426,83 +407,61 @@ Test(sink_nats, frames_no_stream_captures_are_retried)
     fake_host *fh;
     void *inst = sink_new(&fh, NULL); /* no stream key, no stream on the server */
     struct frames *fr = frames_new("drone-x");
-    aero_result res[8];
 
-    long long t0 = mono_ms();
-    cr_assert_eq(write_frames(inst, fr, 0, 8, res), 0);
-    cr_assert_lt(mono_ms() - t0, 2000, "no responders is an immediate answer");
-    for (size_t i = 0; i < 8; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
-    cr_assert_eq(metric(fh, "aero_sink_nats_errors_total"), 8);
-    cr_assert_eq(metric(fh, "aero_sink_nats_acked_total"), 0);
+    cr_assert_lt(write_all_fail(inst, fr, 0, 8, AERO_RETRY), 2000,
+                 "no responders is an immediate answer");
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_errors_total"), 8);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_acked_total"), 0);
     cr_assert(fake_host_log_contains(fh, "no stream captures the subject"));
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
 
     /* A named stream that does not exist (create_stream off): RETRY too. */
     inst = sink_new(&fh, (const char *const[]){"stream", "MISSING", NULL});
-    cr_assert_eq(write_frames(inst, fr, 0, 4, res), 0);
-    for (size_t i = 0; i < 4; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
+    write_all_fail(inst, fr, 0, 4, AERO_RETRY);
     cr_assert(fake_host_log_contains(fh, "stream MISSING does not exist"));
     /* ... until it exists: the next batch goes through. */
     add_stream("MISSING", "telemetry.>", 0);
     cr_assert_eq(write_frames(inst, fr, 0, 4, NULL), 4);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_nats, frames_without_an_ack_in_time_are_retried)
 {
-    /* A plain subscriber takes the messages but never answers: no PubAck. */
-    natsSubscription *plain = NULL;
-    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
-    natsConnection_Flush(tnc);
+    natsSubscription *plain = silent_subscriber();
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){"publish_timeout_ms", "300", NULL});
     struct frames *fr = frames_new("drone-t");
-    aero_result res[5];
 
-    long long t0 = mono_ms();
-    cr_assert_eq(write_frames(inst, fr, 0, 5, res), 0);
-    long long took = mono_ms() - t0;
+    long long took = write_all_fail(inst, fr, 0, 5, AERO_RETRY);
     cr_assert(took >= 290 && took < 3000, "took %lld ms", took);
-    for (size_t i = 0; i < 5; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
     cr_assert(fake_host_log_contains(fh, "not acknowledged within publish_timeout_ms"));
     /* Nothing of that batch haunts the next one. */
-    natsSubscription_Unsubscribe(plain);
-    natsSubscription_Destroy(plain);
+    silent_subscriber_stop(plain);
     add_stream("LATE", "telemetry.>", 0);
     cr_assert_eq(write_frames(inst, fr, 5, 5, NULL), 5);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
 Test(sink_nats, publishes_stalled_at_max_pending_get_backoff)
 {
     /* Nobody answers, and only one publish may be in flight. */
-    natsSubscription *plain = NULL;
-    cr_assert_eq(natsConnection_SubscribeSync(&plain, tnc, "telemetry.>"), NATS_OK);
-    natsConnection_Flush(tnc);
+    natsSubscription *plain = silent_subscriber();
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){
         "publish_timeout_ms", "300", "max_pending", "1", NULL});
     struct frames *fr = frames_new("drone-st");
     aero_result res[6];
 
-    long long t0 = mono_ms();
+    long long t0 = sink_test_now_ms();
     cr_assert_eq(write_frames(inst, fr, 0, 6, res), 0);
-    cr_assert_lt(mono_ms() - t0, 3000);
+    cr_assert_lt(sink_test_now_ms() - t0, 3000);
     cr_assert_eq(res[0], AERO_RETRY, "the one in flight timed out: %d", res[0]);
     for (size_t i = 1; i < 6; i++)
         cr_assert_eq(res[i], AERO_BACKOFF, "frame %zu: %d", i, res[i]);
-    natsSubscription_Unsubscribe(plain);
-    natsSubscription_Destroy(plain);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    silent_subscriber_stop(plain);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -520,8 +479,7 @@ Test(sink_nats, a_full_stream_gets_backoff)
     for (size_t i = 5; i < 8; i++)
         cr_assert_eq(res[i], AERO_BACKOFF, "frame %zu: %d", i, res[i]);
     cr_assert_eq(stream_msgs("SMALL"), 5);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -534,23 +492,18 @@ Test(sink_nats, a_frame_too_large_for_the_stream_is_rejected)
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){"stream", "TINY", NULL});
     struct frames *fr = frames_new("drone-big");
-    aero_result res[3];
     static char pad[600];
     memset(pad, 'x', sizeof(pad));
     for (size_t i = 0; i < 3; i++)
         fr->kv[i][0].value = (aero_str){pad, sizeof(pad)};
 
-    cr_assert_eq(write_frames(inst, fr, 0, 3, res), 0);
-    for (size_t i = 0; i < 3; i++)
-        cr_assert_eq(res[i], AERO_REJECT, "frame %zu: %d", i, res[i]);
+    write_all_fail(inst, fr, 0, 3, AERO_REJECT);
     cr_assert_eq(stream_msgs("TINY"), 0);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
 
     inst = sink_new(&fh, (const char *const[]){"stream", "TINY", "format", "protobuf", NULL});
     cr_assert_eq(write_frames(inst, fr, 0, 3, NULL), 3);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -561,15 +514,11 @@ Test(sink_nats, a_subject_captured_by_another_stream_is_retried)
     fake_host *fh;
     void *inst = sink_new(&fh, (const char *const[]){"stream", "MINE", NULL});
     struct frames *fr = frames_new("drone-o");
-    aero_result res[4];
 
-    cr_assert_eq(write_frames(inst, fr, 0, 4, res), 0);
-    for (size_t i = 0; i < 4; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
+    write_all_fail(inst, fr, 0, 4, AERO_RETRY);
     cr_assert_eq(stream_msgs("OTHER"), 0, "Nats-Expected-Stream was not honoured");
     cr_assert(fake_host_log_contains(fh, "not stored; JetStream said"));
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -587,13 +536,11 @@ Test(sink_nats, two_instances_coexist)
 
     cr_assert_eq(write_frames(a, fr, 0, 30, NULL), 30);
     cr_assert_eq(write_frames(b, fr, 0, 30, NULL), 30);
-    vt->destroy(a);
+    sink_test_destroy(a);
     cr_assert_eq(write_frames(b, fr, 30, 30, NULL), 30);
-    vt->destroy(b);
+    sink_test_destroy(b);
     cr_assert_eq(stream_msgs("TWOA"), 30);
     cr_assert_eq(stream_msgs("TWOB"), 60);
-    fake_host_free(fa);
-    fake_host_free(fb);
     free(fr);
 }
 
@@ -648,32 +595,21 @@ Test(sink_nats, secrets_never_reach_the_log)
         "user", "relay", "password", "s3cret-pw", "stream", "NOPE", NULL});
     struct frames *fr = frames_new("drone-s");
     write_frames(inst, fr, 0, 2, NULL);
-    vt->destroy(inst);
+    sink_test_destroy(inst);
     char *log = fake_host_log_dup(fh);
     cr_assert_null(strstr(log, "s3cret-pw"), "%s", log);
     free(log);
-    fake_host_free(fh);
     free(fr);
 }
 
 /* ------------------------------------------------------------- outages */
 
-struct poll_ctx {
-    void *inst;
-    struct frames *fr;
-    size_t from, n;
-};
-
-/* Writes the batch again and again (10 ms apart) until it is all OK. */
-static int write_until_ok(struct poll_ctx *c, int timeout_ms)
+/* Writes frames [from, from+n) again and again (10 ms apart) until they
+ * are all OK. */
+static bool write_until_ok(void *inst, struct frames *fr, size_t from, size_t n,
+                           int timeout_ms)
 {
-    long long deadline = mono_ms() + timeout_ms;
-    while (mono_ms() < deadline) {
-        if (write_frames(c->inst, c->fr, c->from, c->n, NULL) == c->n)
-            return 1;
-        pause_ms(10);
-    }
-    return 0;
+    return sink_test_until_all(inst, fr->p + from, n, AERO_OK, timeout_ms);
 }
 
 Test(sink_nats_outage, a_server_down_at_start_means_quick_retries_then_recovery)
@@ -682,27 +618,20 @@ Test(sink_nats_outage, a_server_down_at_start_means_quick_retries_then_recovery)
     void *inst = sink_new(&fh, (const char *const[]){
         "stream", "LATER", "create_stream", "true", "publish_timeout_ms", "5000", NULL});
     cr_assert(fake_host_log_contains(fh, "cannot reach"));
-    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 0);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_connected"), 0);
     struct frames *fr = frames_new("drone-late");
-    aero_result res[10];
 
-    for (int round = 0; round < 3; round++) {
-        long long t0 = mono_ms();
-        cr_assert_eq(write_frames(inst, fr, 0, 10, res), 0);
-        cr_assert_lt(mono_ms() - t0, 200, "a disconnected sink must answer at once");
-        for (size_t i = 0; i < 10; i++)
-            cr_assert_eq(res[i], AERO_RETRY);
-    }
-    cr_assert_eq(metric(fh, "aero_sink_nats_errors_total"), 30);
+    for (int round = 0; round < 3; round++)
+        cr_assert_lt(write_all_fail(inst, fr, 0, 10, AERO_RETRY), 200,
+                     "a disconnected sink must answer at once");
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_errors_total"), 30);
 
     cr_assert_eq(nats_server_start(&srv, 10000), 0);
-    struct poll_ctx c = {inst, fr, 0, 10};
-    cr_assert(write_until_ok(&c, 15000), "the sink never connected");
-    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 1);
+    cr_assert(write_until_ok(inst, fr, 0, 10, 15000), "the sink never connected");
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_connected"), 1);
     test_connect();
     cr_assert_eq(stream_msgs("LATER"), 10);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -720,24 +649,19 @@ Test(sink_nats_outage, a_server_killed_mid_stream_comes_back_without_restarting_
 
     /* Until the sink notices, a batch waits for acks that cannot come; it
      * must never say OK. Once it knows, every batch is an instant RETRY. */
-    long long deadline = mono_ms() + 10000;
+    long long deadline = sink_test_now_ms() + 10000;
     int64_t connected = 1;
-    while (connected != 0 && mono_ms() < deadline) {
+    while (connected != 0 && sink_test_now_ms() < deadline) {
         cr_assert_eq(write_frames(inst, fr, 50, 20, res), 0);
-        connected = metric(fh, "aero_sink_nats_connected");
+        connected = sink_test_metric(fh, "aero_sink_nats_connected");
     }
     cr_assert_eq(connected, 0, "the sink never noticed the server died");
-    long long t0 = mono_ms();
-    cr_assert_eq(write_frames(inst, fr, 50, 20, res), 0);
-    cr_assert_lt(mono_ms() - t0, 200);
-    for (size_t i = 0; i < 20; i++)
-        cr_assert_eq(res[i], AERO_RETRY);
+    cr_assert_lt(write_all_fail(inst, fr, 50, 20, AERO_RETRY), 200);
 
     cr_assert_eq(nats_server_start(&srv, 10000), 0); /* same port, same store */
-    struct poll_ctx c = {inst, fr, 50, 100};
-    cr_assert(write_until_ok(&c, 15000), "the sink never recovered");
-    cr_assert_geq(metric(fh, "aero_sink_nats_reconnects_total"), 1);
-    cr_assert_eq(metric(fh, "aero_sink_nats_connected"), 1);
+    cr_assert(write_until_ok(inst, fr, 50, 100, 15000), "the sink never recovered");
+    cr_assert_geq(sink_test_metric(fh, "aero_sink_nats_reconnects_total"), 1);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_connected"), 1);
 
     /* The stream kept the frames from before the crash, in order, and has
      * each later one once. Those may be stored out of order: a batch the
@@ -757,7 +681,6 @@ Test(sink_nats_outage, a_server_killed_mid_stream_comes_back_without_restarting_
             cr_assert_eq(seq, (long)i + 1, "frames from before the crash in order");
     }
     free_msgs(m, n);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }

@@ -4,7 +4,7 @@
  * lines out, big batches through a pipe, write errors as RETRY (rate-limited
  * warnings), a torn line ended before the next batch.
  */
-#include "fake_host.h"
+#include "sink_test.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void *dl;
 static const aero_plugin_descriptor *desc;
 static const aero_sink_vtable *vt;
 static int saved_stdout = -1;
@@ -27,8 +26,7 @@ static char tmpfile_path[64];
 
 static void setup(void)
 {
-    desc = fake_host_load("sink-stdout", &dl);
-    cr_assert_not_null(desc, "sink-stdout.so not built in %s", AERO_PLUGIN_BUILD_DIR);
+    desc = sink_test_load("sink-stdout");
     vt = desc->vtable;
     fflush(stdout);
     saved_stdout = dup(1);
@@ -38,11 +36,11 @@ static void setup(void)
 
 static void teardown(void)
 {
+    sink_test_unload();
     dup2(saved_stdout, 1);
     close(saved_stdout);
     if (tmpfile_path[0])
         unlink(tmpfile_path);
-    fake_host_unload(dl);
 }
 
 TestSuite(sink_stdout, .init = setup, .fini = teardown);
@@ -93,12 +91,11 @@ static struct frames *frames_new(size_t pad)
     return fr;
 }
 
-static fake_host *host_new(void)
+/* An instance "console" with the core's keys only (it has none of its own). */
+static void *instance(fake_host **fh)
 {
     const char *const cfg[] = {"plugin", "sink-stdout", "queue", "64", NULL};
-    fake_host *fh = fake_host_new(desc, "console", cfg);
-    cr_assert_not_null(fh);
-    return fh;
+    return sink_test_instance("console", cfg, NULL, 0, fh);
 }
 
 static void write_batch(void *inst, struct frames *fr, size_t from, size_t n,
@@ -106,27 +103,6 @@ static void write_batch(void *inst, struct frames *fr, size_t from, size_t n,
 {
     memset(res, 0x7f, n * sizeof(*res));
     vt->write_batch(inst, fr->p + from, n, res);
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-/* Debian's python3 directly: a pyenv shim first in PATH costs ~2 s a run. */
-static const char *python(void)
-{
-    return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
 }
 
 /* Every line of buf[0..len) is a JSON envelope; their seqs, in order, are
@@ -145,7 +121,7 @@ static void check_lines(const char *buf, size_t len, size_t first, size_t count)
              "assert raw.endswith(b\"\\n\")\n"
              "seqs=[json.loads(l)[\"seq\"] for l in raw.decode(\"utf-8\").splitlines()]\n"
              "assert seqs==list(range(%zu,%zu)), seqs' %s",
-             python(), first, first + count, path);
+             sink_test_python(), first, first + count, path);
     int st = system(cmd);
     unlink(path);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "bad lines on stdout");
@@ -154,9 +130,8 @@ static void check_lines(const char *buf, size_t len, size_t first, size_t count)
 Test(sink_stdout, lines_to_a_file)
 {
     const char *path = stdout_to_file();
-    fake_host *fh = host_new();
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = instance(&fh);
     struct frames *fr = frames_new(40);
     aero_result res[4096];
 
@@ -167,14 +142,13 @@ Test(sink_stdout, lines_to_a_file)
     cr_assert_eq(res[0], AERO_OK);
 
     size_t len;
-    char *buf = slurp(path, &len);
+    char *buf = sink_test_slurp(path, &len);
     check_lines(buf, len, 0, 51);
     cr_expect(strstr(buf, "\"msg_name\":\"ATTITUDE\\n\"") != NULL);
     free(buf);
     cr_expect_eq(vt->flush(inst), 0);
     cr_expect_eq(fake_host_log_count(fh, AERO_LOG_WARN), 0);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -211,9 +185,7 @@ Test(sink_stdout, big_batch_through_a_pipe)
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, drain_pipe, &d), 0);
 
-    fake_host *fh = host_new();
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    void *inst = instance(NULL);
     struct frames *fr = frames_new(1500); /* 4096 lines: ~7 MB, two chunks */
     aero_result res[4096];
     write_batch(inst, fr, 0, 4096, res);
@@ -226,8 +198,7 @@ Test(sink_stdout, big_batch_through_a_pipe)
     cr_assert_gt(d.len, 4 * 1024 * 1024);
     check_lines(d.buf, d.len, 0, 4096);
     free(d.buf);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -237,9 +208,8 @@ Test(sink_stdout, dev_full_is_retry_with_rate_limited_warning)
     cr_assert_geq(fd, 0);
     cr_assert_eq(dup2(fd, 1), 1);
     close(fd);
-    fake_host *fh = host_new();
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = instance(&fh);
     struct frames *fr = frames_new(10);
     aero_result res[16];
 
@@ -250,8 +220,7 @@ Test(sink_stdout, dev_full_is_retry_with_rate_limited_warning)
     }
     cr_expect_eq(fake_host_log_count(fh, AERO_LOG_WARN), 1, "not rate-limited");
     cr_expect(fake_host_log_contains(fh, "No space left on device"));
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
@@ -262,9 +231,8 @@ Test(sink_stdout, partial_write_ok_prefix_and_torn_line_ended)
 {
     signal(SIGXFSZ, SIG_IGN);
     const char *path = stdout_to_file();
-    fake_host *fh = host_new();
-    void *inst = NULL;
-    cr_assert_eq(vt->create(fake_host_api(fh), &inst), 0);
+    fake_host *fh;
+    void *inst = instance(&fh);
     struct frames *fr = frames_new(100);
     aero_result res[8];
 
@@ -294,7 +262,7 @@ Test(sink_stdout, partial_write_ok_prefix_and_torn_line_ended)
 
     /* Lines: seq 0, 1, 2, the torn half of 3, then 3, 4, 5 whole. */
     size_t len;
-    char *buf = slurp(path, &len);
+    char *buf = sink_test_slurp(path, &len);
     char *torn = buf;
     for (int k = 0; k < 3; k++)
         torn = strchr(torn, '\n') + 1;
@@ -305,8 +273,7 @@ Test(sink_stdout, partial_write_ok_prefix_and_torn_line_ended)
     after++;
     check_lines(after, len - (size_t)(after - buf), 3, 3);
     free(buf);
-    vt->destroy(inst);
-    fake_host_free(fh);
+    sink_test_destroy(inst);
     free(fr);
 }
 
