@@ -66,7 +66,7 @@ int test_server_free_port(void)
     return port;
 }
 
-static bool port_accepts(int port)
+bool test_server_port_accepts(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -80,7 +80,7 @@ static bool port_accepts(int port)
 static bool is_ready(const struct test_server_spec *spec)
 {
     for (size_t i = 0; i < sizeof(spec->ports) / sizeof(spec->ports[0]); i++)
-        if (spec->ports[i] != 0 && !port_accepts(spec->ports[i]))
+        if (spec->ports[i] != 0 && !test_server_port_accepts(spec->ports[i]))
             return false;
     return spec->ready == NULL || spec->ready(spec->arg);
 }

@@ -35,6 +35,9 @@ int test_server_mkdtemp(char *dir, size_t size, const char *parent, const char *
 /* An unused loopback TCP port, 0 on failure. */
 int test_server_free_port(void);
 
+/* Does something accept TCP connections on 127.0.0.1:port now? */
+bool test_server_port_accepts(int port);
+
 /* Fork and exec spec, then poll (every 10 ms, up to spec->timeout_ms) until
  * it is ready. *pid is the child while it runs. 0; -ECHILD when it exited
  * (reaped, *pid = 0); -ETIMEDOUT (still running: the caller decides);

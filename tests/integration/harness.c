@@ -4,6 +4,7 @@
  * health check polled with a deadline.
  */
 #include "harness.h"
+#include "test_server.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -43,14 +44,9 @@ bool harness_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms)
 
 int harness_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    int port = test_server_free_port();
+    cr_assert_gt(port, 0, "no free loopback port");
+    return port;
 }
 
 static void link_plugins_from(const char *from, const char *to)
@@ -182,18 +178,6 @@ struct ready_check {
     bool exited;
 };
 
-/* A plain TCP connect first: a gRPC channel that failed to connect waits
- * out its reconnect backoff (a second or more) before trying again. */
-static bool port_accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
 
 static bool relay_ready(void *arg)
 {
@@ -204,7 +188,10 @@ static bool relay_ready(void *arg)
         c->r->pid = 0;
         return true;
     }
-    if (!port_accepts(c->r->port))
+    /* A plain TCP connect first: a gRPC channel that failed to connect
+     * waits out its reconnect backoff (a second or more) before trying
+     * again. */
+    if (!test_server_port_accepts(c->r->port))
         return false;
     if (!c->ch)
         c->ch = harness_channel(c->r);

@@ -1,5 +1,5 @@
 # Black-box tests: the real aeroarc-relay binary, real plugins, real gRPC.
-set(AERO_HARNESS ${CMAKE_CURRENT_LIST_DIR}/harness.c)
+set(AERO_HARNESS ${CMAKE_CURRENT_LIST_DIR}/harness.c ${CMAKE_SOURCE_DIR}/tests/test_server.c)
 foreach(t test_e2e_stream test_e2e_backpressure test_cli test_e2e_security test_bench_tool)
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
     aero_unit_test(${t} SOURCES ${AERO_HARNESS} LIBS relay_client)

@@ -8,6 +8,7 @@ endif()
 foreach(t ${AERO_RELIABILITY_TESTS})
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
     aero_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
+      ${CMAKE_SOURCE_DIR}/tests/test_server.c
       ${CMAKE_CURRENT_LIST_DIR}/tcp_proxy.c ${CMAKE_CURRENT_LIST_DIR}/steady_agent.c
       ${CMAKE_CURRENT_LIST_DIR}/h2_raw.c ${CMAKE_CURRENT_LIST_DIR}/http_client.c
       LIBS relay_client)
