@@ -1,8 +1,9 @@
 /*
  * rpc_server.h - the gRPC server: one completion queue drained by up to
- * `workers` threads (the rest parked while the load does not need them), registered methods each with calls requested ahead, unknown
- * methods answered UNIMPLEMENTED, and an orderly shutdown. Services plug in
- * with rpc_server_add_method before rpc_server_start.
+ * `workers` threads (the rest parked while the load does not need them),
+ * registered methods each with calls requested ahead, unknown methods
+ * answered UNIMPLEMENTED, and an orderly shutdown. Services plug in with
+ * rpc_server_add_method before rpc_server_start.
  */
 #ifndef AERO_RPC_SERVER_H
 #define AERO_RPC_SERVER_H

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* How often a polling worker weighs its CPU use. */
@@ -67,9 +68,9 @@ struct worker_gate *worker_gate_create(int workers, aero_metric *active)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&g->mu, NULL);
     g->n = (int)n;
+    memset(g->w, 0, n * sizeof(*g->w)); /* aligned_alloc does not zero */
     for (size_t i = 0; i < n; i++) {
         atomic_init(&g->w[i].busy_since, 0);
-        g->w[i].window_t0 = g->w[i].cpu_t0 = 0;
         g->w[i].parked = i > 0;
     }
     g->active = 1;
