@@ -61,11 +61,7 @@ struct worker_gate *worker_gate_create(int workers, aero_metric *active)
         free(g);
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&g->cv);
     pthread_mutex_init(&g->mu, NULL);
     g->n = (int)n;
     memset(g->w, 0, n * sizeof(*g->w)); /* aligned_alloc does not zero */

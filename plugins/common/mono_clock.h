@@ -9,6 +9,7 @@
 #ifndef AERO_PLUGIN_MONO_CLOCK_H
 #define AERO_PLUGIN_MONO_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -34,6 +35,21 @@ static inline struct timespec clock_after_ns(clockid_t clock, int64_t ns)
     ts.tv_sec += (time_t)(ns / 1000000000 + frac / 1000000000);
     ts.tv_nsec = (long)(frac % 1000000000);
     return ts;
+}
+
+/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines
+ * (clock_after_ns(CLOCK_MONOTONIC, ...)), so a wall-clock step never
+ * shortens or stretches them. 0 or an errno value, as pthread_cond_init. */
+static inline int mono_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+    if (rc != 0)
+        return rc;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
 }
 
 #endif

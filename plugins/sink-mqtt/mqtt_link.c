@@ -339,11 +339,7 @@ int mqtt_link_create(const aero_host *host, const struct mqtt_link_opts *o,
     l->o = *o;
     l->delay_ms = o->reconnect_min_ms;
     l->last_warn_ns = -1;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&l->cond);
     pthread_mutex_init(&l->lock, NULL);
 
     if (AERO_HAS(host, aero_host, metric_set) && host->metric_register) {

@@ -258,7 +258,6 @@ static int set_options(struct nats_conn *c, const struct nats_conn_cfg *cfg)
 int nats_conn_open(struct nats_conn *c, const aero_host *host,
                    const struct nats_conn_cfg *cfg)
 {
-    pthread_condattr_t ca;
     natsStatus s;
     int rc;
 
@@ -277,14 +276,7 @@ int nats_conn_open(struct nats_conn *c, const aero_host *host,
 
     if (pthread_mutex_init(&c->mu, NULL) != 0)
         return -ENOMEM;
-    if (pthread_condattr_init(&ca) != 0) {
-        pthread_mutex_destroy(&c->mu);
-        return -ENOMEM;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    rc = pthread_cond_init(&c->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
+    if (mono_cond_init(&c->cond) != 0) {
         pthread_mutex_destroy(&c->mu);
         return -ENOMEM;
     }

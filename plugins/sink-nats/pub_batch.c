@@ -54,18 +54,12 @@ static size_t find(const struct pub_batch *b, const natsMsg *m)
 
 int pub_batch_init(struct pub_batch *b)
 {
-    pthread_condattr_t ca;
     int rc;
 
     memset(b, 0, sizeof(*b));
     if ((rc = pthread_mutex_init(&b->mu, NULL)) != 0)
         return -rc;
-    if ((rc = pthread_condattr_init(&ca)) != 0)
-        goto fail_mutex;
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    rc = pthread_cond_init(&b->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0)
+    if ((rc = mono_cond_init(&b->cond)) != 0)
         goto fail_mutex;
     return 0;
 fail_mutex:
