@@ -307,15 +307,25 @@ struct agent_run {
     char id[32];
     int ok_acks;
     int failures;
+    char why[640]; /* the first failure: which step, what it returned */
 };
+
+static void agent_failed(struct agent_run *a, const char *step, int rc, const struct rc_status *st)
+{
+    if (a->failures++ == 0)
+        snprintf(a->why, sizeof(a->why), "%s: rc %d, status %d %s", step, rc, st ? st->code : 0,
+                 st ? st->message : "");
+}
 
 static void *run_agent(void *arg)
 {
     struct agent_run *a = arg;
     struct rc_channel *own = rc_connect(relay.target);
     struct rc_status st;
-    if (rc_register(own, a->id, "1", "x", NULL, &st, 5000) != 0) {
-        a->failures++;
+    memset(&st, 0, sizeof(st));
+    int rc = rc_register(own, a->id, "1", "x", NULL, &st, 5000);
+    if (rc != 0) {
+        agent_failed(a, "register", rc, &st);
         rc_close(own);
         return NULL;
     }
@@ -323,15 +333,17 @@ static void *run_agent(void *arg)
     uint64_t sent = 0, acked = 0;
     while (acked < FRAMES) {
         while (sent < FRAMES && sent - acked < WINDOW) {
-            if (rc_stream_send_frame(s, harness_frame(a->id, sent + 1), 10000) != 0) {
-                a->failures++;
+            rc = rc_stream_send_frame(s, harness_frame(a->id, sent + 1), 10000);
+            if (rc != 0) {
+                agent_failed(a, "send", rc, NULL);
                 goto done;
             }
             sent++;
         }
         struct rc_ack ack;
-        if (rc_stream_recv_ack(s, &ack, 10000) != 1) {
-            a->failures++;
+        rc = rc_stream_recv_ack(s, &ack, 10000);
+        if (rc != 1) {
+            agent_failed(a, "recv_ack", rc, NULL);
             goto done;
         }
         acked++;
@@ -340,9 +352,13 @@ static void *run_agent(void *arg)
     }
     rc_stream_close_send(s, 5000);
 done:
-    rc_stream_finish(s, &st, 10000);
+    rc = rc_stream_finish(s, &st, 10000);
+    size_t used = strlen(a->why);
+    if (a->failures > 0) /* after a failed send or receive: how the stream ended */
+        snprintf(a->why + used, sizeof(a->why) - used, "; the stream ended %d %s", st.code,
+                 st.message);
     if (st.code != 0)
-        a->failures++;
+        agent_failed(a, "finish", rc, &st);
     rc_stream_free(s);
     rc_close(own);
     return NULL;
@@ -382,7 +398,8 @@ Test(stream, ten_agents_two_thousand_frames_each_every_frame_once_in_the_file)
     }
     for (int i = 0; i < AGENTS; i++) {
         pthread_join(t[i], NULL);
-        cr_assert_eq(runs[i].failures, 0, "agent %d had failures", i);
+        cr_assert_eq(runs[i].failures, 0, "agent %d had %d failures, the first at %s", i,
+                     runs[i].failures, runs[i].why);
         cr_assert_eq(runs[i].ok_acks, FRAMES, "agent %d: %d OK acks", i, runs[i].ok_acks);
     }
     /* fsync = batch: every OK-acked frame is in the file already. */
