@@ -1,11 +1,11 @@
 /*
- * agent_gateway.c - Register and TelemetryStream. Each stream is a small
- * state machine under its own mutex, driven by completion-queue workers
- * (recv, send, close, status) and by sink threads (frame completions,
- * queue-room wake-ups). At most one recv and one send are in flight per
- * stream; acks wait in a ring; a stream reads only while fewer than
- * max_inflight of its frames are unacknowledged and no `block` sink queue
- * it fed is full, which keeps memory bounded whatever the agent sends.
+ * agent_gateway.c - Register and TelemetryStream: who may open a stream,
+ * each message decoded, validated and handed to the sinks, and each
+ * frame's ack queued on its stream once the last sink reported. The stream
+ * mechanics (reads under credit, the outgoing queue, the final status) are
+ * rpc_stream.c's: a stream reads while fewer than max_inflight of its
+ * frames are unacknowledged and no `block` sink queue it fed is full, which
+ * keeps memory bounded whatever the agent sends.
  */
 #include "agent_gateway.h"
 
@@ -16,8 +16,10 @@
 #include "log.h"
 #include "mono_clock.h" /* latency: NTP steps must not show as negative acks */
 #include "route.h"
+#include "rpc_stream.h"
 #include "session_table.h"
 #include "sink_pipeline.h"
+#include "worker_ctx.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,50 +30,29 @@
 
 #define AGENT_ID_HEADER "aero-arc-agent-id"
 
-/* Acks ring slots a new stream starts with. */
-#define ACKS_INITIAL 4
 /* An encoded ack never exceeds this: agent ids are at most 128 bytes and
  * every error text at most ACK_ERROR_MAX (checked in gateway_create). */
 #define ACK_ERROR_MAX 512
 #define ACK_MAX_BYTES 1024
 
-/* Acks of one stream gRPC may hold back in a row before one is written
- * (see progress). */
-#define ACK_HOLD_MAX 16
+/* Outgoing messages a stream may queue beyond one ack per frame in flight:
+ * room for the commands the relay sends down the same stream. */
+#define STREAM_QUEUE_SPARE 16
 
-struct ack_item {
-    uint64_t seq;
-    enum ack_status status;
-    const char *error; /* static, or owned by the gateway */
-    int64_t recv_ns;   /* monotonic time the frame was read: ack latency */
-};
-
+/* One TelemetryStream: who it is for. The call itself, its reads, sends
+ * and final status are the rpc_stream's; this object lives exactly as long
+ * as the rpc_stream (freed by its on_free), and every reference to it is
+ * a reference to the rpc_stream. */
 struct stream {
-    struct rpc_tag recv_tag, send_tag, close_tag, status_tag;
-    struct rpc_call *call;
+    struct rpc_stream *rs;
     struct gateway *gw;
-    atomic_int refs;
     atomic_bool superseded; /* ended by a newer session: counted as such, once */
 
     char agent_id[SESSION_AGENT_MAX + 1];
     size_t agent_len;
     char session_id[SESSION_ID_LEN + 1];
     uint64_t gen;
-
-    pthread_mutex_t mu; /* everything below */
-    bool recv_pending, send_pending, status_pending;
-    bool read_closed;   /* no more reads: EOF, bad frame, shutdown, call over */
-    bool dead;          /* the call is over (cancelled, transport gone) */
-    bool ended;         /* session released */
-    enum rpc_code final_code;
-    const char *final_msg;
-    int inflight;       /* frames read whose ack is not yet sent */
-    int paused;         /* sink queues we wait on for room */
-    struct ack_item *acks;   /* ring; grows on demand up to max_inflight */
-    size_t ack_cap, ack_head, ack_len;
-    int acks_held;           /* sent in a row with `more` set, not yet written */
-    int64_t sending_recv_ns; /* recv_ns of the ack being sent, while send_pending */
-    struct stream *prev, *next; /* gw->streams */
+    struct stream *prev, *next; /* gw->streams, under gw->mu */
 
     struct sink_waiter waiters[]; /* one per sink */
 };
@@ -112,17 +93,8 @@ int64_t gateway_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
 
 /* ------------------------------------------------------------ lifetime */
 
-static void stream_ref(struct stream *s) { atomic_fetch_add(&s->refs, 1); }
-
-static void stream_unref(struct stream *s)
-{
-    if (atomic_fetch_sub(&s->refs, 1) != 1)
-        return;
-    rpc_call_free(s->call);
-    pthread_mutex_destroy(&s->mu);
-    free(s->acks);
-    free(s);
-}
+static void stream_ref(struct stream *s) { rpc_stream_ref(s->rs); }
+static void stream_unref(struct stream *s) { rpc_stream_unref(s->rs); }
 
 void gateway_drop_owner(void *owner) { stream_unref(owner); }
 
@@ -132,122 +104,25 @@ static void supersede(void *owner)
     if (!owner)
         return;
     struct stream *old = owner;
-    atomic_store(&old->superseded, true); /* on_close counts it */
-    rpc_call_cancel(old->call, RPC_ABORTED, "superseded by a newer session for this agent");
+    atomic_store(&old->superseded, true); /* on_closed counts it */
+    rpc_stream_cancel(old->rs, RPC_ABORTED, "superseded by a newer session for this agent");
     stream_unref(old);
 }
 
-/* --------------------------------------------------------- the machine */
+/* ------------------------------------------------------------- the acks */
 
-static void set_final(struct stream *s, enum rpc_code code, const char *msg)
-{
-    if (s->final_code == RPC_OK && s->final_msg == NULL) {
-        s->final_code = code;
-        s->final_msg = msg;
-    }
-}
-
-/* The ring starts small: most streams never have many acks waiting, and
- * 10,000 idle streams should not each hold max_inflight slots. It never
- * needs more than max_inflight (a stream reads only below that). */
-static int grow_acks(struct stream *s)
-{
-    size_t cap = s->ack_cap ? s->ack_cap * 2 : ACKS_INITIAL;
-    struct ack_item *ring = malloc(cap * sizeof(*ring));
-    if (!ring)
-        return -ENOMEM;
-    for (size_t i = 0; i < s->ack_len; i++)
-        ring[i] = s->acks[(s->ack_head + i) % s->ack_cap];
-    free(s->acks);
-    s->acks = ring;
-    s->ack_cap = cap;
-    s->ack_head = 0;
-    return 0;
-}
-
-static void push_ack(struct stream *s, uint64_t seq, enum ack_status status, const char *error,
+/* Queue one ack behind the stream's other messages. It answers a frame
+ * read, so its read credit returns once it is sent. */
+static void send_ack(struct stream *s, uint64_t seq, enum ack_status status, const char *error,
                      int64_t recv_ns)
 {
     metrics_inc(s->gw->m_acks[status]);
-    if (s->dead) { /* nobody to tell: the frame is simply not acknowledged */
-        s->inflight--;
-        return;
-    }
-    if (s->ack_len == s->ack_cap && grow_acks(s) < 0) {
-        /* Not acknowledged at all (never a false OK): the agent resends. */
-        s->inflight--;
-        return;
-    }
-    size_t at = (s->ack_head + s->ack_len) % s->ack_cap;
-    s->acks[at] = (struct ack_item){seq, status, error, recv_ns};
-    s->ack_len++;
+    uint8_t buf[ACK_MAX_BYTES];
+    size_t n = ack_encode(buf, (aero_str){s->agent_id, s->agent_len}, seq, status, error);
+    /* On failure nothing is acknowledged (never a false OK): the agent
+     * resends, and the frame's credit is given back. */
+    rpc_stream_send(s->rs, buf, n, RPC_SEND_CREDIT, (uint64_t)recv_ns);
 }
-
-/*
- * Advance the stream: send the next ack, read the next frame, or end with a
- * status once nothing is owed. Called with s->mu held after every event.
- */
-static void progress(struct stream *s)
-{
-    struct gateway *gw = s->gw;
-    if (s->status_pending || s->dead)
-        return;
-
-    if (!s->send_pending && s->ack_len > 0) {
-        struct ack_item a = s->acks[s->ack_head];
-        s->ack_head = (s->ack_head + 1) % s->ack_cap;
-        s->ack_len--;
-        uint8_t buf[ACK_MAX_BYTES]; /* rpc_stream_send copies it */
-        size_t n = ack_encode(buf, (aero_str){s->agent_id, s->agent_len}, a.seq, a.status,
-                              a.error);
-        stream_ref(s);
-        s->send_pending = true;
-        s->sending_recv_ns = a.recv_ns;
-        /* More acks waiting: gRPC may hold this one for the next, so a
-         * run of acks (a sink thread's batch after its fsync) leaves in
-         * one write instead of one each. At most ACK_HOLD_MAX in a row:
-         * under steady load the ring never empties, and acks held until it
-         * did stalled the agents' windows (docs/benchmarks.md). */
-        bool more = s->ack_len > 0 && s->acks_held < ACK_HOLD_MAX;
-        s->acks_held = more ? s->acks_held + 1 : 0;
-        if (rpc_stream_send(s->call, buf, n, more, &s->send_tag) < 0) {
-            s->send_pending = false;
-            s->inflight--;
-            s->read_closed = true;
-            stream_unref(s); /* never the last: the caller holds one */
-        }
-    }
-
-    if (!s->read_closed && atomic_load(&gw->relay->shutting_down)) {
-        s->read_closed = true;
-        set_final(s, RPC_UNAVAILABLE, "relay shutting down");
-    }
-    if (!s->read_closed && !s->recv_pending && s->inflight < gw->max_inflight && s->paused <= 0) {
-        stream_ref(s);
-        s->recv_pending = true;
-        if (rpc_stream_recv(s->call, &s->recv_tag) < 0) {
-            s->recv_pending = false;
-            s->read_closed = true;
-            stream_unref(s);
-        }
-    }
-
-    if (s->read_closed && s->inflight == 0 && !s->send_pending && s->ack_len == 0) {
-        stream_ref(s);
-        s->status_pending = true;
-        if (rpc_stream_status(s->call, s->final_code, s->final_msg, &s->status_tag) < 0)
-            stream_unref(s); /* the call is over; close_tag will end it */
-    }
-}
-
-static void stream_lock_progress_unlock(struct stream *s)
-{
-    pthread_mutex_lock(&s->mu);
-    progress(s);
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* --------------------------------------------------------- frame path */
 
 static enum ack_status ack_status_of(aero_result r)
 {
@@ -269,15 +144,23 @@ static void job_complete(struct frame_job *job)
     const char *error = NULL;
     if (worst != AERO_OK && failed >= 0 && (size_t)failed < s->gw->n_sinks)
         error = s->gw->sink_errors[failed];
-
-    pthread_mutex_lock(&s->mu);
-    push_ack(s, job->view.seq, ack_status_of(worst), error, sj->recv_ns);
-    progress(s);
-    pthread_mutex_unlock(&s->mu);
+    send_ack(s, job->view.seq, ack_status_of(worst), error, sj->recv_ns);
     job_json_free(job);
     free(sj);
-    stream_unref(s);
+    stream_unref(s); /* the job's */
 }
+
+/* An ack's send completed: gRPC has taken it for the wire. The latency
+ * observed here (frame read -> ack send done) is what an agent waits,
+ * minus the network. */
+static void on_sent(void *owner, uint64_t recv_ns, bool ok)
+{
+    struct stream *s = owner;
+    if (ok)
+        metrics_histogram_observe_ns(s->gw->h_ack_latency, mono_ns() - (int64_t)recv_ns);
+}
+
+/* --------------------------------------------------------- frame path */
 
 /* Copy the frame's bytes next to its view and re-point every string there. */
 static struct stream_job *job_create(struct stream *s, const aero_frame *view,
@@ -312,24 +195,47 @@ static struct stream_job *job_create(struct stream *s, const aero_frame *view,
     return sj;
 }
 
-/* One received message: decode, validate, ack or hand to the sinks.
- * Runs with recv_pending still set, so frames of a stream stay in order. */
-static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
+/* Hand an accepted frame to every sink. The stream stops reading while a
+ * `block` sink it fed is full (one pause per such sink). */
+static void submit(struct stream *s, struct stream_job *sj, struct worker_ctx *w)
 {
     struct gateway *gw = s->gw;
-    static _Thread_local aero_kv fields[FRAME_MAX_FIELDS];
+    stream_ref(s); /* the job's */
+    /* A queued waiter holds a reference until woken or cancelled. We only
+     * read with no wait outstanding, so every waiter is free here: take one
+     * per sink and give back those that were not queued. */
+    for (size_t i = 0; i < gw->n_sinks; i++)
+        stream_ref(s);
+    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, &w->owed);
+    /* A frame that came alone is written (and acked) before the next read is
+     * asked for: gRPC then sends the ack and the read's flow-control update
+     * in one write. */
+    if (!worker_ctx_defer(w))
+        sink_pipeline_flush(gw->relay->sinks, &w->owed);
+    for (size_t i = 0; i < gw->n_sinks - paused; i++)
+        stream_unref(s);
+    if (paused)
+        rpc_stream_pause(s->rs, (int)paused);
+}
+
+/* One received message: decode, validate, ack or hand to the sinks.
+ * Messages of a stream come one at a time (rpc_stream), so frames stay in
+ * order. */
+static void on_message(void *owner, const uint8_t *bytes, size_t len, struct worker_ctx *w)
+{
+    struct stream *s = owner;
+    struct gateway *gw = s->gw;
     aero_frame view = {.size = sizeof(aero_frame)};
     struct frame_wire_ids wire;
     int64_t now = gateway_now_ns();
     int64_t recv_ns = mono_ns();
 
     metrics_add(gw->m_bytes, len);
-    enum frame_decode_result dr = frame_decode(bytes, len, &view, fields, FRAME_MAX_FIELDS, &wire);
+    enum frame_decode_result dr =
+        frame_decode(bytes, len, &view, w->fields, FRAME_MAX_FIELDS, &wire);
     if (dr == FRAME_DECODE_MALFORMED) {
-        pthread_mutex_lock(&s->mu);
-        s->read_closed = true;
-        set_final(s, RPC_INVALID_ARGUMENT, "malformed TelemetryFrame");
-        pthread_mutex_unlock(&s->mu);
+        rpc_stream_credit(s->rs, 1); /* answered by the end of the stream */
+        rpc_stream_end(s->rs, RPC_INVALID_ARGUMENT, "malformed TelemetryFrame");
         return;
     }
     view.received_unix_ns = now;
@@ -340,21 +246,14 @@ static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
     session_table_touch(gw->relay->sessions, s->agent_id, s->gen, now,
                         reason ? (aero_str){NULL, 0} : view.flight_id);
     if (reason) {
-        pthread_mutex_lock(&s->mu);
-        s->inflight++;
-        push_ack(s, view.seq, ACK_PERMANENT_ERROR, reason, recv_ns);
-        pthread_mutex_unlock(&s->mu);
+        send_ack(s, view.seq, ACK_PERMANENT_ERROR, reason, recv_ns);
         return;
     }
-
-    struct stream_job *sj = job_create(s, &view, fields, bytes, len);
-    pthread_mutex_lock(&s->mu);
-    s->inflight++;
-    if (!sj)
-        push_ack(s, view.seq, ACK_TEMPORARY_ERROR, "relay out of memory", recv_ns);
-    pthread_mutex_unlock(&s->mu);
-    if (!sj)
+    struct stream_job *sj = job_create(s, &view, w->fields, bytes, len);
+    if (!sj) {
+        send_ack(s, view.seq, ACK_TEMPORARY_ERROR, "relay out of memory", recv_ns);
         return;
+    }
     sj->recv_ns = recv_ns;
     metrics_inc(gw->m_frames);
     /* Lock-free once the name has been seen (see metrics_vec_get). */
@@ -362,80 +261,18 @@ static void handle_frame(struct stream *s, const uint8_t *bytes, size_t len)
         metrics_inc(metrics_vec_get(gw->m_messages, view.msg_name.ptr, view.msg_name.len));
     else
         metrics_inc(metrics_vec_get(gw->m_messages, "unknown", 7));
-    stream_ref(s); /* the job's */
-    /* A queued waiter holds a reference until woken or cancelled. We only
-     * read with no wait outstanding, so every waiter is free here: take one
-     * per sink and give back those that were not queued. */
-    for (size_t i = 0; i < gw->n_sinks; i++)
-        stream_ref(s);
-    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters);
-    /* A frame that came alone is written (and acked) before the next read is
-     * asked for: gRPC then sends the ack and the read's flow-control update
-     * in one write. */
-    if (!rpc_worker_defer())
-        sink_pipeline_flush(gw->relay->sinks);
-    for (size_t i = 0; i < gw->n_sinks - paused; i++)
-        stream_unref(s);
-    if (paused) {
-        pthread_mutex_lock(&s->mu);
-        s->paused += (int)paused;
-        pthread_mutex_unlock(&s->mu);
-    }
-}
-
-static void on_recv(struct rpc_tag *tag, bool ok)
-{
-    struct stream *s = (struct stream *)((char *)tag - offsetof(struct stream, recv_tag));
-    size_t len = 0;
-    const uint8_t *msg = ok ? rpc_stream_message(s->call, &len) : NULL;
-    if (msg) {
-        handle_frame(s, msg, len);
-        rpc_stream_message_release(s->call);
-    }
-    pthread_mutex_lock(&s->mu);
-    s->recv_pending = false;
-    if (!msg)
-        s->read_closed = true; /* EOF (ok) or the call failed (!ok) */
-    progress(s);
-    pthread_mutex_unlock(&s->mu);
-    stream_unref(s);
-}
-
-/* An ack's send completed: gRPC has taken it for the wire. The latency
- * observed here (frame read -> ack send done) is what an agent waits,
- * minus the network. */
-static void on_send(struct rpc_tag *tag, bool ok)
-{
-    struct stream *s = (struct stream *)((char *)tag - offsetof(struct stream, send_tag));
-    pthread_mutex_lock(&s->mu);
-    if (ok)
-        metrics_histogram_observe_ns(s->gw->h_ack_latency, mono_ns() - s->sending_recv_ns);
-    s->send_pending = false;
-    s->inflight--;
-    if (!ok)
-        s->read_closed = true;
-    progress(s);
-    pthread_mutex_unlock(&s->mu);
-    stream_unref(s);
-}
-
-static void on_status(struct rpc_tag *tag, bool ok)
-{
-    (void)ok;
-    struct stream *s = (struct stream *)((char *)tag - offsetof(struct stream, status_tag));
-    stream_unref(s);
+    submit(s, sj, w);
 }
 
 /* A sink queue this stream waited on has room again (sink thread). */
 static void on_wake(struct sink_waiter *w)
 {
     struct stream *s = w->owner;
-    pthread_mutex_lock(&s->mu);
-    s->paused--;
-    progress(s);
-    pthread_mutex_unlock(&s->mu);
+    rpc_stream_resume(s->rs);
     stream_unref(s); /* the waiter's */
 }
+
+/* ------------------------------------------------------------- the end */
 
 /* The stream's session ends with the call: detach (only if still ours),
  * take the route down, leave the open-stream list. */
@@ -460,32 +297,29 @@ static void end_session(struct stream *s)
     stream_unref(s); /* the list's */
 }
 
-static void on_close(struct rpc_tag *tag, bool ok)
+static void on_closed(void *owner, bool cancelled, enum rpc_code code)
 {
-    (void)ok;
-    struct stream *s = (struct stream *)((char *)tag - offsetof(struct stream, close_tag));
+    struct stream *s = owner;
     struct gateway *gw = s->gw;
-    bool cancelled = rpc_call_was_cancelled(s->call);
-
-    pthread_mutex_lock(&s->mu);
-    s->dead = true;
-    s->read_closed = true;
-    s->inflight -= (int)s->ack_len; /* acks nobody will read */
-    s->ack_len = 0;
-    bool clean = !cancelled && s->final_code == RPC_OK;
-    pthread_mutex_unlock(&s->mu);
-
     for (size_t i = 0; i < gw->n_sinks; i++)
         if (sink_pipeline_cancel_wait(gw->relay->sinks, i, &s->waiters[i]))
             stream_unref(s);
     /* One outcome per stream: a superseded stream also looks cancelled. */
     metrics_inc(atomic_load(&s->superseded) ? gw->m_closed_superseded
                 : cancelled                 ? gw->m_closed_cancelled
-                : clean                     ? gw->m_closed_ok
+                : code == RPC_OK            ? gw->m_closed_ok
                                             : gw->m_closed_error);
     end_session(s);
-    stream_unref(s); /* the close batch's */
 }
+
+static void on_free(void *owner) { free(owner); }
+
+static const struct rpc_stream_handler stream_handler = {
+    .on_message = on_message,
+    .on_sent = on_sent,
+    .on_closed = on_closed,
+    .on_free = on_free,
+};
 
 /* ------------------------------------------------------------- opening */
 
@@ -501,24 +335,26 @@ static bool header_agent_id(struct rpc_call *call, char *out, size_t *out_len)
     return true;
 }
 
-static struct stream *stream_alloc(struct gateway *gw, struct rpc_call *call)
+static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, const char *agent,
+                                    size_t agent_len)
 {
     struct stream *s = calloc(1, sizeof(*s) + gw->n_sinks * sizeof(struct sink_waiter));
     if (!s)
         return NULL;
-    if (grow_acks(s) < 0) {
+    struct rpc_stream_config cfg = {
+        .credit = gw->max_inflight,
+        .queue_max = (size_t)gw->max_inflight + STREAM_QUEUE_SPARE,
+        .shutting_down = &gw->relay->shutting_down,
+    };
+    s->rs = rpc_stream_create(call, &stream_handler, s, &cfg);
+    if (!s->rs) {
         free(s);
         return NULL;
     }
-    s->call = call;
     s->gw = gw;
-    atomic_init(&s->refs, 1);
     atomic_init(&s->superseded, false);
-    pthread_mutex_init(&s->mu, NULL);
-    s->recv_tag.done = on_recv;
-    s->send_tag.done = on_send;
-    s->close_tag.done = on_close;
-    s->status_tag.done = on_status;
+    memcpy(s->agent_id, agent, agent_len + 1);
+    s->agent_len = agent_len;
     for (size_t i = 0; i < gw->n_sinks; i++) {
         s->waiters[i].wake = on_wake;
         s->waiters[i].owner = s;
@@ -526,8 +362,9 @@ static struct stream *stream_alloc(struct gateway *gw, struct rpc_call *call)
     return s;
 }
 
-static void telemetry_stream(struct rpc_call *call, void *service)
+static void telemetry_stream(struct rpc_call *call, void *service, struct worker_ctx *w)
 {
+    (void)w;
     struct gateway *gw = service;
     char agent[SESSION_AGENT_MAX + 1];
     size_t agent_len;
@@ -546,25 +383,20 @@ static void telemetry_stream(struct rpc_call *call, void *service)
     }
     if (!call_auth_agent(gw->relay->auth, call, agent))
         return;
-    struct stream *s = stream_alloc(gw, call);
+    rpc_call_metadata_done(call);
+    struct stream *s = stream_create(gw, call, agent, agent_len);
     if (!s) {
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
         return;
     }
-    memcpy(s->agent_id, agent, agent_len + 1);
-    s->agent_len = agent_len;
-    rpc_call_metadata_done(call);
 
     void *displaced = NULL;
     stream_ref(s); /* the table's */
     if (session_table_attach(gw->relay->sessions, agent, s, &s->gen, s->session_id, &displaced) < 0) {
         metrics_inc(gw->m_streams_refused);
-        s->call = NULL; /* finish releases the call itself */
-        free(s->acks);
-        pthread_mutex_destroy(&s->mu);
-        free(s);
-        rpc_call_finish(call, RPC_FAILED_PRECONDITION, "no session for this agent: register first",
-                        NULL, 0);
+        stream_unref(s); /* the table did not take it */
+        rpc_stream_refuse(s->rs, RPC_FAILED_PRECONDITION,
+                          "no session for this agent: register first");
         return;
     }
     supersede(displaced);
@@ -579,46 +411,31 @@ static void telemetry_stream(struct rpc_call *call, void *service)
     gw->n_streams++;
     pthread_mutex_unlock(&gw->mu);
 
-    stream_ref(s); /* the close batch's */
-    if (rpc_stream_begin(call, &s->close_tag) < 0) {
-        stream_unref(s);
-        end_session(s);
-    } else {
-        stream_lock_progress_unlock(s);
-    }
+    rpc_stream_start(s->rs);
     stream_unref(s); /* ours */
 }
 
 /* ------------------------------------------------------------ Register */
 
-static void register_call(struct rpc_call *call, void *service)
+static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, void *service,
+                          struct worker_ctx *w)
 {
+    (void)w;
     struct gateway *gw = service;
-    size_t len;
-    const uint8_t *bytes = rpc_call_request(call, &len);
-    Aeroarc__Agent__V1__RegisterRequest *req =
-        aeroarc__agent__v1__register_request__unpack(NULL, len, bytes);
-    if (!req) {
-        metrics_inc(gw->m_register_rejected);
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "malformed RegisterRequest", NULL, 0);
-        return;
-    }
+    const Aeroarc__Agent__V1__RegisterRequest *req =
+        (const Aeroarc__Agent__V1__RegisterRequest *)msg;
     if (!session_agent_id_valid(req->agent_id, strlen(req->agent_id))) {
         metrics_inc(gw->m_register_rejected);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
                         "agent_id must be 1-128 bytes of A-Z a-z 0-9 . _ - :", NULL, 0);
-        aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
         return;
     }
     if (atomic_load(&gw->relay->shutting_down)) {
         rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
-        aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
         return;
     }
-    if (!call_auth_agent(gw->relay->auth, call, req->agent_id)) {
-        aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
+    if (!call_auth_agent(gw->relay->auth, call, req->agent_id))
         return;
-    }
 
     char session_id[SESSION_ID_LEN + 1];
     void *displaced = NULL;
@@ -626,7 +443,6 @@ static void register_call(struct rpc_call *call, void *service)
                                &displaced) < 0) {
         metrics_inc(gw->m_session_limit);
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay full: max_sessions reached", NULL, 0);
-        aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
         return;
     }
     supersede(displaced);
@@ -640,10 +456,7 @@ static void register_call(struct rpc_call *call, void *service)
     resp.agent_id = req->agent_id;
     resp.session_id = session_id;
     resp.max_inflight = gw->max_inflight;
-    uint8_t out[512];
-    size_t n = aeroarc__agent__v1__register_response__pack(&resp, out);
-    rpc_call_finish(call, RPC_OK, NULL, out, n);
-    aeroarc__agent__v1__register_request__free_unpacked(req, NULL);
+    rpc_unary_reply(call, &resp.base);
 }
 
 /* --------------------------------------------------------------- setup */
@@ -711,9 +524,13 @@ struct gateway *gateway_create(struct relay *relay)
     gw->n_sinks = sink_pipeline_count(relay->sinks);
     gw->max_inflight = (int)relay->settings->max_inflight;
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
-    pthread_mutex_init(&gw->mu, NULL);
     gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
-    for (size_t i = 0; gw->sink_errors && i < gw->n_sinks; i++) {
+    if (!gw->sink_errors) {
+        free(gw);
+        return NULL;
+    }
+    pthread_mutex_init(&gw->mu, NULL);
+    for (size_t i = 0; i < gw->n_sinks; i++) {
         if (asprintf(&gw->sink_errors[i],
                      "sink \"%s\" did not accept the frame (queue full or write failed); resend",
                      sink_pipeline_name(relay->sinks, i)) < 0)
@@ -732,10 +549,11 @@ struct gateway *gateway_create(struct relay *relay)
 
 int gateway_add_methods(struct gateway *gw, struct rpc_server *server)
 {
-    if (rpc_server_add_method(server, "/aeroarc.agent.v1.AgentGateway/Register", RPC_METHOD_UNARY,
-                              register_call, gw) < 0 ||
-        rpc_server_add_method(server, "/aeroarc.agent.v1.AgentGateway/TelemetryStream",
-                              RPC_METHOD_STREAM, telemetry_stream, gw) < 0)
+    if (rpc_server_add_unary(server, "/aeroarc.agent.v1.AgentGateway/Register",
+                             &aeroarc__agent__v1__register_request__descriptor, register_call,
+                             gw) < 0 ||
+        rpc_server_add_stream(server, "/aeroarc.agent.v1.AgentGateway/TelemetryStream",
+                              telemetry_stream, gw) < 0)
         return -1;
     return 0;
 }
@@ -765,7 +583,7 @@ void gateway_begin_shutdown(struct gateway *gw)
 {
     pthread_mutex_lock(&gw->mu);
     for (struct stream *s = gw->streams; s; s = s->next)
-        stream_lock_progress_unlock(s);
+        rpc_stream_poke(s->rs);
     pthread_mutex_unlock(&gw->mu);
 }
 

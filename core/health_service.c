@@ -14,22 +14,16 @@ static const char *const known_services[] = {
     "aeroarc.relay.v1.RelayControl",
 };
 
-static void check(struct rpc_call *call, void *service)
+static void check(struct rpc_call *call, const ProtobufCMessage *msg, void *service,
+                  struct worker_ctx *w)
 {
+    (void)w;
     struct relay *relay = service;
-    size_t len;
-    const uint8_t *bytes = rpc_call_request(call, &len);
-    Grpc__Health__V1__HealthCheckRequest *req =
-        grpc__health__v1__health_check_request__unpack(NULL, len, bytes);
-    if (!req) {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "malformed HealthCheckRequest", NULL, 0);
-        return;
-    }
-    int known = 0;
+    const Grpc__Health__V1__HealthCheckRequest *req = (const Grpc__Health__V1__HealthCheckRequest *)msg;
+    bool known = false;
     for (size_t i = 0; i < sizeof(known_services) / sizeof(known_services[0]); i++)
         if (strcmp(req->service, known_services[i]) == 0)
-            known = 1;
-    grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+            known = true;
     if (!known) {
         rpc_call_finish(call, RPC_NOT_FOUND, "unknown service", NULL, 0);
         return;
@@ -38,13 +32,11 @@ static void check(struct rpc_call *call, void *service)
     resp.status = atomic_load(&relay->shutting_down)
                       ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
                       : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-    uint8_t out[16];
-    size_t n = grpc__health__v1__health_check_response__pack(&resp, out);
-    rpc_call_finish(call, RPC_OK, NULL, out, n);
+    rpc_unary_reply(call, &resp.base);
 }
 
 int health_service_add(struct relay *relay, struct rpc_server *server)
 {
-    return rpc_server_add_method(server, "/grpc.health.v1.Health/Check", RPC_METHOD_UNARY, check,
-                                 relay);
+    return rpc_server_add_unary(server, "/grpc.health.v1.Health/Check",
+                                &grpc__health__v1__health_check_request__descriptor, check, relay);
 }

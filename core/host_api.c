@@ -21,6 +21,7 @@ struct host_instance {
     char *label;         /* sink="archive" */
     char *relay_id;
     struct metrics *metrics;
+    struct job_json_batch *batch; /* the batch a sink's writer is in; NULL: none */
 };
 
 static const struct host_instance *from_api(const aero_host *host)
@@ -50,11 +51,11 @@ static const char *host_instance_name(const aero_host *host)
 
 static const char *host_relay_id(const aero_host *host) { return from_api(host)->relay_id; }
 
+/* Only the sink's writer calls it, inside write_batch: the batch is its own. */
 static size_t host_envelope_json(const aero_host *host, const aero_frame *frame, char *buf,
                                  size_t cap)
 {
-    (void)host;
-    return job_json_encode(frame, buf, cap);
+    return job_json_encode(from_api(host)->batch, frame, buf, cap);
 }
 
 static aero_metric *host_metric_register(const aero_host *host, aero_metric_type type,
@@ -121,3 +122,8 @@ void host_instance_destroy(struct host_instance *h)
 const aero_host *host_instance_api(const struct host_instance *h) { return &h->api; }
 
 const char *host_instance_component(const struct host_instance *h) { return h->component; }
+
+void host_instance_set_batch(struct host_instance *h, struct job_json_batch *batch)
+{
+    h->batch = batch;
+}

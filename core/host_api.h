@@ -25,4 +25,8 @@ const aero_host *host_instance_api(const struct host_instance *h);
 /* "sink:archive": the prefix of this instance's log lines. */
 const char *host_instance_component(const struct host_instance *h);
 
+/* A sink's batch state, which envelope_json uses (the sink owns it). */
+struct job_json_batch;
+void host_instance_set_batch(struct host_instance *h, struct job_json_batch *batch);
+
 #endif

@@ -19,40 +19,32 @@ struct job_json {
     char text[]; /* len bytes and a NUL */
 };
 
-static _Thread_local struct {
-    struct frame_job *const *jobs;
-    size_t n, next;
-    bool share;
-} tl_batch;
-
-void job_json_batch_begin(struct frame_job *const *jobs, size_t n, bool share)
+void job_json_batch_begin(struct job_json_batch *b, struct frame_job *const *jobs, size_t n,
+                          bool share)
 {
-    tl_batch.jobs = jobs;
-    tl_batch.n = n;
-    tl_batch.next = 0;
-    tl_batch.share = share;
+    *b = (struct job_json_batch){.jobs = jobs, .n = n, .share = share, .writer = pthread_self()};
 }
 
-void job_json_batch_end(void) { tl_batch.jobs = NULL; }
+void job_json_batch_end(struct job_json_batch *b) { b->jobs = NULL; }
 
 /* The job whose view `frame` is, if it is the batch's next or last one. */
-static struct frame_job *batch_job(const aero_frame *frame)
+static struct frame_job *batch_job(struct job_json_batch *b, const aero_frame *frame)
 {
-    size_t i = tl_batch.next;
-    if (!tl_batch.jobs)
+    if (!b || !b->jobs || !pthread_equal(b->writer, pthread_self()))
         return NULL;
-    if (i < tl_batch.n && frame == &tl_batch.jobs[i]->view) {
-        tl_batch.next = i + 1;
-        return tl_batch.jobs[i];
+    size_t i = b->next;
+    if (i < b->n && frame == &b->jobs[i]->view) {
+        b->next = i + 1;
+        return b->jobs[i];
     }
-    if (i > 0 && frame == &tl_batch.jobs[i - 1]->view)
-        return tl_batch.jobs[i - 1];
+    if (i > 0 && frame == &b->jobs[i - 1]->view)
+        return b->jobs[i - 1];
     return NULL;
 }
 
-size_t job_json_encode(const aero_frame *frame, char *buf, size_t cap)
+size_t job_json_encode(struct job_json_batch *b, const aero_frame *frame, char *buf, size_t cap)
 {
-    struct frame_job *job = batch_job(frame);
+    struct frame_job *job = batch_job(b, frame);
     if (!job)
         return envelope_json_encode(frame, buf, cap);
 
@@ -63,7 +55,7 @@ size_t job_json_encode(const aero_frame *frame, char *buf, size_t cap)
         return kept->len;
     }
     size_t n = envelope_json_encode(frame, buf, cap);
-    if (n >= cap || !tl_batch.share)
+    if (n >= cap || !b->share)
         return n;
     /* Keep a copy for the other sinks. Out of memory: they encode again. */
     struct job_json *copy = malloc(sizeof(*copy) + n + 1);

@@ -10,6 +10,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono_clock.h"
 #include "plugin_loader.h"
 #include "relay.h"
 #include "relay_control.h"
@@ -18,6 +19,7 @@
 #include "session_table.h"
 #include "settings.h"
 #include "sink_pipeline.h"
+#include "worker_ctx.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -172,19 +174,23 @@ static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t
 }
 
 /* Give open streams until the grace period ends to send the acks they owe
- * and their UNAVAILABLE status. Returns the grace left, in ms. */
+ * and their UNAVAILABLE status. Returns the grace left, in ms. Timed on the
+ * monotonic clock: a wall-clock step must not cut or stretch the grace. */
 static int64_t drain_streams(struct gateway *gw, int64_t grace_ms)
 {
     const struct timespec step = {0, 10 * 1000000};
-    int64_t start = gateway_now_ns() / 1000000;
-    while (gateway_open_streams(gw) > 0 && gateway_now_ns() / 1000000 - start < grace_ms)
+    int64_t start = mono_ns() / 1000000;
+    while (gateway_open_streams(gw) > 0 && mono_ns() / 1000000 - start < grace_ms)
         nanosleep(&step, NULL);
-    int64_t left = grace_ms - (gateway_now_ns() / 1000000 - start);
+    int64_t left = grace_ms - (mono_ns() / 1000000 - start);
     return left > 0 ? left : 0;
 }
 
 /* rpc_server's after_burst: write what the burst's frames deferred. */
-static void flush_sinks(void *sinks) { sink_pipeline_flush(sinks); }
+static void flush_sinks(void *sinks, struct worker_ctx *w)
+{
+    sink_pipeline_flush(sinks, &w->owed);
+}
 
 /* Sessions that never opened a stream still hold routes: take them down. */
 static void drop_remaining_routes(struct relay *r)
@@ -196,50 +202,20 @@ static void drop_remaining_routes(struct relay *r)
     free(infos);
 }
 
-static int serve(struct settings *st, struct loaded *l)
+/* Everything serve() starts; stop_running takes down what is set. */
+struct running {
+    struct relay relay;
+    struct sink_instance_spec *specs;
+    struct gateway *gw;
+    struct rpc_server *server;
+    struct http_server *http;
+    char http_addr[300]; /* "off" or "on <addr> (port N)" */
+    int port;
+};
+
+static int start_grpc(struct running *r, const struct settings *st)
 {
     char err[1024];
-    int rc = 1;
-    int64_t grace_left_ms = 0;
-    sigset_t set;
-    struct relay relay = {.settings = st, .auth = l->auth};
-    struct gateway *gw = NULL;
-    struct rpc_server *server = NULL;
-    struct http_server *http = NULL;
-    char http_addr[300] = "off"; /* "HTTP off" or "HTTP on <addr> (port N)" */
-    struct sink_instance_spec *specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*specs));
-
-    block_signals(&set);
-    if (!absl_deadlock_detection_off())
-        log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
-    relay.metrics = metrics_create();
-    relay.sessions = session_table_create();
-    if (!specs || !relay.metrics || !relay.sessions) {
-        log_error("out of memory at start-up");
-        goto out;
-    }
-    /* HTTP first, answering /readyz 503, so probes and scrapes work while
-     * plugins start; a port that cannot be bound stops the relay here. */
-    if (st->http_listen[0]) {
-        if (http_server_start(&http, st->http_listen, &relay, err, sizeof(err)) < 0) {
-            log_error("%s", err);
-            goto out;
-        }
-        snprintf(http_addr, sizeof(http_addr), "on %s (port %d)", st->http_listen,
-                 http_server_port(http));
-    }
-    for (size_t i = 0; i < st->n_sinks; i++)
-        specs[i] = (struct sink_instance_spec){&st->sinks[i], l->sinks[i]};
-    /* One gRPC worker always stays free of inline sink writes. */
-    if (sink_pipeline_start(&relay.sinks, specs, st->n_sinks, st->workers - 1, st->relay_id,
-                            relay.metrics, err,
-                            sizeof(err)) < 0 ||
-        route_start(&relay.route, l->route, st->route_section, st->relay_id, relay.metrics, err,
-                    sizeof(err)) < 0) {
-        log_error("%s", err);
-        goto out;
-    }
-    gw = gateway_create(&relay);
     struct rpc_server_options opt = {
         .listen = st->listen,
         .workers = st->workers,
@@ -252,57 +228,115 @@ static int serve(struct settings *st, struct loaded *l)
         .tls_key_file = st->tls_key_file,
         .tls_client_ca_file = st->tls_client_ca_file,
         .after_burst = flush_sinks,
-        .after_burst_arg = relay.sinks,
-        .metrics = relay.metrics,
+        .after_burst_arg = r->relay.sinks,
+        .metrics = r->relay.metrics,
     };
-    server = gw ? rpc_server_create(&opt, err, sizeof(err)) : NULL;
-    if (!server || gateway_add_methods(gw, server) < 0 ||
-        health_service_add(&relay, server) < 0 || relay_control_add(&relay, server) < 0) {
-        log_error("cannot set up the gRPC server: %s", server ? "method registration failed" : err);
-        goto out;
+    r->gw = gateway_create(&r->relay);
+    r->server = r->gw ? rpc_server_create(&opt, err, sizeof(err)) : NULL;
+    if (!r->server || gateway_add_methods(r->gw, r->server) < 0 ||
+        health_service_add(&r->relay, r->server) < 0 ||
+        relay_control_add(&r->relay, r->server) < 0) {
+        log_error("cannot set up the gRPC server: %s",
+                  r->server ? "method registration failed" : r->gw ? err : "out of memory");
+        return -1;
     }
-    int port = rpc_server_start(server, err, sizeof(err));
-    if (port < 0) {
+    r->port = rpc_server_start(r->server, err, sizeof(err));
+    if (r->port < 0) {
         log_error("gRPC: %s", err);
-        goto out;
+        return -1;
     }
-    atomic_store(&relay.ready, true); /* port bound, every plugin created */
-    log_info("aeroarc-relay %s serving gRPC on %s (port %d), HTTP %s, relay_id %s, "
-             "%zu sink(s), route %s, %d worker(s)",
-             AERO_VERSION, st->listen, port, http_addr, st->relay_id, st->n_sinks,
-             l->route->name, st->workers);
+    return 0;
+}
 
-    run_until_signal(&relay, gw, &set);
-    /* Not ready first: load balancers stop sending before streams drain. */
-    atomic_store(&relay.ready, false);
-    atomic_store(&relay.shutting_down, true);
-    gateway_begin_shutdown(gw);
-    grace_left_ms = drain_streams(gw, st->shutdown_grace_s * 1000);
-    rc = 0;
+/* HTTP, sinks, route, then gRPC: when this returns 0 the relay is ready. */
+static int start_running(struct running *r, struct settings *st, struct loaded *l)
+{
+    char err[1024];
+    r->relay.metrics = metrics_create();
+    r->relay.sessions = session_table_create();
+    r->specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*r->specs));
+    if (!r->specs || !r->relay.metrics || !r->relay.sessions) {
+        log_error("out of memory at start-up");
+        return -1;
+    }
+    /* HTTP first, answering /readyz 503, so probes and scrapes work while
+     * plugins start; a port that cannot be bound stops the relay here. */
+    snprintf(r->http_addr, sizeof(r->http_addr), "off");
+    if (st->http_listen[0]) {
+        if (http_server_start(&r->http, st->http_listen, &r->relay, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            return -1;
+        }
+        snprintf(r->http_addr, sizeof(r->http_addr), "on %s (port %d)", st->http_listen,
+                 http_server_port(r->http));
+    }
+    for (size_t i = 0; i < st->n_sinks; i++)
+        r->specs[i] = (struct sink_instance_spec){&st->sinks[i], l->sinks[i]};
+    /* One gRPC worker always stays free of inline sink writes. */
+    if (sink_pipeline_start(&r->relay.sinks, r->specs, st->n_sinks, st->workers - 1,
+                            st->relay_id, r->relay.metrics, err, sizeof(err)) < 0 ||
+        route_start(&r->relay.route, l->route, st->route_section, st->relay_id,
+                    r->relay.metrics, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    return start_grpc(r, st);
+}
 
-out:
-    atomic_store(&relay.ready, false);
-    atomic_store(&relay.shutting_down, true);
+/* Take down what start_running set up, within what is left of the grace.
+ * Returns rc, or exits at once when a sink would not stop. */
+static int stop_running(struct running *r, int64_t grace_left_ms, int rc)
+{
+    atomic_store(&r->relay.ready, false);
+    atomic_store(&r->relay.shutting_down, true);
     /* Streams are drained: unary calls need little more. */
-    int64_t stop_start_ms = gateway_now_ns() / 1000000;
-    rpc_server_shutdown(server, grace_left_ms < 1000 ? grace_left_ms : 1000);
-    grace_left_ms -= gateway_now_ns() / 1000000 - stop_start_ms;
+    int64_t stop_start_ms = mono_ns() / 1000000;
+    rpc_server_shutdown(r->server, grace_left_ms < 1000 ? grace_left_ms : 1000);
+    grace_left_ms -= mono_ns() / 1000000 - stop_start_ms;
     /* Flushes: acks already sent stay true. A sink stuck in write_batch
      * (its frames were never acked OK) must not keep the relay up past the
      * grace: leave without freeing what its thread may still touch. */
-    if (!sink_pipeline_stop(relay.sinks, grace_left_ms > 200 ? grace_left_ms : 200)) {
+    if (!sink_pipeline_stop(r->relay.sinks, grace_left_ms > 200 ? grace_left_ms : 200)) {
         log_error("shutdown: a sink did not stop in time; exiting without its flush");
         _exit(rc);
     }
-    if (relay.sessions)
-        drop_remaining_routes(&relay);
-    route_stop(relay.route);
-    gateway_destroy(gw);
-    session_table_destroy(relay.sessions, gateway_drop_owner);
+    if (r->relay.sessions)
+        drop_remaining_routes(&r->relay);
+    route_stop(r->relay.route);
+    gateway_destroy(r->gw);
+    session_table_destroy(r->relay.sessions, gateway_drop_owner);
     /* Last: /metrics stays scrapeable through the drain and the flush. */
-    http_server_stop(http);
-    metrics_destroy(relay.metrics);
-    free(specs);
+    http_server_stop(r->http);
+    metrics_destroy(r->relay.metrics);
+    free(r->specs);
+    return rc;
+}
+
+static int serve(struct settings *st, struct loaded *l)
+{
+    sigset_t set;
+    int rc = 1;
+    int64_t grace_left_ms = 0;
+    struct running r = {.relay = {.settings = st, .auth = l->auth}};
+
+    block_signals(&set);
+    if (!absl_deadlock_detection_off())
+        log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
+    if (start_running(&r, st, l) == 0) {
+        atomic_store(&r.relay.ready, true); /* port bound, every plugin created */
+        log_info("aeroarc-relay %s serving gRPC on %s (port %d), HTTP %s, relay_id %s, "
+                 "%zu sink(s), route %s, %d worker(s)",
+                 AERO_VERSION, st->listen, r.port, r.http_addr, st->relay_id, st->n_sinks,
+                 l->route->name, st->workers);
+        run_until_signal(&r.relay, r.gw, &set);
+        /* Not ready first: load balancers stop sending before streams drain. */
+        atomic_store(&r.relay.ready, false);
+        atomic_store(&r.relay.shutting_down, true);
+        gateway_begin_shutdown(r.gw);
+        grace_left_ms = drain_streams(r.gw, st->shutdown_grace_s * 1000);
+        rc = 0;
+    }
+    rc = stop_running(&r, grace_left_ms, rc);
     if (rc == 0)
         log_info("stopped cleanly");
     return rc;

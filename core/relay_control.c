@@ -25,19 +25,6 @@ static void fill_status(Aeroarc__Relay__V1__DroneStatus *st, struct session_info
     st->flight_id = in->flight_id;
 }
 
-static void finish_packed(struct rpc_call *call, const ProtobufCMessage *msg)
-{
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *out = malloc(n ? n : 1);
-    if (!out) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
-        return;
-    }
-    protobuf_c_message_pack(msg, out);
-    rpc_call_finish(call, RPC_OK, NULL, out, n);
-    free(out);
-}
-
 /* True when the call was refused (and finished): no admin key, or stopping. */
 static bool refuse(struct relay *relay, struct rpc_call *call)
 {
@@ -49,8 +36,11 @@ static bool refuse(struct relay *relay, struct rpc_call *call)
     return true;
 }
 
-static void list_active_drones(struct rpc_call *call, void *service)
+static void list_active_drones(struct rpc_call *call, const ProtobufCMessage *req, void *service,
+                               struct worker_ctx *w)
 {
+    (void)req;
+    (void)w;
     struct relay *relay = service;
     if (refuse(relay, call))
         return;
@@ -69,26 +59,22 @@ static void list_active_drones(struct rpc_call *call, void *service)
             AEROARC__RELAY__V1__LIST_ACTIVE_DRONES_RESPONSE__INIT;
         resp.n_drones = n;
         resp.drones = ptrs;
-        finish_packed(call, &resp.base);
+        rpc_unary_reply(call, &resp.base);
     }
     free(st);
     free(ptrs);
     free(infos);
 }
 
-static void get_drone_status(struct rpc_call *call, void *service)
+static void get_drone_status(struct rpc_call *call, const ProtobufCMessage *msg, void *service,
+                             struct worker_ctx *w)
 {
+    (void)w;
     struct relay *relay = service;
+    const Aeroarc__Relay__V1__GetDroneStatusRequest *req =
+        (const Aeroarc__Relay__V1__GetDroneStatusRequest *)msg;
     if (refuse(relay, call))
         return;
-    size_t len;
-    const uint8_t *bytes = rpc_call_request(call, &len);
-    Aeroarc__Relay__V1__GetDroneStatusRequest *req =
-        aeroarc__relay__v1__get_drone_status_request__unpack(NULL, len, bytes);
-    if (!req) {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "malformed GetDroneStatusRequest", NULL, 0);
-        return;
-    }
     struct session_info info;
     if (req->drone_id[0] == '\0') {
         rpc_call_finish(call, RPC_INVALID_ARGUMENT, "drone_id is required", NULL, 0);
@@ -100,17 +86,18 @@ static void get_drone_status(struct rpc_call *call, void *service)
         Aeroarc__Relay__V1__GetDroneStatusResponse resp =
             AEROARC__RELAY__V1__GET_DRONE_STATUS_RESPONSE__INIT;
         resp.drone = &st;
-        finish_packed(call, &resp.base);
+        rpc_unary_reply(call, &resp.base);
     }
-    aeroarc__relay__v1__get_drone_status_request__free_unpacked(req, NULL);
 }
 
 int relay_control_add(struct relay *relay, struct rpc_server *server)
 {
-    if (rpc_server_add_method(server, "/aeroarc.relay.v1.RelayControl/ListActiveDrones",
-                              RPC_METHOD_UNARY, list_active_drones, relay) < 0 ||
-        rpc_server_add_method(server, "/aeroarc.relay.v1.RelayControl/GetDroneStatus",
-                              RPC_METHOD_UNARY, get_drone_status, relay) < 0)
+    if (rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/ListActiveDrones",
+                             &aeroarc__relay__v1__list_active_drones_request__descriptor,
+                             list_active_drones, relay) < 0 ||
+        rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/GetDroneStatus",
+                             &aeroarc__relay__v1__get_drone_status_request__descriptor,
+                             get_drone_status, relay) < 0)
         return -1;
     return 0;
 }

@@ -45,7 +45,7 @@ void rpc_call_free(struct rpc_call *c)
         grpc_slice_unref(c->request_slice);
     if (c->request)
         grpc_byte_buffer_destroy(c->request);
-    rpc_stream_message_release(c);
+    rpc_call_message_release(c);
     if (c->send_buf)
         grpc_byte_buffer_destroy(c->send_buf);
     if (c->have_status_details)
@@ -109,9 +109,10 @@ static void set_status_details(struct rpc_call *c, const char *msg)
     c->have_status_details = true;
 }
 
-static void unary_finished(struct rpc_tag *tag, bool ok)
+static void unary_finished(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
-    (void)ok; /* the client may be gone; nothing left to do either way */
+    (void)ok;
+    (void)w; /* the client may be gone; nothing left to do either way */
     struct rpc_call *c = (struct rpc_call *)((char *)tag - offsetof(struct rpc_call, finish_tag));
     rpc_call_free(c);
 }
@@ -149,7 +150,7 @@ void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
 
 #define CALL_OF(tag, member) ((struct rpc_call *)((char *)(tag) - offsetof(struct rpc_call, member)))
 
-int rpc_stream_begin(struct rpc_call *c, struct rpc_tag *close_tag)
+int rpc_call_begin(struct rpc_call *c, struct rpc_tag *close_tag)
 {
     grpc_op ops[2];
     memset(ops, 0, sizeof(ops));
@@ -159,7 +160,7 @@ int rpc_stream_begin(struct rpc_call *c, struct rpc_tag *close_tag)
     return grpc_call_start_batch(c->call, ops, 2, close_tag, NULL) == GRPC_CALL_OK ? 0 : -1;
 }
 
-static void recv_done(struct rpc_tag *tag, bool ok)
+static void recv_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     struct rpc_call *c = CALL_OF(tag, recv_wrap);
     if (ok && c->recv_buf) {
@@ -170,13 +171,13 @@ static void recv_done(struct rpc_tag *tag, bool ok)
         grpc_byte_buffer_destroy(c->recv_buf);
         c->recv_buf = NULL;
     }
-    c->recv_user->done(c->recv_user, ok);
+    c->recv_user->done(c->recv_user, ok, w);
 }
 
-int rpc_stream_recv(struct rpc_call *c, struct rpc_tag *tag)
+int rpc_call_recv(struct rpc_call *c, struct rpc_tag *tag)
 {
     grpc_op op;
-    rpc_stream_message_release(c);
+    rpc_call_message_release(c);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->recv_buf;
@@ -185,7 +186,7 @@ int rpc_stream_recv(struct rpc_call *c, struct rpc_tag *tag)
     return grpc_call_start_batch(c->call, &op, 1, &c->recv_wrap, NULL) == GRPC_CALL_OK ? 0 : -1;
 }
 
-const uint8_t *rpc_stream_message(struct rpc_call *c, size_t *len)
+const uint8_t *rpc_call_message(struct rpc_call *c, size_t *len)
 {
     if (!c->have_recv_slice) {
         *len = 0;
@@ -197,7 +198,7 @@ const uint8_t *rpc_stream_message(struct rpc_call *c, size_t *len)
     return *len ? GRPC_SLICE_START_PTR(c->recv_slice) : empty;
 }
 
-void rpc_stream_message_release(struct rpc_call *c)
+void rpc_call_message_release(struct rpc_call *c)
 {
     if (c->have_recv_slice) {
         grpc_slice_unref(c->recv_slice);
@@ -205,15 +206,15 @@ void rpc_stream_message_release(struct rpc_call *c)
     }
 }
 
-static void send_done(struct rpc_tag *tag, bool ok)
+static void send_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     struct rpc_call *c = CALL_OF(tag, send_wrap);
     grpc_byte_buffer_destroy(c->send_buf);
     c->send_buf = NULL;
-    c->send_user->done(c->send_user, ok);
+    c->send_user->done(c->send_user, ok, w);
 }
 
-int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
+int rpc_call_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
                     struct rpc_tag *tag)
 {
     grpc_op op;
@@ -234,13 +235,13 @@ int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool mor
     return 0;
 }
 
-static void status_done(struct rpc_tag *tag, bool ok)
+static void status_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     struct rpc_call *c = CALL_OF(tag, status_wrap);
-    c->status_user->done(c->status_user, ok);
+    c->status_user->done(c->status_user, ok, w);
 }
 
-int rpc_stream_status(struct rpc_call *c, enum rpc_code code, const char *msg,
+int rpc_call_status(struct rpc_call *c, enum rpc_code code, const char *msg,
                       struct rpc_tag *tag)
 {
     grpc_op op;

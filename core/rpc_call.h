@@ -32,9 +32,12 @@ enum rpc_code {
     RPC_UNAUTHENTICATED = 16
 };
 
-/* Embed in your object; the completion queue hands it back. */
+struct worker_ctx;
+
+/* Embed in your object; the completion queue hands it back, with the
+ * context of the worker that took the event. */
 struct rpc_tag {
-    void (*done)(struct rpc_tag *tag, bool ok);
+    void (*done)(struct rpc_tag *tag, bool ok, struct worker_ctx *w);
 };
 
 struct rpc_call; /* opaque */
@@ -51,35 +54,35 @@ const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len);
 /*
  * Answer a call in one batch and release it: the response (unary; NULL for
  * none) and the status. Every unary call ends here exactly once; a stream
- * refused before rpc_stream_begin ends here too.
+ * refused before it began ends here too.
  */
 void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
                       const uint8_t *resp, size_t resp_len);
 
 /*
- * Streaming: the service owns the call from its handler on.
- * rpc_stream_begin: send initial metadata and watch for the client's close
- * or cancellation (close_tag completes when the call is over; then
- * rpc_call_was_cancelled tells how).
+ * The single batches a streaming call is driven with; rpc_stream.c is
+ * their one user. rpc_call_begin: send initial metadata and watch for the
+ * client's close or cancellation (close_tag completes when the call is
+ * over; then rpc_call_was_cancelled tells how).
  */
-int rpc_stream_begin(struct rpc_call *c, struct rpc_tag *close_tag);
-/* Read the next message; when tag completes, take it with rpc_stream_message. */
-int rpc_stream_recv(struct rpc_call *c, struct rpc_tag *tag);
+int rpc_call_begin(struct rpc_call *c, struct rpc_tag *close_tag);
+/* Read the next message; when tag completes, take it with rpc_call_message. */
+int rpc_call_recv(struct rpc_call *c, struct rpc_tag *tag);
 /*
  * After the recv tag completed with ok: the message bytes, valid until
- * rpc_stream_message_release (next recv releases too). Returns NULL at the
+ * rpc_call_message_release (next recv releases too). Returns NULL at the
  * end of the client's stream (half-close).
  */
-const uint8_t *rpc_stream_message(struct rpc_call *c, size_t *len);
-void rpc_stream_message_release(struct rpc_call *c);
+const uint8_t *rpc_call_message(struct rpc_call *c, size_t *len);
+void rpc_call_message_release(struct rpc_call *c);
 /* Send one message (copied). `more`: another follows at once, so gRPC may
  * hold this one back and write both together (GRPC_WRITE_BUFFER_HINT);
  * the last of a run must go with more = false, which writes them all. */
-int rpc_stream_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
-                    struct rpc_tag *tag);
+int rpc_call_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
+                  struct rpc_tag *tag);
 /* Send the final status. */
-int rpc_stream_status(struct rpc_call *c, enum rpc_code code, const char *msg,
-                      struct rpc_tag *tag);
+int rpc_call_status(struct rpc_call *c, enum rpc_code code, const char *msg,
+                    struct rpc_tag *tag);
 /* End the call now with this status (any thread, any time; idempotent enough:
  * later calls are ignored by gRPC). Outstanding batches then fail. */
 void rpc_call_cancel(struct rpc_call *c, enum rpc_code code, const char *msg);

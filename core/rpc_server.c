@@ -10,6 +10,8 @@
 #include "metrics.h"
 #include "mono_clock.h"
 #include "rpc_internal.h"
+#include "rpc_unary.h"
+#include "worker_ctx.h"
 #include "worker_gate.h"
 
 #include <errno.h>
@@ -25,8 +27,10 @@
 
 struct method {
     char *path;
-    enum rpc_method_kind kind;
-    rpc_handler handler;
+    rpc_stream_handler stream;          /* a streaming method, or */
+    rpc_unary_handler unary;            /* a unary one ... */
+    const ProtobufCMessageDescriptor *request; /* ... and its request */
+    aero_metric *malformed;                    /* requests that did not unpack */
     void *service;
     void *handle; /* from grpc_server_register_method */
 };
@@ -47,6 +51,7 @@ struct rpc_server {
     struct method methods[MAX_METHODS];
     size_t n_methods;
     pthread_t *workers;
+    struct worker_ctx **ctx; /* one per worker, passed to everything it dispatches */
     int n_workers;
     int started_workers;
     struct worker_gate *gate;
@@ -67,26 +72,12 @@ static int arm(struct rpc_server *s, struct method *m);
  * the event came alone (light load). */
 #define IDLE_WAIT_NS 20000
 
-/* This worker, while it dispatches: was it busy when the event came, and
- * did a handler defer work to after_burst? */
-static _Thread_local struct {
-    bool busy, deferred;
-} tl_worker;
-
-bool rpc_worker_defer(void)
-{
-    if (!tl_worker.busy)
-        return false;
-    tl_worker.deferred = true;
-    return true;
-}
-
-static bool dispatch(grpc_event ev)
+static bool dispatch(grpc_event ev, struct worker_ctx *w)
 {
     if (ev.type != GRPC_OP_COMPLETE)
         return false;
     struct rpc_tag *tag = ev.tag;
-    tag->done(tag, ev.success != 0);
+    tag->done(tag, ev.success != 0, w);
     return true;
 }
 
@@ -110,6 +101,7 @@ static void *worker_main(void *argp)
     struct worker_arg arg = *(struct worker_arg *)argp;
     free(argp);
     struct rpc_server *s = arg.server;
+    struct worker_ctx *w = s->ctx[arg.id];
     bool down = false;
     while (!down) {
         int64_t t0 = mono_ns();
@@ -119,18 +111,18 @@ static void *worker_main(void *argp)
         down = ev.type == GRPC_QUEUE_SHUTDOWN;
         int64_t t1 = mono_ns();
         worker_gate_busy(s->gate, arg.id, t1);
-        tl_worker.busy = t1 - t0 < IDLE_WAIT_NS;
-        tl_worker.deferred = false;
-        dispatch(ev);
-        for (int n = 1; tl_worker.deferred && !down && n < BURST_MAX; n++) {
+        w->busy = t1 - t0 < IDLE_WAIT_NS;
+        w->deferred = false;
+        dispatch(ev, w);
+        for (int n = 1; w->deferred && !down && n < BURST_MAX; n++) {
             ev = grpc_completion_queue_next(s->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
             down = ev.type == GRPC_QUEUE_SHUTDOWN;
-            if (!dispatch(ev))
+            if (!dispatch(ev, w))
                 break;
         }
-        tl_worker.busy = false;
-        if (tl_worker.deferred && s->opt.after_burst)
-            s->opt.after_burst(s->opt.after_burst_arg);
+        w->busy = false;
+        if (w->deferred && s->opt.after_burst)
+            s->opt.after_burst(s->opt.after_burst_arg, w);
     }
     return NULL;
 }
@@ -145,7 +137,7 @@ static void request_free(struct request *r)
     free(r);
 }
 
-static void new_call(struct rpc_tag *tag, bool ok)
+static void new_call(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     struct request *r = (struct request *)tag;
     struct rpc_server *s = r->server;
@@ -156,11 +148,12 @@ static void new_call(struct rpc_tag *tag, bool ok)
     struct rpc_call *call = r->call;
     struct method *m = r->method;
     r->call = NULL;
-    if (!m) {
+    if (!m)
         rpc_call_finish(call, RPC_UNIMPLEMENTED, "unknown method", NULL, 0);
-    } else {
-        m->handler(call, m->service);
-    }
+    else if (m->unary)
+        rpc_unary_serve(call, m->request, m->unary, m->service, m->malformed, w);
+    else
+        m->stream(call, m->service, w);
     /* Re-arm the same slot before anything else can exhaust it. */
     arm(s, m);
     request_free(r);
@@ -182,7 +175,7 @@ static int arm(struct rpc_server *s, struct method *m)
     if (m) {
         e = grpc_server_request_registered_call(
             s->server, m->handle, &r->call->call, &r->call->deadline, &r->call->md,
-            m->kind == RPC_METHOD_UNARY ? &r->call->request : NULL, s->cq, s->cq, &r->tag);
+            m->unary ? &r->call->request : NULL, s->cq, s->cq, &r->tag);
     } else {
         grpc_call_details_init(&r->details);
         e = grpc_server_request_call(s->server, &r->call->call, &r->details, &r->call->md,
@@ -257,7 +250,7 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
     }
     s->opt = *opt;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    mono_cond_init(&s->cv); /* the grace is timed on the monotonic clock */
     grpc_init();
 
     grpc_arg args[MAX_ARGS];
@@ -268,26 +261,48 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
     return s;
 }
 
-int rpc_server_add_method(struct rpc_server *s, const char *path, enum rpc_method_kind kind,
-                          rpc_handler handler, void *service)
+static int add_method(struct rpc_server *s, const struct method *def)
 {
     if (s->n_methods == MAX_METHODS)
         return -ENOSPC;
     struct method *m = &s->methods[s->n_methods];
-    m->path = strdup(path);
-    m->kind = kind;
-    m->handler = handler;
-    m->service = service;
+    *m = *def;
+    m->path = strdup(def->path);
     m->handle = grpc_server_register_method(
-        s->server, path, NULL,
-        kind == RPC_METHOD_UNARY ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE,
-        0);
+        s->server, def->path, NULL,
+        m->unary ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
     if (!m->path || !m->handle) {
         free(m->path);
         return -EINVAL;
     }
     s->n_methods++;
     return 0;
+}
+
+int rpc_server_add_unary(struct rpc_server *s, const char *path,
+                         const ProtobufCMessageDescriptor *request, rpc_unary_handler handler,
+                         void *service)
+{
+    aero_metric *malformed = NULL;
+    if (s->opt.metrics) {
+        char label[160];
+        snprintf(label, sizeof(label), "method=\"%s\"", path);
+        malformed = metrics_register(s->opt.metrics, AERO_METRIC_COUNTER,
+                                     "aero_relay_requests_malformed_total",
+                                     "Unary requests refused INVALID_ARGUMENT: not a valid "
+                                     "encoding of the method's request message.",
+                                     label);
+    }
+    return add_method(s, &(struct method){.path = (char *)path, .unary = handler,
+                                          .request = request, .malformed = malformed,
+                                          .service = service});
+}
+
+int rpc_server_add_stream(struct rpc_server *s, const char *path, rpc_stream_handler handler,
+                          void *service)
+{
+    return add_method(s, &(struct method){.path = (char *)path, .stream = handler,
+                                          .service = service});
 }
 
 static char *read_file(const char *path, char *err, size_t errlen)
@@ -356,6 +371,12 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
 
     s->n_workers = s->opt.workers > 0 ? s->opt.workers : 1;
     s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
+    s->ctx = calloc((size_t)s->n_workers, sizeof(*s->ctx));
+    for (int i = 0; s->ctx && i < s->n_workers; i++)
+        if (!(s->ctx[i] = calloc(1, sizeof(struct worker_ctx)))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
     aero_metric *polling =
         s->opt.metrics ? metrics_register(s->opt.metrics, AERO_METRIC_GAUGE,
                                           "aero_relay_grpc_workers_polling",
@@ -363,7 +384,7 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
                                           "parked until the load or a stuck worker needs them.",
                                           NULL)
                        : NULL;
-    s->gate = s->workers ? worker_gate_create(s->n_workers, polling) : NULL;
+    s->gate = s->workers && s->ctx ? worker_gate_create(s->n_workers, polling) : NULL;
     if (!s->gate) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -391,9 +412,10 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     return port;
 }
 
-static void shutdown_done(struct rpc_tag *tag, bool ok)
+static void shutdown_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     (void)ok;
+    (void)w;
     struct rpc_server *s = (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
     pthread_mutex_lock(&s->mu);
     s->shutdown_done = true;
@@ -425,7 +447,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     if (s->started_workers > 0) {
         s->shutdown_tag.done = shutdown_done;
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-        struct timespec deadline = clock_after_ns(CLOCK_REALTIME, grace_ms * 1000000);
+        struct timespec deadline = clock_after_ns(CLOCK_MONOTONIC, grace_ms * 1000000);
         if (!wait_shutdown(s, &deadline)) {
             log_info("shutdown: cancelling the calls and connections still open");
             grpc_server_cancel_all_calls(s->server);
@@ -443,6 +465,9 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
                GRPC_QUEUE_SHUTDOWN)
             ;
     }
+    for (int i = 0; s->ctx && i < s->n_workers; i++)
+        free(s->ctx[i]);
+    free(s->ctx);
     grpc_completion_queue_destroy(s->cq);
     for (size_t i = 0; i < s->n_methods; i++)
         free(s->methods[i].path);

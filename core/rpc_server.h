@@ -3,24 +3,23 @@
  * `workers` threads (the rest parked while the load does not need them),
  * registered methods each with calls requested ahead, unknown methods
  * answered UNIMPLEMENTED, and an orderly shutdown. Services plug in with
- * rpc_server_add_method before rpc_server_start.
+ * rpc_server_add_unary / rpc_server_add_stream before rpc_server_start.
+ * Each worker has a worker_ctx, passed to every handler and completion it
+ * runs (worker_ctx.h).
  */
 #ifndef AERO_RPC_SERVER_H
 #define AERO_RPC_SERVER_H
 
 #include "rpc_call.h"
+#include "rpc_unary.h"
 #include <stdbool.h>
 #include <stdint.h>
 
 struct rpc_server;
 
-enum rpc_method_kind { RPC_METHOD_UNARY, RPC_METHOD_STREAM };
-
-/*
- * A new call arrived on a worker thread. Unary handlers must end with
- * rpc_unary_finish; stream handlers own the call (see rpc_call.h).
- */
-typedef void (*rpc_handler)(struct rpc_call *call, void *service);
+/* A new call of a streaming method arrived on a worker thread: the handler
+ * owns the call (rpc_stream.h takes it over, or rpc_call_finish refuses it). */
+typedef void (*rpc_stream_handler)(struct rpc_call *call, void *service, struct worker_ctx *w);
 
 struct rpc_server_options {
     const char *listen;            /* "0.0.0.0:50051" */
@@ -31,17 +30,21 @@ struct rpc_server_options {
     int64_t keepalive_timeout_s;   /* ... and drops the connection after this without an ack */
     int64_t handshake_timeout_s;   /* TLS + HTTP/2 preface of a new connection; 0 = gRPC's */
     const char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* "" = plain */
-    /* Called by each worker after a burst of events, before it waits for
-     * more: handlers may defer work to it (NULL: none). */
-    void (*after_burst)(void *arg);
+    /* Called by each worker after a burst of events in which a handler
+     * deferred work (worker_ctx_defer), before it waits for more. */
+    void (*after_burst)(void *arg, struct worker_ctx *w);
     void *after_burst_arg;
     struct metrics *metrics; /* for the workers' gauge (NULL: none) */
 };
 
 struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,
                                      size_t errlen);
-int rpc_server_add_method(struct rpc_server *s, const char *path, enum rpc_method_kind kind,
-                          rpc_handler handler, void *service);
+/* A unary method: rpc_unary.h says how its calls are served. */
+int rpc_server_add_unary(struct rpc_server *s, const char *path,
+                         const ProtobufCMessageDescriptor *request, rpc_unary_handler handler,
+                         void *service);
+int rpc_server_add_stream(struct rpc_server *s, const char *path, rpc_stream_handler handler,
+                          void *service);
 /* Bind, start the workers. Returns the bound port, or -1 with err filled. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
 /*
@@ -50,13 +53,5 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
  * join the workers, destroy everything.
  */
 void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms);
-
-/*
- * On a worker, inside a handler that has work it could defer to
- * after_burst: true if it may (the worker was busy when this event came
- * and will call after_burst once it has taken what else is queued); false
- * if the event came alone, so the handler should do the work now.
- */
-bool rpc_worker_defer(void);
 
 #endif

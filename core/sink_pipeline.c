@@ -48,10 +48,6 @@
 #define INLINE_BATCH_MAX 256
 #define INLINE_DRAIN_NS 200000
 
-/* Sinks (by index, the first 64) this thread queued jobs on without waking
- * their threads: it owes them a sink_pipeline_flush. */
-static _Thread_local uint64_t tl_owed;
-
 struct sink {
     struct sink_pipeline *pipeline;
     size_t index;
@@ -60,6 +56,12 @@ struct sink {
     const aero_sink_vtable *vt;
     struct host_instance *host;
     void *instance;
+    /* The writer's (sink thread or inline) batch arrays, SINK_BATCH_MAX
+     * each: only the thread holding the writer role (`busy`) uses them. */
+    struct frame_job **batch;
+    const aero_frame **frames;
+    aero_result *results;
+    struct job_json_batch json; /* envelope_json's view of the batch */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -107,19 +109,21 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
         job->complete(job);
 }
 
-/* Call write_batch on n jobs (the caller holds the writer role) and report
- * each result. Times the call for the inline decision. */
-static void write_jobs(struct sink *s, struct frame_job **jobs, const aero_frame **frames,
-                       aero_result *results, size_t n)
+/* Call write_batch on the n jobs in s->batch (the caller holds the writer
+ * role) and report each result. Times the call for the inline decision. */
+static void write_jobs(struct sink *s, size_t n)
 {
+    struct frame_job **jobs = s->batch;
+    const aero_frame **frames = s->frames;
+    aero_result *results = s->results;
     for (size_t i = 0; i < n; i++) {
         frames[i] = &jobs[i]->view;
         results[i] = AERO_RETRY; /* a plugin that forgets a slot does not ack OK */
     }
     int64_t t0 = mono_ns();
-    job_json_batch_begin(jobs, n, s->pipeline->n > 1);
+    job_json_batch_begin(&s->json, jobs, n, s->pipeline->n > 1);
     s->vt->write_batch(s->instance, frames, n, results);
-    job_json_batch_end();
+    job_json_batch_end(&s->json);
     int64_t took = mono_ns() - t0;
     /* A fast sink's call can still take milliseconds when its thread is
      * preempted (the agents share the cores): one such call must not send
@@ -177,7 +181,7 @@ static int ring_push(struct sink *s, struct frame_job *job)
 }
 
 size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
-                            struct sink_waiter *waiters)
+                            struct sink_waiter *waiters, struct sink_owed *owed)
 {
     size_t paused = 0;
     atomic_store(&job->pending, (unsigned)p->n + 1); /* +1: ours, dropped below */
@@ -203,7 +207,7 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
             }
             /* A busy writer takes it before giving the role back. */
             if (inline_ok(s))
-                tl_owed |= UINT64_C(1) << i;
+                owed->mask |= UINT64_C(1) << i;
             else if (!s->busy)
                 pthread_cond_signal(&s->cv);
         }
@@ -308,10 +312,6 @@ static size_t take_batch(struct sink *s, struct frame_job **batch, size_t max,
  * again before giving the role back. */
 static void drain_inline(struct sink *s, bool have_slot, int64_t t0)
 {
-    static _Thread_local struct frame_job *batch[INLINE_BATCH_MAX];
-    static _Thread_local const aero_frame *frames[INLINE_BATCH_MAX];
-    static _Thread_local aero_result results[INLINE_BATCH_MAX];
-
     pthread_mutex_lock(&s->mu);
     if (s->busy || s->len == 0) {
         pthread_mutex_unlock(&s->mu);
@@ -325,10 +325,10 @@ static void drain_inline(struct sink *s, bool have_slot, int64_t t0)
     s->busy = true;
     do {
         struct sink_waiter *wake;
-        size_t n = take_jobs(s, batch, INLINE_BATCH_MAX, &wake);
+        size_t n = take_jobs(s, s->batch, INLINE_BATCH_MAX, &wake);
         pthread_mutex_unlock(&s->mu);
         wake_all(wake);
-        write_jobs(s, batch, frames, results, n);
+        write_jobs(s, n);
         pthread_mutex_lock(&s->mu);
     } while (s->len > 0 && inline_ok(s) && mono_ns() - t0 < INLINE_DRAIN_NS);
     release_writer_locked(s);
@@ -337,12 +337,12 @@ static void drain_inline(struct sink *s, bool have_slot, int64_t t0)
 
 /* One inline slot for the whole flush: a worker that got it writes every
  * sink it owes in turn, instead of competing for it sink by sink. */
-void sink_pipeline_flush(struct sink_pipeline *p)
+void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed_by)
 {
-    uint64_t owed = tl_owed;
+    uint64_t owed = owed_by->mask;
     if (!owed)
         return;
-    tl_owed = 0;
+    owed_by->mask = 0;
     bool have_slot = take_inline_slot(p);
     int64_t t0 = mono_ns();
     for (size_t i = 0; owed && i < p->n; i++, owed >>= 1)
@@ -363,37 +363,23 @@ static bool should_exit(struct sink *s)
 static void *sink_thread(void *arg)
 {
     struct sink *s = arg;
-    struct frame_job **batch = malloc(SINK_BATCH_MAX * sizeof(*batch));
-    const aero_frame **frames = malloc(SINK_BATCH_MAX * sizeof(*frames));
-    aero_result *results = malloc(SINK_BATCH_MAX * sizeof(*results));
     const char *component = host_instance_component(s->host);
-
-    if (!batch || !frames || !results) {
-        log_msg(AERO_LOG_ERROR, component, "out of memory: sink thread cannot start");
-        free(batch);
-        free(frames);
-        free(results);
-        return NULL;
-    }
     for (;;) {
         struct sink_waiter *wake;
         bool reopen;
-        size_t n = take_batch(s, batch, SINK_BATCH_MAX, &wake, &reopen);
+        size_t n = take_batch(s, s->batch, SINK_BATCH_MAX, &wake, &reopen);
         /* Wake readers before writing: they refill the queue while we work. */
         wake_all(wake);
         if (reopen && s->vt->reopen && s->vt->reopen(s->instance) < 0)
             log_msg(AERO_LOG_WARN, component, "reopen failed; keeps writing where it can");
         if (n > 0)
-            write_jobs(s, batch, frames, results, n);
+            write_jobs(s, n);
         release_writer(s);
         if (n == 0 && should_exit(s))
             break;
     }
     if (s->vt->flush && s->vt->flush(s->instance) < 0)
         log_msg(AERO_LOG_WARN, component, "flush at shutdown failed");
-    free(batch);
-    free(frames);
-    free(results);
     return NULL;
 }
 
@@ -430,12 +416,16 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->ring = malloc(s->ring_cap * sizeof(*s->ring));
+    s->batch = malloc(SINK_BATCH_MAX * sizeof(*s->batch));
+    s->frames = malloc(SINK_BATCH_MAX * sizeof(*s->frames));
+    s->results = malloc(SINK_BATCH_MAX * sizeof(*s->results));
     s->host = host_instance_create("sink", spec->settings->name, spec->settings->section,
                                    relay_id, metrics);
-    if (!s->ring || !s->host) {
+    if (!s->ring || !s->batch || !s->frames || !s->results || !s->host) {
         snprintf(err, errlen, "[sink:%s]: out of memory", spec->settings->name);
         return -1;
     }
+    host_instance_set_batch(s->host, &s->json);
     register_metrics(s, metrics);
     int rc = s->vt->create(host_instance_api(s->host), &s->instance);
     if (rc < 0) {
@@ -484,6 +474,9 @@ static void sink_fini(struct sink *s)
         s->vt->destroy(s->instance);
     host_instance_destroy(s->host);
     free(s->ring);
+    free(s->batch);
+    free(s->frames);
+    free(s->results);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
 }

@@ -46,6 +46,13 @@ struct sink_waiter {
     void *owner;                 /* for wake() */
 };
 
+/* Sinks (by index, the first 64) a thread queued jobs on without waking
+ * their threads: it owes them a sink_pipeline_flush. Each submitting
+ * thread keeps its own (a gRPC worker's is in its worker_ctx). */
+struct sink_owed {
+    uint64_t mask;
+};
+
 struct sink_instance_spec {
     const struct sink_settings *settings;
     struct plugin *plugin;          /* loaded, kind sink */
@@ -69,18 +76,20 @@ const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i);
  * Hand `job` to every sink. `waiters` has sink_pipeline_count() entries,
  * one per sink, owned by the caller. Returns how many waiters were queued
  * (the caller must not read more until that many wake() calls arrived).
- * job->complete may run before this returns. The calling thread must call
+ * job->complete may run before this returns. Sinks left for the caller to
+ * write are added to `owed`: the caller must pass it to
  * sink_pipeline_flush before it next waits for anything.
  */
 size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
-                            struct sink_waiter *waiters);
+                            struct sink_waiter *waiters, struct sink_owed *owed);
 
 /*
- * Write what this thread's submits queued on proven-fast sinks (bounded in
- * time; the sink threads take the rest). The gRPC workers call it when
- * they run out of ready events, so one burst of frames shares one write.
+ * Write what `owed` says the caller's submits queued on proven-fast sinks
+ * (bounded in time; the sink threads take the rest), and clear it. The gRPC
+ * workers call it when they run out of ready events, so one burst of
+ * frames shares one write.
  */
-void sink_pipeline_flush(struct sink_pipeline *p);
+void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed);
 
 /* Remove a waiter that is going away (stream ended). Returns true if it was
  * still queued on that sink (no wake() will come for it). */

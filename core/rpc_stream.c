@@ -1,0 +1,379 @@
+/*
+ * rpc_stream.c - one server stream as a small state machine under its own
+ * mutex: progress() sends the next queued message, posts the next read, or
+ * sends the final status once nothing is owed, and it is the only place
+ * that decides any of the three. Completion-queue workers enter through the
+ * four batch completions; owners (on any thread) through the public calls.
+ * It knows nothing of what the messages mean.
+ */
+#include "rpc_stream.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Messages gRPC may hold back in a row (GRPC_WRITE_BUFFER_HINT) before one
+ * is written: a run of acks (a sink thread's batch after its fsync) leaves
+ * in one write instead of one each, but under steady load the queue never
+ * empties, and acks held until it did stalled the agents' windows
+ * (docs/benchmarks.md). */
+#define HOLD_MAX 16
+
+/* An outgoing queue that grew past this while busy is freed once empty:
+ * 10,000 idle streams should not each keep a burst's worth of bytes. */
+#define QUEUE_KEEP_BYTES 4096
+#define QUEUE_MIN_BYTES 256
+
+/* Each queued message: this header, then len bytes, padded to 8. */
+struct out_hdr {
+    uint32_t len;
+    uint32_t flags;
+    uint64_t stamp;
+};
+
+struct rpc_stream {
+    struct rpc_tag recv_tag, send_tag, close_tag, status_tag;
+    struct rpc_call *call;
+    const struct rpc_stream_handler *h;
+    void *owner;
+    const atomic_bool *shutting_down;
+    atomic_int refs;
+    /* Messages read and not yet answered. Atomic: a message is counted as
+     * it arrives, before its owner sees it, without taking mu. */
+    atomic_int owed;
+    int max_owed;
+
+    pthread_mutex_t mu; /* everything below */
+    bool recv_pending, send_pending, status_pending;
+    bool read_closed; /* no more reads: EOF, end, shutdown, a failed batch */
+    bool dead;        /* the call is over */
+    enum rpc_code final_code;
+    const char *final_msg;
+    int paused;
+    int held; /* sent with the write-buffer hint in a row */
+    uint64_t sending_stamp;
+    unsigned sending_flags;
+
+    uint8_t *q; /* outgoing messages, [head, tail) */
+    size_t q_cap, q_head, q_tail, q_count, q_max;
+};
+
+#define STREAM_OF(tag, member) \
+    ((struct rpc_stream *)((char *)(tag) - offsetof(struct rpc_stream, member)))
+
+static size_t padded(size_t len) { return (len + 7) & ~(size_t)7; }
+
+/* ------------------------------------------------------------ lifetime */
+
+void rpc_stream_ref(struct rpc_stream *st) { atomic_fetch_add(&st->refs, 1); }
+
+void rpc_stream_unref(struct rpc_stream *st)
+{
+    if (atomic_fetch_sub(&st->refs, 1) != 1)
+        return;
+    if (st->h->on_free)
+        st->h->on_free(st->owner);
+    rpc_call_free(st->call);
+    pthread_mutex_destroy(&st->mu);
+    free(st->q);
+    free(st);
+}
+
+/* ------------------------------------------------------ outgoing queue */
+
+static int queue_push(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
+                      uint64_t stamp)
+{
+    size_t need = sizeof(struct out_hdr) + padded(len);
+    if (st->q_tail + need > st->q_cap && st->q_head > 0) {
+        memmove(st->q, st->q + st->q_head, st->q_tail - st->q_head);
+        st->q_tail -= st->q_head;
+        st->q_head = 0;
+    }
+    if (st->q_tail + need > st->q_cap) {
+        size_t cap = st->q_cap ? st->q_cap * 2 : QUEUE_MIN_BYTES;
+        while (cap < st->q_tail + need)
+            cap *= 2;
+        uint8_t *q = realloc(st->q, cap);
+        if (!q)
+            return -ENOMEM;
+        st->q = q;
+        st->q_cap = cap;
+    }
+    struct out_hdr *hd = (struct out_hdr *)(st->q + st->q_tail);
+    *hd = (struct out_hdr){(uint32_t)len, flags, stamp};
+    memcpy(hd + 1, msg, len);
+    st->q_tail += need;
+    st->q_count++;
+    return 0;
+}
+
+/* The head message; valid until the next push. */
+static const struct out_hdr *queue_head(const struct rpc_stream *st)
+{
+    return (const struct out_hdr *)(st->q + st->q_head);
+}
+
+static void queue_pop(struct rpc_stream *st)
+{
+    st->q_head += sizeof(struct out_hdr) + padded(queue_head(st)->len);
+    if (--st->q_count > 0)
+        return;
+    st->q_head = st->q_tail = 0;
+    if (st->q_cap > QUEUE_KEEP_BYTES) {
+        free(st->q);
+        st->q = NULL;
+        st->q_cap = 0;
+    }
+}
+
+/* Messages that will never go out: the credit of each answer comes back. */
+static void queue_drop_all(struct rpc_stream *st)
+{
+    while (st->q_count > 0) {
+        if (queue_head(st)->flags & RPC_SEND_CREDIT)
+            atomic_fetch_sub(&st->owed, 1);
+        queue_pop(st);
+    }
+}
+
+/* --------------------------------------------------------- the machine */
+
+static void set_final(struct rpc_stream *st, enum rpc_code code, const char *msg)
+{
+    if (st->final_code == RPC_OK && st->final_msg == NULL) {
+        st->final_code = code;
+        st->final_msg = msg;
+    }
+}
+
+/*
+ * Advance: send the next queued message, read the next one, or end with the
+ * status once nothing is owed. Called with st->mu held after every event.
+ * Each batch started holds a reference; a failed start drops it again
+ * (never the last: whoever called holds one).
+ */
+static void progress(struct rpc_stream *st)
+{
+    if (st->status_pending || st->dead)
+        return;
+
+    if (!st->send_pending && st->q_count > 0) {
+        const struct out_hdr *m = queue_head(st);
+        st->sending_stamp = m->stamp;
+        st->sending_flags = m->flags;
+        bool more = st->q_count > 1 && st->held < HOLD_MAX;
+        st->held = more ? st->held + 1 : 0;
+        st->send_pending = true;
+        rpc_stream_ref(st);
+        /* rpc_call_send copies the bytes: the slot may go at once. */
+        int rc = rpc_call_send(st->call, (const uint8_t *)(m + 1), m->len, more, &st->send_tag);
+        queue_pop(st);
+        if (rc < 0) {
+            st->send_pending = false;
+            if (st->sending_flags & RPC_SEND_CREDIT)
+                atomic_fetch_sub(&st->owed, 1);
+            st->read_closed = true;
+            rpc_stream_unref(st);
+        }
+    }
+
+    if (!st->read_closed && st->shutting_down && atomic_load(st->shutting_down)) {
+        st->read_closed = true;
+        set_final(st, RPC_UNAVAILABLE, "relay shutting down");
+    }
+    if (!st->read_closed && !st->recv_pending && st->paused <= 0 &&
+        atomic_load(&st->owed) < st->max_owed) {
+        st->recv_pending = true;
+        rpc_stream_ref(st);
+        if (rpc_call_recv(st->call, &st->recv_tag) < 0) {
+            st->recv_pending = false;
+            st->read_closed = true;
+            rpc_stream_unref(st);
+        }
+    }
+
+    if (st->read_closed && atomic_load(&st->owed) == 0 && !st->send_pending && st->q_count == 0) {
+        st->status_pending = true;
+        rpc_stream_ref(st);
+        if (rpc_call_status(st->call, st->final_code, st->final_msg, &st->status_tag) < 0)
+            rpc_stream_unref(st); /* the call is over; the close batch ends it */
+    }
+}
+
+static void lock_progress_unlock(struct rpc_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* ------------------------------------------------ batch completions */
+
+static void on_recv(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
+{
+    struct rpc_stream *st = STREAM_OF(tag, recv_tag);
+    size_t len = 0;
+    const uint8_t *msg = ok ? rpc_call_message(st->call, &len) : NULL;
+    if (msg) {
+        atomic_fetch_add(&st->owed, 1);
+        st->h->on_message(st->owner, msg, len, w);
+        rpc_call_message_release(st->call);
+    }
+    pthread_mutex_lock(&st->mu);
+    st->recv_pending = false;
+    if (!msg)
+        st->read_closed = true; /* EOF (ok) or the call failed (!ok) */
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
+    rpc_stream_unref(st);
+}
+
+static void on_send(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
+{
+    (void)w;
+    struct rpc_stream *st = STREAM_OF(tag, send_tag);
+    /* Stable while send_pending: nobody else writes them until it clears. */
+    uint64_t stamp = st->sending_stamp;
+    unsigned flags = st->sending_flags;
+    if (st->h->on_sent)
+        st->h->on_sent(st->owner, stamp, ok);
+    pthread_mutex_lock(&st->mu);
+    st->send_pending = false;
+    if (flags & RPC_SEND_CREDIT)
+        atomic_fetch_sub(&st->owed, 1);
+    if (!ok)
+        st->read_closed = true;
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
+    rpc_stream_unref(st);
+}
+
+static void on_status(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
+{
+    (void)ok;
+    (void)w;
+    rpc_stream_unref(STREAM_OF(tag, status_tag));
+}
+
+static void on_close(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
+{
+    (void)ok;
+    (void)w;
+    struct rpc_stream *st = STREAM_OF(tag, close_tag);
+    bool cancelled = rpc_call_was_cancelled(st->call);
+    pthread_mutex_lock(&st->mu);
+    st->dead = true;
+    st->read_closed = true;
+    queue_drop_all(st); /* nobody will read them */
+    enum rpc_code code = st->final_code;
+    pthread_mutex_unlock(&st->mu);
+    st->h->on_closed(st->owner, cancelled, code);
+    rpc_stream_unref(st);
+}
+
+/* ------------------------------------------------------------ the API */
+
+struct rpc_stream *rpc_stream_create(struct rpc_call *call, const struct rpc_stream_handler *h,
+                                     void *owner, const struct rpc_stream_config *cfg)
+{
+    struct rpc_stream *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->call = call;
+    st->h = h;
+    st->owner = owner;
+    st->shutting_down = cfg->shutting_down;
+    st->max_owed = cfg->credit > 0 ? cfg->credit : 1;
+    st->q_max = cfg->queue_max > 0 ? cfg->queue_max : 1;
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->owed, 0);
+    pthread_mutex_init(&st->mu, NULL);
+    st->recv_tag.done = on_recv;
+    st->send_tag.done = on_send;
+    st->close_tag.done = on_close;
+    st->status_tag.done = on_status;
+    return st;
+}
+
+void rpc_stream_refuse(struct rpc_stream *st, enum rpc_code code, const char *msg)
+{
+    struct rpc_call *call = st->call;
+    st->call = NULL; /* rpc_call_finish releases it once the answer is out */
+    rpc_call_finish(call, code, msg, NULL, 0);
+    rpc_stream_unref(st);
+}
+
+void rpc_stream_start(struct rpc_stream *st)
+{
+    rpc_stream_ref(st); /* the close batch's */
+    if (rpc_call_begin(st->call, &st->close_tag) < 0) {
+        pthread_mutex_lock(&st->mu);
+        st->dead = true;
+        st->read_closed = true;
+        pthread_mutex_unlock(&st->mu);
+        st->h->on_closed(st->owner, true, RPC_OK);
+        rpc_stream_unref(st);
+        return;
+    }
+    lock_progress_unlock(st);
+}
+
+int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
+                    uint64_t stamp)
+{
+    int rc = 0;
+    pthread_mutex_lock(&st->mu);
+    if (st->dead)
+        rc = -EPIPE;
+    else if (st->q_count >= st->q_max)
+        rc = -ENOBUFS;
+    else
+        rc = queue_push(st, msg, len, flags, stamp);
+    /* Never sent, so answered: what it owed is given back. */
+    if (rc < 0 && (flags & RPC_SEND_CREDIT))
+        atomic_fetch_sub(&st->owed, 1);
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+void rpc_stream_credit(struct rpc_stream *st, int n)
+{
+    pthread_mutex_lock(&st->mu);
+    atomic_fetch_sub(&st->owed, n);
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
+}
+
+void rpc_stream_pause(struct rpc_stream *st, int n)
+{
+    pthread_mutex_lock(&st->mu);
+    st->paused += n;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void rpc_stream_resume(struct rpc_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    st->paused--;
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
+}
+
+void rpc_stream_end(struct rpc_stream *st, enum rpc_code code, const char *msg)
+{
+    pthread_mutex_lock(&st->mu);
+    st->read_closed = true;
+    set_final(st, code, msg);
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
+}
+
+void rpc_stream_cancel(struct rpc_stream *st, enum rpc_code code, const char *msg)
+{
+    rpc_call_cancel(st->call, code, msg);
+}
+
+void rpc_stream_poke(struct rpc_stream *st) { lock_progress_unlock(st); }

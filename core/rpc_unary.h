@@ -1,0 +1,35 @@
+/*
+ * rpc_unary.h - the one way a unary method is served: the request arrives
+ * with the call, is unpacked with the method's descriptor (one that does
+ * not unpack is answered INVALID_ARGUMENT "malformed <Message>" here), is
+ * handed to the method's handler, and is freed when the handler returns.
+ * Methods are added with rpc_server_add_unary (rpc_server.h).
+ */
+#ifndef AERO_RPC_UNARY_H
+#define AERO_RPC_UNARY_H
+
+#include "metrics.h"
+#include "rpc_call.h"
+
+#include <protobuf-c/protobuf-c.h>
+
+struct worker_ctx;
+
+/*
+ * Answer the call: rpc_unary_reply on success, rpc_call_finish with a code
+ * otherwise, exactly once, now or later from any thread (a call answered
+ * later keeps only what it copied: `req` is freed when the handler returns).
+ */
+typedef void (*rpc_unary_handler)(struct rpc_call *call, const ProtobufCMessage *req,
+                                  void *service, struct worker_ctx *w);
+
+/* rpc_server.c: a new call of a unary method; `malformed` (may be NULL)
+ * counts requests that did not unpack. */
+void rpc_unary_serve(struct rpc_call *call, const ProtobufCMessageDescriptor *desc,
+                     rpc_unary_handler handler, void *service, aero_metric *malformed,
+                     struct worker_ctx *w);
+
+/* Pack `resp` and answer the call with it and OK. */
+void rpc_unary_reply(struct rpc_call *call, const ProtobufCMessage *resp);
+
+#endif
