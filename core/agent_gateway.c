@@ -12,6 +12,7 @@
 #include "aeroarc/agent/v1/agent.pb-c.h"
 #include "call_auth.h"
 #include "frame_codec.h"
+#include "gateway_metrics.h"
 #include "job_json.h"
 #include "log.h"
 #include "mono_clock.h" /* latency: NTP steps must not show as negative acks */
@@ -52,7 +53,6 @@ struct stream {
     size_t agent_len;
     char session_id[SESSION_ID_LEN + 1];
     uint64_t gen;
-    struct stream *prev, *next; /* gw->streams, under gw->mu */
 
     struct sink_waiter waiters[]; /* one per sink */
 };
@@ -71,23 +71,10 @@ struct gateway {
     int max_inflight;
     char **sink_errors; /* per sink: the ack error text when it refused */
 
-    pthread_mutex_t mu;
-    struct stream *streams;
-    size_t n_streams;
+    struct rpc_stream_set *streams; /* open TelemetryStreams */
 
-    aero_metric *m_registrations, *m_register_rejected, *m_frames, *m_bytes;
-    aero_metric *m_acks[4];
-    aero_metric *m_streams_opened, *m_streams_refused;
-    aero_metric *m_closed_ok, *m_closed_error, *m_closed_cancelled, *m_closed_superseded;
-    aero_metric *m_sessions, *m_expired, *m_session_limit;
-    struct metric_vec *m_messages;       /* by msg_name, capped */
-    struct metric_histogram *h_ack_latency;
+    struct gateway_metrics m;
 };
-
-/* Distinct message_type values before the rest count as "other": MAVLink
- * common has about 230 messages; agent-chosen names must not grow /metrics
- * without bound. */
-#define MESSAGE_TYPES_MAX 256
 
 int64_t gateway_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
 
@@ -116,7 +103,7 @@ static void supersede(void *owner)
 static void send_ack(struct stream *s, uint64_t seq, enum ack_status status, const char *error,
                      int64_t recv_ns)
 {
-    metrics_inc(s->gw->m_acks[status]);
+    metrics_inc(s->gw->m.acks[status]);
     uint8_t buf[ACK_MAX_BYTES];
     size_t n = ack_encode(buf, (aero_str){s->agent_id, s->agent_len}, seq, status, error);
     /* On failure nothing is acknowledged (never a false OK): the agent
@@ -157,7 +144,7 @@ static void on_sent(void *owner, uint64_t recv_ns, bool ok)
 {
     struct stream *s = owner;
     if (ok)
-        metrics_histogram_observe_ns(s->gw->h_ack_latency, mono_ns() - (int64_t)recv_ns);
+        metrics_histogram_observe_ns(s->gw->m.ack_latency, mono_ns() - (int64_t)recv_ns);
 }
 
 /* --------------------------------------------------------- frame path */
@@ -230,7 +217,7 @@ static void on_message(void *owner, const uint8_t *bytes, size_t len, struct wor
     int64_t now = gateway_now_ns();
     int64_t recv_ns = mono_ns();
 
-    metrics_add(gw->m_bytes, len);
+    metrics_add(gw->m.bytes, len);
     enum frame_decode_result dr =
         frame_decode(bytes, len, &view, w->fields, FRAME_MAX_FIELDS, &wire);
     if (dr == FRAME_DECODE_MALFORMED) {
@@ -255,12 +242,12 @@ static void on_message(void *owner, const uint8_t *bytes, size_t len, struct wor
         return;
     }
     sj->recv_ns = recv_ns;
-    metrics_inc(gw->m_frames);
+    metrics_inc(gw->m.frames);
     /* Lock-free once the name has been seen (see metrics_vec_get). */
     if (view.msg_name.len > 0)
-        metrics_inc(metrics_vec_get(gw->m_messages, view.msg_name.ptr, view.msg_name.len));
+        metrics_inc(metrics_vec_get(gw->m.messages, view.msg_name.ptr, view.msg_name.len));
     else
-        metrics_inc(metrics_vec_get(gw->m_messages, "unknown", 7));
+        metrics_inc(metrics_vec_get(gw->m.messages, "unknown", 7));
     submit(s, sj, w);
 }
 
@@ -274,27 +261,17 @@ static void on_wake(struct sink_waiter *w)
 
 /* ------------------------------------------------------------- the end */
 
-/* The stream's session ends with the call: detach (only if still ours),
- * take the route down, leave the open-stream list. */
+/* The stream's session ends with the call: detach it (only if still
+ * ours) and take the route down. */
 static void end_session(struct stream *s)
 {
     struct gateway *gw = s->gw;
     void *owner = NULL;
     if (session_table_detach(gw->relay->sessions, s->agent_id, s->gen, &owner)) {
         route_down(gw->relay->route, s->agent_id, s->session_id);
-        metrics_set(gw->m_sessions, (int64_t)session_table_count(gw->relay->sessions));
+        metrics_set(gw->m.sessions, (int64_t)session_table_count(gw->relay->sessions));
         stream_unref(owner);
     }
-    pthread_mutex_lock(&gw->mu);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        gw->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    gw->n_streams--;
-    pthread_mutex_unlock(&gw->mu);
-    stream_unref(s); /* the list's */
 }
 
 static void on_closed(void *owner, bool cancelled, enum rpc_code code)
@@ -305,10 +282,10 @@ static void on_closed(void *owner, bool cancelled, enum rpc_code code)
         if (sink_pipeline_cancel_wait(gw->relay->sinks, i, &s->waiters[i]))
             stream_unref(s);
     /* One outcome per stream: a superseded stream also looks cancelled. */
-    metrics_inc(atomic_load(&s->superseded) ? gw->m_closed_superseded
-                : cancelled                 ? gw->m_closed_cancelled
-                : code == RPC_OK            ? gw->m_closed_ok
-                                            : gw->m_closed_error);
+    metrics_inc(atomic_load(&s->superseded) ? gw->m.closed_superseded
+                : cancelled                 ? gw->m.closed_cancelled
+                : code == RPC_OK            ? gw->m.closed_ok
+                                            : gw->m.closed_error);
     end_session(s);
 }
 
@@ -345,6 +322,7 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
         .credit = gw->max_inflight,
         .queue_max = (size_t)gw->max_inflight + STREAM_QUEUE_SPARE,
         .shutting_down = &gw->relay->shutting_down,
+        .set = gw->streams,
     };
     s->rs = rpc_stream_create(call, &stream_handler, s, &cfg);
     if (!s->rs) {
@@ -374,7 +352,7 @@ static void telemetry_stream(struct rpc_call *call, void *service, struct worker
         return;
     }
     if (!header_agent_id(call, agent, &agent_len)) {
-        metrics_inc(gw->m_streams_refused);
+        metrics_inc(gw->m.streams_refused);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
                         "missing or invalid aero-arc-agent-id metadata "
                         "(1-128 bytes of A-Z a-z 0-9 . _ - :)",
@@ -393,24 +371,14 @@ static void telemetry_stream(struct rpc_call *call, void *service, struct worker
     void *displaced = NULL;
     stream_ref(s); /* the table's */
     if (session_table_attach(gw->relay->sessions, agent, s, &s->gen, s->session_id, &displaced) < 0) {
-        metrics_inc(gw->m_streams_refused);
+        metrics_inc(gw->m.streams_refused);
         stream_unref(s); /* the table did not take it */
         rpc_stream_refuse(s->rs, RPC_FAILED_PRECONDITION,
                           "no session for this agent: register first");
         return;
     }
     supersede(displaced);
-    metrics_inc(gw->m_streams_opened);
-
-    pthread_mutex_lock(&gw->mu);
-    stream_ref(s); /* the list's */
-    s->next = gw->streams;
-    if (gw->streams)
-        gw->streams->prev = s;
-    gw->streams = s;
-    gw->n_streams++;
-    pthread_mutex_unlock(&gw->mu);
-
+    metrics_inc(gw->m.streams_opened);
     rpc_stream_start(s->rs);
     stream_unref(s); /* ours */
 }
@@ -425,7 +393,7 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
     const Aeroarc__Agent__V1__RegisterRequest *req =
         (const Aeroarc__Agent__V1__RegisterRequest *)msg;
     if (!session_agent_id_valid(req->agent_id, strlen(req->agent_id))) {
-        metrics_inc(gw->m_register_rejected);
+        metrics_inc(gw->m.register_rejected);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
                         "agent_id must be 1-128 bytes of A-Z a-z 0-9 . _ - :", NULL, 0);
         return;
@@ -441,14 +409,14 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
     void *displaced = NULL;
     if (session_table_register(gw->relay->sessions, req->agent_id, gateway_now_ns(), session_id,
                                &displaced) < 0) {
-        metrics_inc(gw->m_session_limit);
+        metrics_inc(gw->m.session_limit);
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay full: max_sessions reached", NULL, 0);
         return;
     }
     supersede(displaced);
     route_up(gw->relay->route, req->agent_id, session_id);
-    metrics_inc(gw->m_registrations);
-    metrics_set(gw->m_sessions, (int64_t)session_table_count(gw->relay->sessions));
+    metrics_inc(gw->m.registrations);
+    metrics_set(gw->m.sessions, (int64_t)session_table_count(gw->relay->sessions));
     log_debug("registered agent %s (%s, %s) as %s", req->agent_id, req->agent_version,
               req->platform, session_id);
 
@@ -461,60 +429,6 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
 
 /* --------------------------------------------------------------- setup */
 
-static void register_metrics(struct gateway *gw, struct metrics *m)
-{
-    static const char *ack_labels[4] = {"status=\"ok\"", "status=\"temporary_error\"",
-                                        "status=\"permanent_error\"",
-                                        "status=\"retry_with_backoff\""};
-    gw->m_registrations = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_registrations_total",
-                                           "Successful Register calls.", NULL);
-    gw->m_register_rejected =
-        metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_registrations_rejected_total",
-                         "Register calls refused (bad request).", NULL);
-    gw->m_frames = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frames_accepted_total",
-                                    "Frames handed to the sinks.", NULL);
-    gw->m_bytes = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frame_bytes_received_total",
-                                   "Bytes of TelemetryFrame messages received.", NULL);
-    for (int i = 0; i < 4; i++)
-        gw->m_acks[i] = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_acks_total",
-                                         "Acks by status.", ack_labels[i]);
-    gw->m_streams_opened = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_streams_opened_total",
-                                            "Telemetry streams accepted.", NULL);
-    gw->m_streams_refused =
-        metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_streams_refused_total",
-                         "Telemetry streams refused at open (bad header, not registered).", NULL);
-    const char *help = "Telemetry streams ended, by outcome.";
-    gw->m_closed_ok = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_streams_closed_total",
-                                       help, "outcome=\"ok\"");
-    gw->m_closed_error = metrics_register(m, AERO_METRIC_COUNTER,
-                                          "aero_relay_streams_closed_total", help,
-                                          "outcome=\"error\"");
-    gw->m_closed_cancelled = metrics_register(m, AERO_METRIC_COUNTER,
-                                              "aero_relay_streams_closed_total", help,
-                                              "outcome=\"cancelled\"");
-    gw->m_closed_superseded = metrics_register(m, AERO_METRIC_COUNTER,
-                                               "aero_relay_streams_closed_total", help,
-                                               "outcome=\"superseded\"");
-    gw->m_sessions = metrics_register(m, AERO_METRIC_GAUGE, "aero_relay_sessions_active",
-                                      "Sessions in the table.", NULL);
-    gw->m_expired = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_sessions_expired_total",
-                                     "Sessions whose stream never opened within ttl_s.", NULL);
-    gw->m_session_limit = metrics_register(m, AERO_METRIC_COUNTER,
-                                           "aero_relay_sessions_rejected_total",
-                                           "Register calls refused: max_sessions reached.", NULL);
-    gw->m_messages = metrics_vec_register(
-        m, "aero_relay_messages_total",
-        "Frames accepted (handed to the sinks), by msg_name; past 256 names: \"other\".",
-        "source=\"grpc\"", "message_type", MESSAGE_TYPES_MAX, "other");
-    static const double ack_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                         0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                         1,      2.5,     5,      10};
-    gw->h_ack_latency = metrics_histogram_register(
-        m, "aero_relay_ack_latency_seconds",
-        "Time from reading a frame to its ack's send completing, any status.", ack_buckets,
-        sizeof(ack_buckets) / sizeof(ack_buckets[0]));
-}
-
 struct gateway *gateway_create(struct relay *relay)
 {
     struct gateway *gw = calloc(1, sizeof(*gw));
@@ -525,11 +439,13 @@ struct gateway *gateway_create(struct relay *relay)
     gw->max_inflight = (int)relay->settings->max_inflight;
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
     gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
-    if (!gw->sink_errors) {
+    gw->streams = rpc_stream_set_create();
+    if (!gw->sink_errors || !gw->streams) {
+        free(gw->sink_errors);
+        rpc_stream_set_destroy(gw->streams);
         free(gw);
         return NULL;
     }
-    pthread_mutex_init(&gw->mu, NULL);
     for (size_t i = 0; i < gw->n_sinks; i++) {
         if (asprintf(&gw->sink_errors[i],
                      "sink \"%s\" did not accept the frame (queue full or write failed); resend",
@@ -543,7 +459,7 @@ struct gateway *gateway_create(struct relay *relay)
     /* ack_encoded_bound adds at most 65 bytes of tags, lengths and digits. */
     _Static_assert(SESSION_AGENT_MAX + ACK_ERROR_MAX + 96 <= ACK_MAX_BYTES,
                    "an ack must fit ACK_MAX_BYTES");
-    register_metrics(gw, relay->metrics);
+    gateway_metrics_register(&gw->m, relay->metrics);
     return gw;
 }
 
@@ -558,41 +474,30 @@ int gateway_add_methods(struct gateway *gw, struct rpc_server *server)
     return 0;
 }
 
-struct expiry_ctx {
-    struct gateway *gw;
-};
-
 static void expired(void *arg, const char *agent_id, const char *session_id)
 {
-    struct expiry_ctx *ctx = arg;
-    metrics_inc(ctx->gw->m_expired);
-    route_down(ctx->gw->relay->route, agent_id, session_id);
+    struct gateway *gw = arg;
+    metrics_inc(gw->m.expired);
+    route_down(gw->relay->route, agent_id, session_id);
     log_info("session %s of agent %s expired: no stream opened within ttl_s", session_id,
              agent_id);
 }
 
 void gateway_tick(struct gateway *gw, int64_t now_ns)
 {
-    struct expiry_ctx ctx = {gw};
     int64_t ttl_ns = gw->relay->settings->route_ttl_s * 1000000000LL;
-    if (session_table_expire(gw->relay->sessions, now_ns, ttl_ns, expired, &ctx) > 0)
-        metrics_set(gw->m_sessions, (int64_t)session_table_count(gw->relay->sessions));
+    if (session_table_expire(gw->relay->sessions, now_ns, ttl_ns, expired, gw) > 0)
+        metrics_set(gw->m.sessions, (int64_t)session_table_count(gw->relay->sessions));
 }
 
 void gateway_begin_shutdown(struct gateway *gw)
 {
-    pthread_mutex_lock(&gw->mu);
-    for (struct stream *s = gw->streams; s; s = s->next)
-        rpc_stream_poke(s->rs);
-    pthread_mutex_unlock(&gw->mu);
+    rpc_stream_set_poke(gw->streams);
 }
 
 size_t gateway_open_streams(struct gateway *gw)
 {
-    pthread_mutex_lock(&gw->mu);
-    size_t n = gw->n_streams;
-    pthread_mutex_unlock(&gw->mu);
-    return n;
+    return rpc_stream_set_count(gw->streams);
 }
 
 void gateway_destroy(struct gateway *gw)
@@ -602,6 +507,6 @@ void gateway_destroy(struct gateway *gw)
     for (size_t i = 0; gw->sink_errors && i < gw->n_sinks; i++)
         free(gw->sink_errors[i]);
     free(gw->sink_errors);
-    pthread_mutex_destroy(&gw->mu);
+    rpc_stream_set_destroy(gw->streams);
     free(gw);
 }

@@ -32,12 +32,20 @@ struct out_hdr {
     uint64_t stamp;
 };
 
+struct rpc_stream_set {
+    pthread_mutex_t mu;
+    struct rpc_stream *head;
+    size_t count;
+};
+
 struct rpc_stream {
     struct rpc_tag recv_tag, send_tag, close_tag, status_tag;
     struct rpc_call *call;
     const struct rpc_stream_handler *h;
     void *owner;
     const atomic_bool *shutting_down;
+    struct rpc_stream_set *set;
+    struct rpc_stream *prev, *next; /* in set, under set->mu */
     atomic_int refs;
     /* Messages read and not yet answered. Atomic: a message is counted as
      * it arrives, before its owner sees it, without taking mu. */
@@ -209,6 +217,72 @@ static void lock_progress_unlock(struct rpc_stream *st)
     pthread_mutex_unlock(&st->mu);
 }
 
+/* ------------------------------------------------------ the open set */
+
+static void set_join(struct rpc_stream *st)
+{
+    struct rpc_stream_set *set = st->set;
+    if (!set)
+        return;
+    pthread_mutex_lock(&set->mu);
+    st->next = set->head;
+    if (set->head)
+        set->head->prev = st;
+    set->head = st;
+    set->count++;
+    pthread_mutex_unlock(&set->mu);
+}
+
+static void set_leave(struct rpc_stream *st)
+{
+    struct rpc_stream_set *set = st->set;
+    if (!set)
+        return;
+    pthread_mutex_lock(&set->mu);
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        set->head = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    set->count--;
+    pthread_mutex_unlock(&set->mu);
+}
+
+struct rpc_stream_set *rpc_stream_set_create(void)
+{
+    struct rpc_stream_set *set = calloc(1, sizeof(*set));
+    if (set)
+        pthread_mutex_init(&set->mu, NULL);
+    return set;
+}
+
+void rpc_stream_set_destroy(struct rpc_stream_set *set)
+{
+    if (!set)
+        return;
+    pthread_mutex_destroy(&set->mu);
+    free(set);
+}
+
+size_t rpc_stream_set_count(struct rpc_stream_set *set)
+{
+    pthread_mutex_lock(&set->mu);
+    size_t n = set->count;
+    pthread_mutex_unlock(&set->mu);
+    return n;
+}
+
+/* A stream in the set is alive: its close batch, which takes it out,
+ * holds a reference until then. */
+void rpc_stream_set_poke(struct rpc_stream_set *set)
+{
+    pthread_mutex_lock(&set->mu);
+    for (struct rpc_stream *st = set->head; st; st = st->next)
+        lock_progress_unlock(st);
+    pthread_mutex_unlock(&set->mu);
+}
+
 /* ------------------------------------------------ batch completions */
 
 static void on_recv(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
@@ -270,6 +344,7 @@ static void on_close(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     enum rpc_code code = st->final_code;
     pthread_mutex_unlock(&st->mu);
     st->h->on_closed(st->owner, cancelled, code);
+    set_leave(st);
     rpc_stream_unref(st);
 }
 
@@ -285,6 +360,7 @@ struct rpc_stream *rpc_stream_create(struct rpc_call *call, const struct rpc_str
     st->h = h;
     st->owner = owner;
     st->shutting_down = cfg->shutting_down;
+    st->set = cfg->set;
     st->max_owed = cfg->credit > 0 ? cfg->credit : 1;
     st->q_max = cfg->queue_max > 0 ? cfg->queue_max : 1;
     atomic_init(&st->refs, 1);
@@ -308,12 +384,14 @@ void rpc_stream_refuse(struct rpc_stream *st, enum rpc_code code, const char *ms
 void rpc_stream_start(struct rpc_stream *st)
 {
     rpc_stream_ref(st); /* the close batch's */
+    set_join(st);
     if (rpc_call_begin(st->call, &st->close_tag) < 0) {
         pthread_mutex_lock(&st->mu);
         st->dead = true;
         st->read_closed = true;
         pthread_mutex_unlock(&st->mu);
         st->h->on_closed(st->owner, true, RPC_OK);
+        set_leave(st);
         rpc_stream_unref(st);
         return;
     }

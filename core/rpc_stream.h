@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 struct rpc_stream;
+struct rpc_stream_set;
 struct worker_ctx;
 
 struct rpc_stream_handler {
@@ -52,7 +53,17 @@ struct rpc_stream_config {
     /* Once set (the server is stopping), the stream reads no more and ends
      * with UNAVAILABLE "relay shutting down" when nothing is owed. */
     const atomic_bool *shutting_down;
+    /* The open streams of one service: a started stream is in it until
+     * on_closed has returned. Optional. */
+    struct rpc_stream_set *set;
 };
+
+struct rpc_stream_set *rpc_stream_set_create(void);
+/* Every stream must have left it. */
+void rpc_stream_set_destroy(struct rpc_stream_set *set);
+size_t rpc_stream_set_count(struct rpc_stream_set *set);
+/* rpc_stream_poke every open stream (after the shutdown flag was set). */
+void rpc_stream_set_poke(struct rpc_stream_set *set);
 
 /*
  * Take over a call: nothing is started yet. The caller holds the one

@@ -1,0 +1,28 @@
+/*
+ * gateway_metrics.h - the AgentGateway's metrics (SPEC.md section 3):
+ * registrations, frames, acks by status, streams by outcome, sessions,
+ * ack latency. Registered once; updated lock-free from any thread.
+ */
+#ifndef AERO_GATEWAY_METRICS_H
+#define AERO_GATEWAY_METRICS_H
+
+#include "metrics.h"
+
+/* Distinct message_type values before the rest count as "other": MAVLink
+ * common has about 230 messages; agent-chosen names must not grow /metrics
+ * without bound. */
+#define MESSAGE_TYPES_MAX 256
+
+struct gateway_metrics {
+    aero_metric *registrations, *register_rejected, *frames, *bytes;
+    aero_metric *acks[4]; /* by enum ack_status */
+    aero_metric *streams_opened, *streams_refused;
+    aero_metric *closed_ok, *closed_error, *closed_cancelled, *closed_superseded;
+    aero_metric *sessions, *expired, *session_limit;
+    struct metric_vec *messages; /* by msg_name, capped */
+    struct metric_histogram *ack_latency;
+};
+
+void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m);
+
+#endif
