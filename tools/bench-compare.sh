@@ -6,6 +6,11 @@
 #   tools/bench-compare.sh [rounds] [scenario...]
 #   scenarios: throughput many durable light scale redis (default: all)
 #
+# AERO_BENCH_BASELINE=/path/to/aeroarc-relay adds a third server, another
+# build of the relay (its plugins beside it, as in a build tree), to every
+# round, and a table of this build against it: before/after figures from
+# one sitting, the servers alternated so drift hits all alike.
+#
 # Needs the yardstick's build deps (scripts/deps.sh bench) and, for the
 # redis scenario, redis-server. Everything runs on loopback; numbers are
 # from one machine at one time: compare ratios, not absolute values.
@@ -27,6 +32,7 @@ cmake --build build-release -j"$(nproc)" >/dev/null
 LOADGEN=$OUT/yardstick/loadgen
 ACKSERVER=$OUT/yardstick/ackserver
 RELAY=$ROOT/build-release/aeroarc-relay
+BASELINE=${AERO_BENCH_BASELINE:-}
 
 free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
@@ -83,11 +89,13 @@ run_one() {
   if [ "$server" = ackserver ]; then
     "$ACKSERVER" "127.0.0.1:$port" >/dev/null 2>"$OUT/ackserver.log" &
   else
+    local bin=$RELAY
+    [ "$server" = baseline ] && bin=$BASELINE
     local cfg; cfg=$(relay_config "$port" "$fsync")
     if [ "$scenario" = redis ]; then
-      REDIS_ADDR=$REDIS_ADDR "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/relay.log" &
+      REDIS_ADDR=$REDIS_ADDR "$bin" -c "$cfg" >/dev/null 2>"$OUT/$server.log" &
     else
-      env -u REDIS_ADDR "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/relay.log" &
+      env -u REDIS_ADDR "$bin" -c "$cfg" >/dev/null 2>"$OUT/$server.log" &
     fi
   fi
   local pid=$!
@@ -126,7 +134,13 @@ for scenario in $SCENARIOS; do
   [ "$scenario" = redis ] && start_redis
   for round in $(seq 1 "$ROUNDS"); do
     # Alternate which server goes first so drift hits both alike.
-    if [ $((round % 2)) -eq 1 ]; then order="ackserver relay"; else order="relay ackserver"; fi
+    if [ -n "$BASELINE" ]; then
+      case $((round % 3)) in
+        1) order="ackserver relay baseline" ;;
+        2) order="relay baseline ackserver" ;;
+        0) order="baseline ackserver relay" ;;
+      esac
+    elif [ $((round % 2)) -eq 1 ]; then order="ackserver relay"; else order="relay ackserver"; fi
     for server in $order; do
       # shellcheck disable=SC2086
       run_one "$server" "$scenario" ${ARGS[$scenario]} | tee -a "$RESULTS" >&2
@@ -157,7 +171,7 @@ def ratio(a, b):
 print("| scenario | server | acked/s | p50 µs | p99 µs | CPU s /100k frames | peak RSS MB | errors |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for scn in dict.fromkeys(r["scenario"] for r in rows):
-    for srv in ("ackserver", "relay"):
+    for srv in ("ackserver", "relay", "baseline"):
         n = [r for r in rows if r["scenario"] == scn and r["server"] == srv]
         if not n:
             continue
@@ -180,6 +194,18 @@ for scn in dict.fromkeys(r["scenario"] for r in rows):
           f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, base, 'p99_us'))} "
           f"| {ratio(per100k(scn, 'relay'), per100k(scn, base))} "
           f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, base, 'rss_kb'))} |")
+if any(r["server"] == "baseline" for r in rows):
+    print()
+    print("| scenario | this build / baseline acked/s | p50 | p99 | CPU per frame | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for scn in dict.fromkeys(r["scenario"] for r in rows):
+        if not med(scn, "baseline", "acked_per_s"):
+            continue
+        print(f"| {scn} | {ratio(med(scn, 'relay', 'acked_per_s'), med(scn, 'baseline', 'acked_per_s'))} "
+              f"| {ratio(med(scn, 'relay', 'p50_us'), med(scn, 'baseline', 'p50_us'))} "
+              f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, 'baseline', 'p99_us'))} "
+              f"| {ratio(per100k(scn, 'relay'), per100k(scn, 'baseline'))} "
+              f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, 'baseline', 'rss_kb'))} |")
 print()
 print(f"rounds: {max(1, len([r for r in rows if r['server'] == 'relay']) // max(1, len(set(r['scenario'] for r in rows))))}; "
       f"raw results: {sys.argv[1]}")
