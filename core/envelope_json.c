@@ -7,6 +7,7 @@
 #include "envelope_json.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -406,6 +407,18 @@ static char *put_lit(char *out, const char *lit, size_t n)
     "\"sent_at_unix_ns\":,\"timestamp_device\":,\"msg_id\":,\"msg_name\":,"   \
     "\"dialect\":,\"flight_id\":,\"fields\":{},\"raw_mavlink\":\"\"}"
 
+/* The keys of ABI 1.1, after raw_mavlink (written when the frame has them). */
+#define ENVELOPE_SKELETON_1_1                                                 \
+    ",\"protocol\":\"\",\"wal_id\":,\"intent_id\":,\"intent_version\":,"        \
+    "\"relay_id\":,\"operator_id\":,\"aircraft_id\":"
+
+static bool has_1_1(const aero_frame *f) { return AERO_HAS(f, aero_frame, aircraft_id); }
+
+static const char *protocol_name(aero_protocol p)
+{
+    return p == AERO_PROTOCOL_MULTIPLEXED ? "multiplexed" : "seed";
+}
+
 static char *put_str(char *out, aero_str s)
 {
     return put_quoted(out, s.ptr, s.ptr ? s.len : 0);
@@ -454,7 +467,25 @@ static char *put_envelope(char *out, const aero_frame *f)
     }
     out = PUT_LIT(out, "},\"raw_mavlink\":\"");
     out = put_base64(out, (const unsigned char *)f->raw_mavlink.ptr, raw_len(f));
-    out = PUT_LIT(out, "\"}");
+    out = PUT_LIT(out, "\"");
+    if (has_1_1(f)) {
+        const char *proto = protocol_name(f->protocol);
+        out = PUT_LIT(out, ",\"protocol\":\"");
+        out = put_lit(out, proto, strlen(proto));
+        out = PUT_LIT(out, "\",\"wal_id\":");
+        out = put_str(out, f->wal_id);
+        out = PUT_LIT(out, ",\"intent_id\":");
+        out = put_str(out, f->intent_id);
+        out = PUT_LIT(out, ",\"intent_version\":");
+        out = put_u64(out, f->intent_version);
+        out = PUT_LIT(out, ",\"relay_id\":");
+        out = put_str(out, f->relay_id);
+        out = PUT_LIT(out, ",\"operator_id\":");
+        out = put_str(out, f->operator_id);
+        out = PUT_LIT(out, ",\"aircraft_id\":");
+        out = put_str(out, f->aircraft_id);
+    }
+    *out++ = '}';
     return out;
 }
 
@@ -485,6 +516,11 @@ static size_t envelope_len(const aero_frame *f)
         len += str_len(f->fields[i].key) + str_len(f->fields[i].value);
     }
     len += BASE64_LEN(raw_len(f));
+    if (has_1_1(f)) {
+        len += sizeof(ENVELOPE_SKELETON_1_1) - 1 + strlen(protocol_name(f->protocol));
+        len += str_len(f->wal_id) + str_len(f->intent_id) + u64_len(f->intent_version);
+        len += str_len(f->relay_id) + str_len(f->operator_id) + str_len(f->aircraft_id);
+    }
     return len;
 }
 
@@ -502,6 +538,12 @@ size_t envelope_json_bound(const aero_frame *f)
         b += QUOTE_BOUND(f->fields[i].value.len);
     }
     b += BASE64_LEN(f->raw_mavlink.len);
+    if (has_1_1(f)) {
+        b += sizeof(ENVELOPE_SKELETON_1_1) - 1 + sizeof("multiplexed") - 1 + 10;
+        b += QUOTE_BOUND(f->wal_id.len) + QUOTE_BOUND(f->intent_id.len);
+        b += QUOTE_BOUND(f->relay_id.len) + QUOTE_BOUND(f->operator_id.len);
+        b += QUOTE_BOUND(f->aircraft_id.len);
+    }
     return b;
 }
 

@@ -14,7 +14,9 @@
  * contract: returns the full length needed; output is complete only when
  * the result is < cap (then buf[result] == '\0'). Keys in order: agent_id,
  * session_id, seq, timestamp_relay, sent_at_unix_ns, timestamp_device,
- * msg_id, msg_name, dialect, flight_id, fields, raw_mavlink.
+ * msg_id, msg_name, dialect, flight_id, fields, raw_mavlink; then, for a
+ * frame of ABI 1.1 or later, protocol ("seed" | "multiplexed"), wal_id,
+ * intent_id, intent_version, relay_id, operator_id, aircraft_id.
  */
 size_t envelope_json_encode(const aero_frame *f, char *buf, size_t cap);
 

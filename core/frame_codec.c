@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 /* Protobuf wire types (the low 3 bits of a tag). 3 and 4 are the
  * deprecated groups, which TelemetryFrame never contains. */
@@ -30,7 +31,10 @@ enum frame_field {
     F_MSG_ID = 8,
     F_MSG_NAME = 9,
     F_FIELDS = 10,
-    F_FLIGHT_ID = 11
+    F_FLIGHT_ID = 11,
+    F_INTENT_ID = 12,
+    F_INTENT_VERSION = 13,
+    F_WAL_ID = 14
 };
 
 /* A cursor over [p, end). Every read checks the bound first. */
@@ -211,9 +215,12 @@ static void frame_defaults(const uint8_t *buf, size_t len, aero_frame *view,
     view->fields = NULL;
     view->n_fields = 0;
     view->flight_id = str_empty();
+    view->intent_id = str_empty();
+    view->intent_version = 0;
     view->protobuf = (aero_str){.ptr = (const char *)buf, .len = len};
     wire->agent_id = str_empty();
     wire->session_id = str_empty();
+    wire->wal_id = str_empty();
 }
 
 static double double_from_bits(uint64_t bits)
@@ -241,6 +248,10 @@ static aero_str *frame_string_slot(uint32_t field, aero_frame *view,
         return &view->msg_name;
     case F_FLIGHT_ID:
         return &view->flight_id;
+    case F_INTENT_ID:
+        return &view->intent_id;
+    case F_WAL_ID:
+        return &wire->wal_id;
     default:
         return NULL;
     }
@@ -260,14 +271,17 @@ static int decode_field(struct reader *r, uint32_t field, unsigned wire, aero_fr
     case F_SEQ:
     case F_SENT_AT:
     case F_MSG_ID:
+    case F_INTENT_VERSION:
         if (wire != WIRE_VARINT || read_varint(r, &v) < 0)
             return -1;
         if (field == F_SEQ)
             view->seq = v;
         else if (field == F_SENT_AT)
             view->sent_at_unix_ns = (int64_t)v; /* two's complement, as protobuf */
-        else
+        else if (field == F_MSG_ID)
             view->msg_id = (uint32_t)v; /* protobuf truncates uint32 varints */
+        else
+            view->intent_version = (uint32_t)v;
         return 0;
     case F_DEVICE_TS:
         if (wire != WIRE_FIXED64 || read_fixed(r, 8, &v) < 0)
@@ -351,6 +365,186 @@ const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *
     return fields_check(view);
 }
 
+/* ---------------------------------------------- generation 2 envelopes */
+
+/* Every field in bounds and of a defined wire type (groups refused). */
+bool frame_mux_well_formed(aero_str msg)
+{
+    struct reader r = {.p = (const uint8_t *)msg.ptr, .end = (const uint8_t *)msg.ptr + msg.len};
+
+    while (r.p < r.end) {
+        uint32_t field;
+        unsigned wire;
+
+        if (read_tag(&r, &field, &wire) < 0 || skip_field(&r, wire) < 0)
+            return false;
+    }
+    return true;
+}
+
+bool frame_mux_single_field(const uint8_t *buf, size_t len, uint32_t *field, aero_str *payload)
+{
+    struct reader r = {.p = buf, .end = buf + len};
+    unsigned wire;
+
+    if (buf == NULL || read_tag(&r, field, &wire) < 0 || *field < 1 || *field > 7 ||
+        wire != WIRE_LEN || read_len(&r, payload) < 0)
+        return false;
+    return r.p == r.end;
+}
+
+int frame_mux_decode(const uint8_t *buf, size_t len, enum mux_arm *arm, aero_str *payload)
+{
+    struct reader r = {.p = buf, .end = buf + len};
+    bool any = false;
+
+    *arm = MUX_EMPTY;
+    *payload = str_empty();
+    while (buf != NULL && r.p < r.end) {
+        uint32_t field;
+        unsigned wire;
+
+        if (read_tag(&r, &field, &wire) < 0)
+            return -1;
+        any = true;
+        if (field >= MUX_FRAME && field <= MUX_FLIGHT_COMPLETION) {
+            /* A oneof set twice keeps the last, as protobuf does. */
+            if (wire != WIRE_LEN || read_len(&r, payload) < 0)
+                return -1;
+            *arm = (enum mux_arm)field;
+        } else if (skip_field(&r, wire) < 0) {
+            return -1;
+        }
+    }
+    if (*arm == MUX_EMPTY && any)
+        *arm = MUX_UNKNOWN;
+    return 0;
+}
+
+const char *frame_mux_arm_name(enum mux_arm arm)
+{
+    static const char *const names[] = {
+        [MUX_EMPTY] = "empty",
+        [MUX_FRAME] = "telemetry_frame",
+        [MUX_CONTEXT_ACK] = "operation_context_command_ack",
+        [MUX_AIRCRAFT_RESULT] = "aircraft_command_result",
+        [MUX_MISSION_RESULT] = "mission_deployment_result",
+        [MUX_EVIDENCE] = "command_evidence",
+        [MUX_FLIGHT_COMPLETION] = "flight_completion_evidence",
+        [MUX_UNKNOWN] = "unknown",
+    };
+    return (unsigned)arm <= MUX_UNKNOWN ? names[arm] : "unknown";
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The forms Go's uuid.Parse takes: 8-4-4-4-12, {8-4-4-4-12},
+ * urn:uuid:8-4-4-4-12 (prefix in any case), and 32 hex digits. */
+int frame_wal_id_canonical(aero_str in, char out[FRAME_WAL_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    const char *p = in.ptr;
+    size_t len = in.len;
+    bool dashed = true;
+
+    if (len == 36 + 9 && strncasecmp(p, "urn:uuid:", 9) == 0) {
+        p += 9;
+        len = 36;
+    } else if (len == 38 && p[0] == '{' && p[37] == '}') {
+        p += 1;
+        len = 36;
+    } else if (len == 32) {
+        dashed = false;
+    } else if (len != 36) {
+        return -1;
+    }
+    bool nil = true;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (dashed && (i == 8 || i == 13 || i == 18 || i == 23)) {
+            if (p[i] != '-')
+                return -1;
+            out[o++] = '-';
+            continue;
+        }
+        int v = hex_value(p[i]);
+        if (v < 0)
+            return -1;
+        nil = nil && v == 0;
+        if (!dashed && (o == 8 || o == 13 || o == 18 || o == 23))
+            out[o++] = '-';
+        out[o++] = hex[v];
+    }
+    out[o] = '\0';
+    return nil ? -1 : 0;
+}
+
+/* Blank as Go's strings.TrimSpace sees it, for the whitespace agents send:
+ * ASCII space and controls \t \n \v \f \r, U+0085 and U+00A0. */
+static size_t space_at(const char *p, size_t left)
+{
+    if (left >= 1 && (p[0] == ' ' || (p[0] >= '\t' && p[0] <= '\r')))
+        return 1;
+    if (left >= 2 && (uint8_t)p[0] == 0xC2 && ((uint8_t)p[1] == 0x85 || (uint8_t)p[1] == 0xA0))
+        return 2;
+    return 0;
+}
+
+aero_str frame_trim(aero_str s)
+{
+    size_t n;
+    while (s.len > 0 && (n = space_at(s.ptr, s.len)) > 0) {
+        s.ptr += n;
+        s.len -= n;
+    }
+    /* From the end: the last byte, or the last two of a U+0085 / U+00A0. */
+    while (s.len > 0) {
+        if (space_at(s.ptr + s.len - 1, 1) == 1)
+            s.len--;
+        else if (s.len >= 2 && space_at(s.ptr + s.len - 2, 2) == 2)
+            s.len -= 2;
+        else
+            break;
+    }
+    return s;
+}
+
+const char *frame_admit_agent(const struct frame_wire_ids *wire, aero_str stream_agent)
+{
+    if (wire->agent_id.len > 0 && !str_eq(wire->agent_id, stream_agent))
+        return "telemetry frame agent ID does not match authenticated stream";
+    return NULL;
+}
+
+const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids *wire,
+                            enum frame_decode_result dr, aero_str stream_session,
+                            char wal_out[FRAME_WAL_ID_LEN + 1])
+{
+    wal_out[0] = '\0';
+    if (!str_eq(wire->session_id, stream_session))
+        return "telemetry frame session ID does not match active session";
+    if (frame_trim(view->msg_name).len == 0)
+        return "telemetry frame message name is required";
+    if (view->sent_at_unix_ns <= 0)
+        return "telemetry frame capture timestamp is required";
+    if (wire->wal_id.len > 0 && frame_wal_id_canonical(wire->wal_id, wal_out) < 0) {
+        wal_out[0] = '\0';
+        return "telemetry frame WAL generation ID is invalid";
+    }
+    if (dr == FRAME_DECODE_TOO_MANY_FIELDS)
+        return "more than 256 fields";
+    return frame_validate(view, wire, wire->agent_id); /* the limits: rule 1 passed */
+}
+
 /* ------------------------------------------------------------------ acks */
 
 #define VARINT_MAX 10  /* bytes of a 64-bit varint */
@@ -427,4 +621,36 @@ size_t ack_encode(uint8_t *out, aero_str agent_id, uint64_t seq, enum ack_status
         n += error_len;
     }
     return n;
+}
+
+/* RelayStreamMessage{1: TelemetryAck{2: seq, 3: status, 4: error}}: the
+ * ack with frame_id left empty (generation 2 agents drop a stream whose
+ * acks carry a frame_id they did not make). */
+size_t frame_mux_ack_encode(uint8_t *out, uint64_t seq, enum ack_status status, const char *error)
+{
+    /* The TelemetryAck first, after room for the envelope's tag and length
+     * (at most 1 + VARINT_MAX bytes); then the envelope goes in front. */
+    uint8_t *ack = out + 1 + VARINT_MAX;
+    size_t error_len = error != NULL ? strlen(error) : 0;
+    size_t n = 0;
+
+    if (seq != 0) {
+        ack[n++] = (2 << 3) | WIRE_VARINT;
+        n += put_varint(ack + n, seq);
+    }
+    if (status != ACK_OK) {
+        ack[n++] = (3 << 3) | WIRE_VARINT;
+        n += put_varint(ack + n, (uint64_t)(int64_t)status);
+    }
+    if (error_len != 0) {
+        ack[n++] = (4 << 3) | WIRE_LEN;
+        n += put_varint(ack + n, error_len);
+        memcpy(ack + n, error, error_len);
+        n += error_len;
+    }
+    size_t m = 0;
+    out[m++] = (1 << 3) | WIRE_LEN;
+    m += put_varint(out + m, n);
+    memmove(out + m, ack, n);
+    return m + n;
 }

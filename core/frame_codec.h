@@ -10,6 +10,7 @@
 #define AERO_FRAME_CODEC_H
 
 #include <aeroarc/plugin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,10 +22,12 @@
 #define FRAME_MAX_DIALECT 64
 #define FRAME_MAX_RAW 1024
 
-/* What the frame itself said about identity (may differ from the stream's). */
+/* What the frame itself said about identity (may differ from the stream's),
+ * and its wal_id as sent (frame_wal_id_canonical makes it the envelope's). */
 struct frame_wire_ids {
     aero_str agent_id;
     aero_str session_id;
+    aero_str wal_id;
 };
 
 enum frame_decode_result {
@@ -62,6 +65,63 @@ enum ack_status {
     ACK_RETRY_WITH_BACKOFF = 3
 };
 
+/* ------------------------------------------ generation 2 (SPEC.md s. 9) */
+
+/* The AgentStreamMessage arm a message carries: the field number of its
+ * oneof, or EMPTY (no field at all) / UNKNOWN (only other numbers). */
+enum mux_arm {
+    MUX_EMPTY = 0,
+    MUX_FRAME = 1,
+    MUX_CONTEXT_ACK = 2,
+    MUX_AIRCRAFT_RESULT = 3,
+    MUX_MISSION_RESULT = 4,
+    MUX_EVIDENCE = 5,
+    MUX_FLIGHT_COMPLETION = 6,
+    MUX_UNKNOWN = 7
+};
+
+/* The arm's field name ("command_evidence"), "empty" or "unknown". */
+const char *frame_mux_arm_name(enum mux_arm arm);
+
+/*
+ * SPEC section 9 rule 2, first half: buf is exactly one top-level field,
+ * number 1-7, wire type 2, spanning the whole buffer. The payload is left
+ * for the caller to judge (a frame by frame_decode, others by
+ * frame_mux_well_formed), so nothing is decoded twice.
+ */
+bool frame_mux_single_field(const uint8_t *buf, size_t len, uint32_t *field, aero_str *payload);
+/* A well-formed protobuf message: every length in bounds, no group. */
+bool frame_mux_well_formed(aero_str msg);
+
+/*
+ * Read an AgentStreamMessage: the arm (the last of fields 1-6 seen) and its
+ * payload, pointing into buf. -1 when it is not well-formed protobuf or a
+ * field 1-6 has a wire type other than 2 (the stream ends INVALID_ARGUMENT).
+ */
+int frame_mux_decode(const uint8_t *buf, size_t len, enum mux_arm *arm, aero_str *payload);
+
+/* A wal_id in any form SPEC section 9 accepts, written canonical (lowercase
+ * 8-4-4-4-12). -1 for anything else and for the nil UUID. */
+#define FRAME_WAL_ID_LEN 36
+int frame_wal_id_canonical(aero_str in, char out[FRAME_WAL_ID_LEN + 1]);
+
+/* s without leading and trailing whitespace (ASCII, U+0085, U+00A0). */
+aero_str frame_trim(aero_str s);
+
+/*
+ * Generation-2 frame admission (SPEC.md section 9), in the SPEC's order
+ * with its texts; NULL when the rule passes. Rule 1, the frame's agent:
+ */
+const char *frame_admit_agent(const struct frame_wire_ids *wire, aero_str stream_agent);
+/*
+ * Rules 3-7 (rule 2, the session still current, is the caller's, between
+ * the two): session id, message name, capture time, wal_id, limits. The
+ * canonical wal_id ("" when the frame has none) is written to wal_out.
+ */
+const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids *wire,
+                            enum frame_decode_result dr, aero_str stream_session,
+                            char wal_out[FRAME_WAL_ID_LEN + 1]);
+
 /* Upper bound of ack_encode's output for these inputs. */
 size_t ack_encoded_bound(size_t agent_len, size_t error_len);
 
@@ -72,5 +132,10 @@ size_t ack_encoded_bound(size_t agent_len, size_t error_len);
  */
 size_t ack_encode(uint8_t *out, aero_str agent_id, uint64_t seq, enum ack_status status,
                   const char *error);
+
+/* Generation 2: RelayStreamMessage{telemetry_ack{seq, status, error}},
+ * frame_id empty. out needs 56 + strlen(error) bytes. */
+size_t frame_mux_ack_encode(uint8_t *out, uint64_t seq, enum ack_status status,
+                            const char *error);
 
 #endif

@@ -4,6 +4,10 @@
  */
 #include "gateway_metrics.h"
 
+#include "frame_codec.h"
+
+#include <stdio.h>
+
 void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m)
 {
     static const char *ack_labels[4] = {"status=\"ok\"", "status=\"temporary_error\"",
@@ -56,4 +60,32 @@ void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m)
         m, "aero_relay_ack_latency_seconds",
         "Time from reading a frame to its ack's send completing, any status.", ack_buckets,
         sizeof(ack_buckets) / sizeof(ack_buckets[0]));
+    const char *ign = "Generation-2 stream messages skipped: a payload nobody handles, by arm "
+                      "(\"unknown\": only other field numbers; \"empty\": no field).";
+    for (int arm = MUX_EMPTY; arm <= MUX_UNKNOWN; arm++) {
+        char label[64];
+        snprintf(label, sizeof(label), "payload=\"%s\"", frame_mux_arm_name((enum mux_arm)arm));
+        if (arm != MUX_FRAME)
+            gm->ignored[arm] = metrics_register(m, AERO_METRIC_COUNTER,
+                                                "aero_relay_stream_messages_ignored_total", ign,
+                                                label);
+    }
+    gm->frames_without_wal_id =
+        metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frames_without_wal_id_total",
+                         "Generation-2 frames accepted without a wal_id (agents built before "
+                         "field 14).",
+                         NULL);
+    static const char *proto_labels[3] = {"protocol=\"undecided\"", "protocol=\"seed\"",
+                                          "protocol=\"multiplexed\""};
+    for (int i = 0; i < 3; i++) {
+        if (i > 0)
+            gm->protocol_opened[i] = metrics_register(
+                m, AERO_METRIC_COUNTER, "aero_relay_protocol_streams_opened_total",
+                "Telemetry streams by the protocol generation chosen for them.", proto_labels[i]);
+        gm->protocol_closed[i] = metrics_register(
+            m, AERO_METRIC_COUNTER, "aero_relay_protocol_streams_closed_total",
+            "Telemetry streams ended, by protocol generation (undecided: ended before any "
+            "message).",
+            proto_labels[i]);
+    }
 }

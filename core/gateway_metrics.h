@@ -21,6 +21,11 @@ struct gateway_metrics {
     aero_metric *sessions, *expired, *session_limit;
     struct metric_vec *messages; /* by msg_name, capped */
     struct metric_histogram *ack_latency;
+    /* Generation 2 (SPEC.md section 9). */
+    aero_metric *ignored[8];            /* by enum mux_arm */
+    aero_metric *frames_without_wal_id;
+    aero_metric *protocol_opened[3];    /* by enum stream_gen: [0] unused */
+    aero_metric *protocol_closed[3];    /* [0]: the generation was never decided */
 };
 
 void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m);

@@ -199,7 +199,7 @@ static void drop_remaining_routes(struct relay *r)
     size_t n = session_table_list(r->sessions, &infos);
     for (size_t i = 0; i < n; i++)
         route_down(r->route, infos[i].agent_id, infos[i].session_id);
-    free(infos);
+    session_infos_free(infos, n);
 }
 
 /* Everything serve() starts; stop_running takes down what is set. */

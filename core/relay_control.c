@@ -23,6 +23,12 @@ static void fill_status(Aeroarc__Relay__V1__DroneStatus *st, struct session_info
     st->connected_at_unix_ns = in->connected_at_unix_ns;
     st->last_heartbeat_unix_ns = in->last_heartbeat_unix_ns;
     st->flight_id = in->flight_id;
+    st->intent_id = in->intent_id;
+    st->intent_version = in->intent_version;
+    if (in->caps != NULL) {
+        st->n_execution_capabilities = in->caps->n;
+        st->execution_capabilities = in->caps->v;
+    }
 }
 
 /* True when the call was refused (and finished): no admin key, or stopping. */
@@ -63,7 +69,7 @@ static void list_active_drones(struct rpc_call *call, const ProtobufCMessage *re
     }
     free(st);
     free(ptrs);
-    free(infos);
+    session_infos_free(infos, n);
 }
 
 static void get_drone_status(struct rpc_call *call, const ProtobufCMessage *msg, void *service,
@@ -87,6 +93,7 @@ static void get_drone_status(struct rpc_call *call, const ProtobufCMessage *msg,
             AEROARC__RELAY__V1__GET_DRONE_STATUS_RESPONSE__INIT;
         resp.drone = &st;
         rpc_unary_reply(call, &resp.base);
+        session_info_release(&info);
     }
 }
 

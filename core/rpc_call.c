@@ -62,6 +62,17 @@ void rpc_call_metadata_done(struct rpc_call *c)
     grpc_metadata_array_init(&c->md);
 }
 
+size_t rpc_call_metadata_count(const struct rpc_call *c, const char *key)
+{
+    size_t klen = strlen(key), n = 0;
+    for (size_t i = 0; i < c->md.count; i++) {
+        const grpc_metadata *m = &c->md.metadata[i];
+        n += GRPC_SLICE_LENGTH(m->key) == klen &&
+             memcmp(GRPC_SLICE_START_PTR(m->key), key, klen) == 0;
+    }
+    return n;
+}
+
 const char *rpc_call_metadata(const struct rpc_call *c, const char *key, size_t *len)
 {
     size_t klen = strlen(key);

@@ -44,6 +44,8 @@ struct rpc_call; /* opaque */
 
 /* Request metadata value for key (lower-case), or NULL; *len set. */
 const char *rpc_call_metadata(const struct rpc_call *c, const char *key, size_t *len);
+/* How many values the request metadata has for key (lower-case). */
+size_t rpc_call_metadata_count(const struct rpc_call *c, const char *key);
 /* Done reading the request metadata: free its index (about 600 bytes per
  * call, for the whole life of a stream). Values read before are invalid. */
 void rpc_call_metadata_done(struct rpc_call *c);

@@ -168,6 +168,7 @@ void session_table_destroy(struct session_table *t, void (*drop_owner)(void *own
                 struct session *next = e->next;
                 if (e->info.stream_attached && drop_owner != NULL)
                     drop_owner(e->owner);
+                session_caps_release(e->info.caps);
                 free(e);
                 e = next;
             }
@@ -292,9 +293,69 @@ static bool reserve_slot(struct session_table *t)
 
 /* An id over SESSION_AGENT_MAX bytes is a caller bug (Register validates
  * first); it registers nothing and yields an empty session id. */
+struct session_caps *session_caps_create(char *const *v, size_t n, bool *invalid)
+{
+    size_t bytes = 0;
+
+    *invalid = n > SESSION_CAPS_MAX;
+    for (size_t i = 0; i < n && !*invalid; i++) {
+        size_t len = strlen(v[i]);
+        *invalid = len > SESSION_CAP_BYTES;
+        bytes += len + 1;
+    }
+    if (n == 0 || *invalid)
+        return NULL;
+    struct session_caps *c = malloc(sizeof(*c) + n * sizeof(char *) + bytes);
+    if (c == NULL)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->n = n;
+    char *at = (char *)&c->v[n];
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(v[i]) + 1;
+        c->v[i] = memcpy(at, v[i], len);
+        at += len;
+    }
+    return c;
+}
+
+static struct session_caps *caps_ref(struct session_caps *c)
+{
+    if (c != NULL)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
+void session_caps_release(struct session_caps *c)
+{
+    if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
+}
+
+void session_info_release(struct session_info *info)
+{
+    session_caps_release(info->caps);
+    info->caps = NULL;
+}
+
+void session_infos_free(struct session_info *infos, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        session_info_release(&infos[i]);
+    free(infos);
+}
+
 int session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
                            char session_id_out[SESSION_ID_LEN + 1], void **displaced)
 {
+    return session_table_register_caps(t, agent_id, now_ns, NULL, session_id_out, displaced);
+}
+
+int session_table_register_caps(struct session_table *t, const char *agent_id, int64_t now_ns,
+                                struct session_caps *caps,
+                                char session_id_out[SESSION_ID_LEN + 1], void **displaced)
+{
+    struct session_caps *old_caps = NULL;
     struct session *fresh = NULL;
     struct key k;
 
@@ -327,6 +388,10 @@ int session_table_register(struct session_table *t, const char *agent_id, int64_
     e->info.connected_at_unix_ns = now_ns;
     e->info.last_heartbeat_unix_ns = now_ns;
     e->info.flight_id[0] = '\0';
+    e->info.intent_id[0] = '\0';
+    e->info.intent_version = 0;
+    old_caps = e->info.caps;
+    e->info.caps = caps_ref(caps);
     e->info.stream_attached = false;
     if (fresh != NULL) {
         *link = fresh; /* its slot in count was reserved above */
@@ -334,12 +399,20 @@ int session_table_register(struct session_table *t, const char *agent_id, int64_
         shard_grow(s);
     }
     pthread_mutex_unlock(&s->lock);
+    session_caps_release(old_caps);
     return 0;
 }
 
 int session_table_attach(struct session_table *t, const char *agent_id, void *owner,
                          uint64_t *gen, char session_id_out[SESSION_ID_LEN + 1],
                          void **displaced)
+{
+    return session_table_attach_session(t, agent_id, NULL, owner, gen, session_id_out, displaced);
+}
+
+int session_table_attach_session(struct session_table *t, const char *agent_id,
+                                 const char *expect, void *owner, uint64_t *gen,
+                                 char session_id_out[SESSION_ID_LEN + 1], void **displaced)
 {
     struct key k;
     int rc = -ENOENT;
@@ -350,7 +423,9 @@ int session_table_attach(struct session_table *t, const char *agent_id, void *ow
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);
     struct session *e = *shard_find(s, &k);
-    if (e != NULL) {
+    if (e != NULL && expect != NULL && strcmp(e->info.session_id, expect) != 0) {
+        rc = -ESTALE;
+    } else if (e != NULL) {
         if (e->info.stream_attached)
             set_out(displaced, e->owner);
         e->gen = next_gen(t);
@@ -383,6 +458,8 @@ bool session_table_detach(struct session_table *t, const char *agent_id, uint64_
         gone = e;
     }
     pthread_mutex_unlock(&s->lock);
+    if (gone != NULL)
+        session_caps_release(gone->info.caps);
     free(gone);
     return gone != NULL;
 }
@@ -406,19 +483,33 @@ static void copy_flight_id(char dst[SESSION_FLIGHT_MAX + 1], aero_str src)
 void session_table_touch(struct session_table *t, const char *agent_id, uint64_t gen,
                          int64_t now_ns, aero_str flight_id)
 {
+    aero_frame f = {.size = sizeof(f), .flight_id = flight_id};
+    session_table_touch_frame(t, agent_id, gen, now_ns, &f);
+}
+
+bool session_table_touch_frame(struct session_table *t, const char *agent_id, uint64_t gen,
+                               int64_t now_ns, const aero_frame *frame)
+{
     struct key k;
+    bool current = false;
 
     if (!key_make(agent_id, &k))
-        return;
+        return false;
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);
     struct session *e = *shard_find(s, &k);
     if (e != NULL && e->gen == gen) {
+        current = true;
         e->info.last_heartbeat_unix_ns = now_ns;
-        if (flight_id.len > 0 && flight_id.ptr != NULL)
-            copy_flight_id(e->info.flight_id, flight_id);
+        if (frame != NULL && frame->flight_id.len > 0 && frame->flight_id.ptr != NULL)
+            copy_flight_id(e->info.flight_id, frame->flight_id);
+        if (frame != NULL && frame->intent_id.len > 0 && frame->intent_id.ptr != NULL) {
+            copy_flight_id(e->info.intent_id, frame->intent_id);
+            e->info.intent_version = frame->intent_version;
+        }
     }
     pthread_mutex_unlock(&s->lock);
+    return current;
 }
 
 /* Unlink this shard's expired sessions onto *dead. Shard lock held. */
@@ -462,6 +553,7 @@ size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl
             struct session *next = dead->next;
             if (expired != NULL)
                 expired(arg, dead->info.agent_id, dead->info.session_id);
+            session_caps_release(dead->info.caps);
             free(dead);
             dead = next;
         }
@@ -481,6 +573,7 @@ int session_table_get(struct session_table *t, const char *agent_id, struct sess
     struct session *e = *shard_find(s, &k);
     if (e != NULL) {
         *out = e->info;
+        caps_ref(out->caps);
         rc = 0;
     }
     pthread_mutex_unlock(&s->lock);
@@ -511,8 +604,10 @@ static bool shard_list(struct shard *s, struct session_info **arr, size_t *cap, 
     pthread_mutex_lock(&s->lock);
     ok = list_reserve(arr, cap, *used, s->n);
     for (size_t b = 0; ok && b < s->n_buckets; b++)
-        for (struct session *e = s->buckets[b]; e != NULL; e = e->next)
+        for (struct session *e = s->buckets[b]; e != NULL; e = e->next) {
             (*arr)[(*used)++] = e->info;
+            caps_ref(e->info.caps);
+        }
     pthread_mutex_unlock(&s->lock);
     return ok;
 }
@@ -533,7 +628,7 @@ size_t session_table_list(struct session_table *t, struct session_info **out)
     return used;
 
 fail:
-    free(arr);
+    session_infos_free(arr, used);
     *out = NULL;
     return 0;
 }

@@ -13,6 +13,7 @@
 #define AERO_SESSION_TABLE_H
 
 #include <aeroarc/plugin.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +22,25 @@
 #define SESSION_ID_LEN 37              /* "sess-" + 32 hex */
 #define SESSION_FLIGHT_MAX 128
 
+#define SESSION_CAPS_MAX 32            /* RegisterRequest.execution_capabilities entries */
+#define SESSION_CAP_BYTES 64           /* bytes of one entry */
+
 struct session_table;
+
+/* An agent's execution_capabilities: immutable once made, shared by the
+ * session and every copy of its session_info (reference counted). */
+struct session_caps {
+    atomic_int refs;
+    size_t n;
+    char *v[]; /* n strings, stored after the array */
+};
+
+/*
+ * NULL when there are none. Fails (NULL, *err set) with more than
+ * SESSION_CAPS_MAX entries or one over SESSION_CAP_BYTES.
+ */
+struct session_caps *session_caps_create(char *const *v, size_t n, bool *invalid);
+void session_caps_release(struct session_caps *c);
 
 struct session_info {
     char agent_id[SESSION_AGENT_MAX + 1];
@@ -29,8 +48,16 @@ struct session_info {
     int64_t connected_at_unix_ns;      /* Register time */
     int64_t last_heartbeat_unix_ns;    /* Register time, then every frame */
     char flight_id[SESSION_FLIGHT_MAX + 1]; /* last non-empty, may be "" */
+    char intent_id[SESSION_FLIGHT_MAX + 1]; /* with the last non-empty intent_id */
+    uint32_t intent_version;
+    struct session_caps *caps;         /* NULL: none; a copy holds a reference */
     bool stream_attached;
 };
+
+/* Drop what a copy from session_table_get holds; session_infos_free for a
+ * list (frees the array too). */
+void session_info_release(struct session_info *info);
+void session_infos_free(struct session_info *infos, size_t n);
 
 /* True when id is 1-128 bytes of A-Z a-z 0-9 . _ - : (SPEC.md section 2). */
 bool session_agent_id_valid(const char *id, size_t len);
@@ -60,6 +87,11 @@ void session_table_set_max(struct session_table *t, size_t max_sessions);
  */
 int session_table_register(struct session_table *t, const char *agent_id, int64_t now_ns,
                            char session_id_out[SESSION_ID_LEN + 1], void **displaced);
+/* The same, recording the agent's capabilities (the session takes a new
+ * reference; NULL: none). */
+int session_table_register_caps(struct session_table *t, const char *agent_id, int64_t now_ns,
+                                struct session_caps *caps,
+                                char session_id_out[SESSION_ID_LEN + 1], void **displaced);
 
 /*
  * A stream opens for agent_id: attach `owner` (the table keeps the
@@ -70,6 +102,11 @@ int session_table_register(struct session_table *t, const char *agent_id, int64_
 int session_table_attach(struct session_table *t, const char *agent_id, void *owner,
                          uint64_t *gen, char session_id_out[SESSION_ID_LEN + 1],
                          void **displaced);
+/* The same, only if the session's id is `expect` (NUL-terminated; NULL:
+ * any): -ESTALE, with nothing changed, when it is another. */
+int session_table_attach_session(struct session_table *t, const char *agent_id,
+                                 const char *expect, void *owner, uint64_t *gen,
+                                 char session_id_out[SESSION_ID_LEN + 1], void **displaced);
 
 /*
  * The stream of generation `gen` ended: remove the session only if it is
@@ -85,6 +122,15 @@ void session_table_touch(struct session_table *t, const char *agent_id, uint64_t
                          int64_t now_ns, aero_str flight_id);
 
 /*
+ * The same for a frame of generation gen: `frame` (NULL for a refused
+ * frame) moves flight_id, and intent_id with intent_version, when non-empty.
+ * Returns false when gen is no longer the session's (a newer Register or
+ * stream took over, or it ended).
+ */
+bool session_table_touch_frame(struct session_table *t, const char *agent_id, uint64_t gen,
+                               int64_t now_ns, const aero_frame *frame);
+
+/*
  * Remove sessions that have had no stream attached for longer than ttl_ns
  * since their Register; call `expired` for each (outside any lock) so the
  * route can be deleted. Returns how many.
@@ -94,10 +140,10 @@ size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl
                                             const char *session_id),
                             void *arg);
 
-/* Consistent copy of one session (0) or -ENOENT. */
+/* Consistent copy of one session (0) or -ENOENT: session_info_release it. */
 int session_table_get(struct session_table *t, const char *agent_id, struct session_info *out);
 
-/* Snapshot of all sessions: *out is malloc'ed (caller frees), returns count. */
+/* Snapshot of all sessions (session_infos_free it), returns count. */
 size_t session_table_list(struct session_table *t, struct session_info **out);
 size_t session_table_count(struct session_table *t);
 

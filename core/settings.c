@@ -45,6 +45,12 @@ static const aero_config_key relay_keys[] = {
     {.name = "handshake_timeout_s", .type = AERO_KEY_INT, .default_value = "20",
      .help = "seconds a new connection gets to finish TLS and the HTTP/2 preface",
      .min = 1, .max = 600},
+    {.name = "stream_protocol", .type = AERO_KEY_ENUM, .default_value = "auto",
+     .help = "TelemetryStream generation: auto (header, else first message), seed, multiplexed",
+     .choices = "auto|seed|multiplexed"},
+    {.name = "gen2_hold_s", .type = AERO_KEY_INT, .default_value = "10",
+     .help = "longest a generation-2 frame's ack is held for a passing condition; 0 = refuse at once",
+     .min = 0, .max = 600},
 };
 
 static const aero_config_key http_keys[] = {
@@ -422,6 +428,11 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     out->keepalive_time_s = config_get_int(relay, "keepalive_time_s", 30);
     out->keepalive_timeout_s = config_get_int(relay, "keepalive_timeout_s", 10);
     out->handshake_timeout_s = config_get_int(relay, "handshake_timeout_s", 20);
+    const char *proto = config_get(relay, "stream_protocol");
+    out->stream_protocol = !proto || strcmp(proto, "auto") == 0 ? STREAM_PROTOCOL_AUTO
+                           : strcmp(proto, "seed") == 0         ? STREAM_PROTOCOL_SEED
+                                                                : STREAM_PROTOCOL_MULTIPLEXED;
+    out->gen2_hold_s = config_get_int(relay, "gen2_hold_s", 10);
     out->http_listen = dup_value(f, "http", "listen");
     out->route_plugin = dup_value(f, "route", "plugin");
     out->route_ttl_s = config_get_int(route, "ttl_s", 45);

@@ -23,6 +23,13 @@ struct sink_settings {
     struct config_section *section; /* owned by the config_file */
 };
 
+/* [relay] stream_protocol: how a TelemetryStream's generation is chosen. */
+enum stream_protocol {
+    STREAM_PROTOCOL_AUTO,       /* the aero-arc-session-id header, else the first message */
+    STREAM_PROTOCOL_SEED,       /* every stream is generation 1; the header is ignored */
+    STREAM_PROTOCOL_MULTIPLEXED /* every stream is generation 2; the header checked if sent */
+};
+
 struct settings {
     struct config_file file;
 
@@ -39,6 +46,8 @@ struct settings {
     int64_t keepalive_time_s;       /* default 30; 0 = the relay never pings */
     int64_t keepalive_timeout_s;    /* default 10 */
     int64_t handshake_timeout_s;    /* default 20 */
+    enum stream_protocol stream_protocol; /* default auto (SPEC.md section 9) */
+    int64_t gen2_hold_s;            /* default 10 */
 
     /* [http] */
     char *http_listen;              /* "" = no HTTP server */

@@ -62,6 +62,13 @@ typedef struct aero_kv {
     aero_str value;
 } aero_kv;
 
+/* The stream protocol generation a frame came by (SPEC.md section 9).
+ * Since 1.1. */
+typedef enum aero_protocol {
+    AERO_PROTOCOL_SEED = 1,        /* generation 1: TelemetryFrame / TelemetryAck */
+    AERO_PROTOCOL_MULTIPLEXED = 2  /* generation 2: AgentStreamMessage envelopes */
+} aero_protocol;
+
 /*
  * A read-only view of one accepted TelemetryFrame. Every pointer is owned by
  * the relay and valid only during the write_batch call that received it:
@@ -83,6 +90,16 @@ typedef struct aero_frame {
     aero_str flight_id;           /* TelemetryFrame.flight_id */
     int64_t received_unix_ns;     /* relay receive time, CLOCK_REALTIME */
     aero_str protobuf;            /* the frame's original protobuf encoding */
+
+    /* Since 1.1: test with AERO_HAS(frame, aero_frame, <field>). */
+    aero_protocol protocol;       /* which generation of the stream protocol carried it */
+    aero_str wal_id;              /* TelemetryFrame.wal_id, canonical lowercase
+                                   * 8-4-4-4-12, or empty (agents before July 2026) */
+    aero_str intent_id;           /* TelemetryFrame.intent_id */
+    uint32_t intent_version;      /* TelemetryFrame.intent_version */
+    aero_str relay_id;            /* the relay that received it */
+    aero_str operator_id;         /* the agent's operator (agent mappings), or empty */
+    aero_str aircraft_id;         /* the agent's aircraft (agent mappings), or empty */
 } aero_frame;
 
 /* Per-frame outcome a sink reports in write_batch's results[]. Since 1.0.

@@ -254,6 +254,13 @@ static aero_frame base_frame(void)
         .flight_id = S("f-7"),
         .received_unix_ns = 1795798646123456789,
         .protobuf = {NULL, 0},
+        .protocol = AERO_PROTOCOL_MULTIPLEXED,
+        .wal_id = S("0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f"),
+        .intent_id = S("intent-9"),
+        .intent_version = 4294967295u,
+        .relay_id = S("relay-a"),
+        .operator_id = S("op-1"),
+        .aircraft_id = S("ac-\"1\""),
     };
     return f;
 }
@@ -268,12 +275,31 @@ Test(envelope_json, every_field_exact)
         "\"sent_at_unix_ns\":1732726646123456789,\"timestamp_device\":12.5,"
         "\"msg_id\":33,\"msg_name\":\"GLOBAL_POSITION_INT\",\"dialect\":\"common\","
         "\"flight_id\":\"f-7\",\"fields\":{\"lat\":\"47.3977419\",\"alt\":\"488.26\"},"
-        "\"raw_mavlink\":\"Zm9vYmFy\"}");
+        "\"raw_mavlink\":\"Zm9vYmFy\",\"protocol\":\"multiplexed\","
+        "\"wal_id\":\"0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f\",\"intent_id\":\"intent-9\","
+        "\"intent_version\":4294967295,\"relay_id\":\"relay-a\",\"operator_id\":\"op-1\","
+        "\"aircraft_id\":\"ac-\\\"1\\\"\"}");
     cr_expect_eq(py_check(got,
         "assert list(d) == ['agent_id', 'session_id', 'seq', 'timestamp_relay',"
         " 'sent_at_unix_ns', 'timestamp_device', 'msg_id', 'msg_name',"
-        " 'dialect', 'flight_id', 'fields', 'raw_mavlink']\n"
-        "assert d['fields'] == {'lat': '47.3977419', 'alt': '488.26'}"), 0);
+        " 'dialect', 'flight_id', 'fields', 'raw_mavlink', 'protocol', 'wal_id',"
+        " 'intent_id', 'intent_version', 'relay_id', 'operator_id', 'aircraft_id']\n"
+        "assert d['fields'] == {'lat': '47.3977419', 'alt': '488.26'}\n"
+        "assert d['intent_version'] == 4294967295 and d['aircraft_id'] == 'ac-\"1\"'"), 0);
+    free(got);
+}
+
+/* A frame built against ABI 1.0 (its size ends before `protocol`) gets the
+ * 1.0 envelope: nothing is read past what its producer wrote. */
+Test(envelope_json, a_frame_of_abi_1_0_has_the_1_0_keys_only)
+{
+    aero_frame f = base_frame();
+    f.size = offsetof(aero_frame, protocol);
+    char *got = encode(&f);
+    cr_expect_eq(py_check(got,
+        "assert list(d) == ['agent_id', 'session_id', 'seq', 'timestamp_relay',"
+        " 'sent_at_unix_ns', 'timestamp_device', 'msg_id', 'msg_name',"
+        " 'dialect', 'flight_id', 'fields', 'raw_mavlink']"), 0);
     free(got);
 }
 
@@ -293,7 +319,9 @@ Test(envelope_json, extreme_integers_and_empty)
         "\"timestamp_relay\":\"1677-09-21T00:12:43.145224192Z\","
         "\"sent_at_unix_ns\":-9223372036854775808,\"timestamp_device\":null,"
         "\"msg_id\":4294967295,\"msg_name\":\"\",\"dialect\":\"\","
-        "\"flight_id\":\"\",\"fields\":{},\"raw_mavlink\":\"\"}");
+        "\"flight_id\":\"\",\"fields\":{},\"raw_mavlink\":\"\",\"protocol\":\"seed\","
+        "\"wal_id\":\"\",\"intent_id\":\"\",\"intent_version\":0,\"relay_id\":\"\","
+        "\"operator_id\":\"\",\"aircraft_id\":\"\"}");
     cr_expect_eq(py_check(got,
         "assert d['seq'] == 18446744073709551615\n"
         "assert d['sent_at_unix_ns'] == -9223372036854775808\n"
@@ -482,13 +510,13 @@ static void fill_adversarial(uint64_t *s, char *p, size_t n)
 Test(envelope_json, bound_holds_and_paths_agree)
 {
     uint64_t s = 12345;
-    static char pool[8][300];
+    static char pool[13][300];
     size_t lines_len = 0, n_lines = 0;
     char *lines = malloc(1);
     aero_kv kv[3];
     for (int iter = 0; iter < 3000; iter++) {
-        aero_str str[8];
-        for (int k = 0; k < 8; k++) {
+        aero_str str[13];
+        for (int k = 0; k < 13; k++) {
             size_t n = (size_t)(rng(&s) % 300);
             fill_adversarial(&s, pool[k], n);
             str[k] = (aero_str){pool[k], n};
@@ -506,6 +534,9 @@ Test(envelope_json, bound_holds_and_paths_agree)
             .received_unix_ns = (int64_t)rng(&s), .msg_id = (uint32_t)rng(&s),
             .device_timestamp_sec = dev, .fields = kv,
             .n_fields = (size_t)(rng(&s) % 4),
+            .protocol = (aero_protocol)(1 + rng(&s) % 2), .wal_id = str[8],
+            .intent_id = str[9], .intent_version = (uint32_t)rng(&s), .relay_id = str[10],
+            .operator_id = str[11], .aircraft_id = str[12],
         };
         size_t need = envelope_json_encode(&f, NULL, 0);
         size_t bound = envelope_json_bound(&f);
@@ -533,7 +564,7 @@ Test(envelope_json, bound_holds_and_paths_agree)
     lines[lines_len - 1] = '\0';
     char script[128];
     snprintf(script, sizeof(script),
-             "assert len(ds) == %zu and all(len(x) == 12 for x in ds)", n_lines);
+             "assert len(ds) == %zu and all(len(x) == 19 for x in ds)", n_lines);
     cr_assert_eq(py_check(lines, script), 0);
     free(lines);
 }

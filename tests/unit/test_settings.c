@@ -274,7 +274,7 @@ Test(settings, errors_have_exact_messages)
         {"syntax error", "[relay]\nlisten\n",
          "relay.ini:2: syntax error: \"listen\" (expected key = value, [section] or ; comment)"},
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
-         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s)"},
+         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s)"},
         {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen)"},
         {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format)"},
         {"bad int", "[relay]\nmax_inflight = lots\n",

@@ -1,0 +1,78 @@
+/*
+ * agent_internal.h - what agent_gateway.c (Register, opening and ending
+ * streams) and agent_stream.c (each message of an open stream) share:
+ * the gateway and one stream's identity. Nothing else includes it.
+ */
+#ifndef AERO_AGENT_INTERNAL_H
+#define AERO_AGENT_INTERNAL_H
+
+#include "agent_gateway.h"
+#include "frame_codec.h"
+#include "gateway_metrics.h"
+#include "relay.h"
+#include "rpc_stream.h"
+#include "session_table.h"
+#include "sink_pipeline.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* An encoded ack never exceeds this: agent ids are at most 128 bytes and
+ * every error text at most ACK_ERROR_MAX (checked in gateway_create). */
+#define ACK_ERROR_MAX 512
+#define ACK_MAX_BYTES 1024
+
+/* Payload kinds of aero_relay_stream_messages_ignored_total, by enum mux_arm. */
+#define MUX_ARMS (MUX_UNKNOWN + 1)
+
+struct gateway {
+    struct relay *relay;
+    size_t n_sinks;
+    int max_inflight;
+    char **sink_errors; /* per sink: the ack error text when it refused */
+    struct rpc_stream_set *streams; /* open TelemetryStreams */
+    /* Last time each kind of ignored message was logged (monotonic ns):
+     * at most one line a minute per kind. */
+    _Atomic int64_t ignored_logged_ns[MUX_ARMS];
+    struct gateway_metrics m;
+};
+
+/* The stream's generation: decided once, by the header or the first
+ * message (SPEC.md section 9), never changed. */
+enum stream_gen {
+    GEN_UNDECIDED = 0,
+    GEN_SEED = AERO_PROTOCOL_SEED,
+    GEN_MUX = AERO_PROTOCOL_MULTIPLEXED
+};
+
+/* One TelemetryStream: who it is for. The call itself, its reads, sends
+ * and final status are the rpc_stream's; this object lives exactly as long
+ * as the rpc_stream (freed by its on_free), and every reference to it is
+ * a reference to the rpc_stream. */
+struct stream {
+    struct rpc_stream *rs;
+    struct gateway *gw;
+    atomic_bool superseded; /* ended by a newer session: counted as such, once */
+    atomic_int gen_kind;    /* enum stream_gen; written by on_message only */
+    bool warned_no_wal;     /* logged a frame without wal_id (on_message only) */
+
+    char agent_id[SESSION_AGENT_MAX + 1];
+    size_t agent_len;
+    char session_id[SESSION_ID_LEN + 1];
+    uint64_t gen; /* the session table's generation of our attach */
+
+    struct sink_waiter waiters[]; /* one per sink */
+};
+
+static inline void stream_ref(struct stream *s) { rpc_stream_ref(s->rs); }
+static inline void stream_unref(struct stream *s) { rpc_stream_unref(s->rs); }
+
+/* agent_stream.c: the message path of every TelemetryStream. */
+void agent_stream_on_message(void *owner, const uint8_t *bytes, size_t len,
+                             struct worker_ctx *w);
+void agent_stream_on_sent(void *owner, uint64_t recv_ns, bool ok);
+void agent_stream_on_wake(struct sink_waiter *w);
+/* The stream's generation is known: count it (opened streams by protocol). */
+void agent_stream_decided(struct stream *s, enum stream_gen gen);
+
+#endif

@@ -1,0 +1,381 @@
+/*
+ * agent_stream.c - every message of an open TelemetryStream: which
+ * generation the stream speaks (SPEC.md section 9, decided once), the
+ * frame decoded in place, admitted by that generation's rules, copied into
+ * a job and handed to the sinks; the ack encoded for that generation and
+ * queued on the stream once the last sink reported. Messages of a stream
+ * come one at a time (rpc_stream), on gRPC workers; job completions come
+ * from sink threads.
+ */
+#include "agent_internal.h"
+
+#include "aeroarc/agent/v1/agent.pb-c.h"
+#include "job_json.h"
+#include "log.h"
+#include "mono_clock.h" /* latency: NTP steps must not show as negative acks */
+#include "worker_ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A frame on its way through the sinks; fields and the frame's bytes follow. */
+struct stream_job {
+    struct frame_job job; /* first: complete() gets &job */
+    struct stream *stream;
+    int64_t recv_ns; /* monotonic, for the ack latency */
+    char wal_id[FRAME_WAL_ID_LEN + 1]; /* canonical, or "" */
+    aero_kv fields[];
+};
+
+static const char empty[] = "";
+
+/* ------------------------------------------------------------- the acks */
+
+/* Queue one ack behind the stream's other messages, in the stream's
+ * generation. It answers a frame read, so its read credit returns once it
+ * is sent. */
+static void send_ack(struct stream *s, uint64_t seq, enum ack_status status, const char *error,
+                     int64_t recv_ns)
+{
+    metrics_inc(s->gw->m.acks[status]);
+    uint8_t buf[ACK_MAX_BYTES];
+    size_t n = atomic_load_explicit(&s->gen_kind, memory_order_relaxed) == GEN_MUX
+                   ? frame_mux_ack_encode(buf, seq, status, error)
+                   : ack_encode(buf, (aero_str){s->agent_id, s->agent_len}, seq, status, error);
+    /* On failure nothing is acknowledged (never a false OK): the agent
+     * resends, and the frame's credit is given back. */
+    rpc_stream_send(s->rs, buf, n, RPC_SEND_CREDIT, (uint64_t)recv_ns);
+}
+
+static enum ack_status ack_status_of(aero_result r)
+{
+    switch (r) {
+    case AERO_OK: return ACK_OK;
+    case AERO_BACKOFF: return ACK_RETRY_WITH_BACKOFF;
+    case AERO_REJECT: return ACK_PERMANENT_ERROR;
+    default: return ACK_TEMPORARY_ERROR;
+    }
+}
+
+/* Last sink reported (sink thread, or the submitting worker). */
+static void job_complete(struct frame_job *job)
+{
+    struct stream_job *sj = (struct stream_job *)job;
+    struct stream *s = sj->stream;
+    aero_result worst = (aero_result)atomic_load(&job->worst);
+    int failed = atomic_load(&job->failed_sink);
+    const char *error = NULL;
+    if (worst != AERO_OK && failed >= 0 && (size_t)failed < s->gw->n_sinks)
+        error = s->gw->sink_errors[failed];
+    send_ack(s, job->view.seq, ack_status_of(worst), error, sj->recv_ns);
+    job_json_free(job);
+    free(sj);
+    stream_unref(s); /* the job's */
+}
+
+/* An ack's send completed: gRPC has taken it for the wire. The latency
+ * observed here (frame read -> ack send done) is what an agent waits,
+ * minus the network. */
+void agent_stream_on_sent(void *owner, uint64_t recv_ns, bool ok)
+{
+    struct stream *s = owner;
+    if (ok)
+        metrics_histogram_observe_ns(s->gw->m.ack_latency, mono_ns() - (int64_t)recv_ns);
+}
+
+/* ----------------------------------------------------------- the sinks */
+
+/* Copy the frame's bytes next to its view and re-point every string there;
+ * fill in what the stream knows (identity, generation, relay). */
+static struct stream_job *job_create(struct stream *s, const aero_frame *view,
+                                     const aero_kv *fields, aero_str bytes, const char *wal_id)
+{
+    size_t fsz = view->n_fields * sizeof(aero_kv);
+    struct stream_job *sj = malloc(sizeof(*sj) + fsz + bytes.len);
+    if (!sj)
+        return NULL;
+    char *copy = (char *)sj->fields + fsz;
+    memcpy(copy, bytes.ptr, bytes.len);
+    ptrdiff_t delta = copy - bytes.ptr;
+#define REBASE(str) ((str).ptr = (str).len ? (str).ptr + delta : copy)
+    sj->job.view = *view;
+    aero_frame *v = &sj->job.view;
+    REBASE(v->raw_mavlink);
+    REBASE(v->dialect);
+    REBASE(v->msg_name);
+    REBASE(v->flight_id);
+    REBASE(v->intent_id);
+    for (size_t i = 0; i < view->n_fields; i++) {
+        sj->fields[i] = fields[i];
+        REBASE(sj->fields[i].key);
+        REBASE(sj->fields[i].value);
+    }
+#undef REBASE
+    v->fields = sj->fields;
+    v->protobuf = (aero_str){copy, bytes.len};
+    v->agent_id = (aero_str){s->agent_id, s->agent_len};
+    v->session_id = (aero_str){s->session_id, SESSION_ID_LEN};
+    v->protocol = (aero_protocol)atomic_load_explicit(&s->gen_kind, memory_order_relaxed);
+    memcpy(sj->wal_id, wal_id, strlen(wal_id) + 1);
+    v->wal_id = (aero_str){sj->wal_id, strlen(wal_id)};
+    const char *relay_id = s->gw->relay->settings->relay_id;
+    v->relay_id = (aero_str){relay_id, strlen(relay_id)};
+    /* Agent mappings (SPEC.md section 10) are not kept yet: unmapped. */
+    v->operator_id = (aero_str){empty, 0};
+    v->aircraft_id = (aero_str){empty, 0};
+    sj->stream = s;
+    sj->job.complete = job_complete;
+    return sj;
+}
+
+/* Hand an accepted frame to every sink. The stream stops reading while a
+ * `block` sink it fed is full (one pause per such sink). */
+static void submit(struct stream *s, struct stream_job *sj, struct worker_ctx *w)
+{
+    struct gateway *gw = s->gw;
+    stream_ref(s); /* the job's */
+    /* A queued waiter holds a reference until woken or cancelled. We only
+     * read with no wait outstanding, so every waiter is free here: take one
+     * per sink and give back those that were not queued. */
+    for (size_t i = 0; i < gw->n_sinks; i++)
+        stream_ref(s);
+    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, &w->owed);
+    /* A frame that came alone is written (and acked) before the next read is
+     * asked for: gRPC then sends the ack and the read's flow-control update
+     * in one write. */
+    if (!worker_ctx_defer(w))
+        sink_pipeline_flush(gw->relay->sinks, &w->owed);
+    for (size_t i = 0; i < gw->n_sinks - paused; i++)
+        stream_unref(s);
+    if (paused)
+        rpc_stream_pause(s->rs, (int)paused);
+}
+
+/* A sink queue this stream waited on has room again (sink thread). */
+void agent_stream_on_wake(struct sink_waiter *w)
+{
+    struct stream *s = w->owner;
+    rpc_stream_resume(s->rs);
+    stream_unref(s); /* the waiter's */
+}
+
+/* A decoded frame that passed its generation's rules: to the sinks. */
+static void accept(struct stream *s, const aero_frame *view, const aero_kv *fields,
+                   aero_str bytes, const char *wal_id, int64_t recv_ns, struct worker_ctx *w)
+{
+    struct gateway *gw = s->gw;
+    struct stream_job *sj = job_create(s, view, fields, bytes, wal_id);
+    if (!sj) {
+        send_ack(s, view->seq, ACK_TEMPORARY_ERROR, "relay out of memory", recv_ns);
+        return;
+    }
+    sj->recv_ns = recv_ns;
+    metrics_inc(gw->m.frames);
+    /* Lock-free once the name has been seen (see metrics_vec_get). */
+    if (view->msg_name.len > 0)
+        metrics_inc(metrics_vec_get(gw->m.messages, view->msg_name.ptr, view->msg_name.len));
+    else
+        metrics_inc(metrics_vec_get(gw->m.messages, "unknown", 7));
+    submit(s, sj, w);
+}
+
+/* ---------------------------------------------------- admission rules */
+
+/* Generation 1 (SPEC.md section 2): the limits; a stale session_id is fine. */
+static void seed_frame(struct stream *s, aero_frame *view, const struct frame_wire_ids *wire,
+                       enum frame_decode_result dr, aero_str bytes, int64_t recv_ns,
+                       struct worker_ctx *w)
+{
+    struct gateway *gw = s->gw;
+    const char *reason = dr == FRAME_DECODE_TOO_MANY_FIELDS
+                             ? "more than 256 fields"
+                             : frame_validate(view, wire, (aero_str){s->agent_id, s->agent_len});
+    /* A rejected frame still shows the agent is alive. */
+    session_table_touch_frame(gw->relay->sessions, s->agent_id, s->gen, view->received_unix_ns,
+                              reason ? NULL : view);
+    if (reason)
+        send_ack(s, view->seq, ACK_PERMANENT_ERROR, reason, recv_ns);
+    else
+        accept(s, view, w->fields, bytes, "", recv_ns, w);
+}
+
+/* Generation 2 (SPEC.md section 9): rules 1-7 in order, each failure a
+ * PERMANENT_ERROR with the SPEC's text; the stream goes on. */
+static void mux_frame(struct stream *s, aero_frame *view, const struct frame_wire_ids *wire,
+                      enum frame_decode_result dr, aero_str bytes, int64_t recv_ns,
+                      struct worker_ctx *w)
+{
+    struct gateway *gw = s->gw;
+    char wal[FRAME_WAL_ID_LEN + 1] = "";
+    const char *reason = frame_admit_agent(wire, (aero_str){s->agent_id, s->agent_len});
+    const char *later =
+        reason ? NULL
+               : frame_admit_mux(view, wire, dr, (aero_str){s->session_id, SESSION_ID_LEN}, wal);
+    bool current = session_table_touch_frame(gw->relay->sessions, s->agent_id, s->gen,
+                                             view->received_unix_ns,
+                                             reason || later ? NULL : view);
+    if (!reason && !current)
+        reason = "telemetry stream session is no longer active";
+    if (!reason)
+        reason = later;
+    if (reason) {
+        send_ack(s, view->seq, ACK_PERMANENT_ERROR, reason, recv_ns);
+        return;
+    }
+    if (wal[0] == '\0') {
+        /* Agents before July 2026 send none and ignore ack status: keep
+         * their frames, count them, say so once per stream. */
+        metrics_inc(gw->m.frames_without_wal_id);
+        if (!s->warned_no_wal) {
+            s->warned_no_wal = true;
+            log_info("agent %s (session %s) sends frames without wal_id: an agent built "
+                     "before field 14; accepted, recorded with an empty wal_id",
+                     s->agent_id, s->session_id);
+        }
+    }
+    accept(s, view, w->fields, bytes, wal, recv_ns, w);
+}
+
+/* --------------------------------------------------- the message path */
+
+static void end_malformed(struct stream *s, const char *text)
+{
+    rpc_stream_credit(s->rs, 1); /* answered by the end of the stream */
+    rpc_stream_end(s->rs, RPC_INVALID_ARGUMENT, text);
+}
+
+static void decide(struct stream *s, enum stream_gen gen)
+{
+    atomic_store_explicit(&s->gen_kind, gen, memory_order_relaxed);
+    agent_stream_decided(s, gen);
+}
+
+/* A frame's bytes (a seed message, or a generation-2 envelope's payload)
+ * decoded in place: the fields go to the worker's scratch. */
+static enum frame_decode_result decode(aero_str bytes, aero_frame *view,
+                                       struct frame_wire_ids *wire, struct worker_ctx *w)
+{
+    *view = (aero_frame){.size = sizeof(aero_frame), .received_unix_ns = gateway_now_ns()};
+    return frame_decode((const uint8_t *)bytes.ptr, bytes.len, view, w->fields, FRAME_MAX_FIELDS,
+                        wire);
+}
+
+/* A seed message: the whole of it is the frame. */
+static void seed_message(struct stream *s, const uint8_t *bytes, size_t len, int64_t recv_ns,
+                         struct worker_ctx *w)
+{
+    aero_frame view;
+    struct frame_wire_ids wire;
+    aero_str whole = {(const char *)bytes, len};
+    enum frame_decode_result dr = decode(whole, &view, &wire, w);
+    if (dr == FRAME_DECODE_MALFORMED)
+        end_malformed(s, "malformed TelemetryFrame");
+    else
+        seed_frame(s, &view, &wire, dr, whole, recv_ns, w);
+}
+
+static const ProtobufCMessageDescriptor *const arm_message[MUX_ARMS] = {
+    [MUX_CONTEXT_ACK] = &aeroarc__agent__v1__operation_context_command_ack__descriptor,
+    [MUX_AIRCRAFT_RESULT] = &aeroarc__agent__v1__aircraft_command_result__descriptor,
+    [MUX_MISSION_RESULT] = &aeroarc__agent__v1__mission_deployment_result__descriptor,
+    [MUX_EVIDENCE] = &aeroarc__agent__v1__command_evidence__descriptor,
+};
+
+/* A message nobody handles (yet): counted, logged at most once a minute
+ * per kind, skipped; the stream goes on. */
+static void ignore(struct stream *s, enum mux_arm arm)
+{
+    struct gateway *gw = s->gw;
+    metrics_inc(gw->m.ignored[arm]);
+    int64_t now = mono_ns(), last = atomic_load(&gw->ignored_logged_ns[arm]);
+    if ((last == 0 || now - last >= 60 * INT64_C(1000000000)) &&
+        atomic_compare_exchange_strong(&gw->ignored_logged_ns[arm], &last, now))
+        log_info("agent %s sent a stream message nobody handles (%s): skipped "
+                 "(aero_relay_stream_messages_ignored_total; logged once a minute per kind)",
+                 s->agent_id, frame_mux_arm_name(arm));
+    rpc_stream_credit(s->rs, 1);
+}
+
+/* A generation-2 message: its arm decides. */
+static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int64_t recv_ns,
+                        struct worker_ctx *w)
+{
+    enum mux_arm arm;
+    aero_str payload;
+    if (frame_mux_decode(bytes, len, &arm, &payload) < 0) {
+        end_malformed(s, "malformed AgentStreamMessage");
+        return;
+    }
+    if (arm == MUX_FRAME) {
+        aero_frame view;
+        struct frame_wire_ids wire;
+        enum frame_decode_result dr = decode(payload, &view, &wire, w);
+        if (dr == FRAME_DECODE_MALFORMED)
+            end_malformed(s, "malformed TelemetryFrame");
+        else
+            mux_frame(s, &view, &wire, dr, payload, recv_ns, w);
+        return;
+    }
+    if (arm_message[arm]) {
+        /* Results of commands this relay sent: none are sent yet, so nobody
+         * waits for one; it must still be what its arm says. */
+        ProtobufCMessage *m = protobuf_c_message_unpack(arm_message[arm], NULL, payload.len,
+                                                        (const uint8_t *)payload.ptr);
+        if (!m) {
+            end_malformed(s, "malformed AgentStreamMessage payload");
+            return;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    ignore(s, arm);
+}
+
+/*
+ * The first message of a stream whose generation the header did not
+ * decide (SPEC.md section 9, rule 2): generation 2 when it is exactly one
+ * field 1-7 of wire type 2 spanning the buffer whose payload is well
+ * formed (a frame: one with seq > 0 or a msg_name); else a seed frame. A
+ * frame payload is decoded once and used as it is.
+ */
+static void first_message(struct stream *s, const uint8_t *bytes, size_t len, int64_t recv_ns,
+                          struct worker_ctx *w)
+{
+    uint32_t field;
+    aero_str payload;
+    aero_frame view;
+    struct frame_wire_ids wire;
+    if (frame_mux_single_field(bytes, len, &field, &payload)) {
+        if (field == MUX_FRAME) {
+            enum frame_decode_result dr = decode(payload, &view, &wire, w);
+            if (dr != FRAME_DECODE_MALFORMED && (view.seq > 0 || view.msg_name.len > 0)) {
+                decide(s, GEN_MUX);
+                mux_frame(s, &view, &wire, dr, payload, recv_ns, w);
+                return;
+            }
+        } else if (frame_mux_well_formed(payload)) {
+            decide(s, GEN_MUX);
+            mux_message(s, bytes, len, recv_ns, w);
+            return;
+        }
+    }
+    decide(s, GEN_SEED);
+    seed_message(s, bytes, len, recv_ns, w);
+}
+
+/* One received message, by the stream's generation. */
+void agent_stream_on_message(void *owner, const uint8_t *bytes, size_t len, struct worker_ctx *w)
+{
+    struct stream *s = owner;
+    int64_t recv_ns = mono_ns();
+    metrics_add(s->gw->m.bytes, len);
+    switch (atomic_load_explicit(&s->gen_kind, memory_order_relaxed)) {
+    case GEN_SEED:
+        seed_message(s, bytes, len, recv_ns, w);
+        return;
+    case GEN_MUX:
+        mux_message(s, bytes, len, recv_ns, w);
+        return;
+    default:
+        first_message(s, bytes, len, recv_ns, w);
+    }
+}
