@@ -2,7 +2,11 @@
  * fuzz_frame_decoder.c - libFuzzer target for core/frame_codec.c: decode and
  * validate arbitrary bytes, check every view string lies inside the input,
  * and where protobuf-c (the reference) also accepts the bytes, check both
- * decoders agree. Any disagreement or memory error aborts the run.
+ * decoders agree. The same bytes also go through the generation-2 path:
+ * the first-message classifier (SPEC.md section 9 rule 2), the envelope
+ * decoder (its arm and payload must agree with protobuf-c's
+ * AgentStreamMessage), and the frame inside an envelope, checked as above.
+ * Any disagreement or memory error aborts the run.
  */
 #include "frame_codec.h"
 
@@ -99,13 +103,15 @@ static void cross_check(const aero_frame *v, const struct frame_wire_ids *w,
     check(v->msg_id == pb->msg_id);
     check(same_string(v->msg_name, pb->msg_name));
     check(same_string(v->flight_id, pb->flight_id));
+    check(same_string(v->intent_id, pb->intent_id));
+    check(v->intent_version == pb->intent_version);
+    check(same_string(w->wal_id, pb->wal_id));
     check(same_map(v, pb));
     aeroarc__agent__v1__telemetry_frame__free_unpacked(pb, NULL);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One TelemetryFrame's bytes: decode, bounds, limits, the reference. */
+static void frame_case(const uint8_t *data, size_t size)
 {
     static const char stream_agent[] = "drone-1";
     aero_kv fields[FIELDS_CAP];
@@ -114,10 +120,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     enum frame_decode_result rc = frame_decode(data, size, &view, fields, FIELDS_CAP, &wire);
     if (rc == FRAME_DECODE_MALFORMED)
-        return 0;
+        return;
     check(view.n_fields <= FIELDS_CAP);
     check(inside(view.raw_mavlink, data, size) && inside(view.dialect, data, size) &&
           inside(view.msg_name, data, size) && inside(view.flight_id, data, size) &&
+          inside(view.intent_id, data, size) && inside(wire.wal_id, data, size) &&
           inside(wire.agent_id, data, size) && inside(wire.session_id, data, size));
     for (size_t i = 0; i < view.n_fields; i++) {
         check(inside(view.fields[i].key, data, size) && inside(view.fields[i].value, data, size));
@@ -129,7 +136,55 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *reason =
         frame_validate(&view, &wire, (aero_str){stream_agent, sizeof(stream_agent) - 1});
     check(reason == NULL || reason[0] != '\0');
+    char wal[FRAME_WAL_ID_LEN + 1];
+    reason = frame_admit_mux(&view, &wire, rc, (aero_str){"sess-x", 6}, wal);
+    check(reason == NULL || reason[0] != '\0');
+    check(strlen(wal) == 0 || strlen(wal) == FRAME_WAL_ID_LEN);
     if (rc == FRAME_DECODE_OK)
         cross_check(&view, &wire, data, size);
+}
+
+/* The generation-2 readers on the same bytes, against protobuf-c. */
+static void envelope_case(const uint8_t *data, size_t size)
+{
+    uint32_t field;
+    aero_str payload;
+    if (frame_mux_single_field(data, size, &field, &payload)) {
+        check(field >= 1 && field <= 7 && inside(payload, data, size));
+        (void)frame_mux_well_formed(payload);
+    }
+    enum mux_arm arm;
+    int rc = frame_mux_decode(data, size, &arm, &payload);
+    Aeroarc__Agent__V1__AgentStreamMessage *pb =
+        aeroarc__agent__v1__agent_stream_message__unpack(NULL, size, data);
+    if (rc < 0) {
+        /* Stricter than protobuf-c only where protobuf-c accepts a payload
+         * it then fails to unpack: never the other way round. */
+        if (pb != NULL)
+            aeroarc__agent__v1__agent_stream_message__free_unpacked(pb, NULL);
+        return;
+    }
+    check(inside(payload, data, size));
+    check(frame_mux_arm_name(arm) != NULL);
+    if (pb != NULL) {
+        if (arm >= MUX_FRAME && arm <= MUX_FLIGHT_COMPLETION)
+            check((int)pb->payload_case == (int)arm);
+        else
+            check(pb->payload_case == 0);
+        aeroarc__agent__v1__agent_stream_message__free_unpacked(pb, NULL);
+    }
+    if (arm == MUX_FRAME)
+        frame_case((const uint8_t *)payload.ptr, payload.len);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    frame_case(data, size);
+    envelope_case(data, size);
+    uint8_t ack[56 + 32];
+    size_t n = frame_mux_ack_encode(ack, size, ACK_PERMANENT_ERROR, "fuzz");
+    check(n <= sizeof(ack));
     return 0;
 }

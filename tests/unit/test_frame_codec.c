@@ -745,6 +745,239 @@ Test(ack_encode, seq_zero_still_has_a_frame_id)
     cr_assert_arr_eq(out, "\x0a\x03" "d:0", 5);
 }
 
+/* --------------------------------------------------------- generation 2 */
+
+typedef Aeroarc__Agent__V1__AgentStreamMessage PbAgentMsg;
+typedef Aeroarc__Agent__V1__RelayStreamMessage PbRelayMsg;
+
+static void check_mux_ack(uint64_t seq, enum ack_status status, const char *error)
+{
+    uint8_t *out = malloc(56 + (error ? strlen(error) : 0));
+    size_t n = frame_mux_ack_encode(out, seq, status, error);
+    PbRelayMsg *m = aeroarc__agent__v1__relay_stream_message__unpack(NULL, n, out);
+    cr_assert_not_null(m);
+    cr_assert_eq(m->payload_case, AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_TELEMETRY_ACK);
+    cr_assert_str_eq(m->telemetry_ack->frame_id, "", "generation 2 acks carry no frame_id");
+    cr_assert_eq(m->telemetry_ack->seq, seq);
+    cr_assert_eq((int)m->telemetry_ack->status, (int)status);
+    cr_assert_str_eq(m->telemetry_ack->error, error ? error : "");
+    /* byte-identical to protobuf-c's encoding of the same message */
+    size_t ref_len = aeroarc__agent__v1__relay_stream_message__get_packed_size(m);
+    uint8_t *ref = malloc(ref_len);
+    aeroarc__agent__v1__relay_stream_message__pack(m, ref);
+    cr_assert_eq(ref_len, n);
+    cr_assert_arr_eq(ref, out, n);
+    free(ref);
+    aeroarc__agent__v1__relay_stream_message__free_unpacked(m, NULL);
+    free(out);
+}
+
+Test(mux, acks_decode_to_the_inputs_with_an_empty_frame_id)
+{
+    char *long_error = filled(5000);
+    check_mux_ack(0, ACK_OK, NULL);
+    check_mux_ack(1, ACK_OK, NULL);
+    check_mux_ack(127, ACK_PERMANENT_ERROR, "telemetry frame message name is required");
+    check_mux_ack(UINT64_MAX, ACK_RETRY_WITH_BACKOFF, "relay sink queue is full");
+    check_mux_ack(300, ACK_TEMPORARY_ERROR, long_error);
+    free(long_error);
+}
+
+/* An AgentStreamMessage{telemetry_frame} as protobuf-c packs it. */
+static uint8_t *pack_envelope(PbFrame *f, size_t *len)
+{
+    PbAgentMsg m = AEROARC__AGENT__V1__AGENT_STREAM_MESSAGE__INIT;
+    m.payload_case = AEROARC__AGENT__V1__AGENT_STREAM_MESSAGE__PAYLOAD_TELEMETRY_FRAME;
+    m.telemetry_frame = f;
+    *len = aeroarc__agent__v1__agent_stream_message__get_packed_size(&m);
+    uint8_t *buf = malloc(*len);
+    aeroarc__agent__v1__agent_stream_message__pack(&m, buf);
+    return buf;
+}
+
+Test(mux, an_envelope_is_one_field_and_its_frame_decodes_in_place)
+{
+    PbFrame f = AEROARC__AGENT__V1__TELEMETRY_FRAME__INIT;
+    f.seq = 9;
+    f.msg_name = "HEARTBEAT";
+    f.intent_id = "intent-1";
+    f.intent_version = 7;
+    f.wal_id = "0B6F7E4E-3C2A-4F7B-9D1E-5A6B7C8D9E0F";
+    size_t len;
+    uint8_t *buf = pack_envelope(&f, &len);
+    uint32_t field;
+    aero_str payload;
+    cr_assert(frame_mux_single_field(buf, len, &field, &payload));
+    cr_assert_eq(field, 1);
+    enum mux_arm arm;
+    aero_str p2;
+    cr_assert_eq(frame_mux_decode(buf, len, &arm, &p2), 0);
+    cr_assert_eq(arm, MUX_FRAME);
+    cr_assert(p2.ptr == payload.ptr && p2.len == payload.len, "no copy: the same bytes");
+    struct decoded d;
+    decode(&d, (const uint8_t *)payload.ptr, payload.len);
+    cr_assert_eq(d.rc, FRAME_DECODE_OK);
+    cr_assert_eq(d.view.seq, 9);
+    cr_assert(str_is_c(d.view.intent_id, "intent-1"));
+    cr_assert_eq(d.view.intent_version, 7);
+    cr_assert(str_is_c(d.wire.wal_id, "0B6F7E4E-3C2A-4F7B-9D1E-5A6B7C8D9E0F"));
+    free(buf);
+}
+
+Test(mux, the_arm_is_the_last_of_fields_1_to_6_and_others_are_unknown_or_empty)
+{
+    struct wbuf w = {.n = 0};
+    enum mux_arm arm;
+    aero_str payload;
+    cr_assert_eq(frame_mux_decode(w.b, 0, &arm, &payload), 0);
+    cr_assert_eq(arm, MUX_EMPTY);
+
+    w_str(&w, 7, "x"); /* field 7 is not an arm of AgentStreamMessage */
+    cr_assert_eq(frame_mux_decode(w.b, w.n, &arm, &payload), 0);
+    cr_assert_eq(arm, MUX_UNKNOWN);
+
+    w_bytes(&w, 6, "", 0);
+    w_tag(&w, 99, 0);
+    w_varint(&w, 5);
+    cr_assert_eq(frame_mux_decode(w.b, w.n, &arm, &payload), 0);
+    cr_assert_eq(arm, MUX_FLIGHT_COMPLETION);
+
+    w_str(&w, 2, "\x0a\x01x"); /* OperationContextCommandAck{command_id "x"} */
+    cr_assert_eq(frame_mux_decode(w.b, w.n, &arm, &payload), 0);
+    cr_assert_eq(arm, MUX_CONTEXT_ACK);
+    cr_assert(str_is(payload, "\x0a\x01x", 3));
+    cr_assert_str_eq(frame_mux_arm_name(arm), "operation_context_command_ack");
+}
+
+Test(mux, malformed_envelopes_are_refused)
+{
+    struct wbuf w = {.n = 0};
+    enum mux_arm arm;
+    aero_str payload;
+    w_tag(&w, 1, 0); /* an arm with wire type varint */
+    w_varint(&w, 1);
+    cr_assert_eq(frame_mux_decode(w.b, w.n, &arm, &payload), -1);
+    w.n = 0;
+    w_tag(&w, 3, 2);
+    w_varint(&w, 10); /* length past the end */
+    w_byte(&w, 0);
+    cr_assert_eq(frame_mux_decode(w.b, w.n, &arm, &payload), -1);
+    w.n = 0;
+    w_tag(&w, 9, 3); /* a group */
+    cr_assert_eq(frame_mux_decode(w.b, w.n, &arm, &payload), -1);
+}
+
+/* SPEC section 9 rule 2: the shape of a first message. */
+Test(mux, single_field_needs_one_field_1_to_7_of_wire_type_2_spanning_the_buffer)
+{
+    struct wbuf w = {.n = 0};
+    uint32_t field;
+    aero_str payload;
+    w_str(&w, 1, "sess-0123456789abcdef0123456789abcdef");
+    cr_assert(frame_mux_single_field(w.b, w.n, &field, &payload),
+              "a seed frame with only session_id has the shape...");
+    struct decoded d;
+    decode(&d, (const uint8_t *)payload.ptr, payload.len);
+    cr_assert_eq(d.rc, FRAME_DECODE_MALFORMED, "...but \"sess-...\" is no TelemetryFrame");
+
+    w.n = 0;
+    w_bytes(&w, 1, "", 0); /* a frame with seq 0 and no msg_name: not generation 2 */
+    cr_assert(frame_mux_single_field(w.b, w.n, &field, &payload));
+    decode(&d, (const uint8_t *)payload.ptr, payload.len);
+    cr_assert_eq(d.rc, FRAME_DECODE_OK);
+    cr_assert(d.view.seq == 0 && d.view.msg_name.len == 0);
+
+    w.n = 0;
+    w_str(&w, 8, "x");
+    cr_assert_not(frame_mux_single_field(w.b, w.n, &field, &payload), "field 8");
+    w.n = 0;
+    w_str(&w, 1, "x");
+    w_str(&w, 1, "y");
+    cr_assert_not(frame_mux_single_field(w.b, w.n, &field, &payload), "two fields");
+    w.n = 0;
+    w_tag(&w, 1, 0);
+    w_varint(&w, 3);
+    cr_assert_not(frame_mux_single_field(w.b, w.n, &field, &payload), "wire type 0");
+    cr_assert_not(frame_mux_single_field(NULL, 0, &field, &payload), "empty");
+
+    cr_assert(frame_mux_well_formed(cstr("\x08\x01\x12\x01x")));
+    cr_assert_not(frame_mux_well_formed(cstr("\x0b")), "group");
+    cr_assert_not(frame_mux_well_formed(cstr("\x12\x05x")), "length past the end");
+}
+
+Test(mux, wal_ids_in_every_form_uuid_parse_takes_come_out_canonical)
+{
+    static const char *const good[] = {
+        "0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f",
+        "0B6F7E4E-3C2A-4F7B-9D1E-5A6B7C8D9E0F",
+        "{0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f}",
+        "urn:uuid:0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f",
+        "URN:UUID:0B6F7E4E-3C2A-4F7B-9D1E-5A6B7C8D9E0F",
+        "0b6f7e4e3c2a4f7b9d1e5a6b7c8d9e0f",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char out[FRAME_WAL_ID_LEN + 1];
+        cr_assert_eq(frame_wal_id_canonical(cstr(good[i]), out), 0, "%s", good[i]);
+        cr_assert_str_eq(out, "0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f", "%s", good[i]);
+    }
+    static const char *const bad[] = {
+        "00000000-0000-0000-0000-000000000000", /* the nil UUID */
+        "00000000000000000000000000000000",
+        "0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0",  /* 35 */
+        "0b6f7e4e_3c2a-4f7b-9d1e-5a6b7c8d9e0f",
+        "0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0g",
+        "(0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f)",
+        "urn:uuid:0b6f7e4e3c2a4f7b9d1e5a6b7c8d9e0f",
+        "wal-1",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char out[FRAME_WAL_ID_LEN + 1];
+        cr_assert_eq(frame_wal_id_canonical(cstr(bad[i]), out), -1, "%s", bad[i]);
+    }
+}
+
+/* The admission rules in SPEC order, each with its exact text. */
+Test(mux, admission_rules_in_order_with_their_texts)
+{
+    aero_frame v = {.size = sizeof(v), .msg_name = cstr("HEARTBEAT"), .sent_at_unix_ns = 1};
+    struct frame_wire_ids wire = {.agent_id = cstr(""), .session_id = cstr("sess-a"),
+                                  .wal_id = cstr("")};
+    char wal[FRAME_WAL_ID_LEN + 1];
+    aero_str sess = cstr("sess-a");
+    cr_assert_null(frame_admit_agent(&wire, cstr("drone-1")), "empty agent_id is fine");
+    wire.agent_id = cstr("drone-2");
+    cr_assert_str_eq(frame_admit_agent(&wire, cstr("drone-1")),
+                     "telemetry frame agent ID does not match authenticated stream");
+    wire.agent_id = cstr("drone-1");
+    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal));
+    cr_assert_str_eq(wal, "", "an empty wal_id is kept empty");
+
+    wire.session_id = cstr("sess-old");
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+                     "telemetry frame session ID does not match active session");
+    wire.session_id = sess;
+    v.msg_name = cstr(" \t\xc2\xa0");
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+                     "telemetry frame message name is required");
+    v.msg_name = cstr("HEARTBEAT");
+    v.sent_at_unix_ns = 0;
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+                     "telemetry frame capture timestamp is required");
+    v.sent_at_unix_ns = 5;
+    wire.wal_id = cstr("00000000-0000-0000-0000-000000000000");
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+                     "telemetry frame WAL generation ID is invalid");
+    wire.wal_id = cstr("{0B6F7E4E-3C2A-4F7B-9D1E-5A6B7C8D9E0F}");
+    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal));
+    cr_assert_str_eq(wal, "0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f");
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_TOO_MANY_FIELDS, sess, wal),
+                     "more than 256 fields");
+    v.dialect = cstr("0123456789012345678901234567890123456789012345678901234567890123456789");
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+                     "dialect over 64 bytes");
+}
+
 /* ------------------------------------------------------- randomized tests */
 
 /* xorshift64*: reproducible from the seed printed on failure. */
