@@ -308,3 +308,37 @@ Test(cli, a_1_0_plugin_without_check_still_loads)
     cr_assert_eq(run("-c", r.config, "--check"), 0, "%s", out);
     cr_assert(strstr(out, "configuration OK"), "%s", out);
 }
+
+/* route-redis checks its address without connecting, from relay.ini or,
+ * when set, from REDIS_ADDR (reported against redis_addr's line, or the
+ * section's when the file does not set it). */
+Test(cli, route_redis_check_names_a_bad_address)
+{
+    unsetenv("REDIS_ADDR");
+    unsetenv("REDIS_DB");
+    struct relay_proc r;
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n"
+                     "redis_addr = host:99999\n");
+    cr_assert_eq(run("-c", r.config, "--check"), 2);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:5: [route] redis_addr: invalid address \"host:99999\" (expected "
+             "host:port, [ipv6]:port, host or unix:/path)\n",
+             r.config);
+    cr_expect_str_eq(out, want);
+
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n");
+    setenv("REDIS_ADDR", "a b:1", 1);
+    setenv("REDIS_DB", "x", 1);
+    int rc = run("-c", r.config, "--check");
+    unsetenv("REDIS_ADDR");
+    unsetenv("REDIS_DB");
+    cr_assert_eq(rc, 2);
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %1$s:3: [route] redis_db: REDIS_DB environment value \"x\" is invalid "
+             "(expected an integer from 0 to 1000000)\n"
+             "aeroarc-relay: %1$s:3: [route] redis_addr: REDIS_ADDR environment value: invalid "
+             "address \"a b:1\" (expected host:port, [ipv6]:port, host or unix:/path)\n",
+             r.config);
+    cr_expect_str_eq(out, want);
+}
