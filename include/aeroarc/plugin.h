@@ -132,9 +132,10 @@ typedef enum aero_key_type {
 
 /*
  * A configuration key a plugin accepts in its section. The relay validates
- * every key of the section against this list before create() and fills in
- * defaults, so --check runs no plugin code and create() only sees valid
- * values. Arrays of keys are read with the stride the vtable gives
+ * every key of the section against this list before check() and create()
+ * and fills in defaults, so both only see valid values (read them with
+ * config_bool/int/enum, never by hand). Arrays of keys are read with the
+ * stride the vtable gives
  * (key_size), so this struct may grow. Since 1.0.
  */
 typedef struct aero_config_key {
