@@ -70,8 +70,8 @@ static int int_setting(const aero_host *host, const char *env, const char *key, 
         long long e = strtoll(v, &end, 10);
         if (errno || *end || end == v || e < min || e > max)
             return host->config_error(host, key,
-                                      "%s environment value \"%s\" is invalid (expected an "
-                                      "integer from %lld to %lld)",
+                                      "%s: invalid value \"%s\" (expected an integer from "
+                                      "%lld to %lld)",
                                       env, v, min, max);
         *out = e;
         return 0;
@@ -129,7 +129,7 @@ static int configure(struct route_redis *rr)
     bad |= int_setting(h, NULL, "reconnect_max_ms", 100, 600000, &rmax) != 0;
     if (redis_link_parse_addr(addr, &rr->opts, err, sizeof(err)) < 0) {
         if (env_value("REDIS_ADDR"))
-            h->config_error(h, "redis_addr", "REDIS_ADDR environment value: %s", err);
+            h->config_error(h, "redis_addr", "REDIS_ADDR: %s", err);
         else
             h->config_error(h, "redis_addr", "%s", err);
         bad = 1;

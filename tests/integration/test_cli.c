@@ -335,10 +335,10 @@ Test(cli, route_redis_check_names_a_bad_address)
     unsetenv("REDIS_DB");
     cr_assert_eq(rc, 2);
     snprintf(want, sizeof(want),
-             "aeroarc-relay: %1$s:3: [route] redis_db: REDIS_DB environment value \"x\" is invalid "
-             "(expected an integer from 0 to 1000000)\n"
-             "aeroarc-relay: %1$s:3: [route] redis_addr: REDIS_ADDR environment value: invalid "
-             "address \"a b:1\" (expected host:port, [ipv6]:port, host or unix:/path)\n",
+             "aeroarc-relay: %1$s:3: [route] redis_db: REDIS_DB: invalid value \"x\" (expected "
+             "an integer from 0 to 1000000)\n"
+             "aeroarc-relay: %1$s:3: [route] redis_addr: REDIS_ADDR: invalid address \"a b:1\" "
+             "(expected host:port, [ipv6]:port, host or unix:/path)\n",
              r.config);
     cr_expect_str_eq(out, want);
 }
