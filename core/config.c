@@ -101,6 +101,7 @@ struct config_section *config_add_section(struct config_file *f, const char *nam
     s = &f->sections[f->n_sections++];
     memset(s, 0, sizeof *s);
     s->name = copy;
+    s->file = f->path;
     s->line = line;
     return s;
 }
@@ -568,25 +569,29 @@ static void list_choices(const char *choices, char *out, size_t cap)
         out[cap - 1] = '\0';
 }
 
-static int is_choice(const char *choices, const char *v)
+/* Index of v among "a|b|c" (blanks around a choice ignored), or -1. */
+static int choice_index(const char *choices, const char *v)
 {
     const char *p = choices;
     size_t vl = strlen(v);
 
-    while (p) {
+    for (int i = 0; p; i++) {
         const char *bar = strchr(p, '|'), *e = bar ? bar : p + strlen(p), *b = p;
         trim(&b, &e);
         if ((size_t)(e - b) == vl && memcmp(b, v, vl) == 0)
-            return 1;
+            return i;
         p = bar ? bar + 1 : NULL;
     }
-    return 0;
+    return -1;
 }
 
-/* One value against its declaration; err filled on failure. */
-static int check_value(const struct config_file *f, const struct config_section *s,
-                       const struct config_kv *kv, const aero_config_key *k, char *err,
-                       size_t errlen)
+static int is_choice(const char *choices, const char *v) { return choice_index(choices, v) >= 0; }
+
+/* One value against its declaration; err filled on failure. Returns 0,
+ * -EINVAL or -ERANGE. */
+static int check_value_at(const char *path, int line, const struct config_section *s,
+                          const struct config_kv *kv, const aero_config_key *k, char *err,
+                          size_t errlen)
 {
     char q[CONFIG_ERR_LEN], what[CONFIG_ERR_LEN];
     long long v;
@@ -602,29 +607,40 @@ static int check_value(const struct config_file *f, const struct config_section 
             else
                 snprintf(what, sizeof what, "an integer from %lld to %lld", (long long)k->min,
                          (long long)k->max);
-            return config_errorf(err, errlen, f->path, kv->line, s->name, kv->key,
-                                 "invalid value %s (expected %s)", q, what);
+            config_errorf(err, errlen, path, line, s->name, kv->key,
+                          "invalid value %s (expected %s)", q, what);
+            return -EINVAL;
         }
-        if (rc == -ERANGE || v < k->min || v > k->max)
-            return config_errorf(err, errlen, f->path, kv->line, s->name, kv->key,
-                                 "value %s out of range (expected %lld to %lld)", q,
-                                 (long long)k->min, (long long)k->max);
+        if (rc == -ERANGE || v < k->min || v > k->max) {
+            config_errorf(err, errlen, path, line, s->name, kv->key,
+                          "value %s out of range (expected %lld to %lld)", q,
+                          (long long)k->min, (long long)k->max);
+            return -ERANGE;
+        }
         return 0;
     case AERO_KEY_BOOL:
         if (config_parse_bool(kv->value, &b) == 0)
             return 0;
-        return config_errorf(err, errlen, f->path, kv->line, s->name, kv->key,
-                             "invalid value %s (expected true | false | yes | no | on | off | 1 | 0)",
-                             q);
+        config_errorf(err, errlen, path, line, s->name, kv->key,
+                      "invalid value %s (expected true | false | yes | no | on | off | 1 | 0)", q);
+        return -EINVAL;
     case AERO_KEY_ENUM:
         if (!k->choices || is_choice(k->choices, kv->value))
             return 0;
         list_choices(k->choices, what, sizeof what);
-        return config_errorf(err, errlen, f->path, kv->line, s->name, kv->key,
-                             "invalid value %s (expected %s)", q, what);
+        config_errorf(err, errlen, path, line, s->name, kv->key, "invalid value %s (expected %s)",
+                      q, what);
+        return -EINVAL;
     default:
         return 0; /* strings, and types of a newer minor we cannot check */
     }
+}
+
+static int check_value(const struct config_file *f, const struct config_section *s,
+                       const struct config_kv *kv, const aero_config_key *k, char *err,
+                       size_t errlen)
+{
+    return check_value_at(f->path, kv->line, s, kv, k, err, errlen) < 0 ? -1 : 0;
 }
 
 static int check_keys(const struct config_file *f, const struct config_section *s,
@@ -692,4 +708,59 @@ int config_validate_section(const struct config_file *f, struct config_section *
                             size_t errlen)
 {
     return config_validate_section_flags(f, s, tables, n_tables, 0, err, errlen);
+}
+
+/* ------------------------------------------------------- typed reads */
+
+int config_line_of(const struct config_section *s, const char *key)
+{
+    const struct config_kv *kv = key ? config_get_kv(s, key) : NULL;
+    return kv && kv->line > 0 ? kv->line : s->line;
+}
+
+/* Check key's value as declaration k would (the validator's messages). */
+static int read_checked(const struct config_section *s, const char *key,
+                        const aero_config_key *k, const struct config_kv **kv_out, char *err,
+                        size_t errlen)
+{
+    const struct config_kv *kv = config_get_kv(s, key);
+
+    if (!kv)
+        return -ENOENT;
+    *kv_out = kv;
+    return check_value_at(s->file, config_line_of(s, key), s, kv, k, err, errlen);
+}
+
+int config_read_bool(const struct config_section *s, const char *key, int *out, char *err,
+                     size_t errlen)
+{
+    const aero_config_key k = {.name = key, .type = AERO_KEY_BOOL};
+    const struct config_kv *kv = NULL;
+    int rc = read_checked(s, key, &k, &kv, err, errlen);
+
+    return rc < 0 ? rc : config_parse_bool(kv->value, out);
+}
+
+int config_read_int(const struct config_section *s, const char *key, long long min,
+                    long long max, long long *out, char *err, size_t errlen)
+{
+    const aero_config_key k = {.name = key, .type = AERO_KEY_INT, .min = min, .max = max};
+    const struct config_kv *kv = NULL;
+    int rc = read_checked(s, key, &k, &kv, err, errlen);
+
+    return rc < 0 ? rc : config_parse_int(kv->value, out);
+}
+
+int config_read_enum(const struct config_section *s, const char *key, const char *choices,
+                     int *index, char *err, size_t errlen)
+{
+    const aero_config_key k = {.name = key, .type = AERO_KEY_ENUM,
+                               .choices = choices ? choices : ""};
+    const struct config_kv *kv = NULL;
+    int rc = read_checked(s, key, &k, &kv, err, errlen);
+
+    if (rc < 0)
+        return rc;
+    *index = choice_index(k.choices, kv->value);
+    return 0;
 }

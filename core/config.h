@@ -20,6 +20,7 @@ struct config_kv {
 
 struct config_section {
     char *name;      /* as written: "relay", "sink:archive" */
+    const char *file; /* the config_file's path (for messages); owned by it */
     int line;        /* line of the [header] */
     struct config_kv *kv;
     size_t n_kv, cap_kv;
@@ -95,6 +96,26 @@ int config_add_kv(struct config_section *s, const char *key, const char *value, 
  * Returns buf. cap of CONFIG_ERR_LEN always suffices.
  */
 const char *config_quote(char *buf, size_t cap, const char *s);
+
+/*
+ * Typed reads for plugins (aero_host config_bool/int/enum), with the key
+ * validator's own parsers and messages. Return 0 with *out set; -ENOENT when
+ * the key has no value (err untouched); -EINVAL (not of the type, not a
+ * choice) or -ERANGE (outside [min, max]) with err filled as
+ *   <file>:<line>: [<section>] <key>: invalid value "x" (expected ...)
+ * where <line> is the key's line, or the section's for a default value.
+ * *out is untouched on failure. `choices` is "a|b|c"; the index counts from 0.
+ */
+int config_read_bool(const struct config_section *s, const char *key, int *out, char *err,
+                     size_t errlen);
+int config_read_int(const struct config_section *s, const char *key, long long min,
+                    long long max, long long *out, char *err, size_t errlen);
+int config_read_enum(const struct config_section *s, const char *key, const char *choices,
+                     int *index, char *err, size_t errlen);
+
+/* The line a message about `key` points at: the key's own line when the
+ * file sets it, else the section's (0 if neither is in the file). */
+int config_line_of(const struct config_section *s, const char *key);
 
 /* Typed reads of validated values (dflt when the key is unset or invalid). */
 long long config_get_int(const struct config_section *s, const char *key, long long dflt);

@@ -8,6 +8,7 @@
 #include "job_json.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,11 @@ struct host_instance {
     char *instance_name; /* "archive" */
     char *label;         /* sink="archive" */
     char *relay_id;
-    struct metrics *metrics;
     struct job_json_batch *batch; /* the batch a sink's writer is in; NULL: none */
+    struct metrics *metrics; /* NULL: a check() host, no metrics */
+    host_config_report_fn report; /* NULL: log the error */
+    void *report_arg;
+    unsigned config_errors;       /* main thread only (check, create) */
 };
 
 static const struct host_instance *from_api(const aero_host *host)
@@ -62,6 +66,12 @@ static aero_metric *host_metric_register(const aero_host *host, aero_metric_type
                                          const char *name, const char *help)
 {
     const struct host_instance *h = from_api(host);
+    if (!h->metrics) {
+        log_msg(AERO_LOG_WARN, h->component,
+                "metric \"%s\" refused: metric_register works in create() only, not in check()",
+                name ? name : "(null)");
+        return NULL;
+    }
     aero_metric *m = metrics_register(h->metrics, type, name, help, h->label);
     if (!m)
         log_msg(AERO_LOG_WARN, h->component,
@@ -73,6 +83,78 @@ static aero_metric *host_metric_register(const aero_host *host, aero_metric_type
 
 static void host_metric_add(aero_metric *m, uint64_t delta) { metrics_add(m, delta); }
 static void host_metric_set(aero_metric *m, int64_t value) { metrics_set(m, value); }
+
+/* ---------------------------------------------- typed config (ABI 1.1) */
+
+/* Count and hand on one formatted configuration error. The plugin only
+ * gets a const host, but errors are the instance's mutable record: the
+ * host_instance itself is the core's, never in read-only memory. */
+static void report_line(const aero_host *host, const char *line)
+{
+    struct host_instance *h = (struct host_instance *)from_api(host);
+    h->config_errors++;
+    if (h->report)
+        h->report(h->report_arg, line);
+    else
+        log_msg(AERO_LOG_ERROR, h->component, "%s", line);
+}
+
+/* A typed reader's result: failures other than -ENOENT are reported. */
+static int read_result(const aero_host *host, int rc, const char *err)
+{
+    if (rc < 0 && rc != -ENOENT)
+        report_line(host, err);
+    return rc;
+}
+
+static int host_config_bool(const aero_host *host, const char *key, int *out)
+{
+    char err[CONFIG_ERR_LEN];
+    if (!key || !out)
+        return -EINVAL;
+    return read_result(host, config_read_bool(from_api(host)->section, key, out, err, sizeof err),
+                       err);
+}
+
+static int host_config_int(const aero_host *host, const char *key, int64_t min, int64_t max,
+                           int64_t *out)
+{
+    char err[CONFIG_ERR_LEN];
+    long long v = 0;
+    if (!key || !out)
+        return -EINVAL;
+    int rc = read_result(host, config_read_int(from_api(host)->section, key, (long long)min,
+                                               (long long)max, &v, err, sizeof err),
+                         err);
+    if (rc == 0)
+        *out = (int64_t)v;
+    return rc;
+}
+
+static int host_config_enum(const aero_host *host, const char *key, const char *choices,
+                            int *index_out)
+{
+    char err[CONFIG_ERR_LEN];
+    if (!key || !choices || !index_out)
+        return -EINVAL;
+    return read_result(host, config_read_enum(from_api(host)->section, key, choices, index_out,
+                                              err, sizeof err),
+                       err);
+}
+
+static int host_config_error(const aero_host *host, const char *key, const char *fmt, ...)
+{
+    const struct config_section *s = from_api(host)->section;
+    char msg[CONFIG_ERR_LEN], line[CONFIG_ERR_LEN + 256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt ? fmt : "(no message)", ap);
+    va_end(ap);
+    config_errorf(line, sizeof line, s->file, config_line_of(s, key), s->name, key, "%s", msg);
+    report_line(host, line);
+    return -EINVAL;
+}
 
 struct host_instance *host_instance_create(const char *kind_label, const char *instance,
                                            const struct config_section *section,
@@ -92,6 +174,10 @@ struct host_instance *host_instance_create(const char *kind_label, const char *i
         .metric_register = host_metric_register,
         .metric_add = host_metric_add,
         .metric_set = host_metric_set,
+        .config_bool = host_config_bool,
+        .config_int = host_config_int,
+        .config_enum = host_config_enum,
+        .config_error = host_config_error,
     };
     h->section = section;
     h->metrics = metrics;
@@ -127,3 +213,11 @@ void host_instance_set_batch(struct host_instance *h, struct job_json_batch *bat
 {
     h->batch = batch;
 }
+void host_instance_set_config_report(struct host_instance *h, host_config_report_fn report,
+                                     void *arg)
+{
+    h->report = report;
+    h->report_arg = arg;
+}
+
+unsigned host_instance_config_errors(const struct host_instance *h) { return h->config_errors; }

@@ -15,7 +15,8 @@ struct host_instance;
 
 /*
  * kind_label: "sink" or "route"; instance: "archive" or the route plugin's
- * name. The section and metrics must outlive the host.
+ * name. The section and metrics must outlive the host. metrics NULL: a host
+ * for check() only, whose metric_register returns NULL.
  */
 struct host_instance *host_instance_create(const char *kind_label, const char *instance,
                                            const struct config_section *section,
@@ -28,5 +29,18 @@ const char *host_instance_component(const struct host_instance *h);
 /* A sink's batch state, which envelope_json uses (the sink owns it). */
 struct job_json_batch;
 void host_instance_set_batch(struct host_instance *h, struct job_json_batch *batch);
+/*
+ * Where the plugin's configuration errors go (config_error, and the typed
+ * readers on a bad value): each as one formatted line without newline,
+ *   relay.ini:12: [sink:bus] topic: <message>
+ * Default (report NULL): logged at error level with the instance's prefix.
+ * main.c prints them on stderr for check(). Main thread, before the plugin
+ * is called.
+ */
+typedef void (*host_config_report_fn)(void *arg, const char *line);
+void host_instance_set_config_report(struct host_instance *h, host_config_report_fn report,
+                                     void *arg);
+/* Configuration errors the plugin reported through this host so far. */
+unsigned host_instance_config_errors(const struct host_instance *h);
 
 #endif

@@ -7,6 +7,7 @@
 #include "agent_gateway.h"
 #include "auth.h"
 #include "health_service.h"
+#include "host_api.h"
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
@@ -52,7 +53,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: aeroarc-relay [-c FILE] [--check] [--version]\n"
             "  -c, --config FILE  relay.ini to use (default: relay.ini)\n"
-            "      --check        validate the configuration and load every plugin, then exit\n"
+            "      --check        validate the configuration, load every plugin and run its\n"
+            "                     checks (every error is listed), then exit\n"
             "      --version      print the version and plugin ABI, then exit\n"
             "  -h, --help         this text\n"
             "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reopens sink output files.\n");
@@ -85,6 +87,13 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* A configuration error, printed the way every one is (the plugins' too). */
+static void print_config_error(void *arg, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "aeroarc-relay: %s\n", line);
+}
+
 /* Load one plugin for a section and validate the section with its keys. */
 static int load_for_section(struct settings *st, struct config_section *sec, const char *name,
                             aero_plugin_kind kind, struct plugin **out, char *err, size_t errlen)
@@ -98,21 +107,71 @@ static int load_for_section(struct settings *st, struct config_section *sec, con
     return settings_validate_plugin_section(st, sec, &(*out)->keys, err, errlen);
 }
 
-static int load_plugins(struct settings *st, struct loaded *l, char *err, size_t errlen)
+/*
+ * The plugin's own check (ABI 1.1 slot) of one validated section, on a
+ * host made for the call (no metrics; the instance's real host is made by
+ * sink_pipeline/route for create). Every error the plugin reports is
+ * printed at once. Returns 0 when there was none. Runs under --check and
+ * before every start, so both refuse the same configurations.
+ */
+static int check_section(struct settings *st, const struct plugin *p,
+                         const struct config_section *sec, const char *kind_label,
+                         const char *instance)
 {
-    if (load_for_section(st, st->route_section, st->route_plugin, AERO_PLUGIN_ROUTE, &l->route,
-                         err, errlen) < 0)
+    if (!p->check)
+        return 0;
+    struct host_instance *h = host_instance_create(kind_label, instance, sec, st->relay_id, NULL);
+    if (!h) {
+        print_config_error(NULL, "out of memory");
         return -1;
-    l->sinks = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*l->sinks));
-    if (!l->sinks)
-        return config_errorf(err, errlen, st->file.path, 0, NULL, NULL, "out of memory");
-    for (size_t i = 0; i < st->n_sinks; i++) {
-        l->n_sinks = i + 1;
-        if (load_for_section(st, st->sinks[i].section, st->sinks[i].plugin, AERO_PLUGIN_SINK,
-                             &l->sinks[i], err, errlen) < 0)
-            return -1;
     }
-    return 0;
+    host_instance_set_config_report(h, print_config_error, NULL);
+    int rc = p->check(host_instance_api(h));
+    unsigned reported = host_instance_config_errors(h);
+    host_instance_destroy(h);
+    if (rc != 0 && reported == 0) {
+        char line[CONFIG_ERR_LEN];
+        config_errorf(line, sizeof(line), st->file.path, sec->line, sec->name, NULL,
+                      "plugin \"%s\" refused this section (check returned %d) without saying why",
+                      p->name, rc);
+        print_config_error(NULL, line);
+    }
+    return rc != 0 || reported > 0 ? -1 : 0;
+}
+
+/* Load, validate and check one plugin section; prints its errors. */
+static int prepare_section(struct settings *st, struct config_section *sec, const char *name,
+                           aero_plugin_kind kind, const char *instance, struct plugin **out)
+{
+    char err[2048];
+    if (load_for_section(st, sec, name, kind, out, err, sizeof(err)) < 0) {
+        print_config_error(NULL, err);
+        return -1;
+    }
+    return check_section(st, *out, sec, kind == AERO_PLUGIN_SINK ? "sink" : "route", instance);
+}
+
+/*
+ * Every plugin section in file order ([route] first): load its plugin,
+ * validate its keys, run its check. An error stops that section only, so
+ * one run lists every section's problems. Returns 0 when all are good,
+ * else -1 (each error printed).
+ */
+static int load_plugins(struct settings *st, struct loaded *l)
+{
+    int failed = prepare_section(st, st->route_section, st->route_plugin, AERO_PLUGIN_ROUTE,
+                                 st->route_plugin, &l->route) < 0;
+    l->sinks = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*l->sinks));
+    if (!l->sinks) {
+        print_config_error(NULL, "out of memory");
+        return -1;
+    }
+    l->n_sinks = st->n_sinks;
+    for (size_t i = 0; i < st->n_sinks; i++)
+        if (prepare_section(st, st->sinks[i].section, st->sinks[i].plugin, AERO_PLUGIN_SINK,
+                            st->sinks[i].name, &l->sinks[i]) < 0)
+            failed = 1;
+    return failed ? -1 : 0;
 }
 
 /* [auth] mode = bearer: load and check the keys file now, so --check
@@ -356,8 +415,16 @@ int main(int argc, char **argv)
         return 2;
     }
     log_configure(st.log_level, st.log_format);
-    if (load_keys(&st, &l, err, sizeof(err)) < 0 || load_plugins(&st, &l, err, sizeof(err)) < 0) {
+    /* Every error is printed, not just the first: the keys file, then each
+     * plugin section (keys validated, then the plugin's own check). */
+    int failed = 0;
+    if (load_keys(&st, &l, err, sizeof(err)) < 0) {
         fprintf(stderr, "aeroarc-relay: %s\n", err);
+        failed = 1;
+    }
+    if (load_plugins(&st, &l) != 0)
+        failed = 1;
+    if (failed) {
         unload_plugins(&l);
         settings_free(&st);
         return 2;

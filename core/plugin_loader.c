@@ -101,6 +101,8 @@ static int check_vtable(struct plugin *p, char *err, size_t errlen)
         }
         p->sink = vt;
         p->keys = (struct config_keys){vt->keys, vt->n_keys, vt->key_size};
+        /* 1.0 vtables end before check: their size says so. */
+        p->check = AERO_HAS(vt, aero_sink_vtable, check) ? vt->check : NULL;
     } else {
         const aero_route_vtable *vt = d->vtable;
         if (!vt || !AERO_HAS(vt, aero_route_vtable, destroy) || !vt->create ||
@@ -112,6 +114,7 @@ static int check_vtable(struct plugin *p, char *err, size_t errlen)
         }
         p->route = vt;
         p->keys = (struct config_keys){vt->keys, vt->n_keys, vt->key_size};
+        p->check = AERO_HAS(vt, aero_route_vtable, check) ? vt->check : NULL;
     }
     if (p->keys.n_keys && (!p->keys.keys || p->keys.key_size < offsetof(aero_config_key, type) +
                                                                      sizeof(aero_key_type))) {
@@ -142,6 +145,15 @@ static int check_descriptor(struct plugin *p, aero_plugin_kind kind, char *err, 
     if (!AERO_HAS(d, aero_plugin_descriptor, vtable)) {
         snprintf(err, errlen, "plugin \"%s\" (%s): descriptor too small (%u bytes)", p->name,
                  p->path, (unsigned)d->size);
+        return -1;
+    }
+    /* The name in relay.ini finds the file; the descriptor must agree, so
+     * logs, metrics and docs never call one plugin by two names. */
+    if (!d->name || strcmp(d->name, p->name) != 0) {
+        snprintf(err, errlen,
+                 "plugin \"%s\" (%s): its descriptor is named \"%s\", not \"%s\" as its file "
+                 "name says (a plugin's name must equal its file name without .so)",
+                 p->name, p->path, d->name ? d->name : "(null)", p->name);
         return -1;
     }
     if (d->kind != kind) {

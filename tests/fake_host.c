@@ -1,11 +1,15 @@
 /*
  * fake_host.c - the relay's side of the plugin ABI, faked for unit tests
  * (collectd's plugin_mock.c idea): dlopen a plugin, validate and serve its
- * config, capture its logs and metrics for assertions. Host functions may be
- * called from any thread (a mutex guards logs, metrics are atomics).
+ * config, capture its logs, configuration errors and metrics for assertions.
+ * The config is held and validated by the core's own config.c (the section
+ * as if written in relay.ini, one key per line), so values, typed reads and
+ * error lines are exactly the relay's. Host functions may be called from
+ * any thread (a mutex guards logs and errors, metrics are atomics).
  */
 #include "fake_host.h"
 
+#include "config.h"
 #include "envelope_json.h"
 
 #include <dlfcn.h>
@@ -28,18 +32,17 @@ struct aero_metric {
 
 struct fake_host {
     aero_host api; /* first: callbacks get back to fake_host by a cast */
-    char *section;
     char *instance;
     char *relay;
-    const aero_config_key *keys; /* the plugin's table, read with key_size */
-    uint32_t n_keys;
-    uint32_t key_size;
-    char *values[FAKE_MAX_KEYS]; /* per declared key: value or NULL */
+    struct config_file file;        /* "relay.ini" holding one section */
+    struct config_section *sec;     /* file.sections[0] */
 
-    pthread_mutex_t lock; /* logs, metric registration */
+    pthread_mutex_t lock; /* logs, config errors, metric registration */
     char *log;
     size_t log_len, log_cap;
     size_t log_counts[4];
+    char *errors;         /* config errors, one per line */
+    size_t errors_len, errors_cap, n_errors;
     struct aero_metric metrics[FAKE_MAX_METRICS];
     size_t n_metrics;
 };
@@ -88,6 +91,22 @@ static fake_host *from_api(const aero_host *host)
     return (fake_host *)host; /* api is the first member */
 }
 
+/* Append line to a growing buffer; lock held. */
+static void append(char **buf, size_t *len, size_t *cap, const char *line)
+{
+    size_t n = strlen(line);
+    if (*len + n + 1 > *cap) {
+        size_t c = (*cap + n + 1) * 2;
+        char *p = realloc(*buf, c);
+        if (p == NULL)
+            return;
+        *buf = p;
+        *cap = c;
+    }
+    memcpy(*buf + *len, line, n + 1);
+    *len += n;
+}
+
 static void fake_log(const aero_host *host, aero_log_level level,
                      const char *fmt, ...)
 {
@@ -100,45 +119,22 @@ static void fake_log(const aero_host *host, aero_log_level level,
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
     strcat(line, "\n");
-    size_t len = strlen(line);
 
     pthread_mutex_lock(&fh->lock);
-    if (fh->log_len + len + 1 > fh->log_cap) {
-        size_t cap = (fh->log_cap + len + 1) * 2;
-        char *p = realloc(fh->log, cap);
-        if (p != NULL) {
-            fh->log = p;
-            fh->log_cap = cap;
-        }
-    }
-    if (fh->log_len + len + 1 <= fh->log_cap) {
-        memcpy(fh->log + fh->log_len, line, len + 1);
-        fh->log_len += len;
-    }
+    append(&fh->log, &fh->log_len, &fh->log_cap, line);
     fh->log_counts[lvl]++;
     pthread_mutex_unlock(&fh->lock);
-    fprintf(stderr, "[fake_host %s] %s", fh->section, line);
-}
-
-static const aero_config_key *key_at(const fake_host *fh, uint32_t i)
-{
-    return (const aero_config_key *)((const char *)fh->keys +
-                                     (size_t)i * fh->key_size);
+    fprintf(stderr, "[fake_host %s] %s", fh->sec->name, line);
 }
 
 static const char *fake_config_get(const aero_host *host, const char *key)
 {
-    fake_host *fh = from_api(host);
-    for (uint32_t i = 0; i < fh->n_keys; i++) {
-        if (strcmp(key_at(fh, i)->name, key) == 0)
-            return fh->values[i];
-    }
-    return NULL;
+    return config_get(from_api(host)->sec, key);
 }
 
 static const char *fake_section(const aero_host *host)
 {
-    return from_api(host)->section;
+    return from_api(host)->sec->name;
 }
 
 static const char *fake_instance_name(const aero_host *host)
@@ -208,118 +204,142 @@ static void fake_metric_set(aero_metric *m, int64_t value)
         atomic_store(&m->value, value);
 }
 
+/* ----------------------------------------------- typed config (1.1) */
+
+static void record_error(fake_host *fh, const char *line)
+{
+    pthread_mutex_lock(&fh->lock);
+    append(&fh->errors, &fh->errors_len, &fh->errors_cap, line);
+    append(&fh->errors, &fh->errors_len, &fh->errors_cap, "\n");
+    fh->n_errors++;
+    pthread_mutex_unlock(&fh->lock);
+    fprintf(stderr, "[fake_host config error] %s\n", line);
+}
+
+static int read_result(fake_host *fh, int rc, const char *err)
+{
+    if (rc < 0 && rc != -ENOENT)
+        record_error(fh, err);
+    return rc;
+}
+
+static int fake_config_bool(const aero_host *host, const char *key, int *out)
+{
+    fake_host *fh = from_api(host);
+    char err[CONFIG_ERR_LEN];
+    return read_result(fh, config_read_bool(fh->sec, key, out, err, sizeof(err)), err);
+}
+
+static int fake_config_int(const aero_host *host, const char *key, int64_t min,
+                           int64_t max, int64_t *out)
+{
+    fake_host *fh = from_api(host);
+    char err[CONFIG_ERR_LEN];
+    long long v = 0;
+    int rc = read_result(fh, config_read_int(fh->sec, key, min, max, &v, err, sizeof(err)),
+                         err);
+    if (rc == 0)
+        *out = v;
+    return rc;
+}
+
+static int fake_config_enum(const aero_host *host, const char *key,
+                            const char *choices, int *index_out)
+{
+    fake_host *fh = from_api(host);
+    char err[CONFIG_ERR_LEN];
+    return read_result(fh, config_read_enum(fh->sec, key, choices, index_out, err,
+                                            sizeof(err)), err);
+}
+
+static int fake_config_error(const aero_host *host, const char *key,
+                             const char *fmt, ...)
+{
+    fake_host *fh = from_api(host);
+    char msg[CONFIG_ERR_LEN], line[CONFIG_ERR_LEN + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    config_errorf(line, sizeof(line), fh->file.path, config_line_of(fh->sec, key),
+                  fh->sec->name, key, "%s", msg);
+    record_error(fh, line);
+    return -EINVAL;
+}
+
 /* ------------------------------------------------------- validation */
 
-static int bool_valid(const char *v)
-{
-    static const char *const ok[] = {"true", "false", "yes", "no",
-                                     "on",   "off",   "1",   "0"};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        if (strcmp(v, ok[i]) == 0)
-            return 1;
-    }
-    return 0;
-}
+/* The core's keys of each plugin section (settings.c declares them for
+ * the relay); plugin is not required here, tests rarely name it. */
+static const aero_config_key SINK_CORE_KEYS[] = {
+    {.name = "plugin", .type = AERO_KEY_STRING, .help = "the sink plugin"},
+    {.name = "queue", .type = AERO_KEY_INT, .default_value = "4096",
+     .help = "frames queued", .min = 1, .max = 10000000},
+    {.name = "on_full", .type = AERO_KEY_ENUM, .default_value = "block",
+     .help = "when the queue is full", .choices = "block|reject"},
+};
+static const aero_config_key ROUTE_CORE_KEYS[] = {
+    {.name = "plugin", .type = AERO_KEY_STRING, .help = "the route plugin"},
+    {.name = "ttl_s", .type = AERO_KEY_INT, .default_value = "45",
+     .help = "route key lifetime in seconds", .min = 1, .max = 86400},
+};
 
-static int enum_valid(const char *choices, const char *v)
+/* The section as if relay.ini said "[section]" on line 1 and kv's pairs
+ * one per line from line 2 (a key given twice: the later value wins, on
+ * its own line), validated as the relay does. 0 or -EINVAL (printed). */
+static int fill_config(fake_host *fh, const aero_plugin_descriptor *d,
+                       const char *section, const char *const *kv)
 {
-    size_t n = strlen(v);
-    for (const char *p = choices; p && *p;) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && strncmp(p, v, n) == 0)
-            return 1;
-        p = bar ? bar + 1 : NULL;
-    }
-    return 0;
-}
+    char err[CONFIG_ERR_LEN];
+    struct config_keys tables[2];
+    int sink = d->kind == AERO_PLUGIN_SINK;
 
-static int value_valid(const aero_config_key *k, const char *v)
-{
-    char *end;
-    switch (k->type) {
-    case AERO_KEY_STRING:
-        return 1;
-    case AERO_KEY_INT: {
-        errno = 0;
-        long long x = strtoll(v, &end, 10);
-        return *v && !*end && !errno && x >= k->min && x <= k->max;
-    }
-    case AERO_KEY_BOOL:
-        return bool_valid(v);
-    case AERO_KEY_ENUM:
-        return enum_valid(k->choices, v);
-    }
-    return 0;
-}
-
-static int core_key(const fake_host *fh, const char *key)
-{
-    return strncmp(fh->section, "sink:", 5) == 0 &&
-           (strcmp(key, "plugin") == 0 || strcmp(key, "queue") == 0 ||
-            strcmp(key, "on_full") == 0);
-}
-
-/* Sets fh->values[] from kv and the defaults; 0 or -EINVAL (printed). */
-static int fill_config(fake_host *fh, const char *const *kv)
-{
+    fh->file.path = strdup("relay.ini");
+    if (fh->file.path == NULL || !(fh->sec = config_add_section(&fh->file, section, 1)))
+        return -ENOMEM;
     for (size_t i = 0; kv && kv[i]; i += 2) {
+        int line = 2 + (int)(i / 2);
         if (kv[i + 1] == NULL) {
             fprintf(stderr, "fake_host: key %s has no value\n", kv[i]);
             return -EINVAL;
         }
-        uint32_t k = 0;
-        while (k < fh->n_keys && strcmp(key_at(fh, k)->name, kv[i]) != 0)
-            k++;
-        if (k == fh->n_keys) {
-            if (core_key(fh, kv[i]))
-                continue;
-            fprintf(stderr, "fake_host: [%s] unknown key %s\n", fh->section, kv[i]);
-            return -EINVAL;
+        struct config_kv *old = (struct config_kv *)config_get_kv(fh->sec, kv[i]);
+        if (old != NULL) {
+            char *v = strdup(kv[i + 1]);
+            if (v == NULL)
+                return -ENOMEM;
+            free(old->value);
+            old->value = v;
+            old->line = line;
+        } else if (config_add_kv(fh->sec, kv[i], kv[i + 1], line) != 0) {
+            return -ENOMEM;
         }
-        if (!value_valid(key_at(fh, k), kv[i + 1])) {
-            fprintf(stderr, "fake_host: [%s] %s: invalid value \"%s\"\n",
-                    fh->section, kv[i], kv[i + 1]);
-            return -EINVAL;
-        }
-        free(fh->values[k]);
-        fh->values[k] = strdup(kv[i + 1]);
     }
-    for (uint32_t k = 0; k < fh->n_keys; k++) {
-        const aero_config_key *key = key_at(fh, k);
-        if (fh->values[k] == NULL && key->required) {
-            fprintf(stderr, "fake_host: [%s] %s is required\n", fh->section,
-                    key->name);
-            return -EINVAL;
-        }
-        if (fh->values[k] == NULL && key->default_value != NULL)
-            fh->values[k] = strdup(key->default_value);
+    if (sink)
+        tables[0] = (struct config_keys){SINK_CORE_KEYS, 3, sizeof(aero_config_key)};
+    else
+        tables[0] = (struct config_keys){ROUTE_CORE_KEYS, 2, sizeof(aero_config_key)};
+    if (sink) {
+        const aero_sink_vtable *vt = d->vtable;
+        tables[1] = (struct config_keys){vt->keys, vt->n_keys, vt->key_size};
+    } else {
+        const aero_route_vtable *vt = d->vtable;
+        tables[1] = (struct config_keys){vt->keys, vt->n_keys, vt->key_size};
+    }
+    if (config_validate_section(&fh->file, fh->sec, tables, 2, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fake_host: %s\n", err);
+        return -EINVAL;
     }
     return 0;
 }
 
 /* ------------------------------------------------------------ public */
 
-/* The key table of either vtable kind. */
-static void plugin_keys(const aero_plugin_descriptor *d, fake_host *fh)
-{
-    if (d->kind == AERO_PLUGIN_SINK) {
-        const aero_sink_vtable *vt = d->vtable;
-        fh->keys = vt->keys;
-        fh->n_keys = vt->n_keys;
-        fh->key_size = vt->key_size;
-    } else {
-        const aero_route_vtable *vt = d->vtable;
-        fh->keys = vt->keys;
-        fh->n_keys = vt->n_keys;
-        fh->key_size = vt->key_size;
-    }
-}
-
 fake_host *fake_host_new(const aero_plugin_descriptor *d, const char *instance,
                          const char *const *kv)
 {
     fake_host *fh = calloc(1, sizeof(*fh));
+    char section[256];
     if (fh == NULL)
         return NULL;
     pthread_mutex_init(&fh->lock, NULL);
@@ -334,22 +354,19 @@ fake_host *fake_host_new(const aero_plugin_descriptor *d, const char *instance,
         .metric_register = fake_metric_register,
         .metric_add = fake_metric_add,
         .metric_set = fake_metric_set,
+        .config_bool = fake_config_bool,
+        .config_int = fake_config_int,
+        .config_enum = fake_config_enum,
+        .config_error = fake_config_error,
     };
     int sink = d->kind == AERO_PLUGIN_SINK;
-    size_t slen = strlen(instance) + 6;
-    fh->section = malloc(slen);
+    snprintf(section, sizeof(section), "%s%s", sink ? "sink:" : "route",
+             sink ? instance : "");
     fh->instance = strdup(sink ? instance : d->name);
     fh->relay = strdup("relay-test");
-    if (fh->section == NULL || fh->instance == NULL || fh->relay == NULL)
+    if (fh->instance == NULL || fh->relay == NULL)
         goto fail;
-    snprintf(fh->section, slen, "%s%s", sink ? "sink:" : "route",
-             sink ? instance : "");
-    plugin_keys(d, fh);
-    if (fh->n_keys > FAKE_MAX_KEYS || (fh->n_keys && fh->key_size == 0)) {
-        fprintf(stderr, "fake_host: key table too large or no key_size\n");
-        goto fail;
-    }
-    if (fill_config(fh, kv) != 0)
+    if (fill_config(fh, d, section, kv) != 0)
         goto fail;
     return fh;
 fail:
@@ -361,12 +378,11 @@ void fake_host_free(fake_host *fh)
 {
     if (fh == NULL)
         return;
-    for (uint32_t k = 0; k < FAKE_MAX_KEYS; k++)
-        free(fh->values[k]);
-    free(fh->section);
+    config_free(&fh->file);
     free(fh->instance);
     free(fh->relay);
     free(fh->log);
+    free(fh->errors);
     pthread_mutex_destroy(&fh->lock);
     free(fh);
 }
@@ -438,4 +454,43 @@ aero_metric_type fake_host_metric_type(fake_host *fh, const char *name)
     aero_metric_type t = m ? m->type : (aero_metric_type)0;
     pthread_mutex_unlock(&fh->lock);
     return t;
+}
+
+size_t fake_host_config_error_count(fake_host *fh)
+{
+    pthread_mutex_lock(&fh->lock);
+    size_t n = fh->n_errors;
+    pthread_mutex_unlock(&fh->lock);
+    return n;
+}
+
+char *fake_host_config_errors(fake_host *fh)
+{
+    pthread_mutex_lock(&fh->lock);
+    char *copy = strdup(fh->errors ? fh->errors : "");
+    pthread_mutex_unlock(&fh->lock);
+    return copy;
+}
+
+void fake_host_config_errors_clear(fake_host *fh)
+{
+    pthread_mutex_lock(&fh->lock);
+    fh->errors_len = 0;
+    fh->n_errors = 0;
+    if (fh->errors)
+        fh->errors[0] = '\0';
+    pthread_mutex_unlock(&fh->lock);
+}
+
+int fake_host_check(const aero_plugin_descriptor *d, fake_host *fh)
+{
+    int (*check)(const aero_host *) = NULL;
+    if (d->kind == AERO_PLUGIN_SINK) {
+        const aero_sink_vtable *vt = d->vtable;
+        check = AERO_HAS(vt, aero_sink_vtable, check) ? vt->check : NULL;
+    } else {
+        const aero_route_vtable *vt = d->vtable;
+        check = AERO_HAS(vt, aero_route_vtable, check) ? vt->check : NULL;
+    }
+    return check ? check(&fh->api) : 0;
 }

@@ -43,11 +43,17 @@ void fake_host_unload(void *handle);
 /*
  * A host for one instance of the plugin `d` describes. `instance` names it
  * (section "sink:<instance>" for a sink, "route" for a route); `kv` is a
- * NULL-terminated array of key, value, key, value, ... (may be NULL).
- * Validates like the relay does: unknown keys (other than the core's
- * plugin/queue/on_full for sinks), INT out of [min, max], ENUM outside
- * its choices, bad BOOL and missing required keys make it return NULL
- * after printing why on stderr. Declared defaults fill unset keys.
+ * NULL-terminated array of key, value, key, value, ... (may be NULL; a key
+ * given twice takes the later value).
+ * The section is held as if relay.ini ("relay.ini" in messages) said
+ * "[<section>]" on line 1 and each pair of kv on its own line from line 2
+ * (pair i on line 2 + i; a repeated key on its last line), and validated
+ * by the relay's own config.c: unknown keys (other than the core's
+ * plugin/queue/on_full for sinks, plugin/ttl_s for routes), INT out of
+ * [min, max], ENUM outside its choices, bad BOOL and missing required keys
+ * make it return NULL after printing why on stderr. Declared defaults fill
+ * unset keys. config_bool/int/enum and config_error (ABI 1.1) behave as the
+ * relay's, and their error lines are kept (fake_host_config_errors).
  */
 fake_host *fake_host_new(const aero_plugin_descriptor *d, const char *instance,
                          const char *const *kv);
@@ -72,5 +78,16 @@ int fake_host_metric(fake_host *fh, const char *name, int64_t *value);
 
 /* The type a metric was registered with, or 0 when there is none. */
 aero_metric_type fake_host_metric_type(fake_host *fh, const char *name);
+
+/* Configuration errors (config_error, failed typed reads), each kept as
+ * the relay prints it, "relay.ini:3: [sink:a] topic: ...", one per line
+ * ending in "\n". The count, a malloc'd copy (caller frees), and a reset. */
+size_t fake_host_config_error_count(fake_host *fh);
+char *fake_host_config_errors(fake_host *fh);
+void fake_host_config_errors_clear(fake_host *fh);
+
+/* Run the plugin's check slot (read under AERO_HAS, as the relay does) on
+ * this host: its return value, or 0 when the plugin has no check. */
+int fake_host_check(const aero_plugin_descriptor *d, fake_host *fh);
 
 #endif

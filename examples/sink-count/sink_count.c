@@ -2,10 +2,13 @@
  * sink_count.c - an example sink built out of tree: counts frames per
  * msg_name and logs a summary through host->log every interval_s seconds
  * (checked when a batch arrives) and once more when the relay stops.
- * Threads: create/destroy run on the relay's main thread, write_batch on
- * this instance's own sink thread, never at the same time, so the instance
- * needs no lock. No globals: two [sink:*] sections may load it twice.
- * It only reads frames; it never blocks, sleeps or drops.
+ * Threads (the rule plugin.h states): check, create and destroy run on the
+ * relay's main thread; write_batch (and flush/reopen, which this sink does
+ * not need) run on a relay-owned thread, the instance's own or a gRPC
+ * thread, never two at once and never with create/destroy, so the instance
+ * needs no lock but keeps no thread-local state. No globals: two [sink:*]
+ * sections may load it twice. It only reads frames; it never blocks,
+ * sleeps or drops. Config is read with the host's typed readers (ABI 1.1).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 
@@ -59,8 +62,35 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* interval_s through the host's typed reader (ABI 1.1): the relay's own
+ * integer parser, so the value means here what it meant to --check. A bad
+ * value is reported by the host with its relay.ini line; 0 or nonzero. */
+static int read_interval(const aero_host *host, int64_t *interval_s)
+{
+    if (!AERO_HAS(host, aero_host, config_int)) {
+        host->log(host, AERO_LOG_ERROR, "sink-count: needs a relay of plugin ABI 1.1 or later");
+        return -ENOTSUP;
+    }
+    *interval_s = 60;
+    int rc = host->config_int(host, "interval_s", 0, 86400, interval_s);
+    return rc == -ENOENT ? 0 : rc; /* unset: keep the default */
+}
+
+/* The check slot: runs before create and under --check. Nothing else to
+ * validate here; a sink with cross-key rules would report each broken one
+ * with host->config_error(host, "key", "...") and return nonzero. */
+static int count_check(const aero_host *host)
+{
+    int64_t interval_s;
+    return read_interval(host, &interval_s);
+}
+
 static int count_create(const aero_host *host, void **instance)
 {
+    int64_t interval_s = 0;
+    int rc = read_interval(host, &interval_s);
+    if (rc != 0)
+        return rc;
     struct sink_count *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         host->log(host, AERO_LOG_ERROR, "sink-count: out of memory");
@@ -68,16 +98,14 @@ static int count_create(const aero_host *host, void **instance)
     }
     *instance = s;
     s->host = host;
-    /* The relay validated interval_s against count_keys and filled in the
-     * default, so it is a decimal integer in [0, 86400]. */
-    s->interval_ns = strtoll(host->config_get(host, "interval_s"), NULL, 10) * 1000000000;
+    s->interval_ns = interval_s * 1000000000;
     s->window_start_ns = mono_ns();
     s->frames = host->metric_register(host, AERO_METRIC_COUNTER, "sink_count_frames_total",
                                       "frames counted by sink-count");
     if (s->interval_ns)
         host->log(host, AERO_LOG_INFO,
-                  "sink-count: counting frames per msg_name, a summary every %s s",
-                  host->config_get(host, "interval_s"));
+                  "sink-count: counting frames per msg_name, a summary every %lld s",
+                  (long long)interval_s);
     else
         host->log(host, AERO_LOG_INFO,
                   "sink-count: counting frames per msg_name, a summary when the relay stops");
@@ -171,6 +199,7 @@ static const aero_sink_vtable count_vtable = {
     .flush = NULL,  /* nothing buffered */
     .reopen = NULL, /* no files */
     .destroy = count_destroy,
+    .check = count_check, /* Since ABI 1.1 */
 };
 
 static const aero_plugin_descriptor count_descriptor = {

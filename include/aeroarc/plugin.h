@@ -1,10 +1,13 @@
 /*
- * aeroarc/plugin.h - the stable C ABI between aeroarc-relay and its plugins.
+ * aeroarc/plugin.h - the stable C ABI between aeroarc-relay and its plugins,
+ * and the plugin author's manual: what follows is everything a sink or route
+ * may rely on. docs/plugin-guide.md walks through it with an example.
  *
  * A plugin is a shared object exporting exactly one function,
  * aeroarc_plugin_entry(), which returns a pointer to a static, constant
  * descriptor. Everything else a plugin needs from the relay reaches it
- * through the aero_host passed to create(); a plugin links no core symbol.
+ * through the aero_host passed to check() and create(); a plugin links no
+ * core symbol.
  *
  * Versioning rules (see docs/plugin-guide.md):
  *   - AERO_ABI_MAJOR changes only when an existing field or signature
@@ -13,13 +16,32 @@
  *     crossing the boundary starts with `uint32_t size`, set by whoever
  *     produced it; readers test for a field with AERO_HAS() before using it.
  *     Fields are never reordered, retyped or removed; enums never renumbered.
+ *     Each field says the minor it appeared in ("Since 1.1"); fields without
+ *     a note are 1.0. A plugin built against 1.1 headers that must also run
+ *     on a 1.0 relay tests AERO_HAS(host, aero_host, config_error) first.
  *
- * Threads: create/destroy run on the main thread. write_batch, flush and
- * reopen of one sink instance are never called concurrently with each
- * other, always from a relay-owned thread: the instance's own, or, while
- * its write_batch calls return quickly (well under 100 us), one of the
- * relay's gRPC threads. Keep no thread-local state between calls. Route calls may come from any relay thread at once and must
- * return at once.
+ * Naming: the descriptor's `name` must equal the shared object's file name
+ * without ".so" (sink-file.so says "sink-file"); the relay refuses it
+ * otherwise.
+ *
+ * Call order, per instance (one [sink:*] section, or [route]):
+ *   check (if set; also under --check, where nothing else is called)
+ *   -> create -> write_batch ... (reopen on each SIGHUP, between batches)
+ *   -> flush (at shutdown, after the last write_batch) -> destroy.
+ * If check fails, nothing else is called. If create fails, destroy is still
+ * called (with whatever create stored in *instance, possibly NULL). Routes:
+ * check -> create -> session_up / session_down ... -> destroy.
+ *
+ * Threads (the one rule; docs/plugin-guide.md and examples/sink-count say
+ * the same): check, create and destroy run on the relay's main thread.
+ * write_batch, flush and reopen of one sink instance are never called
+ * concurrently with each other, nor with create or destroy; they come from
+ * a relay-owned thread: the instance's own, or, while its write_batch calls
+ * return quickly (well under 100 us), one of the relay's gRPC threads. So
+ * an instance needs no lock for its own state, but must keep no
+ * thread-local state between calls. Different instances (two [sink:*]
+ * sections on one plugin) run concurrently: no plugin globals. Route calls
+ * may come from any relay thread at once and must return at once.
  */
 #ifndef AEROARC_PLUGIN_H
 #define AEROARC_PLUGIN_H
@@ -32,7 +54,7 @@ extern "C" {
 #endif
 
 #define AERO_ABI_MAJOR 1
-#define AERO_ABI_MINOR 0
+#define AERO_ABI_MINOR 1
 
 /* True when struct `p` (whose producer set p->size) contains `field`. */
 #define AERO_HAS(p, type, field)                                              \
@@ -50,7 +72,10 @@ extern "C" {
 /* ---------------------------------------------------------------- frames */
 
 /* A byte string that is NOT NUL-terminated and may hold any bytes
- * (protobuf strings are not UTF-8-validated on the way in). Since 1.0. */
+ * (protobuf strings are not UTF-8-validated on the way in). `ptr` is never
+ * NULL, even for an empty string (len 0): the relay points empty strings at
+ * a valid byte, so memcpy(dst, s.ptr, s.len) and fwrite need no NULL check.
+ * Never read ptr[len]. Since 1.0. */
 typedef struct aero_str {
     const char *ptr;
     size_t len;
@@ -85,7 +110,8 @@ typedef struct aero_frame {
     aero_str dialect;             /* TelemetryFrame.dialect */
     uint32_t msg_id;              /* TelemetryFrame.msg_id */
     aero_str msg_name;            /* TelemetryFrame.msg_name */
-    const aero_kv *fields;        /* TelemetryFrame.fields, n_fields entries */
+    const aero_kv *fields;        /* TelemetryFrame.fields, n_fields entries
+                                     (do not dereference when n_fields is 0) */
     size_t n_fields;
     aero_str flight_id;           /* TelemetryFrame.flight_id */
     int64_t received_unix_ns;     /* relay receive time, CLOCK_REALTIME */
@@ -123,9 +149,10 @@ typedef enum aero_key_type {
 
 /*
  * A configuration key a plugin accepts in its section. The relay validates
- * every key of the section against this list before create() and fills in
- * defaults, so --check runs no plugin code and create() only sees valid
- * values. Arrays of keys are read with the stride the vtable gives
+ * every key of the section against this list before check() and create()
+ * and fills in defaults, so both only see valid values (read them with
+ * config_bool/int/enum, never by hand). Arrays of keys are read with the
+ * stride the vtable gives
  * (key_size), so this struct may grow. Since 1.0.
  */
 typedef struct aero_config_key {
@@ -155,9 +182,10 @@ typedef enum aero_metric_type {
 } aero_metric_type;
 
 /*
- * What the relay offers a plugin instance. One aero_host per instance; it
- * stays valid until destroy() returns. Every function may be called from any
- * thread unless its comment says otherwise.
+ * What the relay offers a plugin instance. One aero_host per instance; the
+ * one create() gets stays valid until destroy() returns; the one check()
+ * gets only during that call (do not keep it). Every function may be called
+ * from any thread unless its comment says otherwise.
  */
 typedef struct aero_host aero_host;
 struct aero_host {
@@ -205,28 +233,106 @@ struct aero_host {
                                     const char *name, const char *help);
     void (*metric_add)(aero_metric *metric, uint64_t delta);
     void (*metric_set)(aero_metric *metric, int64_t value);
+
+    /* ---- Since 1.1: typed configuration and configuration errors. ----
+     *
+     * The relay has one parser per key type, the same one it validates
+     * declared keys with, so a value means the same to --check, to the core
+     * and to every plugin. Use these instead of parsing config_get() text:
+     * no strcmp(v, "true"), atoi or strtol on config values.
+     *
+     * Return convention of the three readers: 0 with *out set; -ENOENT when
+     * the key has no value (not set and no default) or is not the plugin's
+     * or the core's key of this section: *out is left untouched, so preset
+     * it to your default; -EINVAL (not of the type, not one of `choices`) or
+     * -ERANGE (an integer outside [min, max]): the relay has ALREADY
+     * reported the error through config_error with the offending line and
+     * the values allowed, and *out is untouched. A plugin just returns a
+     * nonzero value from check() (or create()).
+     * Main thread, during check() and create() (the only calls where an
+     * error can still stop the relay); they only read, so calling them later
+     * is harmless but pointless.
+     */
+
+    /* The value as a boolean: true|false|yes|no|on|off|1|0 in any case
+     * ("On", "TRUE", "yes" and "1" all mean 1). Since 1.1. */
+    int (*config_bool)(const aero_host *host, const char *key, int *out);
+
+    /* The value as a decimal integer (optional sign, no blanks, no 0x)
+     * within [min, max] inclusive. Since 1.1. */
+    int (*config_int)(const aero_host *host, const char *key, int64_t min,
+                      int64_t max, int64_t *out);
+
+    /* The index in `choices` ("none|batch": none is 0, batch 1) of the
+     * value, compared exactly (case matters, as for AERO_KEY_ENUM).
+     * Since 1.1. */
+    int (*config_enum)(const aero_host *host, const char *key,
+                       const char *choices, int *index_out);
+
+    /*
+     * Report a configuration error about `key` of this instance's section
+     * (NULL: about the section as a whole). The relay writes it as
+     *   <file>:<line>: [<section>] <key>: <message>
+     * e.g. relay.ini:12: [sink:bus] topic: "a/#/b": '#' is a wildcard
+     * where <line> is the line setting `key` in relay.ini (the [section]
+     * line if the key is not set there, or for key NULL), and the relay
+     * then refuses to start (--check exits 2). Do not add the file, line,
+     * section, key or the plugin's name yourself; do not end with a
+     * newline. Call it for every problem found, then return nonzero from
+     * check() (or create()). Returns -EINVAL, so a one-problem check can
+     * `return host->config_error(...)`. Main thread, during check() and
+     * create(). Since 1.1.
+     */
+    int (*config_error)(const aero_host *host, const char *key, const char *fmt,
+                        ...) AERO_PRINTF(3, 4);
 };
 
 /* ----------------------------------------------------------------- sinks */
 
 /*
- * A sink instance receives every accepted frame. Since 1.0.
+ * A sink instance receives every accepted frame. Since 1.0 (check: 1.1).
+ * Read the vtable's slots only after AERO_HAS (the relay does the same), so
+ * plugins built before a slot existed keep loading.
  *
+ * check (optional, Since 1.1): validate the section beyond what the key
+ *   table can say: values the relay cannot judge (a topic's syntax, a CA
+ *   file that must exist, keys that only make sense together). Report EVERY
+ *   problem through host->config_error (so --check lists them all, each with
+ *   its relay.ini line), then return 0 if there was none, else nonzero (a
+ *   negative errno, -EINVAL). Runs on the main thread before create(), both
+ *   under --check and at every start, so the two agree; under --check it is
+ *   the only plugin code that runs. It must have no effect: no threads, no
+ *   connections, no files or directories created, no memory kept, no
+ *   metric_register (it returns NULL here). The relay has already validated
+ *   the declared keys and filled in defaults.
  * create: allocate an instance for the section host describes; store it in
  *   *instance. Return 0, or a negative errno after logging why through
- *   host->log. destroy() is called on a half-built instance too, so create()
- *   may leave cleanup to it. Main thread.
- * write_batch: write n frames (n >= 1) and set results[i] for each. May
- *   block (it is the sink's durability point): a sink that blocks is then
- *   called only from its own thread, with batches that grow under load.
- *   Never retry, sleep-to-retry or drop: report AERO_RETRY and the relay acks
- *   TEMPORARY_ERROR so the agent resends.
- * flush: make everything written so far durable (on shutdown). Optional.
- * reopen: reopen output files (SIGHUP, log rotation). Optional.
+ *   host->log (config problems through host->config_error). destroy() is
+ *   called on a half-built instance too, so create() may leave cleanup to
+ *   it. Main thread.
+ * write_batch: write n frames, 1 <= n <= 1024 (the relay's sink thread
+ *   takes at most 1024 frames from the queue per call; inline writes from a
+ *   gRPC thread at most 256), and set results[i] for each. results[] arrives
+ *   filled with AERO_RETRY, so a frame the sink never got to is retried, not
+ *   lost; still set every entry you handle. frames[] and every pointer
+ *   inside them are valid only during the call. May block (it is the sink's
+ *   durability point): a sink that blocks is then called only from its own
+ *   thread, with batches that grow under load. Never retry, sleep-to-retry
+ *   or drop: report AERO_RETRY and the relay acks TEMPORARY_ERROR so the
+ *   agent resends.
+ * flush (optional): make everything written so far durable; called once at
+ *   shutdown after the last write_batch. Return 0, or a negative errno: the
+ *   relay logs a warning ("flush at shutdown failed") and carries on
+ *   stopping; acks already sent are not taken back, which is why AERO_OK
+ *   must already mean durable. NULL: nothing to flush.
+ * reopen (optional): reopen output files (SIGHUP, log rotation), between
+ *   two write_batch calls. Return 0, or a negative errno: the relay logs a
+ *   warning and keeps the instance, so the next write_batch must try again
+ *   and report AERO_RETRY while it cannot write. NULL: nothing to reopen.
  * destroy: free everything; instance may be NULL. Main thread.
  */
 typedef struct aero_sink_vtable {
-    uint32_t size;
+    uint32_t size;               /* sizeof(aero_sink_vtable) as compiled */
     const aero_config_key *keys; /* the keys this sink accepts */
     uint32_t n_keys;
     uint32_t key_size;           /* sizeof(aero_config_key) as compiled */
@@ -236,12 +342,14 @@ typedef struct aero_sink_vtable {
     int (*flush)(void *instance);
     int (*reopen)(void *instance);
     void (*destroy)(void *instance);
+    int (*check)(const aero_host *host); /* Since 1.1; NULL: nothing to check */
 } aero_sink_vtable;
 
 /* ---------------------------------------------------------------- routes */
 
 /*
- * A route publisher tells the world which relay holds which drone. Since 1.0.
+ * A route publisher tells the world which relay holds which drone. Since 1.0
+ * (check: 1.1). check, create and destroy: as for sinks.
  * session_up/session_down get NUL-terminated ids (validated charset, no NUL
  * inside), may be called from any thread concurrently, and must return at
  * once: do I/O on a thread of your own. session_down is only called by the
@@ -258,6 +366,7 @@ typedef struct aero_route_vtable {
     void (*session_down)(void *instance, const char *drone_id,
                          const char *session_id);
     void (*destroy)(void *instance);
+    int (*check)(const aero_host *host); /* Since 1.1: as the sink's check */
 } aero_route_vtable;
 
 /* ------------------------------------------------------------ descriptor */
@@ -274,7 +383,8 @@ typedef struct aero_plugin_descriptor {
     uint16_t abi_major;      /* AERO_ABI_MAJOR the plugin was built with */
     uint16_t abi_minor;      /* AERO_ABI_MINOR the plugin was built with */
     aero_plugin_kind kind;
-    const char *name;        /* "sink-file": matches the .so name */
+    const char *name;        /* "sink-file": must equal the .so file name
+                                without ".so", or the relay refuses it */
     const char *description; /* one line */
     const void *vtable;      /* aero_sink_vtable or aero_route_vtable */
 } aero_plugin_descriptor;
@@ -284,7 +394,9 @@ typedef struct aero_plugin_descriptor {
 /* The one symbol a plugin exports. */
 AERO_EXPORT const aero_plugin_descriptor *aeroarc_plugin_entry(void);
 
-/* Fill the fixed header of a descriptor: AERO_DESCRIPTOR(AERO_PLUGIN_SINK). */
+/* Fill the fixed header of a descriptor (size, ABI version, kind):
+ *   static const aero_plugin_descriptor d = {
+ *       AERO_DESCRIPTOR_HEADER(AERO_PLUGIN_SINK), .name = "sink-x", ...}; */
 #define AERO_DESCRIPTOR_HEADER(kind_)                                         \
     .size = sizeof(aero_plugin_descriptor), .abi_major = AERO_ABI_MAJOR,      \
     .abi_minor = AERO_ABI_MINOR, .kind = (kind_)

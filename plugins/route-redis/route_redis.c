@@ -6,9 +6,13 @@
  * session_down run on any relay thread: they only update the shared state
  * under a mutex never held across I/O, and wake the worker (route_worker.c),
  * which does every Redis round trip. No Redis address: the instance idles.
+ * Config values are read through the host's typed readers (ABI 1.1); the
+ * check slot (also under --check) reports bad values and addresses, from
+ * relay.ini or the environment, without connecting.
  */
 #include "route_redis.h"
 
+#include "config_check.h"
 #include "route_worker.h"
 
 #include <errno.h>
@@ -52,24 +56,28 @@ static const char *setting(const aero_host *host, const char *env, const char *k
     return v ? v : "";
 }
 
-/* Integer within [min, max] or -EINVAL (logged, naming where it came from). */
+/* Integer within [min, max]: the environment variable env when set (it
+ * wins; a bad one is reported against `key`, naming the variable), else
+ * the key through the host's typed reader. 0 or -EINVAL (reported). */
 static int int_setting(const aero_host *host, const char *env, const char *key, long long min,
-                       long long max, long long dflt, long long *out)
+                       long long max, long long *out)
 {
-    const char *v = setting(host, env, key);
-    const char *from = env_value(env) ? env : key;
-    char *end;
-    if (!v[0]) {
-        *out = dflt;
+    const char *v = env_value(env);
+    int64_t x = 0;
+    if (v) {
+        char *end;
+        errno = 0;
+        long long e = strtoll(v, &end, 10);
+        if (errno || *end || end == v || e < min || e > max)
+            return host->config_error(host, key,
+                                      "%s: invalid value \"%s\" (expected an integer from "
+                                      "%lld to %lld)",
+                                      env, v, min, max);
+        *out = e;
         return 0;
     }
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end || end == v || x < min || x > max) {
-        host->log(host, AERO_LOG_ERROR, "%s: invalid value \"%s\" (expected an integer from %lld to %lld)",
-                  from, v, min, max);
+    if (host->config_int(host, key, min, max, &x) != 0)
         return -EINVAL;
-    }
     *out = x;
     return 0;
 }
@@ -101,36 +109,53 @@ static void register_metrics(struct route_redis *rr)
                            "Ended sessions whose key still has to be compare-and-deleted.");
 }
 
-/* Read the configuration; 0, or -EINVAL after logging why. */
+/* Read the configuration into rr (no I/O, nothing allocated); every
+ * problem is reported through config_error. 0, or -EINVAL. */
 static int configure(struct route_redis *rr)
 {
     const aero_host *h = rr->host;
     char err[256];
     long long db = 0, ttl = 45, ct = 500, cmd = 1000, rmax = 5000;
     const char *addr = setting(h, "REDIS_ADDR", "redis_addr");
-    const char *ttl_s = h->config_get(h, "ttl_s"); /* core key of [route], default filled */
+    int bad = 0;
 
     snprintf(rr->addr, sizeof(rr->addr), "%s", addr);
     if (!addr[0])
         return 0;
-    if (ttl_s && ttl_s[0])
-        ttl = strtoll(ttl_s, NULL, 10);
-    if (int_setting(h, "REDIS_DB", "redis_db", 0, 1000000, 0, &db) < 0 ||
-        int_setting(h, NULL, "connect_timeout_ms", 10, 60000, 500, &ct) < 0 ||
-        int_setting(h, NULL, "command_timeout_ms", 10, 600000, 1000, &cmd) < 0 ||
-        int_setting(h, NULL, "reconnect_max_ms", 100, 600000, 5000, &rmax) < 0)
-        return -EINVAL;
+    bad |= int_setting(h, NULL, "ttl_s", 1, 86400, &ttl) != 0; /* the core's key of [route] */
+    bad |= int_setting(h, "REDIS_DB", "redis_db", 0, 1000000, &db) != 0;
+    bad |= int_setting(h, NULL, "connect_timeout_ms", 10, 60000, &ct) != 0;
+    bad |= int_setting(h, NULL, "command_timeout_ms", 10, 600000, &cmd) != 0;
+    bad |= int_setting(h, NULL, "reconnect_max_ms", 100, 600000, &rmax) != 0;
     if (redis_link_parse_addr(addr, &rr->opts, err, sizeof(err)) < 0) {
-        h->log(h, AERO_LOG_ERROR, "%s: %s", env_value("REDIS_ADDR") ? "REDIS_ADDR" : "redis_addr",
-               err);
-        return -EINVAL;
+        if (env_value("REDIS_ADDR"))
+            h->config_error(h, "redis_addr", "REDIS_ADDR: %s", err);
+        else
+            h->config_error(h, "redis_addr", "%s", err);
+        bad = 1;
     }
-    rr->ttl_s = ttl >= 1 && ttl <= 86400 ? (int)ttl : 45;
+    if (bad)
+        return -EINVAL;
+    rr->ttl_s = (int)ttl;
     rr->opts.db = db;
     rr->opts.connect_timeout_ms = (int)ct;
     rr->opts.command_timeout_ms = (int)cmd;
     rr->reconnect_max_ms = (int)rmax;
     return 0;
+}
+
+/* The check slot: configure() on a throw-away instance; no connection. */
+static int rr_check(const aero_host *host)
+{
+    if (!config_check_host(host, "route-redis"))
+        return -ENOTSUP;
+    struct route_redis *rr = calloc(1, sizeof(*rr));
+    if (!rr)
+        return -ENOMEM;
+    rr->host = host;
+    int rc = configure(rr);
+    free(rr);
+    return rc;
 }
 
 static int init_sync(struct route_redis *rr)
@@ -162,6 +187,8 @@ static int rr_create(const aero_host *host, void **instance)
     *instance = rr; /* destroy() takes it from here, half-built or not */
     rr->host = host;
     rr->io_fd = -1;
+    if (!config_check_host(host, "route-redis"))
+        return -ENOTSUP;
     register_metrics(rr);
     if ((rc = configure(rr)) < 0)
         return rc;
@@ -289,6 +316,7 @@ static const aero_route_vtable route_redis_vtable = {
     .session_up = rr_session_up,
     .session_down = rr_session_down,
     .destroy = rr_destroy,
+    .check = rr_check,
 };
 
 static const aero_plugin_descriptor route_redis_descriptor = {

@@ -2,11 +2,15 @@
  * sink_file.c - the sink-file plugin: JSON lines appended to
  * <path>/<prefix>-<UTC time>.jsonl, one write(2) (and with fsync = batch one
  * fdatasync) per batch, rotation by size and age, and recovery from a full
- * or failing disk without a restart. write_batch/flush/reopen run on the
- * instance's sink thread, create/destroy on the main thread; no globals.
+ * or failing disk without a restart. check (also under --check) refuses a
+ * path that cannot be created or written now; create() does not: at run
+ * time a failing disk is retried, never fatal. write_batch/flush/reopen run
+ * on the instance's sink thread, check/create/destroy on the main thread;
+ * no globals.
  */
 #include <aeroarc/plugin.h>
 
+#include "config_check.h"
 #include "envelope_lines.h"
 #include "mono_clock.h"
 #include "warn_limit.h"
@@ -225,6 +229,89 @@ static void undo_batch(struct sink_file *s, uint64_t start, int synced_failed)
         close_file(s);
 }
 
+/* ---------------------------------------------------------------- config */
+
+/* Reads the config into s through the host's typed readers; reports every
+ * problem through config_error. 0 or -EINVAL. */
+static int read_config(const aero_host *h, struct sink_file *s)
+{
+    int bad = 0, fsync_mode = 0;
+
+    s->dir = config_check_str(h, "path");
+    s->prefix = config_check_str(h, "prefix");
+    bad |= h->config_int(h, "rotate_bytes", 0, INT64_MAX, &s->rotate_bytes) != 0;
+    bad |= h->config_int(h, "rotate_interval_s", 0, INT32_MAX, &s->rotate_interval_s) != 0;
+    bad |= h->config_enum(h, "fsync", "none|batch", &fsync_mode) != 0;
+    s->fsync_batch = fsync_mode == 1;
+    if (!*s->dir)
+        bad |= h->config_error(h, "path", "must not be empty") != 0;
+    if (!*s->prefix)
+        bad |= h->config_error(h, "prefix", "must not be empty") != 0;
+    else if (strchr(s->prefix, '/'))
+        bad |= h->config_error(h, "prefix", "\"%s\" must not contain '/'", s->prefix) != 0;
+    return bad ? -EINVAL : 0;
+}
+
+/*
+ * Could open_file() create dir (mkdir -p) and a file in it now? Looks
+ * only: the deepest existing directory on the way must be writable and
+ * searchable, and nothing on the way may be a non-directory. 0, or -errno
+ * with the path at fault in at[].
+ */
+static int dir_usable(const char *dir, char *at, size_t atlen)
+{
+    char tmp[PATH_MAX];
+    struct stat st;
+    size_t len = strlen(dir);
+
+    if (len >= sizeof(tmp) || atlen < sizeof(tmp)) {
+        at[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    memcpy(tmp, dir, len + 1);
+    for (;;) {
+        while (len > 1 && tmp[len - 1] == '/')
+            tmp[--len] = '\0';
+        memcpy(at, tmp, len + 1);
+        if (stat(tmp, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+            return access(tmp, W_OK | X_OK) == 0 ? 0 : -errno;
+        }
+        /* ENOTDIR: a file on the way; go up to name it. */
+        if ((errno != ENOENT && errno != ENOTDIR) || strcmp(tmp, ".") == 0 ||
+            strcmp(tmp, "/") == 0)
+            return -errno;
+        char *slash = strrchr(tmp, '/');
+        if (slash == NULL) {
+            snprintf(tmp, sizeof(tmp), ".");
+            len = 1;
+        } else {
+            len = slash == tmp ? 1 : (size_t)(slash - tmp);
+            tmp[len] = '\0';
+        }
+    }
+}
+
+/* The check slot: the config, then whether the directory can be made and
+ * written. Creates nothing. */
+static int file_check(const aero_host *h)
+{
+    struct sink_file s = {.host = h};
+    char at[PATH_MAX];
+
+    if (!config_check_host(h, "sink-file"))
+        return -ENOTSUP;
+    int rc = read_config(h, &s);
+    if (*s.dir) {
+        int err = dir_usable(s.dir, at, sizeof(at));
+        if (err != 0)
+            rc = h->config_error(h, "path", "cannot create or write \"%s\" (%s: %s)",
+                                 s.dir, at, strerror(-err));
+    }
+    return rc;
+}
+
 /* -------------------------------------------------------------- vtable */
 
 static int file_create(const aero_host *host, void **instance)
@@ -238,20 +325,13 @@ static int file_create(const aero_host *host, void **instance)
     s->host = host;
     s->fd = -1;
     s->warn = WARN_LIMIT_INIT;
-    s->dir = host->config_get(host, "path");
-    s->prefix = host->config_get(host, "prefix");
-    const char *rb = host->config_get(host, "rotate_bytes");
-    const char *ri = host->config_get(host, "rotate_interval_s");
-    const char *fs = host->config_get(host, "fsync");
-    if (!s->dir || !*s->dir || !s->prefix || !*s->prefix ||
-        strchr(s->prefix, '/') || !rb || !ri || !fs) {
-        host->log(host, AERO_LOG_ERROR, "sink-file: path and prefix must be "
-                  "non-empty and prefix must not contain '/'");
-        return -EINVAL;
-    }
-    s->rotate_bytes = strtoll(rb, NULL, 10);
-    s->rotate_interval_s = strtoll(ri, NULL, 10);
-    s->fsync_batch = strcmp(fs, "batch") == 0;
+    /* check() ran first and also tried the path; here only the values
+     * matter: a path that fails now is retried, not fatal (see top). */
+    if (!config_check_host(host, "sink-file"))
+        return -ENOTSUP;
+    int rc = read_config(host, s);
+    if (rc != 0)
+        return rc;
 
     if (envelope_lines_init(&s->lines, INITIAL_BUF) != 0) {
         host->log(host, AERO_LOG_ERROR, "sink-file: out of memory");
@@ -272,7 +352,7 @@ static int file_create(const aero_host *host, void **instance)
 
     /* Open now so a bad path shows at start-up; it is not fatal (the disk
      * may come back): batches retry until a file opens. */
-    int rc = open_file(s);
+    rc = open_file(s);
     if (rc != 0)
         host->log(host, AERO_LOG_WARN, "sink-file: cannot open a file in %s "
                   "yet: %s; frames will be retried", s->dir, strerror(-rc));
@@ -361,6 +441,7 @@ static const aero_sink_vtable file_vtable = {
     .flush = file_flush,
     .reopen = file_reopen,
     .destroy = file_destroy,
+    .check = file_check,
 };
 
 static const aero_plugin_descriptor file_descriptor = {

@@ -15,6 +15,7 @@
 #include <aeroarc/plugin.h>
 
 #include "mono_clock.h"
+#include "config_check.h"
 #include "warn_limit.h"
 
 #include <errno.h>
@@ -95,20 +96,26 @@ static void metric_add(struct sink_influx *s, aero_metric *m, uint64_t d)
 
 static const char *str_key(const aero_host *h, const char *key)
 {
-    const char *v = h->config_get(h, key);
-    return v ? v : "";
+    return config_check_str(h, key);
 }
 
-static long long int_key(const aero_host *h, const char *key)
-{
-    const char *v = h->config_get(h, key);
-    return v ? strtoll(v, NULL, 10) : 0;
-}
+/* The typed keys, as the host parsed them. */
+struct influx_cfg {
+    int64_t timeout_ms, max_body;
+    int integers, insecure; /* integers: index in "float|integer" */
+};
 
-static int is_true(const char *v)
+/* Reads the typed keys (the host reports bad values); 0 or -EINVAL. */
+static int read_config(const aero_host *h, struct influx_cfg *c)
 {
-    return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") ||
-                 !strcmp(v, "1"));
+    int bad = 0;
+
+    *c = (struct influx_cfg){0};
+    bad |= h->config_int(h, "timeout_ms", 100, 600000, &c->timeout_ms) != 0;
+    bad |= h->config_int(h, "max_body_bytes", 1024, 268435456, &c->max_body) != 0;
+    bad |= h->config_enum(h, "integers", "float|integer", &c->integers) != 0;
+    bad |= h->config_bool(h, "insecure", &c->insecure) != 0;
+    return bad ? -EINVAL : 0;
 }
 
 /* ------------------------------------------------------------ writing */
@@ -277,20 +284,28 @@ retry_all:
 
 /* -------------------------------------------------------------- vtable */
 
-static int check_config(const aero_host *h)
+/* The check slot: every problem of the section through config_error; no
+ * request is sent, nothing is kept. Also the first step of create(). */
+static int influx_check(const aero_host *h)
 {
-    const char *url = str_key(h, "url"), *why = NULL;
+    struct influx_cfg c;
+    const char *url = str_key(h, "url");
+    int bad = 0;
 
+    if (!config_check_host(h, "sink-influxdb"))
+        return -ENOTSUP;
+    bad |= read_config(h, &c) != 0;
     if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        why = "url must start with http:// or https://";
-    else if (!*str_key(h, "database"))
-        why = "database must not be empty";
-    else if (*str_key(h, "password") && !*str_key(h, "username"))
-        why = "password is set without username";
-    if (why == NULL)
-        return 0;
-    h->log(h, AERO_LOG_ERROR, "sink-influxdb: %s", why);
-    return -EINVAL;
+        bad |= h->config_error(h, "url", "\"%s\" must start with http:// or https://",
+                               url) != 0;
+    if (!*str_key(h, "database"))
+        bad |= h->config_error(h, "database", "must not be empty") != 0;
+    if (*str_key(h, "password") && !*str_key(h, "username"))
+        bad |= h->config_error(h, "password", "set without username") != 0;
+    if (*str_key(h, "tls_ca_file") && strncmp(url, "https://", 8) != 0)
+        bad |= h->config_error(h, "tls_ca_file", "set but url is not https://") != 0;
+    bad |= config_check_readable_file(h, "tls_ca_file") != 0;
+    return bad ? -EINVAL : 0;
 }
 
 static int influx_create(const aero_host *host, void **instance)
@@ -305,11 +320,12 @@ static int influx_create(const aero_host *host, void **instance)
     *instance = s;
     s->host = host;
     s->warn = WARN_LIMIT_INIT;
-    if ((rc = check_config(host)) != 0)
+    /* The relay ran check() already; again here for a create() without it. */
+    struct influx_cfg c;
+    if ((rc = influx_check(host)) != 0 || (rc = read_config(host, &c)) != 0)
         return rc;
-    s->ints = strcmp(str_key(host, "integers"), "integer") == 0
-                  ? INFLUX_INTS_INTEGER : INFLUX_INTS_FLOAT;
-    s->max_body = (size_t)int_key(host, "max_body_bytes");
+    s->ints = c.integers == 1 ? INFLUX_INTS_INTEGER : INFLUX_INTS_FLOAT;
+    s->max_body = (size_t)c.max_body;
 
     if (AERO_HAS(host, aero_host, metric_add) && host->metric_register) {
         s->m_written = host->metric_register(host, AERO_METRIC_COUNTER,
@@ -334,9 +350,9 @@ static int influx_create(const aero_host *host, void **instance)
         .retention_policy = str_key(host, "retention_policy"),
         .username = str_key(host, "username"),
         .password = str_key(host, "password"),
-        .timeout_ms = (int)int_key(host, "timeout_ms"),
+        .timeout_ms = (int)c.timeout_ms,
         .ca_file = str_key(host, "tls_ca_file"),
-        .insecure = is_true(host->config_get(host, "insecure")),
+        .insecure = c.insecure,
     };
     return influx_http_create(host, &o, &s->http);
 }
@@ -359,6 +375,7 @@ static const aero_sink_vtable influx_vtable = {
     .create = influx_create,
     .write_batch = influx_write_batch,
     .destroy = influx_destroy,
+    .check = influx_check,
 };
 
 static const aero_plugin_descriptor influx_descriptor = {

@@ -141,12 +141,12 @@ static int literal_valid(const char *s, size_t len, char *err, size_t errlen)
         uint32_t cp;
         size_t n = utf8_next(p + i, len - i, &cp);
         if (n == 0 || code_point_refused(cp)) {
-            set_err(err, errlen, "%s", "topic: invalid UTF-8 or a control "
+            set_err(err, errlen, "%s", "invalid UTF-8 or a control "
                     "character in the template");
             return -EINVAL;
         }
         if (cp == '+' || cp == '#') {
-            set_err(err, errlen, "%s", "topic: '+' and '#' are subscription "
+            set_err(err, errlen, "%s", "'+' and '#' are subscription "
                     "wildcards and cannot appear in a published topic");
             return -EINVAL;
         }
@@ -183,7 +183,7 @@ static int parse(struct mqtt_topic *t, char *err, size_t errlen)
             break;
         const char *close = strchr(open, '}');
         if (close == NULL) {
-            set_err(err, errlen, "topic: unclosed '{' in \"%s\"", t->tmpl);
+            set_err(err, errlen, "unclosed '{' in \"%s\"", t->tmpl);
             return -EINVAL;
         }
         size_t nlen = (size_t)(close - open - 1);
@@ -193,7 +193,7 @@ static int parse(struct mqtt_topic *t, char *err, size_t errlen)
                  strncmp(PLACEHOLDERS[k].name, open + 1, nlen) == 0))
             k++;
         if (k == sizeof(PLACEHOLDERS) / sizeof(PLACEHOLDERS[0])) {
-            set_err(err, errlen, "topic: unknown placeholder in \"%s\" "
+            set_err(err, errlen, "unknown placeholder in \"%s\" "
                     "(valid: {agent_id} {msg_name} {msg_id} {flight_id} "
                     "{session_id} {dialect} {relay_id} {instance})", t->tmpl);
             return -EINVAL;
@@ -203,7 +203,7 @@ static int parse(struct mqtt_topic *t, char *err, size_t errlen)
         s = close + 1;
     }
     if (t->n_parts == 0) {
-        set_err(err, errlen, "%s", "topic: must not be empty");
+        set_err(err, errlen, "%s", "must not be empty");
         return -EINVAL;
     }
     return 0;

@@ -4,14 +4,17 @@
  * QoS 1/2 a frame is acked OK only once the broker acknowledged its message
  * (PUBACK / PUBCOMP); with QoS 0 once libmosquitto took it (no guarantee).
  * Config and the vtable live here; the connection is mqtt_link.c's, topics
- * mqtt_topic.c's. write_batch runs on the sink thread, create/destroy on
- * the main thread; no globals.
+ * mqtt_topic.c's. Every value is read through the host's typed readers
+ * (ABI 1.1), so "tls = On" means TLS here as it does to --check. check,
+ * create and destroy run on the main thread, write_batch on the sink
+ * thread; no globals.
  */
 #include "mqtt_link.h"
 #include "mqtt_topic.h"
 
 #include <aeroarc/plugin.h>
 
+#include "config_check.h"
 #include "warn_limit.h"
 
 #include <errno.h>
@@ -103,22 +106,37 @@ static void metric_add(struct sink_mqtt *s, aero_metric *m, uint64_t d)
 
 #define warn_limited(s, ...) warn_limit_log(&(s)->warn, (s)->host, "sink-mqtt", __VA_ARGS__)
 
-static int is_true(const char *v)
-{
-    return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") ||
-                 !strcmp(v, "1"));
-}
-
-static int int_key(const aero_host *h, const char *key)
-{
-    const char *v = h->config_get(h, key);
-    return v ? (int)strtol(v, NULL, 10) : 0;
-}
-
 static const char *str_key(const aero_host *h, const char *key)
 {
-    const char *v = h->config_get(h, key);
-    return v ? v : "";
+    return config_check_str(h, key);
+}
+
+/* The typed keys, as the host parsed them. */
+struct mqtt_cfg {
+    int64_t port, keepalive_s, max_inflight, timeout_ms;
+    int64_t reconnect_min_ms, reconnect_max_ms;
+    int qos, retain, protobuf, tls, insecure;
+};
+
+/* Reads every typed key; the host reports each bad value itself (with its
+ * relay.ini line). 0, or -EINVAL when any was bad. */
+static int read_config(const aero_host *h, struct mqtt_cfg *c)
+{
+    int bad = 0;
+
+    *c = (struct mqtt_cfg){0};
+    bad |= h->config_int(h, "port", 1, 65535, &c->port) != 0;
+    bad |= h->config_enum(h, "qos", "0|1|2", &c->qos) != 0;
+    bad |= h->config_bool(h, "retain", &c->retain) != 0;
+    bad |= h->config_enum(h, "format", "json|protobuf", &c->protobuf) != 0;
+    bad |= h->config_bool(h, "tls", &c->tls) != 0;
+    bad |= h->config_bool(h, "insecure", &c->insecure) != 0;
+    bad |= h->config_int(h, "keepalive_s", 5, 65535, &c->keepalive_s) != 0;
+    bad |= h->config_int(h, "max_inflight", 1, 10000, &c->max_inflight) != 0;
+    bad |= h->config_int(h, "reconnect_delay_ms", 10, 600000, &c->reconnect_min_ms) != 0;
+    bad |= h->config_int(h, "reconnect_delay_max_ms", 10, 3600000, &c->reconnect_max_ms) != 0;
+    bad |= h->config_int(h, "publish_timeout_ms", 10, 600000, &c->timeout_ms) != 0;
+    return bad ? -EINVAL : 0;
 }
 
 /* Grows *buf to hold need bytes: 0 or -ENOMEM. */
@@ -175,25 +193,50 @@ static const char *topic_of(struct sink_mqtt *s, const aero_frame *f)
 
 /* -------------------------------------------------------------- vtable */
 
-static int check_config(const aero_host *h)
+/*
+ * The check slot: every problem of the section, each reported through
+ * config_error with its key. No connection, no thread; the compiled topic
+ * is freed at once. Also the first step of create().
+ */
+static int mqtt_check(const aero_host *h)
 {
-    const char *why = NULL;
-    int tls = is_true(h->config_get(h, "tls"));
+    struct mqtt_cfg c;
+    struct mqtt_topic *t = NULL;
+    char err[512];
+    int bad = 0;
 
+    if (!config_check_host(h, "sink-mqtt"))
+        return -ENOTSUP;
+    bad |= read_config(h, &c) != 0;
     if (!*str_key(h, "host"))
-        why = "host must not be empty";
-    else if (*str_key(h, "password") && !*str_key(h, "username"))
-        why = "password is set without username";
-    else if (!*str_key(h, "cert_file") != !*str_key(h, "key_file"))
-        why = "cert_file and key_file go together (set both or neither)";
-    else if (!tls && (*str_key(h, "ca_file") || *str_key(h, "cert_file")))
-        why = "ca_file/cert_file are set but tls = false";
-    else if (int_key(h, "reconnect_delay_max_ms") < int_key(h, "reconnect_delay_ms"))
-        why = "reconnect_delay_max_ms is below reconnect_delay_ms";
-    if (why == NULL)
-        return 0;
-    h->log(h, AERO_LOG_ERROR, "sink-mqtt: %s", why);
-    return -EINVAL;
+        bad |= h->config_error(h, "host", "must not be empty") != 0;
+    if (*str_key(h, "password") && !*str_key(h, "username"))
+        bad |= h->config_error(h, "password", "set without username") != 0;
+    if (!*str_key(h, "cert_file") != !*str_key(h, "key_file"))
+        bad |= h->config_error(h, *str_key(h, "cert_file") ? "cert_file" : "key_file",
+                               "cert_file and key_file go together (set both or neither)") != 0;
+    if (!c.tls && *str_key(h, "ca_file"))
+        bad |= h->config_error(h, "ca_file", "set but tls is off (set tls = true)") != 0;
+    if (!c.tls && *str_key(h, "cert_file"))
+        bad |= h->config_error(h, "cert_file", "set but tls is off (set tls = true)") != 0;
+    bad |= config_check_readable_file(h, "ca_file") != 0;
+    bad |= config_check_readable_file(h, "cert_file") != 0;
+    bad |= config_check_readable_file(h, "key_file") != 0;
+    if (c.reconnect_max_ms && c.reconnect_max_ms < c.reconnect_min_ms)
+        bad |= h->config_error(h, "reconnect_delay_max_ms",
+                               "%lld is below reconnect_delay_ms (%lld)",
+                               (long long)c.reconnect_max_ms,
+                               (long long)c.reconnect_min_ms) != 0;
+    int rc = mqtt_topic_compile(str_key(h, "topic"), h->relay_id(h), h->instance_name(h), &t,
+                                err, sizeof(err));
+    mqtt_topic_free(t);
+    if (rc == -EINVAL) {
+        bad |= h->config_error(h, "topic", "%s", err) != 0;
+    } else if (rc != 0) {
+        h->log(h, AERO_LOG_ERROR, "sink-mqtt: topic: %s", err);
+        return rc;
+    }
+    return bad ? -EINVAL : 0;
 }
 
 static int mqtt_create(const aero_host *host, void **instance)
@@ -209,19 +252,22 @@ static int mqtt_create(const aero_host *host, void **instance)
     *instance = s;
     s->host = host;
     s->warn = WARN_LIMIT_INIT;
-    if ((rc = check_config(host)) != 0)
+    /* The relay ran check() already; again here, so a create() without it
+     * (a test, an older relay) never starts on a bad section. */
+    struct mqtt_cfg c;
+    if ((rc = mqtt_check(host)) != 0 || (rc = read_config(host, &c)) != 0)
         return rc;
-    s->qos = int_key(host, "qos");
-    s->retain = is_true(host->config_get(host, "retain"));
-    s->protobuf = strcmp(str_key(host, "format"), "protobuf") == 0;
-    s->timeout_ms = int_key(host, "publish_timeout_ms");
+    s->qos = c.qos;
+    s->retain = c.retain;
+    s->protobuf = c.protobuf;
+    s->timeout_ms = (int)c.timeout_ms;
 
     const char *relay = host->relay_id ? host->relay_id(host) : "relay";
     const char *inst = host->instance_name ? host->instance_name(host) : "mqtt";
     rc = mqtt_topic_compile(str_key(host, "topic"), relay, inst, &s->topic,
                             err, sizeof(err));
     if (rc != 0) {
-        host->log(host, AERO_LOG_ERROR, "sink-mqtt: %s", err);
+        host->log(host, AERO_LOG_ERROR, "sink-mqtt: topic: %s", err);
         return rc;
     }
     if (*str_key(host, "client_id"))
@@ -251,20 +297,20 @@ static int mqtt_create(const aero_host *host, void **instance)
 
     struct mqtt_link_opts o = {
         .host = str_key(host, "host"),
-        .port = int_key(host, "port"),
+        .port = (int)c.port,
         .client_id = s->client_id,
         .username = str_key(host, "username"),
         .password = str_key(host, "password"),
-        .tls = is_true(host->config_get(host, "tls")),
+        .tls = c.tls,
         .ca_file = str_key(host, "ca_file"),
         .cert_file = str_key(host, "cert_file"),
         .key_file = str_key(host, "key_file"),
-        .insecure = is_true(host->config_get(host, "insecure")),
-        .keepalive_s = int_key(host, "keepalive_s"),
-        .max_inflight = int_key(host, "max_inflight"),
+        .insecure = c.insecure,
+        .keepalive_s = (int)c.keepalive_s,
+        .max_inflight = (int)c.max_inflight,
         .qos = s->qos,
-        .reconnect_min_ms = int_key(host, "reconnect_delay_ms"),
-        .reconnect_max_ms = int_key(host, "reconnect_delay_max_ms"),
+        .reconnect_min_ms = (int)c.reconnect_min_ms,
+        .reconnect_max_ms = (int)c.reconnect_max_ms,
     };
     return mqtt_link_create(host, &o, &s->link);
 }
@@ -352,6 +398,7 @@ static const aero_sink_vtable mqtt_vtable = {
     .create = mqtt_create,
     .write_batch = mqtt_write_batch,
     .destroy = mqtt_destroy,
+    .check = mqtt_check,
 };
 
 static const aero_plugin_descriptor mqtt_descriptor = {

@@ -4,7 +4,9 @@
  * original protobuf bytes, with headers that let JetStream drop resends
  * (Nats-Msg-Id = <agent_id>:<seq>). A batch is published asynchronously and
  * a frame is AERO_OK only once JetStream acknowledged storing it.
- * create/destroy run on the main thread, write_batch on the sink thread;
+ * Config values are read through the host's typed readers (ABI 1.1) and
+ * checked as a whole by nats_check, which --check runs too.
+ * check/create/destroy run on the main thread, write_batch on the sink thread;
  * libnats' own threads enter through pub_batch.c and nats_conn.c.
  *
  * libnats keeps process-wide threads and state; it cannot be shut down by
@@ -14,6 +16,7 @@
  */
 #include <aeroarc/plugin.h>
 
+#include "config_check.h"
 #include "mono_clock.h"
 #include "warn_limit.h"
 
@@ -110,11 +113,11 @@ static const aero_config_key nats_keys[] = {
 struct sink_nats {
     const aero_host *host;
     struct subject_template subject;
-    int format_protobuf;
+    int format_protobuf;     /* index in "json|protobuf" */
     const char *stream;      /* config string (host-owned); "" = any */
     int create_stream;
     char filter[SUBJECT_TEMPLATE_MAX + 2]; /* create_stream: stream subjects */
-    int storage_memory, discard_old;
+    int storage_memory, discard_old; /* indexes in "file|memory", "new|old" */
     int64_t replicas, max_age_s, max_bytes, dup_window_s;
     int64_t timeout_ms;
 
@@ -143,22 +146,9 @@ static void metric_add(struct sink_nats *s, aero_metric *m, uint64_t delta)
  * saying how many were swallowed. Sink thread only. */
 #define warn_limited(s, ...) warn_limit_log(&(s)->warn, (s)->host, "sink-nats", __VA_ARGS__)
 
-static int parse_bool(const char *v)
-{
-    return v && (!strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
-                 !strcasecmp(v, "on") || !strcmp(v, "1"));
-}
-
-static int64_t key_int(const aero_host *h, const char *key)
-{
-    const char *v = h->config_get(h, key);
-    return v ? strtoll(v, NULL, 10) : 0;
-}
-
 static const char *key_str(const aero_host *h, const char *key)
 {
-    const char *v = h->config_get(h, key);
-    return v ? v : "";
+    return config_check_str(h, key);
 }
 
 /* A frame string as a NUL-terminated header value: control bytes, which
@@ -419,45 +409,67 @@ static void nats_write_batch(void *instance, const aero_frame *const *frames,
                          : "within publish_timeout_ms");
 }
 
-/* Reads and checks the config; 0 or -EINVAL after logging why. */
+/* Servers in the comma-separated url, blanks and empty entries ignored. */
+static int count_servers(const char *url)
+{
+    int n = 0;
+    for (const char *p = url; *p;) {
+        size_t len = strcspn(p, ",");
+        size_t blanks = 0;
+        while (blanks < len && (p[blanks] == ' ' || p[blanks] == '\t'))
+            blanks++;
+        n += blanks < len;
+        p += len + (p[len] == ',');
+    }
+    return n;
+}
+
+/*
+ * Reads the config into s and *cc through the host's typed readers (bad
+ * values are reported by the host). The subject template is parsed into
+ * s->subject (freed by the caller). Reports every problem through
+ * config_error; 0, or -EINVAL when there was any.
+ */
 static int read_config(struct sink_nats *s, struct nats_conn_cfg *cc)
 {
     const aero_host *h = s->host;
     char err[256];
+    int bad = 0, tls = 0;
 
+    *cc = (struct nats_conn_cfg){0};
     if (subject_template_parse(&s->subject, key_str(h, "subject"), err,
-                               sizeof(err)) != 0) {
-        h->log(h, AERO_LOG_ERROR, "sink-nats: subject: %s", err);
-        return -EINVAL;
-    }
-    s->format_protobuf = strcmp(key_str(h, "format"), "protobuf") == 0;
+                               sizeof(err)) != 0)
+        bad |= h->config_error(h, "subject", "%s", err) != 0;
     s->stream = key_str(h, "stream");
-    s->create_stream = parse_bool(key_str(h, "create_stream"));
-    s->storage_memory = strcmp(key_str(h, "stream_storage"), "memory") == 0;
-    s->discard_old = strcmp(key_str(h, "stream_discard"), "old") == 0;
-    s->replicas = key_int(h, "stream_replicas");
-    s->max_age_s = key_int(h, "stream_max_age_s");
-    s->max_bytes = key_int(h, "stream_max_bytes");
-    s->dup_window_s = key_int(h, "duplicate_window_s");
-    s->timeout_ms = key_int(h, "publish_timeout_ms");
-    if (s->stream[0] != '\0' && !stream_name_ok(s->stream)) {
-        h->log(h, AERO_LOG_ERROR, "sink-nats: stream: invalid name \"%s\" "
-               "(no '.', '*', '>', '/', spaces; at most %d bytes)", s->stream,
-               STREAM_NAME_MAX);
-        return -EINVAL;
-    }
-    if (s->create_stream && s->stream[0] == '\0') {
-        h->log(h, AERO_LOG_ERROR, "sink-nats: create_stream = true needs stream "
-               "(the name of the stream to create)");
-        return -EINVAL;
-    }
-    if (s->create_stream &&
-        subject_template_filter(&s->subject, s->filter, sizeof(s->filter)) != 0) {
-        h->log(h, AERO_LOG_ERROR, "sink-nats: create_stream = true needs a "
-               "subject whose first token has no placeholder (the stream "
-               "captures <static prefix>.>)");
-        return -EINVAL;
-    }
+    bad |= h->config_enum(h, "format", "json|protobuf", &s->format_protobuf) != 0;
+    bad |= h->config_bool(h, "create_stream", &s->create_stream) != 0;
+    bad |= h->config_enum(h, "stream_storage", "file|memory", &s->storage_memory) != 0;
+    bad |= h->config_enum(h, "stream_discard", "new|old", &s->discard_old) != 0;
+    bad |= h->config_int(h, "stream_replicas", 1, 5, &s->replicas) != 0;
+    bad |= h->config_int(h, "stream_max_age_s", 0, INT64_MAX / 1000000000,
+                         &s->max_age_s) != 0;
+    bad |= h->config_int(h, "stream_max_bytes", 0, INT64_MAX, &s->max_bytes) != 0;
+    bad |= h->config_int(h, "duplicate_window_s", 1, 7 * 24 * 3600, &s->dup_window_s) != 0;
+    bad |= h->config_int(h, "publish_timeout_ms", 100, 600000, &s->timeout_ms) != 0;
+    bad |= h->config_bool(h, "tls", &tls) != 0;
+    bad |= h->config_int(h, "reconnect_wait_ms", 10, 600000, &cc->reconnect_wait_ms) != 0;
+    bad |= h->config_int(h, "reconnect_max_wait_ms", 10, 600000,
+                         &cc->reconnect_max_wait_ms) != 0;
+    bad |= h->config_int(h, "ping_interval_s", 1, 3600, &cc->ping_interval_s) != 0;
+    bad |= h->config_int(h, "max_pending", 1, 1000000, &cc->max_pending) != 0;
+
+    if (s->stream[0] != '\0' && !stream_name_ok(s->stream))
+        bad |= h->config_error(h, "stream", "invalid name \"%s\" (no '.', '*', '>', "
+                               "'/', spaces; at most %d bytes)", s->stream,
+                               STREAM_NAME_MAX) != 0;
+    if (s->create_stream && s->stream[0] == '\0')
+        bad |= h->config_error(h, "create_stream", "create_stream = true needs "
+                               "stream (the name of the stream to create)") != 0;
+    if (s->create_stream && s->subject.n_parts > 0 &&
+        subject_template_filter(&s->subject, s->filter, sizeof(s->filter)) != 0)
+        bad |= h->config_error(h, "subject", "create_stream = true needs a subject "
+                               "whose first token has no placeholder (the stream "
+                               "captures <static prefix>.>)") != 0;
 
     *cc = (struct nats_conn_cfg){
         .url = key_str(h, "url"),
@@ -465,31 +477,50 @@ static int read_config(struct sink_nats *s, struct nats_conn_cfg *cc)
         .password = key_str(h, "password"),
         .token = key_str(h, "token"),
         .creds_file = key_str(h, "creds_file"),
-        .tls = parse_bool(key_str(h, "tls")),
+        .tls = tls,
         .ca_file = key_str(h, "ca_file"),
         .cert_file = key_str(h, "cert_file"),
         .key_file = key_str(h, "key_file"),
         .tls_hostname = key_str(h, "tls_hostname"),
-        .reconnect_wait_ms = key_int(h, "reconnect_wait_ms"),
-        .reconnect_max_wait_ms = key_int(h, "reconnect_max_wait_ms"),
-        .ping_interval_s = key_int(h, "ping_interval_s"),
+        .reconnect_wait_ms = cc->reconnect_wait_ms,
+        .reconnect_max_wait_ms = cc->reconnect_max_wait_ms,
+        .ping_interval_s = cc->ping_interval_s,
         .request_timeout_ms = s->timeout_ms,
-        .max_pending = key_int(h, "max_pending"),
+        .max_pending = cc->max_pending,
     };
+    int servers = count_servers(cc->url);
+    if (servers == 0)
+        bad |= h->config_error(h, "url", "no server URL given") != 0;
+    else if (servers > 32)
+        bad |= h->config_error(h, "url", "more than 32 servers") != 0;
     int auths = (cc->user[0] != '\0') + (cc->token[0] != '\0') +
                 (cc->creds_file[0] != '\0');
-    const char *why = NULL;
     if (auths > 1)
-        why = "set only one of user/password, token and creds_file";
-    else if (cc->password[0] != '\0' && cc->user[0] == '\0')
-        why = "password is set without user";
-    else if ((cc->cert_file[0] != '\0') != (cc->key_file[0] != '\0'))
-        why = "cert_file and key_file go together";
-    if (why != NULL) {
-        h->log(h, AERO_LOG_ERROR, "sink-nats: %s", why);
-        return -EINVAL;
-    }
-    return 0;
+        bad |= h->config_error(h, cc->token[0] ? "token" : "creds_file",
+                               "set only one of user/password, token and creds_file") != 0;
+    if (cc->password[0] != '\0' && cc->user[0] == '\0')
+        bad |= h->config_error(h, "password", "set without user") != 0;
+    if ((cc->cert_file[0] != '\0') != (cc->key_file[0] != '\0'))
+        bad |= h->config_error(h, cc->cert_file[0] ? "cert_file" : "key_file",
+                               "cert_file and key_file go together (set both or neither)") != 0;
+    bad |= config_check_readable_file(h, "ca_file") != 0;
+    bad |= config_check_readable_file(h, "cert_file") != 0;
+    bad |= config_check_readable_file(h, "key_file") != 0;
+    bad |= config_check_readable_file(h, "creds_file") != 0;
+    return bad ? -EINVAL : 0;
+}
+
+/* The check slot: read_config on a throw-away instance, nothing kept. */
+static int nats_check(const aero_host *host)
+{
+    struct sink_nats s = {.host = host};
+    struct nats_conn_cfg cc;
+
+    if (!config_check_host(host, "sink-nats"))
+        return -ENOTSUP;
+    int rc = read_config(&s, &cc);
+    subject_template_free(&s.subject);
+    return rc;
 }
 
 static void on_conn_down(void *arg)
@@ -511,6 +542,10 @@ static int nats_create(const aero_host *host, void **instance)
     *instance = s; /* destroy() frees a half-built instance */
     s->host = host;
     s->warn = WARN_LIMIT_INIT;
+    /* The relay ran check() already; read_config reports the same again
+     * for a create() without it (a test, an older relay). */
+    if (!config_check_host(host, "sink-nats"))
+        return -ENOTSUP;
     if ((rc = read_config(s, &cc)) != 0)
         return rc;
 
@@ -576,6 +611,7 @@ static const aero_sink_vtable nats_vtable = {
     .create = nats_create,
     .write_batch = nats_write_batch,
     .destroy = nats_destroy,
+    .check = nats_check,
 };
 
 static const aero_plugin_descriptor nats_descriptor = {

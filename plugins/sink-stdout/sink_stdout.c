@@ -10,6 +10,7 @@
 #include "warn_limit.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,21 @@ static int stdout_create(const aero_host *host, void **instance)
         return -ENOMEM; /* destroy() frees the half-built instance */
     }
     return 0;
+}
+
+/* The check slot: fd 1 must be open for writing (a relay started with
+ * stdout closed would otherwise fail every batch). Nothing to configure. */
+static int stdout_check(const aero_host *host)
+{
+    int fl = fcntl(STDOUT_FD, F_GETFL);
+    if (fl >= 0 && (fl & O_ACCMODE) != O_RDONLY)
+        return 0;
+    if (!AERO_HAS(host, aero_host, config_error)) {
+        host->log(host, AERO_LOG_ERROR, "sink-stdout: standard output is not open for writing");
+        return -EBADF;
+    }
+    return host->config_error(host, NULL, "standard output (fd 1) is %s",
+                              fl < 0 ? "closed" : "open read-only");
 }
 
 /* Writes buf[0..len) to fd 1, resuming after short writes, EINTR and
@@ -171,6 +187,7 @@ static const aero_sink_vtable stdout_vtable = {
     .flush = stdout_flush,
     .reopen = NULL,
     .destroy = stdout_destroy,
+    .check = stdout_check,
 };
 
 static const aero_plugin_descriptor stdout_descriptor = {

@@ -165,3 +165,180 @@ Test(cli, an_address_in_use_fails_the_start_with_a_clear_message)
     cr_assert(strstr(out, "cannot listen on 127.0.0.1:"), "%s", out);
     close(fd);
 }
+
+/* Write a config (with "%s" for the plugin dir) into a fresh scratch dir. */
+static void write_config(struct relay_proc *r, const char *fmt)
+{
+    harness_prepare(r);
+    FILE *f = fopen(r->config, "w");
+    cr_assert_not_null(f);
+    fprintf(f, fmt, r->dir);
+    fclose(f);
+}
+
+/* Plugin checks (ABI 1.1) run under --check: every problem of every
+ * section, each with its file and line, then exit 2. */
+static const char *const PLUGIN_ERRORS_INI =
+    "[relay]\n"                                  /* 1 */
+    "plugin_dir = %s/plugins\n"                  /* 2 */
+    "[sink:bus]\n"                               /* 3 */
+    "plugin = sink-mqtt\n"                       /* 4 */
+    "topic = t/#\n"                              /* 5 */
+    "tls = On\n"                                 /* 6 */
+    "ca_file = /nonexistent/ca.pem\n"            /* 7 */
+    "[sink:nats]\n"                              /* 8 */
+    "plugin = sink-nats\n"                       /* 9 */
+    "subject = telemetry.*\n"                    /* 10 */
+    "create_stream = yes\n"                      /* 11 */
+    "[sink:tsdb]\n"                              /* 12 */
+    "plugin = sink-influxdb\n"                   /* 13 */
+    "database = t\n"                             /* 14 */
+    "url = https://db.example:8086\n"            /* 15 */
+    "tls_ca_file = /nonexistent/influx.pem\n"    /* 16 */
+    "[sink:files]\n"                             /* 17 */
+    "plugin = sink-file\n"                       /* 18 */
+    "path = /dev/null/data\n";                   /* 19 */
+
+static void expect_plugin_errors(const char *config)
+{
+    char want[4096];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %1$s:7: [sink:bus] ca_file: cannot read \"/nonexistent/ca.pem\": No "
+             "such file or directory\n"
+             "aeroarc-relay: %1$s:5: [sink:bus] topic: '+' and '#' are subscription wildcards "
+             "and cannot appear in a published topic\n"
+             "aeroarc-relay: %1$s:10: [sink:nats] subject: wildcard '*' not allowed in a subject "
+             "to publish to at byte 11 of \"telemetry.*\"\n"
+             "aeroarc-relay: %1$s:11: [sink:nats] create_stream: create_stream = true needs "
+             "stream (the name of the stream to create)\n"
+             "aeroarc-relay: %1$s:16: [sink:tsdb] tls_ca_file: cannot read "
+             "\"/nonexistent/influx.pem\": No such file or directory\n"
+             "aeroarc-relay: %1$s:19: [sink:files] path: cannot create or write "
+             "\"/dev/null/data\" (/dev/null: Not a directory)\n",
+             config);
+    cr_expect_str_eq(out, want);
+}
+
+Test(cli, check_lists_every_plugin_level_error_with_file_and_line)
+{
+    struct relay_proc r;
+    write_config(&r, PLUGIN_ERRORS_INI);
+    cr_assert_eq(run("-c", r.config, "--check"), 2, "%s", out);
+    expect_plugin_errors(r.config);
+}
+
+/* Start runs the same checks before any create(): it refuses what
+ * --check refuses, with the same lines, before serving anything. */
+Test(cli, start_refuses_what_check_refuses)
+{
+    struct relay_proc r;
+    write_config(&r, PLUGIN_ERRORS_INI);
+    cr_assert_eq(run("-c", r.config, NULL), 2, "%s", out);
+    expect_plugin_errors(r.config);
+}
+
+/* One boolean parser: "On" is true for sink-mqtt as for the core, so
+ * ca_file (which needs tls) is accepted, and so is every other spelling. */
+Test(cli, tls_on_in_any_case_is_true_for_the_plugin_too)
+{
+    static const char *const spellings[] = {"On", "TRUE", "yes", "1"};
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        struct relay_proc r;
+        harness_prepare(&r);
+        FILE *f = fopen(r.config, "w");
+        cr_assert_not_null(f);
+        fprintf(f,
+                "[relay]\nplugin_dir = %s/plugins\n[sink:bus]\nplugin = sink-mqtt\n"
+                "tls = %s\nca_file = %s/relay.ini\n",
+                r.dir, spellings[i], AERO_SOURCE_DIR);
+        fclose(f);
+        cr_expect_eq(run("-c", r.config, "--check"), 0, "tls = %s: %s", spellings[i], out);
+    }
+    struct relay_proc r;
+    harness_prepare(&r);
+    FILE *f = fopen(r.config, "w");
+    fprintf(f, "[relay]\nplugin_dir = %s/plugins\n[sink:bus]\nplugin = sink-mqtt\n"
+               "tls = Off\nca_file = %s/relay.ini\n", r.dir, AERO_SOURCE_DIR);
+    fclose(f);
+    cr_assert_eq(run("-c", r.config, "--check"), 2);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:6: [sink:bus] ca_file: set but tls is off (set tls = true)\n",
+             r.config);
+    cr_assert_str_eq(out, want);
+}
+
+/* A key error in one section does not hide another section's errors. */
+Test(cli, errors_of_several_sections_are_all_reported)
+{
+    struct relay_proc r;
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n"
+                     "[sink:a]\nplugin = sink-file\nfsync = sometimes\n"
+                     "[sink:b]\nplugin = sink-file\nprefix = a/b\n");
+    cr_assert_eq(run("-c", r.config, "--check"), 2);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %1$s:5: [sink:a] fsync: invalid value \"sometimes\" (expected none | "
+             "batch)\n"
+             "aeroarc-relay: %1$s:8: [sink:b] prefix: \"a/b\" must not contain '/'\n",
+             r.config);
+    cr_assert_str_eq(out, want);
+}
+
+Test(cli, a_plugin_named_other_than_its_file_is_refused)
+{
+    struct relay_proc r;
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[sink:x]\nplugin = test-wrong-name\n");
+    cr_assert_eq(run("-c", r.config, "--check"), 2);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:4: [sink:x] plugin: plugin \"test-wrong-name\" "
+             "(%s/plugins/test-wrong-name.so): its descriptor is named \"test-other-name\", not "
+             "\"test-wrong-name\" as its file name says (a plugin's name must equal its file name "
+             "without .so)\n",
+             r.config, r.dir);
+    cr_assert_str_eq(out, want);
+}
+
+/* A 1.0 plugin (no check slot) still passes --check. */
+Test(cli, a_1_0_plugin_without_check_still_loads)
+{
+    struct relay_proc r;
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[sink:old]\nplugin = test-old-minor\n");
+    cr_assert_eq(run("-c", r.config, "--check"), 0, "%s", out);
+    cr_assert(strstr(out, "configuration OK"), "%s", out);
+}
+
+/* route-redis checks its address without connecting, from relay.ini or,
+ * when set, from REDIS_ADDR (reported against redis_addr's line, or the
+ * section's when the file does not set it). */
+Test(cli, route_redis_check_names_a_bad_address)
+{
+    unsetenv("REDIS_ADDR");
+    unsetenv("REDIS_DB");
+    struct relay_proc r;
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n"
+                     "redis_addr = host:99999\n");
+    cr_assert_eq(run("-c", r.config, "--check"), 2);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:5: [route] redis_addr: invalid address \"host:99999\" (expected "
+             "host:port, [ipv6]:port, host or unix:/path)\n",
+             r.config);
+    cr_expect_str_eq(out, want);
+
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n");
+    setenv("REDIS_ADDR", "a b:1", 1);
+    setenv("REDIS_DB", "x", 1);
+    int rc = run("-c", r.config, "--check");
+    unsetenv("REDIS_ADDR");
+    unsetenv("REDIS_DB");
+    cr_assert_eq(rc, 2);
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %1$s:3: [route] redis_db: REDIS_DB: invalid value \"x\" (expected "
+             "an integer from 0 to 1000000)\n"
+             "aeroarc-relay: %1$s:3: [route] redis_addr: REDIS_ADDR: invalid address \"a b:1\" "
+             "(expected host:port, [ipv6]:port, host or unix:/path)\n",
+             r.config);
+    cr_expect_str_eq(out, want);
+}

@@ -624,13 +624,15 @@ Test(route_redis, a_bad_redis_environment_stops_the_start_naming_the_variable)
     harness_write_config(&relay_a, NULL, "[route]\nplugin = route-redis\n");
     const char *args[] = {"-c", relay_a.config, NULL};
 
+    /* route-redis' check runs before any plugin starts (as under --check):
+     * a configuration error, exit 2, naming the variable. */
     setenv("REDIS_ADDR", "localhost:99999", 1); /* relay_run_cli passes our environment on */
-    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2, "%s", out);
     cr_assert_not_null(strstr(out, "REDIS_ADDR: invalid address \"localhost:99999\""), "%s", out);
 
     setenv("REDIS_ADDR", "127.0.0.1:1", 1);
     setenv("REDIS_DB", "seven", 1);
-    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2, "%s", out);
     cr_assert_not_null(strstr(out, "REDIS_DB: invalid value \"seven\" (expected an integer from 0 to 1000000)"),
                        "%s", out);
 }

@@ -5,6 +5,7 @@
 #include "sink_test.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,38 @@ void *sink_test_instance(const char *name, const char *const *base, const char *
     if (fh)
         *fh = host;
     return inst;
+}
+
+fake_host *sink_test_check(const char *name, const char *const *kv, const char *want,
+                           bool create_too)
+{
+    fake_host *fh = fake_host_new(desc, name, kv);
+    cr_assert_not_null(fh, "the host refused the config (see stderr)");
+    cr_assert_lt(n_made, MAX_INSTANCES);
+    made[n_made].fh = fh;
+    made[n_made].inst = NULL;
+    n_made++;
+    int rc = fake_host_check(desc, fh);
+    char *got = fake_host_config_errors(fh);
+    cr_expect_str_eq(got, want);
+    free(got);
+    if (*want)
+        cr_expect_neq(rc, 0, "check reported errors but returned 0");
+    else
+        cr_expect_eq(rc, 0, "check returned %d without an error", rc);
+    if (!create_too)
+        return fh;
+    fake_host_config_errors_clear(fh);
+    void *inst = NULL;
+    rc = vt->create(fake_host_api(fh), &inst);
+    vt->destroy(inst);
+    if (*want) {
+        cr_expect_eq(rc, -EINVAL, "create returned %d", rc);
+        cr_expect_gt(fake_host_config_error_count(fh), 0, "create said nothing");
+    } else {
+        cr_expect_eq(rc, 0, "create returned %d", rc);
+    }
+    return fh;
 }
 
 void sink_test_destroy(void *inst)

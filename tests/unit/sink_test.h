@@ -31,6 +31,19 @@ void sink_test_unload(void);
 void *sink_test_instance(const char *name, const char *const *base, const char *const *extra,
                          int want_rc, fake_host **fh);
 
+/*
+ * The plugin's check slot (ABI 1.1) on a host for section "sink:<name>"
+ * configured with kv (pair i on line 2 + i of "relay.ini"; see
+ * fake_host_new). Fails the test unless the configuration errors it
+ * reported are exactly `want` (each line ending in "\n"; "" for none) and
+ * it returned nonzero exactly when there were some. Then the same through
+ * create() when create_too: it must fail (-EINVAL) when want is not "" and
+ * succeed otherwise (the instance is destroyed at once). Returns the host,
+ * valid until teardown.
+ */
+fake_host *sink_test_check(const char *name, const char *const *kv, const char *want,
+                           bool create_too);
+
 /* Destroy an instance now (destroy's own effects are under test); its host
  * stays readable until teardown. */
 void sink_test_destroy(void *inst);

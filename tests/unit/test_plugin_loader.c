@@ -5,6 +5,7 @@
 #include "plugin_loader.h"
 
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,7 +88,67 @@ Test(plugin_loader, loads_an_older_minor_with_a_shorter_key_stride)
     cr_assert_lt(p->keys.key_size, sizeof(aero_config_key));
     cr_assert_eq(p->keys.n_keys, 1);
     cr_assert_str_eq(p->keys.keys->name, "greeting");
+    /* A 1.0 vtable ends before the check slot: none is read past its size. */
+    cr_assert_eq(p->desc->abi_minor, 0);
+    cr_assert_lt(p->sink->size, offsetof(aero_sink_vtable, check) + sizeof(p->sink->check));
+    cr_assert_null(p->check);
     plugin_unload(p);
+}
+
+Test(plugin_loader, takes_the_check_slot_of_a_1_1_plugin)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("sink-file", AERO_PLUGIN_SINK, AERO_PLUGIN_BUILD_DIR, &p, err,
+                             sizeof(err)), 0, "%s", err);
+    cr_assert_geq(p->desc->abi_minor, 1);
+    cr_assert_not_null(p->check);
+    cr_assert_eq((void *)p->check, (void *)p->sink->check);
+    plugin_unload(p);
+    /* route-none has nothing to check: an absent slot stays absent */
+    cr_assert_eq(plugin_load("route-none", AERO_PLUGIN_ROUTE, AERO_PLUGIN_BUILD_DIR, &p, err,
+                             sizeof(err)), 0, "%s", err);
+    cr_assert_null(p->check);
+    plugin_unload(p);
+}
+
+Test(plugin_loader, refuses_a_descriptor_named_other_than_its_file)
+{
+    struct plugin *p = (struct plugin *)1;
+    cr_assert_eq(plugin_load("test-wrong-name", AERO_PLUGIN_SINK, AERO_TEST_PLUGIN_DIR, &p, err,
+                             sizeof(err)), -1);
+    cr_assert_null(p);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "plugin \"test-wrong-name\" (%s/test-wrong-name.so): its descriptor is named "
+             "\"test-other-name\", not \"test-wrong-name\" as its file name says (a plugin's "
+             "name must equal its file name without .so)",
+             AERO_TEST_PLUGIN_DIR);
+    cr_assert_str_eq(err, want);
+}
+
+Test(plugin_loader, every_in_tree_and_test_plugin_is_named_as_its_file)
+{
+    static const struct {
+        const char *name, *dir;
+        aero_plugin_kind kind;
+    } all[] = {
+        {"sink-file", AERO_PLUGIN_BUILD_DIR, AERO_PLUGIN_SINK},
+        {"sink-stdout", AERO_PLUGIN_BUILD_DIR, AERO_PLUGIN_SINK},
+        {"sink-mqtt", AERO_PLUGIN_BUILD_DIR, AERO_PLUGIN_SINK},
+        {"sink-nats", AERO_PLUGIN_BUILD_DIR, AERO_PLUGIN_SINK},
+        {"sink-influxdb", AERO_PLUGIN_BUILD_DIR, AERO_PLUGIN_SINK},
+        {"route-none", AERO_PLUGIN_BUILD_DIR, AERO_PLUGIN_ROUTE},
+        {"route-redis", AERO_PLUGIN_BUILD_DIR, AERO_PLUGIN_ROUTE},
+        {"test-old-minor", AERO_TEST_PLUGIN_DIR, AERO_PLUGIN_SINK},
+        {"test-new-minor", AERO_TEST_PLUGIN_DIR, AERO_PLUGIN_SINK},
+        {"test-sink-control", AERO_TEST_PLUGIN_DIR, AERO_PLUGIN_SINK},
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        struct plugin *p = NULL;
+        cr_expect_eq(plugin_load(all[i].name, all[i].kind, all[i].dir, &p, err, sizeof(err)), 0,
+                     "%s: %s", all[i].name, err);
+        plugin_unload(p);
+    }
 }
 
 Test(plugin_loader, loads_a_newer_minor_with_larger_structs)

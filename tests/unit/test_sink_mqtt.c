@@ -203,27 +203,96 @@ Test(sink_mqtt, placeholders_are_sanitised_into_one_level_each)
     free(fr);
 }
 
-Test(sink_mqtt, bad_settings_are_refused_by_create)
+/* check (and create) report each problem with its relay.ini line: the
+ * section is line 1, pair i of the config line 2 + i. */
+Test(sink_mqtt, check_reports_every_problem_with_file_and_line)
 {
-    static const char *const bad[][4] = {
-        {"topic", "t/+/x"},
-        {"topic", "t/#"},
-        {"topic", "t/{nope}"},
-        {"topic", "t/{agent_id"},
-        {"topic", ""},
-        {"password", "secret"},
-        {"tls", "true", "cert_file", "/tmp/c.pem"},
-        {"ca_file", "/tmp/ca.pem"},
-        {"tls", "true", "ca_file", "/nonexistent/ca.pem"},
-        {"reconnect_delay_ms", "1000", "reconnect_delay_max_ms", "100"},
+    static const struct {
+        const char *kv[10];
+        const char *want;
+    } cases[] = {
+        {{"topic", "t/+/x", NULL},
+         "relay.ini:2: [sink:mq] topic: '+' and '#' are subscription wildcards and cannot "
+         "appear in a published topic\n"},
+        {{"topic", "t/#", NULL},
+         "relay.ini:2: [sink:mq] topic: '+' and '#' are subscription wildcards and cannot "
+         "appear in a published topic\n"},
+        {{"topic", "t/{nope}", NULL},
+         "relay.ini:2: [sink:mq] topic: unknown placeholder in \"t/{nope}\" (valid: {agent_id} "
+         "{msg_name} {msg_id} {flight_id} {session_id} {dialect} {relay_id} {instance})\n"},
+        {{"topic", "t/{agent_id", NULL},
+         "relay.ini:2: [sink:mq] topic: unclosed '{' in \"t/{agent_id\"\n"},
+        {{"topic", "", NULL}, "relay.ini:2: [sink:mq] topic: must not be empty\n"},
+        {{"host", "", NULL}, "relay.ini:2: [sink:mq] host: must not be empty\n"},
+        {{"password", "secret", NULL},
+         "relay.ini:2: [sink:mq] password: set without username\n"},
+        {{"tls", "true", "cert_file", AERO_SOURCE_DIR "/relay.ini", NULL},
+         "relay.ini:3: [sink:mq] cert_file: cert_file and key_file go together (set both or "
+         "neither)\n"},
+        {{"ca_file", AERO_SOURCE_DIR "/relay.ini", NULL},
+         "relay.ini:2: [sink:mq] ca_file: set but tls is off (set tls = true)\n"},
+        {{"tls", "TRUE", "ca_file", "/nonexistent/ca.pem", NULL},
+         "relay.ini:3: [sink:mq] ca_file: cannot read \"/nonexistent/ca.pem\": No such file or "
+         "directory\n"},
+        {{"tls", "yes", "ca_file", "/tmp", NULL},
+         "relay.ini:3: [sink:mq] ca_file: \"/tmp\" is not a regular file\n"},
+        {{"tls", "on", "cert_file", "/nonexistent/c.pem", "key_file", "/nonexistent/k.pem",
+          NULL},
+         "relay.ini:3: [sink:mq] cert_file: cannot read \"/nonexistent/c.pem\": No such file "
+         "or directory\n"
+         "relay.ini:4: [sink:mq] key_file: cannot read \"/nonexistent/k.pem\": No such file or "
+         "directory\n"},
+        {{"reconnect_delay_ms", "1000", "reconnect_delay_max_ms", "100", NULL},
+         "relay.ini:3: [sink:mq] reconnect_delay_max_ms: 100 is below reconnect_delay_ms "
+         "(1000)\n"},
+        /* every problem, not just the first */
+        {{"topic", "a/#", "password", "x", "ca_file", "/nonexistent/ca.pem", NULL},
+         "relay.ini:3: [sink:mq] password: set without username\n"
+         "relay.ini:4: [sink:mq] ca_file: set but tls is off (set tls = true)\n"
+         "relay.ini:4: [sink:mq] ca_file: cannot read \"/nonexistent/ca.pem\": No such file or "
+         "directory\n"
+         "relay.ini:2: [sink:mq] topic: '+' and '#' are subscription wildcards and cannot "
+         "appear in a published topic\n"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        const char *cfg[6] = {bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL};
-        fake_host *fh;
-        void *inst = instance(1, cfg, -EINVAL, &fh);
-        cr_assert_geq(fake_host_log_count(fh, AERO_LOG_ERROR), 1, "case %zu logs why", i);
-        sink_test_destroy(inst); /* a half-built instance */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cr_log_info("case %zu", i);
+        sink_test_check("mq", cases[i].kv, cases[i].want, true);
     }
+    /* Every boolean spelling the relay accepts passes check. */
+    const char *const good[] = {"tls", "On", "insecure", "FALSE", "retain", "1",
+                                "ca_file", AERO_SOURCE_DIR "/relay.ini", NULL};
+    sink_test_check("mq", good, "", false);
+}
+
+/* tls = On (any case, any spelling the relay accepts) connects with TLS:
+ * the broker's listener speaks only TLS, so a plaintext client (what "On"
+ * used to mean here) never gets a frame through. */
+Test(sink_mqtt, tls_on_in_any_spelling_connects_with_tls)
+{
+    mqtt_server_start_tls(&broker);
+    sub = mqtt_server_sub_start(broker.plain_port, "telemetry/#", NULL, NULL);
+    struct frames *fr = frames_new(1, 2);
+    static const char *const spellings[] = {"On", "TRUE", "Yes", "1"};
+    size_t delivered = 0;
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "tls-%zu", i);
+        const char *kv[] = {"host", "localhost", "tls", spellings[i], "ca_file", broker.ca_file,
+                            "client_id", id, NULL};
+        void *inst = instance(broker.port, kv, 0, NULL);
+        cr_assert(until_all(inst, fr, 2, AERO_OK, 5000), "tls = %s: frames not accepted",
+                  spellings[i]);
+        delivered += 2;
+        cr_assert(mqtt_server_sub_wait(sub, delivered, 5000), "tls = %s", spellings[i]);
+        sink_test_destroy(inst);
+    }
+    /* The control: tls = Off to the same TLS-only listener gets nowhere. */
+    const char *off[] = {"host", "localhost", "tls", "Off", "client_id", "plain", NULL};
+    fake_host *fh;
+    void *inst = instance(broker.port, off, 0, &fh);
+    cr_assert_eq(write_count(inst, fr, 2, AERO_RETRY, NULL), 2);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_connects_total"), 0);
+    free(fr);
 }
 
 /* ------------------------------------------------------------ failures */

@@ -1,0 +1,218 @@
+/*
+ * test_host_api.c - the aero_host the relay gives plugins (core/host_api.c),
+ * ABI 1.1 slots: config_bool (every spelling, any case), config_int (range
+ * checked), config_enum, missing keys and defaults, and config_error's
+ * exact line: FILE:LINE: [section] key: message, the key's line or the
+ * section's. Every failure of a typed read is reported once, exactly.
+ */
+#include "config.h"
+#include "host_api.h"
+#include "metrics.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+static struct config_file file;
+static struct host_instance *hi;
+static const aero_host *host;
+static char reported[4096];
+static unsigned n_reported;
+
+static void capture(void *arg, const char *line)
+{
+    (void)arg;
+    size_t used = strlen(reported);
+    snprintf(reported + used, sizeof(reported) - used, "%s\n", line);
+    n_reported++;
+}
+
+/* [sink:t] on line 3 of t.ini; keys from line 4; "dflt" is a default
+ * (line 0, as config_validate_section fills them in). */
+static const char *const TEXT = "; test\n"
+                                "\n"
+                                "[sink:t]\n"
+                                "b_on = On\n"
+                                "b_bad = maybe\n"
+                                "n = 42\n"
+                                "n_neg = -7\n"
+                                "n_bad = 4x\n"
+                                "n_huge = 99999999999999999999\n"
+                                "mode = batch\n"
+                                "empty =\n";
+
+static void setup(void)
+{
+    char err[CONFIG_ERR_LEN];
+    cr_assert_eq(config_parse_string("t.ini", TEXT, &file, err, sizeof(err)), 0, "%s", err);
+    struct config_section *s = config_find(&file, "sink:t");
+    cr_assert_not_null(s);
+    cr_assert_eq(config_add_kv(s, "dflt", "off", 0), 0);
+    hi = host_instance_create("sink", "t", s, "relay-1", NULL);
+    cr_assert_not_null(hi);
+    host_instance_set_config_report(hi, capture, NULL);
+    host = host_instance_api(hi);
+    reported[0] = '\0';
+    n_reported = 0;
+}
+
+static void teardown(void)
+{
+    host_instance_destroy(hi);
+    config_free(&file);
+}
+
+TestSuite(host_api, .init = setup, .fini = teardown);
+
+Test(host_api, has_every_1_1_slot)
+{
+    cr_assert(AERO_HAS(host, aero_host, config_bool));
+    cr_assert(AERO_HAS(host, aero_host, config_int));
+    cr_assert(AERO_HAS(host, aero_host, config_enum));
+    cr_assert(AERO_HAS(host, aero_host, config_error));
+    cr_assert_not_null(host->config_error);
+}
+
+/* One parser: every spelling, in any case, means the same. */
+Test(host_api, config_bool_takes_every_spelling_in_any_case)
+{
+    static const struct {
+        const char *text;
+        int want;
+    } words[] = {
+        {"true", 1}, {"TRUE", 1}, {"True", 1}, {"yes", 1}, {"YES", 1}, {"Yes", 1},
+        {"on", 1},   {"On", 1},   {"ON", 1},   {"1", 1},   {"false", 0}, {"FALSE", 0},
+        {"False", 0}, {"no", 0},  {"NO", 0},   {"No", 0},  {"off", 0},   {"Off", 0},
+        {"OFF", 0},  {"0", 0},
+    };
+    struct config_section *s = config_find(&file, "sink:t");
+    for (size_t i = 0; i < N_ELEMS(words); i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "w%zu", i);
+        cr_assert_eq(config_add_kv(s, key, words[i].text, 20 + (int)i), 0);
+        int v = -1;
+        cr_expect_eq(host->config_bool(host, key, &v), 0, "%s", words[i].text);
+        cr_expect_eq(v, words[i].want, "%s", words[i].text);
+    }
+    int v = -1;
+    cr_expect_eq(host->config_bool(host, "b_on", &v), 0);
+    cr_expect_eq(v, 1);
+    cr_expect_eq(n_reported, 0, "%s", reported);
+}
+
+Test(host_api, config_bool_reports_a_bad_value_with_its_line)
+{
+    int v = 7;
+    cr_expect_eq(host->config_bool(host, "b_bad", &v), -EINVAL);
+    cr_expect_eq(v, 7, "*out untouched on failure");
+    cr_expect_str_eq(reported, "t.ini:5: [sink:t] b_bad: invalid value \"maybe\" (expected true "
+                               "| false | yes | no | on | off | 1 | 0)\n");
+    cr_expect_eq(host_instance_config_errors(hi), 1);
+}
+
+Test(host_api, missing_keys_and_defaults)
+{
+    int b = 5, idx = 5;
+    int64_t n = 5;
+    /* not set, no default: -ENOENT, nothing reported, *out untouched */
+    cr_expect_eq(host->config_bool(host, "nope", &b), -ENOENT);
+    cr_expect_eq(host->config_int(host, "nope", 0, 10, &n), -ENOENT);
+    cr_expect_eq(host->config_enum(host, "nope", "a|b", &idx), -ENOENT);
+    cr_expect(b == 5 && n == 5 && idx == 5);
+    cr_expect_eq(n_reported, 0, "%s", reported);
+    /* a default filled in by the validator reads like a set value */
+    cr_expect_eq(host->config_bool(host, "dflt", &b), 0);
+    cr_expect_eq(b, 0);
+}
+
+Test(host_api, config_int_in_range_and_out)
+{
+    int64_t v = 0;
+    cr_expect_eq(host->config_int(host, "n", 1, 100, &v), 0);
+    cr_expect_eq(v, 42);
+    cr_expect_eq(host->config_int(host, "n", 42, 42, &v), 0, "bounds are inclusive");
+    cr_expect_eq(host->config_int(host, "n_neg", INT64_MIN, INT64_MAX, &v), 0);
+    cr_expect_eq(v, -7);
+    cr_expect_eq(n_reported, 0, "%s", reported);
+
+    v = 99;
+    cr_expect_eq(host->config_int(host, "n", 1, 41, &v), -ERANGE);
+    cr_expect_eq(v, 99);
+    cr_expect_eq(host->config_int(host, "n_bad", 0, 10, &v), -EINVAL);
+    cr_expect_eq(host->config_int(host, "n_huge", INT64_MIN, INT64_MAX, &v), -ERANGE);
+    cr_expect_eq(host->config_int(host, "empty", 0, 10, &v), -EINVAL);
+    cr_expect_eq(v, 99);
+    cr_expect_str_eq(reported,
+                     "t.ini:6: [sink:t] n: value \"42\" out of range (expected 1 to 41)\n"
+                     "t.ini:8: [sink:t] n_bad: invalid value \"4x\" (expected an integer from 0 "
+                     "to 10)\n"
+                     "t.ini:9: [sink:t] n_huge: value \"99999999999999999999\" out of range "
+                     "(expected -9223372036854775808 to 9223372036854775807)\n"
+                     "t.ini:11: [sink:t] empty: invalid value \"\" (expected an integer from 0 "
+                     "to 10)\n");
+    cr_expect_eq(host_instance_config_errors(hi), 4);
+}
+
+Test(host_api, config_enum_gives_the_index_or_reports)
+{
+    int idx = -1;
+    cr_expect_eq(host->config_enum(host, "mode", "none|batch", &idx), 0);
+    cr_expect_eq(idx, 1);
+    cr_expect_eq(host->config_enum(host, "mode", "batch", &idx), 0);
+    cr_expect_eq(idx, 0);
+    idx = 9;
+    cr_expect_eq(host->config_enum(host, "mode", "none|Batch|sync", &idx), -EINVAL,
+                 "choices are compared exactly");
+    cr_expect_eq(idx, 9);
+    cr_expect_str_eq(reported, "t.ini:10: [sink:t] mode: invalid value \"batch\" (expected none "
+                               "| Batch | sync)\n");
+}
+
+Test(host_api, config_error_points_at_the_key_or_the_section)
+{
+    cr_expect_eq(host->config_error(host, "n", "%d is too %s", 42, "odd"), -EINVAL);
+    cr_expect_eq(host->config_error(host, "dflt", "a default: the section's line"), -EINVAL);
+    cr_expect_eq(host->config_error(host, "never_set", "not set: the section's line"), -EINVAL);
+    cr_expect_eq(host->config_error(host, NULL, "about the whole section"), -EINVAL);
+    cr_expect_str_eq(reported, "t.ini:6: [sink:t] n: 42 is too odd\n"
+                               "t.ini:3: [sink:t] dflt: a default: the section's line\n"
+                               "t.ini:3: [sink:t] never_set: not set: the section's line\n"
+                               "t.ini:3: [sink:t] about the whole section\n");
+    cr_expect_eq(host_instance_config_errors(hi), 4);
+}
+
+/* A section the file does not have (the relay adds [route] when it is
+ * missing, on line 0): the message carries no line rather than a wrong one. */
+Test(host_api, config_error_in_a_section_not_in_the_file)
+{
+    struct config_section *s = config_add_section(&file, "route", 0);
+    cr_assert_not_null(s);
+    struct host_instance *r = host_instance_create("route", "route-x", s, "relay-1", NULL);
+    cr_assert_not_null(r);
+    host_instance_set_config_report(r, capture, NULL);
+    const aero_host *rh = host_instance_api(r);
+    rh->config_error(rh, "redis_addr", "bad");
+    host_instance_destroy(r);
+    cr_expect_str_eq(reported, "t.ini: [route] redis_addr: bad\n");
+}
+
+/* A check() host has no metrics: registering says so instead of crashing. */
+Test(host_api, metric_register_without_metrics_returns_null)
+{
+    cr_expect_null(host->metric_register(host, AERO_METRIC_COUNTER, "x_total", "x"));
+}
+
+Test(host_api, with_metrics_registers)
+{
+    struct metrics *m = metrics_create();
+    struct host_instance *h2 =
+        host_instance_create("sink", "t", config_find(&file, "sink:t"), NULL, m);
+    const aero_host *a = host_instance_api(h2);
+    cr_expect_not_null(a->metric_register(a, AERO_METRIC_COUNTER, "t_frames_total", "frames"));
+    host_instance_destroy(h2);
+    metrics_destroy(m);
+}
