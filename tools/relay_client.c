@@ -941,6 +941,8 @@ int rc_stream_recv_gen2(struct rc_stream *s, struct rc_relay_msg *out, int timeo
 	if (rc == 0 || rc == -ETIMEDOUT)
 		return rc;
 	memset(out, 0, sizeof *out);
+	out->ack.frame_id = "";
+	out->ack.error = "";
 	if (s->relay_msg)
 		aeroarc__agent__v1__relay_stream_message__free_unpacked(s->relay_msg, NULL);
 	s->relay_msg = NULL;

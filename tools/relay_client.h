@@ -368,7 +368,8 @@ int rc_stream_send_gen2_msg(struct rc_stream *s, int arm, const ProtobufCMessage
 struct rc_relay_msg {
 	int arm;          /* enum rc_relay_arm (payload_case), RC_RELAY_NONE when unset */
 	struct rc_ack ack; /* filled when arm == RC_RELAY_TELEMETRY_ACK (frame_id
-			    * is "" from a conforming relay); zeroed otherwise */
+			    * is "" from a conforming relay); otherwise seq 0,
+			    * status 0, frame_id and error "" */
 	const Aeroarc__Agent__V1__RelayStreamMessage *msg; /* decoded; NULL on -EBADMSG */
 	const uint8_t *raw; /* the message's bytes exactly as received */
 	size_t raw_len;
@@ -376,7 +377,8 @@ struct rc_relay_msg {
 
 /* NAME rc_stream_recv_gen2
  * Wait up to timeout_ms for the next message and decode it as a
- * RelayStreamMessage.
+ * RelayStreamMessage. A receive-side call: the threading rules of
+ * rc_stream_recv_ack apply (and the two must not be mixed on one stream).
  * RETURN 1 with *out filled; 0 at end of stream; -ETIMEDOUT (nothing lost);
  * -EBADMSG when it does not decode as a RelayStreamMessage (out->raw and
  * raw_len still hold the bytes, e.g. a seed TelemetryAck). */

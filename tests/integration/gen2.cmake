@@ -5,4 +5,4 @@ aero_unit_test(test_e2e_gen2 SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
   ${CMAKE_SOURCE_DIR}/tests/test_server.c ${CMAKE_CURRENT_LIST_DIR}/http_client.c
   LIBS relay_client)
 target_include_directories(test_e2e_gen2 PRIVATE ${CMAKE_CURRENT_LIST_DIR})
-add_dependencies(test_e2e_gen2 aeroarc-relay test-plugins sink-file sink-stdout route-none)
+add_dependencies(test_e2e_gen2 aeroarc-relay aeroarc-client aeroarc-bench test-plugins sink-file sink-stdout route-none)

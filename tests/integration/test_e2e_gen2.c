@@ -1075,3 +1075,58 @@ Test(gen2, the_python_client_streams_generation_2_and_gets_ok_acks)
     }
     free(all);
 }
+
+/* ---- the tools' --protocol multiplexed ---------------------------------- */
+
+/* Run a tool from the build tree (stderr joined); its exit code, output in out. */
+static int run_tool(const char *cmdline, char *out, size_t outlen)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "timeout 60 %s/%s 2>&1", AERO_BINARY_DIR, cmdline);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, outlen - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    cr_assert(WIFEXITED(status), "%s died: %#x", cmdline, status);
+    return WEXITSTATUS(status);
+}
+
+Test(gen2, aeroarc_client_and_bench_speak_multiplexed)
+{
+    static char out[65536];
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "aeroarc-client --target %s stream --agent cli-g2 --frames 5 --window 2 "
+             "--protocol multiplexed --intent-id intent-c --intent-version 3",
+             relay.target);
+    int rc = run_tool(cmd, out, sizeof(out));
+    cr_assert_eq(rc, 0, "aeroarc-client exited %d:\n%s", rc, out);
+    for (int seq = 1; seq <= 5; seq++) {
+        char want[96];
+        snprintf(want, sizeof(want), "ack seq=%d status=STATUS_OK frame_id= error=\n", seq);
+        cr_assert_not_null(strstr(out, want), "no \"%s\" in:\n%s", want, out);
+    }
+    const char *w = strstr(out, "wal_id=");
+    cr_assert_not_null(w, "%s", out);
+    char wal[40];
+    snprintf(wal, sizeof(wal), "%.36s", w + 7);
+    char line[4096];
+    sink_line("cli-g2", 5, line, sizeof(line));
+    expect_envelope(line, "multiplexed", wal, "intent-c", "3");
+
+    snprintf(cmd, sizeof(cmd),
+             "aeroarc-bench --target %s --scenario light --frames 300 --window 10 "
+             "--prefix bench-g2 --protocol multiplexed",
+             relay.target);
+    rc = run_tool(cmd, out, sizeof(out));
+    cr_assert_eq(rc, 0, "aeroarc-bench exited %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "\"ok\":300,"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"protocol\":\"multiplexed\""), "%s", out);
+    sink_line("bench-g2-0", 300, line, sizeof(line));
+    char v[64];
+    cr_assert(json_str(line, "protocol", v, sizeof(v)), "%s", line);
+    cr_assert_str_eq(v, "multiplexed");
+    cr_assert(json_str(line, "wal_id", v, sizeof(v)), "%s", line);
+    cr_assert_eq(strlen(v), 36, "a canonical UUID: %s", v);
+}
