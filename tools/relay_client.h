@@ -378,7 +378,7 @@ struct rc_relay_msg {
 /* NAME rc_stream_recv_gen2
  * Wait up to timeout_ms for the next message and decode it as a
  * RelayStreamMessage. A receive-side call: the threading rules of
- * rc_stream_recv_ack apply (and the two must not be mixed on one stream).
+ * rc_stream_recv_ack apply (one or the other may read each message).
  * RETURN 1 with *out filled; 0 at end of stream; -ETIMEDOUT (nothing lost);
  * -EBADMSG when it does not decode as a RelayStreamMessage (out->raw and
  * raw_len still hold the bytes, e.g. a seed TelemetryAck). */

@@ -909,8 +909,13 @@ static void header_refused(const char *agent, const char *value, enum rc_session
     rc_stream_send_gen2_frame(s, g2_frame(agent, value, 1), 5000); /* may fail: refused */
     struct rc_relay_msg m;
     int rc = rc_stream_recv_gen2(s, &m, 10000);
+    char why[256] = "nothing within 10 s";
+    if (rc == 1)
+        snprintf(why, sizeof(why), "a %s", rc_relay_arm_name(m.arm));
+    else if (rc == -EBADMSG)
+        explain_not_gen2(&m, why, sizeof(why));
     cr_assert_eq(rc, 0, "header \"%s\" (mode %d): expected the stream to end, got %s", value,
-                 (int)mode, rc == 1 ? rc_relay_arm_name(m.arm) : "an error or nothing");
+                 (int)mode, why);
     st = finish(s);
     cr_assert_eq(st.code, code, "header \"%s\" (mode %d): %s \"%s\"", value, (int)mode,
                  rc_status_code_name(st.code), st.message);
