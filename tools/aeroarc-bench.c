@@ -42,6 +42,7 @@ struct bench_opts {
 	const char *acked_log;
 	const char *scenario;
 	long server_pid;
+	bool multiplexed; /* --protocol multiplexed: generation 2 (SPEC section 9) */
 };
 
 /* The scenarios of docs/benchmarks.md, as loadgen lines. Only the client
@@ -77,10 +78,12 @@ struct agent {
 	struct worker *w;
 	struct rc_channel *ch;
 	char id[96];
-	grpc_metadata md[2]; /* aero-arc-agent-id, authorization */
+	grpc_metadata md[3]; /* aero-arc-agent-id, authorization, aero-arc-session-id */
 	size_t n_md;
+	bool session_md;     /* md[n_md - 1] is aero-arc-session-id (ours to unref) */
 	uint8_t *ident;      /* fields 1 and 2 (session_id, agent_id), encoded */
 	size_t ident_len;
+	uint8_t wal[2 + 36]; /* multiplexed: field 14 (wal_id), this run's UUID */
 	grpc_call *call;
 	grpc_metadata_array init_md, trail_md;
 	grpc_byte_buffer *send_bb, *recv_bb;
@@ -200,6 +203,48 @@ static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 			return true;
 	}
 	return false;
+}
+
+/* Generation 2: the TelemetryAck inside a RelayStreamMessage. Returns 1
+ * with seq/status for a telemetry_ack, 0 for any other arm (a command:
+ * not ours to count), -1 when the bytes are not a RelayStreamMessage. */
+static bool ack_decode(const uint8_t *p, size_t n, uint64_t *seq, int *status);
+
+static int envelope_ack_decode(const uint8_t *p, size_t n, uint64_t *seq, int *status)
+{
+	const uint8_t *end = p + n, *ack = NULL;
+	uint64_t key, v, ack_len = 0;
+
+	while (p < end) {
+		if (!get_varint(&p, end, &key))
+			return -1;
+		switch (key & 7) {
+		case 0:
+			if (!get_varint(&p, end, &v))
+				return -1;
+			break;
+		case 1:
+		case 5:
+			if ((uint64_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
+				return -1;
+			p += (key & 7) == 1 ? 8 : 4;
+			break;
+		case 2:
+			if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return -1;
+			if (key >> 3 == 1) {
+				ack = p;
+				ack_len = v;
+			}
+			p += v;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (!ack)
+		return 0;
+	return ack_decode(ack, (size_t)ack_len, seq, status) ? 1 : -1;
 }
 
 /* seq and status of a TelemetryAck, without allocating: this runs per ack. */
@@ -349,6 +394,12 @@ static bool register_finish(struct agent *a)
 		worker_error(a->w, "register: undecodable response", a->code, a->details);
 		return false;
 	}
+	if (a->w->b->o.multiplexed && !a->session_md) {
+		a->md[a->n_md].key = grpc_slice_from_static_string(RC_SESSION_ID_HEADER);
+		a->md[a->n_md].value = grpc_slice_from_copied_string(resp->session_id);
+		a->n_md++;
+		a->session_md = true;
+	}
 	if (ident_build(a, resp->session_id)) {
 		aeroarc__agent__v1__register_response__free_unpacked(resp, NULL);
 		worker_error(a->w, "register: out of memory", a->code, a->details);
@@ -399,14 +450,16 @@ static const struct tmpl *tmpl_for(const struct bench *b, uint64_t seq)
 	return &b->tmpl[seq & 1];
 }
 
+/* A frame is ident + seq/time + template (+ wal_id, field 14, when
+ * multiplexed, then wrapped as AgentStreamMessage field 1). */
 static grpc_byte_buffer *frame_bb(const struct bench *b, const struct agent *a, uint64_t seq,
 				   int64_t wall_ns)
 {
 	const struct tmpl *t = tmpl_for(b, seq);
 	double dev = (double)wall_ns / 1e9;
-	uint8_t tail[32], *p;
+	uint8_t tail[32], head[16], *p;
 	uint64_t bits;
-	size_t n = 0;
+	size_t n = 0, nh = 0, wal_len = b->o.multiplexed ? sizeof a->wal : 0, frame_len;
 	grpc_slice s;
 	grpc_byte_buffer *bb;
 
@@ -418,11 +471,19 @@ static grpc_byte_buffer *frame_bb(const struct bench *b, const struct agent *a, 
 	memcpy(&bits, &dev, sizeof bits);
 	for (int i = 0; i < 8; i++)
 		tail[n++] = (uint8_t)(bits >> (8 * i));
-	s = grpc_slice_malloc(a->ident_len + n + t->len);
+	frame_len = a->ident_len + n + t->len + wal_len;
+	if (b->o.multiplexed) {
+		head[nh++] = 1 << 3 | 2; /* AgentStreamMessage.telemetry_frame */
+		nh += put_varint(head + nh, frame_len);
+	}
+	s = grpc_slice_malloc(nh + frame_len);
 	p = GRPC_SLICE_START_PTR(s);
+	memcpy(p, head, nh);
+	p += nh;
 	memcpy(p, a->ident, a->ident_len);
 	memcpy(p + a->ident_len, tail, n);
 	memcpy(p + a->ident_len + n, t->bytes, t->len);
+	memcpy(p + a->ident_len + n + t->len, a->wal, wal_len);
 	bb = grpc_raw_byte_buffer_create(&s, 1);
 	grpc_slice_unref(s);
 	return bb;
@@ -577,7 +638,7 @@ static void recv_done(struct agent *a, bool ok)
 {
 	grpc_byte_buffer_reader r;
 	uint64_t seq;
-	int status;
+	int status, kind = -1;
 	grpc_slice s;
 	bool good;
 
@@ -588,17 +649,27 @@ static void recv_done(struct agent *a, bool ok)
 	if (good) {
 		s = grpc_byte_buffer_reader_readall(&r);
 		grpc_byte_buffer_reader_destroy(&r);
-		good = ack_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &seq, &status);
+		if (!a->w->b->o.multiplexed)
+			kind = ack_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &seq,
+					  &status) ? 1 : -1;
+		else
+			kind = envelope_ack_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s),
+						   &seq, &status);
+		good = kind >= 0;
 		grpc_slice_unref(s);
 	}
 	grpc_byte_buffer_destroy(a->recv_bb);
 	a->recv_bb = NULL;
 	if (!good) {
 		grpc_call_cancel_with_status(a->call, GRPC_STATUS_INTERNAL,
-					     "aeroarc-bench: undecodable TelemetryAck", NULL);
+					     a->w->b->o.multiplexed
+						     ? "aeroarc-bench: undecodable RelayStreamMessage"
+						     : "aeroarc-bench: undecodable TelemetryAck",
+					     NULL);
 		return;
 	}
-	ack_seen(a, seq, status);
+	if (kind == 1)
+		ack_seen(a, seq, status);
 	if (recv_post(a))
 		grpc_call_cancel(a->call, NULL);
 }
@@ -759,10 +830,19 @@ out:
 	return rc;
 }
 
+/* Field 14 (wal_id) of a's frames: 36 bytes of canonical UUID. */
+static void wal_field(struct agent *a, const char *uuid)
+{
+	a->wal[0] = 14 << 3 | 2;
+	a->wal[1] = 36;
+	memcpy(a->wal + 2, uuid, 36);
+}
+
 /* Check once that assembled bytes decode as the frame we mean to send. */
 static int self_check(struct bench *b)
 {
 	struct agent a = { .w = NULL };
+	Aeroarc__Agent__V1__AgentStreamMessage *env = NULL;
 	Aeroarc__Agent__V1__TelemetryFrame *f;
 	grpc_byte_buffer_reader r;
 	grpc_byte_buffer *bb;
@@ -772,16 +852,31 @@ static int self_check(struct bench *b)
 	snprintf(a.id, sizeof a.id, "check");
 	if (ident_build(&a, "sess-check"))
 		return -ENOMEM;
+	wal_field(&a, "01234567-89ab-4cde-8f01-23456789abcd");
 	bb = frame_bb(b, &a, 12345, 1700000000123456789LL);
 	grpc_byte_buffer_reader_init(&r, bb);
 	s = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
-	f = aeroarc__agent__v1__telemetry_frame__unpack(NULL, GRPC_SLICE_LENGTH(s),
-							GRPC_SLICE_START_PTR(s));
+	if (b->o.multiplexed) {
+		env = aeroarc__agent__v1__agent_stream_message__unpack(NULL, GRPC_SLICE_LENGTH(s),
+									GRPC_SLICE_START_PTR(s));
+		f = env && env->payload_case ==
+				   AEROARC__AGENT__V1__AGENT_STREAM_MESSAGE__PAYLOAD_TELEMETRY_FRAME
+			    ? env->telemetry_frame
+			    : NULL;
+	} else {
+		f = aeroarc__agent__v1__telemetry_frame__unpack(NULL, GRPC_SLICE_LENGTH(s),
+								GRPC_SLICE_START_PTR(s));
+	}
 	good = f && f->seq == 12345 && f->sent_at_unix_ns == 1700000000123456789LL &&
 	       !strcmp(f->agent_id, "check") && !strcmp(f->session_id, "sess-check") &&
 	       f->n_fields == (size_t)b->o.fields && f->raw_mavlink.len == (size_t)b->o.raw_bytes;
-	if (f)
+	if (b->o.multiplexed)
+		good = good && f->msg_name[0] &&
+		       !strcmp(f->wal_id, "01234567-89ab-4cde-8f01-23456789abcd");
+	if (env)
+		aeroarc__agent__v1__agent_stream_message__free_unpacked(env, NULL);
+	else if (f)
 		aeroarc__agent__v1__telemetry_frame__free_unpacked(f, NULL);
 	grpc_slice_unref(s);
 	grpc_byte_buffer_destroy(bb);
@@ -825,6 +920,13 @@ static int agents_init(struct bench *b)
 		}
 		if (!(a->sent_at = calloc((size_t)o->window, sizeof *a->sent_at)))
 			return -ENOMEM;
+		if (o->multiplexed) {
+			char uuid[37];
+
+			if (rc_uuid_v4(uuid))
+				return -EIO;
+			wal_field(a, uuid);
+		}
 		w->agents[w->n_agents++] = a;
 	}
 	return 0;
@@ -836,6 +938,8 @@ static void bench_free(struct bench *b)
 		struct agent *a = &b->agents[i];
 
 		grpc_slice_unref(a->md[0].value);
+		if (a->session_md)
+			grpc_slice_unref(a->md[a->n_md - 1].value);
 		free(a->sent_at);
 		free(a->ident);
 		grpc_slice_unref(a->details);
@@ -871,6 +975,7 @@ static void usage(FILE *out)
 	      "                     [--window W] [--channels C] [--fields K] [--raw-bytes B]\n"
 	      "                     [--prefix P] [--token T] [--hold S] [--acked-log FILE]\n"
 	      "                     [--threads T] [--scenario NAME] [--server-pid PID]\n"
+	      "                     [--protocol seed|multiplexed]\n"
 	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
 	      "  (default 10000) keeping at most W unacked (default 100), over C connections\n"
 	      "  (default: one per agent). Frames carry K fields (8) and B raw bytes (64).\n"
@@ -883,7 +988,11 @@ static void usage(FILE *out)
 	      "  durable, redis (the relay's side is yours to set), many, light, scale.\n"
 	      "  --server-pid adds the server's CPU seconds during the run (in all and\n"
 	      "  per 100,000 acked frames) and its peak RSS (sampled every 200 ms) to\n"
-	      "  the line: server_cpu_s, server_cpu_s_per_100k, server_peak_rss_kb.\n",
+	      "  the line: server_cpu_s, server_cpu_s_per_100k, server_peak_rss_kb.\n"
+	      "  --protocol multiplexed (default seed) speaks generation 2 (SPEC section 9):\n"
+	      "  aero-arc-session-id on every stream, frames wrapped in AgentStreamMessage\n"
+	      "  with a random wal_id per agent run, acks read from RelayStreamMessage;\n"
+	      "  the line then has \"protocol\":\"multiplexed\".\n",
 	      out);
 }
 
@@ -964,6 +1073,13 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			ok = num_opt(a, v, 1, &o->server_pid);
 		else if (!strcmp(a, "--scenario"))
 			ok = apply_scenario(o, v);
+		else if (!strcmp(a, "--protocol")) {
+			ok = !strcmp(v, "seed") || !strcmp(v, "multiplexed");
+			o->multiplexed = !strcmp(v, "multiplexed");
+			if (!ok)
+				fprintf(stderr, "aeroarc-bench: --protocol: \"%s\" is neither seed nor "
+						"multiplexed\n", v);
+		}
 		else {
 			fprintf(stderr, "aeroarc-bench: unknown option \"%s\" (see --help)\n", a);
 			return -EINVAL;
@@ -1009,6 +1125,8 @@ static void report_server(const struct bench *b, const struct server_cost *cost,
 		printf(",\"scenario\":");
 		json_string(b->o.scenario);
 	}
+	if (b->o.multiplexed)
+		printf(",\"protocol\":\"multiplexed\"");
 	if (!cost)
 		return;
 	printf(",\"server_pid\":%ld,\"server_cpu_s\":%.2f,\"server_cpu_s_per_100k\":%.3f,"

@@ -33,6 +33,12 @@ struct stream_opts {
 	const char *flight;
 	const char *session;     /* overrides the registered session id */
 	const char *frame_agent; /* overrides agent_id inside frames */
+	bool multiplexed;        /* --protocol multiplexed: generation 2 */
+	bool no_session_header;
+	const char *session_header; /* overrides the aero-arc-session-id value */
+	const char *wal_id;         /* NULL: a random UUID for this run */
+	const char *intent_id;
+	long intent_version;
 };
 
 static void usage(FILE *out)
@@ -55,6 +61,8 @@ static void usage(FILE *out)
 	      "         [--header VALUE | --no-header] [--fields K] [--raw-bytes B]\n"
 	      "         [--msg-name NAME] [--msg-id ID] [--flight FLIGHT]\n"
 	      "         [--session S] [--frame-agent ID] [--garbage] [--hold SECONDS]\n"
+	      "         [--protocol seed|multiplexed] [--session-header S | --no-session-header]\n"
+	      "         [--wal-id UUID] [--intent-id ID] [--intent-version N]\n"
 	      "      registers (unless --no-register), streams N frames (seq 1..N, default\n"
 	      "      10) keeping at most W unacked (default 10), prints one line per ack:\n"
 	      "        ack seq=<seq> status=<STATUS_NAME> frame_id=<id> error=<text>\n"
@@ -62,6 +70,13 @@ static void usage(FILE *out)
 	      "      --header sends VALUE as aero-arc-agent-id (\"\" = empty), --no-header\n"
 	      "      omits it; --garbage sends one message that is not a TelemetryFrame;\n"
 	      "      --hold keeps the stream open SECONDS after the last ack.\n"
+	      "      --protocol multiplexed (default seed) speaks generation 2 (SPEC\n"
+	      "      section 9): sends aero-arc-session-id (the registered session, or\n"
+	      "      --session-header S; --no-session-header omits it), wraps every frame\n"
+	      "      in AgentStreamMessage with wal_id (--wal-id, default a random UUID,\n"
+	      "      printed first as wal_id=<uuid>), intent_id and intent_version, and\n"
+	      "      reads RelayStreamMessage: acks print as above (frame_id is empty),\n"
+	      "      anything else as: message arm=<name> bytes=<n>\n"
 	      "      Exit 0 only if the stream ended OK and every frame was acked OK\n"
 	      "      (with --garbage always 1: read the status line).\n"
 	      "  health [--service S]   prints: serving_status=<NAME>; exit 0 if SERVING\n"
@@ -176,6 +191,10 @@ static int parse_stream_opts(int argc, char **argv, struct stream_opts *o)
 			o->garbage = true;
 			continue;
 		}
+		if (!strcmp(a, "--no-session-header")) {
+			o->no_session_header = true;
+			continue;
+		}
 		if (!(v = value_of(argc, argv, &i)))
 			return -EINVAL;
 		if (!strcmp(a, "--agent"))
@@ -190,6 +209,25 @@ static int parse_stream_opts(int argc, char **argv, struct stream_opts *o)
 			o->session = v;
 		else if (!strcmp(a, "--frame-agent"))
 			o->frame_agent = v;
+		else if (!strcmp(a, "--session-header"))
+			o->session_header = v;
+		else if (!strcmp(a, "--wal-id"))
+			o->wal_id = v;
+		else if (!strcmp(a, "--intent-id"))
+			o->intent_id = v;
+		else if (!strcmp(a, "--intent-version"))
+			ok = parse_long(a, v, 0, 0xffffffffL, &o->intent_version);
+		else if (!strcmp(a, "--protocol")) {
+			if (!strcmp(v, "multiplexed"))
+				o->multiplexed = true;
+			else if (!strcmp(v, "seed"))
+				o->multiplexed = false;
+			else {
+				fprintf(stderr, "aeroarc-client: --protocol: \"%s\" is neither "
+						"seed nor multiplexed\n", v);
+				return -EINVAL;
+			}
+		}
 		else if (!strcmp(a, "--frames"))
 			ok = parse_long(a, v, 0, 1L << 40, &o->frames);
 		else if (!strcmp(a, "--window"))
@@ -267,16 +305,35 @@ static uint8_t *make_raw(long n)
 
 struct stream_run {
 	struct rc_stream *s;
+	bool multiplexed;
 	struct rc_frame frame;
 	long sent, acked, acked_ok;
 	bool broken; /* the stream stopped before every frame was acked */
 };
 
+/* Generation 2: the next RelayStreamMessage into *ack; other arms are
+ * printed and skipped. Returns as rc_stream_recv_ack. */
+static int recv_gen2_ack(struct rc_stream *s, struct rc_ack *ack, int timeout_ms)
+{
+	struct rc_relay_msg m;
+	int rc;
+
+	while ((rc = rc_stream_recv_gen2(s, &m, timeout_ms)) == 1) {
+		if (m.arm == RC_RELAY_TELEMETRY_ACK) {
+			*ack = m.ack;
+			return 1;
+		}
+		printf("message arm=%s bytes=%zu\n", rc_relay_arm_name(m.arm), m.raw_len);
+	}
+	return rc;
+}
+
 /* Receive one ack and print it. Returns false when no more acks come. */
 static bool recv_one(struct stream_run *r, int timeout_ms)
 {
 	struct rc_ack ack;
-	int rc = rc_stream_recv_ack(r->s, &ack, timeout_ms);
+	int rc = r->multiplexed ? recv_gen2_ack(r->s, &ack, timeout_ms)
+				: rc_stream_recv_ack(r->s, &ack, timeout_ms);
 
 	if (rc == 1) {
 		printf("ack seq=%llu status=%s frame_id=%s error=%s\n",
@@ -290,7 +347,8 @@ static bool recv_one(struct stream_run *r, int timeout_ms)
 	if (rc == -ETIMEDOUT)
 		fprintf(stderr, "aeroarc-client: no ack within %d ms\n", timeout_ms);
 	else if (rc == -EBADMSG)
-		fprintf(stderr, "aeroarc-client: the server sent something that is not a TelemetryAck\n");
+		fprintf(stderr, "aeroarc-client: the server sent something that is not a %s\n",
+			r->multiplexed ? "RelayStreamMessage" : "TelemetryAck");
 	r->broken = true;
 	return false;
 }
@@ -305,7 +363,8 @@ static void stream_frames(struct stream_run *r, const struct stream_opts *o, int
 			r->frame.seq = (uint64_t)++r->sent;
 			r->frame.sent_at_unix_ns = t;
 			r->frame.device_timestamp_sec = (double)t / 1e9;
-			if (rc_stream_send_frame(r->s, &r->frame, timeout_ms)) {
+			if ((r->multiplexed ? rc_stream_send_gen2_frame
+					    : rc_stream_send_frame)(r->s, &r->frame, timeout_ms)) {
 				r->sent--; /* not sent: the stream ended; its status says why */
 				break;
 			}
@@ -319,6 +378,8 @@ static int cmd_stream(struct rc_channel *ch, const struct common *c, int argc, c
 {
 	struct stream_opts o = { .frames = 10, .window = 10, .fields = 8, .raw_bytes = 16,
 				 .msg_id = -1, .msg_name = "GLOBAL_POSITION_INT" };
+	const char *agent_header;
+	char wal[37] = "";
 	struct rc_register_result reg = { .session_id = "" };
 	struct stream_run r = { 0 };
 	struct rc_field *fields = NULL;
@@ -348,7 +409,27 @@ static int cmd_stream(struct rc_channel *ch, const struct common *c, int argc, c
 		.dialect = "common", .msg_id = msg_id_of(&o), .msg_name = o.msg_name,
 		.fields = fields, .n_fields = (size_t)o.fields, .flight_id = o.flight,
 	};
-	r.s = rc_stream_open(ch, o.no_header ? NULL : o.header ? o.header : o.agent, NULL, 0, &st);
+	agent_header = o.no_header ? NULL : o.header ? o.header : o.agent;
+	r.multiplexed = o.multiplexed;
+	if (o.multiplexed) {
+		if (o.wal_id)
+			snprintf(wal, sizeof wal, "%s", o.wal_id);
+		else if (rc_uuid_v4(wal)) {
+			fprintf(stderr, "aeroarc-client: no random bytes for a wal_id\n");
+			goto out;
+		}
+		r.frame.wal_id = o.wal_id ? o.wal_id : wal;
+		printf("wal_id=%s\n", r.frame.wal_id);
+		r.frame.intent_id = o.intent_id;
+		r.frame.intent_version = (uint32_t)o.intent_version;
+		r.s = rc_stream_open_gen2(ch, agent_header,
+					  o.no_session_header ? NULL
+					  : o.session_header  ? o.session_header
+							      : reg.session_id,
+					  NULL, 0, &st);
+	} else {
+		r.s = rc_stream_open(ch, agent_header, NULL, 0, &st);
+	}
 	if (!r.s) {
 		print_status("stream", &st);
 		goto out;

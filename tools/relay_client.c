@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -33,7 +34,7 @@ struct rc_channel {
 
 /* Request metadata with slices we own until the batch that sent it is done. */
 struct md_list {
-	grpc_metadata md[RC_MAX_USER_MD + 2];
+	grpc_metadata md[RC_MAX_USER_MD + 4]; /* + authorization, agent, 2 session */
 	size_t n;
 };
 
@@ -48,6 +49,8 @@ struct rc_stream {
 	grpc_byte_buffer *send_bb; /* owned until its send completes */
 	grpc_byte_buffer *recv_bb;
 	Aeroarc__Agent__V1__TelemetryAck *ack; /* last ack handed out */
+	Aeroarc__Agent__V1__RelayStreamMessage *relay_msg; /* last gen-2 message */
+	grpc_slice raw; /* bytes of the last message received */
 	/* Send-side flags belong to the sending thread, recv-side ones to the
 	 * receiving thread; status ones to finish/free, which run alone. */
 	bool send_pending, send_failed, closed;
@@ -163,9 +166,12 @@ static void md_add(struct md_list *l, const char *key, const char *value)
 	m->value = grpc_slice_from_copied_string(value);
 }
 
-/* Channel authorization, then the agent header (unless NULL), then md. */
-static int md_build(struct md_list *l, const struct rc_channel *ch, const char *agent_header,
-		    const struct rc_md *md, size_t n_md, struct rc_status *st)
+/* Channel authorization, then the agent header (unless NULL), then the
+ * session header as mode says, then md. */
+static int md_build_session(struct md_list *l, const struct rc_channel *ch,
+			    const char *agent_header, const char *session,
+			    enum rc_session_header mode, const struct rc_md *md, size_t n_md,
+			    struct rc_status *st)
 {
 	l->n = 0;
 	if (n_md > RC_MAX_USER_MD) {
@@ -178,9 +184,19 @@ static int md_build(struct md_list *l, const struct rc_channel *ch, const char *
 		md_add(l, "authorization", ch->authorization);
 	if (agent_header)
 		md_add(l, RC_AGENT_ID_HEADER, agent_header);
+	if (mode == RC_SESSION_HEADER_ONCE || mode == RC_SESSION_HEADER_TWICE)
+		md_add(l, RC_SESSION_ID_HEADER, str_or_empty(session));
+	if (mode == RC_SESSION_HEADER_TWICE)
+		md_add(l, RC_SESSION_ID_HEADER, str_or_empty(session));
 	for (size_t i = 0; i < n_md; i++)
 		md_add(l, str_or_empty(md[i].key), str_or_empty(md[i].value));
 	return 0;
+}
+
+static int md_build(struct md_list *l, const struct rc_channel *ch, const char *agent_header,
+		    const struct rc_md *md, size_t n_md, struct rc_status *st)
+{
+	return md_build_session(l, ch, agent_header, NULL, RC_SESSION_HEADER_OMIT, md, n_md, st);
 }
 
 static void md_free(struct md_list *l)
@@ -211,18 +227,6 @@ static int bb_flatten(grpc_byte_buffer *bb, grpc_slice *out)
 	*out = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
 	return 0;
-}
-
-static void *bb_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc)
-{
-	grpc_slice s;
-	void *msg;
-
-	if (bb_flatten(bb, &s))
-		return NULL;
-	msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
-	return msg;
 }
 
 static grpc_call *call_create(struct rc_channel *ch, grpc_completion_queue *cq,
@@ -541,6 +545,13 @@ int rc_register(struct rc_channel *ch, const char *agent_id, const char *version
 		const char *platform, struct rc_register_result *out, struct rc_status *st,
 		int timeout_ms)
 {
+	return rc_register_caps(ch, agent_id, version, platform, NULL, 0, out, st, timeout_ms);
+}
+
+int rc_register_caps(struct rc_channel *ch, const char *agent_id, const char *version,
+		     const char *platform, const char *const *caps, size_t n_caps,
+		     struct rc_register_result *out, struct rc_status *st, int timeout_ms)
+{
 	Aeroarc__Agent__V1__RegisterRequest req = AEROARC__AGENT__V1__REGISTER_REQUEST__INIT;
 	Aeroarc__Agent__V1__RegisterResponse *resp;
 	struct rc_md hdr = { RC_AGENT_ID_HEADER, agent_id };
@@ -549,15 +560,26 @@ int rc_register(struct rc_channel *ch, const char *agent_id, const char *version
 	req.agent_id = (char *)str_or_empty(agent_id);
 	req.agent_version = (char *)str_or_empty(version);
 	req.platform = (char *)str_or_empty(platform);
+	if (n_caps) {
+		if (!(req.execution_capabilities = calloc(n_caps, sizeof(char *)))) {
+			status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "client: out of memory");
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < n_caps; i++)
+			req.execution_capabilities[i] = (char *)str_or_empty(caps[i]);
+		req.n_execution_capabilities = n_caps;
+	}
 	rc = unary_msg(ch, RC_METHOD_REGISTER, &req.base, &hdr, agent_id && *agent_id ? 1 : 0,
 		       &aeroarc__agent__v1__register_response__descriptor,
 		       (ProtobufCMessage **)&resp, st, timeout_ms);
+	free(req.execution_capabilities);
 	if (rc)
 		return rc;
 	if (out) {
 		snprintf(out->agent_id, sizeof out->agent_id, "%s", resp->agent_id);
 		snprintf(out->session_id, sizeof out->session_id, "%s", resp->session_id);
 		out->max_inflight = resp->max_inflight;
+		out->durable_flight_completion = resp->durable_flight_completion;
 	}
 	aeroarc__agent__v1__register_response__free_unpacked(resp, NULL);
 	return 0;
@@ -640,6 +662,9 @@ int rc_frame_encode(const struct rc_frame *f, uint8_t **out, size_t *len)
 	m.n_fields = f->n_fields;
 	m.fields = ptrs;
 	m.flight_id = (char *)str_or_empty(f->flight_id);
+	m.intent_id = (char *)str_or_empty(f->intent_id);
+	m.intent_version = f->intent_version;
+	m.wal_id = (char *)str_or_empty(f->wal_id);
 	*len = aeroarc__agent__v1__telemetry_frame__get_packed_size(&m);
 	if (!(*out = malloc(*len ? *len : 1))) {
 		*len = 0;
@@ -658,8 +683,9 @@ static int stream_start(struct rc_stream *s, grpc_op *ops, size_t n, void *tag)
 	return grpc_call_start_batch(s->call, ops, n, tag, NULL) == GRPC_CALL_OK ? 0 : -EIO;
 }
 
-struct rc_stream *rc_stream_open(struct rc_channel *ch, const char *agent_id_header,
-				 const struct rc_md *md, size_t n_md, struct rc_status *st)
+static struct rc_stream *stream_open(struct rc_channel *ch, const char *agent_id_header,
+				      const char *session, enum rc_session_header mode,
+				      const struct rc_md *md, size_t n_md, struct rc_status *st)
 {
 	struct rc_stream *s = calloc(1, sizeof *s);
 	grpc_op op;
@@ -670,9 +696,10 @@ struct rc_stream *rc_stream_open(struct rc_channel *ch, const char *agent_id_hea
 		return NULL;
 	}
 	s->details = grpc_empty_slice();
+	s->raw = grpc_empty_slice();
 	grpc_metadata_array_init(&s->recv_md);
 	grpc_metadata_array_init(&s->trail_md);
-	if (md_build(&s->md, ch, agent_id_header, md, n_md, st))
+	if (md_build_session(&s->md, ch, agent_id_header, session, mode, md, n_md, st))
 		goto fail;
 	s->cq = grpc_completion_queue_create_for_pluck(NULL);
 	s->call = call_create(ch, s->cq, RC_METHOD_TELEMETRY_STREAM,
@@ -706,6 +733,29 @@ struct rc_stream *rc_stream_open(struct rc_channel *ch, const char *agent_id_hea
 fail:
 	rc_stream_free(s);
 	return NULL;
+}
+
+struct rc_stream *rc_stream_open(struct rc_channel *ch, const char *agent_id_header,
+				 const struct rc_md *md, size_t n_md, struct rc_status *st)
+{
+	return stream_open(ch, agent_id_header, NULL, RC_SESSION_HEADER_OMIT, md, n_md, st);
+}
+
+struct rc_stream *rc_stream_open_gen2(struct rc_channel *ch, const char *agent_id_header,
+				      const char *session_id, const struct rc_md *md,
+				      size_t n_md, struct rc_status *st)
+{
+	return stream_open(ch, agent_id_header, session_id,
+			   session_id ? RC_SESSION_HEADER_ONCE : RC_SESSION_HEADER_OMIT, md, n_md,
+			   st);
+}
+
+struct rc_stream *rc_stream_open_gen2_hdr(struct rc_channel *ch, const char *agent_id_header,
+					  const char *session_id, enum rc_session_header mode,
+					  const struct rc_md *md, size_t n_md,
+					  struct rc_status *st)
+{
+	return stream_open(ch, agent_id_header, session_id, mode, md, n_md, st);
 }
 
 /* Collect the outstanding send (message or half-close), if any. */
@@ -810,9 +860,12 @@ static int recv_post(struct rc_stream *s)
 	return 0;
 }
 
-static int recv_until(struct rc_stream *s, struct rc_ack *out, gpr_timespec deadline)
+/* Wait for the next message into s->raw. RETURN 1, 0 at end of stream,
+ * -ETIMEDOUT, -EBADMSG when its bytes cannot be read. */
+static int recv_raw(struct rc_stream *s, gpr_timespec deadline)
 {
 	bool ok;
+	int rc;
 
 	if (s->recv_eos)
 		return 0;
@@ -830,11 +883,26 @@ static int recv_until(struct rc_stream *s, struct rc_ack *out, gpr_timespec dead
 		s->recv_bb = NULL;
 		return 0;
 	}
-	if (s->ack)
-		aeroarc__agent__v1__telemetry_ack__free_unpacked(s->ack, NULL);
-	s->ack = bb_unpack(s->recv_bb, &aeroarc__agent__v1__telemetry_ack__descriptor);
+	grpc_slice_unref(s->raw);
+	s->raw = grpc_empty_slice();
+	rc = bb_flatten(s->recv_bb, &s->raw) ? -EBADMSG : 1;
 	grpc_byte_buffer_destroy(s->recv_bb);
 	s->recv_bb = NULL;
+	return rc;
+}
+
+static int recv_until(struct rc_stream *s, struct rc_ack *out, gpr_timespec deadline)
+{
+	int rc = recv_raw(s, deadline);
+
+	if (rc == 0 || rc == -ETIMEDOUT)
+		return rc;
+	if (s->ack)
+		aeroarc__agent__v1__telemetry_ack__free_unpacked(s->ack, NULL);
+	s->ack = NULL;
+	if (rc == 1)
+		s->ack = aeroarc__agent__v1__telemetry_ack__unpack(NULL, GRPC_SLICE_LENGTH(s->raw),
+								   GRPC_SLICE_START_PTR(s->raw));
 	if (!s->ack)
 		return -EBADMSG;
 	out->seq = s->ack->seq;
@@ -847,6 +915,169 @@ static int recv_until(struct rc_stream *s, struct rc_ack *out, gpr_timespec dead
 int rc_stream_recv_ack(struct rc_stream *s, struct rc_ack *out, int timeout_ms)
 {
 	return recv_until(s, out, deadline_in(timeout_ms));
+}
+
+const char *rc_relay_arm_name(int arm)
+{
+	static const char *const names[] = { "none",
+					     "telemetry_ack",
+					     "set_operation_context",
+					     "clear_operation_context",
+					     "aircraft_command",
+					     "deploy_mission",
+					     "durable_command",
+					     "flight_completion_receipt" };
+
+	if (arm < 0 || arm > 7)
+		return "unknown";
+	return names[arm];
+}
+
+int rc_stream_recv_gen2(struct rc_stream *s, struct rc_relay_msg *out, int timeout_ms)
+{
+	int rc = recv_raw(s, deadline_in(timeout_ms));
+	Aeroarc__Agent__V1__RelayStreamMessage *m;
+
+	if (rc == 0 || rc == -ETIMEDOUT)
+		return rc;
+	memset(out, 0, sizeof *out);
+	out->ack.frame_id = "";
+	out->ack.error = "";
+	if (s->relay_msg)
+		aeroarc__agent__v1__relay_stream_message__free_unpacked(s->relay_msg, NULL);
+	s->relay_msg = NULL;
+	out->raw = GRPC_SLICE_START_PTR(s->raw);
+	out->raw_len = GRPC_SLICE_LENGTH(s->raw);
+	if (rc != 1)
+		return rc;
+	m = aeroarc__agent__v1__relay_stream_message__unpack(NULL, out->raw_len, out->raw);
+	if (!m)
+		return -EBADMSG;
+	s->relay_msg = m;
+	out->msg = m;
+	out->arm = (int)m->payload_case;
+	if (m->payload_case == AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_TELEMETRY_ACK &&
+	    m->telemetry_ack) {
+		out->ack.seq = m->telemetry_ack->seq;
+		out->ack.status = (int)m->telemetry_ack->status;
+		out->ack.frame_id = m->telemetry_ack->frame_id;
+		out->ack.error = m->telemetry_ack->error;
+	}
+	return 1;
+}
+
+static size_t varint_put(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+int rc_envelope_wrap(int arm, const uint8_t *payload, size_t len, uint8_t **out,
+		     size_t *out_len)
+{
+	uint8_t head[20];
+	size_t n;
+
+	*out = NULL;
+	*out_len = 0;
+	if (arm < 1 || arm > (1 << 29) - 1)
+		return -EINVAL;
+	n = varint_put(head, (uint64_t)arm << 3 | 2);
+	n += varint_put(head + n, len);
+	if (!(*out = malloc(n + len)))
+		return -ENOMEM;
+	memcpy(*out, head, n);
+	if (len)
+		memcpy(*out + n, payload, len);
+	*out_len = n + len;
+	return 0;
+}
+
+int rc_envelope_encode_frame(const struct rc_frame *f, uint8_t **out, size_t *len)
+{
+	uint8_t *frame;
+	size_t flen;
+	int rc;
+
+	*out = NULL;
+	*len = 0;
+	if ((rc = rc_frame_encode(f, &frame, &flen)))
+		return rc;
+	rc = rc_envelope_wrap(RC_AGENT_TELEMETRY_FRAME, frame, flen, out, len);
+	free(frame);
+	return rc;
+}
+
+int rc_stream_send_gen2_arm(struct rc_stream *s, int arm, const uint8_t *payload, size_t len,
+			    int timeout_ms)
+{
+	uint8_t *buf;
+	size_t n;
+	int rc;
+
+	if ((rc = rc_envelope_wrap(arm, payload, len, &buf, &n)))
+		return rc;
+	rc = rc_stream_send(s, buf, n, timeout_ms);
+	free(buf);
+	return rc;
+}
+
+int rc_stream_send_gen2_frame(struct rc_stream *s, const struct rc_frame *f, int timeout_ms)
+{
+	uint8_t *buf;
+	size_t n;
+	int rc;
+
+	if ((rc = rc_envelope_encode_frame(f, &buf, &n)))
+		return rc;
+	rc = rc_stream_send(s, buf, n, timeout_ms);
+	free(buf);
+	return rc;
+}
+
+int rc_stream_send_gen2_msg(struct rc_stream *s, int arm, const ProtobufCMessage *msg,
+			    int timeout_ms)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(len ? len : 1);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, buf);
+	rc = rc_stream_send_gen2_arm(s, arm, buf, len, timeout_ms);
+	free(buf);
+	return rc;
+}
+
+int rc_uuid_v4(char out[37])
+{
+	uint8_t b[16];
+	size_t got = 0;
+
+	while (got < sizeof b) {
+		ssize_t n = getrandom(b + got, sizeof b - got, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+		 b[14], b[15]);
+	return 0;
 }
 
 int rc_stream_finish(struct rc_stream *s, struct rc_status *st, int timeout_ms)
@@ -912,6 +1143,9 @@ void rc_stream_free(struct rc_stream *s)
 		grpc_byte_buffer_destroy(s->recv_bb);
 	if (s->ack)
 		aeroarc__agent__v1__telemetry_ack__free_unpacked(s->ack, NULL);
+	if (s->relay_msg)
+		aeroarc__agent__v1__relay_stream_message__free_unpacked(s->relay_msg, NULL);
+	grpc_slice_unref(s->raw);
 	grpc_metadata_array_destroy(&s->recv_md);
 	grpc_metadata_array_destroy(&s->trail_md);
 	grpc_slice_unref(s->details);

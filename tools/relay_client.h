@@ -16,9 +16,11 @@
 #ifndef AEROARC_RELAY_CLIENT_H
 #define AEROARC_RELAY_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aeroarc/agent/v1/agent.pb-c.h"
 #include "aeroarc/relay/v1/relay.pb-c.h"
 
 struct grpc_channel;
@@ -30,6 +32,8 @@ struct grpc_channel;
 #define RC_METHOD_GET_DRONE_STATUS "/aeroarc.relay.v1.RelayControl/GetDroneStatus"
 #define RC_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
 #define RC_AGENT_ID_HEADER "aero-arc-agent-id"
+/* Generation 2 (SPEC section 9): the stream's session, from Register. */
+#define RC_SESSION_ID_HEADER "aero-arc-session-id"
 
 /* TelemetryAck.Status values (wire numbers). */
 enum rc_ack_status {
@@ -126,6 +130,7 @@ struct rc_register_result {
 	char agent_id[256];
 	char session_id[256];
 	int64_t max_inflight;
+	bool durable_flight_completion; /* RegisterResponse field 5 */
 };
 
 /* NAME rc_register
@@ -136,6 +141,14 @@ struct rc_register_result {
 int rc_register(struct rc_channel *ch, const char *agent_id, const char *version,
 		const char *platform, struct rc_register_result *out, struct rc_status *st,
 		int timeout_ms);
+
+/* NAME rc_register_caps
+ * rc_register with RegisterRequest.execution_capabilities (field 4): the
+ * n_caps strings of caps, sent as given (NULL = empty string).
+ * RETURN as rc_register. */
+int rc_register_caps(struct rc_channel *ch, const char *agent_id, const char *version,
+		     const char *platform, const char *const *caps, size_t n_caps,
+		     struct rc_register_result *out, struct rc_status *st, int timeout_ms);
 
 /* NAME rc_health_check
  * grpc.health.v1.Health/Check for service ("" = the server as a whole).
@@ -180,6 +193,11 @@ struct rc_frame {
 	const struct rc_field *fields;
 	size_t n_fields;
 	const char *flight_id;
+	/* Generation 2 fields (SPEC section 9); zero/NULL: not sent, so a seed
+	 * frame encodes exactly as before they existed. */
+	const char *intent_id;   /* 12 */
+	uint32_t intent_version; /* 13 */
+	const char *wal_id;      /* 14 */
 };
 
 /* NAME rc_frame_encode
@@ -258,5 +276,117 @@ void rc_stream_cancel(struct rc_stream *s);
 /* Free the stream; cancels it first if it has not finished. Never blocks
  * for long: after a cancel gRPC completes every pending operation. */
 void rc_stream_free(struct rc_stream *s);
+
+/* ---- Generation 2: the multiplexed stream (SPEC section 9) -------------
+ *
+ * Same method path; the agent sends AgentStreamMessage envelopes and the
+ * relay answers RelayStreamMessage envelopes. An rc_stream opened with
+ * rc_stream_open_gen2 is an ordinary rc_stream (send, close_send, finish,
+ * cancel, free work as above); read it with rc_stream_recv_gen2 rather than
+ * rc_stream_recv_ack. Nothing here validates, so tests can build what the
+ * relay must refuse. */
+
+/* AgentStreamMessage.payload field numbers. */
+enum rc_agent_arm {
+	RC_AGENT_TELEMETRY_FRAME = 1,
+	RC_AGENT_OPERATION_CONTEXT_COMMAND_ACK = 2,
+	RC_AGENT_AIRCRAFT_COMMAND_RESULT = 3,
+	RC_AGENT_MISSION_DEPLOYMENT_RESULT = 4,
+	RC_AGENT_COMMAND_EVIDENCE = 5,
+	RC_AGENT_FLIGHT_COMPLETION_EVIDENCE = 6,
+};
+
+/* RelayStreamMessage.payload field numbers; RC_RELAY_NONE: no arm set (an
+ * empty message, or only field numbers this client does not know). */
+enum rc_relay_arm {
+	RC_RELAY_NONE = 0,
+	RC_RELAY_TELEMETRY_ACK = 1,
+	RC_RELAY_SET_OPERATION_CONTEXT = 2,
+	RC_RELAY_CLEAR_OPERATION_CONTEXT = 3,
+	RC_RELAY_AIRCRAFT_COMMAND = 4,
+	RC_RELAY_DEPLOY_MISSION = 5,
+	RC_RELAY_DURABLE_COMMAND = 6,
+	RC_RELAY_FLIGHT_COMPLETION_RECEIPT = 7,
+};
+
+/* "telemetry_ack", "set_operation_context", ...; "none" for RC_RELAY_NONE,
+ * "unknown" otherwise. Static strings. */
+const char *rc_relay_arm_name(int arm);
+
+/* How rc_stream_open_gen2_hdr sends aero-arc-session-id. */
+enum rc_session_header {
+	RC_SESSION_HEADER_ONCE = 0, /* one entry with the value given */
+	RC_SESSION_HEADER_OMIT,     /* no entry at all (first message decides) */
+	RC_SESSION_HEADER_TWICE,    /* two entries, both with the value given */
+};
+
+/* NAME rc_stream_open_gen2
+ * Open TelemetryStream as a generation-2 agent: aero-arc-agent-id as in
+ * rc_stream_open (NULL omits it), then "aero-arc-session-id: session_id"
+ * (NULL omits it: the relay then decides from the first message). The value
+ * is sent verbatim, so a blank or wrong one can be sent on purpose.
+ * RETURN the stream, or NULL (st says why). */
+struct rc_stream *rc_stream_open_gen2(struct rc_channel *ch, const char *agent_id_header,
+				      const char *session_id, const struct rc_md *md,
+				      size_t n_md, struct rc_status *st);
+
+/* rc_stream_open_gen2 with the session header sent as mode says (session_id
+ * is ignored with RC_SESSION_HEADER_OMIT; NULL counts as ""). */
+struct rc_stream *rc_stream_open_gen2_hdr(struct rc_channel *ch, const char *agent_id_header,
+					  const char *session_id, enum rc_session_header mode,
+					  const struct rc_md *md, size_t n_md,
+					  struct rc_status *st);
+
+/* NAME rc_envelope_wrap
+ * AgentStreamMessage bytes whose only field is number arm, wire type 2
+ * (length-delimited), holding payload (len bytes; may be 0). arm may be any
+ * field number 1..2^29-1 (7 and up are unknown to the relay). *out is
+ * malloc'd (free() it). RETURN 0, -EINVAL (arm out of range), -ENOMEM. */
+int rc_envelope_wrap(int arm, const uint8_t *payload, size_t len, uint8_t **out,
+		     size_t *out_len);
+
+/* AgentStreamMessage{telemetry_frame = f}: rc_frame_encode wrapped in arm 1.
+ * RETURN 0 or -ENOMEM. */
+int rc_envelope_encode_frame(const struct rc_frame *f, uint8_t **out, size_t *len);
+
+/* Send AgentStreamMessage{telemetry_frame = f}. Returns as rc_stream_send. */
+int rc_stream_send_gen2_frame(struct rc_stream *s, const struct rc_frame *f, int timeout_ms);
+
+/* Send AgentStreamMessage with payload bytes as arm (rc_envelope_wrap).
+ * Returns as rc_stream_send, or -EINVAL for arm out of range. */
+int rc_stream_send_gen2_arm(struct rc_stream *s, int arm, const uint8_t *payload, size_t len,
+			    int timeout_ms);
+
+/* Send AgentStreamMessage with msg (any protobuf-c message, e.g. an
+ * Aeroarc__Agent__V1__AircraftCommandResult) packed as arm. */
+int rc_stream_send_gen2_msg(struct rc_stream *s, int arm, const ProtobufCMessage *msg,
+			    int timeout_ms);
+
+/* One RelayStreamMessage as received. Everything points into the stream and
+ * stays valid until the next rc_stream_recv_gen2 / rc_stream_recv_ack or
+ * rc_stream_free on it. */
+struct rc_relay_msg {
+	int arm;          /* enum rc_relay_arm (payload_case), RC_RELAY_NONE when unset */
+	struct rc_ack ack; /* filled when arm == RC_RELAY_TELEMETRY_ACK (frame_id
+			    * is "" from a conforming relay); otherwise seq 0,
+			    * status 0, frame_id and error "" */
+	const Aeroarc__Agent__V1__RelayStreamMessage *msg; /* decoded; NULL on -EBADMSG */
+	const uint8_t *raw; /* the message's bytes exactly as received */
+	size_t raw_len;
+};
+
+/* NAME rc_stream_recv_gen2
+ * Wait up to timeout_ms for the next message and decode it as a
+ * RelayStreamMessage. A receive-side call: the threading rules of
+ * rc_stream_recv_ack apply (one or the other may read each message).
+ * RETURN 1 with *out filled; 0 at end of stream; -ETIMEDOUT (nothing lost);
+ * -EBADMSG when it does not decode as a RelayStreamMessage (out->raw and
+ * raw_len still hold the bytes, e.g. a seed TelemetryAck). */
+int rc_stream_recv_gen2(struct rc_stream *s, struct rc_relay_msg *out, int timeout_ms);
+
+/* NAME rc_uuid_v4
+ * A random (version 4) UUID, lower case 8-4-4-4-12, into out (37 bytes with
+ * the NUL): a wal_id for one run of an agent. RETURN 0 or -errno. */
+int rc_uuid_v4(char out[37]);
 
 #endif /* AEROARC_RELAY_CLIENT_H */
