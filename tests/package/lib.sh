@@ -101,6 +101,11 @@ INI
 # start_relay BINARY CONFIG LOG: runs it in the background (stdout to
 # LOG.out), waits up to 15 s for the "serving gRPC" line and sets RELAY_PORT.
 start_relay() {
+    # Created here, not by the background job's redirection: the first
+    # sed below may run before that job has opened the file, and a sed
+    # that cannot read it ends the script (set -e).
+    : >"$3"
+    : >"$3.out"
     "$1" -c "$2" >"$3.out" 2>"$3" &
     RELAY_PID=$!
     RELAY_PORT=""
