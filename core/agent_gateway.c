@@ -81,10 +81,16 @@ static void on_closed(void *owner, bool cancelled, enum rpc_code code)
                 : code == RPC_OK            ? gw->m.closed_ok
                                             : gw->m.closed_error);
     metrics_inc(gw->m.protocol_closed[atomic_load(&s->gen_kind)]);
+    agent_stream_drop_held(s);
     end_session(s);
 }
 
-static void on_free(void *owner) { free(owner); }
+static void on_free(void *owner)
+{
+    struct stream *s = owner;
+    pthread_mutex_destroy(&s->hold_mu);
+    free(s);
+}
 
 static const struct rpc_stream_handler stream_handler = {
     .on_message = agent_stream_on_message,
@@ -160,6 +166,9 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     s->gw = gw;
     atomic_init(&s->superseded, false);
     atomic_init(&s->gen_kind, GEN_UNDECIDED);
+    pthread_mutex_init(&s->hold_mu, NULL);
+    s->room_waiter.wake = agent_stream_on_room;
+    s->room_waiter.owner = s;
     memcpy(s->agent_id, agent, agent_len + 1);
     s->agent_len = agent_len;
     for (size_t i = 0; i < gw->n_sinks; i++) {
@@ -294,6 +303,7 @@ struct gateway *gateway_create(struct relay *relay)
     gw->relay = relay;
     gw->n_sinks = sink_pipeline_count(relay->sinks);
     gw->max_inflight = (int)relay->settings->max_inflight;
+    gw->hold_ns = relay->settings->gen2_hold_s * INT64_C(1000000000);
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
     gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
     gw->streams = rpc_stream_set_create();
@@ -303,6 +313,7 @@ struct gateway *gateway_create(struct relay *relay)
         free(gw);
         return NULL;
     }
+    pthread_mutex_init(&gw->held_mu, NULL);
     for (size_t i = 0; i < gw->n_sinks; i++) {
         if (asprintf(&gw->sink_errors[i],
                      "sink \"%s\" did not accept the frame (queue full or write failed); resend",
@@ -347,8 +358,42 @@ void gateway_tick(struct gateway *gw, int64_t now_ns)
         metrics_set(gw->m.sessions, (int64_t)session_table_count(gw->relay->sessions));
 }
 
+/*
+ * Held frames past gen2_hold_s (all of them when `all`) are refused. The
+ * list is taken whole, so no stream lock is taken under held_mu (hold()
+ * takes them the other way round); streams still holding frames go back.
+ */
+static void expire_held(struct gateway *gw, bool all)
+{
+    pthread_mutex_lock(&gw->held_mu);
+    struct stream *list = gw->held;
+    gw->held = NULL;
+    pthread_mutex_unlock(&gw->held_mu);
+    int64_t now = mono_ns();
+    while (list) {
+        struct stream *s = list;
+        list = s->held_next;
+        agent_stream_expire_held(s, now, all);
+        pthread_mutex_lock(&s->hold_mu);
+        bool keep = s->held_head != NULL;
+        s->on_held_list = keep;
+        if (keep) {
+            pthread_mutex_lock(&gw->held_mu);
+            s->held_next = gw->held;
+            gw->held = s;
+            pthread_mutex_unlock(&gw->held_mu);
+        }
+        pthread_mutex_unlock(&s->hold_mu);
+        if (!keep)
+            stream_unref(s); /* the list's */
+    }
+}
+
+void gateway_tick_held(struct gateway *gw) { expire_held(gw, false); }
+
 void gateway_begin_shutdown(struct gateway *gw)
 {
+    expire_held(gw, true); /* their acks are owed before the streams end */
     rpc_stream_set_poke(gw->streams);
 }
 
@@ -365,5 +410,7 @@ void gateway_destroy(struct gateway *gw)
         free(gw->sink_errors[i]);
     free(gw->sink_errors);
     rpc_stream_set_destroy(gw->streams);
+    expire_held(gw, true); /* streams still listed: drop the list's references */
+    pthread_mutex_destroy(&gw->held_mu);
     free(gw);
 }

@@ -20,6 +20,10 @@ int gateway_add_methods(struct gateway *gw, struct rpc_server *server);
  * opened within [route] ttl_s. */
 void gateway_tick(struct gateway *gw, int64_t now_ns);
 
+/* Every ~100 ms from the main thread: refuse generation-2 frames held
+ * longer than gen2_hold_s. */
+void gateway_tick_held(struct gateway *gw);
+
 /* Shutdown, step 1: refuse new calls, make every open stream send the acks
  * of frames already read and end with UNAVAILABLE. Any thread. */
 void gateway_begin_shutdown(struct gateway *gw);

@@ -14,6 +14,7 @@
 #include "session_table.h"
 #include "sink_pipeline.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -25,10 +26,17 @@
 /* Payload kinds of aero_relay_stream_messages_ignored_total, by enum mux_arm. */
 #define MUX_ARMS (MUX_UNKNOWN + 1)
 
+struct stream_job;
+
 struct gateway {
     struct relay *relay;
     size_t n_sinks;
     int max_inflight;
+    int64_t hold_ns; /* [relay] gen2_hold_s */
+    /* Streams holding frames (SPEC.md section 9), for the expiry tick;
+     * each holds a reference while on it. */
+    pthread_mutex_t held_mu;
+    struct stream *held;
     char **sink_errors; /* per sink: the ack error text when it refused */
     struct rpc_stream_set *streams; /* open TelemetryStreams */
     /* Last time each kind of ignored message was logged (monotonic ns):
@@ -61,6 +69,17 @@ struct stream {
     char session_id[SESSION_ID_LEN + 1];
     uint64_t gen; /* the session table's generation of our attach */
 
+    /* Generation-2 frames held while a `reject` sink's queue is full, in
+     * order (SPEC.md section 9): released as it gets room, refused
+     * RETRY_WITH_BACKOFF once held gen2_hold_s. */
+    pthread_mutex_t hold_mu; /* the fields below */
+    struct stream_job *held_head, *held_tail;
+    bool on_held_list;          /* on gw->held (under gw->held_mu too) */
+    struct stream *held_next;   /* gw->held */
+    bool room_waiting;          /* room_waiter is queued on room_sink */
+    size_t room_sink;
+    struct sink_waiter room_waiter;
+
     struct sink_waiter waiters[]; /* one per sink */
 };
 
@@ -74,5 +93,11 @@ void agent_stream_on_sent(void *owner, uint64_t recv_ns, bool ok);
 void agent_stream_on_wake(struct sink_waiter *w);
 /* The stream's generation is known: count it (opened streams by protocol). */
 void agent_stream_decided(struct stream *s, enum stream_gen gen);
+/* Room in the sink a held frame waits for (sink thread). */
+void agent_stream_on_room(struct sink_waiter *w);
+/* Refuse held frames past their hold (all of them when `all`); main thread. */
+void agent_stream_expire_held(struct stream *s, int64_t now_mono_ns, bool all);
+/* The call is over: held frames go, and the room waiter with them. */
+void agent_stream_drop_held(struct stream *s);
 
 #endif

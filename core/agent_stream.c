@@ -24,8 +24,12 @@ struct stream_job {
     struct stream *stream;
     int64_t recv_ns; /* monotonic, for the ack latency */
     char wal_id[FRAME_WAL_ID_LEN + 1]; /* canonical, or "" */
+    struct stream_job *held_next; /* the stream's held frames, in order */
+    int64_t hold_until;           /* monotonic: refused RETRY_WITH_BACKOFF after */
     aero_kv fields[];
 };
+
+static const char queue_full_text[] = "relay sink queue is full";
 
 static const char empty[] = "";
 
@@ -129,8 +133,10 @@ static struct stream_job *job_create(struct stream *s, const aero_frame *view,
 }
 
 /* Hand an accepted frame to every sink. The stream stops reading while a
- * `block` sink it fed is full (one pause per such sink). */
-static void submit(struct stream *s, struct stream_job *sj, struct worker_ctx *w)
+ * `block` sink it fed is full (one pause per such sink). Sinks left to the
+ * caller go into `owed`, written now when flush_now. */
+static void submit(struct stream *s, struct stream_job *sj, struct sink_owed *owed,
+                   bool flush_now)
 {
     struct gateway *gw = s->gw;
     stream_ref(s); /* the job's */
@@ -139,12 +145,9 @@ static void submit(struct stream *s, struct stream_job *sj, struct worker_ctx *w
      * per sink and give back those that were not queued. */
     for (size_t i = 0; i < gw->n_sinks; i++)
         stream_ref(s);
-    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, &w->owed);
-    /* A frame that came alone is written (and acked) before the next read is
-     * asked for: gRPC then sends the ack and the read's flow-control update
-     * in one write. */
-    if (!worker_ctx_defer(w))
-        sink_pipeline_flush(gw->relay->sinks, &w->owed);
+    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, owed);
+    if (flush_now)
+        sink_pipeline_flush(gw->relay->sinks, owed);
     for (size_t i = 0; i < gw->n_sinks - paused; i++)
         stream_unref(s);
     if (paused)
@@ -159,6 +162,17 @@ void agent_stream_on_wake(struct sink_waiter *w)
     stream_unref(s); /* the waiter's */
 }
 
+/* A frame handed to the sinks, by name. */
+static void count_accepted(struct gateway *gw, const aero_frame *view)
+{
+    metrics_inc(gw->m.frames);
+    /* Lock-free once the name has been seen (see metrics_vec_get). */
+    if (view->msg_name.len > 0)
+        metrics_inc(metrics_vec_get(gw->m.messages, view->msg_name.ptr, view->msg_name.len));
+    else
+        metrics_inc(metrics_vec_get(gw->m.messages, "unknown", 7));
+}
+
 /* A decoded frame that passed its generation's rules: to the sinks. */
 static void accept(struct stream *s, const aero_frame *view, const aero_kv *fields,
                    aero_str bytes, const char *wal_id, int64_t recv_ns, struct worker_ctx *w)
@@ -170,13 +184,145 @@ static void accept(struct stream *s, const aero_frame *view, const aero_kv *fiel
         return;
     }
     sj->recv_ns = recv_ns;
-    metrics_inc(gw->m.frames);
-    /* Lock-free once the name has been seen (see metrics_vec_get). */
-    if (view->msg_name.len > 0)
-        metrics_inc(metrics_vec_get(gw->m.messages, view->msg_name.ptr, view->msg_name.len));
+    count_accepted(gw, view);
+    /* A frame that came alone is written (and acked) before the next read is
+     * asked for: gRPC then sends the ack and the read's flow-control update
+     * in one write. */
+    submit(s, sj, &w->owed, !worker_ctx_defer(w));
+}
+
+/* -------------------------------------------------------- held frames */
+
+/*
+ * Under s->hold_mu: submit held frames, oldest first, while no `reject`
+ * sink is full; when one is, wait for its room (the waiter holds a
+ * reference). Called by the stream's reader, a sink's writer (room) and
+ * the main thread (expiry): no worker context, so what is owed is
+ * written at once.
+ */
+static void release_held_locked(struct stream *s)
+{
+    struct sink_pipeline *p = s->gw->relay->sinks;
+    while (s->held_head) {
+        size_t sink;
+        if (sink_pipeline_full(p, &sink)) {
+            if (s->room_waiting)
+                return;
+            stream_ref(s); /* the waiter's */
+            if (sink_pipeline_wait_room(p, sink, &s->room_waiter)) {
+                s->room_waiting = true;
+                s->room_sink = sink;
+                return;
+            }
+            stream_unref(s); /* room came meanwhile; never the last */
+            continue;
+        }
+        struct stream_job *sj = s->held_head;
+        s->held_head = sj->held_next;
+        if (!s->held_head)
+            s->held_tail = NULL;
+        count_accepted(s->gw, &sj->job.view);
+        struct sink_owed owed = {0};
+        submit(s, sj, &owed, true);
+    }
+}
+
+/* Keep an admitted frame until the full sink has room (in order behind
+ * any held before it). */
+static void hold(struct stream *s, struct stream_job *sj)
+{
+    struct gateway *gw = s->gw;
+    sj->held_next = NULL;
+    sj->hold_until = mono_ns() + gw->hold_ns;
+    pthread_mutex_lock(&s->hold_mu);
+    if (s->held_tail)
+        s->held_tail->held_next = sj;
     else
-        metrics_inc(metrics_vec_get(gw->m.messages, "unknown", 7));
-    submit(s, sj, w);
+        s->held_head = sj;
+    s->held_tail = sj;
+    if (!s->on_held_list) {
+        s->on_held_list = true;
+        stream_ref(s); /* the list's */
+        pthread_mutex_lock(&gw->held_mu);
+        s->held_next = gw->held;
+        gw->held = s;
+        pthread_mutex_unlock(&gw->held_mu);
+    }
+    release_held_locked(s);
+    pthread_mutex_unlock(&s->hold_mu);
+}
+
+void agent_stream_on_room(struct sink_waiter *w)
+{
+    struct stream *s = w->owner;
+    pthread_mutex_lock(&s->hold_mu);
+    s->room_waiting = false;
+    release_held_locked(s);
+    pthread_mutex_unlock(&s->hold_mu);
+    stream_unref(s); /* the waiter's */
+}
+
+void agent_stream_expire_held(struct stream *s, int64_t now, bool all)
+{
+    pthread_mutex_lock(&s->hold_mu);
+    while (s->held_head && (all || s->held_head->hold_until <= now)) {
+        struct stream_job *sj = s->held_head;
+        s->held_head = sj->held_next;
+        if (!s->held_head)
+            s->held_tail = NULL;
+        metrics_inc(s->gw->m.held_refused);
+        send_ack(s, sj->job.view.seq, ACK_RETRY_WITH_BACKOFF, queue_full_text, sj->recv_ns);
+        free(sj); /* never submitted: nothing else refers to it */
+    }
+    release_held_locked(s);
+    pthread_mutex_unlock(&s->hold_mu);
+}
+
+void agent_stream_drop_held(struct stream *s)
+{
+    pthread_mutex_lock(&s->hold_mu);
+    while (s->held_head) {
+        struct stream_job *sj = s->held_head;
+        s->held_head = sj->held_next;
+        free(sj);
+    }
+    s->held_tail = NULL;
+    bool cancelled = s->room_waiting &&
+                     sink_pipeline_cancel_wait(s->gw->relay->sinks, s->room_sink, &s->room_waiter);
+    s->room_waiting = false;
+    pthread_mutex_unlock(&s->hold_mu);
+    if (cancelled)
+        stream_unref(s); /* the waiter's: no wake() will come */
+}
+
+/* Step 9 for a generation-2 frame: a full `reject` sink holds it (SPEC.md
+ * section 9) instead of refusing it, and so does any frame held before it,
+ * so frames reach the sinks in order. Only this stream's reader adds held
+ * frames, so the look below cannot be overtaken. */
+static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
+                       const char *wal, int64_t recv_ns, struct worker_ctx *w)
+{
+    struct gateway *gw = s->gw;
+    size_t sink;
+    pthread_mutex_lock(&s->hold_mu);
+    bool must_hold = s->held_head != NULL || sink_pipeline_full(gw->relay->sinks, &sink);
+    pthread_mutex_unlock(&s->hold_mu);
+    if (!must_hold) {
+        accept(s, view, w->fields, bytes, wal, recv_ns, w);
+        return;
+    }
+    if (gw->hold_ns == 0) {
+        send_ack(s, view->seq, ACK_RETRY_WITH_BACKOFF, queue_full_text, recv_ns);
+        return;
+    }
+    struct stream_job *sj = job_create(s, view, w->fields, bytes, wal);
+    if (!sj) {
+        send_ack(s, view->seq, ACK_TEMPORARY_ERROR, "relay out of memory", recv_ns);
+        return;
+    }
+    sj->recv_ns = recv_ns;
+    metrics_inc(gw->m.held);
+    hold(s, sj);
 }
 
 /* ---------------------------------------------------- admission rules */
@@ -233,7 +379,7 @@ static void mux_frame(struct stream *s, aero_frame *view, const struct frame_wir
                      s->agent_id, s->session_id);
         }
     }
-    accept(s, view, w->fields, bytes, wal, recv_ns, w);
+    mux_accept(s, view, bytes, wal, recv_ns, w);
 }
 
 /* --------------------------------------------------- the message path */

@@ -75,6 +75,13 @@ void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m)
                          "Generation-2 frames accepted without a wal_id (agents built before "
                          "field 14).",
                          NULL);
+    gm->held = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frames_held_total",
+                                "Generation-2 frames whose ack was held while a reject sink's "
+                                "queue was full (SPEC section 9).",
+                                NULL);
+    gm->held_refused = metrics_register(
+        m, AERO_METRIC_COUNTER, "aero_relay_frames_held_refused_total",
+        "Held generation-2 frames answered RETRY_WITH_BACKOFF after gen2_hold_s.", NULL);
     static const char *proto_labels[3] = {"protocol=\"undecided\"", "protocol=\"seed\"",
                                           "protocol=\"multiplexed\""};
     for (int i = 0; i < 3; i++) {

@@ -24,6 +24,7 @@ struct gateway_metrics {
     /* Generation 2 (SPEC.md section 9). */
     aero_metric *ignored[8];            /* by enum mux_arm */
     aero_metric *frames_without_wal_id;
+    aero_metric *held, *held_refused;   /* generation-2 frames held for a full sink */
     aero_metric *protocol_opened[3];    /* by enum stream_gen: [0] unused */
     aero_metric *protocol_closed[3];    /* [0]: the generation was never decided */
 };

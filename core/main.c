@@ -212,10 +212,12 @@ static void block_signals(sigset_t *set)
 }
 
 /* Wait for SIGTERM/SIGINT, doing periodic work and SIGHUP reopens. */
+/* Held frames are looked at every tick, sessions every tenth (a walk of
+ * the whole table). */
 static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t *set)
 {
-    const struct timespec tick = {1, 0};
-    for (;;) {
+    const struct timespec tick = {0, 100 * 1000000};
+    for (unsigned n = 1;; n++) {
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGINT || sig == SIGTERM) {
             log_info("signal %s: shutting down (grace %llds)", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -228,7 +230,9 @@ static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t
             sink_pipeline_reopen(r->sinks);
             log_info("SIGHUP: sink outputs reopen before their next write");
         }
-        gateway_tick(gw, gateway_now_ns());
+        gateway_tick_held(gw);
+        if (n % 10 == 0)
+            gateway_tick(gw, gateway_now_ns());
     }
 }
 

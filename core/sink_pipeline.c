@@ -225,6 +225,37 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
     return paused;
 }
 
+bool sink_pipeline_full(struct sink_pipeline *p, size_t *sink)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        struct sink *s = &p->sinks[i];
+        if (s->settings->on_full != ON_FULL_REJECT)
+            continue;
+        pthread_mutex_lock(&s->mu);
+        bool full = s->len >= s->limit;
+        pthread_mutex_unlock(&s->mu);
+        if (full) {
+            *sink = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool sink_pipeline_wait_room(struct sink_pipeline *p, size_t sink, struct sink_waiter *w)
+{
+    struct sink *s = &p->sinks[sink];
+    pthread_mutex_lock(&s->mu);
+    bool wait = s->len >= s->limit && !w->queued;
+    if (wait) {
+        w->queued = true;
+        w->next = s->waiters;
+        s->waiters = w;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return wait;
+}
+
 bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink_waiter *w)
 {
     struct sink *s = &p->sinks[sink];

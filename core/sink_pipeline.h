@@ -91,6 +91,21 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
  */
 void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed);
 
+/*
+ * A `reject` sink whose queue is full now (a frame submitted now would be
+ * refused by it): its index in *sink, true. Block sinks never count: they
+ * take the frame and pause the reader.
+ */
+bool sink_pipeline_full(struct sink_pipeline *p, size_t *sink);
+
+/*
+ * Queue w to be woken (wake(), from the sink's writer, no lock held) once
+ * that sink's queue is below its limit. False, with nothing queued, when it
+ * already is. One sink at a time per waiter; sink_pipeline_cancel_wait
+ * takes it back.
+ */
+bool sink_pipeline_wait_room(struct sink_pipeline *p, size_t sink, struct sink_waiter *w);
+
 /* Remove a waiter that is going away (stream ended). Returns true if it was
  * still queued on that sink (no wake() will come for it). */
 bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink_waiter *w);

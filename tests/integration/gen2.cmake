@@ -6,3 +6,10 @@ aero_unit_test(test_e2e_gen2 SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
   LIBS relay_client)
 target_include_directories(test_e2e_gen2 PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 add_dependencies(test_e2e_gen2 aeroarc-relay aeroarc-client aeroarc-bench test-plugins sink-file sink-stdout route-none)
+
+# Step 9: a full sink queue holds generation-2 acks (gen2_hold_s).
+aero_unit_test(test_e2e_gen2_hold SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
+  ${CMAKE_SOURCE_DIR}/tests/test_server.c ${CMAKE_CURRENT_LIST_DIR}/http_client.c
+  LIBS relay_client)
+target_include_directories(test_e2e_gen2_hold PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+add_dependencies(test_e2e_gen2_hold aeroarc-relay test-plugins route-none)
