@@ -76,6 +76,7 @@ static struct world {
     int pause_at, pause_n; /* on_message pauses (n) at the pause_at-th message */
     uint64_t burst_trigger; /* on_sent of this stamp queues burst_n messages */
     int burst_n;
+    bool burst_ack; /* ... then one RPC_SEND_CREDIT answer */
     bool burst_done;
     int burst_rc[32];
 
@@ -209,6 +210,10 @@ static void owner_on_sent(void *owner, uint64_t stamp, bool ok)
     for (int i = 0; i < n; i++) {
         uint8_t q[2] = {'Q', (uint8_t)i};
         rc[i] = rpc_stream_send(st, q, sizeof(q), 0, 1000 + (uint64_t)i);
+    }
+    if (W.burst_ack) { /* set before the stream started: read-only now */
+        uint8_t a[2] = {'A', 0};
+        rc[n++] = rpc_stream_send(st, a, sizeof(a), RPC_SEND_CREDIT, 2000);
     }
     pthread_mutex_lock(&W.mu);
     memcpy(W.burst_rc, rc, (size_t)n * sizeof(rc[0]));
@@ -772,4 +777,76 @@ Test(rpc_stream, shutting_down_stops_reads_and_ends_unavailable_after_the_answer
     EXPECT_WITHIN(WAIT_MS, W.n_closed == 1, "on_closed never ran");
     cr_assert_eq(W.closed_code, RPC_UNAVAILABLE);
     cr_assert_not(W.closed_cancelled);
+}
+
+Test(rpc_stream, an_ack_refused_by_a_full_queue_gives_its_credit_back)
+{
+    /* queue_max >= credit, yet an ack meets a full queue: other kinds of
+     * messages fill it (rpc_stream.h says acks never meet it then). The
+     * refused ack is answered all the same: its read credit comes back
+     * (agent_gateway's send_ack relies on that) and the next read starts. */
+    W.cfg.credit = 1;
+    W.cfg.queue_max = 2;
+    W.burst_trigger = 77;
+    W.burst_n = 2;
+    W.burst_ack = true;
+    open_stream();
+    cli_send_n(0, 3);
+    EXPECT_WITHIN(WAIT_MS, W.n_msg == 1, "read %d of 1", W.n_msg);
+    EXPECT_WITHIN(WAIT_MS, W.c.n_sent_ok == 3, "client sent %d of 3", W.c.n_sent_ok);
+    EXPECT_STAYS(QUIET_MS, W.n_msg == 1, "read %d with credit 1", W.n_msg);
+
+    cr_assert_eq(owner_send('T', 0, 0, 77), 0);
+    EXPECT_WITHIN(WAIT_MS, W.burst_done, "the burst never ran");
+    cr_assert_eq(W.burst_rc[0], 0);
+    cr_assert_eq(W.burst_rc[1], 0);
+    cr_assert_eq(W.burst_rc[2], -ENOBUFS, "the ack: %d", W.burst_rc[2]);
+    EXPECT_WITHIN(WAIT_MS, W.n_msg == 2, "the refused ack's credit never came back");
+    EXPECT_STAYS(QUIET_MS, W.n_msg == 2, "read %d: more than the one credit came back",
+                 W.n_msg);
+    EXPECT_WITHIN(WAIT_MS, W.c.n_in == 3, "client got %d of 3", W.c.n_in);
+    expect_msg(&W.c.in[0], 'T', 0, "client got", 0);
+    expect_msg(&W.c.in[1], 'Q', 0, "client got", 1);
+    expect_msg(&W.c.in[2], 'Q', 1, "client got", 2);
+}
+
+/*
+ * Off unless built with -DAERO_STREAM_CONTRACT_TESTS=1: they state what
+ * rpc_stream.h promises and fail against the current rpc_stream.c.
+ */
+#ifndef AERO_STREAM_CONTRACT_TESTS
+#define AERO_STREAM_CONTRACT_TESTS 0
+#endif
+
+/* rpc_stream.h: "The first end's status wins." set_final() takes an
+ * (RPC_OK, NULL) end for "no end yet", so a later end overrides it. */
+Test(rpc_stream, the_first_end_wins_even_when_it_is_ok, .disabled = !AERO_STREAM_CONTRACT_TESTS)
+{
+    open_stream();
+    cli_send_n(0, 1);
+    EXPECT_WITHIN(WAIT_MS, W.n_msg == 1, "read %d of 1", W.n_msg);
+    rpc_stream_end(W.st, RPC_OK, NULL);
+    rpc_stream_end(W.st, RPC_ABORTED, "a later end");
+    cr_assert_eq(owner_send('A', 0, RPC_SEND_CREDIT, 0), 0);
+    EXPECT_WITHIN(WAIT_MS, W.c.have_status, "no status");
+    cr_assert_eq((int)W.c.code, RPC_OK, "the second end won: %d \"%s\"", (int)W.c.code,
+                 W.c.status_msg);
+}
+
+/* rpc_stream.h: on_sent runs when "a queued message left: gRPC took it for
+ * the wire (ok), or the call failed", and send returns -EPIPE once the
+ * call is over. A message accepted (0) after the final status was started
+ * is neither sent nor reported: queue_drop_all() in on_close drops it with
+ * no on_sent. */
+Test(rpc_stream, every_accepted_message_gets_on_sent, .disabled = !AERO_STREAM_CONTRACT_TESTS)
+{
+    open_stream();
+    rpc_stream_end(W.st, RPC_OK, NULL); /* nothing owed: the status starts now */
+    int rc = owner_send('L', 0, 0, 9);
+    EXPECT_WITHIN(WAIT_MS, W.n_closed == 1, "on_closed never ran");
+    if (rc == 0)
+        EXPECT_WITHIN(WAIT_MS, W.n_sent == 1, "send returned 0, yet no on_sent (sent %d)",
+                      W.n_sent);
+    else
+        cr_assert_eq(rc, -EPIPE);
 }
