@@ -25,9 +25,9 @@
 
 #define AGENT_ID_HEADER "aero-arc-agent-id"
 
-/* Outgoing messages a stream may queue beyond one ack per frame in flight:
- * room for the commands the relay sends down the same stream. */
-#define STREAM_QUEUE_SPARE 16
+/* Outgoing messages other than acks (commands) a stream may queue; acks
+ * are bounded by max_inflight, the read credit. */
+#define STREAM_QUEUE_OTHER 16
 
 #define SESSION_HEADER "aero-arc-session-id"
 
@@ -154,7 +154,7 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
         return NULL;
     struct rpc_stream_config cfg = {
         .credit = gw->max_inflight,
-        .queue_max = (size_t)gw->max_inflight + STREAM_QUEUE_SPARE,
+        .queue_max = STREAM_QUEUE_OTHER,
         .shutting_down = &gw->relay->shutting_down,
         .set = gw->streams,
     };

@@ -56,6 +56,7 @@ struct rpc_stream {
     bool recv_pending, send_pending, status_pending;
     bool read_closed; /* no more reads: EOF, end, shutdown, a failed batch */
     bool dead;        /* the call is over */
+    bool final_set;   /* the owner chose the status (the first end wins) */
     enum rpc_code final_code;
     const char *final_msg;
     int paused;
@@ -64,7 +65,8 @@ struct rpc_stream {
     unsigned sending_flags;
 
     uint8_t *q; /* outgoing messages, [head, tail) */
-    size_t q_cap, q_head, q_tail, q_count, q_max;
+    size_t q_cap, q_head, q_tail, q_count;
+    size_t q_other, q_max; /* queued without RPC_SEND_CREDIT, and their bound */
 };
 
 #define STREAM_OF(tag, member) \
@@ -114,6 +116,7 @@ static int queue_push(struct rpc_stream *st, const uint8_t *msg, size_t len, uns
     memcpy(hd + 1, msg, len);
     st->q_tail += need;
     st->q_count++;
+    st->q_other += !(flags & RPC_SEND_CREDIT);
     return 0;
 }
 
@@ -125,6 +128,7 @@ static const struct out_hdr *queue_head(const struct rpc_stream *st)
 
 static void queue_pop(struct rpc_stream *st)
 {
+    st->q_other -= !(queue_head(st)->flags & RPC_SEND_CREDIT);
     st->q_head += sizeof(struct out_hdr) + padded(queue_head(st)->len);
     if (--st->q_count > 0)
         return;
@@ -136,21 +140,30 @@ static void queue_pop(struct rpc_stream *st)
     }
 }
 
-/* Messages that will never go out: the credit of each answer comes back. */
-static void queue_drop_all(struct rpc_stream *st)
+/* Under mu: the queued messages will never go out. Their stamps go to
+ * *stamps (malloc'ed, for on_sent(false) outside the lock; NULL when out
+ * of memory: then they are dropped unreported) and each answer's credit
+ * comes back. Returns how many. */
+static size_t queue_drop_all(struct rpc_stream *st, uint64_t **stamps)
 {
+    size_t n = 0;
+    *stamps = st->q_count ? malloc(st->q_count * sizeof(**stamps)) : NULL;
     while (st->q_count > 0) {
         if (queue_head(st)->flags & RPC_SEND_CREDIT)
             atomic_fetch_sub(&st->owed, 1);
+        if (*stamps)
+            (*stamps)[n++] = queue_head(st)->stamp;
         queue_pop(st);
     }
+    return n;
 }
 
 /* --------------------------------------------------------- the machine */
 
 static void set_final(struct rpc_stream *st, enum rpc_code code, const char *msg)
 {
-    if (st->final_code == RPC_OK && st->final_msg == NULL) {
+    if (!st->final_set) {
+        st->final_set = true;
         st->final_code = code;
         st->final_msg = msg;
     }
@@ -337,12 +350,16 @@ static void on_close(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     (void)w;
     struct rpc_stream *st = STREAM_OF(tag, close_tag);
     bool cancelled = rpc_call_was_cancelled(st->call);
+    uint64_t *stamps;
     pthread_mutex_lock(&st->mu);
     st->dead = true;
     st->read_closed = true;
-    queue_drop_all(st); /* nobody will read them */
+    size_t dropped = queue_drop_all(st, &stamps); /* nobody will read them */
     enum rpc_code code = st->final_code;
     pthread_mutex_unlock(&st->mu);
+    for (size_t i = 0; st->h->on_sent && i < dropped; i++)
+        st->h->on_sent(st->owner, stamps[i], false);
+    free(stamps);
     st->h->on_closed(st->owner, cancelled, code);
     set_leave(st);
     rpc_stream_unref(st);
@@ -403,9 +420,9 @@ int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsig
 {
     int rc = 0;
     pthread_mutex_lock(&st->mu);
-    if (st->dead)
-        rc = -EPIPE;
-    else if (st->q_count >= st->q_max)
+    if (st->dead || st->status_pending)
+        rc = -EPIPE; /* over, or about to be: nothing more goes out */
+    else if (!(flags & RPC_SEND_CREDIT) && st->q_other >= st->q_max)
         rc = -ENOBUFS;
     else
         rc = queue_push(st, msg, len, flags, stamp);

@@ -49,7 +49,10 @@ struct rpc_stream_handler {
 
 struct rpc_stream_config {
     int credit;       /* messages that may be read before the owner answers any */
-    size_t queue_max; /* outgoing messages queued at most (see rpc_stream_send) */
+    /* Outgoing messages without RPC_SEND_CREDIT (commands, evidence)
+     * queued at most; answers are bounded by the credit instead, so a full
+     * queue never refuses one (see rpc_stream_send). */
+    size_t queue_max;
     /* Once set (the server is stopping), the stream reads no more and ends
      * with UNAVAILABLE "relay shutting down" when nothing is owed. */
     const atomic_bool *shutting_down;
@@ -91,11 +94,13 @@ void rpc_stream_unref(struct rpc_stream *st);
 
 /*
  * Queue one encoded message (copied) behind those already queued; it goes
- * out in order, interleaved with nothing. Returns 0; -ENOBUFS when
- * queue_max messages are already waiting (nothing queued: the caller
- * decides what a full queue means for its kind; acks never meet it while
- * queue_max >= credit); -EPIPE when the call is over (the message is
- * dropped, its credit returned); -ENOMEM.
+ * out in order. Every message queued gets one on_sent: ok once gRPC took
+ * it, false when the call ended first. Returns 0; -ENOBUFS for a message
+ * without RPC_SEND_CREDIT when queue_max of those already wait (nothing
+ * queued: the caller decides what a full queue means for its kind; an
+ * answer is never refused for it); -EPIPE when the call is over or its
+ * final status has started; -ENOMEM. On any error nothing is queued and a
+ * RPC_SEND_CREDIT message's credit is returned (it counts as answered).
  */
 int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
                     uint64_t stamp);
@@ -103,13 +108,16 @@ int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsig
 /* Give back read credit for n messages that get no RPC_SEND_CREDIT answer. */
 void rpc_stream_credit(struct rpc_stream *st, int n);
 
-/* Stop reading until as many resumes came (a full sink queue). */
+/* Stop reading until as many resumes came (a full sink queue). The count
+ * may go below zero for a moment: a resume for a pause the owner is about
+ * to add (it reads nothing meanwhile: on_message is still running). */
 void rpc_stream_pause(struct rpc_stream *st, int n);
 void rpc_stream_resume(struct rpc_stream *st);
 
 /*
  * Read no more; send the final status once every message read has been
- * answered and the queue is empty. The first end's status wins.
+ * answered and the queue is empty. The first end's status wins (an OK end
+ * too). `msg` is kept, not copied: a string that outlives the stream.
  */
 void rpc_stream_end(struct rpc_stream *st, enum rpc_code code, const char *msg);
 
