@@ -6,6 +6,8 @@
  */
 #include "influx_line.h"
 
+#include "frame_ext.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -203,14 +205,60 @@ static int put_value(struct influx_buf *b, const char *v, size_t len,
     return put(b, "\"", 1);
 }
 
-/* Names that already mean something else in the point. */
+/* Names that already mean something else in the point: the frame's seq,
+ * InfluxDB's time, and every tag or field the sink writes itself (the ABI
+ * 1.1 ones whether or not this frame has a value for them, so a frame
+ * field's key does not change with the frame). */
 static int reserved_key(const aero_str *k)
 {
-    static const char *const names[] = {"seq", "time", "agent_id", "flight_id"};
+    static const char *const names[] = {
+        "seq", "time", "agent_id", "flight_id",
+        "protocol", "wal_id", "intent_id", "intent_version",
+        "relay_id", "operator_id", "aircraft_id",
+    };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (k->len == strlen(names[i]) && memcmp(k->ptr, names[i], k->len) == 0)
             return 1;
     }
+    return 0;
+}
+
+/* Appends ",<key>=<value>" with value escaped as a tag, when not empty. */
+static int put_tag(struct influx_buf *b, const char *key, aero_str v)
+{
+    if (v.len == 0)
+        return 0;
+    if (put(b, ",", 1) != 0 || put(b, key, strlen(key)) != 0 ||
+        put(b, "=", 1) != 0)
+        return -ENOMEM;
+    return put_escaped(b, v.ptr, v.len, TAG);
+}
+
+/* Appends ",<key>=\"<value>\"" (a string field), when v is not empty. */
+static int put_string_field(struct influx_buf *b, const char *key, aero_str v)
+{
+    if (v.len == 0)
+        return 0;
+    if (put(b, ",", 1) != 0 || put(b, key, strlen(key)) != 0 ||
+        put(b, "=\"", 2) != 0 || put_escaped(b, v.ptr, v.len, FIELD_STRING) != 0)
+        return -ENOMEM;
+    return put(b, "\"", 1);
+}
+
+/* The fields of the ABI 1.1 frame fields, after seq: intent_version
+ * (integer), relay_id and wal_id (strings), each when it has a value. */
+static int put_ext_fields(struct influx_buf *b, const struct frame_ext *x)
+{
+    char tmp[40];
+    if (frame_ext_has_intent_version(x)) {
+        int n = snprintf(tmp, sizeof(tmp), ",intent_version=%" PRIu32 "i",
+                         x->intent_version);
+        if (put(b, tmp, (size_t)n) != 0)
+            return -ENOMEM;
+    }
+    if (put_string_field(b, "relay_id", x->relay_id) != 0 ||
+        put_string_field(b, "wal_id", x->wal_id) != 0)
+        return -ENOMEM;
     return 0;
 }
 
@@ -255,15 +303,20 @@ int influx_line_append(struct influx_buf *b, const aero_frame *f,
         if (put(b, tmp, (size_t)n) != 0)
             goto fail;
     }
-    if (f->agent_id.len > 0 &&
-        (put(b, ",agent_id=", 10) != 0 ||
-         put_escaped(b, f->agent_id.ptr, f->agent_id.len, TAG) != 0))
+    /* Tags in key order (what InfluxDB sorts them into anyway); empty
+     * values are left out (line protocol has no empty tag value). */
+    struct frame_ext x = frame_ext_of(f);
+    aero_str protocol = {frame_ext_protocol_name(x.protocol), 0};
+    protocol.len = strlen(protocol.ptr);
+    if (put_tag(b, "agent_id", f->agent_id) != 0 ||
+        put_tag(b, "aircraft_id", x.aircraft_id) != 0 ||
+        put_tag(b, "flight_id", f->flight_id) != 0 ||
+        put_tag(b, "intent_id", x.intent_id) != 0 ||
+        put_tag(b, "operator_id", x.operator_id) != 0 ||
+        put_tag(b, "protocol", protocol) != 0)
         goto fail;
-    if (f->flight_id.len > 0 &&
-        (put(b, ",flight_id=", 11) != 0 ||
-         put_escaped(b, f->flight_id.ptr, f->flight_id.len, TAG) != 0))
-        goto fail;
-    if (put(b, " ", 1) != 0 || put_fields(b, f, ints) != 0)
+    if (put(b, " ", 1) != 0 || put_fields(b, f, ints) != 0 ||
+        put_ext_fields(b, &x) != 0)
         goto fail;
     int64_t ts = f->sent_at_unix_ns;
     if (ts == 0 && AERO_HAS(f, aero_frame, received_unix_ns))

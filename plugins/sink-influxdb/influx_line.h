@@ -1,7 +1,9 @@
 /*
  * influx_line.h - InfluxDB 1.x line protocol for one frame: measurement =
- * msg_name, tags agent_id and flight_id, one field per frame field plus the
- * frame's seq, timestamp in ns. Pure functions; no threads, no globals.
+ * msg_name, tags agent_id, aircraft_id, flight_id, intent_id, operator_id
+ * (each when not empty) and protocol, one field per frame field plus the
+ * frame's seq, intent_version, relay_id and wal_id (each when set),
+ * timestamp in ns. Pure functions; no threads, no globals.
  */
 #ifndef AERO_INFLUX_LINE_H
 #define AERO_INFLUX_LINE_H
@@ -29,9 +31,12 @@ enum influx_ints {
  * (it would make the line a comment); ',', ' ' and '=' are escaped. Field
  * values: complete decimal numbers stay numbers (see enum influx_ints),
  * "NaN"/"Inf" spellings are left out (InfluxDB stores no non-finite
- * float), anything else is a string. A frame field named seq, time,
- * agent_id or flight_id is written as field_<name> (those names are the
- * frame's seq, InfluxDB's time and the tags). Timestamp: sent_at_unix_ns,
+ * float), anything else is a string. A frame field named seq, time, or like
+ * a tag or field the sink writes itself (agent_id, flight_id, protocol,
+ * wal_id, intent_id, intent_version, relay_id, operator_id, aircraft_id) is
+ * written as field_<name>, whether or not this frame has a value for the
+ * name. The ABI 1.1 frame fields are read only when the frame has them
+ * (AERO_HAS); protocol 0 counts as seed. Timestamp: sent_at_unix_ns,
  * or the relay's receive time when it is 0.
  * Returns 0 or -ENOMEM (b is left as it was).
  */

@@ -7,6 +7,8 @@
  */
 #include "mqtt_topic.h"
 
+#include "frame_ext.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -24,6 +26,12 @@ enum part_kind {
     PART_DIALECT,
     PART_RELAY_ID,
     PART_INSTANCE,
+    PART_PROTOCOL,
+    PART_WAL_ID,
+    PART_INTENT_ID,
+    PART_INTENT_VERSION,
+    PART_OPERATOR_ID,
+    PART_AIRCRAFT_ID,
 };
 
 static const struct {
@@ -34,6 +42,9 @@ static const struct {
     {"msg_id", PART_MSG_ID},         {"flight_id", PART_FLIGHT_ID},
     {"session_id", PART_SESSION_ID}, {"dialect", PART_DIALECT},
     {"relay_id", PART_RELAY_ID},     {"instance", PART_INSTANCE},
+    {"protocol", PART_PROTOCOL},     {"wal_id", PART_WAL_ID},
+    {"intent_id", PART_INTENT_ID},   {"intent_version", PART_INTENT_VERSION},
+    {"operator_id", PART_OPERATOR_ID}, {"aircraft_id", PART_AIRCRAFT_ID},
 };
 
 struct part {
@@ -195,7 +206,9 @@ static int parse(struct mqtt_topic *t, char *err, size_t errlen)
         if (k == sizeof(PLACEHOLDERS) / sizeof(PLACEHOLDERS[0])) {
             set_err(err, errlen, "unknown placeholder in \"%s\" "
                     "(valid: {agent_id} {msg_name} {msg_id} {flight_id} "
-                    "{session_id} {dialect} {relay_id} {instance})", t->tmpl);
+                    "{session_id} {dialect} {relay_id} {instance} {protocol} "
+                    "{wal_id} {intent_id} {intent_version} {operator_id} "
+                    "{aircraft_id})", t->tmpl);
             return -EINVAL;
         }
         if ((rc = add_part(t, PLACEHOLDERS[k].kind, NULL, 0)) != 0)
@@ -239,6 +252,8 @@ size_t mqtt_topic_render(const struct mqtt_topic *t, const aero_frame *f,
                          char *buf, size_t cap)
 {
     size_t o = 0;
+    struct frame_ext x = frame_ext_of(f);
+    const char *proto = frame_ext_protocol_name(x.protocol);
 
     for (size_t i = 0; i < t->n_parts; i++) {
         const struct part *p = &t->parts[i];
@@ -271,6 +286,25 @@ size_t mqtt_topic_render(const struct mqtt_topic *t, const aero_frame *f,
             break;
         case PART_INSTANCE:
             sanitise(t->instance, strlen(t->instance), buf, cap, &o);
+            break;
+        case PART_PROTOCOL:
+            put(buf, cap, &o, proto, strlen(proto));
+            break;
+        case PART_WAL_ID:
+            sanitise(x.wal_id.ptr, x.wal_id.len, buf, cap, &o);
+            break;
+        case PART_INTENT_ID:
+            sanitise(x.intent_id.ptr, x.intent_id.len, buf, cap, &o);
+            break;
+        case PART_INTENT_VERSION:
+            put(buf, cap, &o, num,
+                (size_t)snprintf(num, sizeof(num), "%" PRIu32, x.intent_version));
+            break;
+        case PART_OPERATOR_ID:
+            sanitise(x.operator_id.ptr, x.operator_id.len, buf, cap, &o);
+            break;
+        case PART_AIRCRAFT_ID:
+            sanitise(x.aircraft_id.ptr, x.aircraft_id.len, buf, cap, &o);
             break;
         }
     }

@@ -16,7 +16,10 @@ struct mqtt_topic;
 /*
  * Compile `tmpl` ("telemetry/{agent_id}/{msg_name}"). Placeholders:
  * {agent_id} {msg_name} {msg_id} {flight_id} {session_id} {dialect}
- * {relay_id} {instance}. The literal text must be valid UTF-8 without
+ * {relay_id} {instance}, and from the ABI 1.1 frame fields {protocol}
+ * ("seed" | "multiplexed") {wal_id} {intent_id} {intent_version} (decimal,
+ * "0" when unset) {operator_id} {aircraft_id} (empty when the frame has no
+ * value: an empty level). The literal text must be valid UTF-8 without
  * control characters, '+' or '#' (MQTT wildcards cannot be published to).
  * relay_id and instance are copied. Returns 0, or -EINVAL with the reason in
  * err, or -ENOMEM. *out is freed with mqtt_topic_free().

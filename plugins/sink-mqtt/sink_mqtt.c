@@ -34,7 +34,9 @@ static const aero_config_key mqtt_keys[] = {
     {.name = "topic", .type = AERO_KEY_STRING,
      .default_value = "telemetry/{agent_id}/{msg_name}",
      .help = "topic template; placeholders {agent_id} {msg_name} {msg_id} "
-             "{flight_id} {session_id} {dialect} {relay_id} {instance}"},
+             "{flight_id} {session_id} {dialect} {relay_id} {instance} "
+             "{protocol} {wal_id} {intent_id} {intent_version} {operator_id} "
+             "{aircraft_id}"},
     {.name = "qos", .type = AERO_KEY_ENUM, .default_value = "1",
      .choices = "0|1|2",
      .help = "1/2: a frame is acked OK only after the broker's PUBACK/PUBCOMP; "

@@ -2,7 +2,9 @@
  * sink_nats.c - the sink-nats plugin: every frame published to a NATS
  * JetStream subject built from a template, as the envelope JSON or the
  * original protobuf bytes, with headers that let JetStream drop resends
- * (Nats-Msg-Id = <agent_id>:<seq>). A batch is published asynchronously and
+ * (Nats-Msg-Id = <agent_id>:<seq>, or <agent_id>:<wal_id>:<seq> when the
+ * frame has a wal_id: generation-2 seqs restart with each WAL generation)
+ * and carry the envelope's identifiers (Aero-* headers). A batch is published asynchronously and
  * a frame is AERO_OK only once JetStream acknowledged storing it.
  * Config values are read through the host's typed readers (ABI 1.1) and
  * checked as a whole by nats_check, which --check runs too.
@@ -17,6 +19,7 @@
 #include <aeroarc/plugin.h>
 
 #include "config_check.h"
+#include "frame_ext.h"
 #include "mono_clock.h"
 #include "warn_limit.h"
 
@@ -128,6 +131,8 @@ struct sink_nats {
 
     char *buf;               /* JSON body, reused */
     size_t cap;
+    char *hbuf;              /* one header value (header_text), reused */
+    size_t hcap;
     char subj[MAX_SUBJECT + 1];
 
     aero_metric *m_published, *m_acked, *m_duplicates, *m_errors;
@@ -160,6 +165,47 @@ static void header_text(char *dst, aero_str v)
         dst[i] = c < 0x20 || c == 0x7f ? '_' : (char)c;
     }
     dst[v.len] = '\0';
+}
+
+/* A header from a frame string of any length, through header_text into
+ * s->hbuf. NATS_OK, or NATS_NO_MEMORY. */
+static natsStatus set_header(struct sink_nats *s, natsMsg *m, const char *name,
+                             aero_str v)
+{
+    if (v.len >= s->hcap) {
+        char *p = realloc(s->hbuf, v.len + 1);
+        if (p == NULL)
+            return NATS_NO_MEMORY;
+        s->hbuf = p;
+        s->hcap = v.len + 1;
+    }
+    header_text(s->hbuf, v);
+    return natsMsgHeader_Set(m, name, s->hbuf);
+}
+
+/* The headers of the ABI 1.1 fields (docs/sinks/nats.md): Aero-Protocol
+ * always, the others when the frame has a value for them. */
+static natsStatus set_ext_headers(struct sink_nats *s, natsMsg *m,
+                                  const struct frame_ext *x)
+{
+    char ver[16];
+    natsStatus st = natsMsgHeader_Set(m, "Aero-Protocol",
+                                      frame_ext_protocol_name(x->protocol));
+    if (st == NATS_OK && x->wal_id.len > 0)
+        st = set_header(s, m, "Aero-Wal-Id", x->wal_id);
+    if (st == NATS_OK && x->intent_id.len > 0)
+        st = set_header(s, m, "Aero-Intent-Id", x->intent_id);
+    if (st == NATS_OK && frame_ext_has_intent_version(x)) {
+        snprintf(ver, sizeof(ver), "%" PRIu32, x->intent_version);
+        st = natsMsgHeader_Set(m, "Aero-Intent-Version", ver);
+    }
+    if (st == NATS_OK && x->relay_id.len > 0)
+        st = set_header(s, m, "Aero-Relay-Id", x->relay_id);
+    if (st == NATS_OK && x->operator_id.len > 0)
+        st = set_header(s, m, "Aero-Operator-Id", x->operator_id);
+    if (st == NATS_OK && x->aircraft_id.len > 0)
+        st = set_header(s, m, "Aero-Aircraft-Id", x->aircraft_id);
+    return st;
 }
 
 /* Stream names may not hold '.', '*', '>', spaces or path separators. */
@@ -273,13 +319,16 @@ static int body_of(struct sink_nats *s, const aero_frame *f, const char **data,
 static natsMsg *build_msg(struct sink_nats *s, const aero_frame *f,
                           aero_result *res)
 {
-    char agent[MAX_ID + 1], session[MAX_ID + 1], id[MAX_ID + 32], seq[24];
+    char agent[MAX_ID + 1], session[MAX_ID + 1], wal[MAX_ID + 1];
+    char id[3 * MAX_ID + 32], seq[24];
+    struct frame_ext x = frame_ext_of(f);
     const char *data = NULL;
     size_t len = 0;
     natsMsg *m = NULL;
 
     *res = AERO_REJECT;
     if (f->agent_id.len > MAX_ID || f->session_id.len > MAX_ID ||
+        x.wal_id.len > MAX_ID ||
         subject_template_render(&s->subject, f, s->subj, sizeof(s->subj)) >=
             sizeof(s->subj))
         return NULL; /* outside the relay's own limits: never acceptable */
@@ -293,7 +342,15 @@ static natsMsg *build_msg(struct sink_nats *s, const aero_frame *f,
     header_text(agent, f->agent_id);
     header_text(session, f->session_id);
     snprintf(seq, sizeof(seq), "%" PRIu64, f->seq);
-    snprintf(id, sizeof(id), "%s:%s", agent, seq);
+    /* (wal_id, seq) is what is unique for a generation-2 agent: its seq
+     * restarts with every WAL generation. Frames without a wal_id keep the
+     * seed id exactly. */
+    if (x.wal_id.len > 0) {
+        header_text(wal, x.wal_id);
+        snprintf(id, sizeof(id), "%s:%s:%s", agent, wal, seq);
+    } else {
+        snprintf(id, sizeof(id), "%s:%s", agent, seq);
+    }
     if (natsMsg_Create(&m, s->subj, NULL, data, (int)len) != NATS_OK)
         return NULL;
     if (natsMsgHeader_Set(m, "Nats-Msg-Id", id) != NATS_OK ||
@@ -302,7 +359,8 @@ static natsMsg *build_msg(struct sink_nats *s, const aero_frame *f,
         natsMsgHeader_Set(m, "Aero-Session-Id", session) != NATS_OK ||
         natsMsgHeader_Set(m, "Content-Type", s->format_protobuf
                           ? "application/x-protobuf; messageType=aeroarc.agent.v1.TelemetryFrame"
-                          : "application/json") != NATS_OK) {
+                          : "application/json") != NATS_OK ||
+        set_ext_headers(s, m, &x) != NATS_OK) {
         natsMsg_Destroy(m);
         return NULL;
     }
@@ -602,6 +660,7 @@ static void nats_destroy(void *instance)
         pub_batch_destroy(&s->batch);
     subject_template_free(&s->subject);
     free(s->buf);
+    free(s->hbuf);
     free(s);
 }
 

@@ -3,11 +3,14 @@
  * and a real mosquitto: frames streamed over gRPC arrive at a subscriber,
  * are acked OK only while the broker takes them, TEMPORARY_ERROR while it
  * is gone, and OK again once it is back, without restarting the relay.
+ * Generation-2 and seed frames: the {protocol}/{wal_id}/{intent_id} topic
+ * placeholders and the envelope's protocol, wal_id, intent and relay keys.
  */
 #include "harness.h"
 #include "mqtt_server.h"
 
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +101,69 @@ Test(mqtt_e2e, frames_reach_the_broker_and_acks_follow_its_availability)
     cr_assert_eq(rc_stream_close_send(s, 5000), 0);
     cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
     rc_stream_free(s);
+    rc_close(ch);
+    ch = NULL;
+    cr_assert_eq(relay_stop(&relay, 20000), 0, "clean exit");
+}
+
+#define E2E_RELAY_ID "relay-mqtt-e2e"
+#define WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
+
+Test(mqtt_e2e, gen2_and_seed_frames_carry_protocol_wal_intent_and_relay)
+{
+    mqtt_server_start(&broker, 0, NULL, NULL);
+    sub = mqtt_server_sub_start(broker.port, "g/#", NULL, NULL);
+    harness_prepare(&relay);
+    char body[512], session[128];
+    snprintf(body, sizeof(body),
+             "[sink:mq]\nplugin = sink-mqtt\nport = %d\n"
+             "topic = g/{protocol}/{agent_id}/{wal_id}/{intent_id}/{intent_version}/{operator_id}\n"
+             "qos = 1\n", broker.port);
+    ch = harness_start(&relay, "relay_id = " E2E_RELAY_ID "\n", body);
+
+    struct rc_status st;
+    harness_register(ch, "drone-g2", session, sizeof(session));
+    struct rc_stream *s = rc_stream_open_gen2(ch, "drone-g2", session, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    struct rc_frame f = *harness_frame("drone-g2", 1);
+    f.session_id = session;
+    f.wal_id = WAL_A;
+    f.intent_id = "intent-9";
+    f.intent_version = 4;
+    cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
+    struct rc_relay_msg m;
+    cr_assert_eq(rc_stream_recv_gen2(s, &m, 10000), 1);
+    cr_assert_eq(m.arm, RC_RELAY_TELEMETRY_ACK);
+    cr_assert_eq(m.ack.status, RC_ACK_OK, "%s", m.ack.error);
+    cr_assert_eq(rc_stream_close_send(s, 5000), 0);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    rc_stream_free(s);
+    /* QoS 1 acked OK: the broker has it; the seed frame goes after it. */
+    cr_assert(mqtt_server_sub_wait(sub, 1, 5000));
+
+    harness_register(ch, "drone-seed", NULL, 0);
+    s = rc_stream_open(ch, "drone-seed", NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    size_t counts[4];
+    harness_stream_frames(s, "drone-seed", 1, 1, counts, NULL, 0);
+    cr_assert_eq(counts[RC_ACK_OK], 1);
+    cr_assert_eq(rc_stream_close_send(s, 5000), 0);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    rc_stream_free(s);
+    cr_assert(mqtt_server_sub_wait(sub, 2, 5000));
+
+    cr_assert_str_eq(mqtt_server_sub_topic(sub, 0),
+                     "g/multiplexed/drone-g2/" WAL_A "/intent-9/4/");
+    const char *p = mqtt_server_sub_payload(sub, 0, NULL);
+    cr_assert_not_null(strstr(p, ",\"protocol\":\"multiplexed\",\"wal_id\":\"" WAL_A "\","
+                                 "\"intent_id\":\"intent-9\",\"intent_version\":4,"
+                                 "\"relay_id\":\"" E2E_RELAY_ID "\",\"operator_id\":\"\","
+                                 "\"aircraft_id\":\"\"}"), "%s", p);
+    cr_assert_str_eq(mqtt_server_sub_topic(sub, 1), "g/seed/drone-seed//" "/0/");
+    p = mqtt_server_sub_payload(sub, 1, NULL);
+    cr_assert_not_null(strstr(p, ",\"protocol\":\"seed\",\"wal_id\":\"\","), "%s", p);
+    cr_assert_not_null(strstr(p, "\"relay_id\":\"" E2E_RELAY_ID "\""), "%s", p);
+
     rc_close(ch);
     ch = NULL;
     cr_assert_eq(relay_stop(&relay, 20000), 0, "clean exit");

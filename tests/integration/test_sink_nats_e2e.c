@@ -5,6 +5,10 @@
  * server is restarted (same store) partway through. Afterwards the stream,
  * read whole by a pull consumer, must hold every frame exactly once: what
  * was acked OK was stored, and resends were dropped by Nats-Msg-Id.
+ * Generation-2 agents: the same seq in two WAL generations is two messages
+ * (Nats-Msg-Id <agent_id>:<wal_id>:<seq>) while a true resend is still
+ * dropped, with the Aero-* headers of the frame's protocol, wal_id, intent
+ * and relay.
  */
 #include "harness.h"
 #include "nats_server.h"
@@ -287,6 +291,178 @@ Test(sink_nats_e2e, every_ok_acked_frame_is_in_the_stream_once_across_a_server_r
         free(ids[i]);
     free(ids);
 
+    int status = relay_stop(&relay, 20000);
+    cr_assert_eq(status, 0, "relay exit status %d", status);
+}
+
+/* ------------------------------------------------ generation 2, wal_id */
+
+#define E2E_RELAY_ID "relay-nats-e2e"
+#define WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
+#define WAL_B "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+/* Register agent and open a generation-2 stream (session into session). */
+static struct rc_stream *open_g2(struct rc_channel *ch, const char *agent, char *session,
+                                 size_t len)
+{
+    struct rc_status st;
+    harness_register(ch, agent, session, len);
+    struct rc_stream *s = rc_stream_open_gen2(ch, agent, session, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    return s;
+}
+
+/* Send one generation-2 frame (wal, seq) and expect its ack OK. */
+static void g2_send_ok(struct rc_stream *s, const char *agent, const char *session,
+                       const char *wal, uint64_t seq)
+{
+    struct rc_frame f = *harness_frame(agent, seq);
+    f.session_id = session;
+    f.wal_id = wal;
+    f.intent_id = "intent-9";
+    f.intent_version = 4;
+    cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
+    struct rc_relay_msg m;
+    cr_assert_eq(rc_stream_recv_gen2(s, &m, 10000), 1, "no ack for %s:%" PRIu64, wal, seq);
+    cr_assert_eq(m.arm, RC_RELAY_TELEMETRY_ACK);
+    cr_assert_eq(m.ack.seq, seq);
+    cr_assert_eq(m.ack.status, RC_ACK_OK, "%s:%" PRIu64 ": %s", wal, seq, m.ack.error);
+}
+
+static void end_stream(struct rc_stream *s)
+{
+    struct rc_status st;
+    cr_assert_eq(rc_stream_close_send(s, 5000), 0);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    cr_assert_eq(st.code, 0, "%s", st.message);
+    rc_stream_free(s);
+}
+
+static const char *hdr(natsMsg *m, const char *key)
+{
+    const char *v = NULL;
+    return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : "(missing)";
+}
+
+/* Every message of stream E2E (want of them), in stream order. */
+static natsMsg **read_all(size_t want)
+{
+    natsMsg **out = calloc(want + 1, sizeof(*out));
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    size_t got = 0;
+
+    cr_assert_not_null(out);
+    jsSubOptions_Init(&so);
+    so.Stream = "E2E";
+    cr_assert_eq(js_PullSubscribe(&sub, tjs, "telemetry.>", "wal-audit", NULL, &so, &jerr),
+                 NATS_OK, "%s", nats_GetLastError(NULL));
+    int64_t deadline = harness_now_ms() + 10000;
+    while (got < want && harness_now_ms() < deadline) {
+        natsMsgList list = {0};
+        natsStatus s = natsSubscription_Fetch(&list, sub, 64, 1000, &jerr);
+        if (s == NATS_TIMEOUT)
+            continue;
+        cr_assert_eq(s, NATS_OK, "fetch: %s", nats_GetLastError(NULL));
+        for (int i = 0; i < list.Count; i++) {
+            cr_assert_lt(got, want, "more messages than the stream holds");
+            natsMsg_Ack(list.Msgs[i], NULL);
+            out[got++] = list.Msgs[i];
+            list.Msgs[i] = NULL;
+        }
+        natsMsgList_Destroy(&list);
+    }
+    cr_assert_eq(got, want);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return out;
+}
+
+Test(sink_nats_e2e, the_same_seq_in_two_wal_generations_is_stored_twice_resends_once)
+{
+    char body[1024], session[128], first_session[128];
+
+    cr_assert_eq(nats_server_init(&srv), 0);
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+    harness_prepare(&relay);
+    snprintf(body, sizeof(body),
+             "[sink:bus]\nplugin = sink-nats\nurl = %s\nstream = E2E\n"
+             "create_stream = true\n", srv.url);
+    struct rc_channel *ch = harness_start(&relay, "relay_id = " E2E_RELAY_ID "\n", body);
+
+    natsOptions *o = NULL;
+    cr_assert_eq(natsOptions_Create(&o), NATS_OK);
+    natsOptions_SetURL(o, srv.url);
+    cr_assert_eq(natsConnection_Connect(&tnc, o), NATS_OK);
+    natsOptions_Destroy(o);
+    cr_assert_eq(natsConnection_JetStream(&tjs, tnc, NULL), NATS_OK);
+
+    /* One run of the agent: WAL generation A, seq 1..3. */
+    struct rc_stream *s = open_g2(ch, "drone-w", session, sizeof(session));
+    for (uint64_t q = 1; q <= 3; q++)
+        g2_send_ok(s, "drone-w", session, WAL_A, q);
+    end_stream(s);
+    snprintf(first_session, sizeof(first_session), "%s", session);
+    /* The agent restarts with a new WAL generation: seq starts at 1 again,
+     * then it replays A's seq 2 (stored already: a true resend). */
+    s = open_g2(ch, "drone-w", session, sizeof(session));
+    for (uint64_t q = 1; q <= 3; q++)
+        g2_send_ok(s, "drone-w", session, WAL_B, q);
+    g2_send_ok(s, "drone-w", session, WAL_A, 2);
+    end_stream(s);
+    /* A seed agent, seq 1 twice: <agent_id>:<seq>, resend dropped. */
+    harness_register(ch, "drone-s", NULL, 0);
+    struct rc_status st;
+    s = rc_stream_open(ch, "drone-s", NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    size_t counts[4] = {0};
+    char err[256] = "";
+    for (int round = 0; round < 2; round++) {
+        harness_stream_frames(s, "drone-s", 1, 1, counts, err, sizeof(err));
+        cr_assert_eq(counts[RC_ACK_OK], 1, "round %d: %s", round, err);
+    }
+    end_stream(s);
+
+    /* Acked OK means stored: no waiting before counting. */
+    cr_assert_eq(stream_msgs(), 7, "3 + 3 frames of two WAL generations and one seed frame");
+    natsMsg **m = read_all(7);
+    const char *want_ids[7] = {
+        "drone-w:" WAL_A ":1", "drone-w:" WAL_A ":2", "drone-w:" WAL_A ":3",
+        "drone-w:" WAL_B ":1", "drone-w:" WAL_B ":2", "drone-w:" WAL_B ":3",
+        "drone-s:1",
+    };
+    for (size_t i = 0; i < 7; i++) {
+        cr_assert_str_eq(hdr(m[i], "Nats-Msg-Id"), want_ids[i], "message %zu", i);
+        cr_assert_str_eq(hdr(m[i], "Aero-Relay-Id"), E2E_RELAY_ID);
+        cr_assert_str_eq(hdr(m[i], "Aero-Operator-Id"), "(missing)", "unmapped agent");
+        cr_assert_str_eq(hdr(m[i], "Aero-Aircraft-Id"), "(missing)", "unmapped agent");
+    }
+    for (size_t i = 0; i < 6; i++) {
+        cr_assert_str_eq(hdr(m[i], "Aero-Protocol"), "multiplexed");
+        cr_assert_str_eq(hdr(m[i], "Aero-Wal-Id"), i < 3 ? WAL_A : WAL_B);
+        cr_assert_str_eq(hdr(m[i], "Aero-Intent-Id"), "intent-9");
+        cr_assert_str_eq(hdr(m[i], "Aero-Intent-Version"), "4");
+        cr_assert_str_eq(hdr(m[i], "Aero-Session-Id"), i < 3 ? first_session : session);
+    }
+    cr_assert_str_eq(hdr(m[6], "Aero-Protocol"), "seed");
+    cr_assert_str_eq(hdr(m[6], "Aero-Wal-Id"), "(missing)");
+    cr_assert_str_eq(hdr(m[6], "Aero-Intent-Id"), "(missing)");
+    cr_assert_str_eq(hdr(m[6], "Aero-Intent-Version"), "(missing)");
+    /* The JSON body carries the same. */
+    char text[8192];
+    int len = natsMsg_GetDataLength(m[3]);
+    cr_assert_lt(len, (int)sizeof(text));
+    memcpy(text, natsMsg_GetData(m[3]), (size_t)len);
+    text[len] = '\0';
+    cr_assert_not_null(strstr(text, "\"protocol\":\"multiplexed\",\"wal_id\":\"" WAL_B "\","
+                                    "\"intent_id\":\"intent-9\",\"intent_version\":4,"
+                                    "\"relay_id\":\"" E2E_RELAY_ID "\""), "%s", text);
+    for (size_t i = 0; i < 7; i++)
+        natsMsg_Destroy(m[i]);
+    free(m);
+
+    rc_close(ch);
     int status = relay_stop(&relay, 20000);
     cr_assert_eq(status, 0, "relay exit status %d", status);
 }

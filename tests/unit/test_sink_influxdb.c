@@ -5,14 +5,18 @@
  * timestamps, escaping of every element, REJECT for a missing database and
  * for just the refused point of a partial write, RETRY for a real 500, a
  * server down at start, hung (timeout) or killed and restarted, and
- * batches split by max_body_bytes.
+ * batches split by max_body_bytes. The exact lines of influx_line.c
+ * (compiled in): the ABI 1.1 tags and fields, frames without them, and
+ * frame fields named like them.
  */
 #include "harness.h"
+#include "influx_line.h"
 #include "influx_server.h"
 #include "sink_test.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,17 +124,18 @@ Test(sink_influxdb, frames_become_points_with_tags_fields_seq_and_time)
     cr_assert_eq(influx_server_query_number(&srv, "telemetry", "SELECT count(seq) FROM HEARTBEAT"), 20);
     char *j = influx_server_query(&srv, "telemetry",
                            "SELECT * FROM HEARTBEAT WHERE seq = 5");
-    expect_in(j, "\"columns\":[\"time\",\"agent_id\",\"alt\",\"count\",\"flight_id\",\"mode\",\"seq\"]");
-    expect_in(j, "[\"2023-11-14T22:13:20.000005Z\",\"drone-1\",12.5,42,\"f-1\",\"GUIDED\",5]");
+    expect_in(j, "\"columns\":[\"time\",\"agent_id\",\"alt\",\"count\",\"flight_id\",\"mode\","
+                 "\"protocol\",\"seq\"]");
+    expect_in(j, "[\"2023-11-14T22:13:20.000005Z\",\"drone-1\",12.5,42,\"f-1\",\"GUIDED\",\"seed\",5]");
     free(j);
     j = influx_server_query(&srv, "telemetry", "SELECT * FROM HEARTBEAT WHERE seq = 20");
-    expect_in(j, "[\"2024-03-09T16:00:00Z\",\"drone-1\",12.5,42,\"f-1\",\"GUIDED\",20]");
+    expect_in(j, "[\"2024-03-09T16:00:00Z\",\"drone-1\",12.5,42,\"f-1\",\"GUIDED\",\"seed\",20]");
     free(j);
     j = influx_server_query(&srv, "telemetry", "SELECT * FROM HEARTBEAT WHERE seq = 19");
-    expect_in(j, "\"drone-1\",12.5,42,null,\"GUIDED\",19]");
+    expect_in(j, "\"drone-1\",12.5,42,null,\"GUIDED\",\"seed\",19]");
     free(j);
     j = influx_server_query(&srv, "telemetry", "SELECT * FROM HEARTBEAT WHERE seq = 18");
-    expect_in(j, "\"drone-1\",null,null,\"f-1\",null,18]");
+    expect_in(j, "\"drone-1\",null,null,\"f-1\",null,\"seed\",18]");
     free(j);
     /* integers = float (default): "42" is a float, like "42.5" would be. */
     j = influx_server_query(&srv, "telemetry", "SHOW FIELD KEYS FROM HEARTBEAT");
@@ -172,9 +177,159 @@ Test(sink_influxdb, every_element_is_escaped_and_utf8_repaired)
     free(j);
     j = influx_server_query(&srv, "telemetry", "SELECT * FROM \"my meas,x=1_\"");
     expect_in(j, "\"columns\":[\"time\",\"agent_id\",\"bad\",\"field_seq\",\"field_time\","
-                 "\"flight_id\",\"hex\",\"k ey,=x\",\"plus\",\"seq\"]");
+                 "\"flight_id\",\"hex\",\"k ey,=x\",\"plus\",\"protocol\",\"seq\"]");
     expect_in(j, "\"drone-1\",\"\xef\xbf\xbdok\xef\xbf\xbd\",7,9,\"a b,c=d\",\"0x10\","
-                 "\"quo\\\"te back\\\\slash\\nline\",5,1]");
+                 "\"quo\\\"te back\\\\slash\\nline\",5,\"seed\",1]");
+    free(j);
+    free(fr);
+}
+
+/* ------------------------------------------- ABI 1.1 tags and fields */
+
+#define WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
+
+/* The line influx_line_append writes for f (malloc'd, NUL-terminated). */
+static char *line_of(const aero_frame *f)
+{
+    struct influx_buf b = {0};
+    cr_assert_eq(influx_line_append(&b, f, INFLUX_INTS_FLOAT), 0);
+    char *s = malloc(b.len + 1);
+    cr_assert_not_null(s);
+    memcpy(s, b.p, b.len);
+    s[b.len] = '\0';
+    free(b.p);
+    return s;
+}
+
+static void expect_line(const aero_frame *f, const char *want)
+{
+    char *got = line_of(f);
+    cr_assert_str_eq(got, want);
+    free(got);
+}
+
+/* A generation-2 frame with every ABI 1.1 field set. */
+static void make_gen2(aero_frame *f)
+{
+    f->protocol = AERO_PROTOCOL_MULTIPLEXED;
+    f->wal_id = (aero_str){WAL_A, 36};
+    f->intent_id = (aero_str){"intent-9", 8};
+    f->intent_version = 4;
+    f->relay_id = (aero_str){"relay-7", 7};
+    f->operator_id = (aero_str){"op,1", 4};
+    f->aircraft_id = (aero_str){"ac 1", 4};
+}
+
+Test(sink_influxdb, lines_of_seed_frames_gain_only_the_protocol_tag)
+{
+    struct frames *fr = frames_new(1, 2);
+    /* Zeroed 1.1 fields (protocol 0 is seed). */
+    expect_line(&fr->f[0], "HEARTBEAT,agent_id=drone-1,flight_id=f-1,protocol=seed "
+                           "alt=12.5,count=42,mode=\"GUIDED\",seq=1i 1700000000000001000\n");
+    /* A frame from an ABI 1.0 producer: the 1.1 fields are not read. */
+    fr->f[1].size = offsetof(aero_frame, protocol);
+    fr->f[1].flight_id.len = 0;
+    expect_line(&fr->f[1], "HEARTBEAT,agent_id=drone-1,protocol=seed "
+                           "alt=12.5,count=42,mode=\"GUIDED\",seq=2i 1700000000000002000\n");
+    /* A seed frame as the relay builds it: relay_id set, the rest empty. */
+    fr->f[0].protocol = AERO_PROTOCOL_SEED;
+    fr->f[0].relay_id = (aero_str){"relay-7", 7};
+    expect_line(&fr->f[0], "HEARTBEAT,agent_id=drone-1,flight_id=f-1,protocol=seed "
+                           "alt=12.5,count=42,mode=\"GUIDED\",seq=1i,relay_id=\"relay-7\" "
+                           "1700000000000001000\n");
+    free(fr);
+}
+
+Test(sink_influxdb, lines_of_gen2_frames_carry_the_new_tags_and_fields)
+{
+    struct frames *fr = frames_new(1, 3);
+    make_gen2(&fr->f[0]);
+    expect_line(&fr->f[0],
+                "HEARTBEAT,agent_id=drone-1,aircraft_id=ac\\ 1,flight_id=f-1,intent_id=intent-9,"
+                "operator_id=op\\,1,protocol=multiplexed "
+                "alt=12.5,count=42,mode=\"GUIDED\",seq=1i,intent_version=4i,relay_id=\"relay-7\","
+                "wal_id=\"" WAL_A "\" 1700000000000001000\n");
+    /* Unmapped agent, no intent, no wal_id (agents before July 2026). */
+    make_gen2(&fr->f[1]);
+    fr->f[1].operator_id.len = 0;
+    fr->f[1].aircraft_id.len = 0;
+    fr->f[1].intent_id.len = 0;
+    fr->f[1].intent_version = 0;
+    fr->f[1].wal_id.len = 0;
+    expect_line(&fr->f[1], "HEARTBEAT,agent_id=drone-1,flight_id=f-1,protocol=multiplexed "
+                           "alt=12.5,count=42,mode=\"GUIDED\",seq=2i,relay_id=\"relay-7\" "
+                           "1700000000000002000\n");
+    /* Values with bytes line protocol cannot hold are escaped as the
+     * existing tags and string fields are. */
+    make_gen2(&fr->f[2]);
+    fr->f[2].intent_id = (aero_str){"i=1\\\n", 5};
+    fr->f[2].relay_id = (aero_str){"r\"\\", 3};
+    fr->f[2].intent_version = 4294967295u;
+    fr->f[2].n_fields = 0;
+    expect_line(&fr->f[2],
+                "HEARTBEAT,agent_id=drone-1,aircraft_id=ac\\ 1,flight_id=f-1,intent_id=i\\=1__,"
+                "operator_id=op\\,1,protocol=multiplexed "
+                "seq=3i,intent_version=4294967295i,relay_id=\"r\\\"\\\\\","
+                "wal_id=\"" WAL_A "\" 1700000000000003000\n");
+    free(fr);
+}
+
+Test(sink_influxdb, frame_fields_named_like_the_new_tags_and_fields_are_renamed)
+{
+    struct frames *fr = frames_new(1, 1);
+    aero_kv kv[] = {
+        {{"protocol", 8}, {"2", 1}},         {{"wal_id", 6}, {"w", 1}},
+        {{"intent_id", 9}, {"i", 1}},        {{"intent_version", 14}, {"3", 1}},
+        {{"relay_id", 8}, {"r", 1}},         {{"operator_id", 11}, {"o", 1}},
+        {{"aircraft_id", 11}, {"a", 1}},     {{"protocols", 9}, {"x", 1}},
+    };
+    fr->f[0].fields = kv;
+    fr->f[0].n_fields = sizeof(kv) / sizeof(kv[0]);
+    /* Renamed whether or not this frame has a value for the name. */
+    expect_line(&fr->f[0], "HEARTBEAT,agent_id=drone-1,flight_id=f-1,protocol=seed "
+                           "field_protocol=2,field_wal_id=\"w\",field_intent_id=\"i\","
+                           "field_intent_version=3,field_relay_id=\"r\",field_operator_id=\"o\","
+                           "field_aircraft_id=\"a\",protocols=\"x\",seq=1i 1700000000000001000\n");
+    make_gen2(&fr->f[0]);
+    char *got = line_of(&fr->f[0]);
+    cr_assert_not_null(strstr(got, ",protocol=multiplexed field_protocol=2,"), "%s", got);
+    cr_assert_not_null(strstr(got, ",intent_version=4i,relay_id=\"relay-7\","), "%s", got);
+    free(got);
+    free(fr);
+}
+
+Test(sink_influxdb, gen2_points_are_queryable_by_the_new_tags)
+{
+    start_server();
+    void *inst = instance(srv.port, "telemetry", NULL, 0, NULL);
+    struct frames *fr = frames_new(1, 3);
+    make_gen2(&fr->f[0]);
+    make_gen2(&fr->f[1]);
+    fr->f[1].operator_id.len = 0;
+    fr->f[1].aircraft_id.len = 0;
+    /* f[2] stays a seed frame. */
+    cr_assert_eq(write_res(inst, fr, 3, AERO_OK, NULL), 3);
+
+    char *j = influx_server_query(&srv, "telemetry", "SHOW TAG KEYS FROM HEARTBEAT");
+    expect_in(j, "[\"agent_id\"],[\"aircraft_id\"],[\"flight_id\"],[\"intent_id\"],"
+                 "[\"operator_id\"],[\"protocol\"]");
+    free(j);
+    j = influx_server_query(&srv, "telemetry", "SHOW FIELD KEYS FROM HEARTBEAT");
+    expect_in(j, "[\"intent_version\",\"integer\"]");
+    expect_in(j, "[\"relay_id\",\"string\"]");
+    expect_in(j, "[\"wal_id\",\"string\"]");
+    free(j);
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry",
+        "SELECT count(seq) FROM HEARTBEAT WHERE protocol = 'multiplexed'"), 2);
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry",
+        "SELECT count(seq) FROM HEARTBEAT WHERE protocol = 'seed'"), 1);
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry",
+        "SELECT count(seq) FROM HEARTBEAT WHERE aircraft_id = 'ac 1'"), 1);
+    cr_assert_eq(influx_server_query_number(&srv, "telemetry",
+        "SELECT count(seq) FROM HEARTBEAT WHERE intent_id = 'intent-9'"), 2);
+    j = influx_server_query(&srv, "telemetry",
+        "SELECT intent_version, relay_id, wal_id, seq FROM HEARTBEAT WHERE operator_id = 'op,1'");
+    expect_in(j, "[\"2023-11-14T22:13:20.000001Z\",4,\"relay-7\",\"" WAL_A "\",1]");
     free(j);
     free(fr);
 }

@@ -2,7 +2,8 @@
  * test_sink_mqtt.c - the sink-mqtt plugin against the fake host and a real
  * mosquitto (tests/integration/mqtt_server.c) on a free loopback port:
  * frames delivered to a subscriber with their topics and payloads, topic
- * sanitising, QoS 1 acked only at PUBACK, the broker down at start, lost
+ * sanitising, the ABI 1.1 placeholders and JSON keys (protocol, wal_id,
+ * intent, relay, operator, aircraft), QoS 1 acked only at PUBACK, the broker down at start, lost
  * mid-stream and back, a password-protected broker, and config errors.
  */
 #include "harness.h"
@@ -11,6 +12,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +205,49 @@ Test(sink_mqtt, placeholders_are_sanitised_into_one_level_each)
     free(fr);
 }
 
+#define WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
+
+Test(sink_mqtt, abi_1_1_placeholders_and_json_keys)
+{
+    mqtt_server_start(&broker, 0, NULL, NULL);
+    sub = mqtt_server_sub_start(broker.port, "#", NULL, NULL);
+    const char *cfg[] = {"topic", "fleet/{operator_id}/{aircraft_id}/{protocol}/{intent_id}/"
+                                  "{intent_version}/{wal_id}/{msg_name}", NULL};
+    void *inst = instance(broker.port, cfg, 0, NULL);
+    struct frames *fr = frames_new(1, 3);
+    /* 0: a generation-2 frame of a mapped agent; the aircraft id holds
+     * bytes a level cannot. */
+    fr->f[0].protocol = AERO_PROTOCOL_MULTIPLEXED;
+    fr->f[0].wal_id = (aero_str){WAL_A, 36};
+    fr->f[0].intent_id = (aero_str){"intent-9", 8};
+    fr->f[0].intent_version = 4;
+    fr->f[0].relay_id = (aero_str){"relay-7", 7};
+    fr->f[0].operator_id = (aero_str){"op-1", 4};
+    fr->f[0].aircraft_id = (aero_str){"ac/1+#", 6};
+    /* 1: zeroed 1.1 fields (protocol 0 is seed): empty levels. */
+    /* 2: a frame from an ABI 1.0 producer: the 1.1 fields are not read. */
+    fr->f[2].size = offsetof(aero_frame, protocol);
+    cr_assert_eq(write_count(inst, fr, 3, AERO_OK, NULL), 3);
+    cr_assert(mqtt_server_sub_wait(sub, 3, 5000));
+    cr_assert_str_eq(mqtt_server_sub_topic(sub, 0),
+                     "fleet/op-1/ac_1__/multiplexed/intent-9/4/" WAL_A "/HEARTBEAT");
+    cr_assert_str_eq(mqtt_server_sub_topic(sub, 1), "fleet///seed//0//HEARTBEAT");
+    cr_assert_str_eq(mqtt_server_sub_topic(sub, 2), "fleet///seed//0//HEARTBEAT");
+    /* The JSON payload is the envelope, with the same keys. */
+    const char *p = mqtt_server_sub_payload(sub, 0, NULL);
+    cr_assert_not_null(strstr(p, ",\"protocol\":\"multiplexed\",\"wal_id\":\"" WAL_A "\","
+                                 "\"intent_id\":\"intent-9\",\"intent_version\":4,"
+                                 "\"relay_id\":\"relay-7\",\"operator_id\":\"op-1\","
+                                 "\"aircraft_id\":\"ac/1+#\"}"), "%s", p);
+    p = mqtt_server_sub_payload(sub, 1, NULL);
+    cr_assert_not_null(strstr(p, ",\"protocol\":\"seed\",\"wal_id\":\"\",\"intent_id\":\"\","
+                                 "\"intent_version\":0,\"relay_id\":\"\",\"operator_id\":\"\","
+                                 "\"aircraft_id\":\"\"}"), "%s", p);
+    p = mqtt_server_sub_payload(sub, 2, NULL);
+    cr_assert_null(strstr(p, "\"protocol\""), "%s", p);
+    free(fr);
+}
+
 /* check (and create) report each problem with its relay.ini line: the
  * section is line 1, pair i of the config line 2 + i. */
 Test(sink_mqtt, check_reports_every_problem_with_file_and_line)
@@ -219,7 +264,8 @@ Test(sink_mqtt, check_reports_every_problem_with_file_and_line)
          "appear in a published topic\n"},
         {{"topic", "t/{nope}", NULL},
          "relay.ini:2: [sink:mq] topic: unknown placeholder in \"t/{nope}\" (valid: {agent_id} "
-         "{msg_name} {msg_id} {flight_id} {session_id} {dialect} {relay_id} {instance})\n"},
+         "{msg_name} {msg_id} {flight_id} {session_id} {dialect} {relay_id} {instance} "
+         "{protocol} {wal_id} {intent_id} {intent_version} {operator_id} {aircraft_id})\n"},
         {{"topic", "t/{agent_id", NULL},
          "relay.ini:2: [sink:mq] topic: unclosed '{' in \"t/{agent_id\"\n"},
         {{"topic", "", NULL}, "relay.ini:2: [sink:mq] topic: must not be empty\n"},

@@ -297,6 +297,14 @@ Test(sink_nats, frames_are_stored_with_headers_and_the_envelope_json)
         cr_assert_str_eq(header(m[i], "Aero-Seq"), seq);
         cr_assert_str_eq(header(m[i], "Aero-Session-Id"), "sess-1");
         cr_assert_str_eq(header(m[i], "Content-Type"), "application/json");
+        /* Zeroed ABI 1.1 fields: a seed frame with nothing else to say. */
+        cr_assert_str_eq(header(m[i], "Aero-Protocol"), "seed");
+        cr_assert_str_eq(header(m[i], "Aero-Wal-Id"), "(missing)");
+        cr_assert_str_eq(header(m[i], "Aero-Intent-Id"), "(missing)");
+        cr_assert_str_eq(header(m[i], "Aero-Intent-Version"), "(missing)");
+        cr_assert_str_eq(header(m[i], "Aero-Relay-Id"), "(missing)");
+        cr_assert_str_eq(header(m[i], "Aero-Operator-Id"), "(missing)");
+        cr_assert_str_eq(header(m[i], "Aero-Aircraft-Id"), "(missing)");
         size_t len = envelope_json_encode(&fr->f[i], want, sizeof(want));
         cr_assert_lt(len, sizeof(want));
         cr_assert_eq((size_t)natsMsg_GetDataLength(m[i]), len);
@@ -366,6 +374,130 @@ Test(sink_nats, a_resent_frame_is_stored_once)
     cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_acked_total"), 9);
     sink_test_destroy(inst);
     free(fr);
+}
+
+#define WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
+#define WAL_B "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+/* Frames [from, from+n) as generation-2 frames of WAL generation wal. */
+static void make_gen2(struct frames *fr, size_t from, size_t n, const char *wal)
+{
+    for (size_t i = from; i < from + n; i++) {
+        fr->f[i].protocol = AERO_PROTOCOL_MULTIPLEXED;
+        fr->f[i].wal_id = (aero_str){wal, strlen(wal)};
+        fr->f[i].relay_id = (aero_str){"relay-7", 7};
+    }
+}
+
+Test(sink_nats, gen2_frames_carry_the_new_headers)
+{
+    add_stream("G2", "telemetry.>", 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"stream", "G2", NULL});
+    struct frames *fr = frames_new("drone-g");
+    make_gen2(fr, 0, 3, WAL_A);
+    /* 0: everything set; 1: an intent version without intent id, no
+     * mapping; 2: only the WAL generation and the relay. Control bytes in
+     * a value cannot break the header block. */
+    fr->f[0].intent_id = (aero_str){"intent-9", 8};
+    fr->f[0].intent_version = 4;
+    fr->f[0].operator_id = (aero_str){"op-1", 4};
+    fr->f[0].aircraft_id = (aero_str){"ac\r\n-1", 6};
+    fr->f[1].intent_version = 2;
+    /* 3: a seed frame from a relay that fills every 1.1 field. */
+    fr->f[3].protocol = AERO_PROTOCOL_SEED;
+    fr->f[3].wal_id = (aero_str){"", 0};
+    fr->f[3].relay_id = (aero_str){"relay-7", 7};
+    fr->f[3].intent_id = (aero_str){"", 0};
+    fr->f[3].operator_id = (aero_str){"", 0};
+    fr->f[3].aircraft_id = (aero_str){"", 0};
+
+    cr_assert_eq(write_frames(inst, fr, 0, 4, NULL), 4);
+    size_t n;
+    natsMsg **m = read_stream("G2", "telemetry.>", &n);
+    cr_assert_eq(n, 4);
+
+    cr_assert_str_eq(header(m[0], "Nats-Msg-Id"), "drone-g:" WAL_A ":1");
+    cr_assert_str_eq(header(m[0], "Aero-Agent-Id"), "drone-g");
+    cr_assert_str_eq(header(m[0], "Aero-Seq"), "1");
+    cr_assert_str_eq(header(m[0], "Aero-Protocol"), "multiplexed");
+    cr_assert_str_eq(header(m[0], "Aero-Wal-Id"), WAL_A);
+    cr_assert_str_eq(header(m[0], "Aero-Intent-Id"), "intent-9");
+    cr_assert_str_eq(header(m[0], "Aero-Intent-Version"), "4");
+    cr_assert_str_eq(header(m[0], "Aero-Relay-Id"), "relay-7");
+    cr_assert_str_eq(header(m[0], "Aero-Operator-Id"), "op-1");
+    cr_assert_str_eq(header(m[0], "Aero-Aircraft-Id"), "ac__-1");
+
+    cr_assert_str_eq(header(m[1], "Nats-Msg-Id"), "drone-g:" WAL_A ":2");
+    cr_assert_str_eq(header(m[1], "Aero-Intent-Id"), "(missing)");
+    cr_assert_str_eq(header(m[1], "Aero-Intent-Version"), "2");
+    cr_assert_str_eq(header(m[1], "Aero-Operator-Id"), "(missing)");
+    cr_assert_str_eq(header(m[1], "Aero-Aircraft-Id"), "(missing)");
+
+    cr_assert_str_eq(header(m[2], "Nats-Msg-Id"), "drone-g:" WAL_A ":3");
+    cr_assert_str_eq(header(m[2], "Aero-Protocol"), "multiplexed");
+    cr_assert_str_eq(header(m[2], "Aero-Intent-Version"), "(missing)");
+    cr_assert_str_eq(header(m[2], "Aero-Relay-Id"), "relay-7");
+
+    cr_assert_str_eq(header(m[3], "Nats-Msg-Id"), "drone-g:4");
+    cr_assert_str_eq(header(m[3], "Aero-Protocol"), "seed");
+    cr_assert_str_eq(header(m[3], "Aero-Wal-Id"), "(missing)");
+    cr_assert_str_eq(header(m[3], "Aero-Relay-Id"), "relay-7");
+
+    /* The JSON body is the host's envelope, new keys included. */
+    char want[4096];
+    size_t len = envelope_json_encode(&fr->f[0], want, sizeof(want));
+    cr_assert_lt(len, sizeof(want));
+    cr_assert_eq((size_t)natsMsg_GetDataLength(m[0]), len);
+    cr_assert_eq(memcmp(natsMsg_GetData(m[0]), want, len), 0);
+    cr_assert(strstr(want, "\"wal_id\":\"" WAL_A "\",\"intent_id\":\"intent-9\","
+                           "\"intent_version\":4,\"relay_id\":\"relay-7\","
+                           "\"operator_id\":\"op-1\""), "%s", want);
+    free_msgs(m, n);
+    sink_test_destroy(inst);
+    free(fr);
+}
+
+Test(sink_nats, the_same_seq_in_another_wal_generation_is_not_a_duplicate)
+{
+    add_stream("WAL", "telemetry.>", 0);
+    fake_host *fh;
+    void *inst = sink_new(&fh, (const char *const[]){"stream", "WAL", NULL});
+    struct frames *a = frames_new("drone-w"), *b = frames_new("drone-w"),
+                  *seed = frames_new("drone-w");
+    make_gen2(a, 0, 5, WAL_A);
+    make_gen2(b, 0, 5, WAL_B); /* the agent's WAL rotated: seq restarts at 1 */
+
+    cr_assert_eq(write_frames(inst, a, 0, 5, NULL), 5);
+    cr_assert_eq(write_frames(inst, b, 0, 5, NULL), 5);
+    cr_assert_eq(stream_msgs("WAL"), 10, "seq 1..5 of two WAL generations are ten frames");
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_duplicates_total"), 0);
+
+    /* True resends (same wal_id, same seq) are still dropped. */
+    cr_assert_eq(write_frames(inst, a, 2, 3, NULL), 3);
+    cr_assert_eq(write_frames(inst, b, 0, 1, NULL), 1);
+    cr_assert_eq(stream_msgs("WAL"), 10);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_duplicates_total"), 4);
+
+    /* Frames without wal_id keep <agent_id>:<seq>, distinct from both. */
+    cr_assert_eq(write_frames(inst, seed, 0, 2, NULL), 2);
+    cr_assert_eq(write_frames(inst, seed, 0, 2, NULL), 2);
+    cr_assert_eq(stream_msgs("WAL"), 12);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_duplicates_total"), 6);
+    cr_assert_eq(sink_test_metric(fh, "aero_sink_nats_acked_total"), 18);
+
+    size_t n;
+    natsMsg **m = read_stream("WAL", "telemetry.>", &n);
+    cr_assert_eq(n, 12);
+    cr_assert_str_eq(header(m[0], "Nats-Msg-Id"), "drone-w:" WAL_A ":1");
+    cr_assert_str_eq(header(m[5], "Nats-Msg-Id"), "drone-w:" WAL_B ":1");
+    cr_assert_str_eq(header(m[10], "Nats-Msg-Id"), "drone-w:1");
+    cr_assert_str_eq(header(m[11], "Nats-Msg-Id"), "drone-w:2");
+    free_msgs(m, n);
+    sink_test_destroy(inst);
+    free(a);
+    free(b);
+    free(seed);
 }
 
 Test(sink_nats, create_stream_captures_the_static_prefix)
