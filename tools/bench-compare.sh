@@ -22,7 +22,7 @@ shift || true
 SCENARIOS=${*:-throughput many durable light scale redis}
 SHARED=${AERO_SHARED:-$ROOT/../shared}
 OUT=${AERO_BENCH_OUT:-/tmp/aeroarc-bench-compare}
-PY=/usr/bin/python3
+. tools/bench-lib.sh # the scripts cd to the checkout first
 mkdir -p "$OUT"
 
 scripts/deps.sh bench
@@ -34,15 +34,7 @@ ACKSERVER=$OUT/yardstick/ackserver
 RELAY=$ROOT/build-release/aeroarc-relay
 BASELINE=${AERO_BENCH_BASELINE:-}
 
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-wait_port() { # port: until something accepts on it (10 s)
-  for _ in $(seq 1 200); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
 
 cpu_seconds() { # pid -> utime+stime in seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"

@@ -16,7 +16,7 @@ ROUNDS=${1:-5}
 shift || true
 SCENARIOS=${*:-throughput many light}
 OUT=${AERO_BENCH_OUT:-/tmp/aeroarc-bench-protocols}
-PY=/usr/bin/python3
+. tools/bench-lib.sh # the scripts cd to the checkout first
 mkdir -p "$OUT"
 
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAERO_TESTS=OFF >/dev/null
@@ -24,14 +24,6 @@ cmake --build build-release -j"$(nproc)" >/dev/null
 RELAY=$PWD/build-release/aeroarc-relay
 BENCH=$PWD/build-release/aeroarc-bench
 
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { # port: until something accepts on it (10 s)
-  for _ in $(seq 1 200); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
 trap 'pkill -P $$ 2>/dev/null || true' EXIT
 
 # run_one <protocol> <scenario>: one measured run, one JSON line.
