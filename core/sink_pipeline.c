@@ -93,20 +93,34 @@ aero_result sink_result_worse(aero_result a, aero_result b)
     return (aero_result)(ra > rb ? ra : rb);
 }
 
-/* A sink's verdict on one job; the last verdict completes it. */
+/* A job's verdict so far, in one atomic so the worst result and the sink
+ * that gave it change together: the result in the low byte, the sink + 1
+ * above (0: none). */
+#define VERDICT(result, sink) ((int)(result) | (int)(((sink) + 1) << 8))
+#define VERDICT_RESULT(v) ((aero_result)((v) & 0xff))
+#define VERDICT_SINK(v) (((v) >> 8) - 1)
+
+/* A sink's verdict on one job; the last verdict completes it. The sink
+ * named is the one whose result won (the first of equals), so the ack's
+ * text is that sink's. */
 static void job_report(struct frame_job *job, size_t sink, aero_result r)
 {
     if (r != AERO_OK) {
-        int cur = atomic_load(&job->worst);
+        int cur = atomic_load(&job->verdict);
         aero_result w;
-        while ((w = sink_result_worse((aero_result)cur, r)) != (aero_result)cur &&
-               !atomic_compare_exchange_weak(&job->worst, &cur, (int)w))
+        while ((w = sink_result_worse(VERDICT_RESULT(cur), r)) != VERDICT_RESULT(cur) &&
+               !atomic_compare_exchange_weak(&job->verdict, &cur, VERDICT(w, sink)))
             ;
-        int none = -1;
-        atomic_compare_exchange_strong(&job->failed_sink, &none, (int)sink);
+        /* For observers while other sinks still write; set exactly below. */
+        atomic_store(&job->worst, (int)VERDICT_RESULT(atomic_load(&job->verdict)));
+        atomic_store(&job->failed_sink, VERDICT_SINK(atomic_load(&job->verdict)));
     }
-    if (atomic_fetch_sub(&job->pending, 1) == 1)
+    if (atomic_fetch_sub(&job->pending, 1) == 1) {
+        int v = atomic_load(&job->verdict);
+        atomic_store(&job->worst, (int)VERDICT_RESULT(v));
+        atomic_store(&job->failed_sink, VERDICT_SINK(v));
         job->complete(job);
+    }
 }
 
 /* Call write_batch on the n jobs in s->batch (the caller holds the writer
@@ -185,6 +199,7 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
 {
     size_t paused = 0;
     atomic_store(&job->pending, (unsigned)p->n + 1); /* +1: ours, dropped below */
+    atomic_store(&job->verdict, VERDICT(AERO_OK, -1));
     atomic_store(&job->worst, AERO_OK);
     atomic_store(&job->failed_sink, -1);
     atomic_store(&job->json, NULL);

