@@ -284,10 +284,54 @@ static int begin_section(struct parse_state *st, const char *p, size_t len)
     return 0;
 }
 
+static int handle_kv(void *user, const char *section, const char *name, const char *value);
+
+/*
+ * A "key = value" line longer than inih's line buffer (Debian builds it
+ * with 200 bytes: a NATS url list of 32 servers is longer), split here as
+ * inih splits: at the first '=' or ':', blanks trimmed, an inline
+ * "; comment" (after a blank) dropped. The caller made sure there is one.
+ * Returns 0, or -1 with the error recorded.
+ */
+static int long_kv(struct parse_state *st, const char *p, size_t len)
+{
+    const char *end = p + len, *eq = p;
+    while (eq < end && *eq != '=' && *eq != ':')
+        eq++;
+    if (eq == end)
+        return parse_fail(st, NULL, NULL, "syntax error: no '=' (expected key = value)");
+    const char *kb = p, *ke = eq, *vb = eq + 1, *ve = scan_to(eq + 1, end, '\0');
+    trim(&kb, &ke);
+    trim(&vb, &ve);
+    char *key = strndup(kb, (size_t)(ke - kb)), *value = strndup(vb, (size_t)(ve - vb));
+    int rc = key && value ? (handle_kv(st, NULL, key, value) ? 0 : -1)
+                          : parse_fail(st, NULL, NULL, "out of memory");
+    free(key);
+    free(value);
+    return rc;
+}
+
+/* "key: value", which inih also takes: a key of one word before the ':'.
+ * "listen 127.0.0.1:5" is not one (a forgotten '='). */
+static bool colon_kv(const char *p, size_t len)
+{
+    const char *colon = memchr(p, ':', len), *b = p, *e = colon;
+    if (!colon)
+        return false;
+    trim(&b, &e);
+    for (const char *c = b; c < e; c++)
+        if (isspace((unsigned char)*c))
+            return false;
+    return b < e;
+}
+
 /*
  * inih's fgets-style reader, one whole line per call, so inih's line count
  * and ours agree. Leading blanks are dropped: inih would otherwise take an
- * indented "key = value" for a continuation of the previous value.
+ * indented "key = value" for a continuation of the previous value. A line
+ * that is no section, comment, "key = value" or "key: value" is refused
+ * here, with the reason: inih would take "listen 127.0.0.1:5" for key
+ * "listen 127.0.0.1" (it splits at ':' too).
  */
 static char *read_line(char *buf, int num, void *stream)
 {
@@ -314,6 +358,18 @@ static char *read_line(char *buf, int num, void *stream)
     }
     if (len && (*p == ';' || *p == '#'))
         len = 0; /* a comment may be any length: hand inih an empty line */
+    if (len && *p != '[' && !memchr(p, '=', len) && !colon_kv(p, len)) {
+        char raw[CONFIG_ERR_LEN], q[CONFIG_ERR_LEN];
+        snprintf(raw, sizeof raw, "%.*s", (int)len, p);
+        parse_fail(st, NULL, NULL, "syntax error: %s has no '=' (expected key = value)",
+                   config_quote(q, sizeof q, raw));
+        return NULL;
+    }
+    if (len && *p != '[' && num >= 2 && len > (size_t)num - 1) {
+        if (long_kv(st, p, len) < 0)
+            return NULL;
+        len = 0; /* handled: inih sees an empty line */
+    }
     if (num < 2 || len > (size_t)num - 1) {
         parse_fail(st, NULL, NULL, "line too long (max %d bytes)", num - 1);
         return NULL;

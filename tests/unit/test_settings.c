@@ -272,7 +272,7 @@ Test(settings, errors_have_exact_messages)
         {"duplicate sink", "[sink:a]\nplugin = sink-stdout\n[sink:a]\nplugin = sink-file\n",
          "relay.ini:3: [sink:a] duplicate section (first on line 1)"},
         {"syntax error", "[relay]\nlisten\n",
-         "relay.ini:2: syntax error: \"listen\" (expected key = value, [section] or ; comment)"},
+         "relay.ini:2: syntax error: \"listen\" has no '=' (expected key = value)"},
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
          "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s)"},
         {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen)"},
