@@ -5,6 +5,8 @@
  */
 #include "plugin_loader.h"
 
+#include <dlfcn.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <limits.h>
 #include <ltdl.h>
@@ -164,6 +166,29 @@ static int check_descriptor(struct plugin *p, aero_plugin_kind kind, char *err, 
     return check_vtable(p, err, errlen);
 }
 
+/*
+ * Why a file that exists would not load. libltdl says "file not found" for
+ * a corrupt object or one whose libraries are missing (it tries its other
+ * names after the real failure); the dynamic loader's own message says
+ * which: ask it, with the same flags, and add the hint an operator needs.
+ */
+static void load_failure(const char *path, const char *ltdl_reason, char *out, size_t cap)
+{
+    dlerror(); /* clear */
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    const char *reason = h ? NULL : dlerror();
+    if (h)
+        dlclose(h);
+    if (!reason) {
+        snprintf(out, cap, "%s", ltdl_reason ? ltdl_reason : "unknown error");
+        return;
+    }
+    bool dependency = strstr(reason, "cannot open shared object file") &&
+                      !strstr(reason, path);
+    snprintf(out, cap, "%s%s", reason,
+             dependency ? " (a library it needs is missing: see ldd on the plugin)" : "");
+}
+
 int plugin_load(const char *name, aero_plugin_kind kind, const char *configured_dir,
                 struct plugin **out, char *err, size_t errlen)
 {
@@ -194,7 +219,9 @@ int plugin_load(const char *name, aero_plugin_kind kind, const char *configured_
     }
     lt_dlhandle h = lt_dlopenadvise(path, advise);
     if (!h) {
-        snprintf(err, errlen, "plugin \"%s\": cannot load %s: %s", name, path, lt_dlerror());
+        char why[1024];
+        load_failure(path, lt_dlerror(), why, sizeof(why));
+        snprintf(err, errlen, "plugin \"%s\": cannot load %s: %s", name, path, why);
         goto fail;
     }
     p->handle = h;

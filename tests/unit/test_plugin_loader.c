@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static char err[1024];
 
@@ -170,4 +171,25 @@ Test(plugin_loader, default_search_prefers_the_build_tree_then_the_install_dir)
     n = plugin_search_dirs("/opt/x", dirs, 4);
     cr_assert_eq(n, 1);
     cr_assert_str_eq(dirs[0], "/opt/x");
+}
+
+/* libltdl says "file not found" for a file that is there but is no shared
+ * object; the loader gives the dynamic loader's real reason. */
+Test(plugin_loader, a_corrupt_shared_object_gets_the_real_reason)
+{
+    char dir[] = "/tmp/aero-plugin-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/sink-corrupt.so", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("this is not an ELF file, it only looks like a plugin by its name\n", f);
+    fclose(f);
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("sink-corrupt", AERO_PLUGIN_SINK, dir, &p, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "cannot load") && strstr(err, path), "%s", err);
+    cr_expect_null(strstr(err, "file not found"), "libltdl's stand-in reason: %s", err);
+    cr_expect(strstr(err, "invalid ELF header") || strstr(err, "file too short"), "%s", err);
+    unlink(path);
+    rmdir(dir);
 }
