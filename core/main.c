@@ -23,6 +23,7 @@
 #include "worker_ctx.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -276,6 +277,32 @@ struct running {
     int port;
 };
 
+/* A listen address only this host can reach: a unix socket, 127.0.0.0/8,
+ * ::1 or localhost. */
+static bool listen_is_local(const char *listen)
+{
+    if (strncmp(listen, "unix:", 5) == 0 || strncmp(listen, "127.", 4) == 0 ||
+        strncmp(listen, "localhost:", 10) == 0 || strncmp(listen, "[::1]:", 6) == 0)
+        return true;
+    return false;
+}
+
+/* One line at start when the gRPC port is reachable from other hosts and
+ * something protects nothing there: operators expose relays by accident. */
+static void warn_unprotected(const struct settings *st)
+{
+    bool tls = st->tls_cert_file[0] != '\0';
+    bool auth = strcmp(st->auth_mode, "bearer") == 0;
+    if (listen_is_local(st->listen) || (tls && auth))
+        return;
+    log_warn("gRPC listens on %s, beyond this host, %s%s%s: %s", st->listen,
+             tls ? "" : "without TLS", !tls && !auth ? " and " : "", auth ? "" : "without [auth]",
+             !tls && !auth ? "frames travel in clear text and anyone who reaches the port can "
+                             "register any agent id"
+             : !tls      ? "frames and API keys travel in clear text"
+                         : "anyone who reaches the port can register any agent id");
+}
+
 static int start_grpc(struct running *r, const struct settings *st)
 {
     char err[1024];
@@ -308,6 +335,7 @@ static int start_grpc(struct running *r, const struct settings *st)
         log_error("gRPC: %s", err);
         return -1;
     }
+    warn_unprotected(st);
     return 0;
 }
 

@@ -342,3 +342,40 @@ Test(cli, route_redis_check_names_a_bad_address)
              r.config);
     cr_expect_str_eq(out, want);
 }
+
+/* The relay as it starts on cfg's listen address; returns its log. */
+static char *start_log(const char *listen_host, const char *extra, const char *body)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    harness_write_config(&r, extra, body);
+    char *text = harness_read_file(r.config, NULL);
+    cr_assert_not_null(text);
+    char *at = strstr(text, "listen = 127.0.0.1:");
+    cr_assert_not_null(at);
+    FILE *f = fopen(r.config, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%.*slisten = %s:%s", (int)(at - text), text, listen_host,
+            at + strlen("listen = 127.0.0.1:"));
+    fclose(f);
+    free(text);
+    relay_start(&r);
+    cr_assert_eq(relay_stop(&r, 15000), 0);
+    return harness_read_file(r.stderr_path, NULL);
+}
+
+Test(cli, serving_beyond_loopback_unprotected_is_said_once_at_start)
+{
+    char *log = start_log("0.0.0.0", NULL, NULL);
+    cr_assert_not_null(log);
+    const char *w = strstr(log, "gRPC listens on 0.0.0.0:");
+    cr_assert_not_null(w, "no warning in:\n%s", log);
+    cr_expect(strstr(w, "without TLS and without [auth]"), "%.200s", w);
+    cr_expect_null(strstr(w + 1, "gRPC listens on 0.0.0.0:"), "said more than once");
+    free(log);
+
+    log = start_log("127.0.0.1", NULL, NULL);
+    cr_assert_not_null(log);
+    cr_expect_null(strstr(log, "gRPC listens on"), "loopback needs no warning:\n%s", log);
+    free(log);
+}
