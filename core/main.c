@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,53 @@ static void watch_listener(struct relay *r, struct rpc_server *server, struct li
         log_warn("gRPC listener restart failed: %s (retrying every 200 ms)", err);
 }
 
+/* Resident set in KiB (0 if unknown). */
+static long rss_kb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/*
+ * A burst of calls (a stream flood, a client that opened thousands and
+ * left) leaves glibc holding the freed memory: measured 900 MB resident
+ * after a 60,000-stream rapid reset whose calls were all freed, 45 MB
+ * after malloc_trim. Looked at every second: trims when the resident set
+ * grew by TRIM_GROWTH_KB since the last trim, and every 10th look while it
+ * stays that far above the lowest seen (memory freed since a trim made
+ * while it was still in use).
+ */
+#define TRIM_GROWTH_KB (32 * 1024)
+struct heap_trim {
+    long after_kb; /* resident after the last trim */
+    long floor_kb; /* lowest seen, from start-up on */
+    unsigned looks;
+};
+
+static void trim_heap(struct heap_trim *t)
+{
+    long now = rss_kb();
+    if (now == 0)
+        return;
+    if (now < t->floor_kb)
+        t->floor_kb = now;
+    if (now < t->after_kb)
+        t->after_kb = now;
+    bool grew = now >= t->after_kb + TRIM_GROWTH_KB;
+    bool stays_high = ++t->looks % 10 == 0 && now >= t->floor_kb + TRIM_GROWTH_KB;
+    if (!grew && !stays_high)
+        return;
+    malloc_trim(0);
+    t->after_kb = rss_kb();
+    log_debug("heap trimmed: resident %ld MiB -> %ld MiB", now / 1024, t->after_kb / 1024);
+}
+
 /* Wait for SIGTERM/SIGINT, doing periodic work and SIGHUP reopens. */
 /* Held frames are looked at every tick, sessions every tenth (a walk of
  * the whole table). */
@@ -290,6 +338,8 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
                              const sigset_t *set)
 {
     struct listener_watch lw = {0};
+    long start_kb = rss_kb();
+    struct heap_trim trim = {.after_kb = start_kb, .floor_kb = start_kb};
     const struct timespec tick = {0, 100 * 1000000};
     for (unsigned n = 1;; n++) {
         int sig = sigtimedwait(set, NULL, &tick);
@@ -306,8 +356,10 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         }
         watch_listener(r, server, &lw);
         gateway_tick_held(gw);
-        if (n % 10 == 0)
+        if (n % 10 == 0) {
             gateway_tick(gw, gateway_now_ns());
+            trim_heap(&trim);
+        }
     }
 }
 

@@ -10,6 +10,7 @@
  */
 #include "rpc_server.h"
 
+#include "conn_guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "mono_clock.h"
@@ -22,6 +23,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/log.h>
 #include <stdatomic.h>
 #include <pthread.h>
@@ -78,6 +80,7 @@ struct rpc_server {
     _Atomic(struct gen *) current; /* where new requests go (workers read it) */
     int port;                      /* bound by the first generation */
     aero_metric *listener_failures, *listener_restarts;
+    struct conn_guard *guard; /* NULL until started */
     int reserve_fd; /* /dev/null, closed to make room for a new listener; -1: none */
     grpc_completion_queue *cq;
     struct method methods[MAX_METHODS];
@@ -179,6 +182,16 @@ static void new_call(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     struct rpc_call *call = r->call;
     struct method *m = r->method;
     r->call = NULL;
+    char *peer = grpc_call_get_peer(call->call);
+    if (conn_guard_new_call(s->guard, peer, mono_ns())) {
+        /* Its connection is going: do not spend a handler on the call. */
+        gpr_free(peer);
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "too many new calls", NULL, 0);
+        arm(s, m);
+        request_free(r);
+        return;
+    }
+    gpr_free(peer);
     if (!m)
         rpc_call_finish(call, RPC_UNIMPLEMENTED, "unknown method", NULL, 0);
     else if (m->unary)
@@ -515,6 +528,14 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     if (port < 0)
         return -1;
     s->port = port;
+    /* Agents open a stream and a few unary calls per connection; twice
+     * the concurrent-stream limit a second (2000 at least) is no agent. */
+    int64_t per_s = s->opt.max_streams_per_connection * 2;
+    s->guard = conn_guard_create(per_s > 2000 ? per_s : 2000, port, s->opt.metrics);
+    if (!s->guard) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     /* Kept for a new listener: when the old one failed for want of file
      * descriptors, closing this one makes room for its socket. */
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -678,6 +699,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     }
     if (s->reserve_fd >= 0)
         close(s->reserve_fd);
+    conn_guard_destroy(s->guard);
     grpc_completion_queue_shutdown(s->cq);
     if (s->gate)
         worker_gate_close(s->gate); /* parked workers see the queue shut down too */

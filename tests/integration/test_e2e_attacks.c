@@ -32,7 +32,7 @@ static void start(const char *wrapper, const char *extra)
     rss_measurable(&relay);
     relay.http = true;
     relay.wrapper = wrapper;
-    relay.log_keys = "level = info\nformat = text";
+    relay.log_keys = "level = debug\nformat = text";
     ch = harness_start(&relay, extra, "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
     steady = steady_agent_start(relay.target, "drone-steady");
 }
@@ -151,4 +151,44 @@ Test(attacks, idle_connections_exhausting_fds_do_not_kill_the_listener)
     cr_assert_geq(relay_metric(relay.http_port, "aero_relay_grpc_listener_failures_total"), 1);
     cr_assert_geq(relay_metric(relay.http_port, "aero_relay_grpc_listener_restarts_total"), 1);
     cr_assert_lt(rss_kb, 200 * 1024, "RSS %ld KiB", rss_kb);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_AFTER_KB (400 * 1024) /* ASan's allocator: malloc_trim does not apply */
+#else
+#define RSS_AFTER_KB (100 * 1024)
+#endif
+
+struct rss_below {
+    long kb;
+};
+
+static bool rss_is_below(void *arg)
+{
+    return proc_rss_kb(relay.pid) < ((struct rss_below *)arg)->kb;
+}
+
+/*
+ * HTTP/2 rapid reset (CVE-2023-44487) on one connection: HEADERS then
+ * RST_STREAM, 20,000 times, as fast as the socket takes them. gRPC 1.51
+ * makes a call of each; the relay closes the connection once it opens more
+ * than 2,000 calls in a second, counts it, and gives the memory back.
+ */
+Test(attacks, rapid_reset_connection_is_closed_and_memory_returned)
+{
+    start(NULL, "");
+    struct h2_raw *h = h2_raw_connect(relay.port, 65535);
+    int64_t t0 = harness_now_ms();
+    int sent = h2_raw_rapid_reset(h, 1, 20000, "/aeroarc.agent.v1.AgentGateway/TelemetryStream");
+    cr_assert_gt(sent, 2000, "the relay closed after %d streams", sent);
+    h2_raw_pump(h, 10000);
+    cr_assert(h2_raw_closed(h), "the attacker's connection is still open after %lld ms",
+              (long long)(harness_now_ms() - t0));
+    h2_raw_close(h);
+    steady_agent_expect_progress(steady, 50, 5000);
+    expect_served(1000);
+    cr_assert_geq(relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"call_flood\"}"), 1);
+    struct rss_below below = {RSS_AFTER_KB};
+    cr_assert(harness_wait_for(rss_is_below, &below, 15000), "RSS still %ld KiB",
+              proc_rss_kb(relay.pid));
 }
