@@ -25,10 +25,12 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -212,11 +214,133 @@ static void block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/*
+ * Every connection is a file descriptor: the soft limit (often 1024) would
+ * let a few thousand idle connections take the gRPC listener down. Raise it
+ * to the hard limit, and say when even that cannot hold max_sessions
+ * agents.
+ */
+static void raise_fd_limit(const struct settings *st)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur != was)
+        log_info("file descriptor limit raised from %llu to %llu (the hard limit)",
+                 (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur != RLIM_INFINITY && (int64_t)rl.rlim_cur < st->max_sessions + 64)
+        log_warn("file descriptor limit %llu is below max_sessions (%lld) + 64: the gRPC "
+                 "port stops accepting before the session table is full (raise LimitNOFILE)",
+                 (unsigned long long)rl.rlim_cur, (long long)st->max_sessions);
+}
+
+/*
+ * The gRPC listener's health, each tick: when gRPC's accept loop gave up
+ * (out of descriptors), /readyz answers 503 and a new listener is tried
+ * every 200 ms; ready again once one accepted without failing for a tick.
+ */
+struct listener_watch {
+    bool down;            /* not accepting: /readyz 503 */
+    bool restarted;       /* a new listener is up; ready after a clean tick */
+    int64_t next_try_ms;
+    unsigned failures;    /* restarts that failed in this episode */
+};
+
+static void watch_listener(struct relay *r, struct rpc_server *server, struct listener_watch *lw)
+{
+    int64_t now_ms = mono_ns() / 1000000;
+    if (rpc_server_listener_failed(server)) {
+        if (!lw->down)
+            log_error("gRPC listener stopped accepting connections (see gRPC's line above: "
+                      "out of file descriptors?); /readyz answers 503 until a new one runs");
+        lw->down = true;
+        lw->restarted = false;
+        atomic_store(&r->ready, false);
+    }
+    if (!lw->down)
+        return;
+    if (lw->restarted) { /* and no failure since: a clean tick */
+        log_info("gRPC listener accepting again (open streams kept); /readyz answers 200");
+        *lw = (struct listener_watch){0};
+        if (!atomic_load(&r->shutting_down))
+            atomic_store(&r->ready, true);
+        return;
+    }
+    if (now_ms < lw->next_try_ms)
+        return;
+    /* The old listener's socket is closed only once its connections still
+     * in their handshake are gone (handshake_timeout_s at most): until
+     * then the port is taken and this fails. */
+    char err[256];
+    lw->next_try_ms = now_ms + 200;
+    if (rpc_server_listener_restart(server, err, sizeof(err)) == 0)
+        lw->restarted = true;
+    else if (lw->failures++ % 10 == 0)
+        log_warn("gRPC listener restart failed: %s (retrying every 200 ms)", err);
+}
+
+/* Resident set in KiB (0 if unknown). */
+static long rss_kb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/*
+ * A burst of calls (a stream flood, a client that opened thousands and
+ * left) leaves glibc holding the freed memory: measured 900 MB resident
+ * after a 60,000-stream rapid reset whose calls were all freed, 45 MB
+ * after malloc_trim. Looked at every second: trims when the resident set
+ * grew by TRIM_GROWTH_KB since the last trim, and every 10th look while it
+ * stays that far above the lowest seen (memory freed since a trim made
+ * while it was still in use).
+ */
+#define TRIM_GROWTH_KB (32 * 1024)
+struct heap_trim {
+    long after_kb; /* resident after the last trim */
+    long floor_kb; /* lowest seen, from start-up on */
+    unsigned looks;
+};
+
+static void trim_heap(struct heap_trim *t)
+{
+    long now = rss_kb();
+    if (now == 0)
+        return;
+    if (now < t->floor_kb)
+        t->floor_kb = now;
+    if (now < t->after_kb)
+        t->after_kb = now;
+    bool grew = now >= t->after_kb + TRIM_GROWTH_KB;
+    bool stays_high = ++t->looks % 10 == 0 && now >= t->floor_kb + TRIM_GROWTH_KB;
+    if (!grew && !stays_high)
+        return;
+    malloc_trim(0);
+    t->after_kb = rss_kb();
+    log_debug("heap trimmed: resident %ld MiB -> %ld MiB", now / 1024, t->after_kb / 1024);
+}
+
 /* Wait for SIGTERM/SIGINT, doing periodic work and SIGHUP reopens. */
 /* Held frames are looked at every tick, sessions every tenth (a walk of
  * the whole table). */
-static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t *set)
+static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_server *server,
+                             const sigset_t *set)
 {
+    struct listener_watch lw = {0};
+    long start_kb = rss_kb();
+    struct heap_trim trim = {.after_kb = start_kb, .floor_kb = start_kb};
     const struct timespec tick = {0, 100 * 1000000};
     for (unsigned n = 1;; n++) {
         int sig = sigtimedwait(set, NULL, &tick);
@@ -231,9 +355,12 @@ static void run_until_signal(struct relay *r, struct gateway *gw, const sigset_t
             sink_pipeline_reopen(r->sinks);
             log_info("SIGHUP: sink outputs reopen before their next write");
         }
+        watch_listener(r, server, &lw);
         gateway_tick_held(gw);
-        if (n % 10 == 0)
+        if (n % 10 == 0) {
             gateway_tick(gw, gateway_now_ns());
+            trim_heap(&trim);
+        }
     }
 }
 
@@ -411,6 +538,7 @@ static int serve(struct settings *st, struct loaded *l)
     struct running r = {.relay = {.settings = st, .auth = l->auth}};
 
     block_signals(&set);
+    raise_fd_limit(st);
     if (!absl_deadlock_detection_off())
         log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
     if (start_running(&r, st, l) == 0) {
@@ -419,7 +547,7 @@ static int serve(struct settings *st, struct loaded *l)
                  "%zu sink(s), route %s, %d worker(s)",
                  AERO_VERSION, st->listen, r.port, r.http_addr, st->relay_id, st->n_sinks,
                  l->route->name, st->workers);
-        run_until_signal(&r.relay, r.gw, &set);
+        run_until_signal(&r.relay, r.gw, r.server, &set);
         /* Not ready first: load balancers stop sending before streams drain. */
         atomic_store(&r.relay.ready, false);
         atomic_store(&r.relay.shutting_down, true);

@@ -24,7 +24,8 @@ struct relay {
     struct auth *auth;         /* NULL: [auth] mode = none */
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
-     * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining). */
+     * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining)
+     * and while the gRPC listener does not accept (main.c watch_listener). */
     atomic_bool ready;
 };
 

@@ -3,9 +3,14 @@
  * registered method keeps a few calls requested ahead so bursts of new
  * streams are admitted without a round trip through a worker; every event
  * is dispatched to the rpc_tag it carries. Unknown methods get UNIMPLEMENTED.
+ * gRPC's own log lines go through the relay's logger; when one says the
+ * listener stopped accepting (gRPC 1.51 never re-arms accept4 after EMFILE,
+ * CVE-2023-4785), the main thread can start a new listener generation
+ * while the old one's connections and calls go on (rpc_server_listener_*).
  */
 #include "rpc_server.h"
 
+#include "conn_guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "mono_clock.h"
@@ -15,15 +20,23 @@
 #include "worker_gate.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_METHODS 16
+/* Listener generations one process may start (the first included): a
+ * bound on what retired ones hold until shutdown. */
+#define MAX_GENS 64
 
 struct method {
     char *path;
@@ -32,7 +45,22 @@ struct method {
     const ProtobufCMessageDescriptor *request; /* ... and its request */
     aero_metric *malformed;                    /* requests that did not unpack */
     void *service;
-    void *handle; /* from grpc_server_register_method */
+};
+
+/*
+ * One grpc_server: the first, or one started because the listener of the
+ * one before stopped accepting. All share the completion queue, the
+ * workers and the methods; only the current one gets new requests. A
+ * retired generation is shut down at once (its listener closed, GOAWAY
+ * sent) but its open calls go on; it is destroyed with the rpc_server.
+ */
+struct gen {
+    struct rpc_server *owner;
+    grpc_server *server;
+    void *handles[MAX_METHODS]; /* from grpc_server_register_method */
+    struct rpc_tag shutdown_tag;
+    bool shutdown_started; /* main thread only */
+    bool started;
 };
 
 /* One outstanding request for a new call. */
@@ -40,13 +68,20 @@ struct request {
     struct rpc_tag tag;
     struct rpc_server *server;
     struct method *method;        /* NULL: the catch-all for unknown methods */
+    struct gen *gen;              /* the generation it was requested on */
     struct rpc_call *call;
     grpc_call_details details;    /* catch-all only */
 };
 
 struct rpc_server {
     struct rpc_server_options opt;
-    grpc_server *server;
+    struct gen *gens[MAX_GENS]; /* main thread adds; never removed before shutdown */
+    int n_gens;
+    _Atomic(struct gen *) current; /* where new requests go (workers read it) */
+    int port;                      /* bound by the first generation */
+    aero_metric *listener_failures, *listener_restarts;
+    struct conn_guard *guard; /* NULL until started */
+    int reserve_fd; /* /dev/null, closed to make room for a new listener; -1: none */
     grpc_completion_queue *cq;
     struct method methods[MAX_METHODS];
     size_t n_methods;
@@ -58,8 +93,7 @@ struct rpc_server {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool shutdown_done;
-    struct rpc_tag shutdown_tag;
+    int shutdowns_pending; /* generations told to shut down, not yet done */
 };
 
 static int arm(struct rpc_server *s, struct method *m);
@@ -148,6 +182,16 @@ static void new_call(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     struct rpc_call *call = r->call;
     struct method *m = r->method;
     r->call = NULL;
+    char *peer = grpc_call_get_peer(call->call);
+    if (conn_guard_new_call(s->guard, peer, mono_ns())) {
+        /* Its connection is going: do not spend a handler on the call. */
+        gpr_free(peer);
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "too many new calls", NULL, 0);
+        arm(s, m);
+        request_free(r);
+        return;
+    }
+    gpr_free(peer);
     if (!m)
         rpc_call_finish(call, RPC_UNIMPLEMENTED, "unknown method", NULL, 0);
     else if (m->unary)
@@ -171,14 +215,15 @@ static int arm(struct rpc_server *s, struct method *m)
     r->tag.done = new_call;
     r->server = s;
     r->method = m;
+    r->gen = atomic_load(&s->current);
     grpc_call_error e;
     if (m) {
         e = grpc_server_request_registered_call(
-            s->server, m->handle, &r->call->call, &r->call->deadline, &r->call->md,
+            r->gen->server, r->gen->handles[m - s->methods], &r->call->call, &r->call->deadline, &r->call->md,
             m->unary ? &r->call->request : NULL, s->cq, s->cq, &r->tag);
     } else {
         grpc_call_details_init(&r->details);
-        e = grpc_server_request_call(s->server, &r->call->call, &r->details, &r->call->md,
+        e = grpc_server_request_call(r->gen->server, &r->call->call, &r->details, &r->call->md,
                                      s->cq, s->cq, &r->tag);
     }
     if (e != GRPC_CALL_OK) { /* shutting down */
@@ -240,6 +285,82 @@ static size_t server_args(const struct rpc_server_options *opt, grpc_arg *args)
     return n;
 }
 
+/* Register method i of s on generation g. */
+static int register_method(struct rpc_server *s, struct gen *g, size_t i)
+{
+    const struct method *m = &s->methods[i];
+    g->handles[i] = grpc_server_register_method(
+        g->server, m->path, NULL,
+        m->unary ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+    return g->handles[i] ? 0 : -EINVAL;
+}
+
+/* A new generation with every method registered so far, not started. */
+static struct gen *gen_create(struct rpc_server *s)
+{
+    if (s->n_gens == MAX_GENS)
+        return NULL;
+    struct gen *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->owner = s;
+    grpc_arg args[MAX_ARGS];
+    grpc_channel_args cargs = {.num_args = server_args(&s->opt, args), .args = args};
+    g->server = grpc_server_create(&cargs, NULL);
+    grpc_server_register_completion_queue(g->server, s->cq, NULL);
+    for (size_t i = 0; i < s->n_methods; i++)
+        if (register_method(s, g, i) < 0) {
+            grpc_server_destroy(g->server);
+            free(g);
+            return NULL;
+        }
+    s->gens[s->n_gens++] = g;
+    return g;
+}
+
+/*
+ * gRPC's log lines, through the relay's logger (component "grpc"), at most
+ * GRPC_LOG_BURST a second (then one line saying how many were dropped).
+ * gpr_set_log_function takes no context argument, so what a line means to
+ * the relay goes through file-level atomics, the one exception to "no
+ * mutable globals" here besides the logger itself: listener_failed is set
+ * when gRPC says its accept loop gave up.
+ */
+#define GRPC_LOG_BURST 20
+static atomic_bool listener_failed;
+static atomic_uint_fast64_t grpc_log_window; /* second (monotonic) of the lines counted */
+static atomic_uint grpc_log_lines, grpc_log_dropped;
+static _Atomic(aero_metric *) listener_failure_metric;
+
+static void grpc_log_to_relay(gpr_log_func_args *a)
+{
+    const char *msg = a->message ? a->message : "";
+    /* src/core/lib/iomgr/tcp_server_posix.cc: after this line the listening
+     * socket is never polled again (gRPC 1.51; fixed upstream in 1.58). */
+    if (strncmp(msg, "Failed accept4", 14) == 0) {
+        atomic_store(&listener_failed, true);
+        metrics_inc(atomic_load(&listener_failure_metric));
+    }
+    uint64_t now_s = (uint64_t)(mono_ns() / 1000000000);
+    uint64_t window = atomic_load(&grpc_log_window);
+    if (window != now_s && atomic_compare_exchange_strong(&grpc_log_window, &window, now_s)) {
+        unsigned dropped = atomic_exchange(&grpc_log_dropped, 0);
+        atomic_store(&grpc_log_lines, 0);
+        if (dropped)
+            log_msg(AERO_LOG_WARN, "grpc", "%u gRPC log lines dropped (more than %d a second)",
+                    dropped, GRPC_LOG_BURST);
+    }
+    if (atomic_fetch_add(&grpc_log_lines, 1) >= GRPC_LOG_BURST) {
+        atomic_fetch_add(&grpc_log_dropped, 1);
+        return;
+    }
+    aero_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR  ? AERO_LOG_ERROR
+                           : a->severity == GPR_LOG_SEVERITY_INFO ? AERO_LOG_INFO
+                                                                  : AERO_LOG_DEBUG;
+    const char *file = a->file ? strrchr(a->file, '/') : NULL;
+    log_msg(level, "grpc", "%s (%s:%d)", msg, file ? file + 1 : a->file ? a->file : "?", a->line);
+}
+
 struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,
                                      size_t errlen)
 {
@@ -249,15 +370,35 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
         return NULL;
     }
     s->opt = *opt;
+    s->reserve_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     mono_cond_init(&s->cv); /* the grace is timed on the monotonic clock */
+    gpr_set_log_function(grpc_log_to_relay);
     grpc_init();
-
-    grpc_arg args[MAX_ARGS];
-    grpc_channel_args cargs = {.num_args = server_args(opt, args), .args = args};
-    s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    struct gen *g = gen_create(s);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        grpc_completion_queue_shutdown(s->cq);
+        grpc_completion_queue_destroy(s->cq);
+        free(s);
+        grpc_shutdown();
+        return NULL;
+    }
+    atomic_init(&s->current, g);
+    if (opt->metrics) {
+        s->listener_failures = metrics_register(
+            opt->metrics, AERO_METRIC_COUNTER, "aero_relay_grpc_listener_failures_total",
+            "Times gRPC's accept loop gave up (\"Failed accept4\", e.g. out of file "
+            "descriptors): the port accepted nothing until the listener was restarted.",
+            NULL);
+        s->listener_restarts = metrics_register(
+            opt->metrics, AERO_METRIC_COUNTER, "aero_relay_grpc_listener_restarts_total",
+            "New gRPC listeners started to replace one that stopped accepting; open streams "
+            "stay on the old one.",
+            NULL);
+        atomic_store(&listener_failure_metric, s->listener_failures);
+    }
     return s;
 }
 
@@ -268,10 +409,7 @@ static int add_method(struct rpc_server *s, const struct method *def)
     struct method *m = &s->methods[s->n_methods];
     *m = *def;
     m->path = strdup(def->path);
-    m->handle = grpc_server_register_method(
-        s->server, def->path, NULL,
-        m->unary ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
-    if (!m->path || !m->handle) {
+    if (!m->path || register_method(s, s->gens[0], s->n_methods) < 0) {
         free(m->path);
         return -EINVAL;
     }
@@ -356,18 +494,51 @@ static grpc_server_credentials *make_credentials(const struct rpc_server_options
     return creds;
 }
 
-int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
+/* Bind g to addr and start it. Returns the port, or -1 with err filled. */
+static int gen_listen(struct rpc_server *s, struct gen *g, const char *addr, char *err,
+                      size_t errlen)
 {
     grpc_server_credentials *creds = make_credentials(&s->opt, err, errlen);
     if (!creds)
         return -1;
-    int port = grpc_server_add_http2_port(s->server, s->opt.listen, creds);
+    int port = grpc_server_add_http2_port(g->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (port <= 0) {
-        snprintf(err, errlen, "cannot listen on %s (address in use or invalid)", s->opt.listen);
+        snprintf(err, errlen, "cannot listen on %s (address in use or invalid)", addr);
         return -1;
     }
-    grpc_server_start(s->server);
+    grpc_server_start(g->server);
+    g->started = true;
+    return port;
+}
+
+/* Requests ahead on every method of the current generation, so concurrent
+ * connects do not queue on one. */
+static void arm_all(struct rpc_server *s)
+{
+    for (size_t i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < s->n_workers + 1; k++)
+            arm(s, &s->methods[i]);
+    arm(s, NULL);
+}
+
+int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
+{
+    int port = gen_listen(s, s->gens[0], s->opt.listen, err, errlen);
+    if (port < 0)
+        return -1;
+    s->port = port;
+    /* Agents open a stream and a few unary calls per connection; twice
+     * the concurrent-stream limit a second (2000 at least) is no agent. */
+    int64_t per_s = s->opt.max_streams_per_connection * 2;
+    s->guard = conn_guard_create(per_s > 2000 ? per_s : 2000, port, s->opt.metrics);
+    if (!s->guard) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* Kept for a new listener: when the old one failed for want of file
+     * descriptors, closing this one makes room for its socket. */
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     s->n_workers = s->opt.workers > 0 ? s->opt.workers : 1;
     s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
@@ -404,30 +575,96 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
         pthread_setname_np(s->workers[i], name);
         s->started_workers++;
     }
-    /* A few requests per method so concurrent connects do not queue on one. */
-    for (size_t i = 0; i < s->n_methods; i++)
-        for (int k = 0; k < s->n_workers + 1; k++)
-            arm(s, &s->methods[i]);
-    arm(s, NULL);
+    arm_all(s);
     return port;
+}
+
+bool rpc_server_listener_failed(const struct rpc_server *s)
+{
+    (void)s;
+    return atomic_load(&listener_failed);
+}
+
+/* The address a new generation binds: the configured one, with the port
+ * the first generation got (the configured port may have been 0). */
+static void restart_address(const struct rpc_server *s, char *out, size_t len)
+{
+    const char *colon = strrchr(s->opt.listen, ':');
+    if (strncmp(s->opt.listen, "unix:", 5) == 0 || !colon)
+        snprintf(out, len, "%s", s->opt.listen);
+    else
+        snprintf(out, len, "%.*s:%d", (int)(colon - s->opt.listen), s->opt.listen, s->port);
+}
+
+static void gen_shutdown(struct rpc_server *s, struct gen *g);
+
+int rpc_server_listener_restart(struct rpc_server *s, char *err, size_t errlen)
+{
+    struct gen *old = atomic_load(&s->current);
+    if (!old->shutdown_started) {
+        /* Closes the dead listener (and the connections still queued on
+         * it) and sends GOAWAY on the old connections: their calls go on,
+         * their clients open new connections for new calls. */
+        gen_shutdown(s, old);
+    }
+    if (s->reserve_fd >= 0) {
+        close(s->reserve_fd);
+        s->reserve_fd = -1;
+    }
+    struct gen *g = gen_create(s);
+    int rc = -1;
+    if (!g) {
+        snprintf(err, errlen, "%s", s->n_gens == MAX_GENS ? "too many listener restarts"
+                                                           : "out of memory");
+    } else {
+        char addr[300];
+        restart_address(s, addr, sizeof(addr));
+        atomic_store(&listener_failed, false);
+        rc = gen_listen(s, g, addr, err, errlen) < 0 ? -1 : 0;
+        if (rc == 0) {
+            atomic_store(&s->current, g);
+            arm_all(s);
+            metrics_inc(s->listener_restarts);
+        } else {
+            /* Never started: nothing else holds it. */
+            grpc_server_destroy(g->server);
+            free(g);
+            s->n_gens--;
+        }
+    }
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return rc;
 }
 
 static void shutdown_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     (void)ok;
     (void)w;
-    struct rpc_server *s = (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
+    struct gen *g = (struct gen *)((char *)tag - offsetof(struct gen, shutdown_tag));
+    struct rpc_server *s = g->owner;
     pthread_mutex_lock(&s->mu);
-    s->shutdown_done = true;
+    s->shutdowns_pending--;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Wait for the shutdown tag until `deadline`; true if it arrived. */
+/* Stop g's listener and new calls; its open calls go on. Main thread. */
+static void gen_shutdown(struct rpc_server *s, struct gen *g)
+{
+    g->shutdown_started = true;
+    pthread_mutex_lock(&s->mu);
+    s->shutdowns_pending++;
+    pthread_mutex_unlock(&s->mu);
+    g->shutdown_tag.done = shutdown_done;
+    grpc_server_shutdown_and_notify(g->server, s->cq, &g->shutdown_tag);
+}
+
+/* Wait until every generation told to shut down is done, or `deadline`;
+ * true if they all are. */
 static bool wait_shutdown(struct rpc_server *s, const struct timespec *deadline)
 {
     pthread_mutex_lock(&s->mu);
-    while (!s->shutdown_done) {
+    while (s->shutdowns_pending > 0) {
         if (deadline) {
             if (pthread_cond_timedwait(&s->cv, &s->mu, deadline) == ETIMEDOUT)
                 break;
@@ -435,7 +672,7 @@ static bool wait_shutdown(struct rpc_server *s, const struct timespec *deadline)
             pthread_cond_wait(&s->cv, &s->mu);
         }
     }
-    bool done = s->shutdown_done;
+    bool done = s->shutdowns_pending == 0;
     pthread_mutex_unlock(&s->mu);
     return done;
 }
@@ -445,16 +682,24 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     if (!s)
         return;
     if (s->started_workers > 0) {
-        s->shutdown_tag.done = shutdown_done;
-        grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+        for (int i = 0; i < s->n_gens; i++)
+            if (s->gens[i]->started && !s->gens[i]->shutdown_started)
+                gen_shutdown(s, s->gens[i]);
         struct timespec deadline = clock_after_ns(CLOCK_MONOTONIC, grace_ms * 1000000);
         if (!wait_shutdown(s, &deadline)) {
             log_info("shutdown: cancelling the calls and connections still open");
-            grpc_server_cancel_all_calls(s->server);
+            for (int i = 0; i < s->n_gens; i++)
+                grpc_server_cancel_all_calls(s->gens[i]->server);
             wait_shutdown(s, NULL);
         }
     }
-    grpc_server_destroy(s->server);
+    for (int i = 0; i < s->n_gens; i++) {
+        grpc_server_destroy(s->gens[i]->server);
+        free(s->gens[i]);
+    }
+    if (s->reserve_fd >= 0)
+        close(s->reserve_fd);
+    conn_guard_destroy(s->guard);
     grpc_completion_queue_shutdown(s->cq);
     if (s->gate)
         worker_gate_close(s->gate); /* parked workers see the queue shut down too */

@@ -48,6 +48,20 @@ int rpc_server_add_stream(struct rpc_server *s, const char *path, rpc_stream_han
 /* Bind, start the workers. Returns the bound port, or -1 with err filled. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
 /*
+ * The listener's accept loop gave up (gRPC logged "Failed accept4", most
+ * likely out of file descriptors): no new connection is accepted until
+ * rpc_server_listener_restart succeeds. Any thread.
+ */
+bool rpc_server_listener_failed(const struct rpc_server *s);
+/*
+ * Start a new listener on the same address (a new grpc_server sharing the
+ * workers and methods); the old one is shut down: its listener closed,
+ * GOAWAY sent, its open calls served to their end. Main thread, after
+ * rpc_server_start. 0 when the new listener accepts; -1 with err filled
+ * (no descriptor for it yet, the port still held: try again later).
+ */
+int rpc_server_listener_restart(struct rpc_server *s, char *err, size_t errlen);
+/*
  * Stop accepting calls, give running calls `grace_ms` to finish (services
  * end their streams themselves when told to shut down), cancel the rest,
  * join the workers, destroy everything.

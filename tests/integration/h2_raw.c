@@ -228,9 +228,8 @@ static void literal(uint8_t *buf, size_t *n, const char *name, const char *value
     *n += vl;
 }
 
-void h2_raw_open(struct h2_raw *h, uint32_t id, const char *path, const char *agent)
+static size_t request_block(uint8_t *block, const char *path, const char *agent)
 {
-    uint8_t block[1024];
     size_t n = 0;
     literal(block, &n, ":method", "POST");
     literal(block, &n, ":scheme", "http");
@@ -240,6 +239,13 @@ void h2_raw_open(struct h2_raw *h, uint32_t id, const char *path, const char *ag
     literal(block, &n, "te", "trailers");
     if (agent)
         literal(block, &n, "aero-arc-agent-id", agent);
+    return n;
+}
+
+void h2_raw_open(struct h2_raw *h, uint32_t id, const char *path, const char *agent)
+{
+    uint8_t block[1024];
+    size_t n = request_block(block, path, agent);
     queue_frame(h, T_HEADERS, F_END_HEADERS, id, block, n);
     cr_assert_eq(flush(h, 5000), 0);
     rec(h, id);
@@ -276,6 +282,28 @@ int h2_raw_send_message(struct h2_raw *h, uint32_t id, const uint8_t *bytes, siz
     r->send_window -= need;
     h->conn_window -= need;
     return flush(h, timeout_ms) == 0 ? 0 : -EPIPE;
+}
+
+int h2_raw_rapid_reset(struct h2_raw *h, uint32_t first_id, int n, const char *path)
+{
+    static const uint8_t cancel[4] = {0, 0, 0, 8};
+    uint8_t block[1024];
+    size_t len = request_block(block, path, NULL);
+    int sent = 0;
+    while (sent < n) {
+        int batch = n - sent < 500 ? n - sent : 500;
+        for (int i = 0; i < batch; i++) {
+            uint32_t id = first_id + 2u * (uint32_t)(sent + i);
+            queue_frame(h, T_HEADERS, F_END_HEADERS, id, block, len);
+            queue_frame(h, T_RST, 0, id, cancel, sizeof(cancel));
+        }
+        if (flush(h, 5000) != 0) {
+            h->out_len = 0;
+            return sent;
+        }
+        sent += batch;
+    }
+    return sent;
 }
 
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code)

@@ -28,6 +28,11 @@ void h2_raw_open(struct h2_raw *h, uint32_t id, const char *path, const char *ag
  * stopped reading that stream), -EPIPE if the connection is gone. */
 int h2_raw_send_message(struct h2_raw *h, uint32_t id, const uint8_t *bytes, size_t len,
                         int timeout_ms);
+/* HTTP/2 rapid reset: n streams from first_id on (odd, increasing), each
+ * HEADERS for `path` then RST_STREAM(CANCEL) at once, written in batches
+ * without waiting for anything. Returns how many were written before the
+ * connection closed (n when it stayed open). */
+int h2_raw_rapid_reset(struct h2_raw *h, uint32_t first_id, int n, const char *path);
 /* RST_STREAM(id, code). */
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code);
 /* Read and answer whatever arrives for up to timeout_ms (or until the

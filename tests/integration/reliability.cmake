@@ -1,7 +1,7 @@
 # Limits, garbage on the port, faults (kill -9, SIGTERM under load, stuck
 # sinks) and the valgrind run: black-box tests of the real relay binary.
 # tcp_proxy.c is a loopback proxy that can freeze or cut connections.
-set(AERO_RELIABILITY_TESTS test_e2e_limits test_e2e_garbage test_e2e_faults)
+set(AERO_RELIABILITY_TESTS test_e2e_limits test_e2e_garbage test_e2e_faults test_e2e_attacks)
 if(NOT AERO_SANITIZE) # valgrind and ASan cannot run together
   list(APPEND AERO_RELIABILITY_TESTS test_e2e_valgrind)
 endif()

@@ -1,0 +1,212 @@
+/*
+ * conn_guard.c - see conn_guard.h. Per-peer counts live in a direct-mapped
+ * table under one mutex (a new call costs a hash and a compare); a peer
+ * evicted by a colliding one starts counting again. The descriptor scan
+ * runs only when a connection is to be closed.
+ */
+#include "conn_guard.h"
+
+#include "log.h"
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#define SLOTS 4096
+#define PEER_MAX 64
+#define SCAN_MAX (1 << 20) /* descriptors looked at, at most */
+
+struct slot {
+    char peer[PEER_MAX];
+    int64_t window_s; /* the second counted */
+    uint32_t calls;
+    bool closed;      /* shut down in this window already */
+};
+
+struct conn_guard {
+    int64_t max_calls_per_s;
+    int listen_port;
+    aero_metric *closed;
+    pthread_mutex_t mu;
+    int64_t log_window_s;
+    unsigned logged, suppressed;
+    struct slot slots[SLOTS];
+};
+
+struct conn_guard *conn_guard_create(int64_t max_calls_per_s, int listen_port,
+                                     struct metrics *metrics)
+{
+    struct conn_guard *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->max_calls_per_s = max_calls_per_s;
+    g->listen_port = listen_port;
+    pthread_mutex_init(&g->mu, NULL);
+    if (metrics)
+        g->closed = metrics_register(metrics, AERO_METRIC_COUNTER,
+                                     "aero_relay_connections_closed_total",
+                                     "Client connections the relay shut down, by reason: "
+                                     "call_flood = more new calls in a second than "
+                                     "max_streams_per_connection allows (HTTP/2 rapid reset, "
+                                     "streams opened before ACKing SETTINGS).",
+                                     "reason=\"call_flood\"");
+    return g;
+}
+
+void conn_guard_destroy(struct conn_guard *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+/* gRPC's peer string as a socket address; false for anything else (unix:). */
+static bool parse_peer(const char *peer, struct sockaddr_storage *ss)
+{
+    char host[PEER_MAX];
+    const char *colon = strrchr(peer, ':');
+    if (!colon)
+        return false;
+    int port = atoi(colon + 1);
+    if (strncmp(peer, "ipv4:", 5) == 0) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - peer - 5), peer + 5);
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        return inet_pton(AF_INET, host, &a->sin_addr) == 1;
+    }
+    if (strncmp(peer, "ipv6:[", 6) == 0 && colon > peer + 7 && colon[-1] == ']') {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - peer - 7), peer + 6);
+        char *pct = strchr(host, '%'); /* a zone id: not compared */
+        if (pct)
+            *pct = '\0';
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        return inet_pton(AF_INET6, host, &a->sin6_addr) == 1;
+    }
+    return false;
+}
+
+/* A v4-mapped IPv6 address (gRPC's listeners are dual-stack sockets even
+ * for 127.0.0.1) as the IPv4 one gRPC names in the peer string. */
+static void unmap_v4(struct sockaddr_storage *ss)
+{
+    const struct sockaddr_in6 *a6 = (const void *)ss;
+    if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+        return;
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = a6->sin6_port};
+    memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, &a4, sizeof(a4));
+}
+
+static bool same_addr(struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    unmap_v4(a);
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    return ss.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+           : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                      : -1;
+}
+
+/*
+ * Shut down the accepted socket whose peer is `peer` (local port: the
+ * relay's): gRPC sees the connection end, fails its calls and closes the
+ * descriptor itself. shutdown, never close: the descriptor stays gRPC's.
+ */
+static bool shut_peer(const struct conn_guard *g, const char *peer)
+{
+    struct sockaddr_storage want = {0};
+    if (!parse_peer(peer, &want))
+        return false;
+    struct rlimit rl;
+    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < SCAN_MAX ? (int)rl.rlim_cur
+                                                                            : SCAN_MAX;
+    for (int fd = 0; fd < max; fd++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 || !same_addr(&ss, &want))
+            continue;
+        if (g->listen_port > 0 && local_port(fd) != g->listen_port)
+            continue;
+        return shutdown(fd, SHUT_RDWR) == 0;
+    }
+    return false;
+}
+
+static uint32_t hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+bool conn_guard_new_call(struct conn_guard *g, const char *peer, int64_t now_ns)
+{
+    if (!g || !peer || strlen(peer) >= PEER_MAX)
+        return false;
+    int64_t now_s = now_ns / 1000000000;
+    struct slot *sl = &g->slots[hash(peer) % SLOTS];
+    pthread_mutex_lock(&g->mu);
+    if (strcmp(sl->peer, peer) != 0 || sl->window_s != now_s) {
+        if (strcmp(sl->peer, peer) != 0)
+            snprintf(sl->peer, sizeof(sl->peer), "%s", peer);
+        sl->window_s = now_s;
+        sl->calls = 0;
+        sl->closed = false;
+    }
+    bool over = ++sl->calls > (uint64_t)g->max_calls_per_s && !sl->closed;
+    if (over)
+        sl->closed = true;
+    bool log_it = false;
+    unsigned suppressed = 0;
+    if (over) {
+        if (g->log_window_s != now_s) {
+            g->log_window_s = now_s;
+            g->logged = 0;
+            suppressed = g->suppressed;
+            g->suppressed = 0;
+        }
+        log_it = g->logged++ < 5;
+        g->suppressed += !log_it;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (!over)
+        return false;
+    bool shut = shut_peer(g, peer);
+    if (shut)
+        metrics_inc(g->closed);
+    if (suppressed)
+        log_warn("%u more connections closed for call floods (log lines suppressed)", suppressed);
+    if (log_it)
+        log_warn("connection from %s %s: more than %lld new calls in a second (HTTP/2 rapid "
+                 "reset or stream flood)",
+                 peer, shut ? "closed" : "could not be closed (socket not found)",
+                 (long long)g->max_calls_per_s);
+    return shut;
+}

@@ -1,0 +1,198 @@
+/*
+ * test_e2e_attacks.c - the hostile-traffic attacks of docs/security.md, one
+ * test each, against the relay binary on loopback, bounded in count and
+ * time. Throughout each attack a well-behaved agent already streaming must
+ * keep getting its acks; after it, the relay is still up, its RSS (from
+ * /proc) under a bound, and a new agent connects and streams at once.
+ */
+#include "h2_raw.h"
+#include "harness.h"
+#include "http_client.h"
+#include "steady_agent.h"
+#include "test_server.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct relay_proc relay;
+static struct rc_channel *ch;
+static struct steady_agent *steady;
+
+/* The relay with [http] on and `extra` in [relay]; wrapper may be NULL. */
+static void start(const char *wrapper, const char *extra)
+{
+    harness_prepare(&relay);
+    rss_measurable(&relay);
+    relay.http = true;
+    relay.wrapper = wrapper;
+    relay.log_keys = "level = debug\nformat = text";
+    ch = harness_start(&relay, extra, "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
+    steady = steady_agent_start(relay.target, "drone-steady");
+}
+
+static void stop(void)
+{
+    if (steady)
+        steady_agent_stop(steady);
+    steady = NULL;
+    harness_finish(&relay, &ch);
+}
+
+TestSuite(attacks, .fini = stop, .timeout = 60);
+
+/* After an attack: a new agent registers, streams and gets acks within
+ * `within_ms`; the steady agent still progresses; the relay still runs. */
+static void expect_served(int within_ms)
+{
+    int64_t t0 = harness_now_ms();
+    struct rc_channel *c = rc_connect(relay.target);
+    struct rc_register_result res;
+    struct rc_status st;
+    int rc = -1;
+    /* A refused connect puts a gRPC channel in reconnect backoff; retry on
+     * fresh channels until the deadline. */
+    while ((rc = rc_register(c, "drone-new", "test/1.0", "linux/amd64", &res, &st, 500)) != 0 &&
+           harness_now_ms() - t0 < within_ms) {
+        rc_close(c);
+        c = rc_connect(relay.target);
+    }
+    cr_assert_eq(rc, 0, "no new agent registered within %d ms: %s", within_ms, st.message);
+    struct rc_stream *s = rc_stream_open(c, "drone-new", NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    size_t counts[4];
+    harness_stream_frames(s, "drone-new", 1, 10, counts, NULL, 0);
+    cr_assert_eq(counts[RC_ACK_OK], 10);
+    int64_t took = harness_now_ms() - t0;
+    cr_assert_leq(took, within_ms, "a new agent took %lld ms to stream", (long long)took);
+    struct rc_status fin;
+    rc_stream_close_send(s, 5000);
+    rc_stream_finish(s, &fin, 5000);
+    rc_stream_free(s);
+    rc_close(c);
+    steady_agent_expect_progress(steady, 50, 5000);
+    cr_assert_eq(kill(relay.pid, 0), 0, "the relay is gone");
+}
+
+struct readyz_wait {
+    int want;
+};
+
+static bool readyz_is(void *arg)
+{
+    struct readyz_wait *w = arg;
+    return http_get_status(relay.http_port, "/readyz", 200) == w->want;
+}
+
+static bool log_has(const char *needle)
+{
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    bool found = log && strstr(log, needle);
+    free(log);
+    return found;
+}
+
+static bool listener_failed(void *arg)
+{
+    (void)arg;
+    return log_has("gRPC listener stopped accepting");
+}
+
+static int tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_geq(fd, 0);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * Idle TCP connections, sending nothing, until the relay runs out of file
+ * descriptors (its limit lowered to 128 so that takes 200 connections, not
+ * 20,000). gRPC 1.51's accept loop gives up on EMFILE for good; the relay
+ * notices (gRPC's log line), answers /readyz 503, and starts a new
+ * listener as soon as descriptors are free, keeping the open streams.
+ */
+Test(attacks, idle_connections_exhausting_fds_do_not_kill_the_listener)
+{
+    start("prlimit --nofile=128:128", "handshake_timeout_s = 2\n");
+    enum { N = 200 };
+    int fds[N], n = 0;
+    for (int i = 0; i < N; i++)
+        if ((fds[n] = tcp_connect(relay.port)) >= 0)
+            n++;
+    cr_assert_gt(n, 150, "only %d connections opened", n);
+    cr_assert(harness_wait_for(listener_failed, NULL, 5000),
+              "the relay never noticed its listener failing");
+    /* While it cannot accept, it says so (when /readyz can be reached at
+     * all: the HTTP server needs a descriptor too). */
+    struct readyz_wait not_ready = {503};
+    cr_assert(harness_wait_for(readyz_is, &not_ready, 5000), "/readyz never answered 503");
+    steady_agent_expect_progress(steady, 50, 5000);
+    long rss_kb = proc_rss_kb(relay.pid);
+
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    expect_served(1500);
+    struct readyz_wait ready = {200};
+    cr_assert(harness_wait_for(readyz_is, &ready, 1000), "/readyz stayed 503");
+    cr_assert(log_has("gRPC listener accepting again"));
+    cr_assert_geq(relay_metric(relay.http_port, "aero_relay_grpc_listener_failures_total"), 1);
+    cr_assert_geq(relay_metric(relay.http_port, "aero_relay_grpc_listener_restarts_total"), 1);
+    cr_assert_lt(rss_kb, 200 * 1024, "RSS %ld KiB", rss_kb);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+/* ASan's allocator: malloc_trim does not apply; every call costs several
+ * times more, so fewer streams keep the steady agent's stall under its 5 s. */
+#define RSS_AFTER_KB (400 * 1024)
+#define RESET_STREAMS 6000
+#else
+#define RSS_AFTER_KB (100 * 1024)
+#define RESET_STREAMS 20000
+#endif
+
+struct rss_below {
+    long kb;
+};
+
+static bool rss_is_below(void *arg)
+{
+    return proc_rss_kb(relay.pid) < ((struct rss_below *)arg)->kb;
+}
+
+/*
+ * HTTP/2 rapid reset (CVE-2023-44487) on one connection: HEADERS then
+ * RST_STREAM, 20,000 times (6,000 under ASan), as fast as the socket takes them. gRPC 1.51
+ * makes a call of each; the relay closes the connection once it opens more
+ * than 2,000 calls in a second, counts it, and gives the memory back.
+ */
+Test(attacks, rapid_reset_connection_is_closed_and_memory_returned)
+{
+    start(NULL, "");
+    struct h2_raw *h = h2_raw_connect(relay.port, 65535);
+    int64_t t0 = harness_now_ms();
+    int sent = h2_raw_rapid_reset(h, 1, RESET_STREAMS, "/aeroarc.agent.v1.AgentGateway/TelemetryStream");
+    cr_assert_gt(sent, 2000, "the relay closed after %d streams", sent);
+    h2_raw_pump(h, 10000);
+    cr_assert(h2_raw_closed(h), "the attacker's connection is still open after %lld ms",
+              (long long)(harness_now_ms() - t0));
+    h2_raw_close(h);
+    steady_agent_expect_progress(steady, 50, 5000);
+    expect_served(1000);
+    cr_assert_geq(relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"call_flood\"}"), 1);
+    struct rss_below below = {RSS_AFTER_KB};
+    cr_assert(harness_wait_for(rss_is_below, &below, 15000), "RSS still %ld KiB",
+              proc_rss_kb(relay.pid));
+}
