@@ -53,6 +53,7 @@ struct rpc_stream {
     int max_owed;
 
     pthread_mutex_t mu; /* everything below */
+    bool started;     /* rpc_stream_start ran: batches may be started */
     bool recv_pending, send_pending, status_pending;
     bool read_closed; /* no more reads: EOF, end, shutdown, a failed batch */
     bool dead;        /* the call is over */
@@ -177,7 +178,9 @@ static void set_final(struct rpc_stream *st, enum rpc_code code, const char *msg
  */
 static void progress(struct rpc_stream *st)
 {
-    if (st->status_pending || st->dead)
+    /* Before start an owner may already queue or end (another thread got
+     * the pointer first): nothing goes out before the initial metadata. */
+    if (!st->started || st->status_pending || st->dead)
         return;
 
     if (!st->send_pending && st->q_count > 0) {
@@ -412,7 +415,10 @@ void rpc_stream_start(struct rpc_stream *st)
         rpc_stream_unref(st);
         return;
     }
-    lock_progress_unlock(st);
+    pthread_mutex_lock(&st->mu);
+    st->started = true;
+    progress(st);
+    pthread_mutex_unlock(&st->mu);
 }
 
 int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
