@@ -244,6 +244,8 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
     struct gateway *gw = service;
     const Aeroarc__Agent__V1__RegisterRequest *req =
         (const Aeroarc__Agent__V1__RegisterRequest *)msg;
+    /* strlen is the length received: rpc_unary refused any string with a
+     * NUL byte, which protobuf-c would have cut short ("victim\0x"). */
     if (!session_agent_id_valid(req->agent_id, strlen(req->agent_id))) {
         metrics_inc(gw->m.register_rejected);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
