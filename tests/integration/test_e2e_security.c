@@ -5,6 +5,7 @@
  * the log.
  */
 #include "harness.h"
+#include "http_client.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -143,8 +144,19 @@ static void start_with_keys(void)
     fputs("# test keys\n" FLEET_KEY " drone-*\n" ADMIN_KEY " - admin\n", f);
     fclose(f);
     cr_assert_eq(chmod(path, 0600), 0);
+    relay.http = true; /* aero_relay_auth_failures_total */
     harness_write_config(&relay, NULL, "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n");
     relay_start(&relay);
+}
+
+/* One series of the relay's /metrics; -1 when absent. */
+static double metric(const char *series)
+{
+    struct http_reply r;
+    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", 5000, &r), 0);
+    double v = http_metric_value(r.body, series);
+    http_reply_free(&r);
+    return v;
 }
 
 static struct rc_channel *with_token(const char *token)
@@ -233,5 +245,97 @@ Test(security, a_keys_file_others_can_read_stops_the_start)
              "aeroarc-relay: %s:%d: [auth] keys_file: %s: readable or writable by others "
              "(mode 644): chmod o-rwx it\n",
              relay.config, harness_config_line(&relay, "keys_file"), path);
+    cr_assert_str_eq(out, want);
+}
+
+/* How many times needle occurs in hay. */
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/*
+ * Every refused key is counted by reason; an agent retrying a wrong key
+ * shows in the log by its id, at most one line a second, never the key.
+ */
+Test(security, refused_keys_are_counted_and_logged_rate_limited_by_agent)
+{
+    start_with_keys();
+    struct rc_status st;
+    struct rc_channel *wrong = with_token("wrong-key-0123456789abcdef");
+    int64_t t0 = harness_now_ms();
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(try_register(wrong, "drone-retrying", &st), -EIO);
+        cr_assert_eq(st.code, 16);
+    }
+    int64_t burst_ms = harness_now_ms() - t0;
+    struct rc_channel *none = rc_connect(relay.target);
+    cr_assert_eq(try_register(none, "drone-1", &st), -EIO);
+    /* Register(agent_id "drone-1") with a header that is no bearer key */
+    static const uint8_t reg[] = {0x0a, 7, 'd', 'r', 'o', 'n', 'e', '-', '1'};
+    struct rc_md basic = {"authorization", "Basic ZHJvbmU6cGFzcw=="};
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    cr_assert_eq(rc_unary(none, "/aeroarc.agent.v1.AgentGateway/Register", reg, sizeof(reg),
+                          &basic, 1, &resp, &resp_len, &st, 5000),
+                 -EIO);
+    cr_assert_eq(st.code, 16, "%s", st.message);
+    struct rc_channel *fleet = with_token(FLEET_KEY);
+    cr_assert_eq(try_register(fleet, "rover-1", &st), -EIO);
+    cr_assert_eq(st.code, 7);
+    Aeroarc__Relay__V1__ListActiveDronesResponse *list = NULL;
+    cr_assert_eq(rc_list_active_drones(fleet, &list, &st, 5000), -EIO);
+    cr_assert_eq(st.code, 7);
+    cr_assert_eq(try_register(fleet, "drone-1", &st), 0, "%s", st.message);
+
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"unknown_key\"}"), 40);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"missing\"}"), 1);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"malformed\"}"), 1);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"not_covered\"}"), 1);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"not_admin\"}"), 1);
+    rc_close(wrong);
+    rc_close(none);
+    rc_close(fleet);
+
+    stop();
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_assert(strstr(log, "auth: refused a call for agent drone-retrying: unknown_key"),
+              "the retrying agent is named:\n%s", log);
+    /* One line a second at most: the burst of 40 fits in a few. */
+    size_t lines = count_of(log, "auth: refused");
+    cr_assert_geq(lines, 1);
+    cr_assert_leq(lines, (size_t)(burst_ms / 1000) + 2, "%zu lines for 40 refusals in %lld ms",
+                  lines, (long long)burst_ms);
+    cr_assert_null(strstr(log, "wrong-key-0123456789abcdef"), "the key is never logged");
+    cr_assert_null(strstr(log, FLEET_KEY));
+    free(log);
+}
+
+Test(security, a_keys_file_its_group_can_write_stops_check_and_start)
+{
+    harness_prepare(&relay);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/keys.txt", relay.dir);
+    FILE *f = fopen(path, "w");
+    fputs(FLEET_KEY " *\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0660), 0);
+    harness_write_config(&relay, NULL, "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n");
+    char want[1200];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:%d: [auth] keys_file: %s: writable by its group (mode 660): "
+             "anyone in it could add a key; chmod g-w it\n",
+             relay.config, harness_config_line(&relay, "keys_file"), path);
+    char out[2048];
+    const char *check[] = {"-c", relay.config, "--check", NULL};
+    cr_assert_eq(relay_run_cli(check, out, sizeof(out)), 2);
+    cr_assert_str_eq(out, want);
+    /* Without --check it does not start either (the same message, exit 2). */
+    const char *start[] = {"-c", relay.config, NULL};
+    cr_assert_eq(relay_run_cli(start, out, sizeof(out)), 2);
     cr_assert_str_eq(out, want);
 }
