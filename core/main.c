@@ -21,6 +21,7 @@
 #include "session_table.h"
 #include "settings.h"
 #include "sink_pipeline.h"
+#include "tls_cert.h"
 #include "worker_ctx.h"
 
 #include <errno.h>
@@ -324,6 +325,8 @@ static int start_running(struct running *r, struct settings *st, struct loaded *
         log_error("out of memory at start-up");
         return -1;
     }
+    if (st->tls_cert_file && st->tls_cert_file[0])
+        tls_cert_check(st->tls_cert_file, r->relay.metrics);
     /* HTTP first, answering /readyz 503, so probes and scrapes work while
      * plugins start; a port that cannot be bound stops the relay here. */
     snprintf(r->http_addr, sizeof(r->http_addr), "off");

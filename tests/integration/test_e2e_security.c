@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static struct relay_proc relay;
 
@@ -338,4 +339,74 @@ Test(security, a_keys_file_its_group_can_write_stops_check_and_start)
     const char *start[] = {"-c", relay.config, NULL};
     cr_assert_eq(relay_run_cli(start, out, sizeof(out)), 2);
     cr_assert_str_eq(out, want);
+}
+
+/* A self-signed server certificate for localhost valid `days` days, made
+ * the way an operator would (openssl req -x509 -days N). */
+static void make_server_cert(const char *dir, const char *name, int days)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout %s.key -out %s.pem "
+             "-days %d -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+             ">/dev/null 2>&1",
+             dir, name, name, days);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* Start a TLS relay on dir/name.pem; the gauge's value once it serves. */
+static double start_tls_with(const char *name)
+{
+    static char ca[400];
+    relay.http = true;
+    char body[400];
+    snprintf(body, sizeof(body), "[tls]\ncert_file = %%DIR%%/%s.pem\nkey_file = %%DIR%%/%s.key\n",
+             name, name);
+    harness_write_config(&relay, NULL, body);
+    snprintf(ca, sizeof(ca), "%s/%s.pem", relay.dir, name);
+    relay.tls_ca = ca;
+    relay_start(&relay);
+    return metric("aero_relay_tls_cert_expiry_timestamp_seconds");
+}
+
+Test(security, a_certificate_expiring_within_14_days_is_warned_about_and_exposed)
+{
+    harness_prepare(&relay);
+    make_server_cert(relay.dir, "soon", 5);
+    int64_t now = (int64_t)time(NULL);
+    double expiry = start_tls_with("soon");
+    /* openssl counts the days from the second it signs */
+    cr_assert(expiry >= (double)(now + 5 * 86400 - 60) && expiry <= (double)(now + 5 * 86400 + 60),
+              "gauge %.0f, now %lld", expiry, (long long)now);
+    struct rc_channel *ch = harness_channel(&relay);
+    struct rc_status st;
+    cr_assert_eq(try_register(ch, "drone-tls", &st), 0, "%s", st.message);
+    rc_close(ch);
+    stop();
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    char want[600];
+    snprintf(want, sizeof(want), "TLS certificate %s/soon.pem expires at ", relay.dir);
+    cr_assert(strstr(log, want), "no warning in:\n%s", log);
+    cr_assert(strstr(log, "in 4 days 23 hours: renew it") ||
+                  strstr(log, "in 5 days 0 hours: renew it"),
+              "%s", log);
+    cr_assert_eq(count_of(log, "TLS certificate"), 1, "one line");
+    free(log);
+}
+
+Test(security, a_certificate_valid_for_longer_is_exposed_without_a_warning)
+{
+    harness_prepare(&relay);
+    make_server_cert(relay.dir, "later", 30);
+    int64_t now = (int64_t)time(NULL);
+    double expiry = start_tls_with("later");
+    cr_assert(expiry >= (double)(now + 30 * 86400 - 60) &&
+                  expiry <= (double)(now + 30 * 86400 + 60),
+              "gauge %.0f, now %lld", expiry, (long long)now);
+    stop();
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_assert_null(strstr(log, "TLS certificate"), "%s", log);
+    free(log);
 }
