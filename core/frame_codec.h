@@ -47,6 +47,14 @@ enum frame_decode_result {
 enum frame_decode_result frame_decode(const uint8_t *buf, size_t len, aero_frame *view,
                                       aero_kv *fields, size_t fields_cap,
                                       struct frame_wire_ids *wire);
+/*
+ * frame_decode, also telling in *probes how many stored keys the map
+ * entries were compared with: the map's work, which stays within a small
+ * constant per entry whatever the keys (a test hook; probes may be NULL).
+ */
+enum frame_decode_result frame_decode_probed(const uint8_t *buf, size_t len, aero_frame *view,
+                                             aero_kv *fields, size_t fields_cap,
+                                             struct frame_wire_ids *wire, size_t *probes);
 
 /*
  * SPEC.md section 2 acceptance: NULL when the frame may go to sinks,

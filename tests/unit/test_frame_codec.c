@@ -431,6 +431,151 @@ Test(frame_decode, duplicate_map_keys_last_value_wins)
     free(buf);
 }
 
+/* A growable buffer for frames too big for struct wbuf. */
+struct bigbuf {
+    uint8_t *b;
+    size_t n, cap;
+};
+
+static void big_entry(struct bigbuf *w, const char *key, size_t klen, const char *value)
+{
+    size_t vlen = strlen(value), elen = 2 + klen + 2 + vlen;
+    cr_assert(klen < 128 && vlen < 128 && elen < 128);
+    if (w->n + elen + 2 > w->cap) {
+        w->cap = (w->cap + elen + 2) * 2;
+        w->b = realloc(w->b, w->cap);
+        cr_assert_not_null(w->b);
+    }
+    uint8_t *p = w->b + w->n;
+    *p++ = 0x52; /* field 10, length-delimited */
+    *p++ = (uint8_t)elen;
+    *p++ = 0x0a;
+    *p++ = (uint8_t)klen;
+    memcpy(p, key, klen);
+    p += klen;
+    *p++ = 0x12;
+    *p++ = (uint8_t)vlen;
+    memcpy(p, value, vlen);
+    p += vlen;
+    w->n = (size_t)(p - w->b);
+}
+
+/* `rounds` times every one of `keys` distinct keys ("key-<i>", value the
+ * round's number): decoded with cap 256, the work the map did. */
+static size_t probes_for(size_t keys, size_t rounds, size_t *n_fields)
+{
+    struct bigbuf w = {0};
+    char key[32], value[32];
+    for (size_t r = 0; r < rounds; r++)
+        for (size_t k = 0; k < keys; k++) {
+            int n = snprintf(key, sizeof(key), "key-%zu", k);
+            snprintf(value, sizeof(value), "%zu", r);
+            big_entry(&w, key, (size_t)n, value);
+        }
+    static aero_kv fields[256];
+    aero_frame view;
+    size_t probes = 0;
+    enum frame_decode_result rc =
+        frame_decode_probed(w.b, w.n, &view, fields, 256, NULL, &probes);
+    cr_assert_eq(rc, keys <= 256 ? FRAME_DECODE_OK : FRAME_DECODE_TOO_MANY_FIELDS);
+    *n_fields = view.n_fields;
+    if (keys <= 256)
+        for (size_t k = 0; k < keys; k++) {
+            int n = snprintf(key, sizeof(key), "key-%zu", k);
+            snprintf(value, sizeof(value), "%zu", rounds - 1);
+            cr_assert(str_is(fields[k].key, key, (size_t)n), "position of %s", key);
+            cr_assert(str_is_c(fields[k].value, value), "the last value of %s", key);
+        }
+    free(w.b);
+    return probes;
+}
+
+/*
+ * Thousands of entries over many distinct keys cost a constant each, not
+ * one comparison per distinct key: the map's work (stored keys compared
+ * with, counted by the decoder) is bounded per entry, and four times the
+ * entries is four times the work. Deterministic: no clock.
+ */
+Test(frame_decode, duplicate_keys_cost_linear_time)
+{
+    size_t n_fields;
+    size_t small = probes_for(256, 60, &n_fields); /* 15,360 entries */
+    cr_assert_eq(n_fields, 256);
+    size_t big = probes_for(256, 240, &n_fields); /* 61,440 entries */
+    cr_assert_eq(n_fields, 256);
+    /* A scan of the stored keys would be ~128 per entry. */
+    cr_assert_leq(big, 2 * 61440 + 256, "%zu key comparisons for 61,440 entries", big);
+    /* 4N costs 4 times N (a little over: the first round, while keys are
+     * still new, probes less); quadratic work would be 16 times. */
+    cr_assert_leq(10 * big, 41 * small, "N: %zu, 4N: %zu", small, big);
+    /* Few keys (scanned, never indexed): at most 16 per entry. */
+    size_t few = probes_for(3, 20000, &n_fields);
+    cr_assert_eq(n_fields, 3);
+    cr_assert_leq(few, 3 * 60000, "%zu", few);
+    /* 60,000 distinct keys: refused at the 257th, no work after it. */
+    size_t many = probes_for(60000, 1, &n_fields);
+    cr_assert_eq(n_fields, 256);
+    cr_assert_leq(many, 2 * 257 + 256, "%zu", many);
+}
+
+/* The index keeps protobuf's map semantics (first position, last value,
+ * the first `cap` distinct keys then TOO_MANY_FIELDS), checked against the
+ * key sequence itself: with enough distinct keys to index, caps past what
+ * the index holds (512), and overflow. */
+Test(frame_decode, indexed_map_matches_the_reference)
+{
+    uint64_t s = 0x2545f4914f6cdd1dull;
+    static aero_kv fields[700];
+    static const size_t caps[] = {0, 1, 15, 16, 17, 256, 511, 512, 513, 700};
+    enum { ALPHABET_MAX = 900 };
+    for (int iter = 0; iter < 300; iter++) {
+        struct bigbuf w = {0};
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        size_t entries = 1 + (size_t)(s % 1500), alphabet = 1 + (size_t)((s >> 20) % ALPHABET_MAX);
+        char key[32], value[32];
+        /* the reference: each key's order of first appearance, last entry */
+        size_t order[ALPHABET_MAX], last[ALPHABET_MAX], n_want = 0;
+        int seen_at[ALPHABET_MAX];
+        for (size_t k = 0; k < alphabet; k++)
+            seen_at[k] = -1;
+        for (size_t i = 0; i < entries; i++) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            size_t k = (size_t)(s % alphabet);
+            int kn = snprintf(key, sizeof(key), "k%zu", k);
+            snprintf(value, sizeof(value), "%zu", i);
+            big_entry(&w, key, (size_t)kn, value);
+            if (seen_at[k] < 0) {
+                seen_at[k] = (int)n_want;
+                order[n_want++] = k;
+            }
+            last[k] = i;
+        }
+        for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+            aero_frame view;
+            enum frame_decode_result rc = frame_decode(w.b, w.n, &view, fields, caps[c], NULL);
+            bool fits = n_want <= caps[c];
+            cr_assert_eq(rc, fits ? FRAME_DECODE_OK : FRAME_DECODE_TOO_MANY_FIELDS,
+                         "iter %d cap %zu", iter, caps[c]);
+            size_t n = fits ? n_want : caps[c];
+            cr_assert_eq(view.n_fields, n, "iter %d cap %zu", iter, caps[c]);
+            for (size_t i = 0; i < n; i++) {
+                snprintf(key, sizeof(key), "k%zu", order[i]);
+                snprintf(value, sizeof(value), "%zu", last[order[i]]);
+                cr_assert(str_is_c(fields[i].key, key), "iter %d cap %zu entry %zu", iter,
+                          caps[c], i);
+                /* refused frames keep the first keys; their values do not matter */
+                cr_assert(!fits || str_is_c(fields[i].value, value), "iter %d cap %zu entry %zu",
+                          iter, caps[c], i);
+            }
+        }
+        free(w.b);
+    }
+}
+
 Test(frame_decode, map_entry_missing_key_or_value_is_empty)
 {
     struct wbuf w = {.n = 0};
