@@ -306,6 +306,7 @@ struct gateway *gateway_create(struct relay *relay)
     gw->n_sinks = sink_pipeline_count(relay->sinks);
     gw->max_inflight = (int)relay->settings->max_inflight;
     gw->hold_ns = relay->settings->gen2_hold_s * INT64_C(1000000000);
+    frame_limits_init(&gw->limits, (size_t)relay->settings->max_raw_bytes);
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
     gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
     gw->streams = rpc_stream_set_create();

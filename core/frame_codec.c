@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -442,9 +443,19 @@ static const char *fields_check(const aero_frame *view)
 
 /* The reasons are ack `error` text the agent's operator reads: short and
  * naming the limit. Identity first: a foreign frame is refused whatever it holds. */
-const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *wire,
-                           aero_str stream_agent)
+void frame_limits_init(struct frame_limits *l, size_t max_raw)
 {
+    l->max_raw = max_raw;
+    snprintf(l->raw_reason, sizeof(l->raw_reason), "raw_mavlink over %zu bytes", max_raw);
+}
+
+const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *wire,
+                           aero_str stream_agent, const struct frame_limits *limits)
+{
+    static const struct frame_limits defaults = {FRAME_MAX_RAW_DEFAULT,
+                                                 "raw_mavlink over 16384 bytes"};
+    if (limits == NULL)
+        limits = &defaults;
     if (wire != NULL && wire->agent_id.len > 0 && !str_eq(wire->agent_id, stream_agent))
         return "agent_id does not match the stream";
     if (view->msg_name.len > FRAME_MAX_NAME)
@@ -453,8 +464,8 @@ const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *
         return "flight_id over 128 bytes";
     if (view->dialect.len > FRAME_MAX_DIALECT)
         return "dialect over 64 bytes";
-    if (view->raw_mavlink.len > FRAME_MAX_RAW)
-        return "raw_mavlink over 1024 bytes";
+    if (view->raw_mavlink.len > limits->max_raw)
+        return limits->raw_reason;
     return fields_check(view);
 }
 
@@ -620,6 +631,7 @@ const char *frame_admit_agent(const struct frame_wire_ids *wire, aero_str stream
 
 const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids *wire,
                             enum frame_decode_result dr, aero_str stream_session,
+                            const struct frame_limits *limits,
                             char wal_out[FRAME_WAL_ID_LEN + 1])
 {
     wal_out[0] = '\0';
@@ -635,7 +647,7 @@ const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids 
     }
     if (dr == FRAME_DECODE_TOO_MANY_FIELDS)
         return "more than 256 fields";
-    return frame_validate(view, wire, wire->agent_id); /* the limits: rule 1 passed */
+    return frame_validate(view, wire, wire->agent_id, limits); /* the limits: rule 1 passed */
 }
 
 /* ------------------------------------------------------------------ acks */

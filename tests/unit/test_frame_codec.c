@@ -72,7 +72,7 @@ static bool same_double(double a, double b)
 /* --------------------------------------------------- hand-built messages */
 
 struct wbuf {
-    uint8_t b[16384];
+    uint8_t b[32768];
     size_t n;
 };
 
@@ -729,13 +729,16 @@ Test(frame_decode, every_truncation_of_a_frame_is_safe)
 
 /* -------------------------------------------------------------- validate */
 
+/* The limits validate_frame applies (NULL: the defaults). */
+static const struct frame_limits *validate_limits;
+
 static const char *validate_frame(const struct wbuf *w, const char *stream_agent)
 {
     static struct decoded d; /* large; tests run one at a time */
 
     decode_w(&d, w, CAP);
     cr_assert_eq(d.rc, FRAME_DECODE_OK);
-    return frame_validate(&d.view, &d.wire, cstr(stream_agent));
+    return frame_validate(&d.view, &d.wire, cstr(stream_agent), validate_limits);
 }
 
 static char *filled(size_t n)
@@ -758,7 +761,7 @@ Test(frame_validate, each_limit_at_and_over)
         {9, FRAME_MAX_NAME, "msg_name over 128 bytes"},
         {11, FRAME_MAX_NAME, "flight_id over 128 bytes"},
         {7, FRAME_MAX_DIALECT, "dialect over 64 bytes"},
-        {6, FRAME_MAX_RAW, "raw_mavlink over 1024 bytes"},
+        {6, FRAME_MAX_RAW_DEFAULT, "raw_mavlink over 16384 bytes"},
         {0, FRAME_MAX_KEY, "field key over 128 bytes"},
         {1000, FRAME_MAX_VALUE, "field value over 4096 bytes"},
     };
@@ -784,6 +787,40 @@ Test(frame_validate, each_limit_at_and_over)
             free(s);
         }
     }
+}
+
+/* [relay] max_raw_bytes: the limit and the reason both follow it. */
+Test(frame_validate, raw_mavlink_limit_is_the_configured_one)
+{
+    static const size_t limits[] = {1, 1024, 1102, 20000};
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        struct frame_limits l;
+        frame_limits_init(&l, limits[i]);
+        validate_limits = &l;
+        char want[64];
+        snprintf(want, sizeof(want), "raw_mavlink over %zu bytes", limits[i]);
+        for (size_t extra = 0; extra <= 1; extra++) {
+            struct wbuf w = {.n = 0};
+            char *s = filled(limits[i] + extra);
+            w_str(&w, 6, s);
+            const char *why = validate_frame(&w, "drone-1");
+            if (extra == 0)
+                cr_assert_null(why, "%zu bytes under a limit of %zu: %s", limits[i], limits[i],
+                               why);
+            else
+                cr_assert_str_eq(why, want);
+            free(s);
+        }
+    }
+    /* The default takes a MAVLink message as the upstream agent sends it
+     * (JSON of the decoded message: LOGGING_DATA with 0xFF data is 1,102
+     * bytes). */
+    validate_limits = NULL;
+    struct wbuf w = {.n = 0};
+    char *s = filled(1102);
+    w_str(&w, 6, s);
+    cr_assert_null(validate_frame(&w, "drone-1"));
+    free(s);
 }
 
 Test(frame_validate, field_count_at_and_over)
@@ -1095,31 +1132,31 @@ Test(mux, admission_rules_in_order_with_their_texts)
     cr_assert_str_eq(frame_admit_agent(&wire, cstr("drone-1")),
                      "telemetry frame agent ID does not match authenticated stream");
     wire.agent_id = cstr("drone-1");
-    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal));
+    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal));
     cr_assert_str_eq(wal, "", "an empty wal_id is kept empty");
 
     wire.session_id = cstr("sess-old");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame session ID does not match active session");
     wire.session_id = sess;
     v.msg_name = cstr(" \t\xc2\xa0");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame message name is required");
     v.msg_name = cstr("HEARTBEAT");
     v.sent_at_unix_ns = 0;
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame capture timestamp is required");
     v.sent_at_unix_ns = 5;
     wire.wal_id = cstr("00000000-0000-0000-0000-000000000000");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame WAL generation ID is invalid");
     wire.wal_id = cstr("{0B6F7E4E-3C2A-4F7B-9D1E-5A6B7C8D9E0F}");
-    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal));
+    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal));
     cr_assert_str_eq(wal, "0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_TOO_MANY_FIELDS, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_TOO_MANY_FIELDS, sess, NULL, wal),
                      "more than 256 fields");
     v.dialect = cstr("0123456789012345678901234567890123456789012345678901234567890123456789");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "dialect over 64 bytes");
 }
 
@@ -1342,7 +1379,7 @@ Test(frame_decode, random_mutations_never_crash)
             for (size_t i = 0; i < d.view.n_fields; i++)
                 cr_assert(inside(d.fields[i].key, exact, len) &&
                           inside(d.fields[i].value, exact, len));
-            (void)frame_validate(&d.view, &d.wire, cstr("drone-1"));
+            (void)frame_validate(&d.view, &d.wire, cstr("drone-1"), NULL);
         }
         if (d.rc == FRAME_DECODE_OK)
             cr_assert(agrees_with_protobuf_c(&d, exact, len), "iteration %d", iter);
