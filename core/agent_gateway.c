@@ -244,6 +244,8 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
     struct gateway *gw = service;
     const Aeroarc__Agent__V1__RegisterRequest *req =
         (const Aeroarc__Agent__V1__RegisterRequest *)msg;
+    /* strlen is the length received: rpc_unary refused any string with a
+     * NUL byte, which protobuf-c would have cut short ("victim\0x"). */
     if (!session_agent_id_valid(req->agent_id, strlen(req->agent_id))) {
         metrics_inc(gw->m.register_rejected);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
@@ -304,6 +306,7 @@ struct gateway *gateway_create(struct relay *relay)
     gw->n_sinks = sink_pipeline_count(relay->sinks);
     gw->max_inflight = (int)relay->settings->max_inflight;
     gw->hold_ns = relay->settings->gen2_hold_s * INT64_C(1000000000);
+    frame_limits_init(&gw->limits, (size_t)relay->settings->max_raw_bytes);
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
     gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
     gw->streams = rpc_stream_set_create();

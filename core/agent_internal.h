@@ -33,6 +33,7 @@ struct gateway {
     size_t n_sinks;
     int max_inflight;
     int64_t hold_ns; /* [relay] gen2_hold_s */
+    struct frame_limits limits; /* [relay] max_raw_bytes */
     /* Streams holding frames (SPEC.md section 9), for the expiry tick;
      * each holds a reference while on it. */
     pthread_mutex_t held_mu;

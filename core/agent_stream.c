@@ -335,7 +335,8 @@ static void seed_frame(struct stream *s, aero_frame *view, const struct frame_wi
     struct gateway *gw = s->gw;
     const char *reason = dr == FRAME_DECODE_TOO_MANY_FIELDS
                              ? "more than 256 fields"
-                             : frame_validate(view, wire, (aero_str){s->agent_id, s->agent_len});
+                             : frame_validate(view, wire, (aero_str){s->agent_id, s->agent_len},
+                                              &gw->limits);
     /* A rejected frame still shows the agent is alive. */
     session_table_touch_frame(gw->relay->sessions, s->agent_id, s->gen, view->received_unix_ns,
                               reason ? NULL : view);
@@ -356,7 +357,8 @@ static void mux_frame(struct stream *s, aero_frame *view, const struct frame_wir
     const char *reason = frame_admit_agent(wire, (aero_str){s->agent_id, s->agent_len});
     const char *later =
         reason ? NULL
-               : frame_admit_mux(view, wire, dr, (aero_str){s->session_id, SESSION_ID_LEN}, wal);
+               : frame_admit_mux(view, wire, dr, (aero_str){s->session_id, SESSION_ID_LEN},
+                                 &gw->limits, wal);
     bool current = session_table_touch_frame(gw->relay->sessions, s->agent_id, s->gen,
                                              view->received_unix_ns,
                                              reason || later ? NULL : view);

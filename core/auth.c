@@ -221,6 +221,13 @@ int auth_load(const char *path, struct auth **out, char *err, size_t errlen)
                       "readable or writable by others (mode %03o): chmod o-rwx it",
                       (unsigned)(st.st_mode & 0777));
     }
+    if (st.st_mode & S_IWGRP) {
+        fclose(f);
+        return errorf(err, errlen, path, 0,
+                      "writable by its group (mode %03o): anyone in it could add a key; "
+                      "chmod g-w it",
+                      (unsigned)(st.st_mode & 0777));
+    }
     if (st.st_size > MAX_KEY_FILE) {
         fclose(f);
         return errorf(err, errlen, path, 0, "larger than 1 MiB");
@@ -237,13 +244,28 @@ int auth_load(const char *path, struct auth **out, char *err, size_t errlen)
     return rc;
 }
 
-/* The stored key matching "Bearer <key>", or NULL. Visits every key. */
-static const struct auth_key *find_key(const struct auth *a, const char *hdr, size_t len)
+const char *auth_refusal_name(enum auth_refusal r)
+{
+    static const char *const names[AUTH_REFUSALS] = {"missing", "malformed", "unknown_key",
+                                                     "not_covered", "not_admin"};
+    return (unsigned)r < AUTH_REFUSALS ? names[r] : "unknown";
+}
+
+/* The stored key matching "Bearer <key>", or NULL (*why says which way it
+ * failed). Visits every key. */
+static const struct auth_key *find_key(const struct auth *a, const char *hdr, size_t len,
+                                       enum auth_refusal *why)
 {
     static const char scheme[] = "Bearer ";
     const size_t slen = sizeof(scheme) - 1;
-    if (!a || !hdr || len <= slen || strncasecmp(hdr, scheme, slen) != 0)
+    if (!hdr || len == 0) {
+        *why = AUTH_REFUSED_MISSING;
         return NULL;
+    }
+    *why = AUTH_REFUSED_MALFORMED;
+    if (!a || len <= slen || strncasecmp(hdr, scheme, slen) != 0)
+        return NULL;
+    *why = AUTH_REFUSED_UNKNOWN_KEY;
     unsigned char d[DIGEST_LEN];
     digest(hdr + slen, len - slen, d);
     const struct auth_key *found = NULL;
@@ -255,21 +277,32 @@ static const struct auth_key *find_key(const struct auth *a, const char *hdr, si
     return found;
 }
 
-enum auth_result auth_check_agent(const struct auth *a, const char *authorization, size_t len,
-                                  const char *agent_id)
+enum auth_result auth_check(const struct auth *a, const char *authorization, size_t len,
+                            const char *agent_id, enum auth_refusal *why)
 {
-    const struct auth_key *k = find_key(a, authorization, len);
+    enum auth_refusal unused;
+    if (!why)
+        why = &unused;
+    const struct auth_key *k = find_key(a, authorization, len, why);
     if (!k)
         return AUTH_UNAUTHENTICATED;
+    if (agent_id == NULL) {
+        *why = AUTH_REFUSED_NOT_ADMIN;
+        return k->admin ? AUTH_OK : AUTH_PERMISSION_DENIED;
+    }
+    *why = AUTH_REFUSED_NOT_COVERED;
     if (!k->agents || fnmatch(k->agents, agent_id, 0) != 0)
         return AUTH_PERMISSION_DENIED;
     return AUTH_OK;
 }
 
+enum auth_result auth_check_agent(const struct auth *a, const char *authorization, size_t len,
+                                  const char *agent_id)
+{
+    return auth_check(a, authorization, len, agent_id ? agent_id : "", NULL);
+}
+
 enum auth_result auth_check_admin(const struct auth *a, const char *authorization, size_t len)
 {
-    const struct auth_key *k = find_key(a, authorization, len);
-    if (!k)
-        return AUTH_UNAUTHENTICATED;
-    return k->admin ? AUTH_OK : AUTH_PERMISSION_DENIED;
+    return auth_check(a, authorization, len, NULL, NULL);
 }

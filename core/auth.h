@@ -17,10 +17,25 @@ enum auth_result {
     AUTH_PERMISSION_DENIED = 2   /* a known key that does not cover this */
 };
 
+/* Why a key was refused: the reason label of
+ * aero_relay_auth_failures_total (docs/operations.md). A fixed set. */
+enum auth_refusal {
+    AUTH_REFUSED_MISSING = 0,     /* no authorization metadata (UNAUTHENTICATED) */
+    AUTH_REFUSED_MALFORMED = 1,   /* not "Bearer <key>" (UNAUTHENTICATED) */
+    AUTH_REFUSED_UNKNOWN_KEY = 2, /* no such key (UNAUTHENTICATED) */
+    AUTH_REFUSED_NOT_COVERED = 3, /* a known key, not for this agent (PERMISSION_DENIED) */
+    AUTH_REFUSED_NOT_ADMIN = 4,   /* a known key without admin (PERMISSION_DENIED) */
+    AUTH_REFUSALS = 5
+};
+
+/* "missing", "malformed", "unknown_key", "not_covered", "not_admin". */
+const char *auth_refusal_name(enum auth_refusal r);
+
 /*
  * Load a keys file: lines "<key> <agents> [admin]" where <agents> is "*",
  * a glob ("drone-*") or "-" (no agent: admin only); '#' starts a comment.
- * The file must not be readable or writable by others. Errors are one line:
+ * The file must not be readable or writable by others, nor writable by its
+ * group (whoever can write it can grant keys). Errors are one line:
  * "keys.txt:3: <reason>". Returns 0 or -1.
  */
 int auth_load(const char *path, struct auth **out, char *err, size_t errlen);
@@ -38,5 +53,9 @@ size_t auth_key_count(const struct auth *a);
 enum auth_result auth_check_agent(const struct auth *a, const char *authorization, size_t len,
                                   const char *agent_id);
 enum auth_result auth_check_admin(const struct auth *a, const char *authorization, size_t len);
+/* Either check (agent_id NULL: the admin one), with why it refused in *why
+ * when the result is not AUTH_OK. */
+enum auth_result auth_check(const struct auth *a, const char *authorization, size_t len,
+                            const char *agent_id, enum auth_refusal *why);
 
 #endif

@@ -1,18 +1,32 @@
 /*
  * call_auth.h - the bearer check at the door of each RPC: reads the call's
  * `authorization` metadata, asks auth.c, and ends a refused call with
- * UNAUTHENTICATED or PERMISSION_DENIED. With auth off (NULL) every call
- * passes. Any worker thread.
+ * UNAUTHENTICATED or PERMISSION_DENIED. Every refusal is counted
+ * (aero_relay_auth_failures_total{reason}) and logged at most once a
+ * second, naming the agent id, never the key. With auth off (no keys)
+ * every call passes. Any worker thread.
  */
 #ifndef AERO_CALL_AUTH_H
 #define AERO_CALL_AUTH_H
 
 #include "auth.h"
+#include "metrics.h"
 #include "rpc_call.h"
 #include <stdbool.h>
 
-/* True: go on. False: the call has been finished (refused); do not touch it. */
-bool call_auth_agent(const struct auth *auth, struct rpc_call *call, const char *agent_id);
-bool call_auth_admin(const struct auth *auth, struct rpc_call *call);
+struct call_auth;
+
+/*
+ * The door for `keys` (NULL: [auth] mode = none, everything passes; the
+ * caller keeps owning keys) with its counters registered in m. Main
+ * thread, at start. NULL only when out of memory.
+ */
+struct call_auth *call_auth_create(const struct auth *keys, struct metrics *m);
+void call_auth_destroy(struct call_auth *ca);
+
+/* True: go on. False: the call has been finished (refused); do not touch it.
+ * agent_id: a valid agent id (it is logged). */
+bool call_auth_agent(struct call_auth *ca, struct rpc_call *call, const char *agent_id);
+bool call_auth_admin(struct call_auth *ca, struct rpc_call *call);
 
 #endif

@@ -2,13 +2,20 @@
  * frame_codec.c - zero-copy TelemetryFrame decoder, SPEC.md section 2 limits
  * and the TelemetryAck encoder, hand-written against the protobuf wire format.
  * Pure functions called from any gRPC worker thread: no allocation, no
- * locks, no state. Must never read outside the buffer it is given.
+ * locks, no state but the fields index's hash key, drawn once. Must never
+ * read outside the buffer it is given.
  */
 #include "frame_codec.h"
 
+#include "siphash.h"
+
+#include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 /* Protobuf wire types (the low 3 bits of a tag). 3 and 4 are the
  * deprecated groups, which TelemetryFrame never contains. */
@@ -43,6 +50,14 @@ struct reader {
     const uint8_t *end;
 };
 
+/* The fields map compares each entry with the stored keys one by one while
+ * there are at most SCAN_MAX of them; past that it indexes them in an
+ * open-addressing table of INDEX_SLOTS (load at most 1/2), so an entry
+ * costs a constant however many entries and distinct keys a frame has. */
+#define SCAN_MAX 16
+#define INDEX_SLOTS 1024
+#define INDEX_MAX (INDEX_SLOTS / 2) /* keys indexed; later ones (cap > 512) are scanned */
+
 /* Where map entries go while decoding. overflow records that a distinct
  * key did not fit; decoding goes on to prove the rest well-formed. */
 struct field_sink {
@@ -50,7 +65,28 @@ struct field_sink {
     size_t cap;
     size_t n;
     bool overflow;
+    bool indexed;
+    size_t probes;                  /* stored keys compared with (frame_decode_probed) */
+    uint16_t slot[INDEX_SLOTS];     /* 1 + index into fields, 0 = empty; once indexed */
 };
+
+/* The index's hash key: random, drawn once per process, so keys cannot be
+ * chosen to collide (the index would then cost a scan of every key). */
+static uint8_t index_key[SIPHASH_KEY_BYTES];
+static pthread_once_t index_key_once = PTHREAD_ONCE_INIT;
+
+static void index_key_draw(void)
+{
+    size_t got = 0;
+    while (got < sizeof(index_key)) {
+        ssize_t r = getrandom(index_key + got, sizeof(index_key) - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break; /* left partly zero: still correct, only guessable */
+        got += (size_t)r;
+    }
+}
 
 /* Absent strings point here, never NULL: consumers may memcpy/fwrite a
  * zero-length string without a NULL check (memcpy(NULL, ..., 0) is UB). */
@@ -181,24 +217,67 @@ static bool str_eq(aero_str a, aero_str b)
     return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
 }
 
+/* Where key belongs in the index: the slot holding it, or the empty one
+ * ending its run. */
+static size_t index_find(struct field_sink *s, aero_str key)
+{
+    size_t i = (size_t)siphash24(index_key, key.ptr, key.len) & (INDEX_SLOTS - 1);
+    for (; s->slot[i] != 0; i = (i + 1) & (INDEX_SLOTS - 1)) {
+        s->probes++;
+        if (str_eq(s->fields[s->slot[i] - 1].key, key))
+            break;
+    }
+    return i;
+}
+
+static void index_build(struct field_sink *s)
+{
+    pthread_once(&index_key_once, index_key_draw);
+    memset(s->slot, 0, sizeof(s->slot));
+    for (size_t k = 0; k < s->n && k < INDEX_MAX; k++)
+        s->slot[index_find(s, s->fields[k].key)] = (uint16_t)(k + 1);
+    s->indexed = true;
+}
+
+/* The stored entry with this key among fields[from..to), or NULL. */
+static aero_kv *scan(struct field_sink *s, size_t from, size_t to, aero_str key)
+{
+    for (size_t i = from; i < to; i++) {
+        s->probes++;
+        if (str_eq(s->fields[i].key, key))
+            return &s->fields[i];
+    }
+    return NULL;
+}
+
 /* Map semantics: a key seen again replaces its value in place, so the
- * array holds distinct keys. Quadratic, but bounded by cap (256 in the
- * relay) and the length test rejects most candidates without a memcmp.
- * Once a key has not fitted the frame is refused anyway: stop comparing. */
+ * array holds distinct keys in the order they first came. Once a key has
+ * not fitted the frame is refused anyway: stop comparing. */
 static void field_sink_put(struct field_sink *s, aero_kv kv)
 {
     if (s->overflow)
         return;
-    for (size_t i = 0; i < s->n; i++) {
-        if (str_eq(s->fields[i].key, kv.key)) {
-            s->fields[i].value = kv.value;
-            return;
-        }
+    if (!s->indexed && s->n >= SCAN_MAX)
+        index_build(s);
+    size_t at = INDEX_SLOTS;
+    aero_kv *found;
+    if (!s->indexed) {
+        found = scan(s, 0, s->n, kv.key);
+    } else {
+        at = index_find(s, kv.key);
+        found = s->slot[at] ? &s->fields[s->slot[at] - 1]
+                            : scan(s, INDEX_MAX < s->n ? INDEX_MAX : s->n, s->n, kv.key);
+    }
+    if (found) {
+        found->value = kv.value;
+        return;
     }
     if (s->n == s->cap) {
         s->overflow = true;
         return;
     }
+    if (at < INDEX_SLOTS && s->n < INDEX_MAX)
+        s->slot[at] = (uint16_t)(s->n + 1);
     s->fields[s->n++] = kv;
 }
 
@@ -311,9 +390,22 @@ enum frame_decode_result frame_decode(const uint8_t *buf, size_t len, aero_frame
                                       aero_kv *fields, size_t fields_cap,
                                       struct frame_wire_ids *wire)
 {
+    return frame_decode_probed(buf, len, view, fields, fields_cap, wire, NULL);
+}
+
+enum frame_decode_result frame_decode_probed(const uint8_t *buf, size_t len, aero_frame *view,
+                                             aero_kv *fields, size_t fields_cap,
+                                             struct frame_wire_ids *wire, size_t *probes)
+{
     struct frame_wire_ids local_ids;
     struct frame_wire_ids *ids = wire != NULL ? wire : &local_ids;
-    struct field_sink fs = {.fields = fields, .cap = fields != NULL ? fields_cap : 0};
+    struct field_sink fs; /* slot[] is cleared only if the index is built */
+    fs.fields = fields;
+    fs.cap = fields != NULL ? fields_cap : 0;
+    fs.n = 0;
+    fs.overflow = false;
+    fs.indexed = false;
+    fs.probes = 0;
     struct reader r;
 
     if (buf == NULL) { /* an empty message; NULL + 0 is undefined */
@@ -331,6 +423,8 @@ enum frame_decode_result frame_decode(const uint8_t *buf, size_t len, aero_frame
     }
     view->fields = fs.n ? fields : NULL;
     view->n_fields = fs.n;
+    if (probes != NULL)
+        *probes = fs.probes;
     return fs.overflow ? FRAME_DECODE_TOO_MANY_FIELDS : FRAME_DECODE_OK;
 }
 
@@ -349,9 +443,19 @@ static const char *fields_check(const aero_frame *view)
 
 /* The reasons are ack `error` text the agent's operator reads: short and
  * naming the limit. Identity first: a foreign frame is refused whatever it holds. */
-const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *wire,
-                           aero_str stream_agent)
+void frame_limits_init(struct frame_limits *l, size_t max_raw)
 {
+    l->max_raw = max_raw;
+    snprintf(l->raw_reason, sizeof(l->raw_reason), "raw_mavlink over %zu bytes", max_raw);
+}
+
+const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *wire,
+                           aero_str stream_agent, const struct frame_limits *limits)
+{
+    static const struct frame_limits defaults = {FRAME_MAX_RAW_DEFAULT,
+                                                 "raw_mavlink over 16384 bytes"};
+    if (limits == NULL)
+        limits = &defaults;
     if (wire != NULL && wire->agent_id.len > 0 && !str_eq(wire->agent_id, stream_agent))
         return "agent_id does not match the stream";
     if (view->msg_name.len > FRAME_MAX_NAME)
@@ -360,8 +464,8 @@ const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *
         return "flight_id over 128 bytes";
     if (view->dialect.len > FRAME_MAX_DIALECT)
         return "dialect over 64 bytes";
-    if (view->raw_mavlink.len > FRAME_MAX_RAW)
-        return "raw_mavlink over 1024 bytes";
+    if (view->raw_mavlink.len > limits->max_raw)
+        return limits->raw_reason;
     return fields_check(view);
 }
 
@@ -527,6 +631,7 @@ const char *frame_admit_agent(const struct frame_wire_ids *wire, aero_str stream
 
 const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids *wire,
                             enum frame_decode_result dr, aero_str stream_session,
+                            const struct frame_limits *limits,
                             char wal_out[FRAME_WAL_ID_LEN + 1])
 {
     wal_out[0] = '\0';
@@ -542,7 +647,7 @@ const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids 
     }
     if (dr == FRAME_DECODE_TOO_MANY_FIELDS)
         return "more than 256 fields";
-    return frame_validate(view, wire, wire->agent_id); /* the limits: rule 1 passed */
+    return frame_validate(view, wire, wire->agent_id, limits); /* the limits: rule 1 passed */
 }
 
 /* ------------------------------------------------------------------ acks */

@@ -20,7 +20,7 @@
 #define FRAME_MAX_VALUE 4096
 #define FRAME_MAX_NAME 128      /* msg_name, flight_id */
 #define FRAME_MAX_DIALECT 64
-#define FRAME_MAX_RAW 1024
+#define FRAME_MAX_RAW_DEFAULT 16384 /* [relay] max_raw_bytes */
 
 /* What the frame itself said about identity (may differ from the stream's),
  * and its wal_id as sent (frame_wal_id_canonical makes it the envelope's). */
@@ -47,15 +47,33 @@ enum frame_decode_result {
 enum frame_decode_result frame_decode(const uint8_t *buf, size_t len, aero_frame *view,
                                       aero_kv *fields, size_t fields_cap,
                                       struct frame_wire_ids *wire);
+/*
+ * frame_decode, also telling in *probes how many stored keys the map
+ * entries were compared with: the map's work, which stays within a small
+ * constant per entry whatever the keys (a test hook; probes may be NULL).
+ */
+enum frame_decode_result frame_decode_probed(const uint8_t *buf, size_t len, aero_frame *view,
+                                             aero_kv *fields, size_t fields_cap,
+                                             struct frame_wire_ids *wire, size_t *probes);
+
+/* The limits the operator sets ([relay] max_raw_bytes); the others are
+ * SPEC.md's and fixed. Made once at start, read by every worker. */
+struct frame_limits {
+    size_t max_raw;        /* raw_mavlink bytes */
+    char raw_reason[48];   /* "raw_mavlink over <max_raw> bytes" */
+};
+
+void frame_limits_init(struct frame_limits *l, size_t max_raw);
 
 /*
  * SPEC.md section 2 acceptance: NULL when the frame may go to sinks,
- * otherwise a static reason for a PERMANENT_ERROR ack ("field value over
- * 4096 bytes", "agent_id does not match the stream", ...). `stream_agent`
- * is the stream's agent id; a non-empty wire agent_id must equal it.
+ * otherwise a reason for a PERMANENT_ERROR ack ("field value over 4096
+ * bytes", "agent_id does not match the stream", ...), static or in
+ * `limits` (NULL: FRAME_MAX_RAW_DEFAULT). `stream_agent` is the stream's
+ * agent id; a non-empty wire agent_id must equal it.
  */
 const char *frame_validate(const aero_frame *view, const struct frame_wire_ids *wire,
-                           aero_str stream_agent);
+                           aero_str stream_agent, const struct frame_limits *limits);
 
 /* TelemetryAck.Status values (agent.proto). */
 enum ack_status {
@@ -120,6 +138,7 @@ const char *frame_admit_agent(const struct frame_wire_ids *wire, aero_str stream
  */
 const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids *wire,
                             enum frame_decode_result dr, aero_str stream_session,
+                            const struct frame_limits *limits,
                             char wal_out[FRAME_WAL_ID_LEN + 1]);
 
 /* Upper bound of ack_encode's output for these inputs. */

@@ -6,6 +6,7 @@
 #include "absl_tuning.h"
 #include "agent_gateway.h"
 #include "auth.h"
+#include "call_auth.h"
 #include "health_service.h"
 #include "host_api.h"
 #include "http_server.h"
@@ -20,6 +21,7 @@
 #include "session_table.h"
 #include "settings.h"
 #include "sink_pipeline.h"
+#include "tls_cert.h"
 #include "worker_ctx.h"
 
 #include <errno.h>
@@ -472,11 +474,14 @@ static int start_running(struct running *r, struct settings *st, struct loaded *
     char err[1024];
     r->relay.metrics = metrics_create();
     r->relay.sessions = session_table_create();
+    r->relay.auth = r->relay.metrics ? call_auth_create(l->auth, r->relay.metrics) : NULL;
     r->specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*r->specs));
-    if (!r->specs || !r->relay.metrics || !r->relay.sessions) {
+    if (!r->specs || !r->relay.metrics || !r->relay.sessions || !r->relay.auth) {
         log_error("out of memory at start-up");
         return -1;
     }
+    if (st->tls_cert_file && st->tls_cert_file[0])
+        tls_cert_check(st->tls_cert_file, r->relay.metrics);
     /* HTTP first, answering /readyz 503, so probes and scrapes work while
      * plugins start; a port that cannot be bound stops the relay here. */
     snprintf(r->http_addr, sizeof(r->http_addr), "off");
@@ -523,6 +528,7 @@ static int stop_running(struct running *r, int64_t grace_left_ms, int rc)
     route_stop(r->relay.route);
     gateway_destroy(r->gw);
     session_table_destroy(r->relay.sessions, gateway_drop_owner);
+    call_auth_destroy(r->relay.auth);
     /* Last: /metrics stays scrapeable through the drain and the flush. */
     http_server_stop(r->http);
     metrics_destroy(r->relay.metrics);
@@ -535,7 +541,7 @@ static int serve(struct settings *st, struct loaded *l)
     sigset_t set;
     int rc = 1;
     int64_t grace_left_ms = 0;
-    struct running r = {.relay = {.settings = st, .auth = l->auth}};
+    struct running r = {.relay = {.settings = st}};
 
     block_signals(&set);
     raise_fd_limit(st);

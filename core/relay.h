@@ -13,7 +13,7 @@
 struct session_table;
 struct sink_pipeline;
 struct route;
-struct auth;
+struct call_auth;
 
 struct relay {
     struct settings *settings;
@@ -21,7 +21,7 @@ struct relay {
     struct session_table *sessions;
     struct sink_pipeline *sinks;
     struct route *route;
-    struct auth *auth;         /* NULL: [auth] mode = none */
+    struct call_auth *auth;    /* the bearer check at each RPC's door (call_auth.h) */
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
      * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining)

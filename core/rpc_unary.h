@@ -1,7 +1,10 @@
 /*
  * rpc_unary.h - the one way a unary method is served: the request arrives
  * with the call, is unpacked with the method's descriptor (one that does
- * not unpack is answered INVALID_ARGUMENT "malformed <Message>" here), is
+ * not unpack is answered INVALID_ARGUMENT "malformed <Message>" here, and
+ * so is one with a NUL byte in any string field, nested ones included:
+ * protobuf-c would hand it over cut at the NUL, so a handler's strlen is
+ * always the length received), is
  * handed to the method's handler, and is freed when the handler returns.
  * Methods are added with rpc_server_add_unary (rpc_server.h).
  */
@@ -24,7 +27,7 @@ typedef void (*rpc_unary_handler)(struct rpc_call *call, const ProtobufCMessage 
                                   void *service, struct worker_ctx *w);
 
 /* rpc_server.c: a new call of a unary method; `malformed` (may be NULL)
- * counts requests that did not unpack. */
+ * counts requests that did not unpack or held a NUL in a string. */
 void rpc_unary_serve(struct rpc_call *call, const ProtobufCMessageDescriptor *desc,
                      rpc_unary_handler handler, void *service, aero_metric *malformed,
                      struct worker_ctx *w);

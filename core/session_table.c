@@ -1,11 +1,13 @@
 /*
  * session_table.c - the live sessions: 64 shards, each a mutex and a chained
- * hash of agent id -> session, and an optional cap on their number (one
- * atomic count across shards). Entered from every gRPC worker and the expiry
+ * hash of agent id -> session (SipHash-2-4 under a per-table random key),
+ * and an optional cap on their number (one atomic count across shards). Entered from every gRPC worker and the expiry
  * timer at once; a call holds at most one shard lock, and never calls out
  * (callbacks, owner drops) while holding one.
  */
 #include "session_table.h"
+
+#include "siphash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +43,7 @@ struct session_table {
     _Atomic uint64_t next_gen;
     _Atomic size_t count; /* sessions linked, plus slots reserved by register */
     size_t max;           /* 0: no cap; set once before the table is shared */
+    uint8_t hash_key[SIPHASH_KEY_BYTES]; /* random, per table (so per process) */
 };
 
 bool session_agent_id_valid(const char *id, size_t len)
@@ -105,17 +108,13 @@ void session_id_generate(char out[SESSION_ID_LEN + 1])
     out[SESSION_ID_LEN] = '\0';
 }
 
-/* FNV-1a 64: cheap and good enough for short, attacker-chosen but
- * authenticated ids; the low bits pick the shard, the rest the bucket. */
-static uint64_t hash_id(const char *id, size_t len)
+/* SipHash-2-4 under the table's random key: agent ids are chosen by
+ * clients, and with an unkeyed hash (FNV) they could be chosen to land in
+ * one shard and one bucket, making every lookup a walk of them all. The
+ * low bits pick the shard, the rest the bucket. */
+static uint64_t hash_id(const struct session_table *t, const char *id, size_t len)
 {
-    uint64_t h = 14695981039346656037ull;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)id[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return siphash24(t->hash_key, id, len);
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -145,6 +144,7 @@ struct session_table *session_table_create(void)
         s->n_buckets = INITIAL_BUCKETS;
         pthread_mutex_init(&s->lock, NULL);
     }
+    random_bytes(t->hash_key, sizeof(t->hash_key));
     atomic_init(&t->next_gen, 1);
     atomic_init(&t->count, 0);
     return t;
@@ -188,7 +188,7 @@ struct key {
 };
 
 /* False for ids no session can have (too long), so lookups just miss. */
-static bool key_make(const char *id, struct key *k)
+static bool key_make(const struct session_table *t, const char *id, struct key *k)
 {
     if (id == NULL)
         return false;
@@ -196,7 +196,7 @@ static bool key_make(const char *id, struct key *k)
     k->len = strnlen(id, SESSION_AGENT_MAX + 1);
     if (k->len == 0 || k->len > SESSION_AGENT_MAX)
         return false;
-    k->hash = hash_id(id, k->len);
+    k->hash = hash_id(t, id, k->len);
     return true;
 }
 
@@ -361,7 +361,7 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
 
     set_out(displaced, NULL);
     session_id_out[0] = '\0';
-    if (!key_make(agent_id, &k))
+    if (!key_make(t, agent_id, &k))
         return -EINVAL;
     char sid[SESSION_ID_LEN + 1];
     session_id_generate(sid); /* outside the lock: a syscall */
@@ -418,7 +418,7 @@ int session_table_attach_session(struct session_table *t, const char *agent_id,
     int rc = -ENOENT;
 
     set_out(displaced, NULL);
-    if (!key_make(agent_id, &k))
+    if (!key_make(t, agent_id, &k))
         return -ENOENT;
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);
@@ -446,7 +446,7 @@ bool session_table_detach(struct session_table *t, const char *agent_id, uint64_
     struct key k;
 
     set_out(owner, NULL);
-    if (!key_make(agent_id, &k))
+    if (!key_make(t, agent_id, &k))
         return false;
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);
@@ -493,7 +493,7 @@ bool session_table_touch_frame(struct session_table *t, const char *agent_id, ui
     struct key k;
     bool current = false;
 
-    if (!key_make(agent_id, &k))
+    if (!key_make(t, agent_id, &k))
         return false;
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);
@@ -566,7 +566,7 @@ int session_table_get(struct session_table *t, const char *agent_id, struct sess
     struct key k;
     int rc = -ENOENT;
 
-    if (!key_make(agent_id, &k))
+    if (!key_make(t, agent_id, &k))
         return -ENOENT;
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);

@@ -51,6 +51,10 @@ static const aero_config_key relay_keys[] = {
     {.name = "gen2_hold_s", .type = AERO_KEY_INT, .default_value = "10",
      .help = "longest a generation-2 frame's ack is held for a passing condition; 0 = refuse at once",
      .min = 0, .max = 600},
+    {.name = "max_raw_bytes", .type = AERO_KEY_INT, .default_value = "16384",
+     .help = "largest raw_mavlink of a frame (bytes), at most max_message_bytes; unset: 16384, "
+             "or max_message_bytes if smaller",
+     .min = 1, .max = 67108864},
 };
 
 static const aero_config_key http_keys[] = {
@@ -206,6 +210,15 @@ static int check_relay(const struct config_file *f, const struct config_section 
                           errlen);
     if (id[0] && !valid_relay_id(id))
         return fail_value(f, s, "relay_id", "empty or 1-128 of " ID_CHARS, err, errlen);
+    /* A set max_raw_bytes must fit in a message; the default shrinks to it. */
+    const struct config_kv *raw = config_get_kv(s, "max_raw_bytes");
+    long long max_msg = config_get_int(s, "max_message_bytes", 65536);
+    char q[CONFIG_ERR_LEN];
+    if (raw && raw->line && config_get_int(s, "max_raw_bytes", 16384) > max_msg)
+        return config_errorf(err, errlen, f->path, raw->line, s->name, "max_raw_bytes",
+                             "value %s over max_message_bytes (%lld): a frame's raw_mavlink "
+                             "must fit in its message",
+                             config_quote(q, sizeof q, raw->value), max_msg);
     return 0;
 }
 
@@ -433,6 +446,9 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
                            : strcmp(proto, "seed") == 0         ? STREAM_PROTOCOL_SEED
                                                                 : STREAM_PROTOCOL_MULTIPLEXED;
     out->gen2_hold_s = config_get_int(relay, "gen2_hold_s", 10);
+    out->max_raw_bytes = config_get_int(relay, "max_raw_bytes", 16384);
+    if (out->max_raw_bytes > out->max_message_bytes) /* the default (check_relay) */
+        out->max_raw_bytes = out->max_message_bytes;
     out->http_listen = dup_value(f, "http", "listen");
     out->route_plugin = dup_value(f, "route", "plugin");
     out->route_ttl_s = config_get_int(route, "ttl_s", 45);

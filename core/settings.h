@@ -48,6 +48,7 @@ struct settings {
     int64_t handshake_timeout_s;    /* default 20 */
     enum stream_protocol stream_protocol; /* default auto (SPEC.md section 9) */
     int64_t gen2_hold_s;            /* default 10 */
+    int64_t max_raw_bytes;          /* default 16384, never over max_message_bytes */
 
     /* [http] */
     char *http_listen;              /* "" = no HTTP server */

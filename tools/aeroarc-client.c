@@ -585,6 +585,10 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
 		if (strcmp(argv[at], cmds[k].name))
 			continue;
+		/* One command per process, so the channel is this call's: a
+		 * fleet's list is far over gRPC's default 4 MiB. */
+		if (cmds[k].run == cmd_list)
+			c.rc.max_recv_bytes = RC_LIST_MAX_RECV;
 		if (!(ch = rc_connect_opts(c.target, &c.rc, &st))) {
 			fprintf(stderr, "aeroarc-client: %s\n", st.message);
 			return 1;

@@ -158,8 +158,15 @@ int rc_register_caps(struct rc_channel *ch, const char *agent_id, const char *ve
 int rc_health_check(struct rc_channel *ch, const char *service, int *serving_status,
 		    struct rc_status *st, int timeout_ms);
 
+/* A receive limit fit for ListActiveDrones: a DroneStatus is at most about
+ * 2.7 KB (two 128-byte ids, 32 capabilities of 64 bytes), so this holds
+ * the list of 100,000 sessions (max_sessions' default) with room to spare;
+ * gRPC's default of 4 MiB holds some 13,000 to 40,000. */
+#define RC_LIST_MAX_RECV (1 << 30)
+
 /* NAME rc_list_active_drones / rc_get_drone_status
- * RelayControl calls. On success *out is a decoded message the caller frees
+ * RelayControl calls. A list longer than the channel's max_recv_bytes
+ * fails RESOURCE_EXHAUSTED: open the channel with RC_LIST_MAX_RECV. On success *out is a decoded message the caller frees
  * with aeroarc__relay__v1__list_active_drones_response__free_unpacked(out,
  * NULL) (resp. ..._get_drone_status_response__free_unpacked).
  * RETURN 0, -EIO (non-OK status), -EBADMSG. */

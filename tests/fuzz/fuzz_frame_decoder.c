@@ -134,10 +134,10 @@ static void frame_case(const uint8_t *data, size_t size)
                          view.fields[i].key.len) != 0);
     }
     const char *reason =
-        frame_validate(&view, &wire, (aero_str){stream_agent, sizeof(stream_agent) - 1});
+        frame_validate(&view, &wire, (aero_str){stream_agent, sizeof(stream_agent) - 1}, NULL);
     check(reason == NULL || reason[0] != '\0');
     char wal[FRAME_WAL_ID_LEN + 1];
-    reason = frame_admit_mux(&view, &wire, rc, (aero_str){"sess-x", 6}, wal);
+    reason = frame_admit_mux(&view, &wire, rc, (aero_str){"sess-x", 6}, NULL, wal);
     check(reason == NULL || reason[0] != '\0');
     check(strlen(wal) == 0 || strlen(wal) == FRAME_WAL_ID_LEN);
     if (rc == FRAME_DECODE_OK)

@@ -883,3 +883,107 @@ Test(control, sighup_reopens_the_sink_file_after_it_was_moved)
     cr_assert_eq(n_new, 10);
     end_stream_ok(s);
 }
+
+/* ---- a list longer than gRPC's default 4 MiB message ------------------- */
+
+/*
+ * max_sessions' default of sessions, with ids like "drone-000042"
+ * (ListActiveDrones: about 11 MB). Under the sanitizers, which make each
+ * Register several times slower, fewer sessions with 120-byte ids make an
+ * answer over 4 MiB all the same (about 5 MB).
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define BIG_LIST_AGENTS 16000
+#define BIG_LIST_ID_BYTES 120
+#else
+#define BIG_LIST_AGENTS 100000
+#define BIG_LIST_ID_BYTES 12
+#endif
+#define BIG_LIST_THREADS 4
+
+/* Agent i's id: "drone-" and i, padded with zeros to BIG_LIST_ID_BYTES. */
+static void big_id(char out[128], int i)
+{
+    char digits[16];
+    int n = snprintf(digits, sizeof(digits), "%d", i);
+    memcpy(out, "drone-", 6);
+    size_t pad = BIG_LIST_ID_BYTES - 6 - (size_t)n;
+    memset(out + 6, '0', pad);
+    memcpy(out + 6 + pad, digits, (size_t)n + 1);
+}
+struct registrar {
+    int from, to;
+    int failed;
+};
+
+static void *register_range(void *arg)
+{
+    struct registrar *r = arg;
+    struct rc_channel *c = rc_connect(relay.target);
+    char id[128];
+    for (int i = r->from; i < r->to && c; i++) {
+        struct rc_status st;
+        big_id(id, i);
+        if (rc_register(c, id, "1", "x", NULL, &st, 10000) != 0)
+            r->failed++;
+    }
+    rc_close(c);
+    return NULL;
+}
+
+/* ListActiveDrones over 4 MiB (gRPC's default receive limit) reaches
+ * `aeroarc-client list` whole: one line per drone. */
+Test(control, aeroarc_client_lists_more_than_4_mib_of_sessions)
+{
+    start("", "[route]\nplugin = route-none\nttl_s = 3600\n[sink:out]\nplugin = sink-stdout\n",
+          NULL);
+    pthread_t t[BIG_LIST_THREADS];
+    struct registrar r[BIG_LIST_THREADS];
+    int64_t t0 = wall_ns();
+    for (int i = 0; i < BIG_LIST_THREADS; i++) {
+        r[i] = (struct registrar){.from = i * BIG_LIST_AGENTS / BIG_LIST_THREADS,
+                                  .to = (i + 1) * BIG_LIST_AGENTS / BIG_LIST_THREADS};
+        pthread_create(&t[i], NULL, register_range, &r[i]);
+    }
+    for (int i = 0; i < BIG_LIST_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(r[i].failed, 0, "thread %d: %d registrations failed", i, r[i].failed);
+    }
+    int64_t reg_ms = (wall_ns() - t0) / 1000000;
+
+    /* The answer is over 4 MiB: a client with the default limit refuses it. */
+    struct rc_status st;
+    Aeroarc__Relay__V1__ListActiveDronesResponse *list = NULL;
+    cr_assert_eq(rc_list_active_drones(ch, &list, &st, 30000), -EIO);
+    cr_assert_eq(st.code, 8, "%s %s", rc_status_code_name(st.code), st.message);
+    struct rc_opts big = {.max_recv_bytes = 64 << 20};
+    struct rc_channel *wide = rc_connect_opts(relay.target, &big, &st);
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    cr_assert_eq(rc_unary(wide, "/aeroarc.relay.v1.RelayControl/ListActiveDrones", NULL, 0, NULL,
+                          0, &resp, &resp_len, &st, 30000),
+                 0, "%s", st.message);
+    cr_assert_gt(resp_len, (size_t)4 << 20, "the answer is %zu bytes", resp_len);
+    free(resp);
+    rc_close(wide);
+
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "timeout 60 %s/aeroarc-client --target %s --timeout 30000 list",
+             AERO_BINARY_DIR, relay.target);
+    int64_t t1 = wall_ns();
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    static char line[2048];
+    size_t lines = 0, mine = 0;
+    while (fgets(line, sizeof(line), p)) {
+        lines++;
+        if (strstr(line, "drone-") && strstr(line, RELAY_ID))
+            mine++;
+    }
+    int status = pclose(p);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "aeroarc-client list: %#x", status);
+    cr_assert_eq(lines, BIG_LIST_AGENTS);
+    cr_assert_eq(mine, BIG_LIST_AGENTS);
+    cr_log_info("%d registrations in %lld ms; %zu bytes listed in %lld ms", BIG_LIST_AGENTS,
+                (long long)reg_ms, resp_len, (long long)((wall_ns() - t1) / 1000000));
+}

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #define GRPC_NOT_FOUND 5
+#define GRPC_INVALID_ARGUMENT 3
 
 static struct relay_proc relay;
 static struct rc_channel *ch;
@@ -269,5 +270,88 @@ Test(garbage, a_connection_with_many_streams_that_vanishes_is_cleaned_up)
     for (int i = 0; i < N; i++)
         rc_stream_free(s[i]);
     rc_close(via);
+    finish_steady();
+}
+
+/* A length-delimited field: tag (field < 16, wire type 2), length < 128, bytes. */
+static size_t put_string_field(uint8_t *out, unsigned field, const char *s, size_t len)
+{
+    out[0] = (uint8_t)(field << 3 | 2);
+    out[1] = (uint8_t)len;
+    memcpy(out + 2, s, len);
+    return 2 + len;
+}
+
+/* A unary call with raw request bytes; its gRPC code, the message in msg. */
+static int raw_unary(const char *method, const uint8_t *req, size_t len, const char *agent_header,
+                     char *msg, size_t msglen)
+{
+    struct rc_md md = {"aero-arc-agent-id", agent_header};
+    struct rc_status st;
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    int rc = rc_unary(ch, method, req, len, &md, agent_header ? 1 : 0, &resp, &resp_len, &st,
+                      5000);
+    free(resp);
+    snprintf(msg, msglen, "%s", rc == 0 ? "" : st.message);
+    return rc == 0 ? 0 : st.code;
+}
+
+/*
+ * SPEC.md section 2 counts ids in bytes as received: "victim\0x" is not
+ * "victim". Register with it (as agent_id, and as a capability), and
+ * GetDroneStatus with it, are INVALID_ARGUMENT; the victim's stream goes on
+ * and its session is untouched.
+ */
+Test(garbage, an_id_with_a_nul_byte_is_refused_not_cut_short)
+{
+    harness_register(ch, "victim", NULL, 0);
+    struct rc_status st;
+    struct rc_ack ack;
+    struct rc_stream *victim = rc_stream_open(ch, "victim", NULL, 0, &st);
+    cr_assert_not_null(victim);
+    cr_assert_eq(rc_stream_send_frame(victim, harness_frame("victim", 1), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(victim, &ack, 5000), 1);
+    cr_assert_eq(ack.status, RC_ACK_OK);
+    Aeroarc__Relay__V1__GetDroneStatusResponse *before = NULL;
+    cr_assert_eq(rc_get_drone_status(ch, "victim", &before, &st, 5000), 0);
+
+    static const char evil[] = "victim\0x"; /* 8 bytes */
+    uint8_t req[64];
+    char msg[512];
+    size_t n = put_string_field(req, 1, evil, sizeof(evil) - 1);
+    cr_assert_eq(raw_unary("/aeroarc.agent.v1.AgentGateway/Register", req, n, "victim", msg,
+                           sizeof(msg)),
+                 GRPC_INVALID_ARGUMENT, "Register(\"victim\\0x\"): %s", msg);
+    cr_assert(strstr(msg, "agent_id"), "the status names the field: %s", msg);
+
+    /* The same bytes as a capability of a valid agent id. */
+    n = put_string_field(req, 1, "drone-caps", 10);
+    n += put_string_field(req + n, 4, evil, sizeof(evil) - 1);
+    cr_assert_eq(raw_unary("/aeroarc.agent.v1.AgentGateway/Register", req, n, "drone-caps", msg,
+                           sizeof(msg)),
+                 GRPC_INVALID_ARGUMENT, "Register with capability \"victim\\0x\": %s", msg);
+    cr_assert_eq(drone_status("drone-caps"), GRPC_NOT_FOUND, "nothing was registered");
+
+    n = put_string_field(req, 1, evil, sizeof(evil) - 1);
+    cr_assert_eq(raw_unary("/aeroarc.relay.v1.RelayControl/GetDroneStatus", req, n, NULL, msg,
+                           sizeof(msg)),
+                 GRPC_INVALID_ARGUMENT, "GetDroneStatus(\"victim\\0x\"): %s", msg);
+
+    /* The victim still streams, on the same session. */
+    cr_assert_eq(rc_stream_send_frame(victim, harness_frame("victim", 2), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(victim, &ack, 5000), 1, "the victim's stream was ended");
+    cr_assert_eq(ack.seq, 2);
+    cr_assert_eq(ack.status, RC_ACK_OK);
+    Aeroarc__Relay__V1__GetDroneStatusResponse *after = NULL;
+    cr_assert_eq(rc_get_drone_status(ch, "victim", &after, &st, 5000), 0);
+    cr_assert_str_eq(after->drone->session_id, before->drone->session_id);
+    aeroarc__relay__v1__get_drone_status_response__free_unpacked(before, NULL);
+    aeroarc__relay__v1__get_drone_status_response__free_unpacked(after, NULL);
+
+    rc_stream_close_send(victim, 5000);
+    cr_assert_eq(rc_stream_finish(victim, &st, 10000), 0);
+    cr_assert_eq(st.code, 0, "%s %s", rc_status_code_name(st.code), st.message);
+    rc_stream_free(victim);
     finish_steady();
 }

@@ -247,3 +247,66 @@ Test(limits, a_client_ignoring_the_stream_limit_loses_its_own_connection_only)
     cr_assert_eq(ack.status, RC_ACK_OK);
     close_ok(polite);
 }
+
+/* One frame with `raw` bytes of raw_mavlink; its ack. */
+static struct rc_ack raw_frame(struct rc_stream *s, uint64_t seq, size_t raw)
+{
+    static uint8_t bytes[70000];
+    memset(bytes, 0xff, sizeof(bytes));
+    struct rc_frame f = *harness_frame("drone-raw", seq);
+    f.raw_mavlink = bytes;
+    f.raw_mavlink_len = raw;
+    cr_assert_eq(rc_stream_send_frame(s, &f, 5000), 0);
+    struct rc_ack ack;
+    cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
+    cr_assert_eq(ack.seq, seq);
+    return ack;
+}
+
+/* [relay] max_raw_bytes: the upstream agent's JSON-encoded MAVLink (1,102
+ * bytes for LOGGING_DATA) passes the default; the configured limit refuses
+ * one byte more, naming itself, and the stream goes on. */
+Test(limits, max_raw_bytes_is_the_raw_mavlink_limit)
+{
+    start("max_raw_bytes = 2000\n");
+    harness_register(ch, "drone-raw", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, "drone-raw", NULL, 0, &st);
+    cr_assert_not_null(s);
+    cr_assert_eq(raw_frame(s, 1, 1102).status, RC_ACK_OK);
+    cr_assert_eq(raw_frame(s, 2, 2000).status, RC_ACK_OK);
+    struct rc_ack ack = raw_frame(s, 3, 2001);
+    cr_assert_eq(ack.status, RC_ACK_PERMANENT_ERROR);
+    cr_assert_str_eq(ack.error, "raw_mavlink over 2000 bytes");
+    cr_assert_eq(raw_frame(s, 4, 10).status, RC_ACK_OK, "the stream goes on");
+    close_ok(s);
+}
+
+Test(limits, max_raw_bytes_defaults_to_16384)
+{
+    start(NULL);
+    harness_register(ch, "drone-raw", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, "drone-raw", NULL, 0, &st);
+    cr_assert_not_null(s);
+    cr_assert_eq(raw_frame(s, 1, 16384).status, RC_ACK_OK);
+    struct rc_ack ack = raw_frame(s, 2, 16385);
+    cr_assert_eq(ack.status, RC_ACK_PERMANENT_ERROR);
+    cr_assert_str_eq(ack.error, "raw_mavlink over 16384 bytes");
+    close_ok(s);
+}
+
+Test(limits, max_raw_bytes_over_max_message_bytes_stops_check)
+{
+    harness_prepare(&relay);
+    harness_write_config(&relay, "max_message_bytes = 8192\nmax_raw_bytes = 16384\n",
+                         "[sink:out]\nplugin = sink-stdout\n");
+    char out[2048], want[1024];
+    const char *args[] = {"-c", relay.config, "--check", NULL};
+    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2);
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:%d: [relay] max_raw_bytes: value \"16384\" over "
+             "max_message_bytes (8192): a frame's raw_mavlink must fit in its message\n",
+             relay.config, harness_config_line(&relay, "max_raw_bytes"));
+    cr_assert_str_eq(out, want);
+}

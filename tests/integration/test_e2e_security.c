@@ -5,6 +5,7 @@
  * the log.
  */
 #include "harness.h"
+#include "http_client.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static struct relay_proc relay;
 
@@ -143,8 +145,19 @@ static void start_with_keys(void)
     fputs("# test keys\n" FLEET_KEY " drone-*\n" ADMIN_KEY " - admin\n", f);
     fclose(f);
     cr_assert_eq(chmod(path, 0600), 0);
+    relay.http = true; /* aero_relay_auth_failures_total */
     harness_write_config(&relay, NULL, "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n");
     relay_start(&relay);
+}
+
+/* One series of the relay's /metrics; -1 when absent. */
+static double metric(const char *series)
+{
+    struct http_reply r;
+    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", 5000, &r), 0);
+    double v = http_metric_value(r.body, series);
+    http_reply_free(&r);
+    return v;
 }
 
 static struct rc_channel *with_token(const char *token)
@@ -234,4 +247,166 @@ Test(security, a_keys_file_others_can_read_stops_the_start)
              "(mode 644): chmod o-rwx it\n",
              relay.config, harness_config_line(&relay, "keys_file"), path);
     cr_assert_str_eq(out, want);
+}
+
+/* How many times needle occurs in hay. */
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/*
+ * Every refused key is counted by reason; an agent retrying a wrong key
+ * shows in the log by its id, at most one line a second, never the key.
+ */
+Test(security, refused_keys_are_counted_and_logged_rate_limited_by_agent)
+{
+    start_with_keys();
+    struct rc_status st;
+    struct rc_channel *wrong = with_token("wrong-key-0123456789abcdef");
+    int64_t t0 = harness_now_ms();
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(try_register(wrong, "drone-retrying", &st), -EIO);
+        cr_assert_eq(st.code, 16);
+    }
+    int64_t burst_ms = harness_now_ms() - t0;
+    struct rc_channel *none = rc_connect(relay.target);
+    cr_assert_eq(try_register(none, "drone-1", &st), -EIO);
+    /* Register(agent_id "drone-1") with a header that is no bearer key */
+    static const uint8_t reg[] = {0x0a, 7, 'd', 'r', 'o', 'n', 'e', '-', '1'};
+    struct rc_md basic = {"authorization", "Basic ZHJvbmU6cGFzcw=="};
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    cr_assert_eq(rc_unary(none, "/aeroarc.agent.v1.AgentGateway/Register", reg, sizeof(reg),
+                          &basic, 1, &resp, &resp_len, &st, 5000),
+                 -EIO);
+    cr_assert_eq(st.code, 16, "%s", st.message);
+    struct rc_channel *fleet = with_token(FLEET_KEY);
+    cr_assert_eq(try_register(fleet, "rover-1", &st), -EIO);
+    cr_assert_eq(st.code, 7);
+    Aeroarc__Relay__V1__ListActiveDronesResponse *list = NULL;
+    cr_assert_eq(rc_list_active_drones(fleet, &list, &st, 5000), -EIO);
+    cr_assert_eq(st.code, 7);
+    cr_assert_eq(try_register(fleet, "drone-1", &st), 0, "%s", st.message);
+
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"unknown_key\"}"), 40);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"missing\"}"), 1);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"malformed\"}"), 1);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"not_covered\"}"), 1);
+    cr_assert_eq(metric("aero_relay_auth_failures_total{reason=\"not_admin\"}"), 1);
+    rc_close(wrong);
+    rc_close(none);
+    rc_close(fleet);
+
+    stop();
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_assert(strstr(log, "auth: refused a call for agent drone-retrying: unknown_key"),
+              "the retrying agent is named:\n%s", log);
+    /* One line a second at most: the burst of 40 fits in a few. */
+    size_t lines = count_of(log, "auth: refused");
+    cr_assert_geq(lines, 1);
+    cr_assert_leq(lines, (size_t)(burst_ms / 1000) + 2, "%zu lines for 40 refusals in %lld ms",
+                  lines, (long long)burst_ms);
+    cr_assert_null(strstr(log, "wrong-key-0123456789abcdef"), "the key is never logged");
+    cr_assert_null(strstr(log, FLEET_KEY));
+    free(log);
+}
+
+Test(security, a_keys_file_its_group_can_write_stops_check_and_start)
+{
+    harness_prepare(&relay);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/keys.txt", relay.dir);
+    FILE *f = fopen(path, "w");
+    fputs(FLEET_KEY " *\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0660), 0);
+    harness_write_config(&relay, NULL, "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n");
+    char want[1200];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:%d: [auth] keys_file: %s: writable by its group (mode 660): "
+             "anyone in it could add a key; chmod g-w it\n",
+             relay.config, harness_config_line(&relay, "keys_file"), path);
+    char out[2048];
+    const char *check[] = {"-c", relay.config, "--check", NULL};
+    cr_assert_eq(relay_run_cli(check, out, sizeof(out)), 2);
+    cr_assert_str_eq(out, want);
+    /* Without --check it does not start either (the same message, exit 2). */
+    const char *start[] = {"-c", relay.config, NULL};
+    cr_assert_eq(relay_run_cli(start, out, sizeof(out)), 2);
+    cr_assert_str_eq(out, want);
+}
+
+/* A self-signed server certificate for localhost valid `days` days, made
+ * the way an operator would (openssl req -x509 -days N). */
+static void make_server_cert(const char *dir, const char *name, int days)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout %s.key -out %s.pem "
+             "-days %d -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+             ">/dev/null 2>&1",
+             dir, name, name, days);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* Start a TLS relay on dir/name.pem; the gauge's value once it serves. */
+static double start_tls_with(const char *name)
+{
+    static char ca[400];
+    relay.http = true;
+    char body[400];
+    snprintf(body, sizeof(body), "[tls]\ncert_file = %%DIR%%/%s.pem\nkey_file = %%DIR%%/%s.key\n",
+             name, name);
+    harness_write_config(&relay, NULL, body);
+    snprintf(ca, sizeof(ca), "%s/%s.pem", relay.dir, name);
+    relay.tls_ca = ca;
+    relay_start(&relay);
+    return metric("aero_relay_tls_cert_expiry_timestamp_seconds");
+}
+
+Test(security, a_certificate_expiring_within_14_days_is_warned_about_and_exposed)
+{
+    harness_prepare(&relay);
+    make_server_cert(relay.dir, "soon", 5);
+    int64_t now = (int64_t)time(NULL);
+    double expiry = start_tls_with("soon");
+    /* openssl counts the days from the second it signs */
+    cr_assert(expiry >= (double)(now + 5 * 86400 - 60) && expiry <= (double)(now + 5 * 86400 + 60),
+              "gauge %.0f, now %lld", expiry, (long long)now);
+    struct rc_channel *ch = harness_channel(&relay);
+    struct rc_status st;
+    cr_assert_eq(try_register(ch, "drone-tls", &st), 0, "%s", st.message);
+    rc_close(ch);
+    stop();
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    char want[600];
+    snprintf(want, sizeof(want), "TLS certificate %s/soon.pem expires at ", relay.dir);
+    cr_assert(strstr(log, want), "no warning in:\n%s", log);
+    cr_assert(strstr(log, "in 4 days 23 hours: renew it") ||
+                  strstr(log, "in 5 days 0 hours: renew it"),
+              "%s", log);
+    cr_assert_eq(count_of(log, "TLS certificate"), 1, "one line");
+    free(log);
+}
+
+Test(security, a_certificate_valid_for_longer_is_exposed_without_a_warning)
+{
+    harness_prepare(&relay);
+    make_server_cert(relay.dir, "later", 30);
+    int64_t now = (int64_t)time(NULL);
+    double expiry = start_tls_with("later");
+    cr_assert(expiry >= (double)(now + 30 * 86400 - 60) &&
+                  expiry <= (double)(now + 30 * 86400 + 60),
+              "gauge %.0f, now %lld", expiry, (long long)now);
+    stop();
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_assert_null(strstr(log, "TLS certificate"), "%s", log);
+    free(log);
 }

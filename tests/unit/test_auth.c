@@ -1,6 +1,7 @@
 /*
  * test_auth.c - the keys file and the bearer checks: which key covers which
- * agent, admin-only keys, every parse error, and the file permission rule.
+ * agent, admin-only keys, the reason of each refusal, every parse error, and
+ * the file permission rule.
  */
 #include "auth.h"
 
@@ -74,6 +75,36 @@ Test(auth, control_calls_need_an_admin_key)
     auth_free(a);
 }
 
+/* The reason each refusal is counted under (aero_relay_auth_failures_total). */
+static enum auth_refusal why(struct auth *a, const char *hdr, const char *id)
+{
+    enum auth_refusal r = AUTH_REFUSALS;
+    cr_assert_neq(auth_check(a, hdr, hdr ? strlen(hdr) : 0, id, &r), AUTH_OK, "%s", hdr);
+    return r;
+}
+
+Test(auth, each_refusal_has_one_reason)
+{
+    struct auth *a = load();
+    cr_assert_eq(why(a, NULL, "drone-1"), AUTH_REFUSED_MISSING);
+    cr_assert_eq(why(a, "", "drone-1"), AUTH_REFUSED_MISSING);
+    cr_assert_eq(why(a, "Bearer ", "drone-1"), AUTH_REFUSED_MALFORMED);
+    cr_assert_eq(why(a, "Basic fleet-key-0123456789", "drone-1"), AUTH_REFUSED_MALFORMED);
+    cr_assert_eq(why(a, "fleet-key-0123456789", NULL), AUTH_REFUSED_MALFORMED);
+    cr_assert_eq(why(a, "Bearer fleet-key-012345678", "drone-1"), AUTH_REFUSED_UNKNOWN_KEY);
+    cr_assert_eq(why(a, "Bearer nope-nope-nope-nope", NULL), AUTH_REFUSED_UNKNOWN_KEY);
+    cr_assert_eq(why(a, "Bearer fleet-key-0123456789", "rover-1"), AUTH_REFUSED_NOT_COVERED);
+    cr_assert_eq(why(a, "Bearer admin-key-0123456789", "drone-1"), AUTH_REFUSED_NOT_COVERED);
+    cr_assert_eq(why(a, "Bearer fleet-key-0123456789", NULL), AUTH_REFUSED_NOT_ADMIN);
+    const char *names[AUTH_REFUSALS] = {"missing", "malformed", "unknown_key", "not_covered",
+                                        "not_admin"};
+    for (int i = 0; i < AUTH_REFUSALS; i++)
+        cr_assert_str_eq(auth_refusal_name((enum auth_refusal)i), names[i]);
+    enum auth_refusal r = AUTH_REFUSALS;
+    cr_assert_eq(auth_check(a, "Bearer admin-key-0123456789", 27, NULL, &r), AUTH_OK);
+    auth_free(a);
+}
+
 Test(auth, each_bad_line_is_reported_with_its_line)
 {
     const struct {
@@ -97,7 +128,7 @@ Test(auth, each_bad_line_is_reported_with_its_line)
     }
 }
 
-Test(auth, a_keys_file_readable_by_others_is_refused)
+Test(auth, a_keys_file_readable_by_others_or_writable_by_its_group_is_refused)
 {
     char path[] = "/tmp/aeroarc-keys-XXXXXX";
     int fd = mkstemp(path);
@@ -111,6 +142,18 @@ Test(auth, a_keys_file_readable_by_others_is_refused)
     snprintf(want, sizeof(want), "%s: readable or writable by others (mode 644): chmod o-rwx it",
              path);
     cr_assert_str_eq(err, want);
+    cr_assert_eq(chmod(path, 0604), 0);
+    cr_assert_eq(auth_load(path, &a, err, sizeof(err)), -1, "readable by others, not group");
+    cr_assert_eq(chmod(path, 0602), 0);
+    cr_assert_eq(auth_load(path, &a, err, sizeof(err)), -1, "writable by others");
+    cr_assert_eq(chmod(path, 0660), 0);
+    cr_assert_eq(auth_load(path, &a, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want),
+             "%s: writable by its group (mode 660): anyone in it could add a key; chmod g-w it",
+             path);
+    cr_assert_str_eq(err, want);
+    cr_assert_eq(chmod(path, 0620), 0);
+    cr_assert_eq(auth_load(path, &a, err, sizeof(err)), -1, "group-writable, not readable");
     cr_assert_eq(chmod(path, 0640), 0);
     cr_assert_eq(auth_load(path, &a, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(auth_key_count(a), 4);

@@ -72,7 +72,7 @@ static bool same_double(double a, double b)
 /* --------------------------------------------------- hand-built messages */
 
 struct wbuf {
-    uint8_t b[16384];
+    uint8_t b[32768];
     size_t n;
 };
 
@@ -431,6 +431,151 @@ Test(frame_decode, duplicate_map_keys_last_value_wins)
     free(buf);
 }
 
+/* A growable buffer for frames too big for struct wbuf. */
+struct bigbuf {
+    uint8_t *b;
+    size_t n, cap;
+};
+
+static void big_entry(struct bigbuf *w, const char *key, size_t klen, const char *value)
+{
+    size_t vlen = strlen(value), elen = 2 + klen + 2 + vlen;
+    cr_assert(klen < 128 && vlen < 128 && elen < 128);
+    if (w->n + elen + 2 > w->cap) {
+        w->cap = (w->cap + elen + 2) * 2;
+        w->b = realloc(w->b, w->cap);
+        cr_assert_not_null(w->b);
+    }
+    uint8_t *p = w->b + w->n;
+    *p++ = 0x52; /* field 10, length-delimited */
+    *p++ = (uint8_t)elen;
+    *p++ = 0x0a;
+    *p++ = (uint8_t)klen;
+    memcpy(p, key, klen);
+    p += klen;
+    *p++ = 0x12;
+    *p++ = (uint8_t)vlen;
+    memcpy(p, value, vlen);
+    p += vlen;
+    w->n = (size_t)(p - w->b);
+}
+
+/* `rounds` times every one of `keys` distinct keys ("key-<i>", value the
+ * round's number): decoded with cap 256, the work the map did. */
+static size_t probes_for(size_t keys, size_t rounds, size_t *n_fields)
+{
+    struct bigbuf w = {0};
+    char key[32], value[32];
+    for (size_t r = 0; r < rounds; r++)
+        for (size_t k = 0; k < keys; k++) {
+            int n = snprintf(key, sizeof(key), "key-%zu", k);
+            snprintf(value, sizeof(value), "%zu", r);
+            big_entry(&w, key, (size_t)n, value);
+        }
+    static aero_kv fields[256];
+    aero_frame view;
+    size_t probes = 0;
+    enum frame_decode_result rc =
+        frame_decode_probed(w.b, w.n, &view, fields, 256, NULL, &probes);
+    cr_assert_eq(rc, keys <= 256 ? FRAME_DECODE_OK : FRAME_DECODE_TOO_MANY_FIELDS);
+    *n_fields = view.n_fields;
+    if (keys <= 256)
+        for (size_t k = 0; k < keys; k++) {
+            int n = snprintf(key, sizeof(key), "key-%zu", k);
+            snprintf(value, sizeof(value), "%zu", rounds - 1);
+            cr_assert(str_is(fields[k].key, key, (size_t)n), "position of %s", key);
+            cr_assert(str_is_c(fields[k].value, value), "the last value of %s", key);
+        }
+    free(w.b);
+    return probes;
+}
+
+/*
+ * Thousands of entries over many distinct keys cost a constant each, not
+ * one comparison per distinct key: the map's work (stored keys compared
+ * with, counted by the decoder) is bounded per entry, and four times the
+ * entries is four times the work. Deterministic: no clock.
+ */
+Test(frame_decode, duplicate_keys_cost_linear_time)
+{
+    size_t n_fields;
+    size_t small = probes_for(256, 60, &n_fields); /* 15,360 entries */
+    cr_assert_eq(n_fields, 256);
+    size_t big = probes_for(256, 240, &n_fields); /* 61,440 entries */
+    cr_assert_eq(n_fields, 256);
+    /* A scan of the stored keys would be ~128 per entry. */
+    cr_assert_leq(big, 2 * 61440 + 256, "%zu key comparisons for 61,440 entries", big);
+    /* 4N costs 4 times N (a little over: the first round, while keys are
+     * still new, probes less); quadratic work would be 16 times. */
+    cr_assert_leq(10 * big, 41 * small, "N: %zu, 4N: %zu", small, big);
+    /* Few keys (scanned, never indexed): at most 16 per entry. */
+    size_t few = probes_for(3, 20000, &n_fields);
+    cr_assert_eq(n_fields, 3);
+    cr_assert_leq(few, 3 * 60000, "%zu", few);
+    /* 60,000 distinct keys: refused at the 257th, no work after it. */
+    size_t many = probes_for(60000, 1, &n_fields);
+    cr_assert_eq(n_fields, 256);
+    cr_assert_leq(many, 2 * 257 + 256, "%zu", many);
+}
+
+/* The index keeps protobuf's map semantics (first position, last value,
+ * the first `cap` distinct keys then TOO_MANY_FIELDS), checked against the
+ * key sequence itself: with enough distinct keys to index, caps past what
+ * the index holds (512), and overflow. */
+Test(frame_decode, indexed_map_matches_the_reference)
+{
+    uint64_t s = 0x2545f4914f6cdd1dull;
+    static aero_kv fields[700];
+    static const size_t caps[] = {0, 1, 15, 16, 17, 256, 511, 512, 513, 700};
+    enum { ALPHABET_MAX = 900 };
+    for (int iter = 0; iter < 300; iter++) {
+        struct bigbuf w = {0};
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        size_t entries = 1 + (size_t)(s % 1500), alphabet = 1 + (size_t)((s >> 20) % ALPHABET_MAX);
+        char key[32], value[32];
+        /* the reference: each key's order of first appearance, last entry */
+        size_t order[ALPHABET_MAX], last[ALPHABET_MAX], n_want = 0;
+        int seen_at[ALPHABET_MAX];
+        for (size_t k = 0; k < alphabet; k++)
+            seen_at[k] = -1;
+        for (size_t i = 0; i < entries; i++) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            size_t k = (size_t)(s % alphabet);
+            int kn = snprintf(key, sizeof(key), "k%zu", k);
+            snprintf(value, sizeof(value), "%zu", i);
+            big_entry(&w, key, (size_t)kn, value);
+            if (seen_at[k] < 0) {
+                seen_at[k] = (int)n_want;
+                order[n_want++] = k;
+            }
+            last[k] = i;
+        }
+        for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+            aero_frame view;
+            enum frame_decode_result rc = frame_decode(w.b, w.n, &view, fields, caps[c], NULL);
+            bool fits = n_want <= caps[c];
+            cr_assert_eq(rc, fits ? FRAME_DECODE_OK : FRAME_DECODE_TOO_MANY_FIELDS,
+                         "iter %d cap %zu", iter, caps[c]);
+            size_t n = fits ? n_want : caps[c];
+            cr_assert_eq(view.n_fields, n, "iter %d cap %zu", iter, caps[c]);
+            for (size_t i = 0; i < n; i++) {
+                snprintf(key, sizeof(key), "k%zu", order[i]);
+                snprintf(value, sizeof(value), "%zu", last[order[i]]);
+                cr_assert(str_is_c(fields[i].key, key), "iter %d cap %zu entry %zu", iter,
+                          caps[c], i);
+                /* refused frames keep the first keys; their values do not matter */
+                cr_assert(!fits || str_is_c(fields[i].value, value), "iter %d cap %zu entry %zu",
+                          iter, caps[c], i);
+            }
+        }
+        free(w.b);
+    }
+}
+
 Test(frame_decode, map_entry_missing_key_or_value_is_empty)
 {
     struct wbuf w = {.n = 0};
@@ -584,13 +729,16 @@ Test(frame_decode, every_truncation_of_a_frame_is_safe)
 
 /* -------------------------------------------------------------- validate */
 
+/* The limits validate_frame applies (NULL: the defaults). */
+static const struct frame_limits *validate_limits;
+
 static const char *validate_frame(const struct wbuf *w, const char *stream_agent)
 {
     static struct decoded d; /* large; tests run one at a time */
 
     decode_w(&d, w, CAP);
     cr_assert_eq(d.rc, FRAME_DECODE_OK);
-    return frame_validate(&d.view, &d.wire, cstr(stream_agent));
+    return frame_validate(&d.view, &d.wire, cstr(stream_agent), validate_limits);
 }
 
 static char *filled(size_t n)
@@ -613,7 +761,7 @@ Test(frame_validate, each_limit_at_and_over)
         {9, FRAME_MAX_NAME, "msg_name over 128 bytes"},
         {11, FRAME_MAX_NAME, "flight_id over 128 bytes"},
         {7, FRAME_MAX_DIALECT, "dialect over 64 bytes"},
-        {6, FRAME_MAX_RAW, "raw_mavlink over 1024 bytes"},
+        {6, FRAME_MAX_RAW_DEFAULT, "raw_mavlink over 16384 bytes"},
         {0, FRAME_MAX_KEY, "field key over 128 bytes"},
         {1000, FRAME_MAX_VALUE, "field value over 4096 bytes"},
     };
@@ -639,6 +787,40 @@ Test(frame_validate, each_limit_at_and_over)
             free(s);
         }
     }
+}
+
+/* [relay] max_raw_bytes: the limit and the reason both follow it. */
+Test(frame_validate, raw_mavlink_limit_is_the_configured_one)
+{
+    static const size_t limits[] = {1, 1024, 1102, 20000};
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        struct frame_limits l;
+        frame_limits_init(&l, limits[i]);
+        validate_limits = &l;
+        char want[64];
+        snprintf(want, sizeof(want), "raw_mavlink over %zu bytes", limits[i]);
+        for (size_t extra = 0; extra <= 1; extra++) {
+            struct wbuf w = {.n = 0};
+            char *s = filled(limits[i] + extra);
+            w_str(&w, 6, s);
+            const char *why = validate_frame(&w, "drone-1");
+            if (extra == 0)
+                cr_assert_null(why, "%zu bytes under a limit of %zu: %s", limits[i], limits[i],
+                               why);
+            else
+                cr_assert_str_eq(why, want);
+            free(s);
+        }
+    }
+    /* The default takes a MAVLink message as the upstream agent sends it
+     * (JSON of the decoded message: LOGGING_DATA with 0xFF data is 1,102
+     * bytes). */
+    validate_limits = NULL;
+    struct wbuf w = {.n = 0};
+    char *s = filled(1102);
+    w_str(&w, 6, s);
+    cr_assert_null(validate_frame(&w, "drone-1"));
+    free(s);
 }
 
 Test(frame_validate, field_count_at_and_over)
@@ -950,31 +1132,31 @@ Test(mux, admission_rules_in_order_with_their_texts)
     cr_assert_str_eq(frame_admit_agent(&wire, cstr("drone-1")),
                      "telemetry frame agent ID does not match authenticated stream");
     wire.agent_id = cstr("drone-1");
-    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal));
+    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal));
     cr_assert_str_eq(wal, "", "an empty wal_id is kept empty");
 
     wire.session_id = cstr("sess-old");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame session ID does not match active session");
     wire.session_id = sess;
     v.msg_name = cstr(" \t\xc2\xa0");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame message name is required");
     v.msg_name = cstr("HEARTBEAT");
     v.sent_at_unix_ns = 0;
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame capture timestamp is required");
     v.sent_at_unix_ns = 5;
     wire.wal_id = cstr("00000000-0000-0000-0000-000000000000");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame WAL generation ID is invalid");
     wire.wal_id = cstr("{0B6F7E4E-3C2A-4F7B-9D1E-5A6B7C8D9E0F}");
-    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal));
+    cr_assert_null(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal));
     cr_assert_str_eq(wal, "0b6f7e4e-3c2a-4f7b-9d1e-5a6b7c8d9e0f");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_TOO_MANY_FIELDS, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_TOO_MANY_FIELDS, sess, NULL, wal),
                      "more than 256 fields");
     v.dialect = cstr("0123456789012345678901234567890123456789012345678901234567890123456789");
-    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, wal),
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "dialect over 64 bytes");
 }
 
@@ -1197,7 +1379,7 @@ Test(frame_decode, random_mutations_never_crash)
             for (size_t i = 0; i < d.view.n_fields; i++)
                 cr_assert(inside(d.fields[i].key, exact, len) &&
                           inside(d.fields[i].value, exact, len));
-            (void)frame_validate(&d.view, &d.wire, cstr("drone-1"));
+            (void)frame_validate(&d.view, &d.wire, cstr("drone-1"), NULL);
         }
         if (d.rc == FRAME_DECODE_OK)
             cr_assert(agrees_with_protobuf_c(&d, exact, len), "iteration %d", iter);

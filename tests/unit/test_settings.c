@@ -274,7 +274,7 @@ Test(settings, errors_have_exact_messages)
         {"syntax error", "[relay]\nlisten\n",
          "relay.ini:2: syntax error: \"listen\" has no '=' (expected key = value)"},
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
-         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s)"},
+         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes)"},
         {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen)"},
         {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format)"},
         {"bad int", "[relay]\nmax_inflight = lots\n",
@@ -285,6 +285,12 @@ Test(settings, errors_have_exact_messages)
          "relay.ini:2: [relay] workers: value \"257\" out of range (expected 0 to 256)"},
         {"max_message_bytes range", "[relay]\nmax_message_bytes = 1023\n",
          "relay.ini:2: [relay] max_message_bytes: value \"1023\" out of range (expected 1024 to 67108864)"},
+        {"max_raw_bytes range", "[relay]\nmax_raw_bytes = 0\n",
+         "relay.ini:2: [relay] max_raw_bytes: value \"0\" out of range (expected 1 to 67108864)"},
+        {"max_raw_bytes over max_message_bytes", "[relay]\nmax_raw_bytes = 16384\nmax_message_bytes = 8192\n",
+         "relay.ini:2: [relay] max_raw_bytes: value \"16384\" over max_message_bytes (8192): a frame's raw_mavlink must fit in its message"},
+        {"max_raw_bytes over the default max_message_bytes", "[relay]\nmax_raw_bytes = 65537\n",
+         "relay.ini:2: [relay] max_raw_bytes: value \"65537\" over max_message_bytes (65536): a frame's raw_mavlink must fit in its message"},
         {"grace range", "[relay]\nshutdown_grace_s = -1\n",
          "relay.ini:2: [relay] shutdown_grace_s: value \"-1\" out of range (expected 0 to 3600)"},
         {"max_sessions range", "[relay]\nmax_sessions = 0\n",
@@ -554,4 +560,29 @@ Test(settings, core_tables_exported)
     cr_expect(settings_sink_core_keys.keys[0].required);
     cr_expect_eq(settings_route_core_keys.n_keys, 2);
     cr_expect_str_eq(settings_route_core_keys.keys[0].default_value, "route-none");
+}
+
+/* [relay] max_raw_bytes: 16384 unless set; a smaller max_message_bytes
+ * lowers the default with it, while a set value must fit (bad_values). */
+Test(settings, max_raw_bytes_default_set_and_within_max_message_bytes)
+{
+    static const struct {
+        const char *text;
+        int64_t want;
+    } cases[] = {
+        {"", 16384},
+        {"[relay]\nmax_raw_bytes = 1\n", 1},
+        {"[relay]\nmax_raw_bytes = 65536\n", 65536},
+        {"[relay]\nmax_message_bytes = 8192\n", 8192},
+        {"[relay]\nmax_message_bytes = 8192\nmax_raw_bytes = 8192\n", 8192},
+        {"[relay]\nmax_message_bytes = 1048576\nmax_raw_bytes = 1048576\n", 1048576},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct settings s;
+        char err[CONFIG_ERR_LEN] = "";
+        cr_assert_eq(settings_load_string("relay.ini", cases[i].text, &s, err, sizeof err), 0,
+                     "case %zu: %s", i, err);
+        cr_expect_eq(s.max_raw_bytes, cases[i].want, "case %zu", i);
+        settings_free(&s);
+    }
 }
