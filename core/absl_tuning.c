@@ -19,7 +19,7 @@
 #define AERO_STR(x) #x
 #define AERO_XSTR(x) AERO_STR(x)
 
-bool absl_deadlock_detection_off(void)
+bool absl_tuning_deadlock_detection_off(void)
 {
     char name[160];
 #if ABSL_OPTION_USE_INLINE_NAMESPACE

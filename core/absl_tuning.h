@@ -11,6 +11,6 @@
  * build leaves on). Call before gRPC starts. Returns false if the running
  * Abseil has no such switch under the name expected (nothing changed).
  */
-bool absl_deadlock_detection_off(void);
+bool absl_tuning_deadlock_detection_off(void);
 
 #endif

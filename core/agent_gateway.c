@@ -31,11 +31,11 @@
 
 #define SESSION_HEADER "aero-arc-session-id"
 
-int64_t gateway_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
+int64_t agent_gateway_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
 
 /* ------------------------------------------------------------ lifetime */
 
-void gateway_drop_owner(void *owner) { stream_unref(owner); }
+void agent_gateway_drop_owner(void *owner) { stream_unref(owner); }
 
 /* A newer Register or stream took this session over: end the old stream. */
 static void supersede(void *owner)
@@ -46,11 +46,6 @@ static void supersede(void *owner)
     atomic_store(&old->superseded, true); /* on_closed counts it */
     rpc_stream_cancel(old->rs, RPC_ABORTED, "superseded by a newer session for this agent");
     stream_unref(old);
-}
-
-void agent_stream_decided(struct stream *s, enum stream_gen gen)
-{
-    metrics_inc(s->gw->m.protocol_opened[gen]);
 }
 
 /* ------------------------------------------------------------- the end */
@@ -273,7 +268,7 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
 
     char session_id[SESSION_ID_LEN + 1];
     void *displaced = NULL;
-    int rc = session_table_register_caps(gw->relay->sessions, req->agent_id, gateway_now_ns(),
+    int rc = session_table_register_caps(gw->relay->sessions, req->agent_id, agent_gateway_now_ns(),
                                          caps, session_id, &displaced);
     session_caps_release(caps);
     if (rc < 0) {
@@ -297,7 +292,7 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
 
 /* --------------------------------------------------------------- setup */
 
-struct gateway *gateway_create(struct relay *relay)
+struct gateway *agent_gateway_create(struct relay *relay)
 {
     struct gateway *gw = calloc(1, sizeof(*gw));
     if (!gw)
@@ -327,14 +322,14 @@ struct gateway *gateway_create(struct relay *relay)
         else if (strlen(gw->sink_errors[i]) > ACK_ERROR_MAX)
             gw->sink_errors[i][ACK_ERROR_MAX] = '\0';
     }
-    /* ack_encoded_bound adds at most 65 bytes of tags, lengths and digits. */
+    /* frame_ack_encoded_bound adds at most 65 bytes of tags, lengths and digits. */
     _Static_assert(SESSION_AGENT_MAX + ACK_ERROR_MAX + 96 <= ACK_MAX_BYTES,
                    "an ack must fit ACK_MAX_BYTES");
     gateway_metrics_register(&gw->m, relay->metrics);
     return gw;
 }
 
-int gateway_add_methods(struct gateway *gw, struct rpc_server *server)
+int agent_gateway_add_methods(struct gateway *gw, struct rpc_server *server)
 {
     if (rpc_server_add_unary(server, "/aeroarc.agent.v1.AgentGateway/Register",
                              &aeroarc__agent__v1__register_request__descriptor, register_call,
@@ -354,7 +349,7 @@ static void expired(void *arg, const char *agent_id, const char *session_id)
              agent_id);
 }
 
-void gateway_tick(struct gateway *gw, int64_t now_ns)
+void agent_gateway_tick(struct gateway *gw, int64_t now_ns)
 {
     int64_t ttl_ns = gw->relay->settings->route_ttl_s * 1000000000LL;
     if (session_table_expire(gw->relay->sessions, now_ns, ttl_ns, expired, gw) > 0)
@@ -392,20 +387,20 @@ static void expire_held(struct gateway *gw, bool all)
     }
 }
 
-void gateway_tick_held(struct gateway *gw) { expire_held(gw, false); }
+void agent_gateway_tick_held(struct gateway *gw) { expire_held(gw, false); }
 
-void gateway_begin_shutdown(struct gateway *gw)
+void agent_gateway_begin_shutdown(struct gateway *gw)
 {
     expire_held(gw, true); /* their acks are owed before the streams end */
     rpc_stream_set_poke(gw->streams);
 }
 
-size_t gateway_open_streams(struct gateway *gw)
+size_t agent_gateway_open_streams(struct gateway *gw)
 {
     return rpc_stream_set_count(gw->streams);
 }
 
-void gateway_destroy(struct gateway *gw)
+void agent_gateway_destroy(struct gateway *gw)
 {
     if (!gw)
         return;

@@ -13,29 +13,29 @@
 
 struct gateway;
 
-struct gateway *gateway_create(struct relay *relay);
-int gateway_add_methods(struct gateway *gw, struct rpc_server *server);
+struct gateway *agent_gateway_create(struct relay *relay);
+int agent_gateway_add_methods(struct gateway *gw, struct rpc_server *server);
 
 /* Periodic work from the main thread: expire sessions whose stream never
  * opened within [route] ttl_s. */
-void gateway_tick(struct gateway *gw, int64_t now_ns);
+void agent_gateway_tick(struct gateway *gw, int64_t now_ns);
 
 /* Every ~100 ms from the main thread: refuse generation-2 frames held
  * longer than gen2_hold_s. */
-void gateway_tick_held(struct gateway *gw);
+void agent_gateway_tick_held(struct gateway *gw);
 
 /* Shutdown, step 1: refuse new calls, make every open stream send the acks
  * of frames already read and end with UNAVAILABLE. Any thread. */
-void gateway_begin_shutdown(struct gateway *gw);
-size_t gateway_open_streams(struct gateway *gw);
+void agent_gateway_begin_shutdown(struct gateway *gw);
+size_t agent_gateway_open_streams(struct gateway *gw);
 
 /* After the gRPC server is gone: nothing references the gateway any more. */
-void gateway_destroy(struct gateway *gw);
+void agent_gateway_destroy(struct gateway *gw);
 
 /* Table owners are streams: session_table_destroy hands them back here. */
-void gateway_drop_owner(void *owner);
+void agent_gateway_drop_owner(void *owner);
 
 /* Wall-clock now in ns (CLOCK_REALTIME). */
-int64_t gateway_now_ns(void);
+int64_t agent_gateway_now_ns(void);
 
 #endif

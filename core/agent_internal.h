@@ -19,7 +19,7 @@
 #include <stdbool.h>
 
 /* An encoded ack never exceeds this: agent ids are at most 128 bytes and
- * every error text at most ACK_ERROR_MAX (checked in gateway_create). */
+ * every error text at most ACK_ERROR_MAX (checked in agent_gateway_create). */
 #define ACK_ERROR_MAX 512
 #define ACK_MAX_BYTES 1024
 

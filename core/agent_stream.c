@@ -45,7 +45,7 @@ static void send_ack(struct stream *s, uint64_t seq, enum ack_status status, con
     uint8_t buf[ACK_MAX_BYTES];
     size_t n = atomic_load_explicit(&s->gen_kind, memory_order_relaxed) == GEN_MUX
                    ? frame_mux_ack_encode(buf, seq, status, error)
-                   : ack_encode(buf, (aero_str){s->agent_id, s->agent_len}, seq, status, error);
+                   : frame_ack_encode(buf, (aero_str){s->agent_id, s->agent_len}, seq, status, error);
     /* On failure nothing is acknowledged (never a false OK): the agent
      * resends, and the frame's credit is given back. */
     rpc_stream_send(s->rs, buf, n, RPC_SEND_CREDIT, (uint64_t)recv_ns);
@@ -392,6 +392,11 @@ static void end_malformed(struct stream *s, const char *text)
     rpc_stream_end(s->rs, RPC_INVALID_ARGUMENT, text);
 }
 
+void agent_stream_decided(struct stream *s, enum stream_gen gen)
+{
+    metrics_inc(s->gw->m.protocol_opened[gen]);
+}
+
 static void decide(struct stream *s, enum stream_gen gen)
 {
     atomic_store_explicit(&s->gen_kind, gen, memory_order_relaxed);
@@ -403,7 +408,7 @@ static void decide(struct stream *s, enum stream_gen gen)
 static enum frame_decode_result decode(aero_str bytes, aero_frame *view,
                                        struct frame_wire_ids *wire, struct worker_ctx *w)
 {
-    *view = (aero_frame){.size = sizeof(aero_frame), .received_unix_ns = gateway_now_ns()};
+    *view = (aero_frame){.size = sizeof(aero_frame), .received_unix_ns = agent_gateway_now_ns()};
     return frame_decode((const uint8_t *)bytes.ptr, bytes.len, view, w->fields, FRAME_MAX_FIELDS,
                         wire);
 }

@@ -567,7 +567,7 @@ size_t envelope_json_encode(const aero_frame *f, char *buf, size_t cap)
     return (size_t)(end - buf);
 }
 
-size_t json_quote(const char *s, size_t n, char *buf, size_t cap)
+size_t envelope_json_quote(const char *s, size_t n, char *buf, size_t cap)
 {
     if (s == NULL)
         n = 0;
@@ -581,7 +581,7 @@ size_t json_quote(const char *s, size_t n, char *buf, size_t cap)
     return (size_t)(end - buf);
 }
 
-size_t base64_encode(const unsigned char *src, size_t n, char *buf, size_t cap)
+size_t envelope_json_base64(const unsigned char *src, size_t n, char *buf, size_t cap)
 {
     size_t need = BASE64_LEN(src ? n : 0);
 
@@ -592,7 +592,7 @@ size_t base64_encode(const unsigned char *src, size_t n, char *buf, size_t cap)
     return need;
 }
 
-size_t rfc3339_nano(int64_t unix_ns, char *buf)
+size_t envelope_json_rfc3339(int64_t unix_ns, char *buf)
 {
     char *end = put_rfc3339(buf, unix_ns);
     *end = '\0';

@@ -28,13 +28,13 @@ size_t envelope_json_bound(const aero_frame *f);
  * escaped, valid UTF-8 copied, each invalid byte as U+FFFD. Same snprintf
  * contract (returns length needed, NUL-terminates when it fits).
  */
-size_t json_quote(const char *s, size_t n, char *buf, size_t cap);
+size_t envelope_json_quote(const char *s, size_t n, char *buf, size_t cap);
 
 /* Standard base64 (RFC 4648, with padding) of src[0..n); snprintf contract. */
-size_t base64_encode(const unsigned char *src, size_t n, char *buf, size_t cap);
+size_t envelope_json_base64(const unsigned char *src, size_t n, char *buf, size_t cap);
 
 /* RFC 3339 UTC with 9 fraction digits: "2026-11-27T16:57:26.123456789Z"
  * (30 chars). buf must hold 31 bytes. Returns the length. */
-size_t rfc3339_nano(int64_t unix_ns, char *buf);
+size_t envelope_json_rfc3339(int64_t unix_ns, char *buf);
 
 #endif

@@ -657,7 +657,7 @@ const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids 
 
 /* Field 1 (tag + length + "<agent>:<seq>"), 2 and 3 (tag + varint each),
  * 4 (tag + length + text). */
-size_t ack_encoded_bound(size_t agent_len, size_t error_len)
+size_t frame_ack_encoded_bound(size_t agent_len, size_t error_len)
 {
     size_t frame_id = 1 + VARINT_MAX + agent_len + 1 + U64_DIGITS;
 
@@ -704,7 +704,7 @@ static size_t put_frame_id(uint8_t *out, aero_str agent, uint64_t seq)
     return n + nd;
 }
 
-size_t ack_encode(uint8_t *out, aero_str agent_id, uint64_t seq, enum ack_status status,
+size_t frame_ack_encode(uint8_t *out, aero_str agent_id, uint64_t seq, enum ack_status status,
                   const char *error)
 {
     size_t n = put_frame_id(out, agent_id, seq);

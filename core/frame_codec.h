@@ -141,15 +141,15 @@ const char *frame_admit_mux(const aero_frame *view, const struct frame_wire_ids 
                             const struct frame_limits *limits,
                             char wal_out[FRAME_WAL_ID_LEN + 1]);
 
-/* Upper bound of ack_encode's output for these inputs. */
-size_t ack_encoded_bound(size_t agent_len, size_t error_len);
+/* Upper bound of frame_ack_encode's output for these inputs. */
+size_t frame_ack_encoded_bound(size_t agent_len, size_t error_len);
 
 /*
  * Encode a TelemetryAck { frame_id = "<agent>:<seq>", seq, status, error }
- * into out (capacity >= ack_encoded_bound). Default values are omitted as
+ * into out (capacity >= frame_ack_encoded_bound). Default values are omitted as
  * proto3 does. `error` may be NULL. Returns the number of bytes written.
  */
-size_t ack_encode(uint8_t *out, aero_str agent_id, uint64_t seq, enum ack_status status,
+size_t frame_ack_encode(uint8_t *out, aero_str agent_id, uint64_t seq, enum ack_status status,
                   const char *error);
 
 /* Generation 2: RelayStreamMessage{telemetry_ack{seq, status, error}},

@@ -358,9 +358,9 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
             log_info("SIGHUP: sink outputs reopen before their next write");
         }
         watch_listener(r, server, &lw);
-        gateway_tick_held(gw);
+        agent_gateway_tick_held(gw);
         if (n % 10 == 0) {
-            gateway_tick(gw, gateway_now_ns());
+            agent_gateway_tick(gw, agent_gateway_now_ns());
             trim_heap(&trim);
         }
     }
@@ -373,7 +373,7 @@ static int64_t drain_streams(struct gateway *gw, int64_t grace_ms)
 {
     const struct timespec step = {0, 10 * 1000000};
     int64_t start = mono_ns() / 1000000;
-    while (gateway_open_streams(gw) > 0 && mono_ns() / 1000000 - start < grace_ms)
+    while (agent_gateway_open_streams(gw) > 0 && mono_ns() / 1000000 - start < grace_ms)
         nanosleep(&step, NULL);
     int64_t left = grace_ms - (mono_ns() / 1000000 - start);
     return left > 0 ? left : 0;
@@ -450,9 +450,9 @@ static int start_grpc(struct running *r, const struct settings *st)
         .after_burst_arg = r->relay.sinks,
         .metrics = r->relay.metrics,
     };
-    r->gw = gateway_create(&r->relay);
+    r->gw = agent_gateway_create(&r->relay);
     r->server = r->gw ? rpc_server_create(&opt, err, sizeof(err)) : NULL;
-    if (!r->server || gateway_add_methods(r->gw, r->server) < 0 ||
+    if (!r->server || agent_gateway_add_methods(r->gw, r->server) < 0 ||
         health_service_add(&r->relay, r->server) < 0 ||
         relay_control_add(&r->relay, r->server) < 0) {
         log_error("cannot set up the gRPC server: %s",
@@ -526,8 +526,8 @@ static int stop_running(struct running *r, int64_t grace_left_ms, int rc)
     if (r->relay.sessions)
         drop_remaining_routes(&r->relay);
     route_stop(r->relay.route);
-    gateway_destroy(r->gw);
-    session_table_destroy(r->relay.sessions, gateway_drop_owner);
+    agent_gateway_destroy(r->gw);
+    session_table_destroy(r->relay.sessions, agent_gateway_drop_owner);
     call_auth_destroy(r->relay.auth);
     /* Last: /metrics stays scrapeable through the drain and the flush. */
     http_server_stop(r->http);
@@ -545,7 +545,7 @@ static int serve(struct settings *st, struct loaded *l)
 
     block_signals(&set);
     raise_fd_limit(st);
-    if (!absl_deadlock_detection_off())
+    if (!absl_tuning_deadlock_detection_off())
         log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
     if (start_running(&r, st, l) == 0) {
         atomic_store(&r.relay.ready, true); /* port bound, every plugin created */
@@ -557,7 +557,7 @@ static int serve(struct settings *st, struct loaded *l)
         /* Not ready first: load balancers stop sending before streams drain. */
         atomic_store(&r.relay.ready, false);
         atomic_store(&r.relay.shutting_down, true);
-        gateway_begin_shutdown(r.gw);
+        agent_gateway_begin_shutdown(r.gw);
         grace_left_ms = drain_streams(r.gw, st->shutdown_grace_s * 1000);
         rc = 0;
     }

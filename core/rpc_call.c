@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *rpc_code_name(enum rpc_code code)
+const char *rpc_call_code_name(enum rpc_code code)
 {
     switch (code) {
     case RPC_OK: return "OK";

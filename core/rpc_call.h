@@ -93,6 +93,6 @@ bool rpc_call_was_cancelled(const struct rpc_call *c);
 void rpc_call_free(struct rpc_call *c);
 
 /* Short name of a code ("INVALID_ARGUMENT"), for logs. */
-const char *rpc_code_name(enum rpc_code code);
+const char *rpc_call_code_name(enum rpc_code code);
 
 #endif

@@ -85,7 +85,7 @@ struct sink_pipeline {
     atomic_int inline_writers; /* how many do now */
 };
 
-aero_result sink_result_worse(aero_result a, aero_result b)
+aero_result sink_pipeline_result_worse(aero_result a, aero_result b)
 {
     /* Severity order: OK < RETRY < BACKOFF < REJECT; anything else is RETRY. */
     int ra = (a == AERO_OK || a == AERO_RETRY || a == AERO_BACKOFF || a == AERO_REJECT) ? (int)a : 1;
@@ -108,7 +108,7 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
     if (r != AERO_OK) {
         int cur = atomic_load(&job->verdict);
         aero_result w;
-        while ((w = sink_result_worse(VERDICT_RESULT(cur), r)) != VERDICT_RESULT(cur) &&
+        while ((w = sink_pipeline_result_worse(VERDICT_RESULT(cur), r)) != VERDICT_RESULT(cur) &&
                !atomic_compare_exchange_weak(&job->verdict, &cur, VERDICT(w, sink)))
             ;
         /* For observers while other sinks still write; set exactly below. */

@@ -123,6 +123,6 @@ void sink_pipeline_reopen(struct sink_pipeline *p);
 bool sink_pipeline_stop(struct sink_pipeline *p, int64_t timeout_ms);
 
 /* Worse of two results (REJECT > BACKOFF > RETRY > OK; unknown = RETRY). */
-aero_result sink_result_worse(aero_result a, aero_result b);
+aero_result sink_pipeline_result_worse(aero_result a, aero_result b);
 
 #endif

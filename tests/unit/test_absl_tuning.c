@@ -1,5 +1,5 @@
 /*
- * absl_deadlock_detection_off: the switch is found in the installed Abseil
+ * absl_tuning_deadlock_detection_off: the switch is found in the installed Abseil
  * and does turn detection off. Detection is observable: in Debian's build
  * (no NDEBUG) locking two gRPC mutexes in both orders, even from one thread
  * and with no deadlock possible, makes Abseil abort the process.
@@ -44,7 +44,7 @@ Test(absl_tuning, turns_off_deadlock_detection)
     int before = lock_in_both_orders();
     cr_log_info("lock-order inversion before: %s",
                 WIFSIGNALED(before) ? "process aborted (detection on)" : "no report");
-    cr_assert(absl_deadlock_detection_off(), "no SetMutexDeadlockDetectionMode in this Abseil");
+    cr_assert(absl_tuning_deadlock_detection_off(), "no SetMutexDeadlockDetectionMode in this Abseil");
     int after = lock_in_both_orders();
     cr_assert(WIFEXITED(after) && WEXITSTATUS(after) == 0,
               "inverted lock order still aborts after the switch (status %#x)", after);

@@ -19,13 +19,13 @@
 #define S(lit) ((aero_str){(lit), sizeof(lit) - 1})
 #define FFFD "\xef\xbf\xbd"
 
-/* json_quote into a fresh buffer; the caller frees. */
+/* envelope_json_quote into a fresh buffer; the caller frees. */
 static char *quote(const char *s, size_t n)
 {
-    size_t need = json_quote(s, n, NULL, 0);
+    size_t need = envelope_json_quote(s, n, NULL, 0);
     char *buf = malloc(need + 1);
     cr_assert_not_null(buf);
-    cr_assert_eq(json_quote(s, n, buf, need + 1), need);
+    cr_assert_eq(envelope_json_quote(s, n, buf, need + 1), need);
     cr_assert_eq(strlen(buf), need, "NUL inside the quoted output");
     return buf;
 }
@@ -217,15 +217,15 @@ Test(envelope_json, base64_rfc4648_vectors)
     char buf[32];
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         size_t n = strlen(v[i][0]);
-        cr_expect_eq(base64_encode((const unsigned char *)v[i][0], n, buf,
+        cr_expect_eq(envelope_json_base64((const unsigned char *)v[i][0], n, buf,
                                    sizeof(buf)),
                      strlen(v[i][1]));
         cr_expect_str_eq(buf, v[i][1]);
     }
     static const unsigned char bin[] = {0x00, 0xfb, 0xff, 0xbf, 0x10};
-    cr_expect_eq(base64_encode(bin, sizeof(bin), buf, sizeof(buf)), 8);
+    cr_expect_eq(envelope_json_base64(bin, sizeof(bin), buf, sizeof(buf)), 8);
     cr_expect_str_eq(buf, "APv/vxA=");
-    cr_expect_eq(base64_encode(bin + 1, 2, buf, sizeof(buf)), 4);
+    cr_expect_eq(envelope_json_base64(bin + 1, 2, buf, sizeof(buf)), 4);
     cr_expect_str_eq(buf, "+/8=");
 }
 
@@ -428,7 +428,7 @@ Test(envelope_json, rfc3339_times)
     };
     char buf[31];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        cr_expect_eq(rfc3339_nano(cases[i].ns, buf), 30);
+        cr_expect_eq(envelope_json_rfc3339(cases[i].ns, buf), 30);
         cr_expect_str_eq(buf, cases[i].want);
     }
     /* Every day across four centuries agrees with gmtime_r. */
@@ -440,7 +440,7 @@ Test(envelope_json, rfc3339_times)
         snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.000000000Z",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
                  tm.tm_min, tm.tm_sec);
-        rfc3339_nano(sec * 1000000000, buf);
+        envelope_json_rfc3339(sec * 1000000000, buf);
         cr_assert_str_eq(buf, want);
     }
 }
@@ -470,11 +470,11 @@ Test(envelope_json, snprintf_contract_small_caps)
     static const char in[] = "a\"\x01\xc3\xa9\xff xyz";
     char *full = quote(in, sizeof(in) - 1);
     size_t need = strlen(full);
-    CHECK_CONTRACT(json_quote(in, sizeof(in) - 1, buf, cap), full, need);
+    CHECK_CONTRACT(envelope_json_quote(in, sizeof(in) - 1, buf, cap), full, need);
     free(full);
 
     const unsigned char bin[] = "foobar!";
-    CHECK_CONTRACT(base64_encode(bin, 7, buf, cap), "Zm9vYmFyIQ==", (size_t)12);
+    CHECK_CONTRACT(envelope_json_base64(bin, 7, buf, cap), "Zm9vYmFyIQ==", (size_t)12);
 
     aero_frame f = base_frame();
     full = encode(&f);

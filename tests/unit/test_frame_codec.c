@@ -871,10 +871,10 @@ static void check_ack(const char *agent, uint64_t seq, enum ack_status status,
                       const char *error)
 {
     size_t error_len = error ? strlen(error) : 0;
-    size_t bound = ack_encoded_bound(strlen(agent), error_len);
+    size_t bound = frame_ack_encoded_bound(strlen(agent), error_len);
     uint8_t *out = malloc(bound + 16);
     memset(out, 0xA5, bound + 16);
-    size_t n = ack_encode(out, cstr(agent), seq, status, error);
+    size_t n = frame_ack_encode(out, cstr(agent), seq, status, error);
     cr_assert_leq(n, bound);
     for (size_t i = bound; i < bound + 16; i++)
         cr_assert_eq(out[i], 0xA5, "wrote past the bound");
@@ -899,7 +899,7 @@ static void check_ack(const char *agent, uint64_t seq, enum ack_status status,
     free(out);
 }
 
-Test(ack_encode, decodes_to_the_inputs)
+Test(frame_ack_encode, decodes_to_the_inputs)
 {
     char *long_error = filled(5000);
     char *long_agent = filled(128);
@@ -917,10 +917,10 @@ Test(ack_encode, decodes_to_the_inputs)
     free(long_agent);
 }
 
-Test(ack_encode, seq_zero_still_has_a_frame_id)
+Test(frame_ack_encode, seq_zero_still_has_a_frame_id)
 {
     uint8_t out[64];
-    size_t n = ack_encode(out, cstr("d"), 0, ACK_OK, NULL);
+    size_t n = frame_ack_encode(out, cstr("d"), 0, ACK_OK, NULL);
 
     /* field 1, length 3, "d:0" and nothing else */
     cr_assert_eq(n, 5);

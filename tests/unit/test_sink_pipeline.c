@@ -325,12 +325,12 @@ Test(sink_pipeline, sink_result_worse_orders_and_treats_unknown_as_retry)
     const aero_result order[] = {AERO_OK, AERO_RETRY, AERO_BACKOFF, AERO_REJECT};
     for (int a = 0; a < 4; a++)
         for (int b = 0; b < 4; b++)
-            cr_assert_eq(sink_result_worse(order[a], order[b]), order[a > b ? a : b],
+            cr_assert_eq(sink_pipeline_result_worse(order[a], order[b]), order[a > b ? a : b],
                          "worse(%d, %d)", a, b);
-    cr_assert_eq(sink_result_worse(AERO_OK, (aero_result)42), AERO_RETRY);
-    cr_assert_eq(sink_result_worse((aero_result)-1, AERO_OK), AERO_RETRY);
-    cr_assert_eq(sink_result_worse((aero_result)42, AERO_BACKOFF), AERO_BACKOFF);
-    cr_assert_eq(sink_result_worse(AERO_REJECT, (aero_result)42), AERO_REJECT);
+    cr_assert_eq(sink_pipeline_result_worse(AERO_OK, (aero_result)42), AERO_RETRY);
+    cr_assert_eq(sink_pipeline_result_worse((aero_result)-1, AERO_OK), AERO_RETRY);
+    cr_assert_eq(sink_pipeline_result_worse((aero_result)42, AERO_BACKOFF), AERO_BACKOFF);
+    cr_assert_eq(sink_pipeline_result_worse(AERO_REJECT, (aero_result)42), AERO_REJECT);
 }
 
 Test(sink_pipeline, block_queue_full_queues_waiters_and_wakes_them_once_there_is_room)
