@@ -1,7 +1,8 @@
 /*
  * conn_guard.c - see conn_guard.h. Per-peer counts live in a direct-mapped
- * table under one mutex (a new call costs a hash and a compare); a peer
- * evicted by a colliding one starts counting again. The descriptor scan
+ * table under one mutex (a call costs a hash and a compare when it opens
+ * and when it ends); a peer evicted by a colliding one starts counting
+ * again, so counts can only be low, never high. The descriptor scan
  * runs only when a connection is to be closed.
  */
 #include "conn_guard.h"
@@ -12,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +26,15 @@
 
 struct slot {
     char peer[PEER_MAX];
-    int64_t window_s; /* the second counted */
-    uint32_t calls;
-    bool closed;      /* shut down in this window already */
+    int64_t window_s;   /* the second counted */
+    uint32_t cancelled; /* calls the client cancelled in that second */
+    uint32_t open;      /* calls open now */
+    bool closed;        /* shut down in this window already */
 };
 
 struct conn_guard {
-    int64_t max_calls_per_s;
+    atomic_int refs; /* the server's, and one per call it counts */
+    int64_t max_cancels_per_s, max_open;
     int listen_port;
     aero_metric *closed;
     pthread_mutex_t mu;
@@ -39,29 +43,43 @@ struct conn_guard {
     struct slot slots[SLOTS];
 };
 
-struct conn_guard *conn_guard_create(int64_t max_calls_per_s, int listen_port,
+struct conn_guard *conn_guard_create(int64_t max_streams, int listen_port,
                                      struct metrics *metrics)
 {
     struct conn_guard *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
-    g->max_calls_per_s = max_calls_per_s;
+    /* A client may cancel a stream now and then (a deadline, a shutdown),
+     * all its open streams when it goes away; thousands a second is an
+     * attack. Open calls past twice the advertised limit can only be a
+     * client that ignored SETTINGS. */
+    g->max_cancels_per_s = max_streams * 2 > 2000 ? max_streams * 2 : 2000;
+    g->max_open = max_streams > 0 ? max_streams * 2 : INT64_MAX; /* 0: gRPC's default, no limit */
+    atomic_init(&g->refs, 1);
     g->listen_port = listen_port;
     pthread_mutex_init(&g->mu, NULL);
     if (metrics)
         g->closed = metrics_register(metrics, AERO_METRIC_COUNTER,
                                      "aero_relay_connections_closed_total",
                                      "Client connections the relay shut down, by reason: "
-                                     "call_flood = more new calls in a second than "
-                                     "max_streams_per_connection allows (HTTP/2 rapid reset, "
-                                     "streams opened before ACKing SETTINGS).",
+                                     "call_flood = thousands of calls cancelled in a second "
+                                     "(HTTP/2 rapid reset) or more calls open at once than "
+                                     "twice max_streams_per_connection (streams opened "
+                                     "before ACKing SETTINGS).",
                                      "reason=\"call_flood\"");
     return g;
 }
 
-void conn_guard_destroy(struct conn_guard *g)
+struct conn_guard *conn_guard_ref(struct conn_guard *g)
 {
-    if (!g)
+    if (g)
+        atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
+void conn_guard_unref(struct conn_guard *g)
+{
+    if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
         return;
     pthread_mutex_destroy(&g->mu);
     free(g);
@@ -166,21 +184,40 @@ static uint32_t hash(const char *s)
     return h;
 }
 
-bool conn_guard_new_call(struct conn_guard *g, const char *peer, int64_t now_ns)
+/* Under g->mu: the peer's slot, taken over (counts zeroed) if another
+ * peer had it; its window moved to now_s. */
+static struct slot *slot_of(struct conn_guard *g, const char *peer, int64_t now_s)
+{
+    struct slot *sl = &g->slots[hash(peer) % SLOTS];
+    if (strcmp(sl->peer, peer) != 0) {
+        snprintf(sl->peer, sizeof(sl->peer), "%s", peer);
+        sl->open = 0;
+        sl->window_s = 0;
+    }
+    if (sl->window_s != now_s) {
+        sl->window_s = now_s;
+        sl->cancelled = 0;
+        sl->closed = false;
+    }
+    return sl;
+}
+
+/* The counts of one event; shuts the connection when a bound is passed. */
+static bool account(struct conn_guard *g, const char *peer, int64_t now_ns, bool opened,
+                    bool cancelled)
 {
     if (!g || !peer || strlen(peer) >= PEER_MAX)
         return false;
     int64_t now_s = now_ns / 1000000000;
-    struct slot *sl = &g->slots[hash(peer) % SLOTS];
     pthread_mutex_lock(&g->mu);
-    if (strcmp(sl->peer, peer) != 0 || sl->window_s != now_s) {
-        if (strcmp(sl->peer, peer) != 0)
-            snprintf(sl->peer, sizeof(sl->peer), "%s", peer);
-        sl->window_s = now_s;
-        sl->calls = 0;
-        sl->closed = false;
-    }
-    bool over = ++sl->calls > (uint64_t)g->max_calls_per_s && !sl->closed;
+    struct slot *sl = slot_of(g, peer, now_s);
+    if (opened)
+        sl->open++;
+    else if (sl->open > 0) /* 0: another peer took the slot meanwhile */
+        sl->open--;
+    sl->cancelled += cancelled;
+    bool over = !sl->closed && (sl->cancelled > (uint64_t)g->max_cancels_per_s ||
+                                sl->open > (uint64_t)g->max_open);
     if (over)
         sl->closed = true;
     bool log_it = false;
@@ -204,9 +241,20 @@ bool conn_guard_new_call(struct conn_guard *g, const char *peer, int64_t now_ns)
     if (suppressed)
         log_warn("%u more connections closed for call floods (log lines suppressed)", suppressed);
     if (log_it)
-        log_warn("connection from %s %s: more than %lld new calls in a second (HTTP/2 rapid "
-                 "reset or stream flood)",
+        log_warn("connection from %s %s: more than %lld calls cancelled in a second or %lld "
+                 "open at once (HTTP/2 rapid reset or stream flood)",
                  peer, shut ? "closed" : "could not be closed (socket not found)",
-                 (long long)g->max_calls_per_s);
+                 (long long)g->max_cancels_per_s, (long long)g->max_open);
     return shut;
+}
+
+bool conn_guard_call_opened(struct conn_guard *g, const char *peer, int64_t now_ns)
+{
+    return account(g, peer, now_ns, true, false);
+}
+
+void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool cancelled,
+                            int64_t now_ns)
+{
+    account(g, peer, now_ns, false, cancelled);
 }

@@ -1,12 +1,16 @@
 /*
- * conn_guard.h - closes a client connection that opens calls faster than
- * any agent does (HTTP/2 rapid reset, CVE-2023-44487; a stream flood sent
- * before ACKing SETTINGS). gRPC 1.51 makes a call for every HEADERS frame
- * with no bound of its own, and its C API has no handle on a connection:
- * the guard counts new calls per peer address (grpc_call_get_peer), and
- * past the limit finds that peer's socket among the process's descriptors
- * and shuts it down, so gRPC closes the transport and frees its calls.
- * Any worker thread.
+ * conn_guard.h - closes a client connection that abuses HTTP/2 in ways no
+ * agent or API client does: thousands of streams reset in a second (rapid
+ * reset, CVE-2023-44487), or more calls open at once than the advertised
+ * SETTINGS_MAX_CONCURRENT_STREAMS allows (a stream flood sent before
+ * ACKing SETTINGS). gRPC 1.51 makes a call for every HEADERS frame with no
+ * bound of its own, and its C API has no handle on a connection: the guard
+ * counts per peer address (grpc_call_get_peer) the calls open now and the
+ * calls cancelled by the client this second, and past a bound finds that
+ * peer's socket among the process's descriptors and shuts it down, so gRPC
+ * closes the transport and frees its calls. Completed calls never count:
+ * a client making many short calls on one connection (an API polling
+ * status, a test registering 100,000 agents) is never cut. Any thread.
  */
 #ifndef AERO_CONN_GUARD_H
 #define AERO_CONN_GUARD_H
@@ -17,15 +21,21 @@
 struct conn_guard;
 struct metrics;
 
-/* max_calls_per_s: new calls one connection may open in a second;
- * listen_port: the gRPC port (only sockets accepted on it are closed). */
-struct conn_guard *conn_guard_create(int64_t max_calls_per_s, int listen_port,
+/* max_streams: the server's max_streams_per_connection; listen_port: the
+ * gRPC port (only sockets accepted on it are closed). */
+struct conn_guard *conn_guard_create(int64_t max_streams, int listen_port,
                                      struct metrics *metrics);
-void conn_guard_destroy(struct conn_guard *g);
+/* Calls outlive the server that counted them (a stream's last reference
+ * may go after shutdown): each holds a reference. */
+struct conn_guard *conn_guard_ref(struct conn_guard *g);
+void conn_guard_unref(struct conn_guard *g);
 
 /* A new call from `peer` (gRPC's "ipv4:1.2.3.4:5678" / "ipv6:[::1]:5678").
- * Returns true when this call put the peer over the limit and its
- * connection was shut down (counted and logged). */
-bool conn_guard_new_call(struct conn_guard *g, const char *peer, int64_t now_ns);
+ * Returns true when it put the peer over a bound and its connection was
+ * shut down (counted and logged). */
+bool conn_guard_call_opened(struct conn_guard *g, const char *peer, int64_t now_ns);
+/* That call ended; `cancelled`: by the client (RST_STREAM) or its transport. */
+void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool cancelled,
+                            int64_t now_ns);
 
 #endif

@@ -6,7 +6,11 @@
  */
 #include "rpc_internal.h"
 
+#include "conn_guard.h"
+#include "mono_clock.h"
+
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +45,11 @@ void rpc_call_free(struct rpc_call *c)
 {
     if (!c)
         return;
+    if (c->peer) {
+        conn_guard_call_closed(c->guard, c->peer, c->cancelled != 0, mono_ns());
+        gpr_free(c->peer);
+    }
+    conn_guard_unref(c->guard);
     if (c->have_request_slice)
         grpc_slice_unref(c->request_slice);
     if (c->request)

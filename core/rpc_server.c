@@ -182,16 +182,17 @@ static void new_call(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     struct rpc_call *call = r->call;
     struct method *m = r->method;
     r->call = NULL;
-    char *peer = grpc_call_get_peer(call->call);
-    if (conn_guard_new_call(s->guard, peer, mono_ns())) {
+    /* The call's end tells the guard too (rpc_call_free). */
+    call->guard = conn_guard_ref(s->guard);
+    call->peer = grpc_call_get_peer(call->call);
+    if (conn_guard_call_opened(s->guard, call->peer, mono_ns())) {
         /* Its connection is going: do not spend a handler on the call. */
-        gpr_free(peer);
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "too many new calls", NULL, 0);
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "too many calls on one connection", NULL,
+                        0);
         arm(s, m);
         request_free(r);
         return;
     }
-    gpr_free(peer);
     if (!m)
         rpc_call_finish(call, RPC_UNIMPLEMENTED, "unknown method", NULL, 0);
     else if (m->unary)
@@ -528,10 +529,7 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     if (port < 0)
         return -1;
     s->port = port;
-    /* Agents open a stream and a few unary calls per connection; twice
-     * the concurrent-stream limit a second (2000 at least) is no agent. */
-    int64_t per_s = s->opt.max_streams_per_connection * 2;
-    s->guard = conn_guard_create(per_s > 2000 ? per_s : 2000, port, s->opt.metrics);
+    s->guard = conn_guard_create(s->opt.max_streams_per_connection, port, s->opt.metrics);
     if (!s->guard) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -699,7 +697,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     }
     if (s->reserve_fd >= 0)
         close(s->reserve_fd);
-    conn_guard_destroy(s->guard);
+    conn_guard_unref(s->guard);
     grpc_completion_queue_shutdown(s->cq);
     if (s->gate)
         worker_gate_close(s->gate); /* parked workers see the queue shut down too */
