@@ -14,6 +14,9 @@ struct session_table;
 struct sink_pipeline;
 struct route;
 struct auth;
+struct control_auth;
+struct command_hub;
+struct gateway;
 
 struct relay {
     struct settings *settings;
@@ -22,6 +25,9 @@ struct relay {
     struct sink_pipeline *sinks;
     struct route *route;
     struct auth *auth;         /* NULL: [auth] mode = none */
+    struct control_auth *control; /* NULL: [control] off (SPEC.md section 10) */
+    struct command_hub *commands; /* waiting control callers */
+    struct gateway *gateway;
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
      * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining). */
