@@ -10,6 +10,7 @@
 
 #include "aeroarc/agent/v1/agent.pb-c.h"
 #include "agent_internal.h"
+#include "agent_mappings.h"
 #include "call_auth.h"
 #include "command_table.h"
 #include "log.h"
@@ -178,6 +179,9 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     s->room_waiter.owner = s;
     memcpy(s->agent_id, agent, agent_len + 1);
     s->agent_len = agent_len;
+    agent_mappings_find(gw->relay->mappings, s->agent_id, &s->operator_id, &s->aircraft_id);
+    if (!s->operator_id)
+        s->operator_id = s->aircraft_id = "";
     for (size_t i = 0; i < gw->n_sinks; i++) {
         s->waiters[i].wake = agent_stream_on_wake;
         s->waiters[i].owner = s;

@@ -66,6 +66,8 @@ struct stream {
     /* The session's command table once a command was sent here (a
      * reference; set once): results on this stream go there. */
     _Atomic(struct command_table *) commands;
+    /* [control] agent_mappings_file (SPEC.md section 10): "" unmapped. */
+    const char *operator_id, *aircraft_id;
 
     char agent_id[SESSION_AGENT_MAX + 1];
     size_t agent_len;

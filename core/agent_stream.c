@@ -32,7 +32,6 @@ struct stream_job {
 
 static const char queue_full_text[] = "relay sink queue is full";
 
-static const char empty[] = "";
 
 /* ------------------------------------------------------------- the acks */
 
@@ -125,9 +124,9 @@ static struct stream_job *job_create(struct stream *s, const aero_frame *view,
     v->wal_id = (aero_str){sj->wal_id, strlen(wal_id)};
     const char *relay_id = s->gw->relay->settings->relay_id;
     v->relay_id = (aero_str){relay_id, strlen(relay_id)};
-    /* Agent mappings (SPEC.md section 10) are not kept yet: unmapped. */
-    v->operator_id = (aero_str){empty, 0};
-    v->aircraft_id = (aero_str){empty, 0};
+    /* Agent mappings (SPEC.md section 10), found when the stream opened. */
+    v->operator_id = (aero_str){s->operator_id, strlen(s->operator_id)};
+    v->aircraft_id = (aero_str){s->aircraft_id, strlen(s->aircraft_id)};
     sj->stream = s;
     sj->job.complete = job_complete;
     return sj;

@@ -5,6 +5,7 @@
  */
 #include "absl_tuning.h"
 #include "agent_gateway.h"
+#include "agent_mappings.h"
 #include "auth.h"
 #include "command_table.h"
 #include "control_auth.h"
@@ -46,6 +47,7 @@ struct options {
 struct loaded {
     struct auth *auth; /* [auth] mode = bearer: the keys */
     struct control_auth *control; /* [control] client_ca_file set */
+    struct agent_mappings *mappings; /* [control] agent_mappings_file set */
     struct plugin *route;
     struct plugin **sinks;
     size_t n_sinks;
@@ -207,8 +209,24 @@ static int load_control(struct settings *st, struct loaded *l, char *err, size_t
                          "client_ca_file", "%s", reason);
 }
 
+/* [control] agent_mappings_file: syntax and permissions, with its line. */
+static int load_mappings(struct settings *st, struct loaded *l, char *err, size_t errlen)
+{
+    if (!st->control_agent_mappings_file[0])
+        return 0;
+    char reason[1024];
+    if (agent_mappings_load(st->control_agent_mappings_file, &l->mappings, reason,
+                            sizeof(reason)) == 0)
+        return 0;
+    struct config_section *sec = config_find(&st->file, "control");
+    const struct config_kv *kv = sec ? config_get_kv(sec, "agent_mappings_file") : NULL;
+    return config_errorf(err, errlen, st->file.path, kv ? kv->line : 0, "control",
+                         "agent_mappings_file", "%s", reason);
+}
+
 static void unload_plugins(struct loaded *l)
 {
+    agent_mappings_free(l->mappings);
     auth_free(l->auth);
     control_auth_free(l->control);
     for (size_t i = 0; i < l->n_sinks; i++)
@@ -406,7 +424,8 @@ static int serve(struct settings *st, struct loaded *l)
     sigset_t set;
     int rc = 1;
     int64_t grace_left_ms = 0;
-    struct running r = {.relay = {.settings = st, .auth = l->auth, .control = l->control}};
+    struct running r = {.relay = {.settings = st, .auth = l->auth, .control = l->control,
+                                       .mappings = l->mappings}};
 
     block_signals(&set);
     if (!absl_deadlock_detection_off())
@@ -453,6 +472,10 @@ int main(int argc, char **argv)
         failed = 1;
     }
     if (load_control(&st, &l, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aeroarc-relay: %s\n", err);
+        failed = 1;
+    }
+    if (load_mappings(&st, &l, err, sizeof(err)) < 0) {
         fprintf(stderr, "aeroarc-relay: %s\n", err);
         failed = 1;
     }

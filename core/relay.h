@@ -15,6 +15,7 @@ struct sink_pipeline;
 struct route;
 struct auth;
 struct control_auth;
+struct agent_mappings;
 struct command_hub;
 struct gateway;
 
@@ -27,6 +28,7 @@ struct relay {
     struct auth *auth;         /* NULL: [auth] mode = none */
     struct control_auth *control; /* NULL: [control] off (SPEC.md section 10) */
     struct command_hub *commands; /* waiting control callers */
+    const struct agent_mappings *mappings; /* NULL: none */
     struct gateway *gateway;
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
