@@ -10,7 +10,9 @@
 
 #include "aeroarc/agent/v1/agent.pb-c.h"
 #include "agent_internal.h"
+#include "agent_mappings.h"
 #include "call_auth.h"
+#include "command_table.h"
 #include "log.h"
 #include "mono_clock.h"
 #include "route.h"
@@ -77,12 +79,17 @@ static void on_closed(void *owner, bool cancelled, enum rpc_code code)
                                             : gw->m.closed_error);
     metrics_inc(gw->m.protocol_closed[atomic_load(&s->gen_kind)]);
     agent_stream_drop_held(s);
+    /* Commands written here can no longer be answered here. */
+    struct command_table *ct = atomic_load(&s->commands);
+    if (ct)
+        command_table_stream_ended(ct, s->rs);
     end_session(s);
 }
 
 static void on_free(void *owner)
 {
     struct stream *s = owner;
+    command_table_unref(atomic_load(&s->commands));
     pthread_mutex_destroy(&s->hold_mu);
     free(s);
 }
@@ -161,11 +168,15 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     s->gw = gw;
     atomic_init(&s->superseded, false);
     atomic_init(&s->gen_kind, GEN_UNDECIDED);
+    atomic_init(&s->commands, NULL);
     pthread_mutex_init(&s->hold_mu, NULL);
     s->room_waiter.wake = agent_stream_on_room;
     s->room_waiter.owner = s;
     memcpy(s->agent_id, agent, agent_len + 1);
     s->agent_len = agent_len;
+    agent_mappings_find(gw->relay->mappings, s->agent_id, &s->operator_id, &s->aircraft_id);
+    if (!s->operator_id)
+        s->operator_id = s->aircraft_id = "";
     for (size_t i = 0; i < gw->n_sinks; i++) {
         s->waiters[i].wake = agent_stream_on_wake;
         s->waiters[i].owner = s;
@@ -303,6 +314,7 @@ struct gateway *agent_gateway_create(struct relay *relay)
     gw->hold_ns = relay->settings->gen2_hold_s * INT64_C(1000000000);
     frame_limits_init(&gw->limits, (size_t)relay->settings->max_raw_bytes);
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
+    session_table_set_ext_release(relay->sessions, command_table_release);
     gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
     gw->streams = rpc_stream_set_create();
     if (!gw->sink_errors || !gw->streams) {
@@ -338,6 +350,53 @@ int agent_gateway_add_methods(struct gateway *gw, struct rpc_server *server)
                               telemetry_stream, gw) < 0)
         return -1;
     return 0;
+}
+
+struct target_visit {
+    struct gateway *gw;
+    enum gateway_target result;
+    struct rpc_stream *rs;
+    struct command_table *table;
+};
+
+/* Under the session's lock: no allocation but the session's table, once. */
+static void target_visit(void *arg, struct session_visit *v)
+{
+    struct target_visit *tv = arg;
+    struct stream *s = v->owner;
+    if (!v->attached || !s) {
+        tv->result = GATEWAY_NO_STREAM;
+        return;
+    }
+    int gen = atomic_load(&s->gen_kind);
+    if (gen != GEN_MUX) {
+        tv->result = gen == GEN_SEED ? GATEWAY_SEED : GATEWAY_UNDECIDED;
+        return;
+    }
+    if (!*v->ext && !(*v->ext = command_table_create(tv->gw->relay->commands))) {
+        tv->result = GATEWAY_NO_MEMORY;
+        return;
+    }
+    struct command_table *t = *v->ext, *none = NULL;
+    command_table_ref(t); /* the stream's, if it takes it */
+    if (!atomic_compare_exchange_strong(&s->commands, &none, t))
+        command_table_unref(t); /* it has it already (never the last) */
+    command_table_ref(t); /* the caller's */
+    stream_ref(s);
+    tv->table = t;
+    tv->rs = s->rs;
+    tv->result = GATEWAY_TARGET_OK;
+}
+
+enum gateway_target gateway_command_target(struct gateway *gw, const char *agent_id,
+                                           struct rpc_stream **rs, struct command_table **table)
+{
+    struct target_visit tv = {.gw = gw, .result = GATEWAY_NO_SESSION};
+    if (session_table_visit(gw->relay->sessions, agent_id, target_visit, &tv) < 0)
+        return GATEWAY_NO_SESSION;
+    *rs = tv.rs;
+    *table = tv.table;
+    return tv.result;
 }
 
 static void expired(void *arg, const char *agent_id, const char *session_id)

@@ -35,6 +35,28 @@ void agent_gateway_destroy(struct gateway *gw);
 /* Table owners are streams: session_table_destroy hands them back here. */
 void agent_gateway_drop_owner(void *owner);
 
+struct command_table;
+struct rpc_stream;
+
+/* Where a command for an agent can go (SPEC.md section 10). */
+enum gateway_target {
+    GATEWAY_TARGET_OK,
+    GATEWAY_NO_SESSION,
+    GATEWAY_NO_STREAM,  /* registered, no stream open */
+    GATEWAY_SEED,       /* the stream has no downlink */
+    GATEWAY_UNDECIDED,  /* its generation is not known yet */
+    GATEWAY_NO_MEMORY
+};
+
+/*
+ * The agent's current generation-2 stream and its session's command table
+ * (made on first use; the stream routes its results there). With
+ * GATEWAY_TARGET_OK the caller holds a reference to each: rpc_stream_unref
+ * and command_table_unref them. Any thread.
+ */
+enum gateway_target gateway_command_target(struct gateway *gw, const char *agent_id,
+                                           struct rpc_stream **rs, struct command_table **table);
+
 /* Wall-clock now in ns (CLOCK_REALTIME). */
 int64_t agent_gateway_now_ns(void);
 

@@ -64,6 +64,11 @@ struct stream {
     atomic_bool superseded; /* ended by a newer session: counted as such, once */
     atomic_int gen_kind;    /* enum stream_gen; written by on_message only */
     bool warned_no_wal;     /* logged a frame without wal_id (on_message only) */
+    /* The session's command table once a command was sent here (a
+     * reference; set once): results on this stream go there. */
+    _Atomic(struct command_table *) commands;
+    /* [control] agent_mappings_file (SPEC.md section 10): "" unmapped. */
+    const char *operator_id, *aircraft_id;
 
     char agent_id[SESSION_AGENT_MAX + 1];
     size_t agent_len;

@@ -9,6 +9,7 @@
  */
 #include "agent_internal.h"
 
+#include "command_table.h"
 #include "aeroarc/agent/v1/agent.pb-c.h"
 #include "job_json.h"
 #include "log.h"
@@ -31,7 +32,6 @@ struct stream_job {
 
 static const char queue_full_text[] = "relay sink queue is full";
 
-static const char empty[] = "";
 
 /* ------------------------------------------------------------- the acks */
 
@@ -83,7 +83,7 @@ static void job_complete(struct frame_job *job)
 void agent_stream_on_sent(void *owner, uint64_t recv_ns, bool ok)
 {
     struct stream *s = owner;
-    if (ok)
+    if (ok && recv_ns != 0) /* 0: a command (SPEC.md section 10), not an ack */
         metrics_histogram_observe_ns(s->gw->m.ack_latency, mono_ns() - (int64_t)recv_ns);
 }
 
@@ -124,9 +124,9 @@ static struct stream_job *job_create(struct stream *s, const aero_frame *view,
     v->wal_id = (aero_str){sj->wal_id, strlen(wal_id)};
     const char *relay_id = s->gw->relay->settings->relay_id;
     v->relay_id = (aero_str){relay_id, strlen(relay_id)};
-    /* Agent mappings (SPEC.md section 10) are not kept yet: unmapped. */
-    v->operator_id = (aero_str){empty, 0};
-    v->aircraft_id = (aero_str){empty, 0};
+    /* Agent mappings (SPEC.md section 10), found when the stream opened. */
+    v->operator_id = (aero_str){s->operator_id, strlen(s->operator_id)};
+    v->aircraft_id = (aero_str){s->aircraft_id, strlen(s->aircraft_id)};
     sj->stream = s;
     sj->job.complete = job_complete;
     return sj;
@@ -470,15 +470,33 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
         return;
     }
     if (arm_message[arm]) {
-        /* Results of commands this relay sent: none are sent yet, so nobody
-         * waits for one; it must still be what its arm says. */
+        /* Results of commands this relay sent: each must be what its arm
+         * says; one a command written to this stream waits for finishes
+         * it (SPEC.md section 10), any other is ignored. */
         ProtobufCMessage *m = protobuf_c_message_unpack(arm_message[arm], NULL, payload.len,
                                                         (const uint8_t *)payload.ptr);
         if (!m) {
             end_malformed(s, "malformed AgentStreamMessage payload");
             return;
         }
+        bool taken = false;
+        struct command_table *ct = atomic_load(&s->commands);
+        if (ct && (arm == MUX_CONTEXT_ACK || arm == MUX_AIRCRAFT_RESULT)) {
+            const char *id =
+                arm == MUX_CONTEXT_ACK
+                    ? ((Aeroarc__Agent__V1__OperationContextCommandAck *)m)->command_id
+                    : ((Aeroarc__Agent__V1__AircraftCommandResult *)m)->command_id;
+            unsigned kinds = arm == MUX_CONTEXT_ACK
+                                 ? (1u << COMMAND_SET_CONTEXT) | (1u << COMMAND_CLEAR_CONTEXT)
+                                 : 1u << COMMAND_AIRCRAFT;
+            taken = command_table_result(ct, s->rs, kinds, id, (const uint8_t *)payload.ptr,
+                                         payload.len);
+        }
         protobuf_c_message_free_unpacked(m, NULL);
+        if (taken) {
+            rpc_stream_credit(s->rs, 1);
+            return;
+        }
     }
     ignore(s, arm);
 }

@@ -5,8 +5,11 @@
  */
 #include "absl_tuning.h"
 #include "agent_gateway.h"
+#include "agent_mappings.h"
 #include "auth.h"
 #include "call_auth.h"
+#include "command_table.h"
+#include "control_auth.h"
 #include "health_service.h"
 #include "host_api.h"
 #include "http_server.h"
@@ -48,6 +51,8 @@ struct options {
 /* Everything loaded before start: plugins belong to main until the end. */
 struct loaded {
     struct auth *auth; /* [auth] mode = bearer: the keys */
+    struct control_auth *control; /* [control] client_ca_file set */
+    struct agent_mappings *mappings; /* [control] agent_mappings_file set */
     struct plugin *route;
     struct plugin **sinks;
     size_t n_sinks;
@@ -194,9 +199,41 @@ static int load_keys(struct settings *st, struct loaded *l, char *err, size_t er
                          reason);
 }
 
+/* [control]: the CA and identities now, so --check catches a bad CA file. */
+static int load_control(struct settings *st, struct loaded *l, char *err, size_t errlen)
+{
+    if (!st->control_client_ca_file[0])
+        return 0;
+    char reason[1024];
+    if (control_auth_load(st->control_client_ca_file, st->control_allowed_identities,
+                          &l->control, reason, sizeof(reason)) == 0)
+        return 0;
+    struct config_section *sec = config_find(&st->file, "control");
+    const struct config_kv *kv = sec ? config_get_kv(sec, "client_ca_file") : NULL;
+    return config_errorf(err, errlen, st->file.path, kv ? kv->line : 0, "control",
+                         "client_ca_file", "%s", reason);
+}
+
+/* [control] agent_mappings_file: syntax and permissions, with its line. */
+static int load_mappings(struct settings *st, struct loaded *l, char *err, size_t errlen)
+{
+    if (!st->control_agent_mappings_file[0])
+        return 0;
+    char reason[1024];
+    if (agent_mappings_load(st->control_agent_mappings_file, &l->mappings, reason,
+                            sizeof(reason)) == 0)
+        return 0;
+    struct config_section *sec = config_find(&st->file, "control");
+    const struct config_kv *kv = sec ? config_get_kv(sec, "agent_mappings_file") : NULL;
+    return config_errorf(err, errlen, st->file.path, kv ? kv->line : 0, "control",
+                         "agent_mappings_file", "%s", reason);
+}
+
 static void unload_plugins(struct loaded *l)
 {
+    agent_mappings_free(l->mappings);
     auth_free(l->auth);
+    control_auth_free(l->control);
     for (size_t i = 0; i < l->n_sinks; i++)
         plugin_unload(l->sinks[i]);
     free(l->sinks);
@@ -359,6 +396,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         }
         watch_listener(r, server, &lw);
         agent_gateway_tick_held(gw);
+        command_hub_tick(r->commands, mono_ns());
         if (n % 10 == 0) {
             agent_gateway_tick(gw, agent_gateway_now_ns());
             trim_heap(&trim);
@@ -446,11 +484,13 @@ static int start_grpc(struct running *r, const struct settings *st)
         .tls_cert_file = st->tls_cert_file,
         .tls_key_file = st->tls_key_file,
         .tls_client_ca_file = st->tls_client_ca_file,
+        .control_client_ca_file = st->control_client_ca_file,
         .after_burst = flush_sinks,
         .after_burst_arg = r->relay.sinks,
         .metrics = r->relay.metrics,
     };
     r->gw = agent_gateway_create(&r->relay);
+    r->relay.gateway = r->gw;
     r->server = r->gw ? rpc_server_create(&opt, err, sizeof(err)) : NULL;
     if (!r->server || agent_gateway_add_methods(r->gw, r->server) < 0 ||
         health_service_add(&r->relay, r->server) < 0 ||
@@ -475,8 +515,11 @@ static int start_running(struct running *r, struct settings *st, struct loaded *
     r->relay.metrics = metrics_create();
     r->relay.sessions = session_table_create();
     r->relay.auth = r->relay.metrics ? call_auth_create(l->auth, r->relay.metrics) : NULL;
+    r->relay.commands =
+        command_hub_create(r->relay.metrics, st->control_command_timeout_s * INT64_C(1000000000));
     r->specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*r->specs));
-    if (!r->specs || !r->relay.metrics || !r->relay.sessions || !r->relay.auth) {
+    if (!r->specs || !r->relay.metrics || !r->relay.sessions || !r->relay.auth ||
+        !r->relay.commands) {
         log_error("out of memory at start-up");
         return -1;
     }
@@ -514,6 +557,7 @@ static int stop_running(struct running *r, int64_t grace_left_ms, int rc)
     atomic_store(&r->relay.shutting_down, true);
     /* Streams are drained: unary calls need little more. */
     int64_t stop_start_ms = mono_ns() / 1000000;
+    command_hub_shutdown(r->relay.commands); /* callers still waiting: UNAVAILABLE */
     rpc_server_shutdown(r->server, grace_left_ms < 1000 ? grace_left_ms : 1000);
     grace_left_ms -= mono_ns() / 1000000 - stop_start_ms;
     /* Flushes: acks already sent stay true. A sink stuck in write_batch
@@ -529,6 +573,7 @@ static int stop_running(struct running *r, int64_t grace_left_ms, int rc)
     agent_gateway_destroy(r->gw);
     session_table_destroy(r->relay.sessions, agent_gateway_drop_owner);
     call_auth_destroy(r->relay.auth);
+    command_hub_destroy(r->relay.commands);
     /* Last: /metrics stays scrapeable through the drain and the flush. */
     http_server_stop(r->http);
     metrics_destroy(r->relay.metrics);
@@ -541,7 +586,8 @@ static int serve(struct settings *st, struct loaded *l)
     sigset_t set;
     int rc = 1;
     int64_t grace_left_ms = 0;
-    struct running r = {.relay = {.settings = st}};
+    struct running r = {.relay = {.settings = st, .control = l->control,
+                                  .mappings = l->mappings}};
 
     block_signals(&set);
     raise_fd_limit(st);
@@ -585,6 +631,14 @@ int main(int argc, char **argv)
      * plugin section (keys validated, then the plugin's own check). */
     int failed = 0;
     if (load_keys(&st, &l, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aeroarc-relay: %s\n", err);
+        failed = 1;
+    }
+    if (load_control(&st, &l, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aeroarc-relay: %s\n", err);
+        failed = 1;
+    }
+    if (load_mappings(&st, &l, err, sizeof(err)) < 0) {
         fprintf(stderr, "aeroarc-relay: %s\n", err);
         failed = 1;
     }

@@ -14,6 +14,10 @@ struct session_table;
 struct sink_pipeline;
 struct route;
 struct call_auth;
+struct control_auth;
+struct agent_mappings;
+struct command_hub;
+struct gateway;
 
 struct relay {
     struct settings *settings;
@@ -22,6 +26,10 @@ struct relay {
     struct sink_pipeline *sinks;
     struct route *route;
     struct call_auth *auth;    /* the bearer check at each RPC's door (call_auth.h) */
+    struct control_auth *control; /* NULL: [control] off (SPEC.md section 10) */
+    struct command_hub *commands; /* waiting control callers */
+    const struct agent_mappings *mappings; /* NULL: none */
+    struct gateway *gateway;
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
      * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining)

@@ -1,14 +1,23 @@
 /*
- * relay_control.c - the control-plane RPCs. Each answer is built from
- * session_table copies taken under the table's shard locks, so a status is
- * never torn by a concurrent Register or disconnect. Any worker thread.
+ * relay_control.c - the control-plane RPCs. Each status answer is built
+ * from session_table copies taken under the table's shard locks, so a
+ * status is never torn by a concurrent Register or disconnect. The
+ * commands of SPEC.md section 10 are checked here in the SPEC's order and
+ * handed to the session's command table with their kind's rules (the
+ * result checks below); the call is finished when the entry completes.
+ * Any worker thread.
  */
 #include "relay_control.h"
 
 #include "aeroarc/relay/v1/relay.pb-c.h"
+#include "agent_gateway.h"
 #include "call_auth.h"
+#include "command_table.h"
+#include "control_auth.h"
+#include "rpc_stream.h"
 #include "session_table.h"
 
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,10 +40,13 @@ static void fill_status(Aeroarc__Relay__V1__DroneStatus *st, struct session_info
     }
 }
 
-/* True when the call was refused (and finished): no admin key, or stopping. */
+/* True when the call was refused (and finished): no admin key (a verified
+ * allowed control certificate counts as one, SPEC.md section 10), or
+ * stopping. */
 static bool refuse(struct relay *relay, struct rpc_call *call)
 {
-    if (!call_auth_admin(relay->auth, call))
+    if ((!relay->auth || control_auth_check(relay->control, call) != CONTROL_ALLOWED) &&
+        !call_auth_admin(relay->auth, call))
         return true;
     if (!atomic_load(&relay->shutting_down))
         return false;
@@ -97,6 +109,357 @@ static void get_drone_status(struct rpc_call *call, const ProtobufCMessage *msg,
     }
 }
 
+/* ------------------------------------------------ commands (SPEC 10) */
+
+typedef Aeroarc__Agent__V1__OperationContext OpContext;
+typedef Aeroarc__Agent__V1__OperationContextCommandAck ContextAck;
+
+/* What a command expects of the agent's answer. */
+struct expect {
+    enum command_kind kind;
+    struct command_context want; /* Set: the context; aircraft: aircraft_id */
+    bool authoritative;          /* Clear */
+};
+
+static bool blank(const char *s)
+{
+    for (; s && *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
+            return false;
+    return true;
+}
+
+static void copy_field(char dst[COMMAND_FIELD_MAX + 1], const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n > COMMAND_FIELD_MAX)
+        n = COMMAND_FIELD_MAX;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
+/* An acknowledged context equals the expected one; an empty aircraft_id
+ * matches any (agents older than OperationContext field 4). */
+static bool context_matches(const OpContext *got, const struct command_context *want)
+{
+    return got && strcmp(got->flight_id, want->flight_id) == 0 &&
+           strcmp(got->intent_id, want->intent_id) == 0 &&
+           got->intent_version == want->intent_version &&
+           (got->aircraft_id[0] == '\0' || strcmp(got->aircraft_id, want->aircraft_id) == 0);
+}
+
+/* The response: field 1 is the agent's result message, as it sent it. */
+static void wrap_result(const uint8_t *payload, size_t len, struct command_outcome *out)
+{
+    uint8_t *r = malloc(len + 11);
+    if (!r) {
+        *out = (struct command_outcome){RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0,
+                                        false};
+        return;
+    }
+    size_t n = 0;
+    r[n++] = 0x0a;
+    for (uint64_t v = len; ; v >>= 7) {
+        r[n++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
+        if (v < 0x80)
+            break;
+    }
+    memcpy(r + n, payload, len);
+    out->code = RPC_OK;
+    out->resp = r;
+    out->resp_len = n + len;
+}
+
+static const char mismatch_text[] =
+    "agent acknowledged an operation context other than the expected one";
+
+static void context_result(const void *ctx, struct command_session_state *state,
+                           const uint8_t *payload, size_t len, struct command_outcome *out)
+{
+    const struct expect *x = ctx;
+    ContextAck *ack = aeroarc__agent__v1__operation_context_command_ack__unpack(NULL, len, payload);
+    if (!ack) { /* checked by the stream already */
+        *out = (struct command_outcome){RPC_INTERNAL, "malformed agent result", NULL, 0, false};
+        return;
+    }
+    bool applied = ack->status == AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED ||
+                   ack->status == AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_ALREADY_APPLIED;
+    bool ok = true;
+    if (applied && x->kind == COMMAND_SET_CONTEXT) {
+        ok = context_matches(ack->active_context, &x->want);
+        if (ok) {
+            state->reconciled = true;
+            state->has_context = true;
+            state->current = x->want;
+        }
+    } else if (applied) {
+        /* Clear: nothing active, unless a conditional clear named another
+         * flight than the current one, which stays. */
+        bool other = !x->authoritative && state->has_context &&
+                     state->current.flight_id[0] != '\0' &&
+                     strcmp(state->current.flight_id, x->want.flight_id) != 0;
+        ok = other ? context_matches(ack->active_context, &state->current)
+                   : ack->active_context == NULL;
+        if (ok && x->authoritative)
+            state->reconciled = true;
+        if (ok && !other)
+            state->has_context = false;
+    }
+    /* A temporary error is sent again on an exact retry, not replayed. */
+    bool keep = ack->status !=
+                AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_TEMPORARY_ERROR;
+    aeroarc__agent__v1__operation_context_command_ack__free_unpacked(ack, NULL);
+    if (!ok) {
+        state->reconciled = false; /* outcome unknown: fenced */
+        *out = (struct command_outcome){RPC_INTERNAL, mismatch_text, NULL, 0, false};
+        return;
+    }
+    wrap_result(payload, len, out);
+    out->keep = keep;
+}
+
+/* Written, outcome unknown (deadline, stream end): fenced. */
+static void context_unknown(const void *ctx, struct command_session_state *state)
+{
+    (void)ctx;
+    state->reconciled = false;
+}
+
+static const char *clear_check(const void *ctx, const struct command_session_state *state)
+{
+    const struct expect *x = ctx;
+    if (x->authoritative && state->reconciled)
+        return "flight ID may be empty only while reconciling a fresh Relay session";
+    return NULL;
+}
+
+static void aircraft_result(const void *ctx, struct command_session_state *state,
+                            const uint8_t *payload, size_t len, struct command_outcome *out)
+{
+    (void)state;
+    const struct expect *x = ctx;
+    Aeroarc__Agent__V1__AircraftCommandResult *r =
+        aeroarc__agent__v1__aircraft_command_result__unpack(NULL, len, payload);
+    bool ok = r && strcmp(r->aircraft_id, x->want.aircraft_id) == 0;
+    aeroarc__agent__v1__aircraft_command_result__free_unpacked(r, NULL);
+    if (!ok) {
+        *out = (struct command_outcome){RPC_INTERNAL,
+                                        "agent answered the command for another aircraft", NULL,
+                                        0, false};
+        return;
+    }
+    wrap_result(payload, len, out);
+    out->keep = true; /* an agent result: replayed, never sent again */
+}
+
+static const struct command_ops set_ops = {
+    .on_result = context_result, .on_unknown = context_unknown, .free = free};
+static const struct command_ops clear_ops = {
+    .on_result = context_result, .on_unknown = context_unknown, .check = clear_check,
+    .free = free};
+static const struct command_ops aircraft_ops = {.on_result = aircraft_result, .free = free};
+
+/* The command's deterministic encoding -> its fingerprint, and the
+ * RelayStreamMessage arm that carries it. 0, or -1 (out of memory). */
+static int encode(const ProtobufCMessage *cmd, Aeroarc__Agent__V1__RelayStreamMessage *env,
+                  uint8_t fp[32], uint8_t **msg, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(cmd);
+    uint8_t *c = malloc(n ? n : 1);
+    if (!c)
+        return -1;
+    protobuf_c_message_pack(cmd, c);
+    SHA256(c, n, fp);
+    free(c);
+    *len = protobuf_c_message_get_packed_size(&env->base);
+    if (!(*msg = malloc(*len ? *len : 1)))
+        return -1;
+    protobuf_c_message_pack(&env->base, *msg);
+    return 0;
+}
+
+/*
+ * SPEC.md section 10 after validation: where the command goes (each kind's
+ * not-found codes), then the session's table. Takes x.
+ */
+static void command(struct relay *relay, struct rpc_call *call, const char *agent_id,
+                    const char *id, const ProtobufCMessage *cmd,
+                    Aeroarc__Agent__V1__RelayStreamMessage *env, struct expect *x)
+{
+    bool aircraft = x->kind == COMMAND_AIRCRAFT;
+    struct rpc_stream *rs = NULL;
+    struct command_table *t = NULL;
+    enum rpc_code code = RPC_OK;
+    const char *text = NULL;
+    switch (gateway_command_target(relay->gateway, agent_id, &rs, &t)) {
+    case GATEWAY_TARGET_OK: break;
+    case GATEWAY_NO_SESSION:
+        code = RPC_NOT_FOUND;
+        text = aircraft ? "agent is not connected" : "agent is not registered";
+        break;
+    case GATEWAY_NO_STREAM:
+        code = aircraft ? RPC_NOT_FOUND : RPC_UNAVAILABLE;
+        text = "agent stream is not connected";
+        break;
+    case GATEWAY_SEED:
+        code = RPC_FAILED_PRECONDITION;
+        text = "agent protocol has no downlink";
+        break;
+    case GATEWAY_UNDECIDED:
+        code = RPC_UNAVAILABLE;
+        text = "agent stream protocol is not decided yet";
+        break;
+    case GATEWAY_NO_MEMORY:
+        code = RPC_RESOURCE_EXHAUSTED;
+        text = "relay out of memory";
+        break;
+    }
+    struct command_spec spec = {
+        .kind = x->kind,
+        .id = id,
+        .ctx = x,
+        .ops = x->kind == COMMAND_SET_CONTEXT     ? &set_ops
+               : x->kind == COMMAND_CLEAR_CONTEXT ? &clear_ops
+                                                  : &aircraft_ops,
+        .deadline_left_ns = rpc_call_deadline_left_ns(call),
+    };
+    uint8_t *msg = NULL;
+    if (code == RPC_OK && encode(cmd, env, spec.fingerprint, &msg, &spec.msg_len) < 0) {
+        code = RPC_RESOURCE_EXHAUSTED;
+        text = "relay out of memory";
+    }
+    if (code != RPC_OK) {
+        free(x);
+        rpc_call_finish(call, code, text, NULL, 0);
+    } else {
+        spec.msg = msg;
+        command_table_submit(t, rs, &spec, call);
+    }
+    free(msg);
+    if (rs)
+        rpc_stream_unref(rs);
+    command_table_unref(t);
+}
+
+static const char ids_required[] = "agent ID and command ID are required";
+
+/* Control authentication first, then the relay's state. */
+static bool control_refuse(struct relay *relay, struct rpc_call *call)
+{
+    if (!control_auth_admit(relay->control, call))
+        return true;
+    if (!atomic_load(&relay->shutting_down))
+        return false;
+    rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
+    return true;
+}
+
+static void set_operation_context(struct rpc_call *call, const ProtobufCMessage *msg,
+                                  void *service, struct worker_ctx *w)
+{
+    (void)w;
+    struct relay *relay = service;
+    const Aeroarc__Relay__V1__SetOperationContextRequest *req = (const void *)msg;
+    if (control_refuse(relay, call))
+        return;
+    Aeroarc__Agent__V1__SetOperationContextCommand *c = req->command;
+    if (req->agent_id[0] == '\0' || !c || c->command_id[0] == '\0') {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+        return;
+    }
+    if (!c->context || blank(c->context->flight_id) || blank(c->context->intent_id) ||
+        c->context->intent_version == 0) {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                        "flight ID, intent ID, and positive intent version are required", NULL, 0);
+        return;
+    }
+    struct expect *x = calloc(1, sizeof(*x));
+    if (!x) {
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
+        return;
+    }
+    x->kind = COMMAND_SET_CONTEXT;
+    copy_field(x->want.flight_id, c->context->flight_id);
+    copy_field(x->want.intent_id, c->context->intent_id);
+    x->want.intent_version = c->context->intent_version;
+    copy_field(x->want.aircraft_id, c->context->aircraft_id);
+    Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
+    env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_SET_OPERATION_CONTEXT;
+    env.set_operation_context = c;
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, x);
+}
+
+static void clear_operation_context(struct rpc_call *call, const ProtobufCMessage *msg,
+                                    void *service, struct worker_ctx *w)
+{
+    (void)w;
+    struct relay *relay = service;
+    const Aeroarc__Relay__V1__ClearOperationContextRequest *req = (const void *)msg;
+    if (control_refuse(relay, call))
+        return;
+    Aeroarc__Agent__V1__ClearOperationContextCommand *c = req->command;
+    if (req->agent_id[0] == '\0' || !c || c->command_id[0] == '\0') {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+        return;
+    }
+    if (c->authoritative ? c->flight_id[0] != '\0' : blank(c->flight_id)) {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                        c->authoritative
+                            ? "an authoritative clear must not name a flight ID"
+                            : "flight ID may be empty only while reconciling a fresh Relay session",
+                        NULL, 0);
+        return;
+    }
+    struct expect *x = calloc(1, sizeof(*x));
+    if (!x) {
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
+        return;
+    }
+    x->kind = COMMAND_CLEAR_CONTEXT;
+    x->authoritative = c->authoritative;
+    copy_field(x->want.flight_id, c->flight_id);
+    Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
+    env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_CLEAR_OPERATION_CONTEXT;
+    env.clear_operation_context = c;
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, x);
+}
+
+static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage *msg,
+                                  void *service, struct worker_ctx *w)
+{
+    (void)w;
+    struct relay *relay = service;
+    const Aeroarc__Relay__V1__SendAircraftCommandRequest *req = (const void *)msg;
+    if (control_refuse(relay, call))
+        return;
+    Aeroarc__Agent__V1__AircraftCommand *c = req->command;
+    if (req->agent_id[0] == '\0' || !c || c->command_id[0] == '\0') {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+        return;
+    }
+    if (c->aircraft_id[0] == '\0') {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "aircraft ID is required", NULL, 0);
+        return;
+    }
+    if (c->type != AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_ARM &&
+        c->type != AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_DISARM) {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "aircraft command type must be ARM or DISARM",
+                        NULL, 0);
+        return;
+    }
+    struct expect *x = calloc(1, sizeof(*x));
+    if (!x) {
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
+        return;
+    }
+    x->kind = COMMAND_AIRCRAFT;
+    copy_field(x->want.aircraft_id, c->aircraft_id);
+    Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
+    env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_AIRCRAFT_COMMAND;
+    env.aircraft_command = c;
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, x);
+}
+
 int relay_control_add(struct relay *relay, struct rpc_server *server)
 {
     if (rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/ListActiveDrones",
@@ -104,7 +467,16 @@ int relay_control_add(struct relay *relay, struct rpc_server *server)
                              list_active_drones, relay) < 0 ||
         rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/GetDroneStatus",
                              &aeroarc__relay__v1__get_drone_status_request__descriptor,
-                             get_drone_status, relay) < 0)
+                             get_drone_status, relay) < 0 ||
+        rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/SetOperationContext",
+                             &aeroarc__relay__v1__set_operation_context_request__descriptor,
+                             set_operation_context, relay) < 0 ||
+        rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/ClearOperationContext",
+                             &aeroarc__relay__v1__clear_operation_context_request__descriptor,
+                             clear_operation_context, relay) < 0 ||
+        rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/SendAircraftCommand",
+                             &aeroarc__relay__v1__send_aircraft_command_request__descriptor,
+                             send_aircraft_command, relay) < 0)
         return -1;
     return 0;
 }

@@ -10,7 +10,9 @@
 #include "mono_clock.h"
 
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +22,9 @@ const char *rpc_call_code_name(enum rpc_code code)
     case RPC_OK: return "OK";
     case RPC_CANCELLED: return "CANCELLED";
     case RPC_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case RPC_DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
     case RPC_NOT_FOUND: return "NOT_FOUND";
+    case RPC_ALREADY_EXISTS: return "ALREADY_EXISTS";
     case RPC_PERMISSION_DENIED: return "PERMISSION_DENIED";
     case RPC_RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
     case RPC_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
@@ -95,6 +99,35 @@ const char *rpc_call_metadata(const struct rpc_call *c, const char *key, size_t 
     }
     *len = 0;
     return NULL;
+}
+
+int64_t rpc_call_deadline_left_ns(const struct rpc_call *c)
+{
+    if (gpr_time_cmp(c->deadline, gpr_inf_future(c->deadline.clock_type)) == 0)
+        return INT64_MAX;
+    gpr_timespec left = gpr_time_sub(c->deadline, gpr_now(c->deadline.clock_type));
+    if (left.tv_sec < 0)
+        return 0;
+    if (left.tv_sec > INT64_MAX / 1000000000 - 1)
+        return INT64_MAX;
+    return (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+}
+
+char *rpc_call_peer_cert_pem(const struct rpc_call *c)
+{
+    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+    if (!ctx)
+        return NULL;
+    grpc_auth_property_iterator it =
+        grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    char *pem = NULL;
+    if (p && p->value_length > 0 && (pem = malloc(p->value_length + 1)) != NULL) {
+        memcpy(pem, p->value, p->value_length);
+        pem[p->value_length] = '\0';
+    }
+    grpc_auth_context_release(ctx);
+    return pem;
 }
 
 /* A byte buffer's contents as one slice (a ref when it is one slice). */

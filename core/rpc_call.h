@@ -21,7 +21,9 @@ enum rpc_code {
     RPC_OK = 0,
     RPC_CANCELLED = 1,
     RPC_INVALID_ARGUMENT = 3,
+    RPC_DEADLINE_EXCEEDED = 4,
     RPC_NOT_FOUND = 5,
+    RPC_ALREADY_EXISTS = 6,
     RPC_PERMISSION_DENIED = 7,
     RPC_RESOURCE_EXHAUSTED = 8,
     RPC_FAILED_PRECONDITION = 9,
@@ -49,6 +51,16 @@ size_t rpc_call_metadata_count(const struct rpc_call *c, const char *key);
 /* Done reading the request metadata: free its index (about 600 bytes per
  * call, for the whole life of a stream). Values read before are invalid. */
 void rpc_call_metadata_done(struct rpc_call *c);
+
+/* Nanoseconds left until the caller's deadline (INT64_MAX: none). */
+int64_t rpc_call_deadline_left_ns(const struct rpc_call *c);
+
+/*
+ * The PEM of the peer's certificate as the TLS handshake verified it (the
+ * "x509_pem_cert" auth property), copied into a malloc'ed string; NULL
+ * when the peer sent none (or the call is not over TLS).
+ */
+char *rpc_call_peer_cert_pem(const struct rpc_call *c);
 
 /* Unary: the request message bytes (NULL/0 if none), valid until finish. */
 const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len);

@@ -464,23 +464,53 @@ static char *read_file(const char *path, char *err, size_t errlen)
     return buf;
 }
 
+/* a's text then b's (either may be NULL); NULL when both are. */
+static char *concat(char *a, char *b)
+{
+    if (!a || !b)
+        return a ? a : b;
+    size_t la = strlen(a), lb = strlen(b);
+    char *c = malloc(la + lb + 2);
+    if (c) {
+        memcpy(c, a, la);
+        c[la] = '\n';
+        memcpy(c + la + 1, b, lb + 1);
+    }
+    free(a);
+    free(b);
+    return c;
+}
+
+/*
+ * TLS when cert_file is set. [tls] client_ca_file: every client must
+ * present a certificate; [control] client_ca_file (SPEC.md section 10):
+ * one is requested and verified if given, so agents without one keep
+ * streaming. With both, both CAs are trusted at the handshake.
+ */
 static grpc_server_credentials *make_credentials(const struct rpc_server_options *o, char *err,
                                                  size_t errlen)
 {
     if (!o->tls_cert_file || !*o->tls_cert_file)
         return grpc_insecure_server_credentials_create();
+    bool require = o->tls_client_ca_file && *o->tls_client_ca_file;
+    bool request = o->control_client_ca_file && *o->control_client_ca_file;
     char *cert = read_file(o->tls_cert_file, err, errlen);
     char *key = cert ? read_file(o->tls_key_file, err, errlen) : NULL;
-    char *ca = NULL;
-    if (key && o->tls_client_ca_file && *o->tls_client_ca_file)
-        ca = read_file(o->tls_client_ca_file, err, errlen);
+    char *ca = NULL, *control_ca = NULL;
+    bool cas_ok = true;
+    if (key && require)
+        cas_ok = (ca = read_file(o->tls_client_ca_file, err, errlen)) != NULL;
+    if (key && cas_ok && request)
+        cas_ok = (control_ca = read_file(o->control_client_ca_file, err, errlen)) != NULL;
+    ca = concat(ca, control_ca);
     grpc_server_credentials *creds = NULL;
-    if (cert && key && (ca || !o->tls_client_ca_file || !*o->tls_client_ca_file)) {
+    if (cert && key && cas_ok && (ca || !(require || request))) {
         grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
         creds = grpc_ssl_server_credentials_create_ex(
             ca, &pair, 1,
-            ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            require   ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+            : request ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                      : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
             NULL);
         if (!creds)
             snprintf(err, errlen, "invalid TLS certificate or key (%s, %s)", o->tls_cert_file,

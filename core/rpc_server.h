@@ -30,6 +30,9 @@ struct rpc_server_options {
     int64_t keepalive_timeout_s;   /* ... and drops the connection after this without an ack */
     int64_t handshake_timeout_s;   /* TLS + HTTP/2 preface of a new connection; 0 = gRPC's */
     const char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* "" = plain */
+    /* [control] client_ca_file: with TLS, a client certificate is requested
+     * and verified if given (against both CAs); "" / NULL: not requested. */
+    const char *control_client_ca_file;
     /* Called by each worker after a burst of events in which a handler
      * deferred work (worker_ctx_defer), before it waits for more. */
     void (*after_burst)(void *arg, struct worker_ctx *w);

@@ -28,6 +28,7 @@ struct session {
     uint64_t hash;
     uint64_t gen;    /* changes on Register and on every attach */
     void *owner;     /* the attached stream's reference, if attached */
+    void *ext;       /* the session's own data (command table); ext_release drops it */
     struct session_info info;
 };
 
@@ -44,7 +45,19 @@ struct session_table {
     _Atomic size_t count; /* sessions linked, plus slots reserved by register */
     size_t max;           /* 0: no cap; set once before the table is shared */
     uint8_t hash_key[SIPHASH_KEY_BYTES]; /* random, per table (so per process) */
+    void (*ext_release)(void *ext); /* set once before the table is shared */
 };
+
+static void ext_drop(struct session_table *t, void *ext)
+{
+    if (ext != NULL && t->ext_release != NULL)
+        t->ext_release(ext);
+}
+
+void session_table_set_ext_release(struct session_table *t, void (*release)(void *ext))
+{
+    t->ext_release = release;
+}
 
 bool session_agent_id_valid(const char *id, size_t len)
 {
@@ -168,6 +181,7 @@ void session_table_destroy(struct session_table *t, void (*drop_owner)(void *own
                 struct session *next = e->next;
                 if (e->info.stream_attached && drop_owner != NULL)
                     drop_owner(e->owner);
+                ext_drop(t, e->ext);
                 session_caps_release(e->info.caps);
                 free(e);
                 e = next;
@@ -356,6 +370,7 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
                                 char session_id_out[SESSION_ID_LEN + 1], void **displaced)
 {
     struct session_caps *old_caps = NULL;
+    void *old_ext = NULL;
     struct session *fresh = NULL;
     struct key k;
 
@@ -391,6 +406,8 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
     e->info.intent_id[0] = '\0';
     e->info.intent_version = 0;
     old_caps = e->info.caps;
+    old_ext = e->ext; /* a new session: its own commands */
+    e->ext = NULL;
     e->info.caps = caps_ref(caps);
     e->info.stream_attached = false;
     if (fresh != NULL) {
@@ -400,6 +417,7 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
     }
     pthread_mutex_unlock(&s->lock);
     session_caps_release(old_caps);
+    ext_drop(t, old_ext);
     return 0;
 }
 
@@ -458,8 +476,10 @@ bool session_table_detach(struct session_table *t, const char *agent_id, uint64_
         gone = e;
     }
     pthread_mutex_unlock(&s->lock);
-    if (gone != NULL)
+    if (gone != NULL) {
         session_caps_release(gone->info.caps);
+        ext_drop(t, gone->ext);
+    }
     free(gone);
     return gone != NULL;
 }
@@ -553,12 +573,32 @@ size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl
             struct session *next = dead->next;
             if (expired != NULL)
                 expired(arg, dead->info.agent_id, dead->info.session_id);
+            ext_drop(t, dead->ext);
             session_caps_release(dead->info.caps);
             free(dead);
             dead = next;
         }
     }
     return total;
+}
+
+int session_table_visit(struct session_table *t, const char *agent_id,
+                        void (*fn)(void *arg, struct session_visit *v), void *arg)
+{
+    struct key k;
+
+    if (!key_make(t, agent_id, &k))
+        return -ENOENT;
+    struct shard *s = shard_of(t, &k);
+    pthread_mutex_lock(&s->lock);
+    struct session *e = *shard_find(s, &k);
+    if (e != NULL) {
+        struct session_visit v = {e->info.session_id, e->gen, e->owner, e->info.stream_attached,
+                                  &e->ext};
+        fn(arg, &v);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return e != NULL ? 0 : -ENOENT;
 }
 
 int session_table_get(struct session_table *t, const char *agent_id, struct session_info *out)

@@ -140,6 +140,28 @@ size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl
                                             const char *session_id),
                             void *arg);
 
+/*
+ * Each session may carry one pointer of its owner's (the command table,
+ * SPEC.md section 10): NULL until set through session_table_visit, handed
+ * to `release` (outside any lock) when the session ends or a Register
+ * replaces it. Set once, before the table is shared.
+ */
+void session_table_set_ext_release(struct session_table *t, void (*release)(void *ext));
+
+/* What session_table_visit shows, under the session's lock. */
+struct session_visit {
+    const char *session_id;
+    uint64_t gen;
+    void *owner;   /* the attached stream (never dereferenced here), or NULL */
+    bool attached;
+    void **ext;    /* the session's pointer: fn may set it (the session owns it) */
+};
+
+/* Run fn on the agent's session under its shard lock (fn must not block or
+ * call the table). Returns 0, or -ENOENT when the agent has no session. */
+int session_table_visit(struct session_table *t, const char *agent_id,
+                        void (*fn)(void *arg, struct session_visit *v), void *arg);
+
 /* Consistent copy of one session (0) or -ENOENT: session_info_release it. */
 int session_table_get(struct session_table *t, const char *agent_id, struct session_info *out);
 

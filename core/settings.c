@@ -95,6 +95,18 @@ static const aero_config_key auth_keys[] = {
      .help = "lines: <key> <agents: * | glob | -> [admin]"},
 };
 
+static const aero_config_key control_keys[] = {
+    {.name = "client_ca_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "PEM CA that signs control-plane clients; empty: control disabled (needs [tls])"},
+    {.name = "allowed_identities", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "comma-separated: certificate CN, DNS SAN or URI SAN (e.g. spiffe://aero-arc/api)"},
+    {.name = "command_timeout_s", .type = AERO_KEY_INT, .default_value = "60",
+     .help = "longest wait for an agent's result when the caller sets no shorter deadline",
+     .min = 1, .max = 3600},
+    {.name = "agent_mappings_file", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "lines: <agent_id> <operator_id> <aircraft_id>; '#' comments"},
+};
+
 static const aero_config_key log_keys[] = {
     {.name = "level", .type = AERO_KEY_ENUM, .default_value = "info",
      .help = "lowest level logged", .choices = "debug|info|warn|error"},
@@ -121,6 +133,7 @@ static const struct section_def section_defs[] = {
     {"sink:", SEC_SINK, KEYS(sink_keys)},
     {"tls", SEC_PLAIN, KEYS(tls_keys)},
     {"auth", SEC_PLAIN, KEYS(auth_keys)},
+    {"control", SEC_PLAIN, KEYS(control_keys)},
     {"log", SEC_PLAIN, KEYS(log_keys)},
 };
 #define N_SECTION_DEFS (sizeof section_defs / sizeof section_defs[0])
@@ -274,6 +287,72 @@ static int check_auth(const struct config_file *f, const struct config_section *
     return 0;
 }
 
+/* One allowed identity: a CN or DNS name (printable, no spaces or commas)
+ * or a URI (scheme "://" rest). */
+static int valid_identity(const char *p, size_t n)
+{
+    if (n == 0 || n > 1024)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f || p[i] == ',')
+            return 0;
+    const char *sep = NULL;
+    for (size_t i = 0; i + 3 <= n && !sep; i++)
+        if (memcmp(p + i, "://", 3) == 0)
+            sep = p + i;
+    if (!sep)
+        return 1; /* a CN or DNS name */
+    if (sep == p || !((p[0] >= 'a' && p[0] <= 'z') || (p[0] >= 'A' && p[0] <= 'Z')))
+        return 0;
+    for (const char *c = p; c < sep; c++)
+        if (!in_set(*c, "+.-"))
+            return 0;
+    return (size_t)(p + n - sep) > 3; /* something after "://" */
+}
+
+static int check_control(const struct config_file *f, const struct config_section *s, char *err,
+                         size_t errlen)
+{
+    const struct config_section *tls = config_find(f, "tls");
+    int ca = is_set(s, "client_ca_file"), ids = is_set(s, "allowed_identities");
+    char q[CONFIG_ERR_LEN];
+
+    if (ca && !(tls && is_set(tls, "cert_file")))
+        return config_errorf(err, errlen, f->path, line_of(s, "client_ca_file"), s->name,
+                             "client_ca_file",
+                             "set without [tls] cert_file and key_file (control clients "
+                             "authenticate with TLS certificates)");
+    if (ca && !ids)
+        return config_errorf(err, errlen, f->path, line_of(s, "client_ca_file"), s->name,
+                             "allowed_identities",
+                             "required with client_ca_file (no caller could be allowed)");
+    if (ids && !ca)
+        return config_errorf(err, errlen, f->path, line_of(s, "allowed_identities"), s->name,
+                             "allowed_identities", "set without client_ca_file");
+    const char *v = config_get(s, "allowed_identities");
+    while (v && *v) {
+        size_t n = strcspn(v, ",");
+        const char *a = v, *b = v + n;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if (!valid_identity(a, (size_t)(b - a))) {
+            char item[CONFIG_ERR_LEN];
+            size_t len = (size_t)(b - a) < sizeof item - 1 ? (size_t)(b - a) : sizeof item - 1;
+            memcpy(item, a, len);
+            item[len] = '\0';
+            return config_errorf(err, errlen, f->path, line_of(s, "allowed_identities"), s->name,
+                                 "allowed_identities",
+                                 "invalid identity %s (expected a certificate CN, DNS name or "
+                                 "URI such as spiffe://aero-arc/api, comma-separated)",
+                                 config_quote(q, sizeof q, item));
+        }
+        v += n + (v[n] == ',');
+    }
+    return 0;
+}
+
 /* Checks beyond one key's type; run after defaults are filled. */
 static int check_section(const struct config_file *f, const struct config_section *s,
                          const struct section_def *d, char *err, size_t errlen)
@@ -288,6 +367,8 @@ static int check_section(const struct config_file *f, const struct config_sectio
         return check_tls(f, s, err, errlen);
     if (strcmp(d->name, "auth") == 0)
         return check_auth(f, s, err, errlen);
+    if (strcmp(d->name, "control") == 0)
+        return check_control(f, s, err, errlen);
     return 0;
 }
 
@@ -302,7 +383,7 @@ static int check_section_name(const struct config_file *f, const struct config_s
     if (!d)
         return config_errorf(err, errlen, f->path, s->line, s->name, NULL,
                              "unknown section (valid: relay, http, route, sink:<name>, "
-                             "tls, auth, log)");
+                             "tls, auth, control, log)");
     if (d->kind == SEC_SINK && !valid_name(s->name + 5, 64, "_.-"))
         return config_errorf(err, errlen, f->path, s->line, s->name, NULL,
                              "invalid sink name %s (expected 1-64 of A-Z a-z 0-9 _ . -)",
@@ -458,12 +539,19 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     out->tls_client_ca_file = dup_value(f, "tls", "client_ca_file");
     out->auth_mode = dup_value(f, "auth", "mode");
     out->auth_keys_file = dup_value(f, "auth", "keys_file");
+    out->control_client_ca_file = dup_value(f, "control", "client_ca_file");
+    out->control_allowed_identities = dup_value(f, "control", "allowed_identities");
+    out->control_command_timeout_s =
+        config_get_int(config_find(f, "control"), "command_timeout_s", 60);
+    out->control_agent_mappings_file = dup_value(f, "control", "agent_mappings_file");
     out->log_level = level_of(config_get(log, "level"));
     out->log_format = strcmp(config_get(log, "format"), "text") == 0 ? LOG_FORMAT_TEXT
                                                                      : LOG_FORMAT_JSON;
     if (fill_sinks(out) < 0 || !out->listen || !out->plugin_dir || !out->http_listen ||
         !out->route_plugin || !out->tls_cert_file || !out->tls_key_file ||
-        !out->tls_client_ca_file || !out->auth_mode || !out->auth_keys_file)
+        !out->tls_client_ca_file || !out->auth_mode || !out->auth_keys_file ||
+        !out->control_client_ca_file || !out->control_allowed_identities ||
+        !out->control_agent_mappings_file)
         return config_errorf(err, errlen, f->path, 0, NULL, NULL, "out of memory");
     return 0;
 }
@@ -542,6 +630,9 @@ void settings_free(struct settings *s)
     free(s->tls_client_ca_file);
     free(s->auth_mode);
     free(s->auth_keys_file);
+    free(s->control_client_ca_file);
+    free(s->control_allowed_identities);
+    free(s->control_agent_mappings_file);
     config_free(&s->file);
     memset(s, 0, sizeof *s);
 }

@@ -69,6 +69,12 @@ struct settings {
     char *auth_mode;                /* "none" | "bearer" */
     char *auth_keys_file;
 
+    /* [control] (SPEC.md section 10); client_ca_file "" = control disabled */
+    char *control_client_ca_file;
+    char *control_allowed_identities; /* as written: comma-separated */
+    int64_t control_command_timeout_s; /* default 60 */
+    char *control_agent_mappings_file;
+
     /* [log] */
     aero_log_level log_level;
     enum log_format log_format;

@@ -72,8 +72,23 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
          "rotate_bytes, rotate_interval_s, fsync)\n"},
         {"[relay]\nworkers = -1\n", ":2: [relay] workers: value \"-1\" out of range (expected 0 to 256)\n"},
         {"[bogus]\n", ":1: [bogus] unknown section (valid: relay, http, route, sink:<name>, tls, "
-                      "auth, log)\n"},
+                      "auth, control, log)\n"},
         {"[sink:a]\nqueue = 10\n", ":1: [sink:a] plugin: missing required key (the sink plugin to load, e.g. sink-file)\n"},
+        /* [control] (SPEC.md section 10) */
+        {"[control]\nclient_ca_file = /nonexistent/ca.pem\nallowed_identities = api\n",
+         ":2: [control] client_ca_file: set without [tls] cert_file and key_file (control "
+         "clients authenticate with TLS certificates)\n"},
+        {"[tls]\ncert_file = /a\nkey_file = /b\n[control]\nclient_ca_file = /c\n"
+         "allowed_identities = api, not an id\n",
+         ":6: [control] allowed_identities: invalid identity \"not an id\" (expected a "
+         "certificate CN, DNS name or URI such as spiffe://aero-arc/api, comma-separated)\n"},
+        {"[tls]\ncert_file = /a\nkey_file = /b\n[control]\nclient_ca_file = /nonexistent/ca.pem\n"
+         "allowed_identities = api\n",
+         ":5: [control] client_ca_file: /nonexistent/ca.pem: cannot read: No such file or "
+         "directory\n"},
+        {"[control]\nagent_mappings_file = /nonexistent/map\n",
+         ":2: [control] agent_mappings_file: /nonexistent/map: cannot read: No such file or "
+         "directory\n"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct relay_proc r;

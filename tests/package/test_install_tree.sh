@@ -88,7 +88,7 @@ for p in $SHIPPED_PLUGINS; do
 done
 keys=""
 {
-    printf '%s\n' relay http tls auth log route sink:x
+    printf '%s\n' relay http tls auth control log route sink:x
     ini_plugins "$SRC/relay.ini"
 } >"$TMP/key_sources.txt"
 while read -r sec plugin; do

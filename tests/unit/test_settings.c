@@ -263,7 +263,7 @@ Test(settings, errors_have_exact_messages)
         {"first error in file order", "[relay]\nworkers = 999\n[bogus]\n",
          "relay.ini:2: [relay] workers: value \"999\" out of range (expected 0 to 256)"},
         {"unknown section", "[relay]\n[relays]\n",
-         "relay.ini:2: [relays] unknown section (valid: relay, http, route, sink:<name>, tls, auth, log)"},
+         "relay.ini:2: [relays] unknown section (valid: relay, http, route, sink:<name>, tls, auth, control, log)"},
         {"empty sink name", "[sink:]\nplugin = sink-stdout\n",
          "relay.ini:1: [sink:] invalid sink name \"\" (expected 1-64 of A-Z a-z 0-9 _ . -)"},
         {"bad sink name", "[sink:a/b]\nplugin = sink-stdout\n",

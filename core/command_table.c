@@ -1,0 +1,620 @@
+/*
+ * command_table.c - per-session commands (SPEC.md section 10): lookup by
+ * id, join / replay / redeliver, the Set/Clear delivery slot, retention
+ * (24 h, 4096 per kind), and the hub that finds waiting callers past
+ * their deadline. Entries are a list in arrival order (a session sees few
+ * commands); waiting callers are rpc_calls kept until finished here.
+ */
+#include "command_table.h"
+
+#include "mono_clock.h"
+#include "rpc_stream.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_names[COMMAND_KINDS] = {
+    [COMMAND_SET_CONTEXT] = "set_operation_context",
+    [COMMAND_CLEAR_CONTEXT] = "clear_operation_context",
+    [COMMAND_AIRCRAFT] = "aircraft_command",
+};
+
+static const char *const aborted_text[COMMAND_KINDS] = {
+    [COMMAND_SET_CONTEXT] = "agent session retired while awaiting operation context acknowledgement",
+    [COMMAND_CLEAR_CONTEXT] =
+        "agent session retired while awaiting operation context acknowledgement",
+    [COMMAND_AIRCRAFT] = "agent session retired while awaiting aircraft command result",
+};
+
+static const char deadline_text[] = "agent did not answer before the deadline (outcome unknown)";
+
+struct waiter {
+    struct waiter *next;
+    struct rpc_call *call;
+    int64_t start_ns, deadline_ns; /* monotonic */
+};
+
+enum entry_state {
+    ENTRY_QUEUED,  /* waiting for the session's slot: not sent */
+    ENTRY_WRITTEN, /* sent on `rs`: waiting for the agent */
+    ENTRY_DONE,    /* the agent's result, replayed on an exact retry */
+    ENTRY_FAILED   /* ended without a keepable result: sent again on an exact retry */
+};
+
+struct entry {
+    struct entry *next;       /* the table's list, oldest first */
+    struct entry *queue_next; /* the slot's queue */
+    enum command_kind kind;
+    enum entry_state state;
+    char *id;
+    uint8_t fp[32];
+    uint8_t *msg;
+    size_t msg_len;
+    void *ctx;
+    const struct command_ops *ops;
+    struct rpc_stream *rs; /* a reference while QUEUED or WRITTEN */
+    struct waiter *waiters;
+    int64_t ended_ns;      /* monotonic: retention */
+    enum rpc_code code;    /* DONE */
+    uint8_t *resp;
+    size_t resp_len;
+};
+
+struct command_table {
+    atomic_int refs;
+    struct command_hub *hub;
+    pthread_mutex_t mu;
+    struct entry *head, *tail;
+    size_t count[COMMAND_KINDS];
+    struct entry *slot;               /* the Set/Clear written, if any */
+    struct entry *queue_head, *queue_tail;
+    size_t waiting;                   /* callers waiting */
+    bool on_hub;                      /* listed on hub->tables (a reference) */
+    struct command_table *hub_next;
+    struct command_session_state state;
+};
+
+struct command_hub {
+    pthread_mutex_t mu;
+    struct command_table *tables;     /* those with waiting callers */
+    int64_t timeout_ns;
+    atomic_llong pending;
+    aero_metric *pending_gauge;
+    struct metric_vec *results[COMMAND_KINDS];
+    struct metric_histogram *duration[COMMAND_KINDS];
+};
+
+/* A caller to answer once the table's lock is released. */
+struct finish {
+    struct finish *next;
+    struct rpc_call *call;
+    enum rpc_code code;
+    const char *text;
+    uint8_t *resp;
+    size_t resp_len;
+    enum command_kind kind;
+    int64_t start_ns;
+};
+
+/* ----------------------------------------------------------------- hub */
+
+struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns)
+{
+    struct command_hub *hub = calloc(1, sizeof(*hub));
+    if (!hub)
+        return NULL;
+    pthread_mutex_init(&hub->mu, NULL);
+    hub->timeout_ns = timeout_ns;
+    atomic_init(&hub->pending, 0);
+    static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+    if (m) {
+        hub->pending_gauge = metrics_register(m, AERO_METRIC_GAUGE, "aero_relay_commands_pending",
+                                              "Callers waiting for an agent's command result.",
+                                              NULL);
+        for (int k = 0; k < COMMAND_KINDS; k++) {
+            char fixed[64], name[96];
+            snprintf(fixed, sizeof(fixed), "kind=\"%s\"", kind_names[k]);
+            hub->results[k] = metrics_vec_register(
+                m, "aero_relay_commands_total",
+                "RelayControl commands answered, by kind and gRPC result.", fixed, "result", 32,
+                "other");
+            snprintf(name, sizeof(name), "aero_relay_command_%s_duration_seconds", kind_names[k]);
+            hub->duration[k] = metrics_histogram_register(
+                m, name, "Time from a command's arrival to its answer.", bounds,
+                sizeof(bounds) / sizeof(bounds[0]));
+        }
+    }
+    return hub;
+}
+
+int64_t command_hub_pending(struct command_hub *hub) { return atomic_load(&hub->pending); }
+
+static void pending_add(struct command_hub *hub, long long d)
+{
+    long long now = atomic_fetch_add(&hub->pending, d) + d;
+    if (hub->pending_gauge)
+        metrics_set(hub->pending_gauge, now);
+}
+
+/* Under t->mu: keep the table listed while callers wait. */
+static void hub_list(struct command_table *t)
+{
+    if (t->on_hub || t->waiting == 0)
+        return;
+    t->on_hub = true;
+    atomic_fetch_add(&t->refs, 1);
+    pthread_mutex_lock(&t->hub->mu);
+    t->hub_next = t->hub->tables;
+    t->hub->tables = t;
+    pthread_mutex_unlock(&t->hub->mu);
+}
+
+static void finish_all(struct command_hub *hub, struct finish *f)
+{
+    while (f) {
+        struct finish *next = f->next;
+        rpc_call_finish(f->call, f->code, f->text, f->resp, f->resp_len);
+        if (hub->results[f->kind]) {
+            const char *r = rpc_call_code_name(f->code);
+            metrics_inc(metrics_vec_get(hub->results[f->kind], r, strlen(r)));
+            metrics_histogram_observe_ns(hub->duration[f->kind], mono_ns() - f->start_ns);
+        }
+        free(f->resp);
+        free(f);
+        f = next;
+    }
+}
+
+/* Under t->mu: one waiter leaves with this answer (copied). */
+static void waiter_done(struct command_table *t, struct entry *e, struct waiter *w,
+                        enum rpc_code code, const char *text, const uint8_t *resp,
+                        size_t resp_len, struct finish **out)
+{
+    struct finish *f = calloc(1, sizeof(*f));
+    if (f && resp_len && !(f->resp = malloc(resp_len))) {
+        code = RPC_RESOURCE_EXHAUSTED;
+        text = "relay out of memory";
+        resp_len = 0;
+    }
+    if (!f) {
+        /* Nothing left to answer with: gRPC still frees the call. */
+        rpc_call_finish(w->call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
+    } else {
+        if (resp_len)
+            memcpy(f->resp, resp, resp_len);
+        *f = (struct finish){*out, w->call, code, text, f->resp, resp_len, e->kind, w->start_ns};
+        *out = f;
+    }
+    free(w);
+    t->waiting--;
+    pending_add(t->hub, -1);
+}
+
+/* ---------------------------------------------------------------- table */
+
+struct command_table *command_table_create(struct command_hub *hub)
+{
+    struct command_table *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    atomic_init(&t->refs, 1);
+    t->hub = hub;
+    pthread_mutex_init(&t->mu, NULL);
+    return t;
+}
+
+void command_table_ref(struct command_table *t) { atomic_fetch_add(&t->refs, 1); }
+
+static void entry_free(struct entry *e)
+{
+    if (e->ops && e->ops->free)
+        e->ops->free(e->ctx);
+    free(e->id);
+    free(e->msg);
+    free(e->resp);
+    free(e);
+}
+
+/* The last reference: no caller waits (a waiting caller keeps the table
+ * listed on the hub), so nothing here touches gRPC. */
+void command_table_unref(struct command_table *t)
+{
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    while (t->head) {
+        struct entry *e = t->head;
+        t->head = e->next;
+        if (e->rs)
+            rpc_stream_unref(e->rs);
+        entry_free(e);
+    }
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+void command_table_release(void *t) { command_table_unref(t); }
+
+void command_table_state(struct command_table *t, struct command_session_state *out)
+{
+    pthread_mutex_lock(&t->mu);
+    *out = t->state;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static bool takes_slot(enum command_kind k) { return k != COMMAND_AIRCRAFT; }
+
+/* Under t->mu: e ends; every waiter gets the answer. */
+static void entry_end(struct command_table *t, struct entry *e, enum entry_state state,
+                      enum rpc_code code, const char *text, struct finish **out)
+{
+    if (e->state == ENTRY_QUEUED) {
+        struct entry **l = &t->queue_head;
+        while (*l && *l != e)
+            l = &(*l)->queue_next;
+        if (*l) {
+            *l = e->queue_next;
+            if (t->queue_tail == e) {
+                t->queue_tail = NULL;
+                for (struct entry *q = t->queue_head; q; q = q->queue_next)
+                    t->queue_tail = q;
+            }
+        }
+    }
+    if (t->slot == e)
+        t->slot = NULL;
+    e->state = state;
+    e->code = code;
+    e->ended_ns = mono_ns();
+    if (e->rs) {
+        rpc_stream_unref(e->rs);
+        e->rs = NULL;
+    }
+    free(e->msg); /* a redelivery brings its own */
+    e->msg = NULL;
+    while (e->waiters) {
+        struct waiter *w = e->waiters;
+        e->waiters = w->next;
+        waiter_done(t, e, w, code, text, e->resp, e->resp_len, out);
+    }
+}
+
+/* Under t->mu: send e on its stream, or end it. */
+static void deliver(struct command_table *t, struct entry *e, struct finish **out)
+{
+    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, 0, 0);
+    if (rc == 0) {
+        e->state = ENTRY_WRITTEN;
+        if (takes_slot(e->kind))
+            t->slot = e;
+        return;
+    }
+    if (rc == -ENOBUFS)
+        entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED,
+                  "agent stream has too many commands queued; retry later", out);
+    else if (rc == -EPIPE)
+        entry_end(t, e, ENTRY_FAILED, RPC_ABORTED, aborted_text[e->kind], out);
+    else
+        entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED, "relay out of memory", out);
+}
+
+/* Under t->mu: the slot is free: the oldest queued Set/Clear goes. */
+static void next_in_slot(struct command_table *t, struct finish **out)
+{
+    while (!t->slot && t->queue_head) {
+        struct entry *e = t->queue_head;
+        t->queue_head = e->queue_next;
+        if (!t->queue_head)
+            t->queue_tail = NULL;
+        e->queue_next = NULL;
+        const char *bad = e->ops->check ? e->ops->check(e->ctx, &t->state) : NULL;
+        if (bad) {
+            e->state = ENTRY_FAILED; /* never sent */
+            entry_end(t, e, ENTRY_FAILED, RPC_INVALID_ARGUMENT, bad, out);
+            continue;
+        }
+        deliver(t, e, out);
+    }
+}
+
+static void unlink_entry(struct command_table *t, struct entry *e)
+{
+    struct entry **l = &t->head, *prev = NULL;
+    while (*l != e) {
+        prev = *l;
+        l = &(*l)->next;
+    }
+    *l = e->next;
+    if (t->tail == e)
+        t->tail = prev;
+    t->count[e->kind]--;
+    entry_free(e);
+}
+
+/* Under t->mu: drop ended entries past 24 h; make room for one more of
+ * kind k (the oldest ended one goes). False: all 4096 are pending. */
+static bool retain(struct command_table *t, enum command_kind k)
+{
+    int64_t now = mono_ns();
+    for (struct entry *e = t->head, *next; e; e = next) {
+        next = e->next;
+        if (e->state >= ENTRY_DONE && now - e->ended_ns > COMMAND_RETAIN_NS)
+            unlink_entry(t, e);
+    }
+    if (t->count[k] < COMMAND_RETAIN_MAX)
+        return true;
+    for (struct entry *e = t->head; e; e = e->next)
+        if (e->kind == k && e->state >= ENTRY_DONE) {
+            unlink_entry(t, e);
+            return true;
+        }
+    return false;
+}
+
+static struct entry *find(struct command_table *t, const char *id)
+{
+    for (struct entry *e = t->head; e; e = e->next)
+        if (strcmp(e->id, id) == 0)
+            return e;
+    return NULL;
+}
+
+/* Under t->mu: a new entry for spec, appended; NULL when out of memory
+ * or all COMMAND_RETAIN_MAX of its kind are pending (*full set). */
+static struct entry *entry_new(struct command_table *t, const struct command_spec *spec,
+                               bool *full)
+{
+    *full = !retain(t, spec->kind);
+    if (*full)
+        return NULL;
+    struct entry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->id = strdup(spec->id))) {
+        free(e);
+        return NULL;
+    }
+    e->kind = spec->kind;
+    e->state = ENTRY_FAILED; /* nothing sent yet */
+    memcpy(e->fp, spec->fingerprint, 32);
+    if (t->tail)
+        t->tail->next = e;
+    else
+        t->head = e;
+    t->tail = e;
+    t->count[e->kind]++;
+    return e;
+}
+
+/* Under t->mu: send e (new, or ended without the agent's result) again
+ * for this caller: its own expectations, message and stream. */
+static void send_entry(struct command_table *t, struct entry *e, struct rpc_stream *rs,
+                       const struct command_spec *spec, uint8_t *msg, struct waiter *w,
+                       struct finish **out)
+{
+    if (e->ops && e->ops->free)
+        e->ops->free(e->ctx);
+    e->ctx = spec->ctx;
+    e->ops = spec->ops;
+    memcpy(msg, spec->msg, spec->msg_len);
+    free(e->msg);
+    e->msg = msg;
+    e->msg_len = spec->msg_len;
+    free(e->resp);
+    e->resp = NULL;
+    e->resp_len = 0;
+    e->rs = rs;
+    rpc_stream_ref(rs);
+    w->next = NULL;
+    e->waiters = w;
+    t->waiting++;
+    pending_add(t->hub, 1);
+    hub_list(t);
+    if (takes_slot(e->kind) && t->slot) {
+        e->state = ENTRY_QUEUED;
+        e->queue_next = NULL;
+        if (t->queue_tail)
+            t->queue_tail->queue_next = e;
+        else
+            t->queue_head = e;
+        t->queue_tail = e;
+    } else {
+        deliver(t, e, out);
+    }
+}
+
+static struct waiter *waiter_new(struct command_table *t, struct rpc_call *call, int64_t left_ns)
+{
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->call = call;
+    w->start_ns = mono_ns();
+    int64_t bound = t->hub->timeout_ns < left_ns ? t->hub->timeout_ns : left_ns;
+    w->deadline_ns = w->start_ns + bound;
+    return w;
+}
+
+void command_table_submit(struct command_table *t, struct rpc_stream *rs,
+                          const struct command_spec *spec, struct rpc_call *call)
+{
+    struct finish *done = NULL;
+    enum rpc_code code = RPC_OK;
+    const char *text = NULL;
+    uint8_t *replay = NULL;
+    size_t replay_len = 0;
+    bool replayed = false, taken = false;
+    struct waiter *w = waiter_new(t, call, spec->deadline_left_ns);
+    uint8_t *msg = malloc(spec->msg_len ? spec->msg_len : 1);
+
+    pthread_mutex_lock(&t->mu);
+    struct entry *e = find(t, spec->id);
+    const char *bad;
+    bool full = false;
+    if (!w || !msg) {
+        code = RPC_RESOURCE_EXHAUSTED;
+        text = "relay out of memory";
+    } else if (e && (e->kind != spec->kind || memcmp(e->fp, spec->fingerprint, 32) != 0)) {
+        code = RPC_ALREADY_EXISTS;
+        text = "command_id was already used for a different command";
+    } else if (e && (e->state == ENTRY_QUEUED || e->state == ENTRY_WRITTEN)) {
+        /* The same command is on its way: wait for its outcome too. */
+        w->next = e->waiters;
+        e->waiters = w;
+        w = NULL;
+        t->waiting++;
+        pending_add(t->hub, 1);
+        hub_list(t);
+    } else if (e && e->state == ENTRY_DONE) {
+        replayed = true;
+        if (e->resp_len && (replay = malloc(e->resp_len)) != NULL) {
+            memcpy(replay, e->resp, e->resp_len);
+            replay_len = e->resp_len;
+        } else if (e->resp_len) {
+            code = RPC_RESOURCE_EXHAUSTED;
+            text = "relay out of memory";
+        }
+    } else if ((bad = spec->ops->check ? spec->ops->check(spec->ctx, &t->state) : NULL)) {
+        code = RPC_INVALID_ARGUMENT;
+        text = bad;
+    } else if (!e && !(e = entry_new(t, spec, &full))) {
+        code = RPC_RESOURCE_EXHAUSTED;
+        text = full ? "too many commands pending for this agent" : "relay out of memory";
+    } else {
+        send_entry(t, e, rs, spec, msg, w, &done);
+        taken = true;
+        msg = NULL;
+        w = NULL;
+    }
+    pthread_mutex_unlock(&t->mu);
+    free(msg);
+    bool waiting = w == NULL && code == RPC_OK && !replayed;
+    free(w);
+    if (!taken && spec->ops->free)
+        spec->ops->free(spec->ctx);
+    finish_all(t->hub, done);
+    if (waiting)
+        return;
+    if (replayed && code == RPC_OK) {
+        /* A retained result: the answer again, nothing sent. */
+        struct finish *f = calloc(1, sizeof(*f));
+        if (f) {
+            *f = (struct finish){NULL, call, RPC_OK, NULL, replay, replay_len, spec->kind,
+                                 mono_ns()};
+            finish_all(t->hub, f);
+            return;
+        }
+        free(replay);
+        code = RPC_RESOURCE_EXHAUSTED;
+        text = "relay out of memory";
+    }
+    if (t->hub->results[spec->kind]) {
+        const char *r = rpc_call_code_name(code);
+        metrics_inc(metrics_vec_get(t->hub->results[spec->kind], r, strlen(r)));
+    }
+    rpc_call_finish(call, code, text, NULL, 0);
+}
+
+bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsigned kinds_mask,
+                          const char *command_id, const uint8_t *payload, size_t len)
+{
+    struct finish *done = NULL;
+    pthread_mutex_lock(&t->mu);
+    struct entry *e = find(t, command_id);
+    bool taken = e && e->state == ENTRY_WRITTEN && e->rs == rs && (kinds_mask & (1u << e->kind));
+    if (taken) {
+        struct command_outcome o = {.code = RPC_OK};
+        e->ops->on_result(e->ctx, &t->state, payload, len, &o);
+        free(e->resp);
+        e->resp = o.resp;
+        e->resp_len = o.resp_len;
+        entry_end(t, e, o.keep && o.code == RPC_OK ? ENTRY_DONE : ENTRY_FAILED, o.code, o.text,
+                  &done);
+        next_in_slot(t, &done);
+    }
+    pthread_mutex_unlock(&t->mu);
+    finish_all(t->hub, done);
+    return taken;
+}
+
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs)
+{
+    struct finish *done = NULL;
+    pthread_mutex_lock(&t->mu);
+    for (struct entry *e = t->head; e; e = e->next) {
+        if (e->rs != rs || e->state >= ENTRY_DONE)
+            continue;
+        if (e->state == ENTRY_WRITTEN && e->ops->on_unknown)
+            e->ops->on_unknown(e->ctx, &t->state);
+        entry_end(t, e, ENTRY_FAILED, RPC_ABORTED, aborted_text[e->kind], &done);
+    }
+    next_in_slot(t, &done);
+    pthread_mutex_unlock(&t->mu);
+    finish_all(t->hub, done);
+}
+
+/* Under t->mu: callers past their deadline (all when `all`) leave; an
+ * entry nobody waits for any more ends with its outcome unknown. */
+static void expire(struct command_table *t, int64_t now, bool all, struct finish **out)
+{
+    for (struct entry *e = t->head; e; e = e->next) {
+        if (e->state >= ENTRY_DONE)
+            continue;
+        for (struct waiter **l = &e->waiters; *l;) {
+            struct waiter *w = *l;
+            if (!all && w->deadline_ns > now) {
+                l = &w->next;
+                continue;
+            }
+            *l = w->next;
+            waiter_done(t, e, w, all ? RPC_UNAVAILABLE : RPC_DEADLINE_EXCEEDED,
+                        all ? "relay shutting down" : deadline_text, NULL, 0, out);
+        }
+        if (e->waiters)
+            continue;
+        if (e->state == ENTRY_WRITTEN && e->ops->on_unknown)
+            e->ops->on_unknown(e->ctx, &t->state);
+        entry_end(t, e, ENTRY_FAILED, RPC_DEADLINE_EXCEEDED, deadline_text, out);
+    }
+    next_in_slot(t, out);
+}
+
+static void hub_walk(struct command_hub *hub, int64_t now, bool all)
+{
+    pthread_mutex_lock(&hub->mu);
+    struct command_table *list = hub->tables;
+    hub->tables = NULL;
+    pthread_mutex_unlock(&hub->mu);
+    while (list) {
+        struct command_table *t = list;
+        list = t->hub_next;
+        struct finish *done = NULL;
+        pthread_mutex_lock(&t->mu);
+        expire(t, now, all, &done);
+        t->on_hub = false;
+        bool keep = t->waiting > 0;
+        if (keep)
+            hub_list(t); /* takes a new reference */
+        pthread_mutex_unlock(&t->mu);
+        finish_all(hub, done);
+        command_table_unref(t); /* the list's */
+    }
+}
+
+void command_hub_tick(struct command_hub *hub, int64_t now) { hub_walk(hub, now, false); }
+
+void command_hub_shutdown(struct command_hub *hub)
+{
+    if (hub)
+        hub_walk(hub, mono_ns(), true);
+}
+
+void command_hub_destroy(struct command_hub *hub)
+{
+    if (!hub)
+        return;
+    command_hub_shutdown(hub);
+    pthread_mutex_destroy(&hub->mu);
+    free(hub);
+}

@@ -1,0 +1,128 @@
+/*
+ * command_table.h - commands to an agent (SPEC.md section 10), one table
+ * per session: ids share one namespace across kinds, each entry keeps the
+ * SHA-256 fingerprint of its command, its state and, once the agent
+ * answered, the result to replay. Callers wait as memory, not threads: a
+ * waiting unary call is finished later by a result on the stream, the
+ * hub's 100 ms tick (deadlines), or the end of the stream written to.
+ * Set/Clear hold the session's one delivery slot while written.
+ *
+ * Threads: any; one mutex per table, one for the hub's list. gRPC calls
+ * are finished with no lock held.
+ */
+#ifndef AERO_COMMAND_TABLE_H
+#define AERO_COMMAND_TABLE_H
+
+#include "metrics.h"
+#include "rpc_call.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rpc_stream;
+
+enum command_kind {
+    COMMAND_SET_CONTEXT,
+    COMMAND_CLEAR_CONTEXT,
+    COMMAND_AIRCRAFT,
+    COMMAND_KINDS
+};
+
+#define COMMAND_RETAIN_NS (24 * 3600 * INT64_C(1000000000))
+#define COMMAND_RETAIN_MAX 4096 /* entries per kind */
+#define COMMAND_FIELD_MAX 256   /* bytes of a context's string fields kept */
+
+/* An operation context (agent.proto OperationContext). */
+struct command_context {
+    char flight_id[COMMAND_FIELD_MAX + 1];
+    char intent_id[COMMAND_FIELD_MAX + 1];
+    uint32_t intent_version;
+    char aircraft_id[COMMAND_FIELD_MAX + 1];
+};
+
+/* The session's operation-context state, kept by its table; read and
+ * changed by the kinds' result checks under the table's lock. */
+struct command_session_state {
+    bool reconciled;
+    bool has_context;            /* the authoritative context is set */
+    struct command_context current;
+};
+
+/* What a result (or the lack of one) means for the callers. */
+struct command_outcome {
+    enum rpc_code code;
+    const char *text;  /* static; NULL with RPC_OK */
+    uint8_t *resp;     /* malloc'ed packed response (RPC_OK), the table takes it */
+    size_t resp_len;
+    bool keep;         /* replay it on an exact retry; false: send again */
+};
+
+/* A kind's rules, supplied by relay_control.c. */
+struct command_ops {
+    /* A result arm for this entry arrived (payload: the arm's message
+     * bytes, already known to decode). Fill `out`; may change `state`. */
+    void (*on_result)(const void *ctx, struct command_session_state *state,
+                      const uint8_t *payload, size_t len, struct command_outcome *out);
+    /* The command was written but its outcome is unknown (deadline,
+     * stream end): may change `state` (fence). Optional. */
+    void (*on_unknown)(const void *ctx, struct command_session_state *state);
+    /* INVALID_ARGUMENT text when the command may not be sent in `state`
+     * (checked before a first delivery, not for a replay); NULL: fine. */
+    const char *(*check)(const void *ctx, const struct command_session_state *state);
+    void (*free)(void *ctx);
+};
+
+/* One command as a caller asks for it. */
+struct command_spec {
+    enum command_kind kind;
+    const char *id;
+    uint8_t fingerprint[32];   /* SHA-256 of the command's encoding */
+    const uint8_t *msg;        /* the encoded RelayStreamMessage (copied) */
+    size_t msg_len;
+    void *ctx;                 /* the kind's expectations; the table takes it */
+    const struct command_ops *ops;
+    int64_t deadline_left_ns;  /* the caller's (INT64_MAX: none) */
+};
+
+struct command_hub;
+struct command_table;
+
+/* Per relay: the tables with waiting callers, command_timeout_s, metrics. */
+struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns);
+/* Callers still waiting get UNAVAILABLE "relay shutting down". */
+void command_hub_shutdown(struct command_hub *hub);
+void command_hub_destroy(struct command_hub *hub);
+/* Callers past their deadline get DEADLINE_EXCEEDED (main thread, 100 ms). */
+void command_hub_tick(struct command_hub *hub, int64_t now_mono_ns);
+/* Callers waiting now (tests, the gauge). */
+int64_t command_hub_pending(struct command_hub *hub);
+
+struct command_table *command_table_create(struct command_hub *hub);
+void command_table_ref(struct command_table *t);
+void command_table_unref(struct command_table *t);
+/* For session_table_set_ext_release. */
+void command_table_release(void *t);
+
+/* The session's operation-context state, copied. */
+void command_table_state(struct command_table *t, struct command_session_state *out);
+
+/*
+ * A caller asks for spec on the session's current stream `rs`: joined to
+ * the same pending command, answered from a retained result, refused, or
+ * sent. Always takes spec->ctx; the call is finished now or later.
+ */
+void command_table_submit(struct command_table *t, struct rpc_stream *rs,
+                          const struct command_spec *spec, struct rpc_call *call);
+
+/*
+ * A result for `kinds_mask` (1u << kind) arrived on stream rs: true when a
+ * command written to rs waited for it (and is now finished).
+ */
+bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsigned kinds_mask,
+                          const char *command_id, const uint8_t *payload, size_t len);
+
+/* Stream rs ended: its commands end ABORTED (the outcome is unknown). */
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs);
+
+#endif

@@ -1,0 +1,587 @@
+/*
+ * test_e2e_commands.c - SetOperationContext, ClearOperationContext and
+ * SendAircraftCommand (SPEC.md section 10) through the real relay: control
+ * callers with client certificates made here with openssl, simulated
+ * generation-2 agents that count what they receive and answer (or not).
+ * A control call blocks, so it runs on a thread while the agent answers.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SET "/aeroarc.relay.v1.RelayControl/SetOperationContext"
+#define CLEAR "/aeroarc.relay.v1.RelayControl/ClearOperationContext"
+#define AIRCRAFT "/aeroarc.relay.v1.RelayControl/SendAircraftCommand"
+
+enum { OK = 0, DEADLINE = 4, NOT_FOUND = 5, ALREADY_EXISTS = 6, PERMISSION_DENIED = 7,
+       FAILED_PRECONDITION = 9, ABORTED = 10, UNIMPLEMENTED = 12, INTERNAL = 13,
+       UNAVAILABLE = 14, UNAUTHENTICATED = 16, INVALID_ARGUMENT = 3 };
+
+static struct relay_proc relay;
+static struct rc_channel *api; /* the allowed control client (URI SAN) */
+static struct rc_channel *agents; /* TLS, no client certificate */
+static char ca[400];
+
+static void sh(const char *cmd)
+{
+    char full[4096];
+    snprintf(full, sizeof(full), "cd %s && (%s) >/dev/null 2>&1", relay.dir, cmd);
+    cr_assert_eq(system(full), 0, "%s", full);
+}
+
+/* A client certificate `name` signed by CA `by` with subject CN and an
+ * optional subjectAltName line. */
+static void client_cert(const char *name, const char *by, const char *cn, const char *san)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -newkey rsa:2048 -nodes -keyout %s.key -out %s.csr -subj /CN=%s && "
+             "printf 'extendedKeyUsage=clientAuth\\n%s%s\\n' > %s.ext && "
+             "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -out %s.pem "
+             "-days 1 -extfile %s.ext",
+             name, name, cn, san ? "subjectAltName=" : "", san ? san : "", name, name, by, by,
+             name, name);
+    sh(cmd);
+}
+
+static struct rc_channel *tls(const char *cert)
+{
+    char c[400], k[400];
+    snprintf(c, sizeof(c), "%s/%s.pem", relay.dir, cert ? cert : "");
+    snprintf(k, sizeof(k), "%s/%s.key", relay.dir, cert ? cert : "");
+    struct rc_opts o = {.root_cert_file = ca, .client_cert_file = cert ? c : NULL,
+                        .client_key_file = cert ? k : NULL, .server_name_override = "localhost"};
+    struct rc_status st;
+    struct rc_channel *ch = rc_connect_opts(relay.target, &o, &st);
+    cr_assert_not_null(ch, "%s", st.message);
+    return ch;
+}
+
+static void start(void)
+{
+    harness_prepare(&relay);
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
+       "-subj /CN=agents-ca");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost"
+       " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && openssl x509 -req "
+       "-in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 "
+       "-extfile san.ext");
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout cca.key -out cca.pem -days 1 "
+       "-subj /CN=control-ca");
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout oca.key -out oca.pem -days 1 "
+       "-subj /CN=other-ca");
+    client_cert("uri", "cca", "api-by-uri", "URI:spiffe://aero-arc/api");
+    client_cert("dns", "cca", "api-by-dns", "DNS:api.aero.test");
+    client_cert("cn", "cca", "aero-api", NULL);
+    client_cert("denied", "cca", "intruder", "URI:spiffe://aero-arc/other,DNS:evil.aero.test");
+    client_cert("foreign", "oca", "aero-api", "URI:spiffe://aero-arc/api");
+    harness_write_config(&relay, "max_inflight = 100\n",
+                         "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n"
+                         "[control]\nclient_ca_file = %DIR%/cca.pem\n"
+                         "allowed_identities = aero-api, api.aero.test, spiffe://aero-arc/api\n"
+                         "command_timeout_s = 2\n"
+                         "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
+    relay.tls_ca = ca;
+    relay_start(&relay);
+    api = tls("uri");
+    agents = tls(NULL);
+}
+
+static void stop(void)
+{
+    if (api)
+        rc_close(api);
+    if (agents)
+        rc_close(agents);
+    api = agents = NULL;
+    int status = relay_stop(&relay, 20000);
+    cr_expect_eq(status, 0, "relay exit status %d", status);
+}
+
+TestSuite(commands, .init = start, .fini = stop, .timeout = 120);
+
+/* ---- control calls ------------------------------------------------------ */
+
+struct call {
+    pthread_t thread;
+    struct rc_channel *ch;
+    const char *method;
+    uint8_t *req;
+    size_t req_len;
+    int timeout_ms;
+    struct rc_status st;
+    uint8_t *resp;
+    size_t resp_len;
+};
+
+static void *call_main(void *arg)
+{
+    struct call *c = arg;
+    if (rc_unary(c->ch, c->method, c->req, c->req_len, NULL, 0, &c->resp, &c->resp_len, &c->st,
+                 c->timeout_ms) < 0 &&
+        c->st.code == 0)
+        c->st.code = -1;
+    return NULL;
+}
+
+static struct call *call_start(struct rc_channel *ch, const char *method,
+                               const ProtobufCMessage *req, int timeout_ms)
+{
+    struct call *c = calloc(1, sizeof(*c));
+    c->ch = ch;
+    c->method = method;
+    c->timeout_ms = timeout_ms;
+    c->req_len = protobuf_c_message_get_packed_size(req);
+    c->req = malloc(c->req_len + 1);
+    protobuf_c_message_pack(req, c->req);
+    cr_assert_eq(pthread_create(&c->thread, NULL, call_main, c), 0);
+    return c;
+}
+
+static void call_join(struct call *c) { pthread_join(c->thread, NULL); }
+
+static void call_free(struct call *c)
+{
+    free(c->req);
+    free(c->resp);
+    free(c);
+}
+
+static void expect_status(struct call *c, int code, const char *text)
+{
+    call_join(c);
+    cr_assert_eq(c->st.code, code, "%s: got %s \"%s\", want %s", c->method,
+                 rc_status_code_name(c->st.code), c->st.message, rc_status_code_name(code));
+    if (text)
+        cr_assert_str_eq(c->st.message, text);
+    call_free(c);
+}
+
+/* Requests. */
+static Aeroarc__Agent__V1__OperationContext ctx_of(const char *flight, const char *aircraft)
+{
+    Aeroarc__Agent__V1__OperationContext c = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
+    c.flight_id = (char *)flight;
+    c.intent_id = "intent-1";
+    c.intent_version = 3;
+    c.aircraft_id = (char *)aircraft;
+    return c;
+}
+
+static struct call *set_ctx(struct rc_channel *ch, const char *agent, const char *id,
+                            const char *flight, int timeout_ms)
+{
+    Aeroarc__Agent__V1__OperationContext oc = ctx_of(flight, "ac-1");
+    Aeroarc__Agent__V1__SetOperationContextCommand cmd =
+        AEROARC__AGENT__V1__SET_OPERATION_CONTEXT_COMMAND__INIT;
+    cmd.command_id = (char *)id;
+    cmd.context = &oc;
+    Aeroarc__Relay__V1__SetOperationContextRequest req =
+        AEROARC__RELAY__V1__SET_OPERATION_CONTEXT_REQUEST__INIT;
+    req.agent_id = (char *)agent;
+    req.command = &cmd;
+    return call_start(ch, SET, &req.base, timeout_ms);
+}
+
+static struct call *clear_ctx(struct rc_channel *ch, const char *agent, const char *id,
+                              const char *flight, bool authoritative)
+{
+    Aeroarc__Agent__V1__ClearOperationContextCommand cmd =
+        AEROARC__AGENT__V1__CLEAR_OPERATION_CONTEXT_COMMAND__INIT;
+    cmd.command_id = (char *)id;
+    cmd.flight_id = (char *)flight;
+    cmd.authoritative = authoritative;
+    Aeroarc__Relay__V1__ClearOperationContextRequest req =
+        AEROARC__RELAY__V1__CLEAR_OPERATION_CONTEXT_REQUEST__INIT;
+    req.agent_id = (char *)agent;
+    req.command = &cmd;
+    return call_start(ch, CLEAR, &req.base, 10000);
+}
+
+static struct call *aircraft(struct rc_channel *ch, const char *agent, const char *id,
+                             const char *aircraft_id, int type, int timeout_ms)
+{
+    Aeroarc__Agent__V1__AircraftCommand cmd = AEROARC__AGENT__V1__AIRCRAFT_COMMAND__INIT;
+    cmd.command_id = (char *)id;
+    cmd.aircraft_id = (char *)aircraft_id;
+    cmd.type = type;
+    cmd.issued_at_unix_ms = 1700000000000;
+    Aeroarc__Relay__V1__SendAircraftCommandRequest req =
+        AEROARC__RELAY__V1__SEND_AIRCRAFT_COMMAND_REQUEST__INIT;
+    req.agent_id = (char *)agent;
+    req.command = &cmd;
+    return call_start(ch, AIRCRAFT, &req.base, timeout_ms);
+}
+
+#define ARM AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_ARM
+
+/* ---- simulated agents ------------------------------------------------------ */
+
+static struct rc_stream *agent_open(const char *agent, char *session, size_t len)
+{
+    struct rc_status st;
+    harness_register(agents, agent, session, len);
+    struct rc_stream *s = rc_stream_open_gen2(agents, agent, session, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    return s;
+}
+
+/* The next message the agent gets must be a command of this arm. */
+static const Aeroarc__Agent__V1__RelayStreamMessage *agent_expect(struct rc_stream *s, int arm,
+                                                                   struct rc_relay_msg *m)
+{
+    int rc = rc_stream_recv_gen2(s, m, 10000);
+    cr_assert_eq(rc, 1, "agent: no message (%d)", rc);
+    cr_assert_eq(m->arm, arm, "agent got %s, want %s", rc_relay_arm_name(m->arm),
+                 rc_relay_arm_name(arm));
+    return m->msg;
+}
+
+/* Nothing more reaches the agent: a frame sent now is the next thing
+ * answered (its ack), so any command queued before it would come first. */
+static void agent_expect_nothing_queued(struct rc_stream *s, const char *agent,
+                                        const char *session, uint64_t seq)
+{
+    struct rc_frame f = *harness_frame(agent, seq);
+    f.session_id = session;
+    cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
+    struct rc_relay_msg m;
+    cr_assert_eq(rc_stream_recv_gen2(s, &m, 10000), 1);
+    cr_assert_eq(m.arm, RC_RELAY_TELEMETRY_ACK, "a second delivery: %s", rc_relay_arm_name(m.arm));
+    cr_assert_eq(m.ack.seq, seq);
+    cr_assert_eq(m.ack.status, RC_ACK_OK, "%s", m.ack.error);
+}
+
+static void ack_context(struct rc_stream *s, const char *id, int status,
+                        const Aeroarc__Agent__V1__OperationContext *active)
+{
+    Aeroarc__Agent__V1__OperationContextCommandAck a =
+        AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__INIT;
+    a.command_id = (char *)id;
+    a.status = status;
+    a.active_context = (Aeroarc__Agent__V1__OperationContext *)active;
+    cr_assert_eq(rc_stream_send_gen2_msg(s, RC_AGENT_OPERATION_CONTEXT_COMMAND_ACK, &a.base, 5000),
+                 0);
+}
+
+static void aircraft_result(struct rc_stream *s, const char *id, const char *aircraft_id,
+                            int status)
+{
+    Aeroarc__Agent__V1__AircraftCommandResult r = AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__INIT;
+    r.command_id = (char *)id;
+    r.aircraft_id = (char *)aircraft_id;
+    r.status = status;
+    r.message = "done";
+    cr_assert_eq(rc_stream_send_gen2_msg(s, RC_AGENT_AIRCRAFT_COMMAND_RESULT, &r.base, 5000), 0);
+}
+
+static void agent_close(struct rc_stream *s)
+{
+    rc_stream_cancel(s);
+    rc_stream_free(s);
+}
+
+#define APPLIED AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED
+#define ALREADY AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_ALREADY_APPLIED
+#define TEMPORARY AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_TEMPORARY_ERROR
+#define ACCEPTED AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_ACCEPTED
+
+/* ---- control authentication -------------------------------------------- */
+
+Test(commands, control_needs_a_verified_allowed_certificate)
+{
+    /* Each allowed identity gets past authentication to NOT_FOUND. */
+    const char *allowed[] = {"uri", "dns", "cn"};
+    for (size_t i = 0; i < 3; i++) {
+        struct rc_channel *c = tls(allowed[i]);
+        expect_status(set_ctx(c, "nobody", "c-1", "F1", 10000), NOT_FOUND,
+                      "agent is not registered");
+        rc_close(c);
+    }
+    struct rc_channel *c = tls("denied");
+    expect_status(set_ctx(c, "nobody", "c-1", "F1", 10000), PERMISSION_DENIED, NULL);
+    expect_status(aircraft(c, "nobody", "c-1", "ac", ARM, 10000), PERMISSION_DENIED, NULL);
+    rc_close(c);
+    expect_status(clear_ctx(agents, "nobody", "c-1", "F1", false), UNAUTHENTICATED, NULL);
+    /* Another CA's certificate fails the handshake itself. */
+    c = tls("foreign");
+    expect_status(set_ctx(c, "nobody", "c-1", "F1", 5000), UNAVAILABLE, NULL);
+    rc_close(c);
+}
+
+Test(commands, agents_without_certificates_keep_streaming)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("nocert-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "nocert-1", session, 1);
+    agent_close(s);
+}
+
+/* ---- validation and where the command goes --------------------------- */
+
+Test(commands, validation_and_not_found_codes_per_kind)
+{
+    expect_status(set_ctx(api, "", "c-1", "F1", 10000), INVALID_ARGUMENT,
+                  "agent ID and command ID are required");
+    expect_status(set_ctx(api, "a", "", "F1", 10000), INVALID_ARGUMENT,
+                  "agent ID and command ID are required");
+    expect_status(set_ctx(api, "a", "c-1", "  ", 10000), INVALID_ARGUMENT,
+                  "flight ID, intent ID, and positive intent version are required");
+    expect_status(clear_ctx(api, "a", "c-1", "", false), INVALID_ARGUMENT,
+                  "flight ID may be empty only while reconciling a fresh Relay session");
+    expect_status(aircraft(api, "a", "c-1", "", ARM, 10000), INVALID_ARGUMENT,
+                  "aircraft ID is required");
+    expect_status(aircraft(api, "a", "c-1", "ac", 7, 10000), INVALID_ARGUMENT,
+                  "aircraft command type must be ARM or DISARM");
+
+    expect_status(set_ctx(api, "ghost", "c-1", "F1", 10000), NOT_FOUND, "agent is not registered");
+    expect_status(clear_ctx(api, "ghost", "c-1", "F1", false), NOT_FOUND,
+                  "agent is not registered");
+    expect_status(aircraft(api, "ghost", "c-1", "ac", ARM, 10000), NOT_FOUND,
+                  "agent is not connected");
+
+    harness_register(agents, "nostream-1", NULL, 0);
+    expect_status(set_ctx(api, "nostream-1", "c-1", "F1", 10000), UNAVAILABLE,
+                  "agent stream is not connected");
+    expect_status(aircraft(api, "nostream-1", "c-1", "ac", ARM, 10000), NOT_FOUND,
+                  "agent stream is not connected");
+
+    /* A seed stream has no downlink. */
+    harness_register(agents, "seed-1", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *seed = rc_stream_open(agents, "seed-1", NULL, 0, &st);
+    cr_assert_not_null(seed);
+    cr_assert_eq(rc_stream_send_frame(seed, harness_frame("seed-1", 1), 5000), 0);
+    struct rc_ack ack;
+    cr_assert_eq(rc_stream_recv_ack(seed, &ack, 10000), 1);
+    expect_status(set_ctx(api, "seed-1", "c-1", "F1", 10000), FAILED_PRECONDITION,
+                  "agent protocol has no downlink");
+    agent_close(seed);
+
+    /* No header and no message yet: the generation is not decided. */
+    harness_register(agents, "undecided-1", NULL, 0);
+    struct rc_stream *u = rc_stream_open_gen2(agents, "undecided-1", NULL, NULL, 0, &st);
+    cr_assert_not_null(u);
+    /* Until the relay has attached the stream it is "not connected". */
+    bool decided = false;
+    for (int64_t until = harness_now_ms() + 10000; !decided && harness_now_ms() < until;) {
+        struct call *c = set_ctx(api, "undecided-1", "c-1", "F1", 10000);
+        call_join(c);
+        cr_assert_eq(c->st.code, UNAVAILABLE, "%s", c->st.message);
+        decided = strcmp(c->st.message, "agent stream protocol is not decided yet") == 0;
+        if (!decided)
+            cr_assert_str_eq(c->st.message, "agent stream is not connected");
+        call_free(c);
+    }
+    cr_assert(decided);
+    agent_close(u);
+}
+
+
+/* ---- round trips ----------------------------------------------------------- */
+
+Test(commands, set_applied_then_replayed_without_a_second_delivery)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("set-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "set-1", session, 1); /* decides generation 2 */
+
+    struct call *c = set_ctx(api, "set-1", "s-1", "F1", 10000);
+    struct rc_relay_msg m;
+    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
+        agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    cr_assert_str_eq(msg->set_operation_context->command_id, "s-1");
+    cr_assert_str_eq(msg->set_operation_context->context->flight_id, "F1");
+    Aeroarc__Agent__V1__OperationContext active = ctx_of("F1", "ac-1");
+    ack_context(s, "s-1", APPLIED, &active);
+    call_join(c);
+    cr_assert_eq(c->st.code, OK, "%s %s", rc_status_code_name(c->st.code), c->st.message);
+    Aeroarc__Relay__V1__SetOperationContextResponse *r =
+        aeroarc__relay__v1__set_operation_context_response__unpack(NULL, c->resp_len, c->resp);
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->result->command_id, "s-1");
+    cr_assert_eq(r->result->status, APPLIED);
+    cr_assert_str_eq(r->result->active_context->flight_id, "F1");
+    aeroarc__relay__v1__set_operation_context_response__free_unpacked(r, NULL);
+    call_free(c);
+
+    /* Same id, same command: the retained result, nothing sent again. */
+    c = set_ctx(api, "set-1", "s-1", "F1", 10000);
+    call_join(c);
+    cr_assert_eq(c->st.code, OK, "%s", c->st.message);
+    call_free(c);
+    agent_expect_nothing_queued(s, "set-1", session, 2);
+
+    /* Same id, another payload or another kind: ALREADY_EXISTS. */
+    expect_status(set_ctx(api, "set-1", "s-1", "F2", 10000), ALREADY_EXISTS, NULL);
+    expect_status(aircraft(api, "set-1", "s-1", "ac-1", ARM, 10000), ALREADY_EXISTS, NULL);
+    agent_expect_nothing_queued(s, "set-1", session, 3);
+
+    /* The session is reconciled now: an authoritative clear is refused. */
+    expect_status(clear_ctx(api, "set-1", "c-9", "", true), INVALID_ARGUMENT,
+                  "flight ID may be empty only while reconciling a fresh Relay session");
+    agent_close(s);
+}
+
+Test(commands, an_acknowledged_context_without_aircraft_id_matches_another_does_not)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("match-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "match-1", session, 1);
+    struct rc_relay_msg m;
+
+    struct call *c = set_ctx(api, "match-1", "m-1", "F1", 10000);
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    Aeroarc__Agent__V1__OperationContext old_agent = ctx_of("F1", "");
+    ack_context(s, "m-1", ALREADY, &old_agent);
+    expect_status(c, OK, NULL);
+
+    c = set_ctx(api, "match-1", "m-2", "F2", 10000);
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    Aeroarc__Agent__V1__OperationContext wrong = ctx_of("F1", "ac-1");
+    ack_context(s, "m-2", APPLIED, &wrong);
+    expect_status(c, INTERNAL, NULL);
+
+    /* The mismatch fenced the session: an authoritative clear goes out. */
+    c = clear_ctx(api, "match-1", "m-3", "", true);
+    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
+        agent_expect(s, RC_RELAY_CLEAR_OPERATION_CONTEXT, &m);
+    cr_assert(msg->clear_operation_context->authoritative);
+    ack_context(s, "m-3", APPLIED, NULL);
+    expect_status(c, OK, NULL);
+    agent_close(s);
+}
+
+Test(commands, arm_round_trip_and_a_result_for_another_aircraft_is_internal)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("arm-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "arm-1", session, 1);
+    struct rc_relay_msg m;
+
+    struct call *c = aircraft(api, "arm-1", "a-1", "ac-7", ARM, 10000);
+    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
+        agent_expect(s, RC_RELAY_AIRCRAFT_COMMAND, &m);
+    cr_assert_str_eq(msg->aircraft_command->aircraft_id, "ac-7");
+    cr_assert_eq(msg->aircraft_command->type, ARM);
+    aircraft_result(s, "a-1", "ac-7", ACCEPTED);
+    call_join(c);
+    cr_assert_eq(c->st.code, OK, "%s", c->st.message);
+    Aeroarc__Relay__V1__SendAircraftCommandResponse *r =
+        aeroarc__relay__v1__send_aircraft_command_response__unpack(NULL, c->resp_len, c->resp);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->result->status, ACCEPTED);
+    cr_assert_str_eq(r->result->message, "done");
+    aeroarc__relay__v1__send_aircraft_command_response__free_unpacked(r, NULL);
+    call_free(c);
+
+    c = aircraft(api, "arm-1", "a-2", "ac-7", ARM, 10000);
+    agent_expect(s, RC_RELAY_AIRCRAFT_COMMAND, &m);
+    aircraft_result(s, "a-2", "ac-8", ACCEPTED);
+    expect_status(c, INTERNAL, "agent answered the command for another aircraft");
+    agent_close(s);
+}
+
+Test(commands, two_callers_share_one_delivery_and_acks_flow_while_it_waits)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("join-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "join-1", session, 1);
+    struct rc_relay_msg m;
+
+    struct call *a = aircraft(api, "join-1", "j-1", "ac-1", ARM, 10000);
+    agent_expect(s, RC_RELAY_AIRCRAFT_COMMAND, &m);
+    struct call *b = aircraft(api, "join-1", "j-1", "ac-1", ARM, 10000);
+    /* The second caller is waiting once the relay counts two pending:
+     * meanwhile frames are acked as usual. */
+    for (uint64_t seq = 2; seq < 12; seq++)
+        agent_expect_nothing_queued(s, "join-1", session, seq);
+    aircraft_result(s, "j-1", "ac-1", ACCEPTED);
+    expect_status(a, OK, NULL);
+    expect_status(b, OK, NULL);
+    agent_expect_nothing_queued(s, "join-1", session, 12);
+    agent_close(s);
+}
+
+Test(commands, supersession_while_waiting_is_aborted_and_the_old_stream_is_not_heard)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("sup-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "sup-1", session, 1);
+    struct rc_relay_msg m;
+
+    struct call *c = set_ctx(api, "sup-1", "u-1", "F1", 10000);
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    harness_register(agents, "sup-1", NULL, 0); /* a new session */
+    expect_status(c, ABORTED,
+                  "agent session retired while awaiting operation context acknowledgement");
+    agent_close(s);
+}
+
+Test(commands, no_answer_ends_deadline_exceeded_and_is_sent_again_on_retry)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("late-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "late-1", session, 1);
+    struct rc_relay_msg m;
+
+    /* command_timeout_s = 2 bounds the wait under the caller's 10 s. */
+    int64_t t0 = harness_now_ms();
+    struct call *c = aircraft(api, "late-1", "l-1", "ac-1", ARM, 10000);
+    agent_expect(s, RC_RELAY_AIRCRAFT_COMMAND, &m);
+    expect_status(c, DEADLINE, NULL);
+    cr_assert_lt(harness_now_ms() - t0, 8000);
+    /* A result now is nobody's: ignored, the stream goes on. */
+    aircraft_result(s, "l-1", "ac-1", ACCEPTED);
+    agent_expect_nothing_queued(s, "late-1", session, 2);
+
+    /* An exact retry of a command that ended without a result is sent again. */
+    c = aircraft(api, "late-1", "l-1", "ac-1", ARM, 10000);
+    agent_expect(s, RC_RELAY_AIRCRAFT_COMMAND, &m);
+    aircraft_result(s, "l-1", "ac-1", ACCEPTED);
+    expect_status(c, OK, NULL);
+    agent_close(s);
+}
+
+Test(commands, a_second_set_waits_for_the_first)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("slot-1", session, sizeof(session));
+    agent_expect_nothing_queued(s, "slot-1", session, 1);
+    struct rc_relay_msg m;
+
+    struct call *a = set_ctx(api, "slot-1", "q-1", "F1", 10000);
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    struct call *b = set_ctx(api, "slot-1", "q-2", "F2", 10000);
+    /* q-2 is not sent while q-1 holds the slot. */
+    for (uint64_t seq = 2; seq < 6; seq++)
+        agent_expect_nothing_queued(s, "slot-1", session, seq);
+    Aeroarc__Agent__V1__OperationContext f1 = ctx_of("F1", "ac-1");
+    ack_context(s, "q-1", APPLIED, &f1);
+    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
+        agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    cr_assert_str_eq(msg->set_operation_context->command_id, "q-2");
+    Aeroarc__Agent__V1__OperationContext f2 = ctx_of("F2", "ac-1");
+    ack_context(s, "q-2", APPLIED, &f2);
+    expect_status(a, OK, NULL);
+    expect_status(b, OK, NULL);
+    agent_close(s);
+}
+
+Test(commands_off, without_control_the_commands_are_unimplemented, .timeout = 60)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    struct rc_channel *ch = harness_start(&r, NULL, "");
+    expect_status(set_ctx(ch, "a", "c-1", "F1", 10000), UNIMPLEMENTED,
+                  "operation-context control is disabled until mTLS control authentication "
+                  "is configured");
+    expect_status(aircraft(ch, "a", "c-1", "ac", ARM, 10000), UNIMPLEMENTED, NULL);
+    harness_finish(&r, &ch);
+}
