@@ -155,7 +155,9 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     if (!s)
         return NULL;
     struct rpc_stream_config cfg = {
-        .credit = gw->max_inflight,
+        /* With control on, results of commands are read while frames are
+         * held (SPEC.md section 9): held frames stay within max_inflight. */
+        .credit = gw->max_inflight + (gw->relay->control ? STREAM_QUEUE_OTHER : 0),
         .queue_max = STREAM_QUEUE_OTHER,
         .shutting_down = &gw->relay->shutting_down,
         .set = gw->streams,
@@ -312,6 +314,8 @@ struct gateway *agent_gateway_create(struct relay *relay)
     gw->n_sinks = sink_pipeline_count(relay->sinks);
     gw->max_inflight = (int)relay->settings->max_inflight;
     gw->hold_ns = relay->settings->gen2_hold_s * INT64_C(1000000000);
+    /* Both Register and the stream carried a key covering the agent id. */
+    gw->agents_authenticated = strcmp(relay->settings->auth_mode, "bearer") == 0;
     frame_limits_init(&gw->limits, (size_t)relay->settings->max_raw_bytes);
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
     session_table_set_ext_release(relay->sessions, command_table_release);
@@ -352,6 +356,11 @@ int agent_gateway_add_methods(struct gateway *gw, struct rpc_server *server)
     return 0;
 }
 
+struct command_table *agent_gateway_new_table(struct gateway *gw, const char *agent_id)
+{
+    return command_table_create(gw->relay->commands, agent_id, gw->agents_authenticated);
+}
+
 struct target_visit {
     struct gateway *gw;
     enum gateway_target result;
@@ -373,7 +382,7 @@ static void target_visit(void *arg, struct session_visit *v)
         tv->result = gen == GEN_SEED ? GATEWAY_SEED : GATEWAY_UNDECIDED;
         return;
     }
-    if (!*v->ext && !(*v->ext = command_table_create(tv->gw->relay->commands))) {
+    if (!*v->ext && !(*v->ext = agent_gateway_new_table(tv->gw, s->agent_id))) {
         tv->result = GATEWAY_NO_MEMORY;
         return;
     }

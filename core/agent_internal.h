@@ -33,6 +33,7 @@ struct gateway {
     size_t n_sinks;
     int max_inflight;
     int64_t hold_ns; /* [relay] gen2_hold_s */
+    bool agents_authenticated; /* [auth] mode = bearer: sessions may take over a context */
     struct frame_limits limits; /* [relay] max_raw_bytes */
     /* Streams holding frames (SPEC.md section 9), for the expiry tick;
      * each holds a reference while on it. */
@@ -75,11 +76,13 @@ struct stream {
     char session_id[SESSION_ID_LEN + 1];
     uint64_t gen; /* the session table's generation of our attach */
 
-    /* Generation-2 frames held while a `reject` sink's queue is full, in
-     * order (SPEC.md section 9): released as it gets room, refused
-     * RETRY_WITH_BACKOFF once held gen2_hold_s. */
+    /* Generation-2 frames held, in order (SPEC.md section 9), while the
+     * session's operation context is not reconciled (step 8) or a `reject`
+     * sink's queue is full (step 9): released as the gate opens and the
+     * sink gets room, refused RETRY_WITH_BACKOFF once held gen2_hold_s. */
     pthread_mutex_t hold_mu; /* the fields below */
     struct stream_job *held_head, *held_tail;
+    int n_held;                 /* at most max_inflight */
     bool on_held_list;          /* on gw->held (under gw->held_mu too) */
     struct stream *held_next;   /* gw->held */
     bool room_waiting;          /* room_waiter is queued on room_sink */
@@ -91,6 +94,9 @@ struct stream {
 
 static inline void stream_ref(struct stream *s) { rpc_stream_ref(s->rs); }
 static inline void stream_unref(struct stream *s) { rpc_stream_unref(s->rs); }
+
+/* A session's command table (agent_gateway.c): takes over what it may. */
+struct command_table *agent_gateway_new_table(struct gateway *gw, const char *agent_id);
 
 /* agent_stream.c: the message path of every TelemetryStream. */
 void agent_stream_on_message(void *owner, const uint8_t *bytes, size_t len,

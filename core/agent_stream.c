@@ -27,10 +27,69 @@ struct stream_job {
     char wal_id[FRAME_WAL_ID_LEN + 1]; /* canonical, or "" */
     struct stream_job *held_next; /* the stream's held frames, in order */
     int64_t hold_until;           /* monotonic: refused RETRY_WITH_BACKOFF after */
+    /* With control on: the authoritative context recorded (SPEC.md
+     * section 9, envelope), stamped as the frame goes to the sinks. */
+    struct command_context stamp;
     aero_kv fields[];
 };
 
 static const char queue_full_text[] = "relay sink queue is full";
+static const char unreconciled_text[] =
+    "operation context has not been reconciled for this Relay session";
+
+/* ----------------------------------------------- the reconciliation gate */
+
+struct gate_visit {
+    struct stream *s;
+    struct command_table *t;
+};
+
+/* Under the session's lock: its command table, made if it has none yet,
+ * while this stream is the session's. */
+static void gate_visit(void *arg, struct session_visit *v)
+{
+    struct gate_visit *gv = arg;
+    if (v->owner != gv->s)
+        return;
+    if (!*v->ext)
+        *v->ext = agent_gateway_new_table(gv->s->gw, gv->s->agent_id);
+    if (*v->ext) {
+        command_table_ref(*v->ext);
+        gv->t = *v->ext;
+    }
+}
+
+/*
+ * With control on (SPEC.md section 10), the command table of the stream's
+ * session, which knows whether its operation context is reconciled; NULL
+ * with *refused set when it cannot be had (the session is no longer this
+ * stream's, or out of memory). Control off: NULL, not refused.
+ */
+static struct command_table *gate_table(struct stream *s, const char **refused)
+{
+    *refused = NULL;
+    if (!s->gw->relay->control)
+        return NULL;
+    struct command_table *t = atomic_load(&s->commands);
+    if (t)
+        return t;
+    struct gate_visit gv = {s, NULL};
+    if (session_table_visit(s->gw->relay->sessions, s->agent_id, gate_visit, &gv) < 0 || !gv.t) {
+        *refused = "relay could not look up the session's operation context";
+        return NULL;
+    }
+    struct command_table *none = NULL;
+    if (!atomic_compare_exchange_strong(&s->commands, &none, gv.t))
+        command_table_unref(gv.t); /* it has one already (never the last) */
+    return atomic_load(&s->commands);
+}
+
+/* The gate is closed: the session is not reconciled (never for seed). */
+static bool gated(struct stream *s)
+{
+    struct command_table *t = s->gw->relay->control ? atomic_load(&s->commands) : NULL;
+    return t && !command_table_reconciled(t);
+}
 
 
 /* ------------------------------------------------------------- the acks */
@@ -139,6 +198,16 @@ static void submit(struct stream *s, struct stream_job *sj, struct sink_owed *ow
                    bool flush_now)
 {
     struct gateway *gw = s->gw;
+    struct command_table *ct = gw->relay->control ? atomic_load(&s->commands) : NULL;
+    if (ct && sj->job.view.protocol == AERO_PROTOCOL_MULTIPLEXED) {
+        /* The relay's authoritative context, never the frame's alone. */
+        aero_frame *v = &sj->job.view;
+        command_table_stamp(ct, v->flight_id.ptr, v->flight_id.len, v->intent_id.ptr,
+                            v->intent_id.len, v->intent_version, &sj->stamp);
+        v->flight_id = (aero_str){sj->stamp.flight_id, strlen(sj->stamp.flight_id)};
+        v->intent_id = (aero_str){sj->stamp.intent_id, strlen(sj->stamp.intent_id)};
+        v->intent_version = sj->stamp.intent_version;
+    }
     stream_ref(s); /* the job's */
     /* A queued waiter holds a reference until woken or cancelled. We only
      * read with no wait outstanding, so every waiter is free here: take one
@@ -203,7 +272,7 @@ static void accept(struct stream *s, const aero_frame *view, const aero_kv *fiel
 static void release_held_locked(struct stream *s)
 {
     struct sink_pipeline *p = s->gw->relay->sinks;
-    while (s->held_head) {
+    while (s->held_head && !gated(s)) {
         size_t sink;
         if (sink_pipeline_full(p, &sink)) {
             if (s->room_waiting)
@@ -221,14 +290,15 @@ static void release_held_locked(struct stream *s)
         s->held_head = sj->held_next;
         if (!s->held_head)
             s->held_tail = NULL;
+        s->n_held--;
         count_accepted(s->gw, &sj->job.view);
         struct sink_owed owed = {0};
         submit(s, sj, &owed, true);
     }
 }
 
-/* Keep an admitted frame until the full sink has room (in order behind
- * any held before it). */
+/* Keep an admitted frame until the gate opens and the full sink has room
+ * (in order behind any held before it). */
 static void hold(struct stream *s, struct stream_job *sj)
 {
     struct gateway *gw = s->gw;
@@ -240,6 +310,7 @@ static void hold(struct stream *s, struct stream_job *sj)
     else
         s->held_head = sj;
     s->held_tail = sj;
+    s->n_held++;
     if (!s->on_held_list) {
         s->on_held_list = true;
         stream_ref(s); /* the list's */
@@ -262,6 +333,15 @@ void agent_stream_on_room(struct sink_waiter *w)
     stream_unref(s); /* the waiter's */
 }
 
+/* The session's operation context was reconciled by a result read on
+ * this stream: frames held for it go on (stream reader). */
+static void release_held(struct stream *s)
+{
+    pthread_mutex_lock(&s->hold_mu);
+    release_held_locked(s);
+    pthread_mutex_unlock(&s->hold_mu);
+}
+
 void agent_stream_expire_held(struct stream *s, int64_t now, bool all)
 {
     pthread_mutex_lock(&s->hold_mu);
@@ -270,8 +350,11 @@ void agent_stream_expire_held(struct stream *s, int64_t now, bool all)
         s->held_head = sj->held_next;
         if (!s->held_head)
             s->held_tail = NULL;
-        metrics_inc(s->gw->m.held_refused);
-        send_ack(s, sj->job.view.seq, ACK_RETRY_WITH_BACKOFF, queue_full_text, sj->recv_ns);
+        s->n_held--;
+        bool closed = gated(s);
+        metrics_inc(closed ? s->gw->m.unreconciled_refused : s->gw->m.held_refused);
+        send_ack(s, sj->job.view.seq, ACK_RETRY_WITH_BACKOFF,
+                 closed ? unreconciled_text : queue_full_text, sj->recv_ns);
         free(sj); /* never submitted: nothing else refers to it */
     }
     release_held_locked(s);
@@ -287,6 +370,7 @@ void agent_stream_drop_held(struct stream *s)
         free(sj);
     }
     s->held_tail = NULL;
+    s->n_held = 0;
     bool cancelled = s->room_waiting &&
                      sink_pipeline_cancel_wait(s->gw->relay->sinks, s->room_sink, &s->room_waiter);
     s->room_waiting = false;
@@ -295,24 +379,37 @@ void agent_stream_drop_held(struct stream *s)
         stream_unref(s); /* the waiter's: no wake() will come */
 }
 
-/* Step 9 for a generation-2 frame: a full `reject` sink holds it (SPEC.md
- * section 9) instead of refusing it, and so does any frame held before it,
- * so frames reach the sinks in order. Only this stream's reader adds held
- * frames, so the look below cannot be overtaken. */
+/* Steps 8 and 9 for a generation-2 frame (SPEC.md section 9): a session
+ * whose operation context is not reconciled, with control on, holds it
+ * instead of refusing it, and so does a full `reject` sink and any frame
+ * held before it, so frames reach the sinks in order. Only this stream's
+ * reader adds held frames, so the look below cannot be overtaken. */
 static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
                        const char *wal, int64_t recv_ns, struct worker_ctx *w)
 {
     struct gateway *gw = s->gw;
+    const char *refused;
+    gate_table(s, &refused);
+    if (refused) {
+        send_ack(s, view->seq, ACK_TEMPORARY_ERROR, refused, recv_ns);
+        return;
+    }
     size_t sink;
     pthread_mutex_lock(&s->hold_mu);
-    bool must_hold = s->held_head != NULL || sink_pipeline_full(gw->relay->sinks, &sink);
+    bool closed = gated(s);
+    bool must_hold = closed || s->held_head != NULL || sink_pipeline_full(gw->relay->sinks, &sink);
+    bool room = s->n_held < gw->max_inflight;
     pthread_mutex_unlock(&s->hold_mu);
     if (!must_hold) {
         accept(s, view, w->fields, bytes, wal, recv_ns, w);
         return;
     }
-    if (gw->hold_ns == 0) {
-        send_ack(s, view->seq, ACK_RETRY_WITH_BACKOFF, queue_full_text, recv_ns);
+    if (gw->hold_ns == 0 || !room) {
+        /* Frames held at once are bounded by max_inflight. */
+        if (closed)
+            metrics_inc(gw->m.unreconciled_refused);
+        send_ack(s, view->seq, ACK_RETRY_WITH_BACKOFF, closed ? unreconciled_text : queue_full_text,
+                 recv_ns);
         return;
     }
     struct stream_job *sj = job_create(s, view, w->fields, bytes, wal);
@@ -321,7 +418,7 @@ static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
         return;
     }
     sj->recv_ns = recv_ns;
-    metrics_inc(gw->m.held);
+    metrics_inc(closed ? gw->m.unreconciled_held : gw->m.held);
     hold(s, sj);
 }
 
@@ -495,6 +592,8 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
         protobuf_c_message_free_unpacked(m, NULL);
         if (taken) {
             rpc_stream_credit(s->rs, 1);
+            if (arm == MUX_CONTEXT_ACK)
+                release_held(s); /* the gate may have opened */
             return;
         }
     }

@@ -59,6 +59,7 @@ struct entry {
     struct rpc_stream *rs; /* a reference while QUEUED or WRITTEN */
     struct waiter *waiters;
     int64_t ended_ns;      /* monotonic: retention */
+    bool writing;          /* a written Set/Clear counted in rec->writing */
     enum rpc_code code;    /* DONE */
     uint8_t *resp;
     size_t resp_len;
@@ -76,9 +77,39 @@ struct command_table {
     bool on_hub;                      /* listed on hub->tables (a reference) */
     struct command_table *hub_next;
     struct command_session_state state;
+    /* The agent's authoritative contexts, oldest first (a copy of the
+     * record's while this table owns it). */
+    struct command_context history[COMMAND_HISTORY];
+    size_t n_history;
+    struct agent_record *rec; /* the agent's; lives while this table does */
 };
 
+/*
+ * Per agent, across its sessions (SPEC.md section 10): the reconciled
+ * context its newest table published, the context history, and the
+ * Set/Clear written with no outcome yet. Kept while a table of the agent
+ * lives, then COMMAND_CONTEXT_RETAIN_NS (at most COMMAND_CONTEXT_RETAIN_MAX
+ * such agents). Under hub->rec_mu; taken after a table's mutex.
+ */
+struct agent_record {
+    struct agent_record *next; /* bucket */
+    struct command_table *owner; /* the newest table (no reference) */
+    int live;                  /* tables alive */
+    int writing;               /* Set/Clear written, outcome unknown yet */
+    int64_t released_ns;       /* monotonic: when live dropped to 0 */
+    struct command_session_state state;
+    struct command_context history[COMMAND_HISTORY];
+    size_t n_history;
+    char agent_id[];
+};
+
+#define REC_BUCKETS 4096
+
 struct command_hub {
+    pthread_mutex_t rec_mu;
+    struct agent_record *recs[REC_BUCKETS];
+    size_t n_retained;         /* records with live == 0 */
+    int64_t swept_ns;
     pthread_mutex_t mu;
     struct command_table *tables;     /* those with waiting callers */
     int64_t timeout_ns;
@@ -108,6 +139,7 @@ struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns)
     if (!hub)
         return NULL;
     pthread_mutex_init(&hub->mu, NULL);
+    pthread_mutex_init(&hub->rec_mu, NULL);
     hub->timeout_ns = timeout_ns;
     atomic_init(&hub->pending, 0);
     static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -194,9 +226,136 @@ static void waiter_done(struct command_table *t, struct entry *e, struct waiter 
     pending_add(t->hub, -1);
 }
 
+/* -------------------------------------------------------- agent records */
+
+static size_t rec_bucket(const char *agent_id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)agent_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)(h % REC_BUCKETS);
+}
+
+/* Under rec_mu: unlink and free r (no table refers to it). */
+static void rec_drop(struct command_hub *hub, struct agent_record *r)
+{
+    struct agent_record **l = &hub->recs[rec_bucket(r->agent_id)];
+    while (*l != r)
+        l = &(*l)->next;
+    *l = r->next;
+    hub->n_retained--;
+    free(r);
+}
+
+/* Under rec_mu: records past their retention go; `room` more: the oldest
+ * retained ones go until fewer than the maximum are kept. */
+static void rec_sweep(struct command_hub *hub, int64_t now, bool room)
+{
+    for (size_t b = 0; b < REC_BUCKETS; b++)
+        for (struct agent_record *r = hub->recs[b], *next; r; r = next) {
+            next = r->next;
+            if (r->live == 0 && now - r->released_ns > COMMAND_CONTEXT_RETAIN_NS)
+                rec_drop(hub, r);
+        }
+    while (room && hub->n_retained >= COMMAND_CONTEXT_RETAIN_MAX) {
+        struct agent_record *oldest = NULL;
+        for (size_t b = 0; b < REC_BUCKETS; b++)
+            for (struct agent_record *r = hub->recs[b]; r; r = r->next)
+                if (r->live == 0 && (!oldest || r->released_ns < oldest->released_ns))
+                    oldest = r;
+        if (!oldest)
+            break;
+        rec_drop(hub, oldest);
+    }
+}
+
+/* Under rec_mu: the agent's record, made (live 0) if it has none; NULL
+ * when out of memory. */
+static struct agent_record *rec_get(struct command_hub *hub, const char *agent_id, bool *fresh)
+{
+    size_t b = rec_bucket(agent_id);
+    for (struct agent_record *r = hub->recs[b]; r; r = r->next)
+        if (strcmp(r->agent_id, agent_id) == 0) {
+            *fresh = false;
+            return r;
+        }
+    if (hub->n_retained >= COMMAND_CONTEXT_RETAIN_MAX)
+        rec_sweep(hub, mono_ns(), true);
+    size_t n = strlen(agent_id);
+    struct agent_record *r = calloc(1, sizeof(*r) + n + 1);
+    if (!r)
+        return NULL;
+    memcpy(r->agent_id, agent_id, n + 1);
+    r->next = hub->recs[b];
+    hub->recs[b] = r;
+    hub->n_retained++;
+    *fresh = true;
+    return r;
+}
+
+static bool context_eq(const struct command_context *a, const struct command_context *b)
+{
+    return strcmp(a->flight_id, b->flight_id) == 0 && strcmp(a->intent_id, b->intent_id) == 0 &&
+           a->intent_version == b->intent_version && strcmp(a->aircraft_id, b->aircraft_id) == 0;
+}
+
+/* Under t->mu: the context just made authoritative joins the history
+ * (newest last; one already there moves). */
+static void history_add(struct command_table *t, const struct command_context *c)
+{
+    size_t i = 0;
+    while (i < t->n_history && !context_eq(&t->history[i], c))
+        i++;
+    if (i == t->n_history && t->n_history == COMMAND_HISTORY)
+        i = 0; /* full: the oldest goes */
+    if (i < t->n_history) {
+        memmove(&t->history[i], &t->history[i + 1],
+                (t->n_history - i - 1) * sizeof(t->history[0]));
+        t->n_history--;
+    }
+    t->history[t->n_history++] = *c;
+}
+
+/* Under t->mu: the table's state changed; the agent's record follows it
+ * while this table is the agent's newest. */
+static void publish(struct command_table *t)
+{
+    if (!t->rec)
+        return;
+    pthread_mutex_lock(&t->hub->rec_mu);
+    if (t->rec->owner == t) {
+        t->rec->state = t->state;
+        memcpy(t->rec->history, t->history, sizeof(t->history));
+        t->rec->n_history = t->n_history;
+    }
+    pthread_mutex_unlock(&t->hub->rec_mu);
+}
+
+/* Under t->mu: a written Set/Clear starts or stops counting as one whose
+ * outcome is not known yet. */
+static void set_writing(struct command_table *t, struct entry *e, bool on)
+{
+    if (e->writing == on || !t->rec)
+        return;
+    e->writing = on;
+    pthread_mutex_lock(&t->hub->rec_mu);
+    t->rec->writing += on ? 1 : -1;
+    pthread_mutex_unlock(&t->hub->rec_mu);
+}
+
+/* Under t->mu: after a kind changed the state (result, unknown outcome). */
+static void state_changed(struct command_table *t, const struct command_session_state *before)
+{
+    if (t->state.reconciled && t->state.has_context &&
+        !(before->reconciled && before->has_context && context_eq(&before->current, &t->state.current)))
+        history_add(t, &t->state.current);
+    publish(t);
+}
+
 /* ---------------------------------------------------------------- table */
 
-struct command_table *command_table_create(struct command_hub *hub)
+struct command_table *command_table_create(struct command_hub *hub, const char *agent_id,
+                                           bool take_over)
 {
     struct command_table *t = calloc(1, sizeof(*t));
     if (!t)
@@ -204,6 +363,30 @@ struct command_table *command_table_create(struct command_hub *hub)
     atomic_init(&t->refs, 1);
     t->hub = hub;
     pthread_mutex_init(&t->mu, NULL);
+    if (!agent_id)
+        return t;
+    pthread_mutex_lock(&hub->rec_mu);
+    bool fresh = false;
+    struct agent_record *r = rec_get(hub, agent_id, &fresh);
+    if (r) {
+        int64_t now = mono_ns();
+        bool kept = r->live > 0 || now - r->released_ns <= COMMAND_CONTEXT_RETAIN_NS;
+        if (!fresh && kept) {
+            memcpy(t->history, r->history, sizeof(t->history));
+            t->n_history = r->n_history;
+            /* Takes over only a context nobody may have changed since. */
+            if (take_over && r->state.reconciled && r->writing == 0)
+                t->state = r->state;
+        }
+        if (r->live++ == 0)
+            hub->n_retained--;
+        r->owner = t;
+        r->state = t->state;
+        memcpy(r->history, t->history, sizeof(t->history));
+        r->n_history = t->n_history;
+        t->rec = r;
+    }
+    pthread_mutex_unlock(&hub->rec_mu);
     return t;
 }
 
@@ -230,7 +413,18 @@ void command_table_unref(struct command_table *t)
         t->head = e->next;
         if (e->rs)
             rpc_stream_unref(e->rs);
+        set_writing(t, e, false);
         entry_free(e);
+    }
+    if (t->rec) {
+        pthread_mutex_lock(&t->hub->rec_mu);
+        if (t->rec->owner == t)
+            t->rec->owner = NULL;
+        if (--t->rec->live == 0) {
+            t->rec->released_ns = mono_ns();
+            t->hub->n_retained++;
+        }
+        pthread_mutex_unlock(&t->hub->rec_mu);
     }
     pthread_mutex_destroy(&t->mu);
     free(t);
@@ -242,6 +436,40 @@ void command_table_state(struct command_table *t, struct command_session_state *
 {
     pthread_mutex_lock(&t->mu);
     *out = t->state;
+    pthread_mutex_unlock(&t->mu);
+}
+
+bool command_table_reconciled(struct command_table *t)
+{
+    pthread_mutex_lock(&t->mu);
+    bool r = t->state.reconciled;
+    pthread_mutex_unlock(&t->mu);
+    return r;
+}
+
+static bool str_is(const char *a, const char *s, size_t n)
+{
+    return strlen(a) == n && memcmp(a, s, n) == 0;
+}
+
+void command_table_stamp(struct command_table *t, const char *flight, size_t flight_len,
+                         const char *intent, size_t intent_len, uint32_t version,
+                         struct command_context *out)
+{
+    pthread_mutex_lock(&t->mu);
+    const struct command_context *use = t->state.has_context ? &t->state.current : NULL;
+    for (size_t i = t->n_history; i-- > 0;) {
+        const struct command_context *h = &t->history[i];
+        if (h->intent_version == version && str_is(h->flight_id, flight, flight_len) &&
+            str_is(h->intent_id, intent, intent_len)) {
+            use = h;
+            break;
+        }
+    }
+    if (use)
+        *out = *use;
+    else
+        memset(out, 0, sizeof(*out));
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -266,6 +494,7 @@ static void entry_end(struct command_table *t, struct entry *e, enum entry_state
     }
     if (t->slot == e)
         t->slot = NULL;
+    set_writing(t, e, false);
     e->state = state;
     e->code = code;
     e->ended_ns = mono_ns();
@@ -288,8 +517,10 @@ static void deliver(struct command_table *t, struct entry *e, struct finish **ou
     int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, 0, 0);
     if (rc == 0) {
         e->state = ENTRY_WRITTEN;
-        if (takes_slot(e->kind))
+        if (takes_slot(e->kind)) {
             t->slot = e;
+            set_writing(t, e, true);
+        }
         return;
     }
     if (rc == -ENOBUFS)
@@ -525,7 +756,9 @@ bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsign
     bool taken = e && e->state == ENTRY_WRITTEN && e->rs == rs && (kinds_mask & (1u << e->kind));
     if (taken) {
         struct command_outcome o = {.code = RPC_OK};
+        struct command_session_state before = t->state;
         e->ops->on_result(e->ctx, &t->state, payload, len, &o);
+        state_changed(t, &before);
         free(e->resp);
         e->resp = o.resp;
         e->resp_len = o.resp_len;
@@ -545,8 +778,11 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs)
     for (struct entry *e = t->head; e; e = e->next) {
         if (e->rs != rs || e->state >= ENTRY_DONE)
             continue;
-        if (e->state == ENTRY_WRITTEN && e->ops->on_unknown)
+        if (e->state == ENTRY_WRITTEN && e->ops->on_unknown) {
+            struct command_session_state before = t->state;
             e->ops->on_unknown(e->ctx, &t->state);
+            state_changed(t, &before);
+        }
         entry_end(t, e, ENTRY_FAILED, RPC_ABORTED, aborted_text[e->kind], &done);
     }
     next_in_slot(t, &done);
@@ -573,8 +809,11 @@ static void expire(struct command_table *t, int64_t now, bool all, struct finish
         }
         if (e->waiters)
             continue;
-        if (e->state == ENTRY_WRITTEN && e->ops->on_unknown)
+        if (e->state == ENTRY_WRITTEN && e->ops->on_unknown) {
+            struct command_session_state before = t->state;
             e->ops->on_unknown(e->ctx, &t->state);
+            state_changed(t, &before);
+        }
         entry_end(t, e, ENTRY_FAILED, RPC_DEADLINE_EXCEEDED, deadline_text, out);
     }
     next_in_slot(t, out);
@@ -602,7 +841,16 @@ static void hub_walk(struct command_hub *hub, int64_t now, bool all)
     }
 }
 
-void command_hub_tick(struct command_hub *hub, int64_t now) { hub_walk(hub, now, false); }
+void command_hub_tick(struct command_hub *hub, int64_t now)
+{
+    hub_walk(hub, now, false);
+    pthread_mutex_lock(&hub->rec_mu);
+    if (now - hub->swept_ns >= INT64_C(1000000000)) { /* once a second */
+        hub->swept_ns = now;
+        rec_sweep(hub, now, false);
+    }
+    pthread_mutex_unlock(&hub->rec_mu);
+}
 
 void command_hub_shutdown(struct command_hub *hub)
 {
@@ -615,6 +863,13 @@ void command_hub_destroy(struct command_hub *hub)
     if (!hub)
         return;
     command_hub_shutdown(hub);
+    for (size_t b = 0; b < REC_BUCKETS; b++)
+        while (hub->recs[b]) {
+            struct agent_record *r = hub->recs[b];
+            hub->recs[b] = r->next;
+            free(r);
+        }
+    pthread_mutex_destroy(&hub->rec_mu);
     pthread_mutex_destroy(&hub->mu);
     free(hub);
 }

@@ -32,6 +32,10 @@ enum command_kind {
 #define COMMAND_RETAIN_NS (24 * 3600 * INT64_C(1000000000))
 #define COMMAND_RETAIN_MAX 4096 /* entries per kind */
 #define COMMAND_FIELD_MAX 256   /* bytes of a context's string fields kept */
+#define COMMAND_HISTORY 16      /* authoritative contexts kept per agent (SPEC.md section 9) */
+/* A reconciled context outlives its sessions this long, for this many agents. */
+#define COMMAND_CONTEXT_RETAIN_NS (600 * INT64_C(1000000000))
+#define COMMAND_CONTEXT_RETAIN_MAX 10000
 
 /* An operation context (agent.proto OperationContext). */
 struct command_context {
@@ -98,7 +102,16 @@ void command_hub_tick(struct command_hub *hub, int64_t now_mono_ns);
 /* Callers waiting now (tests, the gauge). */
 int64_t command_hub_pending(struct command_hub *hub);
 
-struct command_table *command_table_create(struct command_hub *hub);
+/*
+ * The table of a new session of agent_id. It takes over the reconciled
+ * context of the agent's previous session (live, or retained 10 minutes
+ * after its last table went, SPEC.md section 10) only when `take_over`
+ * (the agent is authenticated) and no Set/Clear written there has an
+ * unknown outcome; otherwise it starts unreconciled. The agent's last
+ * COMMAND_HISTORY authoritative contexts are kept across its sessions.
+ */
+struct command_table *command_table_create(struct command_hub *hub, const char *agent_id,
+                                           bool take_over);
 void command_table_ref(struct command_table *t);
 void command_table_unref(struct command_table *t);
 /* For session_table_set_ext_release. */
@@ -106,6 +119,19 @@ void command_table_release(void *t);
 
 /* The session's operation-context state, copied. */
 void command_table_state(struct command_table *t, struct command_session_state *out);
+
+/* The session's operation context is reconciled (SPEC.md section 9 step 8). */
+bool command_table_reconciled(struct command_table *t);
+
+/*
+ * The context a generation-2 frame stamped (flight, intent, version) is
+ * recorded with (SPEC.md section 9, envelope): that one when it is one of
+ * the agent's authoritative contexts, else the session's current one
+ * (empty when none). Into out.
+ */
+void command_table_stamp(struct command_table *t, const char *flight, size_t flight_len,
+                         const char *intent, size_t intent_len, uint32_t version,
+                         struct command_context *out);
 
 /*
  * A caller asks for spec on the session's current stream `rs`: joined to

@@ -82,6 +82,16 @@ void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m)
     gm->held_refused = metrics_register(
         m, AERO_METRIC_COUNTER, "aero_relay_frames_held_refused_total",
         "Held generation-2 frames answered RETRY_WITH_BACKOFF after gen2_hold_s.", NULL);
+    gm->unreconciled_held = metrics_register(
+        m, AERO_METRIC_COUNTER, "aero_relay_frames_held_unreconciled_total",
+        "Generation-2 frames whose ack was held while the session's operation context was not "
+        "reconciled (SPEC section 9 step 8).",
+        NULL);
+    gm->unreconciled_refused = metrics_register(
+        m, AERO_METRIC_COUNTER, "aero_relay_frames_refused_unreconciled_total",
+        "Generation-2 frames answered RETRY_WITH_BACKOFF because the session's operation "
+        "context was still not reconciled.",
+        NULL);
     static const char *proto_labels[3] = {"protocol=\"undecided\"", "protocol=\"seed\"",
                                           "protocol=\"multiplexed\""};
     for (int i = 0; i < 3; i++) {

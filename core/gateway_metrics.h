@@ -25,6 +25,8 @@ struct gateway_metrics {
     aero_metric *ignored[8];            /* by enum mux_arm */
     aero_metric *frames_without_wal_id;
     aero_metric *held, *held_refused;   /* generation-2 frames held for a full sink */
+    /* ... and while the session's operation context is not reconciled */
+    aero_metric *unreconciled_held, *unreconciled_refused;
     aero_metric *protocol_opened[3];    /* by enum stream_gen: [0] unused */
     aero_metric *protocol_closed[3];    /* [0]: the generation was never decided */
 };

@@ -21,6 +21,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct context_visit {
+    const char *session_id;
+    struct command_session_state state;
+};
+
+static void context_visit(void *arg, struct session_visit *v)
+{
+    struct context_visit *cv = arg;
+    if (*v->ext && strcmp(v->session_id, cv->session_id) == 0)
+        command_table_state(*v->ext, &cv->state);
+}
+
+static void copy_trunc(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* With control on, a status shows the session's authoritative context
+ * (SPEC.md section 9), none while there is none, never the frames'. */
+static void authoritative(struct relay *relay, struct session_info *in)
+{
+    if (!relay->control)
+        return;
+    struct context_visit cv = {.session_id = in->session_id};
+    session_table_visit(relay->sessions, in->agent_id, context_visit, &cv);
+    const struct command_context *c = &cv.state.current;
+    bool has = cv.state.has_context;
+    copy_trunc(in->flight_id, sizeof(in->flight_id), has ? c->flight_id : "");
+    copy_trunc(in->intent_id, sizeof(in->intent_id), has ? c->intent_id : "");
+    in->intent_version = has ? c->intent_version : 0;
+}
+
 static void fill_status(Aeroarc__Relay__V1__DroneStatus *st, struct session_info *in,
                         const char *relay_id)
 {
@@ -70,6 +106,7 @@ static void list_active_drones(struct rpc_call *call, const ProtobufCMessage *re
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
     } else {
         for (size_t i = 0; i < n; i++) {
+            authoritative(relay, &infos[i]);
             fill_status(&st[i], &infos[i], relay->settings->relay_id);
             ptrs[i] = &st[i];
         }
@@ -100,6 +137,7 @@ static void get_drone_status(struct rpc_call *call, const ProtobufCMessage *msg,
         rpc_call_finish(call, RPC_NOT_FOUND, "no active session for this drone", NULL, 0);
     } else {
         Aeroarc__Relay__V1__DroneStatus st;
+        authoritative(relay, &info);
         fill_status(&st, &info, relay->settings->relay_id);
         Aeroarc__Relay__V1__GetDroneStatusResponse resp =
             AEROARC__RELAY__V1__GET_DRONE_STATUS_RESPONSE__INIT;

@@ -80,7 +80,7 @@ static void start(void)
     client_cert("cn", "cca", "aero-api", NULL);
     client_cert("denied", "cca", "intruder", "URI:spiffe://aero-arc/other,DNS:evil.aero.test");
     client_cert("foreign", "oca", "aero-api", "URI:spiffe://aero-arc/api");
-    harness_write_config(&relay, "max_inflight = 100\n",
+    harness_write_config(&relay, "max_inflight = 100\ngen2_hold_s = 3\n",
                          "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n"
                          "[control]\nclient_ca_file = %DIR%/cca.pem\n"
                          "allowed_identities = aero-api, api.aero.test, spiffe://aero-arc/api\n"
@@ -118,6 +118,7 @@ struct call {
     struct rc_status st;
     uint8_t *resp;
     size_t resp_len;
+    int done; /* __atomic: the call has its answer */
 };
 
 static void *call_main(void *arg)
@@ -127,6 +128,7 @@ static void *call_main(void *arg)
                  c->timeout_ms) < 0 &&
         c->st.code == 0)
         c->st.code = -1;
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -288,6 +290,58 @@ static void agent_close(struct rc_stream *s)
 }
 
 #define APPLIED AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED
+
+struct reconcile_arg {
+    struct rc_stream *s;
+    const char *agent;
+    char id[80];
+};
+
+/* An authoritative clear whose caller runs while this thread plays the
+ * agent: started here, answered by reconcile(). */
+static struct call *auth_clear(void *arg)
+{
+    struct reconcile_arg *a = arg;
+    return clear_ctx(api, a->agent, a->id, "", true);
+}
+
+/* Reconcile agent's fresh session (SPEC.md section 10) with an
+ * authoritative clear the agent applies: its frames are then admitted. */
+static void reconcile(struct rc_stream *s, const char *agent)
+{
+    struct reconcile_arg a = {.s = s, .agent = agent};
+    snprintf(a.id, sizeof(a.id), "reconcile-%s-%lld", agent, (long long)harness_now_ms());
+    struct call *c = NULL;
+    for (int64_t until = harness_now_ms() + 10000;;) {
+        c = auth_clear(&a);
+        /* Not attached yet: the call ends at once; else the agent gets it. */
+        struct rc_relay_msg m;
+        int rc = -ETIMEDOUT;
+        while (rc == -ETIMEDOUT && !__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
+            rc = rc_stream_recv_gen2(s, &m, 50);
+        cr_assert(rc == 1 || rc == -ETIMEDOUT, "agent stream: %d", rc);
+        if (rc == 1) {
+            cr_assert_eq(m.arm, RC_RELAY_CLEAR_OPERATION_CONTEXT, "agent got %s",
+                         rc_relay_arm_name(m.arm));
+            break;
+        }
+        call_join(c);
+        cr_assert_eq(c->st.code, UNAVAILABLE, "%s", c->st.message);
+        cr_assert_str_eq(c->st.message, "agent stream is not connected");
+        call_free(c);
+        cr_assert_lt(harness_now_ms(), until, "the stream was never attached");
+    }
+    ack_context(s, a.id, APPLIED, NULL);
+    expect_status(c, OK, NULL);
+}
+
+/* A generation-2 agent whose fresh session is reconciled. */
+static struct rc_stream *agent_open_reconciled(const char *agent, char *session, size_t len)
+{
+    struct rc_stream *s = agent_open(agent, session, len);
+    reconcile(s, agent);
+    return s;
+}
 #define ALREADY AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_ALREADY_APPLIED
 #define TEMPORARY AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_TEMPORARY_ERROR
 #define ACCEPTED AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_ACCEPTED
@@ -318,7 +372,7 @@ Test(commands, control_needs_a_verified_allowed_certificate)
 Test(commands, agents_without_certificates_keep_streaming)
 {
     char session[64];
-    struct rc_stream *s = agent_open("nocert-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("nocert-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "nocert-1", session, 1);
     agent_close(s);
 }
@@ -389,7 +443,7 @@ Test(commands, validation_and_not_found_codes_per_kind)
 Test(commands, set_applied_then_replayed_without_a_second_delivery)
 {
     char session[64];
-    struct rc_stream *s = agent_open("set-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("set-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "set-1", session, 1); /* decides generation 2 */
 
     struct call *c = set_ctx(api, "set-1", "s-1", "F1", 10000);
@@ -432,7 +486,7 @@ Test(commands, set_applied_then_replayed_without_a_second_delivery)
 Test(commands, an_acknowledged_context_without_aircraft_id_matches_another_does_not)
 {
     char session[64];
-    struct rc_stream *s = agent_open("match-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("match-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "match-1", session, 1);
     struct rc_relay_msg m;
 
@@ -461,7 +515,7 @@ Test(commands, an_acknowledged_context_without_aircraft_id_matches_another_does_
 Test(commands, arm_round_trip_and_a_result_for_another_aircraft_is_internal)
 {
     char session[64];
-    struct rc_stream *s = agent_open("arm-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("arm-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "arm-1", session, 1);
     struct rc_relay_msg m;
 
@@ -491,7 +545,7 @@ Test(commands, arm_round_trip_and_a_result_for_another_aircraft_is_internal)
 Test(commands, two_callers_share_one_delivery_and_acks_flow_while_it_waits)
 {
     char session[64];
-    struct rc_stream *s = agent_open("join-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("join-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "join-1", session, 1);
     struct rc_relay_msg m;
 
@@ -512,7 +566,7 @@ Test(commands, two_callers_share_one_delivery_and_acks_flow_while_it_waits)
 Test(commands, supersession_while_waiting_is_aborted_and_the_old_stream_is_not_heard)
 {
     char session[64];
-    struct rc_stream *s = agent_open("sup-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("sup-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "sup-1", session, 1);
     struct rc_relay_msg m;
 
@@ -527,7 +581,7 @@ Test(commands, supersession_while_waiting_is_aborted_and_the_old_stream_is_not_h
 Test(commands, no_answer_ends_deadline_exceeded_and_is_sent_again_on_retry)
 {
     char session[64];
-    struct rc_stream *s = agent_open("late-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("late-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "late-1", session, 1);
     struct rc_relay_msg m;
 
@@ -552,7 +606,7 @@ Test(commands, no_answer_ends_deadline_exceeded_and_is_sent_again_on_retry)
 Test(commands, a_second_set_waits_for_the_first)
 {
     char session[64];
-    struct rc_stream *s = agent_open("slot-1", session, sizeof(session));
+    struct rc_stream *s = agent_open_reconciled("slot-1", session, sizeof(session));
     agent_expect_nothing_queued(s, "slot-1", session, 1);
     struct rc_relay_msg m;
 
