@@ -6,6 +6,7 @@
  * A control call blocks, so it runs on a thread while the agent answers.
  */
 #include "harness.h"
+#include "http_client.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define SET "/aeroarc.relay.v1.RelayControl/SetOperationContext"
 #define CLEAR "/aeroarc.relay.v1.RelayControl/ClearOperationContext"
@@ -49,22 +51,40 @@ static void client_cert(const char *name, const char *by, const char *cn, const 
     sh(cmd);
 }
 
+static const char *agent_token; /* [auth] mode = bearer: the agents' key */
+
 static struct rc_channel *tls(const char *cert)
 {
     char c[400], k[400];
     snprintf(c, sizeof(c), "%s/%s.pem", relay.dir, cert ? cert : "");
     snprintf(k, sizeof(k), "%s/%s.key", relay.dir, cert ? cert : "");
     struct rc_opts o = {.root_cert_file = ca, .client_cert_file = cert ? c : NULL,
-                        .client_key_file = cert ? k : NULL, .server_name_override = "localhost"};
+                        .client_key_file = cert ? k : NULL, .server_name_override = "localhost",
+                        .bearer_token = cert ? NULL : agent_token};
     struct rc_status st;
     struct rc_channel *ch = rc_connect_opts(relay.target, &o, &st);
     cr_assert_not_null(ch, "%s", st.message);
     return ch;
 }
 
-static void start(void)
+#define AGENT_KEY "agents-key-0123456789abcdef"
+
+/* The relay with [tls] and [control]; agent_token set: [auth] mode = bearer
+ * with that key for every agent id, so agents are authenticated. */
+static void start_with(void)
 {
     harness_prepare(&relay);
+    const char *auth = "";
+    if (agent_token) {
+        char path[400];
+        snprintf(path, sizeof(path), "%s/keys.txt", relay.dir);
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fprintf(f, "%s *\n", agent_token);
+        fclose(f);
+        cr_assert_eq(chmod(path, 0600), 0);
+        auth = "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n";
+    }
     sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
        "-subj /CN=agents-ca");
     sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost"
@@ -80,17 +100,33 @@ static void start(void)
     client_cert("cn", "cca", "aero-api", NULL);
     client_cert("denied", "cca", "intruder", "URI:spiffe://aero-arc/other,DNS:evil.aero.test");
     client_cert("foreign", "oca", "aero-api", "URI:spiffe://aero-arc/api");
-    harness_write_config(&relay, "max_inflight = 100\ngen2_hold_s = 3\n",
-                         "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n"
-                         "[control]\nclient_ca_file = %DIR%/cca.pem\n"
-                         "allowed_identities = aero-api, api.aero.test, spiffe://aero-arc/api\n"
-                         "command_timeout_s = 2\n"
-                         "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
+    char body[2048];
+    snprintf(body, sizeof(body),
+             "[tls]\ncert_file = %%DIR%%/server.pem\nkey_file = %%DIR%%/server.key\n"
+             "[control]\nclient_ca_file = %%DIR%%/cca.pem\n"
+             "allowed_identities = aero-api, api.aero.test, spiffe://aero-arc/api\n"
+             "command_timeout_s = 2\n"
+             "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n%s",
+             auth);
+    relay.http = true; /* the gate's counters */
+    harness_write_config(&relay, "max_inflight = 100\ngen2_hold_s = 3\n", body);
     snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
     relay.tls_ca = ca;
     relay_start(&relay);
     api = tls("uri");
     agents = tls(NULL);
+}
+
+static void start(void)
+{
+    agent_token = NULL;
+    start_with();
+}
+
+static void start_bearer(void)
+{
+    agent_token = AGENT_KEY;
+    start_with();
 }
 
 static void stop(void)
@@ -291,29 +327,30 @@ static void agent_close(struct rc_stream *s)
 
 #define APPLIED AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED
 
-struct reconcile_arg {
-    struct rc_stream *s;
+/* A Set (flight given) or an authoritative clear (flight NULL). */
+struct context_cmd {
     const char *agent;
     char id[80];
+    const char *flight;
 };
 
-/* An authoritative clear whose caller runs while this thread plays the
- * agent: started here, answered by reconcile(). */
-static struct call *auth_clear(void *arg)
+static struct call *context_call(const struct context_cmd *a)
 {
-    struct reconcile_arg *a = arg;
-    return clear_ctx(api, a->agent, a->id, "", true);
+    return a->flight ? set_ctx(api, a->agent, a->id, a->flight, 10000)
+                     : clear_ctx(api, a->agent, a->id, "", true);
 }
 
-/* Reconcile agent's fresh session (SPEC.md section 10) with an
- * authoritative clear the agent applies: its frames are then admitted. */
-static void reconcile(struct rc_stream *s, const char *agent)
+/*
+ * Start the context command and return its call once the agent on s
+ * received it: until the relay attached a stream just opened the call ends
+ * at once with "agent stream is not connected", and is made again (10 s).
+ * The command must be the first thing the agent receives.
+ */
+static struct call *context_delivered(struct rc_stream *s, const struct context_cmd *a)
 {
-    struct reconcile_arg a = {.s = s, .agent = agent};
-    snprintf(a.id, sizeof(a.id), "reconcile-%s-%lld", agent, (long long)harness_now_ms());
     struct call *c = NULL;
     for (int64_t until = harness_now_ms() + 10000;;) {
-        c = auth_clear(&a);
+        c = context_call(a);
         /* Not attached yet: the call ends at once; else the agent gets it. */
         struct rc_relay_msg m;
         int rc = -ETIMEDOUT;
@@ -321,9 +358,10 @@ static void reconcile(struct rc_stream *s, const char *agent)
             rc = rc_stream_recv_gen2(s, &m, 50);
         cr_assert(rc == 1 || rc == -ETIMEDOUT, "agent stream: %d", rc);
         if (rc == 1) {
-            cr_assert_eq(m.arm, RC_RELAY_CLEAR_OPERATION_CONTEXT, "agent got %s",
-                         rc_relay_arm_name(m.arm));
-            break;
+            int want = a->flight ? RC_RELAY_SET_OPERATION_CONTEXT : RC_RELAY_CLEAR_OPERATION_CONTEXT;
+            cr_assert_eq(m.arm, want, "agent got %s first, want %s", rc_relay_arm_name(m.arm),
+                         rc_relay_arm_name(want));
+            return c;
         }
         call_join(c);
         cr_assert_eq(c->st.code, UNAVAILABLE, "%s", c->st.message);
@@ -331,9 +369,24 @@ static void reconcile(struct rc_stream *s, const char *agent)
         call_free(c);
         cr_assert_lt(harness_now_ms(), until, "the stream was never attached");
     }
-    ack_context(s, a.id, APPLIED, NULL);
+}
+
+/* The agent applies a Set of `flight` (NULL: an authoritative clear) that
+ * must be the first thing it receives; the caller gets OK. */
+static void apply_context(struct rc_stream *s, const char *agent, const char *flight)
+{
+    struct context_cmd a = {.agent = agent, .flight = flight};
+    static int n;
+    snprintf(a.id, sizeof(a.id), "ctx-%s-%d", agent, __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
+    struct call *c = context_delivered(s, &a);
+    Aeroarc__Agent__V1__OperationContext active = ctx_of(flight, "ac-1");
+    ack_context(s, a.id, APPLIED, flight ? &active : NULL);
     expect_status(c, OK, NULL);
 }
+
+/* Reconcile agent's fresh session (SPEC.md section 10) with an
+ * authoritative clear the agent applies: its frames are then admitted. */
+static void reconcile(struct rc_stream *s, const char *agent) { apply_context(s, agent, NULL); }
 
 /* A generation-2 agent whose fresh session is reconciled. */
 static struct rc_stream *agent_open_reconciled(const char *agent, char *session, size_t len)
@@ -638,4 +691,278 @@ Test(commands_off, without_control_the_commands_are_unimplemented, .timeout = 60
                   "is configured");
     expect_status(aircraft(ch, "a", "c-1", "ac", ARM, 10000), UNIMPLEMENTED, NULL);
     harness_finish(&r, &ch);
+}
+
+/* ---- the reconciliation gate (SPEC.md section 9 step 8, section 10) ------ */
+
+#define WAL "5e0c1c8a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"
+#define RECONCILE_TEXT "operation context has not been reconciled for this Relay session"
+#define GET_STATUS "/aeroarc.relay.v1.RelayControl/GetDroneStatus"
+
+/* A generation-2 frame stamped with (flight, intent, version). */
+static void send_frame(struct rc_stream *s, const char *agent, const char *session, uint64_t seq,
+                       const char *flight, const char *intent, uint32_t version)
+{
+    struct rc_frame f = *harness_frame(agent, seq);
+    f.session_id = session;
+    f.wal_id = WAL;
+    f.flight_id = flight;
+    f.intent_id = intent;
+    f.intent_version = version;
+    cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
+}
+
+/* The next message the agent gets is the ack of seq with this status. */
+static void expect_ack(struct rc_stream *s, uint64_t seq, int status, const char *text)
+{
+    struct rc_relay_msg m;
+    cr_assert_eq(rc_stream_recv_gen2(s, &m, 10000), 1, "no ack for %llu",
+                 (unsigned long long)seq);
+    cr_assert_eq(m.arm, RC_RELAY_TELEMETRY_ACK, "agent got %s", rc_relay_arm_name(m.arm));
+    cr_assert_eq(m.ack.seq, seq);
+    cr_assert_eq(m.ack.status, status, "seq %llu: status %d \"%s\"", (unsigned long long)seq,
+                 m.ack.status, m.ack.error ? m.ack.error : "");
+    if (text)
+        cr_assert_str_eq(m.ack.error, text);
+}
+
+static double metric(const char *series)
+{
+    struct http_reply r;
+    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", 5000, &r), 0);
+    double v = http_metric_value(r.body, series);
+    http_reply_free(&r);
+    return v < 0 ? 0 : v;
+}
+
+/* The sink line of agent/seq (the first, into line); how many there are. */
+static int sink_line(const char *agent, uint64_t seq, char *line, size_t len)
+{
+    char dir[450], a[200], q[40];
+    snprintf(dir, sizeof(dir), "%s/data", relay.dir);
+    char *all = harness_read_jsonl_dir(dir, NULL);
+    snprintf(a, sizeof(a), "\"agent_id\":\"%s\"", agent);
+    snprintf(q, sizeof(q), "\"seq\":%llu", (unsigned long long)seq);
+    size_t ql = strlen(q);
+    int found = 0;
+    for (const char *p = all; p && *p;) {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *hit = memmem(p, n, q, ql);
+        if (memmem(p, n, a, strlen(a)) && hit && (hit[ql] == ',' || hit[ql] == '}') &&
+            !found++ && line)
+            snprintf(line, len, "%.*s", (int)n, p);
+        p = end ? end + 1 : p + n;
+    }
+    free(all);
+    return found;
+}
+
+/* The context agent/seq was recorded with: "flight/intent/version". */
+static void expect_recorded(const char *agent, uint64_t seq, const char *want)
+{
+    char line[8192], got[600];
+    cr_assert_eq(sink_line(agent, seq, line, sizeof(line)), 1, "%s seq %llu not in the sink",
+                 agent, (unsigned long long)seq);
+    const char *keys[] = {"\"flight_id\":\"", "\"intent_id\":\"", "\"intent_version\":"};
+    size_t o = 0;
+    for (int i = 0; i < 3; i++) {
+        const char *p = strstr(line, keys[i]);
+        cr_assert_not_null(p, "%s missing: %s", keys[i], line);
+        p += strlen(keys[i]);
+        size_t n = strcspn(p, i < 2 ? "\"" : ",}");
+        o += (size_t)snprintf(got + o, sizeof(got) - o, "%s%.*s", i ? "/" : "", (int)n, p);
+    }
+    cr_assert_str_eq(got, want, "%s", line);
+}
+
+Test(commands, the_gate_holds_frames_until_a_set_and_releases_them_in_order)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("gate-1", session, sizeof(session));
+    double held = metric("aero_relay_frames_held_unreconciled_total");
+    /* A fresh session with control on: not reconciled; the frames stamp
+     * a flight of their own. */
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        send_frame(s, "gate-1", session, seq, "flight-7", "intent-x", 9);
+    /* Held, not refused: the Set is the first thing the agent receives
+     * (an ack sent before it would come first), the stream still read. */
+    struct context_cmd a = {.agent = "gate-1", .id = "g-1", .flight = "F1"};
+    struct call *c = context_delivered(s, &a);
+    cr_assert_eq(sink_line("gate-1", 1, NULL, 0), 0, "a frame reached the sink before the Set");
+    cr_assert_eq(metric("aero_relay_frames_held_unreconciled_total") - held, 5);
+    Aeroarc__Agent__V1__OperationContext f1 = ctx_of("F1", "ac-1");
+    ack_context(s, "g-1", APPLIED, &f1);
+    /* Released in order, each acked OK and recorded with the Set's context. */
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        expect_ack(s, seq, RC_ACK_OK, NULL);
+    expect_status(c, OK, NULL);
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        expect_recorded("gate-1", seq, "F1/intent-1/3");
+    /* Reconciled: the next frame goes straight through. */
+    send_frame(s, "gate-1", session, 6, "F1", "intent-1", 3);
+    expect_ack(s, 6, RC_ACK_OK, NULL);
+    agent_close(s);
+}
+
+Test(commands, still_unreconciled_after_gen2_hold_s_is_retry_with_backoff)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("gate-2", session, sizeof(session));
+    double refused = metric("aero_relay_frames_refused_unreconciled_total");
+    int64_t t0 = harness_now_ms();
+    send_frame(s, "gate-2", session, 1, "flight-7", "intent-x", 9);
+    send_frame(s, "gate-2", session, 2, "flight-7", "intent-x", 9);
+    /* gen2_hold_s = 3: held that long, then refused in order. */
+    expect_ack(s, 1, RC_ACK_RETRY_WITH_BACKOFF, RECONCILE_TEXT);
+    cr_assert_geq(harness_now_ms() - t0, 2500, "refused before gen2_hold_s");
+    expect_ack(s, 2, RC_ACK_RETRY_WITH_BACKOFF, RECONCILE_TEXT);
+    cr_assert_eq(metric("aero_relay_frames_refused_unreconciled_total") - refused, 2);
+    cr_assert_eq(sink_line("gate-2", 1, NULL, 0), 0);
+    /* The stream goes on: an authoritative clear opens the gate. */
+    reconcile(s, "gate-2");
+    send_frame(s, "gate-2", session, 3, "flight-7", "intent-x", 9);
+    expect_ack(s, 3, RC_ACK_OK, NULL);
+    /* No authoritative context: none is recorded, whatever the frame says. */
+    expect_recorded("gate-2", 3, "//0");
+    agent_close(s);
+}
+
+Test(commands, the_gate_is_opened_by_an_authoritative_clear)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("gate-3", session, sizeof(session));
+    send_frame(s, "gate-3", session, 1, "flight-7", "intent-x", 9);
+    reconcile(s, "gate-3"); /* asserts the clear comes before any ack */
+    expect_ack(s, 1, RC_ACK_OK, NULL);
+    expect_recorded("gate-3", 1, "//0");
+    agent_close(s);
+}
+
+Test(commands, seed_streams_are_never_gated)
+{
+    harness_register(agents, "seed-gate-1", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *seed = rc_stream_open(agents, "seed-gate-1", NULL, 0, &st);
+    cr_assert_not_null(seed, "%s", st.message);
+    cr_assert_eq(rc_stream_send_frame(seed, harness_frame("seed-gate-1", 1), 5000), 0);
+    struct rc_ack ack;
+    cr_assert_eq(rc_stream_recv_ack(seed, &ack, 10000), 1);
+    cr_assert_eq(ack.status, RC_ACK_OK, "%s", ack.error ? ack.error : "");
+    /* A seed frame keeps its own flight. */
+    char line[8192];
+    cr_assert_eq(sink_line("seed-gate-1", 1, line, sizeof(line)), 1);
+    cr_assert_not_null(strstr(line, "\"flight_id\":\"flight-7\""), "%s", line);
+    agent_close(seed);
+}
+
+Test(commands, a_timed_out_set_fences_the_session_again)
+{
+    char session[64];
+    struct rc_stream *s = agent_open_reconciled("fence-1", session, sizeof(session));
+    send_frame(s, "fence-1", session, 1, "", "", 0);
+    expect_ack(s, 1, RC_ACK_OK, NULL);
+    /* Written, never answered: command_timeout_s = 2, the outcome unknown. */
+    struct call *c = set_ctx(api, "fence-1", "f-1", "F1", 10000);
+    struct rc_relay_msg m;
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    expect_status(c, DEADLINE, NULL);
+    /* Fenced: frames are held again, and an authoritative clear (refused
+     * while reconciled) goes out before their acks and releases them. */
+    send_frame(s, "fence-1", session, 2, "", "", 0);
+    reconcile(s, "fence-1");
+    expect_ack(s, 2, RC_ACK_OK, NULL);
+    agent_close(s);
+}
+
+Test(commands, a_new_session_of_an_unauthenticated_agent_starts_unreconciled)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("noauth-1", session, sizeof(session));
+    apply_context(s, "noauth-1", "F1");
+    send_frame(s, "noauth-1", session, 1, "F1", "intent-1", 3);
+    expect_ack(s, 1, RC_ACK_OK, NULL);
+    agent_close(s);
+    /* Anyone may Register this agent id ([auth] mode = none): the new
+     * session takes over nothing. */
+    s = agent_open("noauth-1", session, sizeof(session));
+    send_frame(s, "noauth-1", session, 2, "F1", "intent-1", 3);
+    reconcile(s, "noauth-1"); /* allowed (unreconciled), before the ack */
+    expect_ack(s, 2, RC_ACK_OK, NULL);
+    agent_close(s);
+}
+
+Test(commands, a_replayed_frame_keeps_its_flight_a_forged_stamp_does_not)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("stamp-1", session, sizeof(session));
+    apply_context(s, "stamp-1", "F1");
+    apply_context(s, "stamp-1", "F2");
+    send_frame(s, "stamp-1", session, 1, "F1", "intent-1", 3); /* captured in F1 */
+    send_frame(s, "stamp-1", session, 2, "F9", "intent-1", 3); /* never given */
+    send_frame(s, "stamp-1", session, 3, "F1", "intent-1", 4); /* not F1's version */
+    send_frame(s, "stamp-1", session, 4, "", "", 0);
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        expect_ack(s, seq, RC_ACK_OK, NULL);
+    expect_recorded("stamp-1", 1, "F1/intent-1/3");
+    expect_recorded("stamp-1", 2, "F2/intent-1/3");
+    expect_recorded("stamp-1", 3, "F2/intent-1/3");
+    expect_recorded("stamp-1", 4, "F2/intent-1/3");
+
+    /* DroneStatus shows the authoritative context, not the frames'. */
+    Aeroarc__Relay__V1__GetDroneStatusRequest req = AEROARC__RELAY__V1__GET_DRONE_STATUS_REQUEST__INIT;
+    req.drone_id = "stamp-1";
+    struct call *c = call_start(api, GET_STATUS, &req.base, 10000);
+    call_join(c);
+    cr_assert_eq(c->st.code, OK, "%s", c->st.message);
+    Aeroarc__Relay__V1__GetDroneStatusResponse *r =
+        aeroarc__relay__v1__get_drone_status_response__unpack(NULL, c->resp_len, c->resp);
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->drone->flight_id, "F2");
+    cr_assert_str_eq(r->drone->intent_id, "intent-1");
+    cr_assert_eq(r->drone->intent_version, 3);
+    aeroarc__relay__v1__get_drone_status_response__free_unpacked(r, NULL);
+    call_free(c);
+    agent_close(s);
+}
+
+/* [auth] mode = bearer: the agents are authenticated. */
+TestSuite(commands_bearer, .init = start_bearer, .fini = stop, .timeout = 120);
+
+Test(commands_bearer, an_authenticated_re_register_takes_over_the_reconciled_context)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("inherit-1", session, sizeof(session));
+    apply_context(s, "inherit-1", "F1");
+    agent_close(s); /* a short disconnect */
+    s = agent_open("inherit-1", session, sizeof(session));
+    /* Not gated: the first thing the agent gets is the frame's ack. */
+    send_frame(s, "inherit-1", session, 1, "", "", 0);
+    expect_ack(s, 1, RC_ACK_OK, NULL);
+    expect_recorded("inherit-1", 1, "F1/intent-1/3");
+    /* Reconciled, so an authoritative clear is refused. */
+    expect_status(clear_ctx(api, "inherit-1", "c-1", "", true), INVALID_ARGUMENT,
+                  "flight ID may be empty only while reconciling a fresh Relay session");
+    agent_close(s);
+}
+
+Test(commands_bearer, nothing_is_taken_over_while_a_written_set_has_no_outcome)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("unknown-1", session, sizeof(session));
+    apply_context(s, "unknown-1", "F1");
+    struct call *c = set_ctx(api, "unknown-1", "u-1", "F2", 10000);
+    struct rc_relay_msg m;
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    /* The agent re-registers while the Set is written: its outcome is
+     * unknown, so the new session starts unreconciled. */
+    char session2[64];
+    struct rc_stream *s2 = agent_open("unknown-1", session2, sizeof(session2));
+    expect_status(c, ABORTED,
+                  "agent session retired while awaiting operation context acknowledgement");
+    send_frame(s2, "unknown-1", session2, 1, "F1", "intent-1", 3);
+    reconcile(s2, "unknown-1"); /* allowed, and before the frame's ack */
+    expect_ack(s2, 1, RC_ACK_OK, NULL);
+    agent_close(s);
+    agent_close(s2);
 }
