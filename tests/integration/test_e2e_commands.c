@@ -52,6 +52,7 @@ static void client_cert(const char *name, const char *by, const char *cn, const 
 }
 
 static const char *agent_token; /* [auth] mode = bearer: the agents' key */
+static int hold_s = 3;           /* [relay] gen2_hold_s */
 
 static struct rc_channel *tls(const char *cert)
 {
@@ -109,7 +110,9 @@ static void start_with(void)
              "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n%s",
              auth);
     relay.http = true; /* the gate's counters */
-    harness_write_config(&relay, "max_inflight = 100\ngen2_hold_s = 3\n", body);
+    char extra[100];
+    snprintf(extra, sizeof(extra), "max_inflight = 100\ngen2_hold_s = %d\n", hold_s);
+    harness_write_config(&relay, extra, body);
     snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
     relay.tls_ca = ca;
     relay_start(&relay);
@@ -120,12 +123,21 @@ static void start_with(void)
 static void start(void)
 {
     agent_token = NULL;
+    hold_s = 3;
+    start_with();
+}
+
+static void start_no_hold(void)
+{
+    agent_token = NULL;
+    hold_s = 0;
     start_with();
 }
 
 static void start_bearer(void)
 {
     agent_token = AGENT_KEY;
+    hold_s = 3;
     start_with();
 }
 
@@ -923,6 +935,36 @@ Test(commands, a_replayed_frame_keeps_its_flight_a_forged_stamp_does_not)
     cr_assert_eq(r->drone->intent_version, 3);
     aeroarc__relay__v1__get_drone_status_response__free_unpacked(r, NULL);
     call_free(c);
+    agent_close(s);
+}
+
+Test(commands, frames_held_at_once_are_bounded_by_max_inflight)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("bound-1", session, sizeof(session));
+    /* max_inflight = 100: the 101st frame held at once is refused at once,
+     * so its ack is the first thing the agent gets. */
+    for (uint64_t seq = 1; seq <= 101; seq++)
+        send_frame(s, "bound-1", session, seq, "", "", 0);
+    expect_ack(s, 101, RC_ACK_RETRY_WITH_BACKOFF, RECONCILE_TEXT);
+    apply_context(s, "bound-1", "F1");
+    for (uint64_t seq = 1; seq <= 100; seq++)
+        expect_ack(s, seq, RC_ACK_OK, NULL);
+    agent_close(s);
+}
+
+/* gen2_hold_s = 0: nothing is held. */
+TestSuite(commands_no_hold, .init = start_no_hold, .fini = stop, .timeout = 120);
+
+Test(commands_no_hold, an_unreconciled_frame_is_refused_at_once)
+{
+    char session[64];
+    struct rc_stream *s = agent_open("nohold-1", session, sizeof(session));
+    send_frame(s, "nohold-1", session, 1, "", "", 0);
+    expect_ack(s, 1, RC_ACK_RETRY_WITH_BACKOFF, RECONCILE_TEXT);
+    reconcile(s, "nohold-1");
+    send_frame(s, "nohold-1", session, 2, "", "", 0);
+    expect_ack(s, 2, RC_ACK_OK, NULL);
     agent_close(s);
 }
 
