@@ -27,9 +27,10 @@ struct stream_job {
     char wal_id[FRAME_WAL_ID_LEN + 1]; /* canonical, or "" */
     struct stream_job *held_next; /* the stream's held frames, in order */
     int64_t hold_until;           /* monotonic: refused RETRY_WITH_BACKOFF after */
-    /* With control on: the authoritative context recorded (SPEC.md
-     * section 9, envelope), stamped as the frame goes to the sinks. */
-    struct command_context stamp;
+    /* With control on: room for the authoritative context recorded (SPEC.md
+     * section 9, envelope), stamped as the frame goes to the sinks; NULL
+     * otherwise. After the fields. */
+    struct command_context *stamp;
     aero_kv fields[];
 };
 
@@ -154,10 +155,14 @@ static struct stream_job *job_create(struct stream *s, const aero_frame *view,
                                      const aero_kv *fields, aero_str bytes, const char *wal_id)
 {
     size_t fsz = view->n_fields * sizeof(aero_kv);
-    struct stream_job *sj = malloc(sizeof(*sj) + fsz + bytes.len);
+    bool stamped = s->gw->relay->control &&
+                   atomic_load_explicit(&s->gen_kind, memory_order_relaxed) == GEN_MUX;
+    size_t ssz = stamped ? sizeof(struct command_context) : 0;
+    struct stream_job *sj = malloc(sizeof(*sj) + fsz + ssz + bytes.len);
     if (!sj)
         return NULL;
-    char *copy = (char *)sj->fields + fsz;
+    sj->stamp = stamped ? (struct command_context *)((char *)sj->fields + fsz) : NULL;
+    char *copy = (char *)sj->fields + fsz + ssz;
     memcpy(copy, bytes.ptr, bytes.len);
     ptrdiff_t delta = copy - bytes.ptr;
 #define REBASE(str) ((str).ptr = (str).len ? (str).ptr + delta : copy)
@@ -198,15 +203,15 @@ static void submit(struct stream *s, struct stream_job *sj, struct sink_owed *ow
                    bool flush_now)
 {
     struct gateway *gw = s->gw;
-    struct command_table *ct = gw->relay->control ? atomic_load(&s->commands) : NULL;
-    if (ct && sj->job.view.protocol == AERO_PROTOCOL_MULTIPLEXED) {
+    struct command_table *ct = sj->stamp ? atomic_load(&s->commands) : NULL;
+    if (ct) {
         /* The relay's authoritative context, never the frame's alone. */
         aero_frame *v = &sj->job.view;
         command_table_stamp(ct, v->flight_id.ptr, v->flight_id.len, v->intent_id.ptr,
-                            v->intent_id.len, v->intent_version, &sj->stamp);
-        v->flight_id = (aero_str){sj->stamp.flight_id, strlen(sj->stamp.flight_id)};
-        v->intent_id = (aero_str){sj->stamp.intent_id, strlen(sj->stamp.intent_id)};
-        v->intent_version = sj->stamp.intent_version;
+                            v->intent_id.len, v->intent_version, sj->stamp);
+        v->flight_id = (aero_str){sj->stamp->flight_id, strlen(sj->stamp->flight_id)};
+        v->intent_id = (aero_str){sj->stamp->intent_id, strlen(sj->stamp->intent_id)};
+        v->intent_version = sj->stamp->intent_version;
     }
     stream_ref(s); /* the job's */
     /* A queued waiter holds a reference until woken or cancelled. We only
