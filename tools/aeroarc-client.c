@@ -1,5 +1,6 @@
 /* aeroarc-client: command-line client of aeroarc-relay for humans and shell
- * tests: register, stream, health, list, get. Single-threaded, built on
+ * tests: register, stream, health, list, get, and the commands of SPEC.md
+ * section 10 (set-context, clear-context, arm, disarm). Single-threaded, built on
  * relay_client. Results go to stdout one line each; every failure prints
  * one line; the exit status is 0 only when the command fully succeeded.
  */
@@ -82,6 +83,17 @@ static void usage(FILE *out)
 	      "  health [--service S]   prints: serving_status=<NAME>; exit 0 if SERVING\n"
 	      "  list                   one line per active drone\n"
 	      "  get DRONE              that drone's line\n"
+	      "  set-context AGENT --id CMD --flight F --intent I --version N [--aircraft A]\n"
+	      "  clear-context AGENT --id CMD (--flight F | --authoritative)\n"
+	      "  arm AGENT --id CMD --aircraft A\n"
+	      "  disarm AGENT --id CMD --aircraft A\n"
+	      "      RelayControl commands (SPEC section 10; need --ca, --cert, --key with\n"
+	      "      a certificate the relay's [control] allows). Print the agent's result:\n"
+	      "        result command_id=<id> status=<STATUS_NAME> error=<text>\n"
+	      "               active_context=<flight>/<intent>/<version>/<aircraft>\n"
+	      "        result command_id=<id> aircraft_id=<a> status=<STATUS_NAME> message=<m>\n"
+	      "      exit 0 only for APPLIED / ALREADY_APPLIED / ACCEPTED. Reuse the same\n"
+	      "      --id to retry a command (the relay never delivers it twice).\n"
 	      "\n"
 	      "A call that fails prints: status=<CODE_NAME> <message>, and exits 1.\n"
 	      "Bad usage exits 2.\n",
@@ -523,6 +535,263 @@ static int cmd_get(struct rc_channel *ch, const struct common *c, int argc, char
 	return rc;
 }
 
+/* ---- RelayControl commands (SPEC.md section 10) ---------------------- */
+
+struct command_opts {
+	const char *agent, *id, *flight, *intent, *aircraft;
+	long version;
+	bool authoritative;
+};
+
+/* AGENT then the options `allowed` (a list of names) names. */
+static int parse_command(const char *what, int argc, char **argv, const char *allowed,
+			 struct command_opts *o)
+{
+	long v;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *val;
+		char key[40];
+
+		if (a[0] != '-') {
+			if (o->agent) {
+				fprintf(stderr, "aeroarc-client: %s: unexpected \"%s\"\n", what, a);
+				return -1;
+			}
+			o->agent = a;
+			continue;
+		}
+		snprintf(key, sizeof key, " %s ", a);
+		if (!strstr(allowed, key)) {
+			fprintf(stderr, "aeroarc-client: %s: unknown option \"%s\"\n", what, a);
+			return -1;
+		}
+		if (!strcmp(a, "--authoritative")) {
+			o->authoritative = true;
+			continue;
+		}
+		if (!(val = value_of(argc, argv, &i)))
+			return -1;
+		if (!strcmp(a, "--id"))
+			o->id = val;
+		else if (!strcmp(a, "--flight"))
+			o->flight = val;
+		else if (!strcmp(a, "--intent"))
+			o->intent = val;
+		else if (!strcmp(a, "--aircraft"))
+			o->aircraft = val;
+		else if (!strcmp(a, "--version")) {
+			if (!parse_long(a, val, 1, 4294967295L, &v))
+				return -1;
+			o->version = v;
+		}
+	}
+	if (!o->agent || !o->id) {
+		fprintf(stderr, "aeroarc-client: %s needs AGENT and --id CMD\n", what);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int v)
+{
+	const ProtobufCEnumValue *e = protobuf_c_enum_descriptor_get_value(d, v);
+
+	return e ? e->name : "STATUS_UNKNOWN";
+}
+
+/* Pack req, call method; the response bytes or NULL (status printed). */
+static uint8_t *control_call(struct rc_channel *ch, const struct common *c, const char *what,
+			     const char *method, const ProtobufCMessage *req, size_t *resp_len)
+{
+	size_t len = protobuf_c_message_get_packed_size(req);
+	uint8_t *buf = malloc(len ? len : 1), *resp = NULL;
+	struct rc_status st;
+
+	if (!buf) {
+		fprintf(stderr, "aeroarc-client: out of memory\n");
+		return NULL;
+	}
+	protobuf_c_message_pack(req, buf);
+	*resp_len = 0;
+	int rc = rc_unary(ch, method, buf, len, NULL, 0, &resp, resp_len, &st, c->timeout_ms);
+	free(buf);
+	if (rc) {
+		print_status(what, &st);
+		return NULL;
+	}
+	if (!resp)
+		resp = calloc(1, 1); /* an empty response: every field default */
+	return resp;
+}
+
+/* An OperationContextCommandAck: one line; 0 when applied. */
+static int print_context_ack(const Aeroarc__Agent__V1__OperationContextCommandAck *a)
+{
+	const Aeroarc__Agent__V1__OperationContext *x;
+
+	if (!a) {
+		fprintf(stderr, "aeroarc-client: OK status but no result in the response\n");
+		return 1;
+	}
+	x = a->active_context;
+	printf("result command_id=%s status=%s error=%s active_context=", a->command_id,
+	       enum_name(&aeroarc__agent__v1__operation_context_command_ack__status__descriptor,
+			 a->status),
+	       a->error);
+	if (x)
+		printf("%s/%s/%u/%s\n", x->flight_id, x->intent_id, (unsigned)x->intent_version,
+		       x->aircraft_id);
+	else
+		printf("\n");
+	return a->status == AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED ||
+			       a->status ==
+				       AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_ALREADY_APPLIED
+		       ? 0
+		       : 1;
+}
+
+static int cmd_set_context(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	struct command_opts o = { 0 };
+	Aeroarc__Agent__V1__OperationContext ctx = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
+	Aeroarc__Agent__V1__SetOperationContextCommand cmd =
+		AEROARC__AGENT__V1__SET_OPERATION_CONTEXT_COMMAND__INIT;
+	Aeroarc__Relay__V1__SetOperationContextRequest req =
+		AEROARC__RELAY__V1__SET_OPERATION_CONTEXT_REQUEST__INIT;
+	size_t len;
+	uint8_t *resp;
+	int rc;
+
+	if (parse_command("set-context", argc, argv,
+			  " --id --flight --intent --version --aircraft ", &o))
+		return EXIT_USAGE;
+	if (!o.flight || !o.intent || !o.version) {
+		fprintf(stderr, "aeroarc-client: set-context needs --flight, --intent and --version\n");
+		return EXIT_USAGE;
+	}
+	ctx.flight_id = (char *)o.flight;
+	ctx.intent_id = (char *)o.intent;
+	ctx.intent_version = (uint32_t)o.version;
+	if (o.aircraft)
+		ctx.aircraft_id = (char *)o.aircraft;
+	cmd.command_id = (char *)o.id;
+	cmd.context = &ctx;
+	req.agent_id = (char *)o.agent;
+	req.command = &cmd;
+	if (!(resp = control_call(ch, c, "set-context",
+				  "/aeroarc.relay.v1.RelayControl/SetOperationContext", &req.base, &len)))
+		return 1;
+	Aeroarc__Relay__V1__SetOperationContextResponse *r =
+		aeroarc__relay__v1__set_operation_context_response__unpack(NULL, len, resp);
+	free(resp);
+	if (!r) {
+		fprintf(stderr, "aeroarc-client: set-context: the response does not decode\n");
+		return 1;
+	}
+	rc = print_context_ack(r->result);
+	aeroarc__relay__v1__set_operation_context_response__free_unpacked(r, NULL);
+	return rc;
+}
+
+static int cmd_clear_context(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	struct command_opts o = { 0 };
+	Aeroarc__Agent__V1__ClearOperationContextCommand cmd =
+		AEROARC__AGENT__V1__CLEAR_OPERATION_CONTEXT_COMMAND__INIT;
+	Aeroarc__Relay__V1__ClearOperationContextRequest req =
+		AEROARC__RELAY__V1__CLEAR_OPERATION_CONTEXT_REQUEST__INIT;
+	size_t len;
+	uint8_t *resp;
+	int rc;
+
+	if (parse_command("clear-context", argc, argv, " --id --flight --authoritative ", &o))
+		return EXIT_USAGE;
+	if (!o.flight == !o.authoritative) {
+		fprintf(stderr, "aeroarc-client: clear-context needs --flight F or --authoritative\n");
+		return EXIT_USAGE;
+	}
+	cmd.command_id = (char *)o.id;
+	if (o.flight)
+		cmd.flight_id = (char *)o.flight;
+	cmd.authoritative = o.authoritative;
+	req.agent_id = (char *)o.agent;
+	req.command = &cmd;
+	if (!(resp = control_call(ch, c, "clear-context",
+				  "/aeroarc.relay.v1.RelayControl/ClearOperationContext", &req.base,
+				  &len)))
+		return 1;
+	Aeroarc__Relay__V1__ClearOperationContextResponse *r =
+		aeroarc__relay__v1__clear_operation_context_response__unpack(NULL, len, resp);
+	free(resp);
+	if (!r) {
+		fprintf(stderr, "aeroarc-client: clear-context: the response does not decode\n");
+		return 1;
+	}
+	rc = print_context_ack(r->result);
+	aeroarc__relay__v1__clear_operation_context_response__free_unpacked(r, NULL);
+	return rc;
+}
+
+static int aircraft_command(struct rc_channel *ch, const struct common *c, int argc, char **argv,
+			    const char *what, int type)
+{
+	struct command_opts o = { 0 };
+	Aeroarc__Agent__V1__AircraftCommand cmd = AEROARC__AGENT__V1__AIRCRAFT_COMMAND__INIT;
+	Aeroarc__Relay__V1__SendAircraftCommandRequest req =
+		AEROARC__RELAY__V1__SEND_AIRCRAFT_COMMAND_REQUEST__INIT;
+	size_t len;
+	uint8_t *resp;
+	int rc = 1;
+
+	if (parse_command(what, argc, argv, " --id --aircraft ", &o))
+		return EXIT_USAGE;
+	if (!o.aircraft) {
+		fprintf(stderr, "aeroarc-client: %s needs --aircraft A\n", what);
+		return EXIT_USAGE;
+	}
+	cmd.command_id = (char *)o.id;
+	cmd.aircraft_id = (char *)o.aircraft;
+	cmd.type = type;
+	cmd.issued_at_unix_ms = now_ns() / 1000000;
+	req.agent_id = (char *)o.agent;
+	req.command = &cmd;
+	if (!(resp = control_call(ch, c, what, "/aeroarc.relay.v1.RelayControl/SendAircraftCommand",
+				  &req.base, &len)))
+		return 1;
+	Aeroarc__Relay__V1__SendAircraftCommandResponse *r =
+		aeroarc__relay__v1__send_aircraft_command_response__unpack(NULL, len, resp);
+	free(resp);
+	if (!r || !r->result) {
+		fprintf(stderr, "aeroarc-client: %s: no result in the response\n", what);
+	} else {
+		printf("result command_id=%s aircraft_id=%s status=%s message=%s\n",
+		       r->result->command_id, r->result->aircraft_id,
+		       enum_name(&aeroarc__agent__v1__aircraft_command_result__status__descriptor,
+				 r->result->status),
+		       r->result->message);
+		rc = r->result->status ==
+				     AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_ACCEPTED
+			     ? 0
+			     : 1;
+	}
+	if (r)
+		aeroarc__relay__v1__send_aircraft_command_response__free_unpacked(r, NULL);
+	return rc;
+}
+
+static int cmd_arm(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	return aircraft_command(ch, c, argc, argv, "arm",
+				AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_ARM);
+}
+
+static int cmd_disarm(struct rc_channel *ch, const struct common *c, int argc, char **argv)
+{
+	return aircraft_command(ch, c, argc, argv, "disarm",
+				AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_DISARM);
+}
+
 /* Global options up to the command word; returns its index or -1. */
 static int parse_common(int argc, char **argv, struct common *c)
 {
@@ -573,7 +842,9 @@ int main(int argc, char **argv)
 		int (*run)(struct rc_channel *, const struct common *, int, char **);
 	} cmds[] = { { "register", cmd_register }, { "stream", cmd_stream },
 		     { "health", cmd_health },     { "list", cmd_list },
-		     { "get", cmd_get } };
+		     { "get", cmd_get },	   { "set-context", cmd_set_context },
+		     { "clear-context", cmd_clear_context }, { "arm", cmd_arm },
+		     { "disarm", cmd_disarm } };
 	struct common c = { .target = "127.0.0.1:50051", .timeout_ms = 10000 };
 	struct rc_channel *ch;
 	struct rc_status st;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #define SET "/aeroarc.relay.v1.RelayControl/SetOperationContext"
 #define CLEAR "/aeroarc.relay.v1.RelayControl/ClearOperationContext"
@@ -950,6 +951,74 @@ Test(commands, frames_held_at_once_are_bounded_by_max_inflight)
     apply_context(s, "bound-1", "F1");
     for (uint64_t seq = 1; seq <= 100; seq++)
         expect_ack(s, seq, RC_ACK_OK, NULL);
+    agent_close(s);
+}
+
+/* aeroarc-client's command subcommands, run on a thread while this one
+ * plays the agent; their stdout lands in `out`. */
+struct cli_run {
+    pthread_t thread;
+    char cmd[2048];
+    int status;
+};
+
+static void *cli_main(void *arg)
+{
+    struct cli_run *r = arg;
+    r->status = system(r->cmd);
+    return NULL;
+}
+
+static void cli_start(struct cli_run *r, const char *args, const char *out)
+{
+    snprintf(r->cmd, sizeof(r->cmd),
+             "%s/aeroarc-client --target %s --ca %s --cert %s/uri.pem --key %s/uri.key "
+             "--server-name localhost %s > %s/%s 2>&1",
+             AERO_BINARY_DIR, relay.target, ca, relay.dir, relay.dir, args, relay.dir, out);
+    cr_assert_eq(pthread_create(&r->thread, NULL, cli_main, r), 0);
+}
+
+static void cli_expect(struct cli_run *r, int exit_status, const char *out, const char *line)
+{
+    pthread_join(r->thread, NULL);
+    char path[500];
+    snprintf(path, sizeof(path), "%s/%s", relay.dir, out);
+    char *text = harness_read_file(path, NULL);
+    cr_assert_not_null(text);
+    cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == exit_status,
+              "exit %d: %s", r->status, text);
+    cr_assert_str_eq(text, line);
+    free(text);
+}
+
+Test(commands, aeroarc_client_sets_the_context_and_arms)
+{
+    char session[64];
+    struct rc_stream *s = agent_open_reconciled("cli-1", session, sizeof(session));
+    struct rc_relay_msg m;
+    struct cli_run r;
+    cli_start(&r, "set-context cli-1 --id k-1 --flight F1 --intent intent-1 --version 3 "
+                  "--aircraft ac-1", "set.out");
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    Aeroarc__Agent__V1__OperationContext f1 = ctx_of("F1", "ac-1");
+    ack_context(s, "k-1", APPLIED, &f1);
+    cli_expect(&r, 0, "set.out",
+               "result command_id=k-1 status=STATUS_APPLIED error= "
+               "active_context=F1/intent-1/3/ac-1\n");
+
+    cli_start(&r, "arm cli-1 --id k-2 --aircraft ac-1", "arm.out");
+    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
+        agent_expect(s, RC_RELAY_AIRCRAFT_COMMAND, &m);
+    cr_assert_eq(msg->aircraft_command->type, ARM);
+    aircraft_result(s, "k-2", "ac-1", ACCEPTED);
+    cli_expect(&r, 0, "arm.out",
+               "result command_id=k-2 aircraft_id=ac-1 status=STATUS_ACCEPTED message=done\n");
+
+    /* A refused call: its status line, exit 1. */
+    cli_start(&r, "clear-context cli-1 --id k-3 --authoritative", "clear.out");
+    cli_expect(&r, 1, "clear.out",
+               "status=INVALID_ARGUMENT clear-context: flight ID may be empty only while "
+               "reconciling a fresh Relay session\n");
     agent_close(s);
 }
 
