@@ -1,0 +1,206 @@
+/*
+ * test_command_table.c - the operation-context state of core/command_table.c
+ * (SPEC.md sections 9 and 10) on its own: what a new session takes over,
+ * the agent's last 16 authoritative contexts and how a frame's stamp is
+ * matched against them, fencing by a Set whose outcome is unknown. The
+ * stream and call layers are stubs: a "sent" command is recorded, a
+ * finished call keeps its code.
+ */
+#include "command_table.h"
+#include "rpc_stream.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- stubs of rpc_stream / rpc_call ------------------------------------ */
+
+static int sends;
+static enum rpc_code last_code;
+
+void rpc_stream_ref(struct rpc_stream *st) { (void)st; }
+void rpc_stream_unref(struct rpc_stream *st) { (void)st; }
+int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
+                    uint64_t stamp)
+{
+    (void)st, (void)msg, (void)len, (void)flags, (void)stamp;
+    sends++;
+    return 0;
+}
+void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg, const uint8_t *resp,
+                     size_t len)
+{
+    (void)c, (void)msg, (void)resp, (void)len;
+    last_code = code;
+}
+const char *rpc_call_code_name(enum rpc_code code)
+{
+    (void)code;
+    return "code";
+}
+
+/* ---- a Set whose result is "applied" or "mismatch" ---------------------- */
+
+static struct rpc_stream *const RS = (struct rpc_stream *)0x1;
+static struct rpc_call *const CALL = (struct rpc_call *)0x2;
+
+static void set_result(const void *ctx, struct command_session_state *state,
+                       const uint8_t *payload, size_t len, struct command_outcome *out)
+{
+    const struct command_context *want = ctx;
+    if (len == 7 && memcmp(payload, "applied", 7) == 0) {
+        state->reconciled = true;
+        state->has_context = true;
+        state->current = *want;
+        out->keep = true;
+    } else {
+        state->reconciled = false;
+        *out = (struct command_outcome){RPC_INTERNAL, "mismatch", NULL, 0, false};
+    }
+}
+
+static void set_unknown(const void *ctx, struct command_session_state *state)
+{
+    (void)ctx;
+    state->reconciled = false;
+}
+
+static const struct command_ops ops = {.on_result = set_result, .on_unknown = set_unknown,
+                                       .free = free};
+
+static struct command_context ctx(const char *flight, uint32_t version)
+{
+    struct command_context c = {.intent_version = version};
+    snprintf(c.flight_id, sizeof(c.flight_id), "%s", flight);
+    snprintf(c.intent_id, sizeof(c.intent_id), "intent");
+    return c;
+}
+
+/* Submit a Set of c as command `id` (written to RS). */
+static void submit(struct command_table *t, const char *id, struct command_context c)
+{
+    struct command_context *x = malloc(sizeof(*x));
+    *x = c;
+    struct command_spec spec = {.kind = COMMAND_SET_CONTEXT, .id = id, .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ctx = x, .ops = &ops,
+                                .deadline_left_ns = INT64_MAX};
+    memcpy(spec.fingerprint, id, strlen(id) < 32 ? strlen(id) : 32);
+    command_table_submit(t, RS, &spec, CALL);
+}
+
+static void apply(struct command_table *t, const char *id, struct command_context c)
+{
+    submit(t, id, c);
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, id,
+                                   (const uint8_t *)"applied", 7));
+    cr_assert_eq(last_code, RPC_OK);
+}
+
+/* The flight a frame stamped (flight, version) is recorded with. */
+static const char *stamped(struct command_table *t, const char *flight, uint32_t version)
+{
+    static struct command_context out;
+    command_table_stamp(t, flight, strlen(flight), "intent", 6, version, &out);
+    return out.flight_id;
+}
+
+Test(command_table, a_fresh_agent_starts_unreconciled_and_a_set_reconciles)
+{
+    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_table *t = command_table_create(hub, "a-1", true);
+    cr_assert_not(command_table_reconciled(t));
+    cr_assert_str_eq(stamped(t, "F9", 1), ""); /* no context: none recorded */
+    apply(t, "s-1", ctx("F1", 1));
+    cr_assert(command_table_reconciled(t));
+    cr_assert_str_eq(stamped(t, "F9", 1), "F1");
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, the_last_16_contexts_keep_their_frames)
+{
+    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_table *t = command_table_create(hub, "a-2", true);
+    char id[32], flight[32];
+    for (int i = 1; i <= 17; i++) {
+        snprintf(id, sizeof(id), "s-%d", i);
+        snprintf(flight, sizeof(flight), "F%d", i);
+        apply(t, id, ctx(flight, (uint32_t)i));
+    }
+    /* F1 fell out: its frames get the current context. */
+    cr_assert_str_eq(stamped(t, "F1", 1), "F17");
+    for (int i = 2; i <= 17; i++) {
+        snprintf(flight, sizeof(flight), "F%d", i);
+        cr_assert_str_eq(stamped(t, flight, (uint32_t)i), flight);
+    }
+    /* Another version of a kept flight is not that context. */
+    cr_assert_str_eq(stamped(t, "F5", 6), "F17");
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, takeover_only_for_an_authenticated_agent)
+{
+    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_table *a = command_table_create(hub, "a-3", true);
+    apply(a, "s-1", ctx("F1", 1));
+    apply(a, "s-2", ctx("F2", 2));
+    command_table_unref(a); /* the session ended: retained */
+
+    struct command_table *b = command_table_create(hub, "a-3", true);
+    cr_assert(command_table_reconciled(b));
+    cr_assert_str_eq(stamped(b, "F9", 1), "F2");
+    cr_assert_str_eq(stamped(b, "F1", 1), "F1"); /* history kept */
+
+    /* Not authenticated: unreconciled, even while b lives. */
+    struct command_table *c = command_table_create(hub, "a-3", false);
+    cr_assert_not(command_table_reconciled(c));
+    command_table_unref(b);
+    command_table_unref(c);
+
+    /* c, the newest, published "unreconciled": nothing to take over. */
+    struct command_table *d = command_table_create(hub, "a-3", true);
+    cr_assert_not(command_table_reconciled(d));
+    command_table_unref(d);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, nothing_is_taken_over_while_a_written_set_has_no_outcome)
+{
+    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_table *a = command_table_create(hub, "a-4", true);
+    apply(a, "s-1", ctx("F1", 1));
+    int before = sends;
+    submit(a, "s-2", ctx("F2", 2)); /* written, no answer yet */
+    cr_assert_eq(sends, before + 1);
+    struct command_table *b = command_table_create(hub, "a-4", true);
+    cr_assert_not(command_table_reconciled(b));
+    /* The old stream ends: the Set is ABORTED, a is fenced (it is no
+     * longer the agent's newest, so b is not touched). */
+    command_table_stream_ended(a, RS);
+    cr_assert_eq(last_code, RPC_ABORTED);
+    cr_assert_not(command_table_reconciled(a));
+    apply(b, "s-3", ctx("F3", 3));
+    cr_assert(command_table_reconciled(b));
+    command_table_unref(a);
+    command_table_unref(b);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, a_mismatched_answer_fences_the_session)
+{
+    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_table *t = command_table_create(hub, "a-5", true);
+    apply(t, "s-1", ctx("F1", 1));
+    submit(t, "s-2", ctx("F2", 2));
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-2",
+                                   (const uint8_t *)"other", 5));
+    cr_assert_eq(last_code, RPC_INTERNAL);
+    cr_assert_not(command_table_reconciled(t));
+    command_table_unref(t);
+    /* Fenced is what the next session sees. */
+    struct command_table *n = command_table_create(hub, "a-5", true);
+    cr_assert_not(command_table_reconciled(n));
+    command_table_unref(n);
+    command_hub_destroy(hub);
+}
