@@ -41,6 +41,8 @@ const char *rpc_call_code_name(enum rpc_code code)
 
 /* ---- a Set whose result is "applied" or "mismatch" ---------------------- */
 
+#define HUB_TIMEOUT_NS (60 * INT64_C(1000000000)) /* command_timeout_s = 60 */
+
 static struct rpc_stream *const RS = (struct rpc_stream *)0x1;
 static struct rpc_call *const CALL = (struct rpc_call *)0x2;
 
@@ -106,7 +108,7 @@ static const char *stamped(struct command_table *t, const char *flight, uint32_t
 
 Test(command_table, a_fresh_agent_starts_unreconciled_and_a_set_reconciles)
 {
-    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
     struct command_table *t = command_table_create(hub, "a-1", true);
     cr_assert_not(command_table_reconciled(t));
     cr_assert_str_eq(stamped(t, "F9", 1), ""); /* no context: none recorded */
@@ -119,7 +121,7 @@ Test(command_table, a_fresh_agent_starts_unreconciled_and_a_set_reconciles)
 
 Test(command_table, the_last_16_contexts_keep_their_frames)
 {
-    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
     struct command_table *t = command_table_create(hub, "a-2", true);
     char id[32], flight[32];
     for (int i = 1; i <= 17; i++) {
@@ -141,7 +143,7 @@ Test(command_table, the_last_16_contexts_keep_their_frames)
 
 Test(command_table, takeover_only_for_an_authenticated_agent)
 {
-    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
     struct command_table *a = command_table_create(hub, "a-3", true);
     apply(a, "s-1", ctx("F1", 1));
     apply(a, "s-2", ctx("F2", 2));
@@ -167,7 +169,7 @@ Test(command_table, takeover_only_for_an_authenticated_agent)
 
 Test(command_table, nothing_is_taken_over_while_a_written_set_has_no_outcome)
 {
-    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
     struct command_table *a = command_table_create(hub, "a-4", true);
     apply(a, "s-1", ctx("F1", 1));
     int before = sends;
@@ -189,7 +191,7 @@ Test(command_table, nothing_is_taken_over_while_a_written_set_has_no_outcome)
 
 Test(command_table, a_mismatched_answer_fences_the_session)
 {
-    struct command_hub *hub = command_hub_create(NULL, INT64_MAX);
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
     struct command_table *t = command_table_create(hub, "a-5", true);
     apply(t, "s-1", ctx("F1", 1));
     submit(t, "s-2", ctx("F2", 2));
