@@ -14,14 +14,16 @@ struct session_table;
 struct sink_pipeline;
 struct route;
 struct auth;
+struct readiness;
 
 struct relay {
     struct settings *settings;
     struct metrics *metrics;
     struct session_table *sessions;
     struct sink_pipeline *sinks;
-    struct route *route;
+    struct route *route;       /* every [route] and [route:<name>] */
     struct auth *auth;         /* NULL: [auth] mode = none */
+    struct readiness *readiness; /* /readyz details plugins add */
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
      * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining). */
