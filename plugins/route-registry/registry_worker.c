@@ -633,8 +633,10 @@ static void scan_step(struct worker *w, int64_t now)
                     continue;
                 }
                 a->hb_due = false;
-                if (!start_call(w, RR_REGISTER_AGENT, a, 0))
+                if (!start_call(w, RR_REGISTER_AGENT, a, 0)) {
                     want_register(w, a, now + next_backoff(w, &a->backoff_ms, backoff_cap(w)));
+                    next = a->next_try_ms < next ? a->next_try_ms : next;
+                }
             } else if (a->hb_due && a->registered) {
                 if (w->inflight >= RR_MAX_INFLIGHT) {
                     next = now + RR_TICK_MS;
