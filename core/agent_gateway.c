@@ -234,6 +234,7 @@ static void telemetry_stream(struct rpc_call *call, void *service, struct worker
         return;
     }
     supersede(displaced);
+    route_stream_opened(gw->relay->route, agent, s->session_id);
     metrics_inc(gw->m.streams_opened);
     if (gen != GEN_UNDECIDED) {
         atomic_store(&s->gen_kind, gen);

@@ -27,7 +27,7 @@
 struct slot {
     char peer[PEER_MAX];
     int64_t window_s;   /* the second counted */
-    uint32_t cancelled; /* calls the client cancelled in that second */
+    uint32_t cancelled; /* calls that failed in that second (cancelled, refused) */
     uint32_t open;      /* calls open now */
     bool closed;        /* shut down in this window already */
 };
@@ -50,8 +50,8 @@ struct conn_guard *conn_guard_create(int64_t max_streams, int listen_port,
     if (!g)
         return NULL;
     /* A client may cancel a stream now and then (a deadline, a shutdown),
-     * all its open streams when it goes away; thousands a second is an
-     * attack. Open calls past twice the advertised limit can only be a
+     * all its open streams when it goes away, and be refused now and then;
+     * thousands of failed calls a second is an attack. Open calls past twice the advertised limit can only be a
      * client that ignored SETTINGS. */
     g->max_cancels_per_s = max_streams * 2 > 2000 ? max_streams * 2 : 2000;
     g->max_open = max_streams > 0 ? max_streams * 2 : INT64_MAX; /* 0: gRPC's default, no limit */
@@ -62,7 +62,7 @@ struct conn_guard *conn_guard_create(int64_t max_streams, int listen_port,
         g->closed = metrics_register(metrics, AERO_METRIC_COUNTER,
                                      "aero_relay_connections_closed_total",
                                      "Client connections the relay shut down, by reason: "
-                                     "call_flood = thousands of calls cancelled in a second "
+                                     "call_flood = thousands of calls cancelled or refused in a second "
                                      "(HTTP/2 rapid reset) or more calls open at once than "
                                      "twice max_streams_per_connection (streams opened "
                                      "before ACKing SETTINGS).",
@@ -241,7 +241,7 @@ static bool account(struct conn_guard *g, const char *peer, int64_t now_ns, bool
     if (suppressed)
         log_warn("%u more connections closed for call floods (log lines suppressed)", suppressed);
     if (log_it)
-        log_warn("connection from %s %s: more than %lld calls cancelled in a second or %lld "
+        log_warn("connection from %s %s: more than %lld calls cancelled or refused in a second or %lld "
                  "open at once (HTTP/2 rapid reset or stream flood)",
                  peer, shut ? "closed" : "could not be closed (socket not found)",
                  (long long)g->max_cancels_per_s, (long long)g->max_open);
@@ -253,8 +253,8 @@ bool conn_guard_call_opened(struct conn_guard *g, const char *peer, int64_t now_
     return account(g, peer, now_ns, true, false);
 }
 
-void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool cancelled,
+void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool failed,
                             int64_t now_ns)
 {
-    account(g, peer, now_ns, false, cancelled);
+    account(g, peer, now_ns, false, failed);
 }

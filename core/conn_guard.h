@@ -6,11 +6,17 @@
  * ACKing SETTINGS). gRPC 1.51 makes a call for every HEADERS frame with no
  * bound of its own, and its C API has no handle on a connection: the guard
  * counts per peer address (grpc_call_get_peer) the calls open now and the
- * calls cancelled by the client this second, and past a bound finds that
+ * calls that failed this second (cancelled by the client, or refused at
+ * the door: no agent header, no session, unknown method), and past a bound
+ * finds that
  * peer's socket among the process's descriptors and shuts it down, so gRPC
- * closes the transport and frees its calls. Completed calls never count:
- * a client making many short calls on one connection (an API polling
- * status, a test registering 100,000 agents) is never cut. Any thread.
+ * closes the transport and frees its calls. Calls that succeed never
+ * count: a client making many short calls on one connection (an API
+ * polling status, a test registering 100,000 agents) is never cut; one
+ * refused thousands of times a second is broken or hostile. The flood
+ * sent before ACKing SETTINGS shows as refusals: gRPC 1.51 queues its
+ * calls without bound and the relay refuses each (no agent, no session).
+ * Any thread.
  */
 #ifndef AERO_CONN_GUARD_H
 #define AERO_CONN_GUARD_H
@@ -34,8 +40,9 @@ void conn_guard_unref(struct conn_guard *g);
  * Returns true when it put the peer over a bound and its connection was
  * shut down (counted and logged). */
 bool conn_guard_call_opened(struct conn_guard *g, const char *peer, int64_t now_ns);
-/* That call ended; `cancelled`: by the client (RST_STREAM) or its transport. */
-void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool cancelled,
+/* That call ended; `failed`: cancelled by the client (RST_STREAM) or its
+ * transport, or refused by the relay. */
+void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool failed,
                             int64_t now_ns);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include "job_json.h"
 #include "log.h"
+#include "readiness.h"
+#include "session_table.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -26,6 +28,7 @@ struct host_instance {
     host_config_report_fn report; /* NULL: log the error */
     void *report_arg;
     unsigned config_errors;       /* main thread only (check, create) */
+    const struct host_relay *relay; /* NULL: nothing known about the relay */
 };
 
 static const struct host_instance *from_api(const aero_host *host)
@@ -156,6 +159,41 @@ static int host_config_error(const aero_host *host, const char *key, const char 
     return -EINVAL;
 }
 
+/* ------------------------------------------ the relay itself (ABI 1.2) */
+
+static const char *host_listen_address(const aero_host *host)
+{
+    const struct host_relay *r = from_api(host)->relay;
+    return r && r->listen ? r->listen : "";
+}
+
+static int host_listen_port(const aero_host *host)
+{
+    const struct host_relay *r = from_api(host)->relay;
+    return r && r->grpc_port ? atomic_load(r->grpc_port) : 0;
+}
+
+static int64_t host_session_last_message(const aero_host *host, const char *drone_id,
+                                         const char *session_id)
+{
+    const struct host_relay *r = from_api(host)->relay;
+    struct session_info info;
+    if (!r || !r->sessions || !drone_id || !session_id ||
+        session_table_get(r->sessions, drone_id, &info) != 0)
+        return 0;
+    int64_t t = strcmp(info.session_id, session_id) == 0 ? info.last_heartbeat_unix_ns : 0;
+    session_info_release(&info);
+    return t;
+}
+
+static int host_ready_detail(const aero_host *host, const char *key, const char *value)
+{
+    const struct host_instance *h = from_api(host);
+    if (!h->relay || !h->relay->readiness || !h->metrics)
+        return -EINVAL; /* a check() host: no effects */
+    return readiness_set(h->relay->readiness, h, key, value);
+}
+
 struct host_instance *host_instance_create(const char *kind_label, const char *instance,
                                            const struct config_section *section,
                                            const char *relay_id, struct metrics *metrics)
@@ -178,6 +216,10 @@ struct host_instance *host_instance_create(const char *kind_label, const char *i
         .config_int = host_config_int,
         .config_enum = host_config_enum,
         .config_error = host_config_error,
+        .listen_address = host_listen_address,
+        .listen_port = host_listen_port,
+        .session_last_message_unix_ns = host_session_last_message,
+        .ready_detail = host_ready_detail,
     };
     h->section = section;
     h->metrics = metrics;
@@ -198,6 +240,8 @@ void host_instance_destroy(struct host_instance *h)
 {
     if (!h)
         return;
+    if (h->relay)
+        readiness_clear_owner(h->relay->readiness, h);
     free(h->component);
     free(h->label);
     free(h->instance_name);
@@ -213,6 +257,11 @@ void host_instance_set_batch(struct host_instance *h, struct job_json_batch *bat
 {
     h->batch = batch;
 }
+void host_instance_set_relay(struct host_instance *h, const struct host_relay *relay)
+{
+    h->relay = relay;
+}
+
 void host_instance_set_config_report(struct host_instance *h, host_config_report_fn report,
                                      void *arg)
 {

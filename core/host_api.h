@@ -10,6 +10,7 @@
 #include "config.h"
 #include "metrics.h"
 #include <aeroarc/plugin.h>
+#include <stdatomic.h>
 
 struct host_instance;
 
@@ -25,6 +26,21 @@ void host_instance_destroy(struct host_instance *h);
 const aero_host *host_instance_api(const struct host_instance *h);
 /* "sink:archive": the prefix of this instance's log lines. */
 const char *host_instance_component(const struct host_instance *h);
+
+/*
+ * What a host answers about the relay itself (plugin ABI 1.2): owned by
+ * main, outliving every host that points at it. Any member may be NULL
+ * (a check() host has only `listen`): the functions then answer "" or 0.
+ */
+struct session_table;
+struct readiness;
+struct host_relay {
+    const char *listen;              /* [relay] listen as configured */
+    const _Atomic int *grpc_port;    /* bound port; 0 until bound */
+    struct session_table *sessions;  /* for session_last_message_unix_ns */
+    struct readiness *readiness;     /* /readyz details */
+};
+void host_instance_set_relay(struct host_instance *h, const struct host_relay *relay);
 
 /* A sink's batch state, which envelope_json uses (the sink owns it). */
 struct job_json_batch;

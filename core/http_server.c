@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "readiness.h"
 #include "relay.h"
 
 #include <errno.h>
@@ -122,6 +123,26 @@ static bool is_ready(const struct relay *relay)
     return atomic_load(&relay->ready) && !atomic_load(&relay->shutting_down);
 }
 
+/* 200 {"status":"ok"}, with the details plugins added (readiness.h), e.g.
+ * {"status":"ok","registry":"unavailable"} (SPEC.md section 3). */
+static enum MHD_Result serve_ready(struct http_server *h, struct MHD_Connection *c)
+{
+    char details[READINESS_MAX * (2 * READINESS_TEXT_MAX + 8) + 1];
+    if (readiness_render(h->relay->readiness, details, sizeof(details)) == 0)
+        return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
+    char body[sizeof(details) + 32];
+    int n = snprintf(body, sizeof(body), "{\"status\":\"ok\"%s}\n", details);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    enum MHD_Result rc = MHD_NO;
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CT_JSON) == MHD_YES)
+        rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 /*
  * One request (MHD's thread). MHD calls this once the headers are in, then
  * again for each piece of body and once more at its end. A GET or HEAD of
@@ -169,7 +190,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case EP_METRICS: return serve_metrics(h, c);
     case EP_HEALTHZ: return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
     default:
-        return is_ready(h->relay) ? MHD_queue_response(c, MHD_HTTP_OK, h->ok)
+        return is_ready(h->relay) ? serve_ready(h, c)
                                   : MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                                                        h->not_ready);
     }

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "readiness.h"
 #include "relay.h"
 #include "relay_control.h"
 #include "route.h"
@@ -53,7 +54,8 @@ struct loaded {
     struct auth *auth; /* [auth] mode = bearer: the keys */
     struct control_auth *control; /* [control] client_ca_file set */
     struct agent_mappings *mappings; /* [control] agent_mappings_file set */
-    struct plugin *route;
+    struct plugin **routes; /* [route], then [route:<name>] in file order */
+    size_t n_routes;
     struct plugin **sinks;
     size_t n_sinks;
 };
@@ -136,6 +138,8 @@ static int check_section(struct settings *st, const struct plugin *p,
         return -1;
     }
     host_instance_set_config_report(h, print_config_error, NULL);
+    struct host_relay relay = {.listen = st->listen}; /* no port, sessions or /readyz yet */
+    host_instance_set_relay(h, &relay);
     int rc = p->check(host_instance_api(h));
     unsigned reported = host_instance_config_errors(h);
     host_instance_destroy(h);
@@ -162,20 +166,25 @@ static int prepare_section(struct settings *st, struct config_section *sec, cons
 }
 
 /*
- * Every plugin section in file order ([route] first): load its plugin,
- * validate its keys, run its check. An error stops that section only, so
- * one run lists every section's problems. Returns 0 when all are good,
- * else -1 (each error printed).
+ * Every plugin section ([route], each [route:<name>], then each [sink:*] in
+ * file order): load its plugin, validate its keys, run its check. An error
+ * stops that section only, so one run lists every section's problems.
+ * Returns 0 when all are good, else -1 (each error printed).
  */
 static int load_plugins(struct settings *st, struct loaded *l)
 {
-    int failed = prepare_section(st, st->route_section, st->route_plugin, AERO_PLUGIN_ROUTE,
-                                 st->route_plugin, &l->route) < 0;
+    int failed = 0;
+    l->routes = calloc(st->n_routes, sizeof(*l->routes));
     l->sinks = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*l->sinks));
-    if (!l->sinks) {
+    if (!l->routes || !l->sinks) {
         print_config_error(NULL, "out of memory");
         return -1;
     }
+    l->n_routes = st->n_routes;
+    for (size_t i = 0; i < st->n_routes; i++)
+        if (prepare_section(st, st->routes[i].section, st->routes[i].plugin, AERO_PLUGIN_ROUTE,
+                            route_instance_name(&st->routes[i]), &l->routes[i]) < 0)
+            failed = 1;
     l->n_sinks = st->n_sinks;
     for (size_t i = 0; i < st->n_sinks; i++)
         if (prepare_section(st, st->sinks[i].section, st->sinks[i].plugin, AERO_PLUGIN_SINK,
@@ -237,7 +246,9 @@ static void unload_plugins(struct loaded *l)
     for (size_t i = 0; i < l->n_sinks; i++)
         plugin_unload(l->sinks[i]);
     free(l->sinks);
-    plugin_unload(l->route);
+    for (size_t i = 0; l->routes && i < l->n_routes; i++)
+        plugin_unload(l->routes[i]);
+    free(l->routes);
 }
 
 /* Signals are taken synchronously by the main thread only; every thread
@@ -436,7 +447,10 @@ static void drop_remaining_routes(struct relay *r)
 /* Everything serve() starts; stop_running takes down what is set. */
 struct running {
     struct relay relay;
+    struct host_relay host_relay; /* what plugin hosts answer about the relay */
+    _Atomic int grpc_port;        /* 0 until bound */
     struct sink_instance_spec *specs;
+    struct route_spec *route_specs;
     struct gateway *gw;
     struct rpc_server *server;
     struct http_server *http;
@@ -505,6 +519,7 @@ static int start_grpc(struct running *r, const struct settings *st)
         return -1;
     }
     warn_unprotected(st);
+    atomic_store(&r->grpc_port, r->port); /* route plugins may advertise it now */
     return 0;
 }
 
@@ -517,9 +532,11 @@ static int start_running(struct running *r, struct settings *st, struct loaded *
     r->relay.auth = r->relay.metrics ? call_auth_create(l->auth, r->relay.metrics) : NULL;
     r->relay.commands =
         command_hub_create(r->relay.metrics, st->control_command_timeout_s * INT64_C(1000000000));
+    r->relay.readiness = readiness_create();
     r->specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*r->specs));
-    if (!r->specs || !r->relay.metrics || !r->relay.sessions || !r->relay.auth ||
-        !r->relay.commands) {
+    r->route_specs = calloc(st->n_routes, sizeof(*r->route_specs));
+    if (!r->specs || !r->route_specs || !r->relay.metrics || !r->relay.sessions ||
+        !r->relay.auth || !r->relay.commands || !r->relay.readiness) {
         log_error("out of memory at start-up");
         return -1;
     }
@@ -538,11 +555,17 @@ static int start_running(struct running *r, struct settings *st, struct loaded *
     }
     for (size_t i = 0; i < st->n_sinks; i++)
         r->specs[i] = (struct sink_instance_spec){&st->sinks[i], l->sinks[i]};
+    for (size_t i = 0; i < st->n_routes; i++)
+        r->route_specs[i] = (struct route_spec){&st->routes[i], l->routes[i]};
+    r->host_relay = (struct host_relay){.listen = st->listen,
+                                        .grpc_port = &r->grpc_port,
+                                        .sessions = r->relay.sessions,
+                                        .readiness = r->relay.readiness};
     /* One gRPC worker always stays free of inline sink writes. */
     if (sink_pipeline_start(&r->relay.sinks, r->specs, st->n_sinks, st->workers - 1,
                             st->relay_id, r->relay.metrics, err, sizeof(err)) < 0 ||
-        route_start(&r->relay.route, l->route, st->route_section, st->relay_id,
-                    r->relay.metrics, err, sizeof(err)) < 0) {
+        route_start(&r->relay.route, r->route_specs, st->n_routes, st->relay_id,
+                    r->relay.metrics, &r->host_relay, err, sizeof(err)) < 0) {
         log_error("%s", err);
         return -1;
     }
@@ -576,9 +599,21 @@ static int stop_running(struct running *r, int64_t grace_left_ms, int rc)
     command_hub_destroy(r->relay.commands);
     /* Last: /metrics stays scrapeable through the drain and the flush. */
     http_server_stop(r->http);
+    readiness_destroy(r->relay.readiness);
     metrics_destroy(r->relay.metrics);
     free(r->specs);
+    free(r->route_specs);
     return rc;
+}
+
+/* "route-none" or "route-redis, route:registry route-registry": for the
+ * start-up line and --check. */
+static void describe_routes(const struct settings *st, char *buf, size_t len)
+{
+    size_t used = (size_t)snprintf(buf, len, "%s", st->routes[0].plugin);
+    for (size_t i = 1; i < st->n_routes && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, ", route:%s %s", st->routes[i].name,
+                                 st->routes[i].plugin);
 }
 
 static int serve(struct settings *st, struct loaded *l)
@@ -594,11 +629,13 @@ static int serve(struct settings *st, struct loaded *l)
     if (!absl_tuning_deadlock_detection_off())
         log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
     if (start_running(&r, st, l) == 0) {
+        char routes[512];
+        describe_routes(st, routes, sizeof(routes));
         atomic_store(&r.relay.ready, true); /* port bound, every plugin created */
         log_info("aeroarc-relay %s serving gRPC on %s (port %d), HTTP %s, relay_id %s, "
                  "%zu sink(s), route %s, %d worker(s)",
                  AERO_VERSION, st->listen, r.port, r.http_addr, st->relay_id, st->n_sinks,
-                 l->route->name, st->workers);
+                 routes, st->workers);
         run_until_signal(&r.relay, r.gw, r.server, &set);
         /* Not ready first: load balancers stop sending before streams drain. */
         atomic_store(&r.relay.ready, false);
@@ -650,9 +687,11 @@ int main(int argc, char **argv)
         return 2;
     }
     int rc = 0;
-    if (o.check)
-        printf("%s: configuration OK (route %s, %zu sink(s))\n", o.config, st.route_plugin,
-               st.n_sinks);
+    if (o.check) {
+        char routes[512];
+        describe_routes(&st, routes, sizeof(routes));
+        printf("%s: configuration OK (route %s, %zu sink(s))\n", o.config, routes, st.n_sinks);
+    }
     else
         rc = serve(&st, &l);
     unload_plugins(&l);

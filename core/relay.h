@@ -18,18 +18,20 @@ struct control_auth;
 struct agent_mappings;
 struct command_hub;
 struct gateway;
+struct readiness;
 
 struct relay {
     struct settings *settings;
     struct metrics *metrics;
     struct session_table *sessions;
     struct sink_pipeline *sinks;
-    struct route *route;
+    struct route *route;       /* every [route] and [route:<name>] */
     struct call_auth *auth;    /* the bearer check at each RPC's door (call_auth.h) */
     struct control_auth *control; /* NULL: [control] off (SPEC.md section 10) */
     struct command_hub *commands; /* waiting control callers */
     const struct agent_mappings *mappings; /* NULL: none */
     struct gateway *gateway;
+    struct readiness *readiness; /* /readyz details plugins add */
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
      * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining)

@@ -50,7 +50,7 @@ void rpc_call_free(struct rpc_call *c)
     if (!c)
         return;
     if (c->peer) {
-        conn_guard_call_closed(c->guard, c->peer, c->cancelled != 0, mono_ns());
+        conn_guard_call_closed(c->guard, c->peer, c->cancelled != 0 || c->refused, mono_ns());
         gpr_free(c->peer);
     }
     conn_guard_unref(c->guard);
@@ -176,6 +176,7 @@ void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
     grpc_op ops[4];
     grpc_op *op = ops;
     memset(ops, 0, sizeof(ops));
+    c->refused = code != RPC_OK;
     set_status_details(c, code == RPC_OK ? NULL : msg);
 
     op->op = GRPC_OP_SEND_INITIAL_METADATA;

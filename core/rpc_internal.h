@@ -31,6 +31,7 @@ struct rpc_call {
     struct rpc_tag status_wrap, *status_user;
 
     int cancelled;                    /* RECV_CLOSE_ON_SERVER result */
+    bool refused;                     /* answered with a non-OK status by rpc_call_finish */
     struct conn_guard *guard;         /* told when the call ends (NULL: none) */
     char *peer;                       /* gRPC's peer string, for the guard */
     struct rpc_tag finish_tag;        /* unary: the one closing batch */

@@ -7,6 +7,7 @@
 #include "settings.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,9 +65,19 @@ static const aero_config_key http_keys[] = {
 
 static const aero_config_key route_keys[] = {
     {.name = "plugin", .type = AERO_KEY_STRING, .default_value = "route-none",
-     .help = "route publisher plugin: route-none or route-redis"},
+     .help = "route publisher plugin: route-none, route-redis or route-registry"},
     {.name = "ttl_s", .type = AERO_KEY_INT, .default_value = "45",
      .help = "route key lifetime in seconds", .min = 1, .max = 86400},
+};
+
+/* [route:<name>]: one more route publisher beside [route]; its plugin must
+ * be named (no default: a second route-none would be pointless). */
+static const aero_config_key named_route_keys[] = {
+    {.name = "plugin", .type = AERO_KEY_STRING, .default_value = NULL,
+     .help = "the route plugin to load, e.g. route-registry", .required = 1},
+    {.name = "ttl_s", .type = AERO_KEY_INT, .default_value = "45",
+     .help = "route key lifetime in seconds (the plugin's; sessions expire by [route]'s)",
+     .min = 1, .max = 86400},
 };
 
 static const aero_config_key sink_keys[] = {
@@ -116,8 +127,10 @@ static const aero_config_key log_keys[] = {
 
 const struct config_keys settings_sink_core_keys = KEYS(sink_keys);
 const struct config_keys settings_route_core_keys = KEYS(route_keys);
+const struct config_keys settings_named_route_core_keys = KEYS(named_route_keys);
 
-enum section_kind { SEC_PLAIN, SEC_ROUTE, SEC_SINK };
+/* SEC_NAMED_ROUTE and SEC_SINK are prefixes ("route:", "sink:"). */
+enum section_kind { SEC_PLAIN, SEC_ROUTE, SEC_NAMED_ROUTE, SEC_SINK };
 
 struct section_def {
     const char *name;
@@ -130,6 +143,7 @@ static const struct section_def section_defs[] = {
     {"relay", SEC_PLAIN, KEYS(relay_keys)},
     {"http", SEC_PLAIN, KEYS(http_keys)},
     {"route", SEC_ROUTE, KEYS(route_keys)},
+    {"route:", SEC_NAMED_ROUTE, KEYS(named_route_keys)},
     {"sink:", SEC_SINK, KEYS(sink_keys)},
     {"tls", SEC_PLAIN, KEYS(tls_keys)},
     {"auth", SEC_PLAIN, KEYS(auth_keys)},
@@ -142,8 +156,8 @@ static const struct section_def *section_def_of(const char *name)
 {
     for (size_t i = 0; i < N_SECTION_DEFS; i++) {
         const struct section_def *d = &section_defs[i];
-        if (d->kind == SEC_SINK ? strncmp(name, d->name, strlen(d->name)) == 0
-                                : strcmp(name, d->name) == 0)
+        bool prefix = d->kind == SEC_SINK || d->kind == SEC_NAMED_ROUTE;
+        if (prefix ? strncmp(name, d->name, strlen(d->name)) == 0 : strcmp(name, d->name) == 0)
             return d;
     }
     return NULL;
@@ -382,12 +396,16 @@ static int check_section_name(const struct config_file *f, const struct config_s
 
     if (!d)
         return config_errorf(err, errlen, f->path, s->line, s->name, NULL,
-                             "unknown section (valid: relay, http, route, sink:<name>, "
-                             "tls, auth, control, log)");
+                             "unknown section (valid: relay, http, route, route:<name>, "
+                             "sink:<name>, tls, auth, control, log)");
     if (d->kind == SEC_SINK && !valid_name(s->name + 5, 64, "_.-"))
         return config_errorf(err, errlen, f->path, s->line, s->name, NULL,
                              "invalid sink name %s (expected 1-64 of A-Z a-z 0-9 _ . -)",
                              config_quote(q, sizeof q, s->name + 5));
+    if (d->kind == SEC_NAMED_ROUTE && !valid_name(s->name + 6, 64, "_.-"))
+        return config_errorf(err, errlen, f->path, s->line, s->name, NULL,
+                             "invalid route name %s (expected 1-64 of A-Z a-z 0-9 _ . -)",
+                             config_quote(q, sizeof q, s->name + 6));
     return 0;
 }
 
@@ -413,13 +431,13 @@ static int validate_sections(struct config_file *f, size_t from, size_t to, char
     return 0;
 }
 
-/* Every section but [sink:*] exists afterwards, so defaults land somewhere
- * and route_section is never NULL. */
+/* Every section but [sink:*] and [route:*] exists afterwards, so defaults
+ * land somewhere and route_section is never NULL. */
 static int add_missing_sections(struct config_file *f, char *err, size_t errlen)
 {
     for (size_t i = 0; i < N_SECTION_DEFS; i++) {
         const struct section_def *d = &section_defs[i];
-        if (d->kind == SEC_SINK || config_find(f, d->name))
+        if (d->kind == SEC_SINK || d->kind == SEC_NAMED_ROUTE || config_find(f, d->name))
             continue;
         if (!config_add_section(f, d->name, 0))
             return config_errorf(err, errlen, f->path, 0, d->name, NULL, "out of memory");
@@ -503,6 +521,38 @@ static int fill_sinks(struct settings *out)
     return 0;
 }
 
+/* [route] first (always there), then each [route:<name>] in file order. */
+static int fill_routes(struct settings *out)
+{
+    struct config_file *f = &out->file;
+    size_t n = 1;
+
+    for (size_t i = 0; i < f->n_sections; i++)
+        n += section_def_of(f->sections[i].name)->kind == SEC_NAMED_ROUTE;
+    out->routes = calloc(n, sizeof *out->routes);
+    if (!out->routes)
+        return -ENOMEM;
+    out->n_routes = n; /* entries not filled yet stay NULL: settings_free copes */
+    size_t next = 1;
+    for (size_t i = 0; i < f->n_sections; i++) {
+        struct config_section *s = &f->sections[i];
+        enum section_kind kind = section_def_of(s->name)->kind;
+        struct route_settings *r;
+        if (kind == SEC_ROUTE)
+            r = &out->routes[0];
+        else if (kind == SEC_NAMED_ROUTE)
+            r = &out->routes[next++];
+        else
+            continue;
+        r->name = strdup(kind == SEC_ROUTE ? "" : s->name + 6);
+        r->plugin = strdup(config_get(s, "plugin"));
+        r->section = s;
+        if (!r->name || !r->plugin)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 static int fill_typed(struct settings *out, char *err, size_t errlen)
 {
     const struct config_file *f = &out->file;
@@ -547,7 +597,8 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     out->log_level = level_of(config_get(log, "level"));
     out->log_format = strcmp(config_get(log, "format"), "text") == 0 ? LOG_FORMAT_TEXT
                                                                      : LOG_FORMAT_JSON;
-    if (fill_sinks(out) < 0 || !out->listen || !out->plugin_dir || !out->http_listen ||
+    if (fill_sinks(out) < 0 || fill_routes(out) < 0 || !out->listen || !out->plugin_dir ||
+        !out->http_listen ||
         !out->route_plugin || !out->tls_cert_file || !out->tls_key_file ||
         !out->tls_client_ca_file || !out->auth_mode || !out->auth_keys_file ||
         !out->control_client_ca_file || !out->control_allowed_identities ||
@@ -567,7 +618,18 @@ static int settings_build(struct settings *out, char *err, size_t errlen)
         validate_sections(f, in_file, f->n_sections, err, errlen) < 0)
         return -1;
     /* section pointers are taken only now: adding sections moves them */
-    return fill_typed(out, err, errlen);
+    if (fill_typed(out, err, errlen) < 0)
+        return -1;
+    /* [route]'s instance is named after its plugin: a [route:<name>] of that
+     * name would share its log prefix and metric label. */
+    for (size_t i = 1; i < out->n_routes; i++)
+        if (strcmp(out->routes[i].name, out->routes[0].plugin) == 0)
+            return config_errorf(err, errlen, f->path, out->routes[i].section->line,
+                                 out->routes[i].section->name, NULL,
+                                 "name clashes with [route]'s plugin \"%s\" (both would log and "
+                                 "count as route=\"%s\"): choose another name",
+                                 out->routes[0].plugin, out->routes[0].plugin);
+    return 0;
 }
 
 /* After parsing (parsed: config_parse's result): build or free all. */
@@ -620,6 +682,11 @@ void settings_free(struct settings *s)
         free(s->sinks[i].plugin);
     }
     free(s->sinks);
+    for (size_t i = 0; s->routes && i < s->n_routes; i++) {
+        free(s->routes[i].name);
+        free(s->routes[i].plugin);
+    }
+    free(s->routes);
     free(s->listen);
     free(s->relay_id);
     free(s->plugin_dir);

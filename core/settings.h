@@ -23,6 +23,13 @@ struct sink_settings {
     struct config_section *section; /* owned by the config_file */
 };
 
+/* One route publisher: [route] (name "") or [route:<name>]. */
+struct route_settings {
+    char *name;                     /* "registry" from [route:registry]; "" for [route] */
+    char *plugin;                   /* "route-registry" */
+    struct config_section *section; /* owned by the config_file */
+};
+
 /* [relay] stream_protocol: how a TelemetryStream's generation is chosen. */
 enum stream_protocol {
     STREAM_PROTOCOL_AUTO,       /* the aero-arc-session-id header, else the first message */
@@ -58,6 +65,10 @@ struct settings {
     int64_t route_ttl_s;            /* default 45 */
     struct config_section *route_section; /* never NULL after settings_load */
 
+    /* [route] (routes[0], always) then [route:<name>] in file order */
+    struct route_settings *routes;
+    size_t n_routes;                /* >= 1 after settings_load */
+
     /* [sink:*] in file order */
     struct sink_settings *sinks;
     size_t n_sinks;
@@ -82,7 +93,7 @@ struct settings {
 
 /*
  * Parse `path`, validate the core keys of every section, reject unknown
- * sections, and fill `out`. Plugin keys in [route] and [sink:*] are left
+ * sections, and fill `out`. Plugin keys in [route*] and [sink:*] are left
  * for settings_validate_plugin_keys (called once plugins are loaded).
  * Returns 0, or -1 with the formatted one-line message in err.
  */
@@ -101,5 +112,6 @@ void settings_free(struct settings *s);
 /* The core key tables (for docs and tests). */
 extern const struct config_keys settings_sink_core_keys;
 extern const struct config_keys settings_route_core_keys;
+extern const struct config_keys settings_named_route_core_keys;
 
 #endif

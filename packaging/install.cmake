@@ -83,7 +83,7 @@ add_custom_target(aeroarc-manpage ALL DEPENDS "${AERO_PKG_DIR}/aeroarc-relay.1.g
 install(FILES "${AERO_PKG_DIR}/aeroarc-relay.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1"
         COMPONENT core)
 # The operator's documents (design notes and the plugin guide are not).
-foreach(doc configuration operations security routing envelope failure-semantics limits)
+foreach(doc configuration operations security routing envelope failure-semantics limits commands)
   if(EXISTS "${CMAKE_SOURCE_DIR}/docs/${doc}.md")
     install(FILES docs/${doc}.md DESTINATION "${AERO_CORE_DOC_RELDIR}" COMPONENT core)
   endif()

@@ -18,19 +18,22 @@
  *     Fields are never reordered, retyped or removed; enums never renumbered.
  *     Each field says the minor it appeared in ("Since 1.1"); fields without
  *     a note are 1.0. A plugin built against 1.1 headers that must also run
- *     on a 1.0 relay tests AERO_HAS(host, aero_host, config_error) first.
+ *     on a 1.0 relay tests AERO_HAS(host, aero_host, config_error) first
+ *     (against 1.2 headers on an older relay: AERO_HAS(host, aero_host,
+ *     listen_address) and the other 1.2 functions it uses).
  *
  * Naming: the descriptor's `name` must equal the shared object's file name
  * without ".so" (sink-file.so says "sink-file"); the relay refuses it
  * otherwise.
  *
- * Call order, per instance (one [sink:*] section, or [route]):
+ * Call order, per instance (one [sink:*] section, or [route] or one
+ * [route:<name>]: each is an instance of its own):
  *   check (if set; also under --check, where nothing else is called)
  *   -> create -> write_batch ... (reopen on each SIGHUP, between batches)
  *   -> flush (at shutdown, after the last write_batch) -> destroy.
  * If check fails, nothing else is called. If create fails, destroy is still
  * called (with whatever create stored in *instance, possibly NULL). Routes:
- * check -> create -> session_up / session_down ... -> destroy.
+ * check -> create -> session_up / stream_opened / session_down ... -> destroy.
  *
  * Threads (the one rule; docs/plugin-guide.md and examples/sink-count say
  * the same): check, create and destroy run on the relay's main thread.
@@ -54,7 +57,7 @@ extern "C" {
 #endif
 
 #define AERO_ABI_MAJOR 1
-#define AERO_ABI_MINOR 1
+#define AERO_ABI_MINOR 2
 
 /* True when struct `p` (whose producer set p->size) contains `field`. */
 #define AERO_HAS(p, type, field)                                              \
@@ -285,6 +288,47 @@ struct aero_host {
      */
     int (*config_error)(const aero_host *host, const char *key, const char *fmt,
                         ...) AERO_PRINTF(3, 4);
+
+    /* ---- Since 1.2: the relay's address, its sessions, /readyz. ---- */
+
+    /* [relay] listen as configured: "0.0.0.0:50051", "127.0.0.1:0",
+     * "[::]:50051" or "unix:/path". NUL-terminated, owned by the relay,
+     * valid as long as the host. Any thread; also in check(). Since 1.2. */
+    const char *(*listen_address)(const aero_host *host);
+
+    /* The TCP port the relay's gRPC server is bound to: 0 until it is
+     * bound (during check() and create(), which run before that) and for a
+     * unix: address. A plugin that advertises the relay polls it from its
+     * own thread. Any thread. Since 1.2. */
+    int (*listen_port)(const aero_host *host);
+
+    /*
+     * When the stream of drone_id's session session_id (NUL-terminated)
+     * last delivered a message here: CLOCK_REALTIME in ns (the Register
+     * time before its first message). 0 when drone_id has no session on
+     * this relay or it is another session (the drone registered again,
+     * here or elsewhere, or the session ended). For rules like "re-claim
+     * the drone only if it is demonstrably here" (SPEC.md section 11).
+     * A lookup in the session table: cheap, but do not call it per drone
+     * per second. Any thread, route plugins only (sinks get 0). Since 1.2.
+     */
+    int64_t (*session_last_message_unix_ns)(const aero_host *host, const char *drone_id,
+                                            const char *session_id);
+
+    /*
+     * Add a detail to /readyz's JSON body while the relay is ready, e.g.
+     * ready_detail(host, "registry", "unavailable") gives
+     *   200 {"status":"ok","registry":"unavailable"}
+     * and value NULL removes it again. A detail never makes the relay
+     * unready: it tells an operator what works less well. key: 1-32 of
+     * a-z 0-9 _ (not "status"); value: 1-32 of a-z 0-9 _ - . ; one key
+     * belongs to the first instance that set it. Returns 0, -EINVAL (bad
+     * key or value), -EEXIST (another instance's key) or -ENOSPC (16
+     * details already). The relay drops an instance's details after its
+     * destroy(). Any thread, after create() began (not in check()).
+     * Since 1.2.
+     */
+    int (*ready_detail)(const aero_host *host, const char *key, const char *value);
 };
 
 /* ----------------------------------------------------------------- sinks */
@@ -349,11 +393,21 @@ typedef struct aero_sink_vtable {
 
 /*
  * A route publisher tells the world which relay holds which drone. Since 1.0
- * (check: 1.1). check, create and destroy: as for sinks.
+ * (check: 1.1, stream_opened: 1.2). check, create and destroy: as for sinks.
+ * A relay runs several at once ([route] and each [route:<name>]): each gets
+ * every call below, one after the other on the calling thread, so one that
+ * does not return at once delays ingest and every other route.
  * session_up/session_down get NUL-terminated ids (validated charset, no NUL
  * inside), may be called from any thread concurrently, and must return at
  * once: do I/O on a thread of your own. session_down is only called by the
  * owner of the session, but the plugin must still compare-and-delete.
+ *
+ * session_up: Register made session_id the drone's session (no stream yet).
+ * stream_opened (optional, Since 1.2): a TelemetryStream (either protocol
+ *   generation) attached to the session, after session_up; again on every
+ *   reconnect of a stream to the same session. NULL: not interested.
+ * session_down: the session ended (its stream closed, it expired without
+ *   one, it was replaced, or the relay stops).
  */
 typedef struct aero_route_vtable {
     uint32_t size;
@@ -367,6 +421,8 @@ typedef struct aero_route_vtable {
                          const char *session_id);
     void (*destroy)(void *instance);
     int (*check)(const aero_host *host); /* Since 1.1: as the sink's check */
+    void (*stream_opened)(void *instance, const char *drone_id,
+                          const char *session_id); /* Since 1.2; NULL: not needed */
 } aero_route_vtable;
 
 /* ------------------------------------------------------------ descriptor */

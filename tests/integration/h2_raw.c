@@ -43,6 +43,7 @@ struct h2_raw {
     long data_total;
     int64_t conn_window;  /* the relay's connection-level window for us */
     int64_t peer_initial; /* its SETTINGS_INITIAL_WINDOW_SIZE */
+    bool no_settings_ack; /* never ACK the relay's SETTINGS (h2_raw_stream_flood) */
 };
 
 static struct stream_rec *rec(struct h2_raw *h, uint32_t id)
@@ -114,7 +115,8 @@ static void on_frame(struct h2_raw *h, const uint8_t *f, size_t len)
     case T_SETTINGS:
         if (!(flags & F_ACK)) {
             on_settings(h, payload, len);
-            queue_frame(h, T_SETTINGS, F_ACK, 0, NULL, 0);
+            if (!h->no_settings_ack)
+                queue_frame(h, T_SETTINGS, F_ACK, 0, NULL, 0);
         }
         break;
     case T_WINDOW_UPDATE:
@@ -297,6 +299,26 @@ int h2_raw_rapid_reset(struct h2_raw *h, uint32_t first_id, int n, const char *p
             queue_frame(h, T_HEADERS, F_END_HEADERS, id, block, len);
             queue_frame(h, T_RST, 0, id, cancel, sizeof(cancel));
         }
+        if (flush(h, 5000) != 0) {
+            h->out_len = 0;
+            return sent;
+        }
+        sent += batch;
+    }
+    return sent;
+}
+
+int h2_raw_stream_flood(struct h2_raw *h, uint32_t first_id, int n, const char *path)
+{
+    uint8_t block[1024];
+    size_t len = request_block(block, path, NULL);
+    int sent = 0;
+    h->no_settings_ack = true;
+    while (sent < n) {
+        int batch = n - sent < 500 ? n - sent : 500;
+        for (int i = 0; i < batch; i++)
+            queue_frame(h, T_HEADERS, F_END_HEADERS, first_id + 2u * (uint32_t)(sent + i), block,
+                        len);
         if (flush(h, 5000) != 0) {
             h->out_len = 0;
             return sent;

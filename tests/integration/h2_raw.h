@@ -33,6 +33,11 @@ int h2_raw_send_message(struct h2_raw *h, uint32_t id, const uint8_t *bytes, siz
  * without waiting for anything. Returns how many were written before the
  * connection closed (n when it stayed open). */
 int h2_raw_rapid_reset(struct h2_raw *h, uint32_t first_id, int n, const char *path);
+/* From now on never ACK the relay's SETTINGS (so its
+ * SETTINGS_MAX_CONCURRENT_STREAMS never binds us), and open n streams
+ * (HEADERS only, ids first_id, first_id + 2, ...) as fast as the socket
+ * takes them. Returns how many went out before the relay closed. */
+int h2_raw_stream_flood(struct h2_raw *h, uint32_t first_id, int n, const char *path);
 /* RST_STREAM(id, code). */
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code);
 /* Read and answer whatever arrives for up to timeout_ms (or until the

@@ -71,8 +71,8 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
          ":3: [sink:a] colour: unknown key (valid: plugin, queue, on_full, path, prefix, "
          "rotate_bytes, rotate_interval_s, fsync)\n"},
         {"[relay]\nworkers = -1\n", ":2: [relay] workers: value \"-1\" out of range (expected 0 to 256)\n"},
-        {"[bogus]\n", ":1: [bogus] unknown section (valid: relay, http, route, sink:<name>, tls, "
-                      "auth, control, log)\n"},
+        {"[bogus]\n", ":1: [bogus] unknown section (valid: relay, http, route, route:<name>, "
+                      "sink:<name>, tls, auth, control, log)\n"},
         {"[sink:a]\nqueue = 10\n", ":1: [sink:a] plugin: missing required key (the sink plugin to load, e.g. sink-file)\n"},
         /* [control] (SPEC.md section 10) */
         {"[control]\nclient_ca_file = /nonexistent/ca.pem\nallowed_identities = api\n",

@@ -157,7 +157,7 @@ files_core() {
         ./usr/share/doc/aeroarc-relay/configuration.md \
         ./usr/share/man/man1/aeroarc-relay.1.gz
     # the other operator documents, as far as they are written yet
-    for doc in operations security routing envelope failure-semantics limits; do
+    for doc in operations security routing envelope failure-semantics limits commands; do
         [ ! -f "$SRC/docs/$doc.md" ] || echo "./usr/share/doc/aeroarc-relay/$doc.md"
     done
 }

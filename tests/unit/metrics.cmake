@@ -6,5 +6,5 @@ endif()
 set(AERO_HTTP_CLIENT ${CMAKE_SOURCE_DIR}/tests/integration/http_client.c)
 aero_unit_test(test_metrics SOURCES ${CMAKE_SOURCE_DIR}/core/metrics.c ${AERO_HTTP_CLIENT})
 aero_unit_test(test_http_server SOURCES ${CMAKE_SOURCE_DIR}/core/http_server.c
-  ${CMAKE_SOURCE_DIR}/core/metrics.c ${CMAKE_SOURCE_DIR}/core/log.c ${AERO_HTTP_CLIENT}
+  ${CMAKE_SOURCE_DIR}/core/readiness.c ${CMAKE_SOURCE_DIR}/core/metrics.c ${CMAKE_SOURCE_DIR}/core/log.c ${AERO_HTTP_CLIENT}
   LIBS PkgConfig::MHD)

@@ -4,10 +4,13 @@
  * checked), config_enum, missing keys and defaults, and config_error's
  * exact line: FILE:LINE: [section] key: message, the key's line or the
  * section's. Every failure of a typed read is reported once, exactly.
+ * ABI 1.2: listen address and port, the session lookup, /readyz details.
  */
 #include "config.h"
 #include "host_api.h"
 #include "metrics.h"
+#include "readiness.h"
+#include "session_table.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -214,5 +217,53 @@ Test(host_api, with_metrics_registers)
     const aero_host *a = host_instance_api(h2);
     cr_expect_not_null(a->metric_register(a, AERO_METRIC_COUNTER, "t_frames_total", "frames"));
     host_instance_destroy(h2);
+    metrics_destroy(m);
+}
+
+/* ---------------------------------------------- the relay view (ABI 1.2) */
+
+/* listen_address and listen_port follow what main hands in; the session
+ * lookup answers only for the session asked about; ready_detail works on
+ * a create() host (metrics set) and its details go with the host. */
+Test(host_api, relay_view_of_abi_1_2)
+{
+    cr_expect(AERO_HAS(host, aero_host, ready_detail));
+    cr_expect_str_eq(host->listen_address(host), "", "no relay view: empty");
+    cr_expect_eq(host->listen_port(host), 0);
+    cr_expect_eq(host->session_last_message_unix_ns(host, "d", "s"), 0);
+    cr_expect_eq(host->ready_detail(host, "registry", "unavailable"), -EINVAL, "check() host");
+
+    _Atomic int port = 0;
+    struct session_table *t = session_table_create();
+    struct readiness *rd = readiness_create();
+    struct metrics *m = metrics_create();
+    struct host_relay relay = {.listen = "127.0.0.1:0", .grpc_port = &port, .sessions = t,
+                               .readiness = rd};
+    struct host_instance *h2 =
+        host_instance_create("route", "registry", config_find(&file, "sink:t"), "r1", m);
+    cr_assert_not_null(h2);
+    host_instance_set_relay(h2, &relay);
+    const aero_host *a = host_instance_api(h2);
+    cr_expect_str_eq(a->listen_address(a), "127.0.0.1:0");
+    cr_expect_eq(a->listen_port(a), 0);
+    atomic_store(&port, 50123);
+    cr_expect_eq(a->listen_port(a), 50123);
+
+    char sid[SESSION_ID_LEN + 1];
+    void *displaced = NULL;
+    cr_assert_eq(session_table_register(t, "drone-1", 1111, sid, &displaced), 0);
+    cr_expect_eq(a->session_last_message_unix_ns(a, "drone-1", sid), 1111);
+    cr_expect_eq(a->session_last_message_unix_ns(a, "drone-1", "sess-other"), 0);
+    cr_expect_eq(a->session_last_message_unix_ns(a, "drone-2", sid), 0);
+
+    char buf[128];
+    cr_expect_eq(a->ready_detail(a, "registry", "unavailable"), 0);
+    readiness_render(rd, buf, sizeof(buf));
+    cr_expect_str_eq(buf, ",\"registry\":\"unavailable\"");
+    host_instance_destroy(h2);
+    readiness_render(rd, buf, sizeof(buf));
+    cr_expect_str_eq(buf, "", "an instance's details go with it");
+    readiness_destroy(rd);
+    session_table_destroy(t, NULL);
     metrics_destroy(m);
 }

@@ -11,6 +11,7 @@
 
 #include "integration/http_client.h"
 #include "metrics.h"
+#include "readiness.h"
 #include "relay.h"
 
 #include <criterion/criterion.h>
@@ -103,6 +104,45 @@ Test(http, healthz_is_ok_and_readyz_follows_ready_and_shutting_down)
     atomic_store(&relay.shutting_down, true); /* even with ready still set */
     cr_assert_eq(http_get_status(port, "/readyz", 5000), 503);
     cr_assert_eq(http_get_status(port, "/healthz", 5000), 200, "alive while draining");
+}
+
+/* SPEC.md section 3: a plugin's detail rides along in a 200 body, and
+ * never turns a ready relay unready (nor a draining one ready). */
+Test(http, readyz_carries_plugin_details_while_ready)
+{
+    static const char owner_a = 'a', owner_b = 'b';
+    relay.readiness = readiness_create();
+    cr_assert_not_null(relay.readiness);
+    atomic_store(&relay.ready, true);
+    cr_assert_eq(readiness_set(relay.readiness, &owner_a, "registry", "unavailable"), 0);
+    struct http_reply r = get("GET", "/readyz");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\",\"registry\":\"unavailable\"}\n");
+    cr_assert_str_eq(r.content_type, "application/json");
+    http_reply_free(&r);
+
+    cr_expect_eq(readiness_set(relay.readiness, &owner_b, "registry", "x"), -EEXIST);
+    cr_expect_eq(readiness_set(relay.readiness, &owner_b, "status", "x"), -EINVAL);
+    cr_expect_eq(readiness_set(relay.readiness, &owner_b, "Bad", "x"), -EINVAL);
+    cr_expect_eq(readiness_set(relay.readiness, &owner_b, "k", "a\"b"), -EINVAL);
+
+    cr_assert_eq(readiness_set(relay.readiness, &owner_a, "registry", NULL), 0);
+    r = get("GET", "/readyz");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    http_reply_free(&r);
+
+    cr_assert_eq(readiness_set(relay.readiness, &owner_b, "cache", "cold"), 0);
+    atomic_store(&relay.shutting_down, true);
+    r = get("GET", "/readyz");
+    cr_assert_eq(r.status, 503);
+    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}\n");
+    http_reply_free(&r);
+    readiness_clear_owner(relay.readiness, &owner_b);
+    char buf[64];
+    cr_expect_eq(readiness_render(relay.readiness, buf, sizeof(buf)), 0);
+    http_server_stop(server); /* before the table goes */
+    server = NULL;
+    readiness_destroy(relay.readiness);
 }
 
 Test(http, other_paths_are_404_and_other_methods_405)

@@ -256,6 +256,35 @@ struct bad_case {
     const char *expect;
 };
 
+/* [route] is always routes[0] (route-none by default); each [route:<name>]
+ * follows in file order with its own plugin and section. */
+Test(settings, named_routes_follow_route_in_file_order)
+{
+    struct settings s;
+    char err[CONFIG_ERR_LEN] = "";
+    cr_assert_eq(settings_load_string("relay.ini",
+                                      "[route:registry]\nplugin = route-registry\naddress = r:1\n"
+                                      "[route]\nplugin = route-redis\n"
+                                      "[route:b]\nplugin = route-none\n",
+                                      &s, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(s.n_routes, 3);
+    cr_expect_str_eq(s.routes[0].name, "");
+    cr_expect_str_eq(s.routes[0].plugin, "route-redis");
+    cr_expect_eq(s.routes[0].section, s.route_section);
+    cr_expect_str_eq(s.routes[1].name, "registry");
+    cr_expect_str_eq(s.routes[1].plugin, "route-registry");
+    cr_expect_str_eq(s.routes[1].section->name, "route:registry");
+    cr_expect_str_eq(config_get(s.routes[1].section, "address"), "r:1"); /* the plugin's key */
+    cr_expect_str_eq(s.routes[2].name, "b");
+    settings_free(&s);
+
+    cr_assert_eq(settings_load_string("relay.ini", "", &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(s.n_routes, 1);
+    cr_expect_str_eq(s.routes[0].plugin, "route-none");
+    settings_free(&s);
+}
+
 Test(settings, errors_have_exact_messages)
 {
     static char long_sink[128];
@@ -263,7 +292,14 @@ Test(settings, errors_have_exact_messages)
         {"first error in file order", "[relay]\nworkers = 999\n[bogus]\n",
          "relay.ini:2: [relay] workers: value \"999\" out of range (expected 0 to 256)"},
         {"unknown section", "[relay]\n[relays]\n",
-         "relay.ini:2: [relays] unknown section (valid: relay, http, route, sink:<name>, tls, auth, control, log)"},
+         "relay.ini:2: [relays] unknown section (valid: relay, http, route, route:<name>, sink:<name>, tls, auth, control, log)"},
+        {"bad route name", "[route:a/b]\nplugin = route-registry\n",
+         "relay.ini:1: [route:a/b] invalid route name \"a/b\" (expected 1-64 of A-Z a-z 0-9 _ . -)"},
+        {"named route without plugin", "[route:r]\nttl_s = 5\n",
+         "relay.ini:1: [route:r] plugin: missing required key (the route plugin to load, e.g. route-registry)"},
+        {"named route clashing with [route]'s plugin",
+         "[route]\nplugin = route-redis\n[route:route-redis]\nplugin = route-registry\n",
+         "relay.ini:3: [route:route-redis] name clashes with [route]'s plugin \"route-redis\" (both would log and count as route=\"route-redis\"): choose another name"},
         {"empty sink name", "[sink:]\nplugin = sink-stdout\n",
          "relay.ini:1: [sink:] invalid sink name \"\" (expected 1-64 of A-Z a-z 0-9 _ . -)"},
         {"bad sink name", "[sink:a/b]\nplugin = sink-stdout\n",

@@ -1,0 +1,124 @@
+/*
+ * readiness.c - see readiness.h. One mutex; nothing is held across a call
+ * out of this file.
+ */
+#include "readiness.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct detail {
+    const void *owner; /* NULL: free slot */
+    char key[READINESS_TEXT_MAX + 1];
+    char value[READINESS_TEXT_MAX + 1];
+};
+
+struct readiness {
+    pthread_mutex_t mu;
+    struct detail d[READINESS_MAX];
+};
+
+struct readiness *readiness_create(void)
+{
+    struct readiness *r = calloc(1, sizeof(*r));
+    if (r)
+        pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+void readiness_destroy(struct readiness *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+static int text_valid(const char *s, const char *extra)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > READINESS_TEXT_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+              strchr(extra, s[i])))
+            return 0;
+    return 1;
+}
+
+int readiness_key_valid(const char *key)
+{
+    return text_valid(key, "") && strcmp(key, "status") != 0;
+}
+
+int readiness_value_valid(const char *value) { return text_valid(value, "-."); }
+
+int readiness_set(struct readiness *r, const void *owner, const char *key, const char *value)
+{
+    if (!r || !owner || !readiness_key_valid(key) || (value && !readiness_value_valid(value)))
+        return -EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    struct detail *slot = NULL, *free_slot = NULL;
+    for (size_t i = 0; i < READINESS_MAX && !slot; i++) {
+        if (r->d[i].owner && strcmp(r->d[i].key, key) == 0)
+            slot = &r->d[i];
+        else if (!r->d[i].owner && !free_slot)
+            free_slot = &r->d[i];
+    }
+    if (slot && slot->owner != owner)
+        rc = -EEXIST;
+    else if (!value) {
+        if (slot)
+            memset(slot, 0, sizeof(*slot));
+    } else {
+        if (!slot && !free_slot)
+            rc = -ENOSPC;
+        else {
+            if (!slot) {
+                slot = free_slot;
+                slot->owner = owner;
+                snprintf(slot->key, sizeof(slot->key), "%s", key);
+            }
+            snprintf(slot->value, sizeof(slot->value), "%s", value);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+void readiness_clear_owner(struct readiness *r, const void *owner)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < READINESS_MAX; i++)
+        if (r->d[i].owner == owner)
+            memset(&r->d[i], 0, sizeof(r->d[i]));
+    pthread_mutex_unlock(&r->mu);
+}
+
+size_t readiness_render(struct readiness *r, char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+    if (!r || !cap)
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < READINESS_MAX; i++) {
+        if (!r->d[i].owner)
+            continue;
+        int n = snprintf(buf + len, cap - len, ",\"%s\":\"%s\"", r->d[i].key, r->d[i].value);
+        if (n < 0 || (size_t)n >= cap - len) {
+            buf[len] = '\0'; /* whole members only */
+            break;
+        }
+        len += (size_t)n;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return len;
+}

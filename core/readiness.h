@@ -1,0 +1,43 @@
+/*
+ * readiness.h - details plugins add to /readyz's body while the relay stays
+ * ready (SPEC.md section 3: {"status":"ok","registry":"unavailable"} while
+ * route-registry cannot reach its registry). A small fixed table under a
+ * mutex: set from plugin threads, read by the HTTP thread. Never makes the
+ * relay unready.
+ */
+#ifndef AERO_READINESS_H
+#define AERO_READINESS_H
+
+#include <stddef.h>
+
+#define READINESS_MAX 16       /* details at once */
+#define READINESS_TEXT_MAX 32  /* bytes of a key or value */
+
+struct readiness;
+
+struct readiness *readiness_create(void);
+void readiness_destroy(struct readiness *r);
+
+/* True when `s` may be a key (value: also '-' and '.'): 1-32 of a-z 0-9 _
+ * (so the JSON needs no escaping), key not "status". */
+int readiness_key_valid(const char *key);
+int readiness_value_valid(const char *value);
+
+/*
+ * Set `key` to `value` for `owner` (an opaque pointer: one owner cannot
+ * clear another's detail), or clear it (value NULL). The newest value of a
+ * key wins. Returns 0, -EINVAL (invalid key or value), -EEXIST (another
+ * owner holds the key) or -ENOSPC (table full). Any thread.
+ */
+int readiness_set(struct readiness *r, const void *owner, const char *key, const char *value);
+
+/* Drop every detail of `owner` (its instance is going away). */
+void readiness_clear_owner(struct readiness *r, const void *owner);
+
+/*
+ * The details as JSON members, each `,"key":"value"` (in table order),
+ * into buf[0..cap) (NUL-terminated; whole members only when short). Returns the length written. Any thread.
+ */
+size_t readiness_render(struct readiness *r, char *buf, size_t cap);
+
+#endif
