@@ -40,6 +40,7 @@ struct stream_opts {
 	const char *wal_id;         /* NULL: a random UUID for this run */
 	const char *intent_id;
 	long intent_version;
+	enum answer { ANSWER_OK, ANSWER_REJECT, ANSWER_NEVER } answer; /* commands, gen 2 */
 };
 
 static void usage(FILE *out)
@@ -63,6 +64,7 @@ static void usage(FILE *out)
 	      "         [--msg-name NAME] [--msg-id ID] [--flight FLIGHT]\n"
 	      "         [--session S] [--frame-agent ID] [--garbage] [--hold SECONDS]\n"
 	      "         [--protocol seed|multiplexed] [--session-header S | --no-session-header]\n"
+	      "         [--answer ok|reject|never]\n"
 	      "         [--wal-id UUID] [--intent-id ID] [--intent-version N]\n"
 	      "      registers (unless --no-register), streams N frames (seq 1..N, default\n"
 	      "      10) keeping at most W unacked (default 10), prints one line per ack:\n"
@@ -71,6 +73,9 @@ static void usage(FILE *out)
 	      "      --header sends VALUE as aero-arc-agent-id (\"\" = empty), --no-header\n"
 	      "      omits it; --garbage sends one message that is not a TelemetryFrame;\n"
 	      "      --hold keeps the stream open SECONDS after the last ack.\n"
+	      "      --answer ok|reject|never (multiplexed): how the relay's commands are\n"
+	      "      answered meanwhile: ok applies a Set/Clear and accepts ARM/DISARM, as the\n"
+	      "      upstream agent does (default); reject refuses them; never stays silent.\n"
 	      "      --protocol multiplexed (default seed) speaks generation 2 (SPEC\n"
 	      "      section 9): sends aero-arc-session-id (the registered session, or\n"
 	      "      --session-header S; --no-session-header omits it), wraps every frame\n"
@@ -240,6 +245,19 @@ static int parse_stream_opts(int argc, char **argv, struct stream_opts *o)
 				return -EINVAL;
 			}
 		}
+		else if (!strcmp(a, "--answer")) {
+			if (!strcmp(v, "ok"))
+				o->answer = ANSWER_OK;
+			else if (!strcmp(v, "reject"))
+				o->answer = ANSWER_REJECT;
+			else if (!strcmp(v, "never"))
+				o->answer = ANSWER_NEVER;
+			else {
+				fprintf(stderr, "aeroarc-client: --answer: \"%s\" is not one of "
+						"ok, reject, never\n", v);
+				return -EINVAL;
+			}
+		}
 		else if (!strcmp(a, "--frames"))
 			ok = parse_long(a, v, 0, 1L << 40, &o->frames);
 		else if (!strcmp(a, "--window"))
@@ -318,33 +336,115 @@ static uint8_t *make_raw(long n)
 struct stream_run {
 	struct rc_stream *s;
 	bool multiplexed;
+	enum answer answer;
+	int timeout_ms;
 	struct rc_frame frame;
 	long sent, acked, acked_ok;
 	bool broken; /* the stream stopped before every frame was acked */
 };
 
-/* Generation 2: the next RelayStreamMessage into *ack; other arms are
- * printed and skipped. Returns as rc_stream_recv_ack. */
-static int recv_gen2_ack(struct rc_stream *s, struct rc_ack *ack, int timeout_ms)
+/*
+ * A command the relay sent down a generation-2 stream, answered as the
+ * upstream agent answers (SPEC.md section 10): a Set is applied and echoes
+ * its context, a Clear is applied with no context left, ARM/DISARM is
+ * accepted for the aircraft named. --answer reject refuses instead;
+ * --answer never leaves the relay waiting (its deadline answers). Prints
+ * one line either way.
+ */
+static void answer_command(struct stream_run *r, const struct rc_relay_msg *m)
+{
+	const Aeroarc__Agent__V1__RelayStreamMessage *in = m->msg;
+	bool reject = r->answer == ANSWER_REJECT;
+	int rc = 0;
+
+	if (!in) {
+		printf("message arm=%s bytes=%zu\n", rc_relay_arm_name(m->arm), m->raw_len);
+		return;
+	}
+	if (in->payload_case == AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_SET_OPERATION_CONTEXT ||
+	    in->payload_case == AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_CLEAR_OPERATION_CONTEXT) {
+		bool set = in->payload_case ==
+			   AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_SET_OPERATION_CONTEXT;
+		const char *id = set ? in->set_operation_context->command_id
+				     : in->clear_operation_context->command_id;
+		printf("command arm=%s command_id=%s answer=%s\n", rc_relay_arm_name(m->arm), id,
+		       r->answer == ANSWER_NEVER ? "none" : reject ? "rejected" : "applied");
+		if (r->answer == ANSWER_NEVER)
+			return;
+		Aeroarc__Agent__V1__OperationContextCommandAck ack =
+			AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__INIT;
+		ack.command_id = (char *)id;
+		ack.status = reject ? AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_REJECTED
+				    : AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED;
+		ack.error = reject ? "rejected by aeroarc-client --answer reject" : "";
+		if (set && !reject)
+			ack.active_context = in->set_operation_context->context;
+		rc = rc_stream_send_gen2_msg(r->s, RC_AGENT_OPERATION_CONTEXT_COMMAND_ACK, &ack.base,
+					     r->timeout_ms);
+	} else if (in->payload_case == AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_AIRCRAFT_COMMAND) {
+		const Aeroarc__Agent__V1__AircraftCommand *c = in->aircraft_command;
+		printf("command arm=%s command_id=%s type=%d answer=%s\n", rc_relay_arm_name(m->arm),
+		       c->command_id, (int)c->type,
+		       r->answer == ANSWER_NEVER ? "none" : reject ? "rejected" : "accepted");
+		if (r->answer == ANSWER_NEVER)
+			return;
+		Aeroarc__Agent__V1__AircraftCommandResult res =
+			AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__INIT;
+		res.command_id = c->command_id;
+		res.aircraft_id = c->aircraft_id;
+		res.status = reject ? AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_REJECTED
+				    : AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_ACCEPTED;
+		res.message = reject ? "rejected by aeroarc-client --answer reject" : "";
+		rc = rc_stream_send_gen2_msg(r->s, RC_AGENT_AIRCRAFT_COMMAND_RESULT, &res.base,
+					     r->timeout_ms);
+	} else {
+		printf("message arm=%s bytes=%zu\n", rc_relay_arm_name(m->arm), m->raw_len);
+	}
+	if (rc)
+		fprintf(stderr, "aeroarc-client: the answer could not be sent (%d)\n", rc);
+}
+
+/* Generation 2: the next RelayStreamMessage into *ack; commands are
+ * answered on the way. Returns as rc_stream_recv_ack. */
+static int recv_gen2_ack(struct stream_run *r, struct rc_ack *ack, int timeout_ms)
 {
 	struct rc_relay_msg m;
 	int rc;
 
-	while ((rc = rc_stream_recv_gen2(s, &m, timeout_ms)) == 1) {
+	while ((rc = rc_stream_recv_gen2(r->s, &m, timeout_ms)) == 1) {
 		if (m.arm == RC_RELAY_TELEMETRY_ACK) {
 			*ack = m.ack;
 			return 1;
 		}
-		printf("message arm=%s bytes=%zu\n", rc_relay_arm_name(m.arm), m.raw_len);
+		answer_command(r, &m);
 	}
 	return rc;
+}
+
+/* --hold on a generation-2 stream: keep answering commands until it ends. */
+static void hold_answering(struct stream_run *r, long hold_s)
+{
+	int64_t end = now_ns() + (int64_t)hold_s * 1000000000;
+	int64_t left;
+	while (!r->broken && (left = (end - now_ns()) / 1000000) > 0) {
+		struct rc_relay_msg m;
+		int rc = rc_stream_recv_gen2(r->s, &m, (int)left);
+		if (rc == 1 && m.arm == RC_RELAY_TELEMETRY_ACK)
+			printf("ack seq=%llu status=%s frame_id=%s error=%s\n",
+			       (unsigned long long)m.ack.seq, rc_ack_status_name(m.ack.status),
+			       m.ack.frame_id, m.ack.error);
+		else if (rc == 1)
+			answer_command(r, &m);
+		else if (rc != -ETIMEDOUT)
+			break; /* the stream ended */
+	}
 }
 
 /* Receive one ack and print it. Returns false when no more acks come. */
 static bool recv_one(struct stream_run *r, int timeout_ms)
 {
 	struct rc_ack ack;
-	int rc = r->multiplexed ? recv_gen2_ack(r->s, &ack, timeout_ms)
+	int rc = r->multiplexed ? recv_gen2_ack(r, &ack, timeout_ms)
 				: rc_stream_recv_ack(r->s, &ack, timeout_ms);
 
 	if (rc == 1) {
@@ -423,6 +523,8 @@ static int cmd_stream(struct rc_channel *ch, const struct common *c, int argc, c
 	};
 	agent_header = o.no_header ? NULL : o.header ? o.header : o.agent;
 	r.multiplexed = o.multiplexed;
+	r.answer = o.answer;
+	r.timeout_ms = c->timeout_ms;
 	if (o.multiplexed) {
 		if (o.wal_id)
 			snprintf(wal, sizeof wal, "%s", o.wal_id);
@@ -456,7 +558,9 @@ static int cmd_stream(struct rc_channel *ch, const struct common *c, int argc, c
 	} else {
 		stream_frames(&r, &o, c->timeout_ms);
 	}
-	if (o.hold_s > 0 && !r.broken)
+	if (o.hold_s > 0 && !r.broken && r.multiplexed)
+		hold_answering(&r, o.hold_s);
+	else if (o.hold_s > 0 && !r.broken)
 		sleep((unsigned)o.hold_s);
 	if (rc_stream_finish(r.s, &st, c->timeout_ms) == -ETIMEDOUT)
 		fprintf(stderr, "aeroarc-client: the stream did not end within %d ms: cancelled\n",

@@ -1077,3 +1077,52 @@ Test(commands_bearer, nothing_is_taken_over_while_a_written_set_has_no_outcome)
     agent_close(s);
     agent_close(s2);
 }
+
+static bool frames_held_at_least(void *arg)
+{
+    return metric("aero_relay_frames_held_unreconciled_total") >= *(double *)arg;
+}
+
+/*
+ * aeroarc-client plays the agent too: `stream --protocol multiplexed`
+ * answers the relay's commands as the upstream agent does, so an operator
+ * can walk the command path with the project's own tools only (docs/
+ * commands.md): its frames are held until the context is set, then acked;
+ * an ARM is accepted.
+ */
+Test(commands, aeroarc_client_as_the_agent_answers_set_context_and_arm)
+{
+    struct cli_run agent, r;
+    double held = metric("aero_relay_frames_held_unreconciled_total") + 3;
+    cli_start(&agent, "stream --agent cli-agent --protocol multiplexed --frames 3 --window 3 "
+                      "--hold 4", "agent.out");
+    cr_assert(harness_wait_for(frames_held_at_least, &held, 10000),
+              "the agent's 3 frames were never held");
+
+    cli_start(&r, "set-context cli-agent --id s-1 --flight F1 --intent intent-1 --version 3 "
+                  "--aircraft ac-1", "set.out");
+    cli_expect(&r, 0, "set.out",
+               "result command_id=s-1 status=STATUS_APPLIED error= "
+               "active_context=F1/intent-1/3/ac-1\n");
+    cli_start(&r, "arm cli-agent --id a-1 --aircraft ac-1", "arm.out");
+    cli_expect(&r, 0, "arm.out",
+               "result command_id=a-1 aircraft_id=ac-1 status=STATUS_ACCEPTED message=\n");
+
+    pthread_join(agent.thread, NULL);
+    char path[500];
+    snprintf(path, sizeof(path), "%s/agent.out", relay.dir);
+    char *text = harness_read_file(path, NULL);
+    cr_assert_not_null(text);
+    cr_assert(WIFEXITED(agent.status) && WEXITSTATUS(agent.status) == 0, "exit %d: %s",
+              agent.status, text);
+    cr_expect(strstr(text, "command arm=set_operation_context command_id=s-1 answer=applied"),
+              "%s", text);
+    cr_expect(strstr(text, "command arm=aircraft_command command_id=a-1 type=1 answer=accepted"),
+              "%s", text);
+    for (int seq = 1; seq <= 3; seq++) {
+        char want[64];
+        snprintf(want, sizeof(want), "ack seq=%d status=STATUS_OK frame_id= ", seq);
+        cr_expect(strstr(text, want), "no OK ack for frame %d:\n%s", seq, text);
+    }
+    free(text);
+}
