@@ -322,9 +322,15 @@ static int encode(const ProtobufCMessage *cmd, Aeroarc__Agent__V1__RelayStreamMe
  */
 static void command(struct relay *relay, struct rpc_call *call, const char *agent_id,
                     const char *id, const ProtobufCMessage *cmd,
-                    Aeroarc__Agent__V1__RelayStreamMessage *env, struct expect *x)
+                    Aeroarc__Agent__V1__RelayStreamMessage *env, const struct expect *want)
 {
-    bool aircraft = x->kind == COMMAND_AIRCRAFT;
+    bool aircraft = want->kind == COMMAND_AIRCRAFT;
+    struct expect *x = malloc(sizeof(*x)); /* the table's, until the command ends */
+    if (!x) {
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
+        return;
+    }
+    *x = *want;
     struct rpc_stream *rs = NULL;
     struct command_table *t = NULL;
     enum rpc_code code = RPC_OK;
@@ -381,15 +387,23 @@ static void command(struct relay *relay, struct rpc_call *call, const char *agen
 
 static const char ids_required[] = "agent ID and command ID are required";
 
-/* Control authentication first, then the relay's state. */
-static bool control_refuse(struct relay *relay, struct rpc_call *call)
+/* Control authentication first, then the relay's state, then the ids
+ * every command needs (`command_id` NULL: the request had no command).
+ * True when the call was refused (and finished). */
+static bool command_refuse(struct relay *relay, struct rpc_call *call, const char *agent_id,
+                           const char *command_id)
 {
     if (!control_auth_admit(relay->control, call))
         return true;
-    if (!atomic_load(&relay->shutting_down))
-        return false;
-    rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
-    return true;
+    if (atomic_load(&relay->shutting_down)) {
+        rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
+        return true;
+    }
+    if (agent_id[0] == '\0' || !command_id || command_id[0] == '\0') {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+        return true;
+    }
+    return false;
 }
 
 static void set_operation_context(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -398,33 +412,24 @@ static void set_operation_context(struct rpc_call *call, const ProtobufCMessage 
     (void)w;
     struct relay *relay = service;
     const Aeroarc__Relay__V1__SetOperationContextRequest *req = (const void *)msg;
-    if (control_refuse(relay, call))
-        return;
     Aeroarc__Agent__V1__SetOperationContextCommand *c = req->command;
-    if (req->agent_id[0] == '\0' || !c || c->command_id[0] == '\0') {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+    if (command_refuse(relay, call, req->agent_id, c ? c->command_id : NULL))
         return;
-    }
     if (!c->context || blank(c->context->flight_id) || blank(c->context->intent_id) ||
         c->context->intent_version == 0) {
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
                         "flight ID, intent ID, and positive intent version are required", NULL, 0);
         return;
     }
-    struct expect *x = calloc(1, sizeof(*x));
-    if (!x) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
-        return;
-    }
-    x->kind = COMMAND_SET_CONTEXT;
-    copy_field(x->want.flight_id, c->context->flight_id);
-    copy_field(x->want.intent_id, c->context->intent_id);
-    x->want.intent_version = c->context->intent_version;
-    copy_field(x->want.aircraft_id, c->context->aircraft_id);
+    struct expect x = {.kind = COMMAND_SET_CONTEXT};
+    copy_field(x.want.flight_id, c->context->flight_id);
+    copy_field(x.want.intent_id, c->context->intent_id);
+    x.want.intent_version = c->context->intent_version;
+    copy_field(x.want.aircraft_id, c->context->aircraft_id);
     Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
     env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_SET_OPERATION_CONTEXT;
     env.set_operation_context = c;
-    command(relay, call, req->agent_id, c->command_id, &c->base, &env, x);
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x);
 }
 
 static void clear_operation_context(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -433,13 +438,9 @@ static void clear_operation_context(struct rpc_call *call, const ProtobufCMessag
     (void)w;
     struct relay *relay = service;
     const Aeroarc__Relay__V1__ClearOperationContextRequest *req = (const void *)msg;
-    if (control_refuse(relay, call))
-        return;
     Aeroarc__Agent__V1__ClearOperationContextCommand *c = req->command;
-    if (req->agent_id[0] == '\0' || !c || c->command_id[0] == '\0') {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+    if (command_refuse(relay, call, req->agent_id, c ? c->command_id : NULL))
         return;
-    }
     if (c->authoritative ? c->flight_id[0] != '\0' : blank(c->flight_id)) {
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
                         c->authoritative
@@ -448,18 +449,12 @@ static void clear_operation_context(struct rpc_call *call, const ProtobufCMessag
                         NULL, 0);
         return;
     }
-    struct expect *x = calloc(1, sizeof(*x));
-    if (!x) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
-        return;
-    }
-    x->kind = COMMAND_CLEAR_CONTEXT;
-    x->authoritative = c->authoritative;
-    copy_field(x->want.flight_id, c->flight_id);
+    struct expect x = {.kind = COMMAND_CLEAR_CONTEXT, .authoritative = c->authoritative};
+    copy_field(x.want.flight_id, c->flight_id);
     Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
     env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_CLEAR_OPERATION_CONTEXT;
     env.clear_operation_context = c;
-    command(relay, call, req->agent_id, c->command_id, &c->base, &env, x);
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x);
 }
 
 static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -468,13 +463,9 @@ static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage 
     (void)w;
     struct relay *relay = service;
     const Aeroarc__Relay__V1__SendAircraftCommandRequest *req = (const void *)msg;
-    if (control_refuse(relay, call))
-        return;
     Aeroarc__Agent__V1__AircraftCommand *c = req->command;
-    if (req->agent_id[0] == '\0' || !c || c->command_id[0] == '\0') {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+    if (command_refuse(relay, call, req->agent_id, c ? c->command_id : NULL))
         return;
-    }
     if (c->aircraft_id[0] == '\0') {
         rpc_call_finish(call, RPC_INVALID_ARGUMENT, "aircraft ID is required", NULL, 0);
         return;
@@ -485,17 +476,12 @@ static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage 
                         NULL, 0);
         return;
     }
-    struct expect *x = calloc(1, sizeof(*x));
-    if (!x) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
-        return;
-    }
-    x->kind = COMMAND_AIRCRAFT;
-    copy_field(x->want.aircraft_id, c->aircraft_id);
+    struct expect x = {.kind = COMMAND_AIRCRAFT};
+    copy_field(x.want.aircraft_id, c->aircraft_id);
     Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
     env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_AIRCRAFT_COMMAND;
     env.aircraft_command = c;
-    command(relay, call, req->agent_id, c->command_id, &c->base, &env, x);
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x);
 }
 
 int relay_control_add(struct relay *relay, struct rpc_server *server)
