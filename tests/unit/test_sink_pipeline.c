@@ -14,6 +14,7 @@
 #include "settings.h"
 #include "sink_pipeline.h"
 
+#include "cond_wait.h"
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -89,36 +90,8 @@ static bool wait_step(const struct timespec *dl)
     return pthread_cond_timedwait(&G.cv, &G.mu, last ? dl : &slice) != ETIMEDOUT || !last;
 }
 
-static struct timespec deadline_in(int ms)
-{
-    return clock_after_ns(CLOCK_MONOTONIC, (int64_t)ms * 1000000);
-}
-
-/* Wait until `cond` (read under G.mu) holds, for at most ms; fail if not. */
-#define EXPECT_WITHIN(ms, cond, ...)                                  \
-    do {                                                              \
-        struct timespec dl_ = deadline_in(ms);                        \
-        bool ok_;                                                     \
-        pthread_mutex_lock(&G.mu);                                    \
-        while (!(ok_ = (cond)) && wait_step(&dl_))                    \
-            ;                                                         \
-        ok_ = ok_ || (cond);                                          \
-        pthread_mutex_unlock(&G.mu);                                  \
-        cr_assert(ok_, __VA_ARGS__);                                  \
-    } while (0)
-
-/* Watch `cond` for ms (waking on every change); fail as soon as it is false. */
-#define EXPECT_STAYS(ms, cond, ...)                                   \
-    do {                                                              \
-        struct timespec dl_ = deadline_in(ms);                        \
-        bool ok_;                                                     \
-        pthread_mutex_lock(&G.mu);                                    \
-        while ((ok_ = (cond)) && wait_step(&dl_))                     \
-            ;                                                         \
-        ok_ = ok_ && (cond);                                          \
-        pthread_mutex_unlock(&G.mu);                                  \
-        cr_assert(ok_, __VA_ARGS__);                                  \
-    } while (0)
+#define EXPECT_WITHIN(ms, cond, ...) EXPECT_WITHIN_ON(&G.mu, wait_step, ms, cond, __VA_ARGS__)
+#define EXPECT_STAYS(ms, cond, ...) EXPECT_STAYS_ON(&G.mu, wait_step, ms, cond, __VA_ARGS__)
 
 static void poke(void)
 {
