@@ -14,6 +14,7 @@
 #include "call_auth.h"
 #include "command_table.h"
 #include "control_auth.h"
+#include "frame_codec.h"
 #include "rpc_stream.h"
 #include "session_table.h"
 
@@ -159,12 +160,10 @@ struct expect {
     bool authoritative;          /* Clear */
 };
 
+/* "Blank" as SPEC.md uses it everywhere: frame_trim's whitespace only. */
 static bool blank(const char *s)
 {
-    for (; s && *s; s++)
-        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
-            return false;
-    return true;
+    return frame_trim((aero_str){s, s ? strlen(s) : 0}).len == 0;
 }
 
 static void copy_field(char dst[COMMAND_FIELD_MAX + 1], const char *src)
