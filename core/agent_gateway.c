@@ -367,6 +367,7 @@ struct target_visit {
     enum gateway_target result;
     struct rpc_stream *rs;
     struct command_table *table;
+    char *session_id; /* filled when not NULL */
 };
 
 /* Under the session's lock: no allocation but the session's table, once. */
@@ -374,6 +375,8 @@ static void target_visit(void *arg, struct session_visit *v)
 {
     struct target_visit *tv = arg;
     struct stream *s = v->owner;
+    if (tv->session_id)
+        snprintf(tv->session_id, SESSION_ID_LEN + 1, "%s", v->session_id);
     if (!v->attached || !s) {
         tv->result = GATEWAY_NO_STREAM;
         return;
@@ -399,9 +402,10 @@ static void target_visit(void *arg, struct session_visit *v)
 }
 
 enum gateway_target gateway_command_target(struct gateway *gw, const char *agent_id,
-                                           struct rpc_stream **rs, struct command_table **table)
+                                           struct rpc_stream **rs, struct command_table **table,
+                                           char *session_id)
 {
-    struct target_visit tv = {.gw = gw, .result = GATEWAY_NO_SESSION};
+    struct target_visit tv = {.gw = gw, .result = GATEWAY_NO_SESSION, .session_id = session_id};
     if (session_table_visit(gw->relay->sessions, agent_id, target_visit, &tv) < 0)
         return GATEWAY_NO_SESSION;
     *rs = tv.rs;

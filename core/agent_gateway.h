@@ -52,10 +52,12 @@ enum gateway_target {
  * The agent's current generation-2 stream and its session's command table
  * (made on first use; the stream routes its results there). With
  * GATEWAY_TARGET_OK the caller holds a reference to each: rpc_stream_unref
- * and command_table_unref them. Any thread.
+ * and command_table_unref them. `session_id` (SESSION_ID_LEN + 1 bytes, or
+ * NULL) gets the session's id whenever it has one. Any thread.
  */
 enum gateway_target gateway_command_target(struct gateway *gw, const char *agent_id,
-                                           struct rpc_stream **rs, struct command_table **table);
+                                           struct rpc_stream **rs, struct command_table **table,
+                                           char *session_id);
 
 /* Wall-clock now in ns (CLOCK_REALTIME). */
 int64_t agent_gateway_now_ns(void);

@@ -593,6 +593,12 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
                                  : 1u << COMMAND_AIRCRAFT;
             taken = command_table_result(ct, s->rs, kinds, id, (const uint8_t *)payload.ptr,
                                          payload.len);
+        } else if (ct && arm == MUX_EVIDENCE) {
+            /* Durable commands (SPEC.md 12.2 rule 14): only an exchange that
+             * wrote to this stream takes it. */
+            const char *id = ((Aeroarc__Agent__V1__CommandEvidence *)m)->command_id;
+            taken = command_table_evidence(ct, s->rs, id, (const uint8_t *)payload.ptr,
+                                           payload.len);
         }
         protobuf_c_message_free_unpacked(m, NULL);
         if (taken) {

@@ -18,19 +18,35 @@
 #include <string.h>
 
 static const char *const kind_names[COMMAND_KINDS] = {
-    [COMMAND_SET_CONTEXT] = "set_operation_context",
-    [COMMAND_CLEAR_CONTEXT] = "clear_operation_context",
-    [COMMAND_AIRCRAFT] = "aircraft_command",
+    [COMMAND_SET_CONTEXT] = "set",
+    [COMMAND_CLEAR_CONTEXT] = "clear",
+    [COMMAND_AIRCRAFT] = "aircraft",
+    [COMMAND_DURABLE] = "durable",
 };
+
+const char *command_kind_name(enum command_kind k) { return kind_names[k]; }
 
 static const char *const aborted_text[COMMAND_KINDS] = {
     [COMMAND_SET_CONTEXT] = "agent session retired while awaiting operation context acknowledgement",
     [COMMAND_CLEAR_CONTEXT] =
         "agent session retired while awaiting operation context acknowledgement",
     [COMMAND_AIRCRAFT] = "agent session retired while awaiting aircraft command result",
+    [COMMAND_DURABLE] = "Agent session or stream ended; reconcile the same command identity",
 };
 
 static const char deadline_text[] = "agent did not answer before the deadline (outcome unknown)";
+static const char shutdown_text[] = "relay shutting down";
+static const char exchange_deadline_text[] =
+    "command deadline exceeded before the Agent's evidence arrived (outcome unknown)";
+
+/* An exchange's place (command_exchange.state). */
+enum {
+    X_NEW,     /* not in the table */
+    X_QUEUED,  /* waiting for the slot */
+    X_GRANTED, /* holds the slot; its owner rechecks the session */
+    X_WAITING, /* admitted and written: waits for evidence (holds the slot until the first) */
+    X_GONE     /* left the table */
+};
 
 struct waiter {
     struct waiter *next;
@@ -57,6 +73,8 @@ struct entry {
     void *ctx;
     const struct command_ops *ops;
     struct rpc_stream *rs; /* a reference while QUEUED or WRITTEN */
+    uint64_t queued_seq;   /* QUEUED: its place among those waiting for the slot */
+    struct command_exchange *active; /* durable: the exchange admitted under this id */
     struct waiter *waiters;
     int64_t ended_ns;      /* monotonic: retention */
     bool writing;          /* a written Set/Clear counted in rec->writing */
@@ -72,7 +90,11 @@ struct command_table {
     struct entry *head, *tail;
     size_t count[COMMAND_KINDS];
     struct entry *slot;               /* the Set/Clear written, if any */
+    struct command_exchange *slot_x;  /* or the exchange holding the slot */
     struct entry *queue_head, *queue_tail;
+    struct command_exchange *xqueue_head, *xqueue_tail;
+    uint64_t queue_seq;               /* FIFO order across both queues */
+    struct command_exchange *exchanges; /* every exchange in the table */
     size_t waiting;                   /* callers waiting */
     bool on_hub;                      /* listed on hub->tables (a reference) */
     struct command_table *hub_next;
@@ -114,12 +136,13 @@ struct command_hub {
     struct command_table *tables;     /* those with waiting callers */
     int64_t timeout_ns;
     atomic_llong pending;
-    aero_metric *pending_gauge;
+    aero_metric *pending_gauge[COMMAND_KINDS];
     struct metric_vec *results[COMMAND_KINDS];
     struct metric_histogram *duration[COMMAND_KINDS];
 };
 
-/* A caller to answer once the table's lock is released. */
+/* A caller to answer once the table's lock is released: a call, or an
+ * exchange's callback (x set; resp is then the evidence). */
 struct finish {
     struct finish *next;
     struct rpc_call *call;
@@ -129,6 +152,9 @@ struct finish {
     size_t resp_len;
     enum command_kind kind;
     int64_t start_ns;
+    struct command_exchange *x; /* a reference */
+    enum { NOTE_GRANTED, NOTE_EVIDENCE, NOTE_ENDED } note;
+    bool first;
 };
 
 /* ----------------------------------------------------------------- hub */
@@ -143,33 +169,40 @@ struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns)
     hub->timeout_ns = timeout_ns;
     atomic_init(&hub->pending, 0);
     static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
-    if (m) {
-        hub->pending_gauge = metrics_register(m, AERO_METRIC_GAUGE, "aero_relay_commands_pending",
-                                              "Callers waiting for an agent's command result.",
-                                              NULL);
-        for (int k = 0; k < COMMAND_KINDS; k++) {
-            char fixed[64], name[96];
-            snprintf(fixed, sizeof(fixed), "kind=\"%s\"", kind_names[k]);
-            hub->results[k] = metrics_vec_register(
-                m, "aero_relay_commands_total",
-                "RelayControl commands answered, by kind and gRPC result.", fixed, "result", 32,
-                "other");
-            snprintf(name, sizeof(name), "aero_relay_command_%s_duration_seconds", kind_names[k]);
-            hub->duration[k] = metrics_histogram_register(
-                m, name, "Time from a command's arrival to its answer.", bounds,
-                sizeof(bounds) / sizeof(bounds[0]));
-        }
+    for (int k = 0; m && k < COMMAND_KINDS; k++) {
+        char fixed[64];
+        snprintf(fixed, sizeof(fixed), "kind=\"%s\"", kind_names[k]);
+        hub->pending_gauge[k] = metrics_register(
+            m, AERO_METRIC_GAUGE, "aero_relay_commands_pending",
+            "Callers waiting for an agent's command result, by kind.", fixed);
+        hub->results[k] = metrics_vec_register(
+            m, "aero_relay_commands_total",
+            "RelayControl commands answered, by kind and result (a gRPC code's name; durable "
+            "ones also ok and complete).",
+            fixed, "result", 32, "other");
+        hub->duration[k] = metrics_histogram_register_labeled(
+            m, "aero_relay_command_duration_seconds",
+            "Time from a command's arrival to its answer, by kind.", fixed, bounds,
+            sizeof(bounds) / sizeof(bounds[0]));
     }
     return hub;
 }
 
 int64_t command_hub_pending(struct command_hub *hub) { return atomic_load(&hub->pending); }
 
-static void pending_add(struct command_hub *hub, long long d)
+static void pending_add(struct command_hub *hub, enum command_kind k, long long d)
 {
-    long long now = atomic_fetch_add(&hub->pending, d) + d;
-    if (hub->pending_gauge)
-        metrics_set(hub->pending_gauge, now);
+    atomic_fetch_add(&hub->pending, d);
+    metrics_add(hub->pending_gauge[k], (uint64_t)d);
+}
+
+void command_hub_count(struct command_hub *hub, enum command_kind kind, const char *result,
+                       int64_t start_ns)
+{
+    if (!hub->results[kind])
+        return;
+    metrics_inc(metrics_vec_get(hub->results[kind], result, strlen(result)));
+    metrics_histogram_observe_ns(hub->duration[kind], mono_ns() - start_ns);
 }
 
 /* Under t->mu: keep the table listed while callers wait. */
@@ -185,15 +218,28 @@ static void hub_list(struct command_table *t)
     pthread_mutex_unlock(&t->hub->mu);
 }
 
+/* An exchange's callback, then the table's reference for it goes. */
+static void notify(struct finish *f)
+{
+    struct command_exchange *x = f->x;
+    if (f->note == NOTE_GRANTED)
+        x->ops->granted(x);
+    else if (f->note == NOTE_EVIDENCE)
+        x->ops->evidence(x, f->resp, f->resp_len, f->first);
+    else
+        x->ops->ended(x, f->code, f->text);
+    command_exchange_unref(x);
+}
+
 static void finish_all(struct command_hub *hub, struct finish *f)
 {
     while (f) {
         struct finish *next = f->next;
-        rpc_call_finish(f->call, f->code, f->text, f->resp, f->resp_len);
-        if (hub->results[f->kind]) {
-            const char *r = rpc_call_code_name(f->code);
-            metrics_inc(metrics_vec_get(hub->results[f->kind], r, strlen(r)));
-            metrics_histogram_observe_ns(hub->duration[f->kind], mono_ns() - f->start_ns);
+        if (f->x) {
+            notify(f);
+        } else {
+            rpc_call_finish(f->call, f->code, f->text, f->resp, f->resp_len);
+            command_hub_count(hub, f->kind, rpc_call_code_name(f->code), f->start_ns);
         }
         free(f->resp);
         free(f);
@@ -218,12 +264,14 @@ static void waiter_done(struct command_table *t, struct entry *e, struct waiter 
     } else {
         if (resp_len)
             memcpy(f->resp, resp, resp_len);
-        *f = (struct finish){*out, w->call, code, text, f->resp, resp_len, e->kind, w->start_ns};
+        *f = (struct finish){.next = *out, .call = w->call, .code = code, .text = text,
+                             .resp = f->resp, .resp_len = resp_len, .kind = e->kind,
+                             .start_ns = w->start_ns};
         *out = f;
     }
     free(w);
     t->waiting--;
-    pending_add(t->hub, -1);
+    pending_add(t->hub, e->kind, -1);
 }
 
 /* -------------------------------------------------------- agent records */
@@ -475,6 +523,44 @@ void command_table_stamp(struct command_table *t, const char *flight, size_t fli
 
 static bool takes_slot(enum command_kind k) { return k != COMMAND_AIRCRAFT; }
 
+static bool slot_busy(const struct command_table *t) { return t->slot || t->slot_x; }
+
+/* Under t->mu: a callback for x once the lock is released. Granted and
+ * ended come once each, from the two finishes x reserved when it started
+ * (they cannot fail); a snapshot that finds no memory is dropped: evidence
+ * is cumulative, the next one or the deadline ends the exchange. */
+static void note(struct command_exchange *x, int what, enum rpc_code code, const char *text,
+                 const uint8_t *payload, size_t len, bool first, struct finish **out)
+{
+    struct finish *f;
+    if (what == NOTE_EVIDENCE) {
+        f = calloc(1, sizeof(*f));
+        if (f && len && !(f->resp = malloc(len))) {
+            free(f);
+            f = NULL;
+        }
+        if (!f)
+            return;
+        memcpy(f->resp, payload, len);
+        f->resp_len = len;
+    } else {
+        f = x->spare[what == NOTE_GRANTED ? 0 : 1];
+        x->spare[what == NOTE_GRANTED ? 0 : 1] = NULL;
+        memset(f, 0, sizeof(*f));
+    }
+    f->x = x;
+    command_exchange_ref(x);
+    f->note = what;
+    f->code = code;
+    f->text = text;
+    f->first = first;
+    f->next = *out;
+    *out = f;
+}
+
+static void exchange_end(struct command_table *t, struct command_exchange *x, enum rpc_code code,
+                         const char *text, struct finish **out);
+
 /* Under t->mu: e ends; every waiter gets the answer. */
 static void entry_end(struct command_table *t, struct entry *e, enum entry_state state,
                       enum rpc_code code, const char *text, struct finish **out)
@@ -532,10 +618,22 @@ static void deliver(struct command_table *t, struct entry *e, struct finish **ou
         entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED, "relay out of memory", out);
 }
 
-/* Under t->mu: the slot is free: the oldest queued Set/Clear goes. */
+/* Under t->mu: the slot is free: the oldest queued Set/Clear or exchange
+ * gets it (an exchange is told, and rechecks before it writes). */
 static void next_in_slot(struct command_table *t, struct finish **out)
 {
-    while (!t->slot && t->queue_head) {
+    while (!slot_busy(t) && (t->queue_head || t->xqueue_head)) {
+        struct command_exchange *x = t->xqueue_head;
+        if (x && (!t->queue_head || x->queued_seq < t->queue_head->queued_seq)) {
+            t->xqueue_head = x->queue_next;
+            if (!t->xqueue_head)
+                t->xqueue_tail = NULL;
+            x->queue_next = NULL;
+            x->state = X_GRANTED;
+            t->slot_x = x;
+            note(x, NOTE_GRANTED, RPC_OK, NULL, NULL, 0, false, out);
+            continue;
+        }
         struct entry *e = t->queue_head;
         t->queue_head = e->queue_next;
         if (!t->queue_head)
@@ -572,11 +670,13 @@ static bool retain(struct command_table *t, enum command_kind k)
     int64_t now = mono_ns();
     for (struct entry *e = t->head, *next; e; e = next) {
         next = e->next;
-        if (e->state >= ENTRY_DONE && now - e->ended_ns > COMMAND_RETAIN_NS)
+        if (e->state >= ENTRY_DONE && !e->active && now - e->ended_ns > COMMAND_RETAIN_NS)
             unlink_entry(t, e);
     }
     if (t->count[k] < COMMAND_RETAIN_MAX)
         return true;
+    if (k == COMMAND_DURABLE)
+        return false; /* SPEC.md 12.2 rule 12: nothing is evicted */
     for (struct entry *e = t->head; e; e = e->next)
         if (e->kind == k && e->state >= ENTRY_DONE) {
             unlink_entry(t, e);
@@ -640,10 +740,11 @@ static void send_entry(struct command_table *t, struct entry *e, struct rpc_stre
     w->next = NULL;
     e->waiters = w;
     t->waiting++;
-    pending_add(t->hub, 1);
+    pending_add(t->hub, e->kind, 1);
     hub_list(t);
-    if (takes_slot(e->kind) && t->slot) {
+    if (takes_slot(e->kind) && slot_busy(t)) {
         e->state = ENTRY_QUEUED;
+        e->queued_seq = t->queue_seq++;
         e->queue_next = NULL;
         if (t->queue_tail)
             t->queue_tail->queue_next = e;
@@ -695,7 +796,7 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
         e->waiters = w;
         w = NULL;
         t->waiting++;
-        pending_add(t->hub, 1);
+        pending_add(t->hub, e->kind, 1);
         hub_list(t);
     } else if (e && e->state == ENTRY_DONE) {
         replayed = true;
@@ -731,8 +832,8 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
         /* A retained result: the answer again, nothing sent. */
         struct finish *f = calloc(1, sizeof(*f));
         if (f) {
-            *f = (struct finish){NULL, call, RPC_OK, NULL, replay, replay_len, spec->kind,
-                                 mono_ns()};
+            *f = (struct finish){.call = call, .resp = replay, .resp_len = replay_len,
+                                 .kind = spec->kind, .start_ns = mono_ns()};
             finish_all(t->hub, f);
             return;
         }
@@ -785,6 +886,11 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs)
         }
         entry_end(t, e, ENTRY_FAILED, RPC_ABORTED, aborted_text[e->kind], &done);
     }
+    for (struct command_exchange *x = t->exchanges, *next; x; x = next) {
+        next = x->next;
+        if (x->state == X_WAITING && x->rs == rs) /* rule 18 */
+            exchange_end(t, x, RPC_ABORTED, aborted_text[x->kind], &done);
+    }
     next_in_slot(t, &done);
     pthread_mutex_unlock(&t->mu);
     finish_all(t->hub, done);
@@ -805,7 +911,7 @@ static void expire(struct command_table *t, int64_t now, bool all, struct finish
             }
             *l = w->next;
             waiter_done(t, e, w, all ? RPC_UNAVAILABLE : RPC_DEADLINE_EXCEEDED,
-                        all ? "relay shutting down" : deadline_text, NULL, 0, out);
+                        all ? shutdown_text : deadline_text, NULL, 0, out);
         }
         if (e->waiters)
             continue;
@@ -815,6 +921,13 @@ static void expire(struct command_table *t, int64_t now, bool all, struct finish
             state_changed(t, &before);
         }
         entry_end(t, e, ENTRY_FAILED, RPC_DEADLINE_EXCEEDED, deadline_text, out);
+    }
+    for (struct command_exchange *x = t->exchanges, *next; x; x = next) {
+        next = x->next;
+        if (all)
+            exchange_end(t, x, RPC_UNAVAILABLE, shutdown_text, out);
+        else if (x->deadline_ns <= now)
+            exchange_end(t, x, RPC_DEADLINE_EXCEEDED, exchange_deadline_text, out);
     }
     next_in_slot(t, out);
 }
@@ -872,4 +985,201 @@ void command_hub_destroy(struct command_hub *hub)
     pthread_mutex_destroy(&hub->rec_mu);
     pthread_mutex_destroy(&hub->mu);
     free(hub);
+}
+
+/* ------------------------------------------- exchanges (SPEC.md 12) */
+
+void command_exchange_ref(struct command_exchange *x) { atomic_fetch_add(&x->refs, 1); }
+
+void command_exchange_unref(struct command_exchange *x)
+{
+    if (!x || atomic_fetch_sub(&x->refs, 1) != 1)
+        return;
+    free(x->spare[0]);
+    free(x->spare[1]);
+    x->ops->free(x);
+}
+
+/* Under t->mu: x leaves every list it is on, and the slot if it held it
+ * (the caller then runs next_in_slot). */
+static void exchange_remove(struct command_table *t, struct command_exchange *x)
+{
+    if (x->state == X_QUEUED) {
+        struct command_exchange **l = &t->xqueue_head, *prev = NULL;
+        while (*l != x) {
+            prev = *l;
+            l = &(*l)->queue_next;
+        }
+        *l = x->queue_next;
+        if (t->xqueue_tail == x)
+            t->xqueue_tail = prev;
+        x->queue_next = NULL;
+    }
+    if (t->slot_x == x)
+        t->slot_x = NULL;
+    if (x->entry) {
+        x->entry->active = NULL;
+        x->entry = NULL;
+    }
+    if (x->rs) {
+        rpc_stream_unref(x->rs);
+        x->rs = NULL;
+    }
+    struct command_exchange **l = &t->exchanges;
+    while (*l != x)
+        l = &(*l)->next;
+    *l = x->next;
+    x->state = X_GONE;
+    t->waiting--;
+    pending_add(t->hub, x->kind, -1);
+}
+
+static bool exchange_in_table(const struct command_exchange *x)
+{
+    return x->state == X_QUEUED || x->state == X_GRANTED || x->state == X_WAITING;
+}
+
+/* Under t->mu: the table ends x (its owner hears of it once unlocked). */
+static void exchange_end(struct command_table *t, struct command_exchange *x, enum rpc_code code,
+                         const char *text, struct finish **out)
+{
+    exchange_remove(t, x);
+    note(x, NOTE_ENDED, code, text, NULL, 0, false, out);
+}
+
+int command_table_exchange_start(struct command_table *t, struct command_exchange *x)
+{
+    x->spare[0] = malloc(sizeof(struct finish));
+    x->spare[1] = malloc(sizeof(struct finish));
+    if (!x->spare[0] || !x->spare[1])
+        return -ENOMEM; /* the owner's unref frees them */
+    struct finish *done = NULL;
+    pthread_mutex_lock(&t->mu);
+    x->state = X_QUEUED;
+    x->next = t->exchanges;
+    t->exchanges = x;
+    t->waiting++;
+    pending_add(t->hub, x->kind, 1);
+    hub_list(t);
+    x->queued_seq = t->queue_seq++;
+    if (t->xqueue_tail)
+        t->xqueue_tail->queue_next = x;
+    else
+        t->xqueue_head = x;
+    t->xqueue_tail = x;
+    next_in_slot(t, &done);
+    pthread_mutex_unlock(&t->mu);
+    finish_all(t->hub, done);
+    return 0;
+}
+
+/* Under t->mu: rule 12 for x: its id's entry, recorded or refreshed, or
+ * why not (*text). */
+static struct entry *admit(struct command_table *t, struct command_exchange *x,
+                           enum rpc_code *code, const char **text)
+{
+    struct entry *e = find(t, x->id);
+    bool full = false;
+    if (e && e->kind != x->kind) {
+        *code = RPC_ALREADY_EXISTS;
+        *text = "command ID was already used by a different command kind";
+        return NULL;
+    }
+    if (e && memcmp(e->fp, x->fp, sizeof(x->fp)) != 0) {
+        *code = RPC_ALREADY_EXISTS;
+        *text = "durable command ID has a different digest";
+        return NULL;
+    }
+    if (!e) {
+        struct command_spec spec = {.kind = x->kind, .id = x->id};
+        memcpy(spec.fingerprint, x->fp, sizeof(x->fp));
+        if (!(e = entry_new(t, &spec, &full))) {
+            *code = RPC_RESOURCE_EXHAUSTED;
+            *text = full ? "durable command identity retention is full" : "relay out of memory";
+            return NULL;
+        }
+        e->state = ENTRY_DONE; /* an id kept, never a result */
+    }
+    e->ended_ns = mono_ns(); /* retained 24 h after its last admission */
+    if (e->active) {
+        *code = RPC_ABORTED;
+        *text = "command evidence stream already active";
+        return NULL;
+    }
+    return e;
+}
+
+enum rpc_code command_table_exchange_send(struct command_table *t, struct command_exchange *x,
+                                          struct rpc_stream *rs, const uint8_t *msg, size_t len,
+                                          const char **text)
+{
+    struct finish *done = NULL;
+    enum rpc_code code = RPC_OK;
+    *text = NULL;
+    pthread_mutex_lock(&t->mu);
+    if (x->state != X_GRANTED) {
+        pthread_mutex_unlock(&t->mu);
+        return RPC_CANCELLED; /* ended meanwhile: its owner was told */
+    }
+    struct entry *e = admit(t, x, &code, text);
+    if (e) {
+        int rc = rpc_stream_send(rs, msg, len, 0, 0);
+        if (rc == 0) {
+            e->active = x;
+            x->entry = e;
+            x->rs = rs;
+            rpc_stream_ref(rs);
+            x->state = X_WAITING;
+        } else if (rc == -EPIPE) {
+            code = RPC_ABORTED;
+            *text = aborted_text[x->kind];
+        } else {
+            code = RPC_RESOURCE_EXHAUSTED;
+            *text = rc == -ENOBUFS ? "agent stream has too many commands queued; retry later"
+                                   : "relay out of memory";
+        }
+    }
+    if (code != RPC_OK) {
+        exchange_remove(t, x);
+        next_in_slot(t, &done);
+    }
+    pthread_mutex_unlock(&t->mu);
+    finish_all(t->hub, done);
+    return code;
+}
+
+bool command_table_exchange_leave(struct command_table *t, struct command_exchange *x)
+{
+    struct finish *done = NULL;
+    pthread_mutex_lock(&t->mu);
+    bool was = exchange_in_table(x);
+    if (was) {
+        exchange_remove(t, x);
+        next_in_slot(t, &done);
+    }
+    pthread_mutex_unlock(&t->mu);
+    finish_all(t->hub, done);
+    return was;
+}
+
+bool command_table_evidence(struct command_table *t, struct rpc_stream *rs,
+                            const char *command_id, const uint8_t *payload, size_t len)
+{
+    struct finish *done = NULL;
+    pthread_mutex_lock(&t->mu);
+    struct entry *e = find(t, command_id);
+    struct command_exchange *x = e ? e->active : NULL;
+    bool taken = x && x->state == X_WAITING && x->rs == rs;
+    if (taken) {
+        bool first = !x->got_first;
+        x->got_first = true;
+        if (t->slot_x == x) { /* rule 10: the first snapshot frees the slot */
+            t->slot_x = NULL;
+            next_in_slot(t, &done);
+        }
+        note(x, NOTE_EVIDENCE, RPC_OK, NULL, payload, len, first, &done);
+    }
+    pthread_mutex_unlock(&t->mu);
+    finish_all(t->hub, done);
+    return taken;
 }

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "rpc_call.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,8 +27,12 @@ enum command_kind {
     COMMAND_SET_CONTEXT,
     COMMAND_CLEAR_CONTEXT,
     COMMAND_AIRCRAFT,
+    COMMAND_DURABLE, /* SPEC.md section 12: exchanges, ids retained without results */
     COMMAND_KINDS
 };
+
+/* The kind's metric label (SPEC.md 12.7 item 8): set, clear, aircraft, durable. */
+const char *command_kind_name(enum command_kind k);
 
 #define COMMAND_RETAIN_NS (24 * 3600 * INT64_C(1000000000))
 #define COMMAND_RETAIN_MAX 4096 /* entries per kind */
@@ -92,6 +97,56 @@ struct command_spec {
 struct command_hub;
 struct command_table;
 
+/*
+ * An exchange (SPEC.md section 12): a caller that takes the session's slot
+ * (rule 10), then is admitted under its id and waits for the agent's
+ * evidence snapshots on the stream it wrote to (rules 12-14). The table
+ * keeps no result: each exchange delivers again. The owner (the durable
+ * command service) embeds this, sets the fields above the line and the
+ * ops, and holds one reference; the table takes its own while the
+ * exchange is in it and for every callback in flight. Callbacks run with
+ * no table lock held, possibly on different threads at once: the owner
+ * decides with its own lock which ending is the first.
+ */
+struct command_exchange;
+
+struct command_exchange_ops {
+    /* The slot is the exchange's: recheck the session (rule 11), then
+     * command_table_exchange_send or command_table_exchange_leave. */
+    void (*granted)(struct command_exchange *x);
+    /* A snapshot that counts (rule 14), `first` for the first one (the
+     * slot was released for it). */
+    void (*evidence)(struct command_exchange *x, const uint8_t *payload, size_t len,
+                     bool first);
+    /* The table ended it (deadline, lost stream, shutdown): it is out of
+     * the table. */
+    void (*ended)(struct command_exchange *x, enum rpc_code code, const char *text);
+    /* The last reference went. */
+    void (*free)(struct command_exchange *x);
+};
+
+struct command_exchange {
+    const struct command_exchange_ops *ops;
+    enum command_kind kind;
+    const char *id;            /* the owner's, for the exchange's life */
+    uint8_t fp[32];            /* the command's digest */
+    int64_t deadline_ns;       /* monotonic: ends DEADLINE_EXCEEDED there */
+    int64_t start_ns;          /* monotonic: for the duration histogram */
+    /* ---- the table's, under its lock */
+    atomic_int refs;
+    struct command_exchange *next;     /* the table's exchanges */
+    struct command_exchange *queue_next;
+    int state;                 /* X_* in command_table.c */
+    uint64_t queued_seq;
+    struct rpc_stream *rs;     /* written to (a reference) */
+    struct entry *entry;       /* its id's entry while admitted */
+    bool got_first;
+    void *spare[2];            /* the granted and ended callbacks' memory */
+};
+
+void command_exchange_ref(struct command_exchange *x);
+void command_exchange_unref(struct command_exchange *x);
+
 /* Per relay: the tables with waiting callers, command_timeout_s, metrics. */
 struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns);
 /* Callers still waiting get UNAVAILABLE "relay shutting down". */
@@ -150,5 +205,39 @@ bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsign
 
 /* Stream rs ended: its commands end ABORTED (the outcome is unknown). */
 void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs);
+
+/*
+ * x (refs 1, the owner's) asks for the session's slot: granted now or
+ * after those before it (ops->granted, maybe before this returns), or
+ * ended by its deadline. -ENOMEM: nothing happened.
+ */
+int command_table_exchange_start(struct command_table *t, struct command_exchange *x);
+
+/*
+ * Rules 12-13 for x, which holds the slot: admit its id (kinds, digest,
+ * retention, one waiting exchange per id), then write msg on rs. RPC_OK:
+ * x waits for evidence on rs. Otherwise x left the table (the slot goes
+ * on) and *text says why; RPC_CANCELLED with *text NULL: x had already
+ * left (ended by the table or its owner), nothing to answer.
+ */
+enum rpc_code command_table_exchange_send(struct command_table *t, struct command_exchange *x,
+                                          struct rpc_stream *rs, const uint8_t *msg, size_t len,
+                                          const char **text);
+
+/* x leaves the table (its owner is done with it, or the caller went):
+ * true when it was still there (nobody else will end it). */
+bool command_table_exchange_leave(struct command_table *t, struct command_exchange *x);
+
+/*
+ * Evidence for command_id arrived on rs (rule 14): true when an exchange
+ * written there waits for it (it gets the snapshot; the first one frees
+ * the slot); false: nobody's, to be counted as ignored.
+ */
+bool command_table_evidence(struct command_table *t, struct rpc_stream *rs,
+                            const char *command_id, const uint8_t *payload, size_t len);
+
+/* Counted under the kind's result (the duration from x->start_ns too). */
+void command_hub_count(struct command_hub *hub, enum command_kind kind, const char *result,
+                       int64_t start_ns);
 
 #endif

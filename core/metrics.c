@@ -270,6 +270,14 @@ struct metric_histogram *metrics_histogram_register(struct metrics *m, const cha
                                                     const char *help, const double *bounds_s,
                                                     size_t n_bounds)
 {
+    return metrics_histogram_register_labeled(m, name, help, NULL, bounds_s, n_bounds);
+}
+
+struct metric_histogram *metrics_histogram_register_labeled(struct metrics *m, const char *name,
+                                                            const char *help, const char *labels,
+                                                            const double *bounds_s,
+                                                            size_t n_bounds)
+{
     if (!m || !metrics_name_valid(name) || !name_lint_ok(name, KIND_HISTOGRAM) || !bounds_s ||
         n_bounds == 0)
         return NULL;
@@ -278,7 +286,7 @@ struct metric_histogram *metrics_histogram_register(struct metrics *m, const cha
             return NULL;
 
     struct metric_histogram *h = calloc(1, sizeof(*h));
-    struct aero_metric *s = series_new(KIND_HISTOGRAM, name, help, NULL);
+    struct aero_metric *s = series_new(KIND_HISTOGRAM, name, help, labels);
     if (!h || !s)
         goto fail;
     h->n = n_bounds;
@@ -298,11 +306,11 @@ struct metric_histogram *metrics_histogram_register(struct metrics *m, const cha
 
     pthread_mutex_lock(&m->mu);
     struct aero_metric *found = NULL;
-    int rc = lookup_locked(m, KIND_HISTOGRAM, name, NULL, &found);
+    int rc = lookup_locked(m, KIND_HISTOGRAM, name, labels, &found);
     if (rc == 0)
         insert_series(m, s);
     pthread_mutex_unlock(&m->mu);
-    if (rc != 0) { /* a second histogram of one name is a bug, not a share */
+    if (rc != 0) { /* a second histogram of one series is a bug, not a share */
         series_free(s);
         return NULL;
     }
@@ -506,19 +514,23 @@ static const char *type_name(int kind)
 static void render_histogram(FILE *f, const struct aero_metric *s)
 {
     const struct metric_histogram *h = s->hist;
+    const char *l = s->labels ? s->labels : "", *comma = s->labels ? "," : "";
     uint64_t cumulative = 0;
     for (size_t i = 0; i <= h->n; i++) {
         cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
         if (i < h->n)
-            fprintf(f, "%s_bucket{le=\"%.9g\"} %llu\n", s->name, h->bounds_s[i],
+            fprintf(f, "%s_bucket{%s%sle=\"%.9g\"} %llu\n", s->name, l, comma, h->bounds_s[i],
                     (unsigned long long)cumulative);
         else
-            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", s->name, (unsigned long long)cumulative);
+            fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, l, comma,
+                    (unsigned long long)cumulative);
     }
     uint64_t sum = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
-    fprintf(f, "%s_sum %llu.%09llu\n", s->name, (unsigned long long)(sum / 1000000000ULL),
-            (unsigned long long)(sum % 1000000000ULL));
-    fprintf(f, "%s_count %llu\n", s->name, (unsigned long long)cumulative);
+    const char *open = s->labels ? "{" : "", *close = s->labels ? "}" : "";
+    fprintf(f, "%s_sum%s%s%s %llu.%09llu\n", s->name, open, l, close,
+            (unsigned long long)(sum / 1000000000ULL), (unsigned long long)(sum % 1000000000ULL));
+    fprintf(f, "%s_count%s%s%s %llu\n", s->name, open, l, close,
+            (unsigned long long)cumulative);
 }
 
 int metrics_render(struct metrics *m, char **out, size_t *len)

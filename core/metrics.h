@@ -65,6 +65,12 @@ aero_metric *metrics_vec_get(struct metric_vec *v, const char *value, size_t len
 struct metric_histogram *metrics_histogram_register(struct metrics *m, const char *name,
                                                     const char *help, const double *bounds_s,
                                                     size_t n_bounds);
+/* The same, one series of a labelled family (`labels` as for
+ * metrics_register: `kind="durable"`); each series registered once. */
+struct metric_histogram *metrics_histogram_register_labeled(struct metrics *m, const char *name,
+                                                            const char *help, const char *labels,
+                                                            const double *bounds_s,
+                                                            size_t n_bounds);
 /* Record one duration (negative counts as 0). Lock-free, any thread. */
 void metrics_histogram_observe_ns(struct metric_histogram *h, int64_t ns);
 /* Observations so far and their sum (for tests and the bench). */

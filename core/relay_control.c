@@ -334,7 +334,7 @@ static void command(struct relay *relay, struct rpc_call *call, const char *agen
     struct command_table *t = NULL;
     enum rpc_code code = RPC_OK;
     const char *text = NULL;
-    switch (gateway_command_target(relay->gateway, agent_id, &rs, &t)) {
+    switch (gateway_command_target(relay->gateway, agent_id, &rs, &t, NULL)) {
     case GATEWAY_TARGET_OK: break;
     case GATEWAY_NO_SESSION:
         code = RPC_NOT_FOUND;

@@ -32,6 +32,7 @@ const char *rpc_call_code_name(enum rpc_code code)
     case RPC_UNIMPLEMENTED: return "UNIMPLEMENTED";
     case RPC_INTERNAL: return "INTERNAL";
     case RPC_UNAVAILABLE: return "UNAVAILABLE";
+    case RPC_DATA_LOSS: return "DATA_LOSS";
     case RPC_UNAUTHENTICATED: return "UNAUTHENTICATED";
     }
     return "UNKNOWN";
@@ -40,8 +41,10 @@ const char *rpc_call_code_name(enum rpc_code code)
 struct rpc_call *rpc_call_alloc(void)
 {
     struct rpc_call *c = calloc(1, sizeof(*c));
-    if (c)
+    if (c) {
         grpc_metadata_array_init(&c->md);
+        atomic_init(&c->unary_batches, 1); /* the closing batch, owed by whoever finishes */
+    }
     return c;
 }
 
@@ -162,12 +165,46 @@ static void set_status_details(struct rpc_call *c, const char *msg)
     c->have_status_details = true;
 }
 
+/* A unary call's batches: the closing one, and the watch when there is
+ * one. The last to complete frees the call. */
+static void unary_batch_done(struct rpc_call *c)
+{
+    if (atomic_fetch_sub(&c->unary_batches, 1) == 1)
+        rpc_call_free(c);
+}
+
 static void unary_finished(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     (void)ok;
     (void)w; /* the client may be gone; nothing left to do either way */
-    struct rpc_call *c = (struct rpc_call *)((char *)tag - offsetof(struct rpc_call, finish_tag));
-    rpc_call_free(c);
+    unary_batch_done((struct rpc_call *)((char *)tag - offsetof(struct rpc_call, finish_tag)));
+}
+
+static void watch_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
+{
+    (void)ok;
+    (void)w;
+    struct rpc_call *c = (struct rpc_call *)((char *)tag - offsetof(struct rpc_call, watch_tag));
+    c->watch_fn(c->watch_arg, c->cancelled != 0);
+    unary_batch_done(c);
+}
+
+int rpc_call_watch(struct rpc_call *c, void (*fn)(void *arg, bool cancelled), void *arg)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    c->watch_fn = fn;
+    c->watch_arg = arg;
+    c->watch_tag.done = watch_done;
+    atomic_fetch_add(&c->unary_batches, 1);
+    if (grpc_call_start_batch(c->call, &op, 1, &c->watch_tag, NULL) != GRPC_CALL_OK) {
+        atomic_fetch_sub(&c->unary_batches, 1);
+        c->watch_fn = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
@@ -193,13 +230,15 @@ void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
     op->data.send_status_from_server.status = (grpc_status_code)code;
     op->data.send_status_from_server.status_details = &c->status_details;
     op++;
-    op->op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    op->data.recv_close_on_server.cancelled = &c->cancelled;
-    op++;
+    if (!c->watch_fn) { /* a watched call has its close batch started */
+        op->op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op->data.recv_close_on_server.cancelled = &c->cancelled;
+        op++;
+    }
     c->finish_tag.done = unary_finished;
     if (grpc_call_start_batch(c->call, ops, (size_t)(op - ops), &c->finish_tag, NULL) !=
         GRPC_CALL_OK)
-        rpc_call_free(c); /* nothing was started: no completion will come */
+        unary_batch_done(c); /* nothing was started: no completion will come */
 }
 
 #define CALL_OF(tag, member) ((struct rpc_call *)((char *)(tag) - offsetof(struct rpc_call, member)))

@@ -31,6 +31,7 @@ enum rpc_code {
     RPC_UNIMPLEMENTED = 12,
     RPC_INTERNAL = 13,
     RPC_UNAVAILABLE = 14,
+    RPC_DATA_LOSS = 15,
     RPC_UNAUTHENTICATED = 16
 };
 
@@ -72,6 +73,16 @@ const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len);
  */
 void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
                       const uint8_t *resp, size_t resp_len);
+
+/*
+ * A unary call answered later (a command waiting for its agent): fn(arg,
+ * cancelled) runs exactly once when the call is over, on a worker:
+ * `cancelled` when the client went away or its deadline passed before
+ * rpc_call_finish, false after it. The call stays valid until then, so fn
+ * may race a finish and must tolerate it (arg must outlive fn's run).
+ * Returns 0, or -1 when gRPC refused (fn will not run).
+ */
+int rpc_call_watch(struct rpc_call *c, void (*fn)(void *arg, bool cancelled), void *arg);
 
 /*
  * The single batches a streaming call is driven with; rpc_stream.c is

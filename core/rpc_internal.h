@@ -7,6 +7,8 @@
 
 #include "rpc_call.h"
 
+#include <stdatomic.h>
+
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 
@@ -35,6 +37,12 @@ struct rpc_call {
     struct conn_guard *guard;         /* told when the call ends (NULL: none) */
     char *peer;                       /* gRPC's peer string, for the guard */
     struct rpc_tag finish_tag;        /* unary: the one closing batch */
+    /* rpc_call_watch: the close batch started early, and its watcher. A
+     * watched unary call is freed once both it and finish_tag completed. */
+    struct rpc_tag watch_tag;
+    void (*watch_fn)(void *arg, bool cancelled);
+    void *watch_arg;
+    atomic_int unary_batches;
 };
 
 /* A fresh call object for rpc_server.c to request calls into. */

@@ -44,6 +44,7 @@ struct method {
     rpc_unary_handler unary;            /* a unary one ... */
     const ProtobufCMessageDescriptor *request; /* ... and its request */
     aero_metric *malformed;                    /* requests that did not unpack */
+    unsigned unary_flags;                      /* RPC_UNARY_* */
     void *service;
 };
 
@@ -196,7 +197,7 @@ static void new_call(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     if (!m)
         rpc_call_finish(call, RPC_UNIMPLEMENTED, "unknown method", NULL, 0);
     else if (m->unary)
-        rpc_unary_serve(call, m->request, m->unary, m->service, m->malformed, w);
+        rpc_unary_serve(call, m->request, m->unary, m->service, m->malformed, m->unary_flags, w);
     else
         m->stream(call, m->service, w);
     /* Re-arm the same slot before anything else can exhaust it. */
@@ -422,6 +423,13 @@ int rpc_server_add_unary(struct rpc_server *s, const char *path,
                          const ProtobufCMessageDescriptor *request, rpc_unary_handler handler,
                          void *service)
 {
+    return rpc_server_add_unary_flags(s, path, request, handler, service, 0);
+}
+
+int rpc_server_add_unary_flags(struct rpc_server *s, const char *path,
+                               const ProtobufCMessageDescriptor *request,
+                               rpc_unary_handler handler, void *service, unsigned flags)
+{
     aero_metric *malformed = NULL;
     if (s->opt.metrics) {
         char label[160];
@@ -434,7 +442,7 @@ int rpc_server_add_unary(struct rpc_server *s, const char *path,
     }
     return add_method(s, &(struct method){.path = (char *)path, .unary = handler,
                                           .request = request, .malformed = malformed,
-                                          .service = service});
+                                          .unary_flags = flags, .service = service});
 }
 
 int rpc_server_add_stream(struct rpc_server *s, const char *path, rpc_stream_handler handler,

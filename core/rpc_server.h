@@ -46,6 +46,10 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
 int rpc_server_add_unary(struct rpc_server *s, const char *path,
                          const ProtobufCMessageDescriptor *request, rpc_unary_handler handler,
                          void *service);
+/* The same with RPC_UNARY_* flags (rpc_unary.h). */
+int rpc_server_add_unary_flags(struct rpc_server *s, const char *path,
+                               const ProtobufCMessageDescriptor *request,
+                               rpc_unary_handler handler, void *service, unsigned flags);
 int rpc_server_add_stream(struct rpc_server *s, const char *path, rpc_stream_handler handler,
                           void *service);
 /* Bind, start the workers. Returns the bound port, or -1 with err filled. */

@@ -75,25 +75,42 @@ static const char *string_with_nul(const ProtobufCMessageDescriptor *desc, const
     return NULL;
 }
 
+ProtobufCMessage *rpc_unary_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes,
+                                   size_t len, const char **cut)
+{
+    *cut = NULL;
+    ProtobufCMessage *req = protobuf_c_message_unpack(desc, NULL, len, bytes);
+    const char *bad = req ? string_with_nul(desc, bytes, len, 0) : NULL;
+    if (!bad)
+        return req;
+    if (*bad)
+        *cut = bad;
+    protobuf_c_message_free_unpacked(req, NULL);
+    return NULL;
+}
+
 void rpc_unary_serve(struct rpc_call *call, const ProtobufCMessageDescriptor *desc,
                      rpc_unary_handler handler, void *service, aero_metric *malformed,
-                     struct worker_ctx *w)
+                     unsigned flags, struct worker_ctx *w)
 {
     size_t len;
     const uint8_t *bytes = rpc_call_request(call, &len);
-    ProtobufCMessage *req = protobuf_c_message_unpack(desc, NULL, len, bytes);
-    const char *cut = req ? string_with_nul(desc, bytes, len, 0) : NULL;
-    if (!req || cut) {
+    const char *cut = NULL;
+    ProtobufCMessage *req = rpc_unary_unpack(desc, bytes, len, &cut);
+    if (!req)
         metrics_inc(malformed);
+    if (!req && (flags & RPC_UNARY_OWN_MALFORMED)) {
+        handler(call, NULL, service, w);
+        return;
+    }
+    if (!req) {
         char msg[160];
-        if (cut && *cut)
+        if (cut)
             snprintf(msg, sizeof(msg), "malformed %s: %s holds a NUL byte", desc->short_name,
                      cut);
         else
             snprintf(msg, sizeof(msg), "malformed %s", desc->short_name);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT, msg, NULL, 0);
-        if (req)
-            protobuf_c_message_free_unpacked(req, NULL);
         return;
     }
     handler(call, req, service, w);

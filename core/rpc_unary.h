@@ -26,11 +26,25 @@ struct worker_ctx;
 typedef void (*rpc_unary_handler)(struct rpc_call *call, const ProtobufCMessage *req,
                                   void *service, struct worker_ctx *w);
 
+/*
+ * A method whose SPEC answers a request that does not unpack with its own
+ * code and text, after its own checks (SPEC.md 12.7: the control
+ * authentication comes first): the handler gets req == NULL for it
+ * (counted as malformed all the same) and answers it.
+ */
+#define RPC_UNARY_OWN_MALFORMED 1u
+
 /* rpc_server.c: a new call of a unary method; `malformed` (may be NULL)
  * counts requests that did not unpack or held a NUL in a string. */
 void rpc_unary_serve(struct rpc_call *call, const ProtobufCMessageDescriptor *desc,
                      rpc_unary_handler handler, void *service, aero_metric *malformed,
-                     struct worker_ctx *w);
+                     unsigned flags, struct worker_ctx *w);
+
+/* The unpacking rpc_unary_serve does, for a request that arrives another
+ * way (a server-streaming method's one message): NULL when it does not
+ * unpack or a string holds a NUL (*cut: that field's name, else NULL). */
+ProtobufCMessage *rpc_unary_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes,
+                                   size_t len, const char **cut);
 
 /* Pack `resp` and answer the call with it and OK. */
 void rpc_unary_reply(struct rpc_call *call, const ProtobufCMessage *resp);

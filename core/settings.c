@@ -466,6 +466,7 @@ static int resolve_relay_id(struct settings *out, char *err, size_t errlen)
                                  ID_CHARS ")", config_quote(q, sizeof q, env));
         id = env;
     }
+    out->relay_id_stable = id[0] != '\0';
     if (!id[0] && gethostname(host, sizeof host - 1) == 0 && valid_relay_id(host))
         id = host;
     out->relay_id = strdup(id[0] ? id : "relay");

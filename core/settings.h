@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "log.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,7 @@ struct settings {
     /* [relay] */
     char *listen;                   /* "0.0.0.0:50051" */
     char *relay_id;                 /* resolved: key, RELAY_ID, hostname, "relay" */
+    bool relay_id_stable;           /* from the key or RELAY_ID, not a fallback (SPEC 12.2 rule 3) */
     int64_t max_inflight;           /* default 100 */
     int workers;                    /* resolved: 0 -> number of cores */
     char *plugin_dir;               /* as configured; "" = default search */

@@ -683,7 +683,8 @@ static int stream_start(struct rc_stream *s, grpc_op *ops, size_t n, void *tag)
 	return grpc_call_start_batch(s->call, ops, n, tag, NULL) == GRPC_CALL_OK ? 0 : -EIO;
 }
 
-static struct rc_stream *stream_open(struct rc_channel *ch, const char *agent_id_header,
+static struct rc_stream *stream_open(struct rc_channel *ch, const char *method,
+				      gpr_timespec deadline, const char *agent_id_header,
 				      const char *session, enum rc_session_header mode,
 				      const struct rc_md *md, size_t n_md, struct rc_status *st)
 {
@@ -702,8 +703,7 @@ static struct rc_stream *stream_open(struct rc_channel *ch, const char *agent_id
 	if (md_build_session(&s->md, ch, agent_id_header, session, mode, md, n_md, st))
 		goto fail;
 	s->cq = grpc_completion_queue_create_for_pluck(NULL);
-	s->call = call_create(ch, s->cq, RC_METHOD_TELEMETRY_STREAM,
-			      gpr_inf_future(GPR_CLOCK_MONOTONIC));
+	s->call = call_create(ch, s->cq, method, deadline);
 	if (!s->call) {
 		status_set(st, GRPC_STATUS_INTERNAL, "client: cannot create the stream call");
 		goto fail;
@@ -738,14 +738,16 @@ fail:
 struct rc_stream *rc_stream_open(struct rc_channel *ch, const char *agent_id_header,
 				 const struct rc_md *md, size_t n_md, struct rc_status *st)
 {
-	return stream_open(ch, agent_id_header, NULL, RC_SESSION_HEADER_OMIT, md, n_md, st);
+	return stream_open(ch, RC_METHOD_TELEMETRY_STREAM, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+			   agent_id_header, NULL, RC_SESSION_HEADER_OMIT, md, n_md, st);
 }
 
 struct rc_stream *rc_stream_open_gen2(struct rc_channel *ch, const char *agent_id_header,
 				      const char *session_id, const struct rc_md *md,
 				      size_t n_md, struct rc_status *st)
 {
-	return stream_open(ch, agent_id_header, session_id,
+	return stream_open(ch, RC_METHOD_TELEMETRY_STREAM, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+			   agent_id_header, session_id,
 			   session_id ? RC_SESSION_HEADER_ONCE : RC_SESSION_HEADER_OMIT, md, n_md,
 			   st);
 }
@@ -755,7 +757,15 @@ struct rc_stream *rc_stream_open_gen2_hdr(struct rc_channel *ch, const char *age
 					  const struct rc_md *md, size_t n_md,
 					  struct rc_status *st)
 {
-	return stream_open(ch, agent_id_header, session_id, mode, md, n_md, st);
+	return stream_open(ch, RC_METHOD_TELEMETRY_STREAM, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+			   agent_id_header, session_id, mode, md, n_md, st);
+}
+
+struct rc_stream *rc_stream_open_method(struct rc_channel *ch, const char *method,
+					int timeout_ms, struct rc_status *st)
+{
+	return stream_open(ch, method, deadline_in(timeout_ms), NULL, NULL,
+			   RC_SESSION_HEADER_OMIT, NULL, 0, st);
 }
 
 /* Collect the outstanding send (message or half-close), if any. */
@@ -931,6 +941,17 @@ const char *rc_relay_arm_name(int arm)
 	if (arm < 0 || arm > 7)
 		return "unknown";
 	return names[arm];
+}
+
+int rc_stream_recv_raw(struct rc_stream *s, const uint8_t **msg, size_t *len, int timeout_ms)
+{
+	int rc = recv_raw(s, deadline_in(timeout_ms));
+
+	if (rc == 1) {
+		*msg = GRPC_SLICE_START_PTR(s->raw);
+		*len = GRPC_SLICE_LENGTH(s->raw);
+	}
+	return rc;
 }
 
 int rc_stream_recv_gen2(struct rc_stream *s, struct rc_relay_msg *out, int timeout_ms)

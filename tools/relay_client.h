@@ -391,6 +391,19 @@ struct rc_relay_msg {
  * raw_len still hold the bytes, e.g. a seed TelemetryAck). */
 int rc_stream_recv_gen2(struct rc_stream *s, struct rc_relay_msg *out, int timeout_ms);
 
+/* NAME rc_stream_open_method
+ * Open any streaming method (a server-streaming one such as
+ * RelayControl/ExecuteCommand: rc_stream_send its one request, then
+ * rc_stream_close_send) with a deadline of timeout_ms (<= 0: none).
+ * RETURN the stream, or NULL (st says why). */
+struct rc_stream *rc_stream_open_method(struct rc_channel *ch, const char *method,
+					int timeout_ms, struct rc_status *st);
+
+/* NAME rc_stream_recv_raw
+ * The next message's bytes, valid until the next receive on s.
+ * RETURN 1; 0 at end of stream; -ETIMEDOUT. */
+int rc_stream_recv_raw(struct rc_stream *s, const uint8_t **msg, size_t *len, int timeout_ms);
+
 /* NAME rc_uuid_v4
  * A random (version 4) UUID, lower case 8-4-4-4-12, into out (37 bytes with
  * the NUL): a wal_id for one run of an agent. RETURN 0 or -errno. */

@@ -5,6 +5,7 @@
  * generation-2 agents that count what they receive and answer (or not).
  * A control call blocks, so it runs on a thread while the agent answers.
  */
+#include "control_fixture.h"
 #include "harness.h"
 #include "http_client.h"
 
@@ -21,52 +22,17 @@
 #define CLEAR "/aeroarc.relay.v1.RelayControl/ClearOperationContext"
 #define AIRCRAFT "/aeroarc.relay.v1.RelayControl/SendAircraftCommand"
 
-enum { OK = 0, DEADLINE = 4, NOT_FOUND = 5, ALREADY_EXISTS = 6, PERMISSION_DENIED = 7,
-       FAILED_PRECONDITION = 9, ABORTED = 10, UNIMPLEMENTED = 12, INTERNAL = 13,
-       UNAVAILABLE = 14, UNAUTHENTICATED = 16, INVALID_ARGUMENT = 3 };
-
 static struct relay_proc relay;
 static struct rc_channel *api; /* the allowed control client (URI SAN) */
 static struct rc_channel *agents; /* TLS, no client certificate */
 static char ca[400];
-
-static void sh(const char *cmd)
-{
-    char full[4096];
-    snprintf(full, sizeof(full), "cd %s && (%s) >/dev/null 2>&1", relay.dir, cmd);
-    cr_assert_eq(system(full), 0, "%s", full);
-}
-
-/* A client certificate `name` signed by CA `by` with subject CN and an
- * optional subjectAltName line. */
-static void client_cert(const char *name, const char *by, const char *cn, const char *san)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "openssl req -newkey rsa:2048 -nodes -keyout %s.key -out %s.csr -subj /CN=%s && "
-             "printf 'extendedKeyUsage=clientAuth\\n%s%s\\n' > %s.ext && "
-             "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -out %s.pem "
-             "-days 1 -extfile %s.ext",
-             name, name, cn, san ? "subjectAltName=" : "", san ? san : "", name, name, by, by,
-             name, name);
-    sh(cmd);
-}
 
 static const char *agent_token; /* [auth] mode = bearer: the agents' key */
 static int hold_s = 3;           /* [relay] gen2_hold_s */
 
 static struct rc_channel *tls(const char *cert)
 {
-    char c[400], k[400];
-    snprintf(c, sizeof(c), "%s/%s.pem", relay.dir, cert ? cert : "");
-    snprintf(k, sizeof(k), "%s/%s.key", relay.dir, cert ? cert : "");
-    struct rc_opts o = {.root_cert_file = ca, .client_cert_file = cert ? c : NULL,
-                        .client_key_file = cert ? k : NULL, .server_name_override = "localhost",
-                        .bearer_token = cert ? NULL : agent_token};
-    struct rc_status st;
-    struct rc_channel *ch = rc_connect_opts(relay.target, &o, &st);
-    cr_assert_not_null(ch, "%s", st.message);
-    return ch;
+    return fixture_channel(&relay, cert, agent_token);
 }
 
 #define AGENT_KEY "agents-key-0123456789abcdef"
@@ -76,40 +42,13 @@ static struct rc_channel *tls(const char *cert)
 static void start_with(void)
 {
     harness_prepare(&relay);
-    const char *auth = "";
-    if (agent_token) {
-        char path[400];
-        snprintf(path, sizeof(path), "%s/keys.txt", relay.dir);
-        FILE *f = fopen(path, "w");
-        cr_assert_not_null(f);
-        fprintf(f, "%s *\n", agent_token);
-        fclose(f);
-        cr_assert_eq(chmod(path, 0600), 0);
-        auth = "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n";
-    }
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
-       "-subj /CN=agents-ca");
-    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost"
-       " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && openssl x509 -req "
-       "-in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 "
-       "-extfile san.ext");
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout cca.key -out cca.pem -days 1 "
-       "-subj /CN=control-ca");
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout oca.key -out oca.pem -days 1 "
-       "-subj /CN=other-ca");
-    client_cert("uri", "cca", "api-by-uri", "URI:spiffe://aero-arc/api");
-    client_cert("dns", "cca", "api-by-dns", "DNS:api.aero.test");
-    client_cert("cn", "cca", "aero-api", NULL);
-    client_cert("denied", "cca", "intruder", "URI:spiffe://aero-arc/other,DNS:evil.aero.test");
-    client_cert("foreign", "oca", "aero-api", "URI:spiffe://aero-arc/api");
+    const char *auth = agent_token ? fixture_bearer_keys(&relay, agent_token) : "";
+    fixture_pki(&relay);
     char body[2048];
     snprintf(body, sizeof(body),
-             "[tls]\ncert_file = %%DIR%%/server.pem\nkey_file = %%DIR%%/server.key\n"
-             "[control]\nclient_ca_file = %%DIR%%/cca.pem\n"
-             "allowed_identities = aero-api, api.aero.test, spiffe://aero-arc/api\n"
-             "command_timeout_s = 2\n"
+             "%scommand_timeout_s = 2\n"
              "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n%s",
-             auth);
+             FIXTURE_TLS_CONTROL, auth);
     relay.http = true; /* the gate's counters */
     char extra[100];
     snprintf(extra, sizeof(extra), "max_inflight = 100\ngen2_hold_s = %d\n", hold_s);
@@ -156,63 +95,6 @@ static void stop(void)
 TestSuite(commands, .init = start, .fini = stop, .timeout = 120);
 
 /* ---- control calls ------------------------------------------------------ */
-
-struct call {
-    pthread_t thread;
-    struct rc_channel *ch;
-    const char *method;
-    uint8_t *req;
-    size_t req_len;
-    int timeout_ms;
-    struct rc_status st;
-    uint8_t *resp;
-    size_t resp_len;
-    int done; /* __atomic: the call has its answer */
-};
-
-static void *call_main(void *arg)
-{
-    struct call *c = arg;
-    if (rc_unary(c->ch, c->method, c->req, c->req_len, NULL, 0, &c->resp, &c->resp_len, &c->st,
-                 c->timeout_ms) < 0 &&
-        c->st.code == 0)
-        c->st.code = -1;
-    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
-static struct call *call_start(struct rc_channel *ch, const char *method,
-                               const ProtobufCMessage *req, int timeout_ms)
-{
-    struct call *c = calloc(1, sizeof(*c));
-    c->ch = ch;
-    c->method = method;
-    c->timeout_ms = timeout_ms;
-    c->req_len = protobuf_c_message_get_packed_size(req);
-    c->req = malloc(c->req_len + 1);
-    protobuf_c_message_pack(req, c->req);
-    cr_assert_eq(pthread_create(&c->thread, NULL, call_main, c), 0);
-    return c;
-}
-
-static void call_join(struct call *c) { pthread_join(c->thread, NULL); }
-
-static void call_free(struct call *c)
-{
-    free(c->req);
-    free(c->resp);
-    free(c);
-}
-
-static void expect_status(struct call *c, int code, const char *text)
-{
-    call_join(c);
-    cr_assert_eq(c->st.code, code, "%s: got %s \"%s\", want %s", c->method,
-                 rc_status_code_name(c->st.code), c->st.message, rc_status_code_name(code));
-    if (text)
-        cr_assert_str_eq(c->st.message, text);
-    call_free(c);
-}
 
 /* Requests. */
 static Aeroarc__Agent__V1__OperationContext ctx_of(const char *flight, const char *aircraft)

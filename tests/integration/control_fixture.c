@@ -1,0 +1,139 @@
+/*
+ * control_fixture.c - certificates, channels and threaded control calls
+ * for the RelayControl tests (control_fixture.h).
+ */
+#include "control_fixture.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void fixture_sh(const struct relay_proc *relay, const char *cmd)
+{
+    char full[4096];
+    snprintf(full, sizeof(full), "cd %s && (%s) >/dev/null 2>&1", relay->dir, cmd);
+    cr_assert_eq(system(full), 0, "%s", full);
+}
+
+/* A client certificate `name` signed by CA `by` with subject CN and an
+ * optional subjectAltName line. */
+static void client_cert(const struct relay_proc *relay, const char *name, const char *by,
+                        const char *cn, const char *san)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -newkey rsa:2048 -nodes -keyout %s.key -out %s.csr -subj /CN=%s && "
+             "printf 'extendedKeyUsage=clientAuth\\n%s%s\\n' > %s.ext && "
+             "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -out %s.pem "
+             "-days 1 -extfile %s.ext",
+             name, name, cn, san ? "subjectAltName=" : "", san ? san : "", name, name, by, by,
+             name, name);
+    fixture_sh(relay, cmd);
+}
+
+void fixture_pki(const struct relay_proc *relay)
+{
+    fixture_sh(relay, "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+                      "-days 1 -subj /CN=agents-ca");
+    fixture_sh(relay,
+               "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+               "-subj /CN=localhost && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > "
+               "san.ext && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+               "-CAcreateserial -out server.pem -days 1 -extfile san.ext");
+    fixture_sh(relay, "openssl req -x509 -newkey rsa:2048 -nodes -keyout cca.key -out cca.pem "
+                      "-days 1 -subj /CN=control-ca");
+    fixture_sh(relay, "openssl req -x509 -newkey rsa:2048 -nodes -keyout oca.key -out oca.pem "
+                      "-days 1 -subj /CN=other-ca");
+    client_cert(relay, "uri", "cca", "api-by-uri", "URI:spiffe://aero-arc/api");
+    client_cert(relay, "dns", "cca", "api-by-dns", "DNS:api.aero.test");
+    client_cert(relay, "cn", "cca", "aero-api", NULL);
+    client_cert(relay, "denied", "cca", "intruder",
+                "URI:spiffe://aero-arc/other,DNS:evil.aero.test");
+    client_cert(relay, "foreign", "oca", "aero-api", "URI:spiffe://aero-arc/api");
+}
+
+const char *fixture_bearer_keys(const struct relay_proc *relay, const char *token)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/keys.txt", relay->dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s *\n", token);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0600), 0);
+    return "[auth]\nmode = bearer\nkeys_file = %DIR%/keys.txt\n";
+}
+
+struct rc_channel *fixture_channel(const struct relay_proc *relay, const char *cert,
+                                   const char *token)
+{
+    char ca[400], c[400], k[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay->dir);
+    snprintf(c, sizeof(c), "%s/%s.pem", relay->dir, cert ? cert : "");
+    snprintf(k, sizeof(k), "%s/%s.key", relay->dir, cert ? cert : "");
+    struct rc_opts o = {.root_cert_file = ca, .client_cert_file = cert ? c : NULL,
+                        .client_key_file = cert ? k : NULL, .server_name_override = "localhost",
+                        .bearer_token = cert ? NULL : token};
+    struct rc_status st;
+    struct rc_channel *ch = rc_connect_opts(relay->target, &o, &st);
+    cr_assert_not_null(ch, "%s", st.message);
+    return ch;
+}
+
+static void *call_main(void *arg)
+{
+    struct call *c = arg;
+    if (rc_unary(c->ch, c->method, c->req, c->req_len, NULL, 0, &c->resp, &c->resp_len, &c->st,
+                 c->timeout_ms) < 0 &&
+        c->st.code == 0)
+        c->st.code = -1;
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+struct call *call_start_raw(struct rc_channel *ch, const char *method, const uint8_t *req,
+                            size_t len, int timeout_ms)
+{
+    struct call *c = calloc(1, sizeof(*c));
+    cr_assert_not_null(c);
+    c->ch = ch;
+    c->method = method;
+    c->timeout_ms = timeout_ms;
+    c->req_len = len;
+    c->req = malloc(len + 1);
+    memcpy(c->req, req, len);
+    cr_assert_eq(pthread_create(&c->thread, NULL, call_main, c), 0);
+    return c;
+}
+
+struct call *call_start(struct rc_channel *ch, const char *method, const ProtobufCMessage *req,
+                        int timeout_ms)
+{
+    size_t n = protobuf_c_message_get_packed_size(req);
+    uint8_t *b = malloc(n + 1);
+    protobuf_c_message_pack(req, b);
+    struct call *c = call_start_raw(ch, method, b, n, timeout_ms);
+    free(b);
+    return c;
+}
+
+void call_join(struct call *c) { pthread_join(c->thread, NULL); }
+
+void call_free(struct call *c)
+{
+    free(c->req);
+    free(c->resp);
+    free(c);
+}
+
+void expect_status(struct call *c, int code, const char *text)
+{
+    call_join(c);
+    cr_assert_eq(c->st.code, code, "%s: got %s \"%s\", want %s", c->method,
+                 rc_status_code_name(c->st.code), c->st.message, rc_status_code_name(code));
+    if (text)
+        cr_assert_str_eq(c->st.message, text);
+    call_free(c);
+}

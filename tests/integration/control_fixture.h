@@ -1,0 +1,71 @@
+/*
+ * control_fixture.h - what the RelayControl tests share: certificates made
+ * with openssl in the relay's directory (an agents' CA and server
+ * certificate, a control CA and API client certificates), TLS channels,
+ * and control calls that block on a thread of their own while a simulated
+ * agent answers.
+ */
+#ifndef AERO_TEST_CONTROL_FIXTURE_H
+#define AERO_TEST_CONTROL_FIXTURE_H
+
+#include "harness.h"
+
+#include <pthread.h>
+#include <protobuf-c/protobuf-c.h>
+
+enum { OK = 0, CANCELLED = 1, INVALID_ARGUMENT = 3, DEADLINE = 4, NOT_FOUND = 5,
+       ALREADY_EXISTS = 6, PERMISSION_DENIED = 7, RESOURCE_EXHAUSTED = 8,
+       FAILED_PRECONDITION = 9, ABORTED = 10, UNIMPLEMENTED = 12, INTERNAL = 13,
+       UNAVAILABLE = 14, DATA_LOSS = 15, UNAUTHENTICATED = 16 };
+
+/* Run cmd in the relay's directory; it must succeed. */
+void fixture_sh(const struct relay_proc *relay, const char *cmd);
+
+/*
+ * In the relay's directory: ca.pem (agents' CA) and server.pem/.key for
+ * localhost; cca.pem (control CA) with client certificates uri (SAN
+ * spiffe://aero-arc/api), dns (api.aero.test), cn (CN aero-api), denied
+ * (other identities); oca.pem (another CA) with foreign.
+ */
+void fixture_pki(const struct relay_proc *relay);
+
+/* The [tls] and [control] sections for fixture_pki's files. */
+#define FIXTURE_TLS_CONTROL                                                               \
+    "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n"                 \
+    "[control]\nclient_ca_file = %DIR%/cca.pem\n"                                          \
+    "allowed_identities = aero-api, api.aero.test, spiffe://aero-arc/api\n"
+
+/* keys.txt (0600) giving every agent id this key; returns the [auth]
+ * section that uses it. */
+const char *fixture_bearer_keys(const struct relay_proc *relay, const char *token);
+
+/* A TLS channel trusting ca.pem: with client certificate `cert` (a name
+ * above), or none and the bearer token (NULL: none). */
+struct rc_channel *fixture_channel(const struct relay_proc *relay, const char *cert,
+                                   const char *token);
+
+/* A unary control call running on its own thread. */
+struct call {
+    pthread_t thread;
+    struct rc_channel *ch;
+    const char *method;
+    uint8_t *req;
+    size_t req_len;
+    int timeout_ms;
+    struct rc_status st;
+    uint8_t *resp;
+    size_t resp_len;
+    int done; /* __atomic: the call has its answer */
+};
+
+struct call *call_start(struct rc_channel *ch, const char *method, const ProtobufCMessage *req,
+                        int timeout_ms);
+/* The same with the request's bytes as given (copied). */
+struct call *call_start_raw(struct rc_channel *ch, const char *method, const uint8_t *req,
+                            size_t len, int timeout_ms);
+void call_join(struct call *c);
+void call_free(struct call *c);
+/* Join c, check its code (and text unless NULL), free it. */
+void expect_status(struct call *c, int code, const char *text);
+
+#endif
