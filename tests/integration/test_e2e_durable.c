@@ -612,11 +612,27 @@ Test(durable, execute_streams_until_complete)
     cr_assert_eq(rc_stream_recv_raw(x, &r, &n, 10000), 1);
     expect_evidence(r, n, &m, "cmd-12/attempt-1", done_stages, 3);
     cr_assert_eq(rc_stream_recv_raw(x, &r, &n, 10000), 0);
+    struct rc_status fin;
+    cr_assert_eq(rc_stream_finish(x, &fin, 10000), 0);
+    cr_assert_eq(fin.code, OK, "%s", fin.message);
+    rc_stream_free(x);
+    cr_assert_eq(metric("aero_relay_commands_total{kind=\"durable\",result=\"complete\"}"), 1);
     struct rc_status st;
+
+    /* While an ExecuteCommand past its first snapshot still streams, the
+     * same id is refused (rule 12). */
+    x = execute(&m, "agent", "cmd-12/attempt-4", 20000);
+    agent_expect_command(s, &m);
+    agent_evidence(s, &m, ack_stage, 1, false);
+    cr_assert_eq(rc_stream_recv_raw(x, &r, &n, 10000), 1);
+    expect_status(exchange(&m, "agent", "cmd-12/attempt-5", 5000), ABORTED,
+                  "command evidence stream already active");
+    agent_evidence(s, &m, done_stages, 3, true);
+    cr_assert_eq(rc_stream_recv_raw(x, &r, &n, 10000), 1);
+    cr_assert_eq(rc_stream_recv_raw(x, &r, &n, 10000), 0);
     cr_assert_eq(rc_stream_finish(x, &st, 10000), 0);
     cr_assert_eq(st.code, OK, "%s", st.message);
     rc_stream_free(x);
-    cr_assert_eq(metric("aero_relay_commands_total{kind=\"durable\",result=\"complete\"}"), 1);
 
     /* A rejection is complete too; a refusal ends the stream with its code. */
     x = execute(&m, "agent", "cmd-12/attempt-2", 20000);

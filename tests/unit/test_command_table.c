@@ -206,3 +206,124 @@ Test(command_table, a_mismatched_answer_fences_the_session)
     command_table_unref(n);
     command_hub_destroy(hub);
 }
+
+/* ---- durable exchanges (SPEC.md 12.2 rules 10-14) ----------------------- */
+
+struct test_exchange {
+    struct command_exchange x;
+    char id[32];
+    int granted, evidence, ended;
+    enum rpc_code ended_code;
+    const char *ended_text;
+};
+
+static void x_granted(struct command_exchange *x) { ((struct test_exchange *)x)->granted++; }
+static void x_evidence(struct command_exchange *x, const uint8_t *p, size_t len, bool first)
+{
+    (void)p, (void)len, (void)first;
+    ((struct test_exchange *)x)->evidence++;
+}
+static void x_ended(struct command_exchange *x, enum rpc_code code, const char *text)
+{
+    struct test_exchange *e = (struct test_exchange *)x;
+    e->ended++;
+    e->ended_code = code;
+    e->ended_text = text;
+}
+static void x_free(struct command_exchange *x) { free(x); }
+
+static const struct command_exchange_ops x_ops = {
+    .granted = x_granted, .evidence = x_evidence, .ended = x_ended, .free = x_free};
+
+/* An exchange for id with digest byte d (the test keeps the owner's
+ * reference until it unrefs). */
+static struct test_exchange *exchange_new(const char *id, uint8_t d)
+{
+    struct test_exchange *e = calloc(1, sizeof(*e));
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    e->x.ops = &x_ops;
+    e->x.kind = COMMAND_DURABLE;
+    e->x.id = e->id;
+    memset(e->x.fp, d, sizeof(e->x.fp));
+    e->x.deadline_ns = INT64_MAX;
+    atomic_init(&e->x.refs, 1);
+    return e;
+}
+
+static enum rpc_code send_x(struct command_table *t, struct test_exchange *e, const char **text)
+{
+    return command_table_exchange_send(t, &e->x, RS, (const uint8_t *)"m", 1, text);
+}
+
+Test(command_table, the_slot_goes_in_arrival_order_across_kinds)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = command_table_create(hub, "a-x1", true);
+    struct test_exchange *a = exchange_new("d-1", 1), *b = exchange_new("d-2", 2);
+    const char *text;
+    cr_assert_eq(command_table_exchange_start(t, &a->x), 0);
+    cr_assert_eq(a->granted, 1); /* the slot was free */
+    cr_assert_eq(send_x(t, a, &text), RPC_OK);
+    cr_assert_eq(command_table_exchange_start(t, &b->x), 0);
+    cr_assert_eq(b->granted, 0);
+    sends = 0;
+    submit(t, "s-1", ctx("F1", 1)); /* a Set queues behind b */
+    cr_assert_eq(sends, 0);
+    /* Evidence from another stream is nobody's; from RS it frees the slot. */
+    cr_assert_not(command_table_evidence(t, (struct rpc_stream *)0x9, "d-1", NULL, 0));
+    cr_assert(command_table_evidence(t, RS, "d-1", NULL, 0));
+    cr_assert_eq(a->evidence, 1);
+    cr_assert_eq(b->granted, 1);
+    cr_assert_eq(sends, 0);
+    cr_assert(command_table_exchange_leave(t, &b->x)); /* b's caller went */
+    cr_assert_eq(sends, 1, "the Set goes once b leaves");
+    cr_assert(command_table_exchange_leave(t, &a->x));
+    cr_assert_not(command_table_exchange_leave(t, &a->x));
+    command_exchange_unref(&a->x);
+    command_exchange_unref(&b->x);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, durable_ids_are_kept_not_evicted)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = command_table_create(hub, "a-x2", true);
+    const char *text;
+    for (int i = 0; i < COMMAND_RETAIN_MAX; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "d-%d", i);
+        struct test_exchange *e = exchange_new(id, 1);
+        cr_assert_eq(command_table_exchange_start(t, &e->x), 0);
+        cr_assert_eq(send_x(t, e, &text), RPC_OK);
+        cr_assert(command_table_exchange_leave(t, &e->x));
+        command_exchange_unref(&e->x);
+    }
+    struct test_exchange *e = exchange_new("one-more", 1);
+    cr_assert_eq(command_table_exchange_start(t, &e->x), 0);
+    cr_assert_eq(send_x(t, e, &text), RPC_RESOURCE_EXHAUSTED);
+    cr_assert_str_eq(text, "durable command identity retention is full");
+    command_exchange_unref(&e->x);
+    /* A retained id with its digest is delivered again; another digest is not. */
+    e = exchange_new("d-7", 1);
+    cr_assert_eq(command_table_exchange_start(t, &e->x), 0);
+    cr_assert_eq(send_x(t, e, &text), RPC_OK);
+    struct test_exchange *same = exchange_new("d-7", 1), *other = exchange_new("d-8", 2);
+    cr_assert_eq(command_table_exchange_start(t, &same->x), 0);
+    cr_assert(command_table_evidence(t, RS, "d-7", NULL, 0)); /* e's first: the slot moves */
+    cr_assert_eq(same->granted, 1);
+    cr_assert_eq(send_x(t, same, &text), RPC_ABORTED, "e still waits for d-7");
+    cr_assert_str_eq(text, "command evidence stream already active");
+    cr_assert_eq(command_table_exchange_start(t, &other->x), 0);
+    cr_assert_eq(send_x(t, other, &text), RPC_ALREADY_EXISTS);
+    cr_assert_str_eq(text, "durable command ID has a different digest");
+    /* The stream written to ends: e ends ABORTED. */
+    command_table_stream_ended(t, RS);
+    cr_assert_eq(e->ended, 1);
+    cr_assert_eq(e->ended_code, RPC_ABORTED);
+    command_exchange_unref(&e->x);
+    command_exchange_unref(&same->x);
+    command_exchange_unref(&other->x);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
