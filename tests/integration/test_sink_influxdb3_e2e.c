@@ -518,17 +518,23 @@ Test(influxdb3_e2e, relay_killed_mid_batch_loses_no_ok_acked_row)
         f.wal_id = WAL;
         cr_assert_eq(rc_stream_send_gen2_frame(a.s, &f, 5000), 0);
     }
+    /* Kill once half the requests went out (a batch's acks come when its
+     * last request is answered, so some frames are acked and some not). */
     bool ok[N + 1] = {false};
-    size_t n_ok = 0;
-    while (n_ok < 20) {
-        struct rc_relay_msg m;
-        cr_assert_eq(rc_stream_recv_gen2(a.s, &m, 15000), 1);
-        if (m.arm == RC_RELAY_TELEMETRY_ACK && m.ack.status == RC_ACK_OK && m.ack.seq <= N) {
-            ok[m.ack.seq] = true;
-            n_ok++;
+    struct rc_relay_msg m;
+    int64_t deadline = harness_now_ms() + 15000;
+    for (bool killed = false;;) {
+        if (!killed && (requests() >= N / 5 / 2 || harness_now_ms() > deadline)) {
+            relay_kill(&relay);
+            killed = true;
         }
+        int rc = rc_stream_recv_gen2(a.s, &m, killed ? 2000 : 10); /* a poll, not a sleep */
+        if (rc == 1 && m.arm == RC_RELAY_TELEMETRY_ACK && m.ack.status == RC_ACK_OK &&
+            m.ack.seq <= N)
+            ok[m.ack.seq] = true;
+        else if (killed && rc != 1)
+            break;
     }
-    relay_kill(&relay);
     rc_stream_free(a.s);
     cr_expect_lt(rows_with(NULL), N, "killed mid-way, not after everything");
     for (uint64_t q = 1; q <= N; q++) {
