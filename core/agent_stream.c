@@ -130,7 +130,7 @@ static void job_complete(struct frame_job *job)
     int failed = atomic_load(&job->failed_sink);
     const char *error = NULL;
     if (worst != AERO_OK && failed >= 0 && (size_t)failed < s->gw->n_sinks)
-        error = s->gw->sink_errors[failed];
+        error = job->error ? job->error : s->gw->sink_errors[failed];
     send_ack(s, job->view.seq, ack_status_of(worst), error, sj->recv_ns);
     job_json_free(job);
     free(sj);

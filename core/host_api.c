@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,22 +66,73 @@ static size_t host_envelope_json(const aero_host *host, const aero_frame *frame,
     return job_json_encode(from_api(host)->batch, frame, buf, cap);
 }
 
-static aero_metric *host_metric_register(const aero_host *host, aero_metric_type type,
-                                         const char *name, const char *help)
+/* Register name with the rendered label set `labels`; logs why not. */
+static aero_metric *register_series(const struct host_instance *h, aero_metric_type type,
+                                    const char *name, const char *help, const char *labels)
 {
-    const struct host_instance *h = from_api(host);
     if (!h->metrics) {
         log_msg(AERO_LOG_WARN, h->component,
                 "metric \"%s\" refused: metric_register works in create() only, not in check()",
                 name ? name : "(null)");
         return NULL;
     }
-    aero_metric *m = metrics_register(h->metrics, type, name, help, h->label);
+    aero_metric *m = metrics_register(h->metrics, type, name, help, labels);
     if (!m)
         log_msg(AERO_LOG_WARN, h->component,
                 "metric \"%s\" refused (invalid name, type clash, or against Prometheus "
                 "naming: see docs/operations.md)",
                 name ? name : "(null)");
+    return m;
+}
+
+static aero_metric *host_metric_register(const aero_host *host, aero_metric_type type,
+                                         const char *name, const char *help)
+{
+    const struct host_instance *h = from_api(host);
+    return register_series(h, type, name, help, h->label);
+}
+
+/* A plugin's own label set (ABI 1.3): k="v" pairs joined by ',', names
+ * [a-z_][a-z0-9_]* other than the instance's, values of a safe charset, so
+ * nothing in it needs escaping on /metrics. */
+static bool labels_valid(const char *s)
+{
+    do {
+        const char *k = s;
+        if (!((*s >= 'a' && *s <= 'z') || *s == '_'))
+            return false;
+        while ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')
+            s++;
+        size_t klen = (size_t)(s - k);
+        if ((klen == 4 && !strncmp(k, "sink", 4)) || (klen == 5 && !strncmp(k, "route", 5)))
+            return false;
+        if (s[0] != '=' || s[1] != '"')
+            return false;
+        s += 2;
+        const char *v = s;
+        while (*s && (strchr("_-.:", *s) || (*s >= 'a' && *s <= 'z') ||
+                      (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+            s++;
+        if (*s != '"' || s - v > 64)
+            return false;
+        s++;
+    } while (*s == ',' && s++);
+    return *s == '\0';
+}
+
+static aero_metric *host_metric_register_labels(const aero_host *host, aero_metric_type type,
+                                                const char *name, const char *help,
+                                                const char *labels)
+{
+    const struct host_instance *h = from_api(host);
+    char *all = NULL;
+    if (!labels || !labels_valid(labels) || asprintf(&all, "%s,%s", h->label, labels) < 0) {
+        log_msg(AERO_LOG_WARN, h->component, "metric \"%s\" refused: invalid labels %s",
+                name ? name : "(null)", labels ? labels : "(null)");
+        return NULL;
+    }
+    aero_metric *m = register_series(h, type, name, help, all);
+    free(all);
     return m;
 }
 
@@ -220,6 +272,7 @@ struct host_instance *host_instance_create(const char *kind_label, const char *i
         .listen_port = host_listen_port,
         .session_last_message_unix_ns = host_session_last_message,
         .ready_detail = host_ready_detail,
+        .metric_register_labels = host_metric_register_labels,
     };
     h->section = section;
     h->metrics = metrics;

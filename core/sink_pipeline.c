@@ -100,6 +100,34 @@ aero_result sink_pipeline_result_worse(aero_result a, aero_result b)
 #define VERDICT_RESULT(v) ((aero_result)((v) & 0xff))
 #define VERDICT_SINK(v) (((v) >> 8) - 1)
 
+/* A sink's own text for its result on one job (plugin ABI 1.3
+ * result_text): pushed onto the job's list by the sink's writer; the last
+ * report picks the deciding sink's and frees the list. */
+struct job_text {
+    struct job_text *next;
+    size_t sink;
+    char text[];
+};
+
+static void job_add_text(struct frame_job *job, size_t sink, const char *text)
+{
+    size_t n = strnlen(text, SINK_RESULT_TEXT_MAX + 1);
+    if (n > SINK_RESULT_TEXT_MAX) { /* cut before a UTF-8 continuation byte */
+        n = SINK_RESULT_TEXT_MAX;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--;
+    }
+    struct job_text *t = malloc(sizeof(*t) + n + 1);
+    if (!t)
+        return; /* the relay's own text then */
+    t->sink = sink;
+    memcpy(t->text, text, n);
+    t->text[n] = '\0';
+    t->next = atomic_load(&job->texts);
+    while (!atomic_compare_exchange_weak(&job->texts, &t->next, t))
+        ;
+}
+
 /* A sink's verdict on one job; the last verdict completes it. The sink
  * named is the one whose result won (the first of equals), so the ack's
  * text is that sink's. */
@@ -119,7 +147,17 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
         int v = atomic_load(&job->verdict);
         atomic_store(&job->worst, (int)VERDICT_RESULT(v));
         atomic_store(&job->failed_sink, VERDICT_SINK(v));
-        job->complete(job);
+        struct job_text *texts = atomic_exchange(&job->texts, NULL);
+        job->error = NULL;
+        for (struct job_text *t = texts; t; t = t->next)
+            if ((int)t->sink == VERDICT_SINK(v))
+                job->error = t->text;
+        job->complete(job); /* may free the job, never the texts */
+        while (texts) {
+            struct job_text *next = texts->next;
+            free(texts);
+            texts = next;
+        }
     }
 }
 
@@ -148,9 +186,15 @@ static void write_jobs(struct sink *s, size_t n)
     int64_t avg = atomic_load_explicit(&s->avg_call_ns, memory_order_relaxed);
     atomic_store_explicit(&s->avg_call_ns, avg - avg / 32 + took / 32, memory_order_relaxed);
     metrics_inc(s->m_batches);
+    const char *(*text)(void *, size_t) =
+        AERO_HAS(s->vt, aero_sink_vtable, result_text) ? s->vt->result_text : NULL;
     for (size_t i = 0; i < n; i++) {
-        if (results[i] != AERO_OK)
+        if (results[i] != AERO_OK) {
             metrics_inc(s->m_errors);
+            const char *t = text ? text(s->instance, i) : NULL;
+            if (t)
+                job_add_text(jobs[i], s->index, t);
+        }
         job_report(jobs[i], s->index, results[i]);
     }
 }
@@ -203,6 +247,8 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
     atomic_store(&job->worst, AERO_OK);
     atomic_store(&job->failed_sink, -1);
     atomic_store(&job->json, NULL);
+    atomic_store(&job->texts, NULL);
+    job->error = NULL;
 
     for (size_t i = 0; i < p->n; i++) {
         struct sink *s = &p->sinks[i];

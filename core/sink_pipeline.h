@@ -23,6 +23,10 @@ struct sink_pipeline;
 struct plugin;
 struct host_instance;
 struct job_json;
+struct job_text;
+
+/* The longest sink result text an ack carries (the gateway's ACK_ERROR_MAX). */
+#define SINK_RESULT_TEXT_MAX 512
 
 /* One accepted frame on its way through the sinks. The owner allocates it
  * (view and everything it points to stay valid until `complete` runs). */
@@ -34,6 +38,10 @@ struct frame_job {
                                    * equals), -1: all OK. Exact once complete runs */
     atomic_int verdict;           /* both, packed, for sink_pipeline.c */
     _Atomic(struct job_json *) json; /* shared envelope encoding (job_json.c) */
+    _Atomic(struct job_text *) texts; /* sinks' own ack texts, for sink_pipeline.c */
+    /* The deciding sink's own ack text (plugin ABI 1.3 result_text, at most
+     * SINK_RESULT_TEXT_MAX bytes), NULL: none. Valid only during complete. */
+    const char *error;
     /* Called once, on whichever thread reported last (a sink thread, or the
      * submitting thread for rejects / no sinks), with no pipeline lock held. */
     void (*complete)(struct frame_job *job);

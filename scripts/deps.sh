@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(cmake make gcc pkg-config
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
       libinih-dev libltdl-dev libhiredis-dev libmicrohttpd-dev libssl-dev
-      libmosquitto-dev libcurl4-openssl-dev)
+      libmosquitto-dev libcurl4-openssl-dev zlib1g-dev)  # zlib: sink-influxdb3 gzip
 pkgs+=(libnats-dev)  # sink-nats (libnats, NATS JetStream client)
 if [ "${1:-}" = test ]; then
   pkgs+=(nats-server)  # sink-nats tests start their own JetStream server

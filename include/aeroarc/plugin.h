@@ -20,7 +20,8 @@
  *     a note are 1.0. A plugin built against 1.1 headers that must also run
  *     on a 1.0 relay tests AERO_HAS(host, aero_host, config_error) first
  *     (against 1.2 headers on an older relay: AERO_HAS(host, aero_host,
- *     listen_address) and the other 1.2 functions it uses).
+ *     listen_address) and the other 1.2 functions it uses; 1.3:
+ *     AERO_HAS(host, aero_host, metric_register_labels)).
  *
  * Naming: the descriptor's `name` must equal the shared object's file name
  * without ".so" (sink-file.so says "sink-file"); the relay refuses it
@@ -57,7 +58,7 @@ extern "C" {
 #endif
 
 #define AERO_ABI_MAJOR 1
-#define AERO_ABI_MINOR 2
+#define AERO_ABI_MINOR 3
 
 /* True when struct `p` (whose producer set p->size) contains `field`. */
 #define AERO_HAS(p, type, field)                                              \
@@ -329,6 +330,22 @@ struct aero_host {
      * Since 1.2.
      */
     int (*ready_detail)(const aero_host *host, const char *key, const char *value);
+
+    /* ---- Since 1.3: metrics with labels of the plugin's own. ---- */
+
+    /*
+     * metric_register with more labels after the instance's own:
+     *   <name>{sink="<instance>",<labels>}
+     * `labels` is the rendered label set without braces, one or more
+     * k="v" joined by ',' (k: [a-z_][a-z0-9_]*, not "sink" or "route";
+     * v: 0-64 of A-Z a-z 0-9 _ - . :), e.g. outcome="ok",message_name="heartbeat".
+     * Each distinct label set is a series of its own: register every one a
+     * plugin will use during create() (there is no lookup per update).
+     * NULL for an invalid name or label set, as metric_register. Since 1.3.
+     */
+    aero_metric *(*metric_register_labels)(const aero_host *host, aero_metric_type type,
+                                           const char *name, const char *help,
+                                           const char *labels);
 };
 
 /* ----------------------------------------------------------------- sinks */
@@ -374,6 +391,14 @@ struct aero_host {
  *   warning and keeps the instance, so the next write_batch must try again
  *   and report AERO_RETRY while it cannot write. NULL: nothing to reopen.
  * destroy: free everything; instance may be NULL. Main thread.
+ * result_text (optional, Since 1.3): the ack's error text for frames[i] of
+ *   the write_batch call that just returned, when results[i] is not
+ *   AERO_OK; NULL: the relay's own text ("sink ... did not accept the
+ *   frame ..."). NUL-terminated valid UTF-8, owned by the plugin and valid
+ *   until the next write_batch on the instance; the relay copies at most
+ *   512 bytes (cut at a character boundary) right after write_batch
+ *   returns, on the same thread. The ack carries it when this sink's
+ *   result is the one that decides the ack.
  */
 typedef struct aero_sink_vtable {
     uint32_t size;               /* sizeof(aero_sink_vtable) as compiled */
@@ -387,6 +412,7 @@ typedef struct aero_sink_vtable {
     int (*reopen)(void *instance);
     void (*destroy)(void *instance);
     int (*check)(const aero_host *host); /* Since 1.1; NULL: nothing to check */
+    const char *(*result_text)(void *instance, size_t i); /* Since 1.3; NULL: the relay's text */
 } aero_sink_vtable;
 
 /* ---------------------------------------------------------------- routes */

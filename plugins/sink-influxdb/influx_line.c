@@ -1,12 +1,13 @@
 /*
  * influx_line.c - encodes frames as InfluxDB 1.x line protocol: escaping
- * per element, UTF-8 repair, and the number-or-string decision for field
+ * (common/line_proto.c) and the number-or-string decision for field
  * values. Called on the sink thread; pure, no globals. The rules (and why)
  * are in influx_line.h and docs/sinks/influxdb.md.
  */
 #include "influx_line.h"
 
 #include "frame_ext.h"
+#include "line_proto.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,111 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* Which element of the line a string goes to: they escape differently. */
-enum element { MEASUREMENT, TAG, FIELD_KEY, FIELD_STRING };
-
-static const char REPLACEMENT[] = "\xEF\xBF\xBD"; /* U+FFFD */
-
-static int reserve(struct influx_buf *b, size_t more)
-{
-    if (b->cap - b->len >= more)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < more)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int put(struct influx_buf *b, const char *s, size_t n)
-{
-    if (reserve(b, n) != 0)
-        return -ENOMEM;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (shortest form, no
- * surrogates, <= U+10FFFF), or 0 if p starts none. */
-static size_t utf8_len(const unsigned char *p, size_t len)
-{
-    uint32_t c = p[0], min;
-    size_t n;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2, min = 0x80, c &= 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3, min = 0x800, c &= 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4, min = 0x10000, c &= 0x07;
-    else
-        return 0;
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    return n;
-}
-
-/* Appends s[0..len) escaped for element e: 0 or -ENOMEM. */
-static int put_escaped(struct influx_buf *b, const char *s, size_t len,
-                       enum element e)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    /* Worst case: every byte becomes U+FFFD (3 bytes). */
-    if (len > SIZE_MAX / 3 - 1 || reserve(b, len * 3) != 0)
-        return -ENOMEM;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_len(p + i, len - i);
-        unsigned char c = p[i];
-        if (n == 0) {
-            memcpy(b->p + b->len, REPLACEMENT, 3);
-            b->len += 3;
-            i++;
-            continue;
-        }
-        if (n > 1) {
-            memcpy(b->p + b->len, s + i, n);
-            b->len += n;
-            i += n;
-            continue;
-        }
-        i++;
-        if (e == FIELD_STRING) {
-            if (c == '\0') { /* InfluxDB's scanner takes NUL for a blank */
-                memcpy(b->p + b->len, REPLACEMENT, 3);
-                b->len += 3;
-                continue;
-            }
-            if (c == '"' || c == '\\')
-                b->p[b->len++] = '\\';
-            b->p[b->len++] = (char)c;
-            continue;
-        }
-        if (c < 0x20 || c == 0x7F || c == '\\' ||
-            (e == MEASUREMENT && c == '#' && i == 1)) {
-            b->p[b->len++] = '_';
-            continue;
-        }
-        if (c == ',' || c == ' ' || (c == '=' && e != MEASUREMENT))
-            b->p[b->len++] = '\\';
-        b->p[b->len++] = (char)c;
-    }
-    return 0;
-}
 
 /* "nan", "-inf", "+Infinity"...: how C and Go print non-finite floats. */
 static int non_finite(const char *s, size_t len)
@@ -170,7 +66,7 @@ static int is_number(const char *s, size_t len, int *integral)
  * Appends the field value: a number when v is one InfluxDB can store, a
  * quoted string otherwise. *skip = 1 (nothing appended) for NaN/Inf.
  */
-static int put_value(struct influx_buf *b, const char *v, size_t len,
+static int put_value(struct lp_buf *b, const char *v, size_t len,
                      enum influx_ints ints, int *skip)
 {
     int integral;
@@ -192,17 +88,17 @@ static int put_value(struct influx_buf *b, const char *v, size_t len,
             long long x = strtoll(num, &end, 10);
             if (errno == 0 && *end == '\0') {
                 int n = snprintf(tmp, sizeof(tmp), "%lldi", x);
-                return put(b, tmp, (size_t)n);
+                return lp_put(b, tmp, (size_t)n);
             }
         }
         errno = 0;
         double d = strtod(num, NULL);
         if (errno == 0 && isfinite(d))
-            return put(b, num, strlen(num)); /* parses to the same double */
+            return lp_put(b, num, strlen(num)); /* parses to the same double */
     }
-    if (put(b, "\"", 1) != 0 || put_escaped(b, v, len, FIELD_STRING) != 0)
+    if (lp_put(b, "\"", 1) != 0 || lp_put_escaped(b, v, len, LP_STRING_V1) != 0)
         return -ENOMEM;
-    return put(b, "\"", 1);
+    return lp_put(b, "\"", 1);
 }
 
 /* Names that already mean something else in the point: the frame's seq,
@@ -224,36 +120,36 @@ static int reserved_key(const aero_str *k)
 }
 
 /* Appends ",<key>=<value>" with value escaped as a tag, when not empty. */
-static int put_tag(struct influx_buf *b, const char *key, aero_str v)
+static int put_tag(struct lp_buf *b, const char *key, aero_str v)
 {
     if (v.len == 0)
         return 0;
-    if (put(b, ",", 1) != 0 || put(b, key, strlen(key)) != 0 ||
-        put(b, "=", 1) != 0)
+    if (lp_put(b, ",", 1) != 0 || lp_put(b, key, strlen(key)) != 0 ||
+        lp_put(b, "=", 1) != 0)
         return -ENOMEM;
-    return put_escaped(b, v.ptr, v.len, TAG);
+    return lp_put_escaped(b, v.ptr, v.len, LP_TAG);
 }
 
 /* Appends ",<key>=\"<value>\"" (a string field), when v is not empty. */
-static int put_string_field(struct influx_buf *b, const char *key, aero_str v)
+static int put_string_field(struct lp_buf *b, const char *key, aero_str v)
 {
     if (v.len == 0)
         return 0;
-    if (put(b, ",", 1) != 0 || put(b, key, strlen(key)) != 0 ||
-        put(b, "=\"", 2) != 0 || put_escaped(b, v.ptr, v.len, FIELD_STRING) != 0)
+    if (lp_put(b, ",", 1) != 0 || lp_put(b, key, strlen(key)) != 0 ||
+        lp_put(b, "=\"", 2) != 0 || lp_put_escaped(b, v.ptr, v.len, LP_STRING_V1) != 0)
         return -ENOMEM;
-    return put(b, "\"", 1);
+    return lp_put(b, "\"", 1);
 }
 
 /* The fields of the ABI 1.1 frame fields, after seq: intent_version
  * (integer), relay_id and wal_id (strings), each when it has a value. */
-static int put_ext_fields(struct influx_buf *b, const struct frame_ext *x)
+static int put_ext_fields(struct lp_buf *b, const struct frame_ext *x)
 {
     char tmp[40];
     if (frame_ext_has_intent_version(x)) {
         int n = snprintf(tmp, sizeof(tmp), ",intent_version=%" PRIu32 "i",
                          x->intent_version);
-        if (put(b, tmp, (size_t)n) != 0)
+        if (lp_put(b, tmp, (size_t)n) != 0)
             return -ENOMEM;
     }
     if (put_string_field(b, "relay_id", x->relay_id) != 0 ||
@@ -262,7 +158,7 @@ static int put_ext_fields(struct influx_buf *b, const struct frame_ext *x)
     return 0;
 }
 
-static int put_fields(struct influx_buf *b, const aero_frame *f,
+static int put_fields(struct lp_buf *b, const aero_frame *f,
                       enum influx_ints ints)
 {
     char tmp[48];
@@ -272,35 +168,35 @@ static int put_fields(struct influx_buf *b, const aero_frame *f,
             continue; /* line protocol has no empty field key */
         size_t mark = b->len;
         int skip;
-        if ((reserved_key(&kv->key) && put(b, "field_", 6) != 0) ||
-            put_escaped(b, kv->key.ptr, kv->key.len, FIELD_KEY) != 0 ||
-            put(b, "=", 1) != 0 ||
+        if ((reserved_key(&kv->key) && lp_put(b, "field_", 6) != 0) ||
+            lp_put_escaped(b, kv->key.ptr, kv->key.len, LP_FIELD_KEY) != 0 ||
+            lp_put(b, "=", 1) != 0 ||
             put_value(b, kv->value.ptr, kv->value.len, ints, &skip) != 0)
             return -ENOMEM;
         if (skip) {
             b->len = mark;
             continue;
         }
-        if (put(b, ",", 1) != 0)
+        if (lp_put(b, ",", 1) != 0)
             return -ENOMEM;
     }
     int n = snprintf(tmp, sizeof(tmp), "seq=%" PRIu64 "i",
                      f->seq > INT64_MAX ? (uint64_t)INT64_MAX : f->seq);
-    return put(b, tmp, (size_t)n);
+    return lp_put(b, tmp, (size_t)n);
 }
 
-int influx_line_append(struct influx_buf *b, const aero_frame *f,
+int influx_line_append(struct lp_buf *b, const aero_frame *f,
                        enum influx_ints ints)
 {
     size_t start = b->len;
     char tmp[48];
 
     if (f->msg_name.len > 0) {
-        if (put_escaped(b, f->msg_name.ptr, f->msg_name.len, MEASUREMENT) != 0)
+        if (lp_put_escaped(b, f->msg_name.ptr, f->msg_name.len, LP_MEASUREMENT) != 0)
             goto fail;
     } else {
         int n = snprintf(tmp, sizeof(tmp), "msg_%" PRIu32, f->msg_id);
-        if (put(b, tmp, (size_t)n) != 0)
+        if (lp_put(b, tmp, (size_t)n) != 0)
             goto fail;
     }
     /* Tags in key order (what InfluxDB sorts them into anyway); empty
@@ -315,14 +211,14 @@ int influx_line_append(struct influx_buf *b, const aero_frame *f,
         put_tag(b, "operator_id", x.operator_id) != 0 ||
         put_tag(b, "protocol", protocol) != 0)
         goto fail;
-    if (put(b, " ", 1) != 0 || put_fields(b, f, ints) != 0 ||
+    if (lp_put(b, " ", 1) != 0 || put_fields(b, f, ints) != 0 ||
         put_ext_fields(b, &x) != 0)
         goto fail;
     int64_t ts = f->sent_at_unix_ns;
     if (ts == 0 && AERO_HAS(f, aero_frame, received_unix_ns))
         ts = f->received_unix_ns;
     int n = snprintf(tmp, sizeof(tmp), " %" PRId64 "\n", ts);
-    if (put(b, tmp, (size_t)n) != 0)
+    if (lp_put(b, tmp, (size_t)n) != 0)
         goto fail;
     return 0;
 fail:

@@ -9,13 +9,9 @@
 #define AERO_INFLUX_LINE_H
 
 #include <aeroarc/plugin.h>
+#include "line_proto.h"
 #include <stddef.h>
 
-/* A growable byte buffer (owned by whoever holds it; free(p)). */
-struct influx_buf {
-    char *p;
-    size_t len, cap;
-};
 
 /* How field values that look like integers are written. */
 enum influx_ints {
@@ -40,7 +36,7 @@ enum influx_ints {
  * or the relay's receive time when it is 0.
  * Returns 0 or -ENOMEM (b is left as it was).
  */
-int influx_line_append(struct influx_buf *b, const aero_frame *f,
+int influx_line_append(struct lp_buf *b, const aero_frame *f,
                        enum influx_ints ints);
 
 #endif

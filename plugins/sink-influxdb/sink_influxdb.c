@@ -72,7 +72,7 @@ struct sink_influx {
     enum influx_ints ints;
     size_t max_body;
 
-    struct influx_buf body; /* the batch's lines, reused */
+    struct lp_buf body; /* the batch's lines, reused */
     size_t *off;            /* line i is body.p[off[i] .. off[i+1]) */
     size_t off_cap;
     aero_result *res;       /* per line while a batch runs */

@@ -220,6 +220,38 @@ Test(host_api, with_metrics_registers)
     metrics_destroy(m);
 }
 
+/* ABI 1.3: a plugin's own labels follow the instance's; a label set that
+ * would need escaping, or names the instance's label, is refused. */
+Test(host_api, metric_register_labels_renders_after_the_instance_label)
+{
+    struct metrics *m = metrics_create();
+    struct host_instance *h2 =
+        host_instance_create("sink", "t", config_find(&file, "sink:t"), NULL, m);
+    const aero_host *a = host_instance_api(h2);
+    cr_assert(AERO_HAS(a, aero_host, metric_register_labels));
+    aero_metric *ok = a->metric_register_labels(a, AERO_METRIC_COUNTER, "t_writes_total", "w",
+                                                "outcome=\"ok\"");
+    aero_metric *two = a->metric_register_labels(a, AERO_METRIC_COUNTER, "t_writes_total", "w",
+                                                 "message_name=\"vfr_hud\",outcome=\"failed\"");
+    cr_assert_not_null(ok);
+    cr_assert_not_null(two);
+    a->metric_add(two, 3);
+    const char *bad[] = {"", "outcome=ok", "outcome=\"a b\"", "sink=\"x\"", "Outcome=\"x\"",
+                         "outcome=\"ok\",", "outcome=\"ok\"x", "outcome=\"q\\\"\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_null(a->metric_register_labels(a, AERO_METRIC_COUNTER, "t_writes_total", "w",
+                                                 bad[i]), "%s", bad[i]);
+    char *out;
+    size_t len;
+    cr_assert_eq(metrics_render(m, &out, &len), 0);
+    cr_expect_not_null(strstr(out, "t_writes_total{sink=\"t\",outcome=\"ok\"} 0\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_writes_total{sink=\"t\",message_name=\"vfr_hud\","
+                                   "outcome=\"failed\"} 3\n"), "%s", out);
+    free(out);
+    host_instance_destroy(h2);
+    metrics_destroy(m);
+}
+
 /* ---------------------------------------------- the relay view (ABI 1.2) */
 
 /* listen_address and listen_port follow what main hands in; the session

@@ -191,7 +191,7 @@ Test(sink_influxdb, every_element_is_escaped_and_utf8_repaired)
 /* The line influx_line_append writes for f (malloc'd, NUL-terminated). */
 static char *line_of(const aero_frame *f)
 {
-    struct influx_buf b = {0};
+    struct lp_buf b = {0};
     cr_assert_eq(influx_line_append(&b, f, INFLUX_INTS_FLOAT), 0);
     char *s = malloc(b.len + 1);
     cr_assert_not_null(s);

@@ -1,0 +1,590 @@
+/*
+ * test_sink_influxdb3_e2e.c - the real relay with a [sink:telemetry] on
+ * sink-influxdb3 (and sink-file beside it) writing to influx3_server.py, a
+ * stand-in for InfluxDB 3's write API. Frames go over gRPC as a
+ * generation-2 agent would send them; the stored rows, the requests and the
+ * acks are checked against SPEC.md section 13. Every wait has a deadline.
+ */
+#include "harness.h"
+#include "http_client.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TOKEN "tok-secret-123"
+#define WAL "0195f6a8-86d1-7be7-a104-3a814dc19f9e"
+#define T0 1783857600000000000LL
+
+static struct relay_proc relay;
+static struct rc_channel *ch;
+static pid_t srv_pid;
+static int srv_port;
+static char srv_ready[128];
+
+static bool srv_is_ready(void *arg)
+{
+    (void)arg;
+    return access(srv_ready, F_OK) == 0;
+}
+
+static void srv_start(void)
+{
+    srv_port = harness_free_port();
+    snprintf(srv_ready, sizeof(srv_ready), "/tmp/aero-influx3-%d-%d.ready", (int)getpid(), srv_port);
+    unlink(srv_ready);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", srv_port);
+    srv_pid = fork();
+    cr_assert_geq(srv_pid, 0);
+    if (srv_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execl("/usr/bin/python3", "python3", AERO_SOURCE_DIR "/tests/integration/influx3_server.py",
+              "--port", port, "--token", TOKEN, "--ready", srv_ready, (char *)NULL);
+        _exit(127);
+    }
+    cr_assert(harness_wait_for(srv_is_ready, NULL, 20000), "influx3_server.py not ready");
+}
+
+static void setup(void)
+{
+    memset(&relay, 0, sizeof(relay));
+    ch = NULL;
+    srv_pid = 0;
+}
+
+static void teardown(void)
+{
+    harness_kill(&relay, &ch);
+    if (srv_pid > 0) {
+        kill(srv_pid, SIGKILL);
+        waitpid(srv_pid, NULL, 0);
+        unlink(srv_ready);
+    }
+}
+
+TestSuite(influxdb3_e2e, .init = setup, .fini = teardown, .timeout = 60);
+
+/* GET or POST path on the server: the body (malloc'd). */
+static char *srv(const char *method, const char *path)
+{
+    struct http_reply rep;
+    cr_assert_eq(http_request(srv_port, method, path, 5000, &rep), 0, "%s %s", method, path);
+    cr_assert(rep.status == 200 || rep.status == 204, "%s %s: %d", method, path, rep.status);
+    return rep.body ? rep.body : strdup("");
+}
+
+static size_t count_lines(const char *s, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = s; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = strndup(p, len);
+        n += !needle || strstr(line, needle) != NULL;
+        free(line);
+        p += len + (nl != NULL);
+    }
+    return n;
+}
+
+static size_t rows_with(const char *needle)
+{
+    char *b = srv("GET", "/rows");
+    size_t n = count_lines(b, needle);
+    free(b);
+    return n;
+}
+
+static size_t requests(void)
+{
+    char *b = srv("GET", "/requests");
+    size_t n = count_lines(b, NULL);
+    free(b);
+    return n;
+}
+
+/* The stored row whose frame_id tag contains `id` (malloc'd JSON line). */
+static char *row_of(const char *id)
+{
+    char *b = srv("GET", "/rows"), *found = NULL;
+    for (char *p = b; *p && !found;) {
+        char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = strndup(p, len);
+        if (strstr(line, id))
+            found = line;
+        else
+            free(line);
+        p += len + (nl != NULL);
+    }
+    free(b);
+    cr_assert_not_null(found, "no row for %s", id);
+    return found;
+}
+
+/* Start the relay with [sink:telemetry] (+ extra keys) and sink-file. */
+static void start(const char *extra)
+{
+    srv_start();
+    harness_prepare(&relay);
+    char map[400], body[2048];
+    snprintf(map, sizeof(map), "%s/mappings", relay.dir);
+    FILE *f = fopen(map, "w");
+    cr_assert_not_null(f);
+    fputs("agent-1 op-1 aircraft-1\n", f);
+    fclose(f);
+    chmod(map, 0644);
+    snprintf(body, sizeof(body),
+             "[control]\nagent_mappings_file = %s\n"
+             "[sink:telemetry]\nplugin = sink-influxdb3\nhost = http://127.0.0.1:%d\n"
+             "database = aero_arc\ntoken = " TOKEN "\nwrite_timeout_ms = 2000\n"
+             "retry_backoff_ms = 20\nmax_retries = 2\n%s"
+             "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n",
+             map, srv_port, extra ? extra : "");
+    ch = harness_start(&relay, "relay_id = relay-1\n", body);
+}
+
+struct agent {
+    struct rc_stream *s;
+    char session[128];
+};
+
+static void agent_open(struct agent *a, const char *id)
+{
+    struct rc_status st;
+    harness_register(ch, id, a->session, sizeof(a->session));
+    a->s = rc_stream_open_gen2(ch, id, a->session, NULL, 0, &st);
+    cr_assert_not_null(a->s, "%s", st.message);
+}
+
+static void agent_close(struct agent *a)
+{
+    struct rc_status st;
+    cr_assert_eq(rc_stream_close_send(a->s, 5000), 0);
+    cr_assert_eq(rc_stream_finish(a->s, &st, 10000), 0);
+    rc_stream_free(a->s);
+}
+
+/* Send one frame (session, wal_id filled in unless wal is NULL -> none)
+ * and wait for its ack: the status; the error text into err. */
+static int send_frame(struct agent *a, struct rc_frame f, const char *wal, char *err, size_t errlen)
+{
+    f.session_id = a->session;
+    f.wal_id = wal;
+    cr_assert_eq(rc_stream_send_gen2_frame(a->s, &f, 5000), 0);
+    struct rc_relay_msg m;
+    cr_assert_eq(rc_stream_recv_gen2(a->s, &m, 15000), 1, "no ack for seq %" PRIu64, f.seq);
+    cr_assert_eq(m.arm, RC_RELAY_TELEMETRY_ACK);
+    cr_assert_eq(m.ack.seq, f.seq);
+    if (err)
+        snprintf(err, errlen, "%s", m.ack.error ? m.ack.error : "");
+    return m.ack.status;
+}
+
+#define FIELDS(...) .fields = (const struct rc_field[]){__VA_ARGS__}, \
+    .n_fields = sizeof((const struct rc_field[]){__VA_ARGS__}) / sizeof(struct rc_field)
+
+static const struct rc_field position_fields[] = {
+    {"Lat", "418781000"}, {"Lon", "-876291000"}, {"Alt", "123450"}, {"RelativeAlt", "-5"},
+    {"Vx", "300"}, {"Vy", "-400"}, {"Vz", "12"}, {"Hdg", "65535"}, {"TimeBootMs", "0"},
+};
+
+static struct rc_frame position(const char *agent, uint64_t seq)
+{
+    return (struct rc_frame){
+        .agent_id = agent, .seq = seq, .sent_at_unix_ns = T0 + (int64_t)seq * 1000000,
+        .dialect = " Common ", .msg_id = 33, .msg_name = "*common.MessageGlobalPositionInt",
+        .flight_id = "flight-7", .intent_id = "intent-9", .intent_version = 4,
+        .fields = position_fields, .n_fields = sizeof(position_fields) / sizeof(position_fields[0]),
+    };
+}
+
+Test(influxdb3_e2e, a_mapped_position_frame_is_exactly_the_section_13_4_row)
+{
+    start(NULL);
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_assert_eq(send_frame(&a, position("agent-1", 42), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    /* OK means stored: no wait. */
+    char *row = row_of("7:agent-1:1783857600042000000:42");
+    const char *want[] = {
+        "\"table\": \"aircraft_telemetry\"",
+        "\"tags\": {\"agent_id\": \"agent-1\", \"frame_id\": \"7:agent-1:1783857600042000000:42\", "
+        "\"message_name\": \"global_position_int\", \"schema_version\": \"1\"}",
+        "\"time\": 1783857600042000000",
+        "\"agent_capture_time_ns\": [\"int64\", 1783857600042000000]",
+        "\"aircraft_id\": [\"string\", \"aircraft-1\"]",
+        "\"operator_id\": [\"string\", \"op-1\"]",
+        "\"altitude_msl_m\": [\"float64\", 123.45]",
+        "\"relative_altitude_m\": [\"float64\", -0.005]",
+        "\"latitude_deg\": [\"float64\", 41.8781]",
+        "\"longitude_deg\": [\"float64\", -87.6291]",
+        "\"velocity_north_mps\": [\"float64\", 3.0]",
+        "\"velocity_east_mps\": [\"float64\", -4.0]",
+        "\"velocity_down_mps\": [\"float64\", 0.12]",
+        "\"groundspeed_mps\": [\"float64\", 5.0]",
+        "\"device_boot_time_ms\": [\"uint64\", 0]",
+        "\"device_time_value\": [\"uint64\", 0]",
+        "\"device_time_unit\": [\"string\", \"milliseconds\"]",
+        "\"device_time_basis\": [\"string\", \"system_boot\"]",
+        "\"dialect\": [\"string\", \"common\"]",
+        "\"flight_id\": [\"string\", \"flight-7\"]",
+        "\"intent_id\": [\"string\", \"intent-9\"]",
+        "\"intent_version\": [\"uint64\", 4]",
+        "\"message_id\": [\"uint64\", 33]",
+        "\"relay_id\": [\"string\", \"relay-1\"]",
+        "\"relay_time_ns\": [\"int64\", ",
+        "\"timestamp_source\": [\"string\", \"agent_capture\"]",
+        "\"wal_id\": [\"string\", \"" WAL "\"]",
+        "\"wal_sequence\": [\"uint64\", 42]",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_not_null(strstr(row, want[i]), "missing %s in %s", want[i], row);
+    cr_expect_null(strstr(row, "heading_deg"), "Hdg 65535 is left out: %s", row);
+    cr_expect_null(strstr(row, "mavlink_system_id"), "%s", row);
+    /* Exactly these fields: 17 common + 9 of the message (count the typed values). */
+    size_t n = 0;
+    for (const char *p = row; (p = strstr(p, "\": [\"")); p++)
+        n++;
+    cr_expect_eq(n, 26, "%zu fields: %s", n, row);
+    char *session = strstr(row, "\"session_id\": [\"string\", \"");
+    cr_assert_not_null(session);
+    cr_expect_eq(strncmp(session + 26, a.session, strlen(a.session)), 0, "%s", row);
+    free(row);
+    agent_close(&a);
+
+    /* The agent replays it after reconnecting: one row, not two; the new
+     * session is a field, so the row is overwritten, not added. */
+    agent_open(&a, "agent-1");
+    cr_assert_eq(send_frame(&a, position("agent-1", 42), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    cr_expect_eq(rows_with(NULL), 1);
+    row = row_of(":42");
+    cr_expect_not_null(strstr(row, a.session), "the replay's session: %s", row);
+    free(row);
+
+    /* Unsupported message, a frame without wal_id: OK, no request. */
+    size_t before = requests();
+    struct rc_frame att = position("agent-1", 43);
+    att.msg_name = "Attitude";
+    cr_expect_eq(send_frame(&a, att, WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    cr_expect_eq(send_frame(&a, position("agent-1", 44), NULL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    cr_expect_eq(requests(), before, "no request for those");
+
+    /* Lat without Lon: PERMANENT_ERROR with the exact text. */
+    struct rc_frame bad = position("agent-1", 45);
+    bad.fields = (const struct rc_field[]){{"Lat", "1"}};
+    bad.n_fields = 1;
+    cr_expect_eq(send_frame(&a, bad, WAL, err, sizeof(err)), RC_ACK_PERMANENT_ERROR);
+    cr_expect_str_eq(err, "telemetry normalization failed: normalize telemetry envelope: "
+                          "required field Lon is missing");
+    bad.seq = 46;
+    bad.fields = (const struct rc_field[]){{"Lat", "900000001"}, {"Lon", "0"}};
+    bad.n_fields = 2;
+    cr_expect_eq(send_frame(&a, bad, WAL, err, sizeof(err)), RC_ACK_PERMANENT_ERROR);
+    cr_expect_str_eq(err, "telemetry normalization failed: normalize telemetry envelope: "
+                          "latitude or longitude outside valid range");
+    bad.seq = 47;
+    bad.fields = (const struct rc_field[]){{"Lat", "1x"}, {"Lon", "0"}};
+    cr_expect_eq(send_frame(&a, bad, WAL, err, sizeof(err)), RC_ACK_PERMANENT_ERROR);
+    cr_expect_str_eq(err, "telemetry normalization failed: normalize telemetry envelope: "
+                          "parse required field Lat: strconv.ParseInt: parsing \"1x\": invalid syntax");
+    agent_close(&a);
+
+    /* An unmapped agent: same table, no aircraft_id or operator_id. */
+    agent_open(&a, "agent-2");
+    cr_assert_eq(send_frame(&a, position("agent-2", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    row = row_of("7:agent-2:");
+    cr_expect_not_null(strstr(row, "\"table\": \"aircraft_telemetry\""), "%s", row);
+    cr_expect_null(strstr(row, "aircraft_id"), "%s", row);
+    cr_expect_null(strstr(row, "operator_id"), "%s", row);
+    free(row);
+    agent_close(&a);
+
+    /* A seed agent: OK, nothing written. */
+    before = requests();
+    struct rc_status st;
+    harness_register(ch, "agent-3", NULL, 0);
+    struct rc_stream *s = rc_stream_open(ch, "agent-3", NULL, 0, &st);
+    size_t counts[4] = {0};
+    harness_stream_frames(s, "agent-3", 1, 3, counts, err, sizeof(err));
+    cr_expect_eq(counts[RC_ACK_OK], 3, "%s", err);
+    rc_stream_free(s);
+    cr_expect_eq(requests(), before, "seed frames are not written");
+
+    /* sink-file got the same frames beside it (the refused ones too). */
+    rc_close(ch);
+    ch = NULL;
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/data", relay.dir);
+    char *files = harness_read_jsonl_dir(dir, NULL);
+    cr_expect_eq(count_lines(files, "\"agent_id\":\"agent-1\""), 7, "%s", files);
+    cr_expect_eq(count_lines(files, "\"agent_id\":\"agent-2\""), 1);
+    free(files);
+    /* The token appears in no log line. */
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_expect_null(strstr(log, TOKEN));
+    free(log);
+}
+
+/* Each normalizer: conversions and sentinels (SPEC 13.3). */
+Test(influxdb3_e2e, each_normalizer_converts_and_drops_sentinels)
+{
+    start(NULL);
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    struct {
+        struct rc_frame f;
+        const char *has[8];
+        const char *lacks[4];
+    } cases[] = {
+        {{.msg_name = "BATTERY_STATUS", .msg_id = 147,
+          FIELDS({"Id", "3"}, {"BatteryFunction", "MAV_BATTERY_FUNCTION_ALL"},
+                 {"Temperature", "32767"}, {"Voltages", "[4000, 65535,4100]"},
+                 {"VoltagesExt", "[0,100]"}, {"CurrentBattery", "-1"}, {"CurrentConsumed", "-5"},
+                 {"EnergyConsumed", "72"}, {"BatteryRemaining", "101"}, {"TimeRemaining", "0"})},
+         {"\"battery_id\": [\"uint64\", 3]", "\"battery_function\": [\"string\", \"mav_battery_function_all\"]",
+          "\"battery_voltage_v\": [\"float64\", 8.2]", "\"battery_consumed_mah\": [\"int64\", -5]",
+          "\"battery_consumed_wh\": [\"float64\", 2.0]"},
+         {"battery_temperature_c", "battery_current_a", "battery_remaining_pct", "battery_time_remaining_s"}},
+        {{.msg_name = "Heartbeat", .msg_id = 0,
+          FIELDS({"Type", "MAV_TYPE_QUADROTOR"}, {"Autopilot", "MAV_AUTOPILOT_PX4"},
+                 {"BaseMode", "MAV_MODE_FLAG_SAFETY_ARMED|MAV_MODE_FLAG_CUSTOM_MODE_ENABLED"},
+                 {"SystemStatus", "MAV_STATE_ACTIVE"}, {"CustomMode", "65536"}, {"MavlinkVersion", "3"})},
+         {"\"vehicle_type\": [\"string\", \"mav_type_quadrotor\"]",
+          "\"base_mode\": [\"string\", \"mav_mode_flag_safety_armed|mav_mode_flag_custom_mode_enabled\"]",
+          "\"system_status\": [\"string\", \"mav_state_active\"]",
+          "\"custom_mode\": [\"uint64\", 65536]", "\"mavlink_version\": [\"uint64\", 3]",
+          "\"message_name\": \"heartbeat\""}, {"device_time_unit"}},
+        {{.msg_name = "SystemStatus", .msg_id = 1,
+          FIELDS({"Load", "1001"}, {"DropRateComm", "250"}, {"ErrorsCount4", "7"},
+                 {"OnboardControlSensorsHealth", "GYRO|GPS"})},
+         {"\"message_name\": \"sys_status\"", "\"communication_drop_rate_pct\": [\"float64\", 2.5]",
+          "\"autopilot_error_count_4\": [\"uint64\", 7]", "\"sensors_health\": [\"string\", \"gyro|gps\"]"},
+         {"mainloop_load_pct"}},
+        {{.msg_name = "VfrHud", .msg_id = 74,
+          FIELDS({"Airspeed", "12.5"}, {"Groundspeed", "84"}, {"Climb", "-0.25"}, {"Alt", "1e3"},
+                 {"Heading", "361"}, {"Throttle", "55"})},
+         {"\"airspeed_mps\": [\"float64\", 12.5]", "\"groundspeed_mps\": [\"float64\", 84.0]",
+          "\"climb_rate_mps\": [\"float64\", -0.25]", "\"altitude_msl_m\": [\"float64\", 1000.0]",
+          "\"throttle_pct\": [\"float64\", 55.0]"}, {"heading_deg"}},
+        {{.msg_name = "EXTENDED_SYS_STATE", .msg_id = 245,
+          FIELDS({"VtolState", "MAV_VTOL_STATE_MC"}, {"LandedState", "MAV_LANDED_STATE_IN_AIR"})},
+         {"\"vtol_state\": [\"string\", \"mav_vtol_state_mc\"]",
+          "\"landed_state\": [\"string\", \"mav_landed_state_in_air\"]"}, {NULL}},
+        {{.msg_name = "GPSRawInt", .msg_id = 24,
+          FIELDS({"TimeUsec", "123456789"}, {"FixType", "GPS_FIX_TYPE_3D_FIX"}, {"Lat", "900000001"},
+                 {"Lon", "1800000000"}, {"Eph", "65535"}, {"Epv", "150"}, {"SatellitesVisible", "255"},
+                 {"HAcc", "4294967295"}, {"VAcc", "4294967294"}, {"HdgAcc", "12345"}, {"Yaw", "0"})},
+         {"\"device_time_usec\": [\"uint64\", 123456789]", "\"device_time_unit\": [\"string\", \"microseconds\"]",
+          "\"device_time_basis\": [\"string\", \"unknown\"]", "\"gps_longitude_deg\": [\"float64\", 180.0]",
+          "\"gps_vdop\": [\"float64\", 1.5]", "\"gps_vertical_accuracy_m\": [\"float64\", 4294967.294]",
+          "\"gps_heading_accuracy_deg\": [\"float64\", 0.12345]"},
+         {"gps_latitude_deg", "gps_hdop", "gps_satellites_visible", "gps_yaw_deg"}},
+        {{.msg_name = "SYSTEM_TIME", .msg_id = 2, FIELDS({"TimeUnixUsec", "0"}, {"TimeBootMs", "99"})},
+         {"\"device_boot_time_ms\": [\"uint64\", 99]"}, {"device_unix_time_usec", "device_time_value"}},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rc_frame f = cases[i].f;
+        f.agent_id = "agent-1";
+        f.seq = 100 + i;
+        f.sent_at_unix_ns = T0 + (int64_t)i;
+        cr_assert_eq(send_frame(&a, f, WAL, err, sizeof(err)), RC_ACK_OK, "%s: %s", f.msg_name, err);
+        char id[64];
+        snprintf(id, sizeof(id), ":%" PRIu64 "\"", f.seq);
+        char *row = row_of(id);
+        for (size_t k = 0; k < 8 && cases[i].has[k]; k++)
+            cr_expect_not_null(strstr(row, cases[i].has[k]), "%s: missing %s in %s", f.msg_name,
+                               cases[i].has[k], row);
+        for (size_t k = 0; k < 4 && cases[i].lacks[k]; k++)
+            cr_expect_null(strstr(row, cases[i].lacks[k]), "%s: %s in %s", f.msg_name,
+                           cases[i].lacks[k], row);
+        free(row);
+    }
+    /* Battery Id 256: refused with its own text; "-1": a parse error. */
+    struct rc_frame b = {.agent_id = "agent-1", .seq = 200, .sent_at_unix_ns = T0,
+                         .msg_name = "BatteryStatus", FIELDS({"Id", "256"})};
+    cr_expect_eq(send_frame(&a, b, WAL, err, sizeof(err)), RC_ACK_PERMANENT_ERROR);
+    cr_expect_str_eq(err, "telemetry normalization failed: normalize telemetry envelope: "
+                          "battery ID is invalid");
+    agent_close(&a);
+}
+
+/* 503 on every try: max_retries + 1 requests, then RETRY_WITH_BACKOFF. */
+Test(influxdb3_e2e, server_503_until_the_retries_run_out)
+{
+    start(NULL);
+    free(srv("POST", "/script?status=503&count=3&body=busy"));
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_RETRY_WITH_BACKOFF);
+    cr_expect_str_eq(err, "telemetry admission failed: write InfluxDB 3 points: HTTP 503: busy");
+    cr_expect_eq(requests(), 3, "max_retries 2: three requests");
+    cr_expect_eq(rows_with(NULL), 0);
+    /* The agent resends: now stored. */
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    cr_expect_eq(rows_with(NULL), 1);
+    agent_close(&a);
+}
+
+/* A refused token: RETRY_WITH_BACKOFF, never PERMANENT_ERROR; logged
+ * with the server's message, never the token. */
+Test(influxdb3_e2e, a_401_is_retry_with_backoff)
+{
+    srv_start();
+    harness_prepare(&relay);
+    char body[512];
+    snprintf(body, sizeof(body),
+             "[sink:telemetry]\nplugin = sink-influxdb3\nhost = http://127.0.0.1:%d\n"
+             "database = aero_arc\ntoken = wrong-token\nwrite_timeout_ms = 1000\n"
+             "retry_backoff_ms = 10\nmax_retries = 1\n", srv_port);
+    ch = harness_start(&relay, NULL, body);
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_RETRY_WITH_BACKOFF);
+    cr_expect_str_eq(err, "telemetry admission failed: write InfluxDB 3 points: HTTP 401: "
+                          "{\"error\":\"unauthorized access\"}");
+    agent_close(&a);
+    rc_close(ch);
+    ch = NULL;
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_expect_not_null(strstr(log, "unauthorized access"), "the refusal is logged");
+    cr_expect_null(strstr(log, "wrong-token"), "never the token");
+    free(log);
+}
+
+/* gzip from gzip_threshold on, the Bearer scheme, the v2 endpoint. */
+Test(influxdb3_e2e, gzip_auth_header_and_the_v2_endpoint)
+{
+    start("gzip_threshold = 100\nauth_scheme = Bearer\napi = v2\nno_sync = true\n");
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_assert_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    char *r = srv("GET", "/requests");
+    cr_expect_not_null(strstr(r, "\"authorization\": \"Bearer " TOKEN "\""), "%s", r);
+    cr_expect_not_null(strstr(r, "\"gzip\": true"), "%s", r);
+    cr_expect_not_null(strstr(r, "\"path\": \"/api/v2/write\""), "%s", r);
+    cr_expect_not_null(strstr(r, "\"query\": {\"bucket\": \"aero_arc\", \"precision\": \"ns\"}"), "%s", r);
+    cr_expect_not_null(strstr(r, "\"content_type\": \"text/plain; charset=utf-8\""), "%s", r);
+    free(r);
+    cr_expect_eq(rows_with("latitude_deg"), 1);
+    agent_close(&a);
+}
+
+/* The default v3 request, not gzipped under the threshold. */
+Test(influxdb3_e2e, v3_request_below_the_gzip_threshold)
+{
+    start("gzip_threshold = 100000\n");
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_assert_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    char *r = srv("GET", "/requests");
+    cr_expect_not_null(strstr(r, "\"authorization\": \"Token " TOKEN "\""), "%s", r);
+    cr_expect_not_null(strstr(r, "\"gzip\": false"), "%s", r);
+    cr_expect_not_null(strstr(r, "\"query\": {\"accept_partial\": \"false\", \"db\": \"aero_arc\", "
+                                 "\"precision\": \"nanosecond\"}"), "%s", r);
+    free(r);
+    agent_close(&a);
+}
+
+/* SIGKILL while batches are being written slowly: every OK-acked row is
+ * stored. */
+Test(influxdb3_e2e, relay_killed_mid_batch_loses_no_ok_acked_row)
+{
+    start("batch_size = 5\n");
+    free(srv("POST", "/script?status=0&delay_ms=30&count=1000"));
+    struct agent a;
+    agent_open(&a, "agent-1");
+    enum { N = 100 };
+    for (uint64_t q = 1; q <= N; q++) {
+        struct rc_frame f = position("agent-1", q);
+        f.session_id = a.session;
+        f.wal_id = WAL;
+        cr_assert_eq(rc_stream_send_gen2_frame(a.s, &f, 5000), 0);
+    }
+    /* Kill once half the requests went out (a batch's acks come when its
+     * last request is answered, so some frames are acked and some not). */
+    bool ok[N + 1] = {false};
+    struct rc_relay_msg m;
+    int64_t deadline = harness_now_ms() + 15000;
+    for (bool killed = false;;) {
+        if (!killed && (requests() >= N / 5 / 2 || harness_now_ms() > deadline)) {
+            relay_kill(&relay);
+            killed = true;
+        }
+        int rc = rc_stream_recv_gen2(a.s, &m, killed ? 2000 : 10); /* a poll, not a sleep */
+        if (rc == 1 && m.arm == RC_RELAY_TELEMETRY_ACK && m.ack.status == RC_ACK_OK &&
+            m.ack.seq <= N)
+            ok[m.ack.seq] = true;
+        else if (killed && rc != 1)
+            break;
+    }
+    rc_stream_free(a.s);
+    cr_expect_lt(rows_with(NULL), N, "killed mid-way, not after everything");
+    for (uint64_t q = 1; q <= N; q++) {
+        if (!ok[q])
+            continue;
+        char id[64];
+        snprintf(id, sizeof(id), ":%" PRIu64 "\"", q);
+        cr_expect_eq(rows_with(id), 1, "seq %" PRIu64 " was acked OK but is not stored", q);
+    }
+}
+
+/* --check: the required keys, the URL, ca_file, token_file; never the token. */
+Test(influxdb3_e2e, check_reports_with_file_and_line_and_never_the_token)
+{
+    harness_prepare(&relay);
+    char tf[400];
+    snprintf(tf, sizeof(tf), "%s/token", relay.dir);
+    FILE *f = fopen(tf, "w");
+    fputs("file-token-xyz\n", f);
+    fclose(f);
+    chmod(tf, 0644);
+    struct {
+        const char *keys;
+        const char *want;
+    } cases[] = {
+        {"host = http://x:8181\ndatabase = d\n",
+         "[sink:telemetry] InfluxDB 3 host, token, and database are required"},
+        {"database = d\ntoken = secret-tok\n",
+         "[sink:telemetry] InfluxDB 3 host, token, and database are required"},
+        {"host = 127.0.0.1:8181\ndatabase = d\ntoken = secret-tok\n",
+         "[sink:telemetry] host: InfluxDB 3 host must be an http:// or https:// URL"},
+        {"host = https://x\ndatabase = d\ntoken = secret-tok\nca_file = /nonexistent/ca.pem\n",
+         "[sink:telemetry] ca_file: cannot read \"/nonexistent/ca.pem\""},
+        {NULL, "[sink:telemetry] token_file: "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char body[800];
+        if (cases[i].keys)
+            snprintf(body, sizeof(body), "[sink:telemetry]\nplugin = sink-influxdb3\n%s", cases[i].keys);
+        else
+            snprintf(body, sizeof(body), "[sink:telemetry]\nplugin = sink-influxdb3\nhost = http://x\n"
+                     "database = d\ntoken_file = %s\n", tf);
+        const char *cfg = harness_write_config(&relay, NULL, body);
+        const char *args[] = {"-c", cfg, "--check", NULL};
+        char out[4096];
+        int rc = relay_run_cli(args, out, sizeof(out));
+        cr_expect_neq(rc, 0, "%s", body);
+        cr_expect_not_null(strstr(out, cases[i].want), "want %s in: %s", cases[i].want, out);
+        cr_expect_not_null(strstr(out, "relay.ini:"), "file and line: %s", out);
+        cr_expect_null(strstr(out, "secret-tok"), "%s", out);
+        cr_expect_null(strstr(out, "file-token-xyz"), "%s", out);
+    }
+}
