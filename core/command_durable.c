@@ -702,10 +702,16 @@ static void exchange_command(struct rpc_call *call, const ProtobufCMessage *msg,
     }
     d->unary = true;
     d->call = call;
-    /* The caller leaving must free the slot at once, not at the deadline. */
+    /* The caller leaving must free the slot at once, not at the deadline;
+     * the watch's reference also keeps d alive while it waits (the table
+     * holds none). */
     command_exchange_ref(&d->x);
-    if (rpc_call_watch(call, unary_closed, d) < 0)
+    if (rpc_call_watch(call, unary_closed, d) < 0) {
         command_exchange_unref(&d->x);
+        command_exchange_unref(&d->x);
+        rpc_call_finish(call, RPC_UNAVAILABLE, "the call ended before it could wait", NULL, 0);
+        return;
+    }
     size_t len = 0;
     const uint8_t *bytes = rpc_call_request(call, &len);
     run(d, (const Aeroarc__Relay__V1__ExchangeCommandRequest *)msg, bytes, len,
