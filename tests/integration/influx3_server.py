@@ -18,9 +18,11 @@ Not reproduced: querying (SQL), databases created on demand, retention.
 Control endpoints for the tests (same port):
   GET  /rows                    every stored row as JSON lines
   GET  /requests                one JSON line per write request seen
-  POST /script?status=503&count=2[&delay_ms=..][&body=...]
+  POST /script?status=503&count=2[&delay_ms=..][&body=...][&min_lines=N]
                                 the next `count` writes answer `status`
-                                (status 0: answer normally but after delay_ms)
+                                (status 0: answer normally but after delay_ms);
+                                with min_lines, only writes of at least N
+                                lines take the entry (smaller ones pass by)
   POST /reset                   forget rows, requests and scripts
 Usage: influx3_server.py --port N --token T --ready FILE
 """
@@ -38,7 +40,7 @@ LOCK = threading.Lock()
 ROWS = {}      # (table, tags tuple, time) -> {"table","tags","fields","time"}
 COLUMNS = {}   # table -> {column: kind}
 REQUESTS = []
-SCRIPT = []    # [(status, delay_ms, body)]
+SCRIPT = []    # [(status, delay_ms, body, min_lines)]
 
 
 class LineError(Exception):
@@ -167,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 for _ in range(int(q.get("count", "1"))):
                     SCRIPT.append((int(q.get("status", "0")), int(q.get("delay_ms", "0")),
-                                   q.get("body", "")))
+                                   q.get("body", ""), int(q.get("min_lines", "0"))))
             return self.answer(204)
         if url.path == "/reset":
             with LOCK:
@@ -178,14 +180,15 @@ class Handler(BaseHTTPRequestHandler):
         self.write(url.path, q, body)
 
     def write(self, path, q, body):
-        with LOCK:
-            script = SCRIPT.pop(0) if SCRIPT else (0, 0, "")
         gz = self.headers.get("Content-Encoding", "") == "gzip"
         raw_len = len(body)
         if gz:
             body = gzip.decompress(body)
         text = body.decode("utf-8", errors="replace")
         lines = [l for l in text.split("\n") if l and not l.startswith("#")]
+        with LOCK:
+            take = SCRIPT and len(lines) >= SCRIPT[0][3]
+            script = SCRIPT.pop(0)[:3] if take else (0, 0, "")
         auth = self.headers.get("Authorization", "")
         with LOCK:
             REQUESTS.append({"path": path, "query": q, "gzip": gz, "bytes": raw_len,
