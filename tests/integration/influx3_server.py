@@ -24,7 +24,9 @@ Control endpoints for the tests (same port):
                                 with min_lines, only writes of at least N
                                 lines take the entry (smaller ones pass by)
   POST /reset                   forget rows, requests and scripts
-Usage: influx3_server.py --port N --token T --ready FILE
+Usage: influx3_server.py --port N --token T --ready FILE [--discard]
+  --discard: check the token, read (and inflate) the body, answer 204 at
+  once without parsing or storing (a write server for benchmarks)
 """
 import argparse
 import gzip
@@ -136,6 +138,7 @@ def parse_line(line):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     token = ""
+    discard = False
 
     def log_message(self, *args):
         pass
@@ -184,6 +187,10 @@ class Handler(BaseHTTPRequestHandler):
         raw_len = len(body)
         if gz:
             body = gzip.decompress(body)
+        if self.discard:
+            ok = self.headers.get("Authorization", "") in ("Token " + self.token,
+                                                             "Bearer " + self.token)
+            return self.answer(204) if ok else self.answer(401, b'{"error":"unauthorized access"}')
         text = body.decode("utf-8", errors="replace")
         lines = [l for l in text.split("\n") if l and not l.startswith("#")]
         with LOCK:
@@ -240,8 +247,10 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--token", default="")
     ap.add_argument("--ready", required=True)
+    ap.add_argument("--discard", action="store_true")
     a = ap.parse_args()
     Handler.token = a.token
+    Handler.discard = a.discard
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     srv.daemon_threads = True
     with open(a.ready, "w") as f:
