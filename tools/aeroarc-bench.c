@@ -43,6 +43,7 @@ struct bench_opts {
 	const char *scenario;
 	long server_pid;
 	bool multiplexed; /* --protocol multiplexed: generation 2 (SPEC section 9) */
+	bool go_names;    /* --field-names go: the agent's gomavlib names (Lat, TimeBootMs) */
 };
 
 /* The scenarios of docs/benchmarks.md, as loadgen lines. Only the client
@@ -793,6 +794,14 @@ static const char *const kind_fields[N_KINDS][9] = {
 	{ "type", "autopilot", "base_mode", "custom_mode", "system_status", "mavlink_version" },
 };
 
+/* The same fields as the agent names them (gomavlib Go names, SPEC 13.2):
+ * what sink-influxdb3 reads. */
+static const char *const kind_fields_go[N_KINDS][9] = {
+	{ "TimeBootMs", "Roll", "Pitch", "Yaw", "Rollspeed", "Pitchspeed", "Yawspeed" },
+	{ "TimeBootMs", "Lat", "Lon", "Alt", "RelativeAlt", "Vx", "Vy", "Vz", "Hdg" },
+	{ "Type", "Autopilot", "BaseMode", "CustomMode", "SystemStatus", "MavlinkVersion" },
+};
+
 static int tmpl_build(struct tmpl *t, int kind, const struct bench_opts *o)
 {
 	size_t nf = (size_t)o->fields;
@@ -806,7 +815,7 @@ static int tmpl_build(struct tmpl *t, int kind, const struct bench_opts *o)
 	if (!f || !text || !raw)
 		goto out;
 	for (size_t i = 0; i < nf; i++) {
-		const char *name = i < 9 ? kind_fields[kind][i] : NULL;
+		const char *name = i < 9 ? (o->go_names ? kind_fields_go : kind_fields)[kind][i] : NULL;
 
 		if (name)
 			snprintf(text[i][0], sizeof text[i][0], "%s", name);
@@ -975,7 +984,7 @@ static void usage(FILE *out)
 	      "                     [--window W] [--channels C] [--fields K] [--raw-bytes B]\n"
 	      "                     [--prefix P] [--token T] [--hold S] [--acked-log FILE]\n"
 	      "                     [--threads T] [--scenario NAME] [--server-pid PID]\n"
-	      "                     [--protocol seed|multiplexed]\n"
+	      "                     [--protocol seed|multiplexed] [--field-names snake|go]\n"
 	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
 	      "  (default 10000) keeping at most W unacked (default 100), over C connections\n"
 	      "  (default: one per agent). Frames carry K fields (8) and B raw bytes (64).\n"
@@ -992,7 +1001,9 @@ static void usage(FILE *out)
 	      "  --protocol multiplexed (default seed) speaks generation 2 (SPEC section 9):\n"
 	      "  aero-arc-session-id on every stream, frames wrapped in AgentStreamMessage\n"
 	      "  with a random wal_id per agent run, acks read from RelayStreamMessage;\n"
-	      "  the line then has \"protocol\":\"multiplexed\".\n",
+	      "  the line then has \"protocol\":\"multiplexed\".\n"
+	      "  --field-names go names the fields as agents do (Lat, TimeBootMs: what\n"
+	      "  sink-influxdb3 reads) instead of snake case (lat, time_boot_ms).\n",
 	      out);
 }
 
@@ -1079,6 +1090,13 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			if (!ok)
 				fprintf(stderr, "aeroarc-bench: --protocol: \"%s\" is neither seed nor "
 						"multiplexed\n", v);
+		}
+		else if (!strcmp(a, "--field-names")) {
+			ok = !strcmp(v, "snake") || !strcmp(v, "go");
+			o->go_names = !strcmp(v, "go");
+			if (!ok)
+				fprintf(stderr, "aeroarc-bench: --field-names: \"%s\" is neither snake nor "
+						"go\n", v);
 		}
 		else {
 			fprintf(stderr, "aeroarc-bench: unknown option \"%s\" (see --help)\n", a);

@@ -4,7 +4,21 @@
 # prints a Markdown table of medians and ratios (docs/benchmarks.md).
 #
 #   tools/bench-compare.sh [rounds] [scenario...]
-#   scenarios: throughput many durable light scale redis (default: all)
+#   scenarios: throughput many durable light scale redis influx3
+#   (default: all)
+#
+# influx3 is not a comparison with the ackserver: the relay with sink-file
+# alone against the relay with sink-file plus sink-influxdb3 writing to
+# tests/integration/influx3_server.py --discard (answers 204 at once), both
+# driven by aeroarc-bench --protocol multiplexed --field-names go (seed
+# frames and snake-case fields would not be written), servers alternated;
+# target: >= 0.8x the sink-file-alone acked/s (docs/benchmarks.md).
+#
+# AERO_BENCH_INFLUX3_KEYS adds keys to that [sink:telemetry] (e.g.
+# "gzip_threshold = 0").
+#
+# AERO_BENCH_BUILD=<build dir> uses that build tree as it is instead of
+# configuring and building build-release.
 #
 # AERO_BENCH_BASELINE=/path/to/aeroarc-relay adds a third server, another
 # build of the relay (its plugins beside it, as in a build tree), to every
@@ -19,19 +33,28 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 ROUNDS=${1:-3}
 shift || true
-SCENARIOS=${*:-throughput many durable light scale redis}
+SCENARIOS=${*:-throughput many durable light scale redis influx3}
 SHARED=${AERO_SHARED:-$ROOT/../shared}
 OUT=${AERO_BENCH_OUT:-/tmp/aeroarc-bench-compare}
 . tools/bench-lib.sh # the scripts cd to the checkout first
 mkdir -p "$OUT"
 
-scripts/deps.sh bench
-make -s -C "$SHARED/bench" OUT="$OUT/yardstick" >/dev/null
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAERO_TESTS=OFF >/dev/null
-cmake --build build-release -j"$(nproc)" >/dev/null
+need_yardstick=false # influx3 alone needs no loadgen or ackserver
+for s in $SCENARIOS; do [ "$s" != influx3 ] && need_yardstick=true; done
+if $need_yardstick; then
+  scripts/deps.sh bench
+  make -s -C "$SHARED/bench" OUT="$OUT/yardstick" >/dev/null
+fi
+BUILD=${AERO_BENCH_BUILD:-}
+if [ -z "$BUILD" ]; then
+  BUILD=$ROOT/build-release
+  cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAERO_TESTS=OFF >/dev/null
+  cmake --build build-release -j"$(nproc)" >/dev/null
+fi
 LOADGEN=$OUT/yardstick/loadgen
 ACKSERVER=$OUT/yardstick/ackserver
-RELAY=$ROOT/build-release/aeroarc-relay
+RELAY=$BUILD/aeroarc-relay
+BENCH=$BUILD/aeroarc-bench
 BASELINE=${AERO_BENCH_BASELINE:-}
 
 
@@ -111,6 +134,49 @@ print(json.dumps(r))
 EOF
 }
 
+# run_influx3 <variant>: the relay with sink-file alone (file) or with
+# sink-file and sink-influxdb3 (file+influx3) under aeroarc-bench's
+# throughput load over generation 2; one JSON line.
+run_influx3() {
+  local variant=$1 port; port=$(free_port)
+  local dir=$OUT/relay-run
+  rm -rf "$dir"; mkdir -p "$dir"
+  # The shipped relay.ini without its stdout sink: sink-file is the baseline.
+  sed -e "s|^listen = 0.0.0.0:50051.*|listen = 127.0.0.1:$port|" \
+      -e "s|^listen = 0.0.0.0:2112.*|listen =|" \
+      -e "s|^path = ./data|path = $dir/data|" \
+      -e '/^\[sink:console\]/,/^$/d' relay.ini >"$dir/relay.ini"
+  local wpid=""
+  if [ "$variant" = file+influx3 ]; then
+    local wport; wport=$(free_port)
+    $PY tests/integration/influx3_server.py --port "$wport" --token bench-token \
+      --ready "$dir/influx3.ready" --discard &
+    wpid=$!
+    wait_port "$wport"
+    printf '\n[sink:telemetry]\nplugin = sink-influxdb3\nhost = http://127.0.0.1:%s\n%s\n' \
+      "$wport" "database = bench
+token = bench-token
+relay_id = bench-relay
+${AERO_BENCH_INFLUX3_KEYS:-}" >>"$dir/relay.ini"
+  fi
+  env -u REDIS_ADDR "$RELAY" -c "$dir/relay.ini" >/dev/null 2>"$OUT/$variant.log" &
+  local pid=$!
+  wait_port "$port"
+  local line
+  line=$("$BENCH" --target "127.0.0.1:$port" --scenario throughput --protocol multiplexed \
+           --field-names go --server-pid "$pid" || true)
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  if [ -n "$wpid" ]; then kill "$wpid"; wait "$wpid" 2>/dev/null || true; fi
+  $PY - "$variant" "$line" <<'PYEOF'
+import json, sys
+variant, line = sys.argv[1:3]
+r = json.loads(line) if line.strip() else {"acked": 0, "acked_per_s": 0, "stream_errors": -1}
+r.update(server=variant, scenario="influx3", cpu_s=r.get("server_cpu_s", 0),
+         rss_kb=r.get("server_peak_rss_kb", 0))
+print(json.dumps(r))
+PYEOF
+}
+
 declare -A ARGS=(
   [throughput]="--agents 10 --frames 20000 --window 100"
   [many]="--agents 500 --channels 50 --frames 400 --window 50"
@@ -123,6 +189,15 @@ declare -A ARGS=(
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 for scenario in $SCENARIOS; do
+  if [ "$scenario" = influx3 ]; then
+    for round in $(seq 1 "$ROUNDS"); do
+      if [ $((round % 2)) -eq 1 ]; then order="file file+influx3"; else order="file+influx3 file"; fi
+      for variant in $order; do
+        run_influx3 "$variant" | tee -a "$RESULTS" >&2
+      done
+    done
+    continue
+  fi
   [ "$scenario" = redis ] && start_redis
   for round in $(seq 1 "$ROUNDS"); do
     # Alternate which server goes first so drift hits both alike.
@@ -163,7 +238,7 @@ def ratio(a, b):
 print("| scenario | server | acked/s | p50 µs | p99 µs | CPU s /100k frames | peak RSS MB | errors |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for scn in dict.fromkeys(r["scenario"] for r in rows):
-    for srv in ("ackserver", "relay", "baseline"):
+    for srv in ("ackserver", "relay", "baseline", "file", "file+influx3"):
         n = [r for r in rows if r["scenario"] == scn and r["server"] == srv]
         if not n:
             continue
@@ -175,7 +250,7 @@ print()
 print("| scenario | relay / ackserver acked/s | p50 | p99 | CPU per frame | peak RSS |")
 print("|---|---:|---:|---:|---:|---:|")
 for scn in dict.fromkeys(r["scenario"] for r in rows):
-    if scn == "redis-off":
+    if scn in ("redis-off", "influx3"):
         continue
     base = "ackserver" if scn != "redis" else None
     if base is None:
@@ -186,6 +261,16 @@ for scn in dict.fromkeys(r["scenario"] for r in rows):
           f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, base, 'p99_us'))} "
           f"| {ratio(per100k(scn, 'relay'), per100k(scn, base))} "
           f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, base, 'rss_kb'))} |")
+if any(r["scenario"] == "influx3" for r in rows):
+    print()
+    print("| influx3 | file+influx3 / file alone acked/s (target >= 0.8x) | p50 | p99 | CPU per frame | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    s = "influx3"
+    print(f"| generation 2, throughput load | {ratio(med(s, 'file+influx3', 'acked_per_s'), med(s, 'file', 'acked_per_s'))} "
+          f"| {ratio(med(s, 'file+influx3', 'p50_us'), med(s, 'file', 'p50_us'))} "
+          f"| {ratio(med(s, 'file+influx3', 'p99_us'), med(s, 'file', 'p99_us'))} "
+          f"| {ratio(per100k(s, 'file+influx3'), per100k(s, 'file'))} "
+          f"| {ratio(med(s, 'file+influx3', 'rss_kb'), med(s, 'file', 'rss_kb'))} |")
 if any(r["server"] == "baseline" for r in rows):
     print()
     print("| scenario | this build / baseline acked/s | p50 | p99 | CPU per frame | peak RSS |")
@@ -199,6 +284,6 @@ if any(r["server"] == "baseline" for r in rows):
               f"| {ratio(per100k(scn, 'relay'), per100k(scn, 'baseline'))} "
               f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, 'baseline', 'rss_kb'))} |")
 print()
-print(f"rounds: {max(1, len([r for r in rows if r['server'] == 'relay']) // max(1, len(set(r['scenario'] for r in rows))))}; "
+print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file')]) // max(1, len(set(r['scenario'] for r in rows))))}; "
       f"raw results: {sys.argv[1]}")
 EOF

@@ -18,11 +18,15 @@ Not reproduced: querying (SQL), databases created on demand, retention.
 Control endpoints for the tests (same port):
   GET  /rows                    every stored row as JSON lines
   GET  /requests                one JSON line per write request seen
-  POST /script?status=503&count=2[&delay_ms=..][&body=...]
+  POST /script?status=503&count=2[&delay_ms=..][&body=...][&min_lines=N]
                                 the next `count` writes answer `status`
-                                (status 0: answer normally but after delay_ms)
+                                (status 0: answer normally but after delay_ms);
+                                with min_lines, only writes of at least N
+                                lines take the entry (smaller ones pass by)
   POST /reset                   forget rows, requests and scripts
-Usage: influx3_server.py --port N --token T --ready FILE
+Usage: influx3_server.py --port N --token T --ready FILE [--discard]
+  --discard: check the token, read (and inflate) the body, answer 204 at
+  once without parsing or storing (a write server for benchmarks)
 """
 import argparse
 import gzip
@@ -38,7 +42,7 @@ LOCK = threading.Lock()
 ROWS = {}      # (table, tags tuple, time) -> {"table","tags","fields","time"}
 COLUMNS = {}   # table -> {column: kind}
 REQUESTS = []
-SCRIPT = []    # [(status, delay_ms, body)]
+SCRIPT = []    # [(status, delay_ms, body, min_lines)]
 
 
 class LineError(Exception):
@@ -134,6 +138,7 @@ def parse_line(line):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     token = ""
+    discard = False
 
     def log_message(self, *args):
         pass
@@ -167,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 for _ in range(int(q.get("count", "1"))):
                     SCRIPT.append((int(q.get("status", "0")), int(q.get("delay_ms", "0")),
-                                   q.get("body", "")))
+                                   q.get("body", ""), int(q.get("min_lines", "0"))))
             return self.answer(204)
         if url.path == "/reset":
             with LOCK:
@@ -178,14 +183,19 @@ class Handler(BaseHTTPRequestHandler):
         self.write(url.path, q, body)
 
     def write(self, path, q, body):
-        with LOCK:
-            script = SCRIPT.pop(0) if SCRIPT else (0, 0, "")
         gz = self.headers.get("Content-Encoding", "") == "gzip"
         raw_len = len(body)
         if gz:
             body = gzip.decompress(body)
+        if self.discard:
+            ok = self.headers.get("Authorization", "") in ("Token " + self.token,
+                                                             "Bearer " + self.token)
+            return self.answer(204) if ok else self.answer(401, b'{"error":"unauthorized access"}')
         text = body.decode("utf-8", errors="replace")
         lines = [l for l in text.split("\n") if l and not l.startswith("#")]
+        with LOCK:
+            take = SCRIPT and len(lines) >= SCRIPT[0][3]
+            script = SCRIPT.pop(0)[:3] if take else (0, 0, "")
         auth = self.headers.get("Authorization", "")
         with LOCK:
             REQUESTS.append({"path": path, "query": q, "gzip": gz, "bytes": raw_len,
@@ -237,8 +247,10 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--token", default="")
     ap.add_argument("--ready", required=True)
+    ap.add_argument("--discard", action="store_true")
     a = ap.parse_args()
     Handler.token = a.token
+    Handler.discard = a.discard
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     srv.daemon_threads = True
     with open(a.ready, "w") as f:

@@ -29,6 +29,7 @@ static struct rc_channel *ch;
 static pid_t srv_pid;
 static int srv_port;
 static char srv_ready[128];
+static void (*before_start)(void); /* see start_auth */
 
 static bool srv_is_ready(void *arg)
 {
@@ -59,6 +60,7 @@ static void setup(void)
     memset(&relay, 0, sizeof(relay));
     ch = NULL;
     srv_pid = 0;
+    before_start = NULL;
 }
 
 static void teardown(void)
@@ -131,11 +133,22 @@ static char *row_of(const char *id)
     return found;
 }
 
-/* Start the relay with [sink:telemetry] (+ extra keys) and sink-file. */
+/* Start the relay with [sink:telemetry] (auth: its token keys, may use
+ * %DIR%; + extra keys) and sink-file. before_start, if set, runs once the
+ * scratch dir exists and before the relay starts. */
+static void start_auth(const char *auth, const char *extra);
+
 static void start(const char *extra)
+{
+    start_auth("token = " TOKEN "\n", extra);
+}
+
+static void start_auth(const char *auth, const char *extra)
 {
     srv_start();
     harness_prepare(&relay);
+    if (before_start)
+        before_start();
     char map[400], body[2048];
     snprintf(map, sizeof(map), "%s/mappings", relay.dir);
     FILE *f = fopen(map, "w");
@@ -146,10 +159,10 @@ static void start(const char *extra)
     snprintf(body, sizeof(body),
              "[control]\nagent_mappings_file = %s\n"
              "[sink:telemetry]\nplugin = sink-influxdb3\nhost = http://127.0.0.1:%d\n"
-             "database = aero_arc\ntoken = " TOKEN "\nwrite_timeout_ms = 2000\n"
+             "database = aero_arc\n%swrite_timeout_ms = 2000\n"
              "retry_backoff_ms = 20\nmax_retries = 2\n%s"
              "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n",
-             map, srv_port, extra ? extra : "");
+             map, srv_port, auth, extra ? extra : "");
     ch = harness_start(&relay, "relay_id = relay-1\n", body);
 }
 
@@ -587,4 +600,336 @@ Test(influxdb3_e2e, check_reports_with_file_and_line_and_never_the_token)
         cr_expect_null(strstr(out, "secret-tok"), "%s", out);
         cr_expect_null(strstr(out, "file-token-xyz"), "%s", out);
     }
+}
+
+/* Send frames 1..n of agent-1 without waiting, then collect their acks:
+ * ok[seq] for each OK. Returns how many were OK. */
+static size_t send_all(struct agent *a, uint64_t first, uint64_t n, bool *ok)
+{
+    for (uint64_t q = first; q < first + n; q++) {
+        struct rc_frame f = position("agent-1", q);
+        f.session_id = a->session;
+        f.wal_id = WAL;
+        cr_assert_eq(rc_stream_send_gen2_frame(a->s, &f, 5000), 0);
+    }
+    size_t got = 0, oks = 0;
+    struct rc_relay_msg m;
+    while (got < n) {
+        cr_assert_eq(rc_stream_recv_gen2(a->s, &m, 15000), 1, "%zu of %" PRIu64 " acks", got, n);
+        if (m.arm != RC_RELAY_TELEMETRY_ACK)
+            continue;
+        got++;
+        if (m.ack.status == RC_ACK_OK) {
+            oks++;
+            if (ok)
+                ok[m.ack.seq - first] = true;
+        }
+    }
+    return oks;
+}
+
+/* The number after `"key": ` in a /requests line, or -1. */
+static long long json_num(const char *line, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "\"%s\": ", key);
+    const char *p = strstr(line, k);
+    return p && p[strlen(k)] != 'n' ? strtoll(p + strlen(k), NULL, 10) : -1;
+}
+
+/* The /requests lines (malloc'd array of malloc'd strings, *n of them). */
+static char **request_lines(size_t *n)
+{
+    char *b = srv("GET", "/requests");
+    size_t cap = count_lines(b, NULL) + 1;
+    char **out = calloc(cap, sizeof(*out));
+    *n = 0;
+    for (char *p = b; *p;) {
+        char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len)
+            out[(*n)++] = strndup(p, len);
+        p += len + (nl != NULL);
+    }
+    free(b);
+    return out;
+}
+
+static void free_lines(char **l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
+/* A scripted 400: a refusal, retried, then RETRY_WITH_BACKOFF (never
+ * PERMANENT_ERROR); the server's message is logged; a resend is stored. */
+Test(influxdb3_e2e, a_scripted_400_is_retried_then_retry_with_backoff)
+{
+    start(NULL);
+    free(srv("POST", "/script?status=400&count=3&body=bad-line-protocol"));
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_RETRY_WITH_BACKOFF);
+    cr_expect_str_eq(err, "telemetry admission failed: write InfluxDB 3 points: HTTP 400: bad-line-protocol");
+    cr_expect_eq(requests(), 3, "max_retries 2: three requests");
+    cr_expect_eq(rows_with(NULL), 0);
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    cr_expect_eq(rows_with(NULL), 1);
+    agent_close(&a);
+    rc_close(ch);
+    ch = NULL;
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_expect_not_null(strstr(log, "bad-line-protocol"), "the refusal is logged: %s", log);
+    free(log);
+}
+
+/* 413: a request of several lines is halved and resent; every row still
+ * arrives, in more requests. A one-row 413 cannot be halved:
+ * RETRY_WITH_BACKOFF at once, no resend (SPEC 13.9 rule 7). */
+Test(influxdb3_e2e, a_413_halves_the_request_and_every_row_arrives)
+{
+    start("batch_size = 500\n");
+    /* The next request of two lines or more gets the 413 (one-line
+     * requests pass by); bursts of frames until one went out. */
+    free(srv("POST", "/script?status=413&count=1&min_lines=2&body=too-large"));
+    struct agent a;
+    agent_open(&a, "agent-1");
+    enum { N = 20 };
+    size_t n = 0, at = 0, sent = 0;
+    char **req = NULL;
+    for (int round = 0; round < 5; round++) {
+        bool ok[N] = {false};
+        cr_expect_eq(send_all(&a, sent + 1, N, ok), N, "every frame OK despite the 413");
+        sent += N;
+        if (req)
+            free_lines(req, n);
+        req = request_lines(&n);
+        for (at = 0; at < n && json_num(req[at], "status") != 413; at++)
+            ;
+        if (at < n)
+            break;
+    }
+    cr_assert_lt(at, n, "no request of several lines in 5 bursts of %d frames", N);
+    cr_expect_eq(rows_with("\"message_name\": \"global_position_int\""), sent);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i != at)
+            total += (size_t)json_num(req[i], "lines");
+    cr_expect_eq(total, sent, "the rows of the answered requests add up to every frame");
+    long long big = json_num(req[at], "lines");
+    cr_assert_lt(at + 2, n, "two halves follow the 413");
+    cr_expect_eq(json_num(req[at + 1], "lines"), big / 2, "first half");
+    cr_expect_eq(json_num(req[at + 2], "lines"), big - big / 2, "second half");
+    free_lines(req, n);
+
+    /* One row answered 413: RETRY_WITH_BACKOFF at once, no resend. */
+    size_t before = requests();
+    free(srv("POST", "/script?status=413&count=1&body=too-large"));
+    char err[600];
+    cr_expect_eq(send_frame(&a, position("agent-1", 100), WAL, err, sizeof(err)), RC_ACK_RETRY_WITH_BACKOFF);
+    cr_expect_str_eq(err, "telemetry admission failed: write InfluxDB 3 points: HTTP 413: too-large");
+    cr_expect_eq(requests(), before + 1, "a one-row 413 is not resent");
+    agent_close(&a);
+}
+
+/* A server slower than write_timeout_ms: the request is cut at the
+ * deadline and the row gets RETRY_WITH_BACKOFF, well before the server
+ * would have answered. */
+Test(influxdb3_e2e, a_server_slower_than_write_timeout_ms)
+{
+    start(NULL); /* write_timeout_ms = 2000 */
+    free(srv("POST", "/script?status=0&delay_ms=8000&count=1"));
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    int64_t t0 = harness_now_ms();
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_RETRY_WITH_BACKOFF);
+    int64_t took = harness_now_ms() - t0;
+    cr_expect_geq(took, 1900, "not before write_timeout_ms: %lld ms", (long long)took);
+    cr_expect_lt(took, 7000, "cut at write_timeout_ms, not the server's 8 s: %lld ms", (long long)took);
+    cr_expect_eq(strncmp(err, "telemetry admission failed: write InfluxDB 3 points: ", 53), 0, "%s", err);
+    cr_expect_eq(requests(), 1, "no retry once the deadline is used up");
+    /* The server answers at once again: the resend is OK. */
+    cr_expect_eq(send_frame(&a, position("agent-1", 2), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    agent_close(&a);
+}
+
+static void token_env(void)
+{
+    harness_setenv(&relay, "INFLUXDB3_TOKEN", TOKEN);
+}
+
+/* No token key: INFLUXDB3_TOKEN is used, and is never logged. */
+Test(influxdb3_e2e, the_token_from_INFLUXDB3_TOKEN)
+{
+    before_start = token_env;
+    start_auth("", NULL);
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    char *r = srv("GET", "/requests");
+    cr_expect_not_null(strstr(r, "\"authorization\": \"Token " TOKEN "\""), "%s", r);
+    free(r);
+    agent_close(&a);
+    rc_close(ch);
+    ch = NULL;
+    cr_assert_eq(relay_stop(&relay, 20000), 0);
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_expect_null(strstr(log, TOKEN));
+    free(log);
+}
+
+static void token_file(void)
+{
+    char tf[400];
+    snprintf(tf, sizeof(tf), "%s/token", relay.dir);
+    int fd = open(tf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, TOKEN "\n", sizeof(TOKEN)), (ssize_t)sizeof(TOKEN));
+    close(fd);
+    cr_assert_eq(chmod(tf, 0600), 0);
+    /* token_file wins over the environment (first non-empty wins). */
+    harness_setenv(&relay, "INFLUXDB3_TOKEN", "env-token-loses");
+}
+
+/* token_file (0600): its first line, without the newline. */
+Test(influxdb3_e2e, the_token_from_token_file)
+{
+    before_start = token_file;
+    start_auth("token_file = %DIR%/token\n", NULL);
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    char *r = srv("GET", "/requests");
+    cr_expect_not_null(strstr(r, "\"authorization\": \"Token " TOKEN "\""), "%s", r);
+    free(r);
+    agent_close(&a);
+}
+
+/* SPEC 13.7's conformance reader on the stored rows: its predicate
+ * (table, time window, message_name, schema_version as the tag '1',
+ * aircraft_id IN (...)) and its decode rules, deduplicated by frame_id. */
+
+/* The tag `key` of a /rows line into out ("" if absent). */
+static void row_tag(const char *row, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *tags = strstr(row, "\"tags\": {");
+    cr_assert_not_null(tags, "%s", row);
+    const char *end = strchr(tags, '}');
+    char k[64];
+    snprintf(k, sizeof(k), "\"%s\": \"", key);
+    const char *p = strstr(tags, k);
+    if (!p || p > end)
+        return;
+    p += strlen(k);
+    snprintf(out, cap, "%.*s", (int)strcspn(p, "\""), p);
+}
+
+/* The field `key` of a /rows line: its type and value text; false if absent. */
+static bool row_field(const char *row, const char *key, char *type, char *val, size_t cap)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "\"%s\": [\"", key);
+    const char *p = strstr(row, k);
+    if (!p)
+        return false;
+    p += strlen(k);
+    snprintf(type, cap, "%.*s", (int)strcspn(p, "\""), p);
+    p = strchr(p, ',');
+    cr_assert_not_null(p);
+    p += 2;
+    if (*p == '"')
+        p++;
+    snprintf(val, cap, "%.*s", (int)strcspn(p, "\"]"), p);
+    return true;
+}
+
+Test(influxdb3_e2e, stored_rows_pass_the_conformance_predicate_and_decode_rules)
+{
+    start(NULL);
+    struct agent a;
+    char err[600];
+    agent_open(&a, "agent-1");
+    for (uint64_t q = 1; q <= 3; q++)
+        cr_assert_eq(send_frame(&a, position("agent-1", q), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    /* A replay (one row per frame_id), a heartbeat (other message_name). */
+    cr_assert_eq(send_frame(&a, position("agent-1", 2), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    struct rc_frame hb = {.agent_id = "agent-1", .seq = 4, .sent_at_unix_ns = T0 + 4000000,
+                          .msg_name = "HEARTBEAT", FIELDS({"Type", "MAV_TYPE_QUADROTOR"})};
+    cr_assert_eq(send_frame(&a, hb, WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    agent_close(&a);
+    agent_open(&a, "agent-2"); /* unmapped: no aircraft_id, not selected */
+    cr_assert_eq(send_frame(&a, position("agent-2", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
+    agent_close(&a);
+
+    const long long start_ns = T0, end_ns = T0 + 1000000000LL;
+    char *b = srv("GET", "/rows");
+    char frame_ids[8][256];
+    size_t selected = 0, all = 0;
+    for (char *p = b; *p;) {
+        char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *row = strndup(p, len);
+        p += len + (nl != NULL);
+        all++;
+        char v[256], t[32], tag[256];
+        /* The predicate. */
+        if (!strstr(row, "\"table\": \"aircraft_telemetry\""))
+            goto next;
+        long long ts = json_num(row, "time");
+        if (ts < start_ns || ts >= end_ns)
+            goto next;
+        row_tag(row, "message_name", tag, sizeof(tag));
+        if (strcmp(tag, "global_position_int") != 0)
+            goto next;
+        row_tag(row, "schema_version", tag, sizeof(tag));
+        cr_expect_str_eq(tag, "1", "schema_version is the tag '1': %s", row);
+        cr_expect(!row_field(row, "schema_version", t, v, sizeof(v)), "not a field: %s", row);
+        if (!row_field(row, "aircraft_id", t, v, sizeof(v)) || strcmp(v, "aircraft-1") != 0)
+            goto next;
+        /* The decode rules. */
+        cr_expect_str_eq(t, "string", "aircraft_id: %s", row);
+        row_tag(row, "frame_id", tag, sizeof(tag));
+        cr_expect_neq(tag[0], '\0', "non-blank frame_id: %s", row);
+        for (size_t i = 0; i < selected && selected < 8; i++)
+            cr_expect_str_neq(frame_ids[i], tag, "frame_id %s twice", tag);
+        if (selected < 8)
+            snprintf(frame_ids[selected], sizeof(frame_ids[0]), "%s", tag);
+        selected++;
+        row_tag(row, "agent_id", tag, sizeof(tag));
+        cr_expect_str_eq(tag, "agent-1", "%s", row);
+        cr_expect(row_field(row, "wal_id", t, v, sizeof(v)), "wal_id column: %s", row);
+        cr_expect_str_eq(t, "string");
+        cr_expect_str_eq(v, WAL, "non-blank wal_id: %s", row);
+        cr_expect(row_field(row, "wal_sequence", t, v, sizeof(v)), "%s", row);
+        cr_expect_str_eq(t, "uint64", "wal_sequence unsigned: %s", row);
+        cr_expect_eq(v[strspn(v, "0123456789")], '\0', "%s", v);
+        cr_expect(row_field(row, "latitude_deg", t, v, sizeof(v)), "%s", row);
+        cr_expect_str_eq(t, "float64");
+        cr_expect(strtod(v, NULL) >= -90 && strtod(v, NULL) <= 90, "latitude %s", v);
+        cr_expect(row_field(row, "longitude_deg", t, v, sizeof(v)), "%s", row);
+        cr_expect_str_eq(t, "float64");
+        cr_expect(strtod(v, NULL) >= -180 && strtod(v, NULL) <= 180, "longitude %s", v);
+        if (row_field(row, "altitude_msl_m", t, v, sizeof(v)))
+            cr_expect_str_eq(t, "float64");
+        if (row_field(row, "flight_id", t, v, sizeof(v)))
+            cr_expect_str_eq(t, "string");
+        if (row_field(row, "intent_id", t, v, sizeof(v)))
+            cr_expect_str_eq(t, "string");
+        if (row_field(row, "intent_version", t, v, sizeof(v))) {
+            cr_expect_str_eq(t, "uint64");
+            cr_expect_leq(strtoull(v, NULL, 10), 4294967295ULL, "intent_version %s", v);
+        }
+    next:
+        free(row);
+    }
+    free(b);
+    cr_expect_eq(all, 5, "3 positions, a heartbeat, an unmapped position");
+    cr_expect_eq(selected, 3, "the three mapped positions, once each");
 }
