@@ -541,7 +541,8 @@ static void note(struct command_exchange *x, int what, enum rpc_code code, const
         }
         if (!f)
             return;
-        memcpy(f->resp, payload, len);
+        if (len) /* an empty CommandEvidence is a valid one */
+            memcpy(f->resp, payload, len);
         f->resp_len = len;
     } else {
         f = x->spare[what == NOTE_GRANTED ? 0 : 1];
