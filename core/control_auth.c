@@ -138,7 +138,26 @@ static bool identity_allowed(const struct control_auth *ca, X509 *x)
     return ok;
 }
 
-enum control_verdict control_auth_check_pem(const struct control_auth *ca, const char *pem)
+/* The certificates of a PEM bundle after the first (the peer's
+ * intermediates), as untrusted chain material; NULL when none. */
+static STACK_OF(X509) *intermediates(const char *chain_pem)
+{
+    if (!chain_pem)
+        return NULL;
+    BIO *bio = BIO_new_mem_buf(chain_pem, -1);
+    STACK_OF(X509) *st = sk_X509_new_null();
+    X509 *x;
+    for (int i = 0; bio && st && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL; i++) {
+        if (i == 0 || !sk_X509_push(st, x))
+            X509_free(x);
+    }
+    BIO_free(bio);
+    ERR_clear_error(); /* the end of the bundle reads as an error */
+    return st;
+}
+
+enum control_verdict control_auth_check_pem(const struct control_auth *ca, const char *pem,
+                                            const char *chain_pem)
 {
     if (!ca)
         return CONTROL_DISABLED;
@@ -151,14 +170,19 @@ enum control_verdict control_auth_check_pem(const struct control_auth *ca, const
         ERR_clear_error();
         return CONTROL_UNAUTHENTICATED;
     }
+    /* An API certificate issued by an intermediate of the control CA
+     * verifies through the intermediates the client sent, which the store
+     * never trusts on their own. */
+    STACK_OF(X509) *chain = intermediates(chain_pem);
     enum control_verdict v = CONTROL_UNAUTHENTICATED;
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    if (ctx && X509_STORE_CTX_init(ctx, ca->store, x, NULL) == 1) {
+    if (ctx && X509_STORE_CTX_init(ctx, ca->store, x, chain) == 1) {
         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
         if (X509_verify_cert(ctx) == 1)
             v = identity_allowed(ca, x) ? CONTROL_ALLOWED : CONTROL_DENIED;
     }
     X509_STORE_CTX_free(ctx);
+    sk_X509_pop_free(chain, X509_free);
     X509_free(x);
     ERR_clear_error();
     return v;
@@ -168,9 +192,10 @@ enum control_verdict control_auth_check(const struct control_auth *ca, struct rp
 {
     if (!ca)
         return CONTROL_DISABLED;
-    char *pem = rpc_call_peer_cert_pem(call);
-    enum control_verdict v = control_auth_check_pem(ca, pem);
+    char *pem = rpc_call_peer_cert_pem(call), *chain = pem ? rpc_call_peer_chain_pem(call) : NULL;
+    enum control_verdict v = control_auth_check_pem(ca, pem, chain);
     free(pem);
+    free(chain);
     return v;
 }
 

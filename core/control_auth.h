@@ -34,8 +34,10 @@ void control_auth_free(struct control_auth *ca);
 /* The verdict on a call; ca NULL: CONTROL_DISABLED. */
 enum control_verdict control_auth_check(const struct control_auth *ca, struct rpc_call *call);
 
-/* The same for a PEM certificate (tests). */
-enum control_verdict control_auth_check_pem(const struct control_auth *ca, const char *pem);
+/* The same for a PEM certificate and the chain the peer sent with it
+ * (leaf first; NULL: none). */
+enum control_verdict control_auth_check_pem(const struct control_auth *ca, const char *pem,
+                                            const char *chain_pem);
 
 /* True: the call may go on. False: it has been finished with SPEC's code
  * and text (UNIMPLEMENTED, UNAUTHENTICATED, PERMISSION_DENIED). */

@@ -116,21 +116,31 @@ int64_t rpc_call_deadline_left_ns(const struct rpc_call *c)
     return (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
 }
 
-char *rpc_call_peer_cert_pem(const struct rpc_call *c)
+/* The first value of an auth property, copied; NULL when absent. */
+static char *auth_property(const struct rpc_call *c, const char *name)
 {
     grpc_auth_context *ctx = grpc_call_auth_context(c->call);
     if (!ctx)
         return NULL;
-    grpc_auth_property_iterator it =
-        grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, name);
     const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-    char *pem = NULL;
-    if (p && p->value_length > 0 && (pem = malloc(p->value_length + 1)) != NULL) {
-        memcpy(pem, p->value, p->value_length);
-        pem[p->value_length] = '\0';
+    char *v = NULL;
+    if (p && p->value_length > 0 && (v = malloc(p->value_length + 1)) != NULL) {
+        memcpy(v, p->value, p->value_length);
+        v[p->value_length] = '\0';
     }
     grpc_auth_context_release(ctx);
-    return pem;
+    return v;
+}
+
+char *rpc_call_peer_cert_pem(const struct rpc_call *c)
+{
+    return auth_property(c, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+}
+
+char *rpc_call_peer_chain_pem(const struct rpc_call *c)
+{
+    return auth_property(c, GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
 }
 
 /* A byte buffer's contents as one slice (a ref when it is one slice). */

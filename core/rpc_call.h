@@ -62,6 +62,9 @@ int64_t rpc_call_deadline_left_ns(const struct rpc_call *c);
  * when the peer sent none (or the call is not over TLS).
  */
 char *rpc_call_peer_cert_pem(const struct rpc_call *c);
+/* The whole chain the peer sent (leaf first, then its intermediates), the
+ * same way; NULL when none. */
+char *rpc_call_peer_chain_pem(const struct rpc_call *c);
 
 /* Unary: the request message bytes (NULL/0 if none), valid until finish. */
 const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len);

@@ -52,6 +52,19 @@ void fixture_pki(const struct relay_proc *relay)
     client_cert(relay, "denied", "cca", "intruder",
                 "URI:spiffe://aero-arc/other,DNS:evil.aero.test");
     client_cert(relay, "foreign", "oca", "aero-api", "URI:spiffe://aero-arc/api");
+    /* An API certificate from an intermediate of the control CA, sent with
+     * its chain (chained.pem: the leaf, then the intermediate). */
+    fixture_sh(relay, "openssl req -newkey rsa:2048 -nodes -keyout ccai.key -out ccai.csr "
+                      "-subj /CN=control-intermediate && printf 'basicConstraints=critical,"
+                      "CA:TRUE\\nkeyUsage=keyCertSign,cRLSign\\n' > ccai.ext && openssl x509 "
+                      "-req -in ccai.csr -CA cca.pem -CAkey cca.key -CAcreateserial -out "
+                      "ccai.pem -days 1 -extfile ccai.ext");
+    client_cert(relay, "leaf", "ccai", "api-by-intermediate", "URI:spiffe://aero-arc/api");
+    fixture_sh(relay, "cat leaf.pem ccai.pem > chained.pem && cp leaf.key chained.key");
+    /* gRPC 1.51 hands the relay the peer's leaf only (no
+     * x509_pem_cert_chain), so the control bundle carries the
+     * intermediate, as docs/commands.md tells operators to do. */
+    fixture_sh(relay, "cat cca.pem ccai.pem > cca-bundle.pem");
 }
 
 const char *fixture_bearer_keys(const struct relay_proc *relay, const char *token)

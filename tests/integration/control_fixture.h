@@ -25,14 +25,15 @@ void fixture_sh(const struct relay_proc *relay, const char *cmd);
  * In the relay's directory: ca.pem (agents' CA) and server.pem/.key for
  * localhost; cca.pem (control CA) with client certificates uri (SAN
  * spiffe://aero-arc/api), dns (api.aero.test), cn (CN aero-api), denied
- * (other identities); oca.pem (another CA) with foreign.
+ * (other identities); oca.pem (another CA) with foreign; chained (URI
+ * SAN, issued by an intermediate of cca, sent with its chain).
  */
 void fixture_pki(const struct relay_proc *relay);
 
 /* The [tls] and [control] sections for fixture_pki's files. */
 #define FIXTURE_TLS_CONTROL                                                               \
     "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n"                 \
-    "[control]\nclient_ca_file = %DIR%/cca.pem\n"                                          \
+    "[control]\nclient_ca_file = %DIR%/cca-bundle.pem\n"                                          \
     "allowed_identities = aero-api, api.aero.test, spiffe://aero-arc/api\n"
 
 /* keys.txt (0600) giving every agent id this key; returns the [auth]

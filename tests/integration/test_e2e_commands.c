@@ -298,9 +298,10 @@ static struct rc_stream *agent_open_reconciled(const char *agent, char *session,
 
 Test(commands, control_needs_a_verified_allowed_certificate)
 {
-    /* Each allowed identity gets past authentication to NOT_FOUND. */
-    const char *allowed[] = {"uri", "dns", "cn"};
-    for (size_t i = 0; i < 3; i++) {
+    /* Each allowed identity gets past authentication to NOT_FOUND, one
+     * issued by an intermediate of the control CA too. */
+    const char *allowed[] = {"uri", "dns", "cn", "chained"};
+    for (size_t i = 0; i < 4; i++) {
         struct rc_channel *c = tls(allowed[i]);
         expect_status(set_ctx(c, "nobody", "c-1", "F1", 10000), NOT_FOUND,
                       "agent is not registered");
