@@ -33,6 +33,15 @@ void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg, co
     (void)c, (void)msg, (void)resp, (void)len;
     last_code = code;
 }
+static void (*watch_fn)(void *, bool);
+static void *watch_arg;
+int rpc_call_watch(struct rpc_call *c, void (*fn)(void *arg, bool cancelled), void *arg)
+{
+    (void)c;
+    watch_fn = fn;
+    watch_arg = arg;
+    return 0;
+}
 const char *rpc_call_code_name(enum rpc_code code)
 {
     (void)code;
@@ -57,7 +66,7 @@ static void set_result(const void *ctx, struct command_session_state *state,
         out->keep = true;
     } else {
         state->reconciled = false;
-        *out = (struct command_outcome){RPC_INTERNAL, "mismatch", NULL, 0, false};
+        *out = (struct command_outcome){.code = RPC_INTERNAL, .text = "mismatch"};
     }
 }
 
