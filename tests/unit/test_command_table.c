@@ -215,3 +215,156 @@ Test(command_table, a_mismatched_answer_fences_the_session)
     command_table_unref(n);
     command_hub_destroy(hub);
 }
+
+/* ---- a mission (SPEC.md 14.2 rules 8-16): kept results ---------------- */
+
+static struct rpc_stream *const RS2 = (struct rpc_stream *)0x3;
+
+/* "temp": a retryable result; "bad": INTERNAL, kept; else a final one. */
+static void mission_result(const void *ctx, struct command_session_state *state,
+                           const uint8_t *payload, size_t len, struct command_outcome *out)
+{
+    (void)ctx, (void)state;
+    if (len == 3 && memcmp(payload, "bad", 3) == 0) {
+        *out = (struct command_outcome){.code = RPC_INTERNAL, .text = "bad", .keep = true};
+        return;
+    }
+    command_outcome_wrap(payload, len, out);
+    out->keep = true;
+    out->retry = len == 4 && memcmp(payload, "temp", 4) == 0;
+    out->label = "STATUS_X";
+}
+
+static const char *lost_reason;
+
+static void mission_lost(const void *ctx, const char *reason, struct command_outcome *out)
+{
+    (void)ctx;
+    lost_reason = reason;
+    command_outcome_wrap((const uint8_t *)"unknown", 7, out);
+    out->keep = true;
+    out->retry = reason == NULL;
+}
+
+static const char *mission_check(const void *ctx, const struct command_session_state *state,
+                                 bool again, enum rpc_code *code)
+{
+    (void)ctx, (void)again;
+    *code = RPC_FAILED_PRECONDITION;
+    return state->reconciled ? NULL : "fenced";
+}
+
+static const struct command_ops mission_ops = {
+    .on_result = mission_result, .lost = mission_lost, .check = mission_check};
+
+static void submit_mission(struct command_table *t, struct rpc_stream *rs, const char *id)
+{
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = id, .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops,
+                                .deadline_left_ns = INT64_MAX, .watch = true};
+    memcpy(spec.fingerprint, id, strlen(id) < 32 ? strlen(id) : 32);
+    watch_fn = NULL;
+    command_table_submit(t, rs, &spec, CALL);
+}
+
+static struct command_table *reconciled(struct command_hub *hub, const char *agent)
+{
+    struct command_table *t = command_table_create(hub, agent, true);
+    apply(t, "s-1", ctx("F1", 1));
+    return t;
+}
+
+Test(command_table, a_mission_is_fenced_until_reconciled)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = command_table_create(hub, "m-1", true);
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(last_code, RPC_FAILED_PRECONDITION);
+    cr_assert_eq(sends, before);
+    watch_fn(watch_arg, false);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, the_last_caller_leaving_completes_a_mission_and_frees_the_slot)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-2");
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(sends, before + 1);
+    submit(t, "s-2", ctx("F1", 1)); /* waits for the slot */
+    cr_assert_eq(sends, before + 1);
+    watch_fn(watch_arg, true); /* the mission's caller cancelled */
+    cr_assert_eq(last_code, RPC_CANCELLED);
+    cr_assert_null(lost_reason); /* rule 15: the relay's own OUTCOME_UNKNOWN */
+    cr_assert_eq(sends, before + 2); /* the slot went to the Set */
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-2",
+                                   (const uint8_t *)"applied", 7));
+    /* A late result is dropped; the next exact call on RS sends again. */
+    cr_assert_not(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                       (const uint8_t *)"done", 4));
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(sends, before + 3);
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                   (const uint8_t *)"done", 4));
+    cr_assert_eq(last_code, RPC_OK);
+    watch_fn(watch_arg, false);
+    /* Final: replayed, nothing sent. */
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(last_code, RPC_OK);
+    cr_assert_eq(sends, before + 3);
+    watch_fn(watch_arg, false);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, a_retryable_mission_result_is_resent_only_on_its_stream)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-3");
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                   (const uint8_t *)"temp", 4));
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS2, "up-1"); /* another stream: replayed */
+    cr_assert_eq(last_code, RPC_OK);
+    cr_assert_eq(sends, before + 1);
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS, "up-1"); /* the same stream: sent again */
+    cr_assert_eq(sends, before + 2);
+    /* Its stream ends while written: the relay's OUTCOME_UNKNOWN, OK,
+     * never sent again on this session. */
+    command_table_stream_ended(t, RS);
+    cr_assert_eq(last_code, RPC_OK);
+    cr_assert_str_eq(lost_reason, "agent session retired while awaiting mission result");
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(sends, before + 2);
+    watch_fn(watch_arg, false);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, a_failed_mission_result_check_is_kept)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-4");
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                   (const uint8_t *)"bad", 3));
+    cr_assert_eq(last_code, RPC_INTERNAL);
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(last_code, RPC_INTERNAL);
+    cr_assert_eq(sends, before + 1);
+    watch_fn(watch_arg, false);
+    /* Another kind meets the id. */
+    submit(t, "up-1", ctx("F1", 1));
+    cr_assert_eq(last_code, RPC_ALREADY_EXISTS);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
