@@ -40,6 +40,7 @@ static const char *const aborted_text[COMMAND_KINDS] = {
 
 /* 14.2 rule 16: why the relay completed a written mission itself. */
 static const char mission_lost_reason[] = "agent session retired while awaiting mission result";
+static const char mission_replaced_reason[] = "agent stream replaced after mission delivery";
 
 static const char deadline_text[] = "agent did not answer before the deadline (outcome unknown)";
 static const char shutdown_text[] = "relay shutting down";
@@ -309,9 +310,10 @@ static void finish_all(struct command_hub *hub, struct finish *f)
         if (f->x) {
             notify(f);
         } else {
-            rpc_call_finish(f->call, f->code, f->text, f->resp, f->resp_len);
+            /* Counted first: whoever got the answer sees it counted. */
             command_hub_count(hub, f->kind, rpc_call_code_name(f->code), f->start_ns);
             count_mission(hub, f->label, f->code == RPC_OK, f->start_ns);
+            rpc_call_finish(f->call, f->code, f->text, f->resp, f->resp_len);
         }
         free(f->resp);
         free(f);
@@ -1079,7 +1081,7 @@ bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsign
     return taken;
 }
 
-void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs)
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced)
 {
     struct finish *done = NULL;
     pthread_mutex_lock(&t->mu);
@@ -1093,7 +1095,7 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs)
         if (e->state == ENTRY_WRITTEN && e->ops->lost) {
             /* 14.2 rule 16: kept, never sent again on this session */
             struct command_outcome o = {.code = RPC_OK};
-            e->ops->lost(e->ctx, mission_lost_reason, &o);
+            e->ops->lost(e->ctx, replaced ? mission_replaced_reason : mission_lost_reason, &o);
             complete(t, e, &o, &done);
             continue;
         }

@@ -229,8 +229,10 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
 bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsigned kinds_mask,
                           const char *command_id, const uint8_t *payload, size_t len);
 
-/* Stream rs ended: its commands end ABORTED (the outcome is unknown). */
-void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs);
+/* Stream rs ended (`replaced`: another stream of the session took its
+ * place): its commands end ABORTED (the outcome is unknown); a written
+ * mission gets the relay's own OUTCOME_UNKNOWN (SPEC.md 14.2 rule 16). */
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced);
 
 /*
  * x (refs 1, the owner's) asks for the session's slot: granted now or

@@ -188,7 +188,7 @@ Test(command_table, nothing_is_taken_over_while_a_written_set_has_no_outcome)
     cr_assert_not(command_table_reconciled(b));
     /* The old stream ends: the Set is ABORTED, a is fenced (it is no
      * longer the agent's newest, so b is not touched). */
-    command_table_stream_ended(a, RS);
+    command_table_stream_ended(a, RS, false);
     cr_assert_eq(last_code, RPC_ABORTED);
     cr_assert_not(command_table_reconciled(a));
     apply(b, "s-3", ctx("F3", 3));
@@ -337,7 +337,7 @@ Test(command_table, a_retryable_mission_result_is_resent_only_on_its_stream)
     cr_assert_eq(sends, before + 2);
     /* Its stream ends while written: the relay's OUTCOME_UNKNOWN, OK,
      * never sent again on this session. */
-    command_table_stream_ended(t, RS);
+    command_table_stream_ended(t, RS, false);
     cr_assert_eq(last_code, RPC_OK);
     cr_assert_str_eq(lost_reason, "agent session retired while awaiting mission result");
     watch_fn(watch_arg, false);
