@@ -7,6 +7,7 @@
  * finished call keeps its code.
  */
 #include "command_table.h"
+#include "mono_clock.h"
 #include "rpc_stream.h"
 
 #include <criterion/criterion.h>
@@ -17,6 +18,7 @@
 
 static int sends;
 static enum rpc_code last_code;
+static const char *last_text;
 
 void rpc_stream_ref(struct rpc_stream *st) { (void)st; }
 void rpc_stream_unref(struct rpc_stream *st) { (void)st; }
@@ -30,8 +32,9 @@ int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsig
 void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg, const uint8_t *resp,
                      size_t len)
 {
-    (void)c, (void)msg, (void)resp, (void)len;
+    (void)c, (void)resp, (void)len;
     last_code = code;
+    last_text = msg;
 }
 static void (*watch_fn)(void *, bool);
 static void *watch_arg;
@@ -367,4 +370,46 @@ Test(command_table, a_failed_mission_result_check_is_kept)
     cr_assert_eq(last_code, RPC_ALREADY_EXISTS);
     command_table_unref(t);
     command_hub_destroy(hub);
+}
+
+Test(command_table, a_mission_waits_at_most_120_s_whatever_command_timeout_s)
+{
+    struct command_hub *hub = command_hub_create(NULL, 1000 * INT64_C(1000000000));
+    struct command_table *t = reconciled(hub, "m-5");
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = "up-1", .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops, .deadline_left_ns = INT64_MAX,
+                                .bound_ns = 120 * INT64_C(1000000000)};
+    last_code = RPC_OK;
+    command_table_submit(t, RS, &spec, CALL);
+    command_hub_tick(hub, mono_ns() + 119 * INT64_C(1000000000));
+    cr_assert_eq(command_hub_pending(hub), 1);
+    command_hub_tick(hub, mono_ns() + 121 * INT64_C(1000000000));
+    cr_assert_eq(command_hub_pending(hub), 0);
+    cr_assert_eq(last_code, RPC_DEADLINE_EXCEEDED);
+    cr_assert_str_eq(last_text,
+                     "mission deployment result not received within the deadline (outcome unknown)");
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, mission_retention_is_full_when_4096_are_pending)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-6");
+    char id[32];
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = id, .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops, .deadline_left_ns = INT64_MAX};
+    last_code = RPC_OK;
+    for (int i = 0; i < COMMAND_RETAIN_MAX; i++) { /* one written, the rest wait for the slot */
+        snprintf(id, sizeof(id), "up-%d", i);
+        memcpy(spec.fingerprint, id, strlen(id));
+        command_table_submit(t, RS, &spec, CALL);
+    }
+    cr_assert_eq(last_code, RPC_OK);
+    snprintf(id, sizeof(id), "up-x");
+    command_table_submit(t, RS, &spec, CALL);
+    cr_assert_eq(last_code, RPC_RESOURCE_EXHAUSTED);
+    cr_assert_str_eq(last_text, "mission deployment retention is full");
+    command_table_unref(t);
+    command_hub_destroy(hub); /* the waiting ones end UNAVAILABLE */
 }
