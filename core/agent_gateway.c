@@ -39,12 +39,14 @@ int64_t agent_gateway_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
 
 void agent_gateway_drop_owner(void *owner) { stream_unref(owner); }
 
-/* A newer Register or stream took this session over: end the old stream. */
-static void supersede(void *owner)
+/* A newer Register or stream (`replaced`) took this session over: end
+ * the old stream. */
+static void supersede(void *owner, bool replaced)
 {
     if (!owner)
         return;
     struct stream *old = owner;
+    atomic_store(&old->replaced, replaced);
     atomic_store(&old->superseded, true); /* on_closed counts it */
     rpc_stream_cancel(old->rs, RPC_ABORTED, "superseded by a newer session for this agent");
     stream_unref(old);
@@ -82,7 +84,7 @@ static void on_closed(void *owner, bool cancelled, enum rpc_code code)
     /* Commands written here can no longer be answered here. */
     struct command_table *ct = atomic_load(&s->commands);
     if (ct)
-        command_table_stream_ended(ct, s->rs);
+        command_table_stream_ended(ct, s->rs, atomic_load(&s->replaced));
     end_session(s);
 }
 
@@ -169,6 +171,7 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     }
     s->gw = gw;
     atomic_init(&s->superseded, false);
+    atomic_init(&s->replaced, false);
     atomic_init(&s->gen_kind, GEN_UNDECIDED);
     atomic_init(&s->commands, NULL);
     pthread_mutex_init(&s->hold_mu, NULL);
@@ -233,7 +236,7 @@ static void telemetry_stream(struct rpc_call *call, void *service, struct worker
                               "no session for this agent: register first");
         return;
     }
-    supersede(displaced);
+    supersede(displaced, true);
     route_stream_opened(gw->relay->route, agent, s->session_id);
     metrics_inc(gw->m.streams_opened);
     if (gen != GEN_UNDECIDED) {
@@ -290,7 +293,7 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay full: max_sessions reached", NULL, 0);
         return;
     }
-    supersede(displaced);
+    supersede(displaced, false);
     route_up(gw->relay->route, req->agent_id, session_id);
     metrics_inc(gw->m.registrations);
     metrics_set(gw->m.sessions, (int64_t)session_table_count(gw->relay->sessions));

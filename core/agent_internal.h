@@ -63,6 +63,7 @@ struct stream {
     struct rpc_stream *rs;
     struct gateway *gw;
     atomic_bool superseded; /* ended by a newer session: counted as such, once */
+    atomic_bool replaced;   /* ... by a newer stream of the same session */
     atomic_int gen_kind;    /* enum stream_gen; written by on_message only */
     bool warned_no_wal;     /* logged a frame without wal_id (on_message only) */
     /* The session's command table once a command was sent here (a

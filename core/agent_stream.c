@@ -583,14 +583,18 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
         }
         bool taken = false;
         struct command_table *ct = atomic_load(&s->commands);
-        if (ct && (arm == MUX_CONTEXT_ACK || arm == MUX_AIRCRAFT_RESULT)) {
+        if (ct && (arm == MUX_CONTEXT_ACK || arm == MUX_AIRCRAFT_RESULT ||
+                   arm == MUX_MISSION_RESULT)) {
             const char *id =
                 arm == MUX_CONTEXT_ACK
                     ? ((Aeroarc__Agent__V1__OperationContextCommandAck *)m)->command_id
-                    : ((Aeroarc__Agent__V1__AircraftCommandResult *)m)->command_id;
+                : arm == MUX_AIRCRAFT_RESULT
+                    ? ((Aeroarc__Agent__V1__AircraftCommandResult *)m)->command_id
+                    : ((Aeroarc__Agent__V1__MissionDeploymentResult *)m)->command_id;
             unsigned kinds = arm == MUX_CONTEXT_ACK
                                  ? (1u << COMMAND_SET_CONTEXT) | (1u << COMMAND_CLEAR_CONTEXT)
-                                 : 1u << COMMAND_AIRCRAFT;
+                             : arm == MUX_AIRCRAFT_RESULT ? 1u << COMMAND_AIRCRAFT
+                                                          : 1u << COMMAND_MISSION;
             taken = command_table_result(ct, s->rs, kinds, id, (const uint8_t *)payload.ptr,
                                          payload.len);
         } else if (ct && arm == MUX_EVIDENCE) {

@@ -853,3 +853,118 @@ int command_digest_plan(const MissionPlan *p, char hex[65], const char **why)
         failed = NO_MEMORY;
     return verdict(failed, hex, why);
 }
+
+/* ---- 14.3: DeployMission validation ----------------------------------------- */
+
+/* Bytes of the white-space character at s (left bytes), 0 if none. */
+static size_t space_at(const unsigned char *s, size_t left)
+{
+    if (left >= 1 && (*s == ' ' || (*s >= '\t' && *s <= '\r')))
+        return 1;
+    if (left >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
+        return 2;
+    if (left < 3)
+        return 0;
+    uint32_t c = (uint32_t)(s[0] & 0x0f) << 12 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
+    if ((s[0] & 0xf0) != 0xe0)
+        return 0;
+    bool sp = c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+              c == 0x202f || c == 0x205f || c == 0x3000;
+    return sp ? 3 : 0;
+}
+
+/* The white space that ends s[0..len), its length in bytes. */
+static size_t space_before(const unsigned char *s, size_t len)
+{
+    for (size_t k = 1; k <= 3 && k <= len; k++)
+        if (space_at(s + len - k, k) == k)
+            return k;
+    return 0;
+}
+
+void command_digest_trim_space(const char *s, size_t len, size_t *start, size_t *n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t a = 0, b = len, k;
+
+    while (a < b && (k = space_at(u + a, b - a)) > 0)
+        a += k;
+    while (b > a && (k = space_before(u + a, b - a)) > 0)
+        b -= k;
+    *start = a;
+    *n = b - a;
+}
+
+/* "canonical" of 14.3: non-empty and unchanged by the trim. */
+static bool canonical(const char *s)
+{
+    size_t len = s ? strlen(s) : 0, start, n;
+
+    command_digest_trim_space(s, len, &start, &n);
+    return len > 0 && n == len;
+}
+
+static bool lower_hex64(const char *s)
+{
+    size_t i = 0;
+
+    for (; s && s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return i == COMMAND_DIGEST_HEX_LEN;
+}
+
+/* Rules 1-3 of 14.3: NULL, or the text (static; the schema version's is
+ * formatted into text). */
+static const char *deploy_shape(const DeployMissionCommand *d, char *text, size_t cap)
+{
+    const MissionBinding *b = d ? d->binding : NULL;
+    const MissionPlan *p = d ? d->plan : NULL;
+
+    if (!b || !p)
+        return "command, binding, and plan are required";
+    if (unknown_fields(d) || unknown_fields(b) || unknown_fields(p))
+        return "mission command contains unknown fields";
+    if (!canonical(d->command_id))
+        return "command_id must be non-empty and canonical";
+    if (!canonical(b->mission_id) || !canonical(b->mission_digest) ||
+        !canonical(b->deployment_id) || !canonical(b->operator_id) ||
+        !canonical(b->aircraft_id) || !canonical(b->flight_id) || !canonical(b->intent_id))
+        return "all mission binding identifiers must be non-empty and canonical";
+    if (b->mission_version == 0 || b->intent_version == 0)
+        return "mission_version and intent_version must be positive";
+    if (!lower_hex64(b->mission_digest))
+        return "mission_digest must be lowercase hexadecimal SHA-256";
+    if (d->issued_at_unix_ms <= 0 || d->expires_at_unix_ms <= d->issued_at_unix_ms)
+        return "mission command timestamps are invalid";
+    if (p->schema_version != 1) {
+        snprintf(text, cap, "unsupported mission schema version %u", p->schema_version);
+        return text;
+    }
+    if (p->n_items < 1 || p->n_items > MAX_PLAN_ITEMS)
+        return "mission plan must contain 1 to 200 items";
+    return NULL;
+}
+
+int command_digest_deploy_check(const DeployMissionCommand *d, char *text, size_t cap)
+{
+    const char *failed = deploy_shape(d, text, cap);
+    char hex[65];
+
+    if (failed) {
+        if (failed != text)
+            snprintf(text, cap, "%s", failed);
+        return -1;
+    }
+    if (command_digest_plan_items(d->plan, true, text, cap) < 0)
+        return -1;
+    if (plan_hex(d->plan, hex) < 0) {
+        snprintf(text, cap, "%s", NO_MEMORY);
+        return -1;
+    }
+    if (strcmp(hex, d->binding->mission_digest) != 0) {
+        snprintf(text, cap, "mission_digest does not match the canonical plan");
+        return -1;
+    }
+    return 0;
+}

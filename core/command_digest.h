@@ -55,4 +55,19 @@ bool command_digest_utf8(const char *s, size_t len);
 int command_digest_plan_items(const Aeroarc__Agent__V1__MissionPlan *p, bool deploy_range,
                               char *text, size_t cap);
 
+/*
+ * SPEC 14.3 in order, for DeployMission: rules 1-3, the items (rule 4,
+ * command_digest_plan_items with the deploy range) and the plan digest
+ * against binding.mission_digest (rule 5). 0: valid. -1: the first
+ * failing check's text (the one sent to the caller) in text (cap bytes).
+ */
+int command_digest_deploy_check(const Aeroarc__Agent__V1__DeployMissionCommand *d, char *text,
+                                size_t cap);
+
+/* s (len bytes, valid UTF-8) without leading and trailing white space as
+ * Go's strings.TrimSpace sees it (ASCII \t\n\v\f\r and space, U+0085,
+ * U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000):
+ * *start and *n are the kept bytes. */
+void command_digest_trim_space(const char *s, size_t len, size_t *start, size_t *n);
+
 #endif

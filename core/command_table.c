@@ -22,6 +22,7 @@ static const char *const kind_names[COMMAND_KINDS] = {
     [COMMAND_CLEAR_CONTEXT] = "clear",
     [COMMAND_AIRCRAFT] = "aircraft",
     [COMMAND_DURABLE] = "durable",
+    [COMMAND_MISSION] = "mission",
 };
 
 const char *command_kind_name(enum command_kind k) { return kind_names[k]; }
@@ -32,10 +33,20 @@ static const char *const aborted_text[COMMAND_KINDS] = {
         "agent session retired while awaiting operation context acknowledgement",
     [COMMAND_AIRCRAFT] = "agent session retired while awaiting aircraft command result",
     [COMMAND_DURABLE] = "Agent session or stream ended; reconcile the same command identity",
+    /* SPEC.md 14.2 rule 16, for a mission not handed to its stream yet */
+    [COMMAND_MISSION] =
+        "agent session retired while awaiting mission result before confirmed delivery",
 };
+
+/* 14.2 rule 16: why the relay completed a written mission itself. */
+static const char mission_lost_reason[] = "agent session retired while awaiting mission result";
+static const char mission_replaced_reason[] = "agent stream replaced after mission delivery";
 
 static const char deadline_text[] = "agent did not answer before the deadline (outcome unknown)";
 static const char shutdown_text[] = "relay shutting down";
+static const char mission_wait_text[] =
+    "mission deployment result not received within the deadline (outcome unknown)";
+static const char slot_wait_text[] = "deadline passed waiting for the session's command slot";
 static const char exchange_deadline_text[] =
     "command deadline exceeded before the Agent's evidence arrived (outcome unknown)";
 
@@ -78,9 +89,14 @@ struct entry {
     struct waiter *waiters;
     int64_t ended_ns;      /* monotonic: retention */
     bool writing;          /* a written Set/Clear counted in rec->writing */
-    enum rpc_code code;    /* DONE */
+    bool again;            /* a kept result is being sent again */
+    enum rpc_code code;    /* DONE: replayed on an exact retry */
+    const char *text;
     uint8_t *resp;
     size_t resp_len;
+    bool retry;            /* DONE: sent again while sent_rs is the current stream */
+    const char *label;     /* DONE: the kind's result label (command_outcome.label) */
+    struct rpc_stream *sent_rs; /* the stream it last went out on (a reference, until it ends) */
 };
 
 struct command_table {
@@ -139,6 +155,8 @@ struct command_hub {
     aero_metric *pending_gauge[COMMAND_KINDS];
     struct metric_vec *results[COMMAND_KINDS];
     struct metric_histogram *duration[COMMAND_KINDS];
+    struct metric_vec *mission_results;       /* SPEC.md 14.5 */
+    struct metric_histogram *mission_duration;
 };
 
 /* A caller to answer once the table's lock is released: a call, or an
@@ -152,10 +170,32 @@ struct finish {
     size_t resp_len;
     enum command_kind kind;
     int64_t start_ns;
+    const char *label;          /* mission: aero_relay_mission_deployments_total's */
     struct command_exchange *x; /* a reference */
     enum { NOTE_GRANTED, NOTE_EVIDENCE, NOTE_ENDED } note;
     bool first;
 };
+
+void command_outcome_wrap(const uint8_t *payload, size_t len, struct command_outcome *out)
+{
+    uint8_t *r = malloc(len + 11);
+    if (!r) {
+        *out = (struct command_outcome){.code = RPC_RESOURCE_EXHAUSTED,
+                                        .text = "relay out of memory"};
+        return;
+    }
+    size_t n = 0;
+    r[n++] = 0x0a;
+    for (uint64_t v = len; ; v >>= 7) {
+        r[n++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
+        if (v < 0x80)
+            break;
+    }
+    memcpy(r + n, payload, len);
+    out->code = RPC_OK;
+    out->resp = r;
+    out->resp_len = n + len;
+}
 
 /* ----------------------------------------------------------------- hub */
 
@@ -185,6 +225,16 @@ struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns)
             "Time from a command's arrival to its answer, by kind.", fixed, bounds,
             sizeof(bounds) / sizeof(bounds[0]));
     }
+    if (m) {
+        hub->mission_results = metrics_vec_register(
+            m, "aero_relay_mission_deployments_total",
+            "DeployMission answers: the result's status name, delivery_failed or wait_ended.",
+            NULL, "result", 16, "other");
+        hub->mission_duration = metrics_histogram_register(
+            m, "aero_relay_mission_deployment_duration_seconds",
+            "Time from a DeployMission call to its result.", bounds,
+            sizeof(bounds) / sizeof(bounds[0]));
+    }
     return hub;
 }
 
@@ -203,6 +253,28 @@ void command_hub_count(struct command_hub *hub, enum command_kind kind, const ch
         return;
     metrics_inc(metrics_vec_get(hub->results[kind], result, strlen(result)));
     metrics_histogram_observe_ns(hub->duration[kind], mono_ns() - start_ns);
+}
+
+/* SPEC.md 14.5: one mission answer, by label; the duration for results. */
+static void count_mission(struct command_hub *hub, const char *label, bool result, int64_t start_ns)
+{
+    if (!hub->mission_results || !label)
+        return;
+    metrics_inc(metrics_vec_get(hub->mission_results, label, strlen(label)));
+    if (result)
+        metrics_histogram_observe_ns(hub->mission_duration, mono_ns() - start_ns);
+}
+
+/* The mission label of an answer: the result's status, the caller's own
+ * bound (14.6 item 4), or any other error. */
+static const char *mission_label(const struct entry *e, enum rpc_code code, const char *result)
+{
+    if (e->kind != COMMAND_MISSION)
+        return NULL;
+    if (code == RPC_OK)
+        return result;
+    return code == RPC_DEADLINE_EXCEEDED || code == RPC_CANCELLED ? "wait_ended"
+                                                                  : "delivery_failed";
 }
 
 /* Under t->mu: keep the table listed while callers wait. */
@@ -238,8 +310,10 @@ static void finish_all(struct command_hub *hub, struct finish *f)
         if (f->x) {
             notify(f);
         } else {
-            rpc_call_finish(f->call, f->code, f->text, f->resp, f->resp_len);
+            /* Counted first: whoever got the answer sees it counted. */
             command_hub_count(hub, f->kind, rpc_call_code_name(f->code), f->start_ns);
+            count_mission(hub, f->label, f->code == RPC_OK, f->start_ns);
+            rpc_call_finish(f->call, f->code, f->text, f->resp, f->resp_len);
         }
         free(f->resp);
         free(f);
@@ -266,7 +340,8 @@ static void waiter_done(struct command_table *t, struct entry *e, struct waiter 
             memcpy(f->resp, resp, resp_len);
         *f = (struct finish){.next = *out, .call = w->call, .code = code, .text = text,
                              .resp = f->resp, .resp_len = resp_len, .kind = e->kind,
-                             .start_ns = w->start_ns};
+                             .start_ns = w->start_ns,
+                             .label = mission_label(e, code, e->label)};
         *out = f;
     }
     free(w);
@@ -442,6 +517,8 @@ void command_table_ref(struct command_table *t) { atomic_fetch_add(&t->refs, 1);
 
 static void entry_free(struct entry *e)
 {
+    if (e->sent_rs)
+        rpc_stream_unref(e->sent_rs);
     if (e->ops && e->ops->free)
         e->ops->free(e->ctx);
     free(e->id);
@@ -584,6 +661,8 @@ static void entry_end(struct command_table *t, struct entry *e, enum entry_state
     set_writing(t, e, false);
     e->state = state;
     e->code = code;
+    e->text = text;
+    e->again = false;
     e->ended_ns = mono_ns();
     if (e->rs) {
         rpc_stream_unref(e->rs);
@@ -604,10 +683,16 @@ static void deliver(struct command_table *t, struct entry *e, struct finish **ou
     int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, 0, 0);
     if (rc == 0) {
         e->state = ENTRY_WRITTEN;
-        if (takes_slot(e->kind)) {
+        if (e->sent_rs)
+            rpc_stream_unref(e->sent_rs);
+        e->sent_rs = e->rs;
+        rpc_stream_ref(e->sent_rs);
+        if (takes_slot(e->kind))
             t->slot = e;
+        if (e->kind == COMMAND_SET_CONTEXT || e->kind == COMMAND_CLEAR_CONTEXT)
             set_writing(t, e, true);
-        }
+        if (e->ops->sent)
+            e->ops->sent(e->ctx);
         return;
     }
     if (rc == -ENOBUFS)
@@ -640,10 +725,10 @@ static void next_in_slot(struct command_table *t, struct finish **out)
         if (!t->queue_head)
             t->queue_tail = NULL;
         e->queue_next = NULL;
-        const char *bad = e->ops->check ? e->ops->check(e->ctx, &t->state) : NULL;
+        enum rpc_code code = RPC_INVALID_ARGUMENT;
+        const char *bad = e->ops->check ? e->ops->check(e->ctx, &t->state, e->again, &code) : NULL;
         if (bad) {
-            e->state = ENTRY_FAILED; /* never sent */
-            entry_end(t, e, ENTRY_FAILED, RPC_INVALID_ARGUMENT, bad, out);
+            entry_end(t, e, ENTRY_FAILED, code, bad, out); /* never sent */
             continue;
         }
         deliver(t, e, out);
@@ -757,16 +842,67 @@ static void send_entry(struct command_table *t, struct entry *e, struct rpc_stre
     }
 }
 
-static struct waiter *waiter_new(struct command_table *t, struct rpc_call *call, int64_t left_ns)
+static struct waiter *waiter_new(struct command_table *t, struct rpc_call *call,
+                                 const struct command_spec *spec)
 {
     struct waiter *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->call = call;
     w->start_ns = mono_ns();
-    int64_t bound = t->hub->timeout_ns < left_ns ? t->hub->timeout_ns : left_ns;
+    int64_t bound = spec->bound_ns > 0 ? spec->bound_ns : t->hub->timeout_ns;
+    if (spec->deadline_left_ns < bound)
+        bound = spec->deadline_left_ns;
     w->deadline_ns = w->start_ns + bound;
     return w;
+}
+
+/* Under t->mu: the ALREADY_EXISTS text for an id held by another command
+ * (SPEC.md 14.2 rule 8 and 14.6 item 7 when a mission is involved). */
+static const char *id_taken(const struct entry *e, const struct command_spec *spec)
+{
+    if (e->kind != spec->kind && (e->kind == COMMAND_MISSION || spec->kind == COMMAND_MISSION))
+        return "command ID was already used by a different command kind";
+    if (e->kind == COMMAND_MISSION && spec->kind == COMMAND_MISSION)
+        return "mission command ID was already used with a different payload";
+    return "command_id was already used for a different command";
+}
+
+/* Under t->mu: a kept result that an exact retry on `rs` sends again
+ * (14.2 rule 8: retryable, and it went out on the current stream). */
+static bool redeliver(const struct entry *e, const struct rpc_stream *rs)
+{
+    return e->state == ENTRY_DONE && e->retry && e->sent_rs == rs;
+}
+
+struct watch {
+    struct command_table *t; /* a reference */
+    struct rpc_call *call;
+};
+
+static void leave(struct command_table *t, struct rpc_call *call);
+
+static void watch_closed(void *arg, bool cancelled)
+{
+    struct watch *wa = arg;
+    if (cancelled)
+        leave(wa->t, wa->call);
+    command_table_unref(wa->t);
+    free(wa);
+}
+
+/* The caller's cancel ends its wait at once (spec->watch). */
+static void watch(struct command_table *t, struct rpc_call *call)
+{
+    struct watch *wa = malloc(sizeof(*wa));
+    if (!wa)
+        return; /* its deadline still ends it */
+    *wa = (struct watch){t, call};
+    command_table_ref(t);
+    if (rpc_call_watch(call, watch_closed, wa) < 0) {
+        command_table_unref(t);
+        free(wa);
+    }
 }
 
 void command_table_submit(struct command_table *t, struct rpc_stream *rs,
@@ -774,23 +910,26 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
 {
     struct finish *done = NULL;
     enum rpc_code code = RPC_OK;
-    const char *text = NULL;
+    const char *text = NULL, *label = NULL;
     uint8_t *replay = NULL;
     size_t replay_len = 0;
     bool replayed = false, taken = false;
-    struct waiter *w = waiter_new(t, call, spec->deadline_left_ns);
+    int64_t start_ns = mono_ns();
+    struct waiter *w = waiter_new(t, call, spec);
     uint8_t *msg = malloc(spec->msg_len ? spec->msg_len : 1);
+    if (spec->watch)
+        watch(t, call);
 
     pthread_mutex_lock(&t->mu);
     struct entry *e = find(t, spec->id);
     const char *bad;
-    bool full = false;
+    bool full = false, again = e && redeliver(e, rs);
     if (!w || !msg) {
         code = RPC_RESOURCE_EXHAUSTED;
         text = "relay out of memory";
     } else if (e && (e->kind != spec->kind || memcmp(e->fp, spec->fingerprint, 32) != 0)) {
         code = RPC_ALREADY_EXISTS;
-        text = "command_id was already used for a different command";
+        text = id_taken(e, spec);
     } else if (e && (e->state == ENTRY_QUEUED || e->state == ENTRY_WRITTEN)) {
         /* The same command is on its way: wait for its outcome too. */
         w->next = e->waiters;
@@ -799,22 +938,34 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
         t->waiting++;
         pending_add(t->hub, e->kind, 1);
         hub_list(t);
-    } else if (e && e->state == ENTRY_DONE) {
+    } else if (e && e->state == ENTRY_DONE && !again) {
+        /* A kept outcome: the answer again, nothing sent. */
         replayed = true;
-        if (e->resp_len && (replay = malloc(e->resp_len)) != NULL) {
-            memcpy(replay, e->resp, e->resp_len);
-            replay_len = e->resp_len;
-        } else if (e->resp_len) {
-            code = RPC_RESOURCE_EXHAUSTED;
-            text = "relay out of memory";
+        code = e->code;
+        text = e->text;
+        label = mission_label(e, code, e->label);
+        if (code == RPC_OK && e->resp_len) {
+            if ((replay = malloc(e->resp_len)) != NULL) {
+                memcpy(replay, e->resp, e->resp_len);
+                replay_len = e->resp_len;
+            } else {
+                code = RPC_RESOURCE_EXHAUSTED;
+                text = "relay out of memory";
+            }
         }
-    } else if ((bad = spec->ops->check ? spec->ops->check(spec->ctx, &t->state) : NULL)) {
-        code = RPC_INVALID_ARGUMENT;
+    } else if ((code = RPC_INVALID_ARGUMENT,
+                bad = spec->ops->check ? spec->ops->check(spec->ctx, &t->state, again, &code)
+                                       : NULL)) {
         text = bad;
-    } else if (!e && !(e = entry_new(t, spec, &full))) {
+        if (again) /* a failed redelivery admission stays retryable (14.6 item 8) */
+            e->state = ENTRY_FAILED;
+    } else if ((code = RPC_OK, !e) && !(e = entry_new(t, spec, &full))) {
         code = RPC_RESOURCE_EXHAUSTED;
-        text = full ? "too many commands pending for this agent" : "relay out of memory";
+        text = !full                            ? "relay out of memory"
+               : spec->kind == COMMAND_MISSION ? "mission deployment retention is full"
+                                                : "too many commands pending for this agent";
     } else {
+        e->again = again;
         send_entry(t, e, rs, spec, msg, w, &done);
         taken = true;
         msg = NULL;
@@ -829,24 +980,86 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
     finish_all(t->hub, done);
     if (waiting)
         return;
-    if (replayed && code == RPC_OK) {
-        /* A retained result: the answer again, nothing sent. */
-        struct finish *f = calloc(1, sizeof(*f));
-        if (f) {
-            *f = (struct finish){.call = call, .resp = replay, .resp_len = replay_len,
-                                 .kind = spec->kind, .start_ns = mono_ns()};
-            finish_all(t->hub, f);
-            return;
-        }
-        free(replay);
-        code = RPC_RESOURCE_EXHAUSTED;
-        text = "relay out of memory";
+    if (!replayed && spec->kind == COMMAND_MISSION)
+        label = "delivery_failed"; /* every error from 14.2 rule 8 on */
+    struct finish *f = calloc(1, sizeof(*f));
+    if (f) {
+        *f = (struct finish){.call = call, .code = code, .text = text, .resp = replay,
+                             .resp_len = replay_len, .kind = spec->kind, .start_ns = start_ns,
+                             .label = label};
+        finish_all(t->hub, f);
+        return;
     }
-    if (t->hub->results[spec->kind]) {
-        const char *r = rpc_call_code_name(code);
-        metrics_inc(metrics_vec_get(t->hub->results[spec->kind], r, strlen(r)));
+    free(replay);
+    rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
+}
+
+/* Under t->mu: e ends with the kind's outcome o (an agent result, or the
+ * relay's own), kept as o says. */
+static void complete(struct command_table *t, struct entry *e, struct command_outcome *o,
+                     struct finish **out)
+{
+    free(e->resp);
+    e->resp = o->resp;
+    e->resp_len = o->resp_len;
+    e->retry = o->retry;
+    e->label = o->label;
+    entry_end(t, e, o->keep ? ENTRY_DONE : ENTRY_FAILED, o->code, o->text, out);
+}
+
+/* Under t->mu: the last caller of e (not ended) left. A written entry
+ * the kind completes itself gets that outcome (SPEC.md 14.2 rule 15);
+ * else it ends with its outcome unknown and is sent again on a retry. */
+static void abandoned(struct command_table *t, struct entry *e, struct finish **out)
+{
+    if (e->state == ENTRY_WRITTEN && e->ops->lost) {
+        struct command_outcome o = {.code = RPC_OK};
+        e->ops->lost(e->ctx, NULL, &o);
+        complete(t, e, &o, out);
+        return;
     }
-    rpc_call_finish(call, code, text, NULL, 0);
+    if (e->state == ENTRY_WRITTEN && e->ops->on_unknown) {
+        struct command_session_state before = t->state;
+        e->ops->on_unknown(e->ctx, &t->state);
+        state_changed(t, &before);
+    }
+    entry_end(t, e, ENTRY_FAILED, RPC_DEADLINE_EXCEEDED, deadline_text, out);
+}
+
+/* The wait's deadline text: the kind's, and for a mission where it was. */
+static const char *deadline_text_of(const struct entry *e)
+{
+    if (e->kind != COMMAND_MISSION)
+        return deadline_text;
+    return e->state == ENTRY_QUEUED ? slot_wait_text : mission_wait_text;
+}
+
+/* A watched caller went (cancelled, or gRPC saw its deadline first). */
+static void leave(struct command_table *t, struct rpc_call *call)
+{
+    struct finish *done = NULL;
+    int64_t now = mono_ns();
+    pthread_mutex_lock(&t->mu);
+    for (struct entry *e = t->head; e; e = e->next) {
+        if (e->state >= ENTRY_DONE)
+            continue;
+        struct waiter **l = &e->waiters;
+        while (*l && (*l)->call != call)
+            l = &(*l)->next;
+        struct waiter *w = *l;
+        if (!w)
+            continue;
+        *l = w->next;
+        bool late = now >= w->deadline_ns - 100 * INT64_C(1000000);
+        waiter_done(t, e, w, late ? RPC_DEADLINE_EXCEEDED : RPC_CANCELLED,
+                    late ? deadline_text_of(e) : "caller cancelled", NULL, 0, &done);
+        if (!e->waiters)
+            abandoned(t, e, &done);
+        break;
+    }
+    next_in_slot(t, &done);
+    pthread_mutex_unlock(&t->mu);
+    finish_all(t->hub, done);
 }
 
 bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsigned kinds_mask,
@@ -861,11 +1074,7 @@ bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsign
         struct command_session_state before = t->state;
         e->ops->on_result(e->ctx, &t->state, payload, len, &o);
         state_changed(t, &before);
-        free(e->resp);
-        e->resp = o.resp;
-        e->resp_len = o.resp_len;
-        entry_end(t, e, o.keep && o.code == RPC_OK ? ENTRY_DONE : ENTRY_FAILED, o.code, o.text,
-                  &done);
+        complete(t, e, &o, &done);
         next_in_slot(t, &done);
     }
     pthread_mutex_unlock(&t->mu);
@@ -873,13 +1082,24 @@ bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsign
     return taken;
 }
 
-void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs)
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced)
 {
     struct finish *done = NULL;
     pthread_mutex_lock(&t->mu);
     for (struct entry *e = t->head; e; e = e->next) {
+        if (e->sent_rs == rs) { /* never the current stream again */
+            rpc_stream_unref(e->sent_rs);
+            e->sent_rs = NULL;
+        }
         if (e->rs != rs || e->state >= ENTRY_DONE)
             continue;
+        if (e->state == ENTRY_WRITTEN && e->ops->lost) {
+            /* 14.2 rule 16: kept, never sent again on this session */
+            struct command_outcome o = {.code = RPC_OK};
+            e->ops->lost(e->ctx, replaced ? mission_replaced_reason : mission_lost_reason, &o);
+            complete(t, e, &o, &done);
+            continue;
+        }
         if (e->state == ENTRY_WRITTEN && e->ops->on_unknown) {
             struct command_session_state before = t->state;
             e->ops->on_unknown(e->ctx, &t->state);
@@ -912,16 +1132,10 @@ static void expire(struct command_table *t, int64_t now, bool all, struct finish
             }
             *l = w->next;
             waiter_done(t, e, w, all ? RPC_UNAVAILABLE : RPC_DEADLINE_EXCEEDED,
-                        all ? shutdown_text : deadline_text, NULL, 0, out);
+                        all ? shutdown_text : deadline_text_of(e), NULL, 0, out);
         }
-        if (e->waiters)
-            continue;
-        if (e->state == ENTRY_WRITTEN && e->ops->on_unknown) {
-            struct command_session_state before = t->state;
-            e->ops->on_unknown(e->ctx, &t->state);
-            state_changed(t, &before);
-        }
-        entry_end(t, e, ENTRY_FAILED, RPC_DEADLINE_EXCEEDED, deadline_text, out);
+        if (!e->waiters)
+            abandoned(t, e, out);
     }
     for (struct command_exchange *x = t->exchanges, *next; x; x = next) {
         next = x->next;

@@ -5,7 +5,8 @@
  * answered, the result to replay. Callers wait as memory, not threads: a
  * waiting unary call is finished later by a result on the stream, the
  * hub's 100 ms tick (deadlines), or the end of the stream written to.
- * Set/Clear hold the session's one delivery slot while written.
+ * Set/Clear and missions hold the session's one delivery slot while
+ * written.
  *
  * Threads: any; one mutex per table, one for the hub's list. gRPC calls
  * are finished with no lock held.
@@ -28,10 +29,12 @@ enum command_kind {
     COMMAND_CLEAR_CONTEXT,
     COMMAND_AIRCRAFT,
     COMMAND_DURABLE, /* SPEC.md section 12: exchanges, ids retained without results */
+    COMMAND_MISSION, /* SPEC.md section 14: DeployMission, kept results */
     COMMAND_KINDS
 };
 
-/* The kind's metric label (SPEC.md 12.7 item 8): set, clear, aircraft, durable. */
+/* The kind's metric label (SPEC.md 12.7 item 8): set, clear, aircraft,
+ * durable, mission. */
 const char *command_kind_name(enum command_kind k);
 
 #define COMMAND_RETAIN_NS (24 * 3600 * INT64_C(1000000000))
@@ -64,8 +67,18 @@ struct command_outcome {
     const char *text;  /* static; NULL with RPC_OK */
     uint8_t *resp;     /* malloc'ed packed response (RPC_OK), the table takes it */
     size_t resp_len;
-    bool keep;         /* replay it on an exact retry; false: send again */
+    bool keep;         /* replay it on an exact retry; false: send again.
+                        * An error is kept too (mission: INTERNAL, 14.2 rule 14). */
+    bool retry;        /* kept, but sent again on an exact retry that comes
+                        * while the stream it went out on is still the
+                        * session's (mission: TEMPORARY_ERROR, OUTCOME_UNKNOWN) */
+    const char *label; /* static: the kind's own result label (mission: the
+                        * status name of SPEC.md 14.5), NULL: none */
 };
+
+/* out = OK with a response whose field 1 is the agent's result message as
+ * it sent it (payload, len): every kind's response has that shape. */
+void command_outcome_wrap(const uint8_t *payload, size_t len, struct command_outcome *out);
 
 /* A kind's rules, supplied by relay_control.c. */
 struct command_ops {
@@ -76,9 +89,20 @@ struct command_ops {
     /* The command was written but its outcome is unknown (deadline,
      * stream end): may change `state` (fence). Optional. */
     void (*on_unknown)(const void *ctx, struct command_session_state *state);
-    /* INVALID_ARGUMENT text when the command may not be sent in `state`
-     * (checked before a first delivery, not for a replay); NULL: fine. */
-    const char *(*check)(const void *ctx, const struct command_session_state *state);
+    /* The refusal's text (and *code, preset to INVALID_ARGUMENT) when the
+     * command may not be sent in `state`; checked before every delivery
+     * (`again`: a kept result is being sent again), never for a join or a
+     * replay. NULL: fine. */
+    const char *(*check)(const void *ctx, const struct command_session_state *state, bool again,
+                         enum rpc_code *code);
+    /* Optional: the relay completes a written entry itself when its last
+     * caller left (`reason` NULL) or its stream ended (`reason` says so):
+     * fill `out` (kept, the callers still waiting get it). Without it the
+     * entry ends with an error and is sent again on an exact retry. */
+    void (*lost)(const void *ctx, const char *reason, struct command_outcome *out);
+    /* Optional: the command was handed to its stream (under the table's
+     * lock: no gRPC, no table calls). */
+    void (*sent)(const void *ctx);
     void (*free)(void *ctx);
 };
 
@@ -92,6 +116,8 @@ struct command_spec {
     void *ctx;                 /* the kind's expectations; the table takes it */
     const struct command_ops *ops;
     int64_t deadline_left_ns;  /* the caller's (INT64_MAX: none) */
+    int64_t bound_ns;          /* the kind's longest wait (0: command_timeout_s) */
+    bool watch;                /* the caller's cancel ends its wait at once */
 };
 
 struct command_hub;
@@ -203,8 +229,10 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
 bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsigned kinds_mask,
                           const char *command_id, const uint8_t *payload, size_t len);
 
-/* Stream rs ended: its commands end ABORTED (the outcome is unknown). */
-void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs);
+/* Stream rs ended (`replaced`: another stream of the session took its
+ * place): its commands end ABORTED (the outcome is unknown); a written
+ * mission gets the relay's own OUTCOME_UNKNOWN (SPEC.md 14.2 rule 16). */
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced);
 
 /*
  * x (refs 1, the owner's) asks for the session's slot: granted now or

@@ -9,6 +9,7 @@
 #include "auth.h"
 #include "call_auth.h"
 #include "command_durable.h"
+#include "command_mission.h"
 #include "command_table.h"
 #include "control_auth.h"
 #include "health_service.h"
@@ -510,7 +511,8 @@ static int start_grpc(struct running *r, const struct settings *st)
     if (!r->server || agent_gateway_add_methods(r->gw, r->server) < 0 ||
         health_service_add(&r->relay, r->server) < 0 ||
         relay_control_add(&r->relay, r->server) < 0 ||
-        command_durable_add(&r->relay, r->server) < 0) {
+        command_durable_add(&r->relay, r->server) < 0 ||
+        command_mission_add(&r->relay, r->server) < 0) {
         log_error("cannot set up the gRPC server: %s",
                   r->server ? "method registration failed" : r->gw ? err : "out of memory");
         return -1;

@@ -185,28 +185,6 @@ static bool context_matches(const OpContext *got, const struct command_context *
            (got->aircraft_id[0] == '\0' || strcmp(got->aircraft_id, want->aircraft_id) == 0);
 }
 
-/* The response: field 1 is the agent's result message, as it sent it. */
-static void wrap_result(const uint8_t *payload, size_t len, struct command_outcome *out)
-{
-    uint8_t *r = malloc(len + 11);
-    if (!r) {
-        *out = (struct command_outcome){RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0,
-                                        false};
-        return;
-    }
-    size_t n = 0;
-    r[n++] = 0x0a;
-    for (uint64_t v = len; ; v >>= 7) {
-        r[n++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
-        if (v < 0x80)
-            break;
-    }
-    memcpy(r + n, payload, len);
-    out->code = RPC_OK;
-    out->resp = r;
-    out->resp_len = n + len;
-}
-
 static const char mismatch_text[] =
     "agent acknowledged an operation context other than the expected one";
 
@@ -216,7 +194,7 @@ static void context_result(const void *ctx, struct command_session_state *state,
     const struct expect *x = ctx;
     ContextAck *ack = aeroarc__agent__v1__operation_context_command_ack__unpack(NULL, len, payload);
     if (!ack) { /* checked by the stream already */
-        *out = (struct command_outcome){RPC_INTERNAL, "malformed agent result", NULL, 0, false};
+        *out = (struct command_outcome){.code = RPC_INTERNAL, .text = "malformed agent result"};
         return;
     }
     bool applied = ack->status == AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED ||
@@ -248,10 +226,10 @@ static void context_result(const void *ctx, struct command_session_state *state,
     aeroarc__agent__v1__operation_context_command_ack__free_unpacked(ack, NULL);
     if (!ok) {
         state->reconciled = false; /* outcome unknown: fenced */
-        *out = (struct command_outcome){RPC_INTERNAL, mismatch_text, NULL, 0, false};
+        *out = (struct command_outcome){.code = RPC_INTERNAL, .text = mismatch_text};
         return;
     }
-    wrap_result(payload, len, out);
+    command_outcome_wrap(payload, len, out);
     out->keep = keep;
 }
 
@@ -262,8 +240,11 @@ static void context_unknown(const void *ctx, struct command_session_state *state
     state->reconciled = false;
 }
 
-static const char *clear_check(const void *ctx, const struct command_session_state *state)
+static const char *clear_check(const void *ctx, const struct command_session_state *state,
+                               bool again, enum rpc_code *code)
 {
+    (void)again;
+    (void)code;
     const struct expect *x = ctx;
     if (x->authoritative && state->reconciled)
         return "flight ID may be empty only while reconciling a fresh Relay session";
@@ -280,12 +261,11 @@ static void aircraft_result(const void *ctx, struct command_session_state *state
     bool ok = r && strcmp(r->aircraft_id, x->want.aircraft_id) == 0;
     aeroarc__agent__v1__aircraft_command_result__free_unpacked(r, NULL);
     if (!ok) {
-        *out = (struct command_outcome){RPC_INTERNAL,
-                                        "agent answered the command for another aircraft", NULL,
-                                        0, false};
+        *out = (struct command_outcome){
+            .code = RPC_INTERNAL, .text = "agent answered the command for another aircraft"};
         return;
     }
-    wrap_result(payload, len, out);
+    command_outcome_wrap(payload, len, out);
     out->keep = true; /* an agent result: replayed, never sent again */
 }
 

@@ -703,3 +703,109 @@ Test(command_digest, invalid_utf8_anywhere_refuses)
     upload_vector(), f.bind.intent_id = "\xf4\x90\x80\x80",
         expect_refused("a string is not valid UTF-8");
 }
+
+/* ---- 14.3: DeployMission's validation, in order -------------------------------- */
+
+/* The 14.3 text for f.dep; "" when it passes. */
+static const char *deploy_text(void)
+{
+    static char text[160];
+    text[0] = '\0';
+    if (command_digest_deploy_check(&f.dep, text, sizeof(text)) == 0)
+        cr_assert_str_empty(text);
+    return text;
+}
+
+Test(command_digest, every_deploy_text_of_14_3)
+{
+    upload_vector();
+    cr_assert_str_empty(deploy_text());
+    upload_vector(), f.dep.binding = NULL;
+    cr_assert_str_eq(deploy_text(), "command, binding, and plan are required");
+    upload_vector(), f.dep.plan = NULL;
+    cr_assert_str_eq(deploy_text(), "command, binding, and plan are required");
+    cr_assert_eq(command_digest_deploy_check(NULL, (char[8]){0}, 8), -1);
+    const char *blanks[] = {"", " upload-1", "upload-1\t", "\xc2\xa0upload-1",
+                            "upload-1\xe3\x80\x80", "\xe2\x80\x8aupload-1"};
+    for (size_t i = 0; i < sizeof(blanks) / sizeof(blanks[0]); i++) {
+        upload_vector(), f.dep.command_id = (char *)blanks[i];
+        cr_assert_str_eq(deploy_text(), "command_id must be non-empty and canonical", "%zu", i);
+    }
+    upload_vector(), f.dep.command_id = "upload\xe2\x80\x8b-1"; /* U+200B is no space */
+    cr_assert_str_empty(deploy_text());
+    char **ids[] = {&f.bind.mission_id,  &f.bind.mission_digest, &f.bind.deployment_id,
+                    &f.bind.operator_id, &f.bind.aircraft_id,    &f.bind.flight_id,
+                    &f.bind.intent_id};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        upload_vector(), *ids[i] = "";
+        cr_assert_str_eq(deploy_text(),
+                         "all mission binding identifiers must be non-empty and canonical");
+        upload_vector(), *ids[i] = "x ";
+        cr_assert_str_eq(deploy_text(),
+                         "all mission binding identifiers must be non-empty and canonical");
+    }
+    upload_vector(), f.bind.mission_version = 0;
+    cr_assert_str_eq(deploy_text(), "mission_version and intent_version must be positive");
+    upload_vector(), f.bind.intent_version = 0;
+    cr_assert_str_eq(deploy_text(), "mission_version and intent_version must be positive");
+    const char *digests[] = {"6EFA96B36AF29A800D53EE7D7BAF57D4B24F00D9CE2B408327281E74824ACF4F",
+                             "6efa96", PLAN_DIGEST "0", "zefa96b36af29a800d53ee7d7baf57d4b24f"
+                                                    "00d9ce2b408327281e74824acf4f"};
+    for (size_t i = 0; i < sizeof(digests) / sizeof(digests[0]); i++) {
+        upload_vector(), f.bind.mission_digest = (char *)digests[i];
+        cr_assert_str_eq(deploy_text(), "mission_digest must be lowercase hexadecimal SHA-256");
+    }
+    upload_vector(), f.dep.issued_at_unix_ms = 0;
+    cr_assert_str_eq(deploy_text(), "mission command timestamps are invalid");
+    upload_vector(), f.dep.expires_at_unix_ms = 1;
+    cr_assert_str_eq(deploy_text(), "mission command timestamps are invalid");
+    upload_vector(), f.dep.expires_at_unix_ms = 1 + 86400000; /* the window is 14.2 rule 11's */
+    cr_assert_str_empty(deploy_text());
+    upload_vector(), f.plan.schema_version = 2;
+    cr_assert_str_eq(deploy_text(), "unsupported mission schema version 2");
+    upload_vector(), f.plan.n_items = 0;
+    cr_assert_str_eq(deploy_text(), "mission plan must contain 1 to 200 items");
+    upload_vector(), plan_of(201);
+    cr_assert_str_eq(deploy_text(), "mission plan must contain 1 to 200 items");
+    upload_vector(), f.item[0].frame = 3;
+    cr_assert_str_eq(deploy_text(), "mission item 0 uses unsupported frame 3");
+    upload_vector(), f.item[0].altitude_m = 83887.0f;
+    cr_assert_str_eq(deploy_text(),
+                     "mission item 0 altitude exceeds ArduPilot signed-centimeter storage");
+    upload_vector(), f.bind.mission_digest =
+                         "0000000000000000000000000000000000000000000000000000000000000000";
+    cr_assert_str_eq(deploy_text(), "mission_digest does not match the canonical plan");
+    upload_vector(), f.item[0].altitude_m = 20.0f; /* valid, another plan */
+    cr_assert_str_eq(deploy_text(), "mission_digest does not match the canonical plan");
+}
+
+Test(command_digest, deploy_unknown_fields_refuse_with_one_text)
+{
+    void *m;
+    upload_vector(), m = with_unknown_field(&f.dep);
+    cr_assert_eq(command_digest_deploy_check(m, (char[160]){0}, 160), -1);
+    char text[160];
+    command_digest_deploy_check(m, text, sizeof(text));
+    cr_assert_str_eq(text, "mission command contains unknown fields");
+    protobuf_c_message_free_unpacked(m, NULL);
+    upload_vector(), f.dep.binding = m = with_unknown_field(&f.bind);
+    cr_assert_str_eq(deploy_text(), "mission command contains unknown fields");
+    protobuf_c_message_free_unpacked(m, NULL);
+    upload_vector(), f.dep.plan = m = with_unknown_field(&f.plan);
+    cr_assert_str_eq(deploy_text(), "mission command contains unknown fields");
+    protobuf_c_message_free_unpacked(m, NULL);
+    upload_vector(), f.items[0] = m = with_unknown_field(&f.item[0]);
+    cr_assert_str_eq(deploy_text(), "mission item 0 is nil or contains unknown fields");
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
+Test(command_digest, trim_space_is_go_trimspace)
+{
+    size_t a, n;
+    const char s[] = "\xe1\x9a\x80 \x0b" "a b\xc2\x85\xe2\x80\xaf\xe2\x81\x9f";
+    command_digest_trim_space(s, strlen(s), &a, &n);
+    cr_assert_eq(a, 5);
+    cr_assert_eq(n, 3);
+    command_digest_trim_space(" \t ", 3, &a, &n);
+    cr_assert_eq(n, 0);
+}

@@ -7,6 +7,7 @@
  * finished call keeps its code.
  */
 #include "command_table.h"
+#include "mono_clock.h"
 #include "rpc_stream.h"
 
 #include <criterion/criterion.h>
@@ -17,6 +18,7 @@
 
 static int sends;
 static enum rpc_code last_code;
+static const char *last_text;
 
 void rpc_stream_ref(struct rpc_stream *st) { (void)st; }
 void rpc_stream_unref(struct rpc_stream *st) { (void)st; }
@@ -30,8 +32,18 @@ int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsig
 void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg, const uint8_t *resp,
                      size_t len)
 {
-    (void)c, (void)msg, (void)resp, (void)len;
+    (void)c, (void)resp, (void)len;
     last_code = code;
+    last_text = msg;
+}
+static void (*watch_fn)(void *, bool);
+static void *watch_arg;
+int rpc_call_watch(struct rpc_call *c, void (*fn)(void *arg, bool cancelled), void *arg)
+{
+    (void)c;
+    watch_fn = fn;
+    watch_arg = arg;
+    return 0;
 }
 const char *rpc_call_code_name(enum rpc_code code)
 {
@@ -57,7 +69,7 @@ static void set_result(const void *ctx, struct command_session_state *state,
         out->keep = true;
     } else {
         state->reconciled = false;
-        *out = (struct command_outcome){RPC_INTERNAL, "mismatch", NULL, 0, false};
+        *out = (struct command_outcome){.code = RPC_INTERNAL, .text = "mismatch"};
     }
 }
 
@@ -179,7 +191,7 @@ Test(command_table, nothing_is_taken_over_while_a_written_set_has_no_outcome)
     cr_assert_not(command_table_reconciled(b));
     /* The old stream ends: the Set is ABORTED, a is fenced (it is no
      * longer the agent's newest, so b is not touched). */
-    command_table_stream_ended(a, RS);
+    command_table_stream_ended(a, RS, false);
     cr_assert_eq(last_code, RPC_ABORTED);
     cr_assert_not(command_table_reconciled(a));
     apply(b, "s-3", ctx("F3", 3));
@@ -318,7 +330,7 @@ Test(command_table, durable_ids_are_kept_not_evicted)
     cr_assert_eq(send_x(t, other, &text), RPC_ALREADY_EXISTS);
     cr_assert_str_eq(text, "durable command ID has a different digest");
     /* The stream written to ends: e ends ABORTED. */
-    command_table_stream_ended(t, RS);
+    command_table_stream_ended(t, RS, false);
     cr_assert_eq(e->ended, 1);
     cr_assert_eq(e->ended_code, RPC_ABORTED);
     command_exchange_unref(&e->x);
@@ -326,4 +338,198 @@ Test(command_table, durable_ids_are_kept_not_evicted)
     command_exchange_unref(&other->x);
     command_table_unref(t);
     command_hub_destroy(hub);
+}
+/* ---- a mission (SPEC.md 14.2 rules 8-16): kept results ---------------- */
+
+static struct rpc_stream *const RS2 = (struct rpc_stream *)0x3;
+
+/* "temp": a retryable result; "bad": INTERNAL, kept; else a final one. */
+static void mission_result(const void *ctx, struct command_session_state *state,
+                           const uint8_t *payload, size_t len, struct command_outcome *out)
+{
+    (void)ctx, (void)state;
+    if (len == 3 && memcmp(payload, "bad", 3) == 0) {
+        *out = (struct command_outcome){.code = RPC_INTERNAL, .text = "bad", .keep = true};
+        return;
+    }
+    command_outcome_wrap(payload, len, out);
+    out->keep = true;
+    out->retry = len == 4 && memcmp(payload, "temp", 4) == 0;
+    out->label = "STATUS_X";
+}
+
+static const char *lost_reason;
+
+static void mission_lost(const void *ctx, const char *reason, struct command_outcome *out)
+{
+    (void)ctx;
+    lost_reason = reason;
+    command_outcome_wrap((const uint8_t *)"unknown", 7, out);
+    out->keep = true;
+    out->retry = reason == NULL;
+}
+
+static const char *mission_check(const void *ctx, const struct command_session_state *state,
+                                 bool again, enum rpc_code *code)
+{
+    (void)ctx, (void)again;
+    *code = RPC_FAILED_PRECONDITION;
+    return state->reconciled ? NULL : "fenced";
+}
+
+static const struct command_ops mission_ops = {
+    .on_result = mission_result, .lost = mission_lost, .check = mission_check};
+
+static void submit_mission(struct command_table *t, struct rpc_stream *rs, const char *id)
+{
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = id, .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops,
+                                .deadline_left_ns = INT64_MAX, .watch = true};
+    memcpy(spec.fingerprint, id, strlen(id) < 32 ? strlen(id) : 32);
+    watch_fn = NULL;
+    command_table_submit(t, rs, &spec, CALL);
+}
+
+static struct command_table *reconciled(struct command_hub *hub, const char *agent)
+{
+    struct command_table *t = command_table_create(hub, agent, true);
+    apply(t, "s-1", ctx("F1", 1));
+    return t;
+}
+
+Test(command_table, a_mission_is_fenced_until_reconciled)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = command_table_create(hub, "m-1", true);
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(last_code, RPC_FAILED_PRECONDITION);
+    cr_assert_eq(sends, before);
+    watch_fn(watch_arg, false);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, the_last_caller_leaving_completes_a_mission_and_frees_the_slot)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-2");
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(sends, before + 1);
+    submit(t, "s-2", ctx("F1", 1)); /* waits for the slot */
+    cr_assert_eq(sends, before + 1);
+    watch_fn(watch_arg, true); /* the mission's caller cancelled */
+    cr_assert_eq(last_code, RPC_CANCELLED);
+    cr_assert_null(lost_reason); /* rule 15: the relay's own OUTCOME_UNKNOWN */
+    cr_assert_eq(sends, before + 2); /* the slot went to the Set */
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-2",
+                                   (const uint8_t *)"applied", 7));
+    /* A late result is dropped; the next exact call on RS sends again. */
+    cr_assert_not(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                       (const uint8_t *)"done", 4));
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(sends, before + 3);
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                   (const uint8_t *)"done", 4));
+    cr_assert_eq(last_code, RPC_OK);
+    watch_fn(watch_arg, false);
+    /* Final: replayed, nothing sent. */
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(last_code, RPC_OK);
+    cr_assert_eq(sends, before + 3);
+    watch_fn(watch_arg, false);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, a_retryable_mission_result_is_resent_only_on_its_stream)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-3");
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                   (const uint8_t *)"temp", 4));
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS2, "up-1"); /* another stream: replayed */
+    cr_assert_eq(last_code, RPC_OK);
+    cr_assert_eq(sends, before + 1);
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS, "up-1"); /* the same stream: sent again */
+    cr_assert_eq(sends, before + 2);
+    /* Its stream ends while written: the relay's OUTCOME_UNKNOWN, OK,
+     * never sent again on this session. */
+    command_table_stream_ended(t, RS, false);
+    cr_assert_eq(last_code, RPC_OK);
+    cr_assert_str_eq(lost_reason, "agent session retired while awaiting mission result");
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(sends, before + 2);
+    watch_fn(watch_arg, false);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, a_failed_mission_result_check_is_kept)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-4");
+    int before = sends;
+    submit_mission(t, RS, "up-1");
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                   (const uint8_t *)"bad", 3));
+    cr_assert_eq(last_code, RPC_INTERNAL);
+    watch_fn(watch_arg, false);
+    submit_mission(t, RS, "up-1");
+    cr_assert_eq(last_code, RPC_INTERNAL);
+    cr_assert_eq(sends, before + 1);
+    watch_fn(watch_arg, false);
+    /* Another kind meets the id. */
+    submit(t, "up-1", ctx("F1", 1));
+    cr_assert_eq(last_code, RPC_ALREADY_EXISTS);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, a_mission_waits_at_most_120_s_whatever_command_timeout_s)
+{
+    struct command_hub *hub = command_hub_create(NULL, 1000 * INT64_C(1000000000));
+    struct command_table *t = reconciled(hub, "m-5");
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = "up-1", .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops, .deadline_left_ns = INT64_MAX,
+                                .bound_ns = 120 * INT64_C(1000000000)};
+    last_code = RPC_OK;
+    command_table_submit(t, RS, &spec, CALL);
+    command_hub_tick(hub, mono_ns() + 119 * INT64_C(1000000000));
+    cr_assert_eq(command_hub_pending(hub), 1);
+    command_hub_tick(hub, mono_ns() + 121 * INT64_C(1000000000));
+    cr_assert_eq(command_hub_pending(hub), 0);
+    cr_assert_eq(last_code, RPC_DEADLINE_EXCEEDED);
+    cr_assert_str_eq(last_text,
+                     "mission deployment result not received within the deadline (outcome unknown)");
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, mission_retention_is_full_when_4096_are_pending)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-6");
+    char id[32];
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = id, .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops, .deadline_left_ns = INT64_MAX};
+    last_code = RPC_OK;
+    for (int i = 0; i < COMMAND_RETAIN_MAX; i++) { /* one written, the rest wait for the slot */
+        snprintf(id, sizeof(id), "up-%d", i);
+        memcpy(spec.fingerprint, id, strlen(id));
+        command_table_submit(t, RS, &spec, CALL);
+    }
+    cr_assert_eq(last_code, RPC_OK);
+    snprintf(id, sizeof(id), "up-x");
+    command_table_submit(t, RS, &spec, CALL);
+    cr_assert_eq(last_code, RPC_RESOURCE_EXHAUSTED);
+    cr_assert_str_eq(last_text, "mission deployment retention is full");
+    command_table_unref(t);
+    command_hub_destroy(hub); /* the waiting ones end UNAVAILABLE */
 }

@@ -1,0 +1,514 @@
+/*
+ * test_e2e_mission.c - DeployMission (SPEC.md section 14) through the real
+ * relay binary over gRPC and mTLS. The simulated agent answers as the
+ * upstream agent does: it receives deploy_mission (RelayStreamMessage arm
+ * 5) and sends a MissionDeploymentResult (AgentStreamMessage arm 4):
+ * APPLIED with the readback digest and item count, TEMPORARY_ERROR,
+ * REJECTED, BINDING_MISMATCH, a bad one, none, a late one, or one on
+ * another stream. Every 14.3 text is unit-tested in test_command_digest;
+ * here each refusal path of 14.2 is exercised once.
+ */
+#include "aeroarc/relay/v1/relay.pb-c.h"
+#include "command_digest.h"
+#include "control_fixture.h"
+#include "harness.h"
+#include "http_client.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEPLOY "/aeroarc.relay.v1.RelayControl/DeployMission"
+#define SET "/aeroarc.relay.v1.RelayControl/SetOperationContext"
+#define PLAN_DIGEST "6efa96b36af29a800d53ee7d7baf57d4b24f00d9ce2b408327281e74824acf4f"
+
+typedef Aeroarc__Agent__V1__DeployMissionCommand DeployMissionCommand;
+typedef Aeroarc__Agent__V1__MissionDeploymentResult MissionResult;
+#define ST(x) AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__STATUS__STATUS_##x
+
+static struct relay_proc relay;
+static struct rc_channel *api;    /* the allowed control client */
+static struct rc_channel *agents; /* TLS, no agent authentication */
+
+static void start(void)
+{
+    harness_prepare(&relay);
+    fixture_pki(&relay);
+    fixture_sh(&relay, "printf 'agent operator aircraft\\nagent-b operator aircraft\\n"
+                       "other someone-else aircraft\\n' > agents.map && "
+                       "chmod 600 agents.map");
+    relay.http = true;
+    harness_write_config(&relay, "gen2_hold_s = 0\n",
+                         FIXTURE_TLS_CONTROL "agent_mappings_file = %DIR%/agents.map\n"
+                                             "[sink:archive]\nplugin = sink-file\n"
+                                             "path = %DIR%/data\n");
+    static char ca[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
+    relay.tls_ca = ca;
+    relay_start(&relay);
+    api = fixture_channel(&relay, "uri", NULL);
+    agents = fixture_channel(&relay, NULL, NULL);
+}
+
+static void stop(void)
+{
+    rc_close(api);
+    rc_close(agents);
+    api = agents = NULL;
+    int status = relay_stop(&relay, 20000);
+    cr_expect_eq(status, 0, "relay exit status %d", status);
+}
+
+static double metric(const char *series)
+{
+    struct http_reply r;
+    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", 5000, &r), 0);
+    double v = http_metric_value(r.body, series);
+    http_reply_free(&r);
+    return v < 0 ? 0 : v;
+}
+
+/* ---- the mission: 12.3's golden plan, bound to agent's context ---------- */
+
+struct mission {
+    DeployMissionCommand c;
+    Aeroarc__Agent__V1__MissionBinding b;
+    Aeroarc__Agent__V1__MissionPlan plan;
+    Aeroarc__Agent__V1__MissionItem item, *items[1];
+};
+
+static void mission(struct mission *m, const char *id)
+{
+    memset(m, 0, sizeof(*m));
+    aeroarc__agent__v1__mission_item__init(&m->item);
+    m->item.command = 16;
+    m->item.autocontinue = true;
+    m->item.latitude_e7 = -353632620;
+    m->item.longitude_e7 = 1491652370;
+    m->item.altitude_m = 20.1f;
+    m->items[0] = &m->item;
+    aeroarc__agent__v1__mission_plan__init(&m->plan);
+    m->plan.schema_version = 1;
+    m->plan.n_items = 1;
+    m->plan.items = m->items;
+    aeroarc__agent__v1__mission_binding__init(&m->b);
+    m->b.mission_id = "mission";
+    m->b.mission_version = 1;
+    m->b.mission_digest = PLAN_DIGEST;
+    m->b.deployment_id = "deployment";
+    m->b.operator_id = "operator";
+    m->b.aircraft_id = "aircraft";
+    m->b.flight_id = "flight";
+    m->b.intent_id = "intent";
+    m->b.intent_version = 1;
+    aeroarc__agent__v1__deploy_mission_command__init(&m->c);
+    m->c.command_id = (char *)id;
+    m->c.binding = &m->b;
+    m->c.plan = &m->plan;
+    m->c.issued_at_unix_ms = (int64_t)time(NULL) * 1000;
+    m->c.expires_at_unix_ms = m->c.issued_at_unix_ms + 120000;
+}
+
+static struct call *deploy(const struct mission *m, const char *agent, int timeout_ms)
+{
+    Aeroarc__Relay__V1__DeployMissionRequest req = AEROARC__RELAY__V1__DEPLOY_MISSION_REQUEST__INIT;
+    req.agent_id = (char *)agent;
+    req.command = (DeployMissionCommand *)&m->c;
+    return call_start(api, DEPLOY, &req.base, timeout_ms);
+}
+
+/* ---- the simulated agent ---------------------------------------------- */
+
+static char last_session[256];
+
+static struct rc_stream *agent_open_caps(const char *agent, const char *const *caps, size_t n)
+{
+    struct rc_register_result reg;
+    struct rc_status st;
+    cr_assert_eq(rc_register_caps(agents, agent, "1.0", "test", caps, n, &reg, &st, 5000), 0,
+                 "%s", st.message);
+    snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
+    struct rc_stream *s = rc_stream_open_gen2(agents, agent, reg.session_id, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    return s;
+}
+
+static struct rc_stream *agent_open(const char *agent) { return agent_open_caps(agent, NULL, 0); }
+
+static void agent_close(struct rc_stream *s)
+{
+    rc_stream_cancel(s);
+    rc_stream_free(s);
+}
+
+/* The next message is arm `arm`. */
+static void agent_expect(struct rc_stream *s, int arm)
+{
+    struct rc_relay_msg msg;
+    int rc = rc_stream_recv_gen2(s, &msg, 10000);
+    cr_assert_eq(rc, 1, "agent: no message (%d)", rc);
+    cr_assert_eq(msg.arm, arm, "agent got %s", rc_relay_arm_name(msg.arm));
+}
+
+/* The next message must be the mission, as the API sent it. */
+static void agent_expect_mission(struct rc_stream *s, const struct mission *m)
+{
+    struct rc_relay_msg msg;
+    int rc = rc_stream_recv_gen2(s, &msg, 10000);
+    cr_assert_eq(rc, 1, "agent: no message (%d)", rc);
+    cr_assert_eq(msg.arm, RC_RELAY_DEPLOY_MISSION, "agent got %s", rc_relay_arm_name(msg.arm));
+    size_t n = protobuf_c_message_get_packed_size(&m->c.base);
+    uint8_t *want = malloc(n + 1);
+    protobuf_c_message_pack(&m->c.base, want);
+    cr_assert_geq(msg.raw_len, n);
+    cr_assert_eq(memcmp(msg.raw + msg.raw_len - n, want, n), 0, "the mission was altered");
+    free(want);
+}
+
+/* Nothing was sent to the agent: a frame's ack is the next message. */
+static void agent_expect_nothing(struct rc_stream *s, const char *agent, uint64_t seq)
+{
+    struct rc_frame f = *harness_frame(agent, seq);
+    f.session_id = last_session;
+    cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
+    agent_expect(s, RC_RELAY_TELEMETRY_ACK);
+}
+
+/* A result as the upstream agent makes it: the command's binding, the
+ * readback digest and count for APPLIED. */
+static void agent_result(struct rc_stream *s, const struct mission *m, int status,
+                         uint32_t count)
+{
+    MissionResult r = AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__INIT;
+    r.command_id = m->c.command_id;
+    r.binding = (Aeroarc__Agent__V1__MissionBinding *)&m->b;
+    r.status = status;
+    r.message = "agent says";
+    r.uploaded_item_count = count;
+    r.onboard_mission_digest = status == ST(APPLIED) || status == ST(ALREADY_APPLIED)
+                                   ? PLAN_DIGEST : "";
+    r.mavlink_mission_ack_type = 1; /* passed on, not checked */
+    r.completed_at_unix_ms = 1700000000000;
+    cr_assert_eq(rc_stream_send_gen2_msg(s, RC_AGENT_MISSION_DEPLOYMENT_RESULT, &r.base, 5000),
+                 0);
+}
+
+/* Set this flight's context (the API does so before each attempt). */
+static void set_context(struct rc_stream *s, const char *agent, const char *id)
+{
+    Aeroarc__Agent__V1__OperationContext oc = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
+    oc.flight_id = "flight";
+    oc.intent_id = "intent";
+    oc.intent_version = 1;
+    oc.aircraft_id = "aircraft";
+    Aeroarc__Agent__V1__SetOperationContextCommand set =
+        AEROARC__AGENT__V1__SET_OPERATION_CONTEXT_COMMAND__INIT;
+    set.command_id = (char *)id;
+    set.context = &oc;
+    Aeroarc__Relay__V1__SetOperationContextRequest req =
+        AEROARC__RELAY__V1__SET_OPERATION_CONTEXT_REQUEST__INIT;
+    req.agent_id = (char *)agent;
+    req.command = &set;
+    struct call *c = call_start(api, SET, &req.base, 10000);
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT);
+    Aeroarc__Agent__V1__OperationContextCommandAck a =
+        AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__INIT;
+    a.command_id = (char *)id;
+    a.status = AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED;
+    a.active_context = &oc;
+    cr_assert_eq(rc_stream_send_gen2_msg(s, RC_AGENT_OPERATION_CONTEXT_COMMAND_ACK, &a.base, 5000),
+                 0);
+    expect_status(c, OK, NULL);
+}
+
+/* An agent with this flight's context. */
+static struct rc_stream *agent_ready(const char *agent)
+{
+    struct rc_stream *s = agent_open(agent);
+    set_context(s, agent, "ctx-1");
+    return s;
+}
+
+/* c answered OK with this status (and message unless NULL). */
+static void expect_result(struct call *c, const struct mission *m, int status, const char *message)
+{
+    call_join(c);
+    cr_assert_eq(c->st.code, OK, "code %d: %s", c->st.code, c->st.message);
+    Aeroarc__Relay__V1__DeployMissionResponse *r =
+        aeroarc__relay__v1__deploy_mission_response__unpack(NULL, c->resp_len, c->resp);
+    cr_assert_not_null(r);
+    cr_assert_not_null(r->result);
+    cr_assert_str_eq(r->result->command_id, m->c.command_id);
+    cr_assert_eq(r->result->status, status, "status %d", r->result->status);
+    cr_assert_not_null(r->result->binding);
+    cr_assert_str_eq(r->result->binding->deployment_id, m->b.deployment_id);
+    cr_assert_gt(r->result->completed_at_unix_ms, 0);
+    if (message)
+        cr_assert_str_eq(r->result->message, message);
+    aeroarc__relay__v1__deploy_mission_response__free_unpacked(r, NULL);
+    call_free(c);
+}
+
+TestSuite(mission, .init = start, .fini = stop, .timeout = 120);
+
+Test(mission, applied_passes_through_and_is_replayed)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-1");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(APPLIED), 1);
+    call_join(c);
+    cr_assert_eq(c->st.code, OK, "%s", c->st.message);
+    /* Passed through unchanged: the agent's bytes are the response's field 1. */
+    MissionResult r = AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__INIT;
+    r.command_id = m.c.command_id;
+    r.binding = &m.b;
+    r.status = ST(APPLIED);
+    r.message = "agent says";
+    r.uploaded_item_count = 1;
+    r.onboard_mission_digest = PLAN_DIGEST;
+    r.mavlink_mission_ack_type = 1;
+    r.completed_at_unix_ms = 1700000000000;
+    size_t n = protobuf_c_message_get_packed_size(&r.base);
+    uint8_t want[512];
+    protobuf_c_message_pack(&r.base, want);
+    cr_assert_eq(c->resp_len, n + 3); /* tag, a two-byte length, the result */
+    cr_assert_eq(memcmp(c->resp + 3, want, n), 0);
+    call_free(c);
+
+    /* An exact retry: the kept result, nothing sent. */
+    expect_result(deploy(&m, "agent", 10000), &m, ST(APPLIED), "agent says");
+    agent_expect_nothing(s, "agent", 1);
+    cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"STATUS_APPLIED\"}"), 2);
+    cr_assert_eq(metric("aero_relay_commands_total{kind=\"mission\",result=\"OK\"}"), 2);
+    cr_assert_eq(metric("aero_relay_mission_deployment_duration_seconds_count"), 2);
+
+    /* The same id with another payload, or by another kind. */
+    m.b.deployment_id = "deployment-2";
+    expect_status(deploy(&m, "agent", 10000), ALREADY_EXISTS,
+                  "mission command ID was already used with a different payload");
+    mission(&m, "ctx-1");
+    expect_status(deploy(&m, "agent", 10000), ALREADY_EXISTS,
+                  "command ID was already used by a different command kind");
+    cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"delivery_failed\"}"), 2);
+    agent_close(s);
+}
+
+Test(mission, concurrent_exact_calls_join_one_delivery)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-2");
+    struct call *a = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    struct call *b = deploy(&m, "agent", 10000);
+    /* b joined: a frame's ack is all the agent sees until the result. */
+    agent_expect_nothing(s, "agent", 1);
+    agent_result(s, &m, ST(ALREADY_APPLIED), 0);
+    expect_result(a, &m, ST(ALREADY_APPLIED), "agent says");
+    expect_result(b, &m, ST(ALREADY_APPLIED), "agent says");
+    agent_close(s);
+}
+
+Test(mission, temporary_error_is_redelivered_on_the_same_stream)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-3");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(TEMPORARY_ERROR), 0);
+    expect_result(c, &m, ST(TEMPORARY_ERROR), "agent says");
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(APPLIED), 1);
+    expect_result(c, &m, ST(APPLIED), NULL);
+    cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"STATUS_TEMPORARY_ERROR\"}"),
+                 1);
+    agent_close(s);
+}
+
+Test(mission, rejected_and_binding_mismatch_pass_through)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-4");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(REJECTED), 0);
+    expect_result(c, &m, ST(REJECTED), "agent says");
+    expect_result(deploy(&m, "agent", 10000), &m, ST(REJECTED), NULL); /* replayed */
+    mission(&m, "upload-5");
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(BINDING_MISMATCH), 0);
+    expect_result(c, &m, ST(BINDING_MISMATCH), "agent says");
+    agent_expect_nothing(s, "agent", 1);
+    agent_close(s);
+}
+
+Test(mission, result_checks_are_internal_and_kept)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-6");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(APPLIED), 2); /* the plan has 1 item */
+    expect_status(c, INTERNAL,
+                  "agent applied result does not report the canonical uploaded item count");
+    expect_status(deploy(&m, "agent", 10000), INTERNAL,
+                  "agent applied result does not report the canonical uploaded item count");
+    agent_expect_nothing(s, "agent", 1);
+
+    mission(&m, "upload-7");
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(ALREADY_APPLIED), 1);
+    expect_status(c, INTERNAL,
+                  "agent already-applied result ambiguously reports newly uploaded items");
+
+    mission(&m, "upload-8");
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    struct mission other = m;
+    other.b.flight_id = "another";
+    other.c.binding = &other.b;
+    agent_result(s, &other, ST(APPLIED), 1);
+    expect_status(c, INTERNAL, "agent returned a mismatched mission deployment result");
+
+    mission(&m, "upload-9");
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, 9, 0);
+    expect_status(c, INTERNAL, "agent returned an invalid mission deployment status");
+    agent_close(s);
+}
+
+Test(mission, caller_deadline_then_the_next_exact_call_redelivers)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-10");
+    struct call *c = deploy(&m, "agent", 800);
+    agent_expect_mission(s, &m);
+    expect_status(c, DEADLINE, NULL);
+    /* The relay completed it itself; a late result is dropped and counted. */
+    double ignored =
+        metric("aero_relay_stream_messages_ignored_total{payload=\"mission_deployment_result\"}");
+    agent_result(s, &m, ST(APPLIED), 1);
+    agent_expect_nothing(s, "agent", 1);
+    cr_assert_eq(
+        metric("aero_relay_stream_messages_ignored_total{payload=\"mission_deployment_result\"}"),
+        ignored + 1);
+    cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"wait_ended\"}"), 1);
+    /* The slot was freed: the next exact call on the same stream redelivers. */
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(APPLIED), 1);
+    expect_result(c, &m, ST(APPLIED), NULL);
+    agent_close(s);
+}
+
+Test(mission, an_old_streams_outcome_unknown_is_never_resent)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-11");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    /* A stream on the same session replaces the one written to. */
+    struct rc_status st;
+    struct rc_stream *s2 = rc_stream_open_gen2(agents, "agent", last_session, NULL, 0, &st);
+    cr_assert_not_null(s2, "%s", st.message);
+    agent_expect_nothing(s2, "agent", 1); /* s2 is the session's now */
+    agent_close(s);
+    expect_result(c, &m, ST(OUTCOME_UNKNOWN), "agent stream replaced after mission delivery");
+    /* Its result on the old stream, or a retry now: replayed, not resent. */
+    expect_result(deploy(&m, "agent", 10000), &m, ST(OUTCOME_UNKNOWN),
+                  "agent stream replaced after mission delivery");
+    agent_expect_nothing(s2, "agent", 2);
+    agent_close(s2);
+}
+
+Test(mission, mission_and_ingest_interleave)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-12");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        agent_expect_nothing(s, "agent", seq); /* each frame acked while the mission waits */
+    agent_result(s, &m, ST(APPLIED), 1);
+    expect_result(c, &m, ST(APPLIED), NULL);
+    agent_close(s);
+}
+
+Test(mission, refusals_in_rule_order)
+{
+    struct mission m;
+    mission(&m, "upload-20");
+    expect_status(deploy(&m, "", 5000), INVALID_ARGUMENT, "agent_id and command are required");
+    expect_status(deploy(&m, " \xe3\x80\x80", 5000), INVALID_ARGUMENT,
+                  "agent_id and command are required");
+    Aeroarc__Relay__V1__DeployMissionRequest req = AEROARC__RELAY__V1__DEPLOY_MISSION_REQUEST__INIT;
+    req.agent_id = "agent";
+    expect_status(call_start(api, DEPLOY, &req.base, 5000), INVALID_ARGUMENT,
+                  "agent_id and command are required");
+    /* Undecodable: a known field with the wrong wire type, invalid UTF-8. */
+    expect_status(call_start_raw(api, DEPLOY, (const uint8_t *)"\x10\x01", 2, 5000),
+                  INVALID_ARGUMENT, "mission command contains unknown fields");
+    expect_status(call_start_raw(api, DEPLOY, (const uint8_t *)"\x0a\x02\xc3\x28", 4, 5000),
+                  INVALID_ARGUMENT, "mission command contains unknown fields");
+    m.item.altitude_m = 83887.0f;
+    expect_status(deploy(&m, "agent", 5000), INVALID_ARGUMENT,
+                  "mission item 0 altitude exceeds ArduPilot signed-centimeter storage");
+    mission(&m, "upload-20");
+    m.b.mission_digest = "0000000000000000000000000000000000000000000000000000000000000000";
+    expect_status(deploy(&m, "agent", 5000), INVALID_ARGUMENT,
+                  "mission_digest does not match the canonical plan");
+    mission(&m, "upload-20");
+    expect_status(deploy(&m, "nobody", 5000), FAILED_PRECONDITION,
+                  "relay Agent mapping is not configured");
+    expect_status(deploy(&m, "other", 5000), FAILED_PRECONDITION,
+                  "mission binding does not match configured Agent mapping");
+    expect_status(deploy(&m, "agent", 5000), NOT_FOUND, "agent is not connected");
+    /* Expiry is not checked: an expired command gets to the fence. */
+    m.c.issued_at_unix_ms = 1, m.c.expires_at_unix_ms = 2;
+    struct rc_stream *s = agent_open("agent");
+    expect_status(deploy(&m, " agent\t", 5000), FAILED_PRECONDITION,
+                  "operation context must be reconciled before mission deployment");
+    set_context(s, "agent", "ctx-1");
+    struct mission o;
+    mission(&o, "upload-21");
+    o.b.flight_id = "flight-2";
+    expect_status(deploy(&o, "agent", 5000), FAILED_PRECONDITION,
+                  "mission binding does not match the reconciled Agent operation context");
+    mission(&o, "upload-22");
+    o.c.issued_at_unix_ms += 60000, o.c.expires_at_unix_ms += 60000;
+    expect_status(deploy(&o, "agent", 5000), INVALID_ARGUMENT,
+                  "mission command issue time is too far in the future");
+    mission(&o, "upload-23");
+    o.c.expires_at_unix_ms = o.c.issued_at_unix_ms + 300001;
+    expect_status(deploy(&o, "agent", 5000), INVALID_ARGUMENT,
+                  "mission command validity window is too long");
+    /* Rule 7 (ours): an RTL mission needs mission_rtl_v1. */
+    Aeroarc__Agent__V1__MissionItem rtl = AEROARC__AGENT__V1__MISSION_ITEM__INIT, *items[2];
+    mission(&o, "upload-24");
+    rtl.sequence = 1, rtl.command = 20, rtl.autocontinue = true;
+    items[0] = &o.item, items[1] = &rtl;
+    o.plan.items = items, o.plan.n_items = 2;
+    char hex[65];
+    cr_assert_eq(command_digest_plan(&o.plan, hex, NULL), 0);
+    o.b.mission_digest = hex;
+    expect_status(deploy(&o, "agent", 5000), FAILED_PRECONDITION,
+                  "Agent must advertise mission_rtl_v1 before receiving an RTL mission");
+    agent_expect_nothing(s, "agent", 1);
+    cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"delivery_failed\"}"), 4);
+    agent_close(s);
+}
