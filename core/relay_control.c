@@ -345,6 +345,7 @@ static void command(struct relay *relay, struct rpc_call *call, const char *agen
                : x->kind == COMMAND_CLEAR_CONTEXT ? &clear_ops
                                                   : &aircraft_ops,
         .deadline_left_ns = rpc_call_deadline_left_ns(call),
+        .watch = true, /* a caller that goes away frees the slot at once */
     };
     uint8_t *msg = NULL;
     if (code == RPC_OK && encode(cmd, env, spec.fingerprint, &msg, &spec.msg_len) < 0) {
