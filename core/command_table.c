@@ -680,7 +680,10 @@ static void entry_end(struct command_table *t, struct entry *e, enum entry_state
 /* Under t->mu: send e on its stream, or end it. */
 static void deliver(struct command_table *t, struct entry *e, struct finish **out)
 {
-    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, 0, 0);
+    /* A mission's write is detached (SPEC.md 14.6 reading 5): a full queue
+     * does not refuse it, it waits there; the slot it holds bounds it. */
+    unsigned flags = e->kind == COMMAND_MISSION ? RPC_SEND_SLOT : 0;
+    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, flags, 0);
     if (rc == 0) {
         e->state = ENTRY_WRITTEN;
         if (e->sent_rs)

@@ -428,7 +428,7 @@ int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsig
     pthread_mutex_lock(&st->mu);
     if (st->dead || st->status_pending)
         rc = -EPIPE; /* over, or about to be: nothing more goes out */
-    else if (!(flags & RPC_SEND_CREDIT) && st->q_other >= st->q_max)
+    else if (!(flags & (RPC_SEND_CREDIT | RPC_SEND_SLOT)) && st->q_other >= st->q_max)
         rc = -ENOBUFS;
     else
         rc = queue_push(st, msg, len, flags, stamp);

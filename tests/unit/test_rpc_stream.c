@@ -77,6 +77,7 @@ static struct world {
     int pause_at, pause_n; /* on_message pauses (n) at the pause_at-th message */
     uint64_t burst_trigger; /* on_sent of this stamp queues burst_n messages */
     int burst_n;
+    bool burst_slot; /* then one more with RPC_SEND_SLOT */
     bool burst_ack; /* ... then one RPC_SEND_CREDIT answer */
     bool burst_done;
     int burst_rc[32];
@@ -183,6 +184,10 @@ static void owner_on_sent(void *owner, uint64_t stamp, bool ok)
     for (int i = 0; i < n; i++) {
         uint8_t q[2] = {'Q', (uint8_t)i};
         rc[i] = rpc_stream_send(st, q, sizeof(q), 0, 1000 + (uint64_t)i);
+    }
+    if (W.burst_slot) { /* a slot holder's command is not refused */
+        uint8_t m[2] = {'S', 0};
+        rc[n++] = rpc_stream_send(st, m, sizeof(m), RPC_SEND_SLOT, 3000);
     }
     if (W.burst_ack) { /* set before the stream started: read-only now */
         uint8_t a[2] = {'A', 0};
@@ -649,6 +654,7 @@ Test(rpc_stream, the_queue_bound_refuses_with_enobufs_then_epipe_after_the_call)
     W.cfg.queue_max = Q;
     W.burst_trigger = 77;
     W.burst_n = Q + 1;
+    W.burst_slot = true;
     open_stream();
     /* The trigger leaves at once (nothing queued or pending); its on_sent
      * runs while the send is still pending and queues Q + 1. */
@@ -657,19 +663,21 @@ Test(rpc_stream, the_queue_bound_refuses_with_enobufs_then_epipe_after_the_call)
     for (int i = 0; i < Q; i++)
         cr_assert_eq(W.burst_rc[i], 0, "message %d of the burst: %d", i, W.burst_rc[i]);
     cr_assert_eq(W.burst_rc[Q], -ENOBUFS, "message past queue_max: %d", W.burst_rc[Q]);
+    cr_assert_eq(W.burst_rc[Q + 1], 0, "RPC_SEND_SLOT past queue_max: %d", W.burst_rc[Q + 1]);
 
-    EXPECT_WITHIN(WAIT_MS, W.c.n_in == Q + 1, "client got %d of %d", W.c.n_in, Q + 1);
+    EXPECT_WITHIN(WAIT_MS, W.c.n_in == Q + 2, "client got %d of %d", W.c.n_in, Q + 2);
     expect_msg(&W.c.in[0], 'T', 0, "client got", 0);
     for (int i = 0; i < Q; i++)
         expect_msg(&W.c.in[i + 1], 'Q', i, "client got", i + 1);
-    EXPECT_WITHIN(WAIT_MS, W.n_sent == Q + 1, "on_sent %d of %d", W.n_sent, Q + 1);
+    expect_msg(&W.c.in[Q + 1], 'S', 0, "client got", Q + 1);
+    EXPECT_WITHIN(WAIT_MS, W.n_sent == Q + 2, "on_sent %d of %d", W.n_sent, Q + 2);
     for (int i = 0; i < Q; i++)
         cr_assert_eq(W.stamps[i + 1], 1000 + (uint64_t)i, "on_sent %d: stamp %lu", i + 1,
                      (unsigned long)W.stamps[i + 1]);
 
     rpc_stream_end(W.st, RPC_OK, NULL);
     EXPECT_WITHIN(WAIT_MS, W.c.have_status, "no status");
-    cr_assert_eq(W.c.in_at_status, Q + 1, "the refused message went out after all");
+    cr_assert_eq(W.c.in_at_status, Q + 2, "the refused message went out after all");
     EXPECT_WITHIN(WAIT_MS, W.n_closed == 1, "on_closed never ran");
     cr_assert_eq(owner_send('L', 0, 0, 5), -EPIPE);
     cr_assert_eq(owner_send('L', 1, RPC_SEND_CREDIT, 6), -EPIPE);
