@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "process_metrics.h"
 #include "readiness.h"
 #include "relay.h"
 #include "relay_control.h"
@@ -537,6 +538,9 @@ static int start_running(struct running *r, struct settings *st, struct loaded *
     r->relay.commands =
         command_hub_create(r->relay.metrics, st->control_command_timeout_s * INT64_C(1000000000));
     r->relay.readiness = readiness_create();
+    if (r->relay.metrics &&
+        process_metrics_register(r->relay.metrics, AERO_VERSION, AERO_ABI_MAJOR, AERO_ABI_MINOR) < 0)
+        log_warn("process metrics are not available");
     r->specs = calloc(st->n_sinks ? st->n_sinks : 1, sizeof(*r->specs));
     r->route_specs = calloc(st->n_routes, sizeof(*r->route_specs));
     if (!r->specs || !r->route_specs || !r->relay.metrics || !r->relay.sessions ||

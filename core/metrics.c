@@ -23,6 +23,7 @@ struct aero_metric {
     char *name, *help, *labels;
     int kind; /* AERO_METRIC_COUNTER, AERO_METRIC_GAUGE or KIND_HISTOGRAM */
     _Atomic int64_t value;
+    bool ns_as_seconds;            /* value in ns, rendered in seconds */
     struct metric_histogram *hist; /* KIND_HISTOGRAM only; owned */
 };
 
@@ -54,10 +55,17 @@ struct metric_vec {
     _Atomic(struct vec_entry *) slots[];
 };
 
+#define MAX_COLLECTORS 4
+
 struct metrics {
     pthread_mutex_t mu;
     struct aero_metric *head, *tail; /* registration order: groups stay stable */
     struct metric_vec *vecs;
+    size_t n_collectors;
+    struct {
+        void (*fn)(void *arg);
+        void *arg;
+    } collectors[MAX_COLLECTORS];
 };
 
 struct metrics *metrics_create(void)
@@ -245,6 +253,29 @@ aero_metric *metrics_register(struct metrics *m, aero_metric_type type, const ch
     }
     pthread_mutex_unlock(&m->mu);
     return rc < 0 ? NULL : found;
+}
+
+aero_metric *metrics_register_seconds(struct metrics *m, aero_metric_type type, const char *name,
+                                      const char *help, const char *labels)
+{
+    aero_metric *s = metrics_register(m, type, name, help, labels);
+    if (s)
+        s->ns_as_seconds = true;
+    return s;
+}
+
+int metrics_add_collector(struct metrics *m, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&m->mu);
+    int rc = -1;
+    if (m->n_collectors < MAX_COLLECTORS) {
+        m->collectors[m->n_collectors].fn = fn;
+        m->collectors[m->n_collectors].arg = arg;
+        m->n_collectors++;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
 }
 
 void metrics_add(aero_metric *s, uint64_t delta)
@@ -535,6 +566,13 @@ static void render_histogram(FILE *f, const struct aero_metric *s)
 
 int metrics_render(struct metrics *m, char **out, size_t *len)
 {
+    /* Collectors refresh what is read from the system (process_*), with
+     * no lock held: they set series like any other writer. */
+    pthread_mutex_lock(&m->mu);
+    size_t nc = m->n_collectors;
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < nc; i++)
+        m->collectors[i].fn(m->collectors[i].arg);
     FILE *f = open_memstream(out, len);
     if (!f)
         return -errno;
@@ -552,10 +590,13 @@ int metrics_render(struct metrics *m, char **out, size_t *len)
             continue;
         }
         long long v = (long long)atomic_load_explicit(&s->value, memory_order_relaxed);
-        if (s->labels)
-            fprintf(f, "%s{%s} %lld\n", s->name, s->labels, v);
+        const char *open = s->labels ? "{" : "", *close = s->labels ? "}" : "";
+        fprintf(f, "%s%s%s%s ", s->name, open, s->labels ? s->labels : "", close);
+        if (s->ns_as_seconds)
+            fprintf(f, "%s%lld.%09lld\n", v < 0 ? "-" : "", llabs(v) / 1000000000LL,
+                    llabs(v) % 1000000000LL);
         else
-            fprintf(f, "%s %lld\n", s->name, v);
+            fprintf(f, "%lld\n", v);
     }
     pthread_mutex_unlock(&m->mu);
     return fclose(f) == 0 ? 0 : -EIO;

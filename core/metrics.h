@@ -32,6 +32,15 @@ void metrics_destroy(struct metrics *m);
 aero_metric *metrics_register(struct metrics *m, aero_metric_type type, const char *name,
                               const char *help, const char *labels);
 
+/* The same for a value kept in nanoseconds and rendered in seconds
+ * (process_cpu_seconds_total, process_start_time_seconds). */
+aero_metric *metrics_register_seconds(struct metrics *m, aero_metric_type type, const char *name,
+                                      const char *help, const char *labels);
+
+/* fn(arg) runs at the start of every metrics_render, before any series
+ * is read (at most 4; main thread, at start). 0 or -1. */
+int metrics_add_collector(struct metrics *m, void (*fn)(void *arg), void *arg);
+
 static inline void metrics_inc(aero_metric *s);
 void metrics_add(aero_metric *s, uint64_t delta);
 void metrics_set(aero_metric *s, int64_t value);

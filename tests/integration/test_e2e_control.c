@@ -538,6 +538,11 @@ Test(control, metrics_count_frames_acks_bytes_sessions_and_latency)
     cr_assert_eq(DELTA("aero_relay_frames_accepted_total"), 50);
     cr_assert_eq(DELTA("aero_relay_frame_bytes_received_total"), (double)sent.bytes);
     cr_assert_eq(DELTA("aero_relay_registrations_total"), 1);
+    /* The process series every exporter has, and what this build is. */
+    cr_assert_gt(metric(after, "process_resident_memory_bytes"), 1e6);
+    cr_assert_gt(metric(after, "process_open_fds"), 3);
+    cr_assert_geq(metric(after, "process_cpu_seconds_total"), metric(before, "process_cpu_seconds_total"));
+    cr_assert_not_null(strstr(after, "\naero_relay_build_info{version=\""), "no build_info");
     cr_assert_eq(DELTA("aero_relay_streams_opened_total"), 1);
     cr_assert_eq(DELTA("aero_sink_enqueued_total{sink=\"archive\"}"), 50);
     cr_assert_eq(DELTA("aero_sink_enqueued_total{sink=\"mirror\"}"), 50);

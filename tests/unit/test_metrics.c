@@ -6,6 +6,7 @@
  * every rendering checked by the real `promtool check metrics`.
  */
 #include "metrics.h"
+#include "process_metrics.h"
 
 #include "integration/http_client.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static char *render(struct metrics *m)
 {
@@ -283,5 +285,56 @@ Test(metrics, empty_registry_renders_empty_and_valid)
     char *text = render(m);
     cr_assert_str_eq(text, "");
     free(text);
+    metrics_destroy(m);
+}
+
+/* Seconds kept in ns render as decimal seconds; collectors run first. */
+static void bump(void *arg) { metrics_add(arg, 1500000000); }
+
+Test(metrics, seconds_series_and_collectors)
+{
+    struct metrics *m = metrics_create();
+    aero_metric *s = metrics_register_seconds(m, AERO_METRIC_COUNTER, "x_seconds_total", "x", NULL);
+    cr_assert_not_null(s);
+    cr_assert_eq(metrics_add_collector(m, bump, s), 0);
+    char *out = render(m);
+    cr_assert_not_null(strstr(out, "\nx_seconds_total 1.500000000\n"), "%s", out);
+    free(out);
+    out = render(m);
+    cr_assert_not_null(strstr(out, "\nx_seconds_total 3.000000000\n"), "%s", out);
+    assert_promtool_ok(out);
+    free(out);
+    metrics_destroy(m);
+}
+
+/* The value of a series in a rendering, or -1. */
+static double value_of(const char *text, const char *series)
+{
+    char key[200];
+    snprintf(key, sizeof(key), "\n%s ", series);
+    const char *p = strstr(text, key);
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+Test(metrics, process_series_read_the_process)
+{
+    struct metrics *m = metrics_create();
+    cr_assert_eq(process_metrics_register(m, "9.9.9", 1, 3), 0);
+    volatile double spin = 0;
+    for (int i = 0; i < 20000000; i++) /* some CPU to account for */
+        spin += i;
+    char *out = render(m);
+    cr_assert_gt(value_of(out, "process_cpu_seconds_total"), 0, "%s", out);
+    cr_assert_gt(value_of(out, "process_resident_memory_bytes"), 1e6);
+    double open = value_of(out, "process_open_fds"), max = value_of(out, "process_max_fds");
+    cr_assert_gt(open, 2);
+    cr_assert_geq(max, open);
+    double start = value_of(out, "process_start_time_seconds");
+    double now = (double)time(NULL);
+    cr_assert(start > now - 3600 && start <= now + 1, "start %f now %f", start, now);
+    cr_assert_eq(value_of(out, "aero_relay_build_info{version=\"9.9.9\",abi=\"1.3\"}"), 1, "%s",
+                 out);
+    assert_promtool_ok(out);
+    free(out);
     metrics_destroy(m);
 }
