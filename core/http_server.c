@@ -83,6 +83,7 @@ struct http_server {
     /* Fixed answers, built once and shared by every request (MHD counts
      * references, so queueing one from its thread needs no lock). */
     struct MHD_Response *ok, *not_ready, *not_found, *not_allowed, *render_failed;
+    aero_metric *ready;
 };
 
 static struct MHD_Response *fixed_response(const char *body, const char *type)
@@ -97,10 +98,16 @@ static struct MHD_Response *fixed_response(const char *body, const char *type)
     return r;
 }
 
+static bool is_ready(const struct relay *relay)
+{
+    return atomic_load(&relay->ready) && !atomic_load(&relay->shutting_down);
+}
+
 static enum MHD_Result serve_metrics(struct http_server *h, struct MHD_Connection *c)
 {
     char *body = NULL;
     size_t len = 0;
+    metrics_set(h->ready, is_ready(h->relay)); /* what /readyz would answer now */
     if (metrics_render(h->relay->metrics, &body, &len) < 0) {
         free(body);
         return MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, h->render_failed);
@@ -116,11 +123,6 @@ static enum MHD_Result serve_metrics(struct http_server *h, struct MHD_Connectio
         rc = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r); /* the queued reference keeps it alive */
     return rc;
-}
-
-static bool is_ready(const struct relay *relay)
-{
-    return atomic_load(&relay->ready) && !atomic_load(&relay->shutting_down);
 }
 
 /* 200 {"status":"ok"}, with the details plugins added (readiness.h), e.g.
@@ -465,6 +467,8 @@ int http_server_start(struct http_server **out, const char *addr, struct relay *
             "complete within 5 s of the connect (header_timeout), the oldest waiting one "
             "closed to make room (evicted), headers over 8 KiB (header_too_large).",
             reasons[i]);
+    h->ready = metrics_register(relay->metrics, AERO_METRIC_GAUGE, "aero_relay_ready",
+                                "1 while /readyz answers 200, else 0.", NULL);
     h->ok = fixed_response("{\"status\":\"ok\"}\n", CT_JSON);
     h->not_ready = fixed_response("{\"status\":\"not ready\"}\n", CT_JSON);
     h->not_found = fixed_response("{\"status\":\"not found\"}\n", CT_JSON);

@@ -492,6 +492,10 @@ static void register_metrics(struct sink *s, struct metrics *m)
                                       "Frames waiting in the sink's queue.", label);
     s->m_batches = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_batches_total",
                                     "write_batch calls.", label);
+    /* What aero_sink_queue_length is measured against (an alert's "near full"). */
+    metrics_set(metrics_register(m, AERO_METRIC_GAUGE, "aero_sink_queue_capacity",
+                                 "Frames the sink's queue holds before on_full applies.", label),
+                (int64_t)s->settings->queue);
 }
 
 static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size_t index,

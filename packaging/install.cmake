@@ -89,6 +89,11 @@ foreach(doc configuration operations security routing envelope failure-semantics
   endif()
 endforeach()
 
+# Prometheus alert rules and the Grafana dashboard (docs/operations.md, "Dashboards and alerts").
+install(FILES packaging/monitoring/aeroarc-relay-alerts.yml
+              packaging/monitoring/aeroarc-relay-dashboard.json
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/aeroarc-relay/monitoring" COMPONENT core)
+
 # --- dev: headers, pkg-config, CMake package, guide and example.
 install(DIRECTORY include/aeroarc DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev
         FILES_MATCHING PATTERN "*.h")

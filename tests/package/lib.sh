@@ -155,7 +155,9 @@ files_core() {
     printf '%s\n' ./etc/aeroarc/relay.ini ./usr/bin/aeroarc-relay \
         ./usr/lib/systemd/system/aeroarc-relay.service \
         ./usr/share/doc/aeroarc-relay/configuration.md \
-        ./usr/share/man/man1/aeroarc-relay.1.gz
+        ./usr/share/man/man1/aeroarc-relay.1.gz \
+        ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-alerts.yml \
+        ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-dashboard.json
     # the other operator documents, as far as they are written yet
     for doc in operations security routing envelope failure-semantics limits commands; do
         [ ! -f "$SRC/docs/$doc.md" ] || echo "./usr/share/doc/aeroarc-relay/$doc.md"
