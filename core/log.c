@@ -10,7 +10,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@
  */
 static atomic_int log_min_level = AERO_LOG_INFO;
 static atomic_int log_format_used = LOG_FORMAT_JSON;
+static atomic_bool log_journal; /* stderr is journald's stream: prefix <priority> */
 
 struct line_buf {
     char buf[LOG_LINE_MAX];
@@ -34,10 +37,32 @@ struct line_buf {
     bool truncated;
 };
 
+/* systemd sets JOURNAL_STREAM=<dev>:<ino> to the stream it connected to
+ * stderr (systemd.exec(5)); only then does a "<3>" prefix mean "err" to
+ * journald (`journalctl -p err`) rather than three more bytes of text. */
+static bool stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+           (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_configure(aero_log_level level, enum log_format format)
 {
     atomic_store_explicit(&log_min_level, (int)level, memory_order_relaxed);
     atomic_store_explicit(&log_format_used, (int)format, memory_order_relaxed);
+    atomic_store_explicit(&log_journal, stderr_is_journal(), memory_order_relaxed);
+}
+
+/* The sd-daemon(3) prefix for a level: syslog's err, warning, info, debug. */
+static const char *journal_prefix(aero_log_level level)
+{
+    return level >= AERO_LOG_ERROR  ? "<3>"
+           : level >= AERO_LOG_WARN ? "<4>"
+           : level >= AERO_LOG_INFO ? "<6>"
+                                    : "<7>";
 }
 
 int log_enabled(aero_log_level level)
@@ -243,6 +268,8 @@ void log_vmsg(aero_log_level level, const char *component, const char *fmt, va_l
     n = vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
     if (n < 0)
         snprintf(msg, sizeof msg, "(unformattable log message: %s)", fmt);
+    if (atomic_load_explicit(&log_journal, memory_order_relaxed))
+        put_str(&b, journal_prefix(level));
     if (atomic_load_explicit(&log_format_used, memory_order_relaxed) == LOG_FORMAT_TEXT)
         format_text(&b, level, component, msg, n >= (int)sizeof msg);
     else

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct capture {
@@ -356,4 +357,39 @@ Test(log, threads_never_interleave_lines)
     for (int t = 0; t < THREADS; t++)
         cr_expect_eq(seen[t], LINES_PER_THREAD);
     free(d.out);
+}
+
+/* Under systemd (JOURNAL_STREAM names the stream stderr is) each line
+ * starts with its syslog priority, so `journalctl -p err` finds errors;
+ * anywhere else the line is untouched. */
+Test(log, journald_priority_prefix_only_on_the_journal_stream)
+{
+    struct capture c;
+    capture_start(&c);
+    struct stat st;
+    cr_assert_eq(fstat(STDERR_FILENO, &st), 0);
+    char js[64];
+    snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", js, 1);
+    log_configure(AERO_LOG_DEBUG, LOG_FORMAT_TEXT);
+    log_msg(AERO_LOG_ERROR, "core", "e");
+    log_msg(AERO_LOG_WARN, "core", "w");
+    log_msg(AERO_LOG_INFO, "core", "i");
+    log_msg(AERO_LOG_DEBUG, "core", "d");
+    setenv("JOURNAL_STREAM", "1:2", 1); /* another stream: not ours */
+    log_configure(AERO_LOG_DEBUG, LOG_FORMAT_TEXT);
+    log_msg(AERO_LOG_ERROR, "core", "plain");
+    unsetenv("JOURNAL_STREAM");
+    log_configure(AERO_LOG_INFO, LOG_FORMAT_JSON);
+    char *out = capture_end(&c);
+    const char *want[] = {"<3>", "<4>", "<6>", "<7>"};
+    const char *line = out;
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(strncmp(line, want[i], 3), 0, "line %d: %s", i, line);
+        line = strchr(line, '\n') + 1;
+    }
+    cr_assert_neq(line[0], '<', "a prefix without the journal: %s", line);
+    cr_assert_not_null(strstr(line, "plain"));
+    free(out);
 }
