@@ -25,6 +25,7 @@ agent, or of an agent placed on another relay (NOT_FOUND), an empty relay_id
 or a zero timestamp (INVALID_ARGUMENT).
 
   /usr/bin/python3 registry_server.py --port P --control-port C --proto-dir proto
+                                     [--tls-cert PEM --tls-key PEM]
 Prints "ready" on stdout once both ports serve.
 """
 import argparse
@@ -183,6 +184,8 @@ def main():
     ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--proto-dir", required=True)
     ap.add_argument("--workers", type=int, default=256)
+    ap.add_argument("--tls-cert", help="serve TLS with this PEM certificate (and --tls-key)")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
 
     gen_dir = tempfile.mkdtemp(prefix="aeroarc-pyreg-")
@@ -200,7 +203,13 @@ def main():
                          options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         SERVICE, {m: reg.handler(m) for m in METHODS}),))
-    if server.add_insecure_port("127.0.0.1:%d" % args.port) != args.port:
+    if args.tls_cert:
+        with open(args.tls_key, "rb") as k, open(args.tls_cert, "rb") as c:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        bound = server.add_secure_port("127.0.0.1:%d" % args.port, creds)
+    else:
+        bound = server.add_insecure_port("127.0.0.1:%d" % args.port)
+    if bound != args.port:
         print("setup_error cannot bind port %d" % args.port, flush=True)
         return 2
     server.start()

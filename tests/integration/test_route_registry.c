@@ -57,8 +57,10 @@ static bool registry_ready(void *arg)
     return ready;
 }
 
-/* Start the registry on `port` (0: a free one); waits until it serves. */
-static void registry_start(struct registry_proc *g, int port)
+/* Start the registry on `port` (0: a free one), with TLS when `cert` and
+ * `key` name PEM files; waits until it serves. */
+static void registry_start_tls(struct registry_proc *g, int port, const char *cert,
+                               const char *key)
 {
     g->port = port ? port : harness_free_port();
     g->ctl_port = harness_free_port();
@@ -78,12 +80,19 @@ static void registry_start(struct registry_proc *g, int port)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execl("/usr/bin/python3", "python3", AERO_SOURCE_DIR "/tests/integration/registry_server.py",
-              "--port", port_s, "--control-port", ctl_s, "--proto-dir", AERO_SOURCE_DIR "/proto",
-              (char *)NULL);
+        const char *argv[] = {"python3", AERO_SOURCE_DIR "/tests/integration/registry_server.py",
+                              "--port", port_s, "--control-port", ctl_s, "--proto-dir",
+                              AERO_SOURCE_DIR "/proto", cert ? "--tls-cert" : NULL, cert,
+                              "--tls-key", key, NULL};
+        execv("/usr/bin/python3", (char *const *)argv);
         _exit(127);
     }
     cr_assert(harness_wait_for(registry_ready, g, 20000), "registry_server.py not ready in 20 s");
+}
+
+static void registry_start(struct registry_proc *g, int port)
+{
+    registry_start_tls(g, port, NULL, NULL);
 }
 
 /* GET path on the control port: the body (malloc'ed). */
@@ -616,4 +625,48 @@ Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
              "\"0.0.0.0:%d\" is not an address the API can dial; set the host:port it should use\n",
              relay_a.config, line, relay_a.port);
     cr_expect_str_eq(out, want);
+}
+
+/* TLS to the registry: ca_file and server_name verify it; a relay that
+ * trusts another CA never registers (and says so on /readyz). */
+Test(route_registry, registers_over_tls_with_ca_file_and_server_name)
+{
+    char dir[] = "/tmp/aero-registry-tls-XXXXXX", cmd[1024], cert[128], key[128], ca[128],
+         other[128], extra[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd),
+             "(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
+             "-subj /CN=registry-ca && openssl req -x509 -newkey rsa:2048 -nodes -keyout o.key "
+             "-out other.pem -days 1 -subj /CN=other-ca && openssl req -newkey rsa:2048 -nodes "
+             "-keyout reg.key -out reg.csr -subj /CN=registry.test && printf "
+             "'subjectAltName=DNS:registry.test\\n' > san.ext && openssl x509 -req -in reg.csr "
+             "-CA ca.pem -CAkey ca.key -CAcreateserial -out reg.pem -days 1 -extfile san.ext) "
+             ">/dev/null 2>&1",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cert, sizeof(cert), "%s/reg.pem", dir);
+    snprintf(key, sizeof(key), "%s/reg.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    snprintf(other, sizeof(other), "%s/other.pem", dir);
+    registry_start_tls(&reg, 0, cert, key);
+
+    snprintf(extra, sizeof(extra), "ca_file = %s\nserver_name = registry.test\n", ca);
+    ch_a = start_relay(&relay_a, "relay-tls", extra, NULL);
+    harness_register(ch_a, "tls-agent", NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, "tls-agent");
+    expect_agent_at("tls-agent", "relay-tls", 15000);
+    end_stream(s);
+
+    /* Another CA: nothing registers, ingest goes on, /readyz says why. */
+    snprintf(extra, sizeof(extra), "ca_file = %s\nserver_name = registry.test\n", other);
+    ch_b = start_relay(&relay_b, "relay-untrusting", extra, NULL);
+    harness_register(ch_b, "tls-agent-b", NULL, 0);
+    s = open_stream(ch_b, "tls-agent-b");
+    uint64_t seq = 1;
+    send_ok(s, "tls-agent-b", &seq, 5);
+    expect_readyz(&relay_b, "{\"status\":\"ok\",\"registry\":\"unavailable\"}\n", 15000);
+    cr_assert_eq(count_line(&reg, "/agents", "tls-agent-b relay-untrusting"), 0);
+    end_stream(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }
