@@ -157,18 +157,25 @@ static const char *const method_names[RR_N_METHODS] = {"register_relay", "heartb
                                                        "register_agent", "heartbeat_agent"};
 static const char *const outcome_names[RR_N_OUTCOMES] = {"ok", "not_found", "error"};
 
+/* One family, aero_route_registry_calls_total{route,rpc,outcome}: a
+ * dashboard sums or splits it by label instead of knowing 12 names. */
 static void register_metrics(struct route_registry *rr)
 {
     const aero_host *h = rr->host;
     for (int m = 0; m < RR_N_METHODS; m++)
         for (int o = 0; o < RR_N_OUTCOMES; o++) {
-            char name[96], help[160];
-            snprintf(name, sizeof(name), "aero_route_registry_%s_%s_total", method_names[m],
+            char labels[96];
+            snprintf(labels, sizeof(labels), "rpc=\"%s\",outcome=\"%s\"", method_names[m],
                      outcome_names[o]);
-            snprintf(help, sizeof(help), "%s calls to the registry that ended %s.",
-                     method_names[m],
-                     o == RR_OK ? "OK" : o == RR_NOT_FOUND ? "NOT_FOUND" : "in another error");
-            rr->m.rpc[m][o] = h->metric_register(h, AERO_METRIC_COUNTER, name, help);
+            /* A relay older than ABI 1.3 has no labelled metrics: none then
+             * (metric_add ignores NULL). */
+            rr->m.rpc[m][o] =
+                AERO_HAS(h, aero_host, metric_register_labels)
+                    ? h->metric_register_labels(
+                          h, AERO_METRIC_COUNTER, "aero_route_registry_calls_total",
+                          "Calls to the registry by RPC and outcome (ok, not_found, error).",
+                          labels)
+                    : NULL;
         }
     rr->m.connected = h->metric_register(h, AERO_METRIC_GAUGE, "aero_route_registry_connected",
                                          "1 while the registry answers, else 0.");

@@ -357,7 +357,7 @@ Test(route_registry, relay_and_agents_registered_with_ids_address_and_port)
     end_stream(s2);
     expect_readyz(&relay_a, "{\"status\":\"ok\"}\n", 1000);
     double ok = relay_metric(relay_a.http_port,
-                             "aero_route_registry_register_agent_ok_total{route=\"registry\"}");
+                             "aero_route_registry_calls_total{route=\"registry\",rpc=\"register_agent\",outcome=\"ok\"}");
     cr_expect_eq(ok, 2.0);
     cr_expect_eq(relay_metric(relay_a.http_port,
                               "aero_route_registry_connected{route=\"registry\"}"),
@@ -433,8 +433,8 @@ Test(route_registry, not_found_registers_relay_and_agent_again)
     steady_agent_expect_progress(a, 50, 5000);
     steady_agent_stop(a);
     cr_expect_geq(relay_metric(relay_a.http_port,
-                               "aero_route_registry_heartbeat_agent_not_found_total{route="
-                               "\"registry\"}"),
+                               "aero_route_registry_calls_total{route=\"registry\","
+                               "rpc=\"heartbeat_agent\",outcome=\"not_found\"}"),
                   1.0);
     harness_finish(&relay_a, &ch_a);
 }
