@@ -56,6 +56,8 @@ static const aero_config_key relay_keys[] = {
      .help = "largest raw_mavlink of a frame (bytes), at most max_message_bytes; unset: 16384, "
              "or max_message_bytes if smaller",
      .min = 1, .max = 67108864},
+    {.name = "allow_no_sinks", .type = AERO_KEY_BOOL, .default_value = "false",
+     .help = "start with no [sink:*] section (every frame acked OK and thrown away)"},
 };
 
 static const aero_config_key http_keys[] = {
@@ -579,6 +581,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
                                                                 : STREAM_PROTOCOL_MULTIPLEXED;
     out->gen2_hold_s = config_get_int(relay, "gen2_hold_s", 10);
     out->max_raw_bytes = config_get_int(relay, "max_raw_bytes", 16384);
+    out->allow_no_sinks = config_get_bool(relay, "allow_no_sinks", 0);
     if (out->max_raw_bytes > out->max_message_bytes) /* the default (check_relay) */
         out->max_raw_bytes = out->max_message_bytes;
     out->http_listen = dup_value(f, "http", "listen");
@@ -630,6 +633,12 @@ static int settings_build(struct settings *out, char *err, size_t errlen)
                                  "name clashes with [route]'s plugin \"%s\" (both would log and "
                                  "count as route=\"%s\"): choose another name",
                                  out->routes[0].plugin, out->routes[0].plugin);
+    /* An OK ack says a sink has the frame: with none, every ack is a lie. */
+    if (out->n_sinks == 0 && !out->allow_no_sinks)
+        return config_errorf(err, errlen, f->path, 0, NULL, NULL,
+                             "no [sink:<name>] section: every frame would be acked OK and "
+                             "thrown away (add a sink, or set [relay] allow_no_sinks = true "
+                             "if that is what you want)");
     return 0;
 }
 

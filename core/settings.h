@@ -58,6 +58,7 @@ struct settings {
     enum stream_protocol stream_protocol; /* default auto (SPEC.md section 9) */
     int64_t gen2_hold_s;            /* default 10 */
     int64_t max_raw_bytes;          /* default 16384, never over max_message_bytes */
+    bool allow_no_sinks;            /* default false: no [sink:*] is a configuration error */
 
     /* [http] */
     char *http_listen;              /* "" = no HTTP server */

@@ -24,13 +24,18 @@ static int run(const char *a, const char *b, const char *c)
     return relay_run_cli(args, out, sizeof(out));
 }
 
-/* Write text to a config in a fresh scratch dir and run --check on it. */
+/* Appended to configurations that test something else: one sink, so the
+ * "no sink" rule does not refuse them (lines above it keep their numbers). */
+#define SINK "[sink:s]\nplugin = sink-stdout\n"
+
+/* Write text and SINK to a config in a fresh scratch dir and run --check
+ * on it. */
 static int check_config(struct relay_proc *r, const char *text)
 {
     harness_prepare(r);
     FILE *f = fopen(r->config, "w");
     cr_assert_not_null(f);
-    fputs(text, f);
+    fprintf(f, "%s" SINK, text); /* the plugins next to the binary */
     fclose(f);
     return run("-c", r->config, "--check");
 }
@@ -124,8 +129,8 @@ Test(cli, a_plugin_of_another_abi_major_is_refused_by_name)
     struct relay_proc r;
     harness_prepare(&r);
     char text[1024];
-    snprintf(text, sizeof(text), "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = test-bad-abi\n",
-             r.dir);
+    snprintf(text, sizeof(text),
+             "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = test-bad-abi\n" SINK, r.dir);
     FILE *f = fopen(r.config, "w");
     fputs(text, f);
     fclose(f);
@@ -173,7 +178,9 @@ Test(cli, an_address_in_use_fails_the_start_with_a_clear_message)
     struct relay_proc r;
     harness_prepare(&r);
     FILE *f = fopen(r.config, "w");
-    fprintf(f, "[relay]\nlisten = 127.0.0.1:%d\nplugin_dir = %s/plugins\n[http]\nlisten =\n",
+    fprintf(f,
+            "[relay]\nlisten = 127.0.0.1:%d\nplugin_dir = %s/plugins\nallow_no_sinks = true\n"
+            "[http]\nlisten =\n",
             ntohs(a.sin_port), r.dir);
     fclose(f);
     cr_assert_eq(run("-c", r.config, NULL), 1);
@@ -189,6 +196,28 @@ static void write_config(struct relay_proc *r, const char *fmt)
     cr_assert_not_null(f);
     fprintf(f, fmt, r->dir);
     fclose(f);
+}
+
+/* An OK ack from a relay with no sink is a frame thrown away: refused by
+ * --check and at start alike, unless [relay] allow_no_sinks says so. */
+Test(cli, no_sink_is_refused_at_check_and_start_unless_allowed)
+{
+    struct relay_proc r;
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[http]\nlisten =\n");
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s: no [sink:<name>] section: every frame would be acked OK and "
+             "thrown away (add a sink, or set [relay] allow_no_sinks = true if that is what you "
+             "want)\n",
+             r.config);
+    cr_assert_eq(run("-c", r.config, "--check"), 2, "%s", out);
+    cr_expect_str_eq(out, want);
+    cr_assert_eq(run("-c", r.config, NULL), 2, "%s", out);
+    cr_expect_str_eq(out, want);
+
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\nallow_no_sinks = true\n");
+    cr_assert_eq(run("-c", r.config, "--check"), 0, "%s", out);
+    cr_expect(strstr(out, "configuration OK (route route-none, 0 sink(s))"), "%s", out);
 }
 
 /* Plugin checks (ABI 1.1) run under --check: every problem of every
@@ -333,7 +362,7 @@ Test(cli, route_redis_check_names_a_bad_address)
     unsetenv("REDIS_DB");
     struct relay_proc r;
     write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n"
-                     "redis_addr = host:99999\n");
+                     "redis_addr = host:99999\n" SINK);
     cr_assert_eq(run("-c", r.config, "--check"), 2);
     char want[1024];
     snprintf(want, sizeof(want),
@@ -342,7 +371,7 @@ Test(cli, route_redis_check_names_a_bad_address)
              r.config);
     cr_expect_str_eq(out, want);
 
-    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n");
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n" SINK);
     setenv("REDIS_ADDR", "a b:1", 1);
     setenv("REDIS_DB", "x", 1);
     int rc = run("-c", r.config, "--check");
