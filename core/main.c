@@ -100,11 +100,58 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
-/* A configuration error, printed the way every one is (the plugins' too). */
-static void print_config_error(void *arg, const char *line)
+/* Configuration errors (one or more lines: config_error_add), printed the
+ * way every one is (the plugins' too). */
+static void print_config_error(void *arg, const char *lines)
 {
     (void)arg;
-    fprintf(stderr, "aeroarc-relay: %s\n", line);
+    while (*lines) {
+        size_t n = strcspn(lines, "\n");
+        fprintf(stderr, "aeroarc-relay: %.*s\n", (int)n, lines);
+        lines += n + (lines[n] == '\n');
+    }
+}
+
+/* A key's line in relay.ini (0 when the file does not set it). */
+static int key_line(const struct settings *st, const char *section, const char *key)
+{
+    const struct config_section *sec = config_find(&st->file, section);
+    const struct config_kv *kv = sec ? config_get_kv(sec, key) : NULL;
+    return kv ? kv->line : 0;
+}
+
+/* A problem with the file a key names, on that key's line. */
+static void print_file_error(const struct settings *st, const char *section, const char *key,
+                             const char *reason)
+{
+    char line[CONFIG_ERR_LEN + 1024];
+    config_errorf(line, sizeof(line), st->file.path, key_line(st, section, key), section, key,
+                  "%s", reason);
+    print_config_error(NULL, line);
+}
+
+/* [tls]: the server certificate and key (readable, PEM, a pair) and the
+ * client CA bundle, so --check catches what would fail the gRPC start, and
+ * names relay.ini's line. Prints every error; returns 0 or -1. */
+static int check_tls_files(const struct settings *st)
+{
+    char cert_err[1024], key_err[1024], ca_err[1024];
+    int failed = 0;
+    if (st->tls_cert_file[0] &&
+        tls_cert_check_pair(st->tls_cert_file, st->tls_key_file, cert_err, key_err,
+                            sizeof(cert_err)) < 0) {
+        if (cert_err[0])
+            print_file_error(st, "tls", "cert_file", cert_err);
+        if (key_err[0])
+            print_file_error(st, "tls", "key_file", key_err);
+        failed = 1;
+    }
+    if (st->tls_client_ca_file[0] &&
+        tls_cert_check_ca_file(st->tls_client_ca_file, false, ca_err, sizeof(ca_err)) < 0) {
+        print_file_error(st, "tls", "client_ca_file", ca_err);
+        failed = 1;
+    }
+    return failed ? -1 : 0;
 }
 
 /* Load one plugin for a section and validate the section with its keys. */
@@ -158,7 +205,7 @@ static int check_section(struct settings *st, const struct plugin *p,
 static int prepare_section(struct settings *st, struct config_section *sec, const char *name,
                            aero_plugin_kind kind, const char *instance, struct plugin **out)
 {
-    char err[2048];
+    char err[8192];
     if (load_for_section(st, sec, name, kind, out, err, sizeof(err)) < 0) {
         print_config_error(NULL, err);
         return -1;
@@ -215,7 +262,8 @@ static int load_control(struct settings *st, struct loaded *l, char *err, size_t
     if (!st->control_client_ca_file[0])
         return 0;
     char reason[1024];
-    if (control_auth_load(st->control_client_ca_file, st->control_allowed_identities,
+    if (tls_cert_check_ca_file(st->control_client_ca_file, true, reason, sizeof(reason)) == 0 &&
+        control_auth_load(st->control_client_ca_file, st->control_allowed_identities,
                           &l->control, reason, sizeof(reason)) == 0)
         return 0;
     struct config_section *sec = config_find(&st->file, "control");
@@ -657,18 +705,22 @@ int main(int argc, char **argv)
     struct options o = {0};
     struct settings st;
     struct loaded l = {0};
-    char err[2048];
+    char err[16384];
 
     if (parse_args(argc, argv, &o) < 0)
         return 2;
+    /* Every error is printed, not just the first: the file's own (syntax,
+     * then each section's keys), and once those are right the files it
+     * names (TLS, keys, control), then each plugin section (keys
+     * validated, then the plugin's own check). */
     if (settings_load(o.config, &st, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aeroarc-relay: %s\n", err);
+        print_config_error(NULL, err);
         return 2;
     }
     log_configure(st.log_level, st.log_format);
-    /* Every error is printed, not just the first: the keys file, then each
-     * plugin section (keys validated, then the plugin's own check). */
     int failed = 0;
+    if (check_tls_files(&st) < 0)
+        failed = 1;
     if (load_keys(&st, &l, err, sizeof(err)) < 0) {
         fprintf(stderr, "aeroarc-relay: %s\n", err);
         failed = 1;

@@ -411,26 +411,50 @@ static int check_section_name(const struct config_file *f, const struct config_s
     return 0;
 }
 
-/* Sections [from, to) in file order, so the first error is the first in the
- * file. Keys of [route]/[sink:*] that the core does not declare are the
- * plugin's: checked once it is loaded (settings_validate_plugin_section). */
-static int validate_sections(struct config_file *f, size_t from, size_t to, char *err,
-                             size_t errlen)
+/* Sections [from, to) in file order, every error added to err (so they
+ * are listed in file order): a section's name, then each of its keys, then
+ * the checks across its keys (only once those keys are valid: they read
+ * the values). Keys of [route]/[sink:*] that the core does not declare are
+ * the plugin's: checked once it is loaded (settings_validate_plugin_section).
+ * Returns how many sections failed. */
+static unsigned validate_sections(struct config_file *f, size_t from, size_t to, char *err,
+                                  size_t errlen)
 {
+    char msg[4096];
+    unsigned failed = 0;
+
     for (size_t i = from; i < to; i++) {
         struct config_section *s = &f->sections[i];
-        const struct section_def *d;
-        if (check_section_name(f, s, err, errlen) < 0)
-            return -1;
-        d = section_def_of(s->name);
-        if (config_validate_section_flags(f, s, &d->keys, 1,
-                                          d->kind == SEC_PLAIN ? 0 : CONFIG_ALLOW_UNKNOWN, err,
-                                          errlen) < 0)
-            return -1;
-        if (check_section(f, s, d, err, errlen) < 0)
-            return -1;
+        const struct section_def *d = section_def_of(s->name);
+        if (check_section_name(f, s, msg, sizeof msg) < 0 ||
+            config_validate_section_flags(f, s, &d->keys, 1,
+                                          d->kind == SEC_PLAIN ? 0 : CONFIG_ALLOW_UNKNOWN, msg,
+                                          sizeof msg) < 0 ||
+            check_section(f, s, d, msg, sizeof msg) < 0) {
+            config_error_add(err, errlen, msg);
+            failed++;
+        }
     }
-    return 0;
+    return failed;
+}
+
+/* An OK ack says a sink has the frame: with none, every ack would be a lie.
+ * Counts [sink:*] headers, valid or not, so it holds with other errors. */
+static int check_some_sink(const struct config_file *f, char *err, size_t errlen)
+{
+    const struct config_section *relay = config_find(f, "relay");
+    int allowed = 0;
+
+    for (size_t i = 0; i < f->n_sections; i++)
+        if (strncmp(f->sections[i].name, "sink:", 5) == 0)
+            return 0;
+    if (relay && config_parse_bool(config_get(relay, "allow_no_sinks"), &allowed) == 0 &&
+        allowed)
+        return 0;
+    return config_errorf(err, errlen, f->path, 0, NULL, NULL,
+                         "no [sink:<name>] section: every frame would be acked OK and thrown "
+                         "away (add a sink, or set [relay] allow_no_sinks = true if that is "
+                         "what you want)");
 }
 
 /* Every section but [sink:*] and [route:*] exists afterwards, so defaults
@@ -611,15 +635,24 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     return 0;
 }
 
-/* Everything after parsing; `out->file` is filled. */
+/* Everything after parsing; `out->file` is filled. Every error of the
+ * file's sections is listed in err; the typed values are read only when
+ * there was none. */
 static int settings_build(struct settings *out, char *err, size_t errlen)
 {
     struct config_file *f = &out->file;
     size_t in_file = f->n_sections;
+    char msg[CONFIG_ERR_LEN];
+    unsigned failed = validate_sections(f, 0, in_file, err, errlen);
 
-    if (validate_sections(f, 0, in_file, err, errlen) < 0 ||
-        add_missing_sections(f, err, errlen) < 0 ||
-        validate_sections(f, in_file, f->n_sections, err, errlen) < 0)
+    if (check_some_sink(f, msg, sizeof msg) < 0) {
+        config_error_add(err, errlen, msg);
+        failed++;
+    }
+    if (failed)
+        return -1;
+    if (add_missing_sections(f, err, errlen) < 0 ||
+        validate_sections(f, in_file, f->n_sections, err, errlen) > 0)
         return -1;
     /* section pointers are taken only now: adding sections moves them */
     if (fill_typed(out, err, errlen) < 0)
@@ -633,16 +666,12 @@ static int settings_build(struct settings *out, char *err, size_t errlen)
                                  "name clashes with [route]'s plugin \"%s\" (both would log and "
                                  "count as route=\"%s\"): choose another name",
                                  out->routes[0].plugin, out->routes[0].plugin);
-    /* An OK ack says a sink has the frame: with none, every ack is a lie. */
-    if (out->n_sinks == 0 && !out->allow_no_sinks)
-        return config_errorf(err, errlen, f->path, 0, NULL, NULL,
-                             "no [sink:<name>] section: every frame would be acked OK and "
-                             "thrown away (add a sink, or set [relay] allow_no_sinks = true "
-                             "if that is what you want)");
     return 0;
 }
 
-/* After parsing (parsed: config_parse's result): build or free all. */
+/* After parsing (parsed: config_parse's result, its errors in err): build
+ * or free all. A file with syntax errors is not validated further: its
+ * sections may have lost keys. */
 static int settings_finish(struct settings *out, int parsed, char *err, size_t errlen)
 {
     if (parsed < 0 || settings_build(out, err, errlen) < 0) {

@@ -96,9 +96,11 @@ struct settings {
 
 /*
  * Parse `path`, validate the core keys of every section, reject unknown
- * sections, and fill `out`. Plugin keys in [route*] and [sink:*] are left
- * for settings_validate_plugin_keys (called once plugins are loaded).
- * Returns 0, or -1 with the formatted one-line message in err.
+ * sections and a file with no sink (unless [relay] allow_no_sinks), and
+ * fill `out`. Plugin keys in [route*] and [sink:*] are left for
+ * settings_validate_plugin_section (called once plugins are loaded).
+ * Returns 0, or -1 with every error in err, one formatted line each (the
+ * syntax errors alone when there are any: config_parse).
  */
 int settings_load(const char *path, struct settings *out, char *err, size_t errlen);
 int settings_load_string(const char *path, const char *text, struct settings *out,

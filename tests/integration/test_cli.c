@@ -64,8 +64,19 @@ Test(cli, the_shipped_relay_ini_checks_out)
 
 struct bad_case {
     const char *config;  /* written to <dir>/relay.ini; %s = plugin dir */
-    const char *message; /* expected after "aeroarc-relay: <path>" */
+    const char *message; /* expected after "aeroarc-relay: <path>", on every line */
 };
+
+/* "aeroarc-relay: <path>" before each line of message. */
+static void prefix_lines(char *want, size_t cap, const char *path, const char *message)
+{
+    size_t o = 0;
+    while (*message && o < cap) {
+        size_t n = strcspn(message, "\n") + 1;
+        o += (size_t)snprintf(want + o, cap - o, "aeroarc-relay: %s%.*s", path, (int)n, message);
+        message += n - (message[n - 1] == '\0');
+    }
+}
 
 Test(cli, each_bad_configuration_names_file_line_key_and_reason)
 {
@@ -87,8 +98,11 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
          "allowed_identities = api, not an id\n",
          ":6: [control] allowed_identities: invalid identity \"not an id\" (expected a "
          "certificate CN, DNS name or URI such as spiffe://aero-arc/api, comma-separated)\n"},
+        /* every file the configuration names is checked, each error listed */
         {"[tls]\ncert_file = /a\nkey_file = /b\n[control]\nclient_ca_file = /nonexistent/ca.pem\n"
          "allowed_identities = api\n",
+         ":2: [tls] cert_file: /a: cannot read: No such file or directory\n"
+         ":3: [tls] key_file: /b: cannot read: No such file or directory\n"
          ":5: [control] client_ca_file: /nonexistent/ca.pem: cannot read: No such file or "
          "directory\n"},
         {"[control]\nagent_mappings_file = /nonexistent/map\n",
@@ -98,8 +112,8 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct relay_proc r;
         int rc = check_config(&r, cases[i].config);
-        char want[1024];
-        snprintf(want, sizeof(want), "aeroarc-relay: %s%s", r.config, cases[i].message);
+        char want[2048];
+        prefix_lines(want, sizeof(want), r.config, cases[i].message);
         cr_expect_eq(rc, 2, "case %zu exit %d", i, rc);
         cr_expect_str_eq(out, want, "case %zu", i);
     }
@@ -218,6 +232,55 @@ Test(cli, no_sink_is_refused_at_check_and_start_unless_allowed)
     write_config(&r, "[relay]\nplugin_dir = %s/plugins\nallow_no_sinks = true\n");
     cr_assert_eq(run("-c", r.config, "--check"), 0, "%s", out);
     cr_expect(strstr(out, "configuration OK (route route-none, 0 sink(s))"), "%s", out);
+}
+
+/* Run cmd in dir; fails the test unless it exits 0. */
+static void sh_in(const char *dir, const char *cmd)
+{
+    char line[2048];
+    snprintf(line, sizeof(line), "cd %s && (%s) >/dev/null 2>&1", dir, cmd);
+    cr_assert_eq(system(line), 0, "%s", line);
+}
+
+/* The TLS files are read at --check (and at every start): a certificate
+ * and its key, a key of another certificate, a control CA that is a leaf,
+ * a client CA file with no certificate: each named on its own line. */
+Test(cli, check_reads_the_tls_files_and_lists_each_problem)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    sh_in(r.dir, "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
+                 "-subj /CN=ca && openssl req -newkey rsa:2048 -nodes -keyout server.key "
+                 "-out server.csr -subj /CN=localhost && openssl x509 -req -in server.csr "
+                 "-CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1");
+    static const char *const fmt =
+        "[relay]\nplugin_dir = %1$s/plugins\nallow_no_sinks = true\n" /* 1-3 */
+        "[tls]\ncert_file = %1$s/server.pem\nkey_file = %1$s/%2$s\n"  /* 4-6 */
+        "client_ca_file = %1$s/%3$s\n"                                 /* 7 */
+        "[control]\nclient_ca_file = %1$s/%4$s\nallowed_identities = api\n"; /* 8-10 */
+    FILE *f = fopen(r.config, "w");
+    fprintf(f, fmt, r.dir, "server.key", "ca.pem", "ca.pem");
+    fclose(f);
+    cr_assert_eq(run("-c", r.config, "--check"), 0, "%s", out);
+
+    f = fopen(r.config, "w");
+    fprintf(f, fmt, r.dir, "ca.key", "ca.key", "server.pem");
+    fclose(f);
+    cr_assert_eq(run("-c", r.config, "--check"), 2, "%s", out);
+    char want[4096];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %1$s:6: [tls] key_file: %2$s/ca.key: not the private key of "
+             "cert_file %2$s/server.pem (their public keys differ)\n"
+             "aeroarc-relay: %1$s:7: [tls] client_ca_file: %2$s/ca.key: holds no PEM "
+             "certificate\n"
+             "aeroarc-relay: %1$s:9: [control] client_ca_file: %2$s/server.pem: certificate 1 "
+             "(/CN=localhost) is not a CA certificate (no basicConstraints CA:TRUE): no client "
+             "certificate can chain to it\n",
+             r.config, r.dir);
+    cr_expect_str_eq(out, want);
+    /* the start refuses the same file the same way */
+    cr_assert_eq(run("-c", r.config, NULL), 2, "%s", out);
+    cr_expect_str_eq(out, want);
 }
 
 /* Plugin checks (ABI 1.1) run under --check: every problem of every

@@ -95,7 +95,7 @@ while read -r sec plugin; do
     sec=${sec#[}
     sec=${sec%]}
     {
-        printf '[relay]\nplugin_dir = %s\n' "$D$PLUGIN_DIR"
+        printf '[relay]\nplugin_dir = %s\nallow_no_sinks = true\n' "$D$PLUGIN_DIR"
         [ "$sec" = relay ] || printf '[%s]\n' "$sec"
         [ -z "$plugin" ] || printf 'plugin = %s\n' "$plugin"
         [ "$sec" != sink:x ] || [ -n "$plugin" ] || printf 'plugin = sink-stdout\n'

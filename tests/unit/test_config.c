@@ -57,8 +57,15 @@ Test(config_parse, errors_have_exact_messages)
         {"key outside section", "\nx = 1\n[a]\n",
          "relay.ini:2: x: key outside any section (add a [section] line above it)"},
         {"empty key", "[a]\n= 5\n", "relay.ini:2: [a] syntax error: empty key name"},
-        {"syntax error wins over a later one", "[a]\nbad line\nx = 1\nx = 2\n",
-         "relay.ini:2: syntax error: \"bad line\" has no '=' (expected key = value)"},
+        {"every error, in file order", "[a]\nbad line\nx = 1\nx = 2\nlisten 1:2\n",
+         "relay.ini:2: syntax error: \"bad line\" has no '=' (expected key = value)\n"
+         "relay.ini:4: [a] x: duplicate key (first set on line 3)\n"
+         "relay.ini:5: syntax error: \"listen 1:2\" has no '=' (expected key = value)"},
+        /* a refused [header]'s keys are not blamed on the section before */
+        {"keys of a refused section are skipped", "[a]\nx = 1\n[a]\nx = 2\n[b\ny = 1\n[c]\n= 1\n",
+         "relay.ini:3: [a] duplicate section (first on line 1)\n"
+         "relay.ini:5: syntax error: \"[b\" (missing \"]\")\n"
+         "relay.ini:8: [c] syntax error: empty key name"},
         {"long section line", long_line, "relay.ini:2: line too long (max 199 bytes)"},
         {"control bytes quoted", "[a]\nbad\tline\x01\n",
          "relay.ini:2: syntax error: \"bad\\x09line\\x01\" has no '=' (expected key = value)"},
@@ -326,8 +333,11 @@ Test(config_validate, errors_have_exact_messages)
          "relay.ini:3: [sink:archive] bogus: unknown key (valid: count, flag, fsync, path, must, opt, big)"},
         {"missing required", "[sink:archive]\ncount = 2\n",
          "relay.ini:1: [sink:archive] must: missing required key (a thing you must set)"},
-        {"first bad key wins", "[sink:archive]\nfsync = x\ncount = y\n",
-         "relay.ini:2: [sink:archive] fsync: invalid value \"x\" (expected none | batch)"},
+        {"every bad key, then each missing one", "[sink:archive]\nfsync = x\ncount = y\nz = 1\n",
+         "relay.ini:2: [sink:archive] fsync: invalid value \"x\" (expected none | batch)\n"
+         "relay.ini:3: [sink:archive] count: invalid value \"y\" (expected an integer from 1 to 10)\n"
+         "relay.ini:4: [sink:archive] z: unknown key (valid: count, flag, fsync, path, must, opt, big)\n"
+         "relay.ini:1: [sink:archive] must: missing required key (a thing you must set)"},
     };
 
     for (size_t i = 0; i < N_ELEMS(cases); i++) {

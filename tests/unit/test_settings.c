@@ -295,8 +295,13 @@ Test(settings, errors_have_exact_messages)
 {
     static char long_sink[128];
     static const struct bad_case cases[] = {
-        {"first error in file order", "[relay]\nworkers = 999\n[bogus]\n",
-         "relay.ini:2: [relay] workers: value \"999\" out of range (expected 0 to 256)"},
+        {"every error in file order, then the file's own", "[relay]\nworkers = 999\nlisten = x\n"
+         "[bogus]\n[log]\nlevel = loud\n[tls]\ncert_file = /c\n",
+         "relay.ini:2: [relay] workers: value \"999\" out of range (expected 0 to 256)\n"
+         "relay.ini:4: [bogus] unknown section (valid: relay, http, route, route:<name>, sink:<name>, tls, auth, control, log)\n"
+         "relay.ini:6: [log] level: invalid value \"loud\" (expected debug | info | warn | error)\n"
+         "relay.ini:8: [tls] cert_file: set without key_file (set both or neither)\n"
+         "relay.ini: no [sink:<name>] section: every frame would be acked OK and thrown away (add a sink, or set [relay] allow_no_sinks = true if that is what you want)"},
         {"unknown section", "[relay]\n[relays]\n",
          "relay.ini:2: [relays] unknown section (valid: relay, http, route, route:<name>, sink:<name>, tls, auth, control, log)"},
         {"bad route name", "[route:a/b]\nplugin = route-registry\n",
@@ -392,9 +397,12 @@ Test(settings, errors_have_exact_messages)
              0, 0);
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
         struct settings s;
-        char err[CONFIG_ERR_LEN] = "";
+        char err[4 * CONFIG_ERR_LEN] = "", text[512];
         const char *expect = cases[i].expect ? cases[i].expect : long_expect;
-        cr_expect_eq(settings_load_string("relay.ini", cases[i].text, &s, err, sizeof err), -1,
+        /* a sink after the case, but for the case that shows the rule */
+        snprintf(text, sizeof text, "%s%s", cases[i].text,
+                 strstr(cases[i].expect ? cases[i].expect : "", "no [sink:") ? "" : SINK);
+        cr_expect_eq(settings_load_string("relay.ini", text, &s, err, sizeof err), -1,
                      "case %s: loaded", cases[i].name);
         cr_expect_str_eq(err, expect, "case %s", cases[i].name);
         cr_expect_null(s.sinks, "case %s: freed", cases[i].name);
@@ -420,7 +428,10 @@ Test(settings, no_sink_is_refused_unless_allowed)
                                       sizeof err),
                  -1);
     cr_expect_str_eq(err, "relay.ini:2: [relay] allow_no_sinks: invalid value \"maybe\" (expected "
-                          "true | false | yes | no | on | off | 1 | 0)");
+                          "true | false | yes | no | on | off | 1 | 0)\n"
+                          "relay.ini: no [sink:<name>] section: every frame would be acked OK "
+                          "and thrown away (add a sink, or set [relay] allow_no_sinks = true if "
+                          "that is what you want)");
     cr_assert_eq(settings_load_string("relay.ini", "[relay]\nallow_no_sinks = yes\n", &s, err,
                                       sizeof err),
                  0, "%s", err);
@@ -624,7 +635,7 @@ Test(settings, relay_id_env_invalid)
     char err[CONFIG_ERR_LEN] = "";
 
     setenv("RELAY_ID", "bad id", 1);
-    cr_expect_eq(settings_load_string("relay.ini", "", &s, err, sizeof err), -1);
+    cr_expect_eq(settings_load_string("relay.ini", SINK, &s, err, sizeof err), -1);
     cr_expect_str_eq(err, "relay.ini: [relay] relay_id: RELAY_ID environment value \"bad id\" is invalid (expected 1-128 of A-Z a-z 0-9 . _ - :)");
 }
 
