@@ -26,6 +26,7 @@
 #include "session_table.h"
 #include "settings.h"
 #include "sink_pipeline.h"
+#include "summary.h"
 #include "tls_cert.h"
 #include "worker_ctx.h"
 
@@ -433,11 +434,12 @@ static void trim_heap(struct heap_trim *t)
 
 /* Wait for SIGTERM/SIGINT, doing periodic work and SIGHUP reopens. */
 /* Held frames are looked at every tick, sessions every tenth (a walk of
- * the whole table). */
+ * the whole table), and so is the summary line's clock. */
 static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_server *server,
                              const sigset_t *set)
 {
     struct listener_watch lw = {0};
+    struct summary *summary = summary_create(r->settings, r->metrics, mono_ns());
     long start_kb = rss_kb();
     struct heap_trim trim = {.after_kb = start_kb, .floor_kb = start_kb};
     const struct timespec tick = {0, 100 * 1000000};
@@ -446,6 +448,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         if (sig == SIGINT || sig == SIGTERM) {
             log_info("signal %s: shutting down (grace %llds)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                      (long long)r->settings->shutdown_grace_s);
+            summary_destroy(summary);
             return;
         }
         if (sig == SIGHUP) {
@@ -460,6 +463,8 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         if (n % 10 == 0) {
             agent_gateway_tick(gw, agent_gateway_now_ns());
             trim_heap(&trim);
+            summary_tick(summary, mono_ns(), session_table_count(r->sessions),
+                         agent_gateway_open_streams(gw));
         }
     }
 }

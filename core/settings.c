@@ -125,6 +125,9 @@ static const aero_config_key log_keys[] = {
      .help = "lowest level logged", .choices = "debug|info|warn|error"},
     {.name = "format", .type = AERO_KEY_ENUM, .default_value = "json",
      .help = "json: one object per line; text: for humans", .choices = "json|text"},
+    {.name = "summary_interval_s", .type = AERO_KEY_INT, .default_value = "60",
+     .help = "seconds between summary lines at info (sessions, frames/s, acks, sinks); 0 = none",
+     .min = 0, .max = 86400},
 };
 
 const struct config_keys settings_sink_core_keys = KEYS(sink_keys);
@@ -623,6 +626,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
         config_get_int(config_find(f, "control"), "command_timeout_s", 60);
     out->control_agent_mappings_file = dup_value(f, "control", "agent_mappings_file");
     out->log_level = level_of(config_get(log, "level"));
+    out->log_summary_interval_s = config_get_int(log, "summary_interval_s", 60);
     out->log_format = strcmp(config_get(log, "format"), "text") == 0 ? LOG_FORMAT_TEXT
                                                                      : LOG_FORMAT_JSON;
     if (fill_sinks(out) < 0 || fill_routes(out) < 0 || !out->listen || !out->plugin_dir ||

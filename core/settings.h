@@ -92,6 +92,7 @@ struct settings {
     /* [log] */
     aero_log_level log_level;
     enum log_format log_format;
+    int64_t log_summary_interval_s; /* default 60; 0 = no summary line */
 };
 
 /*

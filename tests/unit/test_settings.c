@@ -197,6 +197,7 @@ Test(settings, empty_file_means_defaults)
     cr_expect_str_eq(s.auth_mode, "none");
     cr_expect_eq(s.log_level, AERO_LOG_INFO);
     cr_expect_eq(s.log_format, LOG_FORMAT_JSON);
+    cr_expect_eq(s.log_summary_interval_s, 60);
     /* defaults are visible through config_get too, marked line 0 */
     cr_expect_str_eq(config_get(config_find(&s.file, "relay"), "max_inflight"), "100");
     cr_expect_eq(config_get_kv(config_find(&s.file, "relay"), "max_inflight")->line, 0);
@@ -323,7 +324,7 @@ Test(settings, errors_have_exact_messages)
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
          "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes, allow_no_sinks)"},
         {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen)"},
-        {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format)"},
+        {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format, summary_interval_s)"},
         {"bad int", "[relay]\nmax_inflight = lots\n",
          "relay.ini:2: [relay] max_inflight: invalid value \"lots\" (expected an integer from 1 to 100000)"},
         {"max_inflight 0", "[relay]\nmax_inflight = 0\n",
@@ -374,6 +375,8 @@ Test(settings, errors_have_exact_messages)
          "relay.ini:3: [sink:a] on_full: invalid value \"drop\" (expected block | reject)"},
         {"log level", "[log]\nlevel = verbose\n",
          "relay.ini:2: [log] level: invalid value \"verbose\" (expected debug | info | warn | error)"},
+        {"summary interval range", "[log]\nsummary_interval_s = -1\n",
+         "relay.ini:2: [log] summary_interval_s: value \"-1\" out of range (expected 0 to 86400)"},
         {"log format", "[log]\nformat = xml\n",
          "relay.ini:2: [log] format: invalid value \"xml\" (expected json | text)"},
         {"auth mode", "[auth]\nmode = Bearer\n",
