@@ -23,6 +23,7 @@
 #include "relay_control.h"
 #include "route.h"
 #include "rpc_server.h"
+#include "service_notify.h"
 #include "session_table.h"
 #include "settings.h"
 #include "sink_pipeline.h"
@@ -436,7 +437,7 @@ static void trim_heap(struct heap_trim *t)
 /* Held frames are looked at every tick, sessions every tenth (a walk of
  * the whole table), and so is the summary line's clock. */
 static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_server *server,
-                             const sigset_t *set)
+                             const sigset_t *set, struct service_notify *notify)
 {
     struct listener_watch lw = {0};
     struct summary *summary = summary_create(r->settings, r->metrics, mono_ns());
@@ -457,6 +458,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
             sink_pipeline_reopen(r->sinks);
             log_info("SIGHUP: sink outputs reopen before their next write");
         }
+        service_notify_watchdog(notify, mono_ns()); /* this loop turns: the relay lives */
         watch_listener(r, server, &lw);
         agent_gateway_tick_held(gw);
         command_hub_tick(r->commands, mono_ns());
@@ -678,8 +680,12 @@ static int serve(struct settings *st, struct loaded *l)
     int64_t grace_left_ms = 0;
     struct running r = {.relay = {.settings = st, .control = l->control,
                                   .mappings = l->mappings}};
+    struct service_notify notify;
+    char notify_err[256];
 
     block_signals(&set);
+    if (service_notify_open(&notify, mono_ns(), notify_err, sizeof(notify_err)) < 0)
+        log_warn("%s: systemd will not hear that the relay is ready", notify_err);
     raise_fd_limit(st);
     if (!absl_tuning_deadlock_detection_off())
         log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
@@ -691,8 +697,13 @@ static int serve(struct settings *st, struct loaded *l)
                  "%zu sink(s), route %s, %d worker(s)",
                  AERO_VERSION, st->listen, r.port, r.http_addr, st->relay_id, st->n_sinks,
                  routes, st->workers);
-        run_until_signal(&r.relay, r.gw, r.server, &set);
+        char status[512];
+        snprintf(status, sizeof(status), "READY=1\nSTATUS=serving gRPC on %s (port %d)",
+                 st->listen, r.port);
+        service_notify_send(&notify, status);
+        run_until_signal(&r.relay, r.gw, r.server, &set, &notify);
         /* Not ready first: load balancers stop sending before streams drain. */
+        service_notify_send(&notify, "STOPPING=1\nSTATUS=draining streams, then stopping");
         atomic_store(&r.relay.ready, false);
         atomic_store(&r.relay.shutting_down, true);
         agent_gateway_begin_shutdown(r.gw);
@@ -700,6 +711,7 @@ static int serve(struct settings *st, struct loaded *l)
         rc = 0;
     }
     rc = stop_running(&r, grace_left_ms, rc);
+    service_notify_close(&notify);
     if (rc == 0)
         log_info("stopped cleanly");
     return rc;

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -484,5 +486,73 @@ Test(cli, serving_beyond_loopback_unprotected_is_said_once_at_start)
     log = start_log("127.0.0.1", NULL, NULL);
     cr_assert_not_null(log);
     cr_expect_null(strstr(log, "gRPC listens on"), "loopback needs no warning:\n%s", log);
+    free(log);
+}
+
+/* The next datagram on fd that starts with `want` (others skipped), within
+ * timeout_ms; the whole datagram into got. */
+static bool recv_notify(int fd, const char *want, char *got, size_t cap, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (int64_t left; (left = deadline - harness_now_ms()) > 0;) {
+        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        ssize_t n = recv(fd, got, cap - 1, 0);
+        if (n < 0)
+            return false;
+        got[n] = '\0';
+        if (strncmp(got, want, strlen(want)) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Under systemd (Type=notify): READY=1 once the relay serves, WATCHDOG=1
+ * every half WATCHDOG_USEC, STOPPING=1 when SIGTERM starts the drain. The
+ * test owns the NOTIFY_SOCKET datagram socket, as systemd would. */
+Test(cli, systemd_hears_ready_watchdog_and_stopping, .timeout = 60)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int len = snprintf(a.sun_path, sizeof(a.sun_path), "%s/notify.sock", r.dir);
+    cr_assert(len > 0 && (size_t)len < sizeof(a.sun_path), "scratch dir path too long");
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "%s", a.sun_path);
+    harness_setenv(&r, "NOTIFY_SOCKET", a.sun_path);
+    harness_setenv(&r, "WATCHDOG_USEC", "400000");
+    harness_write_config(&r, NULL, NULL);
+    relay_start(&r);
+    char got[512], want[128];
+    cr_assert(recv_notify(fd, "READY=1", got, sizeof(got), 5000), "no READY=1");
+    snprintf(want, sizeof(want), "READY=1\nSTATUS=serving gRPC on 127.0.0.1:%d (port %d)",
+             r.port, r.port);
+    cr_expect_str_eq(got, want);
+    int64_t t0 = harness_now_ms();
+    cr_assert(recv_notify(fd, "WATCHDOG=1", got, sizeof(got), 2000), "no WATCHDOG=1");
+    cr_assert(recv_notify(fd, "WATCHDOG=1", got, sizeof(got), 2000), "one WATCHDOG=1 only");
+    cr_expect_lt(harness_now_ms() - t0, 1500, "two pings of a 400 ms watchdog took %lld ms",
+                 (long long)(harness_now_ms() - t0));
+    cr_assert_eq(relay_stop(&r, 15000), 0);
+    cr_assert(recv_notify(fd, "STOPPING=1", got, sizeof(got), 2000), "no STOPPING=1");
+    close(fd);
+
+    /* a usable socket: nothing to warn about */
+    char *log = harness_read_file(r.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_expect_null(strstr(log, "NOTIFY_SOCKET"), "%s", log);
+    free(log);
+
+    /* an unusable NOTIFY_SOCKET is said once; the relay serves anyway */
+    harness_setenv(&r, "NOTIFY_SOCKET", "relative/path");
+    harness_write_config(&r, NULL, NULL);
+    relay_start(&r);
+    cr_assert_eq(relay_stop(&r, 15000), 0);
+    log = harness_read_file(r.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_expect(strstr(log, "NOTIFY_SOCKET \"relative/path\" is no unix socket path or @name: "
+                          "systemd will not hear that the relay is ready"),
+              "%s", log);
     free(log);
 }
