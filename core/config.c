@@ -59,26 +59,35 @@ int config_errorf(char *err, size_t errlen, const char *file, int line,
     return -1;
 }
 
-int config_error_add(char *err, size_t errlen, const char *line)
+int config_error_add(char *err, size_t errlen, const char *lines)
 {
-    static const char more[] = "\n... (more errors: this list is cut)";
-    size_t used, n = strlen(line);
+    static const char more[] = "... (more errors: this list is cut)";
+    size_t used;
 
     if (!err || errlen == 0)
         return -1;
     used = strnlen(err, errlen - 1);
     err[used] = '\0';
-    if (used && used >= sizeof more - 1 &&
-        strcmp(err + used - (sizeof more - 1), more) == 0)
+    if (used >= sizeof more - 1 && strcmp(err + used - (sizeof more - 1), more) == 0)
         return -1; /* already cut */
-    if (used + (used ? 1 : 0) + n + sizeof more > errlen) {
-        if (used + sizeof more <= errlen)
-            memcpy(err + used, more, sizeof more);
-        return -1;
+    while (*lines) {
+        size_t n = strcspn(lines, "\n"), sep = used ? 1 : 0;
+        /* each line keeps room after it for the marker: "\n" + more */
+        if (used + sep + n + 1 + sizeof more > errlen) {
+            if (used + sep + sizeof more <= errlen) {
+                if (sep)
+                    err[used++] = '\n';
+                memcpy(err + used, more, sizeof more);
+            }
+            return -1;
+        }
+        if (sep)
+            err[used++] = '\n';
+        memcpy(err + used, lines, n);
+        used += n;
+        err[used] = '\0';
+        lines += n + (lines[n] == '\n');
     }
-    if (used)
-        err[used++] = '\n';
-    memcpy(err + used, line, n + 1);
     return -1;
 }
 

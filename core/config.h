@@ -125,12 +125,13 @@ long long config_get_int(const struct config_section *s, const char *key, long l
 int config_get_bool(const struct config_section *s, const char *key, int dflt);
 
 /*
- * Add `line` (one formatted error) to the lines already in err, "\n"
- * between: how every error of a file is collected for one report. When err
- * is full, the list ends "... (more errors: this list is cut)". err must
- * hold a string ("" for none yet). Returns -1.
+ * Add `lines` (formatted errors, "\n" between) to the lines already in
+ * err, "\n" between: how every error of a file is collected for one
+ * report. When err is full, its last line is "... (more errors: this list
+ * is cut)" and nothing more is added. err must hold a string ("" for none
+ * yet). Returns -1.
  */
-int config_error_add(char *err, size_t errlen, const char *line);
+int config_error_add(char *err, size_t errlen, const char *lines);
 
 /*
  * The one error formatter: "<file>:<line>: [<section>] <key>: <reason>".

@@ -423,21 +423,27 @@ static int check_section_name(const struct config_file *f, const struct config_s
 static unsigned validate_sections(struct config_file *f, size_t from, size_t to, char *err,
                                   size_t errlen)
 {
-    char msg[4096];
+    char *msg = malloc(errlen > CONFIG_ERR_LEN ? errlen : CONFIG_ERR_LEN);
+    size_t cap = errlen > CONFIG_ERR_LEN ? errlen : CONFIG_ERR_LEN;
     unsigned failed = 0;
 
+    if (!msg) {
+        config_error_add(err, errlen, "out of memory");
+        return 1;
+    }
     for (size_t i = from; i < to; i++) {
         struct config_section *s = &f->sections[i];
         const struct section_def *d = section_def_of(s->name);
-        if (check_section_name(f, s, msg, sizeof msg) < 0 ||
+        if (check_section_name(f, s, msg, cap) < 0 ||
             config_validate_section_flags(f, s, &d->keys, 1,
                                           d->kind == SEC_PLAIN ? 0 : CONFIG_ALLOW_UNKNOWN, msg,
-                                          sizeof msg) < 0 ||
-            check_section(f, s, d, msg, sizeof msg) < 0) {
+                                          cap) < 0 ||
+            check_section(f, s, d, msg, cap) < 0) {
             config_error_add(err, errlen, msg);
             failed++;
         }
     }
+    free(msg);
     return failed;
 }
 

@@ -542,3 +542,22 @@ Test(config_validate, newer_larger_key_table_read_with_its_stride)
     cr_expect_str_eq(config_get(&f.sections[0], "a"), "1");
     config_free(&f);
 }
+
+/* Every error goes in one buffer, a line each; a full buffer says so in
+ * its last line rather than cut one in the middle. */
+Test(config_errors, lines_are_added_whole_and_a_full_list_says_it_is_cut)
+{
+    char err[96] = "";
+    config_error_add(err, sizeof err, "a.ini:1: one");
+    config_error_add(err, sizeof err, "a.ini:2: two\na.ini:3: three");
+    cr_assert_str_eq(err, "a.ini:1: one\na.ini:2: two\na.ini:3: three");
+    config_error_add(err, sizeof err, "a.ini:4: a line too long to fit in what is left");
+    cr_assert_str_eq(err, "a.ini:1: one\na.ini:2: two\na.ini:3: three\n"
+                          "... (more errors: this list is cut)");
+    config_error_add(err, sizeof err, "a.ini:5: x");
+    cr_assert_str_eq(err, "a.ini:1: one\na.ini:2: two\na.ini:3: three\n"
+                          "... (more errors: this list is cut)", "nothing after the cut");
+    char small[48] = "";
+    config_error_add(small, sizeof small, "a.ini:1: a first line that does not fit at all");
+    cr_assert_str_eq(small, "... (more errors: this list is cut)");
+}
