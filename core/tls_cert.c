@@ -42,14 +42,21 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
+/* path opened for reading, or NULL with the reason in err. */
+static FILE *open_pem(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    return f;
+}
+
 /* The first certificate of a PEM file, or NULL with the reason in err. */
 static X509 *read_cert(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = open_pem(path, err, errlen);
+    if (!f)
         return NULL;
-    }
     X509 *x = PEM_read_X509(f, NULL, no_passphrase, NULL);
     fclose(f);
     ERR_clear_error();
@@ -60,11 +67,9 @@ static X509 *read_cert(const char *path, char *err, size_t errlen)
 
 static EVP_PKEY *read_key(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = open_pem(path, err, errlen);
+    if (!f)
         return NULL;
-    }
     EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
     fclose(f);
     ERR_clear_error();
@@ -91,11 +96,9 @@ int tls_cert_check_pair(const char *cert_file, const char *key_file, char *cert_
 
 int tls_cert_check_ca_file(const char *path, bool need_ca, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = open_pem(path, err, errlen);
+    if (!f)
         return -1;
-    }
     int n = 0, rc = 0;
     X509 *x;
     while (rc == 0 && (x = PEM_read_X509(f, NULL, no_passphrase, NULL)) != NULL) {
