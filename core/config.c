@@ -2,7 +2,8 @@
  * config.c - relay.ini as data: inih splits lines into key = value, this file
  * tracks sections and line numbers itself, validates sections against
  * declared key tables and formats every error the one way operators see it.
- * Main thread only. Never logs or exits: errors go back as one line in err.
+ * Main thread only. Never logs or exits: errors go back in err, one line
+ * each (config_error_add), so one run lists every problem of a file.
  */
 #include "config.h"
 
@@ -20,6 +21,10 @@
 /* Values quoted in messages are cut to this many input bytes. */
 #define CONFIG_QUOTE_MAX 80
 
+/* st->cur after a [header] that was refused: its keys are skipped
+ * unchecked (they would be blamed on the section before). */
+#define SKIP_SECTION (-2L)
+
 /* Parser state shared by the line reader and the key handler. Sections are
  * tracked here, not from inih's `section` argument: inih reports no empty
  * section, cannot tell "[a] [a]" from one section, and cuts long names. */
@@ -27,8 +32,9 @@ struct parse_state {
     struct config_file *f;
     const char *pos, *end; /* the rest of the text */
     int line;              /* number of the line last handed to inih */
-    long cur;              /* index of the current section, -1 before any */
-    int err_line;          /* nonzero once our own error is recorded */
+    long cur;              /* index of the current section, -1 before any,
+                              SKIP_SECTION after a refused [header] */
+    unsigned n_errors;     /* recorded so far: parsing goes on past line errors */
     char *err;
     size_t errlen;
 };
@@ -50,6 +56,38 @@ int config_errorf(char *err, size_t errlen, const char *file, int line,
     snprintf(err, errlen, "%s%s: %s%s%s%s%s%s", file ? file : "relay.ini", where,
              section ? "[" : "", section ? section : "", section ? "] " : "",
              key ? key : "", key ? ": " : "", reason);
+    return -1;
+}
+
+int config_error_add(char *err, size_t errlen, const char *lines)
+{
+    static const char more[] = "... (more errors: this list is cut)";
+    size_t used;
+
+    if (!err || errlen == 0)
+        return -1;
+    used = strnlen(err, errlen - 1);
+    err[used] = '\0';
+    if (used >= sizeof more - 1 && strcmp(err + used - (sizeof more - 1), more) == 0)
+        return -1; /* already cut */
+    while (*lines) {
+        size_t n = strcspn(lines, "\n"), sep = used ? 1 : 0;
+        /* each line keeps room after it for the marker: "\n" + more */
+        if (used + sep + n + 1 + sizeof more > errlen) {
+            if (used + sep + sizeof more <= errlen) {
+                if (sep)
+                    err[used++] = '\n';
+                memcpy(err + used, more, sizeof more);
+            }
+            return -1;
+        }
+        if (sep)
+            err[used++] = '\n';
+        memcpy(err + used, lines, n);
+        used += n;
+        err[used] = '\0';
+        lines += n + (lines[n] == '\n');
+    }
     return -1;
 }
 
@@ -223,7 +261,7 @@ int config_get_bool(const struct config_section *s, const char *key, int dflt)
 
 /* ----------------------------------------------------------------- parse */
 
-/* Record the parse's one error, at the current line. */
+/* Record an error at the current line, after those already recorded. */
 static int parse_fail(struct parse_state *st, const char *section, const char *key,
                       const char *fmt, ...) AERO_PRINTF(4, 5);
 static int parse_fail(struct parse_state *st, const char *section, const char *key,
@@ -232,12 +270,14 @@ static int parse_fail(struct parse_state *st, const char *section, const char *k
     char reason[CONFIG_ERR_LEN];
     va_list ap;
 
+    char line[CONFIG_ERR_LEN];
+
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    st->err_line = st->line;
-    return config_errorf(st->err, st->errlen, st->f->path, st->line, section, key, "%s",
-                         reason);
+    st->n_errors++;
+    config_errorf(line, sizeof line, st->f->path, st->line, section, key, "%s", reason);
+    return config_error_add(st->err, st->errlen, line);
 }
 
 /* Where inih's section scan stops: at `c`, at an inline ";" comment (one
@@ -259,9 +299,11 @@ static void trim(const char **b, const char **e)
         (*e)--;
 }
 
-/* A "[name]" line: open a new current section, refusing a repeated one. */
+/* A "[name]" line: open a new current section, refusing a repeated one
+ * (then its keys are skipped: SKIP_SECTION). */
 static int begin_section(struct parse_state *st, const char *p, size_t len)
 {
+    st->cur = SKIP_SECTION; /* until the header is accepted */
     const char *close = scan_to(p + 1, p + len, ']'), *b = p + 1, *e = close;
     char name[CONFIG_ERR_LEN], q[CONFIG_ERR_LEN];
     const struct config_section *dup;
@@ -339,7 +381,7 @@ static char *read_line(char *buf, int num, void *stream)
     const char *p, *nl;
     size_t len;
 
-    if (st->err_line || st->pos >= st->end)
+    if (st->pos >= st->end)
         return NULL;
     p = st->pos;
     nl = memchr(p, '\n', (size_t)(st->end - p));
@@ -363,25 +405,28 @@ static char *read_line(char *buf, int num, void *stream)
         snprintf(raw, sizeof raw, "%.*s", (int)len, p);
         parse_fail(st, NULL, NULL, "syntax error: %s has no '=' (expected key = value)",
                    config_quote(q, sizeof q, raw));
-        return NULL;
+        len = 0; /* recorded: inih sees an empty line, the next line is read */
     }
     if (len && *p != '[' && num >= 2 && len > (size_t)num - 1) {
-        if (long_kv(st, p, len) < 0)
-            return NULL;
+        long_kv(st, p, len); /* an error is recorded there */
         len = 0; /* handled: inih sees an empty line */
     }
     if (num < 2 || len > (size_t)num - 1) {
         parse_fail(st, NULL, NULL, "line too long (max %d bytes)", num - 1);
-        return NULL;
+        st->cur = SKIP_SECTION; /* a [header]: its keys are not the last section's */
+        len = 0;
     }
-    if (len && *p == '[' && begin_section(st, p, len) < 0)
-        return NULL;
+    if (len && *p == '[') {
+        begin_section(st, p, len); /* an error is recorded there */
+        len = 0; /* sections are tracked here, not by inih (struct parse_state) */
+    }
     memcpy(buf, p, len);
     buf[len] = '\0';
     return buf;
 }
 
-/* inih's callback for each "key = value": returns 1 to go on, 0 on error. */
+/* inih's callback for each "key = value": returns 1 (go on) even after an
+ * error, which is recorded, so the rest of the file is checked too. */
 static int handle_kv(void *user, const char *section, const char *name, const char *value)
 {
     struct parse_state *st = user;
@@ -389,24 +434,24 @@ static int handle_kv(void *user, const char *section, const char *name, const ch
     const struct config_kv *dup;
 
     (void)section; /* see struct parse_state */
+    if (st->cur == SKIP_SECTION)
+        return 1;
     if (st->cur < 0) {
         parse_fail(st, NULL, name, "key outside any section (add a [section] line above it)");
-        return 0;
+        return 1;
     }
     s = &st->f->sections[st->cur];
     if (!*name) {
         parse_fail(st, s->name, NULL, "syntax error: empty key name");
-        return 0;
+        return 1;
     }
     dup = config_get_kv(s, name);
     if (dup) {
         parse_fail(st, s->name, name, "duplicate key (first set on line %d)", dup->line);
-        return 0;
+        return 1;
     }
-    if (config_add_kv(s, name, value, st->line) < 0) {
+    if (config_add_kv(s, name, value, st->line) < 0)
         parse_fail(st, s->name, name, "out of memory");
-        return 0;
-    }
     return 1;
 }
 
@@ -431,9 +476,11 @@ static int parse_text(const char *path, const char *text, size_t len, struct con
     struct parse_state st = {.f = out, .pos = text, .end = text + len, .cur = -1,
                              .err = err, .errlen = errlen};
     const char *nul = memchr(text, '\0', len);
-    char raw[CONFIG_ERR_LEN], q[CONFIG_ERR_LEN];
+    char raw[CONFIG_ERR_LEN], q[CONFIG_ERR_LEN], line[CONFIG_ERR_LEN];
     int rc;
 
+    if (err && errlen)
+        err[0] = '\0';
     if (nul) {
         st.line = 1;
         for (const char *p = text; p < nul; p++)
@@ -441,14 +488,16 @@ static int parse_text(const char *path, const char *text, size_t len, struct con
         return parse_fail(&st, NULL, NULL, "NUL byte in line (is this a text file?)");
     }
     rc = ini_parse_stream(read_line, &st, handle_kv, &st);
-    if (rc > 0 && (!st.err_line || rc < st.err_line)) {
-        /* inih's own complaint: a line that is no key, section or comment */
+    if (rc > 0) {
+        /* inih's own complaint (handle_kv never fails): a line that is no
+         * key, section or comment; inih names only the first */
         line_at(text, text + len, rc, raw, sizeof raw);
-        return config_errorf(err, errlen, out->path, rc, NULL, NULL,
-                             "syntax error: %s (expected key = value, [section] or ; comment)",
-                             config_quote(q, sizeof q, raw));
+        config_errorf(line, sizeof line, out->path, rc, NULL, NULL,
+                      "syntax error: %s (expected key = value, [section] or ; comment)",
+                      config_quote(q, sizeof q, raw));
+        return config_error_add(err, errlen, line);
     }
-    if (st.err_line)
+    if (st.n_errors)
         return -1;
     if (rc < 0)
         return config_errorf(err, errlen, out->path, 0, NULL, NULL, "out of memory");
@@ -699,64 +748,78 @@ static int check_value(const struct config_file *f, const struct config_section 
     return check_value_at(f->path, kv->line, s, kv, k, err, errlen) < 0 ? -1 : 0;
 }
 
-static int check_keys(const struct config_file *f, const struct config_section *s,
-                      const struct config_keys *tables, size_t n_tables, unsigned flags,
-                      char *err, size_t errlen)
+/* Every key of s, each error added to err. Returns how many. */
+static unsigned check_keys(const struct config_file *f, const struct config_section *s,
+                           const struct config_keys *tables, size_t n_tables, unsigned flags,
+                           char *err, size_t errlen)
 {
-    char names[CONFIG_ERR_LEN];
+    char names[CONFIG_ERR_LEN], line[CONFIG_ERR_LEN];
     aero_config_key k;
+    unsigned failed = 0;
 
     for (size_t i = 0; i < s->n_kv; i++) {
         const struct config_kv *kv = &s->kv[i];
+        line[0] = '\0';
         if (!find_decl(tables, n_tables, kv->key, &k)) {
             if (flags & CONFIG_ALLOW_UNKNOWN)
                 continue;
             list_names(tables, n_tables, names, sizeof names);
             if (!names[0])
-                return config_errorf(err, errlen, f->path, kv->line, s->name, kv->key,
-                                     "unknown key (this section takes no keys)");
-            return config_errorf(err, errlen, f->path, kv->line, s->name, kv->key,
-                                 "unknown key (valid: %s)", names);
+                config_errorf(line, sizeof line, f->path, kv->line, s->name, kv->key,
+                              "unknown key (this section takes no keys)");
+            else
+                config_errorf(line, sizeof line, f->path, kv->line, s->name, kv->key,
+                              "unknown key (valid: %s)", names);
+        } else if (check_value(f, s, kv, &k, line, sizeof line) == 0) {
+            continue;
         }
-        if (check_value(f, s, kv, &k, err, errlen) < 0)
-            return -1;
+        config_error_add(err, errlen, line);
+        failed++;
     }
-    return 0;
+    return failed;
 }
 
-/* Missing required keys fail; others not set get their default (line 0). */
-static int fill_defaults(const struct config_file *f, struct config_section *s,
-                         const struct config_keys *tables, size_t n_tables, char *err,
-                         size_t errlen)
+/* Missing required keys fail (each added to err); others not set get
+ * their default (line 0). Returns how many failed. */
+static unsigned fill_defaults(const struct config_file *f, struct config_section *s,
+                              const struct config_keys *tables, size_t n_tables, char *err,
+                              size_t errlen)
 {
+    char line[CONFIG_ERR_LEN];
     aero_config_key k;
+    unsigned failed = 0;
 
     for (size_t t = 0; t < n_tables; t++) {
         for (size_t i = 0; i < table_len(&tables[t]); i++) {
             if (!key_at(&tables[t], i, &k) || config_get_kv(s, k.name))
                 continue;
-            if (k.required) {
-                if (k.help && k.help[0])
-                    return config_errorf(err, errlen, f->path, s->line, s->name, k.name,
-                                         "missing required key (%s)", k.help);
-                return config_errorf(err, errlen, f->path, s->line, s->name, k.name,
-                                     "missing required key");
-            }
-            if (k.default_value && config_add_kv(s, k.name, k.default_value, 0) < 0)
-                return config_errorf(err, errlen, f->path, s->line, s->name, k.name,
-                                     "out of memory");
+            if (k.required && k.help && k.help[0])
+                config_errorf(line, sizeof line, f->path, s->line, s->name, k.name,
+                              "missing required key (%s)", k.help);
+            else if (k.required)
+                config_errorf(line, sizeof line, f->path, s->line, s->name, k.name,
+                              "missing required key");
+            else if (k.default_value && config_add_kv(s, k.name, k.default_value, 0) < 0)
+                config_errorf(line, sizeof line, f->path, s->line, s->name, k.name,
+                              "out of memory");
+            else
+                continue;
+            config_error_add(err, errlen, line);
+            failed++;
         }
     }
-    return 0;
+    return failed;
 }
 
 int config_validate_section_flags(const struct config_file *f, struct config_section *s,
                                   const struct config_keys *tables, size_t n_tables,
                                   unsigned flags, char *err, size_t errlen)
 {
-    if (check_keys(f, s, tables, n_tables, flags, err, errlen) < 0)
-        return -1;
-    return fill_defaults(f, s, tables, n_tables, err, errlen);
+    if (err && errlen)
+        err[0] = '\0';
+    unsigned failed = check_keys(f, s, tables, n_tables, flags, err, errlen);
+    failed += fill_defaults(f, s, tables, n_tables, err, errlen);
+    return failed ? -1 : 0;
 }
 
 int config_validate_section(const struct config_file *f, struct config_section *s,

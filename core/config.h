@@ -44,7 +44,9 @@ struct config_keys {
 
 /*
  * Parse `path`. Syntax errors, a duplicate section or a duplicate key in a
- * section fail with the formatted message in err. Section names are not
+ * section fail with the formatted messages in err: every such error of the
+ * file, one line each in file order (a refused [section]'s keys are
+ * skipped unchecked). Section names are not
  * checked here (settings.c knows which exist). Returns 0 or -1 (then *out
  * holds nothing to free). Rules beyond inih's: leading blanks are ignored
  * (no multi-line values), a key before any [section] is an error, lines are
@@ -65,7 +67,8 @@ const struct config_kv *config_get_kv(const struct config_section *s, const char
  * Check every key of `s` against the union of `tables` (n_tables of them):
  * unknown keys (the message lists the valid ones), bad values per type
  * (int range, bool, enum choices), missing required keys; then append the
- * defaults of keys not set. Returns 0 or -1 with err filled.
+ * defaults of keys not set. Returns 0, or -1 with err holding every
+ * error of the section, one line each.
  */
 int config_validate_section(const struct config_file *f, struct config_section *s,
                             const struct config_keys *tables, size_t n_tables,
@@ -120,6 +123,15 @@ int config_line_of(const struct config_section *s, const char *key);
 /* Typed reads of validated values (dflt when the key is unset or invalid). */
 long long config_get_int(const struct config_section *s, const char *key, long long dflt);
 int config_get_bool(const struct config_section *s, const char *key, int dflt);
+
+/*
+ * Add `lines` (formatted errors, "\n" between) to the lines already in
+ * err, "\n" between: how every error of a file is collected for one
+ * report. When err is full, its last line is "... (more errors: this list
+ * is cut)" and nothing more is added. err must hold a string ("" for none
+ * yet). Returns -1.
+ */
+int config_error_add(char *err, size_t errlen, const char *lines);
 
 /*
  * The one error formatter: "<file>:<line>: [<section>] <key>: <reason>".

@@ -25,9 +25,11 @@
 #include "relay_control.h"
 #include "route.h"
 #include "rpc_server.h"
+#include "service_notify.h"
 #include "session_table.h"
 #include "settings.h"
 #include "sink_pipeline.h"
+#include "summary.h"
 #include "tls_cert.h"
 #include "worker_ctx.h"
 
@@ -102,11 +104,58 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
-/* A configuration error, printed the way every one is (the plugins' too). */
-static void print_config_error(void *arg, const char *line)
+/* Configuration errors (one or more lines: config_error_add), printed the
+ * way every one is (the plugins' too). */
+static void print_config_error(void *arg, const char *lines)
 {
     (void)arg;
-    fprintf(stderr, "aeroarc-relay: %s\n", line);
+    while (*lines) {
+        size_t n = strcspn(lines, "\n");
+        fprintf(stderr, "aeroarc-relay: %.*s\n", (int)n, lines);
+        lines += n + (lines[n] == '\n');
+    }
+}
+
+/* A key's line in relay.ini (0 when the file does not set it). */
+static int key_line(const struct settings *st, const char *section, const char *key)
+{
+    const struct config_section *sec = config_find(&st->file, section);
+    const struct config_kv *kv = sec ? config_get_kv(sec, key) : NULL;
+    return kv ? kv->line : 0;
+}
+
+/* A problem with the file a key names, on that key's line. */
+static void print_file_error(const struct settings *st, const char *section, const char *key,
+                             const char *reason)
+{
+    char line[CONFIG_ERR_LEN + 1024];
+    config_errorf(line, sizeof(line), st->file.path, key_line(st, section, key), section, key,
+                  "%s", reason);
+    print_config_error(NULL, line);
+}
+
+/* [tls]: the server certificate and key (readable, PEM, a pair) and the
+ * client CA bundle, so --check catches what would fail the gRPC start, and
+ * names relay.ini's line. Prints every error; returns 0 or -1. */
+static int check_tls_files(const struct settings *st)
+{
+    char cert_err[1024], key_err[1024], ca_err[1024];
+    int failed = 0;
+    if (st->tls_cert_file[0] &&
+        tls_cert_check_pair(st->tls_cert_file, st->tls_key_file, cert_err, key_err,
+                            sizeof(cert_err)) < 0) {
+        if (cert_err[0])
+            print_file_error(st, "tls", "cert_file", cert_err);
+        if (key_err[0])
+            print_file_error(st, "tls", "key_file", key_err);
+        failed = 1;
+    }
+    if (st->tls_client_ca_file[0] &&
+        tls_cert_check_ca_file(st->tls_client_ca_file, false, ca_err, sizeof(ca_err)) < 0) {
+        print_file_error(st, "tls", "client_ca_file", ca_err);
+        failed = 1;
+    }
+    return failed ? -1 : 0;
 }
 
 /* Load one plugin for a section and validate the section with its keys. */
@@ -160,7 +209,7 @@ static int check_section(struct settings *st, const struct plugin *p,
 static int prepare_section(struct settings *st, struct config_section *sec, const char *name,
                            aero_plugin_kind kind, const char *instance, struct plugin **out)
 {
-    char err[2048];
+    char err[8192];
     if (load_for_section(st, sec, name, kind, out, err, sizeof(err)) < 0) {
         print_config_error(NULL, err);
         return -1;
@@ -217,7 +266,8 @@ static int load_control(struct settings *st, struct loaded *l, char *err, size_t
     if (!st->control_client_ca_file[0])
         return 0;
     char reason[1024];
-    if (control_auth_load(st->control_client_ca_file, st->control_allowed_identities,
+    if (tls_cert_check_ca_file(st->control_client_ca_file, true, reason, sizeof(reason)) == 0 &&
+        control_auth_load(st->control_client_ca_file, st->control_allowed_identities,
                           &l->control, reason, sizeof(reason)) == 0)
         return 0;
     struct config_section *sec = config_find(&st->file, "control");
@@ -387,11 +437,12 @@ static void trim_heap(struct heap_trim *t)
 
 /* Wait for SIGTERM/SIGINT, doing periodic work and SIGHUP reopens. */
 /* Held frames are looked at every tick, sessions every tenth (a walk of
- * the whole table). */
+ * the whole table), and so is the summary line's clock. */
 static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_server *server,
-                             const sigset_t *set)
+                             const sigset_t *set, struct service_notify *notify)
 {
     struct listener_watch lw = {0};
+    struct summary *summary = summary_create(r->settings, r->metrics, mono_ns());
     long start_kb = rss_kb();
     struct heap_trim trim = {.after_kb = start_kb, .floor_kb = start_kb};
     const struct timespec tick = {0, 100 * 1000000};
@@ -400,6 +451,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         if (sig == SIGINT || sig == SIGTERM) {
             log_info("signal %s: shutting down (grace %llds)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                      (long long)r->settings->shutdown_grace_s);
+            summary_destroy(summary);
             return;
         }
         if (sig == SIGHUP) {
@@ -408,12 +460,15 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
             sink_pipeline_reopen(r->sinks);
             log_info("SIGHUP: sink outputs reopen before their next write");
         }
+        service_notify_watchdog(notify, mono_ns()); /* this loop turns: the relay lives */
         watch_listener(r, server, &lw);
         agent_gateway_tick_held(gw);
         command_hub_tick(r->commands, mono_ns());
         if (n % 10 == 0) {
             agent_gateway_tick(gw, agent_gateway_now_ns());
             trim_heap(&trim);
+            summary_tick(summary, mono_ns(), session_table_count(r->sessions),
+                         agent_gateway_open_streams(gw));
         }
     }
 }
@@ -631,8 +686,12 @@ static int serve(struct settings *st, struct loaded *l)
     int64_t grace_left_ms = 0;
     struct running r = {.relay = {.settings = st, .control = l->control,
                                   .mappings = l->mappings}};
+    struct service_notify notify;
+    char notify_err[256];
 
     block_signals(&set);
+    if (service_notify_open(&notify, mono_ns(), notify_err, sizeof(notify_err)) < 0)
+        log_warn("%s: systemd will not hear that the relay is ready", notify_err);
     raise_fd_limit(st);
     if (!absl_tuning_deadlock_detection_off())
         log_debug("Abseil's Mutex deadlock detection left as built (no switch found)");
@@ -644,8 +703,13 @@ static int serve(struct settings *st, struct loaded *l)
                  "%zu sink(s), route %s, %d worker(s)",
                  AERO_VERSION, st->listen, r.port, r.http_addr, st->relay_id, st->n_sinks,
                  routes, st->workers);
-        run_until_signal(&r.relay, r.gw, r.server, &set);
+        char status[512];
+        snprintf(status, sizeof(status), "READY=1\nSTATUS=serving gRPC on %s (port %d)",
+                 st->listen, r.port);
+        service_notify_send(&notify, status);
+        run_until_signal(&r.relay, r.gw, r.server, &set, &notify);
         /* Not ready first: load balancers stop sending before streams drain. */
+        service_notify_send(&notify, "STOPPING=1\nSTATUS=draining streams, then stopping");
         atomic_store(&r.relay.ready, false);
         atomic_store(&r.relay.shutting_down, true);
         agent_gateway_begin_shutdown(r.gw);
@@ -653,6 +717,7 @@ static int serve(struct settings *st, struct loaded *l)
         rc = 0;
     }
     rc = stop_running(&r, grace_left_ms, rc);
+    service_notify_close(&notify);
     if (rc == 0)
         log_info("stopped cleanly");
     return rc;
@@ -663,18 +728,22 @@ int main(int argc, char **argv)
     struct options o = {0};
     struct settings st;
     struct loaded l = {0};
-    char err[2048];
+    char err[16384];
 
     if (parse_args(argc, argv, &o) < 0)
         return 2;
+    /* Every error is printed, not just the first: the file's own (syntax,
+     * then each section's keys), and once those are right the files it
+     * names (TLS, keys, control), then each plugin section (keys
+     * validated, then the plugin's own check). */
     if (settings_load(o.config, &st, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aeroarc-relay: %s\n", err);
+        print_config_error(NULL, err);
         return 2;
     }
     log_configure(st.log_level, st.log_format);
-    /* Every error is printed, not just the first: the keys file, then each
-     * plugin section (keys validated, then the plugin's own check). */
     int failed = 0;
+    if (check_tls_files(&st) < 0)
+        failed = 1;
     if (load_keys(&st, &l, err, sizeof(err)) < 0) {
         fprintf(stderr, "aeroarc-relay: %s\n", err);
         failed = 1;

@@ -56,6 +56,8 @@ static const aero_config_key relay_keys[] = {
      .help = "largest raw_mavlink of a frame (bytes), at most max_message_bytes; unset: 16384, "
              "or max_message_bytes if smaller",
      .min = 1, .max = 67108864},
+    {.name = "allow_no_sinks", .type = AERO_KEY_BOOL, .default_value = "false",
+     .help = "start with no [sink:*] section (every frame acked OK and thrown away)"},
 };
 
 static const aero_config_key http_keys[] = {
@@ -123,6 +125,9 @@ static const aero_config_key log_keys[] = {
      .help = "lowest level logged", .choices = "debug|info|warn|error"},
     {.name = "format", .type = AERO_KEY_ENUM, .default_value = "json",
      .help = "json: one object per line; text: for humans", .choices = "json|text"},
+    {.name = "summary_interval_s", .type = AERO_KEY_INT, .default_value = "60",
+     .help = "seconds between summary lines at info (sessions, frames/s, acks, sinks); 0 = none",
+     .min = 0, .max = 86400},
 };
 
 const struct config_keys settings_sink_core_keys = KEYS(sink_keys);
@@ -409,26 +414,56 @@ static int check_section_name(const struct config_file *f, const struct config_s
     return 0;
 }
 
-/* Sections [from, to) in file order, so the first error is the first in the
- * file. Keys of [route]/[sink:*] that the core does not declare are the
- * plugin's: checked once it is loaded (settings_validate_plugin_section). */
-static int validate_sections(struct config_file *f, size_t from, size_t to, char *err,
-                             size_t errlen)
+/* Sections [from, to) in file order, every error added to err (so they
+ * are listed in file order): a section's name, then each of its keys, then
+ * the checks across its keys (only once those keys are valid: they read
+ * the values). Keys of [route]/[sink:*] that the core does not declare are
+ * the plugin's: checked once it is loaded (settings_validate_plugin_section).
+ * Returns how many sections failed. */
+static unsigned validate_sections(struct config_file *f, size_t from, size_t to, char *err,
+                                  size_t errlen)
 {
+    char *msg = malloc(errlen > CONFIG_ERR_LEN ? errlen : CONFIG_ERR_LEN);
+    size_t cap = errlen > CONFIG_ERR_LEN ? errlen : CONFIG_ERR_LEN;
+    unsigned failed = 0;
+
+    if (!msg) {
+        config_error_add(err, errlen, "out of memory");
+        return 1;
+    }
     for (size_t i = from; i < to; i++) {
         struct config_section *s = &f->sections[i];
-        const struct section_def *d;
-        if (check_section_name(f, s, err, errlen) < 0)
-            return -1;
-        d = section_def_of(s->name);
-        if (config_validate_section_flags(f, s, &d->keys, 1,
-                                          d->kind == SEC_PLAIN ? 0 : CONFIG_ALLOW_UNKNOWN, err,
-                                          errlen) < 0)
-            return -1;
-        if (check_section(f, s, d, err, errlen) < 0)
-            return -1;
+        const struct section_def *d = section_def_of(s->name);
+        if (check_section_name(f, s, msg, cap) < 0 ||
+            config_validate_section_flags(f, s, &d->keys, 1,
+                                          d->kind == SEC_PLAIN ? 0 : CONFIG_ALLOW_UNKNOWN, msg,
+                                          cap) < 0 ||
+            check_section(f, s, d, msg, cap) < 0) {
+            config_error_add(err, errlen, msg);
+            failed++;
+        }
     }
-    return 0;
+    free(msg);
+    return failed;
+}
+
+/* An OK ack says a sink has the frame: with none, every ack would be a lie.
+ * Counts [sink:*] headers, valid or not, so it holds with other errors. */
+static int check_some_sink(const struct config_file *f, char *err, size_t errlen)
+{
+    const struct config_section *relay = config_find(f, "relay");
+    int allowed = 0;
+
+    for (size_t i = 0; i < f->n_sections; i++)
+        if (strncmp(f->sections[i].name, "sink:", 5) == 0)
+            return 0;
+    if (relay && config_parse_bool(config_get(relay, "allow_no_sinks"), &allowed) == 0 &&
+        allowed)
+        return 0;
+    return config_errorf(err, errlen, f->path, 0, NULL, NULL,
+                         "no [sink:<name>] section: every frame would be acked OK and thrown "
+                         "away (add a sink, or set [relay] allow_no_sinks = true if that is "
+                         "what you want)");
 }
 
 /* Every section but [sink:*] and [route:*] exists afterwards, so defaults
@@ -579,6 +614,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
                                                                 : STREAM_PROTOCOL_MULTIPLEXED;
     out->gen2_hold_s = config_get_int(relay, "gen2_hold_s", 10);
     out->max_raw_bytes = config_get_int(relay, "max_raw_bytes", 16384);
+    out->allow_no_sinks = config_get_bool(relay, "allow_no_sinks", 0);
     if (out->max_raw_bytes > out->max_message_bytes) /* the default (check_relay) */
         out->max_raw_bytes = out->max_message_bytes;
     out->http_listen = dup_value(f, "http", "listen");
@@ -596,6 +632,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
         config_get_int(config_find(f, "control"), "command_timeout_s", 60);
     out->control_agent_mappings_file = dup_value(f, "control", "agent_mappings_file");
     out->log_level = level_of(config_get(log, "level"));
+    out->log_summary_interval_s = config_get_int(log, "summary_interval_s", 60);
     out->log_format = strcmp(config_get(log, "format"), "text") == 0 ? LOG_FORMAT_TEXT
                                                                      : LOG_FORMAT_JSON;
     if (fill_sinks(out) < 0 || fill_routes(out) < 0 || !out->listen || !out->plugin_dir ||
@@ -608,15 +645,24 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     return 0;
 }
 
-/* Everything after parsing; `out->file` is filled. */
+/* Everything after parsing; `out->file` is filled. Every error of the
+ * file's sections is listed in err; the typed values are read only when
+ * there was none. */
 static int settings_build(struct settings *out, char *err, size_t errlen)
 {
     struct config_file *f = &out->file;
     size_t in_file = f->n_sections;
+    char msg[CONFIG_ERR_LEN];
+    unsigned failed = validate_sections(f, 0, in_file, err, errlen);
 
-    if (validate_sections(f, 0, in_file, err, errlen) < 0 ||
-        add_missing_sections(f, err, errlen) < 0 ||
-        validate_sections(f, in_file, f->n_sections, err, errlen) < 0)
+    if (check_some_sink(f, msg, sizeof msg) < 0) {
+        config_error_add(err, errlen, msg);
+        failed++;
+    }
+    if (failed)
+        return -1;
+    if (add_missing_sections(f, err, errlen) < 0 ||
+        validate_sections(f, in_file, f->n_sections, err, errlen) > 0)
         return -1;
     /* section pointers are taken only now: adding sections moves them */
     if (fill_typed(out, err, errlen) < 0)
@@ -633,7 +679,9 @@ static int settings_build(struct settings *out, char *err, size_t errlen)
     return 0;
 }
 
-/* After parsing (parsed: config_parse's result): build or free all. */
+/* After parsing (parsed: config_parse's result, its errors in err): build
+ * or free all. A file with syntax errors is not validated further: its
+ * sections may have lost keys. */
 static int settings_finish(struct settings *out, int parsed, char *err, size_t errlen)
 {
     if (parsed < 0 || settings_build(out, err, errlen) < 0) {

@@ -58,6 +58,7 @@ struct settings {
     enum stream_protocol stream_protocol; /* default auto (SPEC.md section 9) */
     int64_t gen2_hold_s;            /* default 10 */
     int64_t max_raw_bytes;          /* default 16384, never over max_message_bytes */
+    bool allow_no_sinks;            /* default false: no [sink:*] is a configuration error */
 
     /* [http] */
     char *http_listen;              /* "" = no HTTP server */
@@ -91,13 +92,16 @@ struct settings {
     /* [log] */
     aero_log_level log_level;
     enum log_format log_format;
+    int64_t log_summary_interval_s; /* default 60; 0 = no summary line */
 };
 
 /*
  * Parse `path`, validate the core keys of every section, reject unknown
- * sections, and fill `out`. Plugin keys in [route*] and [sink:*] are left
- * for settings_validate_plugin_keys (called once plugins are loaded).
- * Returns 0, or -1 with the formatted one-line message in err.
+ * sections and a file with no sink (unless [relay] allow_no_sinks), and
+ * fill `out`. Plugin keys in [route*] and [sink:*] are left for
+ * settings_validate_plugin_section (called once plugins are loaded).
+ * Returns 0, or -1 with every error in err, one formatted line each (the
+ * syntax errors alone when there are any: config_parse).
  */
 int settings_load(const char *path, struct settings *out, char *err, size_t errlen);
 int settings_load_string(const char *path, const char *text, struct settings *out,

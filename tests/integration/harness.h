@@ -47,7 +47,9 @@ int harness_free_port(void);
 
 /*
  * Write relay.ini: a [relay] section with listen on a free port, plugin_dir
- * = the scratch plugins/, [http] (off unless r->http), [log] (r->log_keys,
+ * = the scratch plugins/, allow_no_sinks = true (many tests need no sink:
+ * a relay that acks OK and keeps nothing is theirs to start), [http] (off
+ * unless r->http), [log] (r->log_keys,
  * else level debug as text)... followed by `body`
  * (the other sections; may use "%DIR%" for the scratch dir). Returns the
  * path.

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -24,13 +26,18 @@ static int run(const char *a, const char *b, const char *c)
     return relay_run_cli(args, out, sizeof(out));
 }
 
-/* Write text to a config in a fresh scratch dir and run --check on it. */
+/* Appended to configurations that test something else: one sink, so the
+ * "no sink" rule does not refuse them (lines above it keep their numbers). */
+#define SINK "[sink:s]\nplugin = sink-stdout\n"
+
+/* Write text and SINK to a config in a fresh scratch dir and run --check
+ * on it. */
 static int check_config(struct relay_proc *r, const char *text)
 {
     harness_prepare(r);
     FILE *f = fopen(r->config, "w");
     cr_assert_not_null(f);
-    fputs(text, f);
+    fprintf(f, "%s" SINK, text); /* the plugins next to the binary */
     fclose(f);
     return run("-c", r->config, "--check");
 }
@@ -59,8 +66,19 @@ Test(cli, the_shipped_relay_ini_checks_out)
 
 struct bad_case {
     const char *config;  /* written to <dir>/relay.ini; %s = plugin dir */
-    const char *message; /* expected after "aeroarc-relay: <path>" */
+    const char *message; /* expected after "aeroarc-relay: <path>", on every line */
 };
+
+/* "aeroarc-relay: <path>" before each line of message. */
+static void prefix_lines(char *want, size_t cap, const char *path, const char *message)
+{
+    size_t o = 0;
+    while (*message && o < cap) {
+        size_t n = strcspn(message, "\n") + 1;
+        o += (size_t)snprintf(want + o, cap - o, "aeroarc-relay: %s%.*s", path, (int)n, message);
+        message += n - (message[n - 1] == '\0');
+    }
+}
 
 Test(cli, each_bad_configuration_names_file_line_key_and_reason)
 {
@@ -82,8 +100,11 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
          "allowed_identities = api, not an id\n",
          ":6: [control] allowed_identities: invalid identity \"not an id\" (expected a "
          "certificate CN, DNS name or URI such as spiffe://aero-arc/api, comma-separated)\n"},
+        /* every file the configuration names is checked, each error listed */
         {"[tls]\ncert_file = /a\nkey_file = /b\n[control]\nclient_ca_file = /nonexistent/ca.pem\n"
          "allowed_identities = api\n",
+         ":2: [tls] cert_file: /a: cannot read: No such file or directory\n"
+         ":3: [tls] key_file: /b: cannot read: No such file or directory\n"
          ":5: [control] client_ca_file: /nonexistent/ca.pem: cannot read: No such file or "
          "directory\n"},
         {"[control]\nagent_mappings_file = /nonexistent/map\n",
@@ -93,8 +114,8 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct relay_proc r;
         int rc = check_config(&r, cases[i].config);
-        char want[1024];
-        snprintf(want, sizeof(want), "aeroarc-relay: %s%s", r.config, cases[i].message);
+        char want[2048];
+        prefix_lines(want, sizeof(want), r.config, cases[i].message);
         cr_expect_eq(rc, 2, "case %zu exit %d", i, rc);
         cr_expect_str_eq(out, want, "case %zu", i);
     }
@@ -124,8 +145,8 @@ Test(cli, a_plugin_of_another_abi_major_is_refused_by_name)
     struct relay_proc r;
     harness_prepare(&r);
     char text[1024];
-    snprintf(text, sizeof(text), "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = test-bad-abi\n",
-             r.dir);
+    snprintf(text, sizeof(text),
+             "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = test-bad-abi\n" SINK, r.dir);
     FILE *f = fopen(r.config, "w");
     fputs(text, f);
     fclose(f);
@@ -173,7 +194,9 @@ Test(cli, an_address_in_use_fails_the_start_with_a_clear_message)
     struct relay_proc r;
     harness_prepare(&r);
     FILE *f = fopen(r.config, "w");
-    fprintf(f, "[relay]\nlisten = 127.0.0.1:%d\nplugin_dir = %s/plugins\n[http]\nlisten =\n",
+    fprintf(f,
+            "[relay]\nlisten = 127.0.0.1:%d\nplugin_dir = %s/plugins\nallow_no_sinks = true\n"
+            "[http]\nlisten =\n",
             ntohs(a.sin_port), r.dir);
     fclose(f);
     cr_assert_eq(run("-c", r.config, NULL), 1);
@@ -189,6 +212,77 @@ static void write_config(struct relay_proc *r, const char *fmt)
     cr_assert_not_null(f);
     fprintf(f, fmt, r->dir);
     fclose(f);
+}
+
+/* An OK ack from a relay with no sink is a frame thrown away: refused by
+ * --check and at start alike, unless [relay] allow_no_sinks says so. */
+Test(cli, no_sink_is_refused_at_check_and_start_unless_allowed)
+{
+    struct relay_proc r;
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[http]\nlisten =\n");
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s: no [sink:<name>] section: every frame would be acked OK and "
+             "thrown away (add a sink, or set [relay] allow_no_sinks = true if that is what you "
+             "want)\n",
+             r.config);
+    cr_assert_eq(run("-c", r.config, "--check"), 2, "%s", out);
+    cr_expect_str_eq(out, want);
+    cr_assert_eq(run("-c", r.config, NULL), 2, "%s", out);
+    cr_expect_str_eq(out, want);
+
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\nallow_no_sinks = true\n");
+    cr_assert_eq(run("-c", r.config, "--check"), 0, "%s", out);
+    cr_expect(strstr(out, "configuration OK (route route-none, 0 sink(s))"), "%s", out);
+}
+
+/* Run cmd in dir; fails the test unless it exits 0. */
+static void sh_in(const char *dir, const char *cmd)
+{
+    char line[2048];
+    snprintf(line, sizeof(line), "cd %s && (%s) >/dev/null 2>&1", dir, cmd);
+    cr_assert_eq(system(line), 0, "%s", line);
+}
+
+/* The TLS files are read at --check (and at every start): a certificate
+ * and its key, a key of another certificate, a control CA that is a leaf,
+ * a client CA file with no certificate: each named on its own line. */
+Test(cli, check_reads_the_tls_files_and_lists_each_problem)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    sh_in(r.dir, "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
+                 "-subj /CN=ca && openssl req -newkey rsa:2048 -nodes -keyout server.key "
+                 "-out server.csr -subj /CN=localhost && openssl x509 -req -in server.csr "
+                 "-CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1");
+    static const char *const fmt =
+        "[relay]\nplugin_dir = %1$s/plugins\nallow_no_sinks = true\n" /* 1-3 */
+        "[tls]\ncert_file = %1$s/server.pem\nkey_file = %1$s/%2$s\n"  /* 4-6 */
+        "client_ca_file = %1$s/%3$s\n"                                 /* 7 */
+        "[control]\nclient_ca_file = %1$s/%4$s\nallowed_identities = api\n"; /* 8-10 */
+    FILE *f = fopen(r.config, "w");
+    fprintf(f, fmt, r.dir, "server.key", "ca.pem", "ca.pem");
+    fclose(f);
+    cr_assert_eq(run("-c", r.config, "--check"), 0, "%s", out);
+
+    f = fopen(r.config, "w");
+    fprintf(f, fmt, r.dir, "ca.key", "ca.key", "server.pem");
+    fclose(f);
+    cr_assert_eq(run("-c", r.config, "--check"), 2, "%s", out);
+    char want[4096];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %1$s:6: [tls] key_file: %2$s/ca.key: not the private key of "
+             "cert_file %2$s/server.pem (their public keys differ)\n"
+             "aeroarc-relay: %1$s:7: [tls] client_ca_file: %2$s/ca.key: holds no PEM "
+             "certificate\n"
+             "aeroarc-relay: %1$s:9: [control] client_ca_file: %2$s/server.pem: certificate 1 "
+             "(/CN=localhost) is not a CA certificate (no basicConstraints CA:TRUE): no client "
+             "certificate can chain to it\n",
+             r.config, r.dir);
+    cr_expect_str_eq(out, want);
+    /* the start refuses the same file the same way */
+    cr_assert_eq(run("-c", r.config, NULL), 2, "%s", out);
+    cr_expect_str_eq(out, want);
 }
 
 /* Plugin checks (ABI 1.1) run under --check: every problem of every
@@ -333,7 +427,7 @@ Test(cli, route_redis_check_names_a_bad_address)
     unsetenv("REDIS_DB");
     struct relay_proc r;
     write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n"
-                     "redis_addr = host:99999\n");
+                     "redis_addr = host:99999\n" SINK);
     cr_assert_eq(run("-c", r.config, "--check"), 2);
     char want[1024];
     snprintf(want, sizeof(want),
@@ -342,7 +436,7 @@ Test(cli, route_redis_check_names_a_bad_address)
              r.config);
     cr_expect_str_eq(out, want);
 
-    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n");
+    write_config(&r, "[relay]\nplugin_dir = %s/plugins\n[route]\nplugin = route-redis\n" SINK);
     setenv("REDIS_ADDR", "a b:1", 1);
     setenv("REDIS_DB", "x", 1);
     int rc = run("-c", r.config, "--check");
@@ -392,5 +486,73 @@ Test(cli, serving_beyond_loopback_unprotected_is_said_once_at_start)
     log = start_log("127.0.0.1", NULL, NULL);
     cr_assert_not_null(log);
     cr_expect_null(strstr(log, "gRPC listens on"), "loopback needs no warning:\n%s", log);
+    free(log);
+}
+
+/* The next datagram on fd that starts with `want` (others skipped), within
+ * timeout_ms; the whole datagram into got. */
+static bool recv_notify(int fd, const char *want, char *got, size_t cap, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (int64_t left; (left = deadline - harness_now_ms()) > 0;) {
+        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        ssize_t n = recv(fd, got, cap - 1, 0);
+        if (n < 0)
+            return false;
+        got[n] = '\0';
+        if (strncmp(got, want, strlen(want)) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Under systemd (Type=notify): READY=1 once the relay serves, WATCHDOG=1
+ * every half WATCHDOG_USEC, STOPPING=1 when SIGTERM starts the drain. The
+ * test owns the NOTIFY_SOCKET datagram socket, as systemd would. */
+Test(cli, systemd_hears_ready_watchdog_and_stopping, .timeout = 60)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int len = snprintf(a.sun_path, sizeof(a.sun_path), "%s/notify.sock", r.dir);
+    cr_assert(len > 0 && (size_t)len < sizeof(a.sun_path), "scratch dir path too long");
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "%s", a.sun_path);
+    harness_setenv(&r, "NOTIFY_SOCKET", a.sun_path);
+    harness_setenv(&r, "WATCHDOG_USEC", "400000");
+    harness_write_config(&r, NULL, NULL);
+    relay_start(&r);
+    char got[512], want[128];
+    cr_assert(recv_notify(fd, "READY=1", got, sizeof(got), 5000), "no READY=1");
+    snprintf(want, sizeof(want), "READY=1\nSTATUS=serving gRPC on 127.0.0.1:%d (port %d)",
+             r.port, r.port);
+    cr_expect_str_eq(got, want);
+    int64_t t0 = harness_now_ms();
+    cr_assert(recv_notify(fd, "WATCHDOG=1", got, sizeof(got), 2000), "no WATCHDOG=1");
+    cr_assert(recv_notify(fd, "WATCHDOG=1", got, sizeof(got), 2000), "one WATCHDOG=1 only");
+    cr_expect_lt(harness_now_ms() - t0, 1500, "two pings of a 400 ms watchdog took %lld ms",
+                 (long long)(harness_now_ms() - t0));
+    cr_assert_eq(relay_stop(&r, 15000), 0);
+    cr_assert(recv_notify(fd, "STOPPING=1", got, sizeof(got), 2000), "no STOPPING=1");
+    close(fd);
+
+    /* a usable socket: nothing to warn about */
+    char *log = harness_read_file(r.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_expect_null(strstr(log, "NOTIFY_SOCKET"), "%s", log);
+    free(log);
+
+    /* an unusable NOTIFY_SOCKET is said once; the relay serves anyway */
+    harness_setenv(&r, "NOTIFY_SOCKET", "relative/path");
+    harness_write_config(&r, NULL, NULL);
+    relay_start(&r);
+    cr_assert_eq(relay_stop(&r, 15000), 0);
+    log = harness_read_file(r.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_expect(strstr(log, "NOTIFY_SOCKET \"relative/path\" is no unix socket path or @name: "
+                          "systemd will not hear that the relay is ready"),
+              "%s", log);
     free(log);
 }

@@ -418,3 +418,62 @@ Test(stream, ten_agents_two_thousand_frames_each_every_frame_once_in_the_file)
                          counts[a][seq]);
     cr_assert_eq(lines, (size_t)AGENTS * FRAMES);
 }
+
+/* ------------------------------------------------------------ summary */
+
+struct summary_seen {
+    const char *log_path;
+    long frames, acks_ok; /* summed over every summary line so far */
+    bool streaming_line;  /* a line saw the session and its open stream */
+    bool sink_ok;
+};
+
+/* Sum what the summary lines of the log say so far. */
+static bool summed_five_frames(void *arg)
+{
+    struct summary_seen *w = arg;
+    char *log = harness_read_file(w->log_path, NULL);
+    w->frames = w->acks_ok = 0;
+    for (const char *p = log ? strstr(log, "summary, last ") : NULL; p;
+         p = strstr(p + 1, "summary, last ")) {
+        const char *f = strstr(p, "frames/s ("), *a = strstr(p, "acks ok ");
+        if (f && a) {
+            w->frames += strtol(f + strlen("frames/s ("), NULL, 10);
+            w->acks_ok += strtol(a + strlen("acks ok "), NULL, 10);
+        }
+        w->streaming_line |= strncmp(strstr(p, ": ") + 2, "1 session(s), 1 stream(s);", 26) == 0;
+        const char *eol = strchr(p, '\n');
+        const char *sink = strstr(p, "; sink archive ok (queue 0/4096)");
+        w->sink_ok |= sink && (!eol || sink < eol);
+    }
+    free(log);
+    return w->frames == 5 && w->acks_ok == 5 && w->streaming_line;
+}
+
+/* [log] summary_interval_s = 1: a line at info every second with
+ * sessions, streams, frames, acks by status and each sink's state; the
+ * frames and acks it counts add up to what was sent. */
+Test(summary, a_line_every_interval_counts_what_went_through, .timeout = 60)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    r.log_keys = "level = info\nformat = text\nsummary_interval_s = 1";
+    struct rc_channel *c = harness_start(
+        &r, NULL, "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
+    harness_register(c, "drone-sum", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(c, "drone-sum", NULL, 0, &st);
+    cr_assert_not_null(s);
+    size_t counts[4] = {0};
+    harness_stream_frames(s, "drone-sum", 1, 5, counts, NULL, 0);
+    cr_assert_eq(counts[0], 5);
+    struct summary_seen w = {.log_path = r.stderr_path};
+    cr_expect(harness_wait_for(summed_five_frames, &w, 10000),
+              "summary lines counted %ld frame(s), %ld OK ack(s), stream line %d", w.frames,
+              w.acks_ok, w.streaming_line);
+    cr_expect(w.sink_ok, "no \"sink archive ok\" in a summary line");
+    rc_stream_cancel(s);
+    rc_stream_finish(s, &st, 5000);
+    rc_stream_free(s);
+    harness_finish(&r, &c);
+}

@@ -57,8 +57,15 @@ Test(config_parse, errors_have_exact_messages)
         {"key outside section", "\nx = 1\n[a]\n",
          "relay.ini:2: x: key outside any section (add a [section] line above it)"},
         {"empty key", "[a]\n= 5\n", "relay.ini:2: [a] syntax error: empty key name"},
-        {"syntax error wins over a later one", "[a]\nbad line\nx = 1\nx = 2\n",
-         "relay.ini:2: syntax error: \"bad line\" has no '=' (expected key = value)"},
+        {"every error, in file order", "[a]\nbad line\nx = 1\nx = 2\nlisten 1:2\n",
+         "relay.ini:2: syntax error: \"bad line\" has no '=' (expected key = value)\n"
+         "relay.ini:4: [a] x: duplicate key (first set on line 3)\n"
+         "relay.ini:5: syntax error: \"listen 1:2\" has no '=' (expected key = value)"},
+        /* a refused [header]'s keys are not blamed on the section before */
+        {"keys of a refused section are skipped", "[a]\nx = 1\n[a]\nx = 2\n[b\ny = 1\n[c]\n= 1\n",
+         "relay.ini:3: [a] duplicate section (first on line 1)\n"
+         "relay.ini:5: syntax error: \"[b\" (missing \"]\")\n"
+         "relay.ini:8: [c] syntax error: empty key name"},
         {"long section line", long_line, "relay.ini:2: line too long (max 199 bytes)"},
         {"control bytes quoted", "[a]\nbad\tline\x01\n",
          "relay.ini:2: syntax error: \"bad\\x09line\\x01\" has no '=' (expected key = value)"},
@@ -326,8 +333,11 @@ Test(config_validate, errors_have_exact_messages)
          "relay.ini:3: [sink:archive] bogus: unknown key (valid: count, flag, fsync, path, must, opt, big)"},
         {"missing required", "[sink:archive]\ncount = 2\n",
          "relay.ini:1: [sink:archive] must: missing required key (a thing you must set)"},
-        {"first bad key wins", "[sink:archive]\nfsync = x\ncount = y\n",
-         "relay.ini:2: [sink:archive] fsync: invalid value \"x\" (expected none | batch)"},
+        {"every bad key, then each missing one", "[sink:archive]\nfsync = x\ncount = y\nz = 1\n",
+         "relay.ini:2: [sink:archive] fsync: invalid value \"x\" (expected none | batch)\n"
+         "relay.ini:3: [sink:archive] count: invalid value \"y\" (expected an integer from 1 to 10)\n"
+         "relay.ini:4: [sink:archive] z: unknown key (valid: count, flag, fsync, path, must, opt, big)\n"
+         "relay.ini:1: [sink:archive] must: missing required key (a thing you must set)"},
     };
 
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
@@ -531,4 +541,23 @@ Test(config_validate, newer_larger_key_table_read_with_its_stride)
     cr_expect_eq(validate_text("[s]\nb = q\n", &t, 1, 0, &f, err), 0, "%s", err);
     cr_expect_str_eq(config_get(&f.sections[0], "a"), "1");
     config_free(&f);
+}
+
+/* Every error goes in one buffer, a line each; a full buffer says so in
+ * its last line rather than cut one in the middle. */
+Test(config_errors, lines_are_added_whole_and_a_full_list_says_it_is_cut)
+{
+    char err[96] = "";
+    config_error_add(err, sizeof err, "a.ini:1: one");
+    config_error_add(err, sizeof err, "a.ini:2: two\na.ini:3: three");
+    cr_assert_str_eq(err, "a.ini:1: one\na.ini:2: two\na.ini:3: three");
+    config_error_add(err, sizeof err, "a.ini:4: a line too long to fit in what is left");
+    cr_assert_str_eq(err, "a.ini:1: one\na.ini:2: two\na.ini:3: three\n"
+                          "... (more errors: this list is cut)");
+    config_error_add(err, sizeof err, "a.ini:5: x");
+    cr_assert_str_eq(err, "a.ini:1: one\na.ini:2: two\na.ini:3: three\n"
+                          "... (more errors: this list is cut)", "nothing after the cut");
+    char small[48] = "";
+    config_error_add(small, sizeof small, "a.ini:1: a first line that does not fit at all");
+    cr_assert_str_eq(small, "... (more errors: this list is cut)");
 }

@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+/* Appended to configurations that test something else: one sink, so the
+ * "no sink" rule does not refuse them. */
+#define SINK "\n[sink:t]\nplugin = sink-stdout\n"
 
 /* SPEC.md section 6, with route-none instead of route-redis (and so no
  * redis_* keys: route-none declares none). */
@@ -170,7 +173,10 @@ Test(settings, empty_file_means_defaults)
     char err[CONFIG_ERR_LEN] = "";
 
     unsetenv("RELAY_ID");
-    cr_assert_eq(settings_load_string("relay.ini", "", &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(settings_load_string("relay.ini", "[relay]\nallow_no_sinks = On\n", &s, err,
+                                      sizeof err),
+                 0, "%s", err);
+    cr_expect(s.allow_no_sinks);
     cr_expect_str_eq(s.listen, "0.0.0.0:50051");
     cr_expect_eq(s.max_inflight, 100);
     cr_expect_eq(s.max_message_bytes, 65536);
@@ -191,6 +197,7 @@ Test(settings, empty_file_means_defaults)
     cr_expect_str_eq(s.auth_mode, "none");
     cr_expect_eq(s.log_level, AERO_LOG_INFO);
     cr_expect_eq(s.log_format, LOG_FORMAT_JSON);
+    cr_expect_eq(s.log_summary_interval_s, 60);
     /* defaults are visible through config_get too, marked line 0 */
     cr_expect_str_eq(config_get(config_find(&s.file, "relay"), "max_inflight"), "100");
     cr_expect_eq(config_get_kv(config_find(&s.file, "relay"), "max_inflight")->line, 0);
@@ -265,7 +272,7 @@ Test(settings, named_routes_follow_route_in_file_order)
     cr_assert_eq(settings_load_string("relay.ini",
                                       "[route:registry]\nplugin = route-registry\naddress = r:1\n"
                                       "[route]\nplugin = route-redis\n"
-                                      "[route:b]\nplugin = route-none\n",
+                                      "[route:b]\nplugin = route-none\n" SINK,
                                       &s, err, sizeof err),
                  0, "%s", err);
     cr_assert_eq(s.n_routes, 3);
@@ -279,7 +286,7 @@ Test(settings, named_routes_follow_route_in_file_order)
     cr_expect_str_eq(s.routes[2].name, "b");
     settings_free(&s);
 
-    cr_assert_eq(settings_load_string("relay.ini", "", &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(settings_load_string("relay.ini", SINK, &s, err, sizeof err), 0, "%s", err);
     cr_assert_eq(s.n_routes, 1);
     cr_expect_str_eq(s.routes[0].plugin, "route-none");
     settings_free(&s);
@@ -289,8 +296,13 @@ Test(settings, errors_have_exact_messages)
 {
     static char long_sink[128];
     static const struct bad_case cases[] = {
-        {"first error in file order", "[relay]\nworkers = 999\n[bogus]\n",
-         "relay.ini:2: [relay] workers: value \"999\" out of range (expected 0 to 256)"},
+        {"every error in file order, then the file's own", "[relay]\nworkers = 999\nlisten = x\n"
+         "[bogus]\n[log]\nlevel = loud\n[tls]\ncert_file = /c\n",
+         "relay.ini:2: [relay] workers: value \"999\" out of range (expected 0 to 256)\n"
+         "relay.ini:4: [bogus] unknown section (valid: relay, http, route, route:<name>, sink:<name>, tls, auth, control, log)\n"
+         "relay.ini:6: [log] level: invalid value \"loud\" (expected debug | info | warn | error)\n"
+         "relay.ini:8: [tls] cert_file: set without key_file (set both or neither)\n"
+         "relay.ini: no [sink:<name>] section: every frame would be acked OK and thrown away (add a sink, or set [relay] allow_no_sinks = true if that is what you want)"},
         {"unknown section", "[relay]\n[relays]\n",
          "relay.ini:2: [relays] unknown section (valid: relay, http, route, route:<name>, sink:<name>, tls, auth, control, log)"},
         {"bad route name", "[route:a/b]\nplugin = route-registry\n",
@@ -310,9 +322,9 @@ Test(settings, errors_have_exact_messages)
         {"syntax error", "[relay]\nlisten\n",
          "relay.ini:2: syntax error: \"listen\" has no '=' (expected key = value)"},
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
-         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes)"},
+         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes, allow_no_sinks)"},
         {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen)"},
-        {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format)"},
+        {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format, summary_interval_s)"},
         {"bad int", "[relay]\nmax_inflight = lots\n",
          "relay.ini:2: [relay] max_inflight: invalid value \"lots\" (expected an integer from 1 to 100000)"},
         {"max_inflight 0", "[relay]\nmax_inflight = 0\n",
@@ -363,6 +375,8 @@ Test(settings, errors_have_exact_messages)
          "relay.ini:3: [sink:a] on_full: invalid value \"drop\" (expected block | reject)"},
         {"log level", "[log]\nlevel = verbose\n",
          "relay.ini:2: [log] level: invalid value \"verbose\" (expected debug | info | warn | error)"},
+        {"summary interval range", "[log]\nsummary_interval_s = -1\n",
+         "relay.ini:2: [log] summary_interval_s: value \"-1\" out of range (expected 0 to 86400)"},
         {"log format", "[log]\nformat = xml\n",
          "relay.ini:2: [log] format: invalid value \"xml\" (expected json | text)"},
         {"auth mode", "[auth]\nmode = Bearer\n",
@@ -386,13 +400,49 @@ Test(settings, errors_have_exact_messages)
              0, 0);
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
         struct settings s;
-        char err[CONFIG_ERR_LEN] = "";
+        char err[4 * CONFIG_ERR_LEN] = "", text[512];
         const char *expect = cases[i].expect ? cases[i].expect : long_expect;
-        cr_expect_eq(settings_load_string("relay.ini", cases[i].text, &s, err, sizeof err), -1,
+        /* a sink after the case, but for the case that shows the rule */
+        snprintf(text, sizeof text, "%s%s", cases[i].text,
+                 strstr(cases[i].expect ? cases[i].expect : "", "no [sink:") ? "" : SINK);
+        cr_expect_eq(settings_load_string("relay.ini", text, &s, err, sizeof err), -1,
                      "case %s: loaded", cases[i].name);
         cr_expect_str_eq(err, expect, "case %s", cases[i].name);
         cr_expect_null(s.sinks, "case %s: freed", cases[i].name);
     }
+}
+
+/* An OK ack from a relay with no sink is a frame thrown away: refused
+ * unless [relay] allow_no_sinks says the operator means it. */
+Test(settings, no_sink_is_refused_unless_allowed)
+{
+    struct settings s;
+    char err[CONFIG_ERR_LEN] = "";
+
+    cr_expect_eq(settings_load_string("relay.ini", "[relay]\nworkers = 1\n", &s, err, sizeof err),
+                 -1);
+    cr_expect_str_eq(err, "relay.ini: no [sink:<name>] section: every frame would be acked OK "
+                          "and thrown away (add a sink, or set [relay] allow_no_sinks = true if "
+                          "that is what you want)");
+    cr_expect_eq(settings_load_string("relay.ini", "[relay]\nallow_no_sinks = false\n", &s, err,
+                                      sizeof err),
+                 -1);
+    cr_expect_eq(settings_load_string("relay.ini", "[relay]\nallow_no_sinks = maybe\n", &s, err,
+                                      sizeof err),
+                 -1);
+    cr_expect_str_eq(err, "relay.ini:2: [relay] allow_no_sinks: invalid value \"maybe\" (expected "
+                          "true | false | yes | no | on | off | 1 | 0)\n"
+                          "relay.ini: no [sink:<name>] section: every frame would be acked OK "
+                          "and thrown away (add a sink, or set [relay] allow_no_sinks = true if "
+                          "that is what you want)");
+    cr_assert_eq(settings_load_string("relay.ini", "[relay]\nallow_no_sinks = yes\n", &s, err,
+                                      sizeof err),
+                 0, "%s", err);
+    cr_expect_eq(s.n_sinks, 0);
+    settings_free(&s);
+    cr_assert_eq(settings_load_string("relay.ini", SINK, &s, err, sizeof err), 0, "%s", err);
+    cr_expect_not(s.allow_no_sinks);
+    settings_free(&s);
 }
 
 Test(settings, longest_sink_name_is_fine)
@@ -438,8 +488,10 @@ static void expect_plugin_error(const char *text, int sink, const struct config_
     struct settings s;
     char err[CONFIG_ERR_LEN] = "";
     struct config_section *sec;
+    char with_sink[512];
 
-    cr_assert_eq(settings_load_string("relay.ini", text, &s, err, sizeof err), 0, "%s", err);
+    snprintf(with_sink, sizeof with_sink, "%s" SINK, text);
+    cr_assert_eq(settings_load_string("relay.ini", with_sink, &s, err, sizeof err), 0, "%s", err);
     sec = sink ? s.sinks[0].section : s.route_section;
     cr_expect_eq(settings_validate_plugin_section(&s, sec, keys, err, sizeof err), -1, "%s", text);
     cr_expect_str_eq(err, expect);
@@ -488,7 +540,8 @@ Test(settings, not_a_plugin_section)
     struct settings s;
     char err[CONFIG_ERR_LEN] = "";
 
-    cr_assert_eq(settings_load_string("relay.ini", "[relay]\n", &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(settings_load_string("relay.ini", "[relay]\n" SINK, &s, err, sizeof err), 0,
+                 "%s", err);
     cr_expect_eq(settings_validate_plugin_section(&s, config_find(&s.file, "relay"), NULL, err,
                                                   sizeof err),
                  -1);
@@ -549,9 +602,10 @@ static char *load_relay_id(const char *text)
 {
     static char id[256];
     struct settings s;
-    char err[CONFIG_ERR_LEN] = "";
+    char err[CONFIG_ERR_LEN] = "", with_sink[512];
 
-    cr_assert_eq(settings_load_string("relay.ini", text, &s, err, sizeof err), 0, "%s", err);
+    snprintf(with_sink, sizeof with_sink, "%s" SINK, text);
+    cr_assert_eq(settings_load_string("relay.ini", with_sink, &s, err, sizeof err), 0, "%s", err);
     snprintf(id, sizeof id, "%s", s.relay_id);
     settings_free(&s);
     return id;
@@ -584,7 +638,7 @@ Test(settings, relay_id_env_invalid)
     char err[CONFIG_ERR_LEN] = "";
 
     setenv("RELAY_ID", "bad id", 1);
-    cr_expect_eq(settings_load_string("relay.ini", "", &s, err, sizeof err), -1);
+    cr_expect_eq(settings_load_string("relay.ini", SINK, &s, err, sizeof err), -1);
     cr_expect_str_eq(err, "relay.ini: [relay] relay_id: RELAY_ID environment value \"bad id\" is invalid (expected 1-128 of A-Z a-z 0-9 . _ - :)");
 }
 
@@ -606,12 +660,12 @@ Test(settings, max_raw_bytes_default_set_and_within_max_message_bytes)
         const char *text;
         int64_t want;
     } cases[] = {
-        {"", 16384},
-        {"[relay]\nmax_raw_bytes = 1\n", 1},
-        {"[relay]\nmax_raw_bytes = 65536\n", 65536},
-        {"[relay]\nmax_message_bytes = 8192\n", 8192},
-        {"[relay]\nmax_message_bytes = 8192\nmax_raw_bytes = 8192\n", 8192},
-        {"[relay]\nmax_message_bytes = 1048576\nmax_raw_bytes = 1048576\n", 1048576},
+        {SINK, 16384},
+        {"[relay]\nmax_raw_bytes = 1\n" SINK, 1},
+        {"[relay]\nmax_raw_bytes = 65536\n" SINK, 65536},
+        {"[relay]\nmax_message_bytes = 8192\n" SINK, 8192},
+        {"[relay]\nmax_message_bytes = 8192\nmax_raw_bytes = 8192\n" SINK, 8192},
+        {"[relay]\nmax_message_bytes = 1048576\nmax_raw_bytes = 1048576\n" SINK, 1048576},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct settings s;
