@@ -97,7 +97,7 @@ expect_eq "packaged --version" "aeroarc-relay $VERSION (plugin ABI $ABI_MAJOR.$A
     "$("$RELAY" --version)"
 # The compiled-in plugin dir is the multiarch one (it is not in this root,
 # so the relay says where it looked).
-printf '[route]\nplugin = route-not-installed\n' >"$TMP/default-dir.ini"
+printf '[relay]\nallow_no_sinks = true\n[route]\nplugin = route-not-installed\n' >"$TMP/default-dir.ini"
 out=$("$RELAY" -c "$TMP/default-dir.ini" --check 2>&1) && fail "--check found route-not-installed"
 [[ $out == *"looked for route-not-installed.so in $PLUGIN_DIR)" ]] ||
     fail "compiled-in plugin dir is not $PLUGIN_DIR: $out"
