@@ -107,7 +107,9 @@ static enum MHD_Result serve_metrics(struct http_server *h, struct MHD_Connectio
 {
     char *body = NULL;
     size_t len = 0;
-    metrics_set(h->ready, is_ready(h->relay)); /* what /readyz would answer now */
+    char unready[READINESS_BODY_MAX + 32];
+    metrics_set(h->ready, is_ready(h->relay) && /* what /readyz would answer now */
+                              !readiness_unready(h->relay->readiness, unready, sizeof(unready)));
     if (metrics_render(h->relay->metrics, &body, &len) < 0) {
         free(body);
         return MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, h->render_failed);
@@ -130,17 +132,24 @@ static enum MHD_Result serve_metrics(struct http_server *h, struct MHD_Connectio
 static enum MHD_Result serve_ready(struct http_server *h, struct MHD_Connection *c)
 {
     char details[READINESS_MAX * (2 * READINESS_TEXT_MAX + 8) + 1];
-    if (readiness_render(h->relay->readiness, details, sizeof(details)) == 0)
+    char body[sizeof(details) + READINESS_BODY_MAX + 32];
+    unsigned status = MHD_HTTP_OK;
+    int n;
+    if (readiness_unready(h->relay->readiness, body, sizeof(body))) {
+        status = MHD_HTTP_SERVICE_UNAVAILABLE; /* a component failing, and why */
+        n = (int)strlen(body);
+    } else if (readiness_render(h->relay->readiness, details, sizeof(details)) == 0) {
         return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
-    char body[sizeof(details) + 32];
-    int n = snprintf(body, sizeof(body), "{\"status\":\"ok\"%s}\n", details);
+    } else {
+        n = snprintf(body, sizeof(body), "{\"status\":\"ok\"%s}\n", details);
+    }
     struct MHD_Response *r =
         MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
     enum MHD_Result rc = MHD_NO;
     if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CT_JSON) == MHD_YES)
-        rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+        rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
 }
@@ -192,9 +201,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case EP_METRICS: return serve_metrics(h, c);
     case EP_HEALTHZ: return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
     default:
-        return is_ready(h->relay) ? serve_ready(h, c)
-                                  : MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                                       h->not_ready);
+        if (!is_ready(h->relay))
+            return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, h->not_ready);
+        return serve_ready(h, c);
     }
 }
 

@@ -388,6 +388,34 @@ static void watch_listener(struct relay *r, struct rpc_server *server, struct li
         log_warn("gRPC listener restart failed: %s (retrying every 200 ms)", err);
 }
 
+/*
+ * A sink that refused every frame for [http] unready_after_s makes /readyz
+ * answer 503 naming it and its reason (an orchestrator stops sending
+ * agents here); ready again once it takes frames. Logged on each change.
+ */
+static void watch_sinks(struct relay *r, bool *failing)
+{
+    char name[SINK_REASON_MAX], why[SINK_REASON_MAX];
+    bool now = sink_pipeline_failing(r->sinks, mono_ns(),
+                                     r->settings->http_unready_after_s * INT64_C(1000000000),
+                                     name, why, sizeof(name));
+    if (now) {
+        char component[SINK_REASON_MAX + 8];
+        snprintf(component, sizeof(component), "sink:%s", name);
+        readiness_set_unready(r->readiness, component, why);
+    }
+    if (now == *failing)
+        return;
+    *failing = now;
+    if (now) {
+        log_error("sink %s has refused every frame for %lld s (%s): /readyz answers 503", name,
+                  (long long)r->settings->http_unready_after_s, why);
+    } else {
+        readiness_set_unready(r->readiness, NULL, NULL);
+        log_info("sinks take frames again: /readyz answers 200");
+    }
+}
+
 /* Resident set in KiB (0 if unknown). */
 static long rss_kb(void)
 {
@@ -442,6 +470,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
                              const sigset_t *set, struct service_notify *notify)
 {
     struct listener_watch lw = {0};
+    bool sinks_failing = false;
     struct summary *summary = summary_create(r->settings, r->metrics, mono_ns());
     long start_kb = rss_kb();
     struct heap_trim trim = {.after_kb = start_kb, .floor_kb = start_kb};
@@ -462,6 +491,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         }
         service_notify_watchdog(notify, mono_ns()); /* this loop turns: the relay lives */
         watch_listener(r, server, &lw);
+        watch_sinks(r, &sinks_failing);
         agent_gateway_tick_held(gw);
         command_hub_tick(r->commands, mono_ns());
         if (n % 10 == 0) {

@@ -19,6 +19,7 @@ struct detail {
 struct readiness {
     pthread_mutex_t mu;
     struct detail d[READINESS_MAX];
+    char unready[READINESS_BODY_MAX]; /* the 503 body's members, "" while none */
 };
 
 struct readiness *readiness_create(void)
@@ -121,4 +122,40 @@ size_t readiness_render(struct readiness *r, char *buf, size_t cap)
     }
     pthread_mutex_unlock(&r->mu);
     return len;
+}
+
+/* Printable ASCII but '"' and '\\' (JSON needs no escaping then); any
+ * other byte becomes '_'. */
+static void plain(char *dst, size_t cap, const char *src)
+{
+    size_t n = 0;
+    for (; src && *src && n + 1 < cap; src++)
+        dst[n++] = *src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\' ? *src : '_';
+    dst[n] = '\0';
+}
+
+void readiness_set_unready(struct readiness *r, const char *component, const char *reason)
+{
+    char c[READINESS_TEXT_MAX * 2], why[READINESS_BODY_MAX / 2];
+    plain(c, sizeof(c), component);
+    plain(why, sizeof(why), reason);
+    pthread_mutex_lock(&r->mu);
+    if (component)
+        snprintf(r->unready, sizeof(r->unready), ",\"component\":\"%s\",\"reason\":\"%s\"", c,
+                 why);
+    else
+        r->unready[0] = '\0';
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool readiness_unready(struct readiness *r, char *body, size_t cap)
+{
+    if (!r)
+        return false;
+    pthread_mutex_lock(&r->mu);
+    bool unready = r->unready[0] != '\0';
+    if (unready)
+        snprintf(body, cap, "{\"status\":\"not ready\"%s}\n", r->unready);
+    pthread_mutex_unlock(&r->mu);
+    return unready;
 }

@@ -2,12 +2,13 @@
  * readiness.h - details plugins add to /readyz's body while the relay stays
  * ready (SPEC.md section 3: {"status":"ok","registry":"unavailable"} while
  * route-registry cannot reach its registry). A small fixed table under a
- * mutex: set from plugin threads, read by the HTTP thread. Never makes the
- * relay unready.
+ * mutex: set from plugin threads, read by the HTTP thread. Details never
+ * make the relay unready; readiness_set_unready does.
  */
 #ifndef AERO_READINESS_H
 #define AERO_READINESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define READINESS_MAX 16       /* details at once */
@@ -39,5 +40,17 @@ void readiness_clear_owner(struct readiness *r, const void *owner);
  * into buf[0..cap) (NUL-terminated; whole members only when short). Returns the length written. Any thread.
  */
 size_t readiness_render(struct readiness *r, char *buf, size_t cap);
+
+/*
+ * A component makes the relay unready ([http] unready_after_s: a sink
+ * that refused every frame that long): /readyz answers 503
+ * {"status":"not ready","component":"sink:bus","reason":"..."} until it
+ * is cleared (component NULL). Text outside printable ASCII, '"' and '\\'
+ * becomes '_'. Set by the main thread's tick; any thread reads.
+ */
+#define READINESS_BODY_MAX 320
+void readiness_set_unready(struct readiness *r, const char *component, const char *reason);
+/* The 503 body into body[0..cap) and true, or false while ready. */
+bool readiness_unready(struct readiness *r, char *body, size_t cap);
 
 #endif

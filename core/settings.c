@@ -63,6 +63,9 @@ static const aero_config_key relay_keys[] = {
 static const aero_config_key http_keys[] = {
     {.name = "listen", .type = AERO_KEY_STRING, .default_value = "0.0.0.0:2112",
      .help = "metrics and health address, host:port; empty: no HTTP server"},
+    {.name = "unready_after_s", .type = AERO_KEY_INT, .default_value = "30",
+     .help = "/readyz answers 503 once a sink has refused every frame this long; 0 = never",
+     .min = 0, .max = 86400},
 };
 
 static const aero_config_key route_keys[] = {
@@ -618,6 +621,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     if (out->max_raw_bytes > out->max_message_bytes) /* the default (check_relay) */
         out->max_raw_bytes = out->max_message_bytes;
     out->http_listen = dup_value(f, "http", "listen");
+    out->http_unready_after_s = config_get_int(config_find(f, "http"), "unready_after_s", 30);
     out->route_plugin = dup_value(f, "route", "plugin");
     out->route_ttl_s = config_get_int(route, "ttl_s", 45);
     out->route_section = config_find(f, "route");

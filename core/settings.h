@@ -62,6 +62,7 @@ struct settings {
 
     /* [http] */
     char *http_listen;              /* "" = no HTTP server */
+    int64_t http_unready_after_s;   /* default 30; 0 = a failing sink never makes it unready */
 
     /* [route] */
     char *route_plugin;             /* default "route-none" */

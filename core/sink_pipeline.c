@@ -76,6 +76,11 @@ struct sink {
     bool thread_started;
 
     aero_metric *m_enqueued, *m_errors, *m_rejected, *m_dropped, *m_queue_len, *m_batches;
+
+    /* Since when (mono ns) every frame was refused, 0 while frames are
+     * taken; why, as the sink said it last (under mu). For readiness. */
+    _Atomic int64_t refusing_since;
+    char refusing_why[SINK_REASON_MAX];
 };
 
 struct sink_pipeline {
@@ -161,6 +166,38 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
     }
 }
 
+/* A batch (or a queue-full refusal) ended: the sink takes frames again,
+ * or it refused all of these (`why`: its own text, or NULL). */
+static void note_outcome(struct sink *s, size_t taken, const char *why)
+{
+    if (taken > 0) {
+        atomic_store_explicit(&s->refusing_since, 0, memory_order_relaxed);
+        return;
+    }
+    int64_t zero = 0;
+    atomic_compare_exchange_strong(&s->refusing_since, &zero, mono_ns());
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->refusing_why, sizeof(s->refusing_why), "%s", why ? why : "refuses every frame");
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t after_ns,
+                           char *name, char *why, size_t cap)
+{
+    for (size_t i = 0; after_ns > 0 && i < p->n; i++) {
+        struct sink *s = &p->sinks[i];
+        int64_t since = atomic_load_explicit(&s->refusing_since, memory_order_relaxed);
+        if (since == 0 || now_ns - since < after_ns)
+            continue;
+        snprintf(name, cap, "%s", s->settings->name);
+        pthread_mutex_lock(&s->mu);
+        snprintf(why, cap, "%s", s->refusing_why);
+        pthread_mutex_unlock(&s->mu);
+        return true;
+    }
+    return false;
+}
+
 /* Call write_batch on the n jobs in s->batch (the caller holds the writer
  * role) and report each result. Times the call for the inline decision. */
 static void write_jobs(struct sink *s, size_t n)
@@ -188,15 +225,23 @@ static void write_jobs(struct sink *s, size_t n)
     metrics_inc(s->m_batches);
     const char *(*text)(void *, size_t) =
         AERO_HAS(s->vt, aero_sink_vtable, result_text) ? s->vt->result_text : NULL;
+    size_t taken = 0;
+    const char *why = NULL;
     for (size_t i = 0; i < n; i++) {
         if (results[i] != AERO_OK) {
             metrics_inc(s->m_errors);
             const char *t = text ? text(s->instance, i) : NULL;
             if (t)
                 job_add_text(jobs[i], s->index, t);
+            if (!why)
+                why = t;
+        } else {
+            taken++;
         }
-        job_report(jobs[i], s->index, results[i]);
     }
+    note_outcome(s, taken, why); /* before the reports: a job may free its texts */
+    for (size_t i = 0; i < n; i++)
+        job_report(jobs[i], s->index, results[i]);
 }
 
 /* Under s->mu: may a gRPC thread write this sink itself? */
@@ -277,6 +322,7 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
         metrics_set(s->m_queue_len, (int64_t)len);
         if (refused != AERO_OK) {
             metrics_inc(s->m_rejected);
+            note_outcome(s, 0, "queue full");
             job_report(job, i, refused);
         } else {
             metrics_inc(s->m_enqueued);

@@ -133,4 +133,14 @@ bool sink_pipeline_stop(struct sink_pipeline *p, int64_t timeout_ms);
 /* Worse of two results (REJECT > BACKOFF > RETRY > OK; unknown = RETRY). */
 aero_result sink_pipeline_result_worse(aero_result a, aero_result b);
 
+/*
+ * Readiness ([http] unready_after_s): true when a sink has refused every
+ * frame for at least after_ns (0: never), with its name and the reason it
+ * gave last (its own text, "queue full", or "refuses every frame") into
+ * name and why (cap bytes each). Any thread.
+ */
+#define SINK_REASON_MAX 128
+bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t after_ns,
+                           char *name, char *why, size_t cap);
+
 #endif

@@ -122,8 +122,8 @@ const char *harness_write_config(struct relay_proc *r, const char *relay_extra, 
     fprintf(f,
             "[relay]\nlisten = 127.0.0.1:%d\nplugin_dir = %s/plugins\nworkers = 2\n"
             "allow_no_sinks = true\n%s\n"
-            "[http]\nlisten = %s\n\n[log]\n%s\n\n%s\n",
-            r->port, r->dir, extra, http,
+            "[http]\nlisten = %s\n%s\n[log]\n%s\n\n%s\n",
+            r->port, r->dir, extra, http, r->http_keys ? r->http_keys : "",
             r->log_keys ? r->log_keys : "level = debug\nformat = text", rest);
     fclose(f);
     free(extra);

@@ -29,6 +29,7 @@ struct relay_proc {
     bool http;             /* serve [http] on a free loopback port, put in http_port */
     const char *log_keys;  /* body of [log]; NULL: "level = debug\nformat = text" */
     int http_port;         /* filled by harness_write_config when http is set */
+    const char *http_keys; /* more lines of [http] (e.g. "unready_after_s = 1\n"), or NULL */
     const char *wrapper;   /* run the relay under this command ("valgrind ..."), or NULL */
 };
 

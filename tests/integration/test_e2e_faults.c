@@ -564,3 +564,72 @@ Test(faults, a_fast_sink_that_hangs_holds_one_worker_and_strands_nothing)
     cr_assert_eq(relay_stop(&relay, 20000), 0);
     cr_assert_eq(lines_in(dir), 200 + 1 + B_FRAMES, "each frame written once");
 }
+
+/* ---- readiness follows the sinks ([http] unready_after_s) -------------- */
+
+struct readyz_check {
+    int port;
+    int status;        /* wanted */
+    const char *part;  /* wanted in the body, or NULL */
+};
+
+static bool readyz_is(void *arg)
+{
+    struct readyz_check *c = arg;
+    struct http_reply r;
+    if (http_request(c->port, "GET", "/readyz", 5000, &r) != 0)
+        return false;
+    bool ok = r.status == c->status && (!c->part || strstr(r.body, c->part));
+    http_reply_free(&r);
+    return ok;
+}
+
+/* A sink that refuses every frame for unready_after_s makes /readyz 503,
+ * naming it; it answers 200 again once the sink takes frames. A sink
+ * that refuses only some frames never does. */
+Test(faults, a_sink_refusing_everything_makes_the_relay_unready_until_it_recovers)
+{
+    harness_prepare(&relay);
+    relay.http = true;
+    relay.http_keys = "unready_after_s = 1\n";
+    char fail[400];
+    snprintf(fail, sizeof(fail), "%s/fail", relay.dir);
+    char body[2048];
+    snprintf(body, sizeof(body),
+             "[sink:ctl]\nplugin = test-sink-control\nfail_file = %s\n\n"
+             "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n",
+             fail);
+    harness_write_config(&relay, NULL, body);
+    relay_start(&relay);
+    struct rc_channel *ch = rc_connect(relay.target);
+    harness_register(ch, "drone-r", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, "drone-r", NULL, 0, &st);
+    struct rc_ack ack;
+    uint64_t seq = 1;
+
+    struct readyz_check ready = {relay.http_port, 200, "{\"status\":\"ok\"}"};
+    cr_assert(readyz_is(&ready));
+    touch(fail);
+    struct readyz_check unready = {relay.http_port, 503, "\"component\":\"sink:ctl\""};
+    /* Frames keep coming, every one refused by ctl, until /readyz turns. */
+    int64_t until = harness_now_ms() + 10000;
+    while (!readyz_is(&unready) && harness_now_ms() < until) {
+        cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-r", seq++), 5000), 0);
+        cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
+        cr_assert_neq(ack.status, RC_ACK_OK, "ctl failing, yet the frame was acked OK");
+    }
+    cr_assert(readyz_is(&unready), "/readyz never answered 503 for the failing sink");
+    cr_assert_eq(relay_metric(relay.http_port, "aero_relay_ready"), 0);
+
+    unlink(fail);
+    cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-r", seq++), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
+    cr_assert_eq(ack.status, RC_ACK_OK, "%s", rc_ack_status_name(ack.status));
+    cr_assert(harness_wait_for(readyz_is, &ready, 5000), "/readyz stayed 503 after recovery");
+    cr_assert_eq(relay_metric(relay.http_port, "aero_relay_ready"), 1);
+    rc_stream_close_send(s, 5000);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    rc_stream_free(s);
+    harness_finish(&relay, &ch);
+}
