@@ -662,6 +662,7 @@ static int start_running(struct running *r, struct settings *st, struct loaded *
         log_error("%s", err);
         return -1;
     }
+    sink_pipeline_set_unmatched_ack(r->relay.sinks, st->unmatched_ack);
     return start_grpc(r, st);
 }
 

@@ -58,6 +58,10 @@ static const aero_config_key relay_keys[] = {
      .min = 1, .max = 67108864},
     {.name = "allow_no_sinks", .type = AERO_KEY_BOOL, .default_value = "false",
      .help = "start with no [sink:*] section (every frame acked OK and thrown away)"},
+    {.name = "unmatched", .type = AERO_KEY_ENUM, .default_value = "reject",
+     .help = "a frame no sink's match/exclude takes: reject (PERMANENT_ERROR) or ack (OK, "
+             "thrown away)",
+     .choices = "reject|ack"},
 };
 
 static const aero_config_key http_keys[] = {
@@ -93,6 +97,11 @@ static const aero_config_key sink_keys[] = {
     {.name = "on_full", .type = AERO_KEY_ENUM, .default_value = "block",
      .help = "when the queue is full: block the stream or reject the frame",
      .choices = "block|reject"},
+    {.name = "match", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "msg_name patterns (* and ?, any case, comma-separated) this sink takes; "
+             "empty: every frame"},
+    {.name = "exclude", .type = AERO_KEY_STRING, .default_value = "",
+     .help = "msg_name patterns this sink never takes (applied after match)"},
 };
 
 static const aero_config_key tls_keys[] = {
@@ -282,6 +291,39 @@ static int check_plugin_name(const struct config_file *f, const struct config_se
     return 0;
 }
 
+/* A match/exclude list: comma-separated msg_name patterns, each 1-64 of
+ * A-Z a-z 0-9 _ * ? (spaces around commas allowed); empty: none. */
+static bool patterns_valid(const char *v)
+{
+    while (*v) {
+        v += strspn(v, " \t");
+        size_t n = strcspn(v, ",");
+        size_t k = n;
+        while (k > 0 && (v[k - 1] == ' ' || v[k - 1] == '\t'))
+            k--;
+        if (k == 0 || k > 64 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789_*?") != k)
+            return false;
+        v += n + (v[n] == ',');
+    }
+    return true;
+}
+
+static int check_sink(const struct config_file *f, const struct config_section *s, char *err,
+                      size_t errlen)
+{
+    static const char *const lists[] = {"match", "exclude"};
+    if (check_plugin_name(f, s, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < 2; i++)
+        if (!patterns_valid(config_get(s, lists[i])))
+            return fail_value(f, s, lists[i],
+                              "msg_name patterns, comma-separated, each 1-64 of A-Z a-z 0-9 _ "
+                              "and the wildcards * ?",
+                              err, errlen);
+    return 0;
+}
+
 static int check_tls(const struct config_file *f, const struct config_section *s, char *err,
                      size_t errlen)
 {
@@ -379,6 +421,8 @@ static int check_control(const struct config_file *f, const struct config_sectio
 static int check_section(const struct config_file *f, const struct config_section *s,
                          const struct section_def *d, char *err, size_t errlen)
 {
+    if (d->kind == SEC_SINK)
+        return check_sink(f, s, err, errlen);
     if (d->kind != SEC_PLAIN)
         return check_plugin_name(f, s, err, errlen);
     if (strcmp(d->name, "relay") == 0)
@@ -553,6 +597,8 @@ static int fill_sinks(struct settings *out)
         k->queue = (size_t)config_get_int(s, "queue", 4096);
         k->on_full = strcmp(config_get(s, "on_full"), "reject") == 0 ? ON_FULL_REJECT
                                                                      : ON_FULL_BLOCK;
+        k->match = config_get(s, "match");
+        k->exclude = config_get(s, "exclude");
         k->section = s;
         if (!k->name || !k->plugin)
             return -ENOMEM;
@@ -618,6 +664,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     out->gen2_hold_s = config_get_int(relay, "gen2_hold_s", 10);
     out->max_raw_bytes = config_get_int(relay, "max_raw_bytes", 16384);
     out->allow_no_sinks = config_get_bool(relay, "allow_no_sinks", 0);
+    out->unmatched_ack = strcmp(config_get(relay, "unmatched"), "ack") == 0;
     if (out->max_raw_bytes > out->max_message_bytes) /* the default (check_relay) */
         out->max_raw_bytes = out->max_message_bytes;
     out->http_listen = dup_value(f, "http", "listen");

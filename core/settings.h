@@ -21,6 +21,7 @@ struct sink_settings {
     char *plugin;                   /* "sink-file" */
     size_t queue;                   /* frames, >= 1 */
     enum on_full on_full;
+    const char *match, *exclude;    /* msg_name pattern lists ("" = none), the file's */
     struct config_section *section; /* owned by the config_file */
 };
 
@@ -59,6 +60,7 @@ struct settings {
     int64_t gen2_hold_s;            /* default 10 */
     int64_t max_raw_bytes;          /* default 16384, never over max_message_bytes */
     bool allow_no_sinks;            /* default false: no [sink:*] is a configuration error */
+    bool unmatched_ack;             /* a frame no sink takes is acked OK (default: refused) */
 
     /* [http] */
     char *http_listen;              /* "" = no HTTP server */

@@ -26,6 +26,7 @@
 #include "plugin_loader.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <pthread.h>
 #include <time.h>
 #include <stdint.h>
@@ -81,11 +82,16 @@ struct sink {
      * taken; why, as the sink said it last (under mu). For readiness. */
     _Atomic int64_t refusing_since;
     char refusing_why[SINK_REASON_MAX];
+
+    /* [sink:*] match / exclude, split (NULL-terminated; NULL: no list). */
+    char **match, **exclude;
+    aero_metric *m_filtered;
 };
 
 struct sink_pipeline {
     struct sink *sinks;
     size_t n;
+    bool unmatched_ack;        /* a frame no sink takes: OK, else PERMANENT_ERROR */
     int max_inline;            /* gRPC threads that may write inline at once */
     atomic_int inline_writers; /* how many do now */
 };
@@ -283,6 +289,91 @@ static int ring_push(struct sink *s, struct frame_job *job)
     return 0;
 }
 
+/* "A, B*, C?" -> {"A", "B*", "C?", NULL} (the core checked the syntax);
+ * NULL for an empty list, or when out of memory (then -1 in *rc). */
+static char **split_patterns(const char *list, int *rc)
+{
+    size_t n = 0;
+    for (const char *c = list; c && *c; c++)
+        n += *c == ',';
+    if (!list || !*list)
+        return NULL;
+    char **v = calloc(n + 2, sizeof(*v));
+    size_t k = 0;
+    while (v && *list) {
+        list += strspn(list, " \t");
+        size_t len = strcspn(list, ","), end = len;
+        while (end > 0 && (list[end - 1] == ' ' || list[end - 1] == '\t'))
+            end--;
+        if (!(v[k++] = strndup(list, end))) {
+            *rc = -1;
+            return v;
+        }
+        list += len + (list[len] == ',');
+    }
+    if (!v)
+        *rc = -1;
+    return v;
+}
+
+static void free_patterns(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool any_matches(char *const *v, const char *name)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        if (fnmatch(v[i], name, FNM_CASEFOLD) == 0)
+            return true;
+    return false;
+}
+
+/* Does sink s take frames of this msg_name ([sink:*] match / exclude)? */
+static bool wants(const struct sink *s, aero_str msg_name)
+{
+    if (!s->match && !s->exclude)
+        return true;
+    char name[256];
+    if (msg_name.len >= sizeof(name)) /* longer than any pattern can match */
+        return !s->match;
+    memcpy(name, msg_name.ptr, msg_name.len);
+    name[msg_name.len] = '\0';
+    return (!s->match || any_matches(s->match, name)) && !any_matches(s->exclude, name);
+}
+
+void sink_pipeline_set_unmatched_ack(struct sink_pipeline *p, bool ack) { p->unmatched_ack = ack; }
+
+/*
+ * The sinks that do not take the frame answer for it at once: OK, except
+ * when no sink takes it and [relay] unmatched = reject, then the first
+ * answers PERMANENT_ERROR saying so. Returns how many take it.
+ */
+static size_t filter(struct sink_pipeline *p, struct frame_job *job, bool *taken)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        n += taken[i] = wants(&p->sinks[i], job->view.msg_name);
+    for (size_t i = 0; i < p->n; i++) {
+        if (taken[i])
+            continue;
+        metrics_inc(p->sinks[i].m_filtered);
+        if (n == 0 && i == 0 && !p->unmatched_ack) {
+            char text[160];
+            int len = job->view.msg_name.len < 64 ? (int)job->view.msg_name.len : 64;
+            snprintf(text, sizeof(text), "no sink accepts msg_name %.*s (match / exclude)", len,
+                     job->view.msg_name.ptr ? job->view.msg_name.ptr : "");
+            job_add_text(job, 0, text);
+            job_report(job, 0, AERO_REJECT);
+        } else {
+            job_report(job, i, AERO_OK);
+        }
+    }
+    return n;
+}
+
 size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
                             struct sink_waiter *waiters, struct sink_owed *owed)
 {
@@ -295,9 +386,13 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
     atomic_store(&job->texts, NULL);
     job->error = NULL;
 
+    bool taken[p->n ? p->n : 1];
+    filter(p, job, taken);
     for (size_t i = 0; i < p->n; i++) {
         struct sink *s = &p->sinks[i];
         aero_result refused = AERO_OK;
+        if (!taken[i])
+            continue;
         pthread_mutex_lock(&s->mu);
         if (s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
             refused = AERO_RETRY;
@@ -538,6 +633,9 @@ static void register_metrics(struct sink *s, struct metrics *m)
                                       "Frames waiting in the sink's queue.", label);
     s->m_batches = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_batches_total",
                                     "write_batch calls.", label);
+    s->m_filtered = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_filtered_total",
+                                     "Frames this sink did not take ([sink:*] match / exclude).",
+                                     label);
     /* What aero_sink_queue_length is measured against (an alert's "near full"). */
     metrics_set(metrics_register(m, AERO_METRIC_GAUGE, "aero_sink_queue_capacity",
                                  "Frames the sink's queue holds before on_full applies.", label),
@@ -569,6 +667,13 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size
     }
     host_instance_set_batch(s->host, &s->json);
     register_metrics(s, metrics);
+    int split = 0;
+    s->match = split_patterns(spec->settings->match, &split);
+    s->exclude = split_patterns(spec->settings->exclude, &split);
+    if (split < 0) {
+        snprintf(err, errlen, "[sink:%s]: out of memory", spec->settings->name);
+        return -1;
+    }
     int rc = s->vt->create(host_instance_api(s->host), &s->instance);
     if (rc < 0) {
         snprintf(err, errlen, "[sink:%s] plugin %s: create failed: %s (see the log above)",
@@ -619,6 +724,8 @@ static void sink_fini(struct sink *s)
     free(s->batch);
     free(s->frames);
     free(s->results);
+    free_patterns(s->match);
+    free_patterns(s->exclude);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
 }

@@ -79,6 +79,10 @@ int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_s
                         size_t n, int max_inline, const char *relay_id, struct metrics *metrics,
                         char *err, size_t errlen);
 
+/* [relay] unmatched = ack: a frame no sink's match / exclude takes is acked
+ * OK (and thrown away); the default refuses it PERMANENT_ERROR. */
+void sink_pipeline_set_unmatched_ack(struct sink_pipeline *p, bool ack);
+
 size_t sink_pipeline_count(const struct sink_pipeline *p);
 const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i);
 

@@ -86,7 +86,7 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
         {"[relay]\nlisten = 127.0.0.1:1\n\n[sink:a]\nplugin = sink-file\nfsync = sometimes\n",
          ":6: [sink:a] fsync: invalid value \"sometimes\" (expected none | batch)\n"},
         {"[sink:a]\nplugin = sink-file\ncolour = blue\n",
-         ":3: [sink:a] colour: unknown key (valid: plugin, queue, on_full, path, prefix, "
+         ":3: [sink:a] colour: unknown key (valid: plugin, queue, on_full, match, exclude, path, prefix, "
          "rotate_bytes, rotate_interval_s, fsync)\n"},
         {"[relay]\nworkers = -1\n", ":2: [relay] workers: value \"-1\" out of range (expected 0 to 256)\n"},
         {"[bogus]\n", ":1: [bogus] unknown section (valid: relay, http, route, route:<name>, "

@@ -633,3 +633,70 @@ Test(faults, a_sink_refusing_everything_makes_the_relay_unready_until_it_recover
     rc_stream_free(s);
     harness_finish(&relay, &ch);
 }
+
+/* ---- which sink takes which frame ([sink:*] match / exclude) ----------- */
+
+static int send_named(struct rc_stream *s, const char *agent, uint64_t seq, const char *name,
+                      struct rc_ack *ack)
+{
+    struct rc_frame f = *harness_frame(agent, seq);
+    f.msg_name = name;
+    cr_assert_eq(rc_stream_send_frame(s, &f, 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(s, ack, 5000), 1);
+    return ack->status;
+}
+
+/* A relay with [sink:pos] (match) and [sink:rest] (exclude); relay_extra
+ * for [relay]. */
+static struct rc_stream *start_routed(const char *relay_extra, struct rc_channel **ch)
+{
+    harness_prepare(&relay);
+    relay.http = true;
+    harness_write_config(&relay, relay_extra,
+                         "[sink:pos]\nplugin = sink-file\npath = %DIR%/pos\n"
+                         "match = global_position_int, LOCAL_*\n\n"
+                         "[sink:rest]\nplugin = sink-file\npath = %DIR%/rest\n"
+                         "exclude = GLOBAL_POSITION_INT , LOCAL_*,HEART*\n");
+    relay_start(&relay);
+    *ch = rc_connect(relay.target);
+    harness_register(*ch, "drone-m", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(*ch, "drone-m", NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    return s;
+}
+
+Test(faults, match_and_exclude_route_frames_and_unmatched_ones_are_refused)
+{
+    struct rc_channel *ch;
+    struct rc_stream *s = start_routed(NULL, &ch);
+    struct rc_ack ack;
+    cr_assert_eq(send_named(s, "drone-m", 1, "GLOBAL_POSITION_INT", &ack), RC_ACK_OK);
+    cr_assert_eq(send_named(s, "drone-m", 2, "LOCAL_POSITION_NED", &ack), RC_ACK_OK);
+    cr_assert_eq(send_named(s, "drone-m", 3, "ATTITUDE", &ack), RC_ACK_OK);
+    cr_assert_eq(send_named(s, "drone-m", 4, "HEARTBEAT", &ack), RC_ACK_PERMANENT_ERROR);
+    cr_assert_str_eq(ack.error, "no sink accepts msg_name HEARTBEAT (match / exclude)");
+    char pos[400], rest[400];
+    snprintf(pos, sizeof(pos), "%s/pos", relay.dir);
+    snprintf(rest, sizeof(rest), "%s/rest", relay.dir);
+    struct lines_at_least p2 = {pos, 2}, r1 = {rest, 1};
+    cr_assert(harness_wait_for(has_lines, &p2, 5000), "pos holds %ld lines", lines_in(pos));
+    cr_assert(harness_wait_for(has_lines, &r1, 5000), "rest holds %ld lines", lines_in(rest));
+    cr_assert_eq(lines_in(pos), 2, "pos took a frame it does not match");
+    cr_assert_eq(lines_in(rest), 1, "rest took an excluded frame");
+    cr_assert_eq(relay_metric(relay.http_port, "aero_sink_filtered_total{sink=\"pos\"}"), 2);
+    cr_assert_eq(relay_metric(relay.http_port, "aero_sink_filtered_total{sink=\"rest\"}"), 3);
+    struct rc_status st;
+    rc_stream_close_send(s, 5000);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    rc_stream_free(s);
+    harness_finish(&relay, &ch);
+
+    /* [relay] unmatched = ack: the operator says such frames may go. */
+    s = start_routed("unmatched = ack\n", &ch);
+    cr_assert_eq(send_named(s, "drone-m", 1, "HEARTBEAT", &ack), RC_ACK_OK, "%s", ack.error);
+    rc_stream_close_send(s, 5000);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    rc_stream_free(s);
+    harness_finish(&relay, &ch);
+}

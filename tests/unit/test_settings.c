@@ -319,11 +319,17 @@ Test(settings, errors_have_exact_messages)
         {"sink name too long", long_sink, NULL /* built below */},
         {"duplicate sink", "[sink:a]\nplugin = sink-stdout\n[sink:a]\nplugin = sink-file\n",
          "relay.ini:3: [sink:a] duplicate section (first on line 1)"},
+        {"bad match pattern", "[sink:a]\nplugin = sink-stdout\nmatch = HEARTBEAT, GPS/RAW\n",
+         "relay.ini:3: [sink:a] match: invalid value \"HEARTBEAT, GPS/RAW\" (expected msg_name patterns, comma-separated, each 1-64 of A-Z a-z 0-9 _ and the wildcards * ?)"},
+        {"empty exclude pattern", "[sink:a]\nplugin = sink-stdout\nexclude = A,,B\n",
+         "relay.ini:3: [sink:a] exclude: invalid value \"A,,B\" (expected msg_name patterns, comma-separated, each 1-64 of A-Z a-z 0-9 _ and the wildcards * ?)"},
+        {"bad unmatched", "[relay]\nunmatched = drop\n",
+         "relay.ini:2: [relay] unmatched: invalid value \"drop\" (expected reject | ack)"},
         {"syntax error", "[relay]\nlisten\n",
          "relay.ini:2: syntax error: \"listen\" has no '=' (expected key = value)"},
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
-         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes, allow_no_sinks)"},
-        {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen)"},
+         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes, allow_no_sinks, unmatched)"},
+        {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen, unready_after_s)"},
         {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format, summary_interval_s)"},
         {"bad int", "[relay]\nmax_inflight = lots\n",
          "relay.ini:2: [relay] max_inflight: invalid value \"lots\" (expected an integer from 1 to 100000)"},
@@ -501,11 +507,11 @@ static void expect_plugin_error(const char *text, int sink, const struct config_
 Test(settings, plugin_section_errors)
 {
     expect_plugin_error("[sink:archive]\nplugin = sink-file\npth = /x\n", 1, &file_table,
-                        "relay.ini:3: [sink:archive] pth: unknown key (valid: plugin, queue, on_full, path, prefix, rotate_bytes, rotate_interval_s, fsync)");
+                        "relay.ini:3: [sink:archive] pth: unknown key (valid: plugin, queue, on_full, match, exclude, path, prefix, rotate_bytes, rotate_interval_s, fsync)");
     expect_plugin_error("[sink:archive]\nplugin = sink-file\nrotate_bytes = 10\n", 1, &file_table,
                         "relay.ini:3: [sink:archive] rotate_bytes: value \"10\" out of range (expected 4096 to 9223372036854775807)");
     expect_plugin_error("[sink:c]\nplugin = sink-stdout\npath = /x\n", 1, NULL,
-                        "relay.ini:3: [sink:c] path: unknown key (valid: plugin, queue, on_full)");
+                        "relay.ini:3: [sink:c] path: unknown key (valid: plugin, queue, on_full, match, exclude)");
     expect_plugin_error("[route]\nplugin = route-redis\nredis_host = x\n", 0, &redis_table,
                         "relay.ini:3: [route] redis_host: unknown key (valid: plugin, ttl_s, redis_addr, redis_password, redis_db)");
     expect_plugin_error("[route]\nplugin = route-redis\nredis_db = 16\n", 0, &redis_table,
@@ -593,7 +599,7 @@ Test(settings, older_plugin_table_read_within_key_size)
     expect_plugin_error("[sink:o]\nplugin = sink-old\ncount = x\n", 1, &t,
                         "relay.ini:3: [sink:o] count: invalid value \"x\" (expected an integer)");
     expect_plugin_error("[sink:o]\nplugin = sink-old\ncolor = x\n", 1, &t,
-                        "relay.ini:3: [sink:o] color: unknown key (valid: plugin, queue, on_full, path, count)");
+                        "relay.ini:3: [sink:o] color: unknown key (valid: plugin, queue, on_full, match, exclude, path, count)");
 }
 
 /* ------------------------------------------------------------ relay_id */
@@ -644,7 +650,7 @@ Test(settings, relay_id_env_invalid)
 
 Test(settings, core_tables_exported)
 {
-    cr_expect_eq(settings_sink_core_keys.n_keys, 3);
+    cr_expect_eq(settings_sink_core_keys.n_keys, 5);
     cr_expect_eq(settings_sink_core_keys.key_size, sizeof(aero_config_key));
     cr_expect_str_eq(settings_sink_core_keys.keys[0].name, "plugin");
     cr_expect(settings_sink_core_keys.keys[0].required);
