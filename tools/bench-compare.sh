@@ -4,7 +4,7 @@
 # prints a Markdown table of medians and ratios (docs/benchmarks.md).
 #
 #   tools/bench-compare.sh [rounds] [scenario...]
-#   scenarios: throughput many durable light scale redis influx3
+#   scenarios: throughput many durable light scale redis influx3 commands
 #   (default: all)
 #
 # influx3 is not a comparison with the ackserver: the relay with sink-file
@@ -13,6 +13,18 @@
 # driven by aeroarc-bench --protocol multiplexed --field-names go (seed
 # frames and snake-case fields would not be written), servers alternated;
 # target: >= 0.8x the sink-file-alone acked/s (docs/benchmarks.md).
+#
+# commands is not a comparison with the ackserver either (issues 21 and 24,
+# SPEC sections 10 and 12): a throwaway PKI made with openssl, the relay
+# with [tls], [auth] mode = bearer, relay_id and agent mappings, with and
+# without [control], driven by aeroarc-bench --protocol multiplexed, whose
+# agents answer commands. Per round, in alternating order: round trips of
+# SendAircraftCommand and ExchangeCommand (50/s each, one run) over 500
+# idle agents (cmd-idle) and under 500 streaming agents (cmd-many); the
+# throughput load with control off (tp-off), control on and idle (tp-idle)
+# and with 100 ExchangeCommand/s to the streaming agents (tp-cmd). Targets:
+# ExchangeCommand p50 <= 1.2x SendAircraftCommand's; tp-cmd and tp-idle
+# >= 0.97x tp-off (docs/benchmarks.md).
 #
 # AERO_BENCH_INFLUX3_KEYS adds keys to that [sink:telemetry] (e.g.
 # "gzip_threshold = 0").
@@ -40,7 +52,7 @@ OUT=${AERO_BENCH_OUT:-/tmp/aeroarc-bench-compare}
 mkdir -p "$OUT"
 
 need_yardstick=false # influx3 alone needs no loadgen or ackserver
-for s in $SCENARIOS; do [ "$s" != influx3 ] && need_yardstick=true; done
+for s in $SCENARIOS; do [ "$s" != influx3 ] && [ "$s" != commands ] && need_yardstick=true; done
 if $need_yardstick; then
   scripts/deps.sh bench
   make -s -C "$SHARED/bench" OUT="$OUT/yardstick" >/dev/null
@@ -177,6 +189,72 @@ print(json.dumps(r))
 PYEOF
 }
 
+# commands_pki <dir>: agents' CA with a server certificate for localhost,
+# a control CA with the API's client certificate (spiffe://aero-arc/api).
+commands_pki() {
+  local d=$1
+  [ -f "$d/api.pem" ] && return 0
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-agents-ca
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout cca.key -out cca.pem -days 2 -subj /CN=bench-control-ca
+    openssl req -newkey rsa:2048 -nodes -keyout api.key -out api.csr -subj /CN=bench-api
+    printf 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://aero-arc/api\n' >api.ext
+    openssl x509 -req -in api.csr -CA cca.pem -CAkey cca.key -CAcreateserial -out api.pem -days 2 -extfile api.ext
+  ) >"$OUT/pki.log" 2>&1
+}
+
+# run_commands <variant>: one aeroarc-bench run against a fresh relay with
+# [tls] + bearer agents + relay_id + mappings (and [control] unless tp-off);
+# one JSON line.
+CMD_AGENTS=500
+run_commands() {
+  local variant=$1 port; port=$(free_port)
+  local pki=$OUT/pki cfg dir=$OUT/relay-run
+  cfg=$(relay_config "$port" none)
+  printf 'bench-agents-key-0123456789 *\n' >"$dir/keys.txt"
+  for i in $(seq 0 $((CMD_AGENTS - 1))); do echo "bench-agent-$i bench-operator bench-agent-$i"; done >"$dir/agents.map"
+  chmod 600 "$dir/keys.txt" "$dir/agents.map"
+  sed -i -e "s|^relay_id = .*|relay_id = bench-relay|" \
+      -e "s|^cert_file =.*|cert_file = $pki/server.pem|" -e "s|^key_file =.*|key_file = $pki/server.key|" \
+      -e "s|^mode = none.*|mode = bearer|" -e "s|^keys_file =.*|keys_file = $dir/keys.txt|" "$cfg"
+  if [ "$variant" != tp-off ]; then
+    printf '\n[control]\nclient_ca_file = %s\nallowed_identities = spiffe://aero-arc/api\nagent_mappings_file = %s\n' \
+      "$pki/cca.pem" "$dir/agents.map" >>"$cfg"
+  fi
+  env -u REDIS_ADDR -u RELAY_ID "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/$variant.log" &
+  local pid=$!
+  wait_port "$port"
+  local common=(--target "127.0.0.1:$port" --protocol multiplexed --ca "$pki/ca.pem"
+                --server-name localhost --token bench-agents-key-0123456789 --server-pid "$pid")
+  local ctl=(--cert "$pki/api.pem" --key "$pki/api.key")
+  local args
+  case $variant in
+    cmd-idle) args=(--agents "$CMD_AGENTS" --channels 50 --frames 1 --window 1 "${ctl[@]}"
+                    --commands 100 --command-seconds "${AERO_BENCH_CMD_SECONDS:-10}") ;;
+    cmd-many) args=(--agents "$CMD_AGENTS" --channels 50 --window 50 --frames "${AERO_BENCH_CMD_FRAMES:-800}"
+                    "${ctl[@]}" --commands 100) ;;
+    tp-off)   args=(--scenario throughput --open-first) ;;
+    tp-idle)  args=(--scenario throughput "${ctl[@]}" --reconcile) ;;
+    tp-cmd)   args=(--scenario throughput "${ctl[@]}" --commands 100 --command-kinds durable) ;;
+  esac
+  local line
+  line=$("$BENCH" "${common[@]}" "${args[@]}" || true)
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  $PY - "$variant" "$line" <<'PYEOF'
+import json, sys
+variant, line = sys.argv[1:3]
+r = json.loads(line) if line.strip() else {"acked": 0, "acked_per_s": 0, "stream_errors": -1}
+r.update(server=variant, scenario="commands", cpu_s=r.get("server_cpu_s", 0),
+         rss_kb=r.get("server_peak_rss_kb", 0))
+print(json.dumps(r))
+PYEOF
+}
+
 declare -A ARGS=(
   [throughput]="--agents 10 --frames 20000 --window 100"
   [many]="--agents 500 --channels 50 --frames 400 --window 50"
@@ -189,6 +267,18 @@ declare -A ARGS=(
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 for scenario in $SCENARIOS; do
+  if [ "$scenario" = commands ]; then
+    commands_pki "$OUT/pki"
+    variants=(cmd-idle cmd-many tp-off tp-idle tp-cmd)
+    for round in $(seq 1 "$ROUNDS"); do
+      # Rotate the order each round so drift hits every variant alike.
+      n=${#variants[@]}
+      for k in $(seq 0 $((n - 1))); do
+        run_commands "${variants[$(((k + round - 1) % n))]}" | tee -a "$RESULTS" >&2
+      done
+    done
+    continue
+  fi
   if [ "$scenario" = influx3 ]; then
     for round in $(seq 1 "$ROUNDS"); do
       if [ $((round % 2)) -eq 1 ]; then order="file file+influx3"; else order="file+influx3 file"; fi
@@ -250,7 +340,7 @@ print()
 print("| scenario | relay / ackserver acked/s | p50 | p99 | CPU per frame | peak RSS |")
 print("|---|---:|---:|---:|---:|---:|")
 for scn in dict.fromkeys(r["scenario"] for r in rows):
-    if scn in ("redis-off", "influx3"):
+    if scn in ("redis-off", "influx3", "commands"):
         continue
     base = "ackserver" if scn != "redis" else None
     if base is None:
@@ -271,6 +361,38 @@ if any(r["scenario"] == "influx3" for r in rows):
           f"| {ratio(med(s, 'file+influx3', 'p99_us'), med(s, 'file', 'p99_us'))} "
           f"| {ratio(per100k(s, 'file+influx3'), per100k(s, 'file'))} "
           f"| {ratio(med(s, 'file+influx3', 'rss_kb'), med(s, 'file', 'rss_kb'))} |")
+if any(r["scenario"] == "commands" for r in rows):
+    s = "commands"
+    def cmed(v, key):
+        x = [r[key] for r in rows if r["scenario"] == s and r["server"] == v and key in r]
+        return statistics.median(x) if x else None
+    def csum(v, key):
+        return sum(r.get(key, 0) for r in rows if r["scenario"] == s and r["server"] == v)
+    print()
+    print("| commands | SendAircraftCommand p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs "
+          "| Exchange/Send p50 (target <= 1.2x) | calls (send/exchange) | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for v, what in (("cmd-idle", "500 idle agents"), ("cmd-many", "500 streaming agents")):
+        if cmed(v, "cmd_aircraft_p50_us") is None:
+            continue
+        errs = csum(v, "cmd_aircraft_errors") + csum(v, "cmd_durable_errors") + csum(v, "stream_errors")
+        print(f"| {what}, 50+50 calls/s | {fmt(cmed(v, 'cmd_aircraft_p50_us'))} | {fmt(cmed(v, 'cmd_aircraft_p99_us'))} "
+              f"| {fmt(cmed(v, 'cmd_durable_p50_us'))} | {fmt(cmed(v, 'cmd_durable_p99_us'))} "
+              f"| {ratio(cmed(v, 'cmd_durable_p50_us'), cmed(v, 'cmd_aircraft_p50_us'))} "
+              f"| {csum(v, 'cmd_aircraft_n')}/{csum(v, 'cmd_durable_n')} | {errs} |")
+    print()
+    print("| throughput load (10 agents, gen 2, TLS, bearer) | acked/s | / control off (target >= 0.97x) "
+          "| frame p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs | CPU s /100k frames | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v, what in (("tp-off", "control off"), ("tp-idle", "control on, no commands"),
+                    ("tp-cmd", "control on, 100 ExchangeCommand/s")):
+        if cmed(v, "acked_per_s") is None:
+            continue
+        errs = csum(v, "stream_errors") + csum(v, "register_errors") + csum(v, "cmd_durable_errors") + csum(v, "reconcile_errors")
+        print(f"| {what} | {fmt(cmed(v, 'acked_per_s'))} | {ratio(cmed(v, 'acked_per_s'), cmed('tp-off', 'acked_per_s'))} "
+              f"| {fmt(cmed(v, 'p50_us'))} | {fmt(cmed(v, 'p99_us'))} "
+              f"| {fmt(cmed(v, 'cmd_durable_p50_us'))} | {fmt(cmed(v, 'cmd_durable_p99_us'))} "
+              f"| {fmt(per100k(s, v), 2)} | {errs} |")
 if any(r["server"] == "baseline" for r in rows):
     print()
     print("| scenario | this build / baseline acked/s | p50 | p99 | CPU per frame | peak RSS |")
@@ -284,6 +406,6 @@ if any(r["server"] == "baseline" for r in rows):
               f"| {ratio(per100k(scn, 'relay'), per100k(scn, 'baseline'))} "
               f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, 'baseline', 'rss_kb'))} |")
 print()
-print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file')]) // max(1, len(set(r['scenario'] for r in rows))))}; "
+print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file', 'tp-off')]) // max(1, len(set(r['scenario'] for r in rows))))}; "
       f"raw results: {sys.argv[1]}")
 EOF
