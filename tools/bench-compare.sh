@@ -20,11 +20,15 @@
 # without [control], driven by aeroarc-bench --protocol multiplexed, whose
 # agents answer commands. Per round, in alternating order: round trips of
 # SendAircraftCommand and ExchangeCommand (50/s each, one run) over 500
-# idle agents (cmd-idle) and under 500 streaming agents (cmd-many); the
-# throughput load with control off (tp-off), control on and idle (tp-idle)
-# and with 100 ExchangeCommand/s to the streaming agents (tp-cmd). Targets:
-# ExchangeCommand p50 <= 1.2x SendAircraftCommand's; tp-cmd and tp-idle
-# >= 0.97x tp-off (docs/benchmarks.md).
+# idle agents (cmd-idle) and under 500 streaming agents (cmd-many); then
+# AERO_BENCH_TP_GROUPS (default 3) groups of three back-to-back runs of the
+# throughput load, order rotated: control off (tp-off), control on and idle
+# (tp-idle), control on with 100 ExchangeCommand/s to the streaming agents
+# (tp-cmd). The throughput ratios are taken within each group (runs seconds
+# apart) and their median reported, so that a shared machine's drift
+# between groups cancels. Targets: ExchangeCommand p50 <= 1.2x
+# SendAircraftCommand's; tp-cmd and tp-idle >= 0.97x tp-off
+# (docs/benchmarks.md).
 #
 # AERO_BENCH_INFLUX3_KEYS adds keys to that [sink:telemetry] (e.g.
 # "gzip_threshold = 0").
@@ -213,7 +217,7 @@ commands_pki() {
 # one JSON line.
 CMD_AGENTS=500
 run_commands() {
-  local variant=$1 port; port=$(free_port)
+  local variant=$1 group=${2:-} port; port=$(free_port)
   local pki=$OUT/pki cfg dir=$OUT/relay-run
   cfg=$(relay_config "$port" none)
   printf 'bench-agents-key-0123456789 *\n' >"$dir/keys.txt"
@@ -236,8 +240,10 @@ run_commands() {
   case $variant in
     cmd-idle) args=(--agents "$CMD_AGENTS" --channels 50 --frames 1 --window 1 "${ctl[@]}"
                     --commands 100 --command-seconds "${AERO_BENCH_CMD_SECONDS:-10}") ;;
-    cmd-many) args=(--agents "$CMD_AGENTS" --channels 50 --window 50 --frames "${AERO_BENCH_CMD_FRAMES:-800}"
-                    "${ctl[@]}" --commands 100) ;;
+    # Calls are synchronous: under this load a round trip takes ~0.1-0.4 s,
+    # so 100/s needs tens of callers.
+    cmd-many) args=(--agents "$CMD_AGENTS" --channels 50 --window 50 --frames "${AERO_BENCH_CMD_FRAMES:-1500}"
+                    "${ctl[@]}" --commands 100 --command-threads 64) ;;
     tp-off)   args=(--scenario throughput --open-first) ;;
     tp-idle)  args=(--scenario throughput "${ctl[@]}" --reconcile) ;;
     tp-cmd)   args=(--scenario throughput "${ctl[@]}" --commands 100 --command-kinds durable) ;;
@@ -245,11 +251,11 @@ run_commands() {
   local line
   line=$("$BENCH" "${common[@]}" "${args[@]}" || true)
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  $PY - "$variant" "$line" <<'PYEOF'
+  $PY - "$variant" "$group" "$line" <<'PYEOF'
 import json, sys
-variant, line = sys.argv[1:3]
+variant, group, line = sys.argv[1:4]
 r = json.loads(line) if line.strip() else {"acked": 0, "acked_per_s": 0, "stream_errors": -1}
-r.update(server=variant, scenario="commands", cpu_s=r.get("server_cpu_s", 0),
+r.update(server=variant, scenario="commands", group=group, cpu_s=r.get("server_cpu_s", 0),
          rss_kb=r.get("server_peak_rss_kb", 0))
 print(json.dumps(r))
 PYEOF
@@ -269,12 +275,15 @@ RESULTS=$OUT/results.jsonl
 for scenario in $SCENARIOS; do
   if [ "$scenario" = commands ]; then
     commands_pki "$OUT/pki"
-    variants=(cmd-idle cmd-many tp-off tp-idle tp-cmd)
+    tp=(tp-off tp-idle tp-cmd)
     for round in $(seq 1 "$ROUNDS"); do
-      # Rotate the order each round so drift hits every variant alike.
-      n=${#variants[@]}
-      for k in $(seq 0 $((n - 1))); do
-        run_commands "${variants[$(((k + round - 1) % n))]}" | tee -a "$RESULTS" >&2
+      if [ $((round % 2)) -eq 1 ]; then order="cmd-idle cmd-many"; else order="cmd-many cmd-idle"; fi
+      for variant in $order; do run_commands "$variant" | tee -a "$RESULTS" >&2; done
+      for g in $(seq 1 "${AERO_BENCH_TP_GROUPS:-3}"); do
+        # Rotate the order in every group so drift hits the three alike.
+        for k in 0 1 2; do
+          run_commands "${tp[$(((k + g + round) % 3))]}" "$round.$g" | tee -a "$RESULTS" >&2
+        done
       done
     done
     continue
@@ -325,32 +334,33 @@ def fmt(x, d=0):
     return "-" if x is None else f"{x:,.{d}f}"
 def ratio(a, b):
     return "-" if not a or not b else f"{a / b:.2f}x"
-print("| scenario | server | acked/s | p50 µs | p99 µs | CPU s /100k frames | peak RSS MB | errors |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
-for scn in dict.fromkeys(r["scenario"] for r in rows):
-    for srv in ("ackserver", "relay", "baseline", "file", "file+influx3"):
-        n = [r for r in rows if r["scenario"] == scn and r["server"] == srv]
-        if not n:
+if any(r["scenario"] != "commands" for r in rows):
+    print("| scenario | server | acked/s | p50 µs | p99 µs | CPU s /100k frames | peak RSS MB | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for scn in dict.fromkeys(r["scenario"] for r in rows):
+        for srv in ("ackserver", "relay", "baseline", "file", "file+influx3"):
+            n = [r for r in rows if r["scenario"] == scn and r["server"] == srv]
+            if not n:
+                continue
+            errs = sum(r.get("stream_errors", 0) + r.get("register_errors", 0) for r in n)
+            print(f"| {scn} | {srv} | {fmt(med(scn, srv, 'acked_per_s'))} | {fmt(med(scn, srv, 'p50_us'))} "
+                  f"| {fmt(med(scn, srv, 'p99_us'))} | {fmt(per100k(scn, srv), 2)} "
+                  f"| {fmt(med(scn, srv, 'rss_kb') / 1024 if med(scn, srv, 'rss_kb') else None, 1)} | {errs} |")
+    print()
+    print("| scenario | relay / ackserver acked/s | p50 | p99 | CPU per frame | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for scn in dict.fromkeys(r["scenario"] for r in rows):
+        if scn in ("redis-off", "influx3", "commands"):
             continue
-        errs = sum(r.get("stream_errors", 0) + r.get("register_errors", 0) for r in n)
-        print(f"| {scn} | {srv} | {fmt(med(scn, srv, 'acked_per_s'))} | {fmt(med(scn, srv, 'p50_us'))} "
-              f"| {fmt(med(scn, srv, 'p99_us'))} | {fmt(per100k(scn, srv), 2)} "
-              f"| {fmt(med(scn, srv, 'rss_kb') / 1024 if med(scn, srv, 'rss_kb') else None, 1)} | {errs} |")
-print()
-print("| scenario | relay / ackserver acked/s | p50 | p99 | CPU per frame | peak RSS |")
-print("|---|---:|---:|---:|---:|---:|")
-for scn in dict.fromkeys(r["scenario"] for r in rows):
-    if scn in ("redis-off", "influx3", "commands"):
-        continue
-    base = "ackserver" if scn != "redis" else None
-    if base is None:
-        print(f"| redis on / off (relay) | {ratio(med('redis', 'relay', 'acked_per_s'), med('redis-off', 'relay', 'acked_per_s'))} | | | | |")
-        continue
-    print(f"| {scn} | {ratio(med(scn, 'relay', 'acked_per_s'), med(scn, base, 'acked_per_s'))} "
-          f"| {ratio(med(scn, 'relay', 'p50_us'), med(scn, base, 'p50_us'))} "
-          f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, base, 'p99_us'))} "
-          f"| {ratio(per100k(scn, 'relay'), per100k(scn, base))} "
-          f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, base, 'rss_kb'))} |")
+        base = "ackserver" if scn != "redis" else None
+        if base is None:
+            print(f"| redis on / off (relay) | {ratio(med('redis', 'relay', 'acked_per_s'), med('redis-off', 'relay', 'acked_per_s'))} | | | | |")
+            continue
+        print(f"| {scn} | {ratio(med(scn, 'relay', 'acked_per_s'), med(scn, base, 'acked_per_s'))} "
+              f"| {ratio(med(scn, 'relay', 'p50_us'), med(scn, base, 'p50_us'))} "
+              f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, base, 'p99_us'))} "
+              f"| {ratio(per100k(scn, 'relay'), per100k(scn, base))} "
+              f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, base, 'rss_kb'))} |")
 if any(r["scenario"] == "influx3" for r in rows):
     print()
     print("| influx3 | file+influx3 / file alone acked/s (target >= 0.8x) | p50 | p99 | CPU per frame | peak RSS |")
@@ -369,30 +379,50 @@ if any(r["scenario"] == "commands" for r in rows):
     def csum(v, key):
         return sum(r.get(key, 0) for r in rows if r["scenario"] == s and r["server"] == v)
     print()
-    print("| commands | SendAircraftCommand p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs "
-          "| Exchange/Send p50 (target <= 1.2x) | calls (send/exchange) | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    def rate(v, kinds):
+        n = sum(csum(v, f"cmd_{k}_n") + csum(v, f"cmd_{k}_errors") for k in kinds)
+        t = csum(v, "commands_s")
+        return n / t if t else None
+    def per_run_ratio(v, a, b):
+        x = [r[a] / r[b] for r in rows if r["scenario"] == s and r["server"] == v and r.get(a) and r.get(b)]
+        return (statistics.median(x), min(x), max(x)) if x else None
+    def rng(t):
+        return "-" if t is None else f"{t[0]:.2f}x ({t[1]:.2f}-{t[2]:.2f})"
+    print("| commands (medians of runs) | SendAircraftCommand p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs "
+          "| Exchange/Send p50, per run: median (min-max) (target <= 1.2x) | calls/s asked / done | calls (send/exchange) | frame ack p50 µs | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, what in (("cmd-idle", "500 idle agents"), ("cmd-many", "500 streaming agents")):
         if cmed(v, "cmd_aircraft_p50_us") is None:
             continue
         errs = csum(v, "cmd_aircraft_errors") + csum(v, "cmd_durable_errors") + csum(v, "stream_errors")
-        print(f"| {what}, 50+50 calls/s | {fmt(cmed(v, 'cmd_aircraft_p50_us'))} | {fmt(cmed(v, 'cmd_aircraft_p99_us'))} "
+        print(f"| {what} | {fmt(cmed(v, 'cmd_aircraft_p50_us'))} | {fmt(cmed(v, 'cmd_aircraft_p99_us'))} "
               f"| {fmt(cmed(v, 'cmd_durable_p50_us'))} | {fmt(cmed(v, 'cmd_durable_p99_us'))} "
-              f"| {ratio(cmed(v, 'cmd_durable_p50_us'), cmed(v, 'cmd_aircraft_p50_us'))} "
-              f"| {csum(v, 'cmd_aircraft_n')}/{csum(v, 'cmd_durable_n')} | {errs} |")
+              f"| {rng(per_run_ratio(v, 'cmd_durable_p50_us', 'cmd_aircraft_p50_us'))} "
+              f"| 100 / {fmt(rate(v, ('aircraft', 'durable')))} "
+              f"| {csum(v, 'cmd_aircraft_n')}/{csum(v, 'cmd_durable_n')} "
+              f"| {fmt(cmed(v, 'p50_us')) if v == 'cmd-many' else '-'} | {errs} |")
     print()
-    print("| throughput load (10 agents, gen 2, TLS, bearer) | acked/s | / control off (target >= 0.97x) "
-          "| frame p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs | CPU s /100k frames | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    def group_ratio(v, key):
+        by = {}
+        for r in rows:
+            if r["scenario"] == s and r.get("group") and r.get(key):
+                by.setdefault(r["group"], {})[r["server"]] = r[key]
+        x = [g[v] / g["tp-off"] for g in by.values() if v in g and "tp-off" in g]
+        return (statistics.median(x), min(x), max(x), len(x)) if x else None
+    def grng(t):
+        return "-" if t is None else f"{t[0]:.3f}x ({t[1]:.2f}-{t[2]:.2f}, {t[3]} groups)"
+    print("| throughput load (10 agents, gen 2, TLS, bearer) | acked/s (median) | / control off, per group: median (min-max) (target >= 0.97x) "
+          "| CPU s /100k frames | frame p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs | ExchangeCommand/s done | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, what in (("tp-off", "control off"), ("tp-idle", "control on, no commands"),
                     ("tp-cmd", "control on, 100 ExchangeCommand/s")):
         if cmed(v, "acked_per_s") is None:
             continue
         errs = csum(v, "stream_errors") + csum(v, "register_errors") + csum(v, "cmd_durable_errors") + csum(v, "reconcile_errors")
-        print(f"| {what} | {fmt(cmed(v, 'acked_per_s'))} | {ratio(cmed(v, 'acked_per_s'), cmed('tp-off', 'acked_per_s'))} "
-              f"| {fmt(cmed(v, 'p50_us'))} | {fmt(cmed(v, 'p99_us'))} "
+        print(f"| {what} | {fmt(cmed(v, 'acked_per_s'))} | {grng(group_ratio(v, 'acked_per_s')) if v != 'tp-off' else '1'} "
+              f"| {fmt(per100k(s, v), 2)} | {fmt(cmed(v, 'p50_us'))} | {fmt(cmed(v, 'p99_us'))} "
               f"| {fmt(cmed(v, 'cmd_durable_p50_us'))} | {fmt(cmed(v, 'cmd_durable_p99_us'))} "
-              f"| {fmt(per100k(s, v), 2)} | {errs} |")
+              f"| {fmt(rate(v, ('durable',))) if v == 'tp-cmd' else '-'} | {errs} |")
 if any(r["server"] == "baseline" for r in rows):
     print()
     print("| scenario | this build / baseline acked/s | p50 | p99 | CPU per frame | peak RSS |")
