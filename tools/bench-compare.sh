@@ -30,6 +30,15 @@
 # SendAircraftCommand's; tp-cmd and tp-idle >= 0.97x tp-off
 # (docs/benchmarks.md).
 #
+# For commands: AERO_BENCH_TP_GROUPS (3), AERO_BENCH_CMD_SECONDS (10: the
+# idle run), AERO_BENCH_CMD_FRAMES (1500 per agent: the loaded run),
+# AERO_BENCH_CMD_LATENCY=0 (throughput groups only), AERO_BENCH_RELAY_CPUS
+# and AERO_BENCH_CLIENT_CPUS (taskset -c lists: pin the relay and
+# aeroarc-bench apart, so the relay's own CPU bounds throughput).
+#
+# AERO_BENCH_REPORT=<results.jsonl> prints the tables of an earlier run
+# and runs nothing.
+#
 # AERO_BENCH_INFLUX3_KEYS adds keys to that [sink:telemetry] (e.g.
 # "gzip_threshold = 0").
 #
@@ -50,6 +59,9 @@ ROOT=$PWD
 ROUNDS=${1:-3}
 shift || true
 SCENARIOS=${*:-throughput many durable light scale redis influx3}
+if [ -n "${AERO_BENCH_REPORT:-}" ]; then # tables only: nothing to build or run
+  SCENARIOS=""; AERO_BENCH_BUILD=${AERO_BENCH_BUILD:-none}
+fi
 SHARED=${AERO_SHARED:-$ROOT/../shared}
 OUT=${AERO_BENCH_OUT:-/tmp/aeroarc-bench-compare}
 . tools/bench-lib.sh # the scripts cd to the checkout first
@@ -230,7 +242,7 @@ run_commands() {
     printf '\n[control]\nclient_ca_file = %s\nallowed_identities = spiffe://aero-arc/api\nagent_mappings_file = %s\n' \
       "$pki/cca.pem" "$dir/agents.map" >>"$cfg"
   fi
-  env -u REDIS_ADDR -u RELAY_ID "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/$variant.log" &
+  ${RELAY_PIN:+taskset -c "$RELAY_PIN"} env -u REDIS_ADDR -u RELAY_ID "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/$variant.log" &
   local pid=$!
   wait_port "$port"
   local common=(--target "127.0.0.1:$port" --protocol multiplexed --ca "$pki/ca.pem"
@@ -249,7 +261,7 @@ run_commands() {
     tp-cmd)   args=(--scenario throughput "${ctl[@]}" --commands 100 --command-kinds durable) ;;
   esac
   local line
-  line=$("$BENCH" "${common[@]}" "${args[@]}" || true)
+  line=$(${CLIENT_PIN:+taskset -c "$CLIENT_PIN"} "$BENCH" "${common[@]}" "${args[@]}" || true)
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   $PY - "$variant" "$group" "$line" <<'PYEOF'
 import json, sys
@@ -271,13 +283,16 @@ declare -A ARGS=(
 )
 
 RESULTS=$OUT/results.jsonl
-: >"$RESULTS"
+RELAY_PIN=${AERO_BENCH_RELAY_CPUS:-}
+CLIENT_PIN=${AERO_BENCH_CLIENT_CPUS:-}
+if [ -n "${AERO_BENCH_REPORT:-}" ]; then RESULTS=$AERO_BENCH_REPORT; SCENARIOS=""; else : >"$RESULTS"; fi
 for scenario in $SCENARIOS; do
   if [ "$scenario" = commands ]; then
     commands_pki "$OUT/pki"
     tp=(tp-off tp-idle tp-cmd)
     for round in $(seq 1 "$ROUNDS"); do
       if [ $((round % 2)) -eq 1 ]; then order="cmd-idle cmd-many"; else order="cmd-many cmd-idle"; fi
+      [ "${AERO_BENCH_CMD_LATENCY:-1}" = 0 ] && order=""
       for variant in $order; do run_commands "$variant" | tee -a "$RESULTS" >&2; done
       for g in $(seq 1 "${AERO_BENCH_TP_GROUPS:-3}"); do
         # Rotate the order in every group so drift hits the three alike.
@@ -412,15 +427,16 @@ if any(r["scenario"] == "commands" for r in rows):
     def grng(t):
         return "-" if t is None else f"{t[0]:.3f}x ({t[1]:.2f}-{t[2]:.2f}, {t[3]} groups)"
     print("| throughput load (10 agents, gen 2, TLS, bearer) | acked/s (median) | / control off, per group: median (min-max) (target >= 0.97x) "
-          "| CPU s /100k frames | frame p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs | ExchangeCommand/s done | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| relay CPU s /100k frames | / control off, per group | frame p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs | ExchangeCommand/s done | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, what in (("tp-off", "control off"), ("tp-idle", "control on, no commands"),
                     ("tp-cmd", "control on, 100 ExchangeCommand/s")):
         if cmed(v, "acked_per_s") is None:
             continue
         errs = csum(v, "stream_errors") + csum(v, "register_errors") + csum(v, "cmd_durable_errors") + csum(v, "reconcile_errors")
         print(f"| {what} | {fmt(cmed(v, 'acked_per_s'))} | {grng(group_ratio(v, 'acked_per_s')) if v != 'tp-off' else '1'} "
-              f"| {fmt(per100k(s, v), 2)} | {fmt(cmed(v, 'p50_us'))} | {fmt(cmed(v, 'p99_us'))} "
+              f"| {fmt(per100k(s, v), 2)} | {grng(group_ratio(v, 'server_cpu_s_per_100k')) if v != 'tp-off' else '1'} "
+              f"| {fmt(cmed(v, 'p50_us'))} | {fmt(cmed(v, 'p99_us'))} "
               f"| {fmt(cmed(v, 'cmd_durable_p50_us'))} | {fmt(cmed(v, 'cmd_durable_p99_us'))} "
               f"| {fmt(rate(v, ('durable',))) if v == 'tp-cmd' else '-'} | {errs} |")
 if any(r["server"] == "baseline" for r in rows):
@@ -436,6 +452,6 @@ if any(r["server"] == "baseline" for r in rows):
               f"| {ratio(per100k(scn, 'relay'), per100k(scn, 'baseline'))} "
               f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, 'baseline', 'rss_kb'))} |")
 print()
-print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file', 'tp-off')]) // max(1, len(set(r['scenario'] for r in rows))))}; "
+print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file', 'cmd-idle')]) // max(1, len(set(r['scenario'] for r in rows))))}; "
       f"raw results: {sys.argv[1]}")
 EOF
