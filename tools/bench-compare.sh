@@ -258,7 +258,8 @@ run_commands() {
                     "${ctl[@]}" --commands 100 --command-threads 64) ;;
     tp-off)   args=(--scenario throughput --open-first) ;;
     tp-idle)  args=(--scenario throughput "${ctl[@]}" --reconcile) ;;
-    tp-cmd)   args=(--scenario throughput "${ctl[@]}" --commands 100 --command-kinds durable) ;;
+    tp-cmd)   args=(--scenario throughput "${ctl[@]}" --commands 100 --command-kinds durable
+                    --command-threads 8) ;;
   esac
   local line
   line=$(${CLIENT_PIN:+taskset -c "$CLIENT_PIN"} "$BENCH" "${common[@]}" "${args[@]}" || true)
@@ -403,9 +404,10 @@ if any(r["scenario"] == "commands" for r in rows):
         return (statistics.median(x), min(x), max(x)) if x else None
     def rng(t):
         return "-" if t is None else f"{t[0]:.2f}x ({t[1]:.2f}-{t[2]:.2f})"
-    print("| commands (medians of runs) | SendAircraftCommand p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs "
+    if any(r["server"].startswith("cmd-") for r in rows):
+      print("| commands (medians of runs) | SendAircraftCommand p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs "
           "| Exchange/Send p50, per run: median (min-max) (target <= 1.2x) | calls/s asked / done | calls (send/exchange) | frame ack p50 µs | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, what in (("cmd-idle", "500 idle agents"), ("cmd-many", "500 streaming agents")):
         if cmed(v, "cmd_aircraft_p50_us") is None:
             continue
@@ -452,6 +454,6 @@ if any(r["server"] == "baseline" for r in rows):
               f"| {ratio(per100k(scn, 'relay'), per100k(scn, 'baseline'))} "
               f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, 'baseline', 'rss_kb'))} |")
 print()
-print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file', 'cmd-idle')]) // max(1, len(set(r['scenario'] for r in rows))))}; "
+print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file', 'cmd-idle')]) // max(1, len(set(r['scenario'] for r in rows))), len({r['group'].split('.')[0] for r in rows if r.get('group')}))}; "
       f"raw results: {sys.argv[1]}")
 EOF
