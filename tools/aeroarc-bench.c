@@ -540,17 +540,12 @@ static grpc_byte_buffer *frame_bb(const struct bench *b, const struct agent *a, 
 	return bb;
 }
 
-static void maybe_write(struct agent *a)
+/* One send batch: the stream's headers if not sent yet, then bb (NULL:
+ * the headers alone). On failure the stream is cancelled: -EIO. */
+static int send_start(struct agent *a, grpc_byte_buffer *bb)
 {
-	const struct bench_opts *o = &a->w->b->o;
 	grpc_op ops[2], *op = ops;
-	uint64_t seq = a->next_seq;
 
-	if (a->send_pending || a->write_failed || a->closing || seq > (uint64_t)o->frames ||
-	    a->inflight >= o->window)
-		return;
-	if (o->open_first && !atomic_load(&a->w->b->go))
-		return;
 	memset(ops, 0, sizeof ops);
 	if (!a->md_sent) {
 		op->op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -558,18 +553,37 @@ static void maybe_write(struct agent *a)
 		op->data.send_initial_metadata.metadata = a->md;
 		op++;
 	}
-	a->send_bb = frame_bb(a->w->b, a, seq, clock_ns(CLOCK_REALTIME));
-	op->op = GRPC_OP_SEND_MESSAGE;
-	op->data.send_message.send_message = a->send_bb;
-	op++;
-	a->sent_at[seq % (uint64_t)o->window] = clock_ns(CLOCK_MONOTONIC);
+	if (bb) {
+		a->send_bb = bb;
+		op->op = GRPC_OP_SEND_MESSAGE;
+		op->data.send_message.send_message = bb;
+		op++;
+	}
 	if (start(a, ops, (size_t)(op - ops), TAG_SEND)) {
 		a->write_failed = true;
 		grpc_call_cancel(a->call, NULL);
-		return;
+		return -EIO;
 	}
 	a->md_sent = true;
 	a->send_pending = true;
+	return 0;
+}
+
+static void maybe_write(struct agent *a)
+{
+	const struct bench_opts *o = &a->w->b->o;
+	grpc_byte_buffer *bb;
+	uint64_t seq = a->next_seq;
+
+	if (a->send_pending || a->write_failed || a->closing || seq > (uint64_t)o->frames ||
+	    a->inflight >= o->window)
+		return;
+	if (o->open_first && !atomic_load(&a->w->b->go))
+		return;
+	bb = frame_bb(a->w->b, a, seq, clock_ns(CLOCK_REALTIME));
+	a->sent_at[seq % (uint64_t)o->window] = clock_ns(CLOCK_MONOTONIC);
+	if (send_start(a, bb))
+		return;
 	a->next_seq++;
 	a->inflight++;
 }
@@ -617,46 +631,17 @@ static void reached_end(struct agent *a)
  * (and a command can reach it) before any frame is sent. */
 static void send_header(struct agent *a)
 {
-	grpc_op op;
-
-	memset(&op, 0, sizeof op);
-	op.op = GRPC_OP_SEND_INITIAL_METADATA;
-	op.data.send_initial_metadata.count = a->n_md;
-	op.data.send_initial_metadata.metadata = a->md;
-	if (start(a, &op, 1, TAG_SEND)) {
-		a->write_failed = true;
-		grpc_call_cancel(a->call, NULL);
-		return;
-	}
-	a->md_sent = true;
-	a->send_pending = true;
-	a->header_only = true;
+	if (!send_start(a, NULL))
+		a->header_only = true;
 }
 
 /* The oldest queued command answer. */
 static void send_reply(struct agent *a)
 {
-	grpc_op ops[2], *op = ops;
+	grpc_byte_buffer *bb = a->reply[0];
 
-	memset(ops, 0, sizeof ops);
-	if (!a->md_sent) {
-		op->op = GRPC_OP_SEND_INITIAL_METADATA;
-		op->data.send_initial_metadata.count = a->n_md;
-		op->data.send_initial_metadata.metadata = a->md;
-		op++;
-	}
-	a->send_bb = a->reply[0];
 	memmove(a->reply, a->reply + 1, (size_t)--a->n_reply * sizeof a->reply[0]);
-	op->op = GRPC_OP_SEND_MESSAGE;
-	op->data.send_message.send_message = a->send_bb;
-	op++;
-	if (start(a, ops, (size_t)(op - ops), TAG_SEND)) {
-		a->write_failed = true;
-		grpc_call_cancel(a->call, NULL);
-		return;
-	}
-	a->md_sent = true;
-	a->send_pending = true;
+	send_start(a, bb);
 }
 
 /* The stream's next write, if it can have one now: a command answer
