@@ -20,6 +20,8 @@
 #include <grpc/support/time.h>
 
 #include "aeroarc/agent/v1/agent.pb-c.h"
+#include "aeroarc/relay/v1/relay.pb-c.h"
+#include "command_digest.h"
 #include "relay_client.h"
 #include "server_probe.h"
 
@@ -30,6 +32,16 @@
 #define POLL_MS 50         /* worker wake-up while a hold may end */
 #define HIST_SUB 1024      /* sub-buckets per power of two: 0.1% resolution */
 #define HIST_BUCKETS (2 * HIST_SUB + 40 * HIST_SUB)
+#define MAX_REPLIES 8      /* command answers queued per agent */
+#define CMD_TIMEOUT_MS 10000
+#define CAP_MAVLINK "mavlink_command_v1"
+#define METHOD_SEND_AIRCRAFT "/aeroarc.relay.v1.RelayControl/SendAircraftCommand"
+#define METHOD_EXCHANGE "/aeroarc.relay.v1.RelayControl/ExchangeCommand"
+#define METHOD_CLEAR "/aeroarc.relay.v1.RelayControl/ClearOperationContext"
+
+/* The command kinds the caller sends (--command-kinds). */
+enum cmd_kind { CMD_AIRCRAFT = 0, CMD_DURABLE = 1, N_CMD_KINDS };
+static const char *const cmd_kind_names[N_CMD_KINDS] = { "aircraft", "durable" };
 
 /* Low bits of a completion tag say which batch of the agent completed. */
 enum tag_kind { TAG_REG = 0, TAG_SEND = 1, TAG_RECV = 2, TAG_STATUS = 3 };
@@ -44,6 +56,14 @@ struct bench_opts {
 	long server_pid;
 	bool multiplexed; /* --protocol multiplexed: generation 2 (SPEC section 9) */
 	bool go_names;    /* --field-names go: the agent's gomavlib names (Lat, TimeBootMs) */
+	/* TLS and commands (SPEC sections 10 and 12) */
+	const char *ca, *server_name, *cert, *key, *operator_id;
+	long commands;        /* --commands: calls per second, all kinds together */
+	long command_seconds; /* --command-seconds: at least this long */
+	long command_threads;
+	unsigned kinds;       /* bit per enum cmd_kind */
+	bool open_first;      /* streams open before t0, frames start together */
+	bool reconcile;       /* ... and each reconciled by an authoritative Clear */
 };
 
 /* The scenarios of docs/benchmarks.md, as loadgen lines. Only the client
@@ -94,8 +114,12 @@ struct agent {
 	uint64_t next_seq;
 	long inflight, acked;
 	long acks[4];
+	grpc_byte_buffer *reply[MAX_REPLIES]; /* command answers, sent before frames */
+	int n_reply;
 	bool md_sent, send_pending, recv_pending, status_pending;
 	bool write_failed, closing, counted, registered, done;
+	bool header_only; /* the pending send is the initial metadata alone */
+	bool ended;       /* every frame acked (last_end_ns has seen it) */
 };
 
 struct bench;
@@ -111,7 +135,9 @@ struct worker {
 	bool streaming;
 	long active; /* calls (registrations, then streams) not yet finished */
 	bool released;
+	bool going; /* open_first: frames have been let go */
 	long acks[4];
+	long commands_answered, replies_dropped;
 	long register_errors, stream_errors;
 	char first_error[256];
 	struct hist hist;
@@ -130,6 +156,25 @@ struct bench {
 	atomic_long all_acked;
 	atomic_long failures;
 	atomic_int release;
+	bool holding;          /* streams stay open until released (--hold, --commands) */
+	atomic_long opened;    /* open_first: streams whose headers went out */
+	atomic_int go;         /* open_first: frames may flow */
+	atomic_llong last_end_ns; /* monotonic: when the last agent had every frame acked */
+	struct rc_channel *ctl;   /* the control client (--cert) */
+	struct cmd_caller *callers;
+	atomic_int cmd_stop;
+	atomic_ulong cmd_seq;
+};
+
+/* One command-calling thread: its share of the rate, its latencies. */
+struct cmd_caller {
+	struct bench *b;
+	pthread_t thread;
+	long idx;
+	unsigned seed;
+	struct hist *hist[N_CMD_KINDS];
+	long n[N_CMD_KINDS], errors[N_CMD_KINDS], reconcile_errors;
+	char first_error[256];
 };
 
 static int64_t clock_ns(clockid_t clk)
@@ -334,6 +379,7 @@ static int register_start(struct agent *a)
 	Aeroarc__Agent__V1__RegisterRequest req = AEROARC__AGENT__V1__REGISTER_REQUEST__INIT;
 	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 					     gpr_time_from_seconds(10, GPR_TIMESPAN));
+	static char *caps[] = { CAP_MAVLINK };
 	uint8_t buf[512];
 	grpc_slice s;
 	grpc_op ops[6];
@@ -341,6 +387,10 @@ static int register_start(struct agent *a)
 	req.agent_id = a->id;
 	req.agent_version = "aeroarc-bench/1";
 	req.platform = "linux/amd64";
+	if (a->w->b->o.commands > 0 || a->w->b->o.reconcile) {
+		req.n_execution_capabilities = 1; /* ExchangeCommand's rule 7 */
+		req.execution_capabilities = caps;
+	}
 	s = grpc_slice_from_copied_buffer((const char *)buf,
 					  aeroarc__agent__v1__register_request__pack(&req, buf));
 	a->send_bb = grpc_raw_byte_buffer_create(&s, 1);
@@ -490,15 +540,12 @@ static grpc_byte_buffer *frame_bb(const struct bench *b, const struct agent *a, 
 	return bb;
 }
 
-static void maybe_write(struct agent *a)
+/* One send batch: the stream's headers if not sent yet, then bb (NULL:
+ * the headers alone). On failure the stream is cancelled: -EIO. */
+static int send_start(struct agent *a, grpc_byte_buffer *bb)
 {
-	const struct bench_opts *o = &a->w->b->o;
 	grpc_op ops[2], *op = ops;
-	uint64_t seq = a->next_seq;
 
-	if (a->send_pending || a->write_failed || a->closing || seq > (uint64_t)o->frames ||
-	    a->inflight >= o->window)
-		return;
 	memset(ops, 0, sizeof ops);
 	if (!a->md_sent) {
 		op->op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -506,18 +553,37 @@ static void maybe_write(struct agent *a)
 		op->data.send_initial_metadata.metadata = a->md;
 		op++;
 	}
-	a->send_bb = frame_bb(a->w->b, a, seq, clock_ns(CLOCK_REALTIME));
-	op->op = GRPC_OP_SEND_MESSAGE;
-	op->data.send_message.send_message = a->send_bb;
-	op++;
-	a->sent_at[seq % (uint64_t)o->window] = clock_ns(CLOCK_MONOTONIC);
+	if (bb) {
+		a->send_bb = bb;
+		op->op = GRPC_OP_SEND_MESSAGE;
+		op->data.send_message.send_message = bb;
+		op++;
+	}
 	if (start(a, ops, (size_t)(op - ops), TAG_SEND)) {
 		a->write_failed = true;
 		grpc_call_cancel(a->call, NULL);
-		return;
+		return -EIO;
 	}
 	a->md_sent = true;
 	a->send_pending = true;
+	return 0;
+}
+
+static void maybe_write(struct agent *a)
+{
+	const struct bench_opts *o = &a->w->b->o;
+	grpc_byte_buffer *bb;
+	uint64_t seq = a->next_seq;
+
+	if (a->send_pending || a->write_failed || a->closing || seq > (uint64_t)o->frames ||
+	    a->inflight >= o->window)
+		return;
+	if (o->open_first && !atomic_load(&a->w->b->go))
+		return;
+	bb = frame_bb(a->w->b, a, seq, clock_ns(CLOCK_REALTIME));
+	a->sent_at[seq % (uint64_t)o->window] = clock_ns(CLOCK_MONOTONIC);
+	if (send_start(a, bb))
+		return;
 	a->next_seq++;
 	a->inflight++;
 }
@@ -544,7 +610,14 @@ static void reached_end(struct agent *a)
 {
 	struct worker *w = a->w;
 
-	if (w->b->o.hold_s <= 0 || w->released) {
+	if (!a->ended) {
+		long long now = clock_ns(CLOCK_MONOTONIC), prev = atomic_load(&w->b->last_end_ns);
+
+		a->ended = true;
+		while (now > prev && !atomic_compare_exchange_weak(&w->b->last_end_ns, &prev, now))
+			;
+	}
+	if (!w->b->holding || w->released) {
 		half_close(a);
 		return;
 	}
@@ -552,6 +625,46 @@ static void reached_end(struct agent *a)
 		a->counted = true;
 		atomic_fetch_add(&w->b->all_acked, 1);
 	}
+}
+
+/* --open-first: the stream's headers alone, so the relay has the stream
+ * (and a command can reach it) before any frame is sent. */
+static void send_header(struct agent *a)
+{
+	if (!send_start(a, NULL))
+		a->header_only = true;
+}
+
+/* The oldest queued command answer. */
+static void send_reply(struct agent *a)
+{
+	grpc_byte_buffer *bb = a->reply[0];
+
+	memmove(a->reply, a->reply + 1, (size_t)--a->n_reply * sizeof a->reply[0]);
+	send_start(a, bb);
+}
+
+/* The stream's next write, if it can have one now: a command answer
+ * first (it must not wait behind a window of frames), then the headers
+ * alone while --open-first holds frames back, then frames. */
+static void agent_pump(struct agent *a)
+{
+	const struct bench *b = a->w->b;
+
+	if (a->send_pending || a->write_failed || a->closing)
+		return;
+	if (a->n_reply) {
+		send_reply(a);
+		return;
+	}
+	if (!a->md_sent && b->o.open_first && !atomic_load(&a->w->b->go)) {
+		send_header(a);
+		return;
+	}
+	if (a->acked >= b->o.frames)
+		reached_end(a);
+	else
+		maybe_write(a);
 }
 
 static int recv_post(struct agent *a)
@@ -593,7 +706,7 @@ static int stream_start(struct agent *a)
 		return 0; /* the status batch will end it */
 	}
 	a->recv_pending = true;
-	maybe_write(a);
+	agent_pump(a);
 	return 0;
 }
 
@@ -603,14 +716,14 @@ static void send_done(struct agent *a, bool ok)
 	if (a->send_bb)
 		grpc_byte_buffer_destroy(a->send_bb);
 	a->send_bb = NULL;
+	if (a->header_only && ok)
+		atomic_fetch_add(&a->w->b->opened, 1);
+	a->header_only = false;
 	if (!ok) {
 		a->write_failed = true;
 		return;
 	}
-	if (a->acked >= a->w->b->o.frames)
-		reached_end(a);
-	else
-		maybe_write(a);
+	agent_pump(a);
 }
 
 static void ack_seen(struct agent *a, uint64_t seq, int status)
@@ -629,10 +742,92 @@ static void ack_seen(struct agent *a, uint64_t seq, int status)
 	}
 	a->inflight--;
 	a->acked++;
-	if (a->acked >= b->o.frames)
-		reached_end(a);
-	else
-		maybe_write(a);
+	agent_pump(a);
+}
+
+/* Queue msg packed as AgentStreamMessage arm `arm`. */
+static void reply_queue(struct agent *a, int arm, const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg), env_len;
+	uint8_t *buf = malloc(len ? len : 1), *env = NULL;
+	grpc_slice s;
+
+	if (!buf || a->n_reply >= MAX_REPLIES) {
+		a->w->replies_dropped++;
+		free(buf);
+		return;
+	}
+	protobuf_c_message_pack(msg, buf);
+	if (rc_envelope_wrap(arm, buf, len, &env, &env_len)) {
+		a->w->replies_dropped++;
+		free(buf);
+		return;
+	}
+	s = grpc_slice_from_copied_buffer((const char *)env, env_len);
+	a->reply[a->n_reply++] = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	free(env);
+	free(buf);
+	a->w->commands_answered++;
+}
+
+/* A command from the relay (not an ack): answer it at once as an agent
+ * whose aircraft does what it is told. Aircraft command: ACCEPTED; durable
+ * command: evidence with one `acknowledged` event (what ExchangeCommand
+ * returns); Set/Clear of the operation context: APPLIED with the context
+ * asked for. Anything else is not answered. */
+static void answer_command(struct agent *a, const uint8_t *p, size_t n)
+{
+	Aeroarc__Agent__V1__RelayStreamMessage *m =
+		aeroarc__agent__v1__relay_stream_message__unpack(NULL, n, p);
+	Aeroarc__Agent__V1__OperationContextCommandAck ack =
+		AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__INIT;
+
+	if (!m)
+		return;
+	switch (m->payload_case) {
+	case AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_AIRCRAFT_COMMAND: {
+		Aeroarc__Agent__V1__AircraftCommandResult r =
+			AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__INIT;
+
+		r.command_id = m->aircraft_command->command_id;
+		r.aircraft_id = m->aircraft_command->aircraft_id;
+		r.status = AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_ACCEPTED;
+		reply_queue(a, RC_AGENT_AIRCRAFT_COMMAND_RESULT, &r.base);
+		break;
+	}
+	case AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_DURABLE_COMMAND: {
+		Aeroarc__Agent__V1__CommandEvidence e = AEROARC__AGENT__V1__COMMAND_EVIDENCE__INIT;
+		Aeroarc__Agent__V1__CommandEvent ev = AEROARC__AGENT__V1__COMMAND_EVENT__INIT, *evp = &ev;
+		char id[300];
+
+		snprintf(id, sizeof id, "%s/acknowledged", m->durable_command->command_id);
+		ev.event_id = id;
+		ev.stage = "acknowledged";
+		ev.occurred_at_unix_ms = clock_ns(CLOCK_REALTIME) / 1000000;
+		ev.evidence_source = "agent:aeroarc-bench";
+		e.command_id = m->durable_command->command_id;
+		e.command_digest = m->durable_command->command_digest;
+		e.n_events = 1;
+		e.events = &evp;
+		reply_queue(a, RC_AGENT_COMMAND_EVIDENCE, &e.base);
+		break;
+	}
+	case AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_SET_OPERATION_CONTEXT:
+		ack.command_id = m->set_operation_context->command_id;
+		ack.status = AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED;
+		ack.active_context = m->set_operation_context->context;
+		reply_queue(a, RC_AGENT_OPERATION_CONTEXT_COMMAND_ACK, &ack.base);
+		break;
+	case AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_CLEAR_OPERATION_CONTEXT:
+		ack.command_id = m->clear_operation_context->command_id;
+		ack.status = AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__STATUS__STATUS_APPLIED;
+		reply_queue(a, RC_AGENT_OPERATION_CONTEXT_COMMAND_ACK, &ack.base);
+		break;
+	default:
+		break;
+	}
+	aeroarc__agent__v1__relay_stream_message__free_unpacked(m, NULL);
 }
 
 static void recv_done(struct agent *a, bool ok)
@@ -657,6 +852,8 @@ static void recv_done(struct agent *a, bool ok)
 			kind = envelope_ack_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s),
 						   &seq, &status);
 		good = kind >= 0;
+		if (kind == 0)
+			answer_command(a, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
 		grpc_slice_unref(s);
 	}
 	grpc_byte_buffer_destroy(a->recv_bb);
@@ -671,6 +868,8 @@ static void recv_done(struct agent *a, bool ok)
 	}
 	if (kind == 1)
 		ack_seen(a, seq, status);
+	else if (kind == 0)
+		agent_pump(a);
 	if (recv_post(a))
 		grpc_call_cancel(a->call, NULL);
 }
@@ -687,6 +886,8 @@ static void stream_finish(struct agent *a)
 		atomic_fetch_add(&w->b->failures, 1);
 		worker_error(w, "stream", a->code, a->details);
 	}
+	while (a->n_reply)
+		grpc_byte_buffer_destroy(a->reply[--a->n_reply]);
 	agent_call_free(a);
 	a->done = true;
 	w->active--;
@@ -742,15 +943,23 @@ static bool starts_left(const struct worker *w)
 /* Dispatch completions until every call of the current phase finished. */
 static void worker_run(struct worker *w)
 {
-	bool hold = w->b->o.hold_s > 0;
+	bool hold = w->b->holding;
 
 	while (w->active > 0 || starts_left(w)) {
+		bool waiting = w->streaming && w->b->o.open_first && !w->going;
 		gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-					       gpr_time_from_millis(POLL_MS, GPR_TIMESPAN));
+					       gpr_time_from_millis(waiting ? 1 : POLL_MS,
+								    GPR_TIMESPAN));
 		grpc_event ev;
 		struct agent *a;
 		enum tag_kind kind;
 
+		if (waiting && atomic_load(&w->b->go)) {
+			w->going = true;
+			for (size_t i = 0; i < w->n_agents; i++)
+				if (w->agents[i]->call && !w->agents[i]->done)
+					agent_pump(w->agents[i]);
+		}
 		if (starts_left(w)) {
 			streams_start_some(w);
 			dl = gpr_inf_past(GPR_CLOCK_MONOTONIC);
@@ -781,6 +990,262 @@ static void *worker_main(void *arg)
 	w->streaming = true;
 	worker_run(w);
 	return NULL;
+}
+
+/* --- commands (SPEC sections 10 and 12) -------------------------------- */
+
+static void caller_error(struct cmd_caller *c, const char *what, const struct rc_status *st)
+{
+	if (!c->first_error[0])
+		snprintf(c->first_error, sizeof c->first_error, "%s: %s %.200s", what,
+			 rc_status_code_name(st->code), st->message);
+}
+
+/* SendAircraftCommand ARM for agent a (aircraft id = agent id). */
+static int pack_aircraft(const struct agent *a, const char *id, uint8_t **out, size_t *len)
+{
+	Aeroarc__Agent__V1__AircraftCommand cmd = AEROARC__AGENT__V1__AIRCRAFT_COMMAND__INIT;
+	Aeroarc__Relay__V1__SendAircraftCommandRequest req =
+		AEROARC__RELAY__V1__SEND_AIRCRAFT_COMMAND_REQUEST__INIT;
+
+	cmd.command_id = (char *)id;
+	cmd.aircraft_id = (char *)a->id;
+	cmd.type = AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_ARM;
+	cmd.issued_at_unix_ms = clock_ns(CLOCK_REALTIME) / 1000000;
+	req.agent_id = (char *)a->id;
+	req.command = &cmd;
+	*len = protobuf_c_message_get_packed_size(&req.base);
+	if (!(*out = malloc(*len)))
+		return -ENOMEM;
+	protobuf_c_message_pack(&req.base, *out);
+	return 0;
+}
+
+/* ExchangeCommand with the ARM the API sends (SPEC 12.1: command 400, p1 1,
+ * observation armed, 30 s expiry) for agent a, mapped to (--operator,
+ * aircraft id = agent id); digested as the API does (SPEC 12.3). */
+static int pack_durable(const struct bench *b, const struct agent *a, const char *id,
+			uint8_t **out, size_t *len)
+{
+	Aeroarc__Agent__V1__DurableCommand c = AEROARC__AGENT__V1__DURABLE_COMMAND__INIT;
+	Aeroarc__Agent__V1__OperationContext ctx = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
+	Aeroarc__Agent__V1__MavlinkExecution mav = AEROARC__AGENT__V1__MAVLINK_EXECUTION__INIT;
+	Aeroarc__Relay__V1__ExchangeCommandRequest req =
+		AEROARC__RELAY__V1__EXCHANGE_COMMAND_REQUEST__INIT;
+	float params[7] = { 1, 0, 0, 0, 0, 0, 0 };
+	char digest[COMMAND_DIGEST_HEX_LEN + 1], attempt[160];
+	const char *why = NULL;
+	int64_t now_ms = clock_ns(CLOCK_REALTIME) / 1000000;
+
+	ctx.flight_id = "bench-flight-1";
+	ctx.intent_id = "bench-intent";
+	ctx.intent_version = 1;
+	ctx.aircraft_id = (char *)a->id;
+	mav.command = 400;
+	mav.n_parameters = 7;
+	mav.parameters = params;
+	mav.observation = "armed";
+	mav.vehicle_profile = "arducopter_v1";
+	c.command_id = (char *)id;
+	c.operator_id = (char *)b->o.operator_id;
+	c.aircraft_id = (char *)a->id;
+	c.agent_id = (char *)a->id;
+	c.context = &ctx;
+	c.definition = "ARM";
+	c.definition_version = 1;
+	c.capability = CAP_MAVLINK;
+	c.issued_at_unix_ms = now_ms;
+	c.expires_at_unix_ms = now_ms + 30000;
+	c.recovery_policy = "no_repeat_effect_v1";
+	c.execution_case = AEROARC__AGENT__V1__DURABLE_COMMAND__EXECUTION_MAVLINK;
+	c.mavlink = &mav;
+	if (command_digest_durable(&c, digest, &why))
+		return -EINVAL;
+	c.command_digest = digest;
+	snprintf(attempt, sizeof attempt, "%s/attempt-1", id);
+	req.agent_id = (char *)a->id;
+	req.command = &c;
+	req.attempt_id = attempt;
+	*len = protobuf_c_message_get_packed_size(&req.base);
+	if (!(*out = malloc(*len)))
+		return -ENOMEM;
+	protobuf_c_message_pack(&req.base, *out);
+	return 0;
+}
+
+/* The answer is the agent's: ACCEPTED for this id, or evidence for this id
+ * whose first event is the agent's acknowledged. */
+static bool answer_ok(enum cmd_kind kind, const char *id, const uint8_t *p, size_t n)
+{
+	bool good = false;
+
+	if (kind == CMD_AIRCRAFT) {
+		Aeroarc__Relay__V1__SendAircraftCommandResponse *r =
+			aeroarc__relay__v1__send_aircraft_command_response__unpack(NULL, n, p);
+
+		good = r && r->result && !strcmp(r->result->command_id, id) &&
+		       r->result->status ==
+			       AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_ACCEPTED;
+		if (r)
+			aeroarc__relay__v1__send_aircraft_command_response__free_unpacked(r, NULL);
+	} else {
+		Aeroarc__Relay__V1__ExchangeCommandResponse *r =
+			aeroarc__relay__v1__exchange_command_response__unpack(NULL, n, p);
+
+		good = r && r->evidence && !strcmp(r->evidence->command_id, id) &&
+		       r->evidence->n_events >= 1 &&
+		       !strcmp(r->evidence->events[0]->stage, "acknowledged");
+		if (r)
+			aeroarc__relay__v1__exchange_command_response__free_unpacked(r, NULL);
+	}
+	return good;
+}
+
+/* One command to a random agent; the round trip is the rc_unary call alone
+ * (building and digesting the request is not in it). */
+static void command_once(struct cmd_caller *c, unsigned long seq)
+{
+	struct bench *b = c->b;
+	enum cmd_kind kinds[N_CMD_KINDS], kind;
+	int nk = 0;
+	struct agent *a = &b->agents[rand_r(&c->seed) % (unsigned)b->o.agents];
+	char id[128];
+	uint8_t *req = NULL, *resp = NULL;
+	size_t len = 0, resp_len = 0;
+	struct rc_status st = { 0 };
+	int64_t t0;
+	int rc;
+
+	for (int k = 0; k < N_CMD_KINDS; k++)
+		if (b->o.kinds & (1u << k))
+			kinds[nk++] = (enum cmd_kind)k;
+	kind = kinds[seq % (unsigned long)nk];
+	snprintf(id, sizeof id, "bench-%s-%lu", cmd_kind_names[kind], seq);
+	rc = kind == CMD_AIRCRAFT ? pack_aircraft(a, id, &req, &len)
+				  : pack_durable(b, a, id, &req, &len);
+	if (rc) {
+		st.code = GRPC_STATUS_INTERNAL;
+		snprintf(st.message, sizeof st.message, "cannot build the request (%d)", rc);
+		c->errors[kind]++;
+		caller_error(c, cmd_kind_names[kind], &st);
+		return;
+	}
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	rc = rc_unary(b->ctl, kind == CMD_AIRCRAFT ? METHOD_SEND_AIRCRAFT : METHOD_EXCHANGE, req,
+		      len, NULL, 0, &resp, &resp_len, &st, CMD_TIMEOUT_MS);
+	if (!rc && answer_ok(kind, id, resp, resp_len)) {
+		c->hist[kind]->count[hist_index((uint64_t)(clock_ns(CLOCK_MONOTONIC) - t0))]++;
+		c->hist[kind]->n++;
+		c->n[kind]++;
+	} else {
+		if (!rc)
+			snprintf(st.message, sizeof st.message, "not the agent's answer");
+		c->errors[kind]++;
+		caller_error(c, cmd_kind_names[kind], &st);
+	}
+	free(req);
+	free(resp);
+}
+
+/* Paced: this thread's share of --commands per second, at even intervals
+ * (staggered between threads); a late call does not cause a burst. */
+static void *caller_main(void *arg)
+{
+	struct cmd_caller *c = arg;
+	const struct bench *b = c->b;
+	int64_t interval = (int64_t)(1e9 * (double)b->o.command_threads / (double)b->o.commands);
+	int64_t next = clock_ns(CLOCK_MONOTONIC) + interval * c->idx / b->o.command_threads;
+
+	while (!atomic_load(&c->b->cmd_stop)) {
+		int64_t now = clock_ns(CLOCK_MONOTONIC);
+
+		if (now < next) {
+			int64_t d = next - now < 10000000 ? next - now : 10000000;
+			struct timespec ts = { 0, (long)d };
+
+			nanosleep(&ts, NULL); /* at most 10 ms: the stop is seen soon */
+			continue;
+		}
+		command_once(c, atomic_fetch_add(&c->b->cmd_seq, 1));
+		next += interval;
+		if (next < now)
+			next = now;
+	}
+	return NULL;
+}
+
+/* --reconcile: an authoritative ClearOperationContext for every registered
+ * agent in c's share (SPEC section 10: with control on, a new session's
+ * frames are held until its context is reconciled). */
+static void *reconcile_main(void *arg)
+{
+	struct cmd_caller *c = arg;
+	struct bench *b = c->b;
+
+	for (long i = c->idx; i < b->o.agents; i += b->o.command_threads) {
+		Aeroarc__Agent__V1__ClearOperationContextCommand cmd =
+			AEROARC__AGENT__V1__CLEAR_OPERATION_CONTEXT_COMMAND__INIT;
+		Aeroarc__Relay__V1__ClearOperationContextRequest req =
+			AEROARC__RELAY__V1__CLEAR_OPERATION_CONTEXT_REQUEST__INIT;
+		uint8_t buf[256], *resp = NULL;
+		size_t resp_len;
+		struct rc_status st;
+
+		if (!b->agents[i].registered)
+			continue;
+		cmd.command_id = "bench-reconcile";
+		cmd.authoritative = true;
+		req.agent_id = b->agents[i].id;
+		req.command = &cmd;
+		if (rc_unary(b->ctl, METHOD_CLEAR, buf, aeroarc__relay__v1__clear_operation_context_request__pack(&req, buf),
+			     NULL, 0, &resp, &resp_len, &st, CMD_TIMEOUT_MS)) {
+			c->reconcile_errors++;
+			caller_error(c, "reconcile", &st);
+		}
+		free(resp);
+	}
+	return NULL;
+}
+
+/* Run fn on command_threads threads over b->callers; join them. */
+static int callers_run(struct bench *b, void *(*fn)(void *), bool join)
+{
+	for (long t = 0; t < b->o.command_threads; t++)
+		if (pthread_create(&b->callers[t].thread, NULL, fn, &b->callers[t])) {
+			fprintf(stderr, "aeroarc-bench: cannot start command threads\n");
+			exit(1);
+		}
+	if (join)
+		for (long t = 0; t < b->o.command_threads; t++)
+			pthread_join(b->callers[t].thread, NULL);
+	return 0;
+}
+
+static int callers_init(struct bench *b)
+{
+	struct rc_opts ro = { .root_cert_file = b->o.ca, .client_cert_file = b->o.cert,
+			      .client_key_file = b->o.key, .server_name_override = b->o.server_name };
+	struct rc_status st;
+
+	if (!b->o.cert)
+		return 0;
+	if (!(b->ctl = rc_connect_opts(b->o.target, &ro, &st))) {
+		fprintf(stderr, "aeroarc-bench: control client: %s\n", st.message);
+		return -EINVAL;
+	}
+	if (!(b->callers = calloc((size_t)b->o.command_threads, sizeof *b->callers)))
+		return -ENOMEM;
+	for (long t = 0; t < b->o.command_threads; t++) {
+		struct cmd_caller *c = &b->callers[t];
+
+		c->b = b;
+		c->idx = t;
+		c->seed = (unsigned)(t * 7919 + 1) ^ (unsigned)clock_ns(CLOCK_REALTIME);
+		for (int k = 0; k < N_CMD_KINDS; k++)
+			if (!(c->hist[k] = calloc(1, sizeof *c->hist[k])))
+				return -ENOMEM;
+	}
+	return 0;
 }
 
 /* --- setup ------------------------------------------------------------- */
@@ -969,6 +1434,12 @@ static void bench_free(struct bench *b)
 		free(b->tmpl[k].bytes);
 	for (long c = 0; b->chans && c < b->n_chans; c++)
 		rc_close(b->chans[c]);
+	for (long t = 0; b->callers && t < b->o.command_threads; t++)
+		for (int k = 0; k < N_CMD_KINDS; k++)
+			free(b->callers[t].hist[k]);
+	free(b->callers);
+	if (b->ctl)
+		rc_close(b->ctl);
 	free(b->chans);
 	free(b->agents);
 	free(b->workers);
@@ -985,6 +1456,10 @@ static void usage(FILE *out)
 	      "                     [--prefix P] [--token T] [--hold S] [--acked-log FILE]\n"
 	      "                     [--threads T] [--scenario NAME] [--server-pid PID]\n"
 	      "                     [--protocol seed|multiplexed] [--field-names snake|go]\n"
+	      "                     [--ca FILE] [--server-name NAME] [--cert FILE --key FILE]\n"
+	      "                     [--open-first] [--reconcile] [--commands R]\n"
+	      "                     [--command-kinds aircraft,durable] [--command-seconds S]\n"
+	      "                     [--command-threads T] [--operator ID]\n"
 	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
 	      "  (default 10000) keeping at most W unacked (default 100), over C connections\n"
 	      "  (default: one per agent). Frames carry K fields (8) and B raw bytes (64).\n"
@@ -1003,7 +1478,31 @@ static void usage(FILE *out)
 	      "  with a random wal_id per agent run, acks read from RelayStreamMessage;\n"
 	      "  the line then has \"protocol\":\"multiplexed\".\n"
 	      "  --field-names go names the fields as agents do (Lat, TimeBootMs: what\n"
-	      "  sink-influxdb3 reads) instead of snake case (lat, time_boot_ms).\n",
+	      "  sink-influxdb3 reads) instead of snake case (lat, time_boot_ms).\n"
+	      "Commands (SPEC sections 10 and 12; --protocol multiplexed):\n"
+	      "  --ca FILE connects over TLS trusting FILE (--server-name: the name to check\n"
+	      "  the relay's certificate against, e.g. localhost). --cert/--key: the control\n"
+	      "  client's certificate (an allowed identity of [control]).\n"
+	      "  --open-first opens every stream (headers only) before the clock starts;\n"
+	      "  frames then start together and \"seconds\" ends at the last agent's last\n"
+	      "  ack. --reconcile (implies --open-first, needs --cert) then reconciles each\n"
+	      "  session with an authoritative ClearOperationContext: with [control] on, a\n"
+	      "  new session's frames are held until that.\n"
+	      "  --commands R (needs --cert; implies --reconcile) calls R commands per\n"
+	      "  second in all, from --command-threads threads (default 4), each to a\n"
+	      "  random agent, kinds taken in turn from --command-kinds (default\n"
+	      "  aircraft,durable): aircraft = SendAircraftCommand ARM, durable =\n"
+	      "  ExchangeCommand of the API's ARM, digested as SPEC 12.3, operator\n"
+	      "  --operator (default bench-operator), aircraft id = agent id (the relay's\n"
+	      "  agent_mappings_file must say \"<agent> <operator> <agent>\"). Agents then\n"
+	      "  register with execution_capabilities mavlink_command_v1 and answer as an\n"
+	      "  agent whose aircraft obeys: ACCEPTED; evidence {acknowledged}; APPLIED.\n"
+	      "  Commands run from the start of the frames until every frame is acked\n"
+	      "  and at least --command-seconds S (default 0) have passed; streams stay\n"
+	      "  open until then (--frames 1 with S > 0 measures idle streams). The line\n"
+	      "  adds, per kind: cmd_<kind>_n, cmd_<kind>_p50_us, cmd_<kind>_p99_us (the\n"
+	      "  round trip of the call), cmd_<kind>_errors, and commands_s, cmd_first_error.\n"
+	      "  A failed command or reconcile makes the exit status 1.\n",
 	      out);
 }
 
@@ -1019,6 +1518,30 @@ static bool num_opt(const char *name, const char *s, long min, long *out)
 		return false;
 	}
 	return true;
+}
+
+/* "aircraft,durable" -> bits of enum cmd_kind. */
+static bool parse_kinds(const char *v, unsigned *out)
+{
+	char buf[64], *save = NULL;
+
+	*out = 0;
+	snprintf(buf, sizeof buf, "%s", v);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		int k = 0;
+
+		while (k < N_CMD_KINDS && strcmp(t, cmd_kind_names[k]))
+			k++;
+		if (k == N_CMD_KINDS) {
+			fprintf(stderr, "aeroarc-bench: --command-kinds: \"%s\" is neither aircraft nor "
+					"durable\n", t);
+			return false;
+		}
+		*out |= 1u << k;
+	}
+	if (!*out)
+		fprintf(stderr, "aeroarc-bench: --command-kinds: empty\n");
+	return *out != 0;
 }
 
 static bool apply_scenario(struct bench_opts *o, const char *name)
@@ -1051,6 +1574,11 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			usage(stdout);
 			exit(0);
 		}
+		if (!strcmp(a, "--open-first") || !strcmp(a, "--reconcile")) {
+			o->open_first = true;
+			o->reconcile = o->reconcile || !strcmp(a, "--reconcile");
+			continue;
+		}
 		if (i + 1 >= argc) {
 			fprintf(stderr, "aeroarc-bench: %s needs a value (see --help)\n", a);
 			return -EINVAL;
@@ -1064,6 +1592,24 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			o->token = v;
 		else if (!strcmp(a, "--acked-log"))
 			o->acked_log = v;
+		else if (!strcmp(a, "--ca"))
+			o->ca = v;
+		else if (!strcmp(a, "--server-name"))
+			o->server_name = v;
+		else if (!strcmp(a, "--cert"))
+			o->cert = v;
+		else if (!strcmp(a, "--key"))
+			o->key = v;
+		else if (!strcmp(a, "--operator"))
+			o->operator_id = v;
+		else if (!strcmp(a, "--commands"))
+			ok = num_opt(a, v, 0, &o->commands);
+		else if (!strcmp(a, "--command-seconds"))
+			ok = num_opt(a, v, 0, &o->command_seconds);
+		else if (!strcmp(a, "--command-threads"))
+			ok = num_opt(a, v, 1, &o->command_threads);
+		else if (!strcmp(a, "--command-kinds"))
+			ok = parse_kinds(v, &o->kinds);
 		else if (!strcmp(a, "--agents"))
 			ok = num_opt(a, v, 1, &o->agents);
 		else if (!strcmp(a, "--frames"))
@@ -1113,6 +1659,21 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		fprintf(stderr, "aeroarc-bench: --fields at most 100000, --raw-bytes at most 16 MiB\n");
 		return -EINVAL;
 	}
+	if (o->commands > 0)
+		o->reconcile = o->open_first = true;
+	if (o->reconcile && (!o->cert || !o->key || !o->multiplexed)) {
+		fprintf(stderr, "aeroarc-bench: --commands and --reconcile need --cert, --key and "
+				"--protocol multiplexed\n");
+		return -EINVAL;
+	}
+	if (!o->cert != !o->key || (o->cert && !o->ca)) {
+		fprintf(stderr, "aeroarc-bench: --cert and --key go together, with --ca\n");
+		return -EINVAL;
+	}
+	if (o->command_seconds > 0 && o->commands <= 0) {
+		fprintf(stderr, "aeroarc-bench: --command-seconds needs --commands\n");
+		return -EINVAL;
+	}
 	if (o->threads > o->agents)
 		o->threads = o->agents;
 	if (o->channels > o->agents)
@@ -1153,12 +1714,68 @@ static void report_server(const struct bench *b, const struct server_cost *cost,
 	       cost->peak_rss_kb);
 }
 
+/* With --commands or --reconcile: the command round trips, per kind.
+ * Returns how many commands (and reconciles) failed. */
+static long report_commands(const struct bench *b, double cmd_secs)
+{
+	struct hist *h = calloc(1, sizeof *h);
+	long failed = 0, reconcile_errors = 0, answered = 0, dropped = 0;
+	const char *first = "";
+
+	if (!b->callers || !h) {
+		free(h);
+		return 0;
+	}
+	for (long t = 0; t < b->o.threads; t++) {
+		answered += b->workers[t].commands_answered;
+		dropped += b->workers[t].replies_dropped;
+	}
+	for (long t = 0; t < b->o.command_threads; t++) {
+		reconcile_errors += b->callers[t].reconcile_errors;
+		if (!*first)
+			first = b->callers[t].first_error;
+	}
+	printf(",\"reconcile_errors\":%ld,\"agent_answers\":%ld,\"agent_answers_dropped\":%ld",
+	       reconcile_errors, answered, dropped);
+	failed += reconcile_errors;
+	if (b->o.commands > 0) {
+		printf(",\"commands_per_s\":%ld,\"commands_s\":%.3f", b->o.commands, cmd_secs);
+		for (int k = 0; k < N_CMD_KINDS; k++) {
+			long n = 0, errors = 0;
+
+			if (!(b->o.kinds & (1u << k)))
+				continue;
+			memset(h, 0, sizeof *h);
+			for (long t = 0; t < b->o.command_threads; t++) {
+				const struct cmd_caller *c = &b->callers[t];
+
+				n += c->n[k];
+				errors += c->errors[k];
+				h->n += c->hist[k]->n;
+				for (size_t i = 0; i < HIST_BUCKETS; i++)
+					h->count[i] += c->hist[k]->count[i];
+			}
+			printf(",\"cmd_%s_n\":%ld,\"cmd_%s_p50_us\":%.0f,\"cmd_%s_p99_us\":%.0f,"
+			       "\"cmd_%s_errors\":%ld",
+			       cmd_kind_names[k], n, cmd_kind_names[k], hist_pct(h, 50),
+			       cmd_kind_names[k], hist_pct(h, 99), cmd_kind_names[k], errors);
+			failed += errors;
+		}
+	}
+	printf(",\"cmd_first_error\":");
+	json_string(first);
+	if (first[0])
+		fprintf(stderr, "aeroarc-bench: first command error: %s\n", first);
+	free(h);
+	return failed;
+}
+
 /* Main thread, after the workers joined: sum them up and print loadgen's
  * line (plus report_server's keys). */
-static int report(struct bench *b, double secs, const struct server_cost *cost)
+static int report(struct bench *b, double secs, const struct server_cost *cost, double cmd_secs)
 {
 	struct hist *h = calloc(1, sizeof *h); /* 340 KB: not on the stack */
-	long acks[4] = { 0 }, reg_err = 0, stream_err = 0, acked;
+	long acks[4] = { 0 }, reg_err = 0, stream_err = 0, acked, cmd_failed;
 	const char *first = "";
 
 	if (!h) {
@@ -1190,32 +1807,72 @@ static int report(struct bench *b, double secs, const struct server_cost *cost)
 	       hist_pct(h, 99.9), reg_err, stream_err, b->n_chans, b->o.threads);
 	json_string(first);
 	report_server(b, cost, acked);
+	cmd_failed = report_commands(b, cmd_secs);
 	printf("}\n");
 	free(h);
 	if (first[0])
 		fprintf(stderr, "aeroarc-bench: first error: %s\n", first);
-	return reg_err || stream_err ? 1 : 0;
+	return reg_err || stream_err || cmd_failed ? 1 : 0;
 }
 
 /* With --hold: wait until every registered agent is fully acked (or a
  * stream failed), keep them open hold_s seconds, then let them close. */
-static void hold_streams(struct bench *b)
+static void hold_streams(struct bench *b, int64_t t0, double *cmd_secs)
 {
 	int64_t give_up = clock_ns(CLOCK_MONOTONIC) + (int64_t)HOLD_WAIT_S * 1000000000;
+	int64_t cmd_until = t0 + (int64_t)b->o.command_seconds * 1000000000;
 	struct timespec tick = { 0, 10 * 1000000 }, hold = { b->o.hold_s, 0 };
 
-	while (atomic_load(&b->all_acked) < atomic_load(&b->registered) &&
+	while (((atomic_load(&b->all_acked) < atomic_load(&b->registered) &&
+		 clock_ns(CLOCK_MONOTONIC) < give_up) ||
+		clock_ns(CLOCK_MONOTONIC) < cmd_until) &&
+	       atomic_load(&b->failures) == 0)
+		nanosleep(&tick, NULL);
+	if (b->o.commands > 0) { /* every stream still open: stop the calls first */
+		atomic_store(&b->cmd_stop, 1);
+		for (long t = 0; t < b->o.command_threads; t++)
+			pthread_join(b->callers[t].thread, NULL);
+		*cmd_secs = (double)(clock_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+	}
+	if (b->o.hold_s > 0) {
+		fprintf(stderr, "holding %ld open streams for %ld s\n", atomic_load(&b->all_acked),
+			b->o.hold_s);
+		nanosleep(&hold, NULL);
+	}
+	atomic_store(&b->release, 1);
+}
+
+/* --open-first: wait (HOLD_WAIT_S at most) until every registered agent's
+ * stream is open, then reconcile them if asked. */
+static int open_streams(struct bench *b)
+{
+	int64_t give_up = clock_ns(CLOCK_MONOTONIC) + (int64_t)HOLD_WAIT_S * 1000000000;
+	struct timespec tick = { 0, 1000000 };
+	long errors = 0;
+
+	while (atomic_load(&b->opened) < atomic_load(&b->registered) &&
 	       atomic_load(&b->failures) == 0 && clock_ns(CLOCK_MONOTONIC) < give_up)
 		nanosleep(&tick, NULL);
-	fprintf(stderr, "holding %ld open streams for %ld s\n", atomic_load(&b->all_acked),
-		b->o.hold_s);
-	nanosleep(&hold, NULL);
-	atomic_store(&b->release, 1);
+	if (atomic_load(&b->opened) < atomic_load(&b->registered)) {
+		fprintf(stderr, "aeroarc-bench: only %ld of %ld streams opened\n",
+			atomic_load(&b->opened), atomic_load(&b->registered));
+		return -EIO;
+	}
+	if (!b->o.reconcile)
+		return 0;
+	callers_run(b, reconcile_main, true);
+	for (long t = 0; t < b->o.command_threads; t++)
+		errors += b->callers[t].reconcile_errors;
+	if (errors)
+		fprintf(stderr, "aeroarc-bench: %ld reconciles failed: %s\n", errors,
+			b->callers[0].first_error[0] ? b->callers[0].first_error : "(see the line)");
+	return 0;
 }
 
 static int connect_all(struct bench *b)
 {
-	struct rc_opts ro = { .bearer_token = b->o.token };
+	struct rc_opts ro = { .bearer_token = b->o.token, .root_cert_file = b->o.ca,
+			      .server_name_override = b->o.server_name };
 	struct rc_status st;
 
 	b->n_chans = b->o.channels > 0 ? b->o.channels : b->o.agents;
@@ -1236,7 +1893,7 @@ static int setup(struct bench *b)
 {
 	int rc;
 
-	if ((rc = connect_all(b)))
+	if ((rc = connect_all(b)) || (rc = callers_init(b)))
 		return rc;
 	for (int k = 0; k < N_KINDS; k++)
 		if ((rc = tmpl_build(&b->tmpl[k], k, &b->o)))
@@ -1264,14 +1921,17 @@ int main(int argc, char **argv)
 	struct server_cost cost = { 0 };
 	long started = 0;
 	int64_t t0;
-	double secs;
+	double secs, cmd_secs = 0;
 	int rc = 2;
 
 	b.o = (struct bench_opts){ .target = "127.0.0.1:50051", .agents = 10, .frames = 10000,
 				   .window = 100, .fields = 8, .raw_bytes = 64,
-				   .prefix = "bench-agent", .threads = 2 };
+				   .prefix = "bench-agent", .threads = 2,
+				   .operator_id = "bench-operator", .command_threads = 4,
+				   .kinds = 1u << CMD_AIRCRAFT | 1u << CMD_DURABLE };
 	if (parse_opts(argc, argv, &b.o))
 		return 2;
+	b.holding = b.o.hold_s > 0 || b.o.commands > 0;
 	if (setup(&b))
 		goto out;
 	if (b.o.server_pid) {
@@ -1294,15 +1954,25 @@ int main(int argc, char **argv)
 	pthread_barrier_wait(&b.barrier);
 	t0 = clock_ns(CLOCK_MONOTONIC);
 	pthread_barrier_wait(&b.barrier);
-	if (b.o.hold_s > 0)
-		hold_streams(&b);
+	if (b.o.open_first) {
+		if (open_streams(&b))
+			atomic_store(&b.failures, 1); /* no hold: let the streams end */
+		t0 = clock_ns(CLOCK_MONOTONIC);
+		atomic_store(&b.go, 1);
+	}
+	if (b.o.commands > 0)
+		callers_run(&b, caller_main, false);
+	if (b.holding)
+		hold_streams(&b, t0, &cmd_secs);
 	for (long t = 0; t < b.o.threads; t++)
 		pthread_join(b.workers[t].thread, NULL);
 	secs = (double)(clock_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+	if (b.o.open_first && atomic_load(&b.last_end_ns) > t0)
+		secs = (double)(atomic_load(&b.last_end_ns) - t0) / 1e9;
 	if (probe && server_probe_stop(probe, &cost) < 0)
 		fprintf(stderr, "aeroarc-bench: the server (pid %ld) exited during the run\n",
 			b.o.server_pid);
-	rc = report(&b, secs, b.o.server_pid ? &cost : NULL);
+	rc = report(&b, secs, b.o.server_pid ? &cost : NULL, cmd_secs);
 	pthread_barrier_destroy(&b.barrier);
 out:
 	bench_free(&b);

@@ -4,7 +4,7 @@
 # prints a Markdown table of medians and ratios (docs/benchmarks.md).
 #
 #   tools/bench-compare.sh [rounds] [scenario...]
-#   scenarios: throughput many durable light scale redis influx3
+#   scenarios: throughput many durable light scale redis influx3 commands
 #   (default: all)
 #
 # influx3 is not a comparison with the ackserver: the relay with sink-file
@@ -13,6 +13,31 @@
 # driven by aeroarc-bench --protocol multiplexed --field-names go (seed
 # frames and snake-case fields would not be written), servers alternated;
 # target: >= 0.8x the sink-file-alone acked/s (docs/benchmarks.md).
+#
+# commands is not a comparison with the ackserver either (issues 21 and 24,
+# SPEC sections 10 and 12): a throwaway PKI made with openssl, the relay
+# with [tls], [auth] mode = bearer, relay_id and agent mappings, with and
+# without [control], driven by aeroarc-bench --protocol multiplexed, whose
+# agents answer commands. Per round, in alternating order: round trips of
+# SendAircraftCommand and ExchangeCommand (50/s each, one run) over 500
+# idle agents (cmd-idle) and under 500 streaming agents (cmd-many); then
+# AERO_BENCH_TP_GROUPS (default 3) groups of three back-to-back runs of the
+# throughput load, order rotated: control off (tp-off), control on and idle
+# (tp-idle), control on with 100 ExchangeCommand/s to the streaming agents
+# (tp-cmd). The throughput ratios are taken within each group (runs seconds
+# apart) and their median reported, so that a shared machine's drift
+# between groups cancels. Targets: ExchangeCommand p50 <= 1.2x
+# SendAircraftCommand's; tp-cmd and tp-idle >= 0.97x tp-off
+# (docs/benchmarks.md).
+#
+# For commands: AERO_BENCH_TP_GROUPS (3), AERO_BENCH_CMD_SECONDS (10: the
+# idle run), AERO_BENCH_CMD_FRAMES (1500 per agent: the loaded run),
+# AERO_BENCH_CMD_LATENCY=0 (throughput groups only), AERO_BENCH_RELAY_CPUS
+# and AERO_BENCH_CLIENT_CPUS (taskset -c lists: pin the relay and
+# aeroarc-bench apart, so the relay's own CPU bounds throughput).
+#
+# AERO_BENCH_REPORT=<results.jsonl> prints the tables of an earlier run
+# and runs nothing.
 #
 # AERO_BENCH_INFLUX3_KEYS adds keys to that [sink:telemetry] (e.g.
 # "gzip_threshold = 0").
@@ -34,13 +59,16 @@ ROOT=$PWD
 ROUNDS=${1:-3}
 shift || true
 SCENARIOS=${*:-throughput many durable light scale redis influx3}
+if [ -n "${AERO_BENCH_REPORT:-}" ]; then # tables only: nothing to build or run
+  SCENARIOS=""; AERO_BENCH_BUILD=${AERO_BENCH_BUILD:-none}
+fi
 SHARED=${AERO_SHARED:-$ROOT/../shared}
 OUT=${AERO_BENCH_OUT:-/tmp/aeroarc-bench-compare}
 . tools/bench-lib.sh # the scripts cd to the checkout first
 mkdir -p "$OUT"
 
 need_yardstick=false # influx3 alone needs no loadgen or ackserver
-for s in $SCENARIOS; do [ "$s" != influx3 ] && need_yardstick=true; done
+for s in $SCENARIOS; do [ "$s" != influx3 ] && [ "$s" != commands ] && need_yardstick=true; done
 if $need_yardstick; then
   scripts/deps.sh bench
   make -s -C "$SHARED/bench" OUT="$OUT/yardstick" >/dev/null
@@ -177,6 +205,75 @@ print(json.dumps(r))
 PYEOF
 }
 
+# commands_pki <dir>: agents' CA with a server certificate for localhost,
+# a control CA with the API's client certificate (spiffe://aero-arc/api).
+commands_pki() {
+  local d=$1
+  [ -f "$d/api.pem" ] && return 0
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-agents-ca
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout cca.key -out cca.pem -days 2 -subj /CN=bench-control-ca
+    openssl req -newkey rsa:2048 -nodes -keyout api.key -out api.csr -subj /CN=bench-api
+    printf 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://aero-arc/api\n' >api.ext
+    openssl x509 -req -in api.csr -CA cca.pem -CAkey cca.key -CAcreateserial -out api.pem -days 2 -extfile api.ext
+  ) >"$OUT/pki.log" 2>&1
+}
+
+# run_commands <variant>: one aeroarc-bench run against a fresh relay with
+# [tls] + bearer agents + relay_id + mappings (and [control] unless tp-off);
+# one JSON line.
+CMD_AGENTS=500
+run_commands() {
+  local variant=$1 group=${2:-} port; port=$(free_port)
+  local pki=$OUT/pki cfg dir=$OUT/relay-run
+  cfg=$(relay_config "$port" none)
+  printf 'bench-agents-key-0123456789 *\n' >"$dir/keys.txt"
+  for i in $(seq 0 $((CMD_AGENTS - 1))); do echo "bench-agent-$i bench-operator bench-agent-$i"; done >"$dir/agents.map"
+  chmod 600 "$dir/keys.txt" "$dir/agents.map"
+  sed -i -e "s|^relay_id = .*|relay_id = bench-relay|" \
+      -e "s|^cert_file =.*|cert_file = $pki/server.pem|" -e "s|^key_file =.*|key_file = $pki/server.key|" \
+      -e "s|^mode = none.*|mode = bearer|" -e "s|^keys_file =.*|keys_file = $dir/keys.txt|" "$cfg"
+  if [ "$variant" != tp-off ]; then
+    printf '\n[control]\nclient_ca_file = %s\nallowed_identities = spiffe://aero-arc/api\nagent_mappings_file = %s\n' \
+      "$pki/cca.pem" "$dir/agents.map" >>"$cfg"
+  fi
+  ${RELAY_PIN:+taskset -c "$RELAY_PIN"} env -u REDIS_ADDR -u RELAY_ID "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/$variant.log" &
+  local pid=$!
+  wait_port "$port"
+  local common=(--target "127.0.0.1:$port" --protocol multiplexed --ca "$pki/ca.pem"
+                --server-name localhost --token bench-agents-key-0123456789 --server-pid "$pid")
+  local ctl=(--cert "$pki/api.pem" --key "$pki/api.key")
+  local args
+  case $variant in
+    cmd-idle) args=(--agents "$CMD_AGENTS" --channels 50 --frames 1 --window 1 "${ctl[@]}"
+                    --commands 100 --command-seconds "${AERO_BENCH_CMD_SECONDS:-10}") ;;
+    # Calls are synchronous: under this load a round trip takes ~0.1-0.4 s,
+    # so 100/s needs tens of callers.
+    cmd-many) args=(--agents "$CMD_AGENTS" --channels 50 --window 50 --frames "${AERO_BENCH_CMD_FRAMES:-1500}"
+                    "${ctl[@]}" --commands 100 --command-threads 64) ;;
+    tp-off)   args=(--scenario throughput --open-first) ;;
+    tp-idle)  args=(--scenario throughput "${ctl[@]}" --reconcile) ;;
+    tp-cmd)   args=(--scenario throughput "${ctl[@]}" --commands 100 --command-kinds durable
+                    --command-threads 8) ;;
+  esac
+  local line
+  line=$(${CLIENT_PIN:+taskset -c "$CLIENT_PIN"} "$BENCH" "${common[@]}" "${args[@]}" || true)
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  $PY - "$variant" "$group" "$line" <<'PYEOF'
+import json, sys
+variant, group, line = sys.argv[1:4]
+r = json.loads(line) if line.strip() else {"acked": 0, "acked_per_s": 0, "stream_errors": -1}
+r.update(server=variant, scenario="commands", group=group, cpu_s=r.get("server_cpu_s", 0),
+         rss_kb=r.get("server_peak_rss_kb", 0))
+print(json.dumps(r))
+PYEOF
+}
+
 declare -A ARGS=(
   [throughput]="--agents 10 --frames 20000 --window 100"
   [many]="--agents 500 --channels 50 --frames 400 --window 50"
@@ -187,8 +284,26 @@ declare -A ARGS=(
 )
 
 RESULTS=$OUT/results.jsonl
-: >"$RESULTS"
+RELAY_PIN=${AERO_BENCH_RELAY_CPUS:-}
+CLIENT_PIN=${AERO_BENCH_CLIENT_CPUS:-}
+if [ -n "${AERO_BENCH_REPORT:-}" ]; then RESULTS=$AERO_BENCH_REPORT; SCENARIOS=""; else : >"$RESULTS"; fi
 for scenario in $SCENARIOS; do
+  if [ "$scenario" = commands ]; then
+    commands_pki "$OUT/pki"
+    tp=(tp-off tp-idle tp-cmd)
+    for round in $(seq 1 "$ROUNDS"); do
+      if [ $((round % 2)) -eq 1 ]; then order="cmd-idle cmd-many"; else order="cmd-many cmd-idle"; fi
+      [ "${AERO_BENCH_CMD_LATENCY:-1}" = 0 ] && order=""
+      for variant in $order; do run_commands "$variant" | tee -a "$RESULTS" >&2; done
+      for g in $(seq 1 "${AERO_BENCH_TP_GROUPS:-3}"); do
+        # Rotate the order in every group so drift hits the three alike.
+        for k in 0 1 2; do
+          run_commands "${tp[$(((k + g + round) % 3))]}" "$round.$g" | tee -a "$RESULTS" >&2
+        done
+      done
+    done
+    continue
+  fi
   if [ "$scenario" = influx3 ]; then
     for round in $(seq 1 "$ROUNDS"); do
       if [ $((round % 2)) -eq 1 ]; then order="file file+influx3"; else order="file+influx3 file"; fi
@@ -235,32 +350,33 @@ def fmt(x, d=0):
     return "-" if x is None else f"{x:,.{d}f}"
 def ratio(a, b):
     return "-" if not a or not b else f"{a / b:.2f}x"
-print("| scenario | server | acked/s | p50 µs | p99 µs | CPU s /100k frames | peak RSS MB | errors |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
-for scn in dict.fromkeys(r["scenario"] for r in rows):
-    for srv in ("ackserver", "relay", "baseline", "file", "file+influx3"):
-        n = [r for r in rows if r["scenario"] == scn and r["server"] == srv]
-        if not n:
+if any(r["scenario"] != "commands" for r in rows):
+    print("| scenario | server | acked/s | p50 µs | p99 µs | CPU s /100k frames | peak RSS MB | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for scn in dict.fromkeys(r["scenario"] for r in rows):
+        for srv in ("ackserver", "relay", "baseline", "file", "file+influx3"):
+            n = [r for r in rows if r["scenario"] == scn and r["server"] == srv]
+            if not n:
+                continue
+            errs = sum(r.get("stream_errors", 0) + r.get("register_errors", 0) for r in n)
+            print(f"| {scn} | {srv} | {fmt(med(scn, srv, 'acked_per_s'))} | {fmt(med(scn, srv, 'p50_us'))} "
+                  f"| {fmt(med(scn, srv, 'p99_us'))} | {fmt(per100k(scn, srv), 2)} "
+                  f"| {fmt(med(scn, srv, 'rss_kb') / 1024 if med(scn, srv, 'rss_kb') else None, 1)} | {errs} |")
+    print()
+    print("| scenario | relay / ackserver acked/s | p50 | p99 | CPU per frame | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for scn in dict.fromkeys(r["scenario"] for r in rows):
+        if scn in ("redis-off", "influx3", "commands"):
             continue
-        errs = sum(r.get("stream_errors", 0) + r.get("register_errors", 0) for r in n)
-        print(f"| {scn} | {srv} | {fmt(med(scn, srv, 'acked_per_s'))} | {fmt(med(scn, srv, 'p50_us'))} "
-              f"| {fmt(med(scn, srv, 'p99_us'))} | {fmt(per100k(scn, srv), 2)} "
-              f"| {fmt(med(scn, srv, 'rss_kb') / 1024 if med(scn, srv, 'rss_kb') else None, 1)} | {errs} |")
-print()
-print("| scenario | relay / ackserver acked/s | p50 | p99 | CPU per frame | peak RSS |")
-print("|---|---:|---:|---:|---:|---:|")
-for scn in dict.fromkeys(r["scenario"] for r in rows):
-    if scn in ("redis-off", "influx3"):
-        continue
-    base = "ackserver" if scn != "redis" else None
-    if base is None:
-        print(f"| redis on / off (relay) | {ratio(med('redis', 'relay', 'acked_per_s'), med('redis-off', 'relay', 'acked_per_s'))} | | | | |")
-        continue
-    print(f"| {scn} | {ratio(med(scn, 'relay', 'acked_per_s'), med(scn, base, 'acked_per_s'))} "
-          f"| {ratio(med(scn, 'relay', 'p50_us'), med(scn, base, 'p50_us'))} "
-          f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, base, 'p99_us'))} "
-          f"| {ratio(per100k(scn, 'relay'), per100k(scn, base))} "
-          f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, base, 'rss_kb'))} |")
+        base = "ackserver" if scn != "redis" else None
+        if base is None:
+            print(f"| redis on / off (relay) | {ratio(med('redis', 'relay', 'acked_per_s'), med('redis-off', 'relay', 'acked_per_s'))} | | | | |")
+            continue
+        print(f"| {scn} | {ratio(med(scn, 'relay', 'acked_per_s'), med(scn, base, 'acked_per_s'))} "
+              f"| {ratio(med(scn, 'relay', 'p50_us'), med(scn, base, 'p50_us'))} "
+              f"| {ratio(med(scn, 'relay', 'p99_us'), med(scn, base, 'p99_us'))} "
+              f"| {ratio(per100k(scn, 'relay'), per100k(scn, base))} "
+              f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, base, 'rss_kb'))} |")
 if any(r["scenario"] == "influx3" for r in rows):
     print()
     print("| influx3 | file+influx3 / file alone acked/s (target >= 0.8x) | p50 | p99 | CPU per frame | peak RSS |")
@@ -271,6 +387,60 @@ if any(r["scenario"] == "influx3" for r in rows):
           f"| {ratio(med(s, 'file+influx3', 'p99_us'), med(s, 'file', 'p99_us'))} "
           f"| {ratio(per100k(s, 'file+influx3'), per100k(s, 'file'))} "
           f"| {ratio(med(s, 'file+influx3', 'rss_kb'), med(s, 'file', 'rss_kb'))} |")
+if any(r["scenario"] == "commands" for r in rows):
+    s = "commands"
+    def cmed(v, key):
+        x = [r[key] for r in rows if r["scenario"] == s and r["server"] == v and key in r]
+        return statistics.median(x) if x else None
+    def csum(v, key):
+        return sum(r.get(key, 0) for r in rows if r["scenario"] == s and r["server"] == v)
+    print()
+    def rate(v, kinds):
+        n = sum(csum(v, f"cmd_{k}_n") + csum(v, f"cmd_{k}_errors") for k in kinds)
+        t = csum(v, "commands_s")
+        return n / t if t else None
+    def per_run_ratio(v, a, b):
+        x = [r[a] / r[b] for r in rows if r["scenario"] == s and r["server"] == v and r.get(a) and r.get(b)]
+        return (statistics.median(x), min(x), max(x)) if x else None
+    def rng(t):
+        return "-" if t is None else f"{t[0]:.2f}x ({t[1]:.2f}-{t[2]:.2f})"
+    if any(r["server"].startswith("cmd-") for r in rows):
+      print("| commands (medians of runs) | SendAircraftCommand p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs "
+          "| Exchange/Send p50, per run: median (min-max) (target <= 1.2x) | calls/s asked / done | calls (send/exchange) | frame ack p50 µs | errors |")
+      print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v, what in (("cmd-idle", "500 idle agents"), ("cmd-many", "500 streaming agents")):
+        if cmed(v, "cmd_aircraft_p50_us") is None:
+            continue
+        errs = csum(v, "cmd_aircraft_errors") + csum(v, "cmd_durable_errors") + csum(v, "stream_errors")
+        print(f"| {what} | {fmt(cmed(v, 'cmd_aircraft_p50_us'))} | {fmt(cmed(v, 'cmd_aircraft_p99_us'))} "
+              f"| {fmt(cmed(v, 'cmd_durable_p50_us'))} | {fmt(cmed(v, 'cmd_durable_p99_us'))} "
+              f"| {rng(per_run_ratio(v, 'cmd_durable_p50_us', 'cmd_aircraft_p50_us'))} "
+              f"| 100 / {fmt(rate(v, ('aircraft', 'durable')))} "
+              f"| {csum(v, 'cmd_aircraft_n')}/{csum(v, 'cmd_durable_n')} "
+              f"| {fmt(cmed(v, 'p50_us')) if v == 'cmd-many' else '-'} | {errs} |")
+    print()
+    def group_ratio(v, key):
+        by = {}
+        for r in rows:
+            if r["scenario"] == s and r.get("group") and r.get(key):
+                by.setdefault(r["group"], {})[r["server"]] = r[key]
+        x = [g[v] / g["tp-off"] for g in by.values() if v in g and "tp-off" in g]
+        return (statistics.median(x), min(x), max(x), len(x)) if x else None
+    def grng(t):
+        return "-" if t is None else f"{t[0]:.3f}x ({t[1]:.2f}-{t[2]:.2f}, {t[3]} groups)"
+    print("| throughput load (10 agents, gen 2, TLS, bearer) | acked/s (median) | / control off, per group: median (min-max) (target >= 0.97x) "
+          "| relay CPU s /100k frames | / control off, per group | frame p50 µs | p99 µs | ExchangeCommand p50 µs | p99 µs | ExchangeCommand/s done | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v, what in (("tp-off", "control off"), ("tp-idle", "control on, no commands"),
+                    ("tp-cmd", "control on, 100 ExchangeCommand/s")):
+        if cmed(v, "acked_per_s") is None:
+            continue
+        errs = csum(v, "stream_errors") + csum(v, "register_errors") + csum(v, "cmd_durable_errors") + csum(v, "reconcile_errors")
+        print(f"| {what} | {fmt(cmed(v, 'acked_per_s'))} | {grng(group_ratio(v, 'acked_per_s')) if v != 'tp-off' else '1'} "
+              f"| {fmt(per100k(s, v), 2)} | {grng(group_ratio(v, 'server_cpu_s_per_100k')) if v != 'tp-off' else '1'} "
+              f"| {fmt(cmed(v, 'p50_us'))} | {fmt(cmed(v, 'p99_us'))} "
+              f"| {fmt(cmed(v, 'cmd_durable_p50_us'))} | {fmt(cmed(v, 'cmd_durable_p99_us'))} "
+              f"| {fmt(rate(v, ('durable',))) if v == 'tp-cmd' else '-'} | {errs} |")
 if any(r["server"] == "baseline" for r in rows):
     print()
     print("| scenario | this build / baseline acked/s | p50 | p99 | CPU per frame | peak RSS |")
@@ -284,6 +454,6 @@ if any(r["server"] == "baseline" for r in rows):
               f"| {ratio(per100k(scn, 'relay'), per100k(scn, 'baseline'))} "
               f"| {ratio(med(scn, 'relay', 'rss_kb'), med(scn, 'baseline', 'rss_kb'))} |")
 print()
-print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file')]) // max(1, len(set(r['scenario'] for r in rows))))}; "
+print(f"rounds: {max(1, len([r for r in rows if r['server'] in ('relay', 'file', 'cmd-idle')]) // max(1, len(set(r['scenario'] for r in rows))), len({r['group'].split('.')[0] for r in rows if r.get('group')}))}; "
       f"raw results: {sys.argv[1]}")
 EOF
