@@ -112,6 +112,9 @@ static enum control_verdict verdict(struct control_auth *a, const char *name, co
     snprintf(leaf, sizeof(leaf), "%s.pem", name);
     char *pem = file(leaf), *ch = chain ? file(chain) : NULL;
     enum control_verdict v = control_auth_check_pem(a, pem, ch);
+    /* Asked again, the kept verdict must be the same. */
+    cr_assert_eq(control_auth_check_pem(a, pem, ch), v, "%s: another verdict the second time",
+                 name);
     free(pem);
     free(ch);
     return v;
