@@ -8,6 +8,7 @@
 #include "session_table.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,13 @@ struct mapping {
 };
 
 struct agent_mappings {
+    pthread_rwlock_t lock; /* n and v, swapped by a reload */
     size_t n;
     struct mapping *v;
+    /* Generations a reload replaced: streams keep pointers to their
+     * strings (the envelope's operator and aircraft), so they stay until
+     * the relay stops. A few KB per reload. */
+    struct agent_mappings *retired;
 };
 
 static int fail(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
@@ -39,12 +45,39 @@ static int fail(char *err, size_t errlen, const char *path, int line, const char
 
 void agent_mappings_free(struct agent_mappings *m)
 {
+    while (m) {
+        struct agent_mappings *next = m->retired;
+        for (size_t i = 0; i < m->n; i++)
+            free(m->v[i].agent); /* one allocation holds all three */
+        free(m->v);
+        pthread_rwlock_destroy(&m->lock);
+        free(m);
+        m = next;
+    }
+}
+
+void agent_mappings_adopt(struct agent_mappings *m, struct agent_mappings *from)
+{
+    pthread_rwlock_wrlock(&m->lock);
+    size_t n = m->n;
+    struct mapping *v = m->v;
+    m->n = from->n;
+    m->v = from->v;
+    from->n = n;
+    from->v = v;
+    from->retired = m->retired;
+    m->retired = from;
+    pthread_rwlock_unlock(&m->lock);
+}
+
+size_t agent_mappings_count(struct agent_mappings *m)
+{
     if (!m)
-        return;
-    for (size_t i = 0; i < m->n; i++)
-        free(m->v[i].agent); /* one allocation holds all three */
-    free(m->v);
-    free(m);
+        return 0;
+    pthread_rwlock_rdlock(&m->lock);
+    size_t n = m->n;
+    pthread_rwlock_unlock(&m->lock);
+    return n;
 }
 
 static int by_agent(const void *a, const void *b)
@@ -101,6 +134,8 @@ int agent_mappings_load(const char *path, struct agent_mappings **out, char *err
                     (unsigned)(st.st_mode & 0777));
     }
     struct agent_mappings *m = calloc(1, sizeof(*m));
+    if (m)
+        pthread_rwlock_init(&m->lock, NULL);
     char *line = NULL;
     size_t cap = 0, alloc = 0;
     int n = 0, rc = m ? 0 : fail(err, errlen, path, 0, "out of memory");
@@ -145,13 +180,16 @@ int agent_mappings_find(const struct agent_mappings *m, const char *agent_id,
                         const char **operator_id, const char **aircraft_id)
 {
     *operator_id = *aircraft_id = NULL;
-    if (!m || m->n == 0)
+    if (!m)
         return 0;
+    struct agent_mappings *lm = (struct agent_mappings *)m; /* the lock only */
+    pthread_rwlock_rdlock(&lm->lock);
     struct mapping key = {.agent = (char *)agent_id};
-    const struct mapping *hit = bsearch(&key, m->v, m->n, sizeof(*m->v), by_agent);
-    if (!hit)
-        return 0;
-    *operator_id = hit->operator_id;
-    *aircraft_id = hit->aircraft;
-    return 1;
+    const struct mapping *hit = m->n ? bsearch(&key, m->v, m->n, sizeof(*m->v), by_agent) : NULL;
+    if (hit) { /* the strings outlive a reload: kept in `retired` */
+        *operator_id = hit->operator_id;
+        *aircraft_id = hit->aircraft;
+    }
+    pthread_rwlock_unlock(&lm->lock);
+    return hit != NULL;
 }

@@ -24,6 +24,10 @@ struct call_auth;
 struct call_auth *call_auth_create(const struct auth *keys, struct metrics *m);
 void call_auth_destroy(struct call_auth *ca);
 
+/* A reload's new keys (the mode stays what it was): returns the old ones,
+ * which no check reads any more once this returns (free them). */
+const struct auth *call_auth_swap_keys(struct call_auth *ca, const struct auth *keys);
+
 /* True: go on. False: the call has been finished (refused); do not touch it.
  * agent_id: a valid agent id (it is logged). */
 bool call_auth_agent(struct call_auth *ca, struct rpc_call *call, const char *agent_id);

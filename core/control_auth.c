@@ -39,6 +39,9 @@ struct cached_verdict {
 };
 
 struct control_auth {
+    /* store and ids: replaced by a reload (control_auth_adopt) under the
+     * write lock; every verification holds the read lock. */
+    pthread_rwlock_t lock;
     X509_STORE *store;
     size_t n_ids;
     char **ids;
@@ -53,6 +56,7 @@ void control_auth_free(struct control_auth *ca)
         return;
     X509_STORE_free(ca->store);
     pthread_mutex_destroy(&ca->mu);
+    pthread_rwlock_destroy(&ca->lock);
     for (size_t i = 0; i < ca->n_ids; i++)
         free(ca->ids[i]);
     free(ca->ids);
@@ -111,11 +115,15 @@ int control_auth_load(const char *ca_file, const char *identities, struct contro
 {
     *out = NULL;
     struct control_auth *ca = calloc(1, sizeof(*ca));
-    if (ca)
+    if (ca) {
         pthread_mutex_init(&ca->mu, NULL);
+        pthread_rwlock_init(&ca->lock, NULL);
+    }
     if (!ca || !(ca->store = X509_STORE_new())) {
-        if (ca)
+        if (ca) {
             pthread_mutex_destroy(&ca->mu);
+            pthread_rwlock_destroy(&ca->lock);
+        }
         free(ca);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -232,9 +240,13 @@ enum control_verdict control_auth_check_pem(const struct control_auth *ca, const
                  EVP_DigestFinal_ex(h, key, NULL) == 1;
     EVP_MD_CTX_free(h);
     time_t until, now = time(NULL);
-    if (!keyed) /* no memory for a digest: judge it without the cache */
-        return verify_pem(ca, pem, chain_pem, &until);
-    struct control_auth *m = (struct control_auth *)ca; /* the cache only */
+    struct control_auth *m = (struct control_auth *)ca; /* the locks and the cache only */
+    if (!keyed) { /* no memory for a digest: judge it without the cache */
+        pthread_rwlock_rdlock(&m->lock);
+        enum control_verdict v = verify_pem(ca, pem, chain_pem, &until);
+        pthread_rwlock_unlock(&m->lock);
+        return v;
+    }
     pthread_mutex_lock(&m->mu);
     struct cached_verdict *hit = NULL, *victim = NULL;
     for (size_t i = 0; i < VERDICT_CACHE && !hit; i++) {
@@ -250,7 +262,9 @@ enum control_verdict control_auth_check_pem(const struct control_auth *ca, const
     pthread_mutex_unlock(&m->mu);
     if (hit)
         return v;
+    pthread_rwlock_rdlock(&m->lock);
     v = verify_pem(ca, pem, chain_pem, &until);
+    pthread_rwlock_unlock(&m->lock);
     pthread_mutex_lock(&m->mu);
     /* Only a verified chain's verdict is kept: one that did not verify
      * (not yet valid, expired, unparsable) is judged again each time. */
@@ -262,6 +276,25 @@ enum control_verdict control_auth_check_pem(const struct control_auth *ca, const
     }
     pthread_mutex_unlock(&m->mu);
     return v;
+}
+
+void control_auth_adopt(struct control_auth *ca, struct control_auth *from)
+{
+    pthread_rwlock_wrlock(&ca->lock);
+    X509_STORE *store = ca->store;
+    char **ids = ca->ids;
+    size_t n_ids = ca->n_ids;
+    ca->store = from->store;
+    ca->ids = from->ids;
+    ca->n_ids = from->n_ids;
+    pthread_mutex_lock(&ca->mu); /* verdicts of the old store and identities go */
+    memset(ca->cache, 0, sizeof(ca->cache));
+    pthread_mutex_unlock(&ca->mu);
+    pthread_rwlock_unlock(&ca->lock);
+    from->store = store;
+    from->ids = ids;
+    from->n_ids = n_ids;
+    control_auth_free(from);
 }
 
 enum control_verdict control_auth_check(const struct control_auth *ca, struct rpc_call *call)

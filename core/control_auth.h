@@ -31,6 +31,10 @@ int control_auth_load(const char *ca_file, const char *identities, struct contro
                       char *err, size_t errlen);
 void control_auth_free(struct control_auth *ca);
 
+/* A reload: ca takes from's CA bundle and identities (kept verdicts are
+ * dropped), and from is freed. Checks in flight finish with the old ones. */
+void control_auth_adopt(struct control_auth *ca, struct control_auth *from);
+
 /* The verdict on a call; ca NULL: CONTROL_DISABLED. */
 enum control_verdict control_auth_check(const struct control_auth *ca, struct rpc_call *call);
 

@@ -286,3 +286,5 @@ void log_msg(aero_log_level level, const char *component, const char *fmt, ...)
     log_vmsg(level, component, fmt, ap);
     va_end(ap);
 }
+
+const char *log_level_name(aero_log_level level) { return level_name(level, false); }

@@ -13,6 +13,8 @@ enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT = 1 };
 /* Set once at start-up (before threads), from [log]. Defaults: info, json. */
 void log_configure(aero_log_level level, enum log_format format);
 int log_enabled(aero_log_level level);
+/* "debug", "info", "warn", "error". */
+const char *log_level_name(aero_log_level level);
 
 /* `component` ("core", "sink:archive", "route:route-redis", ...) may be NULL. */
 void log_msg(aero_log_level level, const char *component, const char *fmt, ...)

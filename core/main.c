@@ -11,6 +11,7 @@
 #include "command_durable.h"
 #include "command_mission.h"
 #include "command_table.h"
+#include "config_reload.h"
 #include "control_auth.h"
 #include "health_service.h"
 #include "host_api.h"
@@ -74,7 +75,8 @@ static void usage(FILE *out)
             "                     checks (every error is listed), then exit\n"
             "      --version      print the version and plugin ABI, then exit\n"
             "  -h, --help         this text\n"
-            "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reopens sink output files.\n");
+            "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reopens sink output files and\n"
+            "reloads the configuration (what a restart needs is logged).\n");
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -463,12 +465,14 @@ static void trim_heap(struct heap_trim *t)
     log_debug("heap trimmed: resident %ld MiB -> %ld MiB", now / 1024, t->after_kb / 1024);
 }
 
-/* Wait for SIGTERM/SIGINT, doing periodic work and SIGHUP reopens. */
+/* Wait for SIGTERM/SIGINT, doing periodic work, SIGHUP reopens and reloads. */
 /* Held frames are looked at every tick, sessions every tenth (a walk of
  * the whole table), and so is the summary line's clock. */
 static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_server *server,
-                             const sigset_t *set, struct service_notify *notify)
+                             const sigset_t *set, struct service_notify *notify,
+                             const struct config_reload_targets *reload)
 {
+    struct config_reload *cr = config_reload_create(r->metrics);
     struct listener_watch lw = {0};
     bool sinks_failing = false;
     struct summary *summary = summary_create(r->settings, r->metrics, mono_ns());
@@ -481,6 +485,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
             log_info("signal %s: shutting down (grace %llds)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                      (long long)r->settings->shutdown_grace_s);
             summary_destroy(summary);
+            config_reload_destroy(cr);
             return;
         }
         if (sig == SIGHUP) {
@@ -488,6 +493,8 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
              * this line goes to the reopened files. */
             sink_pipeline_reopen(r->sinks);
             log_info("SIGHUP: sink outputs reopen before their next write");
+            if (cr)
+                config_reload_run(cr, reload, r->settings->file.path);
         }
         service_notify_watchdog(notify, mono_ns()); /* this loop turns: the relay lives */
         watch_listener(r, server, &lw);
@@ -738,7 +745,10 @@ static int serve(struct settings *st, struct loaded *l)
         snprintf(status, sizeof(status), "READY=1\nSTATUS=serving gRPC on %s (port %d)",
                  st->listen, r.port);
         service_notify_send(&notify, status);
-        run_until_signal(&r.relay, r.gw, r.server, &set, &notify);
+        struct config_reload_targets reload = {.running = st, .call_auth = r.relay.auth,
+                                               .keys = &l->auth, .control = l->control,
+                                               .mappings = l->mappings};
+        run_until_signal(&r.relay, r.gw, r.server, &set, &notify, &reload);
         /* Not ready first: load balancers stop sending before streams drain. */
         service_notify_send(&notify, "STOPPING=1\nSTATUS=draining streams, then stopping");
         atomic_store(&r.relay.ready, false);

@@ -15,6 +15,7 @@
 #include "http_client.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -675,4 +676,43 @@ Test(durable_off, needs_stable_relay_id, .init = start_no_relay_id)
     cmd_seal(&m);
     expect_status(exchange(&m, "agent", "a/1", 5000), FAILED_PRECONDITION,
                   "durable C2 requires a stable Relay identity");
+}
+
+/* ---- SIGHUP: mappings and control identities read again ---------------- */
+
+static bool reloaded(void *arg)
+{
+    return metric("aero_relay_config_reloads_total{result=\"ok\"}") >= *(double *)arg;
+}
+
+Test(durable, sighup_reads_mappings_and_identities_again)
+{
+    struct rc_stream *s = agent_open("agent-b");
+    struct cmd m;
+    cmd_arm(&m, "agent-b", "cmd-r1");
+    cmd_seal(&m);
+    struct call *c = exchange(&m, "agent-b", "r/1", 10000);
+    agent_expect_command(s, &m);
+    agent_evidence(s, &m, ack_stage, 1, false);
+    expect_status(c, OK, NULL);
+
+    /* agent-b now belongs to another operator; the API's URI identity is
+     * no longer allowed, its DNS one still is. */
+    fixture_sh(&relay, "printf 'agent-b someone-else aircraft\\n' > agents.map.new && "
+                       "chmod 600 agents.map.new && mv agents.map.new agents.map && "
+                       "sed -i 's|allowed_identities = .*|allowed_identities = api.aero.test|' "
+                       "relay.ini");
+    double want = 1;
+    cr_assert_eq(kill(relay.pid, SIGHUP), 0);
+    cr_assert(harness_wait_for(reloaded, &want, 10000), "the reload was not counted");
+    expect_status(exchange(&m, "agent-b", "r/2", 5000), PERMISSION_DENIED,
+                  "client certificate identity is not allowed to control agents");
+    struct rc_channel *dns = fixture_channel(&relay, "dns", NULL);
+    struct rc_channel *saved = api;
+    api = dns;
+    expect_status(exchange(&m, "agent-b", "r/3", 5000), PERMISSION_DENIED,
+                  "target binding mismatch");
+    api = saved;
+    rc_close(dns);
+    agent_close(s);
 }

@@ -8,6 +8,7 @@
 #include "http_client.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -409,4 +410,108 @@ Test(security, a_certificate_valid_for_longer_is_exposed_without_a_warning)
     cr_assert_not_null(log);
     cr_assert_null(strstr(log, "TLS certificate"), "%s", log);
     free(log);
+}
+
+/* ---- SIGHUP reloads relay.ini ------------------------------------------ */
+
+struct metric_at_least {
+    const char *series;
+    double want;
+};
+
+static bool metric_reached(void *arg)
+{
+    struct metric_at_least *m = arg;
+    return metric(m->series) >= m->want;
+}
+
+static void write_keys(const char *text)
+{
+    char path[400], tmp[420];
+    snprintf(path, sizeof(path), "%s/keys.txt", relay.dir);
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(chmod(tmp, 0600), 0);
+    cr_assert_eq(rename(tmp, path), 0);
+}
+
+/* SIGHUP, then wait until the relay counted the reload's outcome. */
+static void reload(const char *result, double before)
+{
+    char series[80];
+    snprintf(series, sizeof(series), "aero_relay_config_reloads_total{result=\"%s\"}", result);
+    struct metric_at_least m = {series, before + 1};
+    cr_assert_eq(kill(relay.pid, SIGHUP), 0);
+    cr_assert(harness_wait_for(metric_reached, &m, 10000), "no %s reload counted", result);
+}
+
+/*
+ * A new keys file takes effect on SIGHUP while a stream keeps going; a file
+ * with an error is refused whole (the old keys stay, the error is logged
+ * with its line); a changed listen address is named as needing a restart.
+ */
+Test(security, sighup_reloads_keys_refuses_a_bad_file_and_names_restart_keys)
+{
+    start_with_keys();
+    struct rc_status st;
+    struct rc_channel *fleet = with_token(FLEET_KEY);
+    harness_register(fleet, "drone-7", NULL, 0);
+    struct rc_stream *s = rc_stream_open(fleet, "drone-7", NULL, 0, &st);
+    cr_assert_not_null(s);
+    struct rc_ack ack;
+    cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-7", 1), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
+
+    /* The fleet key is replaced by another. */
+    write_keys("# rotated\nnew-fleet-key-0123456789abcdef drone-*\n" ADMIN_KEY " - admin\n");
+    reload("ok", 0);
+    cr_assert_eq(try_register(fleet, "drone-8", &st), -EIO, "the old key still works");
+    cr_assert_eq(st.code, 16);
+    struct rc_channel *rotated = with_token("new-fleet-key-0123456789abcdef");
+    cr_assert_eq(try_register(rotated, "drone-8", &st), 0, "%s", st.message);
+    /* The stream opened with the old key goes on: nothing was dropped. */
+    cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-7", 2), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
+    cr_assert_eq(ack.status, RC_ACK_OK, "%s", ack.error);
+
+    /* A relay.ini with an error: refused whole, the rotated key still works. */
+    char *cfg = harness_read_file(relay.config, NULL);
+    cr_assert_not_null(cfg);
+    char *bad = strstr(cfg, "workers = 2\n");
+    cr_assert_not_null(bad);
+    FILE *f = fopen(relay.config, "w");
+    fprintf(f, "%.*sworkers = lots\n%s", (int)(bad - cfg), cfg, bad + strlen("workers = 2\n"));
+    fclose(f);
+    reload("error", 0);
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(strstr(log, "not reloaded, the running configuration stays"), "%s", log);
+    cr_assert_not_null(strstr(log, "workers: invalid value \"lots\""), "%s", log);
+    free(log);
+    cr_assert_eq(try_register(rotated, "drone-9", &st), 0, "%s", st.message);
+
+    /* Back to a good file, with another listen address: named, not applied. */
+    char *moved = malloc(strlen(cfg) + 1);
+    strcpy(moved, cfg);
+    char *l = strstr(moved, "listen = 127.0.0.1:");
+    cr_assert_not_null(l);
+    l[strlen("listen = 127.0.0.")] = '2'; /* 127.0.0.1 -> 127.0.0.2 */
+    f = fopen(relay.config, "w");
+    fputs(moved, f);
+    fclose(f);
+    reload("ok", 1);
+    log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(strstr(log, "need a restart, left as they were: [relay] listen"), "%s",
+                       log);
+    free(log);
+    cr_assert_eq(try_register(rotated, "drone-10", &st), 0, "still serving where it was: %s",
+                 st.message);
+    free(moved);
+    free(cfg);
+    rc_stream_cancel(s);
+    rc_stream_free(s);
+    rc_close(rotated);
+    rc_close(fleet);
 }

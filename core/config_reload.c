@@ -1,0 +1,167 @@
+/*
+ * config_reload.c - SIGHUP (config_reload.h). Everything the new file
+ * needs is read and checked first (the file, the keys, the control CA,
+ * the mappings); only when all of it is good is anything applied, each
+ * piece swapped under its owner's lock, so a check in flight finishes
+ * with the old value and the next one sees the new.
+ */
+#include "config_reload.h"
+
+#include "agent_mappings.h"
+#include "auth.h"
+#include "call_auth.h"
+#include "control_auth.h"
+#include "log.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct config_reload {
+    aero_metric *ok, *error;
+};
+
+struct config_reload *config_reload_create(struct metrics *m)
+{
+    struct config_reload *cr = calloc(1, sizeof(*cr));
+    if (!cr)
+        return NULL;
+    static const char help[] =
+        "SIGHUP reloads of relay.ini: ok (applied; keys that need a restart are logged) or "
+        "error (refused whole, the running configuration kept).";
+    cr->ok = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_config_reloads_total", help,
+                              "result=\"ok\"");
+    cr->error = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_config_reloads_total", help,
+                                 "result=\"error\"");
+    return cr;
+}
+
+void config_reload_destroy(struct config_reload *cr) { free(cr); }
+
+static bool on(const char *s) { return s && *s; }
+
+/* Keys a reload applies, given what the running relay has on. */
+static bool reloadable(const struct settings *run, const struct settings *next,
+                       const char *section, const char *key)
+{
+    if (strcmp(section, "log") == 0)
+        return strcmp(key, "level") == 0 || strcmp(key, "format") == 0;
+    if (strcmp(section, "auth") == 0) /* the keys, not the mode */
+        return strcmp(key, "keys_file") == 0 && strcmp(run->auth_mode, "bearer") == 0 &&
+               strcmp(next->auth_mode, "bearer") == 0;
+    if (strcmp(section, "control") != 0)
+        return false;
+    bool control = on(run->control_client_ca_file) && on(next->control_client_ca_file);
+    if (strcmp(key, "client_ca_file") == 0 || strcmp(key, "allowed_identities") == 0)
+        return control;
+    return strcmp(key, "agent_mappings_file") == 0 && on(run->control_agent_mappings_file) &&
+           on(next->control_agent_mappings_file);
+}
+
+/* Append "[section] key" to list (comma-separated) once. */
+static void add_name(char *list, size_t cap, const char *section, const char *key)
+{
+    char item[160];
+    snprintf(item, sizeof(item), "[%s] %s", section, key);
+    if (strstr(list, item))
+        return;
+    size_t len = strlen(list);
+    snprintf(list + len, cap - len, "%s%s", len ? ", " : "", item);
+}
+
+/* Every key of a's sections that b lacks or has with another value. */
+static void diff_into(const struct settings *run, const struct settings *next,
+                      const struct config_file *a, const struct config_file *b, char *list,
+                      size_t cap)
+{
+    for (size_t i = 0; i < a->n_sections; i++) {
+        const struct config_section *s = &a->sections[i];
+        const struct config_section *t = config_find(b, s->name);
+        for (size_t k = 0; k < s->n_kv; k++) {
+            const char *other = t ? config_get(t, s->kv[k].key) : NULL;
+            if ((!other || strcmp(other, s->kv[k].value) != 0) &&
+                !reloadable(run, next, s->name, s->kv[k].key))
+                add_name(list, cap, s->name, s->kv[k].key);
+        }
+        if (!t && !reloadable(run, next, s->name, ""))
+            add_name(list, cap, s->name, "(section)");
+    }
+}
+
+/* The new objects a reload installs, made and checked before any is. */
+struct staged {
+    struct auth *keys;
+    struct control_auth *control;
+    struct agent_mappings *mappings;
+};
+
+static void staged_free(struct staged *s)
+{
+    auth_free(s->keys);
+    control_auth_free(s->control);
+    agent_mappings_free(s->mappings);
+}
+
+static int stage(const struct config_reload_targets *t, const struct settings *next,
+                 struct staged *s, char *err, size_t errlen)
+{
+    char reason[1024];
+    if (*t->keys && strcmp(next->auth_mode, "bearer") == 0 &&
+        auth_load(next->auth_keys_file, &s->keys, reason, sizeof(reason)) < 0) {
+        snprintf(err, errlen, "[auth] keys_file: %s", reason);
+        return -1;
+    }
+    if (t->control && on(next->control_client_ca_file) &&
+        control_auth_load(next->control_client_ca_file, next->control_allowed_identities,
+                          &s->control, reason, sizeof(reason)) < 0) {
+        snprintf(err, errlen, "[control] client_ca_file: %s", reason);
+        return -1;
+    }
+    if (t->mappings && on(next->control_agent_mappings_file) &&
+        agent_mappings_load(next->control_agent_mappings_file, &s->mappings, reason,
+                            sizeof(reason)) < 0) {
+        snprintf(err, errlen, "[control] agent_mappings_file: %s", reason);
+        return -1;
+    }
+    return 0;
+}
+
+int config_reload_run(struct config_reload *cr, const struct config_reload_targets *t,
+                      const char *path)
+{
+    struct settings next;
+    struct staged s = {0};
+    char err[4096];
+    int loaded = settings_load(path, &next, err, sizeof(err)); /* frees itself on failure */
+    if (loaded < 0 || stage(t, &next, &s, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: %s not reloaded, the running configuration stays: %s", path, err);
+        metrics_inc(cr->error);
+        staged_free(&s);
+        if (loaded == 0)
+            settings_free(&next);
+        return -1;
+    }
+    char restart[2048] = "";
+    diff_into(t->running, &next, &t->running->file, &next.file, restart, sizeof(restart));
+    diff_into(t->running, &next, &next.file, &t->running->file, restart, sizeof(restart));
+
+    log_configure(next.log_level, next.log_format);
+    if (s.keys) {
+        auth_free((struct auth *)call_auth_swap_keys(t->call_auth, s.keys));
+        *t->keys = s.keys;
+    }
+    if (s.control)
+        control_auth_adopt(t->control, s.control);
+    if (s.mappings)
+        agent_mappings_adopt(t->mappings, s.mappings);
+    log_info("SIGHUP: %s reloaded: log %s, %s, %s, %s", path, log_level_name(next.log_level),
+             s.keys ? "agent keys read again" : "no agent keys",
+             s.control ? "control CA and identities read again" : "control off",
+             s.mappings ? "agent mappings read again" : "no agent mappings");
+    if (restart[0])
+        log_warn("SIGHUP: these changed and need a restart, left as they were: %s", restart);
+    metrics_inc(cr->ok);
+    settings_free(&next);
+    return 0;
+}
