@@ -44,6 +44,8 @@ struct h2_raw {
     int64_t conn_window;  /* the relay's connection-level window for us */
     int64_t peer_initial; /* its SETTINGS_INITIAL_WINDOW_SIZE */
     bool no_settings_ack; /* never ACK the relay's SETTINGS (h2_raw_stream_flood) */
+    bool mute;            /* a header block is open: answer nothing (no frame may come between) */
+    bool settings_seen;   /* the peer's first SETTINGS came (and was answered) */
     struct h2_raw_io io;  /* send/recv: the plain socket, or TLS (h2_raw_connect_io) */
 };
 
@@ -122,8 +124,9 @@ static void on_frame(struct h2_raw *h, const uint8_t *f, size_t len)
         break;
     case T_SETTINGS:
         if (!(flags & F_ACK)) {
+            h->settings_seen = true;
             on_settings(h, payload, len);
-            if (!h->no_settings_ack)
+            if (!h->no_settings_ack && !h->mute)
                 queue_frame(h, T_SETTINGS, F_ACK, 0, NULL, 0);
         }
         break;
@@ -134,7 +137,7 @@ static void on_frame(struct h2_raw *h, const uint8_t *f, size_t len)
             r->send_window += be32(payload) & 0x7fffffff;
         break;
     case T_PING:
-        if (!(flags & F_ACK) && len == 8)
+        if (!(flags & F_ACK) && len == 8 && !h->mute)
             queue_frame(h, T_PING, F_ACK, 0, payload, 8);
         break;
     case T_RST:
@@ -381,54 +384,54 @@ static size_t hpack_int(uint8_t *buf, size_t value, int prefix_bits, uint8_t fir
     return n;
 }
 
-size_t h2_raw_huge_header(struct h2_raw *h, uint32_t id, const char *path, size_t value_len)
+/* HEADERS (no END_HEADERS) with the call's headers and the start of a
+ * literal "x-huge" declared value_len bytes long, SETTINGS exchanged first
+ * and nothing answered from then on (no frame may come inside a block). */
+static bool open_huge_value(struct h2_raw *h, uint32_t id, const char *path, size_t value_len)
 {
     uint8_t block[2048];
     size_t n = request_block(block, path, NULL);
-    /* literal without indexing, new name "x-huge", value_len bytes follow */
-    n += hpack_int(block + n, 0, 4, 0x00);
+    n += hpack_int(block + n, 0, 4, 0x00); /* literal without indexing, new name */
     n += hpack_int(block + n, 6, 7, 0x00);
     memcpy(block + n, "x-huge", 6);
     n += 6;
     n += hpack_int(block + n, value_len, 7, 0x00);
-    if (!push(h, T_HEADERS, 0, id, block, n))
-        return 0;
+    h2_raw_wait_settings(h, 5000);
+    h->mute = true;
+    return push(h, T_HEADERS, 0, id, block, n);
+}
+
+/* CONTINUATION frames of 16 kB of 'a' until `bytes` went out, the last
+ * with END_HEADERS when end. Returns how many went out. */
+static size_t value_frames(struct h2_raw *h, uint32_t id, size_t bytes, bool end)
+{
     static uint8_t chunk[16384];
     memset(chunk, 'a', sizeof(chunk));
     size_t sent = 0;
-    while (sent < value_len) {
-        size_t c = value_len - sent < sizeof(chunk) ? value_len - sent : sizeof(chunk);
-        bool last = sent + c == value_len;
+    while (sent < bytes) {
+        size_t c = bytes - sent < sizeof(chunk) ? bytes - sent : sizeof(chunk);
+        bool last = end && sent + c == bytes;
         if (!push(h, T_CONTINUATION, last ? F_END_HEADERS : 0, id, chunk, c))
             return sent;
         sent += c;
     }
-    if (flush(h, 5000) != 0) {
+    if (flush(h, 5000) != 0)
         h->out_len = 0;
-        return sent;
-    }
+    return sent;
+}
+
+size_t h2_raw_huge_header(struct h2_raw *h, uint32_t id, const char *path, size_t value_len)
+{
+    size_t sent = open_huge_value(h, id, path, value_len) ? value_frames(h, id, value_len, true) : 0;
+    h->mute = false;
     return sent;
 }
 
 size_t h2_raw_continuation_flood(struct h2_raw *h, uint32_t id, const char *path, size_t bytes)
 {
-    uint8_t block[16384];
-    size_t n = request_block(block, path, NULL);
-    if (!push(h, T_HEADERS, 0, id, block, n))
-        return 0;
-    /* Frames of complete small headers, "x-f: v", never END_HEADERS. */
-    size_t fl = 0;
-    while (fl + 8 <= sizeof(block))
-        literal(block, &fl, "x-f", "v");
-    size_t sent = 0;
-    while (sent < bytes) {
-        if (!push(h, T_CONTINUATION, 0, id, block, fl))
-            return sent;
-        sent += fl;
-    }
-    if (flush(h, 5000) != 0)
-        h->out_len = 0;
-    return sent;
+    /* A value declared one byte longer than what is sent: never complete
+     * (a declared length far beyond it is refused at once by some peers). */
+    return open_huge_value(h, id, path, bytes + 1) ? value_frames(h, id, bytes, false) : 0;
 }
 
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code)
@@ -452,6 +455,22 @@ void h2_raw_pump(struct h2_raw *h, int timeout_ms)
         if (h->out_len)
             flush(h, 1000);
     }
+}
+
+bool h2_raw_wait_settings(struct h2_raw *h, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (!h->closed && !(h->settings_seen && h->out_len == 0)) {
+        int left = (int)(deadline - harness_now_ms());
+        if (left <= 0)
+            return false;
+        struct pollfd p = {.fd = h->fd, .events = POLLIN};
+        if (poll(&p, 1, left > 20 ? 20 : left) > 0)
+            read_some(h);
+        if (h->out_len)
+            flush(h, 1000);
+    }
+    return !h->closed;
 }
 
 long h2_raw_data_bytes(const struct h2_raw *h, uint32_t id)

@@ -60,18 +60,25 @@ int h2_raw_stream_flood(struct h2_raw *h, uint32_t first_id, int n, const char *
  * HEADERS (no END_HEADERS) with the call's headers and the start of a
  * literal "x-huge", then CONTINUATION frames of 16 kB of its value, the
  * last with END_HEADERS (gRPC 1.51's HPACK parser is quadratic on it).
+ * SETTINGS are exchanged first, and nothing is answered while the block is
+ * open (any other frame in between would be a protocol error).
  * Returns how many value bytes went out before the peer closed. */
 size_t h2_raw_huge_header(struct h2_raw *h, uint32_t id, const char *path, size_t value_len);
-/* HEADERS without END_HEADERS, then CONTINUATION frames of complete small
- * headers, none with END_HEADERS, `bytes` in all (0: the HEADERS frame
- * alone, a header block begun and never finished). Returns how many went out
- * before the peer closed. */
+/* As h2_raw_huge_header, but the value is declared bytes + 1 long and only
+ * `bytes` of it are sent, none with END_HEADERS: the header block never
+ * ends (0: the HEADERS frame alone, a slowloris header). From then on this
+ * connection answers nothing. Returns how many bytes went out before the
+ * peer closed. */
 size_t h2_raw_continuation_flood(struct h2_raw *h, uint32_t id, const char *path, size_t bytes);
 /* RST_STREAM(id, code). */
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code);
 /* Read and answer whatever arrives for up to timeout_ms (or until the
  * connection closes). */
 void h2_raw_pump(struct h2_raw *h, int timeout_ms);
+/* Read until the peer's SETTINGS came and our ACK is written (so that
+ * nothing of ours is left to interleave with a header block sent next).
+ * false on timeout or close. */
+bool h2_raw_wait_settings(struct h2_raw *h, int timeout_ms);
 /* Received so far: DATA payload bytes on stream id (0: all streams), the
  * last RST_STREAM code for stream id (-1: none), whether GOAWAY came or the
  * connection closed. */
