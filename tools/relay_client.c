@@ -316,7 +316,7 @@ struct rc_channel *rc_connect_opts(const char *target, const struct rc_opts *opt
 	static const struct rc_opts none;
 	grpc_channel_credentials *creds;
 	struct rc_channel *ch;
-	grpc_arg args[3];
+	grpc_arg args[6];
 	grpc_channel_args ca = { 0, args };
 
 	if (!opts)
@@ -352,6 +352,17 @@ struct rc_channel *rc_connect_opts(const char *target, const struct rc_opts *opt
 		args[ca.num_args].type = GRPC_ARG_STRING;
 		args[ca.num_args].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
 		args[ca.num_args++].value.string = (char *)opts->server_name_override;
+	}
+	if (opts->keepalive_time_ms > 0) {
+		args[ca.num_args].type = GRPC_ARG_INTEGER;
+		args[ca.num_args].key = GRPC_ARG_KEEPALIVE_TIME_MS;
+		args[ca.num_args++].value.integer = opts->keepalive_time_ms;
+		args[ca.num_args].type = GRPC_ARG_INTEGER;
+		args[ca.num_args].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+		args[ca.num_args++].value.integer = 1;
+		args[ca.num_args].type = GRPC_ARG_INTEGER;
+		args[ca.num_args].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
+		args[ca.num_args++].value.integer = 0;
 	}
 	ch->ch = grpc_channel_create(target, creds, &ca);
 	grpc_channel_credentials_release(creds);

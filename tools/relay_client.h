@@ -71,7 +71,9 @@ struct rc_md {
  *   server_name_override: the name to verify the server certificate
  *     against (tests connecting to 127.0.0.1 with a "localhost" cert).
  *   bearer_token: adds "authorization: Bearer <token>" to every call.
- *   max_recv_bytes: largest message accepted; 0 = 4 MiB. */
+ *   max_recv_bytes: largest message accepted; 0 = 4 MiB.
+ *   keepalive_time_ms: send an HTTP/2 PING this often, with or without
+ *     calls (as agents do); 0 = gRPC's default (none). */
 struct rc_opts {
 	const char *root_cert_file;
 	const char *client_cert_file;
@@ -79,6 +81,7 @@ struct rc_opts {
 	const char *server_name_override;
 	const char *bearer_token;
 	int max_recv_bytes;
+	int keepalive_time_ms;
 };
 
 /* A channel is one HTTP/2 connection of its own (never shared with another

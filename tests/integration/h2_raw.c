@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 enum { T_DATA = 0, T_HEADERS = 1, T_RST = 3, T_SETTINGS = 4, T_PING = 6, T_GOAWAY = 7,
-       T_WINDOW_UPDATE = 8 };
+       T_WINDOW_UPDATE = 8, T_CONTINUATION = 9 };
 enum { F_ACK = 1, F_END_HEADERS = 4 };
 #define MAX_STREAMS 2048
 
@@ -44,7 +44,17 @@ struct h2_raw {
     int64_t conn_window;  /* the relay's connection-level window for us */
     int64_t peer_initial; /* its SETTINGS_INITIAL_WINDOW_SIZE */
     bool no_settings_ack; /* never ACK the relay's SETTINGS (h2_raw_stream_flood) */
+    bool mute;            /* a header block is open: answer nothing (no frame may come between) */
+    bool settings_seen;   /* the peer's first SETTINGS came (and was answered) */
+    struct h2_raw_io io;  /* send/recv: the plain socket, or TLS (h2_raw_connect_io) */
 };
+
+static ssize_t plain_send(void *ctx, const void *p, size_t n)
+{
+    return send(*(int *)ctx, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t plain_recv(void *ctx, void *p, size_t n) { return recv(*(int *)ctx, p, n, 0); }
 
 static struct stream_rec *rec(struct h2_raw *h, uint32_t id)
 {
@@ -114,8 +124,9 @@ static void on_frame(struct h2_raw *h, const uint8_t *f, size_t len)
         break;
     case T_SETTINGS:
         if (!(flags & F_ACK)) {
+            h->settings_seen = true;
             on_settings(h, payload, len);
-            if (!h->no_settings_ack)
+            if (!h->no_settings_ack && !h->mute)
                 queue_frame(h, T_SETTINGS, F_ACK, 0, NULL, 0);
         }
         break;
@@ -126,7 +137,7 @@ static void on_frame(struct h2_raw *h, const uint8_t *f, size_t len)
             r->send_window += be32(payload) & 0x7fffffff;
         break;
     case T_PING:
-        if (!(flags & F_ACK) && len == 8)
+        if (!(flags & F_ACK) && len == 8 && !h->mute)
             queue_frame(h, T_PING, F_ACK, 0, payload, 8);
         break;
     case T_RST:
@@ -143,7 +154,7 @@ static void on_frame(struct h2_raw *h, const uint8_t *f, size_t len)
 
 static void read_some(struct h2_raw *h)
 {
-    ssize_t n = recv(h->fd, h->in + h->in_len, sizeof(h->in) - h->in_len, 0);
+    ssize_t n = h->io.recv(h->io.ctx, h->in + h->in_len, sizeof(h->in) - h->in_len);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         h->closed = true;
         return;
@@ -162,6 +173,9 @@ static void read_some(struct h2_raw *h)
     }
     memmove(h->in, h->in + off, h->in_len - off);
     h->in_len -= off;
+    /* TLS may hold decrypted bytes that poll() will not report. */
+    if (!h->closed && h->io.pending && h->io.pending(h->io.ctx) > 0)
+        read_some(h);
 }
 
 /* Write what is queued; keep answering reads meanwhile. 0 when all is
@@ -173,7 +187,7 @@ static int flush(struct h2_raw *h, int timeout_ms)
     while (done < h->out_len) {
         if (h->closed)
             return -EPIPE;
-        ssize_t n = send(h->fd, h->out + done, h->out_len - done, MSG_NOSIGNAL);
+        ssize_t n = h->io.send(h->io.ctx, h->out + done, h->out_len - done);
         if (n > 0) {
             done += (size_t)n;
             idle_since = harness_now_ms();
@@ -199,13 +213,23 @@ static int flush(struct h2_raw *h, int timeout_ms)
 
 struct h2_raw *h2_raw_connect(int port, uint32_t initial_window)
 {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return h2_raw_connect_io(fd, initial_window, NULL);
+}
+
+struct h2_raw *h2_raw_connect_io(int fd, uint32_t initial_window, const struct h2_raw_io *io)
+{
     struct h2_raw *h = calloc(1, sizeof(*h));
     cr_assert_not_null(h);
     h->conn_window = h->peer_initial = 65535; /* RFC 9113 defaults */
-    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(connect(h->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    h->fd = fd;
+    if (io)
+        h->io = *io;
+    else
+        h->io = (struct h2_raw_io){plain_send, plain_recv, NULL, NULL, &h->fd};
     fcntl(h->fd, F_SETFL, O_NONBLOCK);
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     queue(h, preface, sizeof(preface) - 1);
@@ -328,6 +352,88 @@ int h2_raw_stream_flood(struct h2_raw *h, uint32_t first_id, int n, const char *
     return sent;
 }
 
+/* Queue and flush; false once the peer closed (or stopped reading for
+ * 5 s). */
+static bool push(struct h2_raw *h, uint8_t type, uint8_t flags, uint32_t id, const void *p,
+                 size_t n)
+{
+    queue_frame(h, type, flags, id, p, n);
+    if (h->out_len < 256 * 1024)
+        return !h->closed;
+    if (flush(h, 5000) != 0) {
+        h->out_len = 0;
+        return false;
+    }
+    return true;
+}
+
+static size_t hpack_int(uint8_t *buf, size_t value, int prefix_bits, uint8_t first)
+{
+    size_t max = (1u << prefix_bits) - 1, n = 0;
+    if (value < max) {
+        buf[n++] = (uint8_t)(first | value);
+        return n;
+    }
+    buf[n++] = (uint8_t)(first | max);
+    value -= max;
+    while (value >= 128) {
+        buf[n++] = (uint8_t)(value % 128 + 128);
+        value /= 128;
+    }
+    buf[n++] = (uint8_t)value;
+    return n;
+}
+
+/* HEADERS (no END_HEADERS) with the call's headers and the start of a
+ * literal "x-huge" declared value_len bytes long, SETTINGS exchanged first
+ * and nothing answered from then on (no frame may come inside a block). */
+static bool open_huge_value(struct h2_raw *h, uint32_t id, const char *path, size_t value_len)
+{
+    uint8_t block[2048];
+    size_t n = request_block(block, path, NULL);
+    n += hpack_int(block + n, 0, 4, 0x00); /* literal without indexing, new name */
+    n += hpack_int(block + n, 6, 7, 0x00);
+    memcpy(block + n, "x-huge", 6);
+    n += 6;
+    n += hpack_int(block + n, value_len, 7, 0x00);
+    h2_raw_wait_settings(h, 5000);
+    h->mute = true;
+    return push(h, T_HEADERS, 0, id, block, n);
+}
+
+/* CONTINUATION frames of 16 kB of 'a' until `bytes` went out, the last
+ * with END_HEADERS when end. Returns how many went out. */
+static size_t value_frames(struct h2_raw *h, uint32_t id, size_t bytes, bool end)
+{
+    static uint8_t chunk[16384];
+    memset(chunk, 'a', sizeof(chunk));
+    size_t sent = 0;
+    while (sent < bytes) {
+        size_t c = bytes - sent < sizeof(chunk) ? bytes - sent : sizeof(chunk);
+        bool last = end && sent + c == bytes;
+        if (!push(h, T_CONTINUATION, last ? F_END_HEADERS : 0, id, chunk, c))
+            return sent;
+        sent += c;
+    }
+    if (flush(h, 5000) != 0)
+        h->out_len = 0;
+    return sent;
+}
+
+size_t h2_raw_huge_header(struct h2_raw *h, uint32_t id, const char *path, size_t value_len)
+{
+    size_t sent = open_huge_value(h, id, path, value_len) ? value_frames(h, id, value_len, true) : 0;
+    h->mute = false;
+    return sent;
+}
+
+size_t h2_raw_continuation_flood(struct h2_raw *h, uint32_t id, const char *path, size_t bytes)
+{
+    /* A value declared one byte longer than what is sent: never complete
+     * (a declared length far beyond it is refused at once by some peers). */
+    return open_huge_value(h, id, path, bytes + 1) ? value_frames(h, id, bytes, false) : 0;
+}
+
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code)
 {
     uint8_t p[4] = {(uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8),
@@ -349,6 +455,22 @@ void h2_raw_pump(struct h2_raw *h, int timeout_ms)
         if (h->out_len)
             flush(h, 1000);
     }
+}
+
+bool h2_raw_wait_settings(struct h2_raw *h, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (!h->closed && !(h->settings_seen && h->out_len == 0)) {
+        int left = (int)(deadline - harness_now_ms());
+        if (left <= 0)
+            return false;
+        struct pollfd p = {.fd = h->fd, .events = POLLIN};
+        if (poll(&p, 1, left > 20 ? 20 : left) > 0)
+            read_some(h);
+        if (h->out_len)
+            flush(h, 1000);
+    }
+    return !h->closed;
 }
 
 long h2_raw_data_bytes(const struct h2_raw *h, uint32_t id)
@@ -375,6 +497,8 @@ void h2_raw_close(struct h2_raw *h)
 {
     if (!h)
         return;
+    if (h->io.close)
+        h->io.close(h->io.ctx);
     close(h->fd);
     free(h->out);
     free(h);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ struct steady_agent {
     pthread_t thread;
     atomic_bool stop;
     atomic_long acked;
+    atomic_llong last_ack_us, max_gap_us; /* longest wait between two acks */
     char problem[512]; /* first one; written by the thread, read after join */
     struct rc_status final;
 };
@@ -45,6 +47,13 @@ static void note(struct steady_agent *a, const char *fmt, ...)
     va_end(ap);
 }
 
+static long long now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Read one ack; it must be the next seq, OK. false on any problem. */
 static bool take_ack(struct steady_agent *a, uint64_t *next_ack)
 {
@@ -59,6 +68,9 @@ static bool take_ack(struct steady_agent *a, uint64_t *next_ack)
         return false;
     }
     (*next_ack)++;
+    long long now = now_us(), last = atomic_exchange(&a->last_ack_us, now);
+    if (last && now - last > atomic_load(&a->max_gap_us))
+        atomic_store(&a->max_gap_us, now - last);
     atomic_fetch_add(&a->acked, 1);
     return true;
 }
@@ -104,6 +116,11 @@ struct steady_agent *steady_agent_start(const char *target, const char *agent_id
 }
 
 long steady_agent_acked(struct steady_agent *a) { return atomic_load(&a->acked); }
+
+long long steady_agent_max_gap_us(struct steady_agent *a, bool reset)
+{
+    return reset ? atomic_exchange(&a->max_gap_us, 0) : atomic_load(&a->max_gap_us);
+}
 
 struct progress {
     struct steady_agent *a;

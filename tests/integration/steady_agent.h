@@ -19,6 +19,9 @@ struct steady_agent;
 struct steady_agent *steady_agent_start(const char *target, const char *agent_id);
 /* OK acks so far (any thread). */
 long steady_agent_acked(struct steady_agent *a);
+/* The longest wait between two consecutive acks (µs) since the start or
+ * the last reset; reset: start measuring afresh from now. */
+long long steady_agent_max_gap_us(struct steady_agent *a, bool reset);
 /* Wait until at least `more` further OK acks arrived (fails the test after
  * timeout_ms): proof the agent is still being served right now. */
 void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms);
