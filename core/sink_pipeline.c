@@ -96,12 +96,25 @@ struct sink_pipeline {
     atomic_int inline_writers; /* how many do now */
 };
 
+/* The rank a result decides the ack by: OK < REJECT < RETRY < BACKOFF. A
+ * frame one sink can still store is never given up because another
+ * refused it for good (SPEC.md 13.9 rule 8): the agent resends, and the
+ * sink that took it dedupes. Anything unknown counts as RETRY. */
+static int rank(aero_result r)
+{
+    switch (r) {
+    case AERO_OK: return 0;
+    case AERO_REJECT: return 1;
+    case AERO_BACKOFF: return 3;
+    default: return 2; /* AERO_RETRY, and anything unknown */
+    }
+}
+
 aero_result sink_pipeline_result_worse(aero_result a, aero_result b)
 {
-    /* Severity order: OK < RETRY < BACKOFF < REJECT; anything else is RETRY. */
-    int ra = (a == AERO_OK || a == AERO_RETRY || a == AERO_BACKOFF || a == AERO_REJECT) ? (int)a : 1;
-    int rb = (b == AERO_OK || b == AERO_RETRY || b == AERO_BACKOFF || b == AERO_REJECT) ? (int)b : 1;
-    return (aero_result)(ra > rb ? ra : rb);
+    if (rank(a) == rank(b))
+        return rank(a) == 2 ? AERO_RETRY : a;
+    return rank(a) > rank(b) ? (rank(a) == 2 ? AERO_RETRY : a) : (rank(b) == 2 ? AERO_RETRY : b);
 }
 
 /* A job's verdict so far, in one atomic so the worst result and the sink

@@ -134,7 +134,8 @@ void sink_pipeline_reopen(struct sink_pipeline *p);
  * pipeline, its jobs or the plugins again. */
 bool sink_pipeline_stop(struct sink_pipeline *p, int64_t timeout_ms);
 
-/* Worse of two results (REJECT > BACKOFF > RETRY > OK; unknown = RETRY). */
+/* The result that decides the ack of two (BACKOFF > RETRY > REJECT > OK;
+ * unknown = RETRY): a frame another sink can still store is resent. */
 aero_result sink_pipeline_result_worse(aero_result a, aero_result b);
 
 /*

@@ -295,7 +295,8 @@ static size_t submit(struct tjob *j, struct reader *r)
 
 Test(sink_pipeline, sink_result_worse_orders_and_treats_unknown_as_retry)
 {
-    const aero_result order[] = {AERO_OK, AERO_RETRY, AERO_BACKOFF, AERO_REJECT};
+    /* SPEC.md 13.9 rule 8: a retry beats a permanent refusal. */
+    const aero_result order[] = {AERO_OK, AERO_REJECT, AERO_RETRY, AERO_BACKOFF};
     for (int a = 0; a < 4; a++)
         for (int b = 0; b < 4; b++)
             cr_assert_eq(sink_pipeline_result_worse(order[a], order[b]), order[a > b ? a : b],
@@ -303,7 +304,7 @@ Test(sink_pipeline, sink_result_worse_orders_and_treats_unknown_as_retry)
     cr_assert_eq(sink_pipeline_result_worse(AERO_OK, (aero_result)42), AERO_RETRY);
     cr_assert_eq(sink_pipeline_result_worse((aero_result)-1, AERO_OK), AERO_RETRY);
     cr_assert_eq(sink_pipeline_result_worse((aero_result)42, AERO_BACKOFF), AERO_BACKOFF);
-    cr_assert_eq(sink_pipeline_result_worse(AERO_REJECT, (aero_result)42), AERO_REJECT);
+    cr_assert_eq(sink_pipeline_result_worse(AERO_REJECT, (aero_result)42), AERO_RETRY);
 }
 
 Test(sink_pipeline, block_queue_full_queues_waiters_and_wakes_them_once_there_is_room)
@@ -406,7 +407,7 @@ static void release_and_wait(int i, struct tjob *job, unsigned pending_after)
                   "sink %d never reported", i);
 }
 
-Test(sink_pipeline, the_worst_result_wins_and_the_first_failing_sink_is_named)
+Test(sink_pipeline, the_result_keeping_the_frame_wins_and_its_sink_is_named)
 {
     const struct sink_def d[4] = {
         {.queue = 8, .on_full = ON_FULL_BLOCK, .result = AERO_OK},
@@ -435,12 +436,13 @@ Test(sink_pipeline, the_worst_result_wins_and_the_first_failing_sink_is_named)
     release_and_wait(0, j, 2);
     cr_assert_eq(atomic_load(&j->job.worst), AERO_RETRY, "OK made it better");
     release_and_wait(2, j, 1);
-    cr_assert_eq(atomic_load(&j->job.worst), AERO_REJECT);
+    cr_assert_eq(atomic_load(&j->job.worst), AERO_RETRY, "REJECT beat a RETRY (SPEC 13.9 rule 8)");
+    cr_assert_eq(atomic_load(&j->job.failed_sink), 1);
     cr_assert_eq(completions(j), 0, "completed before the last sink reported");
     release_and_wait(3, j, 0);
     EXPECT_WITHIN(WAIT_MS, completions(j) == 1, "never completed");
-    cr_assert_eq(j->worst, AERO_REJECT, "BACKOFF after REJECT: %d", j->worst);
-    cr_assert_eq(j->failed, 2, "failed_sink names the sink whose result won: %d", j->failed);
+    cr_assert_eq(j->worst, AERO_BACKOFF, "BACKOFF after RETRY and REJECT: %d", j->worst);
+    cr_assert_eq(j->failed, 3, "failed_sink names the sink whose result won: %d", j->failed);
     jobs_free(j, 1);
 }
 
