@@ -2,8 +2,8 @@
  * sink_pipeline.h - every sink instance with its bounded queue and the thread
  * the core owns for it. A frame_job goes to every sink; each sink thread
  * takes batches from its queue into write_batch; the sink that reports a
- * job last completes it (the worst result wins), and the job's owner then
- * acks. Never blocks the caller: a full `block` queue takes the job anyway
+ * job last completes it (the result that keeps the frame alive wins:
+ * BACKOFF > RETRY > REJECT), and the job's owner then acks. Never blocks the caller: a full `block` queue takes the job anyway
  * (at most one over per waiter) and tells the caller to stop reading until
  * its waiter is woken; a full `reject` queue reports AERO_RETRY at once.
  * A proven-fast `block` sink is written by the submitting threads
