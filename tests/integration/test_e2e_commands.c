@@ -29,6 +29,7 @@ static char ca[400];
 
 static const char *agent_token; /* [auth] mode = bearer: the agents' key */
 static int hold_s = 3;           /* [relay] gen2_hold_s */
+static int command_timeout_s = 2; /* [control] command_timeout_s */
 
 static struct rc_channel *tls(const char *cert)
 {
@@ -46,9 +47,9 @@ static void start_with(void)
     fixture_pki(&relay);
     char body[2048];
     snprintf(body, sizeof(body),
-             "%scommand_timeout_s = 2\n"
+             "%scommand_timeout_s = %d\n"
              "[sink:archive]\nplugin = sink-file\npath = %%DIR%%/data\n%s",
-             FIXTURE_TLS_CONTROL, auth);
+             FIXTURE_TLS_CONTROL, command_timeout_s, auth);
     relay.http = true; /* the gate's counters */
     char extra[100];
     snprintf(extra, sizeof(extra), "max_inflight = 100\ngen2_hold_s = %d\n", hold_s);
@@ -64,6 +65,7 @@ static void start(void)
 {
     agent_token = NULL;
     hold_s = 3;
+    command_timeout_s = 2;
     start_with();
 }
 
@@ -1008,4 +1010,101 @@ Test(commands, aeroarc_client_as_the_agent_answers_set_context_and_arm)
         cr_expect(strstr(text, want), "no OK ack for frame %d:\n%s", seq, text);
     }
     free(text);
+}
+
+/* ---- a flood of pending commands ---------------------------------------- */
+
+static void start_patient(void)
+{
+    agent_token = NULL;
+    hold_s = 3;
+    command_timeout_s = 120; /* the commands stay pending for the whole test */
+    start_with();
+}
+
+TestSuite(commands_flood, .init = start_patient, .fini = stop, .timeout = 180);
+
+#define FLOOD_AGENTS 100
+#define FLOOD_PER_AGENT 10 /* under the stream's 16 queued commands */
+
+/* A SendAircraftCommand started and left pending: a streaming call on
+ * the API's channel, so a thousand need no thread each. */
+static struct rc_stream *aircraft_async(struct rc_channel *ch, const char *agent, const char *id)
+{
+    Aeroarc__Agent__V1__AircraftCommand cmd = AEROARC__AGENT__V1__AIRCRAFT_COMMAND__INIT;
+    cmd.command_id = (char *)id;
+    cmd.aircraft_id = "ac-1";
+    cmd.type = ARM;
+    Aeroarc__Relay__V1__SendAircraftCommandRequest req =
+        AEROARC__RELAY__V1__SEND_AIRCRAFT_COMMAND_REQUEST__INIT;
+    req.agent_id = (char *)agent;
+    req.command = &cmd;
+    uint8_t buf[256];
+    size_t n = protobuf_c_message_pack(&req.base, buf);
+    struct rc_status st;
+    struct rc_stream *c = rc_stream_open_method(ch, AIRCRAFT, 0, &st);
+    cr_assert_not_null(c, "%s", st.message);
+    cr_assert_eq(rc_stream_send(c, buf, n, 5000), 0);
+    cr_assert_eq(rc_stream_close_send(c, 5000), 0);
+    return c;
+}
+
+struct pending_at {
+    const char *series;
+    double want;
+};
+
+static bool pending_is(void *arg)
+{
+    struct pending_at *p = arg;
+    return metric(p->series) == p->want;
+}
+
+/*
+ * 1,000 aircraft commands pending on 100 agents that never answer: a
+ * stream of another agent keeps getting every ack, each well within the
+ * deadline; the waiting callers are memory, not threads; when they go
+ * away (cancel) every one leaves at once, not at its deadline.
+ */
+Test(commands_flood, acks_keep_flowing_while_1000_commands_are_pending)
+{
+    struct rc_stream *agent[FLOOD_AGENTS];
+    for (int i = 0; i < FLOOD_AGENTS; i++) {
+        char id[32], session[64];
+        snprintf(id, sizeof(id), "flood-%d", i);
+        agent[i] = agent_open(id, session, sizeof(session));
+    }
+    /* Two API connections: each stays under max_streams_per_connection. */
+    struct rc_channel *api2 = tls("uri");
+    struct rc_stream *cmd[FLOOD_AGENTS * FLOOD_PER_AGENT];
+    for (int i = 0; i < FLOOD_AGENTS * FLOOD_PER_AGENT; i++) {
+        char id[32], agent_id[32];
+        snprintf(agent_id, sizeof(agent_id), "flood-%d", i % FLOOD_AGENTS);
+        snprintf(id, sizeof(id), "flood-cmd-%d", i);
+        cmd[i] = aircraft_async(i % 2 ? api2 : api, agent_id, id);
+    }
+    struct pending_at all = {"aero_relay_commands_pending{kind=\"aircraft\"}",
+                             FLOOD_AGENTS * FLOOD_PER_AGENT};
+    cr_assert(harness_wait_for(pending_is, &all, 30000), "pending: %f of %d",
+              metric(all.series), FLOOD_AGENTS * FLOOD_PER_AGENT);
+
+    /* The probe streams 200 frames, one at a time: every ack, each OK. */
+    char session[64];
+    struct rc_stream *probe = agent_open_reconciled("flood-probe", session, sizeof(session));
+    for (uint64_t seq = 1; seq <= 200; seq++)
+        agent_expect_nothing_queued(probe, "flood-probe", session, seq);
+    cr_assert_eq(metric(all.series), FLOOD_AGENTS * FLOOD_PER_AGENT, "commands ended meanwhile");
+
+    /* The callers leave: every waiter goes with them, long before 120 s. */
+    for (int i = 0; i < FLOOD_AGENTS * FLOOD_PER_AGENT; i++)
+        rc_stream_cancel(cmd[i]);
+    struct pending_at none = {all.series, 0};
+    cr_assert(harness_wait_for(pending_is, &none, 10000), "still pending after the cancels: %f",
+              metric(all.series));
+    for (int i = 0; i < FLOOD_AGENTS * FLOOD_PER_AGENT; i++)
+        rc_stream_free(cmd[i]);
+    agent_close(probe);
+    for (int i = 0; i < FLOOD_AGENTS; i++)
+        agent_close(agent[i]);
+    rc_close(api2);
 }
