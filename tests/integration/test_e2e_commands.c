@@ -1108,3 +1108,57 @@ Test(commands_flood, acks_keep_flowing_while_1000_commands_are_pending)
         agent_close(agent[i]);
     rc_close(api2);
 }
+
+/* 10,000 commands waiting at once, one per agent (2,000 under ASan): each
+ * a caller kept as memory; all of them pending, then all gone when their
+ * callers leave. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MANY 2000 /* ASan's relay: each stream costs several times the memory */
+#else
+#define MANY 10000
+#endif
+#define PER_CHANNEL 900 /* under max_streams_per_connection (1000) */
+
+Test(commands_flood, ten_thousand_commands_wait_at_once, .timeout = 170)
+{
+    static struct rc_stream *agent[MANY], *cmd[MANY];
+    struct rc_channel *ach[MANY / PER_CHANNEL + 1], *cch[MANY / PER_CHANNEL + 1];
+    size_t nch = MANY / PER_CHANNEL + 1;
+    for (size_t c = 0; c < nch; c++) {
+        ach[c] = tls(NULL);
+        cch[c] = tls("uri");
+    }
+    for (int i = 0; i < MANY; i++) {
+        char id[32];
+        struct rc_register_result reg;
+        struct rc_status st;
+        snprintf(id, sizeof(id), "many-%d", i);
+        struct rc_channel *ch = ach[i / PER_CHANNEL];
+        cr_assert_eq(rc_register(ch, id, "1", "t", &reg, &st, 10000), 0, "%s", st.message);
+        agent[i] = rc_stream_open_gen2(ch, id, reg.session_id, NULL, 0, &st);
+        cr_assert_not_null(agent[i], "%s", st.message);
+    }
+    for (int i = 0; i < MANY; i++) {
+        char id[32], cid[32];
+        snprintf(id, sizeof(id), "many-%d", i);
+        snprintf(cid, sizeof(cid), "many-cmd-%d", i);
+        cmd[i] = aircraft_async(cch[i / PER_CHANNEL], id, cid);
+    }
+    struct pending_at all = {"aero_relay_commands_pending{kind=\"aircraft\"}", MANY};
+    cr_assert(harness_wait_for(pending_is, &all, 60000), "pending: %f of %d", metric(all.series),
+              MANY);
+    for (int i = 0; i < MANY; i++)
+        rc_stream_cancel(cmd[i]);
+    struct pending_at none = {all.series, 0};
+    cr_assert(harness_wait_for(pending_is, &none, 30000), "still pending after the cancels: %f",
+              metric(all.series));
+    for (int i = 0; i < MANY; i++) {
+        rc_stream_free(cmd[i]);
+        rc_stream_cancel(agent[i]);
+        rc_stream_free(agent[i]);
+    }
+    for (size_t c = 0; c < nch; c++) {
+        rc_close(ach[c]);
+        rc_close(cch[c]);
+    }
+}
