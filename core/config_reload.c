@@ -12,6 +12,8 @@
 #include "call_auth.h"
 #include "control_auth.h"
 #include "log.h"
+#include "rpc_server.h"
+#include "tls_cert.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -103,10 +105,33 @@ static void staged_free(struct staged *s)
     agent_mappings_free(s->mappings);
 }
 
+/* The TLS files the running relay uses (their paths need a restart to
+ * change), as they are now: what the next handshakes would read. */
+static int check_tls(const struct settings *run, char *err, size_t errlen)
+{
+    char cert_err[512] = "", key_err[512] = "", ca_err[512] = "";
+    if (tls_cert_check_pair(run->tls_cert_file, run->tls_key_file, cert_err, key_err,
+                            sizeof(cert_err)) < 0) {
+        snprintf(err, errlen, "[tls] %s%s%s", cert_err, cert_err[0] && key_err[0] ? "; " : "",
+                 key_err);
+        return -1;
+    }
+    if ((on(run->tls_client_ca_file) &&
+         tls_cert_check_ca_file(run->tls_client_ca_file, false, ca_err, sizeof(ca_err)) < 0) ||
+        (on(run->control_client_ca_file) &&
+         tls_cert_check_ca_file(run->control_client_ca_file, true, ca_err, sizeof(ca_err)) < 0)) {
+        snprintf(err, errlen, "client CA file: %s", ca_err);
+        return -1;
+    }
+    return 0;
+}
+
 static int stage(const struct config_reload_targets *t, const struct settings *next,
                  struct staged *s, char *err, size_t errlen)
 {
     char reason[1024];
+    if (on(t->running->tls_cert_file) && check_tls(t->running, err, errlen) < 0)
+        return -1;
     if (*t->keys && strcmp(next->auth_mode, "bearer") == 0 &&
         auth_load(next->auth_keys_file, &s->keys, reason, sizeof(reason)) < 0) {
         snprintf(err, errlen, "[auth] keys_file: %s", reason);
@@ -147,6 +172,9 @@ int config_reload_run(struct config_reload *cr, const struct config_reload_targe
     diff_into(t->running, &next, &next.file, &t->running->file, restart, sizeof(restart));
 
     log_configure(next.log_level, next.log_format);
+    bool tls = on(t->running->tls_cert_file) && t->server;
+    if (tls)
+        rpc_server_tls_reload(t->server);
     if (s.keys) {
         auth_free((struct auth *)call_auth_swap_keys(t->call_auth, s.keys));
         *t->keys = s.keys;
@@ -155,7 +183,8 @@ int config_reload_run(struct config_reload *cr, const struct config_reload_targe
         control_auth_adopt(t->control, s.control);
     if (s.mappings)
         agent_mappings_adopt(t->mappings, s.mappings);
-    log_info("SIGHUP: %s reloaded: log %s, %s, %s, %s", path, log_level_name(next.log_level),
+    log_info("SIGHUP: %s reloaded: log %s, %s, %s, %s, %s", path, log_level_name(next.log_level),
+             tls ? "TLS files read again for new connections" : "no TLS",
              s.keys ? "agent keys read again" : "no agent keys",
              s.control ? "control CA and identities read again" : "control off",
              s.mappings ? "agent mappings read again" : "no agent mappings");

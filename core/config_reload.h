@@ -1,7 +1,8 @@
 /*
  * config_reload.h - SIGHUP: relay.ini read again and applied without
  * dropping a stream or losing a frame. What takes effect: [log] level
- * and format; [auth] keys_file (its contents); [control]
+ * and format; the contents of [tls]'s certificate, key and client CA
+ * files (new connections); [auth] keys_file (its contents); [control]
  * allowed_identities, client_ca_file (its certificates) and
  * agent_mappings_file (its contents). Every other key that changed
  * (listen addresses, workers, TLS, sinks and routes, turning auth or
@@ -20,6 +21,7 @@ struct auth;
 struct call_auth;
 struct control_auth;
 struct agent_mappings;
+struct rpc_server;
 
 /* What a reload changes, and who owns the keys (*keys is replaced). */
 struct config_reload_targets {
@@ -28,6 +30,7 @@ struct config_reload_targets {
     struct auth **keys;               /* [auth] mode = bearer: the keys in use */
     struct control_auth *control;     /* NULL: control off */
     struct agent_mappings *mappings;  /* NULL: no mappings file */
+    struct rpc_server *server;        /* its TLS files are read again */
 };
 
 struct config_reload;

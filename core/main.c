@@ -747,7 +747,7 @@ static int serve(struct settings *st, struct loaded *l)
         service_notify_send(&notify, status);
         struct config_reload_targets reload = {.running = st, .call_auth = r.relay.auth,
                                                .keys = &l->auth, .control = l->control,
-                                               .mappings = l->mappings};
+                                               .mappings = l->mappings, .server = r.server};
         run_until_signal(&r.relay, r.gw, r.server, &set, &notify, &reload);
         /* Not ready first: load balancers stop sending before streams drain. */
         service_notify_send(&notify, "STOPPING=1\nSTATUS=draining streams, then stopping");

@@ -95,6 +95,13 @@ struct rpc_server {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int shutdowns_pending; /* generations told to shut down, not yet done */
+
+    /* TLS: gRPC asks the fetcher before each handshake; it reads the files
+     * again once rpc_server_tls_reload bumped the generation. */
+    atomic_uint tls_generation;
+    pthread_mutex_t tls_mu;
+    unsigned tls_seen; /* under tls_mu: the generation last handed to gRPC */
+    bool tls_fetched;
 };
 
 static int arm(struct rpc_server *s, struct method *m);
@@ -374,6 +381,7 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
     s->opt = *opt;
     s->reserve_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->tls_mu, NULL);
     mono_cond_init(&s->cv); /* the grace is timed on the monotonic clock */
     gpr_set_log_function(grpc_log_to_relay);
     grpc_init();
@@ -490,16 +498,13 @@ static char *concat(char *a, char *b)
 }
 
 /*
- * TLS when cert_file is set. [tls] client_ca_file: every client must
- * present a certificate; [control] client_ca_file (SPEC.md section 10):
- * one is requested and verified if given, so agents without one keep
- * streaming. With both, both CAs are trusted at the handshake.
+ * The certificate config from the files: the server's pair, and the CAs
+ * client certificates are verified against ([tls] client_ca_file, then
+ * [control]'s). NULL with err filled.
  */
-static grpc_server_credentials *make_credentials(const struct rpc_server_options *o, char *err,
-                                                 size_t errlen)
+static grpc_ssl_server_certificate_config *read_certificate_config(
+    const struct rpc_server_options *o, char *err, size_t errlen)
 {
-    if (!o->tls_cert_file || !*o->tls_cert_file)
-        return grpc_insecure_server_credentials_create();
     bool require = o->tls_client_ca_file && *o->tls_client_ca_file;
     bool request = o->control_client_ca_file && *o->control_client_ca_file;
     char *cert = read_file(o->tls_cert_file, err, errlen);
@@ -511,16 +516,14 @@ static grpc_server_credentials *make_credentials(const struct rpc_server_options
     if (key && cas_ok && request)
         cas_ok = (control_ca = read_file(o->control_client_ca_file, err, errlen)) != NULL;
     ca = concat(ca, control_ca);
-    grpc_server_credentials *creds = NULL;
+    grpc_ssl_server_certificate_config *config = NULL;
     if (cert && key && cas_ok && (ca || !(require || request))) {
         grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-        creds = grpc_ssl_server_credentials_create_ex(
-            ca, &pair, 1,
-            require   ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-            : request ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
-                      : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-            NULL);
-        if (!creds)
+        /* gRPC 1.51 asserts roots on a fetched config even when no client
+         * certificate is requested; then they verify nothing: the
+         * server's own chain stands in. */
+        config = grpc_ssl_server_certificate_config_create(ca ? ca : cert, &pair, 1); /* copies */
+        if (!config)
             snprintf(err, errlen, "invalid TLS certificate or key (%s, %s)", o->tls_cert_file,
                      o->tls_key_file);
     }
@@ -530,6 +533,70 @@ static grpc_server_credentials *make_credentials(const struct rpc_server_options
         free(key);
     }
     free(ca);
+    return config;
+}
+
+/*
+ * gRPC's question before a handshake: the same certificates, or new ones
+ * since a reload. A file that cannot be read then keeps the old ones
+ * (RELOAD_FAIL), logged; the reload checked them before bumping.
+ */
+static grpc_ssl_certificate_config_reload_status fetch_certificates(
+    void *arg, grpc_ssl_server_certificate_config **config)
+{
+    struct rpc_server *s = arg;
+    unsigned want = atomic_load(&s->tls_generation);
+    grpc_ssl_certificate_config_reload_status st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+    pthread_mutex_lock(&s->tls_mu);
+    if (!s->tls_fetched || s->tls_seen != want) {
+        char err[512];
+        *config = read_certificate_config(&s->opt, err, sizeof(err));
+        if (*config) {
+            s->tls_fetched = true;
+            s->tls_seen = want;
+            st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+        } else {
+            log_error("TLS certificates not reloaded, the ones in use stay: %s", err);
+            s->tls_seen = want; /* said once, not at every handshake */
+            st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+        }
+    }
+    pthread_mutex_unlock(&s->tls_mu);
+    return st;
+}
+
+void rpc_server_tls_reload(struct rpc_server *s) { atomic_fetch_add(&s->tls_generation, 1); }
+
+/*
+ * TLS when cert_file is set. [tls] client_ca_file: every client must
+ * present a certificate; [control] client_ca_file (SPEC.md section 10):
+ * one is requested and verified if given, so agents without one keep
+ * streaming. With both, both CAs are trusted at the handshake. The files
+ * are read through the fetcher, so a reload can replace them.
+ */
+static grpc_server_credentials *make_credentials(struct rpc_server *s, char *err, size_t errlen)
+{
+    const struct rpc_server_options *o = &s->opt;
+    if (!o->tls_cert_file || !*o->tls_cert_file)
+        return grpc_insecure_server_credentials_create();
+    /* Read once here too, so a bad file fails the start with its reason. */
+    grpc_ssl_server_certificate_config *probe = read_certificate_config(o, err, errlen);
+    if (!probe)
+        return NULL;
+    grpc_ssl_server_certificate_config_destroy(probe);
+    bool require = o->tls_client_ca_file && *o->tls_client_ca_file;
+    bool request = o->control_client_ca_file && *o->control_client_ca_file;
+    grpc_ssl_server_credentials_options *opts =
+        grpc_ssl_server_credentials_create_options_using_config_fetcher(
+            require   ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+            : request ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                      : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            fetch_certificates, s);
+    grpc_server_credentials *creds = opts ? grpc_ssl_server_credentials_create_with_options(opts)
+                                          : NULL;
+    if (!creds)
+        snprintf(err, errlen, "invalid TLS certificate or key (%s, %s)", o->tls_cert_file,
+                 o->tls_key_file);
     return creds;
 }
 
@@ -537,7 +604,7 @@ static grpc_server_credentials *make_credentials(const struct rpc_server_options
 static int gen_listen(struct rpc_server *s, struct gen *g, const char *addr, char *err,
                       size_t errlen)
 {
-    grpc_server_credentials *creds = make_credentials(&s->opt, err, errlen);
+    grpc_server_credentials *creds = make_credentials(s, err, errlen);
     if (!creds)
         return -1;
     int port = grpc_server_add_http2_port(g->server, addr, creds);
@@ -755,6 +822,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
     free(s->workers);
     worker_gate_destroy(s->gate);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->tls_mu);
     pthread_cond_destroy(&s->cv);
     free(s);
     grpc_shutdown();

@@ -52,6 +52,9 @@ int rpc_server_add_unary_flags(struct rpc_server *s, const char *path,
                                rpc_unary_handler handler, void *service, unsigned flags);
 int rpc_server_add_stream(struct rpc_server *s, const char *path, rpc_stream_handler handler,
                           void *service);
+/* A reload: the next TLS handshakes read [tls]'s certificate, key and the
+ * client CA files again (connections already open keep theirs). */
+void rpc_server_tls_reload(struct rpc_server *s);
 /* Bind, start the workers. Returns the bound port, or -1 with err filled. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
 /*

@@ -515,3 +515,74 @@ Test(security, sighup_reloads_keys_refuses_a_bad_file_and_names_restart_keys)
     rc_close(rotated);
     rc_close(fleet);
 }
+
+/* The certificate a new TLS connection to the relay is served: its
+ * notAfter line as openssl prints it. */
+static void served_not_after(char *out, size_t len)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd),
+             "openssl s_client -connect %s -servername localhost </dev/null 2>/dev/null | "
+             "openssl x509 -noout -enddate",
+             relay.target);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    out[0] = '\0';
+    if (!fgets(out, (int)len, p))
+        out[0] = '\0';
+    pclose(p);
+}
+
+struct served_wait {
+    const char *want;
+    char got[128];
+};
+
+static bool served_is(void *arg)
+{
+    struct served_wait *w = arg;
+    served_not_after(w->got, sizeof(w->got));
+    return strcmp(w->got, w->want) == 0;
+}
+
+/* A renewed certificate in the same files is served to new connections
+ * after SIGHUP, while a stream opened on the old one goes on. */
+Test(security, sighup_serves_a_renewed_certificate_to_new_connections)
+{
+    harness_prepare(&relay);
+    make_server_cert(relay.dir, "tls", 3);
+    start_tls_with("tls");
+    char before[128], renewed[128];
+    served_not_after(before, sizeof(before));
+    cr_assert(strncmp(before, "notAfter=", 9) == 0, "no certificate served: %s", before);
+    struct rc_channel *old = tls_channel(relay.tls_ca, NULL, NULL);
+    harness_register(old, "drone-tls", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(old, "drone-tls", NULL, 0, &st);
+    struct rc_ack ack;
+    cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-tls", 1), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
+
+    /* Renewed: 30 days instead of 3, written over the same files. */
+    make_server_cert(relay.dir, "renewed", 30);
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "cd %s && openssl x509 -in renewed.pem -noout -enddate && "
+                               "cp renewed.key tls.key && cp renewed.pem tls.pem",
+             relay.dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p && fgets(renewed, sizeof(renewed), p));
+    pclose(p);
+    cr_assert_str_neq(before, renewed);
+    struct metric_at_least m = {"aero_relay_config_reloads_total{result=\"ok\"}", 1};
+    cr_assert_eq(kill(relay.pid, SIGHUP), 0);
+    cr_assert(harness_wait_for(metric_reached, &m, 10000), "no reload counted");
+    struct served_wait w = {.want = renewed};
+    cr_assert(harness_wait_for(served_is, &w, 10000), "still served %s, want %s", w.got, renewed);
+
+    cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-tls", 2), 5000), 0);
+    cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
+    cr_assert_eq(ack.status, RC_ACK_OK, "%s", ack.error);
+    rc_stream_cancel(s);
+    rc_stream_free(s);
+    rc_close(old);
+}
