@@ -21,6 +21,7 @@
 #include <string.h>
 
 struct config_reload {
+    struct metrics *m;
     aero_metric *ok, *error;
 };
 
@@ -29,6 +30,7 @@ struct config_reload *config_reload_create(struct metrics *m)
     struct config_reload *cr = calloc(1, sizeof(*cr));
     if (!cr)
         return NULL;
+    cr->m = m;
     static const char help[] =
         "SIGHUP reloads of relay.ini: ok (applied; keys that need a restart are logged) or "
         "error (refused whole, the running configuration kept).";
@@ -173,8 +175,10 @@ int config_reload_run(struct config_reload *cr, const struct config_reload_targe
 
     log_configure(next.log_level, next.log_format);
     bool tls = on(t->running->tls_cert_file) && t->server;
-    if (tls)
+    if (tls) {
         rpc_server_tls_reload(t->server);
+        tls_cert_check(t->running->tls_cert_file, cr->m); /* expiry gauge and warning */
+    }
     if (s.keys) {
         auth_free((struct auth *)call_auth_swap_keys(t->call_auth, s.keys));
         *t->keys = s.keys;

@@ -150,7 +150,7 @@ void tls_cert_check(const char *path, struct metrics *m)
     aero_metric *g = metrics_register(
         m, AERO_METRIC_GAUGE, "aero_relay_tls_cert_expiry_timestamp_seconds",
         "notAfter of the gRPC port's TLS certificate ([tls] cert_file), Unix seconds; read at "
-        "start.",
+        "start and at each reload (SIGHUP).",
         NULL);
     int64_t not_after;
     if (tls_cert_not_after(path, &not_after) < 0)

@@ -578,6 +578,9 @@ Test(security, sighup_serves_a_renewed_certificate_to_new_connections)
     cr_assert(harness_wait_for(metric_reached, &m, 10000), "no reload counted");
     struct served_wait w = {.want = renewed};
     cr_assert(harness_wait_for(served_is, &w, 10000), "still served %s, want %s", w.got, renewed);
+    /* The expiry gauge follows: 30 days now, not 3. */
+    double expiry = metric("aero_relay_tls_cert_expiry_timestamp_seconds");
+    cr_assert_gt(expiry, (double)time(NULL) + 20 * 86400, "expiry gauge not read again: %f", expiry);
 
     cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-tls", 2), 5000), 0);
     cr_assert_eq(rc_stream_recv_ack(s, &ack, 5000), 1);
