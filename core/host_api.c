@@ -136,6 +136,39 @@ static aero_metric *host_metric_register_labels(const aero_host *host, aero_metr
     return m;
 }
 
+/* A plugin's histogram is the core's metric_histogram: values are kept as
+ * ns (a second is 1e9), so a bound of 1024 "seconds" is 1024 units. */
+static aero_histogram *host_histogram_register(const aero_host *host, const char *name,
+                                               const char *help, const char *labels,
+                                               const double *bounds, size_t n_bounds)
+{
+    const struct host_instance *h = from_api(host);
+    char *all = NULL;
+    if ((labels && !labels_valid(labels)) ||
+        (labels ? asprintf(&all, "%s,%s", h->label, labels) : asprintf(&all, "%s", h->label)) < 0) {
+        log_msg(AERO_LOG_WARN, h->component, "histogram \"%s\" refused: invalid labels %s",
+                name ? name : "(null)", labels ? labels : "(null)");
+        return NULL;
+    }
+    struct metric_histogram *hist =
+        name ? metrics_histogram_register_labeled(h->metrics, name, help ? help : "", all,
+                                                  bounds, n_bounds)
+             : NULL;
+    free(all);
+    if (!hist)
+        log_msg(AERO_LOG_WARN, h->component,
+                "histogram \"%s\" refused: invalid name or bounds, or registered twice",
+                name ? name : "(null)");
+    return (aero_histogram *)hist;
+}
+
+static void host_histogram_observe(aero_histogram *hist, double value)
+{
+    if (hist && value == value) /* NaN: nothing */
+        metrics_histogram_observe_ns((struct metric_histogram *)hist,
+                                     value >= 9.2e9 ? INT64_MAX : (int64_t)(value * 1e9));
+}
+
 static void host_metric_add(aero_metric *m, uint64_t delta) { metrics_add(m, delta); }
 static void host_metric_set(aero_metric *m, int64_t value) { metrics_set(m, value); }
 
@@ -273,6 +306,8 @@ struct host_instance *host_instance_create(const char *kind_label, const char *i
         .session_last_message_unix_ns = host_session_last_message,
         .ready_detail = host_ready_detail,
         .metric_register_labels = host_metric_register_labels,
+        .histogram_register = host_histogram_register,
+        .histogram_observe = host_histogram_observe,
     };
     h->section = section;
     h->metrics = metrics;

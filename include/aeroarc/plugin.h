@@ -21,7 +21,8 @@
  *     on a 1.0 relay tests AERO_HAS(host, aero_host, config_error) first
  *     (against 1.2 headers on an older relay: AERO_HAS(host, aero_host,
  *     listen_address) and the other 1.2 functions it uses; 1.3:
- *     AERO_HAS(host, aero_host, metric_register_labels)).
+ *     AERO_HAS(host, aero_host, metric_register_labels); 1.4:
+ *     AERO_HAS(host, aero_host, histogram_observe)).
  *
  * Naming: the descriptor's `name` must equal the shared object's file name
  * without ".so" (sink-file.so says "sink-file"); the relay refuses it
@@ -58,7 +59,7 @@ extern "C" {
 #endif
 
 #define AERO_ABI_MAJOR 1
-#define AERO_ABI_MINOR 3
+#define AERO_ABI_MINOR 4
 
 /* True when struct `p` (whose producer set p->size) contains `field`. */
 #define AERO_HAS(p, type, field)                                              \
@@ -179,6 +180,7 @@ typedef enum aero_log_level {
 } aero_log_level;
 
 typedef struct aero_metric aero_metric; /* opaque, owned by the relay */
+typedef struct aero_histogram aero_histogram; /* opaque, owned by the relay (1.4) */
 
 typedef enum aero_metric_type {
     AERO_METRIC_COUNTER = 1, /* only goes up: aero_host.metric_add */
@@ -346,6 +348,21 @@ struct aero_host {
     aero_metric *(*metric_register_labels)(const aero_host *host, aero_metric_type type,
                                            const char *name, const char *help,
                                            const char *labels);
+
+    /*
+     * A histogram of values (durations in seconds, sizes in units): one
+     * bucket per upper bound in `bounds` (n_bounds of them, strictly
+     * increasing, each > 0 and < 1e9; +Inf is added), rendered
+     *   <name>_bucket{sink="<instance>",<labels>,le="<bound>"}, _sum, _count.
+     * `labels` as for metric_register_labels, or NULL for none. The name
+     * must not end in _total, _bucket, _sum or _count. Register during
+     * create(); NULL on bad arguments. Since 1.4.
+     */
+    aero_histogram *(*histogram_register)(const aero_host *host, const char *name,
+                                          const char *help, const char *labels,
+                                          const double *bounds, size_t n_bounds);
+    /* Record one value; any thread, lock-free. NULL h: nothing. Since 1.4. */
+    void (*histogram_observe)(aero_histogram *h, double value);
 };
 
 /* ----------------------------------------------------------------- sinks */
