@@ -33,9 +33,51 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 set(AERO_ABI_PROVIDES "aeroarc-relay-abi-${AERO_ABI_MAJOR}")
-set(AERO_PLUGIN_PACKAGES)
+set(AERO_DEB_VERSION "${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}")
+
+# --- /usr/share/doc/<package>/copyright and changelog.Debian.gz, which
+# Debian policy wants in every package: made once here, installed into each
+# component's doc dir by the loop below (plugins included, whatever
+# aero_add_plugin declared). The copyright file is DEP-5 with LICENSE's
+# holder and text, so the two cannot drift apart.
+file(STRINGS "${CMAKE_SOURCE_DIR}/LICENSE" _aero_license_lines)
+list(GET _aero_license_lines 0 _aero_license_title)
+if(NOT _aero_license_title STREQUAL "MIT License")
+  message(FATAL_ERROR "LICENSE is no longer \"MIT License\": update packaging/cpack.cmake")
+endif()
+file(READ "${CMAKE_SOURCE_DIR}/LICENSE" _aero_license)
+string(REGEX MATCH "\nCopyright \\(c\\) ([^\n]+)\n" _aero_m "${_aero_license}")
+set(AERO_COPYRIGHT "${CMAKE_MATCH_1}")
+if(AERO_COPYRIGHT STREQUAL "")
+  message(FATAL_ERROR "no \"Copyright (c) ...\" line in LICENSE: update packaging/cpack.cmake")
+endif()
+# The licence text after the copyright line, as a DEP-5 field body: every
+# line indented by one space, an empty line written " .".
+string(REGEX REPLACE "^.*\nCopyright \\(c\\) [^\n]+\n\n*" "" _aero_license_text "${_aero_license}")
+string(REGEX REPLACE "\n+$" "" _aero_license_text "${_aero_license_text}")
+string(REPLACE "\n\n" "\n.\n" _aero_license_text "${_aero_license_text}")
+string(REPLACE "\n" "\n " AERO_LICENSE_TEXT " ${_aero_license_text}")
+configure_file(packaging/debian/copyright.in "${AERO_PKG_DIR}/debian/copyright" @ONLY)
+configure_file(packaging/debian/changelog.in "${AERO_PKG_DIR}/debian/changelog.Debian" @ONLY)
+# gzip -n: no name or timestamp, so the package builds reproducibly.
+add_custom_command(
+  OUTPUT "${AERO_PKG_DIR}/debian/changelog.Debian.gz"
+  COMMAND gzip -9n -c "${AERO_PKG_DIR}/debian/changelog.Debian"
+          > "${AERO_PKG_DIR}/debian/changelog.Debian.gz"
+  DEPENDS "${AERO_PKG_DIR}/debian/changelog.Debian"
+  COMMENT "gzip changelog.Debian")
+add_custom_target(aeroarc-deb-changelog ALL DEPENDS "${AERO_PKG_DIR}/debian/changelog.Debian.gz")
+
+# component -> package name, the same map as the CPACK_DEBIAN_*_PACKAGE_NAME below
+set(_aero_component_packages core:aeroarc-relay dev:aeroarc-dev tools:aeroarc-tools)
 foreach(p ${AERO_PLUGIN_COMPONENTS})
-  list(APPEND AERO_PLUGIN_PACKAGES "aeroarc-plugin-${p}")
+  list(APPEND _aero_component_packages "${p}:aeroarc-plugin-${p}")
+endforeach()
+foreach(cp ${_aero_component_packages})
+  string(REGEX REPLACE ":.*" "" _c "${cp}")
+  string(REGEX REPLACE ".*:" "" _p "${cp}")
+  install(FILES "${AERO_PKG_DIR}/debian/copyright" "${AERO_PKG_DIR}/debian/changelog.Debian.gz"
+          DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/${_p}" COMPONENT ${_c})
 endforeach()
 
 # core

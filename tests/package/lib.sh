@@ -149,9 +149,13 @@ exported_symbols() {
 }
 
 # What each package (install component) holds, as ./paths. The install tree
-# is their union.
+# is their union. Every package has Debian's copyright and changelog.
+files_debian_doc() { # files_debian_doc PACKAGE
+    printf '%s\n' "./usr/share/doc/$1/copyright" "./usr/share/doc/$1/changelog.Debian.gz"
+}
 files_core() {
     local doc
+    files_debian_doc aeroarc-relay
     printf '%s\n' ./etc/aeroarc/relay.ini ./usr/bin/aeroarc-relay \
         ./usr/lib/systemd/system/aeroarc-relay.service \
         ./usr/share/doc/aeroarc-relay/configuration.md \
@@ -165,6 +169,7 @@ files_core() {
 }
 files_dev() {
     local h f
+    files_debian_doc aeroarc-dev
     for h in $HEADERS; do echo "./usr/include/$h"; done
     printf '%s\n' "./usr/lib/$MULTIARCH/pkgconfig/aeroarc-plugin.pc" \
         "./usr/lib/$MULTIARCH/cmake/aeroarc/aeroarc-config.cmake" \
@@ -175,9 +180,11 @@ files_dev() {
     done
 }
 files_tools() {
+    files_debian_doc aeroarc-tools
     printf '%s\n' ./usr/bin/aeroarc-client ./usr/bin/aeroarc-bench
 }
 files_plugin() {
+    files_debian_doc "aeroarc-plugin-$1"
     echo ".$PLUGIN_DIR/$1.so"
 }
 files_all() {

@@ -93,6 +93,28 @@ R="$TMP/root"
 while read -r pkg; do dpkg-deb -x "$(deb_of "$pkg")" "$R"; done <"$TMP/packages.txt"
 RELAY="$R/usr/bin/aeroarc-relay"
 CLIENT="$R/usr/bin/aeroarc-client"
+
+# --- every package's copyright (DEP-5, LICENSE's holder and text) and
+# changelog (a parseable entry for this version); lintian checks more below.
+holder=$(sed -n 's/^Copyright (c) //p' "$SRC/LICENSE")
+sed -n '/^Copyright (c) /,$p' "$SRC/LICENSE" | tail -n +2 | sed '/./,$!d' >"$TMP/license.txt"
+while read -r pkg; do
+    doc="$R/usr/share/doc/$pkg"
+    cr="$doc/copyright"
+    expect_eq "$pkg copyright Format" \
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/" "$(head -n 1 "$cr")"
+    expect_line "$pkg copyright holder" "Copyright: $holder" "$cr"
+    # the stand-alone License paragraph's body, unindented, is LICENSE's text
+    awk '/^License: Expat$/ {n++; next} n == 2 && /^ / {print}' "$cr" |
+        sed 's/^ //; s/^\.$//' >"$TMP/copyright-text.txt"
+    cmp -s "$TMP/license.txt" "$TMP/copyright-text.txt" ||
+        { diff "$TMP/license.txt" "$TMP/copyright-text.txt" >&2; fail "$pkg copyright: not LICENSE's text"; }
+    zcat "$doc/changelog.Debian.gz" >"$TMP/changelog" || fail "$pkg: changelog.Debian.gz is no gzip"
+    expect_eq "$pkg changelog version" "$VERSION-1" "$(dpkg-parsechangelog -l "$TMP/changelog" -S Version)"
+    expect_eq "$pkg changelog source" aeroarc-relay "$(dpkg-parsechangelog -l "$TMP/changelog" -S Source)"
+    [ -n "$(dpkg-parsechangelog -l "$TMP/changelog" -S Changes | grep '^  \* ')" ] ||
+        fail "$pkg changelog has no entry"
+done <"$TMP/packages.txt"
 expect_eq "packaged --version" "aeroarc-relay $VERSION (plugin ABI $ABI_MAJOR.$ABI_MINOR)" \
     "$("$RELAY" --version)"
 # The compiled-in plugin dir is the multiarch one (it is not in this root,
