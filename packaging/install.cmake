@@ -70,18 +70,25 @@ configure_file(packaging/aeroarc-relay.service.in "${AERO_PKG_DIR}/aeroarc-relay
 install(FILES "${AERO_PKG_DIR}/aeroarc-relay.service" DESTINATION "${AERO_SYSTEMD_UNIT_RELDIR}"
         COMPONENT core)
 
-# The man page is written by hand; only installed paths are filled in.
+# The man pages are written by hand; only installed paths are filled in.
 # Compressed as Debian installs man pages, without a timestamp (-n) so
-# packages build reproducibly.
-configure_file(packaging/aeroarc-relay.1.in "${AERO_PKG_DIR}/aeroarc-relay.1" @ONLY)
-add_custom_command(
-  OUTPUT "${AERO_PKG_DIR}/aeroarc-relay.1.gz"
-  COMMAND gzip -9n -c "${AERO_PKG_DIR}/aeroarc-relay.1" > "${AERO_PKG_DIR}/aeroarc-relay.1.gz"
-  DEPENDS "${AERO_PKG_DIR}/aeroarc-relay.1"
-  COMMENT "gzip aeroarc-relay.1")
-add_custom_target(aeroarc-manpage ALL DEPENDS "${AERO_PKG_DIR}/aeroarc-relay.1.gz")
-install(FILES "${AERO_PKG_DIR}/aeroarc-relay.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1"
-        COMPONENT core)
+# packages build reproducibly. One per program in /usr/bin, in the
+# program's component.
+set(_aero_manpages)
+foreach(page aeroarc-relay:core aeroarc-client:tools aeroarc-bench:tools)
+  string(REGEX REPLACE ":.*" "" _prog "${page}")
+  string(REGEX REPLACE ".*:" "" _comp "${page}")
+  configure_file(packaging/${_prog}.1.in "${AERO_PKG_DIR}/${_prog}.1" @ONLY)
+  add_custom_command(
+    OUTPUT "${AERO_PKG_DIR}/${_prog}.1.gz"
+    COMMAND gzip -9n -c "${AERO_PKG_DIR}/${_prog}.1" > "${AERO_PKG_DIR}/${_prog}.1.gz"
+    DEPENDS "${AERO_PKG_DIR}/${_prog}.1"
+    COMMENT "gzip ${_prog}.1")
+  list(APPEND _aero_manpages "${AERO_PKG_DIR}/${_prog}.1.gz")
+  install(FILES "${AERO_PKG_DIR}/${_prog}.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1"
+          COMPONENT ${_comp})
+endforeach()
+add_custom_target(aeroarc-manpage ALL DEPENDS ${_aero_manpages})
 # The operator's documents (design notes and the plugin guide are not).
 foreach(doc configuration operations security routing envelope failure-semantics limits commands)
   if(EXISTS "${CMAKE_SOURCE_DIR}/docs/${doc}.md")

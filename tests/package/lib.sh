@@ -181,7 +181,8 @@ files_dev() {
 }
 files_tools() {
     files_debian_doc aeroarc-tools
-    printf '%s\n' ./usr/bin/aeroarc-client ./usr/bin/aeroarc-bench
+    printf '%s\n' ./usr/bin/aeroarc-client ./usr/bin/aeroarc-bench \
+        ./usr/share/man/man1/aeroarc-client.1.gz ./usr/share/man/man1/aeroarc-bench.1.gz
 }
 files_plugin() {
     files_debian_doc "aeroarc-plugin-$1"

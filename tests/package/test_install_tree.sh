@@ -108,6 +108,21 @@ for k in $keys; do
     [[ $config_section =~ (^|[^a-z_])$k([^a-z_]|$) ]] || fail "man CONFIGURATION lacks key $k"
 done
 
+# --- every program in /usr/bin has a man page; aeroarc-client's and
+# aeroarc-bench's are clean roff and name exactly the options --help names.
+for prog in "$D"/usr/bin/*; do
+    [ -f "$D/usr/share/man/man1/${prog##*/}.1.gz" ] || fail "no man page for ${prog##*/}"
+done
+for tool in aeroarc-client aeroarc-bench; do
+    man="$D/usr/share/man/man1/$tool.1.gz"
+    zcat "$man" | groff -man -ww -z 2>"$TMP/groff.txt" || fail "groff failed on $tool.1"
+    [ ! -s "$TMP/groff.txt" ] || { cat "$TMP/groff.txt" >&2; fail "$tool.1 has roff warnings"; }
+    zcat "$man" | groff -man -Tascii -P-c -P-b -P-u 2>/dev/null | options_in >"$TMP/man_opts.txt"
+    "$D/usr/bin/$tool" --help | options_in >"$TMP/help_opts.txt"
+    [ "$(wc -l <"$TMP/help_opts.txt")" -ge 10 ] || fail "too few options parsed from $tool --help"
+    expect_same_lines "options ($tool --help vs man page)" "$TMP/help_opts.txt" "$TMP/man_opts.txt"
+done
+
 # --- pkg-config, staged: PKG_CONFIG_SYSROOT_DIR maps the /usr paths into D.
 export PKG_CONFIG_PATH="$D/usr/lib/$MULTIARCH/pkgconfig"
 pc() { PKG_CONFIG_SYSROOT_DIR="$D" pkg-config "$@" aeroarc-plugin; }
