@@ -1,10 +1,11 @@
 # packaging/cpack.cmake - Debian packages, one per install component: the
-# core (aeroarc-relay), the plugin headers (aeroarc-dev), the tools
-# (aeroarc-tools) and one package per plugin (aeroarc-plugin-<name>).
+# core (aeroarc-relay, with the plugins of AERO_CORE_PLUGINS), the plugin
+# headers (aeroarc-dev), the tools (aeroarc-tools) and one package per
+# other plugin (aeroarc-plugin-<name>).
 # Plugins depend on the virtual package aeroarc-relay-abi-<major> that the
 # core provides, so a core of another ABI major cannot be installed under
 # them. Build with a /usr prefix so the compiled-in plugin dir is right:
-#   cmake -S . -B build-deb -DCMAKE_INSTALL_PREFIX=/usr -DAERO_TESTS=OFF
+#   cmake -S . -B build-deb -DCMAKE_INSTALL_PREFIX=/usr -DAERO_TESTS=OFF -DAERO_DEB_BUILDFLAGS=ON
 #   cmake --build build-deb -j2 && (cd build-deb && cpack -G DEB)
 # Included last from the top-level CMakeLists.txt, after every plugin.
 get_property(AERO_PLUGIN_COMPONENTS GLOBAL PROPERTY AERO_PLUGIN_COMPONENTS)
@@ -80,14 +81,23 @@ foreach(cp ${_aero_component_packages})
           DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/${_p}" COMPONENT ${_c})
 endforeach()
 
-# core
+# core, with the plugins of AERO_CORE_PLUGINS (CMakeLists.txt): it provides
+# their package names and takes their files over from packages of that name
+# built before.
 set(CPACK_DEBIAN_CORE_PACKAGE_NAME aeroarc-relay)
-set(CPACK_DEBIAN_CORE_PACKAGE_PROVIDES "${AERO_ABI_PROVIDES}")
-# The installed relay.ini runs only with the plugins it names: recommend
-# their packages (and route-none, the relay's default route).
+set(_aero_core_plugin_packages)
+foreach(p ${AERO_CORE_PLUGINS})
+  list(APPEND _aero_core_plugin_packages "aeroarc-plugin-${p}")
+endforeach()
+string(REPLACE ";" ", " _aero_core_plugin_packages "${_aero_core_plugin_packages}")
+set(CPACK_DEBIAN_CORE_PACKAGE_PROVIDES "${AERO_ABI_PROVIDES}, ${_aero_core_plugin_packages}")
+set(CPACK_DEBIAN_CORE_PACKAGE_CONFLICTS "${_aero_core_plugin_packages}")
+set(CPACK_DEBIAN_CORE_PACKAGE_REPLACES "${_aero_core_plugin_packages}")
+# The shipped relay.ini names plugins the packaged one only shows as
+# comments (route-redis, sink-stdout): recommend their packages.
 file(STRINGS "${CMAKE_SOURCE_DIR}/relay.ini" _aero_ini_plugins REGEX "^plugin *= *[A-Za-z0-9_.-]+")
 set(_aero_recommends)
-foreach(line ${_aero_ini_plugins} "plugin = route-none")
+foreach(line ${_aero_ini_plugins})
   string(REGEX REPLACE "^plugin *= *([A-Za-z0-9_.-]+).*" "\\1" p "${line}")
   if(p IN_LIST AERO_PLUGIN_COMPONENTS AND NOT "aeroarc-plugin-${p}" IN_LIST _aero_recommends)
     list(APPEND _aero_recommends "aeroarc-plugin-${p}")
@@ -100,8 +110,9 @@ aeroarc-relay is the cloud-side ingest point of a drone telemetry stack:
 agents register over gRPC and stream MAVLink telemetry frames; the relay
 acknowledges each frame, hands it to its sink plugins and publishes routing
 hints through a route plugin. This package holds the relay, its default
-configuration, a systemd unit and the man page; sinks and route publishers
-come in aeroarc-plugin-* packages.")
+configuration (sink-file archiving to /var/lib/aeroarc/data, route-none), a
+systemd unit and the man page; the other sinks and route publishers come in
+aeroarc-plugin-* packages.")
 configure_file(packaging/debian/conffiles.in "${AERO_PKG_DIR}/debian/conffiles" @ONLY)
 set(CPACK_DEBIAN_CORE_PACKAGE_CONTROL_EXTRA
   "${AERO_PKG_DIR}/debian/conffiles"

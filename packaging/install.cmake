@@ -63,7 +63,17 @@ string(REPLACE "${_aero_console}" "${_aero_console_off}" _aero_ini_no_console
 if(_aero_ini_no_console STREQUAL _aero_ini_installed)
   message(FATAL_ERROR "relay.ini's [sink:console] changed: update packaging/install.cmake")
 endif()
-file(WRITE "${AERO_PKG_DIR}/relay.ini" "${_aero_ini_no_console}")
+# The core package alone must start with its config (its unit runs --check
+# first), so the installed [route] uses route-none, which the core ships
+# (AERO_CORE_PLUGINS); route-redis, its own package, stays as comments.
+string(REGEX REPLACE "\nplugin = route-redis[^\n]*\n"
+       "\nplugin = route-none           ; publishes no routes. Redis routing (docs/routing.md): install\n;                             ; aeroarc-plugin-route-redis, then use these lines instead:\n;plugin = route-redis\n"
+       _aero_ini_route "${_aero_ini_no_console}")
+string(REGEX REPLACE "\n(redis_[a-z]+ =)" "\n;\\1" _aero_ini_route "${_aero_ini_route}")
+if(_aero_ini_route STREQUAL _aero_ini_no_console OR NOT _aero_ini_route MATCHES "\n;redis_addr =")
+  message(FATAL_ERROR "relay.ini's [route] changed: update packaging/install.cmake")
+endif()
+file(WRITE "${AERO_PKG_DIR}/relay.ini" "${_aero_ini_route}")
 install(FILES "${AERO_PKG_DIR}/relay.ini" DESTINATION "${AERO_SYSCONF_DIR}" COMPONENT core)
 
 configure_file(packaging/aeroarc-relay.service.in "${AERO_PKG_DIR}/aeroarc-relay.service" @ONLY)

@@ -61,7 +61,13 @@ plugin_names() {
             sed -n 's/^ *aero_add_plugin( *\([A-Za-z0-9_.-]*\).*/\1/p' "$SRC/plugins/$d/CMakeLists.txt"
         done | sort
 }
-PLUGINS=$(plugin_names)
+# The plugins the core package ships (set(AERO_CORE_PLUGINS ...) in
+# CMakeLists.txt); every other plugin (PLUGINS) is a package of its own.
+CORE_PLUGINS=$(sed -n 's/^set(AERO_CORE_PLUGINS \([^)]*\)).*/\1/p' "$SRC/CMakeLists.txt" | tr ' ' '\n' | sort)
+ALL_PLUGINS=$(plugin_names)
+PLUGINS=$(comm -23 <(echo "$ALL_PLUGINS") <(echo "$CORE_PLUGINS"))
+[ -n "$CORE_PLUGINS" ] || fail "no AERO_CORE_PLUGINS in $SRC/CMakeLists.txt"
+[ -z "$(comm -13 <(echo "$ALL_PLUGINS") <(echo "$CORE_PLUGINS"))" ] || fail "AERO_CORE_PLUGINS names no plugin"
 [ -n "$PLUGINS" ] || fail "no plugins found in $SRC/plugins"
 HEADERS=$(cd "$SRC/include" && ls aeroarc/*.h)
 # "section plugin" for each plugin the shipped relay.ini loads.
@@ -162,6 +168,7 @@ files_core() {
         ./usr/share/man/man1/aeroarc-relay.1.gz \
         ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-alerts.yml \
         ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-dashboard.json
+    for p in $CORE_PLUGINS; do echo ".$PLUGIN_DIR/$p.so"; done
     # the other operator documents, as far as they are written yet
     for doc in operations security routing envelope failure-semantics limits commands; do
         [ ! -f "$SRC/docs/$doc.md" ] || echo "./usr/share/doc/aeroarc-relay/$doc.md"

@@ -56,7 +56,10 @@ while read -r pkg; do
     [ -n "$(field "$pkg" Maintainer)" ] || fail "$pkg has no Maintainer"
     [ -n "$(field "$pkg" Description)" ] || fail "$pkg has no Description"
 done <"$TMP/packages.txt"
-expect_eq "aeroarc-relay Provides" "$abi" "$(field aeroarc-relay Provides)"
+core_plugin_pkgs=$(for p in $CORE_PLUGINS; do printf ', aeroarc-plugin-%s' "$p"; done)
+expect_eq "aeroarc-relay Provides" "$abi$core_plugin_pkgs" "$(field aeroarc-relay Provides)"
+expect_eq "aeroarc-relay Conflicts" "${core_plugin_pkgs#, }" "$(field aeroarc-relay Conflicts)"
+expect_eq "aeroarc-relay Replaces" "${core_plugin_pkgs#, }" "$(field aeroarc-relay Replaces)"
 depends=$(field aeroarc-relay Depends)
 for lib in libc6 libgrpc libprotobuf-c libinih libltdl; do
     [[ $depends == *"$lib"* ]] || fail "aeroarc-relay Depends lacks $lib: $depends"
@@ -69,9 +72,10 @@ for p in $PLUGINS; do
     [[ $pd == *"libc6 ("* ]] || fail "aeroarc-plugin-$p Depends has no shlibs: $pd"
     [ -z "$(field "aeroarc-plugin-$p" Provides)" ] || fail "aeroarc-plugin-$p provides something"
 done
-for p in $SHIPPED_PLUGINS route-none; do
+for p in $SHIPPED_PLUGINS; do
+    grep -qx -- "$p" <<<"$CORE_PLUGINS" && continue
     [[ $(field aeroarc-relay Recommends) == *"aeroarc-plugin-$p"* ]] ||
-        fail "aeroarc-relay does not recommend aeroarc-plugin-$p (the relay.ini or default route)"
+        fail "aeroarc-relay does not recommend aeroarc-plugin-$p (named by the shipped relay.ini)"
 done
 [[ $(field aeroarc-tools Depends) == *libgrpc* ]] || fail "aeroarc-tools Depends lacks libgrpc"
 # The core's control archive: conffile, maintainer scripts.
@@ -145,6 +149,27 @@ grep -E '^I: .* hardening-' "$TMP/lintian.txt" >>"$TMP/lintian-bad.txt" || true
 [ ! -s "$TMP/lintian-bad.txt" ] || { cat "$TMP/lintian-bad.txt" >&2; fail "lintian"; }
 grep -qE '^W: aeroarc-relay: initial-upload-closes-no-bugs' "$TMP/lintian.txt" ||
     { cat "$TMP/lintian.txt" >&2; fail "lintian did not run on the packages"; }
+
+# --- the core package alone (its Depends are system libraries only):
+# unpacked by itself, its installed relay.ini passes --check (what the
+# unit's ExecStartPre runs) and the relay starts on it and archives frames
+# with sink-file, through route-none (both in the core package).
+C="$TMP/core-only"
+dpkg-deb -x "$(deb_of aeroarc-relay)" "$C"
+sed -e 's|^listen = 0\.0\.0\.0:50051 |listen = 127.0.0.1:0 |' \
+    -e 's|^listen = 0\.0\.0\.0:2112 .*|listen =|' \
+    -e "s|^plugin_dir = .*|plugin_dir = $C$PLUGIN_DIR|" \
+    -e "s|^path = /var/lib/aeroarc/data\$|path = $TMP/core-data|" "$C/etc/aeroarc/relay.ini" >"$TMP/core.ini"
+grep -qx "plugin_dir = $C$PLUGIN_DIR" "$TMP/core.ini" || fail "could not set plugin_dir in the core's relay.ini"
+out=$("$C/usr/bin/aeroarc-relay" -c "$TMP/core.ini" --check 2>&1) ||
+    fail "--check of the core package's relay.ini, core package alone: $out"
+expect_eq "--check, core package alone" "$TMP/core.ini: configuration OK (route route-none, 1 sink(s))" "$out"
+start_relay "$C/usr/bin/aeroarc-relay" "$TMP/core.ini" "$TMP/core.log"
+tools_root="$TMP/tools-only"
+dpkg-deb -x "$(deb_of aeroarc-tools)" "$tools_root"
+stream "$tools_root/usr/bin/aeroarc-client" drone-core 3 HEARTBEAT
+stop_relay
+expect_eq "frames archived by the core package alone" 3 "$(cat "$TMP"/core-data/*.jsonl | wc -l)"
 
 # --- unpack everything into a scratch root, as a clean system would hold it
 R="$TMP/root"
