@@ -135,3 +135,5 @@ install(FILES docs/plugin-guide.md DESTINATION "${AERO_DEV_DOC_RELDIR}" COMPONEN
 install(FILES examples/sink-count/sink_count.c examples/sink-count/Makefile
               examples/sink-count/CMakeLists.txt examples/sink-count/README.md
         DESTINATION "${AERO_DEV_DOC_RELDIR}/examples/sink-count" COMPONENT dev)
+install(FILES examples/sink-count/debian/copyright examples/sink-count/debian/changelog
+        DESTINATION "${AERO_DEV_DOC_RELDIR}/examples/sink-count/debian" COMPONENT dev)

@@ -182,7 +182,7 @@ files_dev() {
         "./usr/lib/$MULTIARCH/cmake/aeroarc/aeroarc-config.cmake" \
         "./usr/lib/$MULTIARCH/cmake/aeroarc/aeroarc-config-version.cmake" \
         ./usr/share/doc/aeroarc-dev/plugin-guide.md
-    for f in CMakeLists.txt Makefile README.md sink_count.c; do
+    for f in CMakeLists.txt Makefile README.md sink_count.c debian/copyright debian/changelog; do
         echo "./usr/share/doc/aeroarc-dev/examples/sink-count/$f"
     done
 }
