@@ -63,25 +63,42 @@ string(REPLACE "${_aero_console}" "${_aero_console_off}" _aero_ini_no_console
 if(_aero_ini_no_console STREQUAL _aero_ini_installed)
   message(FATAL_ERROR "relay.ini's [sink:console] changed: update packaging/install.cmake")
 endif()
-file(WRITE "${AERO_PKG_DIR}/relay.ini" "${_aero_ini_no_console}")
+# The core package alone must start with its config (its unit runs --check
+# first), so the installed [route] uses route-none, which the core ships
+# (AERO_CORE_PLUGINS); route-redis, its own package, stays as comments.
+string(REGEX REPLACE "\nplugin = route-redis[^\n]*\n"
+       "\nplugin = route-none           ; publishes no routes. Redis routing (docs/routing.md): install\n;                             ; aeroarc-plugin-route-redis, then use these lines instead:\n;plugin = route-redis\n"
+       _aero_ini_route "${_aero_ini_no_console}")
+string(REGEX REPLACE "\n(redis_[a-z]+ =)" "\n;\\1" _aero_ini_route "${_aero_ini_route}")
+if(_aero_ini_route STREQUAL _aero_ini_no_console OR NOT _aero_ini_route MATCHES "\n;redis_addr =")
+  message(FATAL_ERROR "relay.ini's [route] changed: update packaging/install.cmake")
+endif()
+file(WRITE "${AERO_PKG_DIR}/relay.ini" "${_aero_ini_route}")
 install(FILES "${AERO_PKG_DIR}/relay.ini" DESTINATION "${AERO_SYSCONF_DIR}" COMPONENT core)
 
 configure_file(packaging/aeroarc-relay.service.in "${AERO_PKG_DIR}/aeroarc-relay.service" @ONLY)
 install(FILES "${AERO_PKG_DIR}/aeroarc-relay.service" DESTINATION "${AERO_SYSTEMD_UNIT_RELDIR}"
         COMPONENT core)
 
-# The man page is written by hand; only installed paths are filled in.
+# The man pages are written by hand; only installed paths are filled in.
 # Compressed as Debian installs man pages, without a timestamp (-n) so
-# packages build reproducibly.
-configure_file(packaging/aeroarc-relay.1.in "${AERO_PKG_DIR}/aeroarc-relay.1" @ONLY)
-add_custom_command(
-  OUTPUT "${AERO_PKG_DIR}/aeroarc-relay.1.gz"
-  COMMAND gzip -9n -c "${AERO_PKG_DIR}/aeroarc-relay.1" > "${AERO_PKG_DIR}/aeroarc-relay.1.gz"
-  DEPENDS "${AERO_PKG_DIR}/aeroarc-relay.1"
-  COMMENT "gzip aeroarc-relay.1")
-add_custom_target(aeroarc-manpage ALL DEPENDS "${AERO_PKG_DIR}/aeroarc-relay.1.gz")
-install(FILES "${AERO_PKG_DIR}/aeroarc-relay.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1"
-        COMPONENT core)
+# packages build reproducibly. One per program in /usr/bin, in the
+# program's component.
+set(_aero_manpages)
+foreach(page aeroarc-relay:core aeroarc-client:tools aeroarc-bench:tools)
+  string(REGEX REPLACE ":.*" "" _prog "${page}")
+  string(REGEX REPLACE ".*:" "" _comp "${page}")
+  configure_file(packaging/${_prog}.1.in "${AERO_PKG_DIR}/${_prog}.1" @ONLY)
+  add_custom_command(
+    OUTPUT "${AERO_PKG_DIR}/${_prog}.1.gz"
+    COMMAND gzip -9n -c "${AERO_PKG_DIR}/${_prog}.1" > "${AERO_PKG_DIR}/${_prog}.1.gz"
+    DEPENDS "${AERO_PKG_DIR}/${_prog}.1"
+    COMMENT "gzip ${_prog}.1")
+  list(APPEND _aero_manpages "${AERO_PKG_DIR}/${_prog}.1.gz")
+  install(FILES "${AERO_PKG_DIR}/${_prog}.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1"
+          COMPONENT ${_comp})
+endforeach()
+add_custom_target(aeroarc-manpage ALL DEPENDS ${_aero_manpages})
 # The operator's documents (design notes and the plugin guide are not).
 foreach(doc configuration operations security routing envelope failure-semantics limits commands)
   if(EXISTS "${CMAKE_SOURCE_DIR}/docs/${doc}.md")
@@ -118,3 +135,5 @@ install(FILES docs/plugin-guide.md DESTINATION "${AERO_DEV_DOC_RELDIR}" COMPONEN
 install(FILES examples/sink-count/sink_count.c examples/sink-count/Makefile
               examples/sink-count/CMakeLists.txt examples/sink-count/README.md
         DESTINATION "${AERO_DEV_DOC_RELDIR}/examples/sink-count" COMPONENT dev)
+install(FILES examples/sink-count/debian/copyright examples/sink-count/debian/changelog
+        DESTINATION "${AERO_DEV_DOC_RELDIR}/examples/sink-count/debian" COMPONENT dev)

@@ -14,6 +14,7 @@ if [ "${1:-}" = test ]; then
   pkgs+=(nats-server)  # sink-nats tests start their own JetStream server
   pkgs+=(prometheus libcriterion-dev redis-server clang valgrind python3 openssl mosquitto influxdb)
   pkgs+=(dpkg-dev file groff-base systemd procps)  # tests/package: cpack -G DEB, dpkg-shlibdeps, man page and unit checks
+  pkgs+=(lintian)  # tests/package/test_packages.sh: no lintian error on the .debs
   pkgs+=(python3-grpcio python3-protobuf protobuf-compiler)  # tests/integration/gen2_client.py: a second, Python generation-2 client
   pkgs+=(haproxy)  # tests/integration/test_e2e_edge.c: examples/edge/haproxy.cfg in front of the relay
 fi

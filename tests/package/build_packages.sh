@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build_packages.sh SRC OUT CC: the packaging tests' fixture. Configures the
-# project as the packages are built (prefix /usr, no tests) in OUT/build,
-# builds it and runs cpack -G DEB into OUT/debs (emptied first, so no stale
+# project as the packages are built (prefix /usr, no tests, Debian's
+# hardening flags: cmake/deb_buildflags.cmake) in OUT/build, builds it and runs cpack -G DEB into OUT/debs (emptied first, so no stale
 # package survives). Output only on failure.
 set -euo pipefail
 src=$1 out=$2 cc=$3
@@ -23,7 +23,7 @@ if [ -f "$out/build/CMakeCache.txt" ] &&
     rm -rf "$out/build"
 fi
 run cmake -S "$src" -B "$out/build" -DCMAKE_INSTALL_PREFIX=/usr -DAERO_TESTS=OFF \
-    -DAERO_SANITIZE=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc"
+    -DAERO_SANITIZE=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DAERO_DEB_BUILDFLAGS=ON
 run cmake --build "$out/build" -j2
 rm -rf "$out/debs"
 cd "$out/build"

@@ -61,7 +61,13 @@ plugin_names() {
             sed -n 's/^ *aero_add_plugin( *\([A-Za-z0-9_.-]*\).*/\1/p' "$SRC/plugins/$d/CMakeLists.txt"
         done | sort
 }
-PLUGINS=$(plugin_names)
+# The plugins the core package ships (set(AERO_CORE_PLUGINS ...) in
+# CMakeLists.txt); every other plugin (PLUGINS) is a package of its own.
+CORE_PLUGINS=$(sed -n 's/^set(AERO_CORE_PLUGINS \([^)]*\)).*/\1/p' "$SRC/CMakeLists.txt" | tr ' ' '\n' | sort)
+ALL_PLUGINS=$(plugin_names)
+PLUGINS=$(comm -23 <(echo "$ALL_PLUGINS") <(echo "$CORE_PLUGINS"))
+[ -n "$CORE_PLUGINS" ] || fail "no AERO_CORE_PLUGINS in $SRC/CMakeLists.txt"
+[ -z "$(comm -13 <(echo "$ALL_PLUGINS") <(echo "$CORE_PLUGINS"))" ] || fail "AERO_CORE_PLUGINS names no plugin"
 [ -n "$PLUGINS" ] || fail "no plugins found in $SRC/plugins"
 HEADERS=$(cd "$SRC/include" && ls aeroarc/*.h)
 # "section plugin" for each plugin the shipped relay.ini loads.
@@ -149,15 +155,20 @@ exported_symbols() {
 }
 
 # What each package (install component) holds, as ./paths. The install tree
-# is their union.
+# is their union. Every package has Debian's copyright and changelog.
+files_debian_doc() { # files_debian_doc PACKAGE
+    printf '%s\n' "./usr/share/doc/$1/copyright" "./usr/share/doc/$1/changelog.Debian.gz"
+}
 files_core() {
     local doc
+    files_debian_doc aeroarc-relay
     printf '%s\n' ./etc/aeroarc/relay.ini ./usr/bin/aeroarc-relay \
         ./usr/lib/systemd/system/aeroarc-relay.service \
         ./usr/share/doc/aeroarc-relay/configuration.md \
         ./usr/share/man/man1/aeroarc-relay.1.gz \
         ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-alerts.yml \
         ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-dashboard.json
+    for p in $CORE_PLUGINS; do echo ".$PLUGIN_DIR/$p.so"; done
     # the other operator documents, as far as they are written yet
     for doc in operations security routing envelope failure-semantics limits commands; do
         [ ! -f "$SRC/docs/$doc.md" ] || echo "./usr/share/doc/aeroarc-relay/$doc.md"
@@ -165,19 +176,23 @@ files_core() {
 }
 files_dev() {
     local h f
+    files_debian_doc aeroarc-dev
     for h in $HEADERS; do echo "./usr/include/$h"; done
     printf '%s\n' "./usr/lib/$MULTIARCH/pkgconfig/aeroarc-plugin.pc" \
         "./usr/lib/$MULTIARCH/cmake/aeroarc/aeroarc-config.cmake" \
         "./usr/lib/$MULTIARCH/cmake/aeroarc/aeroarc-config-version.cmake" \
         ./usr/share/doc/aeroarc-dev/plugin-guide.md
-    for f in CMakeLists.txt Makefile README.md sink_count.c; do
+    for f in CMakeLists.txt Makefile README.md sink_count.c debian/copyright debian/changelog; do
         echo "./usr/share/doc/aeroarc-dev/examples/sink-count/$f"
     done
 }
 files_tools() {
-    printf '%s\n' ./usr/bin/aeroarc-client ./usr/bin/aeroarc-bench
+    files_debian_doc aeroarc-tools
+    printf '%s\n' ./usr/bin/aeroarc-client ./usr/bin/aeroarc-bench \
+        ./usr/share/man/man1/aeroarc-client.1.gz ./usr/share/man/man1/aeroarc-bench.1.gz
 }
 files_plugin() {
+    files_debian_doc "aeroarc-plugin-$1"
     echo ".$PLUGIN_DIR/$1.so"
 }
 files_all() {

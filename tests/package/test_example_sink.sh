@@ -4,6 +4,8 @@
 # (pkg-config) and with its CMakeLists.txt (find_package). The installed
 # relay loads it, frames stream in with aeroarc-client, and its per-interval
 # and final summaries in the relay's log add up to exactly what was sent.
+# Its Debian package template (SINK_COUNT_DEB=ON) builds a .deb that depends
+# on the relay's ABI virtual package.
 set -euo pipefail
 SRC=$1 OUT=$2
 . "$(dirname "$0")/lib.sh"
@@ -46,6 +48,42 @@ plugin = sink-count
 interval_s = soon'
 out=$("$RELAY" -c "$TMP/bad.ini" --check 2>&1) && fail "--check accepted interval_s = soon"
 [[ $out == *'[sink:count] interval_s: invalid value "soon"'* ]] || fail "bad interval_s: $out"
+
+# --- the example's Debian package template (SINK_COUNT_DEB=ON, cpack) from
+# the installed tree: its Depends, exact contents and control, lintian
+# errors, and the relay loads the .so it unpacks to.
+cmake -S "$TMP/sink-count" -B "$TMP/deb-build" -DCMAKE_PREFIX_PATH="$D/usr" -DSINK_COUNT_DEB=ON \
+    -DCMAKE_C_FLAGS="-Werror" >"$TMP/deb.log" 2>&1 &&
+    cmake --build "$TMP/deb-build" >>"$TMP/deb.log" 2>&1 &&
+    (cd "$TMP/deb-build" && cpack -G DEB) >>"$TMP/deb.log" 2>&1 ||
+    { cat "$TMP/deb.log" >&2; fail "Debian package of the example"; }
+ver=$(sed -n 's/^project(sink-count VERSION \([0-9.]*\).*/\1/p' "$SRC/examples/sink-count/CMakeLists.txt")
+deb="$TMP/deb-build/aeroarc-plugin-sink-count_$ver-1_$DEB_ARCH.deb"
+[ -f "$deb" ] || { ls "$TMP/deb-build" >&2; fail "no $deb"; }
+depends=$(dpkg-deb -f "$deb" Depends)
+[[ $depends == "aeroarc-relay-abi-$ABI_MAJOR, "* ]] ||
+    fail "example package Depends does not start with aeroarc-relay-abi-$ABI_MAJOR: $depends"
+[[ $depends == *"libc6 ("* ]] || fail "example package Depends has no shlibs: $depends"
+[[ $depends != *aeroarc-relay\ * && $depends != *"aeroarc-relay,"* ]] ||
+    fail "example package depends on the relay package, not its ABI: $depends"
+expect_eq "example package Section" net "$(dpkg-deb -f "$deb" Section)"
+printf '%s\n' ".$PLUGIN_DIR/sink-count.so" ./usr/share/doc/aeroarc-plugin-sink-count/copyright \
+    ./usr/share/doc/aeroarc-plugin-sink-count/changelog.Debian.gz | sort >"$TMP/deb-want.txt"
+dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $6}' | sort >"$TMP/deb-got.txt"
+expect_same_lines "files of the example package" "$TMP/deb-want.txt" "$TMP/deb-got.txt"
+expect_eq "example changelog version = package version" "$ver-1" \
+    "$(dpkg-parsechangelog -l "$SRC/examples/sink-count/debian/changelog" -S Version)"
+if command -v lintian >/dev/null; then
+    lintian "$deb" >"$TMP/deb-lintian.txt" 2>&1 || true
+    if grep '^E: ' "$TMP/deb-lintian.txt"; then fail "lintian errors on the example package"; fi
+fi
+dpkg-deb -x "$deb" "$TMP/deb-root"
+mkdir "$TMP/deb-plugins"
+cp "$TMP/deb-root$PLUGIN_DIR/sink-count.so" "$D$PLUGIN_DIR/route-none.so" "$TMP/deb-plugins/"
+write_test_config "$TMP/deb.ini" "$TMP/deb-plugins" '[sink:count]
+plugin = sink-count'
+out=$("$RELAY" -c "$TMP/deb.ini" --check 2>&1) || fail "--check (packaged example): $out"
+expect_eq "--check" "$TMP/deb.ini: configuration OK (route route-none, 1 sink(s))" "$out"
 
 # --- run: the pkg-config-built plugin, next to the installed ones
 write_test_config "$TMP/relay.ini" "$D$PLUGIN_DIR" "[sink:count]
