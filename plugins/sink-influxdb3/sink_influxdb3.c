@@ -105,6 +105,7 @@ struct sink_influx3 {
     aero_metric *m_norm[NORMALIZE_N_MESSAGES][2]; /* [ok, failed] */
     aero_metric *m_unsupported, *m_no_wal_id;
     aero_metric *m_writes_ok, *m_writes_failed, *m_retries, *m_queue_depth;
+    aero_histogram *h_batch_size, *h_write_seconds; /* NULL on a relay before ABI 1.4 */
 };
 
 /* ------------------------------------------------------------- config */
@@ -234,6 +235,12 @@ static void finish_lines(struct sink_influx3 *s, size_t lo, size_t hi, aero_resu
     metric_add(s, r == AERO_OK ? s->m_writes_ok : s->m_writes_failed, 1);
 }
 
+static void observe(struct sink_influx3 *s, aero_histogram *h, double v)
+{
+    if (h)
+        s->host->histogram_observe(h, v);
+}
+
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -264,7 +271,10 @@ static void send_lines(struct sink_influx3 *s, size_t lo, size_t hi, int64_t dea
             finish_lines(s, lo, hi, AERO_BACKOFF, attempt ? r.detail : "write timeout");
             return;
         }
+        int64_t t0 = mono_ns();
         influx3_http_post(s->http, s->body.p + s->off[lo], s->off[hi] - s->off[lo], left_ms, &r);
+        observe(s, s->h_write_seconds, (double)(mono_ns() - t0) / 1e9);
+        observe(s, s->h_batch_size, (double)(hi - lo));
         if (r.status == 204 || r.status == 200) {
             finish_lines(s, lo, hi, AERO_OK, NULL);
             return;
@@ -410,6 +420,16 @@ static void register_metrics(struct sink_influx3 *s)
                                       "Write requests sent again after a failure");
     s->m_queue_depth = h->metric_register(h, AERO_METRIC_GAUGE, "aero_telemetry_writer_queue_depth",
                                           "Rows of the batch being written");
+    if (AERO_HAS(h, aero_host, histogram_observe)) {
+        /* Upstream's buckets: 1, 2, 4 ... 1024 lines; and the usual seconds. */
+        static const double lines[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+        static const double secs[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+        s->h_batch_size = h->histogram_register(h, "aero_telemetry_backend_batch_size",
+                                                "Lines per write request", NULL, lines, 11);
+        s->h_write_seconds =
+            h->histogram_register(h, "aero_telemetry_backend_write_seconds",
+                                  "Time of one write request, answer included", NULL, secs, 11);
+    }
 }
 
 static int influx3_create(const aero_host *host, void **instance)

@@ -106,6 +106,16 @@ static size_t rows_with(const char *needle)
     return n;
 }
 
+/* One series of the relay's /metrics (-1: absent). */
+static double relay_value(const char *series)
+{
+    struct http_reply r;
+    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", 5000, &r), 0);
+    double v = http_metric_value(r.body, series);
+    http_reply_free(&r);
+    return v;
+}
+
 static size_t requests(void)
 {
     char *b = srv("GET", "/requests");
@@ -147,6 +157,7 @@ static void start_auth(const char *auth, const char *extra)
 {
     srv_start();
     harness_prepare(&relay);
+    relay.http = true; /* the sink's metrics */
     if (before_start)
         before_start();
     char map[400], body[2048];
@@ -732,6 +743,14 @@ Test(influxdb3_e2e, a_413_halves_the_request_and_every_row_arrives)
     cr_expect_eq(send_frame(&a, position("agent-1", 100), WAL, err, sizeof(err)), RC_ACK_RETRY_WITH_BACKOFF);
     cr_expect_str_eq(err, "telemetry admission failed: write InfluxDB 3 points: HTTP 413: too-large");
     cr_expect_eq(requests(), before + 1, "a one-row 413 is not resent");
+    /* Every request went into the histograms, and so did its lines. */
+    double count = relay_value("aero_telemetry_backend_batch_size_count{sink=\"telemetry\"}");
+    cr_expect_eq(count, (double)requests(), "batch_size observed %f of %zu requests", count,
+                 requests());
+    cr_expect_eq(relay_value("aero_telemetry_backend_write_seconds_count{sink=\"telemetry\"}"),
+                 count);
+    cr_expect_geq(relay_value("aero_telemetry_backend_batch_size_sum{sink=\"telemetry\"}"),
+                  (double)sent);
     agent_close(&a);
 }
 

@@ -252,6 +252,46 @@ Test(host_api, metric_register_labels_renders_after_the_instance_label)
     metrics_destroy(m);
 }
 
+/* ABI 1.4: a plugin's histogram renders with the instance's label, its
+ * own, and the buckets of the values observed (sizes in units here). */
+Test(host_api, histogram_register_and_observe)
+{
+    struct metrics *m = metrics_create();
+    struct host_instance *h2 =
+        host_instance_create("sink", "t", config_find(&file, "sink:t"), NULL, m);
+    const aero_host *a = host_instance_api(h2);
+    cr_assert(AERO_HAS(a, aero_host, histogram_observe));
+    static const double sizes[] = {1, 16, 256, 1024};
+    aero_histogram *batch = a->histogram_register(a, "t_batch_size", "lines per request", NULL,
+                                                  sizes, 4);
+    aero_histogram *took = a->histogram_register(a, "t_write_seconds", "request time",
+                                                 "api=\"v3\"", (const double[]){0.01, 1}, 2);
+    cr_assert_not_null(batch);
+    cr_assert_not_null(took);
+    a->histogram_observe(batch, 1);
+    a->histogram_observe(batch, 200);
+    a->histogram_observe(batch, 5000);
+    a->histogram_observe(took, 0.5);
+    a->histogram_observe(NULL, 1); /* nothing */
+    cr_expect_null(a->histogram_register(a, "t_batch_size", "again", NULL, sizes, 4),
+                   "the same series twice");
+    cr_expect_null(a->histogram_register(a, "t_bad_total", "x", NULL, sizes, 4));
+    cr_expect_null(a->histogram_register(a, "t_bad", "x", NULL, (const double[]){2, 1}, 2));
+    cr_expect_null(a->histogram_register(a, "t_bad", "x", "sink=\"y\"", sizes, 4));
+    char *out;
+    size_t len;
+    cr_assert_eq(metrics_render(m, &out, &len), 0);
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"1\"} 1\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"256\"} 2\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"+Inf\"} 3\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_sum{sink=\"t\"} 5201.000000000\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_write_seconds_bucket{sink=\"t\",api=\"v3\",le=\"1\"} 1\n"),
+                       "%s", out);
+    free(out);
+    host_instance_destroy(h2);
+    metrics_destroy(m);
+}
+
 /* ---------------------------------------------- the relay view (ABI 1.2) */
 
 /* listen_address and listen_port follow what main hands in; the session
