@@ -416,6 +416,23 @@ enum gateway_target gateway_command_target(struct gateway *gw, const char *agent
     return tv.result;
 }
 
+enum rpc_code gateway_target_status(enum gateway_target g, const char *no_session,
+                                    enum rpc_code no_stream, const char **text)
+{
+    switch (g) {
+    case GATEWAY_TARGET_OK: return RPC_OK;
+    case GATEWAY_NO_SESSION: *text = no_session; return RPC_NOT_FOUND;
+    case GATEWAY_NO_STREAM: *text = "agent stream is not connected"; return no_stream;
+    case GATEWAY_SEED: *text = "agent protocol has no downlink"; return RPC_FAILED_PRECONDITION;
+    case GATEWAY_UNDECIDED:
+        *text = "agent stream protocol is not decided yet";
+        return RPC_UNAVAILABLE;
+    case GATEWAY_NO_MEMORY: break;
+    }
+    *text = "relay out of memory";
+    return RPC_RESOURCE_EXHAUSTED;
+}
+
 static void expired(void *arg, const char *agent_id, const char *session_id)
 {
     struct gateway *gw = arg;

@@ -59,6 +59,14 @@ enum gateway_target gateway_command_target(struct gateway *gw, const char *agent
                                            struct rpc_stream **rs, struct command_table **table,
                                            char *session_id);
 
+/* The status a command answers when its target is not OK (SPEC.md 10, 12.7,
+ * 14.2 agree on all but two): a missing session is NOT_FOUND with the
+ * caller's text, a session without a stream no_stream "agent stream is not
+ * connected"; a seed stream FAILED_PRECONDITION, an undecided one
+ * UNAVAILABLE. RPC_OK for GATEWAY_TARGET_OK. */
+enum rpc_code gateway_target_status(enum gateway_target g, const char *no_session,
+                                    enum rpc_code no_stream, const char **text);
+
 /* Wall-clock now in ns (CLOCK_REALTIME). */
 int64_t agent_gateway_now_ns(void);
 

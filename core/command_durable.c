@@ -37,6 +37,8 @@ typedef Aeroarc__Agent__V1__CommandEvidence CommandEvidence;
 #define DURABLE_BOUND_NS (35 * INT64_C(1000000000)) /* rule 9 */
 
 static const char invalid_identity[] = "invalid command identity";
+/* Rule 11 (SPEC.md 12.7 reading 1): the session asked about is gone. */
+static const char no_session[] = "agent session is no longer active";
 
 struct durable {
     struct command_exchange x; /* first: the table hands it back */
@@ -417,21 +419,6 @@ static void caller_gone(struct durable *d)
 
 /* ----------------------------------------------------- rules 11 and 13 */
 
-static enum rpc_code target_code(enum gateway_target g, const char **text)
-{
-    switch (g) {
-    case GATEWAY_TARGET_OK: return RPC_OK;
-    case GATEWAY_NO_SESSION: *text = "agent session is no longer active"; return RPC_NOT_FOUND;
-    case GATEWAY_NO_STREAM: *text = "agent stream is not connected"; return RPC_NOT_FOUND;
-    case GATEWAY_SEED: *text = "agent protocol has no downlink"; return RPC_FAILED_PRECONDITION;
-    case GATEWAY_UNDECIDED:
-        *text = "agent stream protocol is not decided yet";
-        return RPC_UNAVAILABLE;
-    case GATEWAY_NO_MEMORY: break;
-    }
-    *text = "relay out of memory";
-    return RPC_RESOURCE_EXHAUSTED;
-}
 
 /* The slot is ours: the session and its stream again (rule 11), then the
  * id and the write (rules 12-13). */
@@ -442,11 +429,11 @@ static void on_granted(struct command_exchange *x)
     struct command_table *t = NULL;
     char sid[SESSION_ID_LEN + 1] = "";
     const char *text = NULL;
-    enum rpc_code code =
-        target_code(gateway_command_target(d->relay->gateway, d->agent_id, &rs, &t, sid), &text);
+    enum gateway_target g = gateway_command_target(d->relay->gateway, d->agent_id, &rs, &t, sid);
+    enum rpc_code code = gateway_target_status(g, no_session, RPC_NOT_FOUND, &text);
     if (code == RPC_OK && (t != d->t || strcmp(sid, d->session_id) != 0)) {
         code = RPC_NOT_FOUND;
-        text = "agent session is no longer active";
+        text = no_session;
     }
     if (code == RPC_OK) {
         pthread_mutex_lock(&d->mu);
@@ -657,13 +644,13 @@ static void run(struct durable *d, const Aeroarc__Relay__V1__ExchangeCommandRequ
     struct rpc_stream *rs = NULL;
     char sid[SESSION_ID_LEN + 1] = "";
     const char *text = NULL;
-    enum rpc_code code =
-        target_code(gateway_command_target(relay->gateway, req->agent_id, &rs, &d->t, sid), &text);
+    enum gateway_target g = gateway_command_target(relay->gateway, req->agent_id, &rs, &d->t, sid);
+    enum rpc_code code = gateway_target_status(g, no_session, RPC_NOT_FOUND, &text);
     if (rs)
         rpc_stream_unref(rs);
     if (code == RPC_OK && strcmp(sid, d->session_id) != 0) {
         code = RPC_NOT_FOUND;
-        text = "agent session is no longer active";
+        text = no_session;
     }
     if (code != RPC_OK) {
         refuse(d, code, text);

@@ -260,22 +260,6 @@ static bool rtl_capable(struct relay *relay, const char *agent_id)
     return ok;
 }
 
-/* Rules 5-6 from where the command would go. */
-static enum rpc_code target_code(enum gateway_target g, const char **text)
-{
-    switch (g) {
-    case GATEWAY_TARGET_OK: return RPC_OK;
-    case GATEWAY_NO_SESSION: *text = "agent is not connected"; return RPC_NOT_FOUND;
-    case GATEWAY_NO_STREAM: *text = "agent stream is not connected"; return RPC_NOT_FOUND;
-    case GATEWAY_SEED: *text = "agent protocol has no downlink"; return RPC_FAILED_PRECONDITION;
-    case GATEWAY_UNDECIDED:
-        *text = "agent stream protocol is not decided yet";
-        return RPC_UNAVAILABLE;
-    case GATEWAY_NO_MEMORY: break;
-    }
-    *text = "relay out of memory";
-    return RPC_RESOURCE_EXHAUSTED;
-}
 
 /* The table's context (an own copy of the command), the fingerprint and
  * RelayStreamMessage{5: deploy_mission}. NULL: out of memory. */
@@ -357,7 +341,8 @@ static void deploy_mission(struct rpc_call *call, const ProtobufCMessage *msg, v
     struct command_table *t = NULL;
     char sid[SESSION_ID_LEN + 1] = "";
     if (code == RPC_OK) /* rules 5-6 */
-        code = target_code(gateway_command_target(relay->gateway, agent_id, &rs, &t, sid), &why);
+        code = gateway_target_status(gateway_command_target(relay->gateway, agent_id, &rs, &t, sid),
+                                     "agent is not connected", RPC_NOT_FOUND, &why);
     if (code == RPC_OK && has_rtl(req->command) && !rtl_capable(relay, agent_id)) { /* rule 7 */
         code = RPC_FAILED_PRECONDITION;
         why = "Agent must advertise mission_rtl_v1 before receiving an RTL mission";

@@ -312,31 +312,13 @@ static void command(struct relay *relay, struct rpc_call *call, const char *agen
     *x = *want;
     struct rpc_stream *rs = NULL;
     struct command_table *t = NULL;
-    enum rpc_code code = RPC_OK;
     const char *text = NULL;
-    switch (gateway_command_target(relay->gateway, agent_id, &rs, &t, NULL)) {
-    case GATEWAY_TARGET_OK: break;
-    case GATEWAY_NO_SESSION:
-        code = RPC_NOT_FOUND;
-        text = aircraft ? "agent is not connected" : "agent is not registered";
-        break;
-    case GATEWAY_NO_STREAM:
-        code = aircraft ? RPC_NOT_FOUND : RPC_UNAVAILABLE;
-        text = "agent stream is not connected";
-        break;
-    case GATEWAY_SEED:
-        code = RPC_FAILED_PRECONDITION;
-        text = "agent protocol has no downlink";
-        break;
-    case GATEWAY_UNDECIDED:
-        code = RPC_UNAVAILABLE;
-        text = "agent stream protocol is not decided yet";
-        break;
-    case GATEWAY_NO_MEMORY:
-        code = RPC_RESOURCE_EXHAUSTED;
-        text = "relay out of memory";
-        break;
-    }
+    /* SPEC.md section 10: a session without a stream is the one case the
+     * API re-places for Set/Clear (UNAVAILABLE), not for aircraft. */
+    enum rpc_code code = gateway_target_status(
+        gateway_command_target(relay->gateway, agent_id, &rs, &t, NULL),
+        aircraft ? "agent is not connected" : "agent is not registered",
+        aircraft ? RPC_NOT_FOUND : RPC_UNAVAILABLE, &text);
     struct command_spec spec = {
         .kind = x->kind,
         .id = id,
