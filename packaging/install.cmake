@@ -110,6 +110,9 @@ endforeach()
 install(FILES packaging/monitoring/aeroarc-relay-alerts.yml
               packaging/monitoring/aeroarc-relay-dashboard.json
         DESTINATION "${CMAKE_INSTALL_DATADIR}/aeroarc-relay/monitoring" COMPONENT core)
+# The tested edge proxy for an exposed gRPC port (docs/security.md, "Behind an edge proxy").
+install(FILES examples/edge/haproxy.cfg
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/aeroarc-relay/edge" COMPONENT core)
 
 # --- dev: headers, pkg-config, CMake package, guide and example.
 install(DIRECTORY include/aeroarc DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev

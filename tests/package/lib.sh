@@ -167,7 +167,8 @@ files_core() {
         ./usr/share/doc/aeroarc-relay/configuration.md \
         ./usr/share/man/man1/aeroarc-relay.1.gz \
         ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-alerts.yml \
-        ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-dashboard.json
+        ./usr/share/aeroarc-relay/monitoring/aeroarc-relay-dashboard.json \
+        ./usr/share/aeroarc-relay/edge/haproxy.cfg
     for p in $CORE_PLUGINS; do echo ".$PLUGIN_DIR/$p.so"; done
     # the other operator documents, as far as they are written yet
     for doc in operations security routing envelope failure-semantics limits commands; do
