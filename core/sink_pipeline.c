@@ -86,6 +86,7 @@ struct sink {
     /* [sink:*] match / exclude, split (NULL-terminated; NULL: no list). */
     char **match, **exclude;
     aero_metric *m_filtered;
+    struct metric_histogram *m_write_seconds; /* each write_batch call */
 };
 
 struct sink_pipeline {
@@ -233,6 +234,7 @@ static void write_jobs(struct sink *s, size_t n)
     s->vt->write_batch(s->instance, frames, n, results);
     job_json_batch_end(&s->json);
     int64_t took = mono_ns() - t0;
+    metrics_histogram_observe_ns(s->m_write_seconds, took);
     /* A fast sink's call can still take milliseconds when its thread is
      * preempted (the agents share the cores): one such call must not send
      * it back to its thread. Samples are capped and weigh 1/32, so only a
@@ -646,6 +648,13 @@ static void register_metrics(struct sink *s, struct metrics *m)
                                       "Frames waiting in the sink's queue.", label);
     s->m_batches = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_batches_total",
                                     "write_batch calls.", label);
+    static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    s->m_write_seconds = metrics_histogram_register_labeled(
+        m, "aero_sink_write_seconds",
+        "Time of one write_batch call of the sink (its durability point: an fsync, a server's "
+        "answer).",
+        label, bounds, sizeof(bounds) / sizeof(bounds[0]));
     s->m_filtered = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_filtered_total",
                                      "Frames this sink did not take ([sink:*] match / exclude).",
                                      label);
