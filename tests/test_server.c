@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,19 +52,48 @@ int test_server_mkdtemp(char *dir, size_t size, const char *parent, const char *
     return 0;
 }
 
-int test_server_free_port(void)
+/* Whether `port` (0: any) can be bound on loopback now; the port bound. */
+static int try_bind(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), got = 0;
 
     if (fd < 0)
         return 0;
     if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
         getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
+        got = ntohs(a.sin_port);
     close(fd);
-    return port;
+    return got;
+}
+
+/*
+ * A port from below the kernel's ephemeral range, picked at random and
+ * checked free: a port the kernel hands out for bind(0) is also what it
+ * hands out next for an outgoing connection, so a server started on it a
+ * moment later could find it taken ("Address already in use", seen with
+ * tests running two at a time). Falls back to bind(0).
+ */
+int test_server_free_port(void)
+{
+    static atomic_uint calls; /* each call its own sequence, from any thread */
+    unsigned seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^
+                    atomic_fetch_add(&calls, 1) * 40503u;
+    int low = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &low) != 1)
+            low = 32768;
+        fclose(f);
+    }
+    for (int i = 0; low > 12000 && i < 64; i++) {
+        int port = 10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000));
+        if (try_bind(port) == port)
+            return port;
+    }
+    return try_bind(0);
 }
 
 bool test_server_port_accepts(int port)
