@@ -19,6 +19,7 @@
 #include "command_digest.h"
 #include "command_table.h"
 #include "control_auth.h"
+#include "frame_codec.h"
 #include "log.h"
 #include "mono_clock.h"
 #include "rpc_stream.h"
@@ -190,14 +191,6 @@ static void refuse(struct durable *d, enum rpc_code code, const char *text)
 
 /* ----------------------------------------------------- evidence (16-17) */
 
-static void put_varint(uint8_t *out, size_t *n, uint64_t v)
-{
-    do {
-        out[(*n)++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
-        v >>= 7;
-    } while (v);
-}
-
 /* One relay event as a CommandEvidence field-3 record into out (+*n). */
 static int put_event(uint8_t **out, size_t *n, size_t *cap, const char *attempt_id,
                      const char *stage, int64_t at_ms, const char *message, const char *source)
@@ -211,16 +204,15 @@ static int put_event(uint8_t **out, size_t *n, size_t *cap, const char *attempt_
     ev.message = (char *)message;
     ev.evidence_source = (char *)source;
     size_t len = protobuf_c_message_get_packed_size(&ev.base);
-    if (*n + len + 11 > *cap) {
-        size_t want = (*n + len + 11) * 2;
+    if (*n + len + FRAME_WIRE_HDR_MAX > *cap) {
+        size_t want = (*n + len + FRAME_WIRE_HDR_MAX) * 2;
         uint8_t *p = realloc(*out, want);
         if (!p)
             return -1;
         *out = p;
         *cap = want;
     }
-    (*out)[(*n)++] = 0x1a; /* field 3, length-delimited */
-    put_varint(*out, n, len);
+    *n += frame_wire_len_header(3, len, *out + *n); /* CommandEvidence.events */
     protobuf_c_message_pack(&ev.base, *out + *n);
     *n += len;
     return 0;
@@ -246,15 +238,7 @@ static uint8_t *response(struct durable *d, const uint8_t *p, size_t len, size_t
         free(ev);
         return NULL;
     }
-    uint8_t *r = malloc(len + n + 11);
-    if (r) {
-        size_t k = 0;
-        r[k++] = 0x0a;
-        put_varint(r, &k, len + n);
-        memcpy(r + k, p, len);
-        memcpy(r + k + len, ev, n);
-        *out_len = k + len + n;
-    }
+    uint8_t *r = frame_wire_wrap(1, p, len, ev, n, out_len); /* the response's evidence */
     free(ev);
     return r;
 }
@@ -482,70 +466,25 @@ static bool plan_has_rtl(const DurableCommand *c)
 /* RelayStreamMessage{6: the command bytes as the API sent them}: the
  * request's field 2 is found on the wire, so unknown fields inside it and
  * the API's encoding travel unchanged. */
-static int wrap_command(struct durable *d, const uint8_t *req, size_t len)
+static int wrap_command(struct durable *d, const uint8_t *req, size_t len,
+                        const DurableCommand *c)
 {
-    const uint8_t *cmd = NULL;
-    size_t cmd_len = 0;
-    const uint8_t *p = req, *end = req + len;
-    while (p < end) {
-        uint64_t tag = 0, n = 0;
-        for (unsigned sh = 0; p < end && sh < 64; sh += 7) {
-            tag |= (uint64_t)(*p & 0x7f) << sh;
-            if (!(*p++ & 0x80))
-                break;
-        }
-        unsigned wt = tag & 7;
-        if (wt == 0) {
-            while (p < end && (*p++ & 0x80))
-                ;
-            continue;
-        }
-        if (wt == 1 || wt == 5) {
-            p += wt == 1 ? 8 : 4;
-            continue;
-        }
-        for (unsigned sh = 0; p < end && sh < 64; sh += 7) {
-            n |= (uint64_t)(*p & 0x7f) << sh;
-            if (!(*p++ & 0x80))
-                break;
-        }
-        if (n > (uint64_t)(end - p))
-            return -1;
-        if (tag >> 3 == 2) {
-            /* Several occurrences merge (12.7 item 6); then the re-encoding
-             * below is what the parser read. */
-            if (cmd)
-                return 1;
-            cmd = p;
-            cmd_len = (size_t)n;
-        }
-        p += n;
+    aero_str cmd;
+    int n = frame_wire_find_len(req, len, 2, &cmd);
+    if (n == 1) {
+        d->msg = frame_wire_wrap(6, (const uint8_t *)cmd.ptr, cmd.len, NULL, 0, &d->msg_len);
+        return d->msg ? 0 : -1;
     }
-    if (!cmd)
+    /* Field 2 more than once merges (12.7 item 6): what the parser read is
+     * the re-encoding of the merged command. */
+    size_t packed = protobuf_c_message_get_packed_size(&c->base);
+    uint8_t hdr[FRAME_WIRE_HDR_MAX];
+    size_t h = frame_wire_len_header(6, packed, hdr);
+    if (!(d->msg = malloc(h + packed + 1)))
         return -1;
-    d->msg = malloc(cmd_len + 11);
-    if (!d->msg)
-        return -1;
-    size_t k = 0;
-    d->msg[k++] = 0x32; /* field 6, length-delimited */
-    put_varint(d->msg, &k, cmd_len);
-    memcpy(d->msg + k, cmd, cmd_len);
-    d->msg_len = k + cmd_len;
-    return 0;
-}
-
-/* The same, from the parsed command (a request that repeated field 2). */
-static int wrap_parsed(struct durable *d, const DurableCommand *c)
-{
-    size_t n = protobuf_c_message_get_packed_size(&c->base);
-    d->msg = malloc(n + 11);
-    if (!d->msg)
-        return -1;
-    size_t k = 0;
-    d->msg[k++] = 0x32;
-    put_varint(d->msg, &k, n);
-    protobuf_c_message_pack(&c->base, d->msg + k);
-    d->msg_len = k + n;
+    memcpy(d->msg, hdr, h);
+    protobuf_c_message_pack(&c->base, d->msg + h);
+    d->msg_len = h + packed;
     return 0;
 }
 
@@ -601,10 +540,7 @@ static void run(struct durable *d, const Aeroarc__Relay__V1__ExchangeCommandRequ
     }
     for (int i = 0; i < 32; i++)
         d->x.fp[i] = (uint8_t)(hex_nibble(d->digest[2 * i]) << 4 | hex_nibble(d->digest[2 * i + 1]));
-    int wrapped = wrap_command(d, bytes, len);
-    if (wrapped > 0)
-        wrapped = wrap_parsed(d, c);
-    if (wrapped < 0 || !copy_ids(d, req->agent_id, c, req->attempt_id)) {
+    if (wrap_command(d, bytes, len, c) < 0 || !copy_ids(d, req->agent_id, c, req->attempt_id)) {
         refuse(d, RPC_RESOURCE_EXHAUSTED, "relay out of memory");
         return;
     }

@@ -7,6 +7,8 @@
  */
 #include "command_table.h"
 
+#include "frame_codec.h"
+
 #include "mono_clock.h"
 #include "rpc_stream.h"
 
@@ -178,23 +180,16 @@ struct finish {
 
 void command_outcome_wrap(const uint8_t *payload, size_t len, struct command_outcome *out)
 {
-    uint8_t *r = malloc(len + 11);
+    size_t n = 0;
+    uint8_t *r = frame_wire_wrap(1, payload, len, NULL, 0, &n);
     if (!r) {
         *out = (struct command_outcome){.code = RPC_RESOURCE_EXHAUSTED,
                                         .text = "relay out of memory"};
         return;
     }
-    size_t n = 0;
-    r[n++] = 0x0a;
-    for (uint64_t v = len; ; v >>= 7) {
-        r[n++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
-        if (v < 0x80)
-            break;
-    }
-    memcpy(r + n, payload, len);
     out->code = RPC_OK;
     out->resp = r;
-    out->resp_len = n + len;
+    out->resp_len = n;
 }
 
 /* ----------------------------------------------------------------- hub */

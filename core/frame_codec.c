@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -486,6 +487,28 @@ bool frame_mux_well_formed(aero_str msg)
     return true;
 }
 
+int frame_wire_find_len(const uint8_t *buf, size_t len, uint32_t field, aero_str *payload)
+{
+    struct reader r = {.p = buf, .end = buf + len};
+    int n = 0;
+
+    while (buf != NULL && r.p < r.end) {
+        uint32_t f;
+        unsigned wire;
+
+        if (read_tag(&r, &f, &wire) < 0)
+            return -1;
+        if (f == field && wire == WIRE_LEN) {
+            if (read_len(&r, payload) < 0)
+                return -1;
+            n++;
+        } else if (skip_field(&r, wire) < 0) {
+            return -1;
+        }
+    }
+    return n;
+}
+
 bool frame_mux_single_field(const uint8_t *buf, size_t len, uint32_t *field, aero_str *payload)
 {
     struct reader r = {.p = buf, .end = buf + len};
@@ -674,6 +697,29 @@ static size_t put_varint(uint8_t *out, uint64_t v)
     }
     out[n++] = (uint8_t)v;
     return n;
+}
+
+size_t frame_wire_len_header(uint32_t field, uint64_t len, uint8_t out[FRAME_WIRE_HDR_MAX])
+{
+    size_t n = put_varint(out, (uint64_t)field << 3 | WIRE_LEN);
+    return n + put_varint(out + n, len);
+}
+
+uint8_t *frame_wire_wrap(uint32_t field, const uint8_t *a, size_t a_len, const uint8_t *b,
+                         size_t b_len, size_t *out_len)
+{
+    uint8_t hdr[FRAME_WIRE_HDR_MAX];
+    size_t h = frame_wire_len_header(field, a_len + b_len, hdr);
+    uint8_t *out = malloc(h + a_len + b_len + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, hdr, h);
+    if (a_len)
+        memcpy(out + h, a, a_len);
+    if (b_len)
+        memcpy(out + h + a_len, b, b_len);
+    *out_len = h + a_len + b_len;
+    return out;
 }
 
 /* Decimal digits of v written backwards into the end of tmp; returns count. */

@@ -108,6 +108,24 @@ const char *frame_mux_arm_name(enum mux_arm arm);
  * frame_mux_well_formed), so nothing is decoded twice.
  */
 bool frame_mux_single_field(const uint8_t *buf, size_t len, uint32_t *field, aero_str *payload);
+
+/*
+ * Plain protobuf wire helpers for the messages the relay passes on as
+ * bytes (commands, evidence, results):
+ *  - frame_wire_find_len: how many times top-level `field` occurs with
+ *    wire type 2 in buf (the last one's payload in *payload), -1 when buf
+ *    does not parse;
+ *  - frame_wire_len_header: the tag and length that put `len` bytes into
+ *    length-delimited `field`, written to out; returns their size;
+ *  - frame_wire_wrap: a whole such field, malloc'ed.
+ */
+#define FRAME_WIRE_HDR_MAX 15 /* a 5-byte tag varint and a 10-byte length */
+int frame_wire_find_len(const uint8_t *buf, size_t len, uint32_t field, aero_str *payload);
+size_t frame_wire_len_header(uint32_t field, uint64_t len, uint8_t out[FRAME_WIRE_HDR_MAX]);
+/* a then b (either may be empty) as length-delimited `field`, malloc'ed;
+ * NULL when out of memory. */
+uint8_t *frame_wire_wrap(uint32_t field, const uint8_t *a, size_t a_len, const uint8_t *b,
+                         size_t b_len, size_t *out_len);
 /* A well-formed protobuf message: every length in bounds, no group. */
 bool frame_mux_well_formed(aero_str msg);
 

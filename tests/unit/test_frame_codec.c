@@ -1391,3 +1391,27 @@ Test(frame_decode, random_mutations_never_crash)
     cr_assert_gt(results[0], 1000);
     cr_assert_gt(results[1], 1000);
 }
+
+/* The wire helpers the command path passes bytes on with. */
+Test(frame_codec, wire_find_len_and_wrap)
+{
+    /* {1: "ab", 2: varint 5, 1: "xyz"} */
+    static const uint8_t m[] = {0x0a, 2, 'a', 'b', 0x10, 5, 0x0a, 3, 'x', 'y', 'z'};
+    aero_str p;
+    cr_assert_eq(frame_wire_find_len(m, sizeof(m), 1, &p), 2);
+    cr_assert_eq(p.len, 3);
+    cr_assert_eq(memcmp(p.ptr, "xyz", 3), 0, "the last occurrence");
+    cr_assert_eq(frame_wire_find_len(m, sizeof(m), 2, &p), 0, "a varint is not length-delimited");
+    cr_assert_eq(frame_wire_find_len(m, sizeof(m) - 1, 1, &p), -1, "cut short");
+    size_t n = 0;
+    uint8_t big[300];
+    memset(big, 'q', sizeof(big));
+    uint8_t *w = frame_wire_wrap(6, big, 200, big, 100, &n);
+    cr_assert_not_null(w);
+    static const uint8_t hdr[] = {0x32, 0xac, 0x02}; /* field 6, length 300 */
+    cr_assert_eq(n, sizeof(hdr) + 300);
+    cr_assert_eq(memcmp(w, hdr, sizeof(hdr)), 0);
+    cr_assert_eq(frame_wire_find_len(w, n, 6, &p), 1);
+    cr_assert_eq(p.len, 300);
+    free(w);
+}
