@@ -4,6 +4,8 @@
  */
 #include "control_fixture.h"
 
+#include "http_client.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +95,26 @@ struct rc_channel *fixture_channel(const struct relay_proc *relay, const char *c
     struct rc_channel *ch = rc_connect_opts(relay->target, &o, &st);
     cr_assert_not_null(ch, "%s", st.message);
     return ch;
+}
+
+double fixture_metric(const struct relay_proc *relay, const char *series)
+{
+    struct http_reply r;
+    cr_assert_eq(http_request(relay->http_port, "GET", "/metrics", 5000, &r), 0);
+    double v = http_metric_value(r.body, series);
+    http_reply_free(&r);
+    return v < 0 ? 0 : v;
+}
+
+void fixture_stop(struct relay_proc *relay, struct rc_channel **api, struct rc_channel **agents)
+{
+    if (*api)
+        rc_close(*api);
+    if (*agents)
+        rc_close(*agents);
+    *api = *agents = NULL;
+    int status = relay_stop(relay, 20000);
+    cr_expect_eq(status, 0, "relay exit status %d", status);
 }
 
 static void *call_main(void *arg)

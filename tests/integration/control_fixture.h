@@ -45,6 +45,13 @@ const char *fixture_bearer_keys(const struct relay_proc *relay, const char *toke
 struct rc_channel *fixture_channel(const struct relay_proc *relay, const char *cert,
                                    const char *token);
 
+/* One series of the relay's /metrics ([http] on), 0 when absent. */
+double fixture_metric(const struct relay_proc *relay, const char *series);
+
+/* Close the channels (NULL ones skipped; both set NULL), stop the relay:
+ * it must exit 0. */
+void fixture_stop(struct relay_proc *relay, struct rc_channel **api, struct rc_channel **agents);
+
 /* A unary control call running on its own thread. */
 struct call {
     pthread_t thread;

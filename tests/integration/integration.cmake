@@ -8,7 +8,8 @@ foreach(t test_e2e_stream test_e2e_backpressure test_cli test_e2e_security test_
   endif()
 endforeach()
 if(TARGET test_bench_tool) # --commands against [control]: the fixture's certificates
-  target_sources(test_bench_tool PRIVATE ${CMAKE_CURRENT_LIST_DIR}/control_fixture.c)
+  target_sources(test_bench_tool PRIVATE ${CMAKE_CURRENT_LIST_DIR}/control_fixture.c
+    ${CMAKE_CURRENT_LIST_DIR}/http_client.c)
 endif()
 if(TARGET test_e2e_security) # reads /metrics
   target_sources(test_e2e_security PRIVATE ${CMAKE_CURRENT_LIST_DIR}/http_client.c)

@@ -83,16 +83,7 @@ static void start_bearer(void)
     start_with();
 }
 
-static void stop(void)
-{
-    if (api)
-        rc_close(api);
-    if (agents)
-        rc_close(agents);
-    api = agents = NULL;
-    int status = relay_stop(&relay, 20000);
-    cr_expect_eq(status, 0, "relay exit status %d", status);
-}
+static void stop(void) { fixture_stop(&relay, &api, &agents); }
 
 TestSuite(commands, .init = start, .fini = stop, .timeout = 120);
 
@@ -624,14 +615,7 @@ static void expect_ack(struct rc_stream *s, uint64_t seq, int status, const char
         cr_assert_str_eq(m.ack.error, text);
 }
 
-static double metric(const char *series)
-{
-    struct http_reply r;
-    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", 5000, &r), 0);
-    double v = http_metric_value(r.body, series);
-    http_reply_free(&r);
-    return v < 0 ? 0 : v;
-}
+static double metric(const char *series) { return fixture_metric(&relay, series); }
 
 /* The sink line of agent/seq (the first, into line); how many there are. */
 static int sink_line(const char *agent, uint64_t seq, char *line, size_t len)

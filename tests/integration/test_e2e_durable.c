@@ -63,23 +63,9 @@ static void start_relay(bool bearer, bool relay_id)
 
 static void start(void) { start_relay(true, true); }
 
-static void stop(void)
-{
-    rc_close(api);
-    rc_close(agents);
-    api = agents = NULL;
-    int status = relay_stop(&relay, 20000);
-    cr_expect_eq(status, 0, "relay exit status %d", status);
-}
+static void stop(void) { fixture_stop(&relay, &api, &agents); }
 
-static double metric(const char *series)
-{
-    struct http_reply r;
-    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", 5000, &r), 0);
-    double v = http_metric_value(r.body, series);
-    http_reply_free(&r);
-    return v < 0 ? 0 : v;
-}
+static double metric(const char *series) { return fixture_metric(&relay, series); }
 
 /* ---- commands ----------------------------------------------------------- */
 
