@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -64,6 +66,7 @@ struct bench_opts {
 	unsigned kinds;       /* bit per enum cmd_kind */
 	bool open_first;      /* streams open before t0, frames start together */
 	bool reconcile;       /* ... and each reconciled by an authoritative Clear */
+	bool command_process; /* --command-process: the callers in a child process */
 };
 
 /* The scenarios of docs/benchmarks.md, as loadgen lines. Only the client
@@ -162,6 +165,8 @@ struct bench {
 	atomic_llong last_end_ns; /* monotonic: when the last agent had every frame acked */
 	struct rc_channel *ctl;   /* the control client (--cert) */
 	struct cmd_caller *callers;
+	pid_t caller_pid;         /* --command-process: the child running the callers */
+	int caller_go, caller_result; /* its pipes: go/stop bytes out, results in */
 	atomic_int cmd_stop;
 	atomic_ulong cmd_seq;
 };
@@ -1248,6 +1253,128 @@ static int callers_init(struct bench *b)
 	return 0;
 }
 
+/* --- command callers in a process of their own (--command-process) ---- */
+
+/* gRPC's poller (epoll1) is process-wide: a calling thread blocked on its
+ * call's completion queue polls every connection in the process, so
+ * callers beside the agents take the agents' reads and kick their workers
+ * (measured: 3.5 ms of load-generator CPU per call, and the relay's acks
+ * arriving in batches half as large). An API calling the relay is another
+ * process; in a child forked before gRPC starts, the callers cost the
+ * agents what that process would. */
+
+/* What the child sends back: every thread's figures merged. */
+struct caller_result {
+	long n[N_CMD_KINDS], errors[N_CMD_KINDS];
+	char first_error[256];
+	struct hist hist[N_CMD_KINDS];
+};
+
+static int fd_io(int fd, void *buf, size_t len, bool out)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t r = out ? write(fd, p, len) : read(fd, p, len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -EIO;
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+/* The child: agents known by id only; calls between the parent's go and
+ * stop bytes (EOF on go: the parent gave up), then its figures. */
+static void caller_child(struct bench *b, int go_fd, int result_fd)
+{
+	struct caller_result *r = calloc(1, sizeof *r);
+	char c;
+
+	b->agents = calloc((size_t)b->o.agents, sizeof *b->agents);
+	if (!r || !b->agents || callers_init(b))
+		_exit(1);
+	for (long i = 0; i < b->o.agents; i++)
+		snprintf(b->agents[i].id, sizeof b->agents[i].id, "%s-%ld", b->o.prefix, i);
+	if (fd_io(go_fd, &c, 1, false))
+		_exit(1);
+	callers_run(b, caller_main, false);
+	(void)fd_io(go_fd, &c, 1, false); /* stop byte, or EOF */
+	atomic_store(&b->cmd_stop, 1);
+	for (long t = 0; t < b->o.command_threads; t++) {
+		const struct cmd_caller *ct = &b->callers[t];
+
+		pthread_join(ct->thread, NULL);
+		for (int k = 0; k < N_CMD_KINDS; k++) {
+			r->n[k] += ct->n[k];
+			r->errors[k] += ct->errors[k];
+			r->hist[k].n += ct->hist[k]->n;
+			for (size_t i = 0; i < HIST_BUCKETS; i++)
+				r->hist[k].count[i] += ct->hist[k]->count[i];
+		}
+		if (!r->first_error[0])
+			memcpy(r->first_error, ct->first_error, sizeof r->first_error);
+	}
+	_exit(fd_io(result_fd, r, sizeof *r, true) ? 1 : 0);
+}
+
+/* Fork the child before anything starts gRPC in this process. */
+static int caller_proc_start(struct bench *b)
+{
+	int go[2], result[2];
+	pid_t pid;
+
+	if (pipe(go) || pipe(result)) {
+		fprintf(stderr, "aeroarc-bench: pipe: %s\n", strerror(errno));
+		return -errno;
+	}
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		fprintf(stderr, "aeroarc-bench: fork: %s\n", strerror(errno));
+		return -errno;
+	}
+	if (pid == 0) {
+		close(go[1]);
+		close(result[0]);
+		caller_child(b, go[0], result[1]);
+	}
+	close(go[0]);
+	close(result[1]);
+	b->caller_pid = pid;
+	b->caller_go = go[1];
+	b->caller_result = result[0];
+	return 0;
+}
+
+/* Stop the child's calls; its figures become callers[0]'s. */
+static void caller_proc_stop(struct bench *b)
+{
+	struct caller_result *r = calloc(1, sizeof *r);
+	struct cmd_caller *c = &b->callers[0];
+	int status = 0;
+
+	if (!r || fd_io(b->caller_go, "s", 1, true) || fd_io(b->caller_result, r, sizeof *r, false)) {
+		snprintf(c->first_error, sizeof c->first_error, "the command process failed");
+		c->errors[0]++;
+	} else {
+		for (int k = 0; k < N_CMD_KINDS; k++) {
+			c->n[k] = r->n[k];
+			c->errors[k] = r->errors[k];
+			*c->hist[k] = r->hist[k];
+		}
+		if (r->first_error[0])
+			memcpy(c->first_error, r->first_error, sizeof c->first_error);
+	}
+	close(b->caller_go);
+	close(b->caller_result);
+	waitpid(b->caller_pid, &status, 0);
+	b->caller_pid = 0;
+	free(r);
+}
+
 /* --- setup ------------------------------------------------------------- */
 
 static const char *const kind_names[N_KINDS] = { "ATTITUDE", "GLOBAL_POSITION_INT",
@@ -1459,7 +1586,7 @@ static void usage(FILE *out)
 	      "                     [--ca FILE] [--server-name NAME] [--cert FILE --key FILE]\n"
 	      "                     [--open-first] [--reconcile] [--commands R]\n"
 	      "                     [--command-kinds aircraft,durable] [--command-seconds S]\n"
-	      "                     [--command-threads T] [--operator ID]\n"
+	      "                     [--command-threads T] [--command-process] [--operator ID]\n"
 	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
 	      "  (default 10000) keeping at most W unacked (default 100), over C connections\n"
 	      "  (default: one per agent). Frames carry K fields (8) and B raw bytes (64).\n"
@@ -1502,7 +1629,10 @@ static void usage(FILE *out)
 	      "  open until then (--frames 1 with S > 0 measures idle streams). The line\n"
 	      "  adds, per kind: cmd_<kind>_n, cmd_<kind>_p50_us, cmd_<kind>_p99_us (the\n"
 	      "  round trip of the call), cmd_<kind>_errors, and commands_s, cmd_first_error.\n"
-	      "  A failed command or reconcile makes the exit status 1.\n",
+	      "  A failed command or reconcile makes the exit status 1.\n"
+	      "  --command-process runs the calling threads in a child process (as an API\n"
+	      "  would be): gRPC's poller is process-wide, so callers beside the agents\n"
+	      "  would also poll, and slow, the agents' connections.\n",
 	      out);
 }
 
@@ -1577,6 +1707,10 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		if (!strcmp(a, "--open-first") || !strcmp(a, "--reconcile")) {
 			o->open_first = true;
 			o->reconcile = o->reconcile || !strcmp(a, "--reconcile");
+			continue;
+		}
+		if (!strcmp(a, "--command-process")) {
+			o->command_process = true;
 			continue;
 		}
 		if (i + 1 >= argc) {
@@ -1830,8 +1964,11 @@ static void hold_streams(struct bench *b, int64_t t0, double *cmd_secs)
 		nanosleep(&tick, NULL);
 	if (b->o.commands > 0) { /* every stream still open: stop the calls first */
 		atomic_store(&b->cmd_stop, 1);
-		for (long t = 0; t < b->o.command_threads; t++)
-			pthread_join(b->callers[t].thread, NULL);
+		if (b->caller_pid)
+			caller_proc_stop(b);
+		else
+			for (long t = 0; t < b->o.command_threads; t++)
+				pthread_join(b->callers[t].thread, NULL);
 		*cmd_secs = (double)(clock_ns(CLOCK_MONOTONIC) - t0) / 1e9;
 	}
 	if (b->o.hold_s > 0) {
@@ -1932,6 +2069,8 @@ int main(int argc, char **argv)
 	if (parse_opts(argc, argv, &b.o))
 		return 2;
 	b.holding = b.o.hold_s > 0 || b.o.commands > 0;
+	if (b.o.commands > 0 && b.o.command_process && caller_proc_start(&b))
+		goto out;
 	if (setup(&b))
 		goto out;
 	if (b.o.server_pid) {
@@ -1960,7 +2099,9 @@ int main(int argc, char **argv)
 		t0 = clock_ns(CLOCK_MONOTONIC);
 		atomic_store(&b.go, 1);
 	}
-	if (b.o.commands > 0)
+	if (b.o.commands > 0 && b.caller_pid)
+		(void)fd_io(b.caller_go, "g", 1, true); /* a failure shows at the stop */
+	else if (b.o.commands > 0)
 		callers_run(&b, caller_main, false);
 	if (b.holding)
 		hold_streams(&b, t0, &cmd_secs);

@@ -247,7 +247,9 @@ run_commands() {
   wait_port "$port"
   local common=(--target "127.0.0.1:$port" --protocol multiplexed --ca "$pki/ca.pem"
                 --server-name localhost --token bench-agents-key-0123456789 --server-pid "$pid")
-  local ctl=(--cert "$pki/api.pem" --key "$pki/api.key")
+  # The callers in a process of their own, as the API is (aeroarc-bench
+  # --help: gRPC's poller is process-wide).
+  local ctl=(--cert "$pki/api.pem" --key "$pki/api.key" --command-process)
   local args
   case $variant in
     cmd-idle) args=(--agents "$CMD_AGENTS" --channels 50 --frames 1 --window 1 "${ctl[@]}"
