@@ -442,9 +442,21 @@ static void expired(void *arg, const char *agent_id, const char *session_id)
              agent_id);
 }
 
-void agent_gateway_tick(struct gateway *gw, int64_t now_ns)
+/*
+ * A session expires when its stream has not opened within ttl_s of its
+ * Register. "Opened" is when the agent sent the stream's headers, which
+ * the relay sees only once its workers reach that call: behind a Register
+ * storm the call may wait in the completion queue longer than ttl_s. So
+ * the clock runs only as far as the relay has caught up with its queue:
+ * every call that arrived before now - lag has been seen, and a session
+ * registered more than ttl_s before that point, still without a stream,
+ * never opened one in time. The grace is at most another ttl_s, so a
+ * relay that never catches up (a flood of Registers) still expires them.
+ */
+void agent_gateway_tick(struct gateway *gw, int64_t now_ns, int64_t lag_ns)
 {
     int64_t ttl_ns = gw->relay->settings->route_ttl_s * 1000000000LL;
+    ttl_ns += lag_ns < ttl_ns ? lag_ns : ttl_ns;
     if (session_table_expire(gw->relay->sessions, now_ns, ttl_ns, expired, gw) > 0)
         metrics_set(gw->m.sessions, (int64_t)session_table_count(gw->relay->sessions));
 }

@@ -17,8 +17,9 @@ struct gateway *agent_gateway_create(struct relay *relay);
 int agent_gateway_add_methods(struct gateway *gw, struct rpc_server *server);
 
 /* Periodic work from the main thread: expire sessions whose stream never
- * opened within [route] ttl_s. */
-void agent_gateway_tick(struct gateway *gw, int64_t now_ns);
+ * opened within [route] ttl_s; `lag_ns` (rpc_server_lag_ns) is how far
+ * behind its queue the relay may be, so streams still queued count. */
+void agent_gateway_tick(struct gateway *gw, int64_t now_ns, int64_t lag_ns);
 
 /* Every ~100 ms from the main thread: refuse generation-2 frames held
  * longer than gen2_hold_s. */

@@ -502,7 +502,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         agent_gateway_tick_held(gw);
         command_hub_tick(r->commands, mono_ns());
         if (n % 10 == 0) {
-            agent_gateway_tick(gw, agent_gateway_now_ns());
+            agent_gateway_tick(gw, agent_gateway_now_ns(), rpc_server_lag_ns(server));
             trim_heap(&trim);
             summary_tick(summary, mono_ns(), session_table_count(r->sessions),
                          agent_gateway_open_streams(gw));

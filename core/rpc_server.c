@@ -110,10 +110,6 @@ static int arm(struct rpc_server *s, struct method *m);
  * busy worker still flushes what it deferred every so often. */
 #define BURST_MAX 32
 
-/* A wait for the first event longer than this means the worker was idle:
- * the event came alone (light load). */
-#define IDLE_WAIT_NS 20000
-
 static bool dispatch(grpc_event ev, struct worker_ctx *w)
 {
     if (ev.type != GRPC_OP_COMPLETE)
@@ -152,8 +148,8 @@ static void *worker_main(void *argp)
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         down = ev.type == GRPC_QUEUE_SHUTDOWN;
         int64_t t1 = mono_ns();
-        worker_gate_busy(s->gate, arg.id, t1);
-        w->busy = t1 - t0 < IDLE_WAIT_NS;
+        /* An event it had to wait for came alone (light load): not busy. */
+        w->busy = !worker_gate_busy(s->gate, arg.id, t1);
         w->deferred = false;
         dispatch(ev, w);
         for (int n = 1; w->deferred && !down && n < BURST_MAX; n++) {
@@ -686,6 +682,11 @@ bool rpc_server_listener_failed(const struct rpc_server *s)
 {
     (void)s;
     return atomic_load(&listener_failed);
+}
+
+int64_t rpc_server_lag_ns(struct rpc_server *s)
+{
+    return s->gate ? worker_gate_lag_ns(s->gate, mono_ns()) : 0;
 }
 
 /* The address a new generation binds: the configured one, with the port

@@ -64,6 +64,12 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
  */
 bool rpc_server_listener_failed(const struct rpc_server *s);
 /*
+ * How far behind the workers may be with the completion queue (see
+ * worker_gate_lag_ns): every call that arrived before now - lag has been
+ * handed to its handler. 0 before rpc_server_start. Any thread.
+ */
+int64_t rpc_server_lag_ns(struct rpc_server *s);
+/*
  * Start a new listener on the same address (a new grpc_server sharing the
  * workers and methods); the old one is shut down: its listener closed,
  * GOAWAY sent, its open calls served to their end. Main thread, after

@@ -34,8 +34,14 @@
 #define STUCK_NS 20000000
 #define WATCH_NS 10000000
 
+/* A wait on the queue this long found it empty: the event that ended it
+ * had not arrived when the wait began. */
+#define EMPTY_NS 20000
+
 struct gate_worker {
     _Alignas(64) _Atomic int64_t busy_since; /* mono ns; 0: waiting for an event */
+    _Atomic int64_t wait_since;              /* mono ns: its current or last wait began */
+    _Atomic int64_t empty_at;                /* mono ns: its last wait that found the queue empty began */
     int64_t window_t0, cpu_t0;               /* the worker's own */
     int hot;                                 /* windows in a row at JOIN_PCT */
     bool parked;                             /* under the gate's mu */
@@ -65,8 +71,11 @@ struct worker_gate *worker_gate_create(int workers, aero_metric *active)
     pthread_mutex_init(&g->mu, NULL);
     g->n = (int)n;
     memset(g->w, 0, n * sizeof(*g->w)); /* aligned_alloc does not zero */
+    int64_t now = mono_ns(); /* nothing has arrived yet: the queue is empty */
     for (size_t i = 0; i < n; i++) {
         atomic_init(&g->w[i].busy_since, 0);
+        atomic_init(&g->w[i].wait_since, now);
+        atomic_init(&g->w[i].empty_at, now);
         g->w[i].parked = i > 0;
     }
     g->active = 1;
@@ -152,7 +161,10 @@ static bool park(struct worker_gate *g, int id, int64_t now)
 bool worker_gate_pass(struct worker_gate *g, int id, int64_t now)
 {
     struct gate_worker *w = &g->w[id];
-    atomic_store_explicit(&w->busy_since, 0, memory_order_relaxed);
+    /* wait_since first: a reader that sees busy_since 0 must not pair it
+     * with the previous wait's start (worker_gate_lag_ns). */
+    atomic_store_explicit(&w->wait_since, now, memory_order_relaxed);
+    atomic_store_explicit(&w->busy_since, 0, memory_order_release);
     bool parked = false;
     if (w->parked) { /* started parked; only this thread clears the flag */
         pthread_mutex_lock(&g->mu);
@@ -164,20 +176,53 @@ bool worker_gate_pass(struct worker_gate *g, int id, int64_t now)
     } else if (w->window_t0 != 0) {
         int64_t wall = now - w->window_t0;
         int64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - w->cpu_t0;
-        w->hot = cpu * 100 >= wall * JOIN_PCT ? w->hot + 1 : 0;
+        /* Backlog: not one wait in the window found the queue empty, so
+         * events waited for this worker all along, whatever its CPU use
+         * (a connect storm: handlers that wait on locks and system calls
+         * leave the core half idle while the queue grows). */
+        bool backlog = atomic_load_explicit(&w->empty_at, memory_order_relaxed) < w->window_t0;
+        w->hot = cpu * 100 >= wall * JOIN_PCT || backlog ? w->hot + 1 : 0;
         if (w->hot >= JOIN_WINDOWS)
             call_one(g);
-        else if (cpu * 100 < wall * PARK_PCT && atomic_load(&g->active_now) > 1)
+        else if (!backlog && cpu * 100 < wall * PARK_PCT && atomic_load(&g->active_now) > 1)
             parked = park(g, id, now);
     }
     w->window_t0 = mono_ns();
     w->cpu_t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    /* Its wait on the queue begins now (not before it weighed or parked):
+     * a wait that finds the queue empty then falls inside the new window. */
+    atomic_store_explicit(&w->wait_since, w->window_t0, memory_order_relaxed);
     return parked;
 }
 
-void worker_gate_busy(struct worker_gate *g, int id, int64_t now)
+bool worker_gate_busy(struct worker_gate *g, int id, int64_t now)
 {
-    atomic_store_explicit(&g->w[id].busy_since, now, memory_order_relaxed);
+    struct gate_worker *w = &g->w[id];
+    int64_t since = atomic_load_explicit(&w->wait_since, memory_order_relaxed);
+    bool waited = now - since >= EMPTY_NS;
+    if (waited)
+        atomic_store_explicit(&w->empty_at, since, memory_order_relaxed);
+    atomic_store_explicit(&w->busy_since, now, memory_order_relaxed);
+    return waited;
+}
+
+int64_t worker_gate_lag_ns(struct worker_gate *g, int64_t now)
+{
+    int64_t caught_up = 0;
+    pthread_mutex_lock(&g->mu); /* for parked */
+    for (int i = 0; i < g->n && caught_up < now; i++) {
+        struct gate_worker *w = &g->w[i];
+        if (w->parked)
+            continue;
+        int64_t empty = atomic_load_explicit(&w->empty_at, memory_order_relaxed);
+        if (atomic_load_explicit(&w->busy_since, memory_order_acquire) == 0 &&
+            now - atomic_load_explicit(&w->wait_since, memory_order_relaxed) >= EMPTY_NS)
+            empty = now; /* waiting on an empty queue right now */
+        if (empty > caught_up)
+            caught_up = empty;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return caught_up > 0 && now > caught_up ? now - caught_up : 0;
 }
 
 void worker_gate_close(struct worker_gate *g)

@@ -8,8 +8,10 @@
  * here, off the queue. One worker always polls; another joins when those
  * polling use nearly all of their core, or when every one of them has been
  * inside a handler for too long (a sink that hangs while a worker writes
- * it inline); a worker that used little CPU over its last window steps
- * back out, as long as another one that is not stuck keeps polling.
+ * it inline), or when for two windows in a row not one of its waits found
+ * the queue empty (a backlog, whatever its CPU use); a worker that used
+ * little CPU over its last window and found the queue empty steps back
+ * out, as long as another one that is not stuck keeps polling.
  */
 #ifndef AERO_WORKER_GATE_H
 #define AERO_WORKER_GATE_H
@@ -30,8 +32,15 @@ void worker_gate_destroy(struct worker_gate *g);
  * True if it was parked. */
 bool worker_gate_pass(struct worker_gate *g, int id, int64_t now);
 
-/* Worker `id` took an event at `now` and is handling it. */
-void worker_gate_busy(struct worker_gate *g, int id, int64_t now);
+/* Worker `id` took an event at `now` and is handling it. True if it had
+ * waited for it (the queue was empty when its wait began). */
+bool worker_gate_busy(struct worker_gate *g, int id, int64_t now);
+
+/* How far behind the queue may be at `now`: 0 while a polling worker
+ * waits on an empty queue, else the time since one last found it empty.
+ * Every event that arrived before now - lag has been taken. (Not on the
+ * hot path: takes the gate's lock.) */
+int64_t worker_gate_lag_ns(struct worker_gate *g, int64_t now);
 
 /* Release every parked worker for good, and park none again (shutdown). */
 void worker_gate_close(struct worker_gate *g);

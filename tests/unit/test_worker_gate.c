@@ -140,6 +140,7 @@ Test(worker_gate, a_busy_poller_calls_one_in_and_an_idle_one_parks_again)
      * stuck. */
     struct timespec ts = {0, 150000000};
     nanosleep(&ts, NULL); /* the idle window itself, not a synchronisation */
+    worker_gate_busy(g, 0, mono_ns()); /* the event that ended its wait */
     int64_t t0 = mono_ns();
     worker_gate_busy(g, 1, t0); /* ... and now inside one, from t0 on */
     worker_gate_pass(g, 0, mono_ns());
@@ -156,4 +157,63 @@ Test(worker_gate, the_last_poller_never_parks)
     cr_assert_not(worker_gate_pass(g, 0, mono_ns()), "the only polling worker parked");
     cr_assert_lt(mono_ns() - t0, 1000000000);
     cr_assert_eq(worker_gate_active(g), 1);
+}
+
+/* Sleep ms: the time that passes in a test of elapsed time, not a
+ * synchronisation. */
+static void pass_time(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+Test(worker_gate, lag_is_zero_while_the_poller_waits_on_an_empty_queue)
+{
+    worker_gate_pass(g, 0, mono_ns()); /* worker 0 begins waiting */
+    pass_time(5);
+    cr_assert_eq(worker_gate_lag_ns(g, mono_ns()), 0);
+}
+
+Test(worker_gate, lag_grows_while_no_wait_finds_the_queue_empty)
+{
+    /* Worker 0 waited for its event (the queue was empty), then handles
+     * event after event that were already queued: every pass is followed
+     * at once by the next event. */
+    worker_gate_pass(g, 0, mono_ns());
+    pass_time(2);
+    int64_t caught_up = mono_ns();
+    cr_assert(worker_gate_busy(g, 0, caught_up), "a 2 ms wait did not count as a wait");
+    int64_t until = caught_up + 300000000;
+    while (mono_ns() < until) {
+        worker_gate_pass(g, 0, mono_ns());
+        cr_assert_not(worker_gate_busy(g, 0, mono_ns()), "an event already queued counted as a wait");
+        pass_time(1); /* handling it */
+    }
+    int64_t lag = worker_gate_lag_ns(g, mono_ns());
+    cr_assert_geq(lag, 300000000, "lag %lld ns after 300 ms of backlog", (long long)lag);
+    /* It catches up: one wait on an empty queue and the lag is gone. */
+    worker_gate_pass(g, 0, mono_ns());
+    pass_time(2);
+    worker_gate_busy(g, 0, mono_ns());
+    cr_assert_lt(worker_gate_lag_ns(g, mono_ns()), 10000000);
+}
+
+Test(worker_gate, a_backlog_calls_a_worker_in_even_at_low_cpu)
+{
+    struct passer p;
+    worker_gate_pass(g, 0, mono_ns());
+    start_passer(&p);
+    cr_assert_not(through_within(&p, 50));
+    /* Worker 0 uses little CPU (its handlers sleep: system calls, locks)
+     * but never finds the queue empty: after two such windows it calls
+     * worker 1 in. */
+    int64_t until = mono_ns() + 10000000000;
+    while (!atomic_load(&p.through) && mono_ns() < until) {
+        worker_gate_busy(g, 0, mono_ns());
+        pass_time(2);
+        worker_gate_pass(g, 0, mono_ns());
+    }
+    cr_assert(through_within(&p, 5000), "a backlogged poller did not call for help");
+    join_passer(&p);
+    cr_assert_eq(worker_gate_active(g), 2);
 }
