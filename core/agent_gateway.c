@@ -153,7 +153,10 @@ static int header_generation(struct gateway *gw, struct rpc_call *call,
 static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, const char *agent,
                                     size_t agent_len)
 {
-    struct stream *s = calloc(1, sizeof(*s) + gw->n_sinks * sizeof(struct sink_waiter));
+    /* The agent id lives after the waiters: as long as it is, not the
+     * 129 bytes of the longest (issue 19: memory per open stream). */
+    size_t waiters = gw->n_sinks * sizeof(struct sink_waiter);
+    struct stream *s = calloc(1, sizeof(*s) + waiters + agent_len + 1);
     if (!s)
         return NULL;
     struct rpc_stream_config cfg = {
@@ -177,7 +180,10 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     pthread_mutex_init(&s->hold_mu, NULL);
     s->room_waiter.wake = agent_stream_on_room;
     s->room_waiter.owner = s;
-    memcpy(s->agent_id, agent, agent_len + 1);
+    char *id = (char *)s->waiters + waiters;
+    memcpy(id, agent, agent_len);
+    id[agent_len] = '\0';
+    s->agent_id = id;
     s->agent_len = agent_len;
     agent_mappings_find(gw->relay->mappings, s->agent_id, &s->operator_id, &s->aircraft_id);
     if (!s->operator_id)

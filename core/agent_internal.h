@@ -72,7 +72,7 @@ struct stream {
     /* [control] agent_mappings_file (SPEC.md section 10): "" unmapped. */
     const char *operator_id, *aircraft_id;
 
-    char agent_id[SESSION_AGENT_MAX + 1];
+    const char *agent_id; /* agent_len bytes and a NUL, after waiters[] */
     size_t agent_len;
     char session_id[SESSION_ID_LEN + 1];
     uint64_t gen; /* the session table's generation of our attach */
@@ -90,7 +90,7 @@ struct stream {
     size_t room_sink;
     struct sink_waiter room_waiter;
 
-    struct sink_waiter waiters[]; /* one per sink */
+    struct sink_waiter waiters[]; /* one per sink; then agent_id's bytes */
 };
 
 static inline void stream_ref(struct stream *s) { rpc_stream_ref(s->rs); }

@@ -20,9 +20,12 @@
  * (docs/benchmarks.md). */
 #define HOLD_MAX 16
 
-/* An outgoing queue that grew past this while busy is freed once empty:
- * 10,000 idle streams should not each keep a burst's worth of bytes. */
-#define QUEUE_KEEP_BYTES 4096
+/* The outgoing queue is freed whenever it empties: 10,000 idle streams
+ * should not each keep even a small buffer (issue 19: 256 bytes of every
+ * stream's 1.75 KB). The next one starts at the size the last one had
+ * reached, up to QUEUE_HINT_MAX, so a busy stream does not regrow it
+ * from QUEUE_MIN_BYTES on every burst. */
+#define QUEUE_HINT_MAX 4096
 #define QUEUE_MIN_BYTES 256
 
 /* Each queued message: this header, then len bytes, padded to 8. */
@@ -68,6 +71,7 @@ struct rpc_stream {
     uint8_t *q; /* outgoing messages, [head, tail) */
     size_t q_cap, q_head, q_tail, q_count;
     size_t q_other, q_max; /* queued without RPC_SEND_CREDIT, and their bound */
+    uint32_t q_hint;       /* the size the next queue starts at */
 };
 
 #define STREAM_OF(tag, member) \
@@ -103,7 +107,7 @@ static int queue_push(struct rpc_stream *st, const uint8_t *msg, size_t len, uns
         st->q_head = 0;
     }
     if (st->q_tail + need > st->q_cap) {
-        size_t cap = st->q_cap ? st->q_cap * 2 : QUEUE_MIN_BYTES;
+        size_t cap = st->q_cap ? st->q_cap * 2 : st->q_hint ? st->q_hint : QUEUE_MIN_BYTES;
         while (cap < st->q_tail + need)
             cap *= 2;
         uint8_t *q = realloc(st->q, cap);
@@ -134,11 +138,10 @@ static void queue_pop(struct rpc_stream *st)
     if (--st->q_count > 0)
         return;
     st->q_head = st->q_tail = 0;
-    if (st->q_cap > QUEUE_KEEP_BYTES) {
-        free(st->q);
-        st->q = NULL;
-        st->q_cap = 0;
-    }
+    st->q_hint = st->q_cap < QUEUE_HINT_MAX ? (uint32_t)st->q_cap : QUEUE_HINT_MAX;
+    free(st->q);
+    st->q = NULL;
+    st->q_cap = 0;
 }
 
 /* Under mu: the queued messages will never go out. Their stamps go to

@@ -23,14 +23,51 @@
 #define SHARDS (1u << SHARD_BITS)
 #define INITIAL_BUCKETS 8 /* per shard, a power of two */
 
+/*
+ * What the table keeps of a session: session_info's fields with each
+ * string as long as it is (session_fill makes the session_info), since
+ * 100,000 sessions each carrying the fixed-size arrays would cost 500 bytes
+ * apiece, four times what they use (issue 19: the relay's own memory per
+ * open stream).
+ */
 struct session {
     struct session *next;
     uint64_t hash;
     uint64_t gen;    /* changes on Register and on every attach */
     void *owner;     /* the attached stream's reference, if attached */
     void *ext;       /* the session's own data (command table); ext_release drops it */
-    struct session_info info;
+    int64_t connected_at_unix_ns, last_heartbeat_unix_ns;
+    struct session_caps *caps; /* NULL: none */
+    char *flight;    /* NULL, or "<flight_id>\0<intent_id>\0" (malloc'ed) */
+    uint32_t intent_version;
+    bool stream_attached;
+    uint8_t agent_len;
+    char session_id[SESSION_ID_LEN + 1];
+    char agent_id[]; /* agent_len + 1 bytes */
 };
+
+/* A session_info from what the table keeps. Shard lock held. */
+static void session_fill(const struct session *e, struct session_info *out)
+{
+    memcpy(out->agent_id, e->agent_id, (size_t)e->agent_len + 1);
+    memcpy(out->session_id, e->session_id, sizeof(out->session_id));
+    out->connected_at_unix_ns = e->connected_at_unix_ns;
+    out->last_heartbeat_unix_ns = e->last_heartbeat_unix_ns;
+    const char *flight = e->flight ? e->flight : "";
+    const char *intent = e->flight ? flight + strlen(flight) + 1 : "";
+    memcpy(out->flight_id, flight, strlen(flight) + 1);
+    memcpy(out->intent_id, intent, strlen(intent) + 1);
+    out->intent_version = e->intent_version;
+    out->caps = e->caps;
+    out->stream_attached = e->stream_attached;
+}
+
+static void session_free(struct session *e)
+{
+    if (e != NULL)
+        free(e->flight);
+    free(e);
+}
 
 struct shard {
     pthread_mutex_t lock;
@@ -179,11 +216,11 @@ void session_table_destroy(struct session_table *t, void (*drop_owner)(void *own
             struct session *e = s->buckets[b];
             while (e != NULL) {
                 struct session *next = e->next;
-                if (e->info.stream_attached && drop_owner != NULL)
+                if (e->stream_attached && drop_owner != NULL)
                     drop_owner(e->owner);
                 ext_drop(t, e->ext);
-                session_caps_release(e->info.caps);
-                free(e);
+                session_caps_release(e->caps);
+                session_free(e);
                 e = next;
             }
         }
@@ -232,7 +269,7 @@ static struct session **shard_find(struct shard *s, const struct key *k)
 
     while (*link != NULL) {
         struct session *e = *link;
-        if (e->hash == k->hash && strcmp(e->info.agent_id, k->id) == 0)
+        if (e->hash == k->hash && e->agent_len == k->len && memcmp(e->agent_id, k->id, k->len) == 0)
             return link;
         link = &e->next;
     }
@@ -371,6 +408,7 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
 {
     struct session_caps *old_caps = NULL;
     void *old_ext = NULL;
+    char *old_flight = NULL;
     struct session *fresh = NULL;
     struct key k;
 
@@ -390,26 +428,27 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
             return -ENOSPC;
         }
         /* allocate under the lock: rare (new agent), and it keeps one path */
-        e = fresh = xcalloc(1, sizeof(*e));
+        e = fresh = xcalloc(1, sizeof(*e) + k.len + 1);
         e->hash = k.hash;
-        memcpy(e->info.agent_id, agent_id, k.len + 1);
-    } else if (e->info.stream_attached) {
+        e->agent_len = (uint8_t)k.len; /* key_make: at most SESSION_AGENT_MAX */
+        memcpy(e->agent_id, agent_id, k.len + 1);
+    } else if (e->stream_attached) {
         set_out(displaced, e->owner);
     }
     e->gen = next_gen(t);
     e->owner = NULL;
     memcpy(session_id_out, sid, SESSION_ID_LEN + 1);
-    memcpy(e->info.session_id, sid, SESSION_ID_LEN + 1);
-    e->info.connected_at_unix_ns = now_ns;
-    e->info.last_heartbeat_unix_ns = now_ns;
-    e->info.flight_id[0] = '\0';
-    e->info.intent_id[0] = '\0';
-    e->info.intent_version = 0;
-    old_caps = e->info.caps;
+    memcpy(e->session_id, sid, SESSION_ID_LEN + 1);
+    e->connected_at_unix_ns = now_ns;
+    e->last_heartbeat_unix_ns = now_ns;
+    old_flight = e->flight;
+    e->flight = NULL;
+    e->intent_version = 0;
+    old_caps = e->caps;
     old_ext = e->ext; /* a new session: its own commands */
     e->ext = NULL;
-    e->info.caps = caps_ref(caps);
-    e->info.stream_attached = false;
+    e->caps = caps_ref(caps);
+    e->stream_attached = false;
     if (fresh != NULL) {
         *link = fresh; /* its slot in count was reserved above */
         s->n++;
@@ -417,6 +456,7 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
     }
     pthread_mutex_unlock(&s->lock);
     session_caps_release(old_caps);
+    free(old_flight);
     ext_drop(t, old_ext);
     return 0;
 }
@@ -441,16 +481,16 @@ int session_table_attach_session(struct session_table *t, const char *agent_id,
     struct shard *s = shard_of(t, &k);
     pthread_mutex_lock(&s->lock);
     struct session *e = *shard_find(s, &k);
-    if (e != NULL && expect != NULL && strcmp(e->info.session_id, expect) != 0) {
+    if (e != NULL && expect != NULL && strcmp(e->session_id, expect) != 0) {
         rc = -ESTALE;
     } else if (e != NULL) {
-        if (e->info.stream_attached)
+        if (e->stream_attached)
             set_out(displaced, e->owner);
         e->gen = next_gen(t);
         e->owner = owner;
-        e->info.stream_attached = true;
+        e->stream_attached = true;
         *gen = e->gen;
-        memcpy(session_id_out, e->info.session_id, SESSION_ID_LEN + 1);
+        memcpy(session_id_out, e->session_id, SESSION_ID_LEN + 1);
         rc = 0;
     }
     pthread_mutex_unlock(&s->lock);
@@ -470,34 +510,61 @@ bool session_table_detach(struct session_table *t, const char *agent_id, uint64_
     pthread_mutex_lock(&s->lock);
     struct session **link = shard_find(s, &k);
     struct session *e = *link;
-    if (e != NULL && e->gen == gen && e->info.stream_attached) {
+    if (e != NULL && e->gen == gen && e->stream_attached) {
         set_out(owner, e->owner);
         shard_unlink(t, s, link);
         gone = e;
     }
     pthread_mutex_unlock(&s->lock);
     if (gone != NULL) {
-        session_caps_release(gone->info.caps);
+        session_caps_release(gone->caps);
         ext_drop(t, gone->ext);
     }
-    free(gone);
+    session_free(gone);
     return gone != NULL;
 }
 
-/* Cut at most SESSION_FLIGHT_MAX bytes, backing off to a UTF-8 sequence
- * start so a valid id never becomes invalid UTF-8 (DroneStatus is a proto
- * string, which Go clients refuse when it is not UTF-8). */
-static void copy_flight_id(char dst[SESSION_FLIGHT_MAX + 1], aero_str src)
+/* At most SESSION_FLIGHT_MAX bytes of src, backing off to a UTF-8
+ * sequence start so a valid id never becomes invalid UTF-8 (DroneStatus is
+ * a proto string, which Go clients refuse when it is not UTF-8). */
+static aero_str flight_cut(aero_str src)
 {
-    size_t n = src.len;
-
-    if (n > SESSION_FLIGHT_MAX) {
-        n = SESSION_FLIGHT_MAX;
-        while (n > 0 && ((uint8_t)src.ptr[n] & 0xC0) == 0x80)
-            n--;
+    if (src.len > SESSION_FLIGHT_MAX) {
+        src.len = SESSION_FLIGHT_MAX;
+        while (src.len > 0 && ((uint8_t)src.ptr[src.len] & 0xC0) == 0x80)
+            src.len--;
     }
-    memcpy(dst, src.ptr, n);
-    dst[n] = '\0';
+    return src;
+}
+
+static bool str_is(const char *have, aero_str want)
+{
+    return strlen(have) == want.len && memcmp(have, want.ptr, want.len) == 0;
+}
+
+/* Set the session's flight and/or intent id (ptr NULL: keep that one).
+ * Frames repeat the same ids: only a change allocates. Shard lock held. */
+static void set_flight(struct session *e, aero_str flight, aero_str intent)
+{
+    const char *old_f = e->flight ? e->flight : "";
+    const char *old_i = e->flight ? old_f + strlen(old_f) + 1 : "";
+    if (flight.ptr == NULL)
+        flight = (aero_str){old_f, strlen(old_f)};
+    if (intent.ptr == NULL)
+        intent = (aero_str){old_i, strlen(old_i)};
+    flight = flight_cut(flight);
+    intent = flight_cut(intent);
+    if (str_is(old_f, flight) && str_is(old_i, intent))
+        return;
+    char *blob = malloc(flight.len + intent.len + 2);
+    if (blob == NULL)
+        return; /* the last ids stay: only a status shows them */
+    memcpy(blob, flight.ptr, flight.len);
+    blob[flight.len] = '\0';
+    memcpy(blob + flight.len + 1, intent.ptr, intent.len);
+    blob[flight.len + 1 + intent.len] = '\0';
+    free(e->flight);
+    e->flight = blob;
 }
 
 void session_table_touch(struct session_table *t, const char *agent_id, uint64_t gen,
@@ -520,13 +587,14 @@ bool session_table_touch_frame(struct session_table *t, const char *agent_id, ui
     struct session *e = *shard_find(s, &k);
     if (e != NULL && e->gen == gen) {
         current = true;
-        e->info.last_heartbeat_unix_ns = now_ns;
-        if (frame != NULL && frame->flight_id.len > 0 && frame->flight_id.ptr != NULL)
-            copy_flight_id(e->info.flight_id, frame->flight_id);
-        if (frame != NULL && frame->intent_id.len > 0 && frame->intent_id.ptr != NULL) {
-            copy_flight_id(e->info.intent_id, frame->intent_id);
-            e->info.intent_version = frame->intent_version;
-        }
+        e->last_heartbeat_unix_ns = now_ns;
+        aero_str none = {NULL, 0};
+        bool f = frame != NULL && frame->flight_id.len > 0 && frame->flight_id.ptr != NULL;
+        bool i = frame != NULL && frame->intent_id.len > 0 && frame->intent_id.ptr != NULL;
+        if (f || i)
+            set_flight(e, f ? frame->flight_id : none, i ? frame->intent_id : none);
+        if (i)
+            e->intent_version = frame->intent_version;
     }
     pthread_mutex_unlock(&s->lock);
     return current;
@@ -542,7 +610,7 @@ static size_t shard_expire(struct session_table *t, struct shard *s, int64_t now
         struct session **link = &s->buckets[b];
         while (*link != NULL) {
             struct session *e = *link;
-            if (e->info.stream_attached || now_ns - e->info.connected_at_unix_ns <= ttl_ns) {
+            if (e->stream_attached || now_ns - e->connected_at_unix_ns <= ttl_ns) {
                 link = &e->next;
                 continue;
             }
@@ -572,10 +640,10 @@ size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl
         while (dead != NULL) {
             struct session *next = dead->next;
             if (expired != NULL)
-                expired(arg, dead->info.agent_id, dead->info.session_id);
+                expired(arg, dead->agent_id, dead->session_id);
             ext_drop(t, dead->ext);
-            session_caps_release(dead->info.caps);
-            free(dead);
+            session_caps_release(dead->caps);
+            session_free(dead);
             dead = next;
         }
     }
@@ -593,7 +661,7 @@ int session_table_visit(struct session_table *t, const char *agent_id,
     pthread_mutex_lock(&s->lock);
     struct session *e = *shard_find(s, &k);
     if (e != NULL) {
-        struct session_visit v = {e->info.session_id, e->gen, e->owner, e->info.stream_attached,
+        struct session_visit v = {e->session_id, e->gen, e->owner, e->stream_attached,
                                   &e->ext};
         fn(arg, &v);
     }
@@ -612,7 +680,7 @@ int session_table_get(struct session_table *t, const char *agent_id, struct sess
     pthread_mutex_lock(&s->lock);
     struct session *e = *shard_find(s, &k);
     if (e != NULL) {
-        *out = e->info;
+        session_fill(e, out);
         caps_ref(out->caps);
         rc = 0;
     }
@@ -645,8 +713,8 @@ static bool shard_list(struct shard *s, struct session_info **arr, size_t *cap, 
     ok = list_reserve(arr, cap, *used, s->n);
     for (size_t b = 0; ok && b < s->n_buckets; b++)
         for (struct session *e = s->buckets[b]; e != NULL; e = e->next) {
-            (*arr)[(*used)++] = e->info;
-            caps_ref(e->info.caps);
+            session_fill(e, &(*arr)[(*used)++]);
+            caps_ref(e->caps);
         }
     pthread_mutex_unlock(&s->lock);
     return ok;

@@ -220,6 +220,48 @@ Test(session_table, register_supersedes_attached_stream)
     session_table_destroy(t, NULL);
 }
 
+/* A frame's flight_id and intent_id move independently: one that carries
+ * only one of them keeps the other; a new Register clears both. */
+Test(session_table, flight_and_intent_move_independently)
+{
+    struct session_table *t = session_table_create();
+    char sid[SESSION_ID_LEN + 1];
+    uint64_t gen;
+    void *displaced;
+    struct session_info info;
+
+    session_table_register(t, "drone-7", 10, sid, &displaced);
+    cr_assert_eq(session_table_attach(t, "drone-7", &owner_a, &gen, sid, &displaced), 0);
+    aero_frame f = {.size = sizeof(f), .flight_id = cstr("flight-A"), .intent_id = cstr("intent-1"),
+                    .intent_version = 3};
+    cr_assert(session_table_touch_frame(t, "drone-7", gen, 11, &f));
+    f = (aero_frame){.size = sizeof(f), .intent_id = cstr("intent-2"), .intent_version = 4};
+    cr_assert(session_table_touch_frame(t, "drone-7", gen, 12, &f));
+    cr_assert_eq(session_table_get(t, "drone-7", &info), 0);
+    cr_assert_str_eq(info.flight_id, "flight-A");
+    cr_assert_str_eq(info.intent_id, "intent-2");
+    cr_assert_eq(info.intent_version, 4);
+    session_info_release(&info);
+
+    f = (aero_frame){.size = sizeof(f), .flight_id = cstr("flight-B")};
+    cr_assert(session_table_touch_frame(t, "drone-7", gen, 13, &f));
+    cr_assert_eq(session_table_get(t, "drone-7", &info), 0);
+    cr_assert_str_eq(info.flight_id, "flight-B");
+    cr_assert_str_eq(info.intent_id, "intent-2");
+    cr_assert_eq(info.intent_version, 4);
+    cr_assert_str_eq(info.agent_id, "drone-7");
+    cr_assert_str_eq(info.session_id, sid);
+    session_info_release(&info);
+
+    session_table_register(t, "drone-7", 20, sid, &displaced);
+    cr_assert_eq(session_table_get(t, "drone-7", &info), 0);
+    cr_assert_str_eq(info.flight_id, "");
+    cr_assert_str_eq(info.intent_id, "");
+    cr_assert_eq(info.intent_version, 0);
+    session_info_release(&info);
+    session_table_destroy(t, NULL);
+}
+
 Test(session_table, touch_moves_heartbeat_and_flight)
 {
     struct session_table *t = session_table_create();
