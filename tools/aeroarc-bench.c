@@ -66,6 +66,7 @@ struct bench_opts {
 	unsigned kinds;       /* bit per enum cmd_kind */
 	bool open_first;      /* streams open before t0, frames start together */
 	bool reconcile;       /* ... and each reconciled by an authoritative Clear */
+	bool open_on_register; /* each stream opens as its Register returns, as agents do */
 	bool command_process; /* --command-process: the callers in a child process */
 };
 
@@ -121,6 +122,7 @@ struct agent {
 	int n_reply;
 	bool md_sent, send_pending, recv_pending, status_pending;
 	bool write_failed, closing, counted, registered, done;
+	bool opened;         /* its stream was started (--open-on-register: at Register) */
 	bool header_only; /* the pending send is the initial metadata alone */
 	bool ended;       /* every frame acked (last_end_ns has seen it) */
 };
@@ -137,6 +139,7 @@ struct worker {
 	size_t next_start; /* streaming phase: agents not yet started */
 	bool streaming;
 	long active; /* calls (registrations, then streams) not yet finished */
+	long regs;   /* of them, registrations */
 	bool released;
 	bool going; /* open_first: frames have been let go */
 	long acks[4];
@@ -465,10 +468,12 @@ static bool register_finish(struct agent *a)
 	return true;
 }
 
+static void stream_open(struct agent *a);
+
 /* Keep REG_INFLIGHT registrations going until every agent has had one. */
 static void register_more(struct worker *w)
 {
-	while (w->next_reg < w->n_agents && w->active < REG_INFLIGHT) {
+	while (w->next_reg < w->n_agents && w->regs < REG_INFLIGHT) {
 		struct agent *a = w->agents[w->next_reg++];
 
 		if (register_start(a)) {
@@ -479,6 +484,7 @@ static void register_more(struct worker *w)
 			continue;
 		}
 		w->active++;
+		w->regs++;
 	}
 }
 
@@ -493,6 +499,9 @@ static void register_done(struct agent *a)
 		w->register_errors++;
 	agent_call_free(a);
 	w->active--;
+	w->regs--;
+	if (a->registered && w->b->o.open_on_register)
+		stream_open(a);
 	register_more(w);
 }
 
@@ -929,14 +938,19 @@ static void streams_start_some(struct worker *w)
 	for (int k = 0; k < START_BATCH && w->next_start < w->n_agents; k++) {
 		struct agent *a = w->agents[w->next_start++];
 
-		if (!a->registered)
-			continue;
-		w->active++;
-		if (stream_start(a)) {
-			grpc_call_cancel(a->call, NULL);
-			a->status_pending = false;
-			stream_finish(a);
-		}
+		if (a->registered && !a->opened)
+			stream_open(a);
+	}
+}
+
+static void stream_open(struct agent *a)
+{
+	a->opened = true;
+	a->w->active++;
+	if (stream_start(a)) {
+		grpc_call_cancel(a->call, NULL);
+		a->status_pending = false;
+		stream_finish(a);
 	}
 }
 
@@ -950,7 +964,9 @@ static void worker_run(struct worker *w)
 {
 	bool hold = w->b->holding;
 
-	while (w->active > 0 || starts_left(w)) {
+	/* Registering: until every Register has returned (with
+	 * --open-on-register, streams already run and stay active). */
+	while ((w->streaming ? w->active : w->regs) > 0 || starts_left(w)) {
 		bool waiting = w->streaming && w->b->o.open_first && !w->going;
 		gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 					       gpr_time_from_millis(waiting ? 1 : POLL_MS,
@@ -1584,7 +1600,7 @@ static void usage(FILE *out)
 	      "                     [--threads T] [--scenario NAME] [--server-pid PID]\n"
 	      "                     [--protocol seed|multiplexed] [--field-names snake|go]\n"
 	      "                     [--ca FILE] [--server-name NAME] [--cert FILE --key FILE]\n"
-	      "                     [--open-first] [--reconcile] [--commands R]\n"
+	      "                     [--open-first] [--open-on-register] [--reconcile] [--commands R]\n"
 	      "                     [--command-kinds aircraft,durable] [--command-seconds S]\n"
 	      "                     [--command-threads T] [--command-process] [--operator ID]\n"
 	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
@@ -1630,6 +1646,11 @@ static void usage(FILE *out)
 	      "  adds, per kind: cmd_<kind>_n, cmd_<kind>_p50_us, cmd_<kind>_p99_us (the\n"
 	      "  round trip of the call), cmd_<kind>_errors, and commands_s, cmd_first_error.\n"
 	      "  A failed command or reconcile makes the exit status 1.\n"
+	      "  --open-on-register opens each agent's stream as soon as its Register\n"
+	      "  returns, as an agent does (a connect storm: Registers and stream opens\n"
+	      "  interleaved); by default every agent registers first, then streams open,\n"
+	      "  so with many agents the last streams open long after their Register\n"
+	      "  (and may find the session expired: [route] ttl_s).\n"
 	      "  --command-process runs the calling threads in a child process (as an API\n"
 	      "  would be): gRPC's poller is process-wide, so callers beside the agents\n"
 	      "  would also poll, and slow, the agents' connections.\n",
@@ -1707,6 +1728,10 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		if (!strcmp(a, "--open-first") || !strcmp(a, "--reconcile")) {
 			o->open_first = true;
 			o->reconcile = o->reconcile || !strcmp(a, "--reconcile");
+			continue;
+		}
+		if (!strcmp(a, "--open-on-register")) {
+			o->open_on_register = true;
 			continue;
 		}
 		if (!strcmp(a, "--command-process")) {

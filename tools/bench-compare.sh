@@ -5,7 +5,9 @@
 #
 #   tools/bench-compare.sh [rounds] [scenario...]
 #   scenarios: throughput many durable light scale redis influx3 commands
-#   (default: all)
+#   (default: all but commands), and scale1k scale30k scale60k scale100k
+#   (growth = scale1k scale scale30k scale60k scale100k: memory per open
+#   stream from 1,000 to 100,000 streams, 100 per connection)
 #
 # influx3 is not a comparison with the ackserver: the relay with sink-file
 # alone against the relay with sink-file plus sink-influxdb3 writing to
@@ -59,6 +61,8 @@ ROOT=$PWD
 ROUNDS=${1:-3}
 shift || true
 SCENARIOS=${*:-throughput many durable light scale redis influx3}
+# growth: the scale scenario at 1k, 10k, 30k, 60k and 100k open streams.
+SCENARIOS=${SCENARIOS//growth/scale1k scale scale30k scale60k scale100k}
 if [ -n "${AERO_BENCH_REPORT:-}" ]; then # tables only: nothing to build or run
   SCENARIOS=""; AERO_BENCH_BUILD=${AERO_BENCH_BUILD:-none}
 fi
@@ -282,6 +286,12 @@ declare -A ARGS=(
   [durable]="--agents 10 --frames 20000 --window 100"
   [light]="--agents 1 --frames 5000 --window 1"
   [scale]="--agents 10000 --channels 100 --frames 2 --window 1 --hold 10"
+  # Issue 19: the growth table (memory per open stream as streams grow)
+  # and 100,000 agents on 1,000 connections held for 60 s.
+  [scale1k]="--agents 1000 --channels 10 --frames 2 --window 1 --hold 5"
+  [scale30k]="--agents 30000 --channels 300 --frames 2 --window 1 --hold 5"
+  [scale60k]="--agents 60000 --channels 600 --frames 2 --window 1 --hold 5"
+  [scale100k]="--agents 100000 --channels 1000 --frames 2 --window 1 --hold 60"
   [redis]="--agents 10 --frames 20000 --window 100"
 )
 
