@@ -56,6 +56,25 @@ static void stop(void) { fixture_stop(&relay, &api, &agents); }
 
 static double metric(const char *series) { return fixture_metric(&relay, series); }
 
+struct metric_at {
+    const char *series;
+    double want;
+};
+
+static bool metric_is(void *arg)
+{
+    const struct metric_at *m = arg;
+    return metric(m->series) == m->want;
+}
+
+/* Poll until `series` reads `want` (10 s at most). */
+static void wait_metric(const char *series, double want)
+{
+    struct metric_at at = {series, want};
+    cr_assert(harness_wait_for(metric_is, &at, 10000), "%s: %f, want %f", series, metric(series),
+              want);
+}
+
 /* ---- the mission: 12.3's golden plan, bound to agent's context ---------- */
 
 struct mission {
@@ -418,6 +437,46 @@ Test(mission, an_old_streams_outcome_unknown_is_never_resent)
     expect_result(deploy(&m, "agent", 10000), &m, ST(OUTCOME_UNKNOWN),
                   "agent stream replaced after mission delivery");
     agent_expect_nothing(s2, "agent", 2);
+    agent_close(s2);
+}
+
+/* SPEC.md 14.6 reading 3: missions waiting for the slot are tied to the
+ * session, not to the stream they were asked on: when the agent replaces
+ * its stream they go out on the new one. */
+Test(mission, waiting_missions_go_out_on_the_stream_that_replaced_theirs)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m, hold, fresh;
+    mission(&m, "upload-30");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(TEMPORARY_ERROR), 0);
+    expect_result(c, &m, ST(TEMPORARY_ERROR), NULL);
+    mission(&hold, "upload-31");
+    struct call *h = deploy(&hold, "agent", 10000);
+    agent_expect_mission(s, &hold); /* unanswered: it holds the slot */
+    c = deploy(&m, "agent", 10000); /* a reserved redelivery */
+    wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 2); /* c first in line */
+    mission(&fresh, "upload-32");
+    fresh.b.deployment_id = "deployment-32";
+    struct call *f = deploy(&fresh, "agent", 10000); /* a first delivery */
+    wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 3);
+    agent_expect_nothing(s, "agent", 1); /* both wait: nothing sent */
+
+    struct rc_status st;
+    struct rc_stream *s2 = rc_stream_open_gen2(agents, "agent", last_session, NULL, 0, &st);
+    cr_assert_not_null(s2, "%s", st.message);
+    /* The mission written on s is the relay's own OUTCOME_UNKNOWN; the
+     * slot goes to the redelivery, on s2, then to the first delivery. */
+    expect_result(h, &hold, ST(OUTCOME_UNKNOWN), "agent stream replaced after mission delivery");
+    agent_expect_mission(s2, &m);
+    agent_result(s2, &m, ST(APPLIED), 1);
+    expect_result(c, &m, ST(APPLIED), "agent says");
+    agent_expect_mission(s2, &fresh);
+    agent_result(s2, &fresh, ST(APPLIED), 1);
+    expect_result(f, &fresh, ST(APPLIED), "agent says");
+    cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"delivery_failed\"}"), 0);
+    agent_close(s);
     agent_close(s2);
 }
 
