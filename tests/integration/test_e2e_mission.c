@@ -277,6 +277,16 @@ static void expect_result(struct call *c, const struct mission *m, int status, c
     call_free(c);
 }
 
+/* m asked of agent, delivered on s and answered with status (count
+ * items uploaded): the caller gets the agent's result. */
+static void round_trip(struct rc_stream *s, const struct mission *m, int status, uint32_t count)
+{
+    struct call *c = deploy(m, "agent", 10000);
+    agent_expect_mission(s, m);
+    agent_result(s, m, status, count);
+    expect_result(c, m, status, "agent says");
+}
+
 TestSuite(mission, .init = start, .fini = stop, .timeout = 120);
 
 Test(mission, applied_passes_through_and_is_replayed)
@@ -345,14 +355,8 @@ Test(mission, temporary_error_is_redelivered_on_the_same_stream)
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
     mission(&m, "upload-3");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
-    agent_result(s, &m, ST(TEMPORARY_ERROR), 0);
-    expect_result(c, &m, ST(TEMPORARY_ERROR), "agent says");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
-    agent_result(s, &m, ST(APPLIED), 1);
-    expect_result(c, &m, ST(APPLIED), NULL);
+    round_trip(s, &m, ST(TEMPORARY_ERROR), 0);
+    round_trip(s, &m, ST(APPLIED), 1);
     cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"STATUS_TEMPORARY_ERROR\"}"),
                  1);
     agent_close(s);
@@ -469,14 +473,11 @@ Test(mission, waiting_missions_go_out_on_the_stream_that_replaced_theirs)
     struct rc_stream *s = agent_ready("agent");
     struct mission m, hold, fresh;
     mission(&m, "upload-30");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
-    agent_result(s, &m, ST(TEMPORARY_ERROR), 0);
-    expect_result(c, &m, ST(TEMPORARY_ERROR), NULL);
+    round_trip(s, &m, ST(TEMPORARY_ERROR), 0);
     mission(&hold, "upload-31");
     struct call *h = deploy(&hold, "agent", 10000);
     agent_expect_mission(s, &hold); /* unanswered: it holds the slot */
-    c = deploy(&m, "agent", 10000); /* a reserved redelivery */
+    struct call *c = deploy(&m, "agent", 10000); /* a reserved redelivery */
     wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 2); /* c first in line */
     mission(&fresh, "upload-32");
     fresh.b.deployment_id = "deployment-32";
@@ -525,10 +526,7 @@ Test(mission, a_refused_redelivery_stays_a_redelivery)
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
     mission(&m, "upload-41");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
-    agent_result(s, &m, ST(OUTCOME_UNKNOWN), 0);
-    expect_result(c, &m, ST(OUTCOME_UNKNOWN), "agent says");
+    round_trip(s, &m, ST(OUTCOME_UNKNOWN), 0);
     /* A Set whose caller leaves unanswered: the session is unreconciled. */
     expect_status(set_context_start(s, "agent", "ctx-2", 800), DEADLINE, NULL);
     for (int i = 0; i < 2; i++)
@@ -540,10 +538,7 @@ Test(mission, a_refused_redelivery_stays_a_redelivery)
     cr_assert_not_null(s2, "%s", st.message);
     agent_expect_nothing(s2, "agent", 1); /* s2 is the session's now */
     set_context(s2, "agent", "ctx-3");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s2, &m);
-    agent_result(s2, &m, ST(APPLIED), 1);
-    expect_result(c, &m, ST(APPLIED), "agent says");
+    round_trip(s2, &m, ST(APPLIED), 1);
     agent_close(s);
     agent_close(s2);
 }
