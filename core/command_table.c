@@ -887,8 +887,10 @@ static void send_entry(struct command_table *t, struct entry *e, struct rpc_stre
     t->waiting++;
     pending_add(t->hub, e->kind, 1);
     hub_list(t);
+    /* On its way from here: not an ended entry that take_slot's retention
+     * sweep or eviction may drop while admitting it. */
+    e->state = ENTRY_QUEUED;
     if (takes_slot(e->kind) && slot_busy(t)) {
-        e->state = ENTRY_QUEUED;
         e->queued_seq = t->queue_seq++;
         e->queue_next = NULL;
         if (t->queue_tail)
