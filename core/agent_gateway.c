@@ -67,6 +67,73 @@ static void end_session(struct stream *s)
     }
 }
 
+struct target_visit {
+    struct gateway *gw;
+    enum gateway_target result;
+    struct rpc_stream *rs;
+    struct command_table *table;
+    char *session_id; /* filled when not NULL */
+    struct command_table *only; /* not NULL: a session with this table, none made */
+};
+
+/* Under the session's lock: no allocation but the session's table, once. */
+static void target_visit(void *arg, struct session_visit *v)
+{
+    struct target_visit *tv = arg;
+    struct stream *s = v->owner;
+    if (tv->session_id)
+        snprintf(tv->session_id, SESSION_ID_LEN + 1, "%s", v->session_id);
+    if (!v->attached || !s) {
+        tv->result = GATEWAY_NO_STREAM;
+        return;
+    }
+    int gen = atomic_load(&s->gen_kind);
+    if (gen != GEN_MUX) {
+        tv->result = gen == GEN_SEED ? GATEWAY_SEED : GATEWAY_UNDECIDED;
+        return;
+    }
+    if (tv->only && *v->ext != tv->only) {
+        tv->result = GATEWAY_NO_SESSION;
+        return;
+    }
+    if (!*v->ext && !(*v->ext = agent_gateway_new_table(tv->gw, s->agent_id))) {
+        tv->result = GATEWAY_NO_MEMORY;
+        return;
+    }
+    struct command_table *t = *v->ext, *none = NULL;
+    command_table_ref(t); /* the stream's, if it takes it */
+    if (!atomic_compare_exchange_strong(&s->commands, &none, t))
+        command_table_unref(t); /* it has it already (never the last) */
+    command_table_ref(t); /* the caller's */
+    stream_ref(s);
+    tv->table = t;
+    tv->rs = s->rs;
+    tv->result = GATEWAY_TARGET_OK;
+}
+
+/*
+ * The generation-2 stream that replaced s on its session (a reference),
+ * or NULL: the session has none now (another Register took the agent, or
+ * the new stream ended or is not decided yet). Looked up once s is over,
+ * so missions waiting for the slot follow the session (SPEC.md 14.6
+ * reading 3). If the new stream ends before they move, they meet a closed
+ * stream when they get the slot: UNAVAILABLE, as rule 12 says.
+ */
+static struct rpc_stream *successor(struct gateway *gw, struct stream *s,
+                                    struct command_table *ct)
+{
+    struct target_visit tv = {.gw = gw, .result = GATEWAY_NO_SESSION, .only = ct};
+    if (session_table_visit(gw->relay->sessions, s->agent_id, target_visit, &tv) < 0 ||
+        tv.result != GATEWAY_TARGET_OK)
+        return NULL;
+    command_table_unref(tv.table);
+    if (tv.rs == s->rs) { /* cannot be: s left the session first */
+        rpc_stream_unref(tv.rs);
+        return NULL;
+    }
+    return tv.rs;
+}
+
 static void on_closed(void *owner, bool cancelled, enum rpc_code code)
 {
     struct stream *s = owner;
@@ -83,8 +150,13 @@ static void on_closed(void *owner, bool cancelled, enum rpc_code code)
     agent_stream_drop_held(s);
     /* Commands written here can no longer be answered here. */
     struct command_table *ct = atomic_load(&s->commands);
-    if (ct)
-        command_table_stream_ended(ct, s->rs, atomic_load(&s->replaced));
+    if (ct) {
+        bool replaced = atomic_load(&s->replaced);
+        struct rpc_stream *next = replaced ? successor(gw, s, ct) : NULL;
+        command_table_stream_ended(ct, s->rs, replaced, next);
+        if (next)
+            rpc_stream_unref(next);
+    }
     end_session(s);
 }
 
@@ -369,45 +441,6 @@ int agent_gateway_add_methods(struct gateway *gw, struct rpc_server *server)
 struct command_table *agent_gateway_new_table(struct gateway *gw, const char *agent_id)
 {
     return command_table_create(gw->relay->commands, agent_id, gw->agents_authenticated);
-}
-
-struct target_visit {
-    struct gateway *gw;
-    enum gateway_target result;
-    struct rpc_stream *rs;
-    struct command_table *table;
-    char *session_id; /* filled when not NULL */
-};
-
-/* Under the session's lock: no allocation but the session's table, once. */
-static void target_visit(void *arg, struct session_visit *v)
-{
-    struct target_visit *tv = arg;
-    struct stream *s = v->owner;
-    if (tv->session_id)
-        snprintf(tv->session_id, SESSION_ID_LEN + 1, "%s", v->session_id);
-    if (!v->attached || !s) {
-        tv->result = GATEWAY_NO_STREAM;
-        return;
-    }
-    int gen = atomic_load(&s->gen_kind);
-    if (gen != GEN_MUX) {
-        tv->result = gen == GEN_SEED ? GATEWAY_SEED : GATEWAY_UNDECIDED;
-        return;
-    }
-    if (!*v->ext && !(*v->ext = agent_gateway_new_table(tv->gw, s->agent_id))) {
-        tv->result = GATEWAY_NO_MEMORY;
-        return;
-    }
-    struct command_table *t = *v->ext, *none = NULL;
-    command_table_ref(t); /* the stream's, if it takes it */
-    if (!atomic_compare_exchange_strong(&s->commands, &none, t))
-        command_table_unref(t); /* it has it already (never the last) */
-    command_table_ref(t); /* the caller's */
-    stream_ref(s);
-    tv->table = t;
-    tv->rs = s->rs;
-    tv->result = GATEWAY_TARGET_OK;
 }
 
 enum gateway_target gateway_command_target(struct gateway *gw, const char *agent_id,

@@ -895,6 +895,24 @@ void command_digest_trim_space(const char *s, size_t len, size_t *start, size_t 
     *n = b - a;
 }
 
+static bool blank(const char *s)
+{
+    size_t start, n;
+
+    command_digest_trim_space(s, strlen(s), &start, &n);
+    return n == 0;
+}
+
+const char *command_digest_deploy_target(const MissionBinding *b, const char *operator_id,
+                                         const char *aircraft_id)
+{
+    if (!operator_id || !aircraft_id || blank(operator_id) || blank(aircraft_id))
+        return "relay Agent mapping is not configured";
+    if (strcmp(operator_id, b->operator_id) != 0 || strcmp(aircraft_id, b->aircraft_id) != 0)
+        return "mission binding does not match configured Agent mapping";
+    return NULL;
+}
+
 /* "canonical" of 14.3: non-empty and unchanged by the trim. */
 static bool canonical(const char *s)
 {

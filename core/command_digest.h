@@ -64,6 +64,16 @@ int command_digest_plan_items(const Aeroarc__Agent__V1__MissionPlan *p, bool dep
 int command_digest_deploy_check(const Aeroarc__Agent__V1__DeployMissionCommand *d, char *text,
                                 size_t cap);
 
+/*
+ * SPEC 14.2 rule 4 (read with 14.6 reading 7), for a command that passed
+ * command_digest_deploy_check: the agent's mapping as stored (NULL: no
+ * entry) against the binding. NULL: it matches; else the text the caller
+ * sends with FAILED_PRECONDITION. Blank = empty after the rule-2 trim;
+ * the comparison is byte-exact.
+ */
+const char *command_digest_deploy_target(const Aeroarc__Agent__V1__MissionBinding *b,
+                                         const char *operator_id, const char *aircraft_id);
+
 /* s (len bytes, valid UTF-8) without leading and trailing white space as
  * Go's strings.TrimSpace sees it (ASCII \t\n\v\f\r and space, U+0085,
  * U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000):

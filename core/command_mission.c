@@ -232,14 +232,6 @@ static bool decodable(const Aeroarc__Relay__V1__DeployMissionRequest *req)
                    utf8(b->intent_id)));
 }
 
-/* "Blank" of rule 4: empty after Go's TrimSpace. */
-static bool blank(const char *s)
-{
-    size_t start, n;
-    command_digest_trim_space(s, strlen(s), &start, &n);
-    return n == 0;
-}
-
 static bool has_rtl(const DeployMissionCommand *c)
 {
     for (size_t i = 0; i < c->plan->n_items; i++)
@@ -302,11 +294,9 @@ static enum rpc_code admit(struct relay *relay, const Aeroarc__Relay__V1__Deploy
     }
     if (command_digest_deploy_check(c, text, cap) < 0)
         return RPC_INVALID_ARGUMENT;
-    const char *op = NULL, *ac = NULL, *why = NULL;
-    if (!agent_mappings_find(relay->mappings, agent_id, &op, &ac) || blank(op) || blank(ac))
-        why = "relay Agent mapping is not configured";
-    else if (strcmp(op, c->binding->operator_id) != 0 || strcmp(ac, c->binding->aircraft_id) != 0)
-        why = "mission binding does not match configured Agent mapping";
+    const char *op = NULL, *ac = NULL;
+    agent_mappings_find(relay->mappings, agent_id, &op, &ac);
+    const char *why = command_digest_deploy_target(c->binding, op, ac); /* rule 4 */
     if (why) {
         snprintf(text, cap, "%s", why);
         return RPC_FAILED_PRECONDITION;

@@ -35,7 +35,9 @@ static const char *const aborted_text[COMMAND_KINDS] = {
         "agent session retired while awaiting operation context acknowledgement",
     [COMMAND_AIRCRAFT] = "agent session retired while awaiting aircraft command result",
     [COMMAND_DURABLE] = "Agent session or stream ended; reconcile the same command identity",
-    /* SPEC.md 14.2 rule 16, for a mission not handed to its stream yet */
+    /* SPEC.md 14.2 rule 16, "not written". Ours hands a mission to its
+     * stream as it gets the slot (queued = written, 14.6 reading 5), so no
+     * path ends one with this; kept so every kind has a text. */
     [COMMAND_MISSION] =
         "agent session retired while awaiting mission result before confirmed delivery",
 };
@@ -43,6 +45,12 @@ static const char *const aborted_text[COMMAND_KINDS] = {
 /* 14.2 rule 16: why the relay completed a written mission itself. */
 static const char mission_lost_reason[] = "agent session retired while awaiting mission result";
 static const char mission_replaced_reason[] = "agent stream replaced after mission delivery";
+/* 14.2 rules 6, 12, 15, 16 for a mission not admitted yet (rule 11). */
+static const char mission_unadmitted_text[] =
+    "agent session retired while awaiting mission result before mission admission";
+static const char mission_retry_left_text[] = "all mission retry waiters ended before admission";
+static const char session_gone_text[] = "agent session is no longer active";
+static const char stream_gone_text[] = "agent stream is not connected";
 
 static const char deadline_text[] = "agent did not answer before the deadline (outcome unknown)";
 static const char shutdown_text[] = "relay shutting down";
@@ -97,6 +105,9 @@ struct entry {
     uint8_t *resp;
     size_t resp_len;
     bool retry;            /* DONE: sent again while sent_rs is the current stream */
+    bool admit_failed;     /* DONE, mission: a redelivery failed before admission
+                            * (14.6 reading 8): sent again on any stream */
+    bool counted;          /* in t->count: a mission only once admitted (14.2 rule 11) */
     const char *label;     /* DONE: the kind's result label (command_outcome.label) */
     struct rpc_stream *sent_rs; /* the stream it last went out on (a reference, until it ends) */
 };
@@ -672,67 +683,6 @@ static void entry_end(struct command_table *t, struct entry *e, enum entry_state
     }
 }
 
-/* Under t->mu: send e on its stream, or end it. */
-static void deliver(struct command_table *t, struct entry *e, struct finish **out)
-{
-    /* A mission's write is detached (SPEC.md 14.6 reading 5): a full queue
-     * does not refuse it, it waits there; the slot it holds bounds it. */
-    unsigned flags = e->kind == COMMAND_MISSION ? RPC_SEND_SLOT : 0;
-    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, flags, 0);
-    if (rc == 0) {
-        e->state = ENTRY_WRITTEN;
-        if (e->sent_rs)
-            rpc_stream_unref(e->sent_rs);
-        e->sent_rs = e->rs;
-        rpc_stream_ref(e->sent_rs);
-        if (takes_slot(e->kind))
-            t->slot = e;
-        if (e->kind == COMMAND_SET_CONTEXT || e->kind == COMMAND_CLEAR_CONTEXT)
-            set_writing(t, e, true);
-        if (e->ops->sent)
-            e->ops->sent(e->ctx);
-        return;
-    }
-    if (rc == -ENOBUFS)
-        entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED,
-                  "agent stream has too many commands queued; retry later", out);
-    else if (rc == -EPIPE)
-        entry_end(t, e, ENTRY_FAILED, RPC_ABORTED, aborted_text[e->kind], out);
-    else
-        entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED, "relay out of memory", out);
-}
-
-/* Under t->mu: the slot is free: the oldest queued Set/Clear or exchange
- * gets it (an exchange is told, and rechecks before it writes). */
-static void next_in_slot(struct command_table *t, struct finish **out)
-{
-    while (!slot_busy(t) && (t->queue_head || t->xqueue_head)) {
-        struct command_exchange *x = t->xqueue_head;
-        if (x && (!t->queue_head || x->queued_seq < t->queue_head->queued_seq)) {
-            t->xqueue_head = x->queue_next;
-            if (!t->xqueue_head)
-                t->xqueue_tail = NULL;
-            x->queue_next = NULL;
-            x->state = X_GRANTED;
-            t->slot_x = x;
-            note(x, NOTE_GRANTED, RPC_OK, NULL, NULL, 0, false, out);
-            continue;
-        }
-        struct entry *e = t->queue_head;
-        t->queue_head = e->queue_next;
-        if (!t->queue_head)
-            t->queue_tail = NULL;
-        e->queue_next = NULL;
-        enum rpc_code code = RPC_INVALID_ARGUMENT;
-        const char *bad = e->ops->check ? e->ops->check(e->ctx, &t->state, e->again, &code) : NULL;
-        if (bad) {
-            entry_end(t, e, ENTRY_FAILED, code, bad, out); /* never sent */
-            continue;
-        }
-        deliver(t, e, out);
-    }
-}
-
 static void unlink_entry(struct command_table *t, struct entry *e)
 {
     struct entry **l = &t->head, *prev = NULL;
@@ -743,7 +693,8 @@ static void unlink_entry(struct command_table *t, struct entry *e)
     *l = e->next;
     if (t->tail == e)
         t->tail = prev;
-    t->count[e->kind]--;
+    if (e->counted)
+        t->count[e->kind]--;
     entry_free(e);
 }
 
@@ -769,6 +720,112 @@ static bool retain(struct command_table *t, enum command_kind k)
     return false;
 }
 
+/* Under t->mu: send e on its stream, or end it. */
+static void deliver(struct command_table *t, struct entry *e, struct finish **out)
+{
+    /* A mission's write is detached (SPEC.md 14.6 reading 5): a full queue
+     * does not refuse it, it waits there; the slot it holds bounds it. */
+    unsigned flags = e->kind == COMMAND_MISSION ? RPC_SEND_SLOT : 0;
+    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, flags, 0);
+    if (rc == 0) {
+        e->state = ENTRY_WRITTEN;
+        e->admit_failed = false;
+        if (e->sent_rs)
+            rpc_stream_unref(e->sent_rs);
+        e->sent_rs = e->rs;
+        rpc_stream_ref(e->sent_rs);
+        if (takes_slot(e->kind))
+            t->slot = e;
+        if (e->kind == COMMAND_SET_CONTEXT || e->kind == COMMAND_CLEAR_CONTEXT)
+            set_writing(t, e, true);
+        if (e->ops->sent)
+            e->ops->sent(e->ctx);
+        return;
+    }
+    if (e->kind == COMMAND_MISSION) {
+        /* 14.2 rule 12: a write that never began; nothing reached the
+         * agent, so ours drops the entry (the id is free again). */
+        entry_end(t, e, ENTRY_FAILED, rc == -EPIPE ? RPC_UNAVAILABLE : RPC_RESOURCE_EXHAUSTED,
+                  rc == -EPIPE ? stream_gone_text : "relay out of memory", out);
+        unlink_entry(t, e);
+    } else if (rc == -ENOBUFS)
+        entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED,
+                  "agent stream has too many commands queued; retry later", out);
+    else if (rc == -EPIPE)
+        entry_end(t, e, ENTRY_FAILED, RPC_ABORTED, aborted_text[e->kind], out);
+    else
+        entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED, "relay out of memory", out);
+}
+
+/* Under t->mu: e ends before it was admitted (SPEC.md 14.2 rules 9-11,
+ * 15, 16). A mission's reserved redelivery stays retryable and is sent
+ * again on an exact retry on any stream (14.6 reading 8); a first
+ * delivery was never recorded, so it is dropped and its id is free. */
+static void end_unadmitted(struct command_table *t, struct entry *e, enum rpc_code code,
+                           const char *text, struct finish **out)
+{
+    if (e->kind != COMMAND_MISSION) {
+        entry_end(t, e, ENTRY_FAILED, code, text, out);
+        return;
+    }
+    bool again = e->again;
+    entry_end(t, e, again ? ENTRY_DONE : ENTRY_FAILED, code, text, out);
+    if (!again) {
+        unlink_entry(t, e);
+        return;
+    }
+    e->retry = true;
+    e->admit_failed = true;
+}
+
+/* Under t->mu: e has the slot (or needs none): the kind's check (a
+ * mission's rules 10-11), then a mission not yet counted takes its place
+ * in the retention (rule 11: after the fence and the window, so their
+ * texts win), then the write. */
+static void take_slot(struct command_table *t, struct entry *e, struct finish **out)
+{
+    enum rpc_code code = RPC_INVALID_ARGUMENT;
+    const char *bad = e->ops->check ? e->ops->check(e->ctx, &t->state, e->again, &code) : NULL;
+    if (!bad && !e->counted) {
+        if (retain(t, e->kind)) {
+            e->counted = true;
+            t->count[e->kind]++;
+        } else {
+            code = RPC_RESOURCE_EXHAUSTED;
+            bad = "mission deployment retention is full";
+        }
+    }
+    if (bad)
+        end_unadmitted(t, e, code, bad, out); /* never sent */
+    else
+        deliver(t, e, out);
+}
+
+/* Under t->mu: the slot is free: the oldest queued Set/Clear or exchange
+ * gets it (an exchange is told, and rechecks before it writes). */
+static void next_in_slot(struct command_table *t, struct finish **out)
+{
+    while (!slot_busy(t) && (t->queue_head || t->xqueue_head)) {
+        struct command_exchange *x = t->xqueue_head;
+        if (x && (!t->queue_head || x->queued_seq < t->queue_head->queued_seq)) {
+            t->xqueue_head = x->queue_next;
+            if (!t->xqueue_head)
+                t->xqueue_tail = NULL;
+            x->queue_next = NULL;
+            x->state = X_GRANTED;
+            t->slot_x = x;
+            note(x, NOTE_GRANTED, RPC_OK, NULL, NULL, 0, false, out);
+            continue;
+        }
+        struct entry *e = t->queue_head;
+        t->queue_head = e->queue_next;
+        if (!t->queue_head)
+            t->queue_tail = NULL;
+        e->queue_next = NULL;
+        take_slot(t, e, out);
+    }
+}
+
 static struct entry *find(struct command_table *t, const char *id)
 {
     for (struct entry *e = t->head; e; e = e->next)
@@ -778,11 +835,13 @@ static struct entry *find(struct command_table *t, const char *id)
 }
 
 /* Under t->mu: a new entry for spec, appended; NULL when out of memory
- * or all COMMAND_RETAIN_MAX of its kind are pending (*full set). */
+ * or all COMMAND_RETAIN_MAX of its kind are pending (*full set). A
+ * mission is counted when it is admitted (take_slot), not here. */
 static struct entry *entry_new(struct command_table *t, const struct command_spec *spec,
                                bool *full)
 {
-    *full = !retain(t, spec->kind);
+    bool mission = spec->kind == COMMAND_MISSION;
+    *full = !mission && !retain(t, spec->kind);
     if (*full)
         return NULL;
     struct entry *e = calloc(1, sizeof(*e));
@@ -798,7 +857,9 @@ static struct entry *entry_new(struct command_table *t, const struct command_spe
     else
         t->head = e;
     t->tail = e;
-    t->count[e->kind]++;
+    e->counted = !mission;
+    if (e->counted)
+        t->count[e->kind]++;
     return e;
 }
 
@@ -826,8 +887,10 @@ static void send_entry(struct command_table *t, struct entry *e, struct rpc_stre
     t->waiting++;
     pending_add(t->hub, e->kind, 1);
     hub_list(t);
+    /* On its way from here: not an ended entry that take_slot's retention
+     * sweep or eviction may drop while admitting it. */
+    e->state = ENTRY_QUEUED;
     if (takes_slot(e->kind) && slot_busy(t)) {
-        e->state = ENTRY_QUEUED;
         e->queued_seq = t->queue_seq++;
         e->queue_next = NULL;
         if (t->queue_tail)
@@ -836,7 +899,7 @@ static void send_entry(struct command_table *t, struct entry *e, struct rpc_stre
             t->queue_head = e;
         t->queue_tail = e;
     } else {
-        deliver(t, e, out);
+        take_slot(t, e, out);
     }
 }
 
@@ -867,10 +930,11 @@ static const char *id_taken(const struct entry *e, const struct command_spec *sp
 }
 
 /* Under t->mu: a kept result that an exact retry on `rs` sends again
- * (14.2 rule 8: retryable, and it went out on the current stream). */
+ * (14.2 rule 8: retryable, and its redelivery admission failed or it
+ * went out on the current stream). */
 static bool redeliver(const struct entry *e, const struct rpc_stream *rs)
 {
-    return e->state == ENTRY_DONE && e->retry && e->sent_rs == rs;
+    return e->state == ENTRY_DONE && e->retry && (e->admit_failed || e->sent_rs == rs);
 }
 
 struct watch {
@@ -951,17 +1015,16 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
                 text = "relay out of memory";
             }
         }
-    } else if ((code = RPC_INVALID_ARGUMENT,
+    } else if (spec->kind != COMMAND_MISSION &&
+               (code = RPC_INVALID_ARGUMENT,
                 bad = spec->ops->check ? spec->ops->check(spec->ctx, &t->state, again, &code)
                                        : NULL)) {
+        /* Section 10's kinds are refused at arrival; a mission first waits
+         * for the slot (14.2 rule 9 before 10-11): take_slot checks it. */
         text = bad;
-        if (again) /* a failed redelivery admission stays retryable (14.6 item 8) */
-            e->state = ENTRY_FAILED;
     } else if ((code = RPC_OK, !e) && !(e = entry_new(t, spec, &full))) {
         code = RPC_RESOURCE_EXHAUSTED;
-        text = !full                            ? "relay out of memory"
-               : spec->kind == COMMAND_MISSION ? "mission deployment retention is full"
-                                                : "too many commands pending for this agent";
+        text = full ? "too many commands pending for this agent" : "relay out of memory";
     } else {
         e->again = again;
         send_entry(t, e, rs, spec, msg, w, &done);
@@ -1010,6 +1073,10 @@ static void complete(struct command_table *t, struct entry *e, struct command_ou
  * else it ends with its outcome unknown and is sent again on a retry. */
 static void abandoned(struct command_table *t, struct entry *e, struct finish **out)
 {
+    if (e->state == ENTRY_QUEUED && e->kind == COMMAND_MISSION) {
+        end_unadmitted(t, e, RPC_CANCELLED, mission_retry_left_text, out);
+        return;
+    }
     if (e->state == ENTRY_WRITTEN && e->ops->lost) {
         struct command_outcome o = {.code = RPC_OK};
         e->ops->lost(e->ctx, NULL, &o);
@@ -1080,17 +1147,35 @@ bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsign
     return taken;
 }
 
-void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced)
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced,
+                                struct rpc_stream *successor)
 {
     struct finish *done = NULL;
     pthread_mutex_lock(&t->mu);
-    for (struct entry *e = t->head; e; e = e->next) {
+    for (struct entry *e = t->head, *next; e; e = next) {
+        next = e->next; /* end_unadmitted may drop e */
         if (e->sent_rs == rs) { /* never the current stream again */
             rpc_stream_unref(e->sent_rs);
             e->sent_rs = NULL;
         }
         if (e->rs != rs || e->state >= ENTRY_DONE)
             continue;
+        if (e->state == ENTRY_QUEUED && e->kind == COMMAND_MISSION) {
+            /* 14.6 reading 3: a mission waiting for the slot is on no
+             * stream yet; it goes out on the one current when it has the
+             * slot. Only the session's end stops it: a reserved
+             * redelivery is aborted (rule 16, still retryable), a first
+             * delivery fails rule 6's recheck. */
+            if (successor) {
+                rpc_stream_unref(e->rs);
+                e->rs = successor;
+                rpc_stream_ref(successor);
+            } else {
+                end_unadmitted(t, e, e->again ? RPC_ABORTED : RPC_NOT_FOUND,
+                               e->again ? mission_unadmitted_text : session_gone_text, &done);
+            }
+            continue;
+        }
         if (e->state == ENTRY_WRITTEN && e->ops->lost) {
             /* 14.2 rule 16: kept, never sent again on this session */
             struct command_outcome o = {.code = RPC_OK};
@@ -1119,7 +1204,8 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, 
  * entry nobody waits for any more ends with its outcome unknown. */
 static void expire(struct command_table *t, int64_t now, bool all, struct finish **out)
 {
-    for (struct entry *e = t->head; e; e = e->next) {
+    for (struct entry *e = t->head, *next; e; e = next) {
+        next = e->next; /* abandoned may drop e */
         if (e->state >= ENTRY_DONE)
             continue;
         for (struct waiter **l = &e->waiters; *l;) {

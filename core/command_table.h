@@ -231,8 +231,12 @@ bool command_table_result(struct command_table *t, struct rpc_stream *rs, unsign
 
 /* Stream rs ended (`replaced`: another stream of the session took its
  * place): its commands end ABORTED (the outcome is unknown); a written
- * mission gets the relay's own OUTCOME_UNKNOWN (SPEC.md 14.2 rule 16). */
-void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced);
+ * mission gets the relay's own OUTCOME_UNKNOWN (SPEC.md 14.2 rule 16).
+ * Missions still waiting for the slot move to `successor`, the session's
+ * generation-2 stream now (14.6 reading 3); NULL: the session has none
+ * (it retired), they end. */
+void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, bool replaced,
+                                struct rpc_stream *successor);
 
 /*
  * x (refs 1, the owner's) asks for the session's slot: granted now or

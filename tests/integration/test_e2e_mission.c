@@ -56,6 +56,25 @@ static void stop(void) { fixture_stop(&relay, &api, &agents); }
 
 static double metric(const char *series) { return fixture_metric(&relay, series); }
 
+struct metric_at {
+    const char *series;
+    double want;
+};
+
+static bool metric_is(void *arg)
+{
+    const struct metric_at *m = arg;
+    return metric(m->series) == m->want;
+}
+
+/* Poll until `series` reads `want` (10 s at most). */
+static void wait_metric(const char *series, double want)
+{
+    struct metric_at at = {series, want};
+    cr_assert(harness_wait_for(metric_is, &at, 10000), "%s: %f, want %f", series, metric(series),
+              want);
+}
+
 /* ---- the mission: 12.3's golden plan, bound to agent's context ---------- */
 
 struct mission {
@@ -181,14 +200,22 @@ static void agent_result(struct rc_stream *s, const struct mission *m, int statu
                  0);
 }
 
-/* Set this flight's context (the API does so before each attempt). */
-static void set_context(struct rc_stream *s, const char *agent, const char *id)
+static Aeroarc__Agent__V1__OperationContext flight_context(void)
 {
     Aeroarc__Agent__V1__OperationContext oc = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
     oc.flight_id = "flight";
     oc.intent_id = "intent";
     oc.intent_version = 1;
     oc.aircraft_id = "aircraft";
+    return oc;
+}
+
+/* A Set of this flight's context as `id`, received by the agent, not
+ * answered yet: it holds the session's slot. */
+static struct call *set_context_start(struct rc_stream *s, const char *agent, const char *id,
+                                      int timeout_ms)
+{
+    Aeroarc__Agent__V1__OperationContext oc = flight_context();
     Aeroarc__Agent__V1__SetOperationContextCommand set =
         AEROARC__AGENT__V1__SET_OPERATION_CONTEXT_COMMAND__INIT;
     set.command_id = (char *)id;
@@ -197,8 +224,15 @@ static void set_context(struct rc_stream *s, const char *agent, const char *id)
         AEROARC__RELAY__V1__SET_OPERATION_CONTEXT_REQUEST__INIT;
     req.agent_id = (char *)agent;
     req.command = &set;
-    struct call *c = call_start(api, SET, &req.base, 10000);
+    struct call *c = call_start(api, SET, &req.base, timeout_ms);
     agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT);
+    return c;
+}
+
+/* The agent applies Set `id`; its caller gets OK. */
+static void set_context_ack(struct rc_stream *s, struct call *c, const char *id)
+{
+    Aeroarc__Agent__V1__OperationContext oc = flight_context();
     Aeroarc__Agent__V1__OperationContextCommandAck a =
         AEROARC__AGENT__V1__OPERATION_CONTEXT_COMMAND_ACK__INIT;
     a.command_id = (char *)id;
@@ -207,6 +241,12 @@ static void set_context(struct rc_stream *s, const char *agent, const char *id)
     cr_assert_eq(rc_stream_send_gen2_msg(s, RC_AGENT_OPERATION_CONTEXT_COMMAND_ACK, &a.base, 5000),
                  0);
     expect_status(c, OK, NULL);
+}
+
+/* Set this flight's context (the API does so before each attempt). */
+static void set_context(struct rc_stream *s, const char *agent, const char *id)
+{
+    set_context_ack(s, set_context_start(s, agent, id, 10000), id);
 }
 
 /* An agent with this flight's context. */
@@ -235,6 +275,16 @@ static void expect_result(struct call *c, const struct mission *m, int status, c
         cr_assert_str_eq(r->result->message, message);
     aeroarc__relay__v1__deploy_mission_response__free_unpacked(r, NULL);
     call_free(c);
+}
+
+/* m asked of agent, delivered on s and answered with status (count
+ * items uploaded): the caller gets the agent's result. */
+static void round_trip(struct rc_stream *s, const struct mission *m, int status, uint32_t count)
+{
+    struct call *c = deploy(m, "agent", 10000);
+    agent_expect_mission(s, m);
+    agent_result(s, m, status, count);
+    expect_result(c, m, status, "agent says");
 }
 
 TestSuite(mission, .init = start, .fini = stop, .timeout = 120);
@@ -305,14 +355,8 @@ Test(mission, temporary_error_is_redelivered_on_the_same_stream)
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
     mission(&m, "upload-3");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
-    agent_result(s, &m, ST(TEMPORARY_ERROR), 0);
-    expect_result(c, &m, ST(TEMPORARY_ERROR), "agent says");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
-    agent_result(s, &m, ST(APPLIED), 1);
-    expect_result(c, &m, ST(APPLIED), NULL);
+    round_trip(s, &m, ST(TEMPORARY_ERROR), 0);
+    round_trip(s, &m, ST(APPLIED), 1);
     cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"STATUS_TEMPORARY_ERROR\"}"),
                  1);
     agent_close(s);
@@ -418,6 +462,84 @@ Test(mission, an_old_streams_outcome_unknown_is_never_resent)
     expect_result(deploy(&m, "agent", 10000), &m, ST(OUTCOME_UNKNOWN),
                   "agent stream replaced after mission delivery");
     agent_expect_nothing(s2, "agent", 2);
+    agent_close(s2);
+}
+
+/* SPEC.md 14.6 reading 3: missions waiting for the slot are tied to the
+ * session, not to the stream they were asked on: when the agent replaces
+ * its stream they go out on the new one. */
+Test(mission, waiting_missions_go_out_on_the_stream_that_replaced_theirs)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m, hold, fresh;
+    mission(&m, "upload-30");
+    round_trip(s, &m, ST(TEMPORARY_ERROR), 0);
+    mission(&hold, "upload-31");
+    struct call *h = deploy(&hold, "agent", 10000);
+    agent_expect_mission(s, &hold); /* unanswered: it holds the slot */
+    struct call *c = deploy(&m, "agent", 10000); /* a reserved redelivery */
+    wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 2); /* c first in line */
+    mission(&fresh, "upload-32");
+    fresh.b.deployment_id = "deployment-32";
+    struct call *f = deploy(&fresh, "agent", 10000); /* a first delivery */
+    wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 3);
+    agent_expect_nothing(s, "agent", 1); /* both wait: nothing sent */
+
+    struct rc_status st;
+    struct rc_stream *s2 = rc_stream_open_gen2(agents, "agent", last_session, NULL, 0, &st);
+    cr_assert_not_null(s2, "%s", st.message);
+    /* The mission written on s is the relay's own OUTCOME_UNKNOWN; the
+     * slot goes to the redelivery, on s2, then to the first delivery. */
+    expect_result(h, &hold, ST(OUTCOME_UNKNOWN), "agent stream replaced after mission delivery");
+    agent_expect_mission(s2, &m);
+    agent_result(s2, &m, ST(APPLIED), 1);
+    expect_result(c, &m, ST(APPLIED), "agent says");
+    agent_expect_mission(s2, &fresh);
+    agent_result(s2, &fresh, ST(APPLIED), 1);
+    expect_result(f, &fresh, ST(APPLIED), "agent says");
+    cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"delivery_failed\"}"), 0);
+    agent_close(s);
+    agent_close(s2);
+}
+
+/* Rules 9 -> 10: the context is checked once the mission has the slot,
+ * so a Set still in flight can reconcile the context it waits for. */
+Test(mission, the_fence_is_checked_with_the_slot_not_at_arrival)
+{
+    struct rc_stream *s = agent_open("agent");
+    struct call *set = set_context_start(s, "agent", "ctx-1", 10000);
+    struct mission m;
+    mission(&m, "upload-40");
+    struct call *c = deploy(&m, "agent", 10000); /* unreconciled now */
+    wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 1);
+    set_context_ack(s, set, "ctx-1");
+    agent_expect_mission(s, &m);
+    agent_result(s, &m, ST(APPLIED), 1);
+    expect_result(c, &m, ST(APPLIED), "agent says");
+    agent_close(s);
+}
+
+/* 14.6 reading 8: a redelivery refused before admission stays a
+ * redelivery, with the redelivery's fence text, on any stream. */
+Test(mission, a_refused_redelivery_stays_a_redelivery)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-41");
+    round_trip(s, &m, ST(OUTCOME_UNKNOWN), 0);
+    /* A Set whose caller leaves unanswered: the session is unreconciled. */
+    expect_status(set_context_start(s, "agent", "ctx-2", 800), DEADLINE, NULL);
+    for (int i = 0; i < 2; i++)
+        expect_status(deploy(&m, "agent", 5000), FAILED_PRECONDITION,
+                      "mission binding does not match the reconciled Agent operation context");
+    /* Reconciled again, on a stream that replaced s: sent there. */
+    struct rc_status st;
+    struct rc_stream *s2 = rc_stream_open_gen2(agents, "agent", last_session, NULL, 0, &st);
+    cr_assert_not_null(s2, "%s", st.message);
+    agent_expect_nothing(s2, "agent", 1); /* s2 is the session's now */
+    set_context(s2, "agent", "ctx-3");
+    round_trip(s2, &m, ST(APPLIED), 1);
+    agent_close(s);
     agent_close(s2);
 }
 

@@ -799,6 +799,31 @@ Test(command_digest, deploy_unknown_fields_refuse_with_one_text)
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
+/* 14.2 rule 4. The mappings loader refuses empty fields and any byte
+ * outside A-Z a-z 0-9 . _ - : (so no white space), so the blank case
+ * cannot be reached through the relay: it is proven here. */
+Test(command_digest, deploy_target_is_rule_4)
+{
+    upload_vector(); /* operator_id "operator", aircraft_id "aircraft" */
+    const char *unmapped = "relay Agent mapping is not configured";
+    const char *other = "mission binding does not match configured Agent mapping";
+    cr_assert_null(command_digest_deploy_target(&f.bind, "operator", "aircraft"));
+    cr_assert_str_eq(command_digest_deploy_target(&f.bind, NULL, NULL), unmapped);
+    const char *blanks[] = {"", " ", "\t\r\n\v\f", "\xc2\xa0", "\xe3\x80\x80\xe2\x80\xa8"};
+    for (size_t i = 0; i < sizeof(blanks) / sizeof(blanks[0]); i++) {
+        cr_assert_str_eq(command_digest_deploy_target(&f.bind, blanks[i], "aircraft"), unmapped,
+                         "%zu", i);
+        cr_assert_str_eq(command_digest_deploy_target(&f.bind, "operator", blanks[i]), unmapped,
+                         "%zu", i);
+    }
+    /* Blank wins over a mismatch; the comparison is byte-exact, untrimmed. */
+    cr_assert_str_eq(command_digest_deploy_target(&f.bind, "someone-else", " "), unmapped);
+    cr_assert_str_eq(command_digest_deploy_target(&f.bind, "someone-else", "aircraft"), other);
+    cr_assert_str_eq(command_digest_deploy_target(&f.bind, "operator", "Aircraft"), other);
+    cr_assert_str_eq(command_digest_deploy_target(&f.bind, " operator", "aircraft"), other);
+    cr_assert_str_eq(command_digest_deploy_target(&f.bind, "operator", "aircraft\xc2\xa0"), other);
+}
+
 Test(command_digest, trim_space_is_go_trimspace)
 {
     size_t a, n;

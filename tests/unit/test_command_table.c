@@ -17,16 +17,20 @@
 /* ---- stubs of rpc_stream / rpc_call ------------------------------------ */
 
 static int sends;
+static struct rpc_stream *last_rs; /* the stream last sent on */
 static enum rpc_code last_code;
 static const char *last_text;
+static int finished;               /* calls finished */
+static void record_error(enum rpc_code code, const char *text);
 
 void rpc_stream_ref(struct rpc_stream *st) { (void)st; }
 void rpc_stream_unref(struct rpc_stream *st) { (void)st; }
 int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
                     uint64_t stamp)
 {
-    (void)st, (void)msg, (void)len, (void)flags, (void)stamp;
+    (void)msg, (void)len, (void)flags, (void)stamp;
     sends++;
+    last_rs = st;
     return 0;
 }
 void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg, const uint8_t *resp,
@@ -35,6 +39,8 @@ void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg, co
     (void)c, (void)resp, (void)len;
     last_code = code;
     last_text = msg;
+    record_error(code, msg);
+    finished++;
 }
 static void (*watch_fn)(void *, bool);
 static void *watch_arg;
@@ -191,7 +197,7 @@ Test(command_table, nothing_is_taken_over_while_a_written_set_has_no_outcome)
     cr_assert_not(command_table_reconciled(b));
     /* The old stream ends: the Set is ABORTED, a is fenced (it is no
      * longer the agent's newest, so b is not touched). */
-    command_table_stream_ended(a, RS, false);
+    command_table_stream_ended(a, RS, false, NULL);
     cr_assert_eq(last_code, RPC_ABORTED);
     cr_assert_not(command_table_reconciled(a));
     apply(b, "s-3", ctx("F3", 3));
@@ -330,7 +336,7 @@ Test(command_table, durable_ids_are_kept_not_evicted)
     cr_assert_eq(send_x(t, other, &text), RPC_ALREADY_EXISTS);
     cr_assert_str_eq(text, "durable command ID has a different digest");
     /* The stream written to ends: e ends ABORTED. */
-    command_table_stream_ended(t, RS, false);
+    command_table_stream_ended(t, RS, false, NULL);
     cr_assert_eq(e->ended, 1);
     cr_assert_eq(e->ended_code, RPC_ABORTED);
     command_exchange_unref(&e->x);
@@ -369,12 +375,13 @@ static void mission_lost(const void *ctx, const char *reason, struct command_out
     out->retry = reason == NULL;
 }
 
+/* As command_mission.c's fence: a redelivery has its own text. */
 static const char *mission_check(const void *ctx, const struct command_session_state *state,
                                  bool again, enum rpc_code *code)
 {
-    (void)ctx, (void)again;
+    (void)ctx;
     *code = RPC_FAILED_PRECONDITION;
-    return state->reconciled ? NULL : "fenced";
+    return state->reconciled ? NULL : again ? "fenced again" : "fenced";
 }
 
 static const struct command_ops mission_ops = {
@@ -460,7 +467,7 @@ Test(command_table, a_retryable_mission_result_is_resent_only_on_its_stream)
     cr_assert_eq(sends, before + 2);
     /* Its stream ends while written: the relay's OUTCOME_UNKNOWN, OK,
      * never sent again on this session. */
-    command_table_stream_ended(t, RS, false);
+    command_table_stream_ended(t, RS, false, NULL);
     cr_assert_eq(last_code, RPC_OK);
     cr_assert_str_eq(lost_reason, "agent session retired while awaiting mission result");
     watch_fn(watch_arg, false);
@@ -512,24 +519,206 @@ Test(command_table, a_mission_waits_at_most_120_s_whatever_command_timeout_s)
     command_hub_destroy(hub);
 }
 
-Test(command_table, mission_retention_is_full_when_4096_are_pending)
+/* ---- a mission waiting for the slot (14.2 rules 9-11, 16; 14.6 item 3) */
+
+/* Calls finished with an error since the last reset_finishes (several
+ * finish in one table call, in no set order). */
+struct seen_error {
+    enum rpc_code code;
+    const char *text;
+};
+static struct seen_error seen[2 * COMMAND_RETAIN_MAX + 16];
+static int n_seen;
+
+static void record_error(enum rpc_code code, const char *text)
+{
+    if (code != RPC_OK && n_seen < (int)(sizeof(seen) / sizeof(seen[0])))
+        seen[n_seen++] = (struct seen_error){code, text ? text : ""};
+}
+
+static int errors_seen(enum rpc_code code, const char *text)
+{
+    int n = 0;
+    for (int i = 0; i < n_seen; i++)
+        n += seen[i].code == code && strcmp(seen[i].text, text) == 0;
+    return n;
+}
+
+static void reset_finishes(void)
+{
+    n_seen = 0;
+    finished = 0;
+}
+
+/* A mission `id` asked on rs by a caller with no cancel watch (many wait at once). */
+static void ask_mission(struct command_table *t, struct rpc_stream *rs, const char *id)
+{
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = id, .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops,
+                                .deadline_left_ns = INT64_MAX};
+    memcpy(spec.fingerprint, id, strlen(id) < 32 ? strlen(id) : 32);
+    command_table_submit(t, rs, &spec, CALL);
+}
+
+static void mission_answer(struct command_table *t, struct rpc_stream *rs, const char *id,
+                           const char *result)
+{
+    cr_assert(command_table_result(t, rs, 1u << COMMAND_MISSION, id, (const uint8_t *)result,
+                                   strlen(result)),
+              "%s's result on %p was not taken", id, (void *)rs);
+}
+
+/* up-0 .. up-4095 kept with a retryable result from RS, then a Set holds
+ * the slot, a new mission up-x waits for it, and every up-i asks again on
+ * RS (a reserved redelivery each, behind up-x): 4096 missions counted,
+ * none completed when up-x gets the slot. */
+static void full_behind_a_new_mission(struct command_table *t)
+{
+    char id[32];
+    for (int i = 0; i < COMMAND_RETAIN_MAX; i++) {
+        snprintf(id, sizeof(id), "up-%d", i);
+        ask_mission(t, RS, id);
+        mission_answer(t, RS, id, "temp");
+    }
+    submit(t, "s-2", ctx("F2", 2)); /* written: holds the slot */
+    reset_finishes();
+    ask_mission(t, RS, "up-x");
+    cr_assert_eq(finished, 0, "rule 9 first: up-x waits for the slot, not refused at arrival");
+    int before = sends;
+    for (int i = 0; i < COMMAND_RETAIN_MAX; i++) {
+        snprintf(id, sizeof(id), "up-%d", i);
+        ask_mission(t, RS, id);
+    }
+    cr_assert_eq(sends, before);
+    cr_assert_eq(finished, 0);
+}
+
+Test(command_table, mission_retention_is_checked_with_the_slot_after_the_fence)
 {
     struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
     struct command_table *t = reconciled(hub, "m-6");
-    char id[32];
-    struct command_spec spec = {.kind = COMMAND_MISSION, .id = id, .msg = (const uint8_t *)"m",
+    full_behind_a_new_mission(t);
+    int before = sends;
+    /* The Set is answered: up-x has the slot, passes the fence and the
+     * window, and finds the retention full (reserved redeliveries are
+     * not completed, so none can be evicted). */
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-2",
+                                   (const uint8_t *)"applied", 7));
+    cr_assert_eq(errors_seen(RPC_RESOURCE_EXHAUSTED, "mission deployment retention is full"), 1);
+    cr_assert_eq(sends, before + 1, "the slot went on to up-0's redelivery");
+    /* up-x was never recorded: its id is free, for another payload too. */
+    mission_answer(t, RS, "up-0", "done");
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = "up-x", .msg = (const uint8_t *)"m",
                                 .msg_len = 1, .ops = &mission_ops, .deadline_left_ns = INT64_MAX};
-    last_code = RPC_OK;
-    for (int i = 0; i < COMMAND_RETAIN_MAX; i++) { /* one written, the rest wait for the slot */
-        snprintf(id, sizeof(id), "up-%d", i);
-        memcpy(spec.fingerprint, id, strlen(id));
-        command_table_submit(t, RS, &spec, CALL);
-    }
-    cr_assert_eq(last_code, RPC_OK);
-    snprintf(id, sizeof(id), "up-x");
+    memset(spec.fingerprint, 7, sizeof(spec.fingerprint));
+    reset_finishes();
     command_table_submit(t, RS, &spec, CALL);
-    cr_assert_eq(last_code, RPC_RESOURCE_EXHAUSTED);
-    cr_assert_str_eq(last_text, "mission deployment retention is full");
+    cr_assert_eq(errors_seen(RPC_ALREADY_EXISTS,
+                             "mission command ID was already used with a different payload"), 0);
     command_table_unref(t);
     command_hub_destroy(hub); /* the waiting ones end UNAVAILABLE */
+}
+
+Test(command_table, the_fence_wins_over_a_full_mission_retention)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-7");
+    full_behind_a_new_mission(t);
+    /* The Set fails: unreconciled when up-x gets the slot (rule 10 before 11). */
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-2",
+                                   (const uint8_t *)"other", 5));
+    cr_assert_eq(errors_seen(RPC_FAILED_PRECONDITION, "fenced"), 1);
+    cr_assert_eq(errors_seen(RPC_RESOURCE_EXHAUSTED, "mission deployment retention is full"), 0);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+/* up-1 kept with a retryable result from RS; up-2 written on RS holds the
+ * slot; up-1 asked again (a reserved redelivery) and a new up-3 wait. */
+static void two_waiting_for_the_slot(struct command_table *t)
+{
+    ask_mission(t, RS, "up-1");
+    mission_answer(t, RS, "up-1", "temp");
+    ask_mission(t, RS, "up-2");
+    int before = sends;
+    ask_mission(t, RS, "up-1");
+    ask_mission(t, RS, "up-3");
+    cr_assert_eq(sends, before);
+    reset_finishes();
+}
+
+Test(command_table, missions_waiting_for_the_slot_go_out_on_the_stream_that_replaced_theirs)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-8");
+    two_waiting_for_the_slot(t);
+    int before = sends;
+    command_table_stream_ended(t, RS, true, RS2);
+    /* up-2 was written on RS: the relay's own OUTCOME_UNKNOWN (OK). */
+    cr_assert_str_eq(lost_reason, "agent stream replaced after mission delivery");
+    cr_assert_eq(finished, 1);
+    cr_assert_eq(n_seen, 0, "nothing waiting for the slot was aborted");
+    cr_assert_eq(sends, before + 1);
+    cr_assert_eq(last_rs, RS2, "up-1's redelivery went out on the current stream");
+    cr_assert_not(command_table_result(t, RS, 1u << COMMAND_MISSION, "up-1",
+                                       (const uint8_t *)"done", 4));
+    mission_answer(t, RS2, "up-1", "done");
+    cr_assert_eq(sends, before + 2);
+    cr_assert_eq(last_rs, RS2, "then the first delivery of up-3");
+    mission_answer(t, RS2, "up-3", "done");
+    cr_assert_eq(finished, 3);
+    cr_assert_eq(n_seen, 0);
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, missions_waiting_for_the_slot_end_with_their_session)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-9");
+    two_waiting_for_the_slot(t);
+    int before = sends;
+    command_table_stream_ended(t, RS, false, NULL);
+    cr_assert_str_eq(lost_reason, "agent session retired while awaiting mission result");
+    cr_assert_eq(errors_seen(RPC_ABORTED, "agent session retired while awaiting mission result "
+                                          "before mission admission"),
+                 1);
+    cr_assert_eq(errors_seen(RPC_NOT_FOUND, "agent session is no longer active"), 1);
+    cr_assert_eq(sends, before);
+    /* up-1 stays retryable (sent again on any stream); up-3 was dropped. */
+    ask_mission(t, RS2, "up-1");
+    cr_assert_eq(sends, before + 1);
+    mission_answer(t, RS2, "up-1", "done");
+    struct command_spec spec = {.kind = COMMAND_MISSION, .id = "up-3", .msg = (const uint8_t *)"m",
+                                .msg_len = 1, .ops = &mission_ops, .deadline_left_ns = INT64_MAX};
+    memset(spec.fingerprint, 7, sizeof(spec.fingerprint));
+    command_table_submit(t, RS2, &spec, CALL);
+    cr_assert_eq(sends, before + 2, "up-3's id is free: another payload is a first delivery");
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
+Test(command_table, a_failed_redelivery_admission_is_redelivered_on_any_stream)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = reconciled(hub, "m-10");
+    ask_mission(t, RS, "up-1");
+    mission_answer(t, RS, "up-1", "temp");
+    submit(t, "s-2", ctx("F2", 2));
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-2",
+                                   (const uint8_t *)"other", 5)); /* unreconciled now */
+    int before = sends;
+    reset_finishes();
+    ask_mission(t, RS, "up-1");
+    /* Both times a redelivery: the second text, nothing sent (rule 10). */
+    ask_mission(t, RS2, "up-1");
+    cr_assert_eq(errors_seen(RPC_FAILED_PRECONDITION, "fenced again"), 2);
+    cr_assert_eq(sends, before);
+    apply(t, "s-3", ctx("F3", 3));
+    ask_mission(t, RS2, "up-1");
+    cr_assert_eq(sends, before + 2, "the Set, then up-1 on RS2");
+    cr_assert_eq(last_rs, RS2);
+    mission_answer(t, RS2, "up-1", "done");
+    command_table_unref(t);
+    command_hub_destroy(hub);
 }
