@@ -285,7 +285,7 @@ TestSuite(sink_pipeline, .init = setup, .fini = teardown, .timeout = 60);
 static size_t submit(struct tjob *j, struct reader *r)
 {
     struct sink_owed owed = {0};
-    size_t paused = sink_pipeline_submit(G.p, &j->job, r->w, &owed);
+    size_t paused = sink_pipeline_submit(G.p, &j->job, r->w, MAX_SINKS, &owed);
     sink_pipeline_flush(G.p, &owed);
     cr_assert_eq(owed.mask, 0, "flush left the mask set");
     return paused;
@@ -331,9 +331,9 @@ Test(sink_pipeline, block_queue_full_queues_waiters_and_wakes_them_once_there_is
     for (int i = 1; i <= 5; i++)
         cr_assert_eq(completions(&j[i]), 0, "job %d completed while queued", i);
 
-    cr_assert(sink_pipeline_cancel_wait(G.p, 0, &c.w[0]), "c was queued");
+    cr_assert(sink_pipeline_cancel_wait(G.p, &c.w[0]), "c was queued");
     cr_assert_not(c.w[0].queued);
-    cr_assert_not(sink_pipeline_cancel_wait(G.p, 0, &c.w[0]), "c cancelled twice");
+    cr_assert_not(sink_pipeline_cancel_wait(G.p, &c.w[0]), "c cancelled twice");
     EXPECT_STAYS(QUIET_MS, woken(&a) == 0 && woken(&b) == 0 && woken(&c) == 0,
                  "woken while the queue is full: a %d b %d c %d", woken(&a), woken(&b),
                  woken(&c));
@@ -346,7 +346,7 @@ Test(sink_pipeline, block_queue_full_queues_waiters_and_wakes_them_once_there_is
     EXPECT_STAYS(QUIET_MS, woken(&a) == 1 && woken(&b) == 1 && woken(&c) == 0,
                  "wake: a %d b %d c %d (cancelled)", woken(&a), woken(&b), woken(&c));
     cr_assert_not(a.w[0].queued);
-    cr_assert_not(sink_pipeline_cancel_wait(G.p, 0, &a.w[0]), "a was already woken");
+    cr_assert_not(sink_pipeline_cancel_wait(G.p, &a.w[0]), "a was already woken");
     for (int i = 0; i <= 5; i++) {
         cr_assert_eq(completions(&j[i]), 1, "job %d: %d completions", i, completions(&j[i]));
         cr_assert_eq(j[i].worst, AERO_OK);
@@ -422,7 +422,7 @@ Test(sink_pipeline, the_result_keeping_the_frame_wins_and_its_sink_is_named)
     struct reader w;
     reader_init(&w);
     struct sink_owed owed = {0};
-    cr_assert_eq(sink_pipeline_submit(G.p, &j->job, w.w, &owed), 0);
+    cr_assert_eq(sink_pipeline_submit(G.p, &j->job, w.w, MAX_SINKS, &owed), 0);
     sink_pipeline_flush(G.p, &owed);
     EXPECT_WITHIN(WAIT_MS,
                   G.sinks[0].in_write && G.sinks[1].in_write && G.sinks[2].in_write &&
@@ -457,7 +457,7 @@ Test(sink_pipeline, an_unknown_result_counts_as_retry)
     struct reader w;
     reader_init(&w);
     struct sink_owed owed = {0};
-    sink_pipeline_submit(G.p, &j->job, w.w, &owed);
+    sink_pipeline_submit(G.p, &j->job, w.w, MAX_SINKS, &owed);
     sink_pipeline_flush(G.p, &owed);
     EXPECT_WITHIN(WAIT_MS, completions(j) == 1, "never completed");
     cr_assert_eq(j->worst, AERO_RETRY, "worst %d", j->worst);
@@ -502,7 +502,7 @@ Test(sink_pipeline, a_proven_fast_block_sink_is_written_by_the_flushing_thread)
     while (!inline_now && next < WARMUP_MAX) {
         struct tjob *job = &j[next++];
         struct sink_owed owed = {0};
-        sink_pipeline_submit(G.p, &job->job, w.w, &owed);
+        sink_pipeline_submit(G.p, &job->job, w.w, MAX_SINKS, &owed);
         inline_now = owed.mask == 1;
         sink_pipeline_flush(G.p, &owed);
         cr_assert_eq(owed.mask, 0);
@@ -520,7 +520,7 @@ Test(sink_pipeline, a_proven_fast_block_sink_is_written_by_the_flushing_thread)
         struct sink_owed owed = {0};
         size_t first = next;
         for (int k = 0; k < PER; k++) {
-            sink_pipeline_submit(G.p, &j[next++].job, w.w, &owed);
+            sink_pipeline_submit(G.p, &j[next++].job, w.w, MAX_SINKS, &owed);
             cr_assert_eq(owed.mask, 1, "round %d: a fast block sink was not owed", r);
         }
         int calls_before;
@@ -564,7 +564,7 @@ Test(sink_pipeline, without_an_inline_slot_the_sink_thread_writes_what_was_owed)
     while (!owed_seen && next < WARMUP_MAX) {
         struct tjob *job = &j[next++];
         struct sink_owed owed = {0};
-        sink_pipeline_submit(G.p, &job->job, w.w, &owed);
+        sink_pipeline_submit(G.p, &job->job, w.w, MAX_SINKS, &owed);
         owed_seen = owed.mask == 1;
         sink_pipeline_flush(G.p, &owed);
         EXPECT_WITHIN(WAIT_MS, completions(job) == 1, "job %zu never completed", next - 1);
@@ -590,7 +590,7 @@ Test(sink_pipeline, a_stuck_sink_makes_stop_return_false_after_the_timeout)
     struct reader w;
     reader_init(&w);
     struct sink_owed owed = {0};
-    sink_pipeline_submit(G.p, &j->job, w.w, &owed);
+    sink_pipeline_submit(G.p, &j->job, w.w, MAX_SINKS, &owed);
     sink_pipeline_flush(G.p, &owed);
     EXPECT_WITHIN(WAIT_MS, G.sinks[1].in_write, "sink 1 never took the job");
 
@@ -636,7 +636,8 @@ static void *submit_loop(void *arg)
     struct submitter *s = arg;
     for (size_t i = s->first; i < s->first + s->n && !s->stalled; i++) {
         struct sink_owed owed = {0};
-        s->paused += (int)sink_pipeline_submit(G.p, &s->jobs[i].job, s->r.w, &owed);
+        s->paused +=
+            (int)sink_pipeline_submit(G.p, &s->jobs[i].job, s->r.w, MAX_SINKS, &owed);
         sink_pipeline_flush(G.p, &owed); /* before waiting for anything */
         struct timespec dl = deadline_in(WAIT_MS);
         pthread_mutex_lock(&G.mu);
