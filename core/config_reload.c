@@ -55,6 +55,11 @@ void config_reload_destroy(struct config_reload *cr)
     free(cr);
 }
 
+const struct settings *config_reload_sinks(const struct config_reload *cr)
+{
+    return cr ? sink_reload_latest(cr->sinks) : NULL;
+}
+
 static bool on(const char *s) { return s && *s; }
 
 /* Keys a reload applies, given what the running relay has on. */

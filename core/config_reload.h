@@ -42,6 +42,11 @@ struct config_reload *config_reload_create(struct metrics *m);
  * settings and plugins it frees. */
 void config_reload_destroy(struct config_reload *cr);
 
+/* The settings that name the running sinks after the last reload that
+ * changed them (their [sink:*] sections); NULL: never changed. Valid
+ * until config_reload_destroy. */
+const struct settings *config_reload_sinks(const struct config_reload *cr);
+
 /* Read `path` and apply it to t. 0 applied (maybe only in part: what
  * needs a restart is logged), -1 refused (logged). */
 int config_reload_run(struct config_reload *cr, const struct config_reload_targets *t,

@@ -435,8 +435,10 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
              * this line goes to the reopened files. */
             sink_pipeline_reopen(r->sinks);
             log_info("SIGHUP: sink outputs reopen before their next write");
-            if (cr)
-                config_reload_run(cr, reload, r->settings->file.path);
+            const struct settings *sinks_were = config_reload_sinks(cr);
+            if (cr && config_reload_run(cr, reload, r->settings->file.path) == 0 &&
+                config_reload_sinks(cr) != sinks_were)
+                summary_set_sinks(summary, config_reload_sinks(cr), mono_ns());
         }
         service_notify_watchdog(notify, mono_ns()); /* this loop turns: the relay lives */
         watch_listener(r, server, &lw);

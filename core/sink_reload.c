@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The settings (and their plugins) of one reload that started sinks. */
+/* The settings of one reload that changed the sinks (the new ones run on
+ * them, and they describe the set) and the plugins of the sinks it
+ * started. */
 struct kept_config {
     struct kept_config *next;
     struct settings settings;
@@ -89,19 +91,17 @@ int sink_reload_apply(struct sink_reload *sr, struct sink_pipeline *p, struct se
                       char *err, size_t errlen)
 {
     *kept = false;
-    struct kept_config *k = st->n_fresh ? calloc(1, sizeof(*k)) : NULL;
-    if (st->n_fresh && (!k || !(k->plugins = calloc(st->n_fresh, sizeof(*k->plugins))))) {
+    struct kept_config *k = calloc(1, sizeof(*k));
+    if (!k || !(k->plugins = calloc(st->n_fresh ? st->n_fresh : 1, sizeof(*k->plugins)))) {
         free(k);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     if (sink_pipeline_swap(p, st->specs, st->n, counts, err, errlen) < 0) {
-        free(k ? k->plugins : NULL);
+        free(k->plugins);
         free(k);
         return -1;
     }
-    if (!k)
-        return 0;
     /* The new sinks' settings and plugins live as long as the relay. */
     for (size_t i = 0; i < st->n; i++) {
         if (st->fresh[i]) {
@@ -114,6 +114,11 @@ int sink_reload_apply(struct sink_reload *sr, struct sink_pipeline *p, struct se
     sr->kept = k;
     *kept = true;
     return 0;
+}
+
+const struct settings *sink_reload_latest(const struct sink_reload *sr)
+{
+    return sr && sr->kept ? &sr->kept->settings : NULL;
 }
 
 void sink_reload_unstage(struct sink_stage *st)

@@ -31,13 +31,17 @@ int sink_reload_stage(struct sink_pipeline *p, struct settings *next, struct sin
                       char *err, size_t errlen);
 
 /*
- * Swap a changed stage in. On success the sinks it started keep `next`
- * (sr takes it over: *kept true, the caller must not free it) and their
- * plugins. -1 with err: nothing changed.
+ * Swap a changed stage in. On success sr takes `next` over (*kept true:
+ * the caller must not free it; the sinks it started run on it) and those
+ * sinks' plugins. -1 with err: nothing changed.
  */
 int sink_reload_apply(struct sink_reload *sr, struct sink_pipeline *p, struct settings *next,
                       struct sink_stage *st, struct sink_swap_counts *counts, bool *kept,
                       char *err, size_t errlen);
+
+/* The settings whose [sink:*] sections the running sinks are, since the
+ * last reload that changed them; NULL: none did (the start's). */
+const struct settings *sink_reload_latest(const struct sink_reload *sr);
 
 /* Unload the plugins the stage still holds and free it. */
 void sink_reload_unstage(struct sink_stage *st);

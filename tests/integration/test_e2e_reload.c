@@ -161,6 +161,7 @@ Test(reload, sinks_added_removed_and_changed_under_load_lose_no_acked_frame)
                                "[sink:bad]\nplugin = sink-file\npath = %%s/blocker/x\n", keep);
     harness_prepare(&relay);
     relay.http = true;
+    relay.log_keys = "level = info\nformat = text\nsummary_interval_s = 1";
     char body[512];
     snprintf(body, sizeof(body), set_a, "%DIR%", "%DIR%");
     harness_write_config(&relay, NULL, body);
@@ -179,6 +180,9 @@ Test(reload, sinks_added_removed_and_changed_under_load_lose_no_acked_frame)
     rewrite_sinks(set_b); /* gone removed, fresh added */
     reload("ok");
     expect_progress(a);
+    /* The summary line names the sinks running now. */
+    struct log_count summary = {", sink fresh ", 1};
+    cr_assert(harness_wait_for(logged, &summary, 10000), "no summary line of the new sinks");
     rewrite_sinks(set_c); /* fresh changed */
     reload("ok");
     expect_progress(a);
