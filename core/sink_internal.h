@@ -74,7 +74,7 @@ struct sink_hist {
 /*
  * The current set is sets[cur]. Every submit, flush (and a thread's owed
  * mask) holds a reference on the slot it read the set from, refs[slot]
- * (set_acquire): a reload publishes the new set in the other slot and
+ * (sink_set_acquire): a reload publishes the new set in the other slot and
  * frees the old one, and stops the sinks only it had, once its slot's
  * count is back to 0 (sink_swap.c). Only the main thread changes sets.
  */
@@ -98,9 +98,9 @@ struct sink_pipeline {
 };
 
 /* Which set a caller uses: a reference on its slot, given back with
- * set_release. Lock-free; any thread. */
-unsigned set_acquire(struct sink_pipeline *p);
-void set_release(struct sink_pipeline *p, unsigned slot);
+ * sink_set_release. Lock-free; any thread. */
+unsigned sink_set_acquire(struct sink_pipeline *p);
+void sink_set_release(struct sink_pipeline *p, unsigned slot);
 
 /* Make one sink instance (plugin create()) and start its thread; NULL
  * with err filled, nothing left running. sink_ask_stop, then sink_join,

@@ -16,14 +16,18 @@
  * `max_inline` threads at once: a sink that suddenly hangs holds up one
  * gRPC thread, never the server. A slow sink (fsync, network) stays on its
  * own thread, where batches grow and one fsync covers many frames.
+ *
+ * The sinks a frame goes to are the current set (sink_internal.h), read
+ * once per submit under a reference; a reload replaces the set
+ * (sink_swap.c).
  */
 #include "sink_pipeline.h"
 
 #include "host_api.h"
-#include "sink_internal.h"
 #include "log.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "sink_internal.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -156,7 +160,7 @@ static void note_outcome(struct sink *s, size_t taken, const char *why)
 bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t after_ns,
                            char *name, char *why, size_t cap)
 {
-    unsigned slot = set_acquire(p);
+    unsigned slot = sink_set_acquire(p);
     const struct sink_set *set = p->sets[slot];
     bool failing = false;
     for (size_t i = 0; after_ns > 0 && i < set->n && !failing; i++) {
@@ -170,7 +174,7 @@ bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t afte
         pthread_mutex_unlock(&s->mu);
         failing = true;
     }
-    set_release(p, slot);
+    sink_set_release(p, slot);
     return failing;
 }
 
@@ -315,7 +319,7 @@ static bool wants(const struct sink *s, aero_str msg_name)
 
 void sink_pipeline_set_unmatched_ack(struct sink_pipeline *p, bool ack) { p->unmatched_ack = ack; }
 
-unsigned set_acquire(struct sink_pipeline *p)
+unsigned sink_set_acquire(struct sink_pipeline *p)
 {
     for (;;) {
         unsigned slot = atomic_load(&p->cur);
@@ -327,7 +331,10 @@ unsigned set_acquire(struct sink_pipeline *p)
     }
 }
 
-void set_release(struct sink_pipeline *p, unsigned slot) { atomic_fetch_sub(&p->refs[slot], 1); }
+void sink_set_release(struct sink_pipeline *p, unsigned slot)
+{
+    atomic_fetch_sub(&p->refs[slot], 1);
+}
 
 /*
  * The sinks that do not take the frame answer for it at once: OK, except
@@ -417,7 +424,7 @@ static size_t push_one(struct sink *s, size_t i, struct frame_job *job,
 size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
                             struct sink_waiter *waiters, size_t n_waiters, struct sink_owed *owed)
 {
-    unsigned slot = set_acquire(p);
+    unsigned slot = sink_set_acquire(p);
     /* What a burst owes is written with the set it was queued by. */
     if (owed->mask && owed->slot != slot)
         sink_pipeline_flush(p, owed);
@@ -442,7 +449,7 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
     if (!owing && owed->mask)
         owed->slot = slot;
     else
-        set_release(p, slot);
+        sink_set_release(p, slot);
     return paused;
 }
 
@@ -464,24 +471,24 @@ static struct sink *full_reject_sink(const struct sink_set *set)
 
 bool sink_pipeline_full(struct sink_pipeline *p)
 {
-    unsigned slot = set_acquire(p);
+    unsigned slot = sink_set_acquire(p);
     struct sink *s = full_reject_sink(p->sets[slot]);
     if (s)
         pthread_mutex_unlock(&s->mu);
-    set_release(p, slot);
+    sink_set_release(p, slot);
     return s != NULL;
 }
 
 bool sink_pipeline_wait_room(struct sink_pipeline *p, struct sink_waiter *w)
 {
-    unsigned slot = set_acquire(p);
+    unsigned slot = sink_set_acquire(p);
     struct sink *s = full_reject_sink(p->sets[slot]);
     bool wait = s && !w->queued;
     if (wait)
         waiter_queue(s, w);
     if (s)
         pthread_mutex_unlock(&s->mu);
-    set_release(p, slot);
+    sink_set_release(p, slot);
     return wait;
 }
 
@@ -615,7 +622,7 @@ void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed_by)
             drain_inline(set->sinks[i], have_slot, t0);
     if (have_slot)
         atomic_fetch_sub(&p->inline_writers, 1);
-    set_release(p, owed_by->slot);
+    sink_set_release(p, owed_by->slot);
 }
 
 static bool should_exit(struct sink *s)
@@ -819,8 +826,7 @@ struct sink *sink_create(struct sink_pipeline *p, const struct sink_instance_spe
 
 struct sink_set *sink_set_alloc(size_t n)
 {
-    struct sink_set *set = calloc(1, sizeof(*set) + n * sizeof(set->sinks[0]));
-    return set;
+    return calloc(1, sizeof(struct sink_set) + n * sizeof(struct sink *));
 }
 
 int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_spec *specs,
@@ -854,9 +860,9 @@ size_t sink_pipeline_count(struct sink_pipeline *p)
 {
     if (!p)
         return 0;
-    unsigned slot = set_acquire(p);
+    unsigned slot = sink_set_acquire(p);
     size_t n = p->sets[slot]->n;
-    set_release(p, slot);
+    sink_set_release(p, slot);
     return n;
 }
 

@@ -2,7 +2,7 @@
  * sink_swap.c - a reload's new set of sinks (sink_pipeline_swap): which
  * keep running, which start, which drain and stop; and the pipeline's end.
  * Main thread only. The frame path sees a change only through
- * set_acquire: a frame is submitted to the old set or to the new one,
+ * sink_set_acquire: a frame is submitted to the old set or to the new one,
  * whole, and a sink only the old set has is stopped once no submit or
  * owed flush still uses that set (its queue then holds every frame it will
  * ever get: it writes them, their acks go out, then its thread exits).
