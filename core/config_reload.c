@@ -1,9 +1,11 @@
 /*
  * config_reload.c - SIGHUP (config_reload.h). Everything the new file
- * needs is read and checked first (the file, the keys, the control CA,
- * the mappings); only when all of it is good is anything applied, each
- * piece swapped under its owner's lock, so a check in flight finishes
- * with the old value and the next one sees the new.
+ * needs is read and checked first (the file, the sinks' plugins and
+ * checks, the keys, the control CA, the mappings); only when all of it is
+ * good is anything applied: the new sinks first (starting them is the one
+ * step that can still fail), then each other piece swapped under its
+ * owner's lock, so a check in flight finishes with the old value and the
+ * next one sees the new.
  */
 #include "config_reload.h"
 
