@@ -138,8 +138,8 @@ static void on_closed(void *owner, bool cancelled, enum rpc_code code)
 {
     struct stream *s = owner;
     struct gateway *gw = s->gw;
-    for (size_t i = 0; i < gw->n_sinks; i++)
-        if (sink_pipeline_cancel_wait(gw->relay->sinks, i, &s->waiters[i]))
+    for (size_t i = 0; i < s->n_waiters; i++)
+        if (sink_pipeline_cancel_wait(gw->relay->sinks, &s->waiters[i]))
             stream_unref(s);
     /* One outcome per stream: a superseded stream also looks cancelled. */
     metrics_inc(atomic_load(&s->superseded) ? gw->m.closed_superseded
@@ -227,10 +227,12 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
 {
     /* The agent id lives after the waiters: as long as it is, not the
      * 129 bytes of the longest (issue 19: memory per open stream). */
-    size_t waiters = gw->n_sinks * sizeof(struct sink_waiter);
+    size_t n_waiters = sink_pipeline_count(gw->relay->sinks);
+    size_t waiters = n_waiters * sizeof(struct sink_waiter);
     struct stream *s = calloc(1, sizeof(*s) + waiters + agent_len + 1);
     if (!s)
         return NULL;
+    s->n_waiters = n_waiters;
     struct rpc_stream_config cfg = {
         /* With control on, results of commands are read while frames are
          * held (SPEC.md section 9): held frames stay within max_inflight. */
@@ -260,7 +262,7 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     agent_mappings_find(gw->relay->mappings, s->agent_id, &s->operator_id, &s->aircraft_id);
     if (!s->operator_id)
         s->operator_id = s->aircraft_id = "";
-    for (size_t i = 0; i < gw->n_sinks; i++) {
+    for (size_t i = 0; i < s->n_waiters; i++) {
         s->waiters[i].wake = agent_stream_on_wake;
         s->waiters[i].owner = s;
     }
@@ -393,7 +395,6 @@ struct gateway *agent_gateway_create(struct relay *relay)
     if (!gw)
         return NULL;
     gw->relay = relay;
-    gw->n_sinks = sink_pipeline_count(relay->sinks);
     gw->max_inflight = (int)relay->settings->max_inflight;
     gw->hold_ns = relay->settings->gen2_hold_s * INT64_C(1000000000);
     /* Both Register and the stream carried a key covering the agent id. */
@@ -401,25 +402,14 @@ struct gateway *agent_gateway_create(struct relay *relay)
     frame_limits_init(&gw->limits, (size_t)relay->settings->max_raw_bytes);
     session_table_set_max(relay->sessions, (size_t)relay->settings->max_sessions);
     session_table_set_ext_release(relay->sessions, command_table_release);
-    gw->sink_errors = calloc(gw->n_sinks + 1, sizeof(char *));
     gw->streams = rpc_stream_set_create();
-    if (!gw->sink_errors || !gw->streams) {
-        free(gw->sink_errors);
-        rpc_stream_set_destroy(gw->streams);
+    if (!gw->streams) {
         free(gw);
         return NULL;
     }
     pthread_mutex_init(&gw->held_mu, NULL);
-    for (size_t i = 0; i < gw->n_sinks; i++) {
-        if (asprintf(&gw->sink_errors[i],
-                     "sink \"%s\" did not accept the frame (queue full or write failed); resend",
-                     sink_pipeline_name(relay->sinks, i)) < 0)
-            gw->sink_errors[i] = NULL;
-        /* Sink names are at most 64 bytes, so this never cuts; it keeps
-         * every ack within ACK_MAX_BYTES whatever a future message says. */
-        else if (strlen(gw->sink_errors[i]) > ACK_ERROR_MAX)
-            gw->sink_errors[i][ACK_ERROR_MAX] = '\0';
-    }
+    /* A sink's ack text is the pipeline's, at most SINK_RESULT_TEXT_MAX. */
+    _Static_assert(SINK_RESULT_TEXT_MAX <= ACK_ERROR_MAX, "a sink's text must fit an ack");
     /* frame_ack_encoded_bound adds at most 65 bytes of tags, lengths and digits. */
     _Static_assert(SESSION_AGENT_MAX + ACK_ERROR_MAX + 96 <= ACK_MAX_BYTES,
                    "an ack must fit ACK_MAX_BYTES");
@@ -548,9 +538,6 @@ void agent_gateway_destroy(struct gateway *gw)
 {
     if (!gw)
         return;
-    for (size_t i = 0; gw->sink_errors && i < gw->n_sinks; i++)
-        free(gw->sink_errors[i]);
-    free(gw->sink_errors);
     rpc_stream_set_destroy(gw->streams);
     expire_held(gw, true); /* streams still listed: drop the list's references */
     pthread_mutex_destroy(&gw->held_mu);

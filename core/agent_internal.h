@@ -30,7 +30,6 @@ struct stream_job;
 
 struct gateway {
     struct relay *relay;
-    size_t n_sinks;
     int max_inflight;
     int64_t hold_ns; /* [relay] gen2_hold_s */
     bool agents_authenticated; /* [auth] mode = bearer: sessions may take over a context */
@@ -39,7 +38,6 @@ struct gateway {
      * each holds a reference while on it. */
     pthread_mutex_t held_mu;
     struct stream *held;
-    char **sink_errors; /* per sink: the ack error text when it refused */
     struct rpc_stream_set *streams; /* open TelemetryStreams */
     /* Last time each kind of ignored message was logged (monotonic ns):
      * at most one line a minute per kind. */
@@ -86,11 +84,11 @@ struct stream {
     int n_held;                 /* at most max_inflight */
     bool on_held_list;          /* on gw->held (under gw->held_mu too) */
     struct stream *held_next;   /* gw->held */
-    bool room_waiting;          /* room_waiter is queued on room_sink */
-    size_t room_sink;
+    bool room_waiting;          /* room_waiter is queued on a full sink */
     struct sink_waiter room_waiter;
 
-    struct sink_waiter waiters[]; /* one per sink; then agent_id's bytes */
+    size_t n_waiters;             /* the sinks when the stream opened */
+    struct sink_waiter waiters[]; /* one per sink, by index; then agent_id's bytes */
 };
 
 static inline void stream_ref(struct stream *s) { rpc_stream_ref(s->rs); }

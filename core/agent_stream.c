@@ -127,10 +127,8 @@ static void job_complete(struct frame_job *job)
     struct stream_job *sj = (struct stream_job *)job;
     struct stream *s = sj->stream;
     aero_result worst = (aero_result)atomic_load(&job->worst);
-    int failed = atomic_load(&job->failed_sink);
-    const char *error = NULL;
-    if (worst != AERO_OK && failed >= 0 && (size_t)failed < s->gw->n_sinks)
-        error = job->error ? job->error : s->gw->sink_errors[failed];
+    /* The deciding sink's own text, or the pipeline's naming that sink. */
+    const char *error = worst != AERO_OK ? job->error : NULL;
     send_ack(s, job->view.seq, ack_status_of(worst), error, sj->recv_ns);
     job_json_free(job);
     free(sj);
@@ -217,12 +215,13 @@ static void submit(struct stream *s, struct stream_job *sj, struct sink_owed *ow
     /* A queued waiter holds a reference until woken or cancelled. We only
      * read with no wait outstanding, so every waiter is free here: take one
      * per sink and give back those that were not queued. */
-    for (size_t i = 0; i < gw->n_sinks; i++)
+    for (size_t i = 0; i < s->n_waiters; i++)
         stream_ref(s);
-    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, owed);
+    size_t paused =
+        sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, s->n_waiters, owed);
     if (flush_now)
         sink_pipeline_flush(gw->relay->sinks, owed);
-    for (size_t i = 0; i < gw->n_sinks - paused; i++)
+    for (size_t i = 0; i < s->n_waiters - paused; i++)
         stream_unref(s);
     if (paused)
         rpc_stream_pause(s->rs, (int)paused);
@@ -278,14 +277,12 @@ static void release_held_locked(struct stream *s)
 {
     struct sink_pipeline *p = s->gw->relay->sinks;
     while (s->held_head && !gated(s)) {
-        size_t sink;
-        if (sink_pipeline_full(p, &sink)) {
+        if (sink_pipeline_full(p)) {
             if (s->room_waiting)
                 return;
             stream_ref(s); /* the waiter's */
-            if (sink_pipeline_wait_room(p, sink, &s->room_waiter)) {
+            if (sink_pipeline_wait_room(p, &s->room_waiter)) {
                 s->room_waiting = true;
-                s->room_sink = sink;
                 return;
             }
             stream_unref(s); /* room came meanwhile; never the last */
@@ -377,7 +374,7 @@ void agent_stream_drop_held(struct stream *s)
     s->held_tail = NULL;
     s->n_held = 0;
     bool cancelled = s->room_waiting &&
-                     sink_pipeline_cancel_wait(s->gw->relay->sinks, s->room_sink, &s->room_waiter);
+                     sink_pipeline_cancel_wait(s->gw->relay->sinks, &s->room_waiter);
     s->room_waiting = false;
     pthread_mutex_unlock(&s->hold_mu);
     if (cancelled)
@@ -399,10 +396,9 @@ static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
         send_ack(s, view->seq, ACK_TEMPORARY_ERROR, refused, recv_ns);
         return;
     }
-    size_t sink;
     pthread_mutex_lock(&s->hold_mu);
     bool closed = gated(s);
-    bool must_hold = closed || s->held_head != NULL || sink_pipeline_full(gw->relay->sinks, &sink);
+    bool must_hold = closed || s->held_head != NULL || sink_pipeline_full(gw->relay->sinks);
     bool room = s->n_held < gw->max_inflight;
     pthread_mutex_unlock(&s->hold_mu);
     if (!must_hold) {

@@ -210,6 +210,18 @@ const char *config_get(const struct config_section *s, const char *key)
     return kv ? kv->value : NULL;
 }
 
+bool config_section_equal(const struct config_section *a, const struct config_section *b)
+{
+    if (a->n_kv != b->n_kv || strcmp(a->name, b->name) != 0)
+        return false;
+    for (size_t i = 0; i < a->n_kv; i++) {
+        const char *v = config_get(b, a->kv[i].key);
+        if (!v || strcmp(v, a->kv[i].value) != 0)
+            return false;
+    }
+    return true;
+}
+
 int config_parse_int(const char *s, long long *out)
 {
     char *end;

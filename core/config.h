@@ -10,6 +10,7 @@
 #define AERO_CONFIG_H
 
 #include <aeroarc/plugin.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config_kv {
@@ -62,6 +63,9 @@ struct config_section *config_find(const struct config_file *f, const char *name
 /* Value of key in the section (after validation: defaults included), or NULL. */
 const char *config_get(const struct config_section *s, const char *key);
 const struct config_kv *config_get_kv(const struct config_section *s, const char *key);
+/* Same name and the same keys with the same values, in any order (lines
+ * aside): a reload keeps an instance whose section is equal. */
+bool config_section_equal(const struct config_section *a, const struct config_section *b);
 
 /*
  * Check every key of `s` against the union of `tables` (n_tables of them):

@@ -1,9 +1,11 @@
 /*
  * config_reload.c - SIGHUP (config_reload.h). Everything the new file
- * needs is read and checked first (the file, the keys, the control CA,
- * the mappings); only when all of it is good is anything applied, each
- * piece swapped under its owner's lock, so a check in flight finishes
- * with the old value and the next one sees the new.
+ * needs is read and checked first (the file, the sinks' plugins and
+ * checks, the keys, the control CA, the mappings); only when all of it is
+ * good is anything applied: the new sinks first (starting them is the one
+ * step that can still fail), then each other piece swapped under its
+ * owner's lock, so a check in flight finishes with the old value and the
+ * next one sees the new.
  */
 #include "config_reload.h"
 
@@ -13,6 +15,7 @@
 #include "control_auth.h"
 #include "log.h"
 #include "rpc_server.h"
+#include "sink_reload.h"
 #include "tls_cert.h"
 
 #include <stdbool.h>
@@ -23,6 +26,7 @@
 struct config_reload {
     struct metrics *m;
     aero_metric *ok, *error;
+    struct sink_reload *sinks;
 };
 
 struct config_reload *config_reload_create(struct metrics *m)
@@ -31,6 +35,10 @@ struct config_reload *config_reload_create(struct metrics *m)
     if (!cr)
         return NULL;
     cr->m = m;
+    if (!(cr->sinks = sink_reload_create())) {
+        free(cr);
+        return NULL;
+    }
     static const char help[] =
         "SIGHUP reloads of relay.ini: ok (applied; keys that need a restart are logged) or "
         "error (refused whole, the running configuration kept).";
@@ -41,7 +49,18 @@ struct config_reload *config_reload_create(struct metrics *m)
     return cr;
 }
 
-void config_reload_destroy(struct config_reload *cr) { free(cr); }
+void config_reload_destroy(struct config_reload *cr)
+{
+    if (!cr)
+        return;
+    sink_reload_destroy(cr->sinks);
+    free(cr);
+}
+
+const struct settings *config_reload_sinks(const struct config_reload *cr)
+{
+    return cr ? sink_reload_latest(cr->sinks) : NULL;
+}
 
 static bool on(const char *s) { return s && *s; }
 
@@ -49,6 +68,8 @@ static bool on(const char *s) { return s && *s; }
 static bool reloadable(const struct settings *run, const struct settings *next,
                        const char *section, const char *key)
 {
+    if (strncmp(section, "sink:", 5) == 0) /* sink_reload.c */
+        return true;
     if (strcmp(section, "log") == 0)
         return strcmp(key, "level") == 0 || strcmp(key, "format") == 0;
     if (strcmp(section, "auth") == 0) /* the keys, not the mode */
@@ -98,6 +119,7 @@ struct staged {
     struct auth *keys;
     struct control_auth *control;
     struct agent_mappings *mappings;
+    struct sink_stage sinks;
 };
 
 static void staged_free(struct staged *s)
@@ -105,6 +127,7 @@ static void staged_free(struct staged *s)
     auth_free(s->keys);
     control_auth_free(s->control);
     agent_mappings_free(s->mappings);
+    sink_reload_unstage(&s->sinks);
 }
 
 /* The TLS files the running relay uses (their paths need a restart to
@@ -128,10 +151,12 @@ static int check_tls(const struct settings *run, char *err, size_t errlen)
     return 0;
 }
 
-static int stage(const struct config_reload_targets *t, const struct settings *next,
+static int stage(const struct config_reload_targets *t, struct settings *next,
                  struct staged *s, char *err, size_t errlen)
 {
     char reason[1024];
+    if (t->sinks && sink_reload_stage(t->sinks, next, &s->sinks, err, errlen) < 0)
+        return -1;
     if (on(t->running->tls_cert_file) && check_tls(t->running, err, errlen) < 0)
         return -1;
     if (*t->keys && strcmp(next->auth_mode, "bearer") == 0 &&
@@ -154,20 +179,47 @@ static int stage(const struct config_reload_targets *t, const struct settings *n
     return 0;
 }
 
+/* The running configuration stays: say why, count it. */
+static int refuse(struct config_reload *cr, const char *path, const char *err)
+{
+    log_error("SIGHUP: %s not reloaded, the running configuration stays: %s", path, err);
+    metrics_inc(cr->error);
+    return -1;
+}
+
+/* Swap the staged sinks in (the one step that can still fail, so it goes
+ * first). Describes what changed into `what`; *kept: the new sinks keep
+ * `next`. */
+static int apply_sinks(struct config_reload *cr, const struct config_reload_targets *t,
+                       struct settings *next, struct staged *s, bool *kept, char *what,
+                       size_t cap, char *err, size_t errlen)
+{
+    struct sink_swap_counts c;
+    *kept = false;
+    snprintf(what, cap, "sinks unchanged");
+    if (!t->sinks || !s->sinks.changed)
+        return 0;
+    if (sink_reload_apply(cr->sinks, t->sinks, next, &s->sinks, &c, kept, err, errlen) < 0)
+        return -1;
+    snprintf(what, cap, "sinks: %zu kept, %zu started, %zu draining to stop", c.kept, c.started,
+             c.retired);
+    return 0;
+}
+
 int config_reload_run(struct config_reload *cr, const struct config_reload_targets *t,
                       const char *path)
 {
     struct settings next;
     struct staged s = {0};
-    char err[4096];
+    char err[4096], sinks[160];
+    bool kept = false;
     int loaded = settings_load(path, &next, err, sizeof(err)); /* frees itself on failure */
-    if (loaded < 0 || stage(t, &next, &s, err, sizeof(err)) < 0) {
-        log_error("SIGHUP: %s not reloaded, the running configuration stays: %s", path, err);
-        metrics_inc(cr->error);
+    if (loaded < 0 || stage(t, &next, &s, err, sizeof(err)) < 0 ||
+        apply_sinks(cr, t, &next, &s, &kept, sinks, sizeof(sinks), err, sizeof(err)) < 0) {
         staged_free(&s);
         if (loaded == 0)
             settings_free(&next);
-        return -1;
+        return refuse(cr, path, err);
     }
     char restart[2048] = "";
     diff_into(t->running, &next, &t->running->file, &next.file, restart, sizeof(restart));
@@ -179,22 +231,29 @@ int config_reload_run(struct config_reload *cr, const struct config_reload_targe
         rpc_server_tls_reload(t->server);
         tls_cert_check(t->running->tls_cert_file, cr->m); /* expiry gauge and warning */
     }
-    if (s.keys) {
+    bool keys = s.keys, control = s.control, mappings = s.mappings;
+    if (keys) { /* each adopter takes its object over */
         auth_free((struct auth *)call_auth_swap_keys(t->call_auth, s.keys));
         *t->keys = s.keys;
     }
-    if (s.control)
+    if (control)
         control_auth_adopt(t->control, s.control);
-    if (s.mappings)
+    if (mappings)
         agent_mappings_adopt(t->mappings, s.mappings);
-    log_info("SIGHUP: %s reloaded: log %s, %s, %s, %s, %s", path, log_level_name(next.log_level),
+    s.keys = NULL;
+    s.control = NULL;
+    s.mappings = NULL;
+    log_info("SIGHUP: %s reloaded: log %s, %s, %s, %s, %s, %s", path,
+             log_level_name(next.log_level),
              tls ? "TLS files read again for new connections" : "no TLS",
-             s.keys ? "agent keys read again" : "no agent keys",
-             s.control ? "control CA and identities read again" : "control off",
-             s.mappings ? "agent mappings read again" : "no agent mappings");
+             keys ? "agent keys read again" : "no agent keys",
+             control ? "control CA and identities read again" : "control off",
+             mappings ? "agent mappings read again" : "no agent mappings", sinks);
     if (restart[0])
         log_warn("SIGHUP: these changed and need a restart, left as they were: %s", restart);
     metrics_inc(cr->ok);
-    settings_free(&next);
+    staged_free(&s);
+    if (!kept)
+        settings_free(&next);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "plugin_sections.h"
 #include "process_metrics.h"
 #include "readiness.h"
 #include "relay.h"
@@ -160,65 +161,6 @@ static int check_tls_files(const struct settings *st)
     return failed ? -1 : 0;
 }
 
-/* Load one plugin for a section and validate the section with its keys. */
-static int load_for_section(struct settings *st, struct config_section *sec, const char *name,
-                            aero_plugin_kind kind, struct plugin **out, char *err, size_t errlen)
-{
-    char reason[1024];
-    if (plugin_load(name, kind, st->plugin_dir, out, reason, sizeof(reason)) < 0) {
-        const struct config_kv *kv = config_get_kv(sec, "plugin");
-        return config_errorf(err, errlen, st->file.path, kv ? kv->line : sec->line, sec->name,
-                             "plugin", "%s", reason);
-    }
-    return settings_validate_plugin_section(st, sec, &(*out)->keys, err, errlen);
-}
-
-/*
- * The plugin's own check (ABI 1.1 slot) of one validated section, on a
- * host made for the call (no metrics; the instance's real host is made by
- * sink_pipeline/route for create). Every error the plugin reports is
- * printed at once. Returns 0 when there was none. Runs under --check and
- * before every start, so both refuse the same configurations.
- */
-static int check_section(struct settings *st, const struct plugin *p,
-                         const struct config_section *sec, const char *kind_label,
-                         const char *instance)
-{
-    if (!p->check)
-        return 0;
-    struct host_instance *h = host_instance_create(kind_label, instance, sec, st->relay_id, NULL);
-    if (!h) {
-        print_config_error(NULL, "out of memory");
-        return -1;
-    }
-    host_instance_set_config_report(h, print_config_error, NULL);
-    struct host_relay relay = {.listen = st->listen}; /* no port, sessions or /readyz yet */
-    host_instance_set_relay(h, &relay);
-    int rc = p->check(host_instance_api(h));
-    unsigned reported = host_instance_config_errors(h);
-    host_instance_destroy(h);
-    if (rc != 0 && reported == 0) {
-        char line[CONFIG_ERR_LEN];
-        config_errorf(line, sizeof(line), st->file.path, sec->line, sec->name, NULL,
-                      "plugin \"%s\" refused this section (check returned %d) without saying why",
-                      p->name, rc);
-        print_config_error(NULL, line);
-    }
-    return rc != 0 || reported > 0 ? -1 : 0;
-}
-
-/* Load, validate and check one plugin section; prints its errors. */
-static int prepare_section(struct settings *st, struct config_section *sec, const char *name,
-                           aero_plugin_kind kind, const char *instance, struct plugin **out)
-{
-    char err[8192];
-    if (load_for_section(st, sec, name, kind, out, err, sizeof(err)) < 0) {
-        print_config_error(NULL, err);
-        return -1;
-    }
-    return check_section(st, *out, sec, kind == AERO_PLUGIN_SINK ? "sink" : "route", instance);
-}
-
 /*
  * Every plugin section ([route], each [route:<name>], then each [sink:*] in
  * file order): load its plugin, validate its keys, run its check. An error
@@ -236,13 +178,15 @@ static int load_plugins(struct settings *st, struct loaded *l)
     }
     l->n_routes = st->n_routes;
     for (size_t i = 0; i < st->n_routes; i++)
-        if (prepare_section(st, st->routes[i].section, st->routes[i].plugin, AERO_PLUGIN_ROUTE,
-                            route_instance_name(&st->routes[i]), &l->routes[i]) < 0)
+        if (plugin_sections_prepare(st, st->routes[i].section, st->routes[i].plugin,
+                                    AERO_PLUGIN_ROUTE, route_instance_name(&st->routes[i]),
+                                    &l->routes[i], print_config_error, NULL) < 0)
             failed = 1;
     l->n_sinks = st->n_sinks;
     for (size_t i = 0; i < st->n_sinks; i++)
-        if (prepare_section(st, st->sinks[i].section, st->sinks[i].plugin, AERO_PLUGIN_SINK,
-                            st->sinks[i].name, &l->sinks[i]) < 0)
+        if (plugin_sections_prepare(st, st->sinks[i].section, st->sinks[i].plugin,
+                                    AERO_PLUGIN_SINK, st->sinks[i].name, &l->sinks[i],
+                                    print_config_error, NULL) < 0)
             failed = 1;
     return failed ? -1 : 0;
 }
@@ -470,9 +414,8 @@ static void trim_heap(struct heap_trim *t)
  * the whole table), and so is the summary line's clock. */
 static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_server *server,
                              const sigset_t *set, struct service_notify *notify,
-                             const struct config_reload_targets *reload)
+                             struct config_reload *cr, const struct config_reload_targets *reload)
 {
-    struct config_reload *cr = config_reload_create(r->metrics);
     struct listener_watch lw = {0};
     bool sinks_failing = false;
     struct summary *summary = summary_create(r->settings, r->metrics, mono_ns());
@@ -485,7 +428,6 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
             log_info("signal %s: shutting down (grace %llds)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                      (long long)r->settings->shutdown_grace_s);
             summary_destroy(summary);
-            config_reload_destroy(cr);
             return;
         }
         if (sig == SIGHUP) {
@@ -493,12 +435,15 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
              * this line goes to the reopened files. */
             sink_pipeline_reopen(r->sinks);
             log_info("SIGHUP: sink outputs reopen before their next write");
-            if (cr)
-                config_reload_run(cr, reload, r->settings->file.path);
+            const struct settings *sinks_were = config_reload_sinks(cr);
+            if (cr && config_reload_run(cr, reload, r->settings->file.path) == 0 &&
+                config_reload_sinks(cr) != sinks_were)
+                summary_set_sinks(summary, config_reload_sinks(cr), mono_ns());
         }
         service_notify_watchdog(notify, mono_ns()); /* this loop turns: the relay lives */
         watch_listener(r, server, &lw);
         watch_sinks(r, &sinks_failing);
+        sink_pipeline_tick(r->sinks); /* sinks a reload retired: drained, then freed */
         agent_gateway_tick_held(gw);
         command_hub_tick(r->commands, mono_ns());
         if (n % 10 == 0) {
@@ -722,6 +667,7 @@ static int serve(struct settings *st, struct loaded *l)
     sigset_t set;
     int rc = 1;
     int64_t grace_left_ms = 0;
+    struct config_reload *cr = NULL; /* SIGHUP's, once serving */
     struct running r = {.relay = {.settings = st, .control = l->control,
                                   .mappings = l->mappings}};
     struct service_notify notify;
@@ -747,8 +693,10 @@ static int serve(struct settings *st, struct loaded *l)
         service_notify_send(&notify, status);
         struct config_reload_targets reload = {.running = st, .call_auth = r.relay.auth,
                                                .keys = &l->auth, .control = l->control,
-                                               .mappings = l->mappings, .server = r.server};
-        run_until_signal(&r.relay, r.gw, r.server, &set, &notify, &reload);
+                                               .mappings = l->mappings, .server = r.server,
+                                               .sinks = r.relay.sinks};
+        cr = config_reload_create(r.relay.metrics);
+        run_until_signal(&r.relay, r.gw, r.server, &set, &notify, cr, &reload);
         /* Not ready first: load balancers stop sending before streams drain. */
         service_notify_send(&notify, "STOPPING=1\nSTATUS=draining streams, then stopping");
         atomic_store(&r.relay.ready, false);
@@ -758,6 +706,7 @@ static int serve(struct settings *st, struct loaded *l)
         rc = 0;
     }
     rc = stop_running(&r, grace_left_ms, rc);
+    config_reload_destroy(cr); /* after the sinks it started have stopped */
     service_notify_close(&notify);
     if (rc == 0)
         log_info("stopped cleanly");

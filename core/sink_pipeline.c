@@ -16,14 +16,18 @@
  * `max_inline` threads at once: a sink that suddenly hangs holds up one
  * gRPC thread, never the server. A slow sink (fsync, network) stays on its
  * own thread, where batches grow and one fsync covers many frames.
+ *
+ * The sinks a frame goes to are the current set (sink_internal.h), read
+ * once per submit under a reference; a reload replaces the set
+ * (sink_swap.c).
  */
 #include "sink_pipeline.h"
 
 #include "host_api.h"
-#include "job_json.h"
 #include "log.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "sink_internal.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -48,54 +52,6 @@
  * thread has calls of its own to serve. */
 #define INLINE_BATCH_MAX 256
 #define INLINE_DRAIN_NS 200000
-
-struct sink {
-    struct sink_pipeline *pipeline;
-    size_t index;
-    const struct sink_settings *settings;
-    struct plugin *plugin;
-    const aero_sink_vtable *vt;
-    struct host_instance *host;
-    void *instance;
-    /* The writer's (sink thread or inline) batch arrays, SINK_BATCH_MAX
-     * each: only the thread holding the writer role (`busy`) uses them. */
-    struct frame_job **batch;
-    const aero_frame **frames;
-    aero_result *results;
-    struct job_json_batch json; /* envelope_json's view of the batch */
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct frame_job **ring;     /* capacity = settings->queue + slack */
-    size_t ring_cap, head, len;
-    size_t limit;                /* settings->queue */
-    struct sink_waiter *waiters; /* readers paused on this queue */
-    bool stop, reopen;
-    bool busy;                   /* a thread is inside write_batch */
-    _Atomic int64_t avg_call_ns; /* moving average of write_batch calls */
-    pthread_t thread;
-    bool thread_started;
-
-    aero_metric *m_enqueued, *m_errors, *m_rejected, *m_dropped, *m_queue_len, *m_batches;
-
-    /* Since when (mono ns) every frame was refused, 0 while frames are
-     * taken; why, as the sink said it last (under mu). For readiness. */
-    _Atomic int64_t refusing_since;
-    char refusing_why[SINK_REASON_MAX];
-
-    /* [sink:*] match / exclude, split (NULL-terminated; NULL: no list). */
-    char **match, **exclude;
-    aero_metric *m_filtered;
-    struct metric_histogram *m_write_seconds; /* each write_batch call */
-};
-
-struct sink_pipeline {
-    struct sink *sinks;
-    size_t n;
-    bool unmatched_ack;        /* a frame no sink takes: OK, else PERMANENT_ERROR */
-    int max_inline;            /* gRPC threads that may write inline at once */
-    atomic_int inline_writers; /* how many do now */
-};
 
 /* The rank a result decides the ack by: OK < REJECT < RETRY < BACKOFF. A
  * frame one sink can still store is never given up because another
@@ -204,8 +160,11 @@ static void note_outcome(struct sink *s, size_t taken, const char *why)
 bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t after_ns,
                            char *name, char *why, size_t cap)
 {
-    for (size_t i = 0; after_ns > 0 && i < p->n; i++) {
-        struct sink *s = &p->sinks[i];
+    unsigned slot = sink_set_acquire(p);
+    const struct sink_set *set = p->sets[slot];
+    bool failing = false;
+    for (size_t i = 0; after_ns > 0 && i < set->n && !failing; i++) {
+        struct sink *s = set->sinks[i];
         int64_t since = atomic_load_explicit(&s->refusing_since, memory_order_relaxed);
         if (since == 0 || now_ns - since < after_ns)
             continue;
@@ -213,9 +172,10 @@ bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t afte
         pthread_mutex_lock(&s->mu);
         snprintf(why, cap, "%s", s->refusing_why);
         pthread_mutex_unlock(&s->mu);
-        return true;
+        failing = true;
     }
-    return false;
+    sink_set_release(p, slot);
+    return failing;
 }
 
 /* Call write_batch on the n jobs in s->batch (the caller holds the writer
@@ -230,7 +190,7 @@ static void write_jobs(struct sink *s, size_t n)
         results[i] = AERO_RETRY; /* a plugin that forgets a slot does not ack OK */
     }
     int64_t t0 = mono_ns();
-    job_json_batch_begin(&s->json, jobs, n, s->pipeline->n > 1);
+    job_json_batch_begin(&s->json, jobs, n, atomic_load(&s->pipeline->n_now) > 1);
     s->vt->write_batch(s->instance, frames, n, results);
     job_json_batch_end(&s->json);
     int64_t took = mono_ns() - t0;
@@ -252,8 +212,7 @@ static void write_jobs(struct sink *s, size_t n)
         if (results[i] != AERO_OK) {
             metrics_inc(s->m_errors);
             const char *t = text ? text(s->instance, i) : NULL;
-            if (t)
-                job_add_text(jobs[i], s->index, t);
+            job_add_text(jobs[i], s->id, t ? t : s->refused_text);
             if (!why)
                 why = t;
         } else {
@@ -262,14 +221,13 @@ static void write_jobs(struct sink *s, size_t n)
     }
     note_outcome(s, taken, why); /* before the reports: a job may free its texts */
     for (size_t i = 0; i < n; i++)
-        job_report(jobs[i], s->index, results[i]);
+        job_report(jobs[i], s->id, results[i]);
 }
 
 /* Under s->mu: may a gRPC thread write this sink itself? */
 static bool inline_ok(const struct sink *s)
 {
     return !s->stop && !s->reopen && s->settings->on_full == ON_FULL_BLOCK &&
-           s->index < 64 &&
            atomic_load_explicit(&s->avg_call_ns, memory_order_relaxed) < INLINE_MAX_NS;
 }
 
@@ -361,39 +319,118 @@ static bool wants(const struct sink *s, aero_str msg_name)
 
 void sink_pipeline_set_unmatched_ack(struct sink_pipeline *p, bool ack) { p->unmatched_ack = ack; }
 
+unsigned sink_set_acquire(struct sink_pipeline *p)
+{
+    for (;;) {
+        unsigned slot = atomic_load(&p->cur);
+        atomic_fetch_add(&p->refs[slot], 1);
+        /* Still current: the reload that retires this slot waits for us. */
+        if (atomic_load(&p->cur) == slot)
+            return slot;
+        atomic_fetch_sub(&p->refs[slot], 1);
+    }
+}
+
+void sink_set_release(struct sink_pipeline *p, unsigned slot)
+{
+    atomic_fetch_sub(&p->refs[slot], 1);
+}
+
 /*
  * The sinks that do not take the frame answer for it at once: OK, except
  * when no sink takes it and [relay] unmatched = reject, then the first
  * answers PERMANENT_ERROR saying so. Returns how many take it.
  */
-static size_t filter(struct sink_pipeline *p, struct frame_job *job, bool *taken)
+static size_t filter(struct sink_pipeline *p, const struct sink_set *set, struct frame_job *job,
+                     bool *taken)
 {
     size_t n = 0;
-    for (size_t i = 0; i < p->n; i++)
-        n += taken[i] = wants(&p->sinks[i], job->view.msg_name);
-    for (size_t i = 0; i < p->n; i++) {
+    for (size_t i = 0; i < set->n; i++)
+        n += taken[i] = wants(set->sinks[i], job->view.msg_name);
+    for (size_t i = 0; i < set->n; i++) {
+        struct sink *s = set->sinks[i];
         if (taken[i])
             continue;
-        metrics_inc(p->sinks[i].m_filtered);
+        metrics_inc(s->m_filtered);
         if (n == 0 && i == 0 && !p->unmatched_ack) {
             char text[160];
             int len = job->view.msg_name.len < 64 ? (int)job->view.msg_name.len : 64;
             snprintf(text, sizeof(text), "no sink accepts msg_name %.*s (match / exclude)", len,
                      job->view.msg_name.ptr ? job->view.msg_name.ptr : "");
-            job_add_text(job, 0, text);
-            job_report(job, 0, AERO_REJECT);
+            job_add_text(job, s->id, text);
+            job_report(job, s->id, AERO_REJECT);
         } else {
-            job_report(job, i, AERO_OK);
+            job_report(job, s->id, AERO_OK);
         }
     }
     return n;
 }
 
-size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
-                            struct sink_waiter *waiters, struct sink_owed *owed)
+/* Under s->mu: queue w on s (readers paused on a full queue). */
+static void waiter_queue(struct sink *s, struct sink_waiter *w)
+{
+    w->queued = true;
+    atomic_store(&w->on, s);
+    w->next = s->waiters;
+    s->waiters = w;
+}
+
+/* Under s->mu: w is off s's list (woken or cancelled). */
+static void waiter_dequeued(struct sink_waiter *w)
+{
+    w->queued = false;
+    atomic_store(&w->on, NULL);
+}
+
+/* Put job on sink s (set index i). Returns how many waiters it queued. */
+static size_t push_one(struct sink *s, size_t i, struct frame_job *job,
+                       struct sink_waiter *waiters, size_t n_waiters, struct sink_owed *owed)
 {
     size_t paused = 0;
-    atomic_store(&job->pending, (unsigned)p->n + 1); /* +1: ours, dropped below */
+    aero_result refused = AERO_OK;
+    pthread_mutex_lock(&s->mu);
+    if (s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
+        refused = AERO_RETRY;
+    } else if (ring_push(s, job) < 0) {
+        refused = AERO_RETRY;
+    } else {
+        /* A reader opened before a reload added sinks has no waiter for
+         * the new ones: it pauses on those it has. */
+        if (s->len >= s->limit && s->settings->on_full == ON_FULL_BLOCK && i < n_waiters &&
+            !waiters[i].queued) {
+            waiter_queue(s, &waiters[i]);
+            paused++;
+        }
+        /* A busy writer takes it before giving the role back. */
+        if (inline_ok(s) && i < 64)
+            owed->mask |= UINT64_C(1) << i;
+        else if (!s->busy)
+            pthread_cond_signal(&s->cv);
+    }
+    size_t len = s->len;
+    pthread_mutex_unlock(&s->mu);
+    metrics_set(s->m_queue_len, (int64_t)len);
+    if (refused != AERO_OK) {
+        metrics_inc(s->m_rejected);
+        note_outcome(s, 0, "queue full");
+        job_add_text(job, s->id, s->refused_text);
+        job_report(job, s->id, refused);
+    } else {
+        metrics_inc(s->m_enqueued);
+    }
+    return paused;
+}
+
+size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
+                            struct sink_waiter *waiters, size_t n_waiters, struct sink_owed *owed)
+{
+    unsigned slot = sink_set_acquire(p);
+    /* What a burst owes is written with the set it was queued by. */
+    if (owed->mask && owed->slot != slot)
+        sink_pipeline_flush(p, owed);
+    const struct sink_set *set = p->sets[slot];
+    size_t paused = 0;
+    atomic_store(&job->pending, (unsigned)set->n + 1); /* +1: ours, dropped below */
     atomic_store(&job->verdict, VERDICT(AERO_OK, -1));
     atomic_store(&job->worst, AERO_OK);
     atomic_store(&job->failed_sink, -1);
@@ -401,94 +438,80 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
     atomic_store(&job->texts, NULL);
     job->error = NULL;
 
-    bool taken[p->n ? p->n : 1];
-    filter(p, job, taken);
-    for (size_t i = 0; i < p->n; i++) {
-        struct sink *s = &p->sinks[i];
-        aero_result refused = AERO_OK;
-        if (!taken[i])
-            continue;
-        pthread_mutex_lock(&s->mu);
-        if (s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
-            refused = AERO_RETRY;
-        } else if (ring_push(s, job) < 0) {
-            refused = AERO_RETRY;
-        } else {
-            if (s->len >= s->limit && s->settings->on_full == ON_FULL_BLOCK &&
-                !waiters[i].queued) {
-                waiters[i].queued = true;
-                waiters[i].next = s->waiters;
-                s->waiters = &waiters[i];
-                paused++;
-            }
-            /* A busy writer takes it before giving the role back. */
-            if (inline_ok(s))
-                owed->mask |= UINT64_C(1) << i;
-            else if (!s->busy)
-                pthread_cond_signal(&s->cv);
-        }
-        size_t len = s->len;
-        pthread_mutex_unlock(&s->mu);
-        metrics_set(s->m_queue_len, (int64_t)len);
-        if (refused != AERO_OK) {
-            metrics_inc(s->m_rejected);
-            note_outcome(s, 0, "queue full");
-            job_report(job, i, refused);
-        } else {
-            metrics_inc(s->m_enqueued);
-        }
-    }
+    bool owing = owed->mask != 0;
+    bool taken[set->n ? set->n : 1];
+    filter(p, set, job, taken);
+    for (size_t i = 0; i < set->n; i++)
+        if (taken[i])
+            paused += push_one(set->sinks[i], i, job, waiters, n_waiters, owed);
     job_report(job, SIZE_MAX, AERO_OK);
+    /* An owed mask keeps its set: the reference goes with the flush. */
+    if (!owing && owed->mask)
+        owed->slot = slot;
+    else
+        sink_set_release(p, slot);
     return paused;
 }
 
-bool sink_pipeline_full(struct sink_pipeline *p, size_t *sink)
+/* The first `reject` sink of the current set whose queue is full, locked;
+ * NULL if none. */
+static struct sink *full_reject_sink(const struct sink_set *set)
 {
-    for (size_t i = 0; i < p->n; i++) {
-        struct sink *s = &p->sinks[i];
+    for (size_t i = 0; i < set->n; i++) {
+        struct sink *s = set->sinks[i];
         if (s->settings->on_full != ON_FULL_REJECT)
             continue;
         pthread_mutex_lock(&s->mu);
-        bool full = s->len >= s->limit;
+        if (s->len >= s->limit)
+            return s;
         pthread_mutex_unlock(&s->mu);
-        if (full) {
-            *sink = i;
-            return true;
-        }
     }
-    return false;
+    return NULL;
 }
 
-bool sink_pipeline_wait_room(struct sink_pipeline *p, size_t sink, struct sink_waiter *w)
+bool sink_pipeline_full(struct sink_pipeline *p)
 {
-    struct sink *s = &p->sinks[sink];
-    pthread_mutex_lock(&s->mu);
-    bool wait = s->len >= s->limit && !w->queued;
-    if (wait) {
-        w->queued = true;
-        w->next = s->waiters;
-        s->waiters = w;
-    }
-    pthread_mutex_unlock(&s->mu);
+    unsigned slot = sink_set_acquire(p);
+    struct sink *s = full_reject_sink(p->sets[slot]);
+    if (s)
+        pthread_mutex_unlock(&s->mu);
+    sink_set_release(p, slot);
+    return s != NULL;
+}
+
+bool sink_pipeline_wait_room(struct sink_pipeline *p, struct sink_waiter *w)
+{
+    unsigned slot = sink_set_acquire(p);
+    struct sink *s = full_reject_sink(p->sets[slot]);
+    bool wait = s && !w->queued;
+    if (wait)
+        waiter_queue(s, w);
+    if (s)
+        pthread_mutex_unlock(&s->mu);
+    sink_set_release(p, slot);
     return wait;
 }
 
-bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink_waiter *w)
+bool sink_pipeline_cancel_wait(struct sink_pipeline *p, struct sink_waiter *w)
 {
-    struct sink *s = &p->sinks[sink];
     bool was = false;
-    pthread_mutex_lock(&s->mu);
-    if (w->queued) {
-        for (struct sink_waiter **pp = &s->waiters; *pp; pp = &(*pp)->next) {
-            if (*pp == w) {
-                *pp = w->next;
-                break;
+    pthread_mutex_lock(&p->waiter_mu);
+    struct sink *s = atomic_load(&w->on);
+    if (s) {
+        pthread_mutex_lock(&s->mu);
+        if (w->queued && atomic_load(&w->on) == s) {
+            for (struct sink_waiter **pp = &s->waiters; *pp; pp = &(*pp)->next) {
+                if (*pp == w) {
+                    *pp = w->next;
+                    break;
+                }
             }
+            waiter_dequeued(w);
+            was = true;
         }
-        w->queued = false;
-        was = true;
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&p->waiter_mu);
     return was;
 }
 
@@ -508,7 +531,7 @@ static size_t take_jobs(struct sink *s, struct frame_job **batch, size_t max,
         *wake = s->waiters;
         s->waiters = NULL;
         for (struct sink_waiter *w = *wake; w; w = w->next)
-            w->queued = false;
+            waiter_dequeued(w);
     }
     metrics_set(s->m_queue_len, (int64_t)s->len);
     return n;
@@ -591,13 +614,15 @@ void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed_by)
     if (!owed)
         return;
     owed_by->mask = 0;
+    const struct sink_set *set = p->sets[owed_by->slot]; /* the mask's reference */
     bool have_slot = take_inline_slot(p);
     int64_t t0 = mono_ns();
-    for (size_t i = 0; owed && i < p->n; i++, owed >>= 1)
+    for (size_t i = 0; owed && i < set->n; i++, owed >>= 1)
         if (owed & 1)
-            drain_inline(&p->sinks[i], have_slot, t0);
+            drain_inline(set->sinks[i], have_slot, t0);
     if (have_slot)
         atomic_fetch_sub(&p->inline_writers, 1);
+    sink_set_release(p, owed_by->slot);
 }
 
 static bool should_exit(struct sink *s)
@@ -631,6 +656,30 @@ static void *sink_thread(void *arg)
     return NULL;
 }
 
+/* The sink name's write-time histogram: registered by the first sink of
+ * that name, taken over by any that replaces it (NULL: out of memory). */
+static struct metric_histogram *write_seconds(struct sink_pipeline *p, const char *name,
+                                              const char *label)
+{
+    for (struct sink_hist *h = p->hists; h; h = h->next)
+        if (strcmp(h->name, name) == 0)
+            return h->h;
+    static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    struct sink_hist *h = malloc(sizeof(*h) + strlen(name) + 1);
+    if (!h)
+        return NULL;
+    strcpy(h->name, name);
+    h->h = metrics_histogram_register_labeled(
+        p->metrics, "aero_sink_write_seconds",
+        "Time of one write_batch call of the sink (its durability point: an fsync, a server's "
+        "answer).",
+        label, bounds, sizeof(bounds) / sizeof(bounds[0]));
+    h->next = p->hists;
+    p->hists = h;
+    return h->h;
+}
+
 static void register_metrics(struct sink *s, struct metrics *m)
 {
     char label[160];
@@ -648,13 +697,7 @@ static void register_metrics(struct sink *s, struct metrics *m)
                                       "Frames waiting in the sink's queue.", label);
     s->m_batches = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_batches_total",
                                     "write_batch calls.", label);
-    static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-    s->m_write_seconds = metrics_histogram_register_labeled(
-        m, "aero_sink_write_seconds",
-        "Time of one write_batch call of the sink (its durability point: an fsync, a server's "
-        "answer).",
-        label, bounds, sizeof(bounds) / sizeof(bounds[0]));
+    s->m_write_seconds = write_seconds(s->pipeline, s->settings->name, label);
     s->m_filtered = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_filtered_total",
                                      "Frames this sink did not take ([sink:*] match / exclude).",
                                      label);
@@ -664,10 +707,9 @@ static void register_metrics(struct sink *s, struct metrics *m)
                 (int64_t)s->settings->queue);
 }
 
-static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size_t index,
-                     const char *relay_id, struct metrics *metrics, char *err, size_t errlen)
+static int sink_init(struct sink *s, const struct sink_instance_spec *spec, const char *relay_id,
+                     struct metrics *metrics, char *err, size_t errlen)
 {
-    s->index = index;
     s->settings = spec->settings;
     s->plugin = spec->plugin;
     s->vt = spec->plugin->sink;
@@ -677,6 +719,10 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size
     s->ring_cap = s->limit < 16 ? 16 : s->limit;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    /* Sink names are at most 64 bytes: this never cuts. */
+    snprintf(s->refused_text, sizeof(s->refused_text),
+             "sink \"%s\" did not accept the frame (queue full or write failed); resend",
+             spec->settings->name);
     s->ring = malloc(s->ring_cap * sizeof(*s->ring));
     s->batch = malloc(SINK_BATCH_MAX * sizeof(*s->batch));
     s->frames = malloc(SINK_BATCH_MAX * sizeof(*s->frames));
@@ -716,7 +762,7 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, size
     return 0;
 }
 
-static void sink_ask_stop(struct sink *s)
+void sink_ask_stop(struct sink *s)
 {
     pthread_mutex_lock(&s->mu);
     s->stop = true;
@@ -724,8 +770,7 @@ static void sink_ask_stop(struct sink *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Join the sink's thread by `deadline` (CLOCK_REALTIME; NULL: no limit). */
-static bool sink_join(struct sink *s, const struct timespec *deadline)
+bool sink_join(struct sink *s, const struct timespec *deadline)
 {
     if (!s->thread_started)
         return true;
@@ -737,8 +782,17 @@ static bool sink_join(struct sink *s, const struct timespec *deadline)
     return true;
 }
 
-static void sink_fini(struct sink *s)
+bool sink_try_join(struct sink *s)
 {
+    if (s->thread_started && pthread_tryjoin_np(s->thread, NULL) == 0)
+        s->thread_started = false;
+    return !s->thread_started;
+}
+
+void sink_destroy(struct sink *s)
+{
+    if (!s)
+        return;
     if (s->vt && s->vt->destroy)
         s->vt->destroy(s->instance);
     host_instance_destroy(s->host);
@@ -750,6 +804,29 @@ static void sink_fini(struct sink *s)
     free_patterns(s->exclude);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+struct sink *sink_create(struct sink_pipeline *p, const struct sink_instance_spec *spec,
+                         char *err, size_t errlen)
+{
+    struct sink *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "[sink:%s]: out of memory", spec->settings->name);
+        return NULL;
+    }
+    s->pipeline = p;
+    s->id = p->next_id++;
+    if (sink_init(s, spec, p->relay_id, p->metrics, err, errlen) < 0) {
+        sink_destroy(s); /* no thread was started */
+        return NULL;
+    }
+    return s;
+}
+
+struct sink_set *sink_set_alloc(size_t n)
+{
+    return calloc(1, sizeof(struct sink_set) + n * sizeof(struct sink *));
 }
 
 int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_spec *specs,
@@ -757,66 +834,51 @@ int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_s
                         char *err, size_t errlen)
 {
     struct sink_pipeline *p = calloc(1, sizeof(*p));
-    if (!p || (n && !(p->sinks = calloc(n, sizeof(*p->sinks))))) {
+    if (!p || !(p->sets[0] = sink_set_alloc(n))) {
         free(p);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     p->max_inline = max_inline;
+    p->relay_id = relay_id;
+    p->metrics = metrics;
+    p->retired_slot = -1;
+    pthread_mutex_init(&p->waiter_mu, NULL);
     for (size_t i = 0; i < n; i++) {
-        p->sinks[i].pipeline = p;
-        p->n = i + 1; /* sink_pipeline_stop unwinds exactly what was started */
-        if (sink_init(&p->sinks[i], &specs[i], i, relay_id, metrics, err, errlen) < 0) {
-            sink_pipeline_stop(p, -1);
+        if (!(p->sets[0]->sinks[i] = sink_create(p, &specs[i], err, errlen))) {
+            sink_pipeline_stop(p, -1); /* unwinds exactly what was started */
             return -1;
         }
+        p->sets[0]->n = i + 1;
     }
+    atomic_store(&p->n_now, n);
     *out = p;
     return 0;
 }
 
-size_t sink_pipeline_count(const struct sink_pipeline *p) { return p ? p->n : 0; }
-
-const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i)
+size_t sink_pipeline_count(struct sink_pipeline *p)
 {
-    return p->sinks[i].settings->name;
+    if (!p)
+        return 0;
+    unsigned slot = sink_set_acquire(p);
+    size_t n = p->sets[slot]->n;
+    sink_set_release(p, slot);
+    return n;
+}
+
+const char *sink_pipeline_name(struct sink_pipeline *p, size_t i)
+{
+    return p->sets[atomic_load(&p->cur)]->sinks[i]->settings->name;
 }
 
 void sink_pipeline_reopen(struct sink_pipeline *p)
 {
-    for (size_t i = 0; p && i < p->n; i++) {
-        struct sink *s = &p->sinks[i];
+    const struct sink_set *set = p ? p->sets[atomic_load(&p->cur)] : NULL;
+    for (size_t i = 0; set && i < set->n; i++) {
+        struct sink *s = set->sinks[i];
         pthread_mutex_lock(&s->mu);
         s->reopen = true;
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
-}
-
-bool sink_pipeline_stop(struct sink_pipeline *p, int64_t timeout_ms)
-{
-    if (!p)
-        return true;
-    /* pthread_timedjoin_np waits on CLOCK_REALTIME. */
-    struct timespec deadline = clock_after_ns(CLOCK_REALTIME, timeout_ms * 1000000);
-    /* All at once: each sink drains its queue in parallel with the others. */
-    for (size_t i = 0; i < p->n; i++)
-        sink_ask_stop(&p->sinks[i]);
-    bool all = true;
-    for (size_t i = 0; i < p->n; i++) {
-        if (!sink_join(&p->sinks[i], timeout_ms < 0 ? NULL : &deadline)) {
-            log_msg(AERO_LOG_ERROR, host_instance_component(p->sinks[i].host),
-                    "still inside write_batch after the shutdown grace: exiting without it");
-            all = false;
-        }
-    }
-    /* A stuck thread may still touch its sink and the jobs it holds: free
-     * nothing then; the process is about to exit. */
-    if (!all)
-        return false;
-    for (size_t i = 0; i < p->n; i++)
-        sink_fini(&p->sinks[i]);
-    free(p->sinks);
-    free(p);
-    return true;
 }

@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 struct sink_pipeline;
+struct sink;
 struct plugin;
 struct host_instance;
 struct job_json;
@@ -52,15 +53,19 @@ struct frame_job {
 struct sink_waiter {
     struct sink_waiter *next;
     bool queued;                 /* on a sink's list (under that sink's lock) */
+    _Atomic(struct sink *) on;   /* that sink while queued, else NULL */
     void (*wake)(struct sink_waiter *w);
     void *owner;                 /* for wake() */
 };
 
-/* Sinks (by index, the first 64) a thread queued jobs on without waking
- * their threads: it owes them a sink_pipeline_flush. Each submitting
- * thread keeps its own (a gRPC worker's is in its worker_ctx). */
+/* Sinks (by index in the set they were queued by, the first 64) a thread
+ * queued jobs on without waking their threads: it owes them a
+ * sink_pipeline_flush. While mask is set it holds that set (slot): a
+ * reload does not stop its sinks before the flush. Each submitting thread
+ * keeps its own (a gRPC worker's is in its worker_ctx); zero it to start. */
 struct sink_owed {
     uint64_t mask;
+    unsigned slot;
 };
 
 struct sink_instance_spec {
@@ -83,19 +88,22 @@ int sink_pipeline_start(struct sink_pipeline **out, const struct sink_instance_s
  * OK (and thrown away); the default refuses it PERMANENT_ERROR. */
 void sink_pipeline_set_unmatched_ack(struct sink_pipeline *p, bool ack);
 
-size_t sink_pipeline_count(const struct sink_pipeline *p);
-const char *sink_pipeline_name(const struct sink_pipeline *p, size_t i);
+/* The current set's size (any thread) and a sink's name (main thread). */
+size_t sink_pipeline_count(struct sink_pipeline *p);
+const char *sink_pipeline_name(struct sink_pipeline *p, size_t i);
 
 /*
- * Hand `job` to every sink. `waiters` has sink_pipeline_count() entries,
- * one per sink, owned by the caller. Returns how many waiters were queued
+ * Hand `job` to every sink of the current set. `waiters` (n_waiters, owned
+ * by the caller) are the caller's, one per sink by index: a reader made
+ * before a reload added sinks has fewer, and pauses only on the full
+ * queues it has waiters for. Returns how many waiters were queued
  * (the caller must not read more until that many wake() calls arrived).
  * job->complete may run before this returns. Sinks left for the caller to
  * write are added to `owed`: the caller must pass it to
  * sink_pipeline_flush before it next waits for anything.
  */
 size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
-                            struct sink_waiter *waiters, struct sink_owed *owed);
+                            struct sink_waiter *waiters, size_t n_waiters, struct sink_owed *owed);
 
 /*
  * Write what `owed` says the caller's submits queued on proven-fast sinks
@@ -106,29 +114,61 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
 void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed);
 
 /*
- * A `reject` sink whose queue is full now (a frame submitted now would be
- * refused by it): its index in *sink, true. Block sinks never count: they
- * take the frame and pause the reader.
+ * A `reject` sink's queue is full now (a frame submitted now would be
+ * refused by it). Block sinks never count: they take the frame and pause
+ * the reader.
  */
-bool sink_pipeline_full(struct sink_pipeline *p, size_t *sink);
+bool sink_pipeline_full(struct sink_pipeline *p);
 
 /*
- * Queue w to be woken (wake(), from the sink's writer, no lock held) once
- * that sink's queue is below its limit. False, with nothing queued, when it
- * already is. One sink at a time per waiter; sink_pipeline_cancel_wait
- * takes it back.
+ * Queue w on a `reject` sink whose queue is full, to be woken (wake(),
+ * from the sink's writer, no lock held) once it is below its limit. False,
+ * with nothing queued, when none is full. One sink at a time per waiter;
+ * sink_pipeline_cancel_wait takes it back.
  */
-bool sink_pipeline_wait_room(struct sink_pipeline *p, size_t sink, struct sink_waiter *w);
+bool sink_pipeline_wait_room(struct sink_pipeline *p, struct sink_waiter *w);
 
-/* Remove a waiter that is going away (stream ended). Returns true if it was
- * still queued on that sink (no wake() will come for it). */
-bool sink_pipeline_cancel_wait(struct sink_pipeline *p, size_t sink, struct sink_waiter *w);
+/* Remove a waiter that is going away (stream ended), from whichever sink
+ * it is queued on. Returns true if it was still queued (no wake() will
+ * come for it). */
+bool sink_pipeline_cancel_wait(struct sink_pipeline *p, struct sink_waiter *w);
 
 /* SIGHUP: ask every sink thread to call reopen() before its next batch. */
 void sink_pipeline_reopen(struct sink_pipeline *p);
 
-/* Write out everything queued, flush(), stop the threads, destroy the
- * instances. Jobs still queued are completed first. A sink thread still
+/* What sink_pipeline_swap did: sinks left running untouched, started,
+ * and retired (removed or replaced: they drain, then stop). */
+struct sink_swap_counts {
+    size_t kept, started, retired;
+};
+
+/*
+ * SIGHUP: make `specs` (a reload's [sink:*] sections, in order) the set
+ * new frames go to. A running sink whose name, plugin and keys equal a
+ * spec's keeps running, untouched; the others are created and started
+ * first (any failure: -1 with err, nothing changed, the new ones stopped).
+ * Sinks the new set lacks write what they were given (their frames' acks
+ * go out with their results) and stop: sink_pipeline_tick frees them once
+ * no frame can reach them any more. A swap while the previous one's old
+ * set is still in use is refused. Main thread; the specs' settings and
+ * plugins must outlive the pipeline.
+ */
+int sink_pipeline_swap(struct sink_pipeline *p, const struct sink_instance_spec *specs,
+                       size_t n, struct sink_swap_counts *counts, char *err, size_t errlen);
+
+/* A running sink that spec describes unchanged (name, plugin, keys):
+ * a swap would keep it. Main thread. */
+bool sink_pipeline_runs(struct sink_pipeline *p, const struct sink_instance_spec *spec);
+
+/* The main thread's tick: retired sinks told to stop once no submit can
+ * reach them, and freed once their threads have exited. Never waits. */
+void sink_pipeline_tick(struct sink_pipeline *p);
+
+/* Retired sinks not yet freed (draining, or stopping). Main thread. */
+size_t sink_pipeline_retiring(const struct sink_pipeline *p);
+
+/* Write out everything queued (retired sinks' too), flush(), stop the
+ * threads, destroy the instances. Jobs still queued are completed first. A sink thread still
  * busy after timeout_ms (< 0: no limit) is left running and NOTHING is
  * freed: returns false, and the caller must exit without touching the
  * pipeline, its jobs or the plugins again. */

@@ -18,7 +18,8 @@ struct sink_series {
 };
 
 struct summary {
-    const struct settings *st;
+    const struct settings *st; /* the sinks' names and queues */
+    struct metrics *m;
     int64_t interval_ns;
     aero_metric *frames, *acks[4];
     struct sink_series *sinks;
@@ -51,19 +52,48 @@ static void read_sample(struct summary *s, struct summary_sample *out, int64_t n
     }
 }
 
+/* The sinks of st's [sink:*] sections, their series looked up; s->prev
+ * read now. -1 out of memory (s unchanged). */
+static int use_sinks(struct summary *s, const struct settings *st, int64_t now_ns)
+{
+    size_t n = st->n_sinks ? st->n_sinks : 1;
+    struct sink_series *series_of = calloc(n, sizeof(*series_of));
+    struct summary_sink_sample *prev = calloc(n, sizeof(*prev)), *cur = calloc(n, sizeof(*cur));
+    if (!series_of || !prev || !cur) {
+        free(series_of);
+        free(prev);
+        free(cur);
+        return -1;
+    }
+    for (size_t i = 0; i < st->n_sinks; i++) {
+        char label[160];
+        snprintf(label, sizeof(label), "sink=\"%s\"", st->sinks[i].name);
+        series_of[i] = (struct sink_series){
+            series(s->m, AERO_METRIC_COUNTER, "aero_sink_enqueued_total", label),
+            series(s->m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total", label),
+            series(s->m, AERO_METRIC_COUNTER, "aero_sink_rejected_total", label),
+            series(s->m, AERO_METRIC_GAUGE, "aero_sink_queue_length", label)};
+    }
+    free(s->sinks);
+    free(s->prev.sinks);
+    free(s->cur.sinks);
+    s->sinks = series_of;
+    s->prev.sinks = prev;
+    s->cur.sinks = cur;
+    s->st = st;
+    s->prev.n_sinks = s->cur.n_sinks = st->n_sinks;
+    read_sample(s, &s->prev, now_ns);
+    return 0;
+}
+
 struct summary *summary_create(const struct settings *st, struct metrics *m, int64_t now_ns)
 {
     if (st->log_summary_interval_s <= 0)
         return NULL;
     struct summary *s = calloc(1, sizeof(*s));
-    size_t n = st->n_sinks ? st->n_sinks : 1;
-    if (!s || !(s->sinks = calloc(n, sizeof(*s->sinks))) ||
-        !(s->prev.sinks = calloc(n, sizeof(*s->prev.sinks))) ||
-        !(s->cur.sinks = calloc(n, sizeof(*s->cur.sinks)))) {
-        summary_destroy(s);
+    if (!s)
         return NULL;
-    }
-    s->st = st;
+    s->m = m;
     s->interval_ns = st->log_summary_interval_s * INT64_C(1000000000);
     s->frames = series(m, AERO_METRIC_COUNTER, "aero_relay_frames_accepted_total", NULL);
     for (int i = 0; i < 4; i++) {
@@ -71,18 +101,17 @@ struct summary *summary_create(const struct settings *st, struct metrics *m, int
         snprintf(label, sizeof(label), "status=\"%s\"", ack_names[i]);
         s->acks[i] = series(m, AERO_METRIC_COUNTER, "aero_relay_acks_total", label);
     }
-    for (size_t i = 0; i < st->n_sinks; i++) {
-        char label[160];
-        snprintf(label, sizeof(label), "sink=\"%s\"", st->sinks[i].name);
-        s->sinks[i] = (struct sink_series){
-            series(m, AERO_METRIC_COUNTER, "aero_sink_enqueued_total", label),
-            series(m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total", label),
-            series(m, AERO_METRIC_COUNTER, "aero_sink_rejected_total", label),
-            series(m, AERO_METRIC_GAUGE, "aero_sink_queue_length", label)};
+    if (use_sinks(s, st, now_ns) < 0) {
+        summary_destroy(s);
+        return NULL;
     }
-    s->prev.n_sinks = s->cur.n_sinks = st->n_sinks;
-    read_sample(s, &s->prev, now_ns);
     return s;
+}
+
+void summary_set_sinks(struct summary *s, const struct settings *st, int64_t now_ns)
+{
+    if (s && use_sinks(s, st, now_ns) < 0)
+        log_warn("summary: out of memory; the summary line keeps the sinks it had");
 }
 
 void summary_destroy(struct summary *s)

@@ -37,6 +37,11 @@ struct summary_sample {
 struct summary *summary_create(const struct settings *st, struct metrics *m, int64_t now_ns);
 void summary_destroy(struct summary *s);
 
+/* A reload changed the sinks: lines from now on show st's [sink:*] (st
+ * outlives s), and the next covers the time since this call. The interval
+ * stays. */
+void summary_set_sinks(struct summary *s, const struct settings *st, int64_t now_ns);
+
 /* Once the interval has passed since the last line: read sessions and
  * streams (given by the caller) and the metrics, and log the line. */
 void summary_tick(struct summary *s, int64_t now_ns, size_t sessions, size_t streams);

@@ -449,3 +449,49 @@ char *harness_read_jsonl_dir(const char *dir, size_t *n_files)
         *n_files = files;
     return buf;
 }
+
+/* Call fn(arg, agent_id, seq) for every line of every .jsonl file in dir
+ * (an envelope starts {"agent_id":"..." and carries "seq":N). A last line
+ * without its newline fails the test unless torn_ok: after a kill -9 the
+ * file being written may end in the cut-off, never acked, tail of a batch.
+ * Returns the number of such torn lines. */
+int harness_for_each_envelope(const char *dir, bool torn_ok,
+                              void (*fn)(void *arg, const char *agent, uint64_t seq), void *arg)
+{
+    static const char head[] = "{\"agent_id\":\"";
+    int torn = 0, files = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    cr_assert_not_null(d, "no %s", dir);
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 7 || strcmp(e->d_name + n - 6, ".jsonl") != 0)
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        char *all = harness_read_file(path, NULL);
+        cr_assert_not_null(all);
+        files++;
+        for (char *line = all; *line;) {
+            char *end = strchr(line, '\n');
+            if (!end) {
+                cr_assert(torn_ok, "a half-written line in %s: %.80s", path, line);
+                torn++;
+                break;
+            }
+            *end = '\0';
+            cr_assert_eq(strncmp(line, head, sizeof(head) - 1), 0, "not an envelope: %.80s",
+                         line);
+            char *agent = line + sizeof(head) - 1, *quote = strchr(agent, '"');
+            const char *seq = strstr(line, "\"seq\":");
+            cr_assert(quote && seq, "no agent_id or seq in %.120s", line);
+            *quote = '\0';
+            fn(arg, agent, strtoull(seq + 6, NULL, 10));
+            line = end + 1;
+        }
+        free(all);
+    }
+    closedir(d);
+    cr_assert_gt(files, 0, "no .jsonl file in %s", dir);
+    return torn;
+}

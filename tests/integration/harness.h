@@ -111,4 +111,10 @@ bool harness_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
 /* Concatenation of every *.jsonl file under dir (malloc'ed), or "" if none. */
 char *harness_read_jsonl_dir(const char *dir, size_t *n_files);
 
+/* Call fn(arg, agent_id, seq) for every envelope line of every .jsonl file
+ * in dir (sink-file's output). A last line without its newline fails the
+ * test unless torn_ok (after a kill -9); returns how many there were. */
+int harness_for_each_envelope(const char *dir, bool torn_ok,
+                              void (*fn)(void *arg, const char *agent, uint64_t seq), void *arg);
+
 #endif

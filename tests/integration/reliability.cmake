@@ -1,7 +1,8 @@
 # Limits, garbage on the port, faults (kill -9, SIGTERM under load, stuck
 # sinks) and the valgrind run: black-box tests of the real relay binary.
 # tcp_proxy.c is a loopback proxy that can freeze or cut connections.
-set(AERO_RELIABILITY_TESTS test_e2e_limits test_e2e_garbage test_e2e_faults test_e2e_attacks)
+set(AERO_RELIABILITY_TESTS test_e2e_limits test_e2e_garbage test_e2e_faults test_e2e_attacks
+  test_e2e_reload)
 if(NOT AERO_SANITIZE) # valgrind and ASan cannot run together
   list(APPEND AERO_RELIABILITY_TESTS test_e2e_valgrind)
 endif()

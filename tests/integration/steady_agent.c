@@ -141,7 +141,7 @@ void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout
               p.target);
 }
 
-void steady_agent_stop(struct steady_agent *a)
+long steady_agent_stop(struct steady_agent *a)
 {
     atomic_store(&a->stop, true);
     pthread_join(a->thread, NULL);
@@ -156,6 +156,7 @@ void steady_agent_stop(struct steady_agent *a)
     cr_assert_gt(acked, 0);
     cr_assert_eq(final.code, 0, "steady agent's stream ended %s %s",
                  rc_status_code_name(final.code), final.message);
+    return acked;
 }
 
 void rss_measurable(struct relay_proc *r)
@@ -194,6 +195,24 @@ double relay_metric(int http_port, const char *series)
     }
     free(buf);
     return v;
+}
+
+struct metric_at_least {
+    int port;
+    const char *series;
+    double want;
+};
+
+static bool metric_reached(void *arg)
+{
+    struct metric_at_least *m = arg;
+    return relay_metric(m->port, m->series) >= m->want;
+}
+
+bool relay_metric_reaches(int http_port, const char *series, double want, int timeout_ms)
+{
+    struct metric_at_least m = {http_port, series, want};
+    return harness_wait_for(metric_reached, &m, timeout_ms);
 }
 
 long proc_rss_kb(pid_t pid)

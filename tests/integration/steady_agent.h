@@ -26,8 +26,9 @@ long long steady_agent_max_gap_us(struct steady_agent *a, bool reset);
  * timeout_ms): proof the agent is still being served right now. */
 void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms);
 /* Half-close, drain, join; fails the test unless every ack was OK, none
- * went missing and the stream ended with OK. */
-void steady_agent_stop(struct steady_agent *a);
+ * went missing and the stream ended with OK. Returns how many frames it
+ * sent: seq 1 to that, each acked OK. */
+long steady_agent_stop(struct steady_agent *a);
 
 /* VmRSS of pid in KiB (fails the test if unreadable). */
 long proc_rss_kb(pid_t pid);
@@ -44,5 +45,7 @@ void rss_measurable(struct relay_proc *r);
  * sample whose line starts with `series` (a name, or name{labels}) followed
  * by a blank; -1 when there is none. Fails the test if the scrape fails. */
 double relay_metric(int http_port, const char *series);
+/* Poll relay_metric until the series is at least want; false after timeout_ms. */
+bool relay_metric_reaches(int http_port, const char *series, double want, int timeout_ms);
 
 #endif

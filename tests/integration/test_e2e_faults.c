@@ -46,52 +46,6 @@ static void stop(void)
 
 TestSuite(faults, .fini = stop, .timeout = 240);
 
-/* Call fn(arg, agent_id, seq) for every line of every .jsonl file in dir
- * (an envelope starts {"agent_id":"..." and carries "seq":N). A last line
- * without its newline fails the test unless torn_ok: after a kill -9 the
- * file being written may end in the cut-off, never acked, tail of a batch.
- * Returns the number of such torn lines. */
-static int for_each_line(const char *dir, bool torn_ok,
-                         void (*fn)(void *arg, const char *agent, uint64_t seq), void *arg)
-{
-    static const char head[] = "{\"agent_id\":\"";
-    int torn = 0, files = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    cr_assert_not_null(d, "no %s", dir);
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (n < 7 || strcmp(e->d_name + n - 6, ".jsonl") != 0)
-            continue;
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        char *all = harness_read_file(path, NULL);
-        cr_assert_not_null(all);
-        files++;
-        for (char *line = all; *line;) {
-            char *end = strchr(line, '\n');
-            if (!end) {
-                cr_assert(torn_ok, "a half-written line in %s: %.80s", path, line);
-                torn++;
-                break;
-            }
-            *end = '\0';
-            cr_assert_eq(strncmp(line, head, sizeof(head) - 1), 0, "not an envelope: %.80s",
-                         line);
-            char *agent = line + sizeof(head) - 1, *quote = strchr(agent, '"');
-            const char *seq = strstr(line, "\"seq\":");
-            cr_assert(quote && seq, "no agent_id or seq in %.120s", line);
-            *quote = '\0';
-            fn(arg, agent, strtoull(seq + 6, NULL, 10));
-            line = end + 1;
-        }
-        free(all);
-    }
-    closedir(d);
-    cr_assert_gt(files, 0, "no .jsonl file in %s", dir);
-    return torn;
-}
-
 /* ------------------------------------------------------------ kill -9 */
 
 #define KILL_FRAMES 50000
@@ -192,7 +146,7 @@ Test(faults, kill_9_mid_stream_loses_no_acked_frame)
     char dir[400];
     snprintf(dir, sizeof(dir), "%s/data", relay.dir);
     uint8_t *seen = calloc(KILL_FRAMES + 1, 1);
-    int torn = for_each_line(dir, true, seen_crash, seen);
+    int torn = harness_for_each_envelope(dir, true, seen_crash, seen);
     cr_assert_leq(torn, KILL_ROUNDS, "at most one torn tail per kill");
     uint64_t missing = 0, dups = 0, first_missing = 0;
     for (uint64_t seq = 1; seq <= KILL_FRAMES; seq++) {
@@ -260,7 +214,7 @@ Test(faults, sigterm_with_100_open_streams_acks_or_ends_each_and_flushes)
     snprintf(dir, sizeof(dir), "%s/data", relay.dir);
     static uint8_t seen[TERM_STREAMS][TERM_FRAMES + 1];
     memset(seen, 0, sizeof(seen));
-    for_each_line(dir, false, seen_term, seen);
+    harness_for_each_envelope(dir, false, seen_term, seen);
     uint64_t ok_total = 0;
     for (int i = 0; i < TERM_STREAMS; i++) {
         uint8_t acked[TERM_FRAMES + 1] = {0};

@@ -561,3 +561,31 @@ Test(config_errors, lines_are_added_whole_and_a_full_list_says_it_is_cut)
     config_error_add(small, sizeof small, "a.ini:1: a first line that does not fit at all");
     cr_assert_str_eq(small, "... (more errors: this list is cut)");
 }
+
+/* A reload keeps a sink whose section is equal: keys and values, in any
+ * order and on any line; a value or a key more or less makes it differ. */
+Test(config_sections, equal_ignores_order_and_lines_not_values)
+{
+    static const char text[] =
+        "[sink:a]\nplugin = sink-file\npath = /x\n\n"
+        "[sink:b]\n\npath = /x\nplugin = sink-file\n\n"
+        "[sink:c]\nplugin = sink-file\npath = /y\n\n"
+        "[sink:d]\nplugin = sink-file\npath = /x\nfsync = batch\n";
+    struct config_file f;
+    char err[CONFIG_ERR_LEN];
+    cr_assert_eq(config_parse_string("relay.ini", text, &f, err, sizeof err), 0, "%s", err);
+    struct config_section *a = config_find(&f, "sink:a"), *b = config_find(&f, "sink:b");
+    struct config_section *c = config_find(&f, "sink:c"), *d = config_find(&f, "sink:d");
+    /* Same keys under another name: a different instance. */
+    cr_expect_not(config_section_equal(a, b));
+    free(b->name);
+    b->name = strdup("sink:a");
+    cr_expect(config_section_equal(a, b));
+    cr_expect(config_section_equal(b, a));
+    c->name[5] = 'a';
+    cr_expect_not(config_section_equal(a, c), "another value");
+    d->name[5] = 'a';
+    cr_expect_not(config_section_equal(a, d), "a key more");
+    cr_expect_not(config_section_equal(d, a), "a key less");
+    config_free(&f);
+}

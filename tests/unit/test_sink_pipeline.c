@@ -4,8 +4,9 @@
  * struct plugin pointing at this file's vtable, steered per instance):
  * the block and reject policies, the worst result across sinks, results[]
  * preset to AERO_RETRY, inline writes by the submitting thread, a stuck
- * sink at stop, and concurrent submitters. Waits are on one condition
- * variable with deadlines; nothing sleeps to synchronise.
+ * sink at stop, concurrent submitters, and a reload's swap of the set.
+ * Waits are on one condition variable with deadlines; nothing sleeps to
+ * synchronise.
  */
 #include "job_json.h"
 #include "metrics.h"
@@ -62,6 +63,8 @@ static struct {
     struct tsink sinks[MAX_SINKS];
     struct sink_settings settings[MAX_SINKS];
     char names[MAX_SINKS][8];
+    struct config_section sections[MAX_SINKS]; /* "sink:s<i>", no keys */
+    char section_names[MAX_SINKS][16];
     struct plugin plugin;
     struct metrics *metrics;
     struct sink_pipeline *p;
@@ -229,18 +232,25 @@ struct sink_def {
     aero_result result;
 };
 
+/* Sink i's settings ("s<i>"), its section and spec. */
+static struct sink_instance_spec define(size_t i, const struct sink_def *def)
+{
+    snprintf(G.names[i], sizeof(G.names[i]), "s%zu", i);
+    snprintf(G.section_names[i], sizeof(G.section_names[i]), "sink:s%zu", i);
+    G.sections[i] = (struct config_section){.name = G.section_names[i]};
+    G.settings[i] = (struct sink_settings){.name = G.names[i], .plugin = "test-sink",
+                                           .queue = def->queue, .on_full = def->on_full,
+                                           .section = &G.sections[i]};
+    G.sinks[i].result = def->result;
+    return (struct sink_instance_spec){.settings = &G.settings[i], .plugin = &G.plugin};
+}
+
 /* Start a pipeline of n sinks "s0".."s<n-1>". */
 static void start(const struct sink_def *defs, size_t n, int max_inline)
 {
     struct sink_instance_spec specs[MAX_SINKS];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(G.names[i], sizeof(G.names[i]), "s%zu", i);
-        G.settings[i] = (struct sink_settings){.name = G.names[i], .plugin = "test-sink",
-                                               .queue = defs[i].queue,
-                                               .on_full = defs[i].on_full};
-        G.sinks[i].result = defs[i].result;
-        specs[i] = (struct sink_instance_spec){.settings = &G.settings[i], .plugin = &G.plugin};
-    }
+    for (size_t i = 0; i < n; i++)
+        specs[i] = define(i, &defs[i]);
     char err[256] = "";
     cr_assert_eq(sink_pipeline_start(&G.p, specs, n, max_inline, "relay-test", G.metrics, err,
                                      sizeof(err)),
@@ -285,7 +295,7 @@ TestSuite(sink_pipeline, .init = setup, .fini = teardown, .timeout = 60);
 static size_t submit(struct tjob *j, struct reader *r)
 {
     struct sink_owed owed = {0};
-    size_t paused = sink_pipeline_submit(G.p, &j->job, r->w, &owed);
+    size_t paused = sink_pipeline_submit(G.p, &j->job, r->w, MAX_SINKS, &owed);
     sink_pipeline_flush(G.p, &owed);
     cr_assert_eq(owed.mask, 0, "flush left the mask set");
     return paused;
@@ -331,9 +341,9 @@ Test(sink_pipeline, block_queue_full_queues_waiters_and_wakes_them_once_there_is
     for (int i = 1; i <= 5; i++)
         cr_assert_eq(completions(&j[i]), 0, "job %d completed while queued", i);
 
-    cr_assert(sink_pipeline_cancel_wait(G.p, 0, &c.w[0]), "c was queued");
+    cr_assert(sink_pipeline_cancel_wait(G.p, &c.w[0]), "c was queued");
     cr_assert_not(c.w[0].queued);
-    cr_assert_not(sink_pipeline_cancel_wait(G.p, 0, &c.w[0]), "c cancelled twice");
+    cr_assert_not(sink_pipeline_cancel_wait(G.p, &c.w[0]), "c cancelled twice");
     EXPECT_STAYS(QUIET_MS, woken(&a) == 0 && woken(&b) == 0 && woken(&c) == 0,
                  "woken while the queue is full: a %d b %d c %d", woken(&a), woken(&b),
                  woken(&c));
@@ -346,7 +356,7 @@ Test(sink_pipeline, block_queue_full_queues_waiters_and_wakes_them_once_there_is
     EXPECT_STAYS(QUIET_MS, woken(&a) == 1 && woken(&b) == 1 && woken(&c) == 0,
                  "wake: a %d b %d c %d (cancelled)", woken(&a), woken(&b), woken(&c));
     cr_assert_not(a.w[0].queued);
-    cr_assert_not(sink_pipeline_cancel_wait(G.p, 0, &a.w[0]), "a was already woken");
+    cr_assert_not(sink_pipeline_cancel_wait(G.p, &a.w[0]), "a was already woken");
     for (int i = 0; i <= 5; i++) {
         cr_assert_eq(completions(&j[i]), 1, "job %d: %d completions", i, completions(&j[i]));
         cr_assert_eq(j[i].worst, AERO_OK);
@@ -422,7 +432,7 @@ Test(sink_pipeline, the_result_keeping_the_frame_wins_and_its_sink_is_named)
     struct reader w;
     reader_init(&w);
     struct sink_owed owed = {0};
-    cr_assert_eq(sink_pipeline_submit(G.p, &j->job, w.w, &owed), 0);
+    cr_assert_eq(sink_pipeline_submit(G.p, &j->job, w.w, MAX_SINKS, &owed), 0);
     sink_pipeline_flush(G.p, &owed);
     EXPECT_WITHIN(WAIT_MS,
                   G.sinks[0].in_write && G.sinks[1].in_write && G.sinks[2].in_write &&
@@ -457,7 +467,7 @@ Test(sink_pipeline, an_unknown_result_counts_as_retry)
     struct reader w;
     reader_init(&w);
     struct sink_owed owed = {0};
-    sink_pipeline_submit(G.p, &j->job, w.w, &owed);
+    sink_pipeline_submit(G.p, &j->job, w.w, MAX_SINKS, &owed);
     sink_pipeline_flush(G.p, &owed);
     EXPECT_WITHIN(WAIT_MS, completions(j) == 1, "never completed");
     cr_assert_eq(j->worst, AERO_RETRY, "worst %d", j->worst);
@@ -502,7 +512,7 @@ Test(sink_pipeline, a_proven_fast_block_sink_is_written_by_the_flushing_thread)
     while (!inline_now && next < WARMUP_MAX) {
         struct tjob *job = &j[next++];
         struct sink_owed owed = {0};
-        sink_pipeline_submit(G.p, &job->job, w.w, &owed);
+        sink_pipeline_submit(G.p, &job->job, w.w, MAX_SINKS, &owed);
         inline_now = owed.mask == 1;
         sink_pipeline_flush(G.p, &owed);
         cr_assert_eq(owed.mask, 0);
@@ -520,7 +530,7 @@ Test(sink_pipeline, a_proven_fast_block_sink_is_written_by_the_flushing_thread)
         struct sink_owed owed = {0};
         size_t first = next;
         for (int k = 0; k < PER; k++) {
-            sink_pipeline_submit(G.p, &j[next++].job, w.w, &owed);
+            sink_pipeline_submit(G.p, &j[next++].job, w.w, MAX_SINKS, &owed);
             cr_assert_eq(owed.mask, 1, "round %d: a fast block sink was not owed", r);
         }
         int calls_before;
@@ -564,7 +574,7 @@ Test(sink_pipeline, without_an_inline_slot_the_sink_thread_writes_what_was_owed)
     while (!owed_seen && next < WARMUP_MAX) {
         struct tjob *job = &j[next++];
         struct sink_owed owed = {0};
-        sink_pipeline_submit(G.p, &job->job, w.w, &owed);
+        sink_pipeline_submit(G.p, &job->job, w.w, MAX_SINKS, &owed);
         owed_seen = owed.mask == 1;
         sink_pipeline_flush(G.p, &owed);
         EXPECT_WITHIN(WAIT_MS, completions(job) == 1, "job %zu never completed", next - 1);
@@ -590,7 +600,7 @@ Test(sink_pipeline, a_stuck_sink_makes_stop_return_false_after_the_timeout)
     struct reader w;
     reader_init(&w);
     struct sink_owed owed = {0};
-    sink_pipeline_submit(G.p, &j->job, w.w, &owed);
+    sink_pipeline_submit(G.p, &j->job, w.w, MAX_SINKS, &owed);
     sink_pipeline_flush(G.p, &owed);
     EXPECT_WITHIN(WAIT_MS, G.sinks[1].in_write, "sink 1 never took the job");
 
@@ -636,7 +646,8 @@ static void *submit_loop(void *arg)
     struct submitter *s = arg;
     for (size_t i = s->first; i < s->first + s->n && !s->stalled; i++) {
         struct sink_owed owed = {0};
-        s->paused += (int)sink_pipeline_submit(G.p, &s->jobs[i].job, s->r.w, &owed);
+        s->paused +=
+            (int)sink_pipeline_submit(G.p, &s->jobs[i].job, s->r.w, MAX_SINKS, &owed);
         sink_pipeline_flush(G.p, &owed); /* before waiting for anything */
         struct timespec dl = deadline_in(WAIT_MS);
         pthread_mutex_lock(&G.mu);
@@ -711,4 +722,94 @@ Test(sink_pipeline, every_job_completes_exactly_once_from_concurrent_submitters)
     free(sub);
     for (int k = 0; k < 3; k++)
         free(writes[k]);
+}
+
+/* ------------------------------------------------------------- reload */
+
+/* Tick until no retired sink is left (the main thread's 100 ms tick). */
+static void tick_until_retired(void)
+{
+    struct timespec dl = deadline_in(WAIT_MS);
+    while (sink_pipeline_retiring(G.p) > 0) {
+        sink_pipeline_tick(G.p);
+        pthread_mutex_lock(&G.mu);
+        bool more = wait_step(&dl);
+        pthread_mutex_unlock(&G.mu);
+        cr_assert(more || sink_pipeline_retiring(G.p) == 0, "a retired sink was never freed");
+    }
+}
+
+/*
+ * SIGHUP's swap: s0 is unchanged and keeps running, s1 is removed while it
+ * holds frames, s2 is added. Frames submitted before the swap finish in
+ * s1 (their completion waits for it), frames after go to s0 and s2 only,
+ * and s1 is flushed, stopped and destroyed once it has written them.
+ */
+Test(sink_pipeline, a_swap_keeps_unchanged_sinks_and_drains_removed_ones)
+{
+    struct sink_def def = {100, ON_FULL_BLOCK, AERO_OK};
+    struct sink_def defs[] = {def, def};
+    start(defs, 2, 0);
+    struct reader r;
+    reader_init(&r);
+    struct tjob *old = jobs_new(3), *now = jobs_new(2);
+    pthread_mutex_lock(&G.mu);
+    G.sinks[1].hold = true;
+    pthread_mutex_unlock(&G.mu);
+    for (int i = 0; i < 3; i++)
+        submit(&old[i], &r);
+    EXPECT_WITHIN(WAIT_MS, G.sinks[1].in_write, "s1 never wrote");
+
+    struct sink_instance_spec specs[] = {define(0, &def), define(2, &def)};
+    struct sink_swap_counts c;
+    char err[256] = "";
+    cr_assert_eq(sink_pipeline_swap(G.p, specs, 2, &c, err, sizeof(err)), 0, "%s", err);
+    cr_assert(c.kept == 1 && c.started == 1 && c.retired == 1, "%zu %zu %zu", c.kept, c.started,
+              c.retired);
+    cr_assert_eq(sink_pipeline_count(G.p), 2);
+    cr_assert_str_eq(sink_pipeline_name(G.p, 1), "s2");
+    for (int i = 0; i < 2; i++)
+        submit(&now[i], &r);
+    EXPECT_WITHIN(WAIT_MS, completions(&now[0]) == 1 && completions(&now[1]) == 1,
+                  "frames after the swap wait for a sink they were not given to");
+    sink_pipeline_tick(G.p); /* nothing uses the old set: s1 is told to stop */
+    EXPECT_STAYS(QUIET_MS, completions(&old[0]) + completions(&old[1]) + completions(&old[2]) == 0,
+                 "a frame s1 holds completed before s1 wrote it");
+    cr_assert_eq(sink_pipeline_retiring(G.p), 1);
+
+    release_all();
+    EXPECT_WITHIN(WAIT_MS, completions(&old[2]) == 1, "s1 did not write what it held");
+    tick_until_retired();
+    pthread_mutex_lock(&G.mu);
+    cr_assert_eq(G.sinks[1].frames, 3, "s1 got a frame after the swap");
+    cr_assert_eq(G.sinks[2].frames, 2);
+    cr_assert_eq(G.sinks[0].frames, 5, "s0 missed a frame");
+    cr_assert(G.sinks[1].destroyed == 1 && G.sinks[1].flushes == 1, "s1 not flushed and freed");
+    cr_assert_eq(G.sinks[0].destroyed, 0, "the unchanged sink was restarted");
+    pthread_mutex_unlock(&G.mu);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(old[i].worst, AERO_OK);
+    jobs_free(old, 3);
+    jobs_free(now, 2);
+}
+
+/* A new sink that cannot start refuses the swap: the running set stays. */
+Test(sink_pipeline, a_swap_whose_new_sink_fails_to_start_changes_nothing)
+{
+    struct sink_def def = {100, ON_FULL_BLOCK, AERO_OK};
+    start(&def, 1, 0);
+    struct sink_instance_spec specs[] = {define(0, &def), define(1, &def)};
+    G.names[1][0] = 'x'; /* "x1": t_create refuses it */
+    struct sink_swap_counts c;
+    char err[256] = "";
+    cr_assert_eq(sink_pipeline_swap(G.p, specs, 2, &c, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "[sink:x1] plugin test-sink: create failed"), "%s", err);
+    cr_assert_eq(sink_pipeline_count(G.p), 1);
+    cr_assert_eq(sink_pipeline_retiring(G.p), 0);
+    struct reader r;
+    reader_init(&r);
+    struct tjob *j = jobs_new(1);
+    submit(j, &r);
+    EXPECT_WITHIN(WAIT_MS, completions(j) == 1, "the running sink stopped taking frames");
+    jobs_free(j, 1);
 }
