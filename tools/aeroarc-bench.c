@@ -32,6 +32,7 @@
 #define START_BATCH 32     /* streams opened between two looks at the queue */
 #define HOLD_WAIT_S 120    /* longest wait for every stream to be acked (as loadgen) */
 #define POLL_MS 50         /* worker wake-up while a hold may end */
+#define PACE_MS 5          /* --rate: how often due frames are looked for */
 #define HIST_SUB 1024      /* sub-buckets per power of two: 0.1% resolution */
 #define HIST_BUCKETS (2 * HIST_SUB + 40 * HIST_SUB)
 #define MAX_REPLIES 8      /* command answers queued per agent */
@@ -51,6 +52,7 @@ enum tag_kind { TAG_REG = 0, TAG_SEND = 1, TAG_RECV = 2, TAG_STATUS = 3 };
 struct bench_opts {
 	const char *target;
 	long agents, frames, window, fields, raw_bytes, channels, hold_s, threads;
+	long rate; /* --rate: frames per second per agent; 0: as fast as acks allow */
 	const char *prefix;
 	const char *token;
 	const char *acked_log;
@@ -115,6 +117,7 @@ struct agent {
 	grpc_status_code code;
 	grpc_slice details;
 	int64_t *sent_at; /* by seq % window: monotonic ns of the write */
+	int64_t due_ns;   /* --rate: monotonic ns the next frame may go */
 	uint64_t next_seq;
 	long inflight, acked;
 	long acks[4];
@@ -142,6 +145,7 @@ struct worker {
 	long regs;   /* of them, registrations */
 	bool released;
 	bool going; /* open_first: frames have been let go */
+	int64_t pace_at; /* --rate: when the worker next looks for agents due */
 	long acks[4];
 	long commands_answered, replies_dropped;
 	long register_errors, stream_errors;
@@ -594,6 +598,13 @@ static void maybe_write(struct agent *a)
 		return;
 	if (o->open_first && !atomic_load(&a->w->b->go))
 		return;
+	if (o->rate > 0) { /* paced: at most one frame per 1/rate s, no catching up in bursts */
+		int64_t now = clock_ns(CLOCK_MONOTONIC), gap = 1000000000 / o->rate;
+
+		if (now < a->due_ns)
+			return; /* the worker's pacing pass sends it when due */
+		a->due_ns = (a->due_ns + gap > now ? a->due_ns : now) + gap;
+	}
 	bb = frame_bb(a->w->b, a, seq, clock_ns(CLOCK_REALTIME));
 	a->sent_at[seq % (uint64_t)o->window] = clock_ns(CLOCK_MONOTONIC);
 	if (send_start(a, bb))
@@ -959,6 +970,23 @@ static bool starts_left(const struct worker *w)
 	return w->streaming && w->next_start < w->n_agents;
 }
 
+/* --rate: every PACE_MS, write the frames that fell due (an agent whose
+ * window had room but whose next frame was not due yet waits for this). */
+static void pace(struct worker *w)
+{
+	int64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	if (now < w->pace_at)
+		return;
+	w->pace_at = now + PACE_MS * 1000000LL;
+	for (size_t i = 0; i < w->n_agents; i++) {
+		struct agent *a = w->agents[i];
+
+		if (a->opened && a->call && !a->done && a->due_ns <= now)
+			agent_pump(a);
+	}
+}
+
 /* Dispatch completions until every call of the current phase finished. */
 static void worker_run(struct worker *w)
 {
@@ -969,7 +997,9 @@ static void worker_run(struct worker *w)
 	while ((w->streaming ? w->active : w->regs) > 0 || starts_left(w)) {
 		bool waiting = w->streaming && w->b->o.open_first && !w->going;
 		gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-					       gpr_time_from_millis(waiting ? 1 : POLL_MS,
+					       gpr_time_from_millis(waiting ? 1
+								    : w->b->o.rate > 0 ? PACE_MS
+								    : POLL_MS,
 								    GPR_TIMESPAN));
 		grpc_event ev;
 		struct agent *a;
@@ -989,6 +1019,8 @@ static void worker_run(struct worker *w)
 
 		if (hold && !w->released && atomic_load(&w->b->release))
 			release_all(w);
+		if (w->b->o.rate > 0)
+			pace(w);
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
 		a = (struct agent *)((uintptr_t)ev.tag & ~(uintptr_t)3);
@@ -1596,7 +1628,7 @@ static void usage(FILE *out)
 {
 	fputs("usage: aeroarc-bench [--target HOST:PORT] [--agents N] [--frames F]\n"
 	      "                     [--window W] [--channels C] [--fields K] [--raw-bytes B]\n"
-	      "                     [--prefix P] [--token T] [--hold S] [--acked-log FILE]\n"
+	      "                     [--prefix P] [--token T] [--hold S] [--acked-log FILE] [--rate R]\n"
 	      "                     [--threads T] [--scenario NAME] [--server-pid PID]\n"
 	      "                     [--protocol seed|multiplexed] [--field-names snake|go]\n"
 	      "                     [--ca FILE] [--server-name NAME] [--cert FILE --key FILE]\n"
@@ -1606,6 +1638,8 @@ static void usage(FILE *out)
 	      "  N agents (default 10) each Register, open TelemetryStream and send F frames\n"
 	      "  (default 10000) keeping at most W unacked (default 100), over C connections\n"
 	      "  (default: one per agent). Frames carry K fields (8) and B raw bytes (64).\n"
+	      "  --rate R paces each agent to at most R frames a second (a soak, not a\n"
+	      "  race; default: as fast as acks allow).\n"
 	      "  --hold keeps every stream open S s after its last ack; --acked-log writes\n"
 	      "  one 'agent_id seq' line per OK ack; --threads sets completion-queue threads\n"
 	      "  (default 2). Prints one JSON line (loadgen's keys); exits 1 if a\n"
@@ -1773,6 +1807,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			ok = num_opt(a, v, 1, &o->agents);
 		else if (!strcmp(a, "--frames"))
 			ok = num_opt(a, v, 1, &o->frames);
+		else if (!strcmp(a, "--rate"))
+			ok = num_opt(a, v, 0, &o->rate);
 		else if (!strcmp(a, "--window"))
 			ok = num_opt(a, v, 1, &o->window);
 		else if (!strcmp(a, "--fields"))
