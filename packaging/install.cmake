@@ -88,12 +88,18 @@ foreach(page aeroarc-relay:core aeroarc-client:tools aeroarc-bench:tools)
           COMPONENT ${_comp})
 endforeach()
 add_custom_target(aeroarc-manpage ALL DEPENDS ${_aero_manpages})
-# The operator's documents (design notes and the plugin guide are not).
-foreach(doc configuration operations security routing envelope failure-semantics limits commands)
+# The operator's documents (design notes and the plugin guide are not),
+# with the sinks' pages they link to, in the same relative places, so every
+# link between them works installed too (tests/package/test_install_tree.sh
+# follows each one).
+foreach(doc configuration operations security routing envelope failure-semantics limits commands
+            sink-influxdb3)
   if(EXISTS "${CMAKE_SOURCE_DIR}/docs/${doc}.md")
     install(FILES docs/${doc}.md DESTINATION "${AERO_CORE_DOC_RELDIR}" COMPONENT core)
   endif()
 endforeach()
+file(GLOB _aero_sink_docs "${CMAKE_SOURCE_DIR}/docs/sinks/*.md")
+install(FILES ${_aero_sink_docs} DESTINATION "${AERO_CORE_DOC_RELDIR}/sinks" COMPONENT core)
 
 # Prometheus alert rules and the Grafana dashboard (docs/operations.md, "Dashboards and alerts").
 install(FILES packaging/monitoring/aeroarc-relay-alerts.yml

@@ -16,6 +16,21 @@ tree_files "$D" >"$TMP/actual.txt"
 expect_same_lines "installed files" "$TMP/expected.txt" "$TMP/actual.txt"
 [ -x "$D/usr/bin/aeroarc-relay" ] || fail "aeroarc-relay not executable"
 
+# --- installed documents link only to what is installed: every relative
+# Markdown link of every installed .md resolves inside the staged tree
+# (a link to ../examples/... or a developer's page would be dead on a
+# machine with the packages only).
+dead=""
+while IFS= read -r md; do
+    while IFS= read -r target; do
+        case $target in http://* | https://* | mailto:* | '#'*) continue ;; esac
+        path=${target%%#*}
+        [ -e "$(dirname "$md")/$path" ] || dead+="  ${md#"$D"}: $target"$'\n'
+    done < <(grep -oE '\]\([^) ]+\)' "$md" | sed -E 's/^\]\((.*)\)$/\1/')
+done < <(find "$D/usr/share/doc" -name '*.md')
+[ -z "$dead" ] || fail "installed documents link to files that are not installed:"$'\n'"$dead"
+[ "$(find "$D/usr/share/doc" -name '*.md' | wc -l)" -ge 10 ] || fail "too few installed documents"
+
 # --- installed relay.ini: the shipped one (loopback listeners, the console
 # sink only as a comment: stdout is the journal under systemd), sink-file
 # writing to the state dir, and [route] on route-none (in the core package)
