@@ -104,7 +104,8 @@ static bool labels_valid(const char *s)
         while ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')
             s++;
         size_t klen = (size_t)(s - k);
-        if ((klen == 4 && !strncmp(k, "sink", 4)) || (klen == 5 && !strncmp(k, "route", 5)))
+        if ((klen == 4 && !strncmp(k, "sink", 4)) || (klen == 5 && !strncmp(k, "route", 5)) ||
+            (klen == 6 && !strncmp(k, "plugin", 6)))
             return false;
         if (s[0] != '=' || s[1] != '"')
             return false;
@@ -313,8 +314,15 @@ struct host_instance *host_instance_create(const char *kind_label, const char *i
     h->metrics = metrics;
     if (asprintf(&h->component, "%s:%s", kind_label, instance) < 0)
         h->component = NULL;
-    if (asprintf(&h->label, "%s=\"%s\"", kind_label, instance) < 0)
+    if (strcmp(kind_label, "sink") == 0) {
+        /* settings made "plugin" required in every [sink:*] section */
+        const char *plugin = section ? config_get(section, "plugin") : NULL;
+        int n = metrics_sink_labels(NULL, 0, instance, plugin);
+        if (n >= 0 && (h->label = malloc((size_t)n + 1)))
+            metrics_sink_labels(h->label, (size_t)n + 1, instance, plugin);
+    } else if (asprintf(&h->label, "%s=\"%s\"", kind_label, instance) < 0) {
         h->label = NULL;
+    }
     h->instance_name = strdup(instance);
     h->relay_id = strdup(relay_id ? relay_id : "relay");
     if (!h->component || !h->label || !h->instance_name || !h->relay_id) {

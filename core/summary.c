@@ -72,11 +72,11 @@ struct summary *summary_create(const struct settings *st, struct metrics *m, int
         s->acks[i] = series(m, AERO_METRIC_COUNTER, "aero_relay_acks_total", label);
     }
     for (size_t i = 0; i < st->n_sinks; i++) {
-        char label[160];
-        snprintf(label, sizeof(label), "sink=\"%s\"", st->sinks[i].name);
+        char label[256];
+        metrics_sink_labels(label, sizeof(label), st->sinks[i].name, st->sinks[i].plugin);
         s->sinks[i] = (struct sink_series){
             series(m, AERO_METRIC_COUNTER, "aero_sink_enqueued_total", label),
-            series(m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total", label),
+            series(m, AERO_METRIC_COUNTER, "aero_sink_errors_total", label),
             series(m, AERO_METRIC_COUNTER, "aero_sink_rejected_total", label),
             series(m, AERO_METRIC_GAUGE, "aero_sink_queue_length", label)};
     }

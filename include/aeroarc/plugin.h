@@ -228,7 +228,8 @@ struct aero_host {
 
     /*
      * Register a metric shown on /metrics as
-     *   <name>{sink="<instance>"} (sinks) or <name>{route="<plugin>"}.
+     *   <name>{sink="<instance>",plugin="<plugin>"} (sinks: `plugin` is the
+     *   section's plugin = key, added by the relay) or <name>{route="<instance>"}.
      * `name` must be lower case [a-z_][a-z0-9_]* (what `promtool check
      * metrics` accepts): counters end in _total, gauges do not, and no name
      * ends in _bucket, _sum or _count. Call during create() only.
@@ -337,9 +338,9 @@ struct aero_host {
 
     /*
      * metric_register with more labels after the instance's own:
-     *   <name>{sink="<instance>",<labels>}
+     *   <name>{sink="<instance>",plugin="<plugin>",<labels>}
      * `labels` is the rendered label set without braces, one or more
-     * k="v" joined by ',' (k: [a-z_][a-z0-9_]*, not "sink" or "route";
+     * k="v" joined by ',' (k: [a-z_][a-z0-9_]*, not "sink", "route" or "plugin";
      * v: 0-64 of A-Z a-z 0-9 _ - . :), e.g. outcome="ok",message_name="heartbeat".
      * Each distinct label set is a series of its own: register every one a
      * plugin will use during create() (there is no lookup per update).
@@ -353,7 +354,8 @@ struct aero_host {
      * A histogram of values (durations in seconds, sizes in units): one
      * bucket per upper bound in `bounds` (n_bounds of them, strictly
      * increasing, each > 0 and < 1e9; +Inf is added), rendered
-     *   <name>_bucket{sink="<instance>",<labels>,le="<bound>"}, _sum, _count.
+     *   <name>_bucket{sink="<instance>",plugin="<plugin>",<labels>,le="<bound>"},
+     *   _sum, _count.
      * `labels` as for metric_register_labels, or NULL for none. The name
      * must not end in _total, _bucket, _sum or _count. Register during
      * create(); NULL on bad arguments. Since 1.4.

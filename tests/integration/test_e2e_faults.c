@@ -684,8 +684,12 @@ Test(faults, match_and_exclude_route_frames_and_unmatched_ones_are_refused)
     cr_assert(harness_wait_for(has_lines, &r1, 5000), "rest holds %ld lines", lines_in(rest));
     cr_assert_eq(lines_in(pos), 2, "pos took a frame it does not match");
     cr_assert_eq(lines_in(rest), 1, "rest took an excluded frame");
-    cr_assert_eq(relay_metric(relay.http_port, "aero_sink_filtered_total{sink=\"pos\"}"), 2);
-    cr_assert_eq(relay_metric(relay.http_port, "aero_sink_filtered_total{sink=\"rest\"}"), 3);
+    cr_assert_eq(relay_metric(relay.http_port,
+                              "aero_sink_filtered_total{sink=\"pos\",plugin=\"sink-file\"}"),
+                 2);
+    cr_assert_eq(relay_metric(relay.http_port,
+                              "aero_sink_filtered_total{sink=\"rest\",plugin=\"sink-file\"}"),
+                 3);
     struct rc_status st;
     rc_stream_close_send(s, 5000);
     cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);

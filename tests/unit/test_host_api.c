@@ -34,7 +34,7 @@ static void capture(void *arg, const char *line)
     n_reported++;
 }
 
-/* [sink:t] on line 3 of t.ini; keys from line 4; "dflt" is a default
+/* [sink:t] on line 3 of t.ini (plugin sink-t); keys from line 4; "dflt" is a default
  * (line 0, as config_validate_section fills them in). */
 static const char *const TEXT = "; test\n"
                                 "\n"
@@ -46,7 +46,11 @@ static const char *const TEXT = "; test\n"
                                 "n_bad = 4x\n"
                                 "n_huge = 99999999999999999999\n"
                                 "mode = batch\n"
-                                "empty =\n";
+                                "empty =\n"
+                                "plugin = sink-t\n";
+
+/* The labels the relay gives every series of that sink. */
+#define T_LABELS "sink=\"t\",plugin=\"sink-t\""
 
 static void setup(void)
 {
@@ -236,7 +240,8 @@ Test(host_api, metric_register_labels_renders_after_the_instance_label)
     cr_assert_not_null(ok);
     cr_assert_not_null(two);
     a->metric_add(two, 3);
-    const char *bad[] = {"", "outcome=ok", "outcome=\"a b\"", "sink=\"x\"", "Outcome=\"x\"",
+    const char *bad[] = {"", "outcome=ok", "outcome=\"a b\"", "sink=\"x\"", "plugin=\"x\"",
+                         "Outcome=\"x\"",
                          "outcome=\"ok\",", "outcome=\"ok\"x", "outcome=\"q\\\"\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_expect_null(a->metric_register_labels(a, AERO_METRIC_COUNTER, "t_writes_total", "w",
@@ -244,8 +249,8 @@ Test(host_api, metric_register_labels_renders_after_the_instance_label)
     char *out;
     size_t len;
     cr_assert_eq(metrics_render(m, &out, &len), 0);
-    cr_expect_not_null(strstr(out, "t_writes_total{sink=\"t\",outcome=\"ok\"} 0\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_writes_total{sink=\"t\",message_name=\"vfr_hud\","
+    cr_expect_not_null(strstr(out, "t_writes_total{" T_LABELS ",outcome=\"ok\"} 0\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_writes_total{" T_LABELS ",message_name=\"vfr_hud\","
                                    "outcome=\"failed\"} 3\n"), "%s", out);
     free(out);
     host_instance_destroy(h2);
@@ -281,11 +286,11 @@ Test(host_api, histogram_register_and_observe)
     char *out;
     size_t len;
     cr_assert_eq(metrics_render(m, &out, &len), 0);
-    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"1\"} 1\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"256\"} 2\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"+Inf\"} 3\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_batch_size_sum{sink=\"t\"} 5201.000000000\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_write_seconds_bucket{sink=\"t\",api=\"v3\",le=\"1\"} 1\n"),
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{" T_LABELS ",le=\"1\"} 1\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{" T_LABELS ",le=\"256\"} 2\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{" T_LABELS ",le=\"+Inf\"} 3\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_sum{" T_LABELS "} 5201.000000000\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_write_seconds_bucket{" T_LABELS ",api=\"v3\",le=\"1\"} 1\n"),
                        "%s", out);
     free(out);
     host_instance_destroy(h2);

@@ -13,6 +13,7 @@
 #include "plugin_loader.h"
 #include "settings.h"
 #include "sink_pipeline.h"
+#include "summary.h"
 
 #include "cond_wait.h"
 #include <criterion/criterion.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_SINKS 4
 #define WAIT_MS 10000
@@ -463,6 +465,59 @@ Test(sink_pipeline, an_unknown_result_counts_as_retry)
     cr_assert_eq(j->worst, AERO_RETRY, "worst %d", j->worst);
     cr_assert_eq(j->failed, 1);
     jobs_free(j, 1);
+}
+
+/* Every sink series carries sink and plugin (issue 18: one aero_sink_*
+ * family); the error count is there and under SPEC's older name, and the
+ * summary line, which looks the series up by label, sees the refusals. */
+Test(sink_pipeline, sink_series_carry_sink_and_plugin_and_the_summary_reads_them)
+{
+    const struct sink_def d = {.queue = 8, .on_full = ON_FULL_BLOCK, .result = AERO_RETRY};
+    start(&d, 1, 1);
+    struct settings st = {.sinks = G.settings, .n_sinks = 1, .log_summary_interval_s = 1};
+    struct summary *sum = summary_create(&st, G.metrics, 0);
+    cr_assert_not_null(sum);
+    struct tjob *j = jobs_new(3);
+    struct reader w;
+    reader_init(&w);
+    struct sink_owed owed = {0};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(sink_pipeline_submit(G.p, &j[i].job, w.w, &owed), 0);
+    sink_pipeline_flush(G.p, &owed);
+    EXPECT_WITHIN(WAIT_MS, completions(j) + completions(j + 1) + completions(j + 2) == 3,
+                  "not every job completed");
+
+    char *out;
+    size_t len;
+    cr_assert_eq(metrics_render(G.metrics, &out, &len), 0);
+    const char *const want[] = {
+        "aero_sink_errors_total{sink=\"s0\",plugin=\"test-sink\"} 3\n",
+        "aero_relay_sink_errors_total{sink=\"s0\",plugin=\"test-sink\"} 3\n",
+        "aero_sink_enqueued_total{sink=\"s0\",plugin=\"test-sink\"} 3\n",
+        "aero_sink_queue_capacity{sink=\"s0\",plugin=\"test-sink\"} 8\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_not_null(strstr(out, want[i]), "no %s in\n%s", want[i], out);
+    cr_expect_null(strstr(out, "sink=\"s0\"}"), "a series without plugin:\n%s", out);
+    free(out);
+
+    /* The log writes fd 2 directly: point it at a file for the one line. */
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    int saved = dup(STDERR_FILENO);
+    cr_assert_geq(saved, 0);
+    dup2(fileno(f), STDERR_FILENO);
+    summary_tick(sum, INT64_C(1000000001), 0, 0);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    summary_destroy(sum);
+    char log[4096] = "";
+    rewind(f);
+    size_t n = fread(log, 1, sizeof(log) - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    cr_expect_not_null(strstr(log, "sink s0 failing: 3 of 3 frames refused"), "%s", log);
+    jobs_free(j, 3);
 }
 
 Test(sink_pipeline, a_result_slot_left_untouched_is_retry_not_a_stale_ok)
