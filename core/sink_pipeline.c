@@ -24,6 +24,7 @@
 #include "log.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "readiness.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -80,8 +81,10 @@ struct sink {
     aero_metric *m_errors_spec; /* m_errors under SPEC's aero_relay_sink_errors_total */
 
     /* Since when (mono ns) every frame was refused, 0 while frames are
-     * taken; why, as the sink said it last (under mu). For readiness. */
+     * taken; whether the last batch refused only some (partial); why, as
+     * the sink said it last (under mu). For readiness. */
     _Atomic int64_t refusing_since;
+    atomic_bool partial;
     char refusing_why[SINK_REASON_MAX];
 
     /* [sink:*] match / exclude, split (NULL-terminated; NULL: no list). */
@@ -187,19 +190,48 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
     }
 }
 
-/* A batch (or a queue-full refusal) ended: the sink takes frames again,
- * or it refused all of these (`why`: its own text, or NULL). */
-static void note_outcome(struct sink *s, size_t taken, const char *why)
+/* A batch (or a queue-full refusal) ended: the sink took every frame,
+ * some (partial), or none of these (`why`: its own text, or NULL). */
+static void note_outcome(struct sink *s, size_t taken, size_t refused, const char *why)
 {
-    if (taken > 0) {
+    atomic_store_explicit(&s->partial, taken > 0 && refused > 0, memory_order_relaxed);
+    if (taken > 0)
         atomic_store_explicit(&s->refusing_since, 0, memory_order_relaxed);
+    if (refused == 0)
         return;
-    }
     int64_t zero = 0;
-    atomic_compare_exchange_strong(&s->refusing_since, &zero, mono_ns());
+    if (taken == 0)
+        atomic_compare_exchange_strong(&s->refusing_since, &zero, mono_ns());
     pthread_mutex_lock(&s->mu);
-    snprintf(s->refusing_why, sizeof(s->refusing_why), "%s", why ? why : "refuses every frame");
+    snprintf(s->refusing_why, sizeof(s->refusing_why), "%s",
+             why ? why : taken ? "refuses some frames" : "refuses every frame");
     pthread_mutex_unlock(&s->mu);
+}
+
+size_t sink_pipeline_states(struct sink_pipeline *p, int64_t now_ns,
+                            struct readiness_component *out, size_t cap)
+{
+    size_t n = p ? p->n : 0;
+    for (size_t i = 0; i < n && i < cap; i++) {
+        struct sink *s = &p->sinks[i];
+        struct readiness_component *c = &out[i];
+        int64_t since = atomic_load_explicit(&s->refusing_since, memory_order_relaxed);
+        bool partial = atomic_load_explicit(&s->partial, memory_order_relaxed);
+        snprintf(c->name, sizeof(c->name), "sink:%s", s->settings->name);
+        c->state = since ? AERO_STATE_FAILING : partial ? AERO_STATE_DEGRADED : AERO_STATE_OK;
+        c->reason[0] = '\0';
+        if (c->state == AERO_STATE_OK)
+            continue;
+        pthread_mutex_lock(&s->mu);
+        if (since)
+            snprintf(c->reason, sizeof(c->reason), "%s (every frame for %lld s)",
+                     s->refusing_why, (long long)((now_ns - since) / 1000000000));
+        else
+            snprintf(c->reason, sizeof(c->reason), "%s (some frames of its last batch)",
+                     s->refusing_why);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return n;
 }
 
 bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t after_ns,
@@ -262,7 +294,7 @@ static void write_jobs(struct sink *s, size_t n)
     }
     metrics_add(s->m_errors, n - taken);
     metrics_add(s->m_errors_spec, n - taken);
-    note_outcome(s, taken, why); /* before the reports: a job may free its texts */
+    note_outcome(s, taken, n - taken, why); /* before the reports: a job may free its texts */
     for (size_t i = 0; i < n; i++)
         job_report(jobs[i], s->index, results[i]);
 }
@@ -434,7 +466,7 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
         metrics_set(s->m_queue_len, (int64_t)len);
         if (refused != AERO_OK) {
             metrics_inc(s->m_rejected);
-            note_outcome(s, 0, "queue full");
+            note_outcome(s, 0, 1, "queue full");
             job_report(job, i, refused);
         } else {
             metrics_inc(s->m_enqueued);

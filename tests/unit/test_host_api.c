@@ -297,6 +297,45 @@ Test(host_api, histogram_register_and_observe)
     metrics_destroy(m);
 }
 
+/* ABI 1.5: a route reports its state; it is listed from its start (ok),
+ * the report replaces it, and it goes with the host. A sink's host and a
+ * check() host refuse: a sink's state is the relay's observation. */
+Test(host_api, a_route_reports_its_state_for_readyz)
+{
+    cr_assert(AERO_HAS(host, aero_host, report_state));
+    cr_expect_eq(host->report_state(host, AERO_STATE_FAILING, "x"), -EINVAL, "check() host");
+    struct readiness *rd = readiness_create();
+    struct metrics *m = metrics_create();
+    struct host_relay relay = {.listen = "127.0.0.1:0", .readiness = rd};
+    struct host_instance *route =
+        host_instance_create("route", "route-redis", config_find(&file, "sink:t"), "r1", m);
+    struct host_instance *sink =
+        host_instance_create("sink", "t", config_find(&file, "sink:t"), "r1", m);
+    cr_assert(route && sink);
+    host_instance_set_relay(sink, &relay);
+    const aero_host *s = host_instance_api(sink);
+    cr_expect_eq(s->report_state(s, AERO_STATE_FAILING, "x"), -EINVAL, "a sink's host");
+
+    host_instance_set_relay(route, &relay);
+    char *out = readiness_render_components(rd);
+    cr_expect_str_eq(out, ",\"components\":{\"route:route-redis\":{\"state\":\"ok\"}}");
+    free(out);
+    const aero_host *a = host_instance_api(route);
+    cr_expect_eq(a->report_state(a, AERO_STATE_FAILING, "not connected to Redis at h:1"), 0);
+    cr_expect_eq(a->report_state(a, (aero_state)3, "x"), -EINVAL);
+    out = readiness_render_components(rd);
+    cr_expect_str_eq(out, ",\"components\":{\"route:route-redis\":{\"state\":\"failing\","
+                          "\"reason\":\"not connected to Redis at h:1\"}}");
+    free(out);
+    host_instance_destroy(route);
+    out = readiness_render_components(rd);
+    cr_expect_str_eq(out, ",\"components\":{}", "the route's entry goes with it");
+    free(out);
+    host_instance_destroy(sink);
+    readiness_destroy(rd);
+    metrics_destroy(m);
+}
+
 /* ---------------------------------------------- the relay view (ABI 1.2) */
 
 /* listen_address and listen_port follow what main hands in; the session

@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "readiness.h"
 #include "settings.h"
 #include "sink_pipeline.h"
 #include "summary.h"
@@ -36,6 +37,7 @@ struct tsink {
     bool hold;          /* write_batch waits while set */
     bool untouched;     /* leave results[] as the core preset them */
     aero_result result; /* what every frame gets */
+    bool refuse_odd;    /* ... but frames of odd seq get AERO_RETRY */
     bool in_write;
     int calls;
     size_t frames;
@@ -134,12 +136,12 @@ static void t_write_batch(void *instance, const aero_frame *const *frames, size_
     while (t->hold)
         pthread_cond_wait(&G.cv, &G.mu);
     t->in_write = false;
-    bool untouched = t->untouched;
+    bool untouched = t->untouched, refuse_odd = t->refuse_odd;
     aero_result r = t->result;
     pthread_cond_broadcast(&G.cv);
     pthread_mutex_unlock(&G.mu);
     for (size_t i = 0; !untouched && i < n; i++)
-        results[i] = r;
+        results[i] = refuse_odd && frames[i]->seq % 2 ? AERO_RETRY : r;
 }
 
 static int t_flush(void *instance)
@@ -518,6 +520,72 @@ Test(sink_pipeline, sink_series_carry_sink_and_plugin_and_the_summary_reads_them
     fclose(f);
     cr_expect_not_null(strstr(log, "sink s0 failing: 3 of 3 frames refused"), "%s", log);
     jobs_free(j, 3);
+}
+
+/* Submit jobs j[0..n) to the pipeline and wait until all completed. */
+static void submit_all(struct tjob *j, size_t n)
+{
+    struct reader w;
+    reader_init(&w);
+    struct sink_owed owed = {0};
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(sink_pipeline_submit(G.p, &j[i].job, w.w, &owed), 0);
+    sink_pipeline_flush(G.p, &owed);
+    EXPECT_WITHIN(WAIT_MS, completions(&j[n - 1]) == 1, "never completed");
+}
+
+/* A sink's state for /readyz (issue 18): ok while it takes every frame,
+ * failing with its reason while it refuses every one, degraded when its
+ * last batch refused some, ok again once a batch goes through whole. */
+Test(sink_pipeline, sink_states_follow_what_its_batches_did)
+{
+    const struct sink_def d = {.queue = 8, .on_full = ON_FULL_BLOCK, .result = AERO_OK};
+    start(&d, 1, 0); /* no inline writes: the held write is the sink thread's */
+    struct readiness_component st[2];
+    struct tjob *j = jobs_new(6);
+    submit_all(&j[0], 1);
+    cr_assert_eq(sink_pipeline_states(G.p, mono_ns(), st, 2), 1);
+    cr_expect_str_eq(st[0].name, "sink:s0");
+    cr_expect_eq(st[0].state, AERO_STATE_OK);
+    cr_expect_str_eq(st[0].reason, "");
+
+    pthread_mutex_lock(&G.mu);
+    G.sinks[0].result = AERO_RETRY;
+    pthread_mutex_unlock(&G.mu);
+    submit_all(&j[1], 1);
+    sink_pipeline_states(G.p, mono_ns(), st, 2);
+    cr_expect_eq(st[0].state, AERO_STATE_FAILING);
+    cr_expect_str_eq(st[0].reason, "refuses every frame (every frame for 0 s)");
+
+    /* j[3] (odd) and j[4] in one batch: the sink holds j[2]'s write while
+     * they queue behind it. */
+    pthread_mutex_lock(&G.mu);
+    G.sinks[0].result = AERO_OK;
+    G.sinks[0].refuse_odd = true;
+    G.sinks[0].hold = true;
+    pthread_mutex_unlock(&G.mu);
+    struct reader w;
+    reader_init(&w);
+    struct sink_owed owed = {0};
+    cr_assert_eq(sink_pipeline_submit(G.p, &j[2].job, w.w, &owed), 0);
+    sink_pipeline_flush(G.p, &owed);
+    EXPECT_WITHIN(WAIT_MS, G.sinks[0].in_write, "j[2] not taken");
+    cr_assert_eq(sink_pipeline_submit(G.p, &j[3].job, w.w, &owed), 0);
+    cr_assert_eq(sink_pipeline_submit(G.p, &j[4].job, w.w, &owed), 0);
+    release_all();
+    EXPECT_WITHIN(WAIT_MS, completions(&j[4]) == 1, "never completed");
+    cr_assert_eq(G.sinks[0].calls, 4, "j[3] and j[4] were not one batch");
+    sink_pipeline_states(G.p, mono_ns(), st, 2);
+    cr_expect_eq(st[0].state, AERO_STATE_DEGRADED);
+    cr_expect_str_eq(st[0].reason, "refuses some frames (some frames of its last batch)");
+
+    pthread_mutex_lock(&G.mu);
+    G.sinks[0].refuse_odd = false;
+    pthread_mutex_unlock(&G.mu);
+    submit_all(&j[5], 1);
+    sink_pipeline_states(G.p, mono_ns(), st, 2);
+    cr_expect_eq(st[0].state, AERO_STATE_OK);
+    jobs_free(j, 6);
 }
 
 Test(sink_pipeline, a_result_slot_left_untouched_is_retry_not_a_stale_ok)
