@@ -534,6 +534,17 @@ static void submit_all(struct tjob *j, size_t n)
     EXPECT_WITHIN(WAIT_MS, completions(&j[n - 1]) == 1, "never completed");
 }
 
+/* Sink 0 answers `r` (refuse_odd off) to job j alone; its state after. */
+static void state_after(struct tjob *j, aero_result r, struct readiness_component *st)
+{
+    pthread_mutex_lock(&G.mu);
+    G.sinks[0].result = r;
+    G.sinks[0].refuse_odd = false;
+    pthread_mutex_unlock(&G.mu);
+    submit_all(j, 1);
+    cr_assert_eq(sink_pipeline_states(G.p, mono_ns(), st, 1), 1);
+}
+
 /* A sink's state for /readyz (issue 18): ok while it takes every frame,
  * failing with its reason while it refuses every one, degraded when its
  * last batch refused some, ok again once a batch goes through whole. */
@@ -541,19 +552,14 @@ Test(sink_pipeline, sink_states_follow_what_its_batches_did)
 {
     const struct sink_def d = {.queue = 8, .on_full = ON_FULL_BLOCK, .result = AERO_OK};
     start(&d, 1, 0); /* no inline writes: the held write is the sink thread's */
-    struct readiness_component st[2];
+    struct readiness_component st[1];
     struct tjob *j = jobs_new(6);
-    submit_all(&j[0], 1);
-    cr_assert_eq(sink_pipeline_states(G.p, mono_ns(), st, 2), 1);
+    state_after(&j[0], AERO_OK, st);
     cr_expect_str_eq(st[0].name, "sink:s0");
     cr_expect_eq(st[0].state, AERO_STATE_OK);
     cr_expect_str_eq(st[0].reason, "");
 
-    pthread_mutex_lock(&G.mu);
-    G.sinks[0].result = AERO_RETRY;
-    pthread_mutex_unlock(&G.mu);
-    submit_all(&j[1], 1);
-    sink_pipeline_states(G.p, mono_ns(), st, 2);
+    state_after(&j[1], AERO_RETRY, st);
     cr_expect_eq(st[0].state, AERO_STATE_FAILING);
     cr_expect_str_eq(st[0].reason, "refuses every frame (every frame for 0 s)");
 
@@ -574,16 +580,15 @@ Test(sink_pipeline, sink_states_follow_what_its_batches_did)
     cr_assert_eq(sink_pipeline_submit(G.p, &j[4].job, w.w, &owed), 0);
     release_all();
     EXPECT_WITHIN(WAIT_MS, completions(&j[4]) == 1, "never completed");
-    cr_assert_eq(G.sinks[0].calls, 4, "j[3] and j[4] were not one batch");
-    sink_pipeline_states(G.p, mono_ns(), st, 2);
+    pthread_mutex_lock(&G.mu);
+    int calls = G.sinks[0].calls;
+    pthread_mutex_unlock(&G.mu);
+    cr_assert_eq(calls, 4, "j[3] and j[4] were not one batch");
+    sink_pipeline_states(G.p, mono_ns(), st, 1);
     cr_expect_eq(st[0].state, AERO_STATE_DEGRADED);
     cr_expect_str_eq(st[0].reason, "refuses some frames (some frames of its last batch)");
 
-    pthread_mutex_lock(&G.mu);
-    G.sinks[0].refuse_odd = false;
-    pthread_mutex_unlock(&G.mu);
-    submit_all(&j[5], 1);
-    sink_pipeline_states(G.p, mono_ns(), st, 2);
+    state_after(&j[5], AERO_OK, st);
     cr_expect_eq(st[0].state, AERO_STATE_OK);
     jobs_free(j, 6);
 }
