@@ -334,7 +334,8 @@ struct gateway *agent_gateway_create(struct relay *relay)
     pthread_mutex_init(&gw->held_mu, NULL);
     for (size_t i = 0; i < gw->n_sinks; i++) {
         if (asprintf(&gw->sink_errors[i],
-                     "sink \"%s\" did not accept the frame (queue full or write failed); resend",
+                     "sink \"%s\" did not accept the frame (its write failed: the relay's log "
+                     "says why); resend",
                      sink_pipeline_name(relay->sinks, i)) < 0)
             gw->sink_errors[i] = NULL;
         /* Sink names are at most 64 bytes, so this never cuts; it keeps

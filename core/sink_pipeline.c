@@ -467,6 +467,13 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
         if (refused != AERO_OK) {
             metrics_inc(s->m_rejected);
             note_outcome(s, 0, 1, "queue full");
+            /* The ack says which sink and why: SPEC's text, then the sink
+             * (its name is at most 64 bytes, so this is never cut). */
+            char text[160];
+            snprintf(text, sizeof(text),
+                     "relay sink queue is full: sink \"%s\" (queue = %zu, on_full = reject); resend",
+                     s->settings->name, s->settings->queue);
+            job_add_text(job, i, text);
             job_report(job, i, refused);
         } else {
             metrics_inc(s->m_enqueued);
