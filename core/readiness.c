@@ -147,7 +147,9 @@ static void plain(char *dst, size_t cap, const char *src)
 
 const char *readiness_state_name(aero_state state)
 {
-    return state == AERO_STATE_FAILING ? "failing" : state == AERO_STATE_DEGRADED ? "degraded" : "ok";
+    return state == AERO_STATE_FAILING    ? "failing"
+           : state == AERO_STATE_DEGRADED ? "degraded"
+                                          : "ok";
 }
 
 static bool state_valid(aero_state state)

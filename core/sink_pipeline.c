@@ -471,7 +471,8 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
              * (its name is at most 64 bytes, so this is never cut). */
             char text[160];
             snprintf(text, sizeof(text),
-                     "relay sink queue is full: sink \"%s\" (queue = %zu, on_full = reject); resend",
+                     "relay sink queue is full: sink \"%s\" (queue = %zu, on_full = reject); "
+                     "resend",
                      s->settings->name, s->settings->queue);
             job_add_text(job, i, text);
             job_report(job, i, refused);
