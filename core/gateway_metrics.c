@@ -20,7 +20,7 @@ void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m)
                          "Register calls refused (bad request).", NULL);
     gm->frames = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frames_accepted_total",
                                     "Frames handed to the sinks.", NULL);
-    gm->bytes = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frame_bytes_received_total",
+    gm->bytes = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frames_received_bytes_total",
                                    "Bytes of TelemetryFrame messages received.", NULL);
     for (int i = 0; i < 4; i++)
         gm->acks[i] = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_acks_total",

@@ -30,6 +30,7 @@ struct host_instance {
     void *report_arg;
     unsigned config_errors;       /* main thread only (check, create) */
     const struct host_relay *relay; /* NULL: nothing known about the relay */
+    bool route;                     /* a route's host: it reports its own state */
 };
 
 static const struct host_instance *from_api(const aero_host *host)
@@ -104,7 +105,8 @@ static bool labels_valid(const char *s)
         while ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')
             s++;
         size_t klen = (size_t)(s - k);
-        if ((klen == 4 && !strncmp(k, "sink", 4)) || (klen == 5 && !strncmp(k, "route", 5)))
+        if ((klen == 4 && !strncmp(k, "sink", 4)) || (klen == 5 && !strncmp(k, "route", 5)) ||
+            (klen == 6 && !strncmp(k, "plugin", 6)))
             return false;
         if (s[0] != '=' || s[1] != '"')
             return false;
@@ -271,6 +273,16 @@ static int64_t host_session_last_message(const aero_host *host, const char *dron
     return t;
 }
 
+/* A route's state in /readyz's component list (ABI 1.5); registered as
+ * ok when its create() host learns the relay (host_instance_set_relay). */
+static int host_report_state(const aero_host *host, aero_state state, const char *reason)
+{
+    const struct host_instance *h = from_api(host);
+    if (!h->route || !h->relay || !h->relay->readiness || !h->metrics)
+        return -EINVAL; /* a sink's or a check() host */
+    return readiness_route_state(h->relay->readiness, h, h->component, state, reason);
+}
+
 static int host_ready_detail(const aero_host *host, const char *key, const char *value)
 {
     const struct host_instance *h = from_api(host);
@@ -308,13 +320,22 @@ struct host_instance *host_instance_create(const char *kind_label, const char *i
         .metric_register_labels = host_metric_register_labels,
         .histogram_register = host_histogram_register,
         .histogram_observe = host_histogram_observe,
+        .report_state = host_report_state,
     };
+    h->route = strcmp(kind_label, "route") == 0;
     h->section = section;
     h->metrics = metrics;
     if (asprintf(&h->component, "%s:%s", kind_label, instance) < 0)
         h->component = NULL;
-    if (asprintf(&h->label, "%s=\"%s\"", kind_label, instance) < 0)
+    if (strcmp(kind_label, "sink") == 0) {
+        /* settings made "plugin" required in every [sink:*] section */
+        const char *plugin = section ? config_get(section, "plugin") : NULL;
+        int n = metrics_sink_labels(NULL, 0, instance, plugin);
+        if (n >= 0 && (h->label = malloc((size_t)n + 1)))
+            metrics_sink_labels(h->label, (size_t)n + 1, instance, plugin);
+    } else if (asprintf(&h->label, "%s=\"%s\"", kind_label, instance) < 0) {
         h->label = NULL;
+    }
     h->instance_name = strdup(instance);
     h->relay_id = strdup(relay_id ? relay_id : "relay");
     if (!h->component || !h->label || !h->instance_name || !h->relay_id) {
@@ -348,6 +369,11 @@ void host_instance_set_batch(struct host_instance *h, struct job_json_batch *bat
 void host_instance_set_relay(struct host_instance *h, const struct host_relay *relay)
 {
     h->relay = relay;
+    /* A route is listed from its start, ok until it says otherwise. */
+    if (h->route && relay && relay->readiness && h->metrics &&
+        readiness_route_state(relay->readiness, h, h->component, AERO_STATE_OK, NULL) < 0)
+        log_msg(AERO_LOG_WARN, h->component, "not listed in /readyz: more than %d routes",
+                READINESS_MAX);
 }
 
 void host_instance_set_config_report(struct host_instance *h, host_config_report_fn report,

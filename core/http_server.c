@@ -127,26 +127,53 @@ static enum MHD_Result serve_metrics(struct http_server *h, struct MHD_Connectio
     return rc;
 }
 
-/* 200 {"status":"ok"}, with the details plugins added (readiness.h), e.g.
- * {"status":"ok","registry":"unavailable"} (SPEC.md section 3). */
+/*
+ * /readyz. Ready: 200 {"status":"ok"} exactly as SPEC.md section 3 says,
+ * with the details plugins added (readiness.h), e.g.
+ * {"status":"ok","registry":"unavailable"}. Not ready: 503
+ * {"status":"not ready"} (starting, stopping, no listener), or, for a
+ * failing sink, naming it and its reason. A 503 for a failing sink, and
+ * every answer to /readyz?verbose, also lists every sink's and route's
+ * state ("components"): the plain 200 body stays SPEC's, which probes and
+ * load balancers may match byte for byte.
+ */
 static enum MHD_Result serve_ready(struct http_server *h, struct MHD_Connection *c)
 {
+    bool verbose = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "verbose", 7, NULL,
+                                                 NULL) == MHD_YES;
     char details[READINESS_MAX * (2 * READINESS_TEXT_MAX + 8) + 1];
-    char body[sizeof(details) + READINESS_BODY_MAX + 32];
+    char head[sizeof(details) + READINESS_BODY_MAX + 32];
     unsigned status = MHD_HTTP_OK;
-    int n;
-    if (readiness_unready(h->relay->readiness, body, sizeof(body))) {
+    if (!is_ready(h->relay)) {
+        if (!verbose)
+            return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, h->not_ready);
+        status = MHD_HTTP_SERVICE_UNAVAILABLE;
+        snprintf(head, sizeof(head), "{\"status\":\"not ready\"}\n");
+    } else if (readiness_unready(h->relay->readiness, head, sizeof(head))) {
         status = MHD_HTTP_SERVICE_UNAVAILABLE; /* a component failing, and why */
-        n = (int)strlen(body);
-    } else if (readiness_render(h->relay->readiness, details, sizeof(details)) == 0) {
+        verbose = true;
+    } else if (readiness_render(h->relay->readiness, details, sizeof(details)) == 0 &&
+               !verbose) {
         return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
     } else {
-        n = snprintf(body, sizeof(body), "{\"status\":\"ok\"%s}\n", details);
+        snprintf(head, sizeof(head), "{\"status\":\"ok\"%s}\n", details);
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
+    char *body = NULL;
+    char *components = verbose ? readiness_render_components(h->relay->readiness) : NULL;
+    if (verbose && !components)
+        return MHD_NO; /* out of memory: MHD closes the connection */
+    /* head ends in "}\n": the components go before its closing brace */
+    int n = components ? asprintf(&body, "%.*s%s}\n", (int)(strlen(head) - 2), head, components)
+                       : asprintf(&body, "%s", head);
+    free(components);
+    if (n < 0)
         return MHD_NO;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
     enum MHD_Result rc = MHD_NO;
     if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CT_JSON) == MHD_YES)
         rc = MHD_queue_response(c, status, r);
@@ -200,10 +227,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     switch (ep) {
     case EP_METRICS: return serve_metrics(h, c);
     case EP_HEALTHZ: return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
-    default:
-        if (!is_ready(h->relay))
-            return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, h->not_ready);
-        return serve_ready(h, c);
+    default: return serve_ready(h, c);
     }
 }
 

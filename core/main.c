@@ -339,8 +339,18 @@ static void watch_listener(struct relay *r, struct rpc_server *server, struct li
  * answer 503 naming it and its reason (an orchestrator stops sending
  * agents here); ready again once it takes frames. Logged on each change.
  */
+/* Every sink's state for /readyz's component list: at start, before the
+ * relay says it is ready, then fresh every turn of the main loop. */
+static void list_sinks(struct relay *r)
+{
+    struct readiness_component states[READINESS_COMPONENTS_MAX]; /* 16 KiB, main thread */
+    size_t n = sink_pipeline_states(r->sinks, mono_ns(), states, READINESS_COMPONENTS_MAX);
+    readiness_set_sinks(r->readiness, states, n);
+}
+
 static void watch_sinks(struct relay *r, bool *failing)
 {
+    list_sinks(r);
     char name[SINK_REASON_MAX], why[SINK_REASON_MAX];
     bool now = sink_pipeline_failing(r->sinks, mono_ns(),
                                      r->settings->http_unready_after_s * INT64_C(1000000000),
@@ -682,6 +692,7 @@ static int serve(struct settings *st, struct loaded *l)
     if (start_running(&r, st, l) == 0) {
         char routes[512];
         describe_routes(st, routes, sizeof(routes));
+        list_sinks(&r.relay);
         atomic_store(&r.relay.ready, true); /* port bound, every plugin created */
         log_info("aeroarc-relay %s serving gRPC on %s (port %d), HTTP %s, relay_id %s, "
                  "%zu sink(s), route %s, %d worker(s)",

@@ -236,6 +236,11 @@ static struct aero_metric *series_new(int kind, const char *name, const char *he
     return s;
 }
 
+int metrics_sink_labels(char *buf, size_t cap, const char *sink, const char *plugin)
+{
+    return snprintf(buf, cap, "sink=\"%s\",plugin=\"%s\"", sink, plugin ? plugin : "");
+}
+
 aero_metric *metrics_register(struct metrics *m, aero_metric_type type, const char *name,
                               const char *help, const char *labels)
 {

@@ -32,6 +32,15 @@ void metrics_destroy(struct metrics *m);
 aero_metric *metrics_register(struct metrics *m, aero_metric_type type, const char *name,
                               const char *help, const char *labels);
 
+/*
+ * The labels of every series about sink instance `sink`, the core's and
+ * its plugin's alike, so one selector finds them all:
+ *   sink="archive",plugin="sink-file"
+ * into buf[0..cap) (NULL plugin: ""). The one formatter: the summary finds
+ * the pipeline's series by these exact labels. Returns as snprintf.
+ */
+int metrics_sink_labels(char *buf, size_t cap, const char *sink, const char *plugin);
+
 /* The same for a value kept in nanoseconds and rendered in seconds
  * (process_cpu_seconds_total, process_start_time_seconds). */
 aero_metric *metrics_register_seconds(struct metrics *m, aero_metric_type type, const char *name,

@@ -16,10 +16,18 @@ struct detail {
     char value[READINESS_TEXT_MAX + 1];
 };
 
+struct route_entry {
+    const void *owner; /* NULL: free slot */
+    struct readiness_component c;
+};
+
 struct readiness {
     pthread_mutex_t mu;
     struct detail d[READINESS_MAX];
     char unready[READINESS_BODY_MAX]; /* the 503 body's members, "" while none */
+    struct route_entry routes[READINESS_MAX];
+    struct readiness_component sinks[READINESS_COMPONENTS_MAX];
+    size_t n_sinks, sinks_omitted;
 };
 
 struct readiness *readiness_create(void)
@@ -96,9 +104,12 @@ void readiness_clear_owner(struct readiness *r, const void *owner)
     if (!r)
         return;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < READINESS_MAX; i++)
+    for (size_t i = 0; i < READINESS_MAX; i++) {
         if (r->d[i].owner == owner)
             memset(&r->d[i], 0, sizeof(r->d[i]));
+        if (r->routes[i].owner == owner)
+            memset(&r->routes[i], 0, sizeof(r->routes[i]));
+    }
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -132,6 +143,103 @@ static void plain(char *dst, size_t cap, const char *src)
     for (; src && *src && n + 1 < cap; src++)
         dst[n++] = *src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\' ? *src : '_';
     dst[n] = '\0';
+}
+
+const char *readiness_state_name(aero_state state)
+{
+    return state == AERO_STATE_FAILING    ? "failing"
+           : state == AERO_STATE_DEGRADED ? "degraded"
+                                          : "ok";
+}
+
+static bool state_valid(aero_state state)
+{
+    return state == AERO_STATE_OK || state == AERO_STATE_DEGRADED || state == AERO_STATE_FAILING;
+}
+
+int readiness_route_state(struct readiness *r, const void *owner, const char *name,
+                          aero_state state, const char *reason)
+{
+    if (!r || !owner || !name || !*name || !state_valid(state))
+        return -EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    struct route_entry *slot = NULL;
+    for (size_t i = 0; i < READINESS_MAX && !slot; i++)
+        if (r->routes[i].owner == owner)
+            slot = &r->routes[i];
+    for (size_t i = 0; i < READINESS_MAX && !slot; i++)
+        if (!r->routes[i].owner)
+            slot = &r->routes[i];
+    if (!slot) {
+        rc = -ENOSPC;
+    } else {
+        slot->owner = owner;
+        plain(slot->c.name, sizeof(slot->c.name), name);
+        slot->c.state = state;
+        plain(slot->c.reason, sizeof(slot->c.reason), reason);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+void readiness_set_sinks(struct readiness *r, const struct readiness_component *sinks, size_t n)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->n_sinks = n < READINESS_COMPONENTS_MAX ? n : READINESS_COMPONENTS_MAX;
+    r->sinks_omitted = n - r->n_sinks;
+    for (size_t i = 0; i < r->n_sinks; i++) {
+        struct readiness_component *c = &r->sinks[i];
+        plain(c->name, sizeof(c->name), sinks[i].name);
+        c->state = state_valid(sinks[i].state) ? sinks[i].state : AERO_STATE_FAILING;
+        plain(c->reason, sizeof(c->reason), sinks[i].reason);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* One `"name":{"state":"...","reason":"..."}` (names and reasons are
+ * plain already: no escaping needed). */
+static void render_one(FILE *f, const struct readiness_component *c, bool *first)
+{
+    fprintf(f, "%s\"%s\":{\"state\":\"%s\"", *first ? "" : ",", c->name,
+            readiness_state_name(c->state));
+    if (c->reason[0])
+        fprintf(f, ",\"reason\":\"%s\"", c->reason);
+    fputc('}', f);
+    *first = false;
+}
+
+char *readiness_render_components(struct readiness *r)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    bool first = true;
+    fputs(",\"components\":{", f);
+    if (r) {
+        pthread_mutex_lock(&r->mu);
+        for (size_t i = 0; i < r->n_sinks; i++)
+            render_one(f, &r->sinks[i], &first);
+        for (size_t i = 0; i < READINESS_MAX; i++)
+            if (r->routes[i].owner)
+                render_one(f, &r->routes[i].c, &first);
+        size_t omitted = r->sinks_omitted;
+        pthread_mutex_unlock(&r->mu);
+        fputc('}', f);
+        if (omitted)
+            fprintf(f, ",\"components_omitted\":%zu", omitted);
+    } else {
+        fputc('}', f);
+    }
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }
 
 void readiness_set_unready(struct readiness *r, const char *component, const char *reason)

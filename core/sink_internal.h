@@ -10,6 +10,8 @@
 #include "sink_pipeline.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 
 struct sink {
     struct sink_pipeline *pipeline;
@@ -45,10 +47,13 @@ struct sink {
     bool thread_started;
 
     aero_metric *m_enqueued, *m_errors, *m_rejected, *m_dropped, *m_queue_len, *m_batches;
+    aero_metric *m_errors_spec; /* m_errors under SPEC's aero_relay_sink_errors_total */
 
     /* Since when (mono ns) every frame was refused, 0 while frames are
-     * taken; why, as the sink said it last (under mu). For readiness. */
+     * taken; whether the last batch refused only some (partial); why, as
+     * the sink said it last (under mu). For readiness. */
     _Atomic int64_t refusing_since;
+    atomic_bool partial;
     char refusing_why[SINK_REASON_MAX];
 
     /* [sink:*] match / exclude, split (NULL-terminated; NULL: no list). */

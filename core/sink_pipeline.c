@@ -27,6 +27,7 @@
 #include "log.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "readiness.h"
 #include "sink_internal.h"
 
 #include <errno.h>
@@ -142,19 +143,53 @@ static void job_report(struct frame_job *job, size_t sink, aero_result r)
     }
 }
 
-/* A batch (or a queue-full refusal) ended: the sink takes frames again,
- * or it refused all of these (`why`: its own text, or NULL). */
-static void note_outcome(struct sink *s, size_t taken, const char *why)
+/* A batch (or a queue-full refusal) ended: the sink took every frame,
+ * some (partial), or none of these (`why`: its own text, or NULL). */
+static void note_outcome(struct sink *s, size_t taken, size_t refused, const char *why)
 {
-    if (taken > 0) {
+    atomic_store_explicit(&s->partial, taken > 0 && refused > 0, memory_order_relaxed);
+    if (taken > 0)
         atomic_store_explicit(&s->refusing_since, 0, memory_order_relaxed);
+    if (refused == 0)
         return;
-    }
     int64_t zero = 0;
-    atomic_compare_exchange_strong(&s->refusing_since, &zero, mono_ns());
+    if (taken == 0)
+        atomic_compare_exchange_strong(&s->refusing_since, &zero, mono_ns());
     pthread_mutex_lock(&s->mu);
-    snprintf(s->refusing_why, sizeof(s->refusing_why), "%s", why ? why : "refuses every frame");
+    snprintf(s->refusing_why, sizeof(s->refusing_why), "%s",
+             why ? why : taken ? "refuses some frames" : "refuses every frame");
     pthread_mutex_unlock(&s->mu);
+}
+
+size_t sink_pipeline_states(struct sink_pipeline *p, int64_t now_ns,
+                            struct readiness_component *out, size_t cap)
+{
+    if (!p)
+        return 0;
+    unsigned slot = sink_set_acquire(p); /* the sinks running now */
+    const struct sink_set *set = p->sets[slot];
+    size_t n = set->n;
+    for (size_t i = 0; i < n && i < cap; i++) {
+        struct sink *s = set->sinks[i];
+        struct readiness_component *c = &out[i];
+        int64_t since = atomic_load_explicit(&s->refusing_since, memory_order_relaxed);
+        bool partial = atomic_load_explicit(&s->partial, memory_order_relaxed);
+        snprintf(c->name, sizeof(c->name), "sink:%s", s->settings->name);
+        c->state = since ? AERO_STATE_FAILING : partial ? AERO_STATE_DEGRADED : AERO_STATE_OK;
+        c->reason[0] = '\0';
+        if (c->state == AERO_STATE_OK)
+            continue;
+        pthread_mutex_lock(&s->mu);
+        if (since)
+            snprintf(c->reason, sizeof(c->reason), "%s (every frame for %lld s)",
+                     s->refusing_why, (long long)((now_ns - since) / 1000000000));
+        else
+            snprintf(c->reason, sizeof(c->reason), "%s (some frames of its last batch)",
+                     s->refusing_why);
+        pthread_mutex_unlock(&s->mu);
+    }
+    sink_set_release(p, slot);
+    return n;
 }
 
 bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t after_ns,
@@ -210,7 +245,6 @@ static void write_jobs(struct sink *s, size_t n)
     const char *why = NULL;
     for (size_t i = 0; i < n; i++) {
         if (results[i] != AERO_OK) {
-            metrics_inc(s->m_errors);
             const char *t = text ? text(s->instance, i) : NULL;
             job_add_text(jobs[i], s->id, t ? t : s->refused_text);
             if (!why)
@@ -219,7 +253,9 @@ static void write_jobs(struct sink *s, size_t n)
             taken++;
         }
     }
-    note_outcome(s, taken, why); /* before the reports: a job may free its texts */
+    metrics_add(s->m_errors, n - taken);
+    metrics_add(s->m_errors_spec, n - taken);
+    note_outcome(s, taken, n - taken, why); /* before the reports: a job may free its texts */
     for (size_t i = 0; i < n; i++)
         job_report(jobs[i], s->id, results[i]);
 }
@@ -412,8 +448,14 @@ static size_t push_one(struct sink *s, size_t i, struct frame_job *job,
     metrics_set(s->m_queue_len, (int64_t)len);
     if (refused != AERO_OK) {
         metrics_inc(s->m_rejected);
-        note_outcome(s, 0, "queue full");
-        job_add_text(job, s->id, s->refused_text);
+        note_outcome(s, 0, 1, "queue full");
+        /* The ack says which sink and why: SPEC's text, then the sink
+         * (its name is at most 64 bytes, so this is never cut). */
+        char text[160];
+        snprintf(text, sizeof(text),
+                 "relay sink queue is full: sink \"%s\" (queue = %zu, on_full = reject); resend",
+                 s->settings->name, s->settings->queue);
+        job_add_text(job, s->id, text);
         job_report(job, s->id, refused);
     } else {
         metrics_inc(s->m_enqueued);
@@ -682,12 +724,18 @@ static struct metric_histogram *write_seconds(struct sink_pipeline *p, const cha
 
 static void register_metrics(struct sink *s, struct metrics *m)
 {
-    char label[160];
-    snprintf(label, sizeof(label), "sink=\"%s\"", s->settings->name);
+    char label[256];
+    metrics_sink_labels(label, sizeof(label), s->settings->name, s->settings->plugin);
     s->m_enqueued = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_enqueued_total",
                                      "Frames handed to the sink's queue.", label);
-    s->m_errors = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total",
+    s->m_errors = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_errors_total",
                                    "Frames the sink did not accept (any non-OK result).", label);
+    /* The same count under the reference relay's name (SPEC section 3
+     * keeps it), outside the aero_sink_* family: for its dashboards. */
+    s->m_errors_spec = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total",
+                                        "Frames the sink did not accept (any non-OK result); "
+                                        "the same as aero_sink_errors_total.",
+                                        label);
     s->m_rejected = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_rejected_total",
                                      "Frames refused because the queue was full (on_full = reject).",
                                      label);
@@ -721,7 +769,8 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, cons
     pthread_cond_init(&s->cv, NULL);
     /* Sink names are at most 64 bytes: this never cuts. */
     snprintf(s->refused_text, sizeof(s->refused_text),
-             "sink \"%s\" did not accept the frame (queue full or write failed); resend",
+             "sink \"%s\" did not accept the frame (its write failed: the relay's log says why); "
+             "resend",
              spec->settings->name);
     s->ring = malloc(s->ring_cap * sizeof(*s->ring));
     s->batch = malloc(SINK_BATCH_MAX * sizeof(*s->batch));

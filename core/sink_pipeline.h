@@ -188,4 +188,15 @@ aero_result sink_pipeline_result_worse(aero_result a, aero_result b);
 bool sink_pipeline_failing(struct sink_pipeline *p, int64_t now_ns, int64_t after_ns,
                            char *name, char *why, size_t cap);
 
+/*
+ * Each sink's state for /readyz's component list, in relay.ini order,
+ * into out[0..cap): failing while it refuses every frame (its reason and
+ * for how long), degraded when its last batch refused some frames but
+ * not all (its reason), else ok. Returns the number of sinks (may exceed
+ * cap). Any thread.
+ */
+struct readiness_component;
+size_t sink_pipeline_states(struct sink_pipeline *p, int64_t now_ns,
+                            struct readiness_component *out, size_t cap);
+
 #endif

@@ -66,11 +66,11 @@ static int use_sinks(struct summary *s, const struct settings *st, int64_t now_n
         return -1;
     }
     for (size_t i = 0; i < st->n_sinks; i++) {
-        char label[160];
-        snprintf(label, sizeof(label), "sink=\"%s\"", st->sinks[i].name);
+        char label[256];
+        metrics_sink_labels(label, sizeof(label), st->sinks[i].name, st->sinks[i].plugin);
         series_of[i] = (struct sink_series){
             series(s->m, AERO_METRIC_COUNTER, "aero_sink_enqueued_total", label),
-            series(s->m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total", label),
+            series(s->m, AERO_METRIC_COUNTER, "aero_sink_errors_total", label),
             series(s->m, AERO_METRIC_COUNTER, "aero_sink_rejected_total", label),
             series(s->m, AERO_METRIC_GAUGE, "aero_sink_queue_length", label)};
     }

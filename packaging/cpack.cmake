@@ -94,7 +94,8 @@ set(CPACK_DEBIAN_CORE_PACKAGE_PROVIDES "${AERO_ABI_PROVIDES}, ${_aero_core_plugi
 set(CPACK_DEBIAN_CORE_PACKAGE_CONFLICTS "${_aero_core_plugin_packages}")
 set(CPACK_DEBIAN_CORE_PACKAGE_REPLACES "${_aero_core_plugin_packages}")
 # The shipped relay.ini names plugins the packaged one only shows as
-# comments (route-redis, sink-stdout): recommend their packages.
+# comments (route-redis): recommend their packages. Those the shipped file
+# itself has only as comments (sink-stdout, route-registry) are not.
 file(STRINGS "${CMAKE_SOURCE_DIR}/relay.ini" _aero_ini_plugins REGEX "^plugin *= *[A-Za-z0-9_.-]+")
 set(_aero_recommends)
 foreach(line ${_aero_ini_plugins})

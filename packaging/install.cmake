@@ -38,8 +38,7 @@ endforeach()
 
 # --- core: the default config. The shipped relay.ini writes sink-file output
 # to ./data (right for a checkout); installed, the relay runs from the unit's
-# state dir, so the archive goes to an absolute path there, and there is no
-# console sink.
+# state dir, so the archive goes to an absolute path there.
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/relay.ini")
 file(READ "${CMAKE_SOURCE_DIR}/relay.ini" _aero_ini)
 string(REGEX REPLACE "\npath = \\./data" "\npath = ${AERO_STATE_DIR}/data" _aero_ini_installed
@@ -48,29 +47,19 @@ if(_aero_ini_installed STREQUAL _aero_ini)
   message(FATAL_ERROR "relay.ini no longer has \"path = ./data\": update packaging/install.cmake")
 endif()
 # Under systemd stdout is the journal: a console sink there would log every
-# frame (thousands a second) into it. The installed config keeps it only as
-# a comment, for debugging.
-set(_aero_console "[sink:console]                ; one section per sink instance: [sink:<name>]
-plugin = sink-stdout
-")
-set(_aero_console_off "; One section per sink instance: [sink:<name>]. To see every frame as a
-; JSON line on stdout (the journal, under systemd; for debugging only):
-; [sink:console]
-; plugin = sink-stdout
-")
-string(REPLACE "${_aero_console}" "${_aero_console_off}" _aero_ini_no_console
-       "${_aero_ini_installed}")
-if(_aero_ini_no_console STREQUAL _aero_ini_installed)
-  message(FATAL_ERROR "relay.ini's [sink:console] changed: update packaging/install.cmake")
+# frame (thousands a second) into it. The shipped relay.ini keeps it only as
+# a comment, for debugging; the installed copy must not gain one.
+if(_aero_ini MATCHES "\n\\[sink:console\\]")
+  message(FATAL_ERROR "relay.ini has a [sink:console] again: keep it a comment (see install.cmake)")
 endif()
 # The core package alone must start with its config (its unit runs --check
 # first), so the installed [route] uses route-none, which the core ships
 # (AERO_CORE_PLUGINS); route-redis, its own package, stays as comments.
 string(REGEX REPLACE "\nplugin = route-redis[^\n]*\n"
        "\nplugin = route-none           ; publishes no routes. Redis routing (docs/routing.md): install\n;                             ; aeroarc-plugin-route-redis, then use these lines instead:\n;plugin = route-redis\n"
-       _aero_ini_route "${_aero_ini_no_console}")
+       _aero_ini_route "${_aero_ini_installed}")
 string(REGEX REPLACE "\n(redis_[a-z]+ =)" "\n;\\1" _aero_ini_route "${_aero_ini_route}")
-if(_aero_ini_route STREQUAL _aero_ini_no_console OR NOT _aero_ini_route MATCHES "\n;redis_addr =")
+if(_aero_ini_route STREQUAL _aero_ini_installed OR NOT _aero_ini_route MATCHES "\n;redis_addr =")
   message(FATAL_ERROR "relay.ini's [route] changed: update packaging/install.cmake")
 endif()
 file(WRITE "${AERO_PKG_DIR}/relay.ini" "${_aero_ini_route}")
@@ -99,12 +88,18 @@ foreach(page aeroarc-relay:core aeroarc-client:tools aeroarc-bench:tools)
           COMPONENT ${_comp})
 endforeach()
 add_custom_target(aeroarc-manpage ALL DEPENDS ${_aero_manpages})
-# The operator's documents (design notes and the plugin guide are not).
-foreach(doc configuration operations security routing envelope failure-semantics limits commands)
+# The operator's documents (design notes and the plugin guide are not),
+# with the sinks' pages they link to, in the same relative places, so every
+# link between them works installed too (tests/package/test_install_tree.sh
+# follows each one).
+foreach(doc configuration operations security routing envelope failure-semantics limits commands
+            sink-influxdb3)
   if(EXISTS "${CMAKE_SOURCE_DIR}/docs/${doc}.md")
     install(FILES docs/${doc}.md DESTINATION "${AERO_CORE_DOC_RELDIR}" COMPONENT core)
   endif()
 endforeach()
+file(GLOB _aero_sink_docs "${CMAKE_SOURCE_DIR}/docs/sinks/*.md")
+install(FILES ${_aero_sink_docs} DESTINATION "${AERO_CORE_DOC_RELDIR}/sinks" COMPONENT core)
 
 # Prometheus alert rules and the Grafana dashboard (docs/operations.md, "Dashboards and alerts").
 install(FILES packaging/monitoring/aeroarc-relay-alerts.yml

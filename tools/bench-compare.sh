@@ -119,11 +119,8 @@ trap 'stop_redis; pkill -P $$ 2>/dev/null || true' EXIT
 relay_config() {
   local dir=$OUT/relay-run
   rm -rf "$dir"; mkdir -p "$dir"
-  sed -e "s|^listen = 0.0.0.0:50051.*|listen = 127.0.0.1:$1|" \
-      -e "s|^listen = 0.0.0.0:2112.*|listen = 127.0.0.1:$(free_port)|" \
-      -e "s|^path = ./data|path = $dir/data|" \
-      -e "s|^fsync = none.*|fsync = $2|" \
-      relay.ini >"$dir/relay.ini"
+  bench_ini "$1" "127.0.0.1:$(free_port)" "$dir/data" -e "s|^fsync = none.*|fsync = $2|" \
+      >"$dir/relay.ini" || exit 1
   echo "$dir/relay.ini"
 }
 
@@ -174,10 +171,7 @@ run_influx3() {
   local dir=$OUT/relay-run
   rm -rf "$dir"; mkdir -p "$dir"
   # The shipped relay.ini without its stdout sink: sink-file is the baseline.
-  sed -e "s|^listen = 0.0.0.0:50051.*|listen = 127.0.0.1:$port|" \
-      -e "s|^listen = 0.0.0.0:2112.*|listen =|" \
-      -e "s|^path = ./data|path = $dir/data|" \
-      -e '/^\[sink:console\]/,/^$/d' relay.ini >"$dir/relay.ini"
+  bench_ini "$port" "" "$dir/data" -e '/^\[sink:console\]/,/^$/d' >"$dir/relay.ini" || exit 1
   local wpid=""
   if [ "$variant" = file+influx3 ]; then
     local wport; wport=$(free_port)

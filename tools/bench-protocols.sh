@@ -31,9 +31,7 @@ run_one() {
   local port; port=$(free_port)
   local dir=$OUT/relay-run
   rm -rf "$dir"; mkdir -p "$dir"
-  sed -e "s|^listen = 0.0.0.0:50051.*|listen = 127.0.0.1:$port|" \
-      -e "s|^listen = 0.0.0.0:2112.*|listen =|" \
-      -e "s|^path = ./data|path = $dir/data|" relay.ini >"$dir/relay.ini"
+  bench_ini "$port" "" "$dir/data" >"$dir/relay.ini" || exit 1
   env -u REDIS_ADDR "$RELAY" -c "$dir/relay.ini" >/dev/null 2>"$OUT/relay.log" &
   local pid=$!
   wait_port "$port"

@@ -22,7 +22,8 @@
  *     (against 1.2 headers on an older relay: AERO_HAS(host, aero_host,
  *     listen_address) and the other 1.2 functions it uses; 1.3:
  *     AERO_HAS(host, aero_host, metric_register_labels); 1.4:
- *     AERO_HAS(host, aero_host, histogram_observe)).
+ *     AERO_HAS(host, aero_host, histogram_observe); 1.5:
+ *     AERO_HAS(host, aero_host, report_state)).
  *
  * Naming: the descriptor's `name` must equal the shared object's file name
  * without ".so" (sink-file.so says "sink-file"); the relay refuses it
@@ -59,7 +60,7 @@ extern "C" {
 #endif
 
 #define AERO_ABI_MAJOR 1
-#define AERO_ABI_MINOR 4
+#define AERO_ABI_MINOR 5
 
 /* True when struct `p` (whose producer set p->size) contains `field`. */
 #define AERO_HAS(p, type, field)                                              \
@@ -182,6 +183,14 @@ typedef enum aero_log_level {
 typedef struct aero_metric aero_metric; /* opaque, owned by the relay */
 typedef struct aero_histogram aero_histogram; /* opaque, owned by the relay (1.4) */
 
+/* A route instance's health as it reports it (aero_host.report_state,
+ * 1.5), shown per component in /readyz's body. */
+typedef enum aero_state {
+    AERO_STATE_OK = 0,       /* doing its job */
+    AERO_STATE_DEGRADED = 1, /* doing part of it (some calls fail, retried) */
+    AERO_STATE_FAILING = 2   /* not doing it (e.g. not connected to Redis) */
+} aero_state;
+
 typedef enum aero_metric_type {
     AERO_METRIC_COUNTER = 1, /* only goes up: aero_host.metric_add */
     AERO_METRIC_GAUGE = 2    /* any value: aero_host.metric_set */
@@ -228,7 +237,8 @@ struct aero_host {
 
     /*
      * Register a metric shown on /metrics as
-     *   <name>{sink="<instance>"} (sinks) or <name>{route="<plugin>"}.
+     *   <name>{sink="<instance>",plugin="<plugin>"} (sinks: `plugin` is the
+     *   section's plugin = key, added by the relay) or <name>{route="<instance>"}.
      * `name` must be lower case [a-z_][a-z0-9_]* (what `promtool check
      * metrics` accepts): counters end in _total, gauges do not, and no name
      * ends in _bucket, _sum or _count. Call during create() only.
@@ -337,9 +347,9 @@ struct aero_host {
 
     /*
      * metric_register with more labels after the instance's own:
-     *   <name>{sink="<instance>",<labels>}
+     *   <name>{sink="<instance>",plugin="<plugin>",<labels>}
      * `labels` is the rendered label set without braces, one or more
-     * k="v" joined by ',' (k: [a-z_][a-z0-9_]*, not "sink" or "route";
+     * k="v" joined by ',' (k: [a-z_][a-z0-9_]*, not "sink", "route" or "plugin";
      * v: 0-64 of A-Z a-z 0-9 _ - . :), e.g. outcome="ok",message_name="heartbeat".
      * Each distinct label set is a series of its own: register every one a
      * plugin will use during create() (there is no lookup per update).
@@ -353,7 +363,8 @@ struct aero_host {
      * A histogram of values (durations in seconds, sizes in units): one
      * bucket per upper bound in `bounds` (n_bounds of them, strictly
      * increasing, each > 0 and < 1e9; +Inf is added), rendered
-     *   <name>_bucket{sink="<instance>",<labels>,le="<bound>"}, _sum, _count.
+     *   <name>_bucket{sink="<instance>",plugin="<plugin>",<labels>,le="<bound>"},
+     *   _sum, _count.
      * `labels` as for metric_register_labels, or NULL for none. The name
      * must not end in _total, _bucket, _sum or _count. Register during
      * create(); NULL on bad arguments. Since 1.4.
@@ -363,6 +374,23 @@ struct aero_host {
                                           const double *bounds, size_t n_bounds);
     /* Record one value; any thread, lock-free. NULL h: nothing. Since 1.4. */
     void (*histogram_observe)(aero_histogram *h, double value);
+
+    /* ---- Since 1.5: a route's own state. ---- */
+
+    /*
+     * Say how this route instance is doing, with the reason an operator
+     * reads first ("not connected to Redis at 10.0.0.5:6379"; NULL or ""
+     * for none). /readyz lists every sink and route with its latest state
+     * (docs/operations.md); a route that never reports is "ok". A route's
+     * state never makes the relay unready: routes publish hints, and no
+     * frame depends on them. Call on every change, not per event: it
+     * takes a lock. The reason is copied (at most 160 bytes; bytes outside
+     * printable ASCII, '"' and '\\' become '_'). Returns 0, or -EINVAL
+     * (state out of range, a check() host, or a sink's host: a sink's
+     * state is what the relay sees of its results and result_text). Any
+     * thread, after create() began. Since 1.5.
+     */
+    int (*report_state)(const aero_host *host, aero_state state, const char *reason);
 };
 
 /* ----------------------------------------------------------------- sinks */

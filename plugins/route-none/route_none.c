@@ -17,6 +17,8 @@ static int none_create(const aero_host *host, void **instance)
         return -12; /* -ENOMEM */
     r->host = host;
     host->log(host, AERO_LOG_INFO, "routing hints are not published (route-none)");
+    if (AERO_HAS(host, aero_host, report_state) && host->report_state) /* ABI 1.5: /readyz */
+        host->report_state(host, AERO_STATE_OK, "publishes no routes (route-none)");
     *instance = r;
     return 0;
 }

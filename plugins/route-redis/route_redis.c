@@ -13,6 +13,7 @@
 #include "route_redis.h"
 
 #include "config_check.h"
+#include "report_state.h"
 #include "route_worker.h"
 
 #include <errno.h>
@@ -197,6 +198,7 @@ static int rr_create(const aero_host *host, void **instance)
         host->log(host, AERO_LOG_INFO,
                   "no Redis address (REDIS_ADDR or [route] redis_addr): routing is idle, no "
                   "routing hints are published");
+        report_state(host, AERO_STATE_OK, "idle: no Redis address, publishes no routes");
         return 0;
     }
     if ((rc = init_sync(rr)) < 0)
@@ -212,11 +214,13 @@ static int rr_create(const aero_host *host, void **instance)
     /* The startup PING: short, and never a reason not to serve. */
     if (redis_link_open(&rr->link, &rr->opts, err, sizeof(err)) == 0) {
         host->metric_set(rr->m.connected, 1);
+        report_state(host, AERO_STATE_OK, "connected to Redis at %s", rr->addr);
         host->log(host, AERO_LOG_INFO,
                   "publishing routing hints to Redis at %s (db %lld) as relay %s: key "
                   "drone:{id}, TTL %d s, refreshed every %d ms",
                   rr->addr, rr->opts.db, rr->relay_id, rr->ttl_s, rr->ttl_s * 1000 / 2);
     } else {
+        report_state(host, AERO_STATE_FAILING, "not connected to Redis at %s: %s", rr->addr, err);
         host->log(host, AERO_LOG_WARN,
                   "startup PING of Redis at %s failed (%s): serving anyway; routing hints "
                   "are published once it answers (retrying with backoff up to %d ms)",

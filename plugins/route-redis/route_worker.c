@@ -8,6 +8,8 @@
  */
 #include "route_worker.h"
 
+#include "report_state.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +37,18 @@ struct worker {
     int64_t last_refused_log_ms; /* rate limit of "Redis refused" */
     unsigned attempts; /* failed connects in this outage */
     unsigned seed;     /* jitter */
+    int state;         /* aero_state last reported, -1: none yet */
 };
+
+/* Tell the relay (its /readyz component list) when the state changes; the
+ * reason of a repeated state is not worth the relay's lock each round. */
+static void set_state(struct worker *w, aero_state state, const char *reason)
+{
+    if (w->state == (int)state)
+        return;
+    w->state = (int)state;
+    report_state(w->rr->host, state, "%s", reason);
+}
 
 /* Wait on rr->wake until woken or until t (CLOCK_MONOTONIC ms). mu held. */
 static void wait_until(struct route_redis *rr, int64_t t)
@@ -119,6 +132,12 @@ static void try_connect(struct worker *w)
     }
     pthread_mutex_unlock(&rr->mu);
 
+    char why[320];
+    if (rc == 0)
+        snprintf(why, sizeof(why), "connected to Redis at %.120s", rr->addr);
+    else
+        snprintf(why, sizeof(why), "not connected to Redis at %.120s: %.120s", rr->addr, err);
+    set_state(w, rc == 0 ? AERO_STATE_OK : AERO_STATE_FAILING, why);
     if (rc == 0)
         h->log(h, AERO_LOG_INFO,
                "connected to Redis at %s after %.1f s unreachable; republishing %zu route(s)",
@@ -240,11 +259,25 @@ static void run_round(struct worker *w)
     /* SCRIPT FLUSH on the server: reconnecting reloads the scripts, and the
      * resync that follows redoes what failed. */
     bool noscript = rc == 0 && any_noscript(&w->batch);
-    if (rc < 0 || noscript)
+    char why[320];
+    if (rc < 0 || noscript) {
         h->log(h, AERO_LOG_WARN,
                "lost the Redis connection to %s (%s): reconnecting with backoff; every active "
                "route is republished when it returns",
                rr->addr, noscript ? "Redis forgot the route scripts (SCRIPT FLUSH?)" : err);
+        snprintf(why, sizeof(why), "not connected to Redis at %.120s: connection lost (%.120s)",
+                 rr->addr, noscript ? "scripts flushed" : err);
+        set_state(w, AERO_STATE_FAILING, why);
+    } else if (first_error[0]) {
+        /* connected, but Redis refused some commands: routes may be stale */
+        snprintf(why, sizeof(why), "Redis at %.120s refuses commands: %.120s", rr->addr,
+                 first_error);
+        w->state = -1; /* the newest error is the one to show */
+        set_state(w, AERO_STATE_DEGRADED, why);
+    } else if (w->batch.n > 0 || kind == ROUND_REFRESH) {
+        snprintf(why, sizeof(why), "connected to Redis at %.120s", rr->addr);
+        set_state(w, AERO_STATE_OK, why);
+    }
 
     pthread_mutex_lock(&rr->mu);
     route_state_apply(rr->state, &w->batch);
@@ -322,6 +355,7 @@ static void *worker_main(void *arg)
     route_state_batch_init(&w.batch);
     w.seed = (unsigned)now ^ (unsigned)(uintptr_t)rr ^ (unsigned)getpid();
     w.connected = rr->link.c != NULL; /* create()'s startup connection */
+    w.state = w.connected ? AERO_STATE_OK : AERO_STATE_FAILING; /* create() reported it */
     w.resync = true;
     w.outage_start_ms = w.last_warn_ms = now;
     w.backoff_ms = BACKOFF_FIRST_MS;

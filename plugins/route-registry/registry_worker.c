@@ -29,6 +29,7 @@
 
 #include "aeroarc/registry/v1/registry.pb-c.h"
 #include "mono_clock.h"
+#include "report_state.h"
 #include "warn_limit.h"
 
 #include <errno.h>
@@ -409,6 +410,11 @@ static void set_connected(struct worker *w, int on)
     w->connected = on;
     h->metric_set(w->rr->m.connected, on);
     h->ready_detail(h, "registry", on ? NULL : "unavailable");
+    if (on)
+        report_state(h, AERO_STATE_OK, "connected to the registry at %s", w->rr->address);
+    else
+        report_state(h, AERO_STATE_FAILING, "not connected to the registry at %s (retrying)",
+                     w->rr->address);
     if (on)
         h->log(h, AERO_LOG_INFO, "registry at %s answers", w->rr->address);
 }

@@ -346,7 +346,7 @@ static int file_create(const aero_host *host, void **instance)
             "aero_sink_file_rotations_total",
             "Files closed because of rotate_bytes or rotate_interval_s");
         s->m_bytes = host->metric_register(host, AERO_METRIC_COUNTER,
-            "aero_sink_file_bytes_written_total",
+            "aero_sink_file_written_bytes_total",
             "Bytes of JSON lines written and kept");
     }
 

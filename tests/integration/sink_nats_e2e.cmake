@@ -4,7 +4,8 @@ if(NOT TARGET PkgConfig::NATS)
   pkg_check_modules(NATS REQUIRED IMPORTED_TARGET libnats)
 endif()
 aero_unit_test(test_sink_nats_e2e
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c ${CMAKE_SOURCE_DIR}/tests/nats_server.c
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c ${CMAKE_CURRENT_LIST_DIR}/http_client.c
+          ${CMAKE_SOURCE_DIR}/tests/nats_server.c
           ${CMAKE_SOURCE_DIR}/tests/test_server.c
   LIBS relay_client PkgConfig::NATS)
 target_include_directories(test_sink_nats_e2e PRIVATE ${CMAKE_CURRENT_LIST_DIR})

@@ -536,7 +536,7 @@ Test(control, metrics_count_frames_acks_bytes_sessions_and_latency)
     cr_assert_eq(DELTA("aero_relay_acks_total{status=\"permanent_error\"}"), 3);
     cr_assert_eq(DELTA("aero_relay_acks_total{status=\"temporary_error\"}"), 0);
     cr_assert_eq(DELTA("aero_relay_frames_accepted_total"), 50);
-    cr_assert_eq(DELTA("aero_relay_frame_bytes_received_total"), (double)sent.bytes);
+    cr_assert_eq(DELTA("aero_relay_frames_received_bytes_total"), (double)sent.bytes);
     cr_assert_eq(DELTA("aero_relay_registrations_total"), 1);
     /* The process series every exporter has, and what this build is. */
     cr_assert_gt(metric(after, "process_resident_memory_bytes"), 1e6);
@@ -544,10 +544,11 @@ Test(control, metrics_count_frames_acks_bytes_sessions_and_latency)
     cr_assert_geq(metric(after, "process_cpu_seconds_total"), metric(before, "process_cpu_seconds_total"));
     cr_assert_not_null(strstr(after, "\naero_relay_build_info{version=\""), "no build_info");
     cr_assert_eq(DELTA("aero_relay_streams_opened_total"), 1);
-    cr_assert_eq(DELTA("aero_sink_enqueued_total{sink=\"archive\"}"), 50);
-    cr_assert_eq(DELTA("aero_sink_enqueued_total{sink=\"mirror\"}"), 50);
-    cr_assert_gt(DELTA("aero_sink_file_bytes_written_total{sink=\"mirror\"}"), 0);
-    cr_assert_eq(DELTA("aero_relay_sink_errors_total{sink=\"archive\"}"), 0);
+    cr_assert_eq(DELTA("aero_sink_enqueued_total{sink=\"archive\",plugin=\"sink-file\"}"), 50);
+    cr_assert_eq(DELTA("aero_sink_enqueued_total{sink=\"mirror\",plugin=\"sink-file\"}"), 50);
+    cr_assert_gt(
+        DELTA("aero_sink_file_written_bytes_total{sink=\"mirror\",plugin=\"sink-file\"}"), 0);
+    cr_assert_eq(DELTA("aero_sink_errors_total{sink=\"archive\",plugin=\"sink-file\"}"), 0);
     cr_assert_eq(metric(after, "aero_relay_sessions_active"), 1);
     cr_assert_eq(metric(after, "aero_relay_ack_latency_seconds_bucket{le=\"+Inf\"}"),
                  metric(after, "aero_relay_ack_latency_seconds_count"));

@@ -575,6 +575,13 @@ Test(faults, a_sink_refusing_everything_makes_the_relay_unready_until_it_recover
     }
     cr_assert(readyz_is(&unready), "/readyz never answered 503 for the failing sink");
     cr_assert_eq(relay_metric(relay.http_port, "aero_relay_ready"), 0);
+    /* ... and the 503 lists every sink's state: ctl failing, archive ok. */
+    struct http_reply r;
+    cr_assert_eq(http_request(relay.http_port, "GET", "/readyz", 5000, &r), 0);
+    cr_expect_not_null(strstr(r.body, "\"sink:ctl\":{\"state\":\"failing\",\"reason\":\""),
+                       "%s", r.body);
+    cr_expect_not_null(strstr(r.body, "\"sink:archive\":{\"state\":\"ok\"}"), "%s", r.body);
+    http_reply_free(&r);
 
     unlink(fail);
     cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-r", seq++), 5000), 0);
@@ -582,6 +589,9 @@ Test(faults, a_sink_refusing_everything_makes_the_relay_unready_until_it_recover
     cr_assert_eq(ack.status, RC_ACK_OK, "%s", rc_ack_status_name(ack.status));
     cr_assert(harness_wait_for(readyz_is, &ready, 5000), "/readyz stayed 503 after recovery");
     cr_assert_eq(relay_metric(relay.http_port, "aero_relay_ready"), 1);
+    cr_assert_eq(http_request(relay.http_port, "GET", "/readyz?verbose", 5000, &r), 0);
+    cr_expect_not_null(strstr(r.body, "\"sink:ctl\":{\"state\":\"ok\"}"), "%s", r.body);
+    http_reply_free(&r);
     rc_stream_close_send(s, 5000);
     cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
     rc_stream_free(s);
@@ -638,8 +648,12 @@ Test(faults, match_and_exclude_route_frames_and_unmatched_ones_are_refused)
     cr_assert(harness_wait_for(has_lines, &r1, 5000), "rest holds %ld lines", lines_in(rest));
     cr_assert_eq(lines_in(pos), 2, "pos took a frame it does not match");
     cr_assert_eq(lines_in(rest), 1, "rest took an excluded frame");
-    cr_assert_eq(relay_metric(relay.http_port, "aero_sink_filtered_total{sink=\"pos\"}"), 2);
-    cr_assert_eq(relay_metric(relay.http_port, "aero_sink_filtered_total{sink=\"rest\"}"), 3);
+    cr_assert_eq(relay_metric(relay.http_port,
+                              "aero_sink_filtered_total{sink=\"pos\",plugin=\"sink-file\"}"),
+                 2);
+    cr_assert_eq(relay_metric(relay.http_port,
+                              "aero_sink_filtered_total{sink=\"rest\",plugin=\"sink-file\"}"),
+                 3);
     struct rc_status st;
     rc_stream_close_send(s, 5000);
     cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);

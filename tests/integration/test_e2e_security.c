@@ -7,14 +7,19 @@
 #include "harness.h"
 #include "http_client.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct relay_proc relay;
 
@@ -103,6 +108,74 @@ Test(security, tls_serves_tls_clients_and_refuses_plaintext)
     cr_assert_eq(try_register(plain, "drone-tls", &st), -EIO);
     cr_assert_eq(st.code, 14, "plaintext against TLS: %s", rc_status_code_name(st.code));
     rc_close(plain);
+}
+
+/* A TCP client that speaks HTTP/1.1 to the TLS port: its handshake fails.
+ * Waits (2 s at most) for the relay to close the connection. */
+static void failed_handshake(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1));
+    char buf[256];
+    int64_t until = harness_now_ms() + 2000;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (harness_now_ms() < until && poll(&p, 1, 100) >= 0)
+        if ((p.revents & (POLLIN | POLLHUP)) && read(fd, buf, sizeof(buf)) <= 0)
+            break;
+    close(fd);
+}
+
+/* Issue 18: gRPC's own log lines go through the relay's logger (JSON like
+ * every other line, component "grpc"), at most 20 a second: with gRPC at
+ * its most talkative (GRPC_VERBOSITY=DEBUG: dozens of lines in its first
+ * millisecond) and 50 failed TLS handshakes, stderr holds nothing raw and
+ * no second holds more than 20 gRPC lines plus the one counting the rest. */
+Test(security, grpc_lines_are_the_relays_json_and_at_most_20_a_second)
+{
+    harness_prepare(&relay);
+    make_certs(relay.dir);
+    relay.log_keys = "level = debug\nformat = json";
+    harness_setenv(&relay, "GRPC_VERBOSITY", "DEBUG");
+    harness_write_config(&relay, NULL,
+                         "[tls]\ncert_file = %DIR%/server.pem\nkey_file = %DIR%/server.key\n");
+    char ca[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
+    relay.tls_ca = ca; /* how relay_start sees it serve */
+    relay_start(&relay);
+    for (int i = 0; i < 50; i++)
+        failed_handshake(relay.port);
+    struct rc_channel *none = NULL;
+    harness_finish(&relay, &none);
+
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    char second[20] = "";
+    int in_second = 0, grpc_lines = 0, most = 0;
+    for (char *line = log, *eol; *line; line = eol + 1) {
+        eol = strchr(line, '\n');
+        cr_assert_not_null(eol, "a line without its newline");
+        *eol = '\0';
+        cr_assert(line[0] == '{' && eol[-1] == '}', "not the relay's JSON: %s", line);
+        if (!strstr(line, "\"component\":\"grpc\""))
+            continue;
+        grpc_lines++;
+        const char *ts = strstr(line, "\"ts\":\"");
+        cr_assert_not_null(ts, "%s", line);
+        if (strncmp(second, ts + 6, 19) != 0) { /* YYYY-MM-DDTHH:MM:SS */
+            snprintf(second, sizeof(second), "%.19s", ts + 6);
+            in_second = 0;
+        }
+        if (++in_second > most)
+            most = in_second;
+    }
+    free(log);
+    cr_assert_gt(grpc_lines, 0, "no gRPC line reached the relay's log");
+    cr_assert_leq(most, 21, "%d gRPC lines in one second", most);
 }
 
 Test(security, client_certificates_are_required_when_client_ca_file_is_set)

@@ -369,6 +369,68 @@ Test(route_redis, redis_killed_and_restarted_mid_stream_gets_the_keys_back)
     cr_expect_eq(metric(&relay_a, "aero_route_redis_pending_deletes"), 0);
 }
 
+/* What /readyz?verbose says of the route, polled until it says `want`. */
+struct route_readiness {
+    const struct relay_proc *relay;
+    const char *want; /* a substring of the body */
+    int status;       /* /readyz's (plain) status at the last poll */
+    char body[1024];  /* /readyz?verbose at the last poll */
+};
+
+static bool readiness_says(void *arg)
+{
+    struct route_readiness *w = arg;
+    struct http_reply rep;
+    if (http_request(w->relay->http_port, "GET", "/readyz?verbose", 5000, &rep) != 0)
+        return false;
+    snprintf(w->body, sizeof(w->body), "%s", rep.body);
+    http_reply_free(&rep);
+    w->status = http_get_status(w->relay->http_port, "/readyz", 5000);
+    return strstr(w->body, w->want) != NULL;
+}
+
+/* Issue 18: the route reports its state, listed by /readyz?verbose: ok
+ * while connected, failing "not connected to Redis" while Redis is gone,
+ * ok again once it is back. A failing route never makes /readyz 503
+ * (routes are hints; no frame waits on them) and ingest goes on. */
+Test(route_redis, readyz_lists_the_route_failing_while_redis_is_down_and_stays_200)
+{
+    char s1[128];
+    uint64_t seq = 1;
+    redis_server_start(&redis, 0, NULL);
+    /* ttl_s = 2: a refresh (or PING) every second notices Redis gone */
+    ch_a = start_relay_http(&relay_a, "relay-a", redis.addr, "ttl_s = 2\nreconnect_max_ms = 300\n",
+                            true);
+    struct route_readiness w = {.relay = &relay_a};
+    char ok[160], failing[160];
+    snprintf(ok, sizeof(ok),
+             "\"route:route-redis\":{\"state\":\"ok\",\"reason\":\"connected to Redis at %s\"}",
+             redis.addr);
+    snprintf(failing, sizeof(failing),
+             "\"route:route-redis\":{\"state\":\"failing\",\"reason\":\"not connected to "
+             "Redis at %s: ",
+             redis.addr);
+    w.want = ok;
+    cr_assert(harness_wait_for(readiness_says, &w, 10000), "not ok at start: %s", w.body);
+    cr_assert_not_null(strstr(w.body, "\"sink:archive\":{\"state\":\"ok\"}"), "%s", w.body);
+    cr_assert_eq(w.status, 200);
+
+    harness_register(ch_a, "drone-r1", s1, sizeof(s1));
+    struct rc_stream *a = open_stream(ch_a, "drone-r1");
+    redis_server_kill(&redis);
+    send_ok(a, "drone-r1", &seq, 5); /* ingest goes on */
+    w.want = failing;
+    cr_assert(harness_wait_for(readiness_says, &w, 15000), "never failing: %s", w.body);
+    cr_assert_eq(w.status, 200, "a failing route made /readyz %d", w.status);
+    send_ok(a, "drone-r1", &seq, 5); /* ingest unaffected */
+
+    redis_server_restart(&redis);
+    w.want = ok;
+    cr_assert(harness_wait_for(readiness_says, &w, 15000), "not ok again: %s", w.body);
+    expect_key(&redis, 0, "drone-r1", "relay-a", s1, 10000);
+    end_stream(a);
+}
+
 /* Bytes of every file in dir. */
 static long long dir_bytes(const char *dir)
 {

@@ -700,6 +700,9 @@ Test(influxdb3_e2e, a_scripted_400_is_retried_then_retry_with_backoff)
 /* 413: a request of several lines is halved and resent; every row still
  * arrives, in more requests. A one-row 413 cannot be halved:
  * RETRY_WITH_BACKOFF at once, no resend (SPEC 13.9 rule 7). */
+/* The labels of the relay's sink-influxdb3 instance's series. */
+#define TELEMETRY "sink=\"telemetry\",plugin=\"sink-influxdb3\""
+
 Test(influxdb3_e2e, a_413_halves_the_request_and_every_row_arrives)
 {
     start("batch_size = 500\n");
@@ -744,12 +747,12 @@ Test(influxdb3_e2e, a_413_halves_the_request_and_every_row_arrives)
     cr_expect_str_eq(err, "telemetry admission failed: write InfluxDB 3 points: HTTP 413: too-large");
     cr_expect_eq(requests(), before + 1, "a one-row 413 is not resent");
     /* Every request went into the histograms, and so did its lines. */
-    double count = relay_value("aero_telemetry_backend_batch_size_count{sink=\"telemetry\"}");
+    double count = relay_value("aero_telemetry_backend_batch_size_count{" TELEMETRY "}");
     cr_expect_eq(count, (double)requests(), "batch_size observed %f of %zu requests", count,
                  requests());
-    cr_expect_eq(relay_value("aero_telemetry_backend_write_seconds_count{sink=\"telemetry\"}"),
+    cr_expect_eq(relay_value("aero_telemetry_backend_write_seconds_count{" TELEMETRY "}"),
                  count);
-    cr_expect_geq(relay_value("aero_telemetry_backend_batch_size_sum{sink=\"telemetry\"}"),
+    cr_expect_geq(relay_value("aero_telemetry_backend_batch_size_sum{" TELEMETRY "}"),
                   (double)sent);
     agent_close(&a);
 }

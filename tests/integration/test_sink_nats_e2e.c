@@ -11,6 +11,7 @@
  * and relay.
  */
 #include "harness.h"
+#include "http_client.h"
 #include "nats_server.h"
 
 #include <criterion/criterion.h>
@@ -465,4 +466,82 @@ Test(sink_nats_e2e, the_same_seq_in_two_wal_generations_is_stored_twice_resends_
     rc_close(ch);
     int status = relay_stop(&relay, 20000);
     cr_assert_eq(status, 0, "relay exit status %d", status);
+}
+
+/* ------------------------------------------------------ readiness (18) */
+
+/* /readyz (plain: its status) and /readyz?verbose (its body) now. */
+struct readyz_probe {
+    int port, want_status;
+    const char *want; /* in the verbose body */
+    int status;
+    char body[1024];
+};
+
+static bool readyz_says(struct readyz_probe *p)
+{
+    struct http_reply r;
+    if (http_request(p->port, "GET", "/readyz?verbose", 5000, &r) != 0)
+        return false;
+    snprintf(p->body, sizeof(p->body), "%s", r.body);
+    http_reply_free(&r);
+    p->status = http_get_status(p->port, "/readyz", 5000);
+    return p->status == p->want_status && strstr(p->body, p->want);
+}
+
+/* Send frames on s, one at a time, until /readyz says what p wants (a
+ * sink's state follows the frames it is given) or ms pass. */
+static void stream_until(struct rc_stream *s, uint64_t *seq, struct readyz_probe *p, int ms)
+{
+    int64_t until = harness_now_ms() + ms;
+    while (!readyz_says(p) && harness_now_ms() < until) {
+        struct rc_ack ack;
+        cr_assert_eq(rc_stream_send_frame(s, harness_frame("drone-rz", (*seq)++), 5000), 0);
+        cr_assert_eq(rc_stream_recv_ack(s, &ack, 10000), 1);
+    }
+    cr_assert(readyz_says(p), "/readyz %d, wanted %d with %s: %s", p->status, p->want_status,
+              p->want, p->body);
+}
+
+/* Issue 18: NATS stopped, sink-nats refuses every frame: its state turns
+ * failing with the reason, and /readyz 503 once that lasts unready_after_s;
+ * NATS started again, the sink takes frames and the relay is ready, ok. */
+Test(sink_nats_e2e, readyz_follows_a_real_nats_server_stopped_and_started)
+{
+    char body[1024];
+    cr_assert_eq(nats_server_init(&srv), 0);
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+    harness_prepare(&relay);
+    relay.http = true;
+    relay.http_keys = "unready_after_s = 1\n";
+    snprintf(body, sizeof(body),
+             "[sink:bus]\nplugin = sink-nats\nurl = %s\nstream = RZ\ncreate_stream = true\n"
+             "publish_timeout_ms = 500\nreconnect_wait_ms = 20\nreconnect_max_wait_ms = 200\n",
+             srv.url);
+    struct rc_channel *ch = harness_start(&relay, NULL, body);
+    harness_register(ch, "drone-rz", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, "drone-rz", NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    uint64_t seq = 1;
+
+    struct readyz_probe p = {.port = relay.http_port, .want_status = 200,
+                             .want = "\"sink:bus\":{\"state\":\"ok\"}"};
+    stream_until(s, &seq, &p, 10000);
+
+    cr_assert_eq(nats_server_stop(&srv, SIGTERM), 0);
+    p.want_status = 503;
+    p.want = "\"sink:bus\":{\"state\":\"failing\",\"reason\":\"";
+    stream_until(s, &seq, &p, 20000);
+    cr_assert_not_null(strstr(p.body, "\"component\":\"sink:bus\""), "%s", p.body);
+
+    cr_assert_eq(nats_server_start(&srv, 10000), 0);
+    p.want_status = 200;
+    p.want = "\"sink:bus\":{\"state\":\"ok\"}";
+    stream_until(s, &seq, &p, 20000);
+
+    rc_stream_close_send(s, 5000);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    rc_stream_free(s);
+    harness_finish(&relay, &ch);
 }

@@ -122,6 +122,43 @@ def family(name):
     return re.sub(r'_(bucket|sum|count)$', '', name)
 
 
+# Sink series outside the aero_sink_* family, each named by SPEC.md: the
+# reference relay's error counter (section 3) and sink-influxdb3's upstream
+# aero_telemetry_* (section 13).
+SINK_NAME_EXCEPTIONS = re.compile(r'^(aero_relay_sink_errors_total|aero_telemetry_[a-z0-9_]+)$')
+
+
+def check_names(scraped, served, documented):
+    """Issue 18's naming rules over what the relay really serves: every
+    family is in docs/operations.md; a byte counter ends in _bytes_total;
+    every series about a sink is an aero_sink_* one (bar SPEC's names) and
+    carries both sink and plugin. Then every metric the alert rules name
+    is served or documented (a renamed metric left in a rule would pass
+    promtool's own tests, which feed the rule its old name)."""
+    undocumented = served - documented
+    if undocumented:
+        sys.exit(f"FAIL: served but not in docs/operations.md: {sorted(undocumented)}")
+    for n, labels, _ in scraped:
+        f = family(n)
+        if f.endswith("_total") and "bytes" in f and not f.endswith("_bytes_total"):
+            sys.exit(f"FAIL: {f}: a byte counter's name ends in _bytes_total")
+        keys = set(re.findall(r'([a-z_]+)="', labels))
+        if "sink" in keys or f.startswith("aero_sink_"):
+            if not f.startswith("aero_sink_") and not SINK_NAME_EXCEPTIONS.match(f):
+                sys.exit(f"FAIL: {f}{{{labels}}}: a sink series outside the aero_sink_* family")
+            if not {"sink", "plugin"} <= keys:
+                sys.exit(f"FAIL: {f}{{{labels}}}: a sink series without sink and plugin labels")
+    if not any(family(n) == "aero_sink_errors_total" for n, _, _ in scraped):
+        sys.exit("FAIL: no aero_sink_errors_total series for the sink")
+    rules = open(RULES).read()
+    for expr in re.findall(r'^\s*expr:\s*(.*(?:\n\s{10,}.*)*)', rules, re.M):
+        unknown = {n for n in names_in(expr)
+                   if n != "up" and family(n) not in served | documented}
+        if unknown:
+            sys.exit(f"FAIL: alert rule names metrics neither served nor documented: "
+                     f"{sorted(unknown)} in {expr!r}")
+
+
 def main():
     run("promtool", "check", "rules", RULES)
     run("promtool", "test", "rules", RULES_TEST)
@@ -136,6 +173,7 @@ def main():
     try:
         scraped = samples(scrape_relay(tmp))
         served = {family(n) for n, _, _ in scraped}
+        check_names(scraped, served, documented)
         # The scraped series as a minute-by-minute history: counters and
         # histograms grow by their value each minute, gauges stay.
         series = []

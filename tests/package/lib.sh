@@ -171,9 +171,11 @@ files_core() {
         ./usr/share/aeroarc-relay/edge/haproxy.cfg
     for p in $CORE_PLUGINS; do echo ".$PLUGIN_DIR/$p.so"; done
     # the other operator documents, as far as they are written yet
-    for doc in operations security routing envelope failure-semantics limits commands; do
+    for doc in operations security routing envelope failure-semantics limits commands \
+        sink-influxdb3; do
         [ ! -f "$SRC/docs/$doc.md" ] || echo "./usr/share/doc/aeroarc-relay/$doc.md"
     done
+    for doc in "$SRC"/docs/sinks/*.md; do echo "./usr/share/doc/aeroarc-relay/sinks/${doc##*/}"; done
 }
 files_dev() {
     local h f

@@ -16,25 +16,33 @@ tree_files "$D" >"$TMP/actual.txt"
 expect_same_lines "installed files" "$TMP/expected.txt" "$TMP/actual.txt"
 [ -x "$D/usr/bin/aeroarc-relay" ] || fail "aeroarc-relay not executable"
 
-# --- installed relay.ini: the shipped one, sink-file writing to the state dir,
-# the console sink (stdout: the journal under systemd) left as a comment,
-# and [route] on route-none (in the core package) with route-redis's lines
-# as comments
+# --- installed documents link only to what is installed: every relative
+# Markdown link of every installed .md resolves inside the staged tree
+# (a link to ../examples/... or a developer's page would be dead on a
+# machine with the packages only).
+dead=""
+while IFS= read -r md; do
+    while IFS= read -r target; do
+        case $target in http://* | https://* | mailto:* | '#'*) continue ;; esac
+        path=${target%%#*}
+        [ -e "$(dirname "$md")/$path" ] || dead+="  ${md#"$D"}: $target"$'\n'
+    done < <(grep -oE '\]\([^) ]+\)' "$md" | sed -E 's/^\]\((.*)\)$/\1/')
+done < <(find "$D/usr/share/doc" -name '*.md')
+[ -z "$dead" ] || fail "installed documents link to files that are not installed:"$'\n'"$dead"
+[ "$(find "$D/usr/share/doc" -name '*.md' | wc -l)" -ge 10 ] || fail "too few installed documents"
+
+# --- installed relay.ini: the shipped one (loopback listeners, the console
+# sink only as a comment: stdout is the journal under systemd), sink-file
+# writing to the state dir, and [route] on route-none (in the core package)
+# with route-redis's lines as comments
 grep -qx 'path = ./data' "$SRC/relay.ini" || fail "shipped relay.ini has no 'path = ./data'"
+! grep -q '^\[sink:console\]' "$SRC/relay.ini" || fail "shipped relay.ini prints every frame"
+grep -qx ';plugin = sink-stdout' "$SRC/relay.ini" || fail "shipped relay.ini lost the console sink's comment"
 sed -e 's|^path = \./data$|path = /var/lib/aeroarc/data|' \
-    -e '/^\[sink:console\] /,/^plugin = sink-stdout$/d' "$SRC/relay.ini" >"$TMP/relay.ini.cut"
-awk 'FNR == NR { if (/^\[sink:console\] /) at = FNR; next }
-     FNR == at {
-         print "; One section per sink instance: [sink:<name>]. To see every frame as a"
-         print "; JSON line on stdout (the journal, under systemd; for debugging only):"
-         print "; [sink:console]"
-         print "; plugin = sink-stdout"
-     }
-     { print }' "$SRC/relay.ini" "$TMP/relay.ini.cut" |
-    sed -e 's|^plugin = route-redis .*|plugin = route-none           ; publishes no routes. Redis routing (docs/routing.md): install\
+    -e 's|^plugin = route-redis .*|plugin = route-none           ; publishes no routes. Redis routing (docs/routing.md): install\
 ;                             ; aeroarc-plugin-route-redis, then use these lines instead:\
 ;plugin = route-redis|' \
-        -e 's|^redis_[a-z]* =|;&|' >"$TMP/relay.ini.expected"
+    -e 's|^redis_[a-z]* =|;&|' "$SRC/relay.ini" >"$TMP/relay.ini.expected"
 cmp -s "$TMP/relay.ini.expected" "$D/etc/aeroarc/relay.ini" ||
     { diff "$TMP/relay.ini.expected" "$D/etc/aeroarc/relay.ini" >&2; fail "installed relay.ini"; }
 

@@ -156,8 +156,8 @@ grep -qE '^W: aeroarc-relay: initial-upload-closes-no-bugs' "$TMP/lintian.txt" |
 # with sink-file, through route-none (both in the core package).
 C="$TMP/core-only"
 dpkg-deb -x "$(deb_of aeroarc-relay)" "$C"
-sed -e 's|^listen = 0\.0\.0\.0:50051 |listen = 127.0.0.1:0 |' \
-    -e 's|^listen = 0\.0\.0\.0:2112 .*|listen =|' \
+sed -e 's|^listen = 127\.0\.0\.1:50051 |listen = 127.0.0.1:0 |' \
+    -e 's|^listen = 127\.0\.0\.1:2112 .*|listen =|' \
     -e "s|^plugin_dir = .*|plugin_dir = $C$PLUGIN_DIR|" \
     -e "s|^path = /var/lib/aeroarc/data\$|path = $TMP/core-data|" "$C/etc/aeroarc/relay.ini" >"$TMP/core.ini"
 grep -qx "plugin_dir = $C$PLUGIN_DIR" "$TMP/core.ini" || fail "could not set plugin_dir in the core's relay.ini"
@@ -231,8 +231,8 @@ PKG_CONFIG_PATH="$R/usr/lib/$MULTIARCH/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$R" \
 # The installed relay.ini itself, with what a test must change: free port,
 # no HTTP, plugins and data inside the root, text logs; plus sink-count.
 ini="$TMP/relay.ini"
-sed -e 's|^listen = 0\.0\.0\.0:50051 |listen = 127.0.0.1:0 |' \
-    -e 's|^listen = 0\.0\.0\.0:2112 .*|listen =|' \
+sed -e 's|^listen = 127\.0\.0\.1:50051 |listen = 127.0.0.1:0 |' \
+    -e 's|^listen = 127\.0\.0\.1:2112 .*|listen =|' \
     -e "s|^plugin_dir = .*|plugin_dir = $R$PLUGIN_DIR|" \
     -e "s|^path = /var/lib/aeroarc/data\$|path = $TMP/data|" \
     -e 's|^format = json .*|format = text|' "$R/etc/aeroarc/relay.ini" >"$ini"
@@ -265,7 +265,7 @@ for seq in 1 2 3 4 5; do
         fail "sink-file output lacks drone-pkg seq $seq"
 done
 expect_eq "frames on stdout" 0 "$(grep -c '"agent_id":"drone-pkg"' "$log.out" || true)"
-grep -q '^; plugin = sink-stdout$' "$R/etc/aeroarc/relay.ini" ||
+grep -q '^;plugin = sink-stdout$' "$R/etc/aeroarc/relay.ini" ||
     fail "the installed relay.ini does not show how to turn the console sink on"
 grep -qF 'sink:count: sink-count: final: 5 frame(s): HEARTBEAT=5 (5 in total)' "$log" ||
     { cat "$log" >&2; fail "sink-count's summary is not in the relay's log"; }

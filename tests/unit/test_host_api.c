@@ -34,7 +34,7 @@ static void capture(void *arg, const char *line)
     n_reported++;
 }
 
-/* [sink:t] on line 3 of t.ini; keys from line 4; "dflt" is a default
+/* [sink:t] on line 3 of t.ini (plugin sink-t); keys from line 4; "dflt" is a default
  * (line 0, as config_validate_section fills them in). */
 static const char *const TEXT = "; test\n"
                                 "\n"
@@ -46,7 +46,11 @@ static const char *const TEXT = "; test\n"
                                 "n_bad = 4x\n"
                                 "n_huge = 99999999999999999999\n"
                                 "mode = batch\n"
-                                "empty =\n";
+                                "empty =\n"
+                                "plugin = sink-t\n";
+
+/* The labels the relay gives every series of that sink. */
+#define T_LABELS "sink=\"t\",plugin=\"sink-t\""
 
 static void setup(void)
 {
@@ -236,7 +240,8 @@ Test(host_api, metric_register_labels_renders_after_the_instance_label)
     cr_assert_not_null(ok);
     cr_assert_not_null(two);
     a->metric_add(two, 3);
-    const char *bad[] = {"", "outcome=ok", "outcome=\"a b\"", "sink=\"x\"", "Outcome=\"x\"",
+    const char *bad[] = {"", "outcome=ok", "outcome=\"a b\"", "sink=\"x\"", "plugin=\"x\"",
+                         "Outcome=\"x\"",
                          "outcome=\"ok\",", "outcome=\"ok\"x", "outcome=\"q\\\"\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_expect_null(a->metric_register_labels(a, AERO_METRIC_COUNTER, "t_writes_total", "w",
@@ -244,8 +249,8 @@ Test(host_api, metric_register_labels_renders_after_the_instance_label)
     char *out;
     size_t len;
     cr_assert_eq(metrics_render(m, &out, &len), 0);
-    cr_expect_not_null(strstr(out, "t_writes_total{sink=\"t\",outcome=\"ok\"} 0\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_writes_total{sink=\"t\",message_name=\"vfr_hud\","
+    cr_expect_not_null(strstr(out, "t_writes_total{" T_LABELS ",outcome=\"ok\"} 0\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_writes_total{" T_LABELS ",message_name=\"vfr_hud\","
                                    "outcome=\"failed\"} 3\n"), "%s", out);
     free(out);
     host_instance_destroy(h2);
@@ -281,14 +286,53 @@ Test(host_api, histogram_register_and_observe)
     char *out;
     size_t len;
     cr_assert_eq(metrics_render(m, &out, &len), 0);
-    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"1\"} 1\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"256\"} 2\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_batch_size_bucket{sink=\"t\",le=\"+Inf\"} 3\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_batch_size_sum{sink=\"t\"} 5201.000000000\n"), "%s", out);
-    cr_expect_not_null(strstr(out, "t_write_seconds_bucket{sink=\"t\",api=\"v3\",le=\"1\"} 1\n"),
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{" T_LABELS ",le=\"1\"} 1\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{" T_LABELS ",le=\"256\"} 2\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_bucket{" T_LABELS ",le=\"+Inf\"} 3\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_batch_size_sum{" T_LABELS "} 5201.000000000\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "t_write_seconds_bucket{" T_LABELS ",api=\"v3\",le=\"1\"} 1\n"),
                        "%s", out);
     free(out);
     host_instance_destroy(h2);
+    metrics_destroy(m);
+}
+
+/* ABI 1.5: a route reports its state; it is listed from its start (ok),
+ * the report replaces it, and it goes with the host. A sink's host and a
+ * check() host refuse: a sink's state is the relay's observation. */
+Test(host_api, a_route_reports_its_state_for_readyz)
+{
+    cr_assert(AERO_HAS(host, aero_host, report_state));
+    cr_expect_eq(host->report_state(host, AERO_STATE_FAILING, "x"), -EINVAL, "check() host");
+    struct readiness *rd = readiness_create();
+    struct metrics *m = metrics_create();
+    struct host_relay relay = {.listen = "127.0.0.1:0", .readiness = rd};
+    struct host_instance *route =
+        host_instance_create("route", "route-redis", config_find(&file, "sink:t"), "r1", m);
+    struct host_instance *sink =
+        host_instance_create("sink", "t", config_find(&file, "sink:t"), "r1", m);
+    cr_assert(route && sink);
+    host_instance_set_relay(sink, &relay);
+    const aero_host *s = host_instance_api(sink);
+    cr_expect_eq(s->report_state(s, AERO_STATE_FAILING, "x"), -EINVAL, "a sink's host");
+
+    host_instance_set_relay(route, &relay);
+    char *out = readiness_render_components(rd);
+    cr_expect_str_eq(out, ",\"components\":{\"route:route-redis\":{\"state\":\"ok\"}}");
+    free(out);
+    const aero_host *a = host_instance_api(route);
+    cr_expect_eq(a->report_state(a, AERO_STATE_FAILING, "not connected to Redis at h:1"), 0);
+    cr_expect_eq(a->report_state(a, (aero_state)3, "x"), -EINVAL);
+    out = readiness_render_components(rd);
+    cr_expect_str_eq(out, ",\"components\":{\"route:route-redis\":{\"state\":\"failing\","
+                          "\"reason\":\"not connected to Redis at h:1\"}}");
+    free(out);
+    host_instance_destroy(route);
+    out = readiness_render_components(rd);
+    cr_expect_str_eq(out, ",\"components\":{}", "the route's entry goes with it");
+    free(out);
+    host_instance_destroy(sink);
+    readiness_destroy(rd);
     metrics_destroy(m);
 }
 

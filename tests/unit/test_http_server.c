@@ -145,6 +145,77 @@ Test(http, readyz_carries_plugin_details_while_ready)
     readiness_destroy(relay.readiness);
 }
 
+/* Issue 18: every sink and route with its state. /readyz's 200 body stays
+ * SPEC's; /readyz?verbose lists the components whatever the status, and a
+ * 503 for a failing sink lists them too. A route's entry goes with its
+ * owner; sinks are replaced as a whole (a reload may change the set). */
+Test(http, readyz_verbose_lists_every_component_and_the_plain_body_stays_spec)
+{
+    static const char route_a = 'a', route_b = 'b';
+    relay.readiness = readiness_create();
+    cr_assert_not_null(relay.readiness);
+    atomic_store(&relay.ready, true);
+    const struct readiness_component sinks[2] = {
+        {.name = "sink:archive", .state = AERO_STATE_OK},
+        {.name = "sink:bus", .state = AERO_STATE_DEGRADED, .reason = "nats: \"slow\"\n"},
+    };
+    readiness_set_sinks(relay.readiness, sinks, 2);
+    cr_assert_eq(readiness_route_state(relay.readiness, &route_a, "route:route-redis",
+                                       AERO_STATE_FAILING, "not connected to Redis at x:1"),
+                 0);
+    cr_assert_eq(readiness_route_state(relay.readiness, &route_b, "route:reg", AERO_STATE_OK,
+                                       NULL),
+                 0);
+    cr_expect_eq(readiness_route_state(relay.readiness, &route_b, "route:reg", (aero_state)7,
+                                       NULL),
+                 -EINVAL);
+
+    struct http_reply r = get("GET", "/readyz");
+    cr_assert_eq(r.status, 200, "a failing route never makes the relay unready");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    http_reply_free(&r);
+    static const char all[] =
+        "\"components\":{\"sink:archive\":{\"state\":\"ok\"},"
+        "\"sink:bus\":{\"state\":\"degraded\",\"reason\":\"nats: _slow__\"},"
+        "\"route:route-redis\":{\"state\":\"failing\",\"reason\":\"not connected to Redis "
+        "at x:1\"},\"route:reg\":{\"state\":\"ok\"}}";
+    char want[512];
+    snprintf(want, sizeof(want), "{\"status\":\"ok\",%s}\n", all);
+    r = get("GET", "/readyz?verbose");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, want);
+    http_reply_free(&r);
+
+    /* A sink failing long enough: 503 naming it, and every component. */
+    readiness_set_unready(relay.readiness, "sink:bus", "down");
+    snprintf(want, sizeof(want),
+             "{\"status\":\"not ready\",\"component\":\"sink:bus\",\"reason\":\"down\",%s}\n",
+             all);
+    r = get("GET", "/readyz");
+    cr_assert_eq(r.status, 503);
+    cr_assert_str_eq(r.body, want);
+    http_reply_free(&r);
+    readiness_set_unready(relay.readiness, NULL, NULL);
+
+    /* The route gone (its host destroyed), one sink left after a reload;
+     * while stopping the plain 503 stays SPEC's, verbose still lists. */
+    readiness_clear_owner(relay.readiness, &route_a);
+    readiness_set_sinks(relay.readiness, sinks, 1);
+    atomic_store(&relay.shutting_down, true);
+    r = get("GET", "/readyz");
+    cr_assert_eq(r.status, 503);
+    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}\n");
+    http_reply_free(&r);
+    r = get("GET", "/readyz?verbose");
+    cr_assert_eq(r.status, 503);
+    cr_assert_str_eq(r.body, "{\"status\":\"not ready\",\"components\":{\"sink:archive\":{"
+                             "\"state\":\"ok\"},\"route:reg\":{\"state\":\"ok\"}}}\n");
+    http_reply_free(&r);
+    http_server_stop(server); /* before the table goes */
+    server = NULL;
+    readiness_destroy(relay.readiness);
+}
+
 Test(http, other_paths_are_404_and_other_methods_405)
 {
     const char *paths[] = {"/", "/metric", "/metrics/", "/healthz/x", "/READYZ", NULL};

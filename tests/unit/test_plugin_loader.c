@@ -173,6 +173,22 @@ Test(plugin_loader, default_search_prefers_the_build_tree_then_the_install_dir)
     cr_assert_str_eq(dirs[0], "/opt/x");
 }
 
+/* A plugin whose own library cannot be found: the loader names that
+ * library and says what to do, where libltdl says "file not found". */
+Test(plugin_loader, a_missing_library_is_named_with_the_hint)
+{
+    struct plugin *p = NULL;
+    cr_assert_eq(plugin_load("test-needs-lib", AERO_PLUGIN_SINK, AERO_TEST_PLUGIN_DIR, &p, err,
+                             sizeof(err)),
+                 -1);
+    cr_expect(strstr(err, "cannot load") && strstr(err, "/test-needs-lib.so"), "%s", err);
+    cr_expect_not_null(strstr(err, "libaero-test-gone.so: cannot open shared object file"),
+                       "%s", err);
+    cr_expect_not_null(strstr(err, "(a library it needs is missing: see ldd on the plugin)"),
+                       "%s", err);
+    cr_expect_null(strstr(err, "file not found"), "libltdl's stand-in reason: %s", err);
+}
+
 /* libltdl says "file not found" for a file that is there but is no shared
  * object; the loader gives the dynamic loader's real reason. */
 Test(plugin_loader, a_corrupt_shared_object_gets_the_real_reason)

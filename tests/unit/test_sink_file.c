@@ -232,7 +232,7 @@ Test(sink_file, directory_created_and_name_format)
 
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, names[0]);
-    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_bytes_written_total"), file_size(path));
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_written_bytes_total"), file_size(path));
     cr_expect_eq(sink_test_metric(fh, "aero_sink_file_write_errors_total"), 0);
     cr_expect_eq(fake_host_metric_type(fh, "aero_sink_file_rotations_total"),
                  AERO_METRIC_COUNTER);
@@ -604,7 +604,7 @@ Test(sink_file, batch_over_chunk_size_is_all_or_nothing)
     cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
     cr_assert_eq(write_frames(inst, fr, 2, 510), 510);
     cr_expect_gt(file_size(path), 4 * 1024 * 1024);
-    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_bytes_written_total"), file_size(path));
+    cr_expect_eq(sink_test_metric(fh, "aero_sink_file_written_bytes_total"), file_size(path));
     unsigned char want[512];
     memset(want, 1, sizeof(want));
     cr_expect_eq(check_dir(tmpdir, want, 512), 1);

@@ -12,8 +12,10 @@
 #include "metrics.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
+#include "readiness.h"
 #include "settings.h"
 #include "sink_pipeline.h"
+#include "summary.h"
 
 #include "cond_wait.h"
 #include <criterion/criterion.h>
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_SINKS 4
 #define WAIT_MS 10000
@@ -35,6 +38,7 @@ struct tsink {
     bool hold;          /* write_batch waits while set */
     bool untouched;     /* leave results[] as the core preset them */
     aero_result result; /* what every frame gets */
+    bool refuse_odd;    /* ... but frames of odd seq get AERO_RETRY */
     bool in_write;
     int calls;
     size_t frames;
@@ -135,12 +139,12 @@ static void t_write_batch(void *instance, const aero_frame *const *frames, size_
     while (t->hold)
         pthread_cond_wait(&G.cv, &G.mu);
     t->in_write = false;
-    bool untouched = t->untouched;
+    bool untouched = t->untouched, refuse_odd = t->refuse_odd;
     aero_result r = t->result;
     pthread_cond_broadcast(&G.cv);
     pthread_mutex_unlock(&G.mu);
     for (size_t i = 0; !untouched && i < n; i++)
-        results[i] = r;
+        results[i] = refuse_odd && frames[i]->seq % 2 ? AERO_RETRY : r;
 }
 
 static int t_flush(void *instance)
@@ -473,6 +477,130 @@ Test(sink_pipeline, an_unknown_result_counts_as_retry)
     cr_assert_eq(j->worst, AERO_RETRY, "worst %d", j->worst);
     cr_assert_eq(j->failed, 1);
     jobs_free(j, 1);
+}
+
+/* Every sink series carries sink and plugin (issue 18: one aero_sink_*
+ * family); the error count is there and under SPEC's older name, and the
+ * summary line, which looks the series up by label, sees the refusals. */
+Test(sink_pipeline, sink_series_carry_sink_and_plugin_and_the_summary_reads_them)
+{
+    const struct sink_def d = {.queue = 8, .on_full = ON_FULL_BLOCK, .result = AERO_RETRY};
+    start(&d, 1, 1);
+    struct settings st = {.sinks = G.settings, .n_sinks = 1, .log_summary_interval_s = 1};
+    struct summary *sum = summary_create(&st, G.metrics, 0);
+    cr_assert_not_null(sum);
+    struct tjob *j = jobs_new(3);
+    struct reader w;
+    reader_init(&w);
+    struct sink_owed owed = {0};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(sink_pipeline_submit(G.p, &j[i].job, w.w, MAX_SINKS, &owed), 0);
+    sink_pipeline_flush(G.p, &owed);
+    EXPECT_WITHIN(WAIT_MS, completions(j) + completions(j + 1) + completions(j + 2) == 3,
+                  "not every job completed");
+
+    char *out;
+    size_t len;
+    cr_assert_eq(metrics_render(G.metrics, &out, &len), 0);
+    const char *const want[] = {
+        "aero_sink_errors_total{sink=\"s0\",plugin=\"test-sink\"} 3\n",
+        "aero_relay_sink_errors_total{sink=\"s0\",plugin=\"test-sink\"} 3\n",
+        "aero_sink_enqueued_total{sink=\"s0\",plugin=\"test-sink\"} 3\n",
+        "aero_sink_queue_capacity{sink=\"s0\",plugin=\"test-sink\"} 8\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_not_null(strstr(out, want[i]), "no %s in\n%s", want[i], out);
+    cr_expect_null(strstr(out, "sink=\"s0\"}"), "a series without plugin:\n%s", out);
+    free(out);
+
+    /* The log writes fd 2 directly: point it at a file for the one line. */
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    int saved = dup(STDERR_FILENO);
+    cr_assert_geq(saved, 0);
+    dup2(fileno(f), STDERR_FILENO);
+    summary_tick(sum, INT64_C(1000000001), 0, 0);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    summary_destroy(sum);
+    char log[4096] = "";
+    rewind(f);
+    size_t n = fread(log, 1, sizeof(log) - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    cr_expect_not_null(strstr(log, "sink s0 failing: 3 of 3 frames refused"), "%s", log);
+    jobs_free(j, 3);
+}
+
+/* Submit jobs j[0..n) to the pipeline and wait until all completed. */
+static void submit_all(struct tjob *j, size_t n)
+{
+    struct reader w;
+    reader_init(&w);
+    struct sink_owed owed = {0};
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(sink_pipeline_submit(G.p, &j[i].job, w.w, MAX_SINKS, &owed), 0);
+    sink_pipeline_flush(G.p, &owed);
+    EXPECT_WITHIN(WAIT_MS, completions(&j[n - 1]) == 1, "never completed");
+}
+
+/* Sink 0 answers `r` (refuse_odd off) to job j alone; its state after. */
+static void state_after(struct tjob *j, aero_result r, struct readiness_component *st)
+{
+    pthread_mutex_lock(&G.mu);
+    G.sinks[0].result = r;
+    G.sinks[0].refuse_odd = false;
+    pthread_mutex_unlock(&G.mu);
+    submit_all(j, 1);
+    cr_assert_eq(sink_pipeline_states(G.p, mono_ns(), st, 1), 1);
+}
+
+/* A sink's state for /readyz (issue 18): ok while it takes every frame,
+ * failing with its reason while it refuses every one, degraded when its
+ * last batch refused some, ok again once a batch goes through whole. */
+Test(sink_pipeline, sink_states_follow_what_its_batches_did)
+{
+    const struct sink_def d = {.queue = 8, .on_full = ON_FULL_BLOCK, .result = AERO_OK};
+    start(&d, 1, 0); /* no inline writes: the held write is the sink thread's */
+    struct readiness_component st[1];
+    struct tjob *j = jobs_new(6);
+    state_after(&j[0], AERO_OK, st);
+    cr_expect_str_eq(st[0].name, "sink:s0");
+    cr_expect_eq(st[0].state, AERO_STATE_OK);
+    cr_expect_str_eq(st[0].reason, "");
+
+    state_after(&j[1], AERO_RETRY, st);
+    cr_expect_eq(st[0].state, AERO_STATE_FAILING);
+    cr_expect_str_eq(st[0].reason, "refuses every frame (every frame for 0 s)");
+
+    /* j[3] (odd) and j[4] in one batch: the sink holds j[2]'s write while
+     * they queue behind it. */
+    pthread_mutex_lock(&G.mu);
+    G.sinks[0].result = AERO_OK;
+    G.sinks[0].refuse_odd = true;
+    G.sinks[0].hold = true;
+    pthread_mutex_unlock(&G.mu);
+    struct reader w;
+    reader_init(&w);
+    struct sink_owed owed = {0};
+    cr_assert_eq(sink_pipeline_submit(G.p, &j[2].job, w.w, MAX_SINKS, &owed), 0);
+    sink_pipeline_flush(G.p, &owed);
+    EXPECT_WITHIN(WAIT_MS, G.sinks[0].in_write, "j[2] not taken");
+    cr_assert_eq(sink_pipeline_submit(G.p, &j[3].job, w.w, MAX_SINKS, &owed), 0);
+    cr_assert_eq(sink_pipeline_submit(G.p, &j[4].job, w.w, MAX_SINKS, &owed), 0);
+    release_all();
+    EXPECT_WITHIN(WAIT_MS, completions(&j[4]) == 1, "never completed");
+    pthread_mutex_lock(&G.mu);
+    int calls = G.sinks[0].calls;
+    pthread_mutex_unlock(&G.mu);
+    cr_assert_eq(calls, 4, "j[3] and j[4] were not one batch");
+    sink_pipeline_states(G.p, mono_ns(), st, 1);
+    cr_expect_eq(st[0].state, AERO_STATE_DEGRADED);
+    cr_expect_str_eq(st[0].reason, "refuses some frames (some frames of its last batch)");
+
+    state_after(&j[5], AERO_OK, st);
+    cr_expect_eq(st[0].state, AERO_STATE_OK);
+    jobs_free(j, 6);
 }
 
 Test(sink_pipeline, a_result_slot_left_untouched_is_retry_not_a_stale_ok)
