@@ -196,17 +196,29 @@ double relay_metric(int http_port, const char *series)
     return v;
 }
 
-long proc_rss_kb(pid_t pid)
+/* One "<field>:   <n> kB" line of /proc/<pid>/status. */
+static long proc_status_kb(pid_t pid, const char *field)
 {
-    char path[64], line[256];
+    char path[64], line[256], fmt[64];
     long kb = -1;
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    snprintf(fmt, sizeof(fmt), "%s: %%ld kB", field);
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f, "cannot read %s", path);
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (sscanf(line, fmt, &kb) == 1)
             break;
     fclose(f);
-    cr_assert_gt(kb, 0, "no VmRSS in %s", path);
+    cr_assert_gt(kb, 0, "no %s in %s", field, path);
     return kb;
+}
+
+long proc_rss_kb(pid_t pid)
+{
+    return proc_status_kb(pid, "VmRSS");
+}
+
+long proc_peak_rss_kb(pid_t pid)
+{
+    return proc_status_kb(pid, "VmHWM");
 }

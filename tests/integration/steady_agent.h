@@ -31,6 +31,8 @@ void steady_agent_stop(struct steady_agent *a);
 
 /* VmRSS of pid in KiB (fails the test if unreadable). */
 long proc_rss_kb(pid_t pid);
+/* The highest VmRSS pid has had (VmHWM): a peak no sampling can miss. */
+long proc_peak_rss_kb(pid_t pid);
 
 struct relay_proc;
 /* Before relay_start: make the relay's RSS meaningful when it is an ASan
