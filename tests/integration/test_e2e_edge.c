@@ -587,8 +587,8 @@ Test(edge, rapid_reset_over_short_connections_keeps_relay_memory_bounded)
 /* One connection never ACKs the server's SETTINGS and opens FLOOD_STREAMS
  * streams (HEADERS only). Straight to the relay, gRPC 1.51 takes every one
  * (826 MB peak for 50,000) until the call-flood guard closes the
- * connection; HAProxy applies its own 32 concurrent streams whatever the
- * client ACKed, and the per-source request rate cuts it off. The relay's
+ * connection; through HAProxy the per-source request rate cuts it off
+ * after 200 calls (measured: 199 reached the relay). The relay's
  * peak RSS (VmHWM) is compared before and after. */
 Test(edge, stream_flood_before_acking_settings_is_cut_by_haproxy)
 {
