@@ -17,6 +17,14 @@ struct steady_agent;
 
 /* Register agent_id on target and start streaming. Fails the test on error. */
 struct steady_agent *steady_agent_start(const char *target, const char *agent_id);
+/* The same with at most `window` frames in flight (1..16): 1 makes each
+ * ack's latency the relay's own, for a latency probe. */
+struct steady_agent *steady_agent_start_window(const char *target, const char *agent_id,
+                                               int window);
+/* The 99th percentile of send-to-ack latency (µs) since the start or the
+ * last reset, -1 with no ack; reset: start afresh. Not exact across a
+ * reset racing an ack: for measurement, not for assertions. */
+long long steady_agent_p99_us(struct steady_agent *a, bool reset);
 /* OK acks so far (any thread). */
 long steady_agent_acked(struct steady_agent *a);
 /* The longest wait between two consecutive acks (µs) since the start or
