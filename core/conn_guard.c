@@ -11,6 +11,7 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -292,9 +293,25 @@ void conn_guard_set_refusing(struct conn_guard *g, bool refusing)
         atomic_store(&g->refusing, refusing);
 }
 
-bool conn_guard_refusing(const struct conn_guard *g)
+/* Under g->mu: calls open now or opened in this second and the one before. */
+static uint32_t recent_calls(const struct slot *sl, int64_t now_s)
 {
-    return g && atomic_load(&g->refusing);
+    uint32_t recent = sl->window_s == now_s       ? sl->opened + sl->opened_before
+                      : sl->window_s == now_s - 1 ? sl->opened
+                                                  : 0;
+    return sl->open + recent;
+}
+
+bool conn_guard_refuses(struct conn_guard *g, const char *peer, int64_t now_ns)
+{
+    if (!g || !atomic_load(&g->refusing) || !peer || strlen(peer) >= PEER_MAX)
+        return false;
+    pthread_mutex_lock(&g->mu);
+    const struct slot *sl = &g->slots[hash(peer) % SLOTS];
+    bool heavy = strcmp(sl->peer, peer) == 0 &&
+                 recent_calls(sl, now_ns / 1000000000) >= CONN_GUARD_SHED_MIN_CALLS;
+    pthread_mutex_unlock(&g->mu);
+    return heavy;
 }
 
 /* Under g->mu: the peer with the most calls open now or opened in this
@@ -308,10 +325,7 @@ static const struct slot *heaviest_slot(const struct conn_guard *g, int64_t now_
         const struct slot *sl = &g->slots[i];
         if (!sl->peer[0])
             continue;
-        uint32_t recent = sl->window_s == now_s       ? sl->opened + sl->opened_before
-                          : sl->window_s == now_s - 1 ? sl->opened
-                                                      : 0;
-        uint32_t score = sl->open + recent;
+        uint32_t score = recent_calls(sl, now_s);
         if (score > *calls) {
             *calls = score;
             best = sl;
@@ -325,14 +339,20 @@ static const struct slot *heaviest_slot(const struct conn_guard *g, int64_t now_
  * has any. Its peer into peer[0..cap). */
 static int most_unread_socket(const struct conn_guard *g, long *unread, char *peer, size_t cap)
 {
-    int best = -1, max = scan_max();
+    int best = -1;
     *unread = 0;
-    for (int fd = 0; fd < max; fd++) {
+    /* The open descriptors only: the limit is raised to the hard one at
+     * start (a million on some hosts), and this runs while memory is short. */
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = atoi(e->d_name);
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int queued = 0;
-        if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 || !on_our_port(g, fd) ||
-            ioctl(fd, SIOCINQ, &queued) != 0 || queued <= *unread)
+        if (fd == dirfd(d) || getpeername(fd, (struct sockaddr *)&ss, &len) != 0 ||
+            !on_our_port(g, fd) || ioctl(fd, SIOCINQ, &queued) != 0 || queued <= *unread)
             continue;
         *unread = queued;
         best = fd;
@@ -346,6 +366,8 @@ static int most_unread_socket(const struct conn_guard *g, long *unread, char *pe
                  ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                                : ((struct sockaddr_in6 *)&ss)->sin6_port));
     }
+    if (d)
+        closedir(d);
     return best;
 }
 

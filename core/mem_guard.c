@@ -27,6 +27,7 @@ struct mem_guard {
     atomic_bool over;
     atomic_long rss_kb;     /* last sample */
     int64_t next_act_ns;    /* thread only: no trim or shed before this */
+    int quick_left;         /* thread only: retries at the next look left in this episode */
     int64_t log_window_s;   /* thread only: the second logged in */
     unsigned suppressed;    /* thread only: sheds not logged since */
 };
@@ -48,13 +49,13 @@ static void log_shed(struct mem_guard *g, long rss_kb, int how, const char *peer
     g->log_window_s = now_s;
     if (how < 0)
         log_warn("resident memory %ld MiB over the high-water mark %ld MiB of memory_limit_mb "
-                 "%ld: heap trimmed, new calls refused, no connection to shed (%u more lines "
-                 "suppressed)",
+                 "%ld: heap trimmed, busy connections' new calls refused, no connection to "
+                 "shed (%u more lines suppressed)",
                  rss_kb / 1024, g->high_kb / 1024, g->limit_kb / 1024, g->suppressed);
     else
         log_warn("resident memory %ld MiB over the high-water mark %ld MiB of memory_limit_mb "
-                 "%ld: closed the connection from %s (%ld %s), new calls refused (%u more "
-                 "lines suppressed)",
+                 "%ld: closed the connection from %s (%ld %s), busy connections' new calls "
+                 "refused (%u more lines suppressed)",
                  rss_kb / 1024, g->high_kb / 1024, g->limit_kb / 1024, peer, weight,
                  how == 0 ? "calls" : "bytes unread", g->suppressed);
     g->suppressed = 0;
@@ -71,7 +72,7 @@ static void look(struct mem_guard *g)
     if (over && kb < g->low_kb) {
         atomic_store(&g->over, false);
         conn_guard_set_refusing(g->guard, false);
-        log_info("resident memory %ld MiB, back under %ld MiB: new calls accepted again",
+        log_info("resident memory %ld MiB, back under %ld MiB: all new calls accepted again",
                  kb / 1024, g->low_kb / 1024);
         return;
     }
@@ -93,13 +94,18 @@ static void look(struct mem_guard *g)
     if (!over) {
         atomic_store(&g->over, true);
         conn_guard_set_refusing(g->guard, true);
+        g->quick_left = MEM_GUARD_QUICK_TRIES;
     }
     char peer[80] = "";
     long weight = 0;
     int how = conn_guard_shed_heaviest(g->guard, now, peer, sizeof(peer), &weight);
     /* Nothing to shed yet (the flood's calls not seen, its socket read
-     * empty): look again at the next sample, the calls show within ms. */
+     * empty): try again at the next look, the calls show within ms; but
+     * only a few times, so a relay over its limit with nothing to shed
+     * does not trim and scan descriptors 40 times a second. */
     if (how >= 0)
+        g->quick_left = MEM_GUARD_QUICK_TRIES;
+    if (how >= 0 || g->quick_left-- <= 0)
         g->next_act_ns = now + MEM_GUARD_ACT_MS * INT64_C(1000000);
     log_shed(g, kb, how, peer, weight);
 }

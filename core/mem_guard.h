@@ -25,6 +25,8 @@ struct conn_guard;
 /* After a shed, the next no sooner than this: one connection per look
  * would empty a relay legitimately at its limit at 40 agents a second. */
 #define MEM_GUARD_ACT_MS 100
+/* With nothing to shed, retry at the next look this many times (100 ms). */
+#define MEM_GUARD_QUICK_TRIES 4
 /* Act above this share of the limit, stand down below the low one (%). */
 #define MEM_GUARD_HIGH_PCT 75
 #define MEM_GUARD_LOW_PCT 60

@@ -201,9 +201,9 @@ static void new_call(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
         request_free(r);
         return;
     }
-    if (conn_guard_refusing(s->guard)) {
-        /* Over the memory limit (mem_guard.c): a handler would only add
-         * to it; the client retries once /readyz is 200 again. */
+    if (conn_guard_refuses(s->guard, call->peer, mono_ns())) {
+        /* Over the memory limit (mem_guard.c) and this connection is the
+         * kind that got it there: a handler would only add to it. */
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay over its memory limit", NULL, 0);
         arm(s, m);
         request_free(r);
