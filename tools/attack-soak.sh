@@ -13,7 +13,9 @@
 # Prints one markdown row per attack: peak RSS (VmHWM, reset when the
 # attack starts), the probe's p99 ack latency quiet / under attack / after,
 # the longest a new agent took to register and get an ack during the
-# attack (one try a second; failures: none within 5 s), and after it.
+# attack (one try a second; failures: none within 5 s), and after it: how
+# long the probe waited for its next acks (what the attack left queued)
+# and how long a new agent then took (-1: not within 60 s / 5 s).
 set -eu
 
 build=build-test
@@ -36,7 +38,7 @@ bin=$build/tests/test_e2e_attacks
 # "key=value" of a soak: line.
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-echo "| attack | seconds | rounds | peak RSS MB | probe p99 quiet / attack / after (ms) | new agent during: worst ms (failed/tries) | new agent after ms | closed call_flood / memory_limit |"
+echo "| attack | seconds | rounds | peak RSS MB | probe p99 quiet / attack / after (ms) | new agent during: worst ms (failed/tries) | probe resumed / new agent after (ms) | closed call_flood / memory_limit |"
 echo "|---|---:|---:|---:|---|---|---:|---|"
 for attack in "$@"; do
     out=$(AERO_SOAK_ATTACK=$attack AERO_SOAK_SECONDS=$seconds AERO_SOAK_RELAY=$keys \
@@ -53,6 +55,6 @@ for attack in "$@"; do
         "$(ms "$(field "$line" probe_p99_quiet_us)")" "$(ms "$(field "$line" probe_p99_attack_us)")" \
         "$(ms "$(field "$line" probe_p99_after_us)")" \
         "$(field "$line" connect_during_worst_ms)" "$(field "$line" connect_during_failed)" \
-        "$(field "$line" connect_after_ms)" \
+        "$(field "$line" probe_resume_ms) / $(field "$line" connect_after_ms)" \
         "$(field "$line" closed_call_flood)" "$(field "$line" closed_memory_limit)"
 done
