@@ -38,8 +38,8 @@ bin=$build/tests/test_e2e_attacks
 # "key=value" of a soak: line.
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-echo "| attack | seconds | rounds | peak RSS MB | probe p99 quiet / attack / after (ms) | new agent during: worst ms (failed/tries) | probe resumed / new agent after (ms) | closed call_flood / memory_limit |"
-echo "|---|---:|---:|---:|---|---|---:|---|"
+echo "| attack | seconds | rounds | peak RSS MB | probe p99 quiet / attack / after (ms) | new agent during: worst ms (failed/tries) | probe resumed / new agent after (ms) | closed call_flood / memory_limit | probe |"
+echo "|---|---:|---:|---:|---|---|---:|---|---|"
 for attack in "$@"; do
     out=$(AERO_SOAK_ATTACK=$attack AERO_SOAK_SECONDS=$seconds AERO_SOAK_RELAY=$keys \
         "$bin" --filter 'attacks/soak' 2>&1) || true
@@ -49,12 +49,13 @@ for attack in "$@"; do
         continue
     fi
     ms() { awk -v v="$1" 'BEGIN { printf (v < 0 ? "-" : "%.1f"), v / 1000 }'; }
-    printf '| %s | %s | %s | %s | %s / %s / %s | %s (%s) | %s | %s / %s |\n' \
+    printf '| %s | %s | %s | %s | %s / %s / %s | %s (%s) | %s | %s / %s | %s |\n' \
         "$attack" "$(field "$line" seconds)" "$(field "$line" rounds)" \
         "$(awk -v k="$(field "$line" peak_rss_kb)" 'BEGIN { printf "%.0f", k / 1024 }')" \
         "$(ms "$(field "$line" probe_p99_quiet_us)")" "$(ms "$(field "$line" probe_p99_attack_us)")" \
         "$(ms "$(field "$line" probe_p99_after_us)")" \
         "$(field "$line" connect_during_worst_ms)" "$(field "$line" connect_during_failed)" \
         "$(field "$line" probe_resume_ms) / $(field "$line" connect_after_ms)" \
-        "$(field "$line" closed_call_flood)" "$(field "$line" closed_memory_limit)"
+        "$(field "$line" closed_call_flood)" "$(field "$line" closed_memory_limit)" \
+        "$(field "$line" probe | tr '_|' ' /')"
 done

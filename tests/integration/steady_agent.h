@@ -10,6 +10,7 @@
 #define AERO_TEST_STEADY_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -36,6 +37,9 @@ void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout
 /* Half-close, drain, join; fails the test unless every ack was OK, none
  * went missing and the stream ended with OK. */
 void steady_agent_stop(struct steady_agent *a);
+/* The same without asserting: false with what went wrong in problem
+ * (for measurements, and for teardown that must go on to stop the relay). */
+bool steady_agent_finish(struct steady_agent *a, char *problem, size_t cap);
 
 /* VmRSS of pid in KiB (fails the test if unreadable). */
 long proc_rss_kb(pid_t pid);

@@ -45,10 +45,13 @@ static void start(const char *wrapper, const char *extra)
 
 static void stop(void)
 {
-    if (steady)
-        steady_agent_stop(steady);
+    /* The relay is stopped whatever the agent saw: an assertion here
+     * would leave it running after the test. */
+    char problem[600] = "";
+    bool ok = !steady || steady_agent_finish(steady, problem, sizeof(problem));
     steady = NULL;
     harness_finish(&relay, &ch);
+    cr_assert(ok, "steady agent: %s", problem);
 }
 
 TestSuite(attacks, .fini = stop, .timeout = 60);
@@ -554,21 +557,26 @@ Test(attacks, soak, .timeout = 900)
      * for the relay to work through what the attack left queued. */
     int64_t t_end = harness_now_ms();
     struct probe_acks resumed = {probe, steady_agent_acked(probe) + 10};
-    bool probe_back = harness_wait_for(probe_acked, &resumed, 60000);
+    /* The probe gives up after 5 s without an ack (steady_agent.c). */
+    bool probe_back = harness_wait_for(probe_acked, &resumed, 10000);
     long long resume_ms = probe_back ? harness_now_ms() - t_end : -1;
     long long after = new_agent_ms("drone-after");
     long long after_p99 = steady_agent_p99_us(probe, false);
-    steady_agent_stop(probe);
+    char problem[600];
+    bool probe_ok = steady_agent_finish(probe, problem, sizeof(problem));
+    for (char *c = problem; *c; c++)
+        *c = *c == ' ' ? '_' : *c; /* one key=value field */
     printf("soak: attack=%s seconds=%d rounds=%ld sent=%ld peak_rss_kb=%ld probe_p99_quiet_us=%lld "
            "probe_p99_attack_us=%lld probe_p99_after_us=%lld connect_quiet_ms=%lld "
            "connect_during_worst_ms=%lld connect_during_failed=%d/%d probe_resume_ms=%lld "
            "connect_after_ms=%lld "
-           "closed_call_flood=%.0f closed_memory_limit=%.0f\n",
+           "closed_call_flood=%.0f closed_memory_limit=%.0f probe=%s\n",
            attack, seconds, rounds, sent, peak_kb, quiet_p99, attack_p99, after_p99,
            quiet_connect, (long long)atomic_load(&sc.worst_ms), atomic_load(&sc.failed),
            atomic_load(&sc.tries), resume_ms, after,
            relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"call_flood\"}"),
-           relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"memory_limit\"}"));
+           relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"memory_limit\"}"),
+           probe_ok ? "ok" : problem);
     fflush(stdout);
     cr_assert_eq(kill(relay.pid, 0), 0, "the relay is gone");
 }
