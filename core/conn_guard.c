@@ -293,13 +293,15 @@ void conn_guard_set_refusing(struct conn_guard *g, bool refusing)
         atomic_store(&g->refusing, refusing);
 }
 
-/* Under g->mu: calls open now or opened in this second and the one before. */
+/* Under g->mu: the calls open now or those opened in this second and the
+ * one before, whichever is more (a stream flood keeps its calls open, a
+ * rapid reset's end at once). */
 static uint32_t recent_calls(const struct slot *sl, int64_t now_s)
 {
     uint32_t recent = sl->window_s == now_s       ? sl->opened + sl->opened_before
                       : sl->window_s == now_s - 1 ? sl->opened
                                                   : 0;
-    return sl->open + recent;
+    return sl->open > recent ? sl->open : recent;
 }
 
 bool conn_guard_refuses(struct conn_guard *g, const char *peer, int64_t now_ns)

@@ -22,8 +22,9 @@ struct conn_guard;
 /* Sampling period: a flood grows RSS by up to ~80 MB in 100 ms (measured,
  * 20,000 reset streams on one connection), so a slower look overshoots. */
 #define MEM_GUARD_PERIOD_MS 25
-/* After a shed, the next no sooner than this: one connection per look
- * would empty a relay legitimately at its limit at 40 agents a second. */
+/* After a shed, the next no sooner than this unless RSS grew meanwhile:
+ * one connection per look would empty a relay legitimately at its limit
+ * at 40 agents a second. */
 #define MEM_GUARD_ACT_MS 100
 /* With nothing to shed, retry at the next look this many times (100 ms). */
 #define MEM_GUARD_QUICK_TRIES 4
