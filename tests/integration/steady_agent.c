@@ -177,6 +177,12 @@ static bool reached(void *arg)
     return steady_agent_acked(p->a) >= p->target;
 }
 
+bool steady_agent_wait_progress(struct steady_agent *a, long more, int timeout_ms)
+{
+    struct progress p = {a, steady_agent_acked(a) + more};
+    return harness_wait_for(reached, &p, timeout_ms);
+}
+
 void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms)
 {
     struct progress p = {a, steady_agent_acked(a) + more};

@@ -34,6 +34,8 @@ long long steady_agent_max_gap_us(struct steady_agent *a, bool reset);
 /* Wait until at least `more` further OK acks arrived (fails the test after
  * timeout_ms): proof the agent is still being served right now. */
 void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms);
+/* The same without asserting: whether they came in time. */
+bool steady_agent_wait_progress(struct steady_agent *a, long more, int timeout_ms);
 /* Half-close, drain, join; fails the test unless every ack was OK, none
  * went missing and the stream ended with OK. */
 void steady_agent_stop(struct steady_agent *a);

@@ -499,17 +499,6 @@ static long soak_round(const char *attack)
     return n;
 }
 
-struct probe_acks {
-    struct steady_agent *a;
-    long target;
-};
-
-static bool probe_acked(void *arg)
-{
-    struct probe_acks *p = arg;
-    return steady_agent_acked(p->a) >= p->target;
-}
-
 static void reset_peak_rss(pid_t pid)
 {
     char path[64];
@@ -556,9 +545,8 @@ Test(attacks, soak, .timeout = 900)
     /* Measured, not asserted: how long the probe and a new agent wait
      * for the relay to work through what the attack left queued. */
     int64_t t_end = harness_now_ms();
-    struct probe_acks resumed = {probe, steady_agent_acked(probe) + 10};
     /* The probe gives up after 5 s without an ack (steady_agent.c). */
-    bool probe_back = harness_wait_for(probe_acked, &resumed, 10000);
+    bool probe_back = steady_agent_wait_progress(probe, 10, 10000);
     long long resume_ms = probe_back ? harness_now_ms() - t_end : -1;
     long long after = new_agent_ms("drone-after");
     long long after_p99 = steady_agent_p99_us(probe, false);
