@@ -437,6 +437,8 @@ static void watch_memory(struct relay *r, bool *over, bool sinks_failing)
     } else if (*over && !sinks_failing) {
         readiness_set_unready(r->readiness, NULL, NULL);
     }
+    if (now != *over) /* the guard's own lines say why; this one says what a probe sees */
+        log_info("/readyz answers %s (memory_limit_mb)", now ? "503" : "200 again");
     *over = now;
 }
 

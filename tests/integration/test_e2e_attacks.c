@@ -107,6 +107,11 @@ static bool log_has(const char *needle)
     return found;
 }
 
+static bool log_has_arg(void *needle)
+{
+    return log_has(needle);
+}
+
 static bool listener_failed(void *arg)
 {
     (void)arg;
@@ -286,11 +291,15 @@ Test(attacks, memory_limit_sheds_a_flood_and_keeps_rss_under_the_bound)
                                "aero_relay_connections_closed_total{reason=\"memory_limit\"}"),
                   1);
     cr_assert(log_has("busy connections' new calls refused"));
+    cr_assert(harness_wait_for(log_has_arg, "/readyz answers 503 (memory_limit_mb)", 2000),
+              "/readyz never answered 503 for memory");
     steady_agent_expect_progress(steady, 50, 5000);
     if (MEM_RSS_RETURNS) {
         struct readyz_wait ready = {200};
         cr_assert(harness_wait_for(readyz_is, &ready, 5000), "/readyz stayed 503");
         cr_assert(log_has("all new calls accepted again"));
+        cr_assert(harness_wait_for(log_has_arg, "/readyz answers 200 again (memory_limit_mb)",
+                                   2000));
     }
     expect_served(1000);
 }
