@@ -11,12 +11,15 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -29,19 +32,29 @@ struct slot {
     int64_t window_s;   /* the second counted */
     uint32_t cancelled; /* calls that failed in that second (cancelled, refused) */
     uint32_t open;      /* calls open now */
+    uint32_t opened;    /* calls opened in that second (mem_guard's "heaviest") */
+    uint32_t opened_before; /* ... and in the second before it */
     bool closed;        /* shut down in this window already */
 };
 
 struct conn_guard {
     atomic_int refs; /* the server's, and one per call it counts */
+    atomic_bool refusing; /* conn_guard_set_refusing: memory over its limit */
     int64_t max_cancels_per_s, max_open;
     int listen_port;
-    aero_metric *closed;
+    aero_metric *closed, *closed_memory;
     pthread_mutex_t mu;
     int64_t log_window_s;
     unsigned logged, suppressed;
     struct slot slots[SLOTS];
 };
+
+static const char CLOSED_HELP[] =
+    "Client connections the relay shut down, by reason: call_flood = thousands of calls "
+    "cancelled or refused in a second (HTTP/2 rapid reset) or more calls open at once than "
+    "twice max_streams_per_connection (streams opened before ACKing SETTINGS); memory_limit = "
+    "the heaviest connection while the relay's resident memory was over [relay] "
+    "memory_limit_mb's high-water mark.";
 
 struct conn_guard *conn_guard_create(int64_t max_streams, int listen_port,
                                      struct metrics *metrics)
@@ -58,15 +71,14 @@ struct conn_guard *conn_guard_create(int64_t max_streams, int listen_port,
     atomic_init(&g->refs, 1);
     g->listen_port = listen_port;
     pthread_mutex_init(&g->mu, NULL);
-    if (metrics)
+    if (metrics) {
         g->closed = metrics_register(metrics, AERO_METRIC_COUNTER,
-                                     "aero_relay_connections_closed_total",
-                                     "Client connections the relay shut down, by reason: "
-                                     "call_flood = thousands of calls cancelled or refused in a second "
-                                     "(HTTP/2 rapid reset) or more calls open at once than "
-                                     "twice max_streams_per_connection (streams opened "
-                                     "before ACKing SETTINGS).",
+                                     "aero_relay_connections_closed_total", CLOSED_HELP,
                                      "reason=\"call_flood\"");
+        g->closed_memory = metrics_register(metrics, AERO_METRIC_COUNTER,
+                                            "aero_relay_connections_closed_total", CLOSED_HELP,
+                                            "reason=\"memory_limit\"");
+    }
     return g;
 }
 
@@ -151,6 +163,20 @@ static int local_port(int fd)
                                       : -1;
 }
 
+/* The highest descriptor worth looking at. */
+static int scan_max(void)
+{
+    struct rlimit rl;
+    return getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < SCAN_MAX ? (int)rl.rlim_cur
+                                                                         : SCAN_MAX;
+}
+
+/* fd is a socket accepted on the relay's port (any port when unknown). */
+static bool on_our_port(const struct conn_guard *g, int fd)
+{
+    return g->listen_port <= 0 || local_port(fd) == g->listen_port;
+}
+
 /*
  * Shut down the accepted socket whose peer is `peer` (local port: the
  * relay's): gRPC sees the connection end, fails its calls and closes the
@@ -161,15 +187,13 @@ static bool shut_peer(const struct conn_guard *g, const char *peer)
     struct sockaddr_storage want = {0};
     if (!parse_peer(peer, &want))
         return false;
-    struct rlimit rl;
-    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < SCAN_MAX ? (int)rl.rlim_cur
-                                                                            : SCAN_MAX;
+    int max = scan_max();
     for (int fd = 0; fd < max; fd++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 || !same_addr(&ss, &want))
             continue;
-        if (g->listen_port > 0 && local_port(fd) != g->listen_port)
+        if (!on_our_port(g, fd))
             continue;
         return shutdown(fd, SHUT_RDWR) == 0;
     }
@@ -195,7 +219,9 @@ static struct slot *slot_of(struct conn_guard *g, const char *peer, int64_t now_
         sl->window_s = 0;
     }
     if (sl->window_s != now_s) {
+        sl->opened_before = sl->window_s == now_s - 1 ? sl->opened : 0;
         sl->window_s = now_s;
+        sl->opened = 0;
         sl->cancelled = 0;
         sl->closed = false;
     }
@@ -211,8 +237,10 @@ static bool account(struct conn_guard *g, const char *peer, int64_t now_ns, bool
     int64_t now_s = now_ns / 1000000000;
     pthread_mutex_lock(&g->mu);
     struct slot *sl = slot_of(g, peer, now_s);
-    if (opened)
+    if (opened) {
         sl->open++;
+        sl->opened++;
+    }
     else if (sl->open > 0) /* 0: another peer took the slot meanwhile */
         sl->open--;
     sl->cancelled += cancelled;
@@ -257,4 +285,118 @@ void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool failed,
                             int64_t now_ns)
 {
     account(g, peer, now_ns, false, failed);
+}
+
+void conn_guard_set_refusing(struct conn_guard *g, bool refusing)
+{
+    if (g)
+        atomic_store(&g->refusing, refusing);
+}
+
+/* Under g->mu: the calls open now or those opened in this second and the
+ * one before, whichever is more (a stream flood keeps its calls open, a
+ * rapid reset's end at once). */
+static uint32_t recent_calls(const struct slot *sl, int64_t now_s)
+{
+    uint32_t recent = sl->window_s == now_s       ? sl->opened + sl->opened_before
+                      : sl->window_s == now_s - 1 ? sl->opened
+                                                  : 0;
+    return sl->open > recent ? sl->open : recent;
+}
+
+bool conn_guard_refuses(struct conn_guard *g, const char *peer, int64_t now_ns)
+{
+    if (!g || !atomic_load(&g->refusing) || !peer || strlen(peer) >= PEER_MAX)
+        return false;
+    pthread_mutex_lock(&g->mu);
+    const struct slot *sl = &g->slots[hash(peer) % SLOTS];
+    bool heavy = strcmp(sl->peer, peer) == 0 &&
+                 recent_calls(sl, now_ns / 1000000000) >= CONN_GUARD_SHED_MIN_CALLS;
+    pthread_mutex_unlock(&g->mu);
+    return heavy;
+}
+
+/* Under g->mu: the peer with the most calls open now or opened in this
+ * second and the one before; its score in *calls. */
+static const struct slot *heaviest_slot(const struct conn_guard *g, int64_t now_s,
+                                        uint32_t *calls)
+{
+    const struct slot *best = NULL;
+    *calls = 0;
+    for (size_t i = 0; i < SLOTS; i++) {
+        const struct slot *sl = &g->slots[i];
+        if (!sl->peer[0])
+            continue;
+        uint32_t score = recent_calls(sl, now_s);
+        if (score > *calls) {
+            *calls = score;
+            best = sl;
+        }
+    }
+    return best;
+}
+
+/* The accepted socket on our port with the most bytes the kernel holds
+ * unread (SIOCINQ): the connection gRPC is furthest behind on. -1: none
+ * has any. Its peer into peer[0..cap). */
+static int most_unread_socket(const struct conn_guard *g, long *unread, char *peer, size_t cap)
+{
+    int best = -1;
+    *unread = 0;
+    /* The open descriptors only: the limit is raised to the hard one at
+     * start (a million on some hosts), and this runs while memory is short. */
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = atoi(e->d_name);
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int queued = 0;
+        if (fd == dirfd(d) || getpeername(fd, (struct sockaddr *)&ss, &len) != 0 ||
+            !on_our_port(g, fd) || ioctl(fd, SIOCINQ, &queued) != 0 || queued <= *unread)
+            continue;
+        *unread = queued;
+        best = fd;
+        unmap_v4(&ss);
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+        snprintf(peer, cap, "%s:%d", host,
+                 ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                               : ((struct sockaddr_in6 *)&ss)->sin6_port));
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+int conn_guard_shed_heaviest(struct conn_guard *g, int64_t now_ns, char *peer, size_t cap,
+                             long *weight)
+{
+    if (!g)
+        return -1;
+    int64_t now_s = now_ns / 1000000000;
+    char victim[PEER_MAX] = "";
+    uint32_t calls = 0;
+    pthread_mutex_lock(&g->mu);
+    const struct slot *sl = heaviest_slot(g, now_s, &calls);
+    if (sl && calls >= CONN_GUARD_SHED_MIN_CALLS)
+        snprintf(victim, sizeof(victim), "%s", sl->peer);
+    pthread_mutex_unlock(&g->mu);
+    if (victim[0] && shut_peer(g, victim)) {
+        snprintf(peer, cap, "%s", victim);
+        *weight = calls;
+        metrics_inc(g->closed_memory);
+        return 0;
+    }
+    long unread = 0;
+    int fd = most_unread_socket(g, &unread, peer, cap);
+    if (fd < 0 || unread < CONN_GUARD_SHED_MIN_UNREAD || shutdown(fd, SHUT_RDWR) != 0)
+        return -1;
+    *weight = unread;
+    metrics_inc(g->closed_memory);
+    return 1;
 }

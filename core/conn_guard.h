@@ -22,6 +22,7 @@
 #define AERO_CONN_GUARD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct conn_guard;
@@ -44,5 +45,37 @@ bool conn_guard_call_opened(struct conn_guard *g, const char *peer, int64_t now_
  * transport, or refused by the relay. */
 void conn_guard_call_closed(struct conn_guard *g, const char *peer, bool failed,
                             int64_t now_ns);
+
+/*
+ * While the relay is over its memory limit (mem_guard.h), new calls from
+ * a peer with CONN_GUARD_SHED_MIN_CALLS or more calls open or opened in
+ * the last two seconds are refused RESOURCE_EXHAUSTED at the door
+ * (rpc_server.c asks, after conn_guard_call_opened counted the call). A
+ * new agent (Register, then one stream) still gets in: measured, refusing
+ * every new call kept 11 of 14 new agents out during a minute of rapid
+ * reset against a 256 MiB limit. Any thread.
+ */
+void conn_guard_set_refusing(struct conn_guard *g, bool refusing);
+bool conn_guard_refuses(struct conn_guard *g, const char *peer, int64_t now_ns);
+
+/*
+ * Shut down the connection costing the most memory now, for mem_guard:
+ * the peer with the most calls open or opened in the last two seconds
+ * (gRPC holds an arena per call, 11.6 kB and up), if it has at least
+ * CONN_GUARD_SHED_MIN_CALLS (an agent holds one stream and makes a few
+ * unary calls: never it); else the accepted socket with the most bytes
+ * the kernel holds unread (gRPC reads and parses a flood faster than the
+ * relay sees its calls, so its socket is the one still backed up), if
+ * that is at least CONN_GUARD_SHED_MIN_UNREAD (measured: while a flood is
+ * parsed, an idle client's socket can hold 2.7 kB unread; the flood's
+ * 20 kB and more). Counted
+ * reason="memory_limit". Returns 0 (by calls: *weight = their number), 1
+ * (by unread bytes: *weight = bytes) with the peer in peer[0..cap), or -1
+ * when there was nothing to shed. Any thread; scans descriptors.
+ */
+#define CONN_GUARD_SHED_MIN_CALLS 16
+#define CONN_GUARD_SHED_MIN_UNREAD 16384
+int conn_guard_shed_heaviest(struct conn_guard *g, int64_t now_ns, char *peer, size_t cap,
+                             long *weight);
 
 #endif

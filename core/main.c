@@ -17,6 +17,7 @@
 #include "host_api.h"
 #include "http_server.h"
 #include "log.h"
+#include "mem_guard.h"
 #include "metrics.h"
 #include "mono_clock.h"
 #include "plugin_loader.h"
@@ -372,17 +373,34 @@ static void watch_sinks(struct relay *r, bool *failing)
     }
 }
 
+/*
+ * [relay] memory_limit_mb: /readyz answers 503 naming "memory" while the
+ * guard is over its high-water mark (it refuses new calls meanwhile), 200
+ * once it is back under, unless a sink still holds the 503 (watch_sinks
+ * runs first and sets its own each tick).
+ */
+static void watch_memory(struct relay *r, bool *over, bool sinks_failing)
+{
+    long kb = 0;
+    bool now = mem_guard_over(r->memory, &kb);
+    if (now) {
+        char why[128];
+        snprintf(why, sizeof(why), "resident %ld MiB, over memory_limit_mb %lld's high-water mark",
+                 kb / 1024, (long long)r->settings->memory_limit_mb);
+        readiness_set_unready(r->readiness, "memory", why);
+    } else if (*over && !sinks_failing) {
+        readiness_set_unready(r->readiness, NULL, NULL);
+    }
+    if (now != *over) /* the guard's own lines say why; this one says what a probe sees */
+        log_info("/readyz answers %s (memory_limit_mb)", now ? "503" : "200 again");
+    *over = now;
+}
+
 /* Resident set in KiB (0 if unknown). */
 static long rss_kb(void)
 {
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+    long long b = process_metrics_resident_bytes();
+    return b > 0 ? (long)(b / 1024) : 0;
 }
 
 /*
@@ -427,7 +445,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
                              struct config_reload *cr, const struct config_reload_targets *reload)
 {
     struct listener_watch lw = {0};
-    bool sinks_failing = false;
+    bool sinks_failing = false, memory_over = false;
     struct summary *summary = summary_create(r->settings, r->metrics, mono_ns());
     long start_kb = rss_kb();
     struct heap_trim trim = {.after_kb = start_kb, .floor_kb = start_kb};
@@ -454,6 +472,7 @@ static void run_until_signal(struct relay *r, struct gateway *gw, struct rpc_ser
         watch_listener(r, server, &lw);
         watch_sinks(r, &sinks_failing);
         sink_pipeline_tick(r->sinks); /* sinks a reload retired: drained, then freed */
+        watch_memory(r, &memory_over, sinks_failing);
         agent_gateway_tick_held(gw);
         command_hub_tick(r->commands, mono_ns());
         if (n % 10 == 0) {
@@ -571,6 +590,8 @@ static int start_grpc(struct running *r, const struct settings *st)
         return -1;
     }
     warn_unprotected(st);
+    /* After the start: the guard sheds through the server's conn_guard. */
+    r->relay.memory = mem_guard_start(st->memory_limit_mb, rpc_server_conn_guard(r->server));
     atomic_store(&r->grpc_port, r->port); /* route plugins may advertise it now */
     return 0;
 }
@@ -637,6 +658,8 @@ static int stop_running(struct running *r, int64_t grace_left_ms, int rc)
     /* Streams are drained: unary calls need little more. */
     int64_t stop_start_ms = mono_ns() / 1000000;
     command_hub_shutdown(r->relay.commands); /* callers still waiting: UNAVAILABLE */
+    mem_guard_stop(r->relay.memory); /* before the server: it borrows the server's conn_guard */
+    r->relay.memory = NULL;
     rpc_server_shutdown(r->server, grace_left_ms < 1000 ? grace_left_ms : 1000);
     grace_left_ms -= mono_ns() / 1000000 - stop_start_ms;
     /* Flushes: acks already sent stay true. A sink stuck in write_batch
@@ -695,9 +718,9 @@ static int serve(struct settings *st, struct loaded *l)
         list_sinks(&r.relay);
         atomic_store(&r.relay.ready, true); /* port bound, every plugin created */
         log_info("aeroarc-relay %s serving gRPC on %s (port %d), HTTP %s, relay_id %s, "
-                 "%zu sink(s), route %s, %d worker(s)",
+                 "%zu sink(s), route %s, %d worker(s), memory limit %lld MiB",
                  AERO_VERSION, st->listen, r.port, r.http_addr, st->relay_id, st->n_sinks,
-                 routes, st->workers);
+                 routes, st->workers, (long long)st->memory_limit_mb);
         char status[512];
         snprintf(status, sizeof(status), "READY=1\nSTATUS=serving gRPC on %s (port %d)",
                  st->listen, r.port);

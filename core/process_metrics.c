@@ -34,7 +34,7 @@ static long open_fds(void)
     return n - 1;
 }
 
-static long long resident_bytes(void)
+long long process_metrics_resident_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
     long long size = 0, resident = 0;
@@ -80,7 +80,7 @@ static void collect(void *arg)
     struct timespec cpu;
     if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu) == 0)
         metrics_set(pm.cpu, (int64_t)cpu.tv_sec * 1000000000 + cpu.tv_nsec);
-    long long rss = resident_bytes();
+    long long rss = process_metrics_resident_bytes();
     if (rss >= 0)
         metrics_set(pm.rss, rss);
     long fds = open_fds();

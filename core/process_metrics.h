@@ -13,4 +13,8 @@
 int process_metrics_register(struct metrics *m, const char *version, int abi_major,
                              int abi_minor);
 
+/* The process's resident set (/proc/self/statm), bytes; -1 if unreadable.
+ * Any thread. */
+long long process_metrics_resident_bytes(void);
+
 #endif

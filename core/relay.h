@@ -19,6 +19,7 @@ struct agent_mappings;
 struct command_hub;
 struct gateway;
 struct readiness;
+struct mem_guard;
 
 struct relay {
     struct settings *settings;
@@ -32,6 +33,7 @@ struct relay {
     const struct agent_mappings *mappings; /* NULL: none */
     struct gateway *gateway;
     struct readiness *readiness; /* /readyz details plugins add */
+    struct mem_guard *memory;  /* [relay] memory_limit_mb's watchdog; NULL: not running */
     atomic_bool shutting_down; /* set once, by the main thread */
     /* /readyz: set by the main thread once the gRPC port is bound and every
      * plugin is up, cleared first thing on SIGTERM/SIGINT (before draining)

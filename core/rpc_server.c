@@ -197,6 +197,14 @@ static void new_call(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
         request_free(r);
         return;
     }
+    if (conn_guard_refuses(s->guard, call->peer, mono_ns())) {
+        /* Over the memory limit (mem_guard.c) and this connection is the
+         * kind that got it there: a handler would only add to it. */
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay over its memory limit", NULL, 0);
+        arm(s, m);
+        request_free(r);
+        return;
+    }
     if (!m)
         rpc_call_finish(call, RPC_UNIMPLEMENTED, "unknown method", NULL, 0);
     else if (m->unary)
@@ -676,6 +684,11 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     }
     arm_all(s);
     return port;
+}
+
+struct conn_guard *rpc_server_conn_guard(const struct rpc_server *s)
+{
+    return s->guard;
 }
 
 bool rpc_server_listener_failed(const struct rpc_server *s)

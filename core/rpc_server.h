@@ -57,6 +57,9 @@ int rpc_server_add_stream(struct rpc_server *s, const char *path, rpc_stream_han
 void rpc_server_tls_reload(struct rpc_server *s);
 /* Bind, start the workers. Returns the bound port, or -1 with err filled. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
+/* The guard counting calls per connection (conn_guard.h); NULL before
+ * rpc_server_start. Owned by the server: valid until rpc_server_shutdown. */
+struct conn_guard *rpc_server_conn_guard(const struct rpc_server *s);
 /*
  * The listener's accept loop gave up (gRPC logged "Failed accept4", most
  * likely out of file descriptors): no new connection is accepted until

@@ -56,6 +56,10 @@ static const aero_config_key relay_keys[] = {
      .help = "largest raw_mavlink of a frame (bytes), at most max_message_bytes; unset: 16384, "
              "or max_message_bytes if smaller",
      .min = 1, .max = 67108864},
+    {.name = "memory_limit_mb", .type = AERO_KEY_INT, .default_value = "0",
+     .help = "resident memory (MiB) the relay keeps under by trimming its heap and shedding the "
+             "heaviest connection; 0: 128 + 32 KiB per max_sessions (3253 for 100000)",
+     .min = 0, .max = 16777216},
     {.name = "allow_no_sinks", .type = AERO_KEY_BOOL, .default_value = "false",
      .help = "start with no [sink:*] section (every frame acked OK and thrown away)"},
     {.name = "unmatched", .type = AERO_KEY_ENUM, .default_value = "reject",
@@ -244,6 +248,11 @@ static int is_set(const struct config_section *s, const char *key)
     return v && v[0];
 }
 
+int64_t settings_default_memory_limit_mb(int64_t max_sessions)
+{
+    return 128 + max_sessions * 32 / 1024;
+}
+
 static int check_relay(const struct config_file *f, const struct config_section *s, char *err,
                        size_t errlen)
 {
@@ -263,6 +272,16 @@ static int check_relay(const struct config_file *f, const struct config_section 
                              "value %s over max_message_bytes (%lld): a frame's raw_mavlink "
                              "must fit in its message",
                              config_quote(q, sizeof q, raw->value), max_msg);
+    /* The relay takes ~16 MiB at rest: a smaller limit would shed agents
+     * from the first one on. */
+    const struct config_kv *mem = config_get_kv(s, "memory_limit_mb");
+    long long mem_mb = config_get_int(s, "memory_limit_mb", 0);
+    if (mem && mem->line && mem_mb > 0 && mem_mb < SETTINGS_MEMORY_LIMIT_MIN_MB)
+        return config_errorf(err, errlen, f->path, mem->line, s->name, "memory_limit_mb",
+                             "value %s under %d: the relay alone takes about 16 MiB at rest "
+                             "(0: the default, sized for max_sessions)",
+                             config_quote(q, sizeof q, mem->value),
+                             SETTINGS_MEMORY_LIMIT_MIN_MB);
     return 0;
 }
 
@@ -663,6 +682,9 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
                                                                 : STREAM_PROTOCOL_MULTIPLEXED;
     out->gen2_hold_s = config_get_int(relay, "gen2_hold_s", 10);
     out->max_raw_bytes = config_get_int(relay, "max_raw_bytes", 16384);
+    out->memory_limit_mb = config_get_int(relay, "memory_limit_mb", 0);
+    if (out->memory_limit_mb == 0)
+        out->memory_limit_mb = settings_default_memory_limit_mb(out->max_sessions);
     out->allow_no_sinks = config_get_bool(relay, "allow_no_sinks", 0);
     out->unmatched_ack = strcmp(config_get(relay, "unmatched"), "ack") == 0;
     if (out->max_raw_bytes > out->max_message_bytes) /* the default (check_relay) */

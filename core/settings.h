@@ -59,6 +59,7 @@ struct settings {
     enum stream_protocol stream_protocol; /* default auto (SPEC.md section 9) */
     int64_t gen2_hold_s;            /* default 10 */
     int64_t max_raw_bytes;          /* default 16384, never over max_message_bytes */
+    int64_t memory_limit_mb;        /* resolved: 0 -> settings_default_memory_limit_mb */
     bool allow_no_sinks;            /* default false: no [sink:*] is a configuration error */
     bool unmatched_ack;             /* a frame no sink takes is acked OK (default: refused) */
 
@@ -117,6 +118,16 @@ int settings_validate_plugin_section(struct settings *s, struct config_section *
                                      char *err, size_t errlen);
 
 void settings_free(struct settings *s);
+
+/*
+ * [relay] memory_limit_mb when unset (0): 128 MiB for the process, its
+ * sink queues and gRPC's own pools, plus 32 KiB per session of
+ * max_sessions. Measured: 10,000 held streams cost 141.5 MB in all
+ * (docs/benchmarks.md, scale: gRPC's 11.6 kB call arenas twice per agent,
+ * the relay's ~1.4 kB); the rest is room for their frames in flight.
+ */
+int64_t settings_default_memory_limit_mb(int64_t max_sessions);
+#define SETTINGS_MEMORY_LIMIT_MIN_MB 32
 
 /* The core key tables (for docs and tests). */
 extern const struct config_keys settings_sink_core_keys;

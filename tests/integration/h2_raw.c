@@ -434,6 +434,46 @@ size_t h2_raw_continuation_flood(struct h2_raw *h, uint32_t id, const char *path
     return open_huge_value(h, id, path, bytes + 1) ? value_frames(h, id, bytes, false) : 0;
 }
 
+int h2_raw_control_flood(struct h2_raw *h, enum h2_raw_control kind, int n)
+{
+    static const uint8_t ping[8] = {1, 2, 3, 4, 5, 6, 7, 8}, one[4] = {0, 0, 0, 1};
+    int sent = 0;
+    for (; sent < n; sent++) {
+        bool ok = kind == H2_RAW_SETTINGS ? push(h, T_SETTINGS, 0, 0, NULL, 0)
+                  : kind == H2_RAW_PING   ? push(h, T_PING, 0, 0, ping, sizeof(ping))
+                                          : push(h, T_WINDOW_UPDATE, 0, 0, one, sizeof(one));
+        if (!ok)
+            return sent;
+    }
+    if (flush(h, 5000) != 0)
+        h->out_len = 0;
+    return sent;
+}
+
+size_t h2_raw_many_headers(struct h2_raw *h, uint32_t id, const char *path, size_t fields)
+{
+    uint8_t block[2048], chunk[16384];
+    size_t n = request_block(block, path, NULL), sent = 0;
+    h2_raw_wait_settings(h, 5000);
+    h->mute = true;
+    bool ok = push(h, T_HEADERS, 0, id, block, n);
+    /* Each field a literal without indexing: 0x00, name "x-h", value "v". */
+    static const uint8_t field[] = {0x00, 3, 'x', '-', 'h', 1, 'v'};
+    size_t per = sizeof(chunk) / sizeof(field);
+    while (ok && sent < fields) {
+        size_t k = fields - sent < per ? fields - sent : per;
+        for (size_t i = 0; i < k; i++)
+            memcpy(chunk + i * sizeof(field), field, sizeof(field));
+        bool last = sent + k == fields;
+        ok = push(h, T_CONTINUATION, last ? F_END_HEADERS : 0, id, chunk, k * sizeof(field));
+        sent += ok ? k : 0;
+    }
+    if (ok && flush(h, 5000) != 0)
+        h->out_len = 0;
+    h->mute = false;
+    return sent;
+}
+
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code)
 {
     uint8_t p[4] = {(uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8),

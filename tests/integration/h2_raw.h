@@ -70,6 +70,16 @@ size_t h2_raw_huge_header(struct h2_raw *h, uint32_t id, const char *path, size_
  * connection answers nothing. Returns how many bytes went out before the
  * peer closed. */
 size_t h2_raw_continuation_flood(struct h2_raw *h, uint32_t id, const char *path, size_t bytes);
+/* n control frames on stream 0 as fast as the socket takes them, never
+ * reading the answers: empty SETTINGS (each owed an ACK), PINGs (each
+ * owed one), or WINDOW_UPDATEs of 1 byte. Returns how many went out
+ * before the peer closed. */
+enum h2_raw_control { H2_RAW_SETTINGS, H2_RAW_PING, H2_RAW_WINDOW_UPDATE };
+int h2_raw_control_flood(struct h2_raw *h, enum h2_raw_control kind, int n);
+/* One header block of the call's headers and `fields` tiny fields
+ * ("x-h: v", 7 bytes each) over CONTINUATION frames, END_HEADERS on the
+ * last. Returns how many fields went out before the peer closed. */
+size_t h2_raw_many_headers(struct h2_raw *h, uint32_t id, const char *path, size_t fields);
 /* RST_STREAM(id, code). */
 void h2_raw_reset(struct h2_raw *h, uint32_t id, uint32_t code);
 /* Read and answer whatever arrives for up to timeout_ms (or until the

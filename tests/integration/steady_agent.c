@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #define WINDOW 16
+#define LAT_MAX (1 << 22) /* ack latencies kept: 70 minutes at 1,000 acks/s */
 #define ACK_TIMEOUT_MS 5000 /* a relay that stalls this long for us has failed */
 
 struct steady_agent {
@@ -31,6 +32,10 @@ struct steady_agent {
     atomic_bool stop;
     atomic_long acked;
     atomic_llong last_ack_us, max_gap_us; /* longest wait between two acks */
+    int window;
+    long long sent_us[WINDOW]; /* by seq % WINDOW: when it was sent (thread only) */
+    uint32_t *lat_us;          /* send-to-ack, µs: lat_n of them since the last reset */
+    atomic_long lat_n;
     char problem[512]; /* first one; written by the thread, read after join */
     struct rc_status final;
 };
@@ -67,8 +72,11 @@ static bool take_ack(struct steady_agent *a, uint64_t *next_ack)
         note(a, "seq %llu acked with status %d", (unsigned long long)ack.seq, ack.status);
         return false;
     }
-    (*next_ack)++;
     long long now = now_us(), last = atomic_exchange(&a->last_ack_us, now);
+    long i = atomic_fetch_add(&a->lat_n, 1);
+    if (i >= 0 && i < LAT_MAX)
+        a->lat_us[i] = (uint32_t)(now - a->sent_us[*next_ack % WINDOW]);
+    (*next_ack)++;
     if (last && now - last > atomic_load(&a->max_gap_us))
         atomic_store(&a->max_gap_us, now - last);
     atomic_fetch_add(&a->acked, 1);
@@ -81,7 +89,8 @@ static void *agent_main(void *arg)
     uint64_t next_seq = 1, next_ack = 1;
     bool ok = true;
     while (ok && !atomic_load(&a->stop)) {
-        while (ok && next_seq - next_ack < WINDOW) {
+        while (ok && next_seq - next_ack < (uint64_t)a->window) {
+            a->sent_us[next_seq % WINDOW] = now_us();
             int r = rc_stream_send_frame(a->s, harness_frame(a->id, next_seq), ACK_TIMEOUT_MS);
             if (r != 0)
                 note(a, "send of seq %llu failed (%d)", (unsigned long long)next_seq, r);
@@ -100,9 +109,19 @@ static void *agent_main(void *arg)
 
 struct steady_agent *steady_agent_start(const char *target, const char *agent_id)
 {
+    return steady_agent_start_window(target, agent_id, WINDOW);
+}
+
+struct steady_agent *steady_agent_start_window(const char *target, const char *agent_id,
+                                               int window)
+{
     struct steady_agent *a = calloc(1, sizeof(*a));
     struct rc_status st;
     cr_assert_not_null(a);
+    cr_assert(window >= 1 && window <= WINDOW, "window %d", window);
+    a->window = window;
+    a->lat_us = malloc(LAT_MAX * sizeof(*a->lat_us));
+    cr_assert_not_null(a->lat_us);
     snprintf(a->id, sizeof(a->id), "%s", agent_id);
     a->ch = rc_connect(target);
     harness_register(a->ch, a->id, NULL, 0);
@@ -110,6 +129,7 @@ struct steady_agent *steady_agent_start(const char *target, const char *agent_id
     cr_assert_not_null(a->s, "%s", st.message);
     atomic_init(&a->stop, false);
     atomic_init(&a->acked, 0);
+    atomic_init(&a->lat_n, 0);
     cr_assert_eq(pthread_create(&a->thread, NULL, agent_main, a), 0);
     steady_agent_expect_progress(a, 1, 10000);
     return a;
@@ -120,6 +140,30 @@ long steady_agent_acked(struct steady_agent *a) { return atomic_load(&a->acked);
 long long steady_agent_max_gap_us(struct steady_agent *a, bool reset)
 {
     return reset ? atomic_exchange(&a->max_gap_us, 0) : atomic_load(&a->max_gap_us);
+}
+
+static int cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
+}
+
+long long steady_agent_p99_us(struct steady_agent *a, bool reset)
+{
+    long n = atomic_load(&a->lat_n);
+    if (n > LAT_MAX)
+        n = LAT_MAX;
+    long long p99 = -1;
+    uint32_t *copy = n > 0 ? malloc((size_t)n * sizeof(*copy)) : NULL;
+    if (copy) {
+        memcpy(copy, a->lat_us, (size_t)n * sizeof(*copy));
+        qsort(copy, (size_t)n, sizeof(*copy), cmp_u32);
+        p99 = copy[(size_t)n * 99 / 100];
+        free(copy);
+    }
+    if (reset)
+        atomic_store(&a->lat_n, 0);
+    return p99;
 }
 
 struct progress {
@@ -133,6 +177,12 @@ static bool reached(void *arg)
     return steady_agent_acked(p->a) >= p->target;
 }
 
+bool steady_agent_wait_progress(struct steady_agent *a, long more, int timeout_ms)
+{
+    struct progress p = {a, steady_agent_acked(a) + more};
+    return harness_wait_for(reached, &p, timeout_ms);
+}
+
 void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms)
 {
     struct progress p = {a, steady_agent_acked(a) + more};
@@ -141,21 +191,39 @@ void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout
               p.target);
 }
 
-long steady_agent_stop(struct steady_agent *a)
+/* Stop and free a; what went wrong (or "") in problem; how many it sent. */
+static long finish(struct steady_agent *a, char *problem, size_t cap)
 {
     atomic_store(&a->stop, true);
     pthread_join(a->thread, NULL);
     rc_stream_free(a->s);
     rc_close(a->ch);
-    char problem[sizeof(a->problem)];
-    memcpy(problem, a->problem, sizeof(problem));
+    free(a->lat_us);
     long acked = steady_agent_acked(a);
-    struct rc_status final = a->final;
+    if (a->problem[0])
+        snprintf(problem, cap, "%s", a->problem);
+    else if (acked == 0)
+        snprintf(problem, cap, "no ack at all");
+    else if (a->final.code != 0)
+        snprintf(problem, cap, "its stream ended %s %s", rc_status_code_name(a->final.code),
+                 a->final.message);
+    else
+        snprintf(problem, cap, "%s", "");
     free(a);
+    return acked;
+}
+
+bool steady_agent_finish(struct steady_agent *a, char *problem, size_t cap)
+{
+    finish(a, problem, cap);
+    return problem[0] == '\0';
+}
+
+long steady_agent_stop(struct steady_agent *a)
+{
+    char problem[600];
+    long acked = finish(a, problem, sizeof(problem));
     cr_assert_eq(problem[0], '\0', "steady agent: %s", problem);
-    cr_assert_gt(acked, 0);
-    cr_assert_eq(final.code, 0, "steady agent's stream ended %s %s",
-                 rc_status_code_name(final.code), final.message);
     return acked;
 }
 
@@ -215,17 +283,29 @@ bool relay_metric_reaches(int http_port, const char *series, double want, int ti
     return harness_wait_for(metric_reached, &m, timeout_ms);
 }
 
-long proc_rss_kb(pid_t pid)
+/* One "<field>:   <n> kB" line of /proc/<pid>/status. */
+static long proc_status_kb(pid_t pid, const char *field)
 {
-    char path[64], line[256];
+    char path[64], line[256], fmt[64];
     long kb = -1;
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    snprintf(fmt, sizeof(fmt), "%s: %%ld kB", field);
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f, "cannot read %s", path);
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (sscanf(line, fmt, &kb) == 1)
             break;
     fclose(f);
-    cr_assert_gt(kb, 0, "no VmRSS in %s", path);
+    cr_assert_gt(kb, 0, "no %s in %s", field, path);
     return kb;
+}
+
+long proc_rss_kb(pid_t pid)
+{
+    return proc_status_kb(pid, "VmRSS");
+}
+
+long proc_peak_rss_kb(pid_t pid)
+{
+    return proc_status_kb(pid, "VmHWM");
 }

@@ -10,6 +10,7 @@
 #define AERO_TEST_STEADY_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -17,6 +18,14 @@ struct steady_agent;
 
 /* Register agent_id on target and start streaming. Fails the test on error. */
 struct steady_agent *steady_agent_start(const char *target, const char *agent_id);
+/* The same with at most `window` frames in flight (1..16): 1 makes each
+ * ack's latency the relay's own, for a latency probe. */
+struct steady_agent *steady_agent_start_window(const char *target, const char *agent_id,
+                                               int window);
+/* The 99th percentile of send-to-ack latency (µs) since the start or the
+ * last reset, -1 with no ack; reset: start afresh. Not exact across a
+ * reset racing an ack: for measurement, not for assertions. */
+long long steady_agent_p99_us(struct steady_agent *a, bool reset);
 /* OK acks so far (any thread). */
 long steady_agent_acked(struct steady_agent *a);
 /* The longest wait between two consecutive acks (µs) since the start or
@@ -25,13 +34,20 @@ long long steady_agent_max_gap_us(struct steady_agent *a, bool reset);
 /* Wait until at least `more` further OK acks arrived (fails the test after
  * timeout_ms): proof the agent is still being served right now. */
 void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms);
+/* The same without asserting: whether they came in time. */
+bool steady_agent_wait_progress(struct steady_agent *a, long more, int timeout_ms);
 /* Half-close, drain, join; fails the test unless every ack was OK, none
  * went missing and the stream ended with OK. Returns how many frames it
  * sent: seq 1 to that, each acked OK. */
 long steady_agent_stop(struct steady_agent *a);
+/* The same without asserting: false with what went wrong in problem
+ * (for measurements, and for teardown that must go on to stop the relay). */
+bool steady_agent_finish(struct steady_agent *a, char *problem, size_t cap);
 
 /* VmRSS of pid in KiB (fails the test if unreadable). */
 long proc_rss_kb(pid_t pid);
+/* The highest VmRSS pid has had (VmHWM): a peak no sampling can miss. */
+long proc_peak_rss_kb(pid_t pid);
 
 struct relay_proc;
 /* Before relay_start: make the relay's RSS meaningful when it is an ASan

@@ -340,7 +340,7 @@ Test(settings, errors_have_exact_messages)
         {"syntax error", "[relay]\nlisten\n",
          "relay.ini:2: syntax error: \"listen\" has no '=' (expected key = value)"},
         {"unknown relay key", "[relay]\nlisten = 0.0.0.0:50051\nlistne = x\n",
-         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes, allow_no_sinks, unmatched)"},
+         "relay.ini:3: [relay] listne: unknown key (valid: listen, relay_id, max_inflight, workers, plugin_dir, max_message_bytes, shutdown_grace_s, max_sessions, max_streams_per_connection, keepalive_time_s, keepalive_timeout_s, handshake_timeout_s, stream_protocol, gen2_hold_s, max_raw_bytes, memory_limit_mb, allow_no_sinks, unmatched)"},
         {"unknown http key", "[http]\nport = 1\n", "relay.ini:2: [http] port: unknown key (valid: listen, unready_after_s)"},
         {"unknown log key", "[log]\ncolor = on\n", "relay.ini:2: [log] color: unknown key (valid: level, format, summary_interval_s)"},
         {"bad int", "[relay]\nmax_inflight = lots\n",
@@ -355,6 +355,10 @@ Test(settings, errors_have_exact_messages)
          "relay.ini:2: [relay] max_raw_bytes: value \"0\" out of range (expected 1 to 67108864)"},
         {"max_raw_bytes over max_message_bytes", "[relay]\nmax_raw_bytes = 16384\nmax_message_bytes = 8192\n",
          "relay.ini:2: [relay] max_raw_bytes: value \"16384\" over max_message_bytes (8192): a frame's raw_mavlink must fit in its message"},
+        {"memory_limit_mb under the relay at rest", "[relay]\nmemory_limit_mb = 31\n",
+         "relay.ini:2: [relay] memory_limit_mb: value \"31\" under 32: the relay alone takes about 16 MiB at rest (0: the default, sized for max_sessions)"},
+        {"memory_limit_mb negative", "[relay]\nmemory_limit_mb = -1\n",
+         "relay.ini:2: [relay] memory_limit_mb: value \"-1\" out of range (expected 0 to 16777216)"},
         {"max_raw_bytes over the default max_message_bytes", "[relay]\nmax_raw_bytes = 65537\n",
          "relay.ini:2: [relay] max_raw_bytes: value \"65537\" over max_message_bytes (65536): a frame's raw_mavlink must fit in its message"},
         {"grace range", "[relay]\nshutdown_grace_s = -1\n",
@@ -691,6 +695,32 @@ Test(settings, max_raw_bytes_default_set_and_within_max_message_bytes)
         cr_assert_eq(settings_load_string("relay.ini", cases[i].text, &s, err, sizeof err), 0,
                      "case %zu: %s", i, err);
         cr_expect_eq(s.max_raw_bytes, cases[i].want, "case %zu", i);
+        settings_free(&s);
+    }
+}
+
+/* [relay] memory_limit_mb: unset or 0 is sized for max_sessions (128 MiB
+ * plus 32 KiB a session); a set value is taken as is (bad_values). */
+Test(settings, memory_limit_mb_defaults_to_max_sessions_and_takes_a_set_value)
+{
+    static const struct {
+        const char *text;
+        int64_t want;
+    } cases[] = {
+        {SINK, 3253},
+        {"[relay]\nmemory_limit_mb = 0\n" SINK, 3253},
+        {"[relay]\nmax_sessions = 1000\n" SINK, 159},
+        {"[relay]\nmax_sessions = 10000000\n" SINK, 312628},
+        {"[relay]\nmemory_limit_mb = 32\n" SINK, 32},
+        {"[relay]\nmemory_limit_mb = 512\nmax_sessions = 1000\n" SINK, 512},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct settings s;
+        char err[CONFIG_ERR_LEN] = "";
+        cr_assert_eq(settings_load_string("relay.ini", cases[i].text, &s, err, sizeof err), 0,
+                     "case %zu: %s", i, err);
+        cr_expect_eq(s.memory_limit_mb, cases[i].want, "case %zu: %lld", i,
+                     (long long)s.memory_limit_mb);
         settings_free(&s);
     }
 }
