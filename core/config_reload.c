@@ -1,11 +1,11 @@
 /*
  * config_reload.c - SIGHUP (config_reload.h). Everything the new file
- * needs is read and checked first (the file, the sinks' plugins and
- * checks, the keys, the control CA, the mappings); only when all of it is
- * good is anything applied: the new sinks first (starting them is the one
- * step that can still fail), then each other piece swapped under its
- * owner's lock, so a check in flight finishes with the old value and the
- * next one sees the new.
+ * needs is read and checked first (the file, the routes' and sinks'
+ * plugins and checks, the keys, the control CA, the mappings); only when
+ * all of it is good is anything applied: the new routes and sinks first
+ * (starting them are the steps that can still fail), then each other piece
+ * swapped under its owner's lock, so a check in flight finishes with the
+ * old value and the next one sees the new.
  */
 #include "config_reload.h"
 
@@ -14,6 +14,8 @@
 #include "call_auth.h"
 #include "control_auth.h"
 #include "log.h"
+#include "plugin_loader.h"
+#include "route_reload.h"
 #include "rpc_server.h"
 #include "sink_reload.h"
 #include "tls_cert.h"
@@ -23,10 +25,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A reload that started routes or sinks: the settings they run on and
+ * the plugins loaded for them, kept until the relay exits. */
+struct kept_config {
+    struct kept_config *next;
+    struct settings settings;
+    struct plugin **plugins;
+    size_t n_plugins;
+};
+
 struct config_reload {
     struct metrics *m;
     aero_metric *ok, *error;
-    struct sink_reload *sinks;
+    struct kept_config *kept;
+    const struct settings *sinks_from; /* the last reload that changed the sinks */
 };
 
 struct config_reload *config_reload_create(struct metrics *m)
@@ -35,10 +47,6 @@ struct config_reload *config_reload_create(struct metrics *m)
     if (!cr)
         return NULL;
     cr->m = m;
-    if (!(cr->sinks = sink_reload_create())) {
-        free(cr);
-        return NULL;
-    }
     static const char help[] =
         "SIGHUP reloads of relay.ini: ok (applied; keys that need a restart are logged) or "
         "error (refused whole, the running configuration kept).";
@@ -53,13 +61,21 @@ void config_reload_destroy(struct config_reload *cr)
 {
     if (!cr)
         return;
-    sink_reload_destroy(cr->sinks);
+    while (cr->kept) {
+        struct kept_config *k = cr->kept;
+        cr->kept = k->next;
+        for (size_t i = 0; i < k->n_plugins; i++)
+            plugin_unload(k->plugins[i]);
+        free(k->plugins);
+        settings_free(&k->settings);
+        free(k);
+    }
     free(cr);
 }
 
 const struct settings *config_reload_sinks(const struct config_reload *cr)
 {
-    return cr ? sink_reload_latest(cr->sinks) : NULL;
+    return cr ? cr->sinks_from : NULL;
 }
 
 static bool on(const char *s) { return s && *s; }
@@ -70,6 +86,8 @@ static bool reloadable(const struct settings *run, const struct settings *next,
 {
     if (strncmp(section, "sink:", 5) == 0) /* sink_reload.c */
         return true;
+    if (strcmp(section, "route") == 0 || strncmp(section, "route:", 6) == 0)
+        return true; /* route_reload.c */
     if (strcmp(section, "log") == 0)
         return strcmp(key, "level") == 0 || strcmp(key, "format") == 0;
     if (strcmp(section, "auth") == 0) /* the keys, not the mode */
@@ -119,6 +137,7 @@ struct staged {
     struct auth *keys;
     struct control_auth *control;
     struct agent_mappings *mappings;
+    struct route_stage routes;
     struct sink_stage sinks;
 };
 
@@ -127,6 +146,7 @@ static void staged_free(struct staged *s)
     auth_free(s->keys);
     control_auth_free(s->control);
     agent_mappings_free(s->mappings);
+    route_reload_unstage(&s->routes);
     sink_reload_unstage(&s->sinks);
 }
 
@@ -155,6 +175,8 @@ static int stage(const struct config_reload_targets *t, struct settings *next,
                  struct staged *s, char *err, size_t errlen)
 {
     char reason[1024];
+    if (t->routes && route_reload_stage(t->routes, next, &s->routes, err, errlen) < 0)
+        return -1;
     if (t->sinks && sink_reload_stage(t->sinks, next, &s->sinks, err, errlen) < 0)
         return -1;
     if (on(t->running->tls_cert_file) && check_tls(t->running, err, errlen) < 0)
@@ -187,23 +209,80 @@ static int refuse(struct config_reload *cr, const char *path, const char *err)
     return -1;
 }
 
-/* Swap the staged sinks in (the one step that can still fail, so it goes
- * first). Describes what changed into `what`; *kept: the new sinks keep
- * `next`. */
-static int apply_sinks(struct config_reload *cr, const struct config_reload_targets *t,
-                       struct settings *next, struct staged *s, bool *kept, char *what,
-                       size_t cap, char *err, size_t errlen)
+/* Keep `next` and the plugins of the instances the applied stages
+ * started (taken out of the stages) for as long as the relay runs. */
+static int keep(struct config_reload *cr, struct settings *next, struct staged *s, bool routes,
+                bool sinks)
 {
-    struct sink_swap_counts c;
-    *kept = false;
-    snprintf(what, cap, "sinks unchanged");
-    if (!t->sinks || !s->sinks.changed)
-        return 0;
-    if (sink_reload_apply(cr->sinks, t->sinks, next, &s->sinks, &c, kept, err, errlen) < 0)
+    struct kept_config *k = calloc(1, sizeof(*k));
+    size_t n = s->routes.n + s->sinks.n;
+    if (!k || !(k->plugins = calloc(n ? n : 1, sizeof(*k->plugins)))) {
+        free(k);
         return -1;
-    snprintf(what, cap, "sinks: %zu kept, %zu started, %zu draining to stop", c.kept, c.started,
-             c.retired);
+    }
+    for (size_t i = 0; routes && i < s->routes.n; i++)
+        if (s->routes.fresh[i]) {
+            k->plugins[k->n_plugins++] = s->routes.specs[i].plugin;
+            s->routes.specs[i].plugin = NULL;
+        }
+    for (size_t i = 0; sinks && i < s->sinks.n; i++)
+        if (s->sinks.fresh[i]) {
+            k->plugins[k->n_plugins++] = s->sinks.specs[i].plugin;
+            s->sinks.specs[i].plugin = NULL;
+        }
+    k->settings = *next; /* the routes and sinks point into its arrays, not at it */
+    k->next = cr->kept;
+    cr->kept = k;
+    if (sinks)
+        cr->sinks_from = &k->settings;
     return 0;
+}
+
+/*
+ * Swap the staged routes, then sinks, in: the steps that can still fail
+ * (an instance's create), before anything else is applied. Describes what
+ * changed into `what`; *kept: `next` is kept (new instances run on it).
+ * Should the sinks fail after the routes changed, the routes stay changed
+ * (their old instances are gone) and the error says so.
+ */
+static int apply_instances(struct config_reload *cr, const struct config_reload_targets *t,
+                           struct settings *next, struct staged *s, bool *kept, char *what,
+                           size_t cap, char *err, size_t errlen)
+{
+    struct route_swap_counts rc = {0};
+    struct sink_swap_counts sc = {0};
+    bool routes = t->routes && s->routes.changed, sinks = t->sinks && s->sinks.changed;
+    int result = 0;
+    *kept = false;
+    if (routes && route_reload_apply(t->routes, &s->routes, t->sessions, &rc, err, errlen) < 0)
+        return -1;
+    if (sinks && sink_reload_apply(t->sinks, &s->sinks, &sc, err, errlen) < 0) {
+        if (!routes)
+            return -1;
+        size_t len = strlen(err);
+        snprintf(err + len, errlen - len,
+                 " (the routes were reloaded: %zu kept, %zu started, %zu stopped)", rc.kept,
+                 rc.started, rc.stopped);
+        sinks = false;
+        result = -1;
+    }
+    if (routes || sinks) {
+        if (keep(cr, next, s, routes, sinks) < 0)
+            log_error("SIGHUP: out of memory keeping the new routes' and sinks' configuration");
+        else
+            *kept = true;
+    }
+    int used = sinks ? snprintf(what, cap, "sinks: %zu kept, %zu started, %zu draining to stop",
+                                sc.kept, sc.started, sc.retired)
+                     : snprintf(what, cap, "sinks unchanged");
+    if (used >= 0 && (size_t)used < cap) {
+        if (routes)
+            snprintf(what + used, cap - (size_t)used, ", routes: %zu kept, %zu started, %zu stopped",
+                     rc.kept, rc.started, rc.stopped);
+        else
+            snprintf(what + used, cap - (size_t)used, ", routes unchanged");
+    }
+    return result;
 }
 
 int config_reload_run(struct config_reload *cr, const struct config_reload_targets *t,
@@ -211,13 +290,13 @@ int config_reload_run(struct config_reload *cr, const struct config_reload_targe
 {
     struct settings next;
     struct staged s = {0};
-    char err[4096], sinks[160];
+    char err[4096], sinks[256];
     bool kept = false;
     int loaded = settings_load(path, &next, err, sizeof(err)); /* frees itself on failure */
     if (loaded < 0 || stage(t, &next, &s, err, sizeof(err)) < 0 ||
-        apply_sinks(cr, t, &next, &s, &kept, sinks, sizeof(sinks), err, sizeof(err)) < 0) {
+        apply_instances(cr, t, &next, &s, &kept, sinks, sizeof(sinks), err, sizeof(err)) < 0) {
         staged_free(&s);
-        if (loaded == 0)
+        if (loaded == 0 && !kept)
             settings_free(&next);
         return refuse(cr, path, err);
     }

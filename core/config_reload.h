@@ -5,8 +5,9 @@
  * files (new connections); [auth] keys_file (its contents); [control]
  * allowed_identities, client_ca_file (its certificates) and
  * agent_mappings_file (its contents); [sink:*] sections added, removed
- * or changed (sink_reload.h). Every other key that changed (listen
- * addresses, workers, TLS, routes, turning auth or control on or off)
+ * or changed (sink_reload.h); [route] and [route:*] sections added,
+ * removed or changed (route_reload.h). Every other key that changed
+ * (listen addresses, workers, TLS, turning auth or control on or off)
  * is named in one log line and left as it was: it needs a restart. A file with any error is refused whole, the running
  * configuration kept, the error logged with file and line. Counted in
  * aero_relay_config_reloads_total{result="ok"|"error"}. Main thread.
@@ -21,7 +22,9 @@ struct auth;
 struct call_auth;
 struct control_auth;
 struct agent_mappings;
+struct route;
 struct rpc_server;
+struct session_table;
 struct sink_pipeline;
 
 /* What a reload changes, and who owns the keys (*keys is replaced). */
@@ -33,13 +36,15 @@ struct config_reload_targets {
     struct agent_mappings *mappings;  /* NULL: no mappings file */
     struct rpc_server *server;        /* its TLS files are read again */
     struct sink_pipeline *sinks;      /* its sinks are swapped */
+    struct route *routes;             /* its route instances are swapped */
+    struct session_table *sessions;   /* what new route instances are told */
 };
 
 struct config_reload;
 
 struct config_reload *config_reload_create(struct metrics *m);
-/* After the sink pipeline has stopped: sinks a reload started run on the
- * settings and plugins it frees. */
+/* After the sink pipeline and the routes have stopped: what a reload
+ * started runs on the settings and plugins it frees. */
 void config_reload_destroy(struct config_reload *cr);
 
 /* The settings that name the running sinks after the last reload that

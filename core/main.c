@@ -728,7 +728,8 @@ static int serve(struct settings *st, struct loaded *l)
         struct config_reload_targets reload = {.running = st, .call_auth = r.relay.auth,
                                                .keys = &l->auth, .control = l->control,
                                                .mappings = l->mappings, .server = r.server,
-                                               .sinks = r.relay.sinks};
+                                               .sinks = r.relay.sinks, .routes = r.relay.route,
+                                               .sessions = r.relay.sessions};
         cr = config_reload_create(r.relay.metrics);
         run_until_signal(&r.relay, r.gw, r.server, &set, &notify, cr, &reload);
         /* Not ready first: load balancers stop sending before streams drain. */

@@ -11,6 +11,8 @@
 #include "metrics.h"
 #include "settings.h"
 
+#include <stdbool.h>
+
 struct route;
 struct plugin;
 
@@ -33,6 +35,32 @@ void route_up(struct route *r, const char *drone_id, const char *session_id);
 void route_stream_opened(struct route *r, const char *drone_id, const char *session_id);
 void route_down(struct route *r, const char *drone_id, const char *session_id);
 void route_stop(struct route *r);
+
+/* How many route instances run, and the instance name of the i-th.
+ * Main thread (the only one that changes them). */
+size_t route_count(const struct route *r);
+const char *route_name(const struct route *r, size_t i);
+
+/* Whether spec runs now as it is (same instance name, plugin and keys).
+ * Main thread. */
+bool route_runs(struct route *r, const struct route_spec *spec);
+
+struct session_table;
+struct route_swap_counts {
+    size_t kept, started, stopped;
+};
+/*
+ * A reload's routes (main thread): instances whose section is unchanged
+ * keep running untouched; new and changed ones are created, then told
+ * every session the relay holds (session_up, and stream_opened where a
+ * stream is open) before any event reaches them; removed and replaced
+ * ones get no more events and are destroyed. Their hints expire as their
+ * store lets them. The specs' settings and plugins must outlive the
+ * instances. -1 with err: an instance failed to start, nothing changed.
+ */
+int route_swap(struct route *r, const struct route_spec *specs, size_t n,
+               struct session_table *sessions, struct route_swap_counts *counts, char *err,
+               size_t errlen);
 
 /* The instance name of a route section: [route:<name>]'s name, else [route]'s
  * plugin (its log prefix "route:<instance>" and metric label route="..."). */

@@ -12,36 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The settings of one reload that changed the sinks (the new ones run on
- * them, and they describe the set) and the plugins of the sinks it
- * started. */
-struct kept_config {
-    struct kept_config *next;
-    struct settings settings;
-    struct plugin **plugins;
-    size_t n_plugins;
-};
-
-struct sink_reload {
-    struct kept_config *kept;
-};
-
-struct sink_reload *sink_reload_create(void) { return calloc(1, sizeof(struct sink_reload)); }
-
-void sink_reload_destroy(struct sink_reload *sr)
-{
-    while (sr && sr->kept) {
-        struct kept_config *k = sr->kept;
-        sr->kept = k->next;
-        for (size_t i = 0; i < k->n_plugins; i++)
-            plugin_unload(k->plugins[i]);
-        free(k->plugins);
-        settings_free(&k->settings);
-        free(k);
-    }
-    free(sr);
-}
-
 /* A plugin's check errors, gathered for the one log line. */
 static void gather(void *arg, const char *lines)
 {
@@ -86,39 +56,10 @@ int sink_reload_stage(struct sink_pipeline *p, struct settings *next, struct sin
     return failed ? -1 : 0;
 }
 
-int sink_reload_apply(struct sink_reload *sr, struct sink_pipeline *p, struct settings *next,
-                      struct sink_stage *st, struct sink_swap_counts *counts, bool *kept,
-                      char *err, size_t errlen)
+int sink_reload_apply(struct sink_pipeline *p, struct sink_stage *st,
+                      struct sink_swap_counts *counts, char *err, size_t errlen)
 {
-    *kept = false;
-    struct kept_config *k = calloc(1, sizeof(*k));
-    if (!k || !(k->plugins = calloc(st->n_fresh ? st->n_fresh : 1, sizeof(*k->plugins)))) {
-        free(k);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (sink_pipeline_swap(p, st->specs, st->n, counts, err, errlen) < 0) {
-        free(k->plugins);
-        free(k);
-        return -1;
-    }
-    /* The new sinks' settings and plugins live as long as the relay. */
-    for (size_t i = 0; i < st->n; i++) {
-        if (st->fresh[i]) {
-            k->plugins[k->n_plugins++] = st->specs[i].plugin;
-            st->specs[i].plugin = NULL;
-        }
-    }
-    k->settings = *next;
-    k->next = sr->kept;
-    sr->kept = k;
-    *kept = true;
-    return 0;
-}
-
-const struct settings *sink_reload_latest(const struct sink_reload *sr)
-{
-    return sr && sr->kept ? &sr->kept->settings : NULL;
+    return sink_pipeline_swap(p, st->specs, st->n, counts, err, errlen);
 }
 
 void sink_reload_unstage(struct sink_stage *st)

@@ -698,3 +698,123 @@ Test(route_redis, a_bad_redis_environment_stops_the_start_naming_the_variable)
     cr_assert_not_null(strstr(out, "REDIS_DB: invalid value \"seven\" (expected an integer from 0 to 1000000)"),
                        "%s", out);
 }
+
+/* ------------------------------------------------ SIGHUP and the routes */
+
+/* relay.ini keeps everything up to its "; routes below" line; `tail`
+ * (may be "") replaces what follows. Renamed into place: never half-written. */
+static void set_route_tail(struct relay_proc *r, const char *tail)
+{
+    char *cfg = harness_read_file(r->config, NULL);
+    cr_assert_not_null(cfg);
+    char *mark = strstr(cfg, "; routes below\n");
+    cr_assert_not_null(mark);
+    mark[strlen("; routes below\n")] = '\0';
+    char tmp[400];
+    snprintf(tmp, sizeof(tmp), "%s.new", r->config);
+    FILE *f = fopen(tmp, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s%s", cfg, tail);
+    fclose(f);
+    cr_assert_eq(rename(tmp, r->config), 0);
+    free(cfg);
+}
+
+/* The value of a whole series ("name{labels}") on the relay's /metrics; 0
+ * when it is not there. */
+static double series_value(const struct relay_proc *r, const char *series)
+{
+    struct http_reply rep;
+    char needle[256];
+    cr_assert_eq(http_request(r->http_port, "GET", "/metrics", 5000, &rep), 0);
+    snprintf(needle, sizeof(needle), "\n%s ", series);
+    const char *p = strstr(rep.body, needle);
+    double v = p ? strtod(p + strlen(needle), NULL) : 0;
+    http_reply_free(&rep);
+    return v;
+}
+
+struct series_at_least {
+    const struct relay_proc *r;
+    const char *series;
+    double want;
+};
+
+static bool series_reached(void *arg)
+{
+    struct series_at_least *s = arg;
+    return series_value(s->r, s->series) >= s->want;
+}
+
+/* SIGHUP, then wait until the reload's outcome is counted. */
+static void sighup(struct relay_proc *r, const char *result)
+{
+    char series[96];
+    snprintf(series, sizeof(series), "aero_relay_config_reloads_total{result=\"%s\"}", result);
+    struct series_at_least s = {r, series, series_value(r, series) + 1};
+    cr_assert_eq(kill(r->pid, SIGHUP), 0);
+    cr_assert(harness_wait_for(series_reached, &s, 10000), "no %s reload counted", result);
+}
+
+Test(route_redis, sighup_adds_a_route_publisher_that_learns_every_session_then_removes_it)
+{
+    redis_server_start(&redis, 0, NULL);
+    harness_prepare(&relay_a);
+    relay_a.http = true;
+    harness_setenv(&relay_a, "RELAY_ID", "relay-r");
+    harness_write_config(&relay_a, NULL,
+                         "[route]\nplugin = route-none\n\n"
+                         "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n\n"
+                         "; routes below\n");
+    relay_start(&relay_a);
+    ch_a = rc_connect(relay_a.target);
+
+    /* Sessions from before the reload: one with a stream, one without. */
+    char s1[128], s2[128];
+    harness_register(ch_a, "drone-r1", s1, sizeof(s1));
+    struct rc_stream *st1 = open_stream(ch_a, "drone-r1");
+    uint64_t seq = 1;
+    send_ok(st1, "drone-r1", &seq, 3);
+    harness_register(ch_a, "drone-r2", s2, sizeof(s2));
+
+    /* Added: the new publisher is told both before anything else. */
+    char tail[256];
+    snprintf(tail, sizeof(tail), "[route:redis]\nplugin = route-redis\nredis_addr = %s\n",
+             redis.addr);
+    set_route_tail(&relay_a, tail);
+    sighup(&relay_a, "ok");
+    expect_key(&redis, 0, "drone-r1", "relay-r", s1, 10000);
+    expect_key(&redis, 0, "drone-r2", "relay-r", s2, 10000);
+    cr_assert_eq(series_value(&relay_a, "aero_route_stream_opened_total{route=\"redis\"}"), 1,
+                 "the open stream was not told to the new publisher");
+    /* ... and every event after it: a new session, a stream's end. */
+    char s3[128];
+    harness_register(ch_a, "drone-r3", s3, sizeof(s3));
+    expect_key(&redis, 0, "drone-r3", "relay-r", s3, 10000);
+    send_ok(st1, "drone-r1", &seq, 3); /* frames flow through the reload */
+    end_stream(st1);
+    expect_key(&redis, 0, "drone-r1", "relay-r", NULL, 10000);
+
+    /* A bad route section is refused whole: the publisher keeps running. */
+    snprintf(tail, sizeof(tail),
+             "[route:redis]\nplugin = route-redis\nredis_addr = %s\n\n"
+             "[route:bad]\nplugin = route-nope\n",
+             redis.addr);
+    set_route_tail(&relay_a, tail);
+    sighup(&relay_a, "error");
+    char s4[128];
+    harness_register(ch_a, "drone-r4", s4, sizeof(s4));
+    expect_key(&redis, 0, "drone-r4", "relay-r", s4, 10000);
+
+    /* Removed: stopped, and no event reaches it any more. Register
+     * calls route_up before it answers, so the count is final here. */
+    set_route_tail(&relay_a, "");
+    sighup(&relay_a, "ok");
+    cr_assert_eq(count_in_file(relay_a.stderr_path, "route:redis: stopped"), 1);
+    double ups = series_value(&relay_a, "aero_route_session_up_total{route=\"redis\"}");
+    char s5[128];
+    harness_register(ch_a, "drone-r5", s5, sizeof(s5));
+    cr_assert_eq(series_value(&relay_a, "aero_route_session_up_total{route=\"redis\"}"), ups);
+    char *v = redis_server_get(&redis, 0, "drone:drone-r5");
+    cr_assert_null(v, "a removed publisher wrote drone-r5: %s", v);
+}
