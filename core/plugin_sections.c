@@ -60,3 +60,35 @@ int plugin_sections_prepare(struct settings *st, struct config_section *sec, con
     return plugin_sections_check(st, *out, sec, kind == AERO_PLUGIN_SINK ? "sink" : "route",
                                  instance, report, arg);
 }
+
+/* A plugin's check errors, appended for the one log line. */
+struct appender {
+    char *err;
+    size_t len;
+};
+
+static void append(void *arg, const char *lines)
+{
+    struct appender *a = arg;
+    config_error_add(a->err, a->len, lines);
+}
+
+int plugin_sections_stage_load(struct settings *st, struct config_section *sec, const char *name,
+                               aero_plugin_kind kind, struct plugin **out, char *err,
+                               size_t errlen)
+{
+    char one[8192];
+    if (plugin_sections_load(st, sec, name, kind, out, one, sizeof(one)) < 0) {
+        config_error_add(err, errlen, one);
+        return -1;
+    }
+    return 0;
+}
+
+int plugin_sections_stage_check(struct settings *st, const struct plugin *p,
+                                const struct config_section *sec, const char *kind_label,
+                                const char *instance, char *err, size_t errlen)
+{
+    struct appender a = {err, errlen};
+    return plugin_sections_check(st, p, sec, kind_label, instance, append, &a);
+}

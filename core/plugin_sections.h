@@ -32,4 +32,15 @@ int plugin_sections_prepare(struct settings *st, struct config_section *sec, con
                             aero_plugin_kind kind, const char *instance, struct plugin **out,
                             host_config_report_fn report, void *arg);
 
+/* A reload's two steps for one section, each error appended to err (one
+ * per line, file:line) so one log line lists them all: load and validate
+ * (plugin_sections_load), then, for a section that is not running as it
+ * is, the plugin's check (plugin_sections_check). 0, or -1. */
+int plugin_sections_stage_load(struct settings *st, struct config_section *sec, const char *name,
+                               aero_plugin_kind kind, struct plugin **out, char *err,
+                               size_t errlen);
+int plugin_sections_stage_check(struct settings *st, const struct plugin *p,
+                                const struct config_section *sec, const char *kind_label,
+                                const char *instance, char *err, size_t errlen);
+
 #endif

@@ -11,13 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A plugin's check errors, gathered for the one log line. */
-static void gather(void *arg, const char *lines)
-{
-    struct { char *err; size_t len; } *e = arg;
-    config_error_add(e->err, e->len, lines);
-}
-
 int route_reload_stage(struct route *r, struct settings *next, struct route_stage *st, char *err,
                        size_t errlen)
 {
@@ -29,25 +22,22 @@ int route_reload_stage(struct route *r, struct settings *next, struct route_stag
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    struct { char *err; size_t len; } errors = {err, errlen};
     err[0] = '\0';
     int failed = 0;
     size_t running = route_count(r);
     for (size_t i = 0; i < n; i++) {
         struct route_settings *rs = &next->routes[i];
         const char *name = route_instance_name(rs);
-        char one[8192];
         st->specs[i].settings = rs;
-        if (plugin_sections_load(next, rs->section, rs->plugin, AERO_PLUGIN_ROUTE,
-                                 &st->specs[i].plugin, one, sizeof(one)) < 0) {
-            config_error_add(err, errlen, one);
+        if (plugin_sections_stage_load(next, rs->section, rs->plugin, AERO_PLUGIN_ROUTE,
+                                       &st->specs[i].plugin, err, errlen) < 0) {
             failed = 1;
             continue;
         }
         st->fresh[i] = !route_runs(r, &st->specs[i]);
         /* A running route was checked when it started: only new ones now. */
-        if (st->fresh[i] && plugin_sections_check(next, st->specs[i].plugin, rs->section, "route",
-                                                  name, gather, &errors) < 0)
+        if (st->fresh[i] && plugin_sections_stage_check(next, st->specs[i].plugin, rs->section,
+                                                        "route", name, err, errlen) < 0)
             failed = 1;
         st->changed |= st->fresh[i] || i >= running || strcmp(route_name(r, i), name) != 0;
     }

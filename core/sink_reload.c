@@ -12,13 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A plugin's check errors, gathered for the one log line. */
-static void gather(void *arg, const char *lines)
-{
-    struct { char *err; size_t len; } *e = arg;
-    config_error_add(e->err, e->len, lines);
-}
-
 int sink_reload_stage(struct sink_pipeline *p, struct settings *next, struct sink_stage *st,
                       char *err, size_t errlen)
 {
@@ -30,23 +23,20 @@ int sink_reload_stage(struct sink_pipeline *p, struct settings *next, struct sin
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    struct { char *err; size_t len; } errors = {err, errlen};
     err[0] = '\0';
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
         struct sink_settings *ss = &next->sinks[i];
-        char one[8192];
         st->specs[i].settings = ss;
-        if (plugin_sections_load(next, ss->section, ss->plugin, AERO_PLUGIN_SINK,
-                                 &st->specs[i].plugin, one, sizeof(one)) < 0) {
-            config_error_add(err, errlen, one);
+        if (plugin_sections_stage_load(next, ss->section, ss->plugin, AERO_PLUGIN_SINK,
+                                       &st->specs[i].plugin, err, errlen) < 0) {
             failed = 1;
             continue;
         }
         st->fresh[i] = !sink_pipeline_runs(p, &st->specs[i]);
         /* A running sink was checked when it started: only new ones now. */
-        if (st->fresh[i] && plugin_sections_check(next, st->specs[i].plugin, ss->section, "sink",
-                                                  ss->name, gather, &errors) < 0)
+        if (st->fresh[i] && plugin_sections_stage_check(next, st->specs[i].plugin, ss->section,
+                                                        "sink", ss->name, err, errlen) < 0)
             failed = 1;
         st->n_fresh += st->fresh[i];
         st->changed |= st->fresh[i] || i >= sink_pipeline_count(p) ||
