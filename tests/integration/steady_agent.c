@@ -34,6 +34,7 @@ struct steady_agent {
     atomic_llong last_ack_us, max_gap_us; /* longest wait between two acks */
     int window;
     long long sent_us[WINDOW]; /* by seq % WINDOW: when it was sent (thread only) */
+    bool got[WINDOW];          /* by seq % WINDOW: acked, ahead of next_ack (thread only) */
     uint32_t *lat_us;          /* send-to-ack, µs: lat_n of them since the last reset */
     atomic_long lat_n;
     char problem[512]; /* first one; written by the thread, read after join */
@@ -59,8 +60,14 @@ static long long now_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Read one ack; it must be the next seq, OK. false on any problem. */
-static bool take_ack(struct steady_agent *a, uint64_t *next_ack)
+/*
+ * Read one ack: OK, for a frame in flight (seq in [next_ack, next_seq))
+ * and not acked before. The agent matches acks by seq (SPEC section 2):
+ * a frame whose sinks finish first may be acked before an earlier one
+ * (across a sink reload, the earlier frame's old sinks drain later).
+ * next_ack moves past every seq acked in a row. false on any problem.
+ */
+static bool take_ack(struct steady_agent *a, uint64_t *next_ack, uint64_t next_seq)
 {
     struct rc_ack ack;
     int r = rc_stream_recv_ack(a->s, &ack, ACK_TIMEOUT_MS);
@@ -68,15 +75,22 @@ static bool take_ack(struct steady_agent *a, uint64_t *next_ack)
         note(a, "no ack for seq %llu (recv returned %d)", (unsigned long long)*next_ack, r);
         return false;
     }
-    if (ack.status != RC_ACK_OK || ack.seq != *next_ack) {
-        note(a, "seq %llu acked with status %d", (unsigned long long)ack.seq, ack.status);
+    if (ack.status != RC_ACK_OK || ack.seq < *next_ack || ack.seq >= next_seq ||
+        a->got[ack.seq % WINDOW]) {
+        note(a, "seq %llu acked with status %d (expected an OK ack for %llu..%llu, once)",
+             (unsigned long long)ack.seq, ack.status, (unsigned long long)*next_ack,
+             (unsigned long long)next_seq - 1);
         return false;
     }
     long long now = now_us(), last = atomic_exchange(&a->last_ack_us, now);
     long i = atomic_fetch_add(&a->lat_n, 1);
     if (i >= 0 && i < LAT_MAX)
-        a->lat_us[i] = (uint32_t)(now - a->sent_us[*next_ack % WINDOW]);
-    (*next_ack)++;
+        a->lat_us[i] = (uint32_t)(now - a->sent_us[ack.seq % WINDOW]);
+    a->got[ack.seq % WINDOW] = true;
+    while (*next_ack < next_seq && a->got[*next_ack % WINDOW]) {
+        a->got[*next_ack % WINDOW] = false;
+        (*next_ack)++;
+    }
     if (last && now - last > atomic_load(&a->max_gap_us))
         atomic_store(&a->max_gap_us, now - last);
     atomic_fetch_add(&a->acked, 1);
@@ -97,12 +111,12 @@ static void *agent_main(void *arg)
             ok = r == 0;
             next_seq += ok;
         }
-        ok = ok && take_ack(a, &next_ack);
+        ok = ok && take_ack(a, &next_ack, next_seq);
     }
     if (ok && rc_stream_close_send(a->s, ACK_TIMEOUT_MS) != 0)
         note(a, "half-close failed after %llu frames", (unsigned long long)next_seq - 1);
     while (ok && next_ack < next_seq)
-        ok = take_ack(a, &next_ack);
+        ok = take_ack(a, &next_ack, next_seq);
     rc_stream_finish(a->s, &a->final, 10000);
     return NULL;
 }
@@ -186,9 +200,15 @@ bool steady_agent_wait_progress(struct steady_agent *a, long more, int timeout_m
 void steady_agent_expect_progress(struct steady_agent *a, long more, int timeout_ms)
 {
     struct progress p = {a, steady_agent_acked(a) + more};
-    cr_assert(harness_wait_for(reached, &p, timeout_ms),
-              "steady agent %s stalled at %ld acks (wanted %ld)", a->id, steady_agent_acked(a),
-              p.target);
+    if (harness_wait_for(reached, &p, timeout_ms))
+        return;
+    /* What its thread saw, if it stopped (written before acked stops
+     * moving; a racy read is good enough for a failure message). */
+    char problem[sizeof(a->problem)];
+    memcpy(problem, a->problem, sizeof(problem));
+    problem[sizeof(problem) - 1] = '\0';
+    cr_assert_fail("steady agent %s stalled at %ld acks (wanted %ld)%s%s", a->id,
+                   steady_agent_acked(a), p.target, problem[0] ? ": " : "", problem);
 }
 
 /* Stop and free a; what went wrong (or "") in problem; how many it sent. */
