@@ -8,10 +8,10 @@
  * here, off the queue. One worker always polls; another joins when those
  * polling use nearly all of their core, or when every one of them has been
  * inside a handler for too long (a sink that hangs while a worker writes
- * it inline), or when for two windows in a row not one of its waits found
- * the queue empty (a backlog, whatever its CPU use); a worker that used
- * little CPU over its last window and found the queue empty steps back
- * out, as long as another one that is not stuck keeps polling.
+ * it inline); a worker that used little CPU over its last window steps
+ * back out, as long as another one that is not stuck keeps polling. The
+ * gate also records when each worker last found the queue empty: how far
+ * behind its events the relay may be (worker_gate_lag_ns).
  */
 #ifndef AERO_WORKER_GATE_H
 #define AERO_WORKER_GATE_H

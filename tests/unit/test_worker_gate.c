@@ -197,23 +197,3 @@ Test(worker_gate, lag_grows_while_no_wait_finds_the_queue_empty)
     worker_gate_busy(g, 0, mono_ns());
     cr_assert_lt(worker_gate_lag_ns(g, mono_ns()), 10000000);
 }
-
-Test(worker_gate, a_backlog_calls_a_worker_in_even_at_low_cpu)
-{
-    struct passer p;
-    worker_gate_pass(g, 0, mono_ns());
-    start_passer(&p);
-    cr_assert_not(through_within(&p, 50));
-    /* Worker 0 uses little CPU (its handlers sleep: system calls, locks)
-     * but never finds the queue empty: after two such windows it calls
-     * worker 1 in. */
-    int64_t until = mono_ns() + 10000000000;
-    while (!atomic_load(&p.through) && mono_ns() < until) {
-        worker_gate_busy(g, 0, mono_ns());
-        pass_time(2);
-        worker_gate_pass(g, 0, mono_ns());
-    }
-    cr_assert(through_within(&p, 5000), "a backlogged poller did not call for help");
-    join_passer(&p);
-    cr_assert_eq(worker_gate_active(g), 2);
-}
