@@ -7,6 +7,7 @@
 #include "settings.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@ static const aero_config_key relay_keys[] = {
     {.name = "max_inflight", .type = AERO_KEY_INT, .default_value = "100",
      .help = "unacked frames per agent, returned by Register", .min = 1, .max = 100000},
     {.name = "workers", .type = AERO_KEY_INT, .default_value = "0",
-     .help = "gRPC threads; 0 = number of cores", .min = 0, .max = 256},
+     .help = "gRPC threads; 0 = the CPUs the relay may run on", .min = 0, .max = 256},
     {.name = "plugin_dir", .type = AERO_KEY_STRING, .default_value = "",
      .help = "where plugins are loaded from; empty: the installed plugin dir"},
     {.name = "max_message_bytes", .type = AERO_KEY_INT, .default_value = "65536",
@@ -581,8 +582,19 @@ static int resolve_workers(const struct config_section *relay)
     long w = (long)config_get_int(relay, "workers", 0);
 
     if (w == 0)
-        w = sysconf(_SC_NPROCESSORS_ONLN);
+        w = settings_usable_cpus();
     return w < 1 ? 1 : (int)w;
+}
+
+long settings_usable_cpus(void)
+{
+    /* The CPUs this process may run on (taskset, a container's cpuset),
+     * not every CPU of the host: a worker per CPU it can never use would
+     * only hand gRPC's poller role around. */
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 static aero_log_level level_of(const char *v)

@@ -38,6 +38,11 @@
 # and AERO_BENCH_CLIENT_CPUS (taskset -c lists: pin the relay and
 # aeroarc-bench apart, so the relay's own CPU bounds throughput).
 #
+# AERO_BENCH_RELAY_CPUS / AERO_BENCH_CLIENT_CPUS pin every scenario's
+# servers (relay, baseline and ackserver alike) and its load generator
+# (taskset -c lists), e.g. RELAY_CPUS=0 for one core, 0,1 for two; the
+# relay's workers = 0 follows its affinity.
+#
 # AERO_BENCH_REPORT=<results.jsonl> prints the tables of an earlier run
 # and runs nothing.
 #
@@ -131,15 +136,18 @@ run_one() {
   local fsync=none
   [ "$scenario" = durable ] && fsync=batch
   if [ "$server" = ackserver ]; then
-    "$ACKSERVER" "127.0.0.1:$port" >/dev/null 2>"$OUT/ackserver.log" &
+    ${RELAY_PIN:+taskset -c "$RELAY_PIN"} "$ACKSERVER" "127.0.0.1:$port" >/dev/null \
+      2>"$OUT/ackserver.log" &
   else
     local bin=$RELAY
     [ "$server" = baseline ] && bin=$BASELINE
     local cfg; cfg=$(relay_config "$port" "$fsync")
     if [ "$scenario" = redis ]; then
-      REDIS_ADDR=$REDIS_ADDR "$bin" -c "$cfg" >/dev/null 2>"$OUT/$server.log" &
+      ${RELAY_PIN:+taskset -c "$RELAY_PIN"} env REDIS_ADDR="$REDIS_ADDR" "$bin" -c "$cfg" \
+        >/dev/null 2>"$OUT/$server.log" &
     else
-      env -u REDIS_ADDR "$bin" -c "$cfg" >/dev/null 2>"$OUT/$server.log" &
+      ${RELAY_PIN:+taskset -c "$RELAY_PIN"} env -u REDIS_ADDR "$bin" -c "$cfg" >/dev/null \
+        2>"$OUT/$server.log" &
     fi
   fi
   local pid=$!
@@ -149,7 +157,7 @@ run_one() {
   local sampler=$!
   local cpu0; cpu0=$(cpu_seconds "$pid")
   local result
-  result=$("$LOADGEN" --target "127.0.0.1:$port" "$@" || true)
+  result=$(${CLIENT_PIN:+taskset -c "$CLIENT_PIN"} "$LOADGEN" --target "127.0.0.1:$port" "$@" || true)
   local cpu1; cpu1=$(cpu_seconds "$pid")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
