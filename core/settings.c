@@ -581,16 +581,21 @@ static int resolve_workers(const struct config_section *relay)
 {
     long w = (long)config_get_int(relay, "workers", 0);
 
+    /* 0: one per CPU it may run on, and at least two: the second, parked
+     * until needed, is what lets a worker write a fast sink inline (at
+     * most workers - 1 do). Measured on one core (relay pinned, 3 runs):
+     * light load 10-20% more acks/s and 25-40% less CPU per frame with
+     * two; throughput 10% less. */
     if (w == 0)
-        w = settings_usable_cpus();
+        w = settings_usable_cpus() < 2 ? 2 : settings_usable_cpus();
     return w < 1 ? 1 : (int)w;
 }
 
 long settings_usable_cpus(void)
 {
     /* The CPUs this process may run on (taskset, a container's cpuset),
-     * not every CPU of the host: a worker per CPU it can never use would
-     * only hand gRPC's poller role around. */
+     * not every CPU of the host: 64 workers in a 4-CPU container would be
+     * 60 threads that can never run at once. */
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
         return CPU_COUNT(&set);

@@ -135,7 +135,7 @@ extern const struct config_keys settings_route_core_keys;
 extern const struct config_keys settings_named_route_core_keys;
 
 /* How many CPUs this process may run on (its affinity mask; the host's
- * count if that cannot be read): what workers = 0 means. */
+ * count if that cannot be read): what workers = 0 follows (at least 2). */
 long settings_usable_cpus(void);
 
 #endif
