@@ -583,9 +583,9 @@ static int resolve_workers(const struct config_section *relay)
 
     /* 0: one per CPU it may run on, and at least two: the second, parked
      * until needed, is what lets a worker write a fast sink inline (at
-     * most workers - 1 do). Measured on one core (relay pinned, 3 runs):
-     * light load 10-20% more acks/s and 25-40% less CPU per frame with
-     * two; throughput 10% less. */
+     * most workers - 1 do). Measured on one core (relay pinned, 3 runs,
+     * medians): light load 22% more acks/s and 43% less CPU per frame
+     * with two; throughput 10% less (docs/benchmarks.md). */
     if (w == 0)
         w = settings_usable_cpus() < 2 ? 2 : settings_usable_cpus();
     return w < 1 ? 1 : (int)w;
