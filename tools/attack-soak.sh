@@ -1,5 +1,6 @@
 #!/bin/sh
 # attack-soak.sh - each attack of tests/integration/test_e2e_attacks.c run
+# (tests/integration/attack_soak.c, built with the tests, not run by ctest)
 # for a minute against a built relay, with a latency probe streaming
 # throughout (docs/security.md, "Soak"). Not part of CI: it takes
 # attacks × (seconds + ~15 s) and loads the host, so timing figures are
@@ -32,7 +33,7 @@ done
 shift $((OPTIND - 1))
 [ $# -gt 0 ] || set -- rapid_reset stream_flood short_connections idle_fds
 
-bin=$build/tests/test_e2e_attacks
+bin=$build/tests/attack_soak
 [ -x "$bin" ] || { echo "attack-soak: $bin not built (cmake --build $build)" >&2; exit 2; }
 
 # "key=value" of a soak: line.
@@ -42,7 +43,7 @@ echo "| attack | seconds | rounds | peak RSS MB | probe p99 quiet / attack / aft
 echo "|---|---:|---:|---:|---|---|---:|---|---|"
 for attack in "$@"; do
     out=$(AERO_SOAK_ATTACK=$attack AERO_SOAK_SECONDS=$seconds AERO_SOAK_RELAY=$keys \
-        "$bin" --filter 'attacks/soak' 2>&1) || true
+        "$bin" 2>&1) || true
     line=$(printf '%s\n' "$out" | grep '^soak:' || true)
     if [ -z "$line" ]; then
         echo "| $attack | failed: $(printf '%s\n' "$out" | grep -m1 -E 'FAIL|assert|stalled' | tr '|' '/') |"

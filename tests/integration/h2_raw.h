@@ -30,6 +30,9 @@ struct h2_raw_io {
     void *ctx;
 };
 
+/* A plain TCP connection to 127.0.0.1:port, nothing sent: the fd, or -1
+ * when the connect is refused (a full listen queue, no descriptors). */
+int h2_raw_tcp_connect(int port);
 /* Connect to 127.0.0.1:port, send the preface and SETTINGS with this
  * INITIAL_WINDOW_SIZE (the relay may send at most that many DATA bytes per
  * stream, as we never send WINDOW_UPDATE). Fails the test on error. */

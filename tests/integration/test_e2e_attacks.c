@@ -13,23 +13,15 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 static struct relay_proc relay;
 static struct rc_channel *ch;
 static struct steady_agent *steady;
-/* The relay's [log] keys: debug for the tests' log assertions; the soak
- * runs at info, as in production, so logging does not weigh on figures. */
-static const char *log_keys = "level = debug\nformat = text";
 
 /* The relay with [http] on and `extra` in [relay]; wrapper may be NULL. */
 static void start(const char *wrapper, const char *extra)
@@ -38,7 +30,7 @@ static void start(const char *wrapper, const char *extra)
     rss_measurable(&relay);
     relay.http = true;
     relay.wrapper = wrapper;
-    relay.log_keys = log_keys;
+    relay.log_keys = "level = debug\nformat = text"; /* the tests read debug lines */
     ch = harness_start(&relay, extra, "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
     steady = steady_agent_start(relay.target, "drone-steady");
 }
@@ -118,19 +110,6 @@ static bool listener_failed(void *arg)
     return log_has("gRPC listener stopped accepting");
 }
 
-static int tcp_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_geq(fd, 0);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /*
  * Idle TCP connections, sending nothing, until the relay runs out of file
  * descriptors (its limit lowered to 128 so that takes 200 connections, not
@@ -144,7 +123,7 @@ Test(attacks, idle_connections_exhausting_fds_do_not_kill_the_listener)
     enum { N = 200 };
     int fds[N], n = 0;
     for (int i = 0; i < N; i++)
-        if ((fds[n] = tcp_connect(relay.port)) >= 0)
+        if ((fds[n] = h2_raw_tcp_connect(relay.port)) >= 0)
             n++;
     cr_assert_gt(n, 150, "only %d connections opened", n);
     cr_assert(harness_wait_for(listener_failed, NULL, 5000),
@@ -409,178 +388,4 @@ Test(attacks, a_header_block_of_300k_fields_is_refused_by_the_metadata_limit)
     long peak = proc_peak_rss_kb(relay.pid);
     cr_log_info("300k header fields: %zu sent; RSS %ld KiB, peak %ld KiB", sent, before, peak);
     cr_assert_lt(peak - before, CONTROL_GROWTH_KB, "peak RSS grew %ld KiB", peak - before);
-}
-
-/* ---- soak: tools/attack-soak.sh, not in the test command ---------------- */
-
-/*
- * One attack of this suite repeated for AERO_SOAK_SECONDS (default 60)
- * against the relay, with a latency probe (window 1) streaming throughout:
- * skipped unless AERO_SOAK_ATTACK names the attack (rapid_reset,
- * stream_flood, short_connections, idle_fds). AERO_SOAK_RELAY adds
- * [relay] keys. Prints one "soak:" line: the relay's peak RSS (VmHWM,
- * reset before the attack), the probe's p99 quiet and under attack, and
- * how long a new agent took to register and stream a frame during the
- * attack (the longest of one try a second) and after it.
- */
-struct soak_connect {
-    pthread_t thread;
-    atomic_bool stop;
-    atomic_llong worst_ms;
-    atomic_int tries, failed;
-};
-
-/* A new agent: register and get one frame acked OK. ms, or -1 in 5 s. */
-static long long new_agent_ms(const char *id)
-{
-    int64_t t0 = harness_now_ms();
-    struct rc_channel *c = rc_connect(relay.target);
-    struct rc_status st;
-    int rc = -1;
-    while ((rc = rc_register(c, id, "test/1.0", "linux/amd64", NULL, &st, 1000)) != 0 &&
-           harness_now_ms() - t0 < 5000) {
-        rc_close(c);
-        c = rc_connect(relay.target);
-    }
-    struct rc_stream *s = rc == 0 ? rc_stream_open(c, id, NULL, 0, &st) : NULL;
-    bool ok = s && rc_stream_send_frame(s, harness_frame(id, 1), 5000) == 0;
-    struct rc_ack ack;
-    ok = ok && rc_stream_recv_ack(s, &ack, 5000) == 1 && ack.status == RC_ACK_OK;
-    long long took = harness_now_ms() - t0;
-    if (s) {
-        rc_stream_close_send(s, 1000);
-        rc_stream_finish(s, &st, 1000);
-        rc_stream_free(s);
-    }
-    rc_close(c);
-    return ok ? took : -1;
-}
-
-static void *soak_connect_main(void *arg)
-{
-    struct soak_connect *sc = arg;
-    char id[32];
-    for (int i = 0; !atomic_load(&sc->stop); i++) {
-        snprintf(id, sizeof(id), "drone-soak-%d", i);
-        int64_t t0 = harness_now_ms();
-        long long ms = new_agent_ms(id);
-        atomic_fetch_add(&sc->tries, 1);
-        if (ms < 0)
-            atomic_fetch_add(&sc->failed, 1);
-        else if (ms > atomic_load(&sc->worst_ms))
-            atomic_store(&sc->worst_ms, ms);
-        while (!atomic_load(&sc->stop) && harness_now_ms() - t0 < 1000) {
-            struct timespec pace = {0, 20 * 1000000}; /* pacing: one try a second */
-            nanosleep(&pace, NULL);
-        }
-    }
-    return NULL;
-}
-
-/* One round of the attack; returns the streams or connections it sent. */
-static long soak_round(const char *attack)
-{
-    const char *path = "/aeroarc.agent.v1.AgentGateway/TelemetryStream";
-    if (strcmp(attack, "rapid_reset") == 0 || strcmp(attack, "stream_flood") == 0) {
-        struct h2_raw *h = h2_raw_connect(relay.port, 65535);
-        long n = attack[0] == 'r' ? h2_raw_rapid_reset(h, 1, 20000, path)
-                                  : h2_raw_stream_flood(h, 1, 20000, path);
-        h2_raw_pump(h, 2000);
-        h2_raw_close(h);
-        return n;
-    }
-    if (strcmp(attack, "short_connections") == 0) {
-        long n = 0;
-        for (int i = 0; i < 5; i++) { /* under the guard's 2,000 a second each */
-            struct h2_raw *h = h2_raw_connect(relay.port, 65535);
-            n += h2_raw_rapid_reset(h, 1, 1900, path);
-            h2_raw_pump(h, 50);
-            h2_raw_close(h);
-        }
-        return n;
-    }
-    cr_assert_str_eq(attack, "idle_fds", "unknown AERO_SOAK_ATTACK");
-    enum { N = 300 };
-    int fds[N], n = 0;
-    for (int i = 0; i < N; i++)
-        if ((fds[n] = tcp_connect(relay.port)) >= 0)
-            n++;
-    int64_t t0 = harness_now_ms();
-    while (harness_now_ms() - t0 < 3000) { /* held idle, then let go */
-        struct timespec pace = {0, 50 * 1000000};
-        nanosleep(&pace, NULL);
-    }
-    for (int i = 0; i < n; i++)
-        close(fds[i]);
-    return n;
-}
-
-static void reset_peak_rss(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)pid);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs("5", f); /* 5: reset the peak resident set size (VmHWM) */
-        fclose(f);
-    }
-}
-
-Test(attacks, soak, .timeout = 900)
-{
-    const char *attack = getenv("AERO_SOAK_ATTACK");
-    if (!attack || !*attack)
-        cr_skip_test("AERO_SOAK_ATTACK not set: run tools/attack-soak.sh");
-    int seconds = getenv("AERO_SOAK_SECONDS") ? atoi(getenv("AERO_SOAK_SECONDS")) : 60;
-    const char *keys = getenv("AERO_SOAK_RELAY");
-    char extra[512];
-    snprintf(extra, sizeof(extra), "%s%s", keys ? keys : "",
-             strcmp(attack, "idle_fds") == 0 ? "\nhandshake_timeout_s = 2\n" : "\n");
-    log_keys = "level = info\nformat = text";
-    start(strcmp(attack, "idle_fds") == 0 ? "prlimit --nofile=256:256" : NULL, extra);
-    struct steady_agent *probe = steady_agent_start_window(relay.target, "drone-probe", 1);
-    int64_t quiet_end = harness_now_ms() + 5000;
-    while (harness_now_ms() < quiet_end)
-        steady_agent_expect_progress(probe, 1, 5000);
-    long long quiet_p99 = steady_agent_p99_us(probe, true);
-    long long quiet_connect = new_agent_ms("drone-quiet");
-
-    reset_peak_rss(relay.pid);
-    struct soak_connect sc = {0};
-    pthread_create(&sc.thread, NULL, soak_connect_main, &sc);
-    int64_t t0 = harness_now_ms();
-    long rounds = 0, sent = 0;
-    while (harness_now_ms() - t0 < seconds * 1000L) {
-        sent += soak_round(attack);
-        rounds++;
-    }
-    atomic_store(&sc.stop, true);
-    pthread_join(sc.thread, NULL);
-    long long attack_p99 = steady_agent_p99_us(probe, true);
-    long peak_kb = proc_peak_rss_kb(relay.pid);
-    /* Measured, not asserted: how long the probe and a new agent wait
-     * for the relay to work through what the attack left queued. */
-    int64_t t_end = harness_now_ms();
-    /* The probe gives up after 5 s without an ack (steady_agent.c). */
-    bool probe_back = steady_agent_wait_progress(probe, 10, 10000);
-    long long resume_ms = probe_back ? harness_now_ms() - t_end : -1;
-    long long after = new_agent_ms("drone-after");
-    long long after_p99 = steady_agent_p99_us(probe, false);
-    char problem[600];
-    bool probe_ok = steady_agent_finish(probe, problem, sizeof(problem));
-    for (char *c = problem; *c; c++)
-        *c = *c == ' ' ? '_' : *c; /* one key=value field */
-    printf("soak: attack=%s seconds=%d rounds=%ld sent=%ld peak_rss_kb=%ld probe_p99_quiet_us=%lld "
-           "probe_p99_attack_us=%lld probe_p99_after_us=%lld connect_quiet_ms=%lld "
-           "connect_during_worst_ms=%lld connect_during_failed=%d/%d probe_resume_ms=%lld "
-           "connect_after_ms=%lld "
-           "closed_call_flood=%.0f closed_memory_limit=%.0f probe=%s\n",
-           attack, seconds, rounds, sent, peak_kb, quiet_p99, attack_p99, after_p99,
-           quiet_connect, (long long)atomic_load(&sc.worst_ms), atomic_load(&sc.failed),
-           atomic_load(&sc.tries), resume_ms, after,
-           relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"call_flood\"}"),
-           relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"memory_limit\"}"),
-           probe_ok ? "ok" : problem);
-    fflush(stdout);
-    cr_assert_eq(kill(relay.pid, 0), 0, "the relay is gone");
 }
