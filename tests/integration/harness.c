@@ -401,6 +401,17 @@ const struct rc_frame *harness_frame(const char *agent, uint64_t seq)
     return &f;
 }
 
+const struct rc_frame *harness_g2_frame(const char *agent, const char *session, uint64_t seq)
+{
+    static _Thread_local struct rc_frame f;
+    f = *harness_frame(agent, seq);
+    f.session_id = session;
+    f.wal_id = HARNESS_WAL_A;
+    f.intent_id = "intent-9";
+    f.intent_version = 4;
+    return &f;
+}
+
 char *harness_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -98,6 +98,12 @@ void harness_register(struct rc_channel *ch, const char *agent, char *session, s
 
 /* A realistic frame for agent/seq (static storage per thread). */
 const struct rc_frame *harness_frame(const char *agent, uint64_t seq);
+/* The wal_id harness_g2_frame stamps (a fixed UUID, for expectations). */
+#define HARNESS_WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
+/* A valid generation-2 frame: harness_frame plus the stream's session,
+ * wal_id HARNESS_WAL_A, intent "intent-9" version 4. Static storage per
+ * thread, like harness_frame. */
+const struct rc_frame *harness_g2_frame(const char *agent, const char *session, uint64_t seq);
 
 /* Read a whole file (malloc'ed, NUL-terminated); NULL if missing. */
 char *harness_read_file(const char *path, size_t *len);

@@ -34,7 +34,6 @@
 #include <unistd.h>
 
 #define TELEMETRY_PATH "/aeroarc.agent.v1.AgentGateway/TelemetryStream"
-#define WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
 
 static struct relay_proc relay;
 static struct rc_channel *ch;
@@ -325,25 +324,14 @@ static void rss_sample(struct rss *r)
 
 /* ---- (a) agents of both generations through HAProxy --------------------- */
 
-static const struct rc_frame *g2_frame(const char *agent, const char *session, uint64_t seq)
-{
-    static _Thread_local struct rc_frame f;
-    f = *harness_frame(agent, seq);
-    f.session_id = session;
-    f.wal_id = WAL_A;
-    f.intent_id = "intent-9";
-    f.intent_version = 4;
-    return &f;
-}
-
 /* n generation-2 frames from seq first, each acked OK in order. */
 static void g2_stream_frames(struct rc_stream *s, const char *agent, const char *session,
                              uint64_t first, int n)
 {
     for (int i = 0; i < n; i++)
-        cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(agent, session, first + (uint64_t)i),
-                                               5000),
-                     0);
+        cr_assert_eq(
+            rc_stream_send_gen2_frame(s, harness_g2_frame(agent, session, first + (uint64_t)i), 5000),
+            0);
     for (int i = 0; i < n; i++) {
         struct rc_relay_msg m;
         int rc = rc_stream_recv_gen2(s, &m, 10000);

@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 
 #define RELAY_ID "relay-gen2-test"
-#define WAL_A "3f2b8c1e-5d4a-4b6f-9e8d-7c6b5a4f3e2d"
+#define WAL_A HARNESS_WAL_A
 
 /* SPEC section 9, verbatim. */
 #define TXT_AGENT "telemetry frame agent ID does not match authenticated stream"
@@ -63,19 +63,6 @@ TestSuite(gen2, .init = start_auto, .fini = stop_relay, .timeout = 120);
 TestSuite(gen2_pinned, .fini = stop_relay, .timeout = 120);
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* A valid generation-2 frame: harness_frame plus the stream's session, a
- * wal_id, an intent. Static storage per thread, like harness_frame. */
-static struct rc_frame *g2_frame(const char *agent, const char *session, uint64_t seq)
-{
-    static _Thread_local struct rc_frame f;
-    f = *harness_frame(agent, seq);
-    f.session_id = session;
-    f.wal_id = WAL_A;
-    f.intent_id = "intent-9";
-    f.intent_version = 4;
-    return &f;
-}
 
 /* Register agent and open a generation-2 stream with its session header. */
 static struct rc_stream *open_g2(const char *agent, char *session, size_t len)
@@ -309,7 +296,8 @@ Test(gen2, seed_and_gen2_agents_at_once_each_get_their_own_acks_and_every_frame_
     /* Interleaved on two open streams of one relay, acks read afterwards. */
     for (uint64_t seq = 1; seq <= N; seq++) {
         cr_assert_eq(rc_stream_send_frame(seed, harness_frame("mix-seed", seq), 5000), 0);
-        cr_assert_eq(rc_stream_send_gen2_frame(g2, g2_frame("mix-g2", g2_session, seq), 5000), 0);
+        cr_assert_eq(
+            rc_stream_send_gen2_frame(g2, harness_g2_frame("mix-g2", g2_session, seq), 5000), 0);
     }
     for (uint64_t seq = 1; seq <= N; seq++) {
         expect_seed_ack(seed, "mix-seed", seq, RC_ACK_OK);
@@ -340,7 +328,7 @@ Test(gen2, the_session_header_makes_the_stream_generation_2)
 {
     char session[64];
     struct rc_stream *s = open_g2("hdr-1", session, sizeof(session));
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("hdr-1", session, 1), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame("hdr-1", session, 1), 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     close_ok(s);
 }
@@ -353,7 +341,8 @@ Test(gen2, without_the_header_the_first_message_decides)
     harness_register(ch, "first-g2", session, sizeof(session));
     struct rc_stream *s = rc_stream_open_gen2(ch, "first-g2", NULL, NULL, 0, &st);
     for (uint64_t seq = 1; seq <= 3; seq++)
-        cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("first-g2", session, seq), 5000), 0);
+        cr_assert_eq(
+            rc_stream_send_gen2_frame(s, harness_g2_frame("first-g2", session, seq), 5000), 0);
     for (uint64_t seq = 1; seq <= 3; seq++)
         expect_g2_ack(s, seq, RC_ACK_OK, "");
     close_ok(s);
@@ -399,7 +388,7 @@ Test(gen2_pinned, stream_protocol_multiplexed_checks_the_header_but_does_not_req
     /* No header: still generation 2. */
     harness_register(ch, "pin-mux", session, sizeof(session));
     struct rc_stream *s = rc_stream_open_gen2(ch, "pin-mux", NULL, NULL, 0, &st);
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("pin-mux", session, 1), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame("pin-mux", session, 1), 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     close_ok(s);
     char line[4096];
@@ -408,14 +397,14 @@ Test(gen2_pinned, stream_protocol_multiplexed_checks_the_header_but_does_not_req
 
     /* The right header: fine. */
     s = open_g2("pin-mux", session, sizeof(session));
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("pin-mux", session, 2), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame("pin-mux", session, 2), 5000), 0);
     expect_g2_ack(s, 2, RC_ACK_OK, "");
     close_ok(s);
 
     /* A wrong header is still checked. */
     harness_register(ch, "pin-mux", session, sizeof(session));
     s = rc_stream_open_gen2(ch, "pin-mux", "sess-00000000000000000000000000000000", NULL, 0, &st);
-    rc_stream_send_gen2_frame(s, g2_frame("pin-mux", session, 3), 5000);
+    rc_stream_send_gen2_frame(s, harness_g2_frame("pin-mux", session, 3), 5000);
     expect_end(s, UNAUTHENTICATED, TXT_NOT_BOUND);
 
     /* A seed frame read as an AgentStreamMessage: field 1 ("sess-stale")
@@ -463,7 +452,7 @@ Test(gen2, a_frame_in_field_1_with_seq_or_msg_name_is_generation_2)
     struct rc_stream *s = rc_stream_open_gen2(ch, "amb-seq", NULL, NULL, 0, &st);
     cr_assert_eq(rc_stream_send(s, with_seq, sizeof(with_seq), 5000), 0);
     expect_g2_ack(s, 7, RC_ACK_PERMANENT_ERROR, TXT_SESSION);
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("amb-seq", session, 8), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame("amb-seq", session, 8), 5000), 0);
     expect_g2_ack(s, 8, RC_ACK_OK, "");
     close_ok(s);
 
@@ -471,7 +460,7 @@ Test(gen2, a_frame_in_field_1_with_seq_or_msg_name_is_generation_2)
     s = rc_stream_open_gen2(ch, "amb-name", NULL, NULL, 0, &st);
     cr_assert_eq(rc_stream_send(s, with_name, sizeof(with_name), 5000), 0);
     expect_g2_ack(s, 0, RC_ACK_PERMANENT_ERROR, TXT_SESSION);
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("amb-name", session, 1), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame("amb-name", session, 1), 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     close_ok(s);
 }
@@ -513,7 +502,7 @@ static void refuse_then_ok(struct rc_stream *s, const char *agent, const char *s
     cr_assert_eq(rc_stream_send_gen2_frame(s, f, 5000), 0);
     expect_g2_ack(s, f->seq, RC_ACK_PERMANENT_ERROR, text);
     ++*seq;
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(agent, session, *seq), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame(agent, session, *seq), 5000), 0);
     expect_g2_ack(s, *seq, RC_ACK_OK, "");
     ++*seq;
 }
@@ -527,42 +516,42 @@ Test(gen2, every_admission_failure_has_its_text_and_the_stream_goes_on)
     struct rc_frame f;
 
     /* 1: another agent's id in the frame (an empty one is fine: below). */
-    f = *g2_frame("someone-else", session, seq);
+    f = *harness_g2_frame("someone-else", session, seq);
     refuse_then_ok(s, A, session, &f, TXT_AGENT, &seq);
-    f = *g2_frame("", session, seq);
+    f = *harness_g2_frame("", session, seq);
     cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
     expect_g2_ack(s, seq++, RC_ACK_OK, "");
 
     /* 3: a stale session id is refused here (unlike seed frames). */
-    f = *g2_frame(A, "sess-stale", seq);
+    f = *harness_g2_frame(A, "sess-stale", seq);
     refuse_then_ok(s, A, session, &f, TXT_SESSION, &seq);
-    f = *g2_frame(A, "", seq);
+    f = *harness_g2_frame(A, "", seq);
     refuse_then_ok(s, A, session, &f, TXT_SESSION, &seq);
 
     /* 4: blank msg_name: empty or whitespace only. */
-    f = *g2_frame(A, session, seq);
+    f = *harness_g2_frame(A, session, seq);
     f.msg_name = "";
     refuse_then_ok(s, A, session, &f, TXT_MSG_NAME, &seq);
-    f = *g2_frame(A, session, seq);
+    f = *harness_g2_frame(A, session, seq);
     f.msg_name = " \t ";
     refuse_then_ok(s, A, session, &f, TXT_MSG_NAME, &seq);
 
     /* 5: sent_at_unix_ns <= 0. */
-    f = *g2_frame(A, session, seq);
+    f = *harness_g2_frame(A, session, seq);
     f.sent_at_unix_ns = 0;
     refuse_then_ok(s, A, session, &f, TXT_SENT_AT, &seq);
-    f = *g2_frame(A, session, seq);
+    f = *harness_g2_frame(A, session, seq);
     f.sent_at_unix_ns = -5;
     refuse_then_ok(s, A, session, &f, TXT_SENT_AT, &seq);
 
     /* 6: wal_id not a UUID (its forms: the wal_id test). */
-    f = *g2_frame(A, session, seq);
+    f = *harness_g2_frame(A, session, seq);
     f.wal_id = "not-a-uuid";
     refuse_then_ok(s, A, session, &f, TXT_WAL, &seq);
 
     /* The order: a frame failing 1, 3, 4, 5 and 6 gets rule 1's text; one
      * failing 3 to 6 rule 3's; 4 to 6 rule 4's; 5 and 6 rule 5's. */
-    f = *g2_frame("someone-else", "sess-stale", seq);
+    f = *harness_g2_frame("someone-else", "sess-stale", seq);
     f.msg_name = "";
     f.sent_at_unix_ns = 0;
     f.wal_id = "junk";
@@ -598,14 +587,14 @@ Test(gen2, every_admission_failure_has_its_text_and_the_stream_goes_on)
     cr_assert_neq(seed_text[0], '\0', "a permanent error says why");
     close_ok(seed);
 
-    f = *g2_frame(A, session, seq);
+    f = *harness_g2_frame(A, session, seq);
     f.fields = &fld;
     f.n_fields = 1;
     refuse_then_ok(s, A, session, &f, seed_text, &seq);
     char name[130];
     memset(name, 'N', 129);
     name[129] = '\0';
-    f = *g2_frame(A, session, seq);
+    f = *harness_g2_frame(A, session, seq);
     f.msg_name = name;
     cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
     struct rc_ack a = g2_ack(s);
@@ -614,7 +603,7 @@ Test(gen2, every_admission_failure_has_its_text_and_the_stream_goes_on)
                  rc_ack_status_name(a.status));
     cr_assert_neq(a.error[0], '\0');
     seq++;
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(A, session, seq), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame(A, session, seq), 5000), 0);
     expect_g2_ack(s, seq, RC_ACK_OK, "");
     close_ok(s);
 
@@ -635,11 +624,12 @@ Test(gen2, a_superseded_session_refuses_frames_with_the_no_longer_active_text)
     char session[64];
     struct rc_stream *s = open_g2("adm-gone", session, sizeof(session));
     for (uint64_t seq = 1; seq <= 30; seq++)
-        cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("adm-gone", session, seq), 5000), 0);
+        cr_assert_eq(
+            rc_stream_send_gen2_frame(s, harness_g2_frame("adm-gone", session, seq), 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     harness_register(ch, "adm-gone", NULL, 0);
     for (uint64_t seq = 31; seq <= 60; seq++)
-        if (rc_stream_send_gen2_frame(s, g2_frame("adm-gone", session, seq), 5000) != 0)
+        if (rc_stream_send_gen2_frame(s, harness_g2_frame("adm-gone", session, seq), 5000) != 0)
             break;
     struct rc_relay_msg m;
     int rc;
@@ -690,7 +680,7 @@ Test(gen2, every_uuid_form_is_accepted_and_recorded_canonical)
     struct rc_stream *s = open_g2(A, session, sizeof(session));
     uint64_t seq = 1;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++, seq++) {
-        struct rc_frame f = *g2_frame(A, session, seq);
+        struct rc_frame f = *harness_g2_frame(A, session, seq);
         f.wal_id = good[i].sent;
         cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
         struct rc_ack a = g2_ack(s);
@@ -700,7 +690,7 @@ Test(gen2, every_uuid_form_is_accepted_and_recorded_canonical)
     }
     uint64_t first_bad = seq;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct rc_frame f = *g2_frame(A, session, seq);
+        struct rc_frame f = *harness_g2_frame(A, session, seq);
         f.wal_id = bad[i];
         cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
         struct rc_ack a = g2_ack(s);
@@ -708,7 +698,7 @@ Test(gen2, every_uuid_form_is_accepted_and_recorded_canonical)
         cr_assert_eq(a.status, RC_ACK_PERMANENT_ERROR, "wal_id \"%s\" accepted", bad[i]);
         cr_assert_str_eq(a.error, TXT_WAL, "wal_id \"%s\"", bad[i]);
         seq++;
-        cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(A, session, seq), 5000), 0);
+        cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame(A, session, seq), 5000), 0);
         expect_g2_ack(s, seq++, RC_ACK_OK, "");
     }
     close_ok(s);
@@ -735,7 +725,7 @@ static void skipped_then_ok(struct rc_stream *s, const char *agent, const char *
                             const uint8_t *env, size_t len, uint64_t *seq, const char *what)
 {
     cr_assert_eq(rc_stream_send(s, env, len, 5000), 0, "%s", what);
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(agent, session, *seq), 5000), 0,
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame(agent, session, *seq), 5000), 0,
                  "after %s", what);
     expect_g2_ack(s, *seq, RC_ACK_OK, "");
     ++*seq;
@@ -770,7 +760,7 @@ Test(gen2, unknown_and_unawaited_payloads_are_skipped_counted_and_the_stream_goe
 
     /* The first message is a frame, so the stream is generation 2 by the
      * header alone and every arm below is read as an AgentStreamMessage. */
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(A, session, seq), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame(A, session, seq), 5000), 0);
     expect_g2_ack(s, seq++, RC_ACK_OK, "");
 
     Aeroarc__Agent__V1__OperationContext ctx = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
@@ -792,7 +782,7 @@ Test(gen2, unknown_and_unawaited_payloads_are_skipped_counted_and_the_stream_goe
     acr.aircraft_id = "ac-1";
     acr.status = AEROARC__AGENT__V1__AIRCRAFT_COMMAND_RESULT__STATUS__STATUS_ACCEPTED;
     cr_assert_eq(rc_stream_send_gen2_msg(s, RC_AGENT_AIRCRAFT_COMMAND_RESULT, &acr.base, 5000), 0);
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(A, session, seq), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame(A, session, seq), 5000), 0);
     expect_g2_ack(s, seq++, RC_ACK_OK, "");
 
     Aeroarc__Agent__V1__MissionDeploymentResult mdr =
@@ -835,7 +825,7 @@ static void fatal_message(const char *agent, const uint8_t *bytes, size_t len, c
 {
     char session[64];
     struct rc_stream *s = open_g2(agent, session, sizeof(session));
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(agent, session, 1), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame(agent, session, 1), 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     cr_assert_eq(rc_stream_send(s, bytes, len, 5000), 0);
     struct rc_status st = finish(s);
@@ -892,7 +882,8 @@ Test(gen2, an_undecodable_result_or_a_wrong_wire_type_ends_the_stream)
     /* The relay kept serving. */
     char session[64];
     struct rc_stream *s = open_g2("fatal-after", session, sizeof(session));
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("fatal-after", session, 1), 5000), 0);
+    cr_assert_eq(
+        rc_stream_send_gen2_frame(s, harness_g2_frame("fatal-after", session, 1), 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     close_ok(s);
 }
@@ -906,7 +897,7 @@ static void header_refused(const char *agent, const char *value, enum rc_session
     struct rc_status st;
     struct rc_stream *s = rc_stream_open_gen2_hdr(ch, agent, value, mode, NULL, 0, &st);
     cr_assert_not_null(s, "%s", st.message);
-    rc_stream_send_gen2_frame(s, g2_frame(agent, value, 1), 5000); /* may fail: refused */
+    rc_stream_send_gen2_frame(s, harness_g2_frame(agent, value, 1), 5000); /* may fail: refused */
     struct rc_relay_msg m;
     int rc = rc_stream_recv_gen2(s, &m, 10000);
     char why[256] = "nothing within 10 s";
@@ -944,7 +935,7 @@ Test(gen2, a_wrong_or_stale_session_header_is_unauthenticated)
     snprintf(padded, sizeof(padded), "  %s ", second);
     struct rc_status st;
     struct rc_stream *s = rc_stream_open_gen2(ch, "auth-3", padded, NULL, 0, &st);
-    cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("auth-3", second, 1), 5000), 0);
+    cr_assert_eq(rc_stream_send_gen2_frame(s, harness_g2_frame("auth-3", second, 1), 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     close_ok(s);
 }
@@ -965,7 +956,7 @@ Test(gen2, an_unregistered_agent_without_the_header_is_failed_precondition)
 {
     struct rc_status st;
     struct rc_stream *s = rc_stream_open_gen2(ch, "never-registered", NULL, NULL, 0, &st);
-    rc_stream_send_gen2_frame(s, g2_frame("never-registered", "sess-x", 1), 5000);
+    rc_stream_send_gen2_frame(s, harness_g2_frame("never-registered", "sess-x", 1), 5000);
     st = finish(s);
     cr_assert_eq(st.code, FAILED_PRECONDITION, "%s %s", rc_status_code_name(st.code), st.message);
     /* With a header there is no current session to be bound to. */
@@ -1004,12 +995,12 @@ Test(gen2, register_bounds_execution_capabilities_and_drone_status_reports_them)
     cr_assert_eq(reg.durable_flight_completion, false);
 
     struct rc_stream *s = rc_stream_open_gen2(ch, "caps-1", reg.session_id, NULL, 0, &st);
-    struct rc_frame f = *g2_frame("caps-1", reg.session_id, 1);
+    struct rc_frame f = *harness_g2_frame("caps-1", reg.session_id, 1);
     f.intent_id = "intent-a";
     f.intent_version = 1;
     cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
-    f = *g2_frame("caps-1", reg.session_id, 2);
+    f = *harness_g2_frame("caps-1", reg.session_id, 2);
     f.intent_id = "intent-b";
     f.intent_version = 7;
     f.flight_id = "flight-b";
