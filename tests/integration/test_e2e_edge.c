@@ -328,10 +328,10 @@ static void rss_sample(struct rss *r)
 static void g2_stream_frames(struct rc_stream *s, const char *agent, const char *session,
                              uint64_t first, int n)
 {
-    for (int i = 0; i < n; i++)
-        cr_assert_eq(
-            rc_stream_send_gen2_frame(s, harness_g2_frame(agent, session, first + (uint64_t)i), 5000),
-            0);
+    for (int i = 0; i < n; i++) {
+        const struct rc_frame *f = harness_g2_frame(agent, session, first + (uint64_t)i);
+        cr_assert_eq(rc_stream_send_gen2_frame(s, f, 5000), 0);
+    }
     for (int i = 0; i < n; i++) {
         struct rc_relay_msg m;
         int rc = rc_stream_recv_gen2(s, &m, 10000);
