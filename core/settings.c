@@ -586,8 +586,10 @@ static int resolve_workers(const struct config_section *relay)
      * most workers - 1 do). Measured on one core (relay pinned, 3 runs,
      * medians): light load 22% more acks/s and 43% less CPU per frame
      * with two; throughput 10% less (docs/benchmarks.md). */
-    if (w == 0)
-        w = settings_usable_cpus() < 2 ? 2 : settings_usable_cpus();
+    if (w == 0) {
+        long cpus = settings_usable_cpus();
+        w = cpus < 2 ? 2 : cpus;
+    }
     return w < 1 ? 1 : (int)w;
 }
 
