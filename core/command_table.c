@@ -2,15 +2,19 @@
  * command_table.c - per-session commands (SPEC.md section 10): lookup by
  * id, join / replay / redeliver, the Set/Clear delivery slot, retention
  * (24 h, 4096 per kind), and the hub that finds waiting callers past
- * their deadline. Entries are a list in arrival order (a session sees few
- * commands); waiting callers are rpc_calls kept until finished here.
+ * their deadline. Entries are a list in arrival order (eviction takes the
+ * oldest) and an index by id (every call and every evidence looks one up,
+ * and a session may keep 4096 ids of each kind for a day); waiting
+ * callers are rpc_calls kept until finished here.
  */
 #include "command_table.h"
 
 #include "frame_codec.h"
 
 #include "mono_clock.h"
+#include "random_bytes.h"
 #include "rpc_stream.h"
+#include "siphash.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -83,7 +87,9 @@ enum entry_state {
 };
 
 struct entry {
-    struct entry *next;       /* the table's list, oldest first */
+    struct entry *next, *prev; /* the table's list, oldest first */
+    struct entry *id_next;    /* the id index's bucket */
+    uint64_t id_hash;
     struct entry *queue_next; /* the slot's queue */
     enum command_kind kind;
     enum entry_state state;
@@ -117,6 +123,10 @@ struct command_table {
     struct command_hub *hub;
     pthread_mutex_t mu;
     struct entry *head, *tail;
+    struct entry **index;             /* by id: index_size buckets (a power of two) */
+    uint32_t index_size, n_entries;
+    uint32_t unended;                 /* entries QUEUED or WRITTEN: what expire looks at */
+    int64_t swept_ns;                 /* retention's last sweep */
     size_t count[COMMAND_KINDS];
     struct entry *slot;               /* the Set/Clear written, if any */
     struct command_exchange *slot_x;  /* or the exchange holding the slot */
@@ -157,6 +167,9 @@ struct agent_record {
 #define REC_BUCKETS 4096
 
 struct command_hub {
+    /* Keys agent records' and command ids' hashes: both are chosen by
+     * clients, which could otherwise pick them to share one bucket. */
+    uint8_t hash_key[SIPHASH_KEY_BYTES];
     pthread_mutex_t rec_mu;
     struct agent_record *recs[REC_BUCKETS];
     size_t n_retained;         /* records with live == 0 */
@@ -212,6 +225,7 @@ struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns)
         return NULL;
     pthread_mutex_init(&hub->mu, NULL);
     pthread_mutex_init(&hub->rec_mu, NULL);
+    random_bytes(hub->hash_key, sizeof(hub->hash_key));
     hub->timeout_ns = timeout_ns;
     atomic_init(&hub->pending, 0);
     static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -357,18 +371,15 @@ static void waiter_done(struct command_table *t, struct entry *e, struct waiter 
 
 /* -------------------------------------------------------- agent records */
 
-static size_t rec_bucket(const char *agent_id)
+static size_t rec_bucket(const struct command_hub *hub, const char *agent_id)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)agent_id; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return (size_t)(h % REC_BUCKETS);
+    return (size_t)(siphash24(hub->hash_key, agent_id, strlen(agent_id)) % REC_BUCKETS);
 }
 
 /* Under rec_mu: unlink and free r (no table refers to it). */
 static void rec_drop(struct command_hub *hub, struct agent_record *r)
 {
-    struct agent_record **l = &hub->recs[rec_bucket(r->agent_id)];
+    struct agent_record **l = &hub->recs[rec_bucket(hub, r->agent_id)];
     while (*l != r)
         l = &(*l)->next;
     *l = r->next;
@@ -402,7 +413,7 @@ static void rec_sweep(struct command_hub *hub, int64_t now, bool room)
  * when out of memory. */
 static struct agent_record *rec_get(struct command_hub *hub, const char *agent_id, bool *fresh)
 {
-    size_t b = rec_bucket(agent_id);
+    size_t b = rec_bucket(hub, agent_id);
     for (struct agent_record *r = hub->recs[b]; r; r = r->next)
         if (strcmp(r->agent_id, agent_id) == 0) {
             *fresh = false;
@@ -547,6 +558,7 @@ void command_table_unref(struct command_table *t)
         set_writing(t, e, false);
         entry_free(e);
     }
+    free(t->index);
     if (t->rec) {
         pthread_mutex_lock(&t->hub->rec_mu);
         if (t->rec->owner == t)
@@ -645,6 +657,60 @@ static void note(struct command_exchange *x, int what, enum rpc_code code, const
 static void exchange_end(struct command_table *t, struct command_exchange *x, enum rpc_code code,
                          const char *text, struct finish **out);
 
+/* Under t->mu: every change of an entry's state, so that t->unended
+ * counts those a caller may wait on. */
+static void set_state(struct command_table *t, struct entry *e, enum entry_state state)
+{
+    bool was = e->state < ENTRY_DONE, is = state < ENTRY_DONE;
+    if (was != is)
+        t->unended += is ? 1 : (uint32_t)-1;
+    e->state = state;
+}
+
+static uint64_t id_hash(const struct command_table *t, const char *id)
+{
+    return siphash24(t->hub->hash_key, id, strlen(id));
+}
+
+/* Under t->mu: e joins the id index, which doubles when it holds as many
+ * entries as buckets (made at the first entry: most sessions never see a
+ * command). -1: out of memory. */
+static int index_add(struct command_table *t, struct entry *e)
+{
+    if (t->n_entries >= t->index_size) {
+        uint32_t size = t->index_size ? 2 * t->index_size : 16;
+        struct entry **index = calloc(size, sizeof(*index));
+        if (!index && !t->index)
+            return -1;
+        if (index) { /* else the old one serves, with longer buckets */
+            for (uint32_t b = 0; b < t->index_size; b++)
+                for (struct entry *o = t->index[b], *next; o; o = next) {
+                    next = o->id_next;
+                    o->id_next = index[o->id_hash & (size - 1)];
+                    index[o->id_hash & (size - 1)] = o;
+                }
+            free(t->index);
+            t->index = index;
+            t->index_size = size;
+        }
+    }
+    e->id_hash = id_hash(t, e->id);
+    struct entry **b = &t->index[e->id_hash & (t->index_size - 1)];
+    e->id_next = *b;
+    *b = e;
+    t->n_entries++;
+    return 0;
+}
+
+static void index_remove(struct command_table *t, struct entry *e)
+{
+    struct entry **l = &t->index[e->id_hash & (t->index_size - 1)];
+    while (*l != e)
+        l = &(*l)->id_next;
+    *l = e->id_next;
+    t->n_entries--;
+}
+
 /* Under t->mu: e ends; every waiter gets the answer. */
 static void entry_end(struct command_table *t, struct entry *e, enum entry_state state,
                       enum rpc_code code, const char *text, struct finish **out)
@@ -665,7 +731,7 @@ static void entry_end(struct command_table *t, struct entry *e, enum entry_state
     if (t->slot == e)
         t->slot = NULL;
     set_writing(t, e, false);
-    e->state = state;
+    set_state(t, e, state);
     e->code = code;
     e->text = text;
     e->again = false;
@@ -685,28 +751,42 @@ static void entry_end(struct command_table *t, struct entry *e, enum entry_state
 
 static void unlink_entry(struct command_table *t, struct entry *e)
 {
-    struct entry **l = &t->head, *prev = NULL;
-    while (*l != e) {
-        prev = *l;
-        l = &(*l)->next;
-    }
-    *l = e->next;
-    if (t->tail == e)
-        t->tail = prev;
+    index_remove(t, e);
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        t->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        t->tail = e->prev;
     if (e->counted)
         t->count[e->kind]--;
+    set_state(t, e, ENTRY_FAILED); /* no longer counted as unended */
     entry_free(e);
 }
 
-/* Under t->mu: drop ended entries past 24 h; make room for one more of
+/* An ended entry nobody can use any more: kept 24 h after it ended (a
+ * durable id: after its last admission). */
+static bool expired(const struct entry *e, int64_t now)
+{
+    return e->state >= ENTRY_DONE && !e->active && now - e->ended_ns > COMMAND_RETAIN_NS;
+}
+
+/* Under t->mu: drop ended entries past 24 h (looked for at most once a
+ * second, or when kind k is full: find() drops an expired one it meets,
+ * so nothing depends on this sweep's timing); make room for one more of
  * kind k (the oldest ended one goes). False: all 4096 are pending. */
 static bool retain(struct command_table *t, enum command_kind k)
 {
     int64_t now = mono_ns();
-    for (struct entry *e = t->head, *next; e; e = next) {
-        next = e->next;
-        if (e->state >= ENTRY_DONE && !e->active && now - e->ended_ns > COMMAND_RETAIN_NS)
-            unlink_entry(t, e);
+    if (t->count[k] >= COMMAND_RETAIN_MAX || now - t->swept_ns >= INT64_C(1000000000)) {
+        t->swept_ns = now;
+        for (struct entry *e = t->head, *next; e; e = next) {
+            next = e->next;
+            if (expired(e, now))
+                unlink_entry(t, e);
+        }
     }
     if (t->count[k] < COMMAND_RETAIN_MAX)
         return true;
@@ -728,7 +808,7 @@ static void deliver(struct command_table *t, struct entry *e, struct finish **ou
     unsigned flags = e->kind == COMMAND_MISSION ? RPC_SEND_SLOT : 0;
     int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, flags, 0);
     if (rc == 0) {
-        e->state = ENTRY_WRITTEN;
+        set_state(t, e, ENTRY_WRITTEN);
         e->admit_failed = false;
         if (e->sent_rs)
             rpc_stream_unref(e->sent_rs);
@@ -826,12 +906,21 @@ static void next_in_slot(struct command_table *t, struct finish **out)
     }
 }
 
+/* Under t->mu: the entry for id, or NULL (an expired one is dropped on
+ * the way: to the caller it is as if the sweep had run). */
 static struct entry *find(struct command_table *t, const char *id)
 {
-    for (struct entry *e = t->head; e; e = e->next)
-        if (strcmp(e->id, id) == 0)
-            return e;
-    return NULL;
+    if (!t->index)
+        return NULL;
+    uint64_t h = id_hash(t, id);
+    struct entry *e = t->index[h & (t->index_size - 1)];
+    while (e && (e->id_hash != h || strcmp(e->id, id) != 0))
+        e = e->id_next;
+    if (e && expired(e, mono_ns())) {
+        unlink_entry(t, e);
+        return NULL;
+    }
+    return e;
 }
 
 /* Under t->mu: a new entry for spec, appended; NULL when out of memory
@@ -852,6 +941,11 @@ static struct entry *entry_new(struct command_table *t, const struct command_spe
     e->kind = spec->kind;
     e->state = ENTRY_FAILED; /* nothing sent yet */
     memcpy(e->fp, spec->fingerprint, 32);
+    if (index_add(t, e) < 0) {
+        entry_free(e);
+        return NULL;
+    }
+    e->prev = t->tail;
     if (t->tail)
         t->tail->next = e;
     else
@@ -889,7 +983,7 @@ static void send_entry(struct command_table *t, struct entry *e, struct rpc_stre
     hub_list(t);
     /* On its way from here: not an ended entry that take_slot's retention
      * sweep or eviction may drop while admitting it. */
-    e->state = ENTRY_QUEUED;
+    set_state(t, e, ENTRY_QUEUED);
     if (takes_slot(e->kind) && slot_busy(t)) {
         e->queued_seq = t->queue_seq++;
         e->queue_next = NULL;
@@ -1105,7 +1199,7 @@ static void leave(struct command_table *t, struct rpc_call *call)
     struct finish *done = NULL;
     int64_t now = mono_ns();
     pthread_mutex_lock(&t->mu);
-    for (struct entry *e = t->head; e; e = e->next) {
+    for (struct entry *e = t->unended ? t->head : NULL; e; e = e->next) {
         if (e->state >= ENTRY_DONE)
             continue;
         struct waiter **l = &e->waiters;
@@ -1204,7 +1298,9 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, 
  * entry nobody waits for any more ends with its outcome unknown. */
 static void expire(struct command_table *t, int64_t now, bool all, struct finish **out)
 {
-    for (struct entry *e = t->head, *next; e; e = next) {
+    /* Only unended entries have callers; most of a busy session's are
+     * ids kept for retries, not walked on every tick. */
+    for (struct entry *e = t->unended ? t->head : NULL, *next; e; e = next) {
         next = e->next; /* abandoned may drop e */
         if (e->state >= ENTRY_DONE)
             continue;
@@ -1397,7 +1493,7 @@ static struct entry *admit(struct command_table *t, struct command_exchange *x,
             *text = full ? "durable command identity retention is full" : "relay out of memory";
             return NULL;
         }
-        e->state = ENTRY_DONE; /* an id kept, never a result */
+        set_state(t, e, ENTRY_DONE); /* an id kept, never a result */
     }
     e->ended_ns = mono_ns(); /* retained 24 h after its last admission */
     if (e->active) {

@@ -7,17 +7,15 @@
  */
 #include "session_table.h"
 
+#include "random_bytes.h"
 #include "siphash.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #define SHARD_BITS 6
 #define SHARDS (1u << SHARD_BITS)
@@ -108,40 +106,6 @@ bool session_agent_id_valid(const char *id, size_t len)
             return false;
     }
     return true;
-}
-
-/* getrandom(2) only fails before the entropy pool is ready on ancient
- * kernels (ENOSYS); session ids must be unguessable, so never fall back to
- * anything weaker than /dev/urandom, and give up loudly when that fails. */
-static void random_bytes(uint8_t *buf, size_t n)
-{
-    size_t got = 0;
-
-    while (got < n) {
-        ssize_t r = getrandom(buf + got, n - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            break;
-        got += (size_t)r;
-    }
-    if (got == n)
-        return;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    while (fd >= 0 && got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    if (fd >= 0)
-        close(fd);
-    if (got != n) {
-        fputs("aeroarc-relay: no source of random session ids\n", stderr);
-        abort();
-    }
 }
 
 void session_id_generate(char out[SESSION_ID_LEN + 1])

@@ -303,6 +303,36 @@ Test(command_table, the_slot_goes_in_arrival_order_across_kinds)
     command_hub_destroy(hub);
 }
 
+/* Set results are kept by id up to 4096; one more evicts the oldest, whose
+ * id is then new again (sent), while a kept one replays (nothing sent). */
+Test(command_table, the_oldest_kept_result_is_evicted_and_its_id_is_new_again)
+{
+    struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
+    struct command_table *t = command_table_create(hub, "a-ev", true);
+    char id[32];
+    for (int i = 0; i <= COMMAND_RETAIN_MAX; i++) {
+        snprintf(id, sizeof(id), "s-%d", i);
+        apply(t, id, ctx("F1", 1));
+    }
+    sends = 0;
+    submit(t, "s-4000", ctx("F1", 1));
+    cr_assert_eq(sends, 0, "a kept result is replayed");
+    cr_assert_eq(last_code, RPC_OK);
+    submit(t, "s-0", ctx("F1", 1));
+    cr_assert_eq(sends, 1, "the evicted id is a new command");
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-0",
+                                   (const uint8_t *)"applied", 7));
+    /* s-0 took s-1's place: s-1 is new again, s-2 still kept. */
+    submit(t, "s-2", ctx("F1", 1));
+    cr_assert_eq(sends, 1);
+    submit(t, "s-1", ctx("F1", 1));
+    cr_assert_eq(sends, 2);
+    cr_assert(command_table_result(t, RS, 1u << COMMAND_SET_CONTEXT, "s-1",
+                                   (const uint8_t *)"applied", 7));
+    command_table_unref(t);
+    command_hub_destroy(hub);
+}
+
 Test(command_table, durable_ids_are_kept_not_evicted)
 {
     struct command_hub *hub = command_hub_create(NULL, HUB_TIMEOUT_NS);
