@@ -34,7 +34,9 @@
 #
 # For commands: AERO_BENCH_TP_GROUPS (3), AERO_BENCH_CMD_SECONDS (10: the
 # idle run), AERO_BENCH_CMD_FRAMES (1500 per agent: the loaded run),
-# AERO_BENCH_CMD_LATENCY=0 (throughput groups only), AERO_BENCH_RELAY_CPUS
+# AERO_BENCH_CMD_LATENCY=0 (throughput groups only), AERO_BENCH_TP_FRAMES
+# (frames per agent in the throughput groups; default the scenario's
+# 20,000), AERO_BENCH_RELAY_CPUS
 # and AERO_BENCH_CLIENT_CPUS (taskset -c lists: pin the relay and
 # aeroarc-bench apart, so the relay's own CPU bounds throughput).
 #
@@ -269,6 +271,9 @@ run_commands() {
     tp-cmd)   args=(--scenario throughput "${ctl[@]}" --commands 100 --command-kinds durable
                     --command-threads 8) ;;
   esac
+  # Longer throughput runs (the scenario's 20,000 frames per agent last
+  # about 2 s, 200 commands): less noise per group.
+  case $variant in tp-*) args+=(${AERO_BENCH_TP_FRAMES:+--frames "$AERO_BENCH_TP_FRAMES"}) ;; esac
   local line
   line=$(${CLIENT_PIN:+taskset -c "$CLIENT_PIN"} "$BENCH" "${common[@]}" "${args[@]}" || true)
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
