@@ -45,6 +45,10 @@
 # (taskset -c lists), e.g. RELAY_CPUS=0 for one core, 0,1 for two; the
 # relay's workers = 0 follows its affinity.
 #
+# AERO_BENCH_SCHED=1 samples the server's threads during each loadgen run
+# (tools/sched-sample.py: CPU and run-queue wait per thread name, whole run
+# and busiest second) into its JSON line as "sched".
+#
 # AERO_BENCH_REPORT=<results.jsonl> prints the tables of an earlier run
 # and runs nothing.
 #
@@ -158,17 +162,28 @@ run_one() {
   rss_sampler "$pid" "$OUT/rss" &
   local sampler=$!
   local cpu0; cpu0=$(cpu_seconds "$pid")
+  local sched=""
+  echo '{}' >"$OUT/sched.json"
+  if [ -n "${AERO_BENCH_SCHED:-}" ]; then
+    $PY tools/sched-sample.py "$pid" >"$OUT/sched.json" &
+    sched=$!
+  fi
   local result
   result=$(${CLIENT_PIN:+taskset -c "$CLIENT_PIN"} "$LOADGEN" --target "127.0.0.1:$port" "$@" || true)
   local cpu1; cpu1=$(cpu_seconds "$pid")
+  if [ -n "$sched" ]; then kill -INT "$sched"; wait "$sched" 2>/dev/null || true; fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   local rss; rss=$(cat "$OUT/rss" 2>/dev/null || echo 0)
-  $PY - "$server" "$scenario" "$cpu0" "$cpu1" "$rss" "$result" <<'EOF'
+  $PY - "$server" "$scenario" "$cpu0" "$cpu1" "$rss" "$result" "$OUT/sched.json" <<'EOF'
 import json, sys
-server, scenario, cpu0, cpu1, rss, line = sys.argv[1:7]
+server, scenario, cpu0, cpu1, rss, line, sched = sys.argv[1:8]
 r = json.loads(line) if line.strip() else {"acked": 0, "acked_per_s": 0, "stream_errors": -1}
 r.update(server=server, scenario=scenario, cpu_s=float(cpu1) - float(cpu0), rss_kb=int(rss))
+with open(sched) as f:
+    s = f.read().strip()
+if s and s != "{}":
+    r["sched"] = json.loads(s)
 print(json.dumps(r))
 EOF
 }
