@@ -12,7 +12,6 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
-#include <linux/filter.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -400,46 +399,4 @@ int conn_guard_shed_heaviest(struct conn_guard *g, int64_t now_ns, char *peer, s
     *weight = unread;
     metrics_inc(g->closed_memory);
     return 1;
-}
-
-/* A socket filter passing every packet but a TCP SYN without ACK (a new
- * connection's first): TCP runs it on the packet from its TCP header on,
- * flags at byte 13. Inherited by the sockets a listener accepts, where it
- * never matches. */
-static const struct sock_filter drop_syn[] = {
-    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
-    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),              /* SYN | ACK */
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),        /* SYN alone? */
-    BPF_STMT(BPF_RET | BPF_K, 0),                           /* drop */
-    BPF_STMT(BPF_RET | BPF_K, 0xffffffff),                  /* pass whole */
-};
-
-/* fd listens on the relay's port (TCP: a unix socket has no port). */
-static bool our_listener(const struct conn_guard *g, int fd)
-{
-    int listening = 0;
-    socklen_t len = sizeof(listening);
-    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening &&
-           g->listen_port > 0 && local_port(fd) == g->listen_port;
-}
-
-int conn_guard_hold_accept(struct conn_guard *g, bool hold)
-{
-    if (!g)
-        return 0;
-    struct sock_fprog prog = {sizeof(drop_syn) / sizeof(drop_syn[0]),
-                              (struct sock_filter *)drop_syn};
-    int changed = 0, dummy = 0;
-    DIR *d = opendir("/proc/self/fd");
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        int fd = atoi(e->d_name);
-        if (e->d_name[0] == '.' || fd == dirfd(d) || !our_listener(g, fd))
-            continue;
-        int rc = hold ? setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog))
-                      : setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof(dummy));
-        changed += rc == 0;
-    }
-    if (d)
-        closedir(d);
-    return changed;
 }

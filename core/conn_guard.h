@@ -78,19 +78,4 @@ bool conn_guard_refuses(struct conn_guard *g, const char *peer, int64_t now_ns);
 int conn_guard_shed_heaviest(struct conn_guard *g, int64_t now_ns, char *peer, size_t cap,
                              long *weight);
 
-/*
- * Hold the gRPC port's new connections while the relay is over its memory
- * limit (mem_guard.h): a socket filter on each listening socket of the
- * port drops TCP SYNs, so the kernel completes no handshake and gRPC
- * parses nothing more from new peers (a flood that reconnects at once
- * would otherwise land its next burst on top of the last one's calls).
- * The clients' kernels retransmit the SYN (after 1 s, then 3 s, ...) and
- * get in once conn_guard_hold_accept(g, false) lifted the hold. Open
- * connections are untouched: only SYNs, which they never receive, match.
- * A listener started while held (a new generation, rpc_server.c) is not
- * held. Returns how many listening sockets were changed. Any thread;
- * scans descriptors.
- */
-int conn_guard_hold_accept(struct conn_guard *g, bool hold);
-
 #endif

@@ -50,13 +50,13 @@ static void log_shed(struct mem_guard *g, long rss_kb, int how, const char *peer
     g->log_window_s = now_s;
     if (how < 0)
         log_warn("resident memory %ld MiB over the high-water mark %ld MiB of memory_limit_mb "
-                 "%ld: heap trimmed, busy connections' new calls refused, new connections "
-                 "held, no connection to shed (%u more lines suppressed)",
+                 "%ld: heap trimmed, busy connections' new calls refused, no connection to "
+                 "shed (%u more lines suppressed)",
                  rss_kb / 1024, g->high_kb / 1024, g->limit_kb / 1024, g->suppressed);
     else
         log_warn("resident memory %ld MiB over the high-water mark %ld MiB of memory_limit_mb "
                  "%ld: closed the connection from %s (%ld %s), busy connections' new calls "
-                 "refused, new connections held (%u more lines suppressed)",
+                 "refused (%u more lines suppressed)",
                  rss_kb / 1024, g->high_kb / 1024, g->limit_kb / 1024, peer, weight,
                  how == 0 ? "calls" : "bytes unread", g->suppressed);
     g->suppressed = 0;
@@ -73,9 +73,7 @@ static void look(struct mem_guard *g)
     if (over && kb < g->low_kb) {
         atomic_store(&g->over, false);
         conn_guard_set_refusing(g->guard, false);
-        conn_guard_hold_accept(g->guard, false);
-        log_info("resident memory %ld MiB, back under %ld MiB: all new calls and connections "
-                 "accepted again",
+        log_info("resident memory %ld MiB, back under %ld MiB: all new calls accepted again",
                  kb / 1024, g->low_kb / 1024);
         return;
     }
@@ -100,10 +98,6 @@ static void look(struct mem_guard *g)
     if (!over) {
         atomic_store(&g->over, true);
         conn_guard_set_refusing(g->guard, true);
-        /* No new connection until under the low-water mark: a flood that
-         * reconnects at once would have gRPC parse its next burst on top
-         * of the calls of the last one not yet freed. */
-        conn_guard_hold_accept(g->guard, true);
         g->quick_left = MEM_GUARD_QUICK_TRIES;
     }
     char peer[80] = "";
@@ -181,7 +175,6 @@ void mem_guard_stop(struct mem_guard *g)
     pthread_mutex_unlock(&g->mu);
     pthread_join(g->thread, NULL);
     conn_guard_set_refusing(g->guard, false);
-    conn_guard_hold_accept(g->guard, false);
     pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
     free(g);

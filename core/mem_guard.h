@@ -4,11 +4,10 @@
  * MEM_GUARD_PERIOD_MS; above the high-water mark it trims the heap, and
  * while still above it sheds the heaviest client connection (one each
  * MEM_GUARD_ACT_MS, conn_guard_shed_heaviest: counted reason="memory_limit", logged
- * at most once a second), refuses new calls RESOURCE_EXHAUSTED, holds new
- * connections (conn_guard_hold_accept) and reports itself over (main.c
- * turns /readyz 503) until RSS is back under the low-water mark. Shedding
- * a connection loses only its unacked frames: acked ones are in the sinks
- * already, and agents resend the rest.
+ * at most once a second), refuses new calls RESOURCE_EXHAUSTED and reports
+ * itself over (main.c turns /readyz 503) until RSS is back under the
+ * low-water mark. Shedding a connection loses only its unacked frames:
+ * acked ones are in the sinks already, and agents resend the rest.
  */
 #ifndef AERO_MEM_GUARD_H
 #define AERO_MEM_GUARD_H
