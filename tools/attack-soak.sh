@@ -28,7 +28,13 @@ build=build-test
 seconds=60
 keys=
 edge=0
-[ "${1:-}" = --edge ] && { edge=1; shift; }
+for arg; do # -e / --edge anywhere (getopts knows no long options)
+    shift
+    case $arg in
+    -e | --edge) edge=1 ;;
+    *) set -- "$@" "$arg" ;;
+    esac
+done
 while getopts eb:s:k: opt; do
     case $opt in
     e) edge=1 ;;
