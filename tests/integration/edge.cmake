@@ -7,7 +7,7 @@ find_package(OpenSSL)
 if(AERO_HAPROXY AND OpenSSL_FOUND)
   aero_unit_test(test_e2e_edge SOURCES ${CMAKE_CURRENT_LIST_DIR}/harness.c
     ${CMAKE_SOURCE_DIR}/tests/test_server.c ${CMAKE_CURRENT_LIST_DIR}/steady_agent.c
-    ${CMAKE_CURRENT_LIST_DIR}/h2_raw.c
+    ${CMAKE_CURRENT_LIST_DIR}/h2_raw.c ${CMAKE_CURRENT_LIST_DIR}/edge_proxy.c
     LIBS relay_client OpenSSL::SSL OpenSSL::Crypto)
   target_include_directories(test_e2e_edge PRIVATE ${CMAKE_CURRENT_LIST_DIR})
   add_dependencies(test_e2e_edge aeroarc-relay test-plugins sink-file route-none)

@@ -129,6 +129,12 @@ struct steady_agent *steady_agent_start(const char *target, const char *agent_id
 struct steady_agent *steady_agent_start_window(const char *target, const char *agent_id,
                                                int window)
 {
+    return steady_agent_start_opts(target, NULL, agent_id, window);
+}
+
+struct steady_agent *steady_agent_start_opts(const char *target, const struct rc_opts *opts,
+                                             const char *agent_id, int window)
+{
     struct steady_agent *a = calloc(1, sizeof(*a));
     struct rc_status st;
     cr_assert_not_null(a);
@@ -137,7 +143,12 @@ struct steady_agent *steady_agent_start_window(const char *target, const char *a
     a->lat_us = malloc(LAT_MAX * sizeof(*a->lat_us));
     cr_assert_not_null(a->lat_us);
     snprintf(a->id, sizeof(a->id), "%s", agent_id);
-    a->ch = rc_connect(target);
+    if (opts) {
+        a->ch = rc_connect_opts(target, opts, &st);
+        cr_assert_not_null(a->ch, "channel to %s: %s", target, st.message);
+    } else {
+        a->ch = rc_connect(target);
+    }
     harness_register(a->ch, a->id, NULL, 0);
     a->s = rc_stream_open(a->ch, a->id, NULL, 0, &st);
     cr_assert_not_null(a->s, "%s", st.message);

@@ -22,6 +22,11 @@ struct steady_agent *steady_agent_start(const char *target, const char *agent_id
  * ack's latency the relay's own, for a latency probe. */
 struct steady_agent *steady_agent_start_window(const char *target, const char *agent_id,
                                                int window);
+/* The same over a channel made with opts (TLS to an edge proxy, say);
+ * NULL opts: plaintext, as above. */
+struct rc_opts;
+struct steady_agent *steady_agent_start_opts(const char *target, const struct rc_opts *opts,
+                                             const char *agent_id, int window);
 /* The 99th percentile of send-to-ack latency (µs) since the start or the
  * last reset, -1 with no ack; reset: start afresh. Not exact across a
  * reset racing an ack: for measurement, not for assertions. */

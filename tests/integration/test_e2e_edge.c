@@ -14,155 +14,24 @@
  * HAProxy: those tests must then fail (that is how their bounds were
  * chosen). Waits are deadlines, never sleeps.
  */
+#include "edge_proxy.h"
 #include "h2_raw.h"
 #include "harness.h"
 #include "steady_agent.h"
 
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #define TELEMETRY_PATH "/aeroarc.agent.v1.AgentGateway/TelemetryStream"
 
 static struct relay_proc relay;
 static struct rc_channel *ch;
 static struct steady_agent *probe;
-static pid_t haproxy = -1;
-static int edge_port;
-static char edge_target[64], cert_path[300], haproxy_log[300];
-
-/* ---- HAProxy with the shipped configuration ----------------------------- */
-
-/* Replace every occurrence of from in *cfg by to; fail if there is none. */
-static void subst(char **cfg, const char *from, const char *to)
-{
-    cr_assert_not_null(strstr(*cfg, from), "examples/edge/haproxy.cfg no longer has \"%s\"", from);
-    size_t fl = strlen(from), tl = strlen(to);
-    char *at;
-    while ((at = strstr(*cfg, from))) {
-        size_t head = (size_t)(at - *cfg), len = strlen(*cfg);
-        char *out = malloc(len - fl + tl + 1);
-        cr_assert_not_null(out);
-        memcpy(out, *cfg, head);
-        memcpy(out + head, to, tl);
-        memcpy(out + head + tl, at + fl, len - head - fl + 1);
-        free(*cfg);
-        *cfg = out;
-        if (strstr(to, from)) /* "to" contains "from": one pass only */
-            break;
-    }
-}
-
-static bool edge_accepts(void *arg)
-{
-    int status;
-    if (waitpid(haproxy, &status, WNOHANG) == haproxy) {
-        *(bool *)arg = true; /* exited: its log says why */
-        haproxy = -1;
-        return true;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)edge_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* A TLS channel to HAProxy (the certificate is its own CA). */
-static struct rc_channel *edge_channel(int keepalive_ms)
-{
-    struct rc_opts o = {.root_cert_file = cert_path, .server_name_override = "localhost",
-                        .keepalive_time_ms = keepalive_ms};
-    struct rc_status st;
-    struct rc_channel *c = rc_connect_opts(edge_target, &o, &st);
-    cr_assert_not_null(c, "TLS channel to HAProxy: %s", st.message);
-    return c;
-}
-
-/* Start HAProxy on examples/edge/haproxy.cfg; `more` holds further
- * (from, to) pairs, NULL-terminated (shorter timeouts for one test). */
-static void start_edge(const char *const *more)
-{
-    char *cfg = harness_read_file(AERO_SOURCE_DIR "/examples/edge/haproxy.cfg", NULL);
-    cr_assert_not_null(cfg);
-    char bind[64];
-    edge_port = harness_free_port();
-    snprintf(bind, sizeof(bind), "bind 127.0.0.1:%d ", edge_port);
-    snprintf(edge_target, sizeof(edge_target), "127.0.0.1:%d", edge_port);
-    subst(&cfg, "bind :443 ", bind);
-    subst(&cfg, "127.0.0.1:50051", relay.target);
-    subst(&cfg, "/etc/haproxy/certs/relay.pem", cert_path);
-    subst(&cfg, "log /dev/log local0", "log stderr format short local0");
-    if (geteuid() != 0) { /* no privilege to drop */
-        subst(&cfg, "    chroot /var/lib/haproxy\n", "");
-        subst(&cfg, "    user haproxy\n", "");
-        subst(&cfg, "    group haproxy\n", "");
-    }
-    for (size_t i = 0; more && more[i]; i += 2)
-        subst(&cfg, more[i], more[i + 1]);
-    char path[300];
-    snprintf(path, sizeof(path), "%s/haproxy.cfg", relay.dir);
-    snprintf(haproxy_log, sizeof(haproxy_log), "%s/haproxy.log", relay.dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(cfg, f);
-    fclose(f);
-    free(cfg);
-
-    haproxy = fork();
-    cr_assert_geq(haproxy, 0);
-    if (haproxy == 0) {
-        FILE *log = freopen(haproxy_log, "w", stderr);
-        (void)log;
-        dup2(2, 1);
-        execlp("haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
-        _exit(127);
-    }
-    bool exited = false;
-    if (!harness_wait_for(edge_accepts, &exited, 10000) || exited) {
-        char *log = harness_read_file(haproxy_log, NULL);
-        cr_assert_fail("HAProxy %s:\n%s", exited ? "exited" : "did not listen within 10 s",
-                       log ? log : "");
-    }
-    /* Through it to the relay: Health/Check over TLS + HTTP/2. */
-    struct rc_channel *c = edge_channel(0);
-    struct rc_status st;
-    int serving = 0, rc = rc_health_check(c, "", &serving, &st, 5000);
-    rc_close(c);
-    cr_assert_eq(rc, 0, "Health/Check through HAProxy: %s", st.message);
-    cr_assert_eq(serving, RC_HEALTH_SERVING);
-}
-
-static void stop_edge(void)
-{
-    if (haproxy <= 0)
-        return;
-    kill(haproxy, SIGTERM);
-    int64_t deadline = harness_now_ms() + 5000;
-    int status;
-    while (waitpid(haproxy, &status, WNOHANG) == 0) {
-        if (harness_now_ms() > deadline) {
-            kill(haproxy, SIGKILL);
-            waitpid(haproxy, &status, 0);
-            break;
-        }
-        struct timespec ts = {0, 10 * 1000 * 1000}; /* reaping, not synchronisation */
-        nanosleep(&ts, NULL);
-    }
-    haproxy = -1;
-}
+static struct edge_proxy edge = {.pid = -1};
 
 /* The relay (sink-file, [http] for metrics), a certificate for HAProxy
  * ("localhost", EC P-256), HAProxy; and a probe agent streaming straight
@@ -174,16 +43,7 @@ static void start(const char *const *more, bool with_probe)
     rss_measurable(&relay);
     relay.http = true;
     ch = harness_start(&relay, "", "[sink:archive]\nplugin = sink-file\npath = %DIR%/data\n");
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-             "-keyout edge.key -out edge.crt -days 2 -subj /CN=localhost "
-             "-addext subjectAltName=DNS:localhost >/dev/null 2>&1 && cat edge.crt edge.key > "
-             "edge.pem",
-             relay.dir);
-    cr_assert_eq(system(cmd), 0, "openssl could not make a certificate");
-    snprintf(cert_path, sizeof(cert_path), "%s/edge.pem", relay.dir);
-    start_edge(more);
+    edge_start(&edge, relay.dir, relay.target, more);
     if (with_probe)
         probe = steady_agent_start(relay.target, "drone-probe");
 }
@@ -193,96 +53,11 @@ static void stop(void)
     if (probe)
         steady_agent_stop(probe);
     probe = NULL;
-    stop_edge();
+    edge_stop(&edge);
     harness_finish(&relay, &ch);
 }
 
 TestSuite(edge, .fini = stop, .timeout = 60);
-
-/* ---- a rude HTTP/2 client over TLS (h2_raw through OpenSSL) ------------- */
-
-struct tls_conn {
-    SSL_CTX *ctx;
-    SSL *ssl;
-};
-
-static ssize_t tls_send(void *c, const void *p, size_t n)
-{
-    struct tls_conn *t = c;
-    ERR_clear_error();
-    int r = SSL_write(t->ssl, p, n > 1 << 30 ? 1 << 30 : (int)n);
-    if (r > 0)
-        return r;
-    int e = SSL_get_error(t->ssl, r);
-    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPIPE;
-    return -1;
-}
-
-static ssize_t tls_recv(void *c, void *p, size_t n)
-{
-    struct tls_conn *t = c;
-    ERR_clear_error();
-    int r = SSL_read(t->ssl, p, n > 1 << 30 ? 1 << 30 : (int)n);
-    if (r > 0)
-        return r;
-    int e = SSL_get_error(t->ssl, r);
-    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
-        return 0;
-    errno = ECONNRESET;
-    return -1;
-}
-
-static size_t tls_pending(void *c) { return (size_t)SSL_pending(((struct tls_conn *)c)->ssl); }
-
-static void tls_close(void *c)
-{
-    struct tls_conn *t = c;
-    SSL_free(t->ssl);
-    SSL_CTX_free(t->ctx);
-    free(t);
-}
-
-/* An HTTP/2 connection to port: over TLS (ALPN h2, the certificate not
- * checked: this is the attacker) to HAProxy, or plain to the relay. NULL
- * when the TCP connect or the handshake is refused (HAProxy rejecting the
- * source). */
-static struct h2_raw *attacker_connect(int port, bool tls)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_geq(fd, 0);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return NULL;
-    }
-    if (!tls)
-        return h2_raw_connect_io(fd, 65535, NULL);
-    struct timeval tv = {5, 0}; /* the handshake is blocking: bound it */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct tls_conn *t = calloc(1, sizeof(*t));
-    cr_assert_not_null(t);
-    t->ctx = SSL_CTX_new(TLS_client_method());
-    cr_assert_not_null(t->ctx);
-    static const unsigned char alpn[] = "\x02h2";
-    SSL_CTX_set_alpn_protos(t->ctx, alpn, sizeof(alpn) - 1);
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    t->ssl = SSL_new(t->ctx);
-    SSL_set_fd(t->ssl, fd);
-    SSL_set_tlsext_host_name(t->ssl, "localhost");
-    if (SSL_connect(t->ssl) != 1) {
-        tls_close(t);
-        close(fd);
-        return NULL;
-    }
-    struct h2_raw_io io = {tls_send, tls_recv, tls_pending, tls_close, t};
-    return h2_raw_connect_io(fd, 65535, &io);
-}
 
 /* Where the attacks go: HAProxy, or with AERO_EDGE_DIRECT=1 the relay. */
 static bool direct(void)
@@ -293,22 +68,11 @@ static bool direct(void)
 
 static struct h2_raw *attack_connect(void)
 {
-    return direct() ? attacker_connect(relay.port, false) : attacker_connect(edge_port, true);
+    return direct() ? edge_h2_connect(relay.port, false, NULL)
+                    : edge_h2_connect(edge.port, true, NULL);
 }
 
 static const char *where(void) { return direct() ? "direct" : "through HAProxy"; }
-
-/* Lines of HAProxy's log with both a and b (its request log: one line per
- * call, " relay/relay " when it went to the relay). */
-static int haproxy_log_count(const char *a, const char *b)
-{
-    char *log = harness_read_file(haproxy_log, NULL);
-    int n = 0;
-    for (char *line = log ? strtok(log, "\n") : NULL; line; line = strtok(NULL, "\n"))
-        n += strstr(line, a) && strstr(line, b);
-    free(log);
-    return n;
-}
 
 /* The relay's RSS now and the largest seen, sampled by the caller. */
 struct rss {
@@ -379,7 +143,7 @@ Test(edge, agents_of_both_generations_stream_through_haproxy_and_survive_quiet_p
 {
     start(short_timeouts, false);
     /* Agents ping every second while quiet, as a mobile agent would. */
-    struct rc_channel *c1 = edge_channel(1000), *c2 = edge_channel(1000);
+    struct rc_channel *c1 = edge_channel(&edge, 1000), *c2 = edge_channel(&edge, 1000);
     struct rc_status st;
     harness_register(c1, "drone-g1", NULL, 0);
     struct rc_stream *s1 = rc_stream_open(c1, "drone-g1", NULL, 0, &st);
@@ -394,7 +158,7 @@ Test(edge, agents_of_both_generations_stream_through_haproxy_and_survive_quiet_p
     /* A slowloris client meanwhile: a header block begun and never
      * finished. timeout http-request (1 s here) must close it while the
      * quiet streams stay up. */
-    struct h2_raw *slow = attacker_connect(edge_port, true);
+    struct h2_raw *slow = edge_h2_connect(edge.port, true, NULL);
     cr_assert_not_null(slow);
     h2_raw_continuation_flood(slow, 1, TELEMETRY_PATH, 0); /* HEADERS only */
     int64_t t0 = harness_now_ms();
@@ -557,7 +321,7 @@ Test(edge, rapid_reset_over_short_connections_keeps_relay_memory_bounded)
            "in %lld ms; calls HAProxy passed to the relay: %d; relay RSS %ld -> %ld KiB; probe's "
            "longest ack wait %lld ms\n",
            where(), RR_CONNECTIONS, refused, streams, (long long)took,
-           direct() ? -1 : haproxy_log_count(" relay/relay ", "TelemetryStream"), rss.before,
+           direct() ? -1 : edge_log_count(&edge, " relay/relay ", "TelemetryStream"), rss.before,
            rss.peak, gap_ms);
     cr_assert_lt(rss.peak - rss.before, RR_GROWTH_KB, "relay RSS grew %ld KiB",
                  rss.peak - rss.before);
@@ -599,12 +363,12 @@ Test(edge, stream_flood_before_acking_settings_is_cut_by_haproxy)
            "connection %s after %lld ms; calls HAProxy passed to the relay: %d; relay peak RSS "
            "%ld -> %ld KiB; probe's longest ack wait %lld ms\n",
            where(), sent, FLOOD_STREAMS, closed ? "closed" : "still open", (long long)took,
-           direct() ? -1 : haproxy_log_count(" relay/relay ", "TelemetryStream"), hwm_before,
+           direct() ? -1 : edge_log_count(&edge, " relay/relay ", "TelemetryStream"), hwm_before,
            hwm_after, gap_ms);
     /* Closed once the source passed 200 calls in 10 s; fewer streams (the
      * ASan build's 6,000: 53 calls passed) leave it open but stopped. */
     if (!direct())
-        cr_assert(closed || haproxy_log_count(" relay/relay ", "TelemetryStream") <= 200,
+        cr_assert(closed || edge_log_count(&edge, " relay/relay ", "TelemetryStream") <= 200,
                   "the flooding connection is still open after %lld ms", (long long)took);
     cr_assert_lt(hwm_after - hwm_before, RSS_SLACK_KB, "relay peak RSS grew %ld KiB",
                  hwm_after - hwm_before);
