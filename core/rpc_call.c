@@ -57,10 +57,6 @@ void rpc_call_free(struct rpc_call *c)
         gpr_free(c->peer);
     }
     conn_guard_unref(c->guard);
-    if (c->have_request_slice)
-        grpc_slice_unref(c->request_slice);
-    if (c->request)
-        grpc_byte_buffer_destroy(c->request);
     rpc_call_message_release(c);
     if (c->send_buf)
         grpc_byte_buffer_destroy(c->send_buf);
@@ -153,18 +149,27 @@ static grpc_slice read_all(grpc_byte_buffer *bb)
     return s;
 }
 
+/* The received message as one slice (false: none). The byte buffer goes
+ * as soon as its bytes are in the slice: a ref when it was one slice. */
+static bool take_message(struct rpc_call *c)
+{
+    if (!c->have_msg_slice && c->request) {
+        c->msg_slice = read_all(c->request);
+        c->have_msg_slice = true;
+        grpc_byte_buffer_destroy(c->request);
+        c->request = NULL;
+    }
+    return c->have_msg_slice;
+}
+
 const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len)
 {
-    if (!c->request) {
+    if (!take_message(c)) {
         *len = 0;
         return NULL;
     }
-    if (!c->have_request_slice) {
-        c->request_slice = read_all(c->request);
-        c->have_request_slice = true;
-    }
-    *len = GRPC_SLICE_LENGTH(c->request_slice);
-    return GRPC_SLICE_START_PTR(c->request_slice);
+    *len = GRPC_SLICE_LENGTH(c->msg_slice);
+    return GRPC_SLICE_START_PTR(c->msg_slice);
 }
 
 static void set_status_details(struct rpc_call *c, const char *msg)
@@ -266,14 +271,8 @@ int rpc_call_begin(struct rpc_call *c, struct rpc_tag *close_tag)
 static void recv_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     struct rpc_call *c = CALL_OF(tag, recv_wrap);
-    if (ok && c->recv_buf) {
-        c->recv_slice = read_all(c->recv_buf);
-        c->have_recv_slice = true;
-    }
-    if (c->recv_buf) {
-        grpc_byte_buffer_destroy(c->recv_buf);
-        c->recv_buf = NULL;
-    }
+    if (!ok)
+        rpc_call_message_release(c); /* a failed read delivers nothing */
     c->recv_user->done(c->recv_user, ok, w);
 }
 
@@ -283,7 +282,7 @@ int rpc_call_recv(struct rpc_call *c, struct rpc_tag *tag)
     rpc_call_message_release(c);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->recv_buf;
+    op.data.recv_message.recv_message = &c->request;
     c->recv_user = tag;
     c->recv_wrap.done = recv_done;
     return grpc_call_start_batch(c->call, &op, 1, &c->recv_wrap, NULL) == GRPC_CALL_OK ? 0 : -1;
@@ -291,21 +290,25 @@ int rpc_call_recv(struct rpc_call *c, struct rpc_tag *tag)
 
 const uint8_t *rpc_call_message(struct rpc_call *c, size_t *len)
 {
-    if (!c->have_recv_slice) {
+    if (!take_message(c)) { /* gRPC left no buffer: the end of the stream */
         *len = 0;
         return NULL;
     }
-    *len = GRPC_SLICE_LENGTH(c->recv_slice);
+    *len = GRPC_SLICE_LENGTH(c->msg_slice);
     /* An empty message is a valid (all-default) protobuf, not the end. */
     static const uint8_t empty[1];
-    return *len ? GRPC_SLICE_START_PTR(c->recv_slice) : empty;
+    return *len ? GRPC_SLICE_START_PTR(c->msg_slice) : empty;
 }
 
 void rpc_call_message_release(struct rpc_call *c)
 {
-    if (c->have_recv_slice) {
-        grpc_slice_unref(c->recv_slice);
-        c->have_recv_slice = false;
+    if (c->have_msg_slice) {
+        grpc_slice_unref(c->msg_slice);
+        c->have_msg_slice = false;
+    }
+    if (c->request) {
+        grpc_byte_buffer_destroy(c->request);
+        c->request = NULL;
     }
 }
 

@@ -16,13 +16,14 @@ struct rpc_call {
     grpc_call *call;
     grpc_metadata_array md;
     gpr_timespec deadline;
-    grpc_byte_buffer *request;        /* unary payload (READ_INITIAL_BYTE_BUFFER) */
-    grpc_slice request_slice;
-    bool have_request_slice;
-
-    grpc_byte_buffer *recv_buf;       /* streaming receive target */
-    grpc_slice recv_slice;
-    bool have_recv_slice;
+    /* The message received, as gRPC filled it in: a unary call's request
+     * (READ_INITIAL_BYTE_BUFFER) or a stream's latest (RECV_MESSAGE). A
+     * call is one or the other, so one buffer and one slice serve both
+     * (issue 19: 48 bytes of every open stream). Read into msg_slice on
+     * first use, the buffer then freed. */
+    grpc_byte_buffer *request;
+    grpc_slice msg_slice;
+    bool have_msg_slice;
     struct rpc_tag recv_wrap, *recv_user;
 
     grpc_byte_buffer *send_buf;       /* alive until the send completes */
