@@ -24,17 +24,13 @@ struct rpc_call {
     grpc_byte_buffer *request;
     grpc_slice msg_slice;
     bool have_msg_slice;
-    struct rpc_tag recv_wrap, *recv_user;
-
-    grpc_byte_buffer *send_buf;       /* alive until the send completes */
-    struct rpc_tag send_wrap, *send_user;
-
-    grpc_slice status_details;        /* alive until the status is sent */
-    bool have_status_details;
-    struct rpc_tag status_wrap, *status_user;
-
-    int cancelled;                    /* RECV_CLOSE_ON_SERVER result */
     bool refused;                     /* answered with a non-OK status by rpc_call_finish */
+    int cancelled;                    /* RECV_CLOSE_ON_SERVER result */
+
+    /* Alive until the send completes (rpc_call_send_done, or the free).
+     * The batches carry their starter's tags themselves: no wrapper tag
+     * per kind here (issue 19). */
+    grpc_byte_buffer *send_buf;
     struct conn_guard *guard;         /* told when the call ends (NULL: none) */
     char *peer;                       /* gRPC's peer string, for the guard */
     struct rpc_tag finish_tag;        /* unary: the one closing batch */

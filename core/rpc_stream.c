@@ -312,8 +312,8 @@ static void on_recv(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     if (msg) {
         atomic_fetch_add(&st->owed, 1);
         st->h->on_message(st->owner, msg, len, w);
-        rpc_call_message_release(st->call);
     }
+    rpc_call_message_release(st->call); /* a failed read may leave a buffer too */
     pthread_mutex_lock(&st->mu);
     st->recv_pending = false;
     if (!msg)
@@ -327,6 +327,7 @@ static void on_send(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     (void)w;
     struct rpc_stream *st = STREAM_OF(tag, send_tag);
+    rpc_call_send_done(st->call); /* before on_sent: its buffer is gRPC's no more */
     /* Stable while send_pending: nobody else writes them until it clears. */
     uint64_t stamp = st->sending_stamp;
     unsigned flags = st->sending_flags;
