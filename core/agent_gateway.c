@@ -164,7 +164,7 @@ static void on_free(void *owner)
 {
     struct stream *s = owner;
     command_table_unref(atomic_load(&s->commands));
-    pthread_mutex_destroy(&s->hold_mu);
+    agent_stream_free_held(s);
     free(s);
 }
 
@@ -251,14 +251,12 @@ static struct stream *stream_create(struct gateway *gw, struct rpc_call *call, c
     atomic_init(&s->replaced, false);
     atomic_init(&s->gen_kind, GEN_UNDECIDED);
     atomic_init(&s->commands, NULL);
-    pthread_mutex_init(&s->hold_mu, NULL);
-    s->room_waiter.wake = agent_stream_on_room;
-    s->room_waiter.owner = s;
+    atomic_init(&s->hold, NULL);
     char *id = (char *)s->waiters + waiters;
     memcpy(id, agent, agent_len);
     id[agent_len] = '\0';
     s->agent_id = id;
-    s->agent_len = agent_len;
+    s->agent_len = (uint32_t)agent_len; /* header_agent_id: at most SESSION_AGENT_MAX */
     agent_mappings_find(gw->relay->mappings, s->agent_id, &s->operator_id, &s->aircraft_id);
     if (!s->operator_id)
         s->operator_id = s->aircraft_id = "";
@@ -504,18 +502,19 @@ static void expire_held(struct gateway *gw, bool all)
     int64_t now = mono_ns();
     while (list) {
         struct stream *s = list;
-        list = s->held_next;
+        struct stream_hold *h = atomic_load(&s->hold); /* set: s is listed */
+        list = h->next;
         agent_stream_expire_held(s, now, all);
-        pthread_mutex_lock(&s->hold_mu);
-        bool keep = s->held_head != NULL;
-        s->on_held_list = keep;
+        pthread_mutex_lock(&h->mu);
+        bool keep = h->head != NULL;
+        h->on_list = keep;
         if (keep) {
             pthread_mutex_lock(&gw->held_mu);
-            s->held_next = gw->held;
+            h->next = gw->held;
             gw->held = s;
             pthread_mutex_unlock(&gw->held_mu);
         }
-        pthread_mutex_unlock(&s->hold_mu);
+        pthread_mutex_unlock(&h->mu);
         if (!keep)
             stream_unref(s); /* the list's */
     }

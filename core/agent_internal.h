@@ -53,39 +53,48 @@ enum stream_gen {
     GEN_MUX = AERO_PROTOCOL_MULTIPLEXED
 };
 
+/*
+ * Generation-2 frames held, in order (SPEC.md section 9), while the
+ * session's operation context is not reconciled (step 8) or a `reject`
+ * sink's queue is full (step 9): released as the gate opens and the sink
+ * gets room, refused RETRY_WITH_BACKOFF once held gen2_hold_s. Made by the
+ * stream's reader the first time it holds a frame and freed with the
+ * stream: most streams never hold one, and these 130 bytes used to be in
+ * every open stream (issue 19).
+ */
+struct stream_hold {
+    pthread_mutex_t mu; /* the fields below */
+    struct stream_job *head, *tail;
+    struct stream *next; /* gw->held */
+    int n;               /* at most max_inflight */
+    bool on_list;        /* on gw->held (under gw->held_mu too) */
+    bool room_waiting;   /* room_waiter is queued on a full sink */
+    struct sink_waiter room_waiter;
+};
+
 /* One TelemetryStream: who it is for. The call itself, its reads, sends
  * and final status are the rpc_stream's; this object lives exactly as long
  * as the rpc_stream (freed by its on_free), and every reference to it is
- * a reference to the rpc_stream. */
+ * a reference to the rpc_stream. One per open stream: fields ordered so
+ * that no padding is left between them (issue 19). */
 struct stream {
     struct rpc_stream *rs;
     struct gateway *gw;
-    atomic_bool superseded; /* ended by a newer session: counted as such, once */
-    atomic_bool replaced;   /* ... by a newer stream of the same session */
-    atomic_int gen_kind;    /* enum stream_gen; written by on_message only */
-    bool warned_no_wal;     /* logged a frame without wal_id (on_message only) */
     /* The session's command table once a command was sent here (a
      * reference; set once): results on this stream go there. */
     _Atomic(struct command_table *) commands;
+    /* Held frames: NULL until the reader first holds one; then set once. */
+    _Atomic(struct stream_hold *) hold;
     /* [control] agent_mappings_file (SPEC.md section 10): "" unmapped. */
     const char *operator_id, *aircraft_id;
-
     const char *agent_id; /* agent_len bytes and a NUL, after waiters[] */
-    size_t agent_len;
+    uint64_t gen;         /* the session table's generation of our attach */
+    atomic_int gen_kind;  /* enum stream_gen; written by on_message only */
+    uint32_t agent_len;   /* at most SESSION_AGENT_MAX */
+    atomic_bool superseded; /* ended by a newer session: counted as such, once */
+    atomic_bool replaced;   /* ... by a newer stream of the same session */
+    bool warned_no_wal;     /* logged a frame without wal_id (on_message only) */
     char session_id[SESSION_ID_LEN + 1];
-    uint64_t gen; /* the session table's generation of our attach */
-
-    /* Generation-2 frames held, in order (SPEC.md section 9), while the
-     * session's operation context is not reconciled (step 8) or a `reject`
-     * sink's queue is full (step 9): released as the gate opens and the
-     * sink gets room, refused RETRY_WITH_BACKOFF once held gen2_hold_s. */
-    pthread_mutex_t hold_mu; /* the fields below */
-    struct stream_job *held_head, *held_tail;
-    int n_held;                 /* at most max_inflight */
-    bool on_held_list;          /* on gw->held (under gw->held_mu too) */
-    struct stream *held_next;   /* gw->held */
-    bool room_waiting;          /* room_waiter is queued on a full sink */
-    struct sink_waiter room_waiter;
 
     size_t n_waiters;             /* the sinks when the stream opened */
     struct sink_waiter waiters[]; /* one per sink, by index; then agent_id's bytes */
@@ -110,5 +119,8 @@ void agent_stream_on_room(struct sink_waiter *w);
 void agent_stream_expire_held(struct stream *s, int64_t now_mono_ns, bool all);
 /* The call is over: held frames go, and the room waiter with them. */
 void agent_stream_drop_held(struct stream *s);
+/* The stream is being freed: its held-frame state goes (any frame still
+ * held was never submitted). */
+void agent_stream_free_held(struct stream *s);
 
 #endif

@@ -266,72 +266,98 @@ static void accept(struct stream *s, const aero_frame *view, const aero_kv *fiel
 
 /* -------------------------------------------------------- held frames */
 
+/* Under h->mu: the oldest held frame, taken off the list. */
+static struct stream_job *held_pop(struct stream_hold *h)
+{
+    struct stream_job *sj = h->head;
+    h->head = sj->held_next;
+    if (!h->head)
+        h->tail = NULL;
+    h->n--;
+    return sj;
+}
+
 /*
- * Under s->hold_mu: submit held frames, oldest first, while no `reject`
- * sink is full; when one is, wait for its room (the waiter holds a
- * reference). Called by the stream's reader, a sink's writer (room) and
- * the main thread (expiry): no worker context, so what is owed is
- * written at once.
+ * Under h->mu: submit held frames, oldest first, while no `reject` sink is
+ * full; when one is, wait for its room (the waiter holds a reference).
+ * Called by the stream's reader, a sink's writer (room) and the main
+ * thread (expiry): no worker context, so what is owed is written at once.
  */
-static void release_held_locked(struct stream *s)
+static void release_held_locked(struct stream *s, struct stream_hold *h)
 {
     struct sink_pipeline *p = s->gw->relay->sinks;
-    while (s->held_head && !gated(s)) {
+    while (h->head && !gated(s)) {
         if (sink_pipeline_full(p)) {
-            if (s->room_waiting)
+            if (h->room_waiting)
                 return;
             stream_ref(s); /* the waiter's */
-            if (sink_pipeline_wait_room(p, &s->room_waiter)) {
-                s->room_waiting = true;
+            if (sink_pipeline_wait_room(p, &h->room_waiter)) {
+                h->room_waiting = true;
                 return;
             }
             stream_unref(s); /* room came meanwhile; never the last */
             continue;
         }
-        struct stream_job *sj = s->held_head;
-        s->held_head = sj->held_next;
-        if (!s->held_head)
-            s->held_tail = NULL;
-        s->n_held--;
+        struct stream_job *sj = held_pop(h);
         count_accepted(s->gw, &sj->job.view);
         struct sink_owed owed = {0};
         submit(s, sj, &owed, true);
     }
 }
 
+/* The stream's held-frame state, made the first time it is needed. Only
+ * the stream's reader calls this, so no other maker can race it; the
+ * others (sink writers, the expiry tick) find it only once it is set.
+ * NULL when out of memory. */
+static struct stream_hold *hold_state(struct stream *s)
+{
+    struct stream_hold *h = atomic_load(&s->hold);
+    if (h)
+        return h;
+    h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    pthread_mutex_init(&h->mu, NULL);
+    h->room_waiter.wake = agent_stream_on_room;
+    h->room_waiter.owner = s;
+    atomic_store(&s->hold, h);
+    return h;
+}
+
 /* Keep an admitted frame until the gate opens and the full sink has room
  * (in order behind any held before it). */
-static void hold(struct stream *s, struct stream_job *sj)
+static void hold(struct stream *s, struct stream_hold *h, struct stream_job *sj)
 {
     struct gateway *gw = s->gw;
     sj->held_next = NULL;
     sj->hold_until = mono_ns() + gw->hold_ns;
-    pthread_mutex_lock(&s->hold_mu);
-    if (s->held_tail)
-        s->held_tail->held_next = sj;
+    pthread_mutex_lock(&h->mu);
+    if (h->tail)
+        h->tail->held_next = sj;
     else
-        s->held_head = sj;
-    s->held_tail = sj;
-    s->n_held++;
-    if (!s->on_held_list) {
-        s->on_held_list = true;
+        h->head = sj;
+    h->tail = sj;
+    h->n++;
+    if (!h->on_list) {
+        h->on_list = true;
         stream_ref(s); /* the list's */
         pthread_mutex_lock(&gw->held_mu);
-        s->held_next = gw->held;
+        h->next = gw->held;
         gw->held = s;
         pthread_mutex_unlock(&gw->held_mu);
     }
-    release_held_locked(s);
-    pthread_mutex_unlock(&s->hold_mu);
+    release_held_locked(s, h);
+    pthread_mutex_unlock(&h->mu);
 }
 
 void agent_stream_on_room(struct sink_waiter *w)
 {
     struct stream *s = w->owner;
-    pthread_mutex_lock(&s->hold_mu);
-    s->room_waiting = false;
-    release_held_locked(s);
-    pthread_mutex_unlock(&s->hold_mu);
+    struct stream_hold *h = atomic_load(&s->hold); /* set: its waiter woke */
+    pthread_mutex_lock(&h->mu);
+    h->room_waiting = false;
+    release_held_locked(s, h);
+    pthread_mutex_unlock(&h->mu);
     stream_unref(s); /* the waiter's */
 }
 
@@ -339,46 +365,57 @@ void agent_stream_on_room(struct sink_waiter *w)
  * this stream: frames held for it go on (stream reader). */
 static void release_held(struct stream *s)
 {
-    pthread_mutex_lock(&s->hold_mu);
-    release_held_locked(s);
-    pthread_mutex_unlock(&s->hold_mu);
+    struct stream_hold *h = atomic_load(&s->hold);
+    if (!h)
+        return; /* nothing was ever held */
+    pthread_mutex_lock(&h->mu);
+    release_held_locked(s, h);
+    pthread_mutex_unlock(&h->mu);
 }
 
 void agent_stream_expire_held(struct stream *s, int64_t now, bool all)
 {
-    pthread_mutex_lock(&s->hold_mu);
-    while (s->held_head && (all || s->held_head->hold_until <= now)) {
-        struct stream_job *sj = s->held_head;
-        s->held_head = sj->held_next;
-        if (!s->held_head)
-            s->held_tail = NULL;
-        s->n_held--;
+    struct stream_hold *h = atomic_load(&s->hold);
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    while (h->head && (all || h->head->hold_until <= now)) {
+        struct stream_job *sj = held_pop(h);
         bool closed = gated(s);
         metrics_inc(closed ? s->gw->m.unreconciled_refused : s->gw->m.held_refused);
         send_ack(s, sj->job.view.seq, ACK_RETRY_WITH_BACKOFF,
                  closed ? unreconciled_text : queue_full_text, sj->recv_ns);
         free(sj); /* never submitted: nothing else refers to it */
     }
-    release_held_locked(s);
-    pthread_mutex_unlock(&s->hold_mu);
+    release_held_locked(s, h);
+    pthread_mutex_unlock(&h->mu);
 }
 
 void agent_stream_drop_held(struct stream *s)
 {
-    pthread_mutex_lock(&s->hold_mu);
-    while (s->held_head) {
-        struct stream_job *sj = s->held_head;
-        s->held_head = sj->held_next;
-        free(sj);
-    }
-    s->held_tail = NULL;
-    s->n_held = 0;
-    bool cancelled = s->room_waiting &&
-                     sink_pipeline_cancel_wait(s->gw->relay->sinks, &s->room_waiter);
-    s->room_waiting = false;
-    pthread_mutex_unlock(&s->hold_mu);
+    struct stream_hold *h = atomic_load(&s->hold);
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    while (h->head)
+        free(held_pop(h));
+    bool cancelled = h->room_waiting &&
+                     sink_pipeline_cancel_wait(s->gw->relay->sinks, &h->room_waiter);
+    h->room_waiting = false;
+    pthread_mutex_unlock(&h->mu);
     if (cancelled)
         stream_unref(s); /* the waiter's: no wake() will come */
+}
+
+void agent_stream_free_held(struct stream *s)
+{
+    struct stream_hold *h = atomic_load(&s->hold);
+    if (!h)
+        return;
+    while (h->head)
+        free(held_pop(h)); /* held after the call ended: never submitted */
+    pthread_mutex_destroy(&h->mu);
+    free(h);
 }
 
 /* Steps 8 and 9 for a generation-2 frame (SPEC.md section 9): a session
@@ -396,11 +433,14 @@ static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
         send_ack(s, view->seq, ACK_TEMPORARY_ERROR, refused, recv_ns);
         return;
     }
-    pthread_mutex_lock(&s->hold_mu);
+    struct stream_hold *h = atomic_load(&s->hold);
+    if (h)
+        pthread_mutex_lock(&h->mu);
     bool closed = gated(s);
-    bool must_hold = closed || s->held_head != NULL || sink_pipeline_full(gw->relay->sinks);
-    bool room = s->n_held < gw->max_inflight;
-    pthread_mutex_unlock(&s->hold_mu);
+    bool must_hold = closed || (h && h->head) || sink_pipeline_full(gw->relay->sinks);
+    bool room = (h ? h->n : 0) < gw->max_inflight;
+    if (h)
+        pthread_mutex_unlock(&h->mu);
     if (!must_hold) {
         accept(s, view, w->fields, bytes, wal, recv_ns, w);
         return;
@@ -413,14 +453,15 @@ static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
                  recv_ns);
         return;
     }
-    struct stream_job *sj = job_create(s, view, w->fields, bytes, wal);
+    h = hold_state(s);
+    struct stream_job *sj = h ? job_create(s, view, w->fields, bytes, wal) : NULL;
     if (!sj) {
         send_ack(s, view->seq, ACK_TEMPORARY_ERROR, "relay out of memory", recv_ns);
         return;
     }
     sj->recv_ns = recv_ns;
     metrics_inc(closed ? gw->m.unreconciled_held : gw->m.held);
-    hold(s, sj);
+    hold(s, h, sj);
 }
 
 /* ---------------------------------------------------- admission rules */

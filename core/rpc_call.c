@@ -1,8 +1,8 @@
 /*
  * rpc_call.c - batches on one server call. Each public start function builds
- * its grpc_op array here and wraps the caller's tag so the buffers the batch
- * needs (send buffer, status details, received message) are released before
- * the caller hears of the completion. Any worker thread.
+ * its grpc_op array here and starts it with the caller's own tag; the
+ * caller gives back what a completed batch held (rpc_call_send_done,
+ * rpc_call_message_release). Any worker thread.
  */
 #include "rpc_internal.h"
 
@@ -57,15 +57,8 @@ void rpc_call_free(struct rpc_call *c)
         gpr_free(c->peer);
     }
     conn_guard_unref(c->guard);
-    if (c->have_request_slice)
-        grpc_slice_unref(c->request_slice);
-    if (c->request)
-        grpc_byte_buffer_destroy(c->request);
     rpc_call_message_release(c);
-    if (c->send_buf)
-        grpc_byte_buffer_destroy(c->send_buf);
-    if (c->have_status_details)
-        grpc_slice_unref(c->status_details);
+    rpc_call_send_done(c);
     grpc_metadata_array_destroy(&c->md);
     if (c->call)
         grpc_call_unref(c->call);
@@ -153,26 +146,41 @@ static grpc_slice read_all(grpc_byte_buffer *bb)
     return s;
 }
 
+/* The received message as one slice (false: none). The byte buffer goes
+ * as soon as its bytes are in the slice: a ref when it was one slice. */
+static bool take_message(struct rpc_call *c)
+{
+    if (!c->have_msg_slice && c->request) {
+        c->msg_slice = read_all(c->request);
+        c->have_msg_slice = true;
+        grpc_byte_buffer_destroy(c->request);
+        c->request = NULL;
+    }
+    return c->have_msg_slice;
+}
+
 const uint8_t *rpc_call_request(struct rpc_call *c, size_t *len)
 {
-    if (!c->request) {
+    if (!take_message(c)) {
         *len = 0;
         return NULL;
     }
-    if (!c->have_request_slice) {
-        c->request_slice = read_all(c->request);
-        c->have_request_slice = true;
-    }
-    *len = GRPC_SLICE_LENGTH(c->request_slice);
-    return GRPC_SLICE_START_PTR(c->request_slice);
+    *len = GRPC_SLICE_LENGTH(c->msg_slice);
+    return GRPC_SLICE_START_PTR(c->msg_slice);
 }
 
-static void set_status_details(struct rpc_call *c, const char *msg)
+/* Start a batch that sends a status with these details. gRPC holds no
+ * pointer to the details slice past grpc_call_start_batch (grpc_types.h)
+ * and takes its own copy or ref of the bytes, so the slice lives only for
+ * the start instead of in every call (issue 19). */
+static grpc_call_error start_with_details(struct rpc_call *c, grpc_op *ops, size_t n,
+                                          grpc_op *status_op, const char *msg, void *tag)
 {
-    if (c->have_status_details)
-        grpc_slice_unref(c->status_details);
-    c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
-    c->have_status_details = true;
+    grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
+    status_op->data.send_status_from_server.status_details = &details;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+    grpc_slice_unref(details);
+    return e;
 }
 
 /* A unary call's batches: the closing one, and the watch when there is
@@ -224,7 +232,6 @@ void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
     grpc_op *op = ops;
     memset(ops, 0, sizeof(ops));
     c->refused = code != RPC_OK;
-    set_status_details(c, code == RPC_OK ? NULL : msg);
 
     op->op = GRPC_OP_SEND_INITIAL_METADATA;
     op++;
@@ -236,22 +243,19 @@ void rpc_call_finish(struct rpc_call *c, enum rpc_code code, const char *msg,
         op->data.send_message.send_message = c->send_buf;
         op++;
     }
-    op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    op->data.send_status_from_server.status = (grpc_status_code)code;
-    op->data.send_status_from_server.status_details = &c->status_details;
-    op++;
+    grpc_op *status = op++;
+    status->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    status->data.send_status_from_server.status = (grpc_status_code)code;
     if (!c->watch_fn) { /* a watched call has its close batch started */
         op->op = GRPC_OP_RECV_CLOSE_ON_SERVER;
         op->data.recv_close_on_server.cancelled = &c->cancelled;
         op++;
     }
     c->finish_tag.done = unary_finished;
-    if (grpc_call_start_batch(c->call, ops, (size_t)(op - ops), &c->finish_tag, NULL) !=
-        GRPC_CALL_OK)
+    if (start_with_details(c, ops, (size_t)(op - ops), status, code == RPC_OK ? NULL : msg,
+                           &c->finish_tag) != GRPC_CALL_OK)
         unary_batch_done(c); /* nothing was started: no completion will come */
 }
-
-#define CALL_OF(tag, member) ((struct rpc_call *)((char *)(tag) - offsetof(struct rpc_call, member)))
 
 int rpc_call_begin(struct rpc_call *c, struct rpc_tag *close_tag)
 {
@@ -263,58 +267,46 @@ int rpc_call_begin(struct rpc_call *c, struct rpc_tag *close_tag)
     return grpc_call_start_batch(c->call, ops, 2, close_tag, NULL) == GRPC_CALL_OK ? 0 : -1;
 }
 
-static void recv_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
-{
-    struct rpc_call *c = CALL_OF(tag, recv_wrap);
-    if (ok && c->recv_buf) {
-        c->recv_slice = read_all(c->recv_buf);
-        c->have_recv_slice = true;
-    }
-    if (c->recv_buf) {
-        grpc_byte_buffer_destroy(c->recv_buf);
-        c->recv_buf = NULL;
-    }
-    c->recv_user->done(c->recv_user, ok, w);
-}
-
 int rpc_call_recv(struct rpc_call *c, struct rpc_tag *tag)
 {
     grpc_op op;
     rpc_call_message_release(c);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->recv_buf;
-    c->recv_user = tag;
-    c->recv_wrap.done = recv_done;
-    return grpc_call_start_batch(c->call, &op, 1, &c->recv_wrap, NULL) == GRPC_CALL_OK ? 0 : -1;
+    op.data.recv_message.recv_message = &c->request;
+    return grpc_call_start_batch(c->call, &op, 1, tag, NULL) == GRPC_CALL_OK ? 0 : -1;
 }
 
 const uint8_t *rpc_call_message(struct rpc_call *c, size_t *len)
 {
-    if (!c->have_recv_slice) {
+    if (!take_message(c)) { /* gRPC left no buffer: the end of the stream */
         *len = 0;
         return NULL;
     }
-    *len = GRPC_SLICE_LENGTH(c->recv_slice);
+    *len = GRPC_SLICE_LENGTH(c->msg_slice);
     /* An empty message is a valid (all-default) protobuf, not the end. */
     static const uint8_t empty[1];
-    return *len ? GRPC_SLICE_START_PTR(c->recv_slice) : empty;
+    return *len ? GRPC_SLICE_START_PTR(c->msg_slice) : empty;
 }
 
 void rpc_call_message_release(struct rpc_call *c)
 {
-    if (c->have_recv_slice) {
-        grpc_slice_unref(c->recv_slice);
-        c->have_recv_slice = false;
+    if (c->have_msg_slice) {
+        grpc_slice_unref(c->msg_slice);
+        c->have_msg_slice = false;
+    }
+    if (c->request) {
+        grpc_byte_buffer_destroy(c->request);
+        c->request = NULL;
     }
 }
 
-static void send_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
+void rpc_call_send_done(struct rpc_call *c)
 {
-    struct rpc_call *c = CALL_OF(tag, send_wrap);
-    grpc_byte_buffer_destroy(c->send_buf);
-    c->send_buf = NULL;
-    c->send_user->done(c->send_user, ok, w);
+    if (c->send_buf) {
+        grpc_byte_buffer_destroy(c->send_buf);
+        c->send_buf = NULL;
+    }
 }
 
 int rpc_call_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
@@ -328,9 +320,7 @@ int rpc_call_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
     op.op = GRPC_OP_SEND_MESSAGE;
     op.flags = more ? GRPC_WRITE_BUFFER_HINT : 0;
     op.data.send_message.send_message = c->send_buf;
-    c->send_user = tag;
-    c->send_wrap.done = send_done;
-    if (grpc_call_start_batch(c->call, &op, 1, &c->send_wrap, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(c->call, &op, 1, tag, NULL) != GRPC_CALL_OK) {
         grpc_byte_buffer_destroy(c->send_buf);
         c->send_buf = NULL;
         return -1;
@@ -338,24 +328,14 @@ int rpc_call_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
     return 0;
 }
 
-static void status_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
-{
-    struct rpc_call *c = CALL_OF(tag, status_wrap);
-    c->status_user->done(c->status_user, ok, w);
-}
-
 int rpc_call_status(struct rpc_call *c, enum rpc_code code, const char *msg,
                       struct rpc_tag *tag)
 {
     grpc_op op;
-    set_status_details(c, msg);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     op.data.send_status_from_server.status = (grpc_status_code)code;
-    op.data.send_status_from_server.status_details = &c->status_details;
-    c->status_user = tag;
-    c->status_wrap.done = status_done;
-    return grpc_call_start_batch(c->call, &op, 1, &c->status_wrap, NULL) == GRPC_CALL_OK ? 0 : -1;
+    return start_with_details(c, &op, 1, &op, msg, tag) == GRPC_CALL_OK ? 0 : -1;
 }
 
 void rpc_call_cancel(struct rpc_call *c, enum rpc_code code, const char *msg)

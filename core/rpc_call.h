@@ -94,7 +94,8 @@ int rpc_call_watch(struct rpc_call *c, void (*fn)(void *arg, bool cancelled), vo
  * over; then rpc_call_was_cancelled tells how).
  */
 int rpc_call_begin(struct rpc_call *c, struct rpc_tag *close_tag);
-/* Read the next message; when tag completes, take it with rpc_call_message. */
+/* Read the next message; when tag completes, take it with rpc_call_message
+ * (ok) and then, ok or not, rpc_call_message_release. */
 int rpc_call_recv(struct rpc_call *c, struct rpc_tag *tag);
 /*
  * After the recv tag completed with ok: the message bytes, valid until
@@ -105,9 +106,12 @@ const uint8_t *rpc_call_message(struct rpc_call *c, size_t *len);
 void rpc_call_message_release(struct rpc_call *c);
 /* Send one message (copied). `more`: another follows at once, so gRPC may
  * hold this one back and write both together (GRPC_WRITE_BUFFER_HINT);
- * the last of a run must go with more = false, which writes them all. */
+ * the last of a run must go with more = false, which writes them all.
+ * When tag completes, call rpc_call_send_done before the next send. */
 int rpc_call_send(struct rpc_call *c, const uint8_t *msg, size_t len, bool more,
                   struct rpc_tag *tag);
+/* The send batch completed: free the buffer gRPC has finished with. */
+void rpc_call_send_done(struct rpc_call *c);
 /* Send the final status. */
 int rpc_call_status(struct rpc_call *c, enum rpc_code code, const char *msg,
                     struct rpc_tag *tag);

@@ -16,24 +16,21 @@ struct rpc_call {
     grpc_call *call;
     grpc_metadata_array md;
     gpr_timespec deadline;
-    grpc_byte_buffer *request;        /* unary payload (READ_INITIAL_BYTE_BUFFER) */
-    grpc_slice request_slice;
-    bool have_request_slice;
-
-    grpc_byte_buffer *recv_buf;       /* streaming receive target */
-    grpc_slice recv_slice;
-    bool have_recv_slice;
-    struct rpc_tag recv_wrap, *recv_user;
-
-    grpc_byte_buffer *send_buf;       /* alive until the send completes */
-    struct rpc_tag send_wrap, *send_user;
-
-    grpc_slice status_details;        /* alive until the status is sent */
-    bool have_status_details;
-    struct rpc_tag status_wrap, *status_user;
-
-    int cancelled;                    /* RECV_CLOSE_ON_SERVER result */
+    /* The message received, as gRPC filled it in: a unary call's request
+     * (READ_INITIAL_BYTE_BUFFER) or a stream's latest (RECV_MESSAGE). A
+     * call is one or the other, so one buffer and one slice serve both
+     * (issue 19: 48 bytes of every open stream). Read into msg_slice on
+     * first use, the buffer then freed. */
+    grpc_byte_buffer *request;
+    grpc_slice msg_slice;
+    bool have_msg_slice;
     bool refused;                     /* answered with a non-OK status by rpc_call_finish */
+    int cancelled;                    /* RECV_CLOSE_ON_SERVER result */
+
+    /* Alive until the send completes (rpc_call_send_done, or the free).
+     * The batches carry their starter's tags themselves: no wrapper tag
+     * per kind here (issue 19). */
+    grpc_byte_buffer *send_buf;
     struct conn_guard *guard;         /* told when the call ends (NULL: none) */
     char *peer;                       /* gRPC's peer string, for the guard */
     struct rpc_tag finish_tag;        /* unary: the one closing batch */

@@ -41,6 +41,9 @@ struct rpc_stream_set {
     size_t count;
 };
 
+/* One per open stream, so its fields are ordered to leave no padding and
+ * the queue's offsets are 32-bit (a message's length already is): issue
+ * 19 counts every byte of an open stream. */
 struct rpc_stream {
     struct rpc_tag recv_tag, send_tag, close_tag, status_tag;
     struct rpc_call *call;
@@ -54,24 +57,25 @@ struct rpc_stream {
      * it arrives, before its owner sees it, without taking mu. */
     atomic_int owed;
     int max_owed;
+    enum rpc_code final_code; /* under mu, as below */
 
     pthread_mutex_t mu; /* everything below */
+    const char *final_msg;
+    uint64_t sending_stamp;
+    int paused;
+    int held; /* sent with the write-buffer hint in a row */
+    unsigned sending_flags;
+    uint32_t q_hint; /* the size the next queue starts at */
+
+    uint8_t *q; /* outgoing messages, [head, tail) */
+    uint32_t q_cap, q_head, q_tail, q_count;
+    uint32_t q_other, q_max; /* queued without RPC_SEND_CREDIT, and their bound */
+
     bool started;     /* rpc_stream_start ran: batches may be started */
     bool recv_pending, send_pending, status_pending;
     bool read_closed; /* no more reads: EOF, end, shutdown, a failed batch */
     bool dead;        /* the call is over */
     bool final_set;   /* the owner chose the status (the first end wins) */
-    enum rpc_code final_code;
-    const char *final_msg;
-    int paused;
-    int held; /* sent with the write-buffer hint in a row */
-    uint64_t sending_stamp;
-    unsigned sending_flags;
-
-    uint8_t *q; /* outgoing messages, [head, tail) */
-    size_t q_cap, q_head, q_tail, q_count;
-    size_t q_other, q_max; /* queued without RPC_SEND_CREDIT, and their bound */
-    uint32_t q_hint;       /* the size the next queue starts at */
 };
 
 #define STREAM_OF(tag, member) \
@@ -107,19 +111,21 @@ static int queue_push(struct rpc_stream *st, const uint8_t *msg, size_t len, uns
         st->q_head = 0;
     }
     if (st->q_tail + need > st->q_cap) {
-        size_t cap = st->q_cap ? st->q_cap * 2 : st->q_hint ? st->q_hint : QUEUE_MIN_BYTES;
+        size_t cap = st->q_cap ? (size_t)st->q_cap * 2 : st->q_hint ? st->q_hint : QUEUE_MIN_BYTES;
         while (cap < st->q_tail + need)
             cap *= 2;
+        if (cap > UINT32_MAX) /* a queue of 4 GB is not one to grow */
+            return -ENOMEM;
         uint8_t *q = realloc(st->q, cap);
         if (!q)
             return -ENOMEM;
         st->q = q;
-        st->q_cap = cap;
+        st->q_cap = (uint32_t)cap;
     }
     struct out_hdr *hd = (struct out_hdr *)(st->q + st->q_tail);
     *hd = (struct out_hdr){(uint32_t)len, flags, stamp};
     memcpy(hd + 1, msg, len);
-    st->q_tail += need;
+    st->q_tail += (uint32_t)need;
     st->q_count++;
     st->q_other += !(flags & RPC_SEND_CREDIT);
     return 0;
@@ -134,7 +140,7 @@ static const struct out_hdr *queue_head(const struct rpc_stream *st)
 static void queue_pop(struct rpc_stream *st)
 {
     st->q_other -= !(queue_head(st)->flags & RPC_SEND_CREDIT);
-    st->q_head += sizeof(struct out_hdr) + padded(queue_head(st)->len);
+    st->q_head += (uint32_t)(sizeof(struct out_hdr) + padded(queue_head(st)->len));
     if (--st->q_count > 0)
         return;
     st->q_head = st->q_tail = 0;
@@ -312,8 +318,8 @@ static void on_recv(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     if (msg) {
         atomic_fetch_add(&st->owed, 1);
         st->h->on_message(st->owner, msg, len, w);
-        rpc_call_message_release(st->call);
     }
+    rpc_call_message_release(st->call); /* a failed read may leave a buffer too */
     pthread_mutex_lock(&st->mu);
     st->recv_pending = false;
     if (!msg)
@@ -327,6 +333,7 @@ static void on_send(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
 {
     (void)w;
     struct rpc_stream *st = STREAM_OF(tag, send_tag);
+    rpc_call_send_done(st->call); /* before on_sent: its buffer is gRPC's no more */
     /* Stable while send_pending: nobody else writes them until it clears. */
     uint64_t stamp = st->sending_stamp;
     unsigned flags = st->sending_flags;
@@ -385,7 +392,9 @@ struct rpc_stream *rpc_stream_create(struct rpc_call *call, const struct rpc_str
     st->shutting_down = cfg->shutting_down;
     st->set = cfg->set;
     st->max_owed = cfg->credit > 0 ? cfg->credit : 1;
-    st->q_max = cfg->queue_max > 0 ? cfg->queue_max : 1;
+    st->q_max = cfg->queue_max == 0           ? 1
+                : cfg->queue_max > UINT32_MAX ? UINT32_MAX
+                                              : (uint32_t)cfg->queue_max;
     atomic_init(&st->refs, 1);
     atomic_init(&st->owed, 0);
     pthread_mutex_init(&st->mu, NULL);
