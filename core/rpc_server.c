@@ -34,9 +34,6 @@
 #include <unistd.h>
 
 #define MAX_METHODS 16
-/* Listener generations one process may start (the first included): a
- * bound on what retired ones hold until shutdown. */
-#define MAX_GENS 64
 
 struct method {
     char *path;
@@ -53,7 +50,9 @@ struct method {
  * one before stopped accepting. All share the completion queue, the
  * workers and the methods; only the current one gets new requests. A
  * retired generation is shut down at once (its listener closed, GOAWAY
- * sent) but its open calls go on; it is destroyed with the rpc_server.
+ * sent) but its open calls go on; once they have all ended it is
+ * destroyed at the next restart (an attacker may force a restart every
+ * few seconds: none may be the last), else with the rpc_server.
  */
 struct gen {
     struct rpc_server *owner;
@@ -62,6 +61,7 @@ struct gen {
     struct rpc_tag shutdown_tag;
     bool shutdown_started; /* main thread only */
     bool started;
+    atomic_bool finished;  /* its shutdown completed: no call is left on it */
 };
 
 /* One outstanding request for a new call. */
@@ -69,18 +69,18 @@ struct request {
     struct rpc_tag tag;
     struct rpc_server *server;
     struct method *method;        /* NULL: the catch-all for unknown methods */
-    struct gen *gen;              /* the generation it was requested on */
     struct rpc_call *call;
     grpc_call_details details;    /* catch-all only */
 };
 
 struct rpc_server {
     struct rpc_server_options opt;
-    struct gen *gens[MAX_GENS]; /* main thread adds; never removed before shutdown */
-    int n_gens;
+    struct gen **gens; /* main thread only: adds, and drops finished ones */
+    int n_gens, cap_gens;
     _Atomic(struct gen *) current; /* where new requests go (workers read it) */
+    atomic_int arming;             /* workers between reading current and requesting on it */
     int port;                      /* bound by the first generation */
-    aero_metric *listener_failures, *listener_restarts;
+    aero_metric *listener_failures, *listener_restarts, *listener_generations;
     struct conn_guard *guard; /* NULL until started */
     int reserve_fd; /* /dev/null, closed to make room for a new listener; -1: none */
     grpc_completion_queue *cq;
@@ -228,17 +228,21 @@ static int arm(struct rpc_server *s, struct method *m)
     r->tag.done = new_call;
     r->server = s;
     r->method = m;
-    r->gen = atomic_load(&s->current);
+    /* Counted until the request is made: a retired generation is only
+     * destroyed while no worker may still hold it (reclaim_finished). */
+    atomic_fetch_add(&s->arming, 1);
+    struct gen *g = atomic_load(&s->current);
     grpc_call_error e;
     if (m) {
         e = grpc_server_request_registered_call(
-            r->gen->server, r->gen->handles[m - s->methods], &r->call->call, &r->call->deadline, &r->call->md,
+            g->server, g->handles[m - s->methods], &r->call->call, &r->call->deadline, &r->call->md,
             m->unary ? &r->call->request : NULL, s->cq, s->cq, &r->tag);
     } else {
         grpc_call_details_init(&r->details);
-        e = grpc_server_request_call(r->gen->server, &r->call->call, &r->details, &r->call->md,
-                                     s->cq, s->cq, &r->tag);
+        e = grpc_server_request_call(g->server, &r->call->call, &r->details, &r->call->md, s->cq,
+                                     s->cq, &r->tag);
     }
+    atomic_fetch_sub(&s->arming, 1); /* r may be someone else's by now */
     if (e != GRPC_CALL_OK) { /* shutting down */
         request_free(r);
         return -EINVAL;
@@ -311,11 +315,18 @@ static int register_method(struct rpc_server *s, struct gen *g, size_t i)
 /* A new generation with every method registered so far, not started. */
 static struct gen *gen_create(struct rpc_server *s)
 {
-    if (s->n_gens == MAX_GENS)
-        return NULL;
+    if (s->n_gens == s->cap_gens) {
+        int cap = s->cap_gens ? 2 * s->cap_gens : 4;
+        struct gen **gens = realloc(s->gens, (size_t)cap * sizeof(*gens));
+        if (!gens)
+            return NULL;
+        s->gens = gens;
+        s->cap_gens = cap;
+    }
     struct gen *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
+    atomic_init(&g->finished, false);
     g->owner = s;
     grpc_arg args[MAX_ARGS];
     grpc_channel_args cargs = {.num_args = server_args(&s->opt, args), .args = args};
@@ -384,6 +395,7 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
     }
     s->opt = *opt;
     s->reserve_fd = -1;
+    atomic_init(&s->arming, 0);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->tls_mu, NULL);
     mono_cond_init(&s->cv); /* the grace is timed on the monotonic clock */
@@ -395,6 +407,7 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
         snprintf(err, errlen, "out of memory");
         grpc_completion_queue_shutdown(s->cq);
         grpc_completion_queue_destroy(s->cq);
+        free(s->gens);
         free(s);
         grpc_shutdown();
         return NULL;
@@ -411,6 +424,12 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char 
             "New gRPC listeners started to replace one that stopped accepting; open streams "
             "stay on the old one.",
             NULL);
+        s->listener_generations = metrics_register(
+            opt->metrics, AERO_METRIC_GAUGE, "aero_relay_grpc_listener_generations",
+            "gRPC servers alive: the listening one and the retired ones whose calls have not "
+            "all ended (each is freed at the restart after its last call ends).",
+            NULL);
+        metrics_set(s->listener_generations, 1);
         atomic_store(&listener_failure_metric, s->listener_failures);
     }
     return s;
@@ -715,8 +734,31 @@ static void restart_address(const struct rpc_server *s, char *out, size_t len)
 
 static void gen_shutdown(struct rpc_server *s, struct gen *g);
 
+/* Destroy the retired generations whose calls have all ended. A worker
+ * that read `current` before it moved on may still be requesting a call
+ * on the one it read: none is destroyed while any worker is (the next
+ * restart tries again). Main thread. */
+static void reclaim_finished(struct rpc_server *s)
+{
+    if (atomic_load(&s->arming) > 0)
+        return;
+    struct gen *current = atomic_load(&s->current);
+    int kept = 0;
+    for (int i = 0; i < s->n_gens; i++) {
+        struct gen *g = s->gens[i];
+        if (g != current && g->shutdown_started && atomic_load(&g->finished)) {
+            grpc_server_destroy(g->server);
+            free(g);
+        } else {
+            s->gens[kept++] = g;
+        }
+    }
+    s->n_gens = kept;
+}
+
 int rpc_server_listener_restart(struct rpc_server *s, char *err, size_t errlen)
 {
+    reclaim_finished(s);
     struct gen *old = atomic_load(&s->current);
     if (!old->shutdown_started) {
         /* Closes the dead listener (and the connections still queued on
@@ -731,8 +773,7 @@ int rpc_server_listener_restart(struct rpc_server *s, char *err, size_t errlen)
     struct gen *g = gen_create(s);
     int rc = -1;
     if (!g) {
-        snprintf(err, errlen, "%s", s->n_gens == MAX_GENS ? "too many listener restarts"
-                                                           : "out of memory");
+        snprintf(err, errlen, "out of memory");
     } else {
         char addr[300];
         restart_address(s, addr, sizeof(addr));
@@ -742,6 +783,7 @@ int rpc_server_listener_restart(struct rpc_server *s, char *err, size_t errlen)
             atomic_store(&s->current, g);
             arm_all(s);
             metrics_inc(s->listener_restarts);
+            metrics_set(s->listener_generations, s->n_gens);
         } else {
             /* Never started: nothing else holds it. */
             grpc_server_destroy(g->server);
@@ -759,6 +801,7 @@ static void shutdown_done(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
     (void)w;
     struct gen *g = (struct gen *)((char *)tag - offsetof(struct gen, shutdown_tag));
     struct rpc_server *s = g->owner;
+    atomic_store(&g->finished, true);
     pthread_mutex_lock(&s->mu);
     s->shutdowns_pending--;
     pthread_cond_broadcast(&s->cv);
@@ -814,6 +857,7 @@ void rpc_server_shutdown(struct rpc_server *s, int64_t grace_ms)
         grpc_server_destroy(s->gens[i]->server);
         free(s->gens[i]);
     }
+    free(s->gens);
     if (s->reserve_fd >= 0)
         close(s->reserve_fd);
     conn_guard_unref(s->guard);

@@ -48,6 +48,15 @@ static void stop(void)
 
 TestSuite(attacks, .fini = stop, .timeout = 60);
 
+/* Issue 17's bound: a new agent streams within 1 s of an attack's end.
+ * Under ASan every call costs several times more (and the sanitizer pass
+ * shares the machine with the build): 1,128 ms was seen there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define AFTER_MS 3000
+#else
+#define AFTER_MS 1000
+#endif
+
 /* After an attack: a new agent registers, streams and gets acks within
  * `within_ms`; the steady agent still progresses; the relay still runs. */
 static void expect_served(int within_ms)
@@ -146,6 +155,51 @@ Test(attacks, idle_connections_exhausting_fds_do_not_kill_the_listener)
     cr_assert_lt(rss_kb, 200 * 1024, "RSS %ld KiB", rss_kb);
 }
 
+struct metric_at_least {
+    const char *name;
+    double value;
+};
+
+static bool metric_is_at_least(void *arg)
+{
+    struct metric_at_least *m = arg;
+    return relay_metric(relay.http_port, m->name) >= m->value;
+}
+
+/*
+ * The same attack, round after round: each round kills gRPC's accept loop
+ * and the relay starts another listener (a grpc_server generation). A
+ * retired one lives while its calls do (the steady agent's stream keeps
+ * the first), and is freed at the restart after its last call ended, so
+ * an attacker cannot run the relay out of generations: after four rounds
+ * three are alive (the first, the one retired last, the listening one),
+ * not five. Before, the 64th restart was refused and the port never
+ * accepted again.
+ */
+Test(attacks, repeated_fd_exhaustion_frees_retired_listeners)
+{
+    start("prlimit --nofile=128:128", "handshake_timeout_s = 2\n");
+    enum { N = 200, ROUNDS = 4 };
+    for (int round = 1; round <= ROUNDS; round++) {
+        int fds[N], n = 0;
+        for (int i = 0; i < N; i++)
+            if ((fds[n] = h2_raw_tcp_connect(relay.port)) >= 0)
+                n++;
+        struct metric_at_least failed = {"aero_relay_grpc_listener_failures_total", round};
+        cr_assert(harness_wait_for(metric_is_at_least, &failed, 5000),
+                  "round %d: the relay never noticed its listener failing", round);
+        for (int i = 0; i < n; i++)
+            close(fds[i]);
+        struct metric_at_least restarted = {"aero_relay_grpc_listener_restarts_total", round};
+        cr_assert(harness_wait_for(metric_is_at_least, &restarted, 5000),
+                  "round %d: no new listener", round);
+        expect_served(3000); /* on the new listener, then gone: it can be freed */
+    }
+    double alive = relay_metric(relay.http_port, "aero_relay_grpc_listener_generations");
+    cr_assert_leq(alive, 3, "%g generations alive after %d restarts", alive, ROUNDS);
+    cr_assert_geq(alive, 2);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 /* ASan's allocator: malloc_trim does not apply; every call costs several
  * times more, so fewer streams keep the steady agent's stall under its 5 s. */
@@ -183,7 +237,7 @@ Test(attacks, rapid_reset_connection_is_closed_and_memory_returned)
               (long long)(harness_now_ms() - t0));
     h2_raw_close(h);
     steady_agent_expect_progress(steady, 50, 5000);
-    expect_served(1000);
+    expect_served(AFTER_MS);
     cr_assert_geq(relay_metric(relay.http_port, "aero_relay_connections_closed_total{reason=\"call_flood\"}"), 1);
     struct rss_below below = {RSS_AFTER_KB};
     cr_assert(harness_wait_for(rss_is_below, &below, 15000), "RSS still %ld KiB",
@@ -212,7 +266,7 @@ Test(attacks, streams_opened_without_acking_settings_close_the_connection)
               (long long)(harness_now_ms() - t0));
     h2_raw_close(h);
     steady_agent_expect_progress(steady, 50, 5000);
-    expect_served(1000);
+    expect_served(AFTER_MS);
     cr_assert_geq(relay_metric(relay.http_port,
                                "aero_relay_connections_closed_total{reason=\"call_flood\"}"),
                   1);
@@ -287,7 +341,7 @@ Test(attacks, memory_limit_sheds_a_flood_and_keeps_rss_under_the_bound)
         cr_assert(harness_wait_for(log_has_arg, "/readyz answers 200 again (memory_limit_mb)",
                                    2000));
     }
-    expect_served(1000);
+    expect_served(AFTER_MS);
 }
 
 /* ---- the attacks the relay already survived: kept survived ------------- */
@@ -322,7 +376,7 @@ static void control_flood(enum h2_raw_control kind, const char *name, long growt
     h2_raw_pump(h, 1000);
     bool closed = h2_raw_closed(h);
     h2_raw_close(h);
-    expect_served(1000);
+    expect_served(AFTER_MS);
     long peak = proc_peak_rss_kb(relay.pid);
     cr_log_info("%s flood: %d of %d frames in %lld ms, connection %s; RSS %ld KiB, peak %ld KiB",
                 name, sent, frames, (long long)took, closed ? "closed" : "open", before,
@@ -384,7 +438,7 @@ Test(attacks, a_header_block_of_300k_fields_is_refused_by_the_metadata_limit)
               "a call with %zu header fields was neither reset nor its connection closed", sent);
     h2_raw_close(h);
     steady_agent_expect_progress(steady, 50, 5000);
-    expect_served(1000);
+    expect_served(AFTER_MS);
     long peak = proc_peak_rss_kb(relay.pid);
     cr_log_info("300k header fields: %zu sent; RSS %ld KiB, peak %ld KiB", sent, before, peak);
     cr_assert_lt(peak - before, CONTROL_GROWTH_KB, "peak RSS grew %ld KiB", peak - before);
