@@ -13,7 +13,11 @@
 #   BUILD_DIR   a tree built with -DAERO_TESTS=ON (default build-test)
 #   SECONDS     per attack (default 60)
 #   RELAY_KEYS  [relay] lines for the relay, e.g. 'memory_limit_mb = 256'
-#   ATTACK      rapid_reset stream_flood short_connections idle_fds (default: all)
+#   ATTACK      rapid_reset stream_flood short_connections idle_fds (default:
+#               these four), huge_header continuation (one 19 MB header
+#               value; 32 MB of CONTINUATION never ended: default with -e
+#               too; nothing in-process stops them, so without -e a minute
+#               of either stalls the relay or grows it by gigabytes)
 # Prints one markdown row per attack: peak RSS (VmHWM, reset when the
 # attack starts), the probe's p99 ack latency quiet / under attack / after,
 # the longest a new agent took to register and get an ack during the
@@ -45,7 +49,10 @@ while getopts eb:s:k: opt; do
     esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || set -- rapid_reset stream_flood short_connections idle_fds
+if [ $# -eq 0 ]; then
+    set -- rapid_reset stream_flood short_connections idle_fds
+    [ $edge = 1 ] && set -- "$@" huge_header continuation
+fi
 
 bin=$build/tests/attack_soak
 [ -x "$bin" ] || { echo "attack-soak: $bin not built (cmake --build $build)" >&2; exit 2; }

@@ -97,7 +97,8 @@ static void stop(void)
  * One attack of test_e2e_attacks.c repeated for AERO_SOAK_SECONDS (default
  * 60) against the relay, with a latency probe (window 1) streaming
  * throughout; AERO_SOAK_ATTACK names the attack (rapid_reset,
- * stream_flood, short_connections, idle_fds). AERO_SOAK_RELAY adds
+ * stream_flood, short_connections, idle_fds; huge_header and continuation,
+ * meant for AERO_SOAK_EDGE=1). AERO_SOAK_RELAY adds
  * [relay] keys, AERO_SOAK_EDGE=1 puts HAProxy in front. Prints one
  * "soak:" line: the relay's peak RSS (VmHWM, reset before the attack), the
  * probe's p99 quiet and under attack, how long a new agent took to
@@ -159,7 +160,7 @@ static void *soak_connect_main(void *arg)
     return NULL;
 }
 
-/* One round of the attack; returns the streams or connections it sent,
+/* One round of the attack; returns the streams, connections or header MB it sent,
  * and counts the connections refused into *refused. */
 static long soak_round(const char *attack, long *refused)
 {
@@ -189,6 +190,19 @@ static long soak_round(const char *attack, long *refused)
             h2_raw_close(h);
         }
         return n;
+    }
+    if (strcmp(attack, "huge_header") == 0 || strcmp(attack, "continuation") == 0) {
+        /* One header value of 19 MB, or 32 MB of CONTINUATION never ended
+         * (nothing in-process stops either: run them with -e). */
+        struct h2_raw *h = attacker_h2();
+        if (!h) {
+            ++*refused;
+            return 0;
+        }
+        size_t n = attack[0] == 'h' ? h2_raw_huge_header(h, 1, path, 19u << 20)
+                                    : h2_raw_continuation_flood(h, 1, path, 32u << 20);
+        h2_raw_close(h);
+        return (long)(n >> 20); /* MB taken before the peer closed */
     }
     cr_assert_str_eq(attack, "idle_fds", "unknown AERO_SOAK_ATTACK");
     enum { N = 300 };
