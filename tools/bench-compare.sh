@@ -45,6 +45,12 @@
 # (taskset -c lists), e.g. RELAY_CPUS=0 for one core, 0,1 for two; the
 # relay's workers = 0 follows its affinity.
 #
+# AERO_BENCH_SERVER_QUOTA=P caps every server (relay, baseline,
+# ackserver) at P% of one CPU (cgroup cpu controller, root): with the
+# relay capped under what the load generator can send, throughput ratios
+# are the relay's, not the load generator's (issue 21's commands run on a
+# two-core host).
+#
 # AERO_BENCH_SCHED=1 samples the server's threads during each loadgen run
 # (tools/sched-sample.py: CPU and run-queue wait per thread name, whole run
 # and busiest second) into its JSON line as "sched".
@@ -158,6 +164,7 @@ run_one() {
   fi
   local pid=$!
   wait_port "$port"
+  cap_server "$pid"
   rm -f "$OUT/rss"
   rss_sampler "$pid" "$OUT/rss" &
   local sampler=$!
@@ -268,6 +275,7 @@ run_commands() {
   ${RELAY_PIN:+taskset -c "$RELAY_PIN"} env -u REDIS_ADDR -u RELAY_ID "$RELAY" -c "$cfg" >/dev/null 2>"$OUT/$variant.log" &
   local pid=$!
   wait_port "$port"
+  cap_server "$pid"
   local common=(--target "127.0.0.1:$port" --protocol multiplexed --ca "$pki/ca.pem"
                 --server-name localhost --token bench-agents-key-0123456789 --server-pid "$pid")
   # The callers in a process of their own, as the API is (aeroarc-bench
@@ -316,6 +324,23 @@ declare -A ARGS=(
   [scale100k]="--agents 100000 --channels 1000 --frames 2 --window 1 --hold 60"
   [redis]="--agents 10 --frames 20000 --window 100"
 )
+
+# cap_server <pid>: AERO_BENCH_SERVER_QUOTA percent of one CPU for the
+# server, by the cgroup cpu controller (v1 cpu.cfs_quota_us or v2 cpu.max;
+# needs root), so that the server, not the load generator, bounds
+# throughput on a host with too few cores to give the load generator more.
+cap_server() {
+  local q=${AERO_BENCH_SERVER_QUOTA:-} cg
+  [ -n "$q" ] || return 0
+  if [ -d /sys/fs/cgroup/cpu ]; then
+    cg=/sys/fs/cgroup/cpu/aero-bench-server
+    mkdir -p "$cg" && echo 100000 >"$cg/cpu.cfs_period_us" && echo $((q * 1000)) >"$cg/cpu.cfs_quota_us"
+  else
+    cg=/sys/fs/cgroup/aero-bench-server
+    mkdir -p "$cg" && echo "$((q * 1000)) 100000" >"$cg/cpu.max"
+  fi || { echo "bench-compare: cannot cap the server's CPU (cgroup $cg)" >&2; exit 2; }
+  echo "$1" >"$cg/cgroup.procs"
+}
 
 RESULTS=$OUT/results.jsonl
 RELAY_PIN=${AERO_BENCH_RELAY_CPUS:-}
