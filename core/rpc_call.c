@@ -150,11 +150,11 @@ static grpc_slice read_all(grpc_byte_buffer *bb)
  * as soon as its bytes are in the slice: a ref when it was one slice. */
 static bool take_message(struct rpc_call *c)
 {
-    if (!c->have_msg_slice && c->request) {
-        c->msg_slice = read_all(c->request);
+    if (!c->have_msg_slice && c->msg_buf) {
+        c->msg_slice = read_all(c->msg_buf);
         c->have_msg_slice = true;
-        grpc_byte_buffer_destroy(c->request);
-        c->request = NULL;
+        grpc_byte_buffer_destroy(c->msg_buf);
+        c->msg_buf = NULL;
     }
     return c->have_msg_slice;
 }
@@ -273,7 +273,7 @@ int rpc_call_recv(struct rpc_call *c, struct rpc_tag *tag)
     rpc_call_message_release(c);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->request;
+    op.data.recv_message.recv_message = &c->msg_buf;
     return grpc_call_start_batch(c->call, &op, 1, tag, NULL) == GRPC_CALL_OK ? 0 : -1;
 }
 
@@ -295,9 +295,9 @@ void rpc_call_message_release(struct rpc_call *c)
         grpc_slice_unref(c->msg_slice);
         c->have_msg_slice = false;
     }
-    if (c->request) {
-        grpc_byte_buffer_destroy(c->request);
-        c->request = NULL;
+    if (c->msg_buf) {
+        grpc_byte_buffer_destroy(c->msg_buf);
+        c->msg_buf = NULL;
     }
 }
 

@@ -21,7 +21,7 @@ struct rpc_call {
      * call is one or the other, so one buffer and one slice serve both
      * (issue 19: 48 bytes of every open stream). Read into msg_slice on
      * first use, the buffer then freed. */
-    grpc_byte_buffer *request;
+    grpc_byte_buffer *msg_buf;
     grpc_slice msg_slice;
     bool have_msg_slice;
     bool refused;                     /* answered with a non-OK status by rpc_call_finish */

@@ -236,7 +236,7 @@ static int arm(struct rpc_server *s, struct method *m)
     if (m) {
         e = grpc_server_request_registered_call(
             g->server, g->handles[m - s->methods], &r->call->call, &r->call->deadline, &r->call->md,
-            m->unary ? &r->call->request : NULL, s->cq, s->cq, &r->tag);
+            m->unary ? &r->call->msg_buf : NULL, s->cq, s->cq, &r->tag);
     } else {
         grpc_call_details_init(&r->details);
         e = grpc_server_request_call(g->server, &r->call->call, &r->details, &r->call->md, s->cq,
