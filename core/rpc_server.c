@@ -783,7 +783,6 @@ int rpc_server_listener_restart(struct rpc_server *s, char *err, size_t errlen)
             atomic_store(&s->current, g);
             arm_all(s);
             metrics_inc(s->listener_restarts);
-            metrics_set(s->listener_generations, s->n_gens);
         } else {
             /* Never started: nothing else holds it. */
             grpc_server_destroy(g->server);
@@ -791,6 +790,8 @@ int rpc_server_listener_restart(struct rpc_server *s, char *err, size_t errlen)
             s->n_gens--;
         }
     }
+    /* After every attempt: a failed one may still have freed retired ones. */
+    metrics_set(s->listener_generations, s->n_gens);
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return rc;
 }
