@@ -620,14 +620,22 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
         }
         bool taken = false;
         struct command_table *ct = atomic_load(&s->commands);
+        const char *id =
+            arm == MUX_CONTEXT_ACK
+                ? ((Aeroarc__Agent__V1__OperationContextCommandAck *)m)->command_id
+            : arm == MUX_AIRCRAFT_RESULT
+                ? ((Aeroarc__Agent__V1__AircraftCommandResult *)m)->command_id
+            : arm == MUX_MISSION_RESULT
+                ? ((Aeroarc__Agent__V1__MissionDeploymentResult *)m)->command_id
+                : ((Aeroarc__Agent__V1__CommandEvidence *)m)->command_id;
+        /* command_id is field 1 of all four: an id with a NUL byte would
+         * read as its first part and match a command it is not. */
+        aero_str raw = {0};
+        if (frame_wire_find_len((const uint8_t *)payload.ptr, payload.len, 1, &raw) < 0 ||
+            raw.len != strlen(id))
+            ct = NULL;
         if (ct && (arm == MUX_CONTEXT_ACK || arm == MUX_AIRCRAFT_RESULT ||
                    arm == MUX_MISSION_RESULT)) {
-            const char *id =
-                arm == MUX_CONTEXT_ACK
-                    ? ((Aeroarc__Agent__V1__OperationContextCommandAck *)m)->command_id
-                : arm == MUX_AIRCRAFT_RESULT
-                    ? ((Aeroarc__Agent__V1__AircraftCommandResult *)m)->command_id
-                    : ((Aeroarc__Agent__V1__MissionDeploymentResult *)m)->command_id;
             unsigned kinds = arm == MUX_CONTEXT_ACK
                                  ? (1u << COMMAND_SET_CONTEXT) | (1u << COMMAND_CLEAR_CONTEXT)
                              : arm == MUX_AIRCRAFT_RESULT ? 1u << COMMAND_AIRCRAFT
@@ -637,7 +645,6 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
         } else if (ct && arm == MUX_EVIDENCE) {
             /* Durable commands (SPEC.md 12.2 rule 14): only an exchange that
              * wrote to this stream takes it. */
-            const char *id = ((Aeroarc__Agent__V1__CommandEvidence *)m)->command_id;
             taken = command_table_evidence(ct, s->rs, id, (const uint8_t *)payload.ptr,
                                            payload.len);
         }

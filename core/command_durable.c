@@ -25,6 +25,7 @@
 #include "rpc_stream.h"
 #include "rpc_unary.h"
 #include "session_table.h"
+#include "wire_record.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -195,8 +196,13 @@ static void refuse(struct durable *d, enum rpc_code code, const char *text)
 static int put_event(uint8_t **out, size_t *n, size_t *cap, const char *attempt_id,
                      const char *stage, int64_t at_ms, const char *message, const char *source)
 {
-    char id[512];
-    snprintf(id, sizeof(id), "%s/%s", attempt_id, stage);
+    /* Sized to the attempt_id: the API's ids have no length limit, and a
+     * cut event id would be refused by it (12.7 reading 9). */
+    size_t id_len = strlen(attempt_id) + 1 + strlen(stage) + 1;
+    char *id = malloc(id_len);
+    if (!id)
+        return -1;
+    snprintf(id, id_len, "%s/%s", attempt_id, stage);
     Aeroarc__Agent__V1__CommandEvent ev = AEROARC__AGENT__V1__COMMAND_EVENT__INIT;
     ev.event_id = id;
     ev.stage = (char *)stage;
@@ -207,14 +213,17 @@ static int put_event(uint8_t **out, size_t *n, size_t *cap, const char *attempt_
     if (*n + len + FRAME_WIRE_HDR_MAX > *cap) {
         size_t want = (*n + len + FRAME_WIRE_HDR_MAX) * 2;
         uint8_t *p = realloc(*out, want);
-        if (!p)
+        if (!p) {
+            free(id);
             return -1;
+        }
         *out = p;
         *cap = want;
     }
     *n += frame_wire_len_header(3, len, *out + *n); /* CommandEvidence.events */
     protobuf_c_message_pack(&ev.base, *out + *n);
     *n += len;
+    free(id);
     return 0;
 }
 
@@ -310,7 +319,12 @@ static void on_evidence(struct command_exchange *x, const uint8_t *p, size_t len
     CommandEvidence *e = aeroarc__agent__v1__command_evidence__unpack(NULL, len, p);
     if (!e)
         return; /* the stream checked it already */
-    bool same = strcmp(e->command_digest, d->digest) == 0, last = complete(e);
+    /* Byte-exact on the wire (field 2, the last one as a parser reads
+     * it): a digest with a NUL byte and more after it is not the digest. */
+    aero_str dg = {0};
+    bool same = frame_wire_find_len(p, len, 2, &dg) >= 0 && dg.len == strlen(d->digest) &&
+                memcmp(dg.ptr, d->digest, dg.len) == 0;
+    bool last = complete(e);
     aeroarc__agent__v1__command_evidence__free_unpacked(e, NULL);
     size_t rlen = 0;
     uint8_t *resp = same ? response(d, p, len, &rlen) : NULL;
@@ -464,27 +478,22 @@ static bool plan_has_rtl(const DurableCommand *c)
 }
 
 /* RelayStreamMessage{6: the command bytes as the API sent them}: the
- * request's field 2 is found on the wire, so unknown fields inside it and
- * the API's encoding travel unchanged. */
-static int wrap_command(struct durable *d, const uint8_t *req, size_t len,
-                        const DurableCommand *c)
+ * request's field 2 is taken from the wire, so unknown fields inside it
+ * and the API's encoding travel unchanged. Field 2 more than once merges
+ * (12.7 item 6): the occurrences concatenated are what the parser read,
+ * and they go on as they came. */
+static int wrap_command(struct durable *d, const uint8_t *req, size_t len)
 {
-    aero_str cmd;
-    int n = frame_wire_find_len(req, len, 2, &cmd);
-    if (n == 1) {
-        d->msg = frame_wire_wrap(6, (const uint8_t *)cmd.ptr, cmd.len, NULL, 0, &d->msg_len);
-        return d->msg ? 0 : -1;
-    }
-    /* Field 2 more than once merges (12.7 item 6): what the parser read is
-     * the re-encoding of the merged command. */
-    size_t packed = protobuf_c_message_get_packed_size(&c->base);
+    ssize_t n = wire_gather(req, len, 2, NULL);
+    if (n < 0) /* cannot happen: the request was unpacked */
+        return -1;
     uint8_t hdr[FRAME_WIRE_HDR_MAX];
-    size_t h = frame_wire_len_header(6, packed, hdr);
-    if (!(d->msg = malloc(h + packed + 1)))
+    size_t h = frame_wire_len_header(6, (uint64_t)n, hdr);
+    if (!(d->msg = malloc(h + (size_t)n + 1)))
         return -1;
     memcpy(d->msg, hdr, h);
-    protobuf_c_message_pack(&c->base, d->msg + h);
-    d->msg_len = h + packed;
+    (void)wire_gather(req, len, 2, d->msg + h);
+    d->msg_len = h + (size_t)n;
     return 0;
 }
 
@@ -532,6 +541,8 @@ static void run(struct durable *d, const Aeroarc__Relay__V1__ExchangeCommandRequ
     const char *why = NULL;
     if (!c || command_digest_durable(c, d->digest, &why) < 0 ||
         strcmp(d->digest, c->command_digest) != 0 || req->attempt_id[0] == '\0' ||
+        /* 12.8: an undecodable request (invalid UTF-8) is an identity failure */
+        !command_digest_utf8(req->attempt_id, strlen(req->attempt_id)) ||
         c->command_id[0] == '\0' || strcmp(req->agent_id, c->agent_id) != 0) {
         if (why)
             log_debug("durable command refused: %s", why);
@@ -540,7 +551,7 @@ static void run(struct durable *d, const Aeroarc__Relay__V1__ExchangeCommandRequ
     }
     for (int i = 0; i < 32; i++)
         d->x.fp[i] = (uint8_t)(hex_nibble(d->digest[2 * i]) << 4 | hex_nibble(d->digest[2 * i + 1]));
-    if (wrap_command(d, bytes, len, c) < 0 || !copy_ids(d, req->agent_id, c, req->attempt_id)) {
+    if (wrap_command(d, bytes, len) < 0 || !copy_ids(d, req->agent_id, c, req->attempt_id)) {
         refuse(d, RPC_RESOURCE_EXHAUSTED, "relay out of memory");
         return;
     }

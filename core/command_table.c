@@ -63,6 +63,7 @@ static const char mission_wait_text[] =
 static const char slot_wait_text[] = "deadline passed waiting for the session's command slot";
 static const char exchange_deadline_text[] =
     "command deadline exceeded before the Agent's evidence arrived (outcome unknown)";
+static const char write_deadline_text[] = "Agent stream write exceeded command deadline";
 
 /* An exchange's place (command_exchange.state). */
 enum {
@@ -656,6 +657,7 @@ static void note(struct command_exchange *x, int what, enum rpc_code code, const
 
 static void exchange_end(struct command_table *t, struct command_exchange *x, enum rpc_code code,
                          const char *text, struct finish **out);
+static bool end_blocked_write(struct command_exchange *x, int64_t now);
 
 /* Under t->mu: every change of an entry's state, so that t->unended
  * counts those a caller may wait on. */
@@ -1013,10 +1015,16 @@ static struct waiter *waiter_new(struct command_table *t, struct rpc_call *call,
 }
 
 /* Under t->mu: the ALREADY_EXISTS text for an id held by another command
- * (SPEC.md 14.2 rule 8 and 14.6 item 7 when a mission is involved). */
+ * (SPEC.md 14.2 rule 8 and 14.6 item 7 when a mission is involved; 12.2
+ * rule 12 when a durable command is: section 12's kinds name the kind). */
+static bool own_kind_text(enum command_kind k)
+{
+    return k == COMMAND_MISSION || k == COMMAND_DURABLE;
+}
+
 static const char *id_taken(const struct entry *e, const struct command_spec *spec)
 {
-    if (e->kind != spec->kind && (e->kind == COMMAND_MISSION || spec->kind == COMMAND_MISSION))
+    if (e->kind != spec->kind && (own_kind_text(e->kind) || own_kind_text(spec->kind)))
         return "command ID was already used by a different command kind";
     if (e->kind == COMMAND_MISSION && spec->kind == COMMAND_MISSION)
         return "mission command ID was already used with a different payload";
@@ -1322,7 +1330,9 @@ static void expire(struct command_table *t, int64_t now, bool all, struct finish
         if (all)
             exchange_end(t, x, RPC_UNAVAILABLE, shutdown_text, out);
         else if (x->deadline_ns <= now)
-            exchange_end(t, x, RPC_DEADLINE_EXCEEDED, exchange_deadline_text, out);
+            exchange_end(t, x, RPC_DEADLINE_EXCEEDED,
+                         end_blocked_write(x, now) ? write_deadline_text : exchange_deadline_text,
+                         out);
     }
     next_in_slot(t, out);
 }
@@ -1434,6 +1444,27 @@ static bool exchange_in_table(const struct command_exchange *x)
     return x->state == X_QUEUED || x->state == X_GRANTED || x->state == X_WAITING;
 }
 
+/* gRPC ends a call at the caller's own deadline, possibly before the
+ * hub's next tick sees it: a call ended this close to its deadline ended
+ * by it. */
+#define DEADLINE_SLACK_NS (100 * INT64_C(1000000))
+
+/*
+ * Under t->mu: SPEC.md 12.2 rule 13. At its deadline, an exchange whose
+ * command still waits in the agent stream's queue (a peer that does not
+ * read: acks fill its window) ends that stream as well. gRPC cancels
+ * asynchronously: the stream's end reaches this table later, from a
+ * worker. True when it did.
+ */
+static bool end_blocked_write(struct command_exchange *x, int64_t now)
+{
+    if (x->state != X_WAITING || now + DEADLINE_SLACK_NS < x->deadline_ns ||
+        rpc_stream_left(x->rs, x->sent_number))
+        return false;
+    rpc_stream_cancel(x->rs, RPC_DEADLINE_EXCEEDED, write_deadline_text);
+    return true;
+}
+
 /* Under t->mu: the table ends x (its owner hears of it once unlocked). */
 static void exchange_end(struct command_table *t, struct command_exchange *x, enum rpc_code code,
                          const char *text, struct finish **out)
@@ -1518,7 +1549,9 @@ enum rpc_code command_table_exchange_send(struct command_table *t, struct comman
     }
     struct entry *e = admit(t, x, &code, text);
     if (e) {
-        int rc = rpc_stream_send(rs, msg, len, 0, 0);
+        /* The exchange holds the session's slot (rule 10): a queue full
+         * of other messages does not refuse it; rule 13 bounds its wait. */
+        int rc = rpc_stream_send_numbered(rs, msg, len, RPC_SEND_SLOT, 0, &x->sent_number);
         if (rc == 0) {
             e->active = x;
             x->entry = e;
@@ -1530,8 +1563,7 @@ enum rpc_code command_table_exchange_send(struct command_table *t, struct comman
             *text = aborted_text[x->kind];
         } else {
             code = RPC_RESOURCE_EXHAUSTED;
-            *text = rc == -ENOBUFS ? "agent stream has too many commands queued; retry later"
-                                   : "relay out of memory";
+            *text = "relay out of memory";
         }
     }
     if (code != RPC_OK) {
@@ -1549,6 +1581,9 @@ bool command_table_exchange_leave(struct command_table *t, struct command_exchan
     pthread_mutex_lock(&t->mu);
     bool was = exchange_in_table(x);
     if (was) {
+        /* A caller gone at its deadline (gRPC's timer, not the hub's):
+         * rule 13 as at the hub's tick. */
+        (void)end_blocked_write(x, mono_ns());
         exchange_remove(t, x);
         next_in_slot(t, &done);
     }

@@ -28,6 +28,11 @@
 #define QUEUE_HINT_MAX 4096
 #define QUEUE_MIN_BYTES 256
 
+/* What the narrow fields of struct rpc_stream hold. */
+_Static_assert(QUEUE_HINT_MAX <= UINT16_MAX && HOLD_MAX < UINT8_MAX &&
+                   ((RPC_SEND_CREDIT | RPC_SEND_SLOT) & ~0xffu) == 0,
+               "rpc_stream's q_hint, held or sending_flags too narrow");
+
 /* Each queued message: this header, then len bytes, padded to 8. */
 struct out_hdr {
     uint32_t len;
@@ -63,13 +68,16 @@ struct rpc_stream {
     const char *final_msg;
     uint64_t sending_stamp;
     int paused;
-    int held; /* sent with the write-buffer hint in a row */
-    unsigned sending_flags;
-    uint32_t q_hint; /* the size the next queue starts at */
+    uint16_t q_hint;       /* the size the next queue starts at (<= QUEUE_HINT_MAX) */
+    uint8_t held;          /* sent with the write-buffer hint in a row (<= HOLD_MAX) */
+    uint8_t sending_flags; /* RPC_SEND_* of the message in flight */
 
     uint8_t *q; /* outgoing messages, [head, tail) */
     uint32_t q_cap, q_head, q_tail, q_count;
     uint32_t q_other, q_max; /* queued without RPC_SEND_CREDIT, and their bound */
+    /* Messages ever queued, and ever handed to gRPC or dropped (in queue
+     * order, wrapping): a message's number tells whether it left. */
+    uint32_t n_queued, n_left;
 
     bool started;     /* rpc_stream_start ran: batches may be started */
     bool recv_pending, send_pending, status_pending;
@@ -128,6 +136,7 @@ static int queue_push(struct rpc_stream *st, const uint8_t *msg, size_t len, uns
     st->q_tail += (uint32_t)need;
     st->q_count++;
     st->q_other += !(flags & RPC_SEND_CREDIT);
+    st->n_queued++;
     return 0;
 }
 
@@ -144,7 +153,7 @@ static void queue_pop(struct rpc_stream *st)
     if (--st->q_count > 0)
         return;
     st->q_head = st->q_tail = 0;
-    st->q_hint = st->q_cap < QUEUE_HINT_MAX ? (uint32_t)st->q_cap : QUEUE_HINT_MAX;
+    st->q_hint = st->q_cap < QUEUE_HINT_MAX ? (uint16_t)st->q_cap : QUEUE_HINT_MAX;
     free(st->q);
     st->q = NULL;
     st->q_cap = 0;
@@ -164,6 +173,7 @@ static size_t queue_drop_all(struct rpc_stream *st, uint64_t **stamps)
         if (*stamps)
             (*stamps)[n++] = queue_head(st)->stamp;
         queue_pop(st);
+        st->n_left++;
     }
     return n;
 }
@@ -195,15 +205,16 @@ static void progress(struct rpc_stream *st)
     if (!st->send_pending && st->q_count > 0) {
         const struct out_hdr *m = queue_head(st);
         st->sending_stamp = m->stamp;
-        st->sending_flags = m->flags;
+        st->sending_flags = (uint8_t)m->flags;
         bool more = st->q_count > 1 && st->held < HOLD_MAX;
-        st->held = more ? st->held + 1 : 0;
+        st->held = more ? (uint8_t)(st->held + 1) : 0;
         st->send_pending = true;
         rpc_stream_ref(st);
         /* rpc_call_send copies the bytes: the slot may go at once. */
         int rc = rpc_call_send(st->call, (const uint8_t *)(m + 1), m->len, more, &st->send_tag);
         queue_pop(st);
         if (rc < 0) {
+            st->n_left++;
             st->send_pending = false;
             if (st->sending_flags & RPC_SEND_CREDIT)
                 atomic_fetch_sub(&st->owed, 1);
@@ -341,6 +352,7 @@ static void on_send(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
         st->h->on_sent(st->owner, stamp, ok);
     pthread_mutex_lock(&st->mu);
     st->send_pending = false;
+    st->n_left++;
     if (flags & RPC_SEND_CREDIT)
         atomic_fetch_sub(&st->owed, 1);
     if (!ok)
@@ -436,6 +448,12 @@ void rpc_stream_start(struct rpc_stream *st)
 int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
                     uint64_t stamp)
 {
+    return rpc_stream_send_numbered(st, msg, len, flags, stamp, NULL);
+}
+
+int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t len,
+                             unsigned flags, uint64_t stamp, uint32_t *number)
+{
     int rc = 0;
     pthread_mutex_lock(&st->mu);
     if (st->dead || st->status_pending)
@@ -444,12 +462,22 @@ int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsig
         rc = -ENOBUFS;
     else
         rc = queue_push(st, msg, len, flags, stamp);
+    if (rc == 0 && number)
+        *number = st->n_queued;
     /* Never sent, so answered: what it owed is given back. */
     if (rc < 0 && (flags & RPC_SEND_CREDIT))
         atomic_fetch_sub(&st->owed, 1);
     progress(st);
     pthread_mutex_unlock(&st->mu);
     return rc;
+}
+
+bool rpc_stream_left(struct rpc_stream *st, uint32_t number)
+{
+    pthread_mutex_lock(&st->mu);
+    bool left = (int32_t)(st->n_left - number) >= 0;
+    pthread_mutex_unlock(&st->mu);
+    return left;
 }
 
 void rpc_stream_credit(struct rpc_stream *st, int n)

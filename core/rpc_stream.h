@@ -109,6 +109,16 @@ void rpc_stream_unref(struct rpc_stream *st);
 int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsigned flags,
                     uint64_t stamp);
 
+/* rpc_stream_send, and on success *number names the message for
+ * rpc_stream_left. */
+int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t len,
+                             unsigned flags, uint64_t stamp, uint32_t *number);
+
+/* Whether the message numbered so has left the queue: gRPC took it (its
+ * on_sent came), or it was dropped because the call ended. A message that
+ * has not is blocked behind the peer's flow control or earlier messages. */
+bool rpc_stream_left(struct rpc_stream *st, uint32_t number);
+
 /* Give back read credit for n messages that get no RPC_SEND_CREDIT answer. */
 void rpc_stream_credit(struct rpc_stream *st, int n);
 

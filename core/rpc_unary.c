@@ -5,22 +5,12 @@
  */
 #include "rpc_unary.h"
 
+#include "wire_merge.h"
+#include "wire_record.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A varint at *p (at most 10 bytes, before end); false when cut. */
-static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (unsigned shift = 0; shift < 70 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return true;
-    }
-    return false;
-}
 
 /*
  * The name of the first string field (of desc, or of a message nested in
@@ -34,43 +24,20 @@ static const char *string_with_nul(const ProtobufCMessageDescriptor *desc, const
                                    size_t len, unsigned depth)
 {
     const uint8_t *end = p + len;
+    struct wire_record r;
     while (p < end) {
-        uint64_t tag, n;
-        if (!wire_varint(&p, end, &tag))
+        if (!wire_record_next(&p, end, &r))
             return "";
-        switch (tag & 7) {
-        case 0: /* varint */
-            if (!wire_varint(&p, end, &n))
-                return "";
+        if (r.wire != 2)
             continue;
-        case 1: /* fixed64 */
-            n = 8;
-            break;
-        case 5: /* fixed32 */
-            n = 4;
-            break;
-        case 2: { /* length-delimited */
-            if (!wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
-                return "";
-            const ProtobufCFieldDescriptor *f =
-                tag >> 3 <= UINT32_MAX
-                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
-                    : NULL;
-            const char *bad = NULL;
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, (size_t)n))
-                bad = f->name;
-            else if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 16)
-                bad = string_with_nul(f->descriptor, p, (size_t)n, depth + 1);
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(desc, r.field);
+        if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(r.body, 0, (size_t)r.len))
+            return f->name;
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 16) {
+            const char *bad = string_with_nul(f->descriptor, r.body, (size_t)r.len, depth + 1);
             if (bad)
                 return bad;
-            break;
         }
-        default: /* groups: protobuf-c refuses them */
-            return "";
-        }
-        if (n > (uint64_t)(end - p))
-            return "";
-        p += n;
     }
     return NULL;
 }
@@ -79,7 +46,15 @@ ProtobufCMessage *rpc_unary_unpack(const ProtobufCMessageDescriptor *desc, const
                                    size_t len, const char **cut)
 {
     *cut = NULL;
-    ProtobufCMessage *req = protobuf_c_message_unpack(desc, NULL, len, bytes);
+    /* A message field sent as several records is read as one (SPEC.md
+     * 12.7 reading 6): protobuf-c's own merge would lose fields. */
+    uint8_t *merged = NULL;
+    size_t merged_len = 0;
+    ProtobufCMessage *req =
+        wire_merge(desc, bytes, len, &merged, &merged_len) == 1
+            ? protobuf_c_message_unpack(desc, NULL, merged_len, merged)
+            : protobuf_c_message_unpack(desc, NULL, len, bytes);
+    free(merged);
     const char *bad = req ? string_with_nul(desc, bytes, len, 0) : NULL;
     if (!bad)
         return req;

@@ -316,7 +316,7 @@ struct rc_channel *rc_connect_opts(const char *target, const struct rc_opts *opt
 	static const struct rc_opts none;
 	grpc_channel_credentials *creds;
 	struct rc_channel *ch;
-	grpc_arg args[6];
+	grpc_arg args[8];
 	grpc_channel_args ca = { 0, args };
 
 	if (!opts)
@@ -363,6 +363,14 @@ struct rc_channel *rc_connect_opts(const char *target, const struct rc_opts *opt
 		args[ca.num_args].type = GRPC_ARG_INTEGER;
 		args[ca.num_args].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
 		args[ca.num_args++].value.integer = 0;
+	}
+	if (opts->recv_window_bytes > 0) {
+		args[ca.num_args].type = GRPC_ARG_INTEGER;
+		args[ca.num_args].key = GRPC_ARG_HTTP2_BDP_PROBE;
+		args[ca.num_args++].value.integer = 0;
+		args[ca.num_args].type = GRPC_ARG_INTEGER;
+		args[ca.num_args].key = GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+		args[ca.num_args++].value.integer = opts->recv_window_bytes;
 	}
 	ch->ch = grpc_channel_create(target, creds, &ca);
 	grpc_channel_credentials_release(creds);

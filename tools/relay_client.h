@@ -82,6 +82,10 @@ struct rc_opts {
 	const char *bearer_token;
 	int max_recv_bytes;
 	int keepalive_time_ms;
+	/* > 0: each stream's receive window, in bytes, and no BDP probing to
+	 * grow it: a test's agent that stops reading blocks the relay's
+	 * writes after this much. */
+	int recv_window_bytes;
 };
 
 /* A channel is one HTTP/2 connection of its own (never shared with another

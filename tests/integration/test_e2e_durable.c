@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -308,7 +309,7 @@ static void expect_evidence(const uint8_t *resp, size_t len, const struct cmd *m
     int64_t now_ms = (int64_t)time(NULL) * 1000;
     for (size_t i = 0; i < 2; i++) {
         const CommandEvent *ev = e->events[n + i];
-        char want[160];
+        char want[1024];
         snprintf(want, sizeof(want), "%s/%s", attempt, relay_stage[i]);
         cr_assert_str_eq(ev->event_id, want);
         cr_assert_str_eq(ev->stage, relay_stage[i]);
@@ -355,6 +356,20 @@ Test(durable, arm_first_snapshot_with_relay_events)
     cr_assert_eq(c->st.code, OK, "%s", c->st.message);
     expect_evidence(c->resp, c->resp_len, &m, "cmd-1/attempt-2", done_stages, 3);
     call_free(c);
+
+    /* The API's attempt ids have no length limit: the relay's event ids
+     * carry a long one whole. */
+    char attempt[700];
+    memset(attempt, 'x', sizeof(attempt) - 1);
+    attempt[sizeof(attempt) - 1] = '\0';
+    memcpy(attempt, "cmd-1/", 6);
+    c = exchange(&m, "agent", attempt, 10000);
+    agent_expect_command(s, &m);
+    agent_evidence(s, &m, ack_stage, 1, false);
+    call_join(c);
+    cr_assert_eq(c->st.code, OK, "%s", c->st.message);
+    expect_evidence(c->resp, c->resp_len, &m, attempt, ack_stage, 1);
+    call_free(c);
     agent_close(s);
 }
 
@@ -373,6 +388,9 @@ Test(durable, identity_refusals)
                   "invalid command identity");
     m.c.command_digest = m.digest;
     expect_status(exchange(&m, "agent", "", 5000), INVALID_ARGUMENT, "invalid command identity");
+    /* An attempt id that is not UTF-8 (SPEC.md 12.8: undecodable). */
+    expect_status(exchange(&m, "agent", "a/\xff", 5000), INVALID_ARGUMENT,
+                  "invalid command identity");
     expect_status(exchange(&m, "agent-b", "a/1", 5000), INVALID_ARGUMENT,
                   "invalid command identity");
     /* A rule of 12.3 broken (expiry more than 300 s after issue). */
@@ -490,6 +508,72 @@ Test(durable, evidence_rules)
     agent_close(s);
 }
 
+/* SPEC.md 12.7 reading 6: field 2 twice merges, and the relay forwards
+ * the bytes it received: both occurrences, in order. The second repeats
+ * agent_id (field 5, last wins), so the merged command, and its digest,
+ * are the first's. */
+Test(durable, repeated_command_field_forwarded_as_received)
+{
+    struct rc_stream *s = agent_open("agent");
+    struct cmd m;
+    cmd_arm(&m, "agent", "cmd-15");
+    cmd_seal(&m);
+    uint8_t *b;
+    size_t n;
+    pack_request(&m, "agent", "cmd-15/attempt-1", &b, &n);
+    static const uint8_t extra[] = {0x12, 0x07, 0x2a, 0x05, 'a', 'g', 'e', 'n', 't'};
+    uint8_t *req = malloc(n + sizeof(extra));
+    memcpy(req, b, n);
+    memcpy(req + n, extra, sizeof(extra));
+    struct call *c = call_start_raw(api, EXCHANGE, req, n + sizeof(extra), 10000);
+    free(req);
+    free(b);
+    struct rc_relay_msg msg;
+    if (rc_stream_recv_gen2(s, &msg, 10000) != 1) {
+        call_join(c);
+        cr_assert_fail("no command; the call: %d %s", c->st.code, c->st.message);
+    }
+    cr_assert_eq(msg.arm, RC_RELAY_DURABLE_COMMAND, "agent got %s", rc_relay_arm_name(msg.arm));
+    size_t cn = protobuf_c_message_get_packed_size(&m.c.base);
+    uint8_t *want = malloc(cn + sizeof(extra));
+    protobuf_c_message_pack(&m.c.base, want);
+    memcpy(want + cn, extra + 2, sizeof(extra) - 2);
+    size_t wn = cn + sizeof(extra) - 2;
+    cr_assert_geq(msg.raw_len, wn);
+    cr_assert_eq(memcmp(msg.raw + msg.raw_len - wn, want, wn), 0, "not the bytes received");
+    free(want);
+    agent_evidence(s, &m, ack_stage, 1, false);
+    expect_status(c, OK, NULL);
+    agent_close(s);
+}
+
+/* The digest is compared byte for byte as a parser reads it: the right
+ * digest, then field 2 again with a NUL byte and more after it (the last
+ * occurrence wins), is another digest. */
+Test(durable, evidence_digest_is_byte_exact)
+{
+    struct rc_stream *s = agent_open("agent");
+    struct cmd m;
+    cmd_arm(&m, "agent", "cmd-13");
+    cmd_seal(&m);
+    struct call *c = exchange(&m, "agent", "cmd-13/attempt-1", 10000);
+    agent_expect_command(s, &m);
+    CommandEvidence e = AEROARC__AGENT__V1__COMMAND_EVIDENCE__INIT;
+    e.command_id = "cmd-13";
+    e.command_digest = m.digest;
+    size_t len = protobuf_c_message_get_packed_size(&e.base);
+    uint8_t b[256];
+    protobuf_c_message_pack(&e.base, b);
+    b[len++] = 0x12; /* field 2, length-delimited */
+    b[len++] = 66;
+    memcpy(b + len, m.digest, 64);
+    memcpy(b + len + 64, "\0x", 2);
+    len += 66;
+    cr_assert_eq(rc_stream_send_gen2_arm(s, RC_AGENT_COMMAND_EVIDENCE, b, len, 5000), 0);
+    expect_status(c, DATA_LOSS, "command digest mismatch");
+    agent_close(s);
+}
+
 Test(durable, stream_loss_and_deadline)
 {
     struct rc_stream *s = agent_open("agent");
@@ -561,7 +645,53 @@ Test(durable, slot_shared_with_set_context)
     cmd_seal(&m);
     expect_status(exchange(&m, "agent", "x/1", 5000), ALREADY_EXISTS,
                   "command ID was already used by a different command kind");
+    /* And the other way: a Set may not take a durable command's id. */
+    set.command_id = "cmd-11";
+    expect_status(call_start(api, SET, &req.base, 5000), ALREADY_EXISTS,
+                  "command ID was already used by a different command kind");
     agent_close(s);
+}
+
+/* SPEC.md 12.2 rule 13: an agent that stops reading its stream. Its
+ * window (64 KiB, never grown) fills with acks, the command waits in the
+ * relay's queue behind them, and at the deadline both the call and the
+ * agent stream end DEADLINE_EXCEEDED. */
+Test(durable, write_blocked_past_deadline_ends_the_agent_stream)
+{
+    char ca[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
+    struct rc_opts o = {.root_cert_file = ca, .server_name_override = "localhost",
+                        .bearer_token = AGENT_KEY, .recv_window_bytes = 65535};
+    struct rc_status st;
+    struct rc_channel *slow = rc_connect_opts(relay.target, &o, &st);
+    cr_assert_not_null(slow, "%s", st.message);
+    struct rc_register_result reg;
+    cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", mav_caps, 1, &reg, &st, 5000), 0,
+                 "%s", st.message);
+    snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
+    struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    /* Frames, no reads, until the relay stops taking them: the acks
+     * filled the agent's window, max_inflight frames wait unanswered and
+     * the relay reads no more. */
+    uint64_t seq = 0;
+    int rc = 0;
+    while (seq < 100000 && rc == 0) {
+        struct rc_frame f = frame_of("agent", ++seq);
+        rc = rc_stream_send_gen2_frame(s, &f, 500);
+    }
+    cr_assert_eq(rc, -ETIMEDOUT, "frame %llu: %d", (unsigned long long)seq, rc);
+    struct cmd m;
+    cmd_arm(&m, "agent", "cmd-14");
+    cmd_seal(&m);
+    /* The caller's own deadline is the relay's bound too: its gRPC may
+     * report it first, so the text is checked on the agent's side. */
+    expect_status(exchange(&m, "agent", "cmd-14/attempt-1", 1500), DEADLINE, NULL);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    cr_assert_eq(st.code, DEADLINE, "agent stream: %d %s", st.code, st.message);
+    cr_assert_str_eq(st.message, "Agent stream write exceeded command deadline");
+    rc_stream_free(s);
+    rc_close(slow);
 }
 
 /* ---- ExecuteCommand ------------------------------------------------------ */

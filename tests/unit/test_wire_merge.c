@@ -1,0 +1,132 @@
+/*
+ * test_wire_merge.c - core/wire_merge.c: a message field sent as several
+ * records reads as their merge, every other field as it came; bytes that
+ * need nothing are left alone; bytes that do not parse are refused.
+ */
+#include "wire_merge.h"
+
+#include "aeroarc/agent/v1/agent.pb-c.h"
+#include "aeroarc/relay/v1/relay.pb-c.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef Aeroarc__Agent__V1__DurableCommand DurableCommand;
+typedef Aeroarc__Relay__V1__ExchangeCommandRequest Request;
+#define REQUEST_DESC (&aeroarc__relay__v1__exchange_command_request__descriptor)
+
+static size_t pack(const ProtobufCMessage *m, uint8_t *out)
+{
+    return protobuf_c_message_pack(m, out);
+}
+
+/* A length-delimited record of `field` holding n bytes of p. */
+static size_t record(uint8_t *out, uint32_t field, const uint8_t *p, size_t n)
+{
+    cr_assert_lt(n, 128u * 128u);
+    size_t o = 0;
+    out[o++] = (uint8_t)(field << 3 | 2);
+    if (n >= 128) {
+        out[o++] = (uint8_t)(n & 0x7f) | 0x80;
+        out[o++] = (uint8_t)(n >> 7);
+    } else {
+        out[o++] = (uint8_t)n;
+    }
+    memcpy(out + o, p, n);
+    return o + n;
+}
+
+static Request *read_merged(const uint8_t *in, size_t len)
+{
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    cr_assert_eq(wire_merge(REQUEST_DESC, in, len, &out, &out_len), 1);
+    cr_assert_leq(out_len, len, "merging grew the bytes");
+    Request *r = (Request *)protobuf_c_message_unpack(REQUEST_DESC, NULL, out_len, out);
+    free(out);
+    cr_assert_not_null(r);
+    return r;
+}
+
+Test(wire_merge, nothing_twice_is_left_alone)
+{
+    DurableCommand c = AEROARC__AGENT__V1__DURABLE_COMMAND__INIT;
+    c.command_id = "cmd-1";
+    c.definition_version = 1;
+    Request q = AEROARC__RELAY__V1__EXCHANGE_COMMAND_REQUEST__INIT;
+    q.agent_id = "agent";
+    q.command = &c;
+    q.attempt_id = "cmd-1/attempt-1";
+    uint8_t b[256];
+    size_t n = pack(&q.base, b);
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    cr_assert_eq(wire_merge(REQUEST_DESC, b, n, &out, &out_len), 0);
+    cr_assert_null(out);
+}
+
+/* The command in two records: the second only repeats agent_id. Every
+ * scalar of the first must survive (protobuf-c's own merge drops them). */
+Test(wire_merge, a_message_in_two_records_reads_as_their_merge)
+{
+    DurableCommand c = AEROARC__AGENT__V1__DURABLE_COMMAND__INIT;
+    c.command_id = "cmd-1";
+    c.agent_id = "agent";
+    c.definition = "ARM";
+    c.definition_version = 7;
+    c.issued_at_unix_ms = 1700000000000;
+    uint8_t cb[256], b[512], part[32];
+    size_t cn = pack(&c.base, cb);
+    DurableCommand tail = AEROARC__AGENT__V1__DURABLE_COMMAND__INIT;
+    tail.agent_id = "agent-b";
+    size_t tn = pack(&tail.base, part);
+    size_t n = 0;
+    n += record(b + n, 2, cb, cn);
+    n += record(b + n, 3, (const uint8_t *)"a/1", 3); /* attempt_id between them */
+    n += record(b + n, 2, part, tn);
+    Request *r = read_merged(b, n);
+    cr_assert_str_eq(r->command->command_id, "cmd-1");
+    cr_assert_str_eq(r->command->agent_id, "agent-b", "the last record's scalar wins");
+    cr_assert_str_eq(r->command->definition, "ARM");
+    cr_assert_eq(r->command->definition_version, 7);
+    cr_assert_eq(r->command->issued_at_unix_ms, 1700000000000);
+    cr_assert_str_eq(r->attempt_id, "a/1");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* Inside the one command record, its context in two records: merged at
+ * that depth too. */
+Test(wire_merge, nested_records_merge_too)
+{
+    Aeroarc__Agent__V1__OperationContext a = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
+    a.flight_id = "flight";
+    a.intent_version = 3;
+    Aeroarc__Agent__V1__OperationContext z = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
+    z.intent_id = "intent";
+    uint8_t ab[128], zb[128], cb[512], b[600];
+    size_t an = pack(&a.base, ab), zn = pack(&z.base, zb);
+    size_t cn = 0;
+    cn += record(cb + cn, 1, (const uint8_t *)"cmd-2", 5);
+    cn += record(cb + cn, 6, ab, an);
+    cn += record(cb + cn, 7, (const uint8_t *)"ARM", 3);
+    cn += record(cb + cn, 6, zb, zn);
+    size_t n = record(b, 2, cb, cn);
+    Request *r = read_merged(b, n);
+    const Aeroarc__Agent__V1__OperationContext *ctx = r->command->context;
+    cr_assert_not_null(ctx);
+    cr_assert_str_eq(ctx->flight_id, "flight");
+    cr_assert_str_eq(ctx->intent_id, "intent");
+    cr_assert_eq(ctx->intent_version, 3);
+    cr_assert_str_eq(r->command->definition, "ARM");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+Test(wire_merge, bytes_that_do_not_parse_are_refused)
+{
+    static const uint8_t cut[] = {0x12, 0x10, 0x0a, 0x02}; /* a length past the end */
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    cr_assert_eq(wire_merge(REQUEST_DESC, cut, sizeof(cut), &out, &out_len), -1);
+    cr_assert_null(out);
+}
