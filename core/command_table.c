@@ -805,10 +805,10 @@ static bool retain(struct command_table *t, enum command_kind k)
 /* Under t->mu: send e on its stream, or end it. */
 static void deliver(struct command_table *t, struct entry *e, struct finish **out)
 {
-    /* A mission's write is detached (SPEC.md 14.6 reading 5): a full queue
-     * does not refuse it, it waits there; the slot it holds bounds it. */
-    unsigned flags = e->kind == COMMAND_MISSION ? RPC_SEND_SLOT : 0;
-    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, flags, 0);
+    /* The table bounds its commands (4096 pending per kind, SPEC.md
+     * section 10): the stream's queue never refuses one; a mission's write
+     * is detached (14.6 reading 5) and waits there like the others. */
+    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, RPC_SEND_BOUNDED, 0);
     if (rc == 0) {
         set_state(t, e, ENTRY_WRITTEN);
         e->admit_failed = false;
@@ -830,10 +830,7 @@ static void deliver(struct command_table *t, struct entry *e, struct finish **ou
         entry_end(t, e, ENTRY_FAILED, rc == -EPIPE ? RPC_UNAVAILABLE : RPC_RESOURCE_EXHAUSTED,
                   rc == -EPIPE ? stream_gone_text : "relay out of memory", out);
         unlink_entry(t, e);
-    } else if (rc == -ENOBUFS)
-        entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED,
-                  "agent stream has too many commands queued; retry later", out);
-    else if (rc == -EPIPE)
+    } else if (rc == -EPIPE)
         entry_end(t, e, ENTRY_FAILED, RPC_ABORTED, aborted_text[e->kind], out);
     else
         entry_end(t, e, ENTRY_FAILED, RPC_RESOURCE_EXHAUSTED, "relay out of memory", out);
@@ -1551,7 +1548,7 @@ enum rpc_code command_table_exchange_send(struct command_table *t, struct comman
     if (e) {
         /* The exchange holds the session's slot (rule 10): a queue full
          * of other messages does not refuse it; rule 13 bounds its wait. */
-        int rc = rpc_stream_send_numbered(rs, msg, len, RPC_SEND_SLOT, 0, &x->sent_number);
+        int rc = rpc_stream_send_numbered(rs, msg, len, RPC_SEND_BOUNDED, 0, &x->sent_number);
         if (rc == 0) {
             e->active = x;
             x->entry = e;

@@ -30,7 +30,7 @@
 
 /* What the narrow fields of struct rpc_stream hold. */
 _Static_assert(QUEUE_HINT_MAX <= UINT16_MAX && HOLD_MAX < UINT8_MAX &&
-                   ((RPC_SEND_CREDIT | RPC_SEND_SLOT) & ~0xffu) == 0,
+                   ((RPC_SEND_CREDIT | RPC_SEND_BOUNDED) & ~0xffu) == 0,
                "rpc_stream's q_hint, held or sending_flags too narrow");
 
 /* Each queued message: this header, then len bytes, padded to 8. */
@@ -458,7 +458,7 @@ int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t l
     pthread_mutex_lock(&st->mu);
     if (st->dead || st->status_pending)
         rc = -EPIPE; /* over, or about to be: nothing more goes out */
-    else if (!(flags & (RPC_SEND_CREDIT | RPC_SEND_SLOT)) && st->q_other >= st->q_max)
+    else if (!(flags & (RPC_SEND_CREDIT | RPC_SEND_BOUNDED)) && st->q_other >= st->q_max)
         rc = -ENOBUFS;
     else
         rc = queue_push(st, msg, len, flags, stamp);

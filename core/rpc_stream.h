@@ -91,16 +91,16 @@ void rpc_stream_unref(struct rpc_stream *st);
 
 /* rpc_stream_send flags. */
 #define RPC_SEND_CREDIT 1u /* the message answers a read one: its credit returns once sent */
-/* Bounded by its sender instead (a command that holds the session's one
- * command slot: at most one such message waits): a full queue does not
- * refuse it; it waits its turn behind the others. */
-#define RPC_SEND_SLOT 2u
+/* Bounded by its sender instead (a command: the command table keeps at
+ * most 4096 pending per kind, the slot kinds one at a time): a full queue
+ * does not refuse it; it waits its turn behind the others. */
+#define RPC_SEND_BOUNDED 2u
 
 /*
  * Queue one encoded message (copied) behind those already queued; it goes
  * out in order. Every message queued gets one on_sent: ok once gRPC took
  * it, false when the call ended first. Returns 0; -ENOBUFS for a message
- * without RPC_SEND_CREDIT or RPC_SEND_SLOT when queue_max of those already wait (nothing
+ * without RPC_SEND_CREDIT or RPC_SEND_BOUNDED when queue_max of those already wait (nothing
  * queued: the caller decides what a full queue means for its kind; an
  * answer is never refused for it); -EPIPE when the call is over or its
  * final status has started; -ENOMEM. On any error nothing is queued and a

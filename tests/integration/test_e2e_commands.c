@@ -1009,7 +1009,7 @@ static void start_patient(void)
 TestSuite(commands_flood, .init = start_patient, .fini = stop, .timeout = 180);
 
 #define FLOOD_AGENTS 100
-#define FLOOD_PER_AGENT 10 /* under the stream's 16 queued commands */
+#define FLOOD_PER_AGENT 10
 
 /* A SendAircraftCommand started and left pending: a streaming call on
  * the API's channel, so a thousand need no thread each. */

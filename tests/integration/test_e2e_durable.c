@@ -25,6 +25,7 @@
 #define EXCHANGE "/aeroarc.relay.v1.RelayControl/ExchangeCommand"
 #define EXECUTE "/aeroarc.relay.v1.RelayControl/ExecuteCommand"
 #define SET "/aeroarc.relay.v1.RelayControl/SetOperationContext"
+#define AIRCRAFT "/aeroarc.relay.v1.RelayControl/SendAircraftCommand"
 #define AGENT_KEY "agents-key-0123456789abcdef"
 
 typedef Aeroarc__Agent__V1__DurableCommand DurableCommand;
@@ -652,28 +653,25 @@ Test(durable, slot_shared_with_set_context)
     agent_close(s);
 }
 
-/* SPEC.md 12.2 rule 13: an agent that stops reading its stream. Its
- * window (64 KiB, never grown) fills with acks, the command waits in the
- * relay's queue behind them, and at the deadline both the call and the
- * agent stream end DEADLINE_EXCEEDED. */
-Test(durable, write_blocked_past_deadline_ends_the_agent_stream)
+/* An agent that stops reading its stream: its window (64 KiB, never
+ * grown) fills with acks of frames it keeps sending until the relay, its
+ * credit spent, reads no more. Whatever the relay sends it next waits in
+ * the relay's queue. */
+static struct rc_stream *slow_agent_open(struct rc_channel **ch)
 {
     char ca[400];
     snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
     struct rc_opts o = {.root_cert_file = ca, .server_name_override = "localhost",
                         .bearer_token = AGENT_KEY, .recv_window_bytes = 65535};
     struct rc_status st;
-    struct rc_channel *slow = rc_connect_opts(relay.target, &o, &st);
-    cr_assert_not_null(slow, "%s", st.message);
+    *ch = rc_connect_opts(relay.target, &o, &st);
+    cr_assert_not_null(*ch, "%s", st.message);
     struct rc_register_result reg;
-    cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", mav_caps, 1, &reg, &st, 5000), 0,
+    cr_assert_eq(rc_register_caps(*ch, "agent", "1.0", "test", mav_caps, 1, &reg, &st, 5000), 0,
                  "%s", st.message);
     snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
-    struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
+    struct rc_stream *s = rc_stream_open_gen2(*ch, "agent", reg.session_id, NULL, 0, &st);
     cr_assert_not_null(s, "%s", st.message);
-    /* Frames, no reads, until the relay stops taking them: the acks
-     * filled the agent's window, max_inflight frames wait unanswered and
-     * the relay reads no more. */
     uint64_t seq = 0;
     int rc = 0;
     while (seq < 100000 && rc == 0) {
@@ -681,15 +679,55 @@ Test(durable, write_blocked_past_deadline_ends_the_agent_stream)
         rc = rc_stream_send_gen2_frame(s, &f, 500);
     }
     cr_assert_eq(rc, -ETIMEDOUT, "frame %llu: %d", (unsigned long long)seq, rc);
+    return s;
+}
+
+/* SPEC.md 12.2 rule 13: the command waits behind the slow agent's acks,
+ * and at the deadline both the call and the agent stream end
+ * DEADLINE_EXCEEDED. */
+Test(durable, write_blocked_past_deadline_ends_the_agent_stream)
+{
+    struct rc_channel *slow;
+    struct rc_stream *s = slow_agent_open(&slow);
     struct cmd m;
     cmd_arm(&m, "agent", "cmd-14");
     cmd_seal(&m);
     /* The caller's own deadline is the relay's bound too: its gRPC may
      * report it first, so the text is checked on the agent's side. */
     expect_status(exchange(&m, "agent", "cmd-14/attempt-1", 1500), DEADLINE, NULL);
+    struct rc_status st;
     cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
     cr_assert_eq(st.code, DEADLINE, "agent stream: %d %s", st.code, st.message);
     cr_assert_str_eq(st.message, "Agent stream write exceeded command deadline");
+    rc_stream_free(s);
+    rc_close(slow);
+}
+
+/* SPEC.md section 10: only the table's 4096 per kind bound commands. A
+ * burst of SendAircraftCommand to an agent whose stream holds them all
+ * queued: every one waits for the agent, none is refused for the queue. */
+Test(durable, commands_queued_on_a_stream_are_bounded_by_the_table_only)
+{
+    struct rc_channel *slow;
+    struct rc_stream *s = slow_agent_open(&slow);
+    enum { N = 24 }; /* more than a stream queues of anything else (16) */
+    struct call *c[N];
+    char ids[N][32];
+    for (int i = 0; i < N; i++) {
+        Aeroarc__Agent__V1__AircraftCommand cmd = AEROARC__AGENT__V1__AIRCRAFT_COMMAND__INIT;
+        snprintf(ids[i], sizeof(ids[i]), "burst-%d", i);
+        cmd.command_id = ids[i];
+        cmd.aircraft_id = "aircraft";
+        cmd.type = AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_ARM;
+        Aeroarc__Relay__V1__SendAircraftCommandRequest req =
+            AEROARC__RELAY__V1__SEND_AIRCRAFT_COMMAND_REQUEST__INIT;
+        req.agent_id = "agent";
+        req.command = &cmd;
+        c[i] = call_start(api, AIRCRAFT, &req.base, 3000);
+    }
+    for (int i = 0; i < N; i++)
+        expect_status(c[i], DEADLINE, NULL);
+    rc_stream_cancel(s);
     rc_stream_free(s);
     rc_close(slow);
 }

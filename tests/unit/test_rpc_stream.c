@@ -77,7 +77,7 @@ static struct world {
     int pause_at, pause_n; /* on_message pauses (n) at the pause_at-th message */
     uint64_t burst_trigger; /* on_sent of this stamp queues burst_n messages */
     int burst_n;
-    bool burst_slot; /* then one more with RPC_SEND_SLOT */
+    bool burst_slot; /* then one more with RPC_SEND_BOUNDED */
     bool burst_ack; /* ... then one RPC_SEND_CREDIT answer */
     bool burst_done;
     int burst_rc[32];
@@ -187,7 +187,7 @@ static void owner_on_sent(void *owner, uint64_t stamp, bool ok)
     }
     if (W.burst_slot) { /* a slot holder's command is not refused */
         uint8_t m[2] = {'S', 0};
-        rc[n++] = rpc_stream_send(st, m, sizeof(m), RPC_SEND_SLOT, 3000);
+        rc[n++] = rpc_stream_send(st, m, sizeof(m), RPC_SEND_BOUNDED, 3000);
     }
     if (W.burst_ack) { /* set before the stream started: read-only now */
         uint8_t a[2] = {'A', 0};
@@ -663,7 +663,7 @@ Test(rpc_stream, the_queue_bound_refuses_with_enobufs_then_epipe_after_the_call)
     for (int i = 0; i < Q; i++)
         cr_assert_eq(W.burst_rc[i], 0, "message %d of the burst: %d", i, W.burst_rc[i]);
     cr_assert_eq(W.burst_rc[Q], -ENOBUFS, "message past queue_max: %d", W.burst_rc[Q]);
-    cr_assert_eq(W.burst_rc[Q + 1], 0, "RPC_SEND_SLOT past queue_max: %d", W.burst_rc[Q + 1]);
+    cr_assert_eq(W.burst_rc[Q + 1], 0, "RPC_SEND_BOUNDED past queue_max: %d", W.burst_rc[Q + 1]);
 
     EXPECT_WITHIN(WAIT_MS, W.c.n_in == Q + 2, "client got %d of %d", W.c.n_in, Q + 2);
     expect_msg(&W.c.in[0], 'T', 0, "client got", 0);
