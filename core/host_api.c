@@ -241,7 +241,11 @@ static int host_config_error(const aero_host *host, const char *key, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt ? fmt : "(no message)", ap);
     va_end(ap);
-    config_errorf(line, sizeof line, s->file, config_line_of(s, key), s->name, key, "%s", msg);
+    if (key)
+        config_errorf(line, sizeof line, s->file, config_line_of(s, key), s->name, key, "%s", msg);
+    else /* the section as a whole: "[sink:<name>]: ..." (SPEC.md 13.6) */
+        config_errorf(line, sizeof line, s->file, config_line_of(s, NULL), NULL, NULL, "[%s]: %s",
+                      s->name, msg);
     report_line(host, line);
     return -EINVAL;
 }

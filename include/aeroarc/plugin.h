@@ -290,6 +290,7 @@ struct aero_host {
      * (NULL: about the section as a whole). The relay writes it as
      *   <file>:<line>: [<section>] <key>: <message>
      * e.g. relay.ini:12: [sink:bus] topic: "a/#/b": '#' is a wildcard
+     * (for key NULL: <file>:<line>: [<section>]: <message>)
      * where <line> is the line setting `key` in relay.ini (the [section]
      * line if the key is not set there, or for key NULL), and the relay
      * then refuses to start (--check exits 2). Do not add the file, line,

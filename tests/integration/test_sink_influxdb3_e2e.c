@@ -585,9 +585,9 @@ Test(influxdb3_e2e, check_reports_with_file_and_line_and_never_the_token)
         const char *want;
     } cases[] = {
         {"host = http://x:8181\ndatabase = d\n",
-         "[sink:telemetry] InfluxDB 3 host, token, and database are required"},
+         "[sink:telemetry]: InfluxDB 3 host, token, and database are required"},
         {"database = d\ntoken = secret-tok\n",
-         "[sink:telemetry] InfluxDB 3 host, token, and database are required"},
+         "[sink:telemetry]: InfluxDB 3 host, token, and database are required"},
         {"host = 127.0.0.1:8181\ndatabase = d\ntoken = secret-tok\n",
          "[sink:telemetry] host: InfluxDB 3 host must be an http:// or https:// URL"},
         {"host = https://x\ndatabase = d\ntoken = secret-tok\nca_file = /nonexistent/ca.pem\n",

@@ -188,7 +188,7 @@ Test(host_api, config_error_points_at_the_key_or_the_section)
     cr_expect_str_eq(reported, "t.ini:6: [sink:t] n: 42 is too odd\n"
                                "t.ini:3: [sink:t] dflt: a default: the section's line\n"
                                "t.ini:3: [sink:t] never_set: not set: the section's line\n"
-                               "t.ini:3: [sink:t] about the whole section\n");
+                               "t.ini:3: [sink:t]: about the whole section\n");
     cr_expect_eq(host_instance_config_errors(hi), 4);
 }
 
