@@ -311,7 +311,7 @@ static void telemetry_stream(struct rpc_call *call, void *service, struct worker
                               "telemetry stream is not bound to an active session");
         else
             rpc_stream_refuse(s->rs, RPC_FAILED_PRECONDITION,
-                              "no session for this agent: register first");
+                              "register first"); /* SPEC.md section 2, exactly */
         return;
     }
     supersede(displaced, true);
