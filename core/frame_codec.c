@@ -615,14 +615,25 @@ int frame_wal_id_canonical(aero_str in, char out[FRAME_WAL_ID_LEN + 1])
     return nil ? -1 : 0;
 }
 
-/* Blank as Go's strings.TrimSpace sees it, for the whitespace agents send:
- * ASCII space and controls \t \n \v \f \r, U+0085 and U+00A0. */
+/* Blank as Go's strings.TrimSpace sees it (unicode.IsSpace): ASCII space
+ * and controls \t \n \v \f \r, U+0085, U+00A0, and the other space
+ * separators: U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F,
+ * U+3000. Returns the UTF-8 length of the space at p, 0 for none. */
 static size_t space_at(const char *p, size_t left)
 {
-    if (left >= 1 && (p[0] == ' ' || (p[0] >= '\t' && p[0] <= '\r')))
+    const uint8_t *u = (const uint8_t *)p;
+    if (left >= 1 && (u[0] == ' ' || (u[0] >= '\t' && u[0] <= '\r')))
         return 1;
-    if (left >= 2 && (uint8_t)p[0] == 0xC2 && ((uint8_t)p[1] == 0x85 || (uint8_t)p[1] == 0xA0))
+    if (left >= 2 && u[0] == 0xC2 && (u[1] == 0x85 || u[1] == 0xA0))
         return 2;
+    if (left < 3)
+        return 0;
+    if ((u[0] == 0xE1 && u[1] == 0x9A && u[2] == 0x80) ||
+        (u[0] == 0xE2 && u[1] == 0x80 &&
+         ((u[2] >= 0x80 && u[2] <= 0x8A) || u[2] == 0xA8 || u[2] == 0xA9 || u[2] == 0xAF)) ||
+        (u[0] == 0xE2 && u[1] == 0x81 && u[2] == 0x9F) ||
+        (u[0] == 0xE3 && u[1] == 0x80 && u[2] == 0x80))
+        return 3;
     return 0;
 }
 
@@ -633,14 +644,14 @@ aero_str frame_trim(aero_str s)
         s.ptr += n;
         s.len -= n;
     }
-    /* From the end: the last byte, or the last two of a U+0085 / U+00A0. */
+    /* From the end: a space of one, two or three bytes ending there. */
     while (s.len > 0) {
-        if (space_at(s.ptr + s.len - 1, 1) == 1)
-            s.len--;
-        else if (s.len >= 2 && space_at(s.ptr + s.len - 2, 2) == 2)
-            s.len -= 2;
-        else
+        size_t k = 1;
+        while (k <= 3 && k <= s.len && space_at(s.ptr + s.len - k, k) != k)
+            k++;
+        if (k > 3 || k > s.len)
             break;
+        s.len -= k;
     }
     return s;
 }

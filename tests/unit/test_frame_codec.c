@@ -1142,6 +1142,10 @@ Test(mux, admission_rules_in_order_with_their_texts)
     v.msg_name = cstr(" \t\xc2\xa0");
     cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
                      "telemetry frame message name is required");
+    /* Go's unicode.IsSpace: U+3000, U+2003, U+2028, U+1680, U+205F too. */
+    v.msg_name = cstr("\xe3\x80\x80\xe2\x80\x83\xe2\x80\xa8\xe1\x9a\x80\xe2\x81\x9f");
+    cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
+                     "telemetry frame message name is required");
     v.msg_name = cstr("HEARTBEAT");
     v.sent_at_unix_ns = 0;
     cr_assert_str_eq(frame_admit_mux(&v, &wire, FRAME_DECODE_OK, sess, NULL, wal),
@@ -1414,4 +1418,17 @@ Test(frame_codec, wire_find_len_and_wrap)
     cr_assert_eq(frame_wire_find_len(w, n, 6, &p), 1);
     cr_assert_eq(p.len, 300);
     free(w);
+}
+
+/* Blank and trimmed as Go's strings.TrimSpace: every unicode.IsSpace rune,
+ * of one, two or three bytes, at either end; inner spaces stay. */
+Test(frame_trim, is_go_trimspace)
+{
+    aero_str t = frame_trim(cstr("\xe2\x80\xa8 \xc2\x85x \xe3\x80\x80y\t\xe2\x80\x8a\xc2\xa0\xe1\x9a\x80"));
+    cr_assert_eq(t.len, 6);
+    cr_assert_eq(memcmp(t.ptr, "x \xe3\x80\x80y", 6), 0);
+    cr_assert_eq(frame_trim(cstr("\xe2\x80\xaf\xe2\x81\x9f\xe2\x80\xa9")).len, 0);
+    /* Not spaces: U+200B (zero width) and U+180E (no longer Zs). */
+    cr_assert_eq(frame_trim(cstr("\xe2\x80\x8b")).len, 3);
+    cr_assert_eq(frame_trim(cstr("\xe1\xa0\x8e")).len, 3);
 }
