@@ -210,8 +210,17 @@ static int load_keys(struct settings *st, struct loaded *l, char *err, size_t er
 /* [control]: the CA and identities now, so --check catches a bad CA file. */
 static int load_control(struct settings *st, struct loaded *l, char *err, size_t errlen)
 {
-    if (!st->control_client_ca_file[0])
+    /* SPEC.md section 10: an empty client_ca_file is control disabled,
+     * whatever else [control] says; either half alone is worth a word. */
+    if (!st->control_client_ca_file[0]) {
+        if (st->control_allowed_identities[0])
+            log_warn("[control] allowed_identities is set but client_ca_file is empty: "
+                     "control is disabled (commands answer UNIMPLEMENTED)");
         return 0;
+    }
+    if (!st->control_allowed_identities[0])
+        log_warn("[control] client_ca_file is set but allowed_identities is empty: every "
+                 "control call is refused PERMISSION_DENIED");
     char reason[1024];
     if (tls_cert_check_ca_file(st->control_client_ca_file, true, reason, sizeof(reason)) == 0 &&
         control_auth_load(st->control_client_ca_file, st->control_allowed_identities,

@@ -403,12 +403,11 @@ static void clear_operation_context(struct rpc_call *call, const ProtobufCMessag
     Aeroarc__Agent__V1__ClearOperationContextCommand *c = req->command;
     if (command_refuse(relay, call, req->agent_id, c ? c->command_id : NULL))
         return;
+    /* One text for either shape the SPEC refuses (section 10). */
     if (c->authoritative ? c->flight_id[0] != '\0' : blank(c->flight_id)) {
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                        c->authoritative
-                            ? "an authoritative clear must not name a flight ID"
-                            : "flight ID may be empty only while reconciling a fresh Relay session",
-                        NULL, 0);
+                        "flight ID may be empty only while reconciling a fresh Relay session", NULL,
+                        0);
         return;
     }
     struct expect x = {.kind = COMMAND_CLEAR_CONTEXT, .authoritative = c->authoritative};

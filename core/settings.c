@@ -371,14 +371,15 @@ static int check_auth(const struct config_file *f, const struct config_section *
     return 0;
 }
 
-/* One allowed identity: a CN or DNS name (printable, no spaces or commas)
- * or a URI (scheme "://" rest). */
+/* One allowed identity: a CN or DNS name (no control characters or
+ * commas; a CN may hold spaces and non-ASCII, "Aero Arc API") or a URI
+ * (scheme "://" rest). */
 static int valid_identity(const char *p, size_t n)
 {
     if (n == 0 || n > 1024)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f || p[i] == ',')
+        if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] == 0x7f || p[i] == ',')
             return 0;
     const char *sep = NULL;
     for (size_t i = 0; i + 3 <= n && !sep; i++)
@@ -398,7 +399,7 @@ static int check_control(const struct config_file *f, const struct config_sectio
                          size_t errlen)
 {
     const struct config_section *tls = config_find(f, "tls");
-    int ca = is_set(s, "client_ca_file"), ids = is_set(s, "allowed_identities");
+    int ca = is_set(s, "client_ca_file");
     char q[CONFIG_ERR_LEN];
 
     if (ca && !(tls && is_set(tls, "cert_file")))
@@ -406,13 +407,8 @@ static int check_control(const struct config_file *f, const struct config_sectio
                              "client_ca_file",
                              "set without [tls] cert_file and key_file (control clients "
                              "authenticate with TLS certificates)");
-    if (ca && !ids)
-        return config_errorf(err, errlen, f->path, line_of(s, "client_ca_file"), s->name,
-                             "allowed_identities",
-                             "required with client_ca_file (no caller could be allowed)");
-    if (ids && !ca)
-        return config_errorf(err, errlen, f->path, line_of(s, "allowed_identities"), s->name,
-                             "allowed_identities", "set without client_ca_file");
+    /* Either half alone starts (SPEC.md section 10: no CA is control
+     * disabled; no identity allows nobody); main.c warns. */
     const char *v = config_get(s, "allowed_identities");
     while (v && *v) {
         size_t n = strcspn(v, ",");

@@ -97,8 +97,8 @@ Test(cli, each_bad_configuration_names_file_line_key_and_reason)
          ":2: [control] client_ca_file: set without [tls] cert_file and key_file (control "
          "clients authenticate with TLS certificates)\n"},
         {"[tls]\ncert_file = /a\nkey_file = /b\n[control]\nclient_ca_file = /c\n"
-         "allowed_identities = api, not an id\n",
-         ":6: [control] allowed_identities: invalid identity \"not an id\" (expected a "
+         "allowed_identities = api, Aero Arc API, ://no-scheme\n",
+         ":6: [control] allowed_identities: invalid identity \"://no-scheme\" (expected a "
          "certificate CN, DNS name or URI such as spiffe://aero-arc/api, comma-separated)\n"},
         /* every file the configuration names is checked, each error listed */
         {"[tls]\ncert_file = /a\nkey_file = /b\n[control]\nclient_ca_file = /nonexistent/ca.pem\n"

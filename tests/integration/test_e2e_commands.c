@@ -331,6 +331,9 @@ Test(commands, validation_and_not_found_codes_per_kind)
                   "flight ID, intent ID, and positive intent version are required");
     expect_status(clear_ctx(api, "a", "c-1", "", false), INVALID_ARGUMENT,
                   "flight ID may be empty only while reconciling a fresh Relay session");
+    /* An authoritative clear names no flight: the same text. */
+    expect_status(clear_ctx(api, "a", "c-1", "F1", true), INVALID_ARGUMENT,
+                  "flight ID may be empty only while reconciling a fresh Relay session");
     expect_status(aircraft(api, "a", "c-1", "", ARM, 10000), INVALID_ARGUMENT,
                   "aircraft ID is required");
     expect_status(aircraft(api, "a", "c-1", "ac", 7, 10000), INVALID_ARGUMENT,
@@ -574,7 +577,9 @@ Test(commands_off, without_control_the_commands_are_unimplemented, .timeout = 60
 {
     struct relay_proc r;
     harness_prepare(&r);
-    struct rc_channel *ch = harness_start(&r, NULL, "");
+    /* Identities without a CA: still control disabled, not a bad config. */
+    struct rc_channel *ch =
+        harness_start(&r, NULL, "[control]\nclient_ca_file =\nallowed_identities = api\n");
     expect_status(set_ctx(ch, "a", "c-1", "F1", 10000), UNIMPLEMENTED,
                   "operation-context control is disabled until mTLS control authentication "
                   "is configured");
