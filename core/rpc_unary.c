@@ -5,7 +5,7 @@
  */
 #include "rpc_unary.h"
 
-#include "wire_merge.h"
+#include "wire_prepare.h"
 #include "wire_record.h"
 
 #include <stdio.h>
@@ -46,15 +46,15 @@ ProtobufCMessage *rpc_unary_unpack(const ProtobufCMessageDescriptor *desc, const
                                    size_t len, const char **cut)
 {
     *cut = NULL;
-    /* A message field sent as several records is read as one (SPEC.md
-     * 12.7 reading 6): protobuf-c's own merge would lose fields. */
-    uint8_t *merged = NULL;
-    size_t merged_len = 0;
+    /* Read as Go's protobuf reads it (wire_prepare.h): records of one
+     * message field merged, a wrong wire type an unknown field. */
+    uint8_t *prepared = NULL;
+    size_t prepared_len = 0;
     ProtobufCMessage *req =
-        wire_merge(desc, bytes, len, &merged, &merged_len) == 1
-            ? protobuf_c_message_unpack(desc, NULL, merged_len, merged)
+        wire_prepare(desc, bytes, len, &prepared, &prepared_len) == 1
+            ? protobuf_c_message_unpack(desc, NULL, prepared_len, prepared)
             : protobuf_c_message_unpack(desc, NULL, len, bytes);
-    free(merged);
+    free(prepared);
     const char *bad = req ? string_with_nul(desc, bytes, len, 0) : NULL;
     if (!bad)
         return req;

@@ -1,7 +1,7 @@
 /*
  * wire_record.h - protobuf wire format read one record at a time, for the
  * places that look at request bytes beside protobuf-c: the NUL check of
- * rpc_unary.c, wire_merge.c, and the command bytes the relay forwards as
+ * rpc_unary.c, wire_prepare.c, and the command bytes the relay forwards as
  * they came (command_durable.c). The telemetry hot path has its own
  * reader in frame_codec.c.
  */

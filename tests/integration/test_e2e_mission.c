@@ -570,9 +570,20 @@ Test(mission, refusals_in_rule_order)
     req.agent_id = "agent";
     expect_status(call_start(api, DEPLOY, &req.base, 5000), INVALID_ARGUMENT,
                   "agent_id and command are required");
-    /* Undecodable: a known field with the wrong wire type, invalid UTF-8. */
+    /* A known field with the wrong wire type is an unknown field, as Go
+     * reads it: the request's own are ignored (command 2 as a varint: no
+     * command), an item's name the item (14.3 rule 4). */
     expect_status(call_start_raw(api, DEPLOY, (const uint8_t *)"\x10\x01", 2, 5000),
-                  INVALID_ARGUMENT, "mission command contains unknown fields");
+                  INVALID_ARGUMENT, "agent_id and command are required");
+    ProtobufCMessageUnknownField sequence_as_fixed32 = {
+        .tag = 1, .wire_type = PROTOBUF_C_WIRE_TYPE_32BIT, .len = 4,
+        .data = (uint8_t *)"\0\0\0\0"};
+    m.item.base.n_unknown_fields = 1;
+    m.item.base.unknown_fields = &sequence_as_fixed32;
+    expect_status(deploy(&m, "agent", 5000), INVALID_ARGUMENT,
+                  "mission item 0 is nil or contains unknown fields");
+    mission(&m, "upload-20");
+    /* Undecodable: invalid UTF-8. */
     expect_status(call_start_raw(api, DEPLOY, (const uint8_t *)"\x0a\x02\xc3\x28", 4, 5000),
                   INVALID_ARGUMENT, "mission command contains unknown fields");
     m.item.altitude_m = 83887.0f;

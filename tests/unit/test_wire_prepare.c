@@ -1,9 +1,10 @@
 /*
- * test_wire_merge.c - core/wire_merge.c: a message field sent as several
- * records reads as their merge, every other field as it came; bytes that
- * need nothing are left alone; bytes that do not parse are refused.
+ * test_wire_prepare.c - core/wire_prepare.c: a message field sent as
+ * several records reads as their merge, a known number with the wrong wire
+ * type as an unknown field, every other field as it came; bytes that need
+ * nothing are left alone; bytes that do not parse are refused.
  */
-#include "wire_merge.h"
+#include "wire_prepare.h"
 
 #include "aeroarc/agent/v1/agent.pb-c.h"
 #include "aeroarc/relay/v1/relay.pb-c.h"
@@ -37,19 +38,19 @@ static size_t record(uint8_t *out, uint32_t field, const uint8_t *p, size_t n)
     return o + n;
 }
 
-static Request *read_merged(const uint8_t *in, size_t len)
+static Request *read_prepared(const uint8_t *in, size_t len)
 {
     uint8_t *out = NULL;
     size_t out_len = 0;
-    cr_assert_eq(wire_merge(REQUEST_DESC, in, len, &out, &out_len), 1);
-    cr_assert_leq(out_len, len, "merging grew the bytes");
+    cr_assert_eq(wire_prepare(REQUEST_DESC, in, len, &out, &out_len), 1);
+    
     Request *r = (Request *)protobuf_c_message_unpack(REQUEST_DESC, NULL, out_len, out);
     free(out);
     cr_assert_not_null(r);
     return r;
 }
 
-Test(wire_merge, nothing_twice_is_left_alone)
+Test(wire_prepare, nothing_twice_is_left_alone)
 {
     DurableCommand c = AEROARC__AGENT__V1__DURABLE_COMMAND__INIT;
     c.command_id = "cmd-1";
@@ -62,13 +63,13 @@ Test(wire_merge, nothing_twice_is_left_alone)
     size_t n = pack(&q.base, b);
     uint8_t *out = NULL;
     size_t out_len = 0;
-    cr_assert_eq(wire_merge(REQUEST_DESC, b, n, &out, &out_len), 0);
+    cr_assert_eq(wire_prepare(REQUEST_DESC, b, n, &out, &out_len), 0);
     cr_assert_null(out);
 }
 
 /* The command in two records: the second only repeats agent_id. Every
  * scalar of the first must survive (protobuf-c's own merge drops them). */
-Test(wire_merge, a_message_in_two_records_reads_as_their_merge)
+Test(wire_prepare, a_message_in_two_records_reads_as_their_merge)
 {
     DurableCommand c = AEROARC__AGENT__V1__DURABLE_COMMAND__INIT;
     c.command_id = "cmd-1";
@@ -85,7 +86,7 @@ Test(wire_merge, a_message_in_two_records_reads_as_their_merge)
     n += record(b + n, 2, cb, cn);
     n += record(b + n, 3, (const uint8_t *)"a/1", 3); /* attempt_id between them */
     n += record(b + n, 2, part, tn);
-    Request *r = read_merged(b, n);
+    Request *r = read_prepared(b, n);
     cr_assert_str_eq(r->command->command_id, "cmd-1");
     cr_assert_str_eq(r->command->agent_id, "agent-b", "the last record's scalar wins");
     cr_assert_str_eq(r->command->definition, "ARM");
@@ -97,7 +98,7 @@ Test(wire_merge, a_message_in_two_records_reads_as_their_merge)
 
 /* Inside the one command record, its context in two records: merged at
  * that depth too. */
-Test(wire_merge, nested_records_merge_too)
+Test(wire_prepare, nested_records_merge_too)
 {
     Aeroarc__Agent__V1__OperationContext a = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
     a.flight_id = "flight";
@@ -112,7 +113,7 @@ Test(wire_merge, nested_records_merge_too)
     cn += record(cb + cn, 7, (const uint8_t *)"ARM", 3);
     cn += record(cb + cn, 6, zb, zn);
     size_t n = record(b, 2, cb, cn);
-    Request *r = read_merged(b, n);
+    Request *r = read_prepared(b, n);
     const Aeroarc__Agent__V1__OperationContext *ctx = r->command->context;
     cr_assert_not_null(ctx);
     cr_assert_str_eq(ctx->flight_id, "flight");
@@ -122,11 +123,59 @@ Test(wire_merge, nested_records_merge_too)
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
-Test(wire_merge, bytes_that_do_not_parse_are_refused)
+Test(wire_prepare, bytes_that_do_not_parse_are_refused)
 {
     static const uint8_t cut[] = {0x12, 0x10, 0x0a, 0x02}; /* a length past the end */
     uint8_t *out = NULL;
     size_t out_len = 0;
-    cr_assert_eq(wire_merge(REQUEST_DESC, cut, sizeof(cut), &out, &out_len), -1);
+    cr_assert_eq(wire_prepare(REQUEST_DESC, cut, sizeof(cut), &out, &out_len), -1);
     cr_assert_null(out);
+}
+
+/* A known number with the wrong wire type is an unknown field of its own
+ * message (Go's reading), not a refusal of the whole request: here
+ * definition_version (field 8, a varint) sent as fixed32 inside the
+ * command, and the command's context (field 6) as a varint. */
+Test(wire_prepare, a_wrong_wire_type_is_an_unknown_field_where_it_is)
+{
+    uint8_t cb[64], b[128];
+    size_t cn = 0;
+    cn += record(cb + cn, 1, (const uint8_t *)"cmd-3", 5);
+    cb[cn++] = 8 << 3 | 5; /* fixed32 */
+    memcpy(cb + cn, "\x07\0\0\0", 4);
+    cn += 4;
+    cb[cn++] = 6 << 3 | 0; /* varint */
+    cb[cn++] = 1;
+    cn += record(cb + cn, 7, (const uint8_t *)"ARM", 3);
+    size_t n = record(b, 2, cb, cn);
+    cr_assert_null(protobuf_c_message_unpack(REQUEST_DESC, NULL, n, b),
+                   "protobuf-c refuses these bytes as they are");
+    Request *r = read_prepared(b, n);
+    cr_assert_str_eq(r->command->command_id, "cmd-3");
+    cr_assert_str_eq(r->command->definition, "ARM");
+    cr_assert_eq(r->command->definition_version, 0);
+    cr_assert_null(r->command->context);
+    cr_assert_eq(r->command->base.n_unknown_fields, 2);
+    cr_assert_eq(r->base.n_unknown_fields, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* Packed is a fit for a repeated number; nothing to rewrite. */
+Test(wire_prepare, packed_repeated_numbers_are_left_alone)
+{
+    Aeroarc__Agent__V1__MavlinkExecution mav = AEROARC__AGENT__V1__MAVLINK_EXECUTION__INIT;
+    float params[3] = {1, 2, 3};
+    mav.n_parameters = 3;
+    mav.parameters = params;
+    DurableCommand c = AEROARC__AGENT__V1__DURABLE_COMMAND__INIT;
+    c.command_id = "cmd-4";
+    c.execution_case = AEROARC__AGENT__V1__DURABLE_COMMAND__EXECUTION_MAVLINK;
+    c.mavlink = &mav;
+    Request q = AEROARC__RELAY__V1__EXCHANGE_COMMAND_REQUEST__INIT;
+    q.command = &c;
+    uint8_t b[256];
+    size_t n = pack(&q.base, b);
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    cr_assert_eq(wire_prepare(REQUEST_DESC, b, n, &out, &out_len), 0);
 }
