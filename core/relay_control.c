@@ -15,6 +15,7 @@
 #include "command_table.h"
 #include "control_auth.h"
 #include "frame_codec.h"
+#include "mono_clock.h"
 #include "rpc_stream.h"
 #include "session_table.h"
 
@@ -295,18 +296,28 @@ static int encode(const ProtobufCMessage *cmd, Aeroarc__Agent__V1__RelayStreamMe
     return 0;
 }
 
+/* A refusal before the command reaches the table, counted as the table
+ * counts its own outcomes (aero_relay_commands_total{kind,result}). */
+static void refused(struct relay *relay, struct rpc_call *call, enum command_kind kind,
+                    enum rpc_code code, const char *text, int64_t start_ns)
+{
+    command_hub_count(relay->commands, kind, rpc_call_code_name(code), start_ns);
+    rpc_call_finish(call, code, text, NULL, 0);
+}
+
 /*
  * SPEC.md section 10 after validation: where the command goes (each kind's
  * not-found codes), then the session's table. Takes x.
  */
 static void command(struct relay *relay, struct rpc_call *call, const char *agent_id,
                     const char *id, const ProtobufCMessage *cmd,
-                    Aeroarc__Agent__V1__RelayStreamMessage *env, const struct expect *want)
+                    Aeroarc__Agent__V1__RelayStreamMessage *env, const struct expect *want,
+                    int64_t start_ns)
 {
     bool aircraft = want->kind == COMMAND_AIRCRAFT;
     struct expect *x = malloc(sizeof(*x)); /* the table's, until the command ends */
     if (!x) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "relay out of memory", NULL, 0);
+        refused(relay, call, want->kind, RPC_RESOURCE_EXHAUSTED, "relay out of memory", start_ns);
         return;
     }
     *x = *want;
@@ -335,8 +346,8 @@ static void command(struct relay *relay, struct rpc_call *call, const char *agen
         text = "relay out of memory";
     }
     if (code != RPC_OK) {
+        refused(relay, call, x->kind, code, text, start_ns);
         free(x);
-        rpc_call_finish(call, code, text, NULL, 0);
     } else {
         spec.msg = msg;
         command_table_submit(t, rs, &spec, call);
@@ -351,21 +362,35 @@ static const char ids_required[] = "agent ID and command ID are required";
 
 /* Control authentication first, then the relay's state, then the ids
  * every command needs (`command_id` NULL: the request had no command).
- * True when the call was refused (and finished). */
-static bool command_refuse(struct relay *relay, struct rpc_call *call, const char *agent_id,
-                           const char *command_id)
+ * True when the call was refused (and finished; counted once past
+ * authentication, as a durable command's are). */
+static bool command_refuse(struct relay *relay, struct rpc_call *call, enum command_kind kind,
+                           const char *agent_id, const char *command_id, int64_t start_ns)
 {
     if (!control_auth_admit(relay->control, call))
         return true;
     if (atomic_load(&relay->shutting_down)) {
-        rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
+        refused(relay, call, kind, RPC_UNAVAILABLE, "relay shutting down", start_ns);
         return true;
     }
     if (agent_id[0] == '\0' || !command_id || command_id[0] == '\0') {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, ids_required, NULL, 0);
+        refused(relay, call, kind, RPC_INVALID_ARGUMENT, ids_required, start_ns);
         return true;
     }
     return false;
+}
+
+/* A request that did not decode (registered RPC_UNARY_OWN_MALFORMED):
+ * control authentication still comes first (SPEC.md section 10). True
+ * when msg is such a request (then answered). */
+static bool malformed(struct relay *relay, struct rpc_call *call, const ProtobufCMessage *msg,
+                      enum command_kind kind, const char *text)
+{
+    if (msg)
+        return false;
+    if (control_auth_admit(relay->control, call))
+        refused(relay, call, kind, RPC_INVALID_ARGUMENT, text, mono_ns());
+    return true;
 }
 
 static void set_operation_context(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -373,14 +398,18 @@ static void set_operation_context(struct rpc_call *call, const ProtobufCMessage 
 {
     (void)w;
     struct relay *relay = service;
+    if (malformed(relay, call, msg, COMMAND_SET_CONTEXT, "malformed SetOperationContextRequest"))
+        return;
     const Aeroarc__Relay__V1__SetOperationContextRequest *req = (const void *)msg;
     Aeroarc__Agent__V1__SetOperationContextCommand *c = req->command;
-    if (command_refuse(relay, call, req->agent_id, c ? c->command_id : NULL))
+    int64_t start_ns = mono_ns();
+    if (command_refuse(relay, call, COMMAND_SET_CONTEXT, req->agent_id,
+                       c ? c->command_id : NULL, start_ns))
         return;
     if (!c->context || blank(c->context->flight_id) || blank(c->context->intent_id) ||
         c->context->intent_version == 0) {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                        "flight ID, intent ID, and positive intent version are required", NULL, 0);
+        refused(relay, call, COMMAND_SET_CONTEXT, RPC_INVALID_ARGUMENT,
+                "flight ID, intent ID, and positive intent version are required", start_ns);
         return;
     }
     struct expect x = {.kind = COMMAND_SET_CONTEXT};
@@ -391,7 +420,7 @@ static void set_operation_context(struct rpc_call *call, const ProtobufCMessage 
     Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
     env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_SET_OPERATION_CONTEXT;
     env.set_operation_context = c;
-    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x);
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x, start_ns);
 }
 
 static void clear_operation_context(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -399,15 +428,18 @@ static void clear_operation_context(struct rpc_call *call, const ProtobufCMessag
 {
     (void)w;
     struct relay *relay = service;
+    if (malformed(relay, call, msg, COMMAND_CLEAR_CONTEXT, "malformed ClearOperationContextRequest"))
+        return;
     const Aeroarc__Relay__V1__ClearOperationContextRequest *req = (const void *)msg;
     Aeroarc__Agent__V1__ClearOperationContextCommand *c = req->command;
-    if (command_refuse(relay, call, req->agent_id, c ? c->command_id : NULL))
+    int64_t start_ns = mono_ns();
+    if (command_refuse(relay, call, COMMAND_CLEAR_CONTEXT, req->agent_id,
+                       c ? c->command_id : NULL, start_ns))
         return;
     /* One text for either shape the SPEC refuses (section 10). */
     if (c->authoritative ? c->flight_id[0] != '\0' : blank(c->flight_id)) {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                        "flight ID may be empty only while reconciling a fresh Relay session", NULL,
-                        0);
+        refused(relay, call, COMMAND_CLEAR_CONTEXT, RPC_INVALID_ARGUMENT,
+                "flight ID may be empty only while reconciling a fresh Relay session", start_ns);
         return;
     }
     struct expect x = {.kind = COMMAND_CLEAR_CONTEXT, .authoritative = c->authoritative};
@@ -415,7 +447,7 @@ static void clear_operation_context(struct rpc_call *call, const ProtobufCMessag
     Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
     env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_CLEAR_OPERATION_CONTEXT;
     env.clear_operation_context = c;
-    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x);
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x, start_ns);
 }
 
 static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -423,18 +455,23 @@ static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage 
 {
     (void)w;
     struct relay *relay = service;
+    if (malformed(relay, call, msg, COMMAND_AIRCRAFT, "malformed SendAircraftCommandRequest"))
+        return;
     const Aeroarc__Relay__V1__SendAircraftCommandRequest *req = (const void *)msg;
     Aeroarc__Agent__V1__AircraftCommand *c = req->command;
-    if (command_refuse(relay, call, req->agent_id, c ? c->command_id : NULL))
+    int64_t start_ns = mono_ns();
+    if (command_refuse(relay, call, COMMAND_AIRCRAFT, req->agent_id, c ? c->command_id : NULL,
+                       start_ns))
         return;
     if (c->aircraft_id[0] == '\0') {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "aircraft ID is required", NULL, 0);
+        refused(relay, call, COMMAND_AIRCRAFT, RPC_INVALID_ARGUMENT, "aircraft ID is required",
+                start_ns);
         return;
     }
     if (c->type != AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_ARM &&
         c->type != AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_DISARM) {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "aircraft command type must be ARM or DISARM",
-                        NULL, 0);
+        refused(relay, call, COMMAND_AIRCRAFT, RPC_INVALID_ARGUMENT,
+                "aircraft command type must be ARM or DISARM", start_ns);
         return;
     }
     struct expect x = {.kind = COMMAND_AIRCRAFT};
@@ -442,7 +479,7 @@ static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage 
     Aeroarc__Agent__V1__RelayStreamMessage env = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__INIT;
     env.payload_case = AEROARC__AGENT__V1__RELAY_STREAM_MESSAGE__PAYLOAD_AIRCRAFT_COMMAND;
     env.aircraft_command = c;
-    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x);
+    command(relay, call, req->agent_id, c->command_id, &c->base, &env, &x, start_ns);
 }
 
 int relay_control_add(struct relay *relay, struct rpc_server *server)
@@ -453,15 +490,16 @@ int relay_control_add(struct relay *relay, struct rpc_server *server)
         rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/GetDroneStatus",
                              &aeroarc__relay__v1__get_drone_status_request__descriptor,
                              get_drone_status, relay) < 0 ||
-        rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/SetOperationContext",
-                             &aeroarc__relay__v1__set_operation_context_request__descriptor,
-                             set_operation_context, relay) < 0 ||
-        rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/ClearOperationContext",
-                             &aeroarc__relay__v1__clear_operation_context_request__descriptor,
-                             clear_operation_context, relay) < 0 ||
-        rpc_server_add_unary(server, "/aeroarc.relay.v1.RelayControl/SendAircraftCommand",
-                             &aeroarc__relay__v1__send_aircraft_command_request__descriptor,
-                             send_aircraft_command, relay) < 0)
+        /* The commands authenticate even a request that does not decode. */
+        rpc_server_add_unary_flags(server, "/aeroarc.relay.v1.RelayControl/SetOperationContext",
+                                   &aeroarc__relay__v1__set_operation_context_request__descriptor,
+                                   set_operation_context, relay, RPC_UNARY_OWN_MALFORMED) < 0 ||
+        rpc_server_add_unary_flags(server, "/aeroarc.relay.v1.RelayControl/ClearOperationContext",
+                                   &aeroarc__relay__v1__clear_operation_context_request__descriptor,
+                                   clear_operation_context, relay, RPC_UNARY_OWN_MALFORMED) < 0 ||
+        rpc_server_add_unary_flags(server, "/aeroarc.relay.v1.RelayControl/SendAircraftCommand",
+                                   &aeroarc__relay__v1__send_aircraft_command_request__descriptor,
+                                   send_aircraft_command, relay, RPC_UNARY_OWN_MALFORMED) < 0)
         return -1;
     return 0;
 }

@@ -305,6 +305,13 @@ Test(commands, control_needs_a_verified_allowed_certificate)
     expect_status(aircraft(c, "nobody", "c-1", "ac", ARM, 10000), PERMISSION_DENIED, NULL);
     rc_close(c);
     expect_status(clear_ctx(agents, "nobody", "c-1", "F1", false), UNAUTHENTICATED, NULL);
+    /* Authentication comes before a request that does not decode (field
+     * 2 as a string: not a message). */
+    static const uint8_t garbage[] = {0x12, 0x01, 0xff};
+    expect_status(call_start_raw(agents, SET, garbage, sizeof(garbage), 10000), UNAUTHENTICATED,
+                  NULL);
+    expect_status(call_start_raw(api, SET, garbage, sizeof(garbage), 10000), INVALID_ARGUMENT,
+                  "malformed SetOperationContextRequest");
     /* Another CA's certificate fails the handshake itself. */
     c = tls("foreign");
     expect_status(set_ctx(c, "nobody", "c-1", "F1", 5000), UNAVAILABLE, NULL);
@@ -344,6 +351,13 @@ Test(commands, validation_and_not_found_codes_per_kind)
                   "agent is not registered");
     expect_status(aircraft(api, "ghost", "c-1", "ac", ARM, 10000), NOT_FOUND,
                   "agent is not connected");
+    /* Refused before the table, and counted as its outcomes are. */
+    cr_assert_eq(fixture_metric(&relay, "aero_relay_commands_total{kind=\"set\","
+                                        "result=\"INVALID_ARGUMENT\"}"), 3);
+    cr_assert_eq(fixture_metric(&relay, "aero_relay_commands_total{kind=\"clear\","
+                                        "result=\"INVALID_ARGUMENT\"}"), 2);
+    cr_assert_eq(fixture_metric(&relay, "aero_relay_commands_total{kind=\"aircraft\","
+                                        "result=\"NOT_FOUND\"}"), 1);
 
     harness_register(agents, "nostream-1", NULL, 0);
     expect_status(set_ctx(api, "nostream-1", "c-1", "F1", 10000), UNAVAILABLE,
