@@ -39,12 +39,13 @@ static const char *const aborted_text[COMMAND_KINDS] = {
         "agent session retired while awaiting operation context acknowledgement",
     [COMMAND_AIRCRAFT] = "agent session retired while awaiting aircraft command result",
     [COMMAND_DURABLE] = "Agent session or stream ended; reconcile the same command identity",
-    /* SPEC.md 14.2 rule 16, "not written". Ours hands a mission to its
-     * stream as it gets the slot (queued = written, 14.6 reading 5), so no
-     * path ends one with this; kept so every kind has a text. */
+    /* SPEC.md 14.2 rule 16, "not written": the stream ended with the
+     * mission still in its queue (14.6 reading 5). */
     [COMMAND_MISSION] =
         "agent session retired while awaiting mission result before confirmed delivery",
 };
+static const char mission_replaced_unsent_text[] =
+    "agent stream replaced after mission delivery before confirmed delivery";
 
 /* 14.2 rule 16: why the relay completed a written mission itself. */
 static const char mission_lost_reason[] = "agent session retired while awaiting mission result";
@@ -117,6 +118,7 @@ struct entry {
     bool counted;          /* in t->count: a mission only once admitted (14.2 rule 11) */
     const char *label;     /* DONE: the kind's result label (command_outcome.label) */
     struct rpc_stream *sent_rs; /* the stream it last went out on (a reference, until it ends) */
+    uint32_t sent_number;       /* WRITTEN: its message on rs (rpc_stream_sent) */
 };
 
 struct command_table {
@@ -808,7 +810,8 @@ static void deliver(struct command_table *t, struct entry *e, struct finish **ou
     /* The table bounds its commands (4096 pending per kind, SPEC.md
      * section 10): the stream's queue never refuses one; a mission's write
      * is detached (14.6 reading 5) and waits there like the others. */
-    int rc = rpc_stream_send(e->rs, e->msg, e->msg_len, RPC_SEND_BOUNDED, 0);
+    int rc = rpc_stream_send_numbered(e->rs, e->msg, e->msg_len, RPC_SEND_BOUNDED, 0,
+                                      &e->sent_number);
     if (rc == 0) {
         set_state(t, e, ENTRY_WRITTEN);
         e->admit_failed = false;
@@ -1275,6 +1278,15 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, 
             }
             continue;
         }
+        if (e->state == ENTRY_WRITTEN && e->kind == COMMAND_MISSION &&
+            !rpc_stream_sent(rs, e->sent_number)) {
+            /* 14.2 rule 16, not written (14.6 reading 5: still waiting for
+             * the stream's write): nothing reached the agent, so ABORTED
+             * and not kept; a redelivery stays retryable. */
+            end_unadmitted(t, e, RPC_ABORTED,
+                           replaced ? mission_replaced_unsent_text : aborted_text[e->kind], &done);
+            continue;
+        }
         if (e->state == ENTRY_WRITTEN && e->ops->lost) {
             /* 14.2 rule 16: kept, never sent again on this session */
             struct command_outcome o = {.code = RPC_OK};
@@ -1456,7 +1468,7 @@ static bool exchange_in_table(const struct command_exchange *x)
 static bool end_blocked_write(struct command_exchange *x, int64_t now)
 {
     if (x->state != X_WAITING || now + DEADLINE_SLACK_NS < x->deadline_ns ||
-        rpc_stream_left(x->rs, x->sent_number))
+        rpc_stream_sent(x->rs, x->sent_number))
         return false;
     rpc_stream_cancel(x->rs, RPC_DEADLINE_EXCEEDED, write_deadline_text);
     return true;

@@ -165,7 +165,7 @@ struct command_exchange {
     int state;                 /* X_* in command_table.c */
     uint64_t queued_seq;
     struct rpc_stream *rs;     /* written to (a reference) */
-    uint32_t sent_number;      /* the message's, on rs (rpc_stream_left) */
+    uint32_t sent_number;      /* the message's, on rs (rpc_stream_sent) */
     struct entry *entry;       /* its id's entry while admitted */
     bool got_first;
     void *spare[2];            /* the granted and ended callbacks' memory */

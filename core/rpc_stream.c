@@ -75,9 +75,10 @@ struct rpc_stream {
     uint8_t *q; /* outgoing messages, [head, tail) */
     uint32_t q_cap, q_head, q_tail, q_count;
     uint32_t q_other, q_max; /* queued without RPC_SEND_CREDIT, and their bound */
-    /* Messages ever queued, and ever handed to gRPC or dropped (in queue
-     * order, wrapping): a message's number tells whether it left. */
-    uint32_t n_queued, n_left;
+    /* Messages ever queued, and ever taken by gRPC (in queue order,
+     * wrapping: once one is not, the call is over and none is after it):
+     * a message's number tells whether it went out. */
+    uint32_t n_queued, n_sent;
 
     bool started;     /* rpc_stream_start ran: batches may be started */
     bool recv_pending, send_pending, status_pending;
@@ -173,7 +174,6 @@ static size_t queue_drop_all(struct rpc_stream *st, uint64_t **stamps)
         if (*stamps)
             (*stamps)[n++] = queue_head(st)->stamp;
         queue_pop(st);
-        st->n_left++;
     }
     return n;
 }
@@ -214,7 +214,6 @@ static void progress(struct rpc_stream *st)
         int rc = rpc_call_send(st->call, (const uint8_t *)(m + 1), m->len, more, &st->send_tag);
         queue_pop(st);
         if (rc < 0) {
-            st->n_left++;
             st->send_pending = false;
             if (st->sending_flags & RPC_SEND_CREDIT)
                 atomic_fetch_sub(&st->owed, 1);
@@ -352,7 +351,7 @@ static void on_send(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
         st->h->on_sent(st->owner, stamp, ok);
     pthread_mutex_lock(&st->mu);
     st->send_pending = false;
-    st->n_left++;
+    st->n_sent += ok;
     if (flags & RPC_SEND_CREDIT)
         atomic_fetch_sub(&st->owed, 1);
     if (!ok)
@@ -472,12 +471,12 @@ int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t l
     return rc;
 }
 
-bool rpc_stream_left(struct rpc_stream *st, uint32_t number)
+bool rpc_stream_sent(struct rpc_stream *st, uint32_t number)
 {
     pthread_mutex_lock(&st->mu);
-    bool left = (int32_t)(st->n_left - number) >= 0;
+    bool sent = (int32_t)(st->n_sent - number) >= 0;
     pthread_mutex_unlock(&st->mu);
-    return left;
+    return sent;
 }
 
 void rpc_stream_credit(struct rpc_stream *st, int n)

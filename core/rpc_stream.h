@@ -110,14 +110,14 @@ int rpc_stream_send(struct rpc_stream *st, const uint8_t *msg, size_t len, unsig
                     uint64_t stamp);
 
 /* rpc_stream_send, and on success *number names the message for
- * rpc_stream_left. */
+ * rpc_stream_sent. */
 int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t len,
                              unsigned flags, uint64_t stamp, uint32_t *number);
 
-/* Whether the message numbered so has left the queue: gRPC took it (its
- * on_sent came), or it was dropped because the call ended. A message that
- * has not is blocked behind the peer's flow control or earlier messages. */
-bool rpc_stream_left(struct rpc_stream *st, uint32_t number);
+/* Whether gRPC took the message numbered so (its on_sent came, ok). One
+ * not taken is still queued, behind the peer's flow control or earlier
+ * messages, or was dropped when the call ended. */
+bool rpc_stream_sent(struct rpc_stream *st, uint32_t number);
 
 /* Give back read credit for n messages that get no RPC_SEND_CREDIT answer. */
 void rpc_stream_credit(struct rpc_stream *st, int n);

@@ -15,6 +15,7 @@
 #include "http_client.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,6 +466,48 @@ Test(mission, an_old_streams_outcome_unknown_is_never_resent)
                   "agent stream replaced after mission delivery");
     agent_expect_nothing(s2, "agent", 2);
     agent_close(s2);
+}
+
+/* SPEC.md 14.2 rule 16 and 14.6 reading 5: a mission still in the
+ * stream's queue when the stream ends was not written (the agent read
+ * nothing: acks filled its 64 KiB window, never grown): ABORTED "...
+ * before confirmed delivery", and not kept: the same id is a first
+ * delivery again on the next session. */
+Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
+{
+    char ca[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
+    struct rc_opts o = {.root_cert_file = ca, .server_name_override = "localhost",
+                        .recv_window_bytes = 65535};
+    struct rc_status st;
+    struct rc_channel *slow = rc_connect_opts(relay.target, &o, &st);
+    cr_assert_not_null(slow, "%s", st.message);
+    struct rc_register_result reg;
+    cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", NULL, 0, &reg, &st, 5000), 0,
+                 "%s", st.message);
+    snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
+    struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    set_context(s, "agent", "ctx-1");
+    uint64_t seq = 0;
+    int rc = 0;
+    while (seq < 100000 && rc == 0) {
+        struct rc_frame f = *harness_frame("agent", ++seq);
+        f.session_id = last_session;
+        rc = rc_stream_send_gen2_frame(s, &f, 500);
+    }
+    cr_assert_eq(rc, -ETIMEDOUT, "frame %llu: %d", (unsigned long long)seq, rc);
+    struct mission m;
+    mission(&m, "upload-30");
+    struct call *c = deploy(&m, "agent", 20000);
+    wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 1);
+    agent_close(s);
+    expect_status(c, ABORTED,
+                  "agent session retired while awaiting mission result before confirmed delivery");
+    rc_close(slow);
+    s = agent_ready("agent");
+    round_trip(s, &m, ST(APPLIED), 1);
+    agent_close(s);
 }
 
 /* SPEC.md 14.6 reading 3: missions waiting for the slot are tied to the

@@ -39,7 +39,7 @@ int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t l
     *number = (uint32_t)sends + 1;
     return rpc_stream_send(st, msg, len, flags, stamp);
 }
-bool rpc_stream_left(struct rpc_stream *st, uint32_t number)
+bool rpc_stream_sent(struct rpc_stream *st, uint32_t number)
 {
     (void)st, (void)number;
     return true; /* every message goes out at once here */
