@@ -527,6 +527,18 @@ Test(influxdb3_e2e, v3_request_below_the_gzip_threshold)
     agent_close(&a);
 }
 
+/* Send agent-1's position frames first..first+n-1 (wal_id WAL) without
+ * waiting for their acks. */
+static void send_positions(struct agent *a, uint64_t first, uint64_t n)
+{
+    for (uint64_t q = first; q < first + n; q++) {
+        struct rc_frame f = position("agent-1", q);
+        f.session_id = a->session;
+        f.wal_id = WAL;
+        cr_assert_eq(rc_stream_send_gen2_frame(a->s, &f, 5000), 0);
+    }
+}
+
 /* SIGKILL while batches are being written slowly: every OK-acked row is
  * stored. */
 Test(influxdb3_e2e, relay_killed_mid_batch_loses_no_ok_acked_row)
@@ -536,12 +548,7 @@ Test(influxdb3_e2e, relay_killed_mid_batch_loses_no_ok_acked_row)
     struct agent a;
     agent_open(&a, "agent-1");
     enum { N = 100 };
-    for (uint64_t q = 1; q <= N; q++) {
-        struct rc_frame f = position("agent-1", q);
-        f.session_id = a.session;
-        f.wal_id = WAL;
-        cr_assert_eq(rc_stream_send_gen2_frame(a.s, &f, 5000), 0);
-    }
+    send_positions(&a, 1, N);
     /* Kill once half the requests went out (a batch's acks come when its
      * last request is answered, so some frames are acked and some not). */
     bool ok[N + 1] = {false};
@@ -617,12 +624,7 @@ Test(influxdb3_e2e, check_reports_with_file_and_line_and_never_the_token)
  * ok[seq] for each OK. Returns how many were OK. */
 static size_t send_all(struct agent *a, uint64_t first, uint64_t n, bool *ok)
 {
-    for (uint64_t q = first; q < first + n; q++) {
-        struct rc_frame f = position("agent-1", q);
-        f.session_id = a->session;
-        f.wal_id = WAL;
-        cr_assert_eq(rc_stream_send_gen2_frame(a->s, &f, 5000), 0);
-    }
+    send_positions(a, first, n);
     size_t got = 0, oks = 0;
     struct rc_relay_msg m;
     while (got < n) {
@@ -1002,12 +1004,7 @@ Test(influxdb3_e2e, frames_refused_by_a_full_queue_count_as_queue_full)
     struct agent a;
     agent_open(&a, "agent-1");
     enum { N = 6 };
-    for (uint64_t q = 1; q <= N; q++) {
-        struct rc_frame f = position("agent-1", q);
-        f.session_id = a.session;
-        f.wal_id = WAL;
-        cr_assert_eq(rc_stream_send_gen2_frame(a.s, &f, 5000), 0);
-    }
+    send_positions(&a, 1, N);
     /* A held frame means the queue is full; it stays full until the slow
      * request is answered, 4 s on. */
     int64_t deadline = harness_now_ms() + 3000;
