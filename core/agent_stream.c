@@ -373,6 +373,14 @@ static void release_held(struct stream *s)
     pthread_mutex_unlock(&h->mu);
 }
 
+/* A held or holdable frame refused RETRY_WITH_BACKOFF "relay sink queue is
+ * full": counted for the full sinks whose plugins count it (ABI 1.6). */
+static void refuse_full(struct stream *s, const aero_frame *view, int64_t recv_ns)
+{
+    sink_pipeline_count_full_refusal(s->gw->relay->sinks, view->msg_name);
+    send_ack(s, view->seq, ACK_RETRY_WITH_BACKOFF, queue_full_text, recv_ns);
+}
+
 void agent_stream_expire_held(struct stream *s, int64_t now, bool all)
 {
     struct stream_hold *h = atomic_load(&s->hold);
@@ -381,10 +389,13 @@ void agent_stream_expire_held(struct stream *s, int64_t now, bool all)
     pthread_mutex_lock(&h->mu);
     while (h->head && (all || h->head->hold_until <= now)) {
         struct stream_job *sj = held_pop(h);
-        bool closed = gated(s);
-        metrics_inc(closed ? s->gw->m.unreconciled_refused : s->gw->m.held_refused);
-        send_ack(s, sj->job.view.seq, ACK_RETRY_WITH_BACKOFF,
-                 closed ? unreconciled_text : queue_full_text, sj->recv_ns);
+        if (gated(s)) {
+            metrics_inc(s->gw->m.unreconciled_refused);
+            send_ack(s, sj->job.view.seq, ACK_RETRY_WITH_BACKOFF, unreconciled_text, sj->recv_ns);
+        } else {
+            metrics_inc(s->gw->m.held_refused);
+            refuse_full(s, &sj->job.view, sj->recv_ns);
+        }
         free(sj); /* never submitted: nothing else refers to it */
     }
     release_held_locked(s, h);
@@ -447,10 +458,12 @@ static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
     }
     if (gw->hold_ns == 0 || !room) {
         /* Frames held at once are bounded by max_inflight. */
-        if (closed)
+        if (closed) {
             metrics_inc(gw->m.unreconciled_refused);
-        send_ack(s, view->seq, ACK_RETRY_WITH_BACKOFF, closed ? unreconciled_text : queue_full_text,
-                 recv_ns);
+            send_ack(s, view->seq, ACK_RETRY_WITH_BACKOFF, unreconciled_text, recv_ns);
+        } else {
+            refuse_full(s, view, recv_ns);
+        }
         return;
     }
     h = hold_state(s);

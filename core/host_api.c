@@ -31,6 +31,7 @@ struct host_instance {
     unsigned config_errors;       /* main thread only (check, create) */
     const struct host_relay *relay; /* NULL: nothing known about the relay */
     bool route;                     /* a route's host: it reports its own state */
+    aero_metric *queue_full;        /* count_queue_full's counter (1.6); NULL: none */
 };
 
 static const struct host_instance *from_api(const aero_host *host)
@@ -295,6 +296,17 @@ static int host_ready_detail(const aero_host *host, const char *key, const char 
     return readiness_set(h->relay->readiness, h, key, value);
 }
 
+/* A sink's own counter of its queue-full refusals (ABI 1.6); the pipeline
+ * reads it once create() returned (host_instance_queue_full). */
+static int host_count_queue_full(const aero_host *host, aero_metric *counter)
+{
+    struct host_instance *h = (struct host_instance *)from_api(host);
+    if (h->route || !h->metrics || (counter && !metrics_is_counter(counter)))
+        return -EINVAL; /* a route's or a check() host, or a gauge */
+    h->queue_full = counter;
+    return 0;
+}
+
 struct host_instance *host_instance_create(const char *kind_label, const char *instance,
                                            const struct config_section *section,
                                            const char *relay_id, struct metrics *metrics)
@@ -325,6 +337,7 @@ struct host_instance *host_instance_create(const char *kind_label, const char *i
         .histogram_register = host_histogram_register,
         .histogram_observe = host_histogram_observe,
         .report_state = host_report_state,
+        .count_queue_full = host_count_queue_full,
     };
     h->route = strcmp(kind_label, "route") == 0;
     h->section = section;
@@ -365,6 +378,8 @@ void host_instance_destroy(struct host_instance *h)
 const aero_host *host_instance_api(const struct host_instance *h) { return &h->api; }
 
 const char *host_instance_component(const struct host_instance *h) { return h->component; }
+
+aero_metric *host_instance_queue_full(const struct host_instance *h) { return h->queue_full; }
 
 void host_instance_set_batch(struct host_instance *h, struct job_json_batch *batch)
 {

@@ -26,6 +26,9 @@ void host_instance_destroy(struct host_instance *h);
 const aero_host *host_instance_api(const struct host_instance *h);
 /* "sink:archive": the prefix of this instance's log lines. */
 const char *host_instance_component(const struct host_instance *h);
+/* The counter a sink's create() handed to count_queue_full (ABI 1.6), or
+ * NULL: what the pipeline also counts each queue-full refusal in. */
+aero_metric *host_instance_queue_full(const struct host_instance *h);
 
 /*
  * What a host answers about the relay itself (plugin ABI 1.2): owned by

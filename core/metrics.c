@@ -300,6 +300,8 @@ int64_t metrics_value(const aero_metric *s)
     return s ? atomic_load_explicit(&s->value, memory_order_relaxed) : 0;
 }
 
+bool metrics_is_counter(const aero_metric *s) { return s && s->kind == AERO_METRIC_COUNTER; }
+
 /* ------------------------------------------------------------ histograms */
 
 struct metric_histogram *metrics_histogram_register(struct metrics *m, const char *name,

@@ -10,6 +10,7 @@
 #define AERO_METRICS_H
 
 #include <aeroarc/plugin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,8 @@ static inline void metrics_inc(aero_metric *s);
 void metrics_add(aero_metric *s, uint64_t delta);
 void metrics_set(aero_metric *s, int64_t value);
 int64_t metrics_value(const aero_metric *s);
+/* True for a series registered as AERO_METRIC_COUNTER (NULL: false). */
+bool metrics_is_counter(const aero_metric *s);
 
 /*
  * A family of counters told apart by one label whose values are not known

@@ -48,6 +48,9 @@ struct sink {
 
     aero_metric *m_enqueued, *m_errors, *m_rejected, *m_dropped, *m_queue_len, *m_batches;
     aero_metric *m_errors_spec; /* m_errors under SPEC's aero_relay_sink_errors_total */
+    /* The plugin's own count of queue-full refusals (ABI 1.6
+     * count_queue_full), NULL if it has none: set once create() returned. */
+    aero_metric *m_plugin_full;
 
     /* Since when (mono ns) every frame was refused, 0 while frames are
      * taken; whether the last batch refused only some (partial); why, as

@@ -448,6 +448,7 @@ static size_t push_one(struct sink *s, size_t i, struct frame_job *job,
     metrics_set(s->m_queue_len, (int64_t)len);
     if (refused != AERO_OK) {
         metrics_inc(s->m_rejected);
+        metrics_inc(s->m_plugin_full);
         note_outcome(s, 0, 1, "queue full");
         /* The ack says which sink and why: SPEC's text, then the sink
          * (its name is at most 64 bytes, so this is never cut). */
@@ -519,6 +520,23 @@ bool sink_pipeline_full(struct sink_pipeline *p)
         pthread_mutex_unlock(&s->mu);
     sink_set_release(p, slot);
     return s != NULL;
+}
+
+void sink_pipeline_count_full_refusal(struct sink_pipeline *p, aero_str msg_name)
+{
+    unsigned slot = sink_set_acquire(p);
+    const struct sink_set *set = p->sets[slot];
+    for (size_t i = 0; i < set->n; i++) {
+        struct sink *s = set->sinks[i];
+        if (!s->m_plugin_full || s->settings->on_full != ON_FULL_REJECT || !wants(s, msg_name))
+            continue;
+        pthread_mutex_lock(&s->mu);
+        bool full = s->len >= s->limit;
+        pthread_mutex_unlock(&s->mu);
+        if (full)
+            metrics_inc(s->m_plugin_full);
+    }
+    sink_set_release(p, slot);
 }
 
 bool sink_pipeline_wait_room(struct sink_pipeline *p, struct sink_waiter *w)
@@ -797,6 +815,8 @@ static int sink_init(struct sink *s, const struct sink_instance_spec *spec, cons
                  spec->settings->name, spec->plugin->name, strerror(-rc));
         return -1;
     }
+    /* Set only in create(): the submitting threads read it unlocked. */
+    s->m_plugin_full = host_instance_queue_full(s->host);
     rc = pthread_create(&s->thread, NULL, sink_thread, s);
     if (rc != 0) {
         snprintf(err, errlen, "[sink:%s]: cannot start thread: %s", spec->settings->name,

@@ -121,6 +121,15 @@ void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed);
 bool sink_pipeline_full(struct sink_pipeline *p);
 
 /*
+ * A generation-2 frame named msg_name, held for a full `reject` sink, was
+ * refused "relay sink queue is full": counted for each `reject` sink that
+ * takes that name and whose queue is full now, in the counter its plugin
+ * gave count_queue_full (ABI 1.6). The core's own count of those refused
+ * after the hold is aero_relay_frames_held_refused_total (no sink named).
+ */
+void sink_pipeline_count_full_refusal(struct sink_pipeline *p, aero_str msg_name);
+
+/*
  * Queue w on a `reject` sink whose queue is full, to be woken (wake(),
  * from the sink's writer, no lock held) once it is below its limit. False,
  * with nothing queued, when none is full. One sink at a time per waiter;

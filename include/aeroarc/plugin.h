@@ -23,7 +23,8 @@
  *     listen_address) and the other 1.2 functions it uses; 1.3:
  *     AERO_HAS(host, aero_host, metric_register_labels); 1.4:
  *     AERO_HAS(host, aero_host, histogram_observe); 1.5:
- *     AERO_HAS(host, aero_host, report_state)).
+ *     AERO_HAS(host, aero_host, report_state); 1.6:
+ *     AERO_HAS(host, aero_host, count_queue_full)).
  *
  * Naming: the descriptor's `name` must equal the shared object's file name
  * without ".so" (sink-file.so says "sink-file"); the relay refuses it
@@ -60,7 +61,7 @@ extern "C" {
 #endif
 
 #define AERO_ABI_MAJOR 1
-#define AERO_ABI_MINOR 5
+#define AERO_ABI_MINOR 6
 
 /* True when struct `p` (whose producer set p->size) contains `field`. */
 #define AERO_HAS(p, type, field)                                              \
@@ -392,6 +393,26 @@ struct aero_host {
      * thread, after create() began. Since 1.5.
      */
     int (*report_state)(const aero_host *host, aero_state state, const char *reason);
+
+    /* ---- Since 1.6: the relay's queue-full refusals in a sink's metric. ---- */
+
+    /*
+     * Have the relay also add 1 to `counter`, a counter this sink instance
+     * registered, for every frame it refuses for this sink because the
+     * sink's queue is full: with on_full = reject, a frame refused at once
+     * (TEMPORARY_ERROR; the frames of aero_sink_rejected_total), and a
+     * generation-2 frame refused RETRY_WITH_BACKOFF "relay sink queue is
+     * full" (SPEC section 9: held for a full `reject` sink past gen2_hold_s,
+     * or at once when it is 0 or max_inflight frames are held), counted
+     * against each `reject` sink that takes the frame's msg_name and is
+     * full at that moment. A sink whose contract names these refusals
+     * under a metric of its own uses it (sink-influxdb3:
+     * aero_telemetry_writer_dropped_total{reason="queue_full"}); the plugin
+     * never sees the frames. One counter per instance: a later call
+     * replaces it, NULL stops it. Returns 0, or -EINVAL (a route's or a
+     * check() host, or a gauge). Main thread, during create(). Since 1.6.
+     */
+    int (*count_queue_full)(const aero_host *host, aero_metric *counter);
 };
 
 /* ----------------------------------------------------------------- sinks */

@@ -30,7 +30,7 @@ enum kind { K_INT, K_UINT, K_FLOAT, K_ENUM, K_U16S };
 enum conv {
     C_AS_IS,   /* the parsed value, in the row's type */
     C_DIV,     /* ÷ div, a float */
-    C_HYPOT,   /* hypot(key, key2) ÷ div, only when both are present */
+    C_HYPOT,   /* Go's hypot(key, key2) ÷ div, only when both are present */
     C_VOLTAGE, /* key: Voltages, key2: VoltagesExt (SPEC 13.3 battery_voltage_v) */
 };
 
@@ -578,6 +578,28 @@ static int volt_sum(const struct src_val *v, uint64_t skip, uint64_t *sum)
     return 1;
 }
 
+/* Go's math.Hypot (math/hypot.go; amd64's assembly does the same), not
+ * glibc's hypot: glibc rounds correctly, Go does not, and the two differ in
+ * the last digit for about 3 in 10 integer pairs, so a row would not read
+ * as upstream's (SPEC 13.3 groundspeed_mps). Built with -ffp-contract=off
+ * (CMakeLists.txt): q*q fused into an FMA would round differently again. */
+static double go_hypot(double p, double q)
+{
+    p = fabs(p), q = fabs(q);
+    if (isinf(p) || isinf(q))
+        return INFINITY;
+    if (isnan(p) || isnan(q))
+        return NAN;
+    if (p < q) {
+        double t = p;
+        p = q, q = t;
+    }
+    if (p == 0)
+        return 0;
+    q = q / p;
+    return p * sqrt(1 + q * q);
+}
+
 /* The row's value from its parsed source(s) into *o (left absent when the
  * row's rules say so). 0, or -EINVAL with err set (normalization fails). */
 static int row_value(const struct nz_row *r, const struct src_val *v, const struct src_val *v2,
@@ -609,7 +631,7 @@ static int row_value(const struct nz_row *r, const struct src_val *v, const stru
     switch (r->conv) {
     case C_HYPOT:
         if (v2->state == SV_OK)
-            o->type = 'F', o->dec = 0, o->f = hypot((double)v->i, (double)v2->i) / r->div;
+            o->type = 'F', o->dec = 0, o->f = go_hypot((double)v->i, (double)v2->i) / r->div;
         return 0;
     case C_DIV:
         if (r->kind == K_UINT && v->u > INT64_MAX)

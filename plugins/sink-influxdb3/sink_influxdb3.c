@@ -409,9 +409,16 @@ static void register_metrics(struct sink_influx3 *s)
             s->m_norm[m][f] = counter(h, NORM, NORM_HELP, labels);
         }
     s->m_unsupported = counter(h, NORM, NORM_HELP, "message_name=\"other\",outcome=\"unsupported\"");
-    s->m_no_wal_id = counter(h, "aero_telemetry_writer_dropped_total",
-                             "Frames acked OK and not written (seed frames, no wal_id)",
-                             "reason=\"no_wal_id\"");
+    static const char DROPPED[] = "aero_telemetry_writer_dropped_total";
+    static const char DROPPED_HELP[] =
+        "Frames not written: acked OK (no_wal_id: seed frames, no wal_id) or refused by a full "
+        "queue (queue_full: the agent resends)";
+    s->m_no_wal_id = counter(h, DROPPED, DROPPED_HELP, "reason=\"no_wal_id\"");
+    /* SPEC 13.9 rule 11: the relay refuses those frames before this sink
+     * sees them, so it counts them here for us (ABI 1.6). An older relay:
+     * no series, rather than one that stays 0 while frames are refused. */
+    if (AERO_HAS(h, aero_host, count_queue_full) && h->count_queue_full)
+        h->count_queue_full(h, counter(h, DROPPED, DROPPED_HELP, "reason=\"queue_full\""));
     static const char WRITES[] = "aero_telemetry_backend_writes_total";
     static const char WRITES_HELP[] = "Write requests by final outcome (after retries)";
     s->m_writes_ok = counter(h, WRITES, WRITES_HELP, "outcome=\"ok\"");

@@ -527,6 +527,18 @@ Test(influxdb3_e2e, v3_request_below_the_gzip_threshold)
     agent_close(&a);
 }
 
+/* Send agent-1's position frames first..first+n-1 (wal_id WAL) without
+ * waiting for their acks. */
+static void send_positions(struct agent *a, uint64_t first, uint64_t n)
+{
+    for (uint64_t q = first; q < first + n; q++) {
+        struct rc_frame f = position("agent-1", q);
+        f.session_id = a->session;
+        f.wal_id = WAL;
+        cr_assert_eq(rc_stream_send_gen2_frame(a->s, &f, 5000), 0);
+    }
+}
+
 /* SIGKILL while batches are being written slowly: every OK-acked row is
  * stored. */
 Test(influxdb3_e2e, relay_killed_mid_batch_loses_no_ok_acked_row)
@@ -536,12 +548,7 @@ Test(influxdb3_e2e, relay_killed_mid_batch_loses_no_ok_acked_row)
     struct agent a;
     agent_open(&a, "agent-1");
     enum { N = 100 };
-    for (uint64_t q = 1; q <= N; q++) {
-        struct rc_frame f = position("agent-1", q);
-        f.session_id = a.session;
-        f.wal_id = WAL;
-        cr_assert_eq(rc_stream_send_gen2_frame(a.s, &f, 5000), 0);
-    }
+    send_positions(&a, 1, N);
     /* Kill once half the requests went out (a batch's acks come when its
      * last request is answered, so some frames are acked and some not). */
     bool ok[N + 1] = {false};
@@ -617,12 +624,7 @@ Test(influxdb3_e2e, check_reports_with_file_and_line_and_never_the_token)
  * ok[seq] for each OK. Returns how many were OK. */
 static size_t send_all(struct agent *a, uint64_t first, uint64_t n, bool *ok)
 {
-    for (uint64_t q = first; q < first + n; q++) {
-        struct rc_frame f = position("agent-1", q);
-        f.session_id = a->session;
-        f.wal_id = WAL;
-        cr_assert_eq(rc_stream_send_gen2_frame(a->s, &f, 5000), 0);
-    }
+    send_positions(a, first, n);
     size_t got = 0, oks = 0;
     struct rc_relay_msg m;
     while (got < n) {
@@ -954,4 +956,87 @@ Test(influxdb3_e2e, stored_rows_pass_the_conformance_predicate_and_decode_rules)
     free(b);
     cr_expect_eq(all, 5, "3 positions, a heartbeat, an unmapped position");
     cr_expect_eq(selected, 3, "the three mapped positions, once each");
+}
+
+/* Acks of a generation-2 stream until n came: how many were
+ * RETRY_WITH_BACKOFF "relay sink queue is full"; the others must be OK. */
+static size_t acks_refused_full(struct agent *a, size_t n)
+{
+    size_t got = 0, refused = 0;
+    struct rc_relay_msg m;
+    while (got < n) {
+        cr_assert_eq(rc_stream_recv_gen2(a->s, &m, 15000), 1, "%zu of %zu acks", got, n);
+        if (m.arm != RC_RELAY_TELEMETRY_ACK)
+            continue;
+        got++;
+        if (m.ack.status == RC_ACK_OK)
+            continue;
+        cr_expect_eq(m.ack.status, RC_ACK_RETRY_WITH_BACKOFF, "seq %" PRIu64, m.ack.seq);
+        cr_expect_str_eq(m.ack.error ? m.ack.error : "", "relay sink queue is full");
+        refused++;
+    }
+    return refused;
+}
+
+#define QUEUE_FULL "aero_telemetry_writer_dropped_total{" TELEMETRY ",reason=\"queue_full\"}"
+
+/* SPEC 13.9 rule 11: frames this sink refused because its queue was full
+ * are aero_telemetry_writer_dropped_total{reason="queue_full"}, there at 0
+ * from the start. queue = 1, on_full = reject, a server that takes 4 s for
+ * the first request: the generation-2 frames past the one being written
+ * and the one queued are held, then refused after gen2_hold_s; a seed
+ * stream's frames meanwhile are refused at once. Both are counted. */
+Test(influxdb3_e2e, frames_refused_by_a_full_queue_count_as_queue_full)
+{
+    srv_start();
+    harness_prepare(&relay);
+    relay.http = true;
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "[sink:telemetry]\nplugin = sink-influxdb3\nhost = http://127.0.0.1:%d\n"
+             "database = aero_arc\ntoken = " TOKEN "\nwrite_timeout_ms = 10000\n"
+             "max_retries = 0\nqueue = 1\non_full = reject\n",
+             srv_port);
+    ch = harness_start(&relay, "relay_id = relay-1\ngen2_hold_s = 1\n", body);
+    cr_assert_eq(relay_value(QUEUE_FULL), 0, "the series is there before any refusal");
+    free(srv("POST", "/script?status=0&delay_ms=4000&count=1"));
+
+    struct agent a;
+    agent_open(&a, "agent-1");
+    enum { N = 6 };
+    send_positions(&a, 1, N);
+    /* A held frame means the queue is full; it stays full until the slow
+     * request is answered, 4 s on. */
+    int64_t deadline = harness_now_ms() + 3000;
+    while (relay_value("aero_relay_frames_held_total") < 1 && harness_now_ms() < deadline)
+        usleep(10000);
+    cr_assert_geq(relay_value("aero_relay_frames_held_total"), 1, "no frame was held");
+
+    harness_register(ch, "seed-1", NULL, 0);
+    struct rc_status st;
+    struct rc_stream *seed = rc_stream_open(ch, "seed-1", NULL, 0, &st);
+    cr_assert_not_null(seed, "%s", st.message);
+    size_t seed_refused = 0;
+    for (uint64_t q = 1; q <= 3; q++) {
+        cr_assert_eq(rc_stream_send_frame(seed, harness_frame("seed-1", q), 5000), 0);
+        struct rc_ack ack;
+        cr_assert_eq(rc_stream_recv_ack(seed, &ack, 5000), 1, "seed seq %" PRIu64, q);
+        cr_expect_eq(ack.status, RC_ACK_TEMPORARY_ERROR, "seed seq %" PRIu64, q);
+        cr_expect_eq(strncmp(ack.error ? ack.error : "", "relay sink queue is full", 24), 0,
+                     "%s", ack.error);
+        seed_refused += ack.status == RC_ACK_TEMPORARY_ERROR;
+    }
+    rc_stream_free(seed);
+
+    size_t g2_refused = acks_refused_full(&a, N);
+    cr_expect_geq(g2_refused, 1, "some generation-2 frames were refused after the hold");
+    cr_expect_eq(relay_value(QUEUE_FULL), (double)(seed_refused + g2_refused),
+                 "%zu seed + %zu generation-2 refusals", seed_refused, g2_refused);
+    /* The core's own counts: the seed refusals per sink, the held ones
+     * without one. */
+    cr_expect_eq(relay_value("aero_sink_rejected_total{" TELEMETRY "}"), (double)seed_refused);
+    cr_expect_eq(relay_value("aero_relay_frames_held_refused_total"), (double)g2_refused);
+    cr_expect_eq(relay_value("aero_telemetry_writer_dropped_total{" TELEMETRY
+                             ",reason=\"no_wal_id\"}"), 0, "the seed frames never reached it");
+    agent_close(&a);
 }

@@ -5,6 +5,7 @@
  * exact line: FILE:LINE: [section] key: message, the key's line or the
  * section's. Every failure of a typed read is reported once, exactly.
  * ABI 1.2: listen address and port, the session lookup, /readyz details.
+ * Later minors: labels, histograms, a route's state, count_queue_full.
  */
 #include "config.h"
 #include "host_api.h"
@@ -333,6 +334,35 @@ Test(host_api, a_route_reports_its_state_for_readyz)
     free(out);
     host_instance_destroy(sink);
     readiness_destroy(rd);
+    metrics_destroy(m);
+}
+
+/* ABI 1.6: a sink hands the relay a counter of its own for the frames the
+ * relay refuses because the sink's queue is full; the pipeline reads it
+ * back. A check() host, a route's host and a gauge are refused. */
+Test(host_api, count_queue_full_takes_a_sinks_counter)
+{
+    cr_assert(AERO_HAS(host, aero_host, count_queue_full));
+    struct metrics *m = metrics_create();
+    aero_metric *c = metrics_register(m, AERO_METRIC_COUNTER, "t_dropped_total", "d", NULL);
+    aero_metric *g = metrics_register(m, AERO_METRIC_GAUGE, "t_depth", "d", NULL);
+    cr_expect_eq(host->count_queue_full(host, c), -EINVAL, "check() host");
+    cr_expect_null(host_instance_queue_full(hi));
+    struct host_instance *sink =
+        host_instance_create("sink", "t", config_find(&file, "sink:t"), "r1", m);
+    struct host_instance *route =
+        host_instance_create("route", "route-redis", config_find(&file, "sink:t"), "r1", m);
+    cr_assert(sink && route);
+    const aero_host *r = host_instance_api(route), *a = host_instance_api(sink);
+    cr_expect_eq(r->count_queue_full(r, c), -EINVAL, "a route's host");
+    cr_expect_eq(a->count_queue_full(a, g), -EINVAL, "a gauge");
+    cr_expect_null(host_instance_queue_full(sink));
+    cr_expect_eq(a->count_queue_full(a, c), 0);
+    cr_expect_eq(host_instance_queue_full(sink), c);
+    cr_expect_eq(a->count_queue_full(a, NULL), 0, "NULL stops it");
+    cr_expect_null(host_instance_queue_full(sink));
+    host_instance_destroy(route);
+    host_instance_destroy(sink);
     metrics_destroy(m);
 }
 

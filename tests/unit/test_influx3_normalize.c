@@ -145,6 +145,33 @@ Test(influx3_normalize, more_sentinels)
     }
 }
 
+/* groundspeed_mps is Go's math.Hypot ÷ 100, p·√(1+(q/p)²) with p the larger
+ * magnitude, not glibc's correctly rounded hypot: these pairs are ones
+ * where the two differ in the last digit (glibc: 5.385164807134504,
+ * 3.9961981932832114, 13.58029822942044). Expected values computed in
+ * python3 by Go's formula and printed shortest, as Go's 'g' -1. */
+Test(influx3_normalize, groundspeed_is_gos_hypot_to_the_last_digit)
+{
+    struct {
+        const char *vx, *vy, *want;
+    } pairs[] = {
+        {"500", "200", "groundspeed_mps=5.385164807134505"},
+        {"-300", "-264", "groundspeed_mps=3.9961981932832105"},
+        {"1234", "-567", "groundspeed_mps=13.580298229420443"},
+        {"200", "500", "groundspeed_mps=5.385164807134505"}, /* order does not matter */
+        {"0", "-250", "groundspeed_mps=2.5"},
+        {"0", "0", "groundspeed_mps=0"},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        struct kv kv[] = {{"Lat", "0"}, {"Lon", "0"}, {"Vx", pairs[i].vx}, {"Vy", pairs[i].vy}};
+        char *line, err[256] = "";
+        cr_assert_eq(run("GlobalPositionInt", kv, 4, &line, err, sizeof(err)), NZ_ROW, "%s", err);
+        cr_expect(has(line, pairs[i].want), "Vx %s Vy %s: want %s in %s", pairs[i].vx,
+                  pairs[i].vy, pairs[i].want, line);
+        free(line);
+    }
+}
+
 /* Required keys and the range checks fail with SPEC 13.3's texts. */
 Test(influx3_normalize, required_keys_and_ranges_fail_with_their_text)
 {
