@@ -14,10 +14,12 @@
 #include "command_digest.h"
 #include "command_table.h"
 #include "control_auth.h"
+#include "frame_codec.h"
 #include "log.h"
 #include "mono_clock.h"
 #include "rpc_stream.h"
 #include "session_table.h"
+#include "wire_record.h"
 
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -109,14 +111,35 @@ static bool same_binding(const MissionBinding *a, const MissionBinding *b)
            a->intent_version == b->intent_version;
 }
 
-/* Rule 14 in order: NULL, or the INTERNAL text. */
-static const char *result_fault(const struct mission *m, const MissionResult *r)
+/* Whether a length-delimited record in p (top level, or inside the last
+ * `field` record when `inside`) holds a NUL byte: protobuf-c's strings
+ * end there, so strcmp would take "id\0junk" for "id". */
+static bool nul_in(const uint8_t *p, size_t len, uint32_t field, bool inside)
+{
+    aero_str last = {0};
+    if (frame_wire_find_len(p, len, field, &last) <= 0)
+        return false;
+    if (!inside)
+        return memchr(last.ptr, 0, last.len) != NULL;
+    const uint8_t *q = (const uint8_t *)last.ptr, *end = q + last.len;
+    struct wire_record r;
+    while (q < end && wire_record_next(&q, end, &r))
+        if (r.wire == 2 && memchr(r.body, 0, (size_t)r.len))
+            return true;
+    return false;
+}
+
+/* Rule 14 in order, compared byte for byte (payload: r's bytes): NULL,
+ * or the INTERNAL text. */
+static const char *result_fault(const struct mission *m, const MissionResult *r,
+                                const uint8_t *payload, size_t len)
 {
     const MissionBinding *b = m->cmd->binding;
     bool applied = r->status == AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__STATUS__STATUS_APPLIED;
     bool already =
         r->status == AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__STATUS__STATUS_ALREADY_APPLIED;
-    if (strcmp(r->command_id, m->cmd->command_id) != 0 || !same_binding(r->binding, b))
+    if (strcmp(r->command_id, m->cmd->command_id) != 0 || !same_binding(r->binding, b) ||
+        nul_in(payload, len, 2, true)) /* binding: its strings */
         return "agent returned a mismatched mission deployment result";
     if (r->base.n_unknown_fields != 0)
         return "agent returned an invalid mission deployment result";
@@ -124,7 +147,8 @@ static const char *result_fault(const struct mission *m, const MissionResult *r)
         return "agent returned an invalid mission deployment status";
     if (r->completed_at_unix_ms <= 0)
         return "agent returned a mission result without completion time";
-    if ((applied || already) && strcmp(r->onboard_mission_digest, b->mission_digest) != 0)
+    if ((applied || already) && (strcmp(r->onboard_mission_digest, b->mission_digest) != 0 ||
+                                 nul_in(payload, len, 6, false)))
         return "agent success result does not prove the expected onboard mission";
     if (applied && r->uploaded_item_count != m->cmd->plan->n_items)
         return "agent applied result does not report the canonical uploaded item count";
@@ -154,7 +178,8 @@ static void mission_result(const void *ctx, struct command_session_state *state,
     (void)state; /* 14.2 rule 17: nothing else is recorded */
     const struct mission *m = ctx;
     MissionResult *r = aeroarc__agent__v1__mission_deployment_result__unpack(NULL, len, payload);
-    const char *fault = r ? result_fault(m, r) : "agent returned an invalid mission deployment result";
+    const char *fault =
+        r ? result_fault(m, r, payload, len) : "agent returned an invalid mission deployment result";
     if (fault) {
         /* Kept: exact retries on this session get the same INTERNAL. */
         *out = (struct command_outcome){.code = RPC_INTERNAL, .text = fault, .keep = true};

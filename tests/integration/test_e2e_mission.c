@@ -417,6 +417,28 @@ Test(mission, result_checks_are_internal_and_kept)
     agent_expect_mission(s, &m);
     agent_result(s, &m, 9, 0);
     expect_status(c, INTERNAL, "agent returned an invalid mission deployment status");
+
+    /* Compared byte for byte: the digest again (field 6, the last one
+     * wins) with a NUL byte and more after it is another digest. */
+    mission(&m, "upload-31");
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    MissionResult r = AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__INIT;
+    r.command_id = m.c.command_id;
+    r.binding = &m.b;
+    r.status = ST(APPLIED);
+    r.uploaded_item_count = 1;
+    r.onboard_mission_digest = PLAN_DIGEST;
+    r.completed_at_unix_ms = 1700000000000;
+    uint8_t b[1024];
+    size_t n = protobuf_c_message_pack(&r.base, b);
+    b[n++] = 6 << 3 | 2;
+    b[n++] = 66;
+    memcpy(b + n, PLAN_DIGEST, 64);
+    memcpy(b + n + 64, "\0x", 2);
+    n += 66;
+    cr_assert_eq(rc_stream_send_gen2_arm(s, RC_AGENT_MISSION_DEPLOYMENT_RESULT, b, n, 5000), 0);
+    expect_status(c, INTERNAL, "agent success result does not prove the expected onboard mission");
     agent_close(s);
 }
 
