@@ -7,6 +7,7 @@
 #include "http_client.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,30 @@ struct rc_channel *fixture_channel(const struct relay_proc *relay, const char *c
     struct rc_channel *ch = rc_connect_opts(relay->target, &o, &st);
     cr_assert_not_null(ch, "%s", st.message);
     return ch;
+}
+
+struct rc_channel *fixture_slow_channel(const struct relay_proc *relay, const char *token)
+{
+    char ca[400];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", relay->dir);
+    struct rc_opts o = {.root_cert_file = ca, .server_name_override = "localhost",
+                        .bearer_token = token, .recv_window_bytes = 65535};
+    struct rc_status st;
+    struct rc_channel *ch = rc_connect_opts(relay->target, &o, &st);
+    cr_assert_not_null(ch, "%s", st.message);
+    return ch;
+}
+
+void fixture_fill_window(struct rc_stream *s, const char *agent, const char *session)
+{
+    uint64_t seq = 0;
+    int rc = 0;
+    while (seq < 100000 && rc == 0) {
+        struct rc_frame f = *harness_frame(agent, ++seq);
+        f.session_id = session;
+        rc = rc_stream_send_gen2_frame(s, &f, 500);
+    }
+    cr_assert_eq(rc, -ETIMEDOUT, "frame %llu: %d", (unsigned long long)seq, rc);
 }
 
 double fixture_metric(const struct relay_proc *relay, const char *series)

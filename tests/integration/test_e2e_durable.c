@@ -17,7 +17,6 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -653,32 +652,19 @@ Test(durable, slot_shared_with_set_context)
     agent_close(s);
 }
 
-/* An agent that stops reading its stream: its window (64 KiB, never
- * grown) fills with acks of frames it keeps sending until the relay, its
- * credit spent, reads no more. Whatever the relay sends it next waits in
- * the relay's queue. */
+/* "agent" registered with mavlink_command_v1 on a slow channel, its
+ * stream's window filled (fixture_fill_window). */
 static struct rc_stream *slow_agent_open(struct rc_channel **ch)
 {
-    char ca[400];
-    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
-    struct rc_opts o = {.root_cert_file = ca, .server_name_override = "localhost",
-                        .bearer_token = AGENT_KEY, .recv_window_bytes = 65535};
-    struct rc_status st;
-    *ch = rc_connect_opts(relay.target, &o, &st);
-    cr_assert_not_null(*ch, "%s", st.message);
+    *ch = fixture_slow_channel(&relay, AGENT_KEY);
     struct rc_register_result reg;
+    struct rc_status st;
     cr_assert_eq(rc_register_caps(*ch, "agent", "1.0", "test", mav_caps, 1, &reg, &st, 5000), 0,
                  "%s", st.message);
     snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
     struct rc_stream *s = rc_stream_open_gen2(*ch, "agent", reg.session_id, NULL, 0, &st);
     cr_assert_not_null(s, "%s", st.message);
-    uint64_t seq = 0;
-    int rc = 0;
-    while (seq < 100000 && rc == 0) {
-        struct rc_frame f = frame_of("agent", ++seq);
-        rc = rc_stream_send_gen2_frame(s, &f, 500);
-    }
-    cr_assert_eq(rc, -ETIMEDOUT, "frame %llu: %d", (unsigned long long)seq, rc);
+    fixture_fill_window(s, "agent", last_session);
     return s;
 }
 

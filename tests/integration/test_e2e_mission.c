@@ -15,7 +15,6 @@
 #include "http_client.h"
 
 #include <criterion/criterion.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,13 +496,8 @@ Test(mission, an_old_streams_outcome_unknown_is_never_resent)
  * delivery again on the next session. */
 Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
 {
-    char ca[400];
-    snprintf(ca, sizeof(ca), "%s/ca.pem", relay.dir);
-    struct rc_opts o = {.root_cert_file = ca, .server_name_override = "localhost",
-                        .recv_window_bytes = 65535};
+    struct rc_channel *slow = fixture_slow_channel(&relay, NULL);
     struct rc_status st;
-    struct rc_channel *slow = rc_connect_opts(relay.target, &o, &st);
-    cr_assert_not_null(slow, "%s", st.message);
     struct rc_register_result reg;
     cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", NULL, 0, &reg, &st, 5000), 0,
                  "%s", st.message);
@@ -511,14 +505,7 @@ Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
     struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
     cr_assert_not_null(s, "%s", st.message);
     set_context(s, "agent", "ctx-1");
-    uint64_t seq = 0;
-    int rc = 0;
-    while (seq < 100000 && rc == 0) {
-        struct rc_frame f = *harness_frame("agent", ++seq);
-        f.session_id = last_session;
-        rc = rc_stream_send_gen2_frame(s, &f, 500);
-    }
-    cr_assert_eq(rc, -ETIMEDOUT, "frame %llu: %d", (unsigned long long)seq, rc);
+    fixture_fill_window(s, "agent", last_session);
     struct mission m;
     mission(&m, "upload-30");
     struct call *c = deploy(&m, "agent", 20000);
