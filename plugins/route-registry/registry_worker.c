@@ -10,9 +10,10 @@
  *
  * The rules (SPEC.md section 11):
  * - RegisterRelay first; agents are registered only while the relay is.
- *   Every RegisterRelay that succeeds re-registers every agent (the
- *   registry may have lost them all), under the rule below for agents
- *   already registered once.
+ *   A RegisterRelay that succeeds starts every RegisterAgent still to do;
+ *   agents already registered go on being heartbeated: if the registry
+ *   lost them, their next HeartbeatAgent says NOT_FOUND and the rule below
+ *   decides (a relay registering again is no sign an agent moved).
  * - RegisterAgent when the stream opens; retried with backoff until it
  *   succeeds or the session ends. Refused NOT_FOUND / FAILED_PRECONDITION
  *   (the registry does not know the relay): RegisterRelay first.
@@ -23,7 +24,7 @@
  *   again (it moved to another relay: never take the placement back).
  * - The registry unreachable (UNAVAILABLE, DEADLINE_EXCEEDED): connected
  *   0, /readyz says "registry":"unavailable", the relay registers again
- *   (with backoff) and with it every agent once the registry answers.
+ *   (with backoff) once the registry answers.
  */
 #include "route_registry.h"
 
@@ -60,7 +61,6 @@ struct agent {
     uint64_t epoch;              /* bumped when the session changes: late answers are ignored */
     bool stream_open;            /* a stream opened on this session: report it */
     bool registered;             /* the registry accepted RegisterAgent for this session */
-    bool was_registered;         /* ever registered: re-registering needs SPEC's rule */
     bool want_register;
     bool hb_due;                 /* a heartbeat of this round still to start */
     bool suspended;              /* NOT_FOUND while not demonstrably here */
@@ -189,7 +189,7 @@ static void agent_reset(struct worker *w, struct agent *a, const char *session)
     set_reported(w, a, false);
     snprintf(a->session, sizeof(a->session), "%s", session);
     a->epoch++;
-    a->registered = a->was_registered = a->want_register = a->hb_due = a->suspended = false;
+    a->registered = a->want_register = a->hb_due = a->suspended = false;
     a->backoff_ms = 0;
 }
 
@@ -434,10 +434,8 @@ static void relay_lost(struct worker *w, int64_t retry_at_ms)
         w->relay_next_try_ms = retry_at_ms;
 }
 
-/* After RegisterRelay succeeded: every reported agent again, since the
- * registry may have lost them all. One registered before must still be
- * demonstrably here (SPEC's NOT_FOUND rule), so a drone that moved away
- * while the registry was down is not taken back. */
+/* SPEC's rule for HeartbeatAgent NOT_FOUND: the agent's stream here
+ * delivered a message within the last two intervals. */
 static bool demonstrably_here(struct worker *w, const struct agent *a)
 {
     const aero_host *h = w->rr->host;
@@ -456,18 +454,19 @@ static void suspend(struct worker *w, struct agent *a)
                      a->id);
 }
 
-static void reregister_all(struct worker *w, int64_t now)
+/* After RegisterRelay succeeded: the RegisterAgent calls that waited for
+ * it. Registered agents are left alone: only the registry's NOT_FOUND for
+ * one says it may have lost or moved it (SPEC section 11), and a relay
+ * that registered again after a failed call says neither; suspending them
+ * here would stop reporting quiet drones whose streams are open. */
+static void register_waiting_agents(struct worker *w, int64_t now)
 {
     for (size_t i = 0; i < w->n_buckets; i++)
         for (struct agent *a = w->buckets[i]; a; a = a->next) {
-            if (!a->stream_open || a->suspended)
+            if (!a->stream_open || !a->want_register)
                 continue;
-            if (a->was_registered && !demonstrably_here(w, a))
-                suspend(w, a);
-            else {
-                a->backoff_ms = 0;
-                want_register(w, a, now);
-            }
+            a->backoff_ms = 0;
+            want_register(w, a, now);
         }
 }
 
@@ -488,7 +487,7 @@ static void on_relay_answer(struct worker *w, const struct call *c, int64_t now)
             w->relay_backoff_ms = 0;
             w->next_round_ms = now + w->rr->interval_ms;
             h->log(h, AERO_LOG_INFO, "relay %s registered with the registry", w->rr->relay_id);
-            reregister_all(w, now);
+            register_waiting_agents(w, now);
         } else {
             int wait = next_backoff(w, &w->relay_backoff_ms, backoff_cap(w));
             relay_lost(w, now + wait);
@@ -516,7 +515,7 @@ static void on_agent_answer(struct worker *w, struct agent *a, const struct call
 {
     if (c->method == RR_REGISTER_AGENT) {
         if (c->status == GRPC_STATUS_OK) {
-            a->registered = a->was_registered = true;
+            a->registered = true;
             a->want_register = false;
             a->backoff_ms = 0;
             return;
@@ -524,7 +523,7 @@ static void on_agent_answer(struct worker *w, struct agent *a, const struct call
         if (c->status == GRPC_STATUS_NOT_FOUND ||
             c->status == GRPC_STATUS_FAILED_PRECONDITION) {
             /* The registry does not know this relay: RegisterRelay first,
-             * which registers every agent again (this one included). */
+             * which starts every RegisterAgent waiting (this one included). */
             if (w->relay_registered)
                 relay_lost(w, now);
             a->next_try_ms = now;

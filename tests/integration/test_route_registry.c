@@ -467,6 +467,32 @@ Test(route_registry, a_quiet_agent_placed_elsewhere_is_not_taken_back)
     harness_finish(&relay_a, &ch_a);
 }
 
+/* A transient failure (HeartbeatRelay UNAVAILABLE) makes the relay register
+ * again. The registry never said NOT_FOUND for the agent, so a quiet agent
+ * with an open stream keeps being heartbeated (SPEC.md section 11: only
+ * NOT_FOUND for the agent applies the demonstrably-here rule). */
+Test(route_registry, a_quiet_agent_stays_reported_after_the_relay_registers_again)
+{
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    uint64_t seq = 1;
+    harness_register(ch_a, "drone-calm", NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, "drone-calm");
+    send_ok(s, "drone-calm", &seq, 1);
+    expect_agent_at("drone-calm", "relay-a", 3000);
+    wait_rounds(3); /* more than two intervals of silence */
+    cr_assert_str_eq(ctl(&reg, "/set?unavailable_relay=1"), "ok\n");
+    expect_stat("calls_RegisterRelay", 2, 5000);
+    long hb = calls_for(&reg, "HeartbeatAgent", "drone-calm", "relay-a");
+    wait_rounds(3);
+    cr_expect_geq(calls_for(&reg, "HeartbeatAgent", "drone-calm", "relay-a"), hb + 2,
+                  "a quiet agent is no longer heartbeated after the relay registered again");
+    cr_expect_eq(calls_for(&reg, "RegisterAgent", "drone-calm", "relay-a"), 1);
+    cr_expect_eq(count_line(&reg, "/agents", "drone-calm relay-a"), 1);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
 Test(route_registry, registry_killed_and_restarted_empty_gets_everything_back)
 {
     registry_start(&reg, 0);
