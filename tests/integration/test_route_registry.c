@@ -493,6 +493,54 @@ Test(route_registry, a_quiet_agent_stays_reported_after_the_relay_registers_agai
     harness_finish(&relay_a, &ch_a);
 }
 
+/* Register and the stream opening are not messages: a stream that has
+ * delivered nothing does not make the agent demonstrably here, however
+ * recent its Register. */
+Test(route_registry, a_stream_that_sent_nothing_does_not_take_the_agent_back)
+{
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, "drone-mute", NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, "drone-mute");
+    expect_agent_at("drone-mute", "relay-a", 3000);
+    cr_assert_str_eq(ctl(&reg, "/place?agent=drone-mute&relay=relay-b"), "ok\n");
+    wait_rounds(3);
+    cr_expect_geq(relay_metric(relay_a.http_port,
+                               "aero_route_registry_calls_total{route=\"registry\","
+                               "rpc=\"heartbeat_agent\",outcome=\"not_found\"}"),
+                  1.0);
+    cr_expect_eq(count_line(&reg, "/agents", "drone-mute relay-b"), 1,
+                 "placement taken back on the strength of Register alone");
+    cr_expect_eq(calls_for(&reg, "RegisterAgent", "drone-mute", "relay-a"), 1);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
+/* Any message of the stream shows the agent is here, not only a frame: a
+ * quiet generation-2 agent no longer reported sends command evidence (for
+ * no command: ignored, but delivered) and is reported again. */
+Test(route_registry, any_stream_message_shows_the_agent_is_here)
+{
+    char session[128];
+    struct rc_status st;
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, "drone-ev", session, sizeof(session));
+    struct rc_stream *s = rc_stream_open_gen2(ch_a, "drone-ev", session, NULL, 0, &st);
+    cr_assert_not_null(s, "open stream: %s", st.message);
+    expect_agent_at("drone-ev", "relay-a", 3000);
+    wait_rounds(3); /* more than two intervals since Register */
+    cr_assert_str_eq(ctl(&reg, "/place?agent=drone-ev&relay=relay-b"), "ok\n");
+    wait_rounds(3);
+    cr_assert_eq(count_line(&reg, "/agents", "drone-ev relay-b"), 1, "taken back while quiet");
+    uint8_t none = 0;
+    cr_assert_eq(rc_stream_send_gen2_arm(s, RC_AGENT_COMMAND_EVIDENCE, &none, 0, 5000), 0);
+    expect_agent_at("drone-ev", "relay-a", 4000);
+    cr_expect_eq(calls_for(&reg, "RegisterAgent", "drone-ev", "relay-a"), 2);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
 Test(route_registry, registry_killed_and_restarted_empty_gets_everything_back)
 {
     registry_start(&reg, 0);
