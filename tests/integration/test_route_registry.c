@@ -374,6 +374,17 @@ Test(route_registry, advertise_address_is_what_the_relay_reports)
     harness_finish(&relay_a, &ch_a);
 }
 
+/* advertise_address without a port: the relay's bound port is advertised. */
+Test(route_registry, advertise_address_without_a_port_takes_the_bound_port)
+{
+    char line[128];
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-bare", "advertise_address = relay-bare.example\n", NULL);
+    snprintf(line, sizeof(line), "relay-bare relay-bare.example %d", relay_a.port);
+    expect_line(&reg, "/relays", line, 5000);
+    harness_finish(&relay_a, &ch_a);
+}
+
 /* 1,000 agents, every registry call delayed 20 ms: one round of
  * heartbeats in series would take 20 s. */
 Test(route_registry, heartbeats_of_1000_agents_are_pipelined, .timeout = 90)
@@ -672,18 +683,15 @@ Test(route_registry, route_redis_and_route_registry_together)
     harness_finish(&relay_a, &ch_a);
 }
 
-Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
+/* relay_a's config (harness_write_config: listen = 127.0.0.1:<port>) with
+ * `listen` instead; the line of [route:registry] in it. */
+static int config_listen(const char *listen)
 {
-    char out[4096];
-    harness_prepare(&relay_a);
-    harness_write_config(&relay_a, NULL,
-                         "[route:registry]\nplugin = route-registry\naddress = 127.0.0.1:1\n");
-    /* harness_write_config listens on 127.0.0.1: make it a wildcard */
     char *text = harness_read_file(relay_a.config, NULL);
     char *p = strstr(text, "listen = 127.0.0.1:");
     cr_assert_not_null(p);
     FILE *f = fopen(relay_a.config, "w");
-    fprintf(f, "%.*slisten = 0.0.0.0:%s", (int)(p - text), text, p + strlen("listen = 127.0.0.1:"));
+    fprintf(f, "%.*slisten = %s%s", (int)(p - text), text, listen, strchr(p, '\n'));
     fclose(f);
     free(text);
     text = harness_read_file(relay_a.config, NULL);
@@ -691,6 +699,17 @@ Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
     for (const char *q = text; q < strstr(text, "[route:registry]"); q++)
         line += *q == '\n';
     free(text);
+    return line;
+}
+
+Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
+{
+    char out[4096], listen[64];
+    harness_prepare(&relay_a);
+    harness_write_config(&relay_a, NULL,
+                         "[route:registry]\nplugin = route-registry\naddress = 127.0.0.1:1\n");
+    snprintf(listen, sizeof(listen), "0.0.0.0:%d", relay_a.port);
+    int line = config_listen(listen);
     const char *args[] = {"-c", relay_a.config, "--check", NULL};
     cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2, "%s", out);
     char want[512];
@@ -698,6 +717,26 @@ Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
              "aeroarc-relay: %s:%d: [route:registry] advertise_address: required: [relay] listen "
              "\"0.0.0.0:%d\" is not an address the API can dial; set the host:port it should use\n",
              relay_a.config, line, relay_a.port);
+    cr_expect_str_eq(out, want);
+}
+
+/* advertise_address without a port takes the bound one: none on unix:. */
+Test(route_registry, check_refuses_a_host_without_port_on_a_unix_listen)
+{
+    char out[4096];
+    harness_prepare(&relay_a);
+    harness_write_config(&relay_a, NULL,
+                         "[route:registry]\nplugin = route-registry\naddress = 127.0.0.1:1\n"
+                         "advertise_address = relay.example\n");
+    int line = config_listen("unix:/tmp/aero-registry-none.sock");
+    const char *args[] = {"-c", relay_a.config, "--check", NULL};
+    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2, "%s", out);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:%d: [route:registry] advertise_address: \"relay.example\" has no "
+             "port and [relay] listen \"unix:/tmp/aero-registry-none.sock\" binds none; set "
+             "host:port\n",
+             relay_a.config, line + 3);
     cr_expect_str_eq(out, want);
 }
 
