@@ -10,13 +10,14 @@
  *
  * The rules (SPEC.md section 11):
  * - RegisterRelay first; agents are registered only while the relay is.
- *   A RegisterRelay that succeeds starts every RegisterAgent still to do;
- *   agents already registered go on being heartbeated: if the registry
+ *   A RegisterRelay that succeeds lets every RegisterAgent still to do
+ *   start (each when its backoff allows); agents already registered go on being heartbeated: if the registry
  *   lost them, their next HeartbeatAgent says NOT_FOUND and the rule below
  *   decides (a relay registering again is no sign an agent moved).
  * - RegisterAgent when the stream opens; retried with backoff until it
  *   succeeds or the session ends. Refused NOT_FOUND / FAILED_PRECONDITION
- *   (the registry does not know the relay): RegisterRelay first.
+ *   (the registry does not know the relay): RegisterRelay first, then the
+ *   agent again after its backoff (a RegisterRelay success cancels none).
  * - Every interval HeartbeatRelay and HeartbeatAgent per registered agent.
  *   HeartbeatRelay NOT_FOUND: register the relay again. HeartbeatAgent
  *   NOT_FOUND: register the agent again only if its stream here delivered
@@ -454,22 +455,6 @@ static void suspend(struct worker *w, struct agent *a)
                      a->id);
 }
 
-/* After RegisterRelay succeeded: the RegisterAgent calls that waited for
- * it. Registered agents are left alone: only the registry's NOT_FOUND for
- * one says it may have lost or moved it (SPEC section 11), and a relay
- * that registered again after a failed call says neither; suspending them
- * here would stop reporting quiet drones whose streams are open. */
-static void register_waiting_agents(struct worker *w, int64_t now)
-{
-    for (size_t i = 0; i < w->n_buckets; i++)
-        for (struct agent *a = w->buckets[i]; a; a = a->next) {
-            if (!a->stream_open || !a->want_register)
-                continue;
-            a->backoff_ms = 0;
-            want_register(w, a, now);
-        }
-}
-
 static void on_relay_answer(struct worker *w, const struct call *c, int64_t now)
 {
     const aero_host *h = w->rr->host;
@@ -487,7 +472,13 @@ static void on_relay_answer(struct worker *w, const struct call *c, int64_t now)
             w->relay_backoff_ms = 0;
             w->next_round_ms = now + w->rr->interval_ms;
             h->log(h, AERO_LOG_INFO, "relay %s registered with the registry", w->rr->relay_id);
-            register_waiting_agents(w, now);
+            /* The RegisterAgent calls that waited for it, each when its own
+             * backoff allows: the registry taking the relay says nothing
+             * about whether it takes the agent. Registered agents are left
+             * alone: only the registry's NOT_FOUND for one says it may have
+             * lost or moved it (SPEC section 11); a relay that registered
+             * again after a failed call says neither. */
+            w->scan_at_ms = now;
         } else {
             int wait = next_backoff(w, &w->relay_backoff_ms, backoff_cap(w));
             relay_lost(w, now + wait);
@@ -520,17 +511,17 @@ static void on_agent_answer(struct worker *w, struct agent *a, const struct call
             a->backoff_ms = 0;
             return;
         }
-        if (c->status == GRPC_STATUS_NOT_FOUND ||
-            c->status == GRPC_STATUS_FAILED_PRECONDITION) {
-            /* The registry does not know this relay: RegisterRelay first,
-             * which starts every RegisterAgent waiting (this one included). */
-            if (w->relay_registered)
-                relay_lost(w, now);
-            a->next_try_ms = now;
-            return;
-        }
+        /* NOT_FOUND / FAILED_PRECONDITION: the registry does not know this
+         * relay, so RegisterRelay first, then the agent again. Every failure
+         * keeps the agent's backoff, that one too: RegisterRelay succeeds
+         * at once, and a registry that keeps refusing the agent would
+         * otherwise be asked at round-trip speed. */
+        bool relay_unknown = c->status == GRPC_STATUS_NOT_FOUND ||
+                             c->status == GRPC_STATUS_FAILED_PRECONDITION;
         want_register(w, a, now + next_backoff(w, &a->backoff_ms, backoff_cap(w)));
-        if (unreachable(c->status) && w->relay_registered)
+        if (relay_unknown && w->relay_registered)
+            relay_lost(w, now);
+        else if (unreachable(c->status) && w->relay_registered)
             relay_lost(w, now + next_backoff(w, &w->relay_backoff_ms, backoff_cap(w)));
         return;
     }

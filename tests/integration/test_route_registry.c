@@ -552,6 +552,34 @@ Test(route_registry, any_stream_message_shows_the_agent_is_here)
     harness_finish(&relay_a, &ch_a);
 }
 
+/* A registry that keeps refusing RegisterAgent as if it did not know the
+ * relay: RegisterRelay succeeds each time, but the agent's retries keep
+ * its backoff instead of going round at round-trip speed. */
+Test(route_registry, a_registry_refusing_an_agent_is_not_hammered)
+{
+    registry_start(&reg, 0);
+    cr_assert_str_eq(ctl(&reg, "/set?refuse_agent=drone-no"), "ok\n");
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, "drone-no", NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, "drone-no");
+    expect_stat("calls_RegisterAgent", 1, 3000);
+    /* A fixed span to count calls in (heartbeat rounds are no clock here:
+     * every RegisterRelay starts the round anew). */
+    const struct timespec span = {3, 0};
+    nanosleep(&span, NULL);
+    long agent_calls = calls_for(&reg, "RegisterAgent", "drone-no", "relay-a");
+    long relay_calls = stat_of(&reg, "calls_RegisterRelay");
+    cr_log_info("refused for 3 s: %ld RegisterAgent, %ld RegisterRelay", agent_calls,
+                relay_calls);
+    /* 200 ms doubling to the 1 s interval: a handful in 3 s */
+    cr_expect_leq(agent_calls, 10, "RegisterAgent hammered: %ld calls", agent_calls);
+    cr_expect_leq(relay_calls, 11, "RegisterRelay hammered: %ld calls", relay_calls);
+    cr_assert_str_eq(ctl(&reg, "/set?accept_agent=drone-no"), "ok\n");
+    expect_agent_at("drone-no", "relay-a", 3000);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
 Test(route_registry, registry_killed_and_restarted_empty_gets_everything_back)
 {
     registry_start(&reg, 0);
