@@ -450,19 +450,27 @@ Test(route_registry, not_found_registers_relay_and_agent_again)
     harness_finish(&relay_a, &ch_a);
 }
 
+/* The registry and relay-a, with `agent` reported there after one frame
+ * (*seq moves on) and quiet since for more than two intervals. */
+static struct rc_stream *start_quiet_agent(const char *agent, uint64_t *seq)
+{
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, agent, NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, agent);
+    send_ok(s, agent, seq, 1);
+    expect_agent_at(agent, "relay-a", 3000);
+    wait_rounds(3);
+    return s;
+}
+
 /* SPEC.md section 11: NOT_FOUND for an agent whose stream here has been
  * quiet for two intervals means it may have moved: never take it back,
  * until it sends here again. */
 Test(route_registry, a_quiet_agent_placed_elsewhere_is_not_taken_back)
 {
-    registry_start(&reg, 0);
-    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
     uint64_t seq = 1;
-    harness_register(ch_a, "drone-q", NULL, 0);
-    struct rc_stream *s = open_stream(ch_a, "drone-q");
-    send_ok(s, "drone-q", &seq, 1);
-    expect_agent_at("drone-q", "relay-a", 3000);
-    wait_rounds(3); /* more than two intervals of silence */
+    struct rc_stream *s = start_quiet_agent("drone-q", &seq);
     cr_assert_str_eq(ctl(&reg, "/place?agent=drone-q&relay=relay-b"), "ok\n");
     wait_rounds(4);
     cr_expect_eq(count_line(&reg, "/agents", "drone-q relay-b"), 1, "placement taken back");
@@ -484,14 +492,8 @@ Test(route_registry, a_quiet_agent_placed_elsewhere_is_not_taken_back)
  * NOT_FOUND for the agent applies the demonstrably-here rule). */
 Test(route_registry, a_quiet_agent_stays_reported_after_the_relay_registers_again)
 {
-    registry_start(&reg, 0);
-    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
     uint64_t seq = 1;
-    harness_register(ch_a, "drone-calm", NULL, 0);
-    struct rc_stream *s = open_stream(ch_a, "drone-calm");
-    send_ok(s, "drone-calm", &seq, 1);
-    expect_agent_at("drone-calm", "relay-a", 3000);
-    wait_rounds(3); /* more than two intervals of silence */
+    struct rc_stream *s = start_quiet_agent("drone-calm", &seq);
     cr_assert_str_eq(ctl(&reg, "/set?unavailable_relay=1"), "ok\n");
     expect_stat("calls_RegisterRelay", 2, 5000);
     long hb = calls_for(&reg, "HeartbeatAgent", "drone-calm", "relay-a");
