@@ -621,6 +621,10 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
             mux_frame(s, &view, &wire, dr, payload, recv_ns, w);
         return;
     }
+    /* Not a frame, but a message: the agent is here (route-registry's
+     * demonstrably-here rule reads it through session_last_message). */
+    session_table_touch_message(s->gw->relay->sessions, s->agent_id, s->gen,
+                                agent_gateway_now_ns());
     if (arm_message[arm]) {
         /* Results of commands this relay sent: each must be what its arm
          * says; one a command written to this stream waits for finishes

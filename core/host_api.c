@@ -273,7 +273,7 @@ static int64_t host_session_last_message(const aero_host *host, const char *dron
     if (!r || !r->sessions || !drone_id || !session_id ||
         session_table_get(r->sessions, drone_id, &info) != 0)
         return 0;
-    int64_t t = strcmp(info.session_id, session_id) == 0 ? info.last_heartbeat_unix_ns : 0;
+    int64_t t = strcmp(info.session_id, session_id) == 0 ? info.last_message_unix_ns : 0;
     session_info_release(&info);
     return t;
 }

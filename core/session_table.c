@@ -34,7 +34,7 @@ struct session {
     uint64_t gen;    /* changes on Register and on every attach */
     void *owner;     /* the attached stream's reference, if attached */
     void *ext;       /* the session's own data (command table); ext_release drops it */
-    int64_t connected_at_unix_ns, last_heartbeat_unix_ns;
+    int64_t connected_at_unix_ns, last_heartbeat_unix_ns, last_message_unix_ns;
     struct session_caps *caps; /* NULL: none */
     char *flight;    /* NULL, or "<flight_id>\0<intent_id>\0" (malloc'ed) */
     uint32_t intent_version;
@@ -51,6 +51,7 @@ static void session_fill(const struct session *e, struct session_info *out)
     memcpy(out->session_id, e->session_id, sizeof(out->session_id));
     out->connected_at_unix_ns = e->connected_at_unix_ns;
     out->last_heartbeat_unix_ns = e->last_heartbeat_unix_ns;
+    out->last_message_unix_ns = e->last_message_unix_ns;
     const char *flight = e->flight ? e->flight : "";
     const char *intent = e->flight ? flight + strlen(flight) + 1 : "";
     memcpy(out->flight_id, flight, strlen(flight) + 1);
@@ -405,6 +406,7 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
     memcpy(e->session_id, sid, SESSION_ID_LEN + 1);
     e->connected_at_unix_ns = now_ns;
     e->last_heartbeat_unix_ns = now_ns;
+    e->last_message_unix_ns = 0; /* Register is no stream message */
     old_flight = e->flight;
     e->flight = NULL;
     e->intent_version = 0;
@@ -551,7 +553,7 @@ bool session_table_touch_frame(struct session_table *t, const char *agent_id, ui
     struct session *e = *shard_find(s, &k);
     if (e != NULL && e->gen == gen) {
         current = true;
-        e->last_heartbeat_unix_ns = now_ns;
+        e->last_heartbeat_unix_ns = e->last_message_unix_ns = now_ns;
         aero_str none = {NULL, 0};
         bool f = frame != NULL && frame->flight_id.len > 0 && frame->flight_id.ptr != NULL;
         bool i = frame != NULL && frame->intent_id.len > 0 && frame->intent_id.ptr != NULL;
@@ -562,6 +564,20 @@ bool session_table_touch_frame(struct session_table *t, const char *agent_id, ui
     }
     pthread_mutex_unlock(&s->lock);
     return current;
+}
+
+void session_table_touch_message(struct session_table *t, const char *agent_id, uint64_t gen,
+                                 int64_t now_ns)
+{
+    struct key k;
+    if (!key_make(t, agent_id, &k))
+        return;
+    struct shard *s = shard_of(t, &k);
+    pthread_mutex_lock(&s->lock);
+    struct session *e = *shard_find(s, &k);
+    if (e != NULL && e->gen == gen)
+        e->last_message_unix_ns = now_ns;
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* Unlink this shard's expired sessions onto *dead. Shard lock held. */

@@ -47,6 +47,7 @@ struct session_info {
     char session_id[SESSION_ID_LEN + 1];
     int64_t connected_at_unix_ns;      /* Register time */
     int64_t last_heartbeat_unix_ns;    /* Register time, then every frame */
+    int64_t last_message_unix_ns;      /* 0, then every stream message (frame or not) */
     char flight_id[SESSION_FLIGHT_MAX + 1]; /* last non-empty, may be "" */
     char intent_id[SESSION_FLIGHT_MAX + 1]; /* with the last non-empty intent_id */
     uint32_t intent_version;
@@ -116,7 +117,7 @@ int session_table_attach_session(struct session_table *t, const char *agent_id,
 bool session_table_detach(struct session_table *t, const char *agent_id, uint64_t gen,
                           void **owner);
 
-/* A frame arrived on generation gen: move last_heartbeat, and flight_id when
+/* A frame arrived on generation gen: move last_heartbeat and last_message, and flight_id when
  * non-empty (truncated to SESSION_FLIGHT_MAX). No-op for a stale gen. */
 void session_table_touch(struct session_table *t, const char *agent_id, uint64_t gen,
                          int64_t now_ns, aero_str flight_id);
@@ -129,6 +130,12 @@ void session_table_touch(struct session_table *t, const char *agent_id, uint64_t
  */
 bool session_table_touch_frame(struct session_table *t, const char *agent_id, uint64_t gen,
                                int64_t now_ns, const aero_frame *frame);
+
+/* Any other stream message of generation gen (a command result, evidence,
+ * one nobody handles): only last_message moves, since last_heartbeat is
+ * the frames' (SPEC.md section 2). No-op for a stale gen. */
+void session_table_touch_message(struct session_table *t, const char *agent_id, uint64_t gen,
+                                 int64_t now_ns);
 
 /*
  * Remove sessions that have had no stream attached for longer than ttl_ns

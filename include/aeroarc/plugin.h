@@ -319,13 +319,16 @@ struct aero_host {
 
     /*
      * When the stream of drone_id's session session_id (NUL-terminated)
-     * last delivered a message here: CLOCK_REALTIME in ns (the Register
-     * time before its first message). 0 when drone_id has no session on
-     * this relay or it is another session (the drone registered again,
-     * here or elsewhere, or the session ended). For rules like "re-claim
-     * the drone only if it is demonstrably here" (SPEC.md section 11).
-     * A lookup in the session table: cheap, but do not call it per drone
-     * per second. Any thread, route plugins only (sinks get 0). Since 1.2.
+     * last delivered a message here (a frame or any other stream message):
+     * CLOCK_REALTIME in ns. 0 before its first message (Register and the
+     * stream opening are not messages; older relays answered the Register
+     * time there, and counted only frames), and when drone_id has no
+     * session on this relay or it is another session (the drone registered
+     * again, here or elsewhere, or the session ended). For rules like
+     * "re-claim the drone only if it is demonstrably here" (SPEC.md
+     * section 11). A lookup in the session table: cheap, but do not call
+     * it per drone per second. Any thread, route plugins only (sinks get
+     * 0). Since 1.2.
      */
     int64_t (*session_last_message_unix_ns)(const aero_host *host, const char *drone_id,
                                             const char *session_id);

@@ -10,12 +10,14 @@
  *
  * The rules (SPEC.md section 11):
  * - RegisterRelay first; agents are registered only while the relay is.
- *   Every RegisterRelay that succeeds re-registers every agent (the
- *   registry may have lost them all), under the rule below for agents
- *   already registered once.
+ *   A RegisterRelay that succeeds lets every RegisterAgent still to do
+ *   start (each when its backoff allows); agents already registered go on being heartbeated: if the registry
+ *   lost them, their next HeartbeatAgent says NOT_FOUND and the rule below
+ *   decides (a relay registering again is no sign an agent moved).
  * - RegisterAgent when the stream opens; retried with backoff until it
  *   succeeds or the session ends. Refused NOT_FOUND / FAILED_PRECONDITION
- *   (the registry does not know the relay): RegisterRelay first.
+ *   (the registry does not know the relay): RegisterRelay first, then the
+ *   agent again after its backoff (a RegisterRelay success cancels none).
  * - Every interval HeartbeatRelay and HeartbeatAgent per registered agent.
  *   HeartbeatRelay NOT_FOUND: register the relay again. HeartbeatAgent
  *   NOT_FOUND: register the agent again only if its stream here delivered
@@ -23,7 +25,7 @@
  *   again (it moved to another relay: never take the placement back).
  * - The registry unreachable (UNAVAILABLE, DEADLINE_EXCEEDED): connected
  *   0, /readyz says "registry":"unavailable", the relay registers again
- *   (with backoff) and with it every agent once the registry answers.
+ *   (with backoff) once the registry answers.
  */
 #include "route_registry.h"
 
@@ -60,7 +62,6 @@ struct agent {
     uint64_t epoch;              /* bumped when the session changes: late answers are ignored */
     bool stream_open;            /* a stream opened on this session: report it */
     bool registered;             /* the registry accepted RegisterAgent for this session */
-    bool was_registered;         /* ever registered: re-registering needs SPEC's rule */
     bool want_register;
     bool hb_due;                 /* a heartbeat of this round still to start */
     bool suspended;              /* NOT_FOUND while not demonstrably here */
@@ -189,7 +190,7 @@ static void agent_reset(struct worker *w, struct agent *a, const char *session)
     set_reported(w, a, false);
     snprintf(a->session, sizeof(a->session), "%s", session);
     a->epoch++;
-    a->registered = a->was_registered = a->want_register = a->hb_due = a->suspended = false;
+    a->registered = a->want_register = a->hb_due = a->suspended = false;
     a->backoff_ms = 0;
 }
 
@@ -434,10 +435,8 @@ static void relay_lost(struct worker *w, int64_t retry_at_ms)
         w->relay_next_try_ms = retry_at_ms;
 }
 
-/* After RegisterRelay succeeded: every reported agent again, since the
- * registry may have lost them all. One registered before must still be
- * demonstrably here (SPEC's NOT_FOUND rule), so a drone that moved away
- * while the registry was down is not taken back. */
+/* SPEC's rule for HeartbeatAgent NOT_FOUND: the agent's stream here
+ * delivered a message within the last two intervals. */
 static bool demonstrably_here(struct worker *w, const struct agent *a)
 {
     const aero_host *h = w->rr->host;
@@ -454,21 +453,6 @@ static void suspend(struct worker *w, struct agent *a)
                      "agent %s: the registry no longer places it here and its stream has been "
                      "quiet for two intervals: not reported until it sends again",
                      a->id);
-}
-
-static void reregister_all(struct worker *w, int64_t now)
-{
-    for (size_t i = 0; i < w->n_buckets; i++)
-        for (struct agent *a = w->buckets[i]; a; a = a->next) {
-            if (!a->stream_open || a->suspended)
-                continue;
-            if (a->was_registered && !demonstrably_here(w, a))
-                suspend(w, a);
-            else {
-                a->backoff_ms = 0;
-                want_register(w, a, now);
-            }
-        }
 }
 
 static void on_relay_answer(struct worker *w, const struct call *c, int64_t now)
@@ -488,7 +472,13 @@ static void on_relay_answer(struct worker *w, const struct call *c, int64_t now)
             w->relay_backoff_ms = 0;
             w->next_round_ms = now + w->rr->interval_ms;
             h->log(h, AERO_LOG_INFO, "relay %s registered with the registry", w->rr->relay_id);
-            reregister_all(w, now);
+            /* The RegisterAgent calls that waited for it, each when its own
+             * backoff allows: the registry taking the relay says nothing
+             * about whether it takes the agent. Registered agents are left
+             * alone: only the registry's NOT_FOUND for one says it may have
+             * lost or moved it (SPEC section 11); a relay that registered
+             * again after a failed call says neither. */
+            w->scan_at_ms = now;
         } else {
             int wait = next_backoff(w, &w->relay_backoff_ms, backoff_cap(w));
             relay_lost(w, now + wait);
@@ -516,22 +506,22 @@ static void on_agent_answer(struct worker *w, struct agent *a, const struct call
 {
     if (c->method == RR_REGISTER_AGENT) {
         if (c->status == GRPC_STATUS_OK) {
-            a->registered = a->was_registered = true;
+            a->registered = true;
             a->want_register = false;
             a->backoff_ms = 0;
             return;
         }
-        if (c->status == GRPC_STATUS_NOT_FOUND ||
-            c->status == GRPC_STATUS_FAILED_PRECONDITION) {
-            /* The registry does not know this relay: RegisterRelay first,
-             * which registers every agent again (this one included). */
-            if (w->relay_registered)
-                relay_lost(w, now);
-            a->next_try_ms = now;
-            return;
-        }
+        /* NOT_FOUND / FAILED_PRECONDITION: the registry does not know this
+         * relay, so RegisterRelay first, then the agent again. Every failure
+         * keeps the agent's backoff, that one too: RegisterRelay succeeds
+         * at once, and a registry that keeps refusing the agent would
+         * otherwise be asked at round-trip speed. */
+        bool relay_unknown = c->status == GRPC_STATUS_NOT_FOUND ||
+                             c->status == GRPC_STATUS_FAILED_PRECONDITION;
         want_register(w, a, now + next_backoff(w, &a->backoff_ms, backoff_cap(w)));
-        if (unreachable(c->status) && w->relay_registered)
+        if (relay_unknown && w->relay_registered)
+            relay_lost(w, now);
+        else if (unreachable(c->status) && w->relay_registered)
             relay_lost(w, now + next_backoff(w, &w->relay_backoff_ms, backoff_cap(w)));
         return;
     }

@@ -22,8 +22,8 @@ static const aero_config_key route_registry_keys[] = {
     {.name = "address", .type = AERO_KEY_STRING, .default_value = NULL, .required = 1,
      .help = "the registry's gRPC address, host:port"},
     {.name = "advertise_address", .type = AERO_KEY_STRING, .default_value = "",
-     .help = "host:port the API dials to reach this relay; empty: [relay] listen "
-             "(refused if that is a wildcard)"},
+     .help = "host:port or host the API dials to reach this relay (no port: the one the "
+             "relay binds); empty: [relay] listen (refused if that is a wildcard)"},
     {.name = "heartbeat_interval_s", .type = AERO_KEY_INT, .default_value = "10",
      .help = "seconds between heartbeats of the relay and of each agent", .min = 1,
      .max = 3600},
@@ -63,6 +63,35 @@ static int split_host_port(const char *s, char *host, size_t host_len, int *port
     return *port <= 65535 ? 0 : -1;
 }
 
+/*
+ * advertise_address: "host:port", "[v6]:port", or a host alone ("host",
+ * "[v6]": *port 0, the port the relay binds). 0, or -1 when it is none of
+ * these (a bare IPv6 address needs brackets, as in host:port).
+ */
+static int split_advertise(const char *s, char *host, size_t host_len, int *port)
+{
+    if (split_host_port(s, host, host_len, port) == 0)
+        return *port ? 0 : -1; /* an explicit port 0 is no port the API can dial */
+    const char *h = s;
+    size_t n = strlen(s);
+    if (s[0] == '[') {
+        if (n < 3 || s[n - 1] != ']')
+            return -1;
+        h = s + 1;
+        n -= 2;
+        if (memchr(h, ']', n))
+            return -1;
+    } else if (strchr(s, ':')) {
+        return -1;
+    }
+    if (n == 0 || n >= host_len)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = 0;
+    return 0;
+}
+
 static int is_wildcard(const char *host)
 {
     return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || strcmp(host, "*") == 0;
@@ -91,19 +120,26 @@ static int configure(struct route_registry *rr)
     }
 
     const char *adv = config_check_str(h, "advertise_address");
+    const char *listen = h->listen_address(h);
     if (adv[0]) {
-        if (split_host_port(adv, host, sizeof(host), &port) < 0 || port == 0 ||
-            is_wildcard(host)) {
+        if (split_advertise(adv, host, sizeof(host), &port) < 0 || is_wildcard(host)) {
             h->config_error(h, "advertise_address",
-                            "\"%s\" is not a host:port the API can dial (no wildcard, no port 0)",
+                            "\"%s\" is not a host or host:port the API can dial (no wildcard, "
+                            "no port 0)",
                             adv);
+            bad = 1;
+        } else if (port == 0 && strncmp(listen, "unix:", 5) == 0) {
+            /* no TCP port to take: the relay's listen_port stays 0 */
+            h->config_error(h, "advertise_address",
+                            "\"%s\" has no port and [relay] listen \"%s\" binds none; set "
+                            "host:port",
+                            adv, listen);
             bad = 1;
         } else {
             snprintf(rr->advertise_host, sizeof(rr->advertise_host), "%s", host);
-            rr->advertise_port = port;
+            rr->advertise_port = port; /* 0: the port the relay binds, known later */
         }
     } else {
-        const char *listen = h->listen_address(h);
         if (strncmp(listen, "unix:", 5) == 0 ||
             split_host_port(listen, host, sizeof(host), &port) < 0 || is_wildcard(host)) {
             h->config_error(h, "advertise_address",

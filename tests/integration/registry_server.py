@@ -16,6 +16,11 @@ misbehave over a plain-text HTTP control port on 127.0.0.1:
   GET /set?stall_ms=N        every call waits N ms before answering
   GET /set?notfound_relay=N  the next N HeartbeatRelay answer NOT_FOUND
   GET /set?notfound_agent=ID the next HeartbeatAgent of ID answers NOT_FOUND
+  GET /set?unavailable_relay=N the next N HeartbeatRelay answer UNAVAILABLE
+                             (a transient failure; nothing forgotten)
+  GET /set?refuse_agent=ID   every RegisterAgent of ID answers
+                             FAILED_PRECONDITION (as if the relay were unknown)
+  GET /set?accept_agent=ID   undoes refuse_agent
   GET /place?agent=ID&relay=R  place ID on relay R (as if it moved there)
   GET /forget                drop every relay and agent (a restart, state lost)
   GET /reset                 clear the call records and counters
@@ -68,6 +73,8 @@ class Registry:
         self.stall_ms = 0
         self.notfound_relay = 0
         self.notfound_agents = set()
+        self.unavailable_relay = 0
+        self.refused_agents = set()
 
     def enter(self, method, agent_id, relay_id, ts):
         with self.mu:
@@ -121,13 +128,16 @@ class Registry:
         if method == "RegisterRelay":
             self.relays[relay_id] = (req.relay.address, req.relay.grpc_port)
         elif method == "HeartbeatRelay":
+            if self.unavailable_relay > 0:
+                self.unavailable_relay -= 1
+                return self.grpc.StatusCode.UNAVAILABLE, "registry unavailable (test)"
             if self.notfound_relay > 0:
                 self.notfound_relay -= 1
                 return nf, "relay not found (test)"
             if relay_id not in self.relays:
                 return nf, "relay not found"
         elif method == "RegisterAgent":
-            if relay_id not in self.relays:
+            if relay_id not in self.relays or agent_id in self.refused_agents:
                 return self.grpc.StatusCode.FAILED_PRECONDITION, "relay not registered"
             self.agents[agent_id] = relay_id
         else:
@@ -158,8 +168,14 @@ class Registry:
                     self.stall_ms = int(q["stall_ms"][0])
                 if "notfound_relay" in q:
                     self.notfound_relay = int(q["notfound_relay"][0])
+                if "unavailable_relay" in q:
+                    self.unavailable_relay = int(q["unavailable_relay"][0])
                 for a in q.get("notfound_agent", []):
                     self.notfound_agents.add(a)
+                for a in q.get("refuse_agent", []):
+                    self.refused_agents.add(a)
+                for a in q.get("accept_agent", []):
+                    self.refused_agents.discard(a)
                 lines = ["ok"]
             elif path == "/place":
                 self.agents[q["agent"][0]] = q["relay"][0]

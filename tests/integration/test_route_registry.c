@@ -374,6 +374,17 @@ Test(route_registry, advertise_address_is_what_the_relay_reports)
     harness_finish(&relay_a, &ch_a);
 }
 
+/* advertise_address without a port: the relay's bound port is advertised. */
+Test(route_registry, advertise_address_without_a_port_takes_the_bound_port)
+{
+    char line[128];
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-bare", "advertise_address = relay-bare.example\n", NULL);
+    snprintf(line, sizeof(line), "relay-bare relay-bare.example %d", relay_a.port);
+    expect_line(&reg, "/relays", line, 5000);
+    harness_finish(&relay_a, &ch_a);
+}
+
 /* 1,000 agents, every registry call delayed 20 ms: one round of
  * heartbeats in series would take 20 s. */
 Test(route_registry, heartbeats_of_1000_agents_are_pipelined, .timeout = 90)
@@ -439,19 +450,27 @@ Test(route_registry, not_found_registers_relay_and_agent_again)
     harness_finish(&relay_a, &ch_a);
 }
 
+/* The registry and relay-a, with `agent` reported there after one frame
+ * (*seq moves on) and quiet since for more than two intervals. */
+static struct rc_stream *start_quiet_agent(const char *agent, uint64_t *seq)
+{
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, agent, NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, agent);
+    send_ok(s, agent, seq, 1);
+    expect_agent_at(agent, "relay-a", 3000);
+    wait_rounds(3);
+    return s;
+}
+
 /* SPEC.md section 11: NOT_FOUND for an agent whose stream here has been
  * quiet for two intervals means it may have moved: never take it back,
  * until it sends here again. */
 Test(route_registry, a_quiet_agent_placed_elsewhere_is_not_taken_back)
 {
-    registry_start(&reg, 0);
-    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
     uint64_t seq = 1;
-    harness_register(ch_a, "drone-q", NULL, 0);
-    struct rc_stream *s = open_stream(ch_a, "drone-q");
-    send_ok(s, "drone-q", &seq, 1);
-    expect_agent_at("drone-q", "relay-a", 3000);
-    wait_rounds(3); /* more than two intervals of silence */
+    struct rc_stream *s = start_quiet_agent("drone-q", &seq);
     cr_assert_str_eq(ctl(&reg, "/place?agent=drone-q&relay=relay-b"), "ok\n");
     wait_rounds(4);
     cr_expect_eq(count_line(&reg, "/agents", "drone-q relay-b"), 1, "placement taken back");
@@ -463,6 +482,102 @@ Test(route_registry, a_quiet_agent_placed_elsewhere_is_not_taken_back)
     /* It sends here again: it is here, so it is reported again. */
     send_ok(s, "drone-q", &seq, 1);
     expect_agent_at("drone-q", "relay-a", 4000);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
+/* A transient failure (HeartbeatRelay UNAVAILABLE) makes the relay register
+ * again. The registry never said NOT_FOUND for the agent, so a quiet agent
+ * with an open stream keeps being heartbeated (SPEC.md section 11: only
+ * NOT_FOUND for the agent applies the demonstrably-here rule). */
+Test(route_registry, a_quiet_agent_stays_reported_after_the_relay_registers_again)
+{
+    uint64_t seq = 1;
+    struct rc_stream *s = start_quiet_agent("drone-calm", &seq);
+    cr_assert_str_eq(ctl(&reg, "/set?unavailable_relay=1"), "ok\n");
+    expect_stat("calls_RegisterRelay", 2, 5000);
+    long hb = calls_for(&reg, "HeartbeatAgent", "drone-calm", "relay-a");
+    wait_rounds(3);
+    cr_expect_geq(calls_for(&reg, "HeartbeatAgent", "drone-calm", "relay-a"), hb + 2,
+                  "a quiet agent is no longer heartbeated after the relay registered again");
+    cr_expect_eq(calls_for(&reg, "RegisterAgent", "drone-calm", "relay-a"), 1);
+    cr_expect_eq(count_line(&reg, "/agents", "drone-calm relay-a"), 1);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
+/* Register and the stream opening are not messages: a stream that has
+ * delivered nothing does not make the agent demonstrably here, however
+ * recent its Register. */
+Test(route_registry, a_stream_that_sent_nothing_does_not_take_the_agent_back)
+{
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, "drone-mute", NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, "drone-mute");
+    expect_agent_at("drone-mute", "relay-a", 3000);
+    cr_assert_str_eq(ctl(&reg, "/place?agent=drone-mute&relay=relay-b"), "ok\n");
+    wait_rounds(3);
+    cr_expect_geq(relay_metric(relay_a.http_port,
+                               "aero_route_registry_calls_total{route=\"registry\","
+                               "rpc=\"heartbeat_agent\",outcome=\"not_found\"}"),
+                  1.0);
+    cr_expect_eq(count_line(&reg, "/agents", "drone-mute relay-b"), 1,
+                 "placement taken back on the strength of Register alone");
+    cr_expect_eq(calls_for(&reg, "RegisterAgent", "drone-mute", "relay-a"), 1);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
+/* Any message of the stream shows the agent is here, not only a frame: a
+ * quiet generation-2 agent no longer reported sends command evidence (for
+ * no command: ignored, but delivered) and is reported again. */
+Test(route_registry, any_stream_message_shows_the_agent_is_here)
+{
+    char session[128];
+    struct rc_status st;
+    registry_start(&reg, 0);
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, "drone-ev", session, sizeof(session));
+    struct rc_stream *s = rc_stream_open_gen2(ch_a, "drone-ev", session, NULL, 0, &st);
+    cr_assert_not_null(s, "open stream: %s", st.message);
+    expect_agent_at("drone-ev", "relay-a", 3000);
+    wait_rounds(3); /* more than two intervals since Register */
+    cr_assert_str_eq(ctl(&reg, "/place?agent=drone-ev&relay=relay-b"), "ok\n");
+    wait_rounds(3);
+    cr_assert_eq(count_line(&reg, "/agents", "drone-ev relay-b"), 1, "taken back while quiet");
+    uint8_t none = 0;
+    cr_assert_eq(rc_stream_send_gen2_arm(s, RC_AGENT_COMMAND_EVIDENCE, &none, 0, 5000), 0);
+    expect_agent_at("drone-ev", "relay-a", 4000);
+    cr_expect_eq(calls_for(&reg, "RegisterAgent", "drone-ev", "relay-a"), 2);
+    end_stream(s);
+    harness_finish(&relay_a, &ch_a);
+}
+
+/* A registry that keeps refusing RegisterAgent as if it did not know the
+ * relay: RegisterRelay succeeds each time, but the agent's retries keep
+ * its backoff instead of going round at round-trip speed. */
+Test(route_registry, a_registry_refusing_an_agent_is_not_hammered)
+{
+    registry_start(&reg, 0);
+    cr_assert_str_eq(ctl(&reg, "/set?refuse_agent=drone-no"), "ok\n");
+    ch_a = start_relay(&relay_a, "relay-a", NULL, NULL);
+    harness_register(ch_a, "drone-no", NULL, 0);
+    struct rc_stream *s = open_stream(ch_a, "drone-no");
+    expect_stat("calls_RegisterAgent", 1, 3000);
+    /* A fixed span to count calls in (heartbeat rounds are no clock here:
+     * every RegisterRelay starts the round anew). */
+    const struct timespec span = {3, 0};
+    nanosleep(&span, NULL);
+    long agent_calls = calls_for(&reg, "RegisterAgent", "drone-no", "relay-a");
+    long relay_calls = stat_of(&reg, "calls_RegisterRelay");
+    cr_log_info("refused for 3 s: %ld RegisterAgent, %ld RegisterRelay", agent_calls,
+                relay_calls);
+    /* 200 ms doubling to the 1 s interval: a handful in 3 s */
+    cr_expect_leq(agent_calls, 10, "RegisterAgent hammered: %ld calls", agent_calls);
+    cr_expect_leq(relay_calls, 11, "RegisterRelay hammered: %ld calls", relay_calls);
+    cr_assert_str_eq(ctl(&reg, "/set?accept_agent=drone-no"), "ok\n");
+    expect_agent_at("drone-no", "relay-a", 3000);
     end_stream(s);
     harness_finish(&relay_a, &ch_a);
 }
@@ -598,18 +713,15 @@ Test(route_registry, route_redis_and_route_registry_together)
     harness_finish(&relay_a, &ch_a);
 }
 
-Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
+/* relay_a's config (harness_write_config: listen = 127.0.0.1:<port>) with
+ * `listen` instead; the line of [route:registry] in it. */
+static int config_listen(const char *listen)
 {
-    char out[4096];
-    harness_prepare(&relay_a);
-    harness_write_config(&relay_a, NULL,
-                         "[route:registry]\nplugin = route-registry\naddress = 127.0.0.1:1\n");
-    /* harness_write_config listens on 127.0.0.1: make it a wildcard */
     char *text = harness_read_file(relay_a.config, NULL);
     char *p = strstr(text, "listen = 127.0.0.1:");
     cr_assert_not_null(p);
     FILE *f = fopen(relay_a.config, "w");
-    fprintf(f, "%.*slisten = 0.0.0.0:%s", (int)(p - text), text, p + strlen("listen = 127.0.0.1:"));
+    fprintf(f, "%.*slisten = %s%s", (int)(p - text), text, listen, strchr(p, '\n'));
     fclose(f);
     free(text);
     text = harness_read_file(relay_a.config, NULL);
@@ -617,6 +729,17 @@ Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
     for (const char *q = text; q < strstr(text, "[route:registry]"); q++)
         line += *q == '\n';
     free(text);
+    return line;
+}
+
+Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
+{
+    char out[4096], listen[64];
+    harness_prepare(&relay_a);
+    harness_write_config(&relay_a, NULL,
+                         "[route:registry]\nplugin = route-registry\naddress = 127.0.0.1:1\n");
+    snprintf(listen, sizeof(listen), "0.0.0.0:%d", relay_a.port);
+    int line = config_listen(listen);
     const char *args[] = {"-c", relay_a.config, "--check", NULL};
     cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2, "%s", out);
     char want[512];
@@ -624,6 +747,26 @@ Test(route_registry, check_refuses_a_wildcard_listen_without_advertise_address)
              "aeroarc-relay: %s:%d: [route:registry] advertise_address: required: [relay] listen "
              "\"0.0.0.0:%d\" is not an address the API can dial; set the host:port it should use\n",
              relay_a.config, line, relay_a.port);
+    cr_expect_str_eq(out, want);
+}
+
+/* advertise_address without a port takes the bound one: none on unix:. */
+Test(route_registry, check_refuses_a_host_without_port_on_a_unix_listen)
+{
+    char out[4096];
+    harness_prepare(&relay_a);
+    harness_write_config(&relay_a, NULL,
+                         "[route:registry]\nplugin = route-registry\naddress = 127.0.0.1:1\n"
+                         "advertise_address = relay.example\n");
+    int line = config_listen("unix:/tmp/aero-registry-none.sock");
+    const char *args[] = {"-c", relay_a.config, "--check", NULL};
+    cr_assert_eq(relay_run_cli(args, out, sizeof(out)), 2, "%s", out);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "aeroarc-relay: %s:%d: [route:registry] advertise_address: \"relay.example\" has no "
+             "port and [relay] listen \"unix:/tmp/aero-registry-none.sock\" binds none; set "
+             "host:port\n",
+             relay_a.config, line + 3);
     cr_expect_str_eq(out, want);
 }
 

@@ -398,7 +398,13 @@ Test(host_api, relay_view_of_abi_1_2)
     char sid[SESSION_ID_LEN + 1];
     void *displaced = NULL;
     cr_assert_eq(session_table_register(t, "drone-1", 1111, sid, &displaced), 0);
-    cr_expect_eq(a->session_last_message_unix_ns(a, "drone-1", sid), 1111);
+    cr_expect_eq(a->session_last_message_unix_ns(a, "drone-1", sid), 0, "Register is no message");
+    uint64_t gen;
+    int owner;
+    cr_assert_eq(session_table_attach(t, "drone-1", &owner, &gen, sid, &displaced), 0);
+    cr_expect_eq(a->session_last_message_unix_ns(a, "drone-1", sid), 0, "nor is the stream opening");
+    session_table_touch_message(t, "drone-1", gen, 2222);
+    cr_expect_eq(a->session_last_message_unix_ns(a, "drone-1", sid), 2222);
     cr_expect_eq(a->session_last_message_unix_ns(a, "drone-1", "sess-other"), 0);
     cr_expect_eq(a->session_last_message_unix_ns(a, "drone-2", sid), 0);
 

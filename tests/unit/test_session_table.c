@@ -220,6 +220,44 @@ Test(session_table, register_supersedes_attached_stream)
     session_table_destroy(t, NULL);
 }
 
+/* last_message (what route-registry's "demonstrably here" reads): 0 at
+ * Register, moved by every stream message, frame or not, of the current
+ * stream only; last_heartbeat stays the frames'. */
+Test(session_table, last_message_moves_with_any_stream_message)
+{
+    struct session_table *t = session_table_create();
+    char sid[SESSION_ID_LEN + 1];
+    uint64_t gen1, gen2;
+    void *displaced;
+    struct session_info info;
+
+    session_table_register(t, "drone-1", 10, sid, &displaced);
+    cr_assert_eq(session_table_get(t, "drone-1", &info), 0);
+    cr_assert_eq(info.last_message_unix_ns, 0, "Register is no stream message");
+    cr_assert_eq(info.last_heartbeat_unix_ns, 10);
+    cr_assert_eq(session_table_attach(t, "drone-1", &owner_a, &gen1, sid, &displaced), 0);
+    session_table_touch_message(t, "drone-1", gen1, 20);
+    cr_assert_eq(session_table_get(t, "drone-1", &info), 0);
+    cr_assert_eq(info.last_message_unix_ns, 20);
+    cr_assert_eq(info.last_heartbeat_unix_ns, 10, "only frames move last_heartbeat");
+    session_table_touch(t, "drone-1", gen1, 30, cstr(""));
+    cr_assert_eq(session_table_get(t, "drone-1", &info), 0);
+    cr_assert_eq(info.last_message_unix_ns, 30);
+    cr_assert_eq(info.last_heartbeat_unix_ns, 30);
+
+    /* a superseded stream's late message changes nothing */
+    cr_assert_eq(session_table_attach(t, "drone-1", &owner_b, &gen2, sid, &displaced), 0);
+    session_table_touch_message(t, "drone-1", gen1, 40);
+    cr_assert_eq(session_table_get(t, "drone-1", &info), 0);
+    cr_assert_eq(info.last_message_unix_ns, 30);
+    session_table_touch_message(t, "nobody", gen2, 40);
+
+    session_table_register(t, "drone-1", 50, sid, &displaced);
+    cr_assert_eq(session_table_get(t, "drone-1", &info), 0);
+    cr_assert_eq(info.last_message_unix_ns, 0, "a new session has delivered nothing");
+    session_table_destroy(t, NULL);
+}
+
 /* A frame's flight_id and intent_id move independently: one that carries
  * only one of them keeps the other; a new Register clears both. */
 Test(session_table, flight_and_intent_move_independently)
