@@ -168,9 +168,16 @@ static void on_free(void *owner)
     free(s);
 }
 
+/* SPEC.md section 2: the end of a stream removes its session and route.
+ * At the agent's half-close that is done before its OK goes out, so an
+ * agent (or the API) that asks right after the status no longer sees it;
+ * on_closed's end_session then finds it gone. */
+static void on_eof(void *owner) { end_session(owner); }
+
 static const struct rpc_stream_handler stream_handler = {
     .on_message = agent_stream_on_message,
     .on_sent = agent_stream_on_sent,
+    .on_eof = on_eof,
     .on_closed = on_closed,
     .on_free = on_free,
 };

@@ -330,6 +330,8 @@ static void on_recv(struct rpc_tag *tag, bool ok, struct worker_ctx *w)
         st->h->on_message(st->owner, msg, len, w);
     }
     rpc_call_message_release(st->call); /* a failed read may leave a buffer too */
+    if (ok && !msg && st->h->on_eof)
+        st->h->on_eof(st->owner); /* before progress() may send the status */
     pthread_mutex_lock(&st->mu);
     st->recv_pending = false;
     if (!msg)

@@ -39,6 +39,10 @@ struct rpc_stream_handler {
     /* A queued message left: gRPC took it for the wire (ok), or the call
      * failed. `stamp` as given to rpc_stream_send. Optional. */
     void (*on_sent)(void *owner, uint64_t stamp, bool ok);
+    /* The peer half-closed: no message follows. Runs once, before the
+     * final status can go out, so what the owner undoes here is undone
+     * when the peer sees its status. Optional. */
+    void (*on_eof)(void *owner);
     /* The call is over (status sent, cancelled, or the transport is gone):
      * once per started stream. `cancelled`: it did not end by our status;
      * `code`: the status we chose (RPC_OK unless the owner ended it). */

@@ -309,10 +309,11 @@ Test(control, drone_status_follows_registers_frames_and_disconnects)
     cr_assert_eq(status_of("", &d, session, flight), 3, "empty id: INVALID_ARGUMENT");
     cr_assert_eq(status_of("nobody-here", &d, session, flight), 5, "unknown: NOT_FOUND");
 
-    /* Entries vanish when their stream ends, whichever way it ends. */
+    /* Entries vanish when their stream ends, whichever way it ends; at
+     * the agent's EOF before its OK arrives (no wait). */
     end_stream_ok(a);
     struct gone_check g = {"ctl-a"};
-    cr_assert(harness_wait_for(drone_gone, &g, 5000), "ctl-a still listed after EOF");
+    cr_assert(drone_gone(&g), "ctl-a still listed when its stream's OK arrived");
     rc_stream_cancel(b);
     rc_stream_free(b);
     g.drone = "ctl-b";
