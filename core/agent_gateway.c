@@ -287,6 +287,8 @@ static void telemetry_stream(struct rpc_call *call, void *service, struct worker
     }
     if (!header_agent_id(call, agent, &agent_len)) {
         metrics_inc(gw->m.streams_refused);
+        if (!call_auth_key(gw->relay->auth, call))
+            return;
         rpc_call_finish(call, RPC_INVALID_ARGUMENT,
                         "missing or invalid aero-arc-agent-id metadata "
                         "(1-128 bytes of A-Z a-z 0-9 . _ - :)",
@@ -343,14 +345,16 @@ static void register_call(struct rpc_call *call, const ProtobufCMessage *msg, vo
         (const Aeroarc__Agent__V1__RegisterRequest *)msg;
     /* strlen is the length received: rpc_unary refused any string with a
      * NUL byte, which protobuf-c would have cut short ("victim\0x"). */
-    if (!session_agent_id_valid(req->agent_id, strlen(req->agent_id))) {
-        metrics_inc(gw->m.register_rejected);
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                        "agent_id must be 1-128 bytes of A-Z a-z 0-9 . _ - :", NULL, 0);
+    if (atomic_load(&gw->relay->shutting_down)) { /* SPEC.md section 2: new calls */
+        rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
         return;
     }
-    if (atomic_load(&gw->relay->shutting_down)) {
-        rpc_call_finish(call, RPC_UNAVAILABLE, "relay shutting down", NULL, 0);
+    if (!session_agent_id_valid(req->agent_id, strlen(req->agent_id))) {
+        metrics_inc(gw->m.register_rejected);
+        if (!call_auth_key(gw->relay->auth, call))
+            return;
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                        "agent_id must be 1-128 bytes of A-Z a-z 0-9 . _ - :", NULL, 0);
         return;
     }
     bool invalid;

@@ -31,6 +31,10 @@ const struct auth *call_auth_swap_keys(struct call_auth *ca, const struct auth *
 /* True: go on. False: the call has been finished (refused); do not touch it.
  * agent_id: a valid agent id (it is logged). */
 bool call_auth_agent(struct call_auth *ca, struct rpc_call *call, const char *agent_id);
+/* A known key, whatever it covers (SPEC.md section 7: a missing or unknown
+ * key is UNAUTHENTICATED before anything else is said of the call): for a
+ * call refused next for its agent id. False: refused and finished. */
+bool call_auth_key(struct call_auth *ca, struct rpc_call *call);
 bool call_auth_admin(struct call_auth *ca, struct rpc_call *call);
 
 #endif

@@ -254,12 +254,18 @@ Test(security, bearer_keys_guard_agent_calls)
     struct rc_channel *wrong = with_token("not-a-key-0123456789abcdef");
     cr_assert_eq(try_register(wrong, "drone-1", &st), -EIO);
     cr_assert_eq(st.code, 16, "unknown key: %s", rc_status_code_name(st.code));
+    /* A missing or unknown key is said first, before a bad agent id. */
+    cr_assert_eq(try_register(none, "", &st), -EIO);
+    cr_assert_eq(st.code, 16, "no key, no agent id: %s", rc_status_code_name(st.code));
+    cr_assert_eq(stream_one(wrong, ""), 16, "unknown key, no agent id header");
 
     struct rc_channel *fleet = with_token(FLEET_KEY);
     cr_assert_eq(try_register(fleet, "rover-1", &st), -EIO);
     cr_assert_eq(st.code, 7, "key not covering the agent: %s", rc_status_code_name(st.code));
     cr_assert_eq(try_register(fleet, "drone-1", &st), 0, "%s", st.message);
     cr_assert_eq(stream_one(fleet, "drone-1"), 0);
+    cr_assert_eq(try_register(fleet, "", &st), -EIO);
+    cr_assert_eq(st.code, 3, "a known key, no agent id: %s", rc_status_code_name(st.code));
 
     /* The stream is guarded on its own, not only through Register. */
     cr_assert_eq(stream_one(none, "drone-1"), 16);
