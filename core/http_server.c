@@ -148,7 +148,7 @@ static enum MHD_Result serve_ready(struct http_server *h, struct MHD_Connection 
         if (!verbose)
             return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, h->not_ready);
         status = MHD_HTTP_SERVICE_UNAVAILABLE;
-        snprintf(head, sizeof(head), "{\"status\":\"not ready\"}\n");
+        snprintf(head, sizeof(head), "{\"status\":\"not ready\"}");
     } else if (readiness_unready(h->relay->readiness, head, sizeof(head))) {
         status = MHD_HTTP_SERVICE_UNAVAILABLE; /* a component failing, and why */
         verbose = true;
@@ -156,14 +156,14 @@ static enum MHD_Result serve_ready(struct http_server *h, struct MHD_Connection 
                !verbose) {
         return MHD_queue_response(c, MHD_HTTP_OK, h->ok);
     } else {
-        snprintf(head, sizeof(head), "{\"status\":\"ok\"%s}\n", details);
+        snprintf(head, sizeof(head), "{\"status\":\"ok\"%s}", details);
     }
     char *body = NULL;
     char *components = verbose ? readiness_render_components(h->relay->readiness) : NULL;
     if (verbose && !components)
         return MHD_NO; /* out of memory: MHD closes the connection */
-    /* head ends in "}\n": the components go before its closing brace */
-    int n = components ? asprintf(&body, "%.*s%s}\n", (int)(strlen(head) - 2), head, components)
+    /* head ends in "}": the components go before its closing brace */
+    int n = components ? asprintf(&body, "%.*s%s}", (int)(strlen(head) - 1), head, components)
                        : asprintf(&body, "%s", head);
     free(components);
     if (n < 0)
@@ -502,10 +502,10 @@ int http_server_start(struct http_server **out, const char *addr, struct relay *
             reasons[i]);
     h->ready = metrics_register(relay->metrics, AERO_METRIC_GAUGE, "aero_relay_ready",
                                 "1 while /readyz answers 200, else 0.", NULL);
-    h->ok = fixed_response("{\"status\":\"ok\"}\n", CT_JSON);
-    h->not_ready = fixed_response("{\"status\":\"not ready\"}\n", CT_JSON);
-    h->not_found = fixed_response("{\"status\":\"not found\"}\n", CT_JSON);
-    h->not_allowed = fixed_response("{\"status\":\"method not allowed\"}\n", CT_JSON);
+    h->ok = fixed_response("{\"status\":\"ok\"}", CT_JSON); /* SPEC.md section 3, exactly */
+    h->not_ready = fixed_response("{\"status\":\"not ready\"}", CT_JSON);
+    h->not_found = fixed_response("{\"status\":\"not found\"}", CT_JSON);
+    h->not_allowed = fixed_response("{\"status\":\"method not allowed\"}", CT_JSON);
     h->render_failed = fixed_response("metrics unavailable: out of memory\n", CT_TEXT);
     if (!h->ok || !h->not_ready || !h->not_found || !h->not_allowed || !h->render_failed ||
         MHD_add_response_header(h->not_allowed, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES) {

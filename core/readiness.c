@@ -263,7 +263,7 @@ bool readiness_unready(struct readiness *r, char *body, size_t cap)
     pthread_mutex_lock(&r->mu);
     bool unready = r->unready[0] != '\0';
     if (unready)
-        snprintf(body, cap, "{\"status\":\"not ready\"%s}\n", r->unready);
+        snprintf(body, cap, "{\"status\":\"not ready\"%s}", r->unready);
     pthread_mutex_unlock(&r->mu);
     return unready;
 }

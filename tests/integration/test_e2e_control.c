@@ -697,11 +697,11 @@ Test(control, readyz_turns_503_on_sigterm_before_the_drain_ends)
     struct http_reply r;
     cr_assert_eq(http_request(relay.http_port, "GET", "/readyz", 5000, &r), 0);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     http_reply_free(&r);
     cr_assert_eq(http_request(relay.http_port, "GET", "/healthz", 5000, &r), 0);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     http_reply_free(&r);
     cr_assert_eq(http_get_status(relay.http_port, "/", 5000), 404);
     cr_assert_eq(http_get_status(relay.http_port, "/metricsz", 5000), 404);

@@ -355,7 +355,7 @@ Test(route_registry, relay_and_agents_registered_with_ids_address_and_port)
                  "heartbeats for an ended session");
     cr_expect_gt(calls_for(&reg, "HeartbeatAgent", "drone-2", "relay-a"), 2);
     end_stream(s2);
-    expect_readyz(&relay_a, "{\"status\":\"ok\"}\n", 1000);
+    expect_readyz(&relay_a, "{\"status\":\"ok\"}", 1000);
     double ok = relay_metric(relay_a.http_port,
                              "aero_route_registry_calls_total{route=\"registry\",rpc=\"register_agent\",outcome=\"ok\"}");
     cr_expect_eq(ok, 2.0);
@@ -592,11 +592,11 @@ Test(route_registry, registry_killed_and_restarted_empty_gets_everything_back)
         ag[i] = steady_agent_start(relay_a.target, ids[i]);
     for (int i = 0; i < 3; i++)
         expect_agent_at(ids[i], "relay-a", 5000);
-    expect_readyz(&relay_a, "{\"status\":\"ok\"}\n", 1000);
+    expect_readyz(&relay_a, "{\"status\":\"ok\"}", 1000);
 
     int port = reg.port;
     registry_kill(&reg);
-    expect_readyz(&relay_a, "{\"status\":\"ok\",\"registry\":\"unavailable\"}\n", 5000);
+    expect_readyz(&relay_a, "{\"status\":\"ok\",\"registry\":\"unavailable\"}", 5000);
     for (int i = 0; i < 3; i++)
         steady_agent_expect_progress(ag[i], 100, 3000); /* ingest goes on */
     cr_expect_eq(relay_metric(relay_a.http_port,
@@ -609,7 +609,7 @@ Test(route_registry, registry_killed_and_restarted_empty_gets_everything_back)
     expect_line(&reg, "/relays", line, 8000);
     for (int i = 0; i < 3; i++)
         expect_agent_at(ids[i], "relay-a", 5000);
-    expect_readyz(&relay_a, "{\"status\":\"ok\"}\n", 3000);
+    expect_readyz(&relay_a, "{\"status\":\"ok\"}", 3000);
     for (int i = 0; i < 3; i++) {
         steady_agent_expect_progress(ag[i], 100, 3000);
         steady_agent_stop(ag[i]); /* every ack OK, the stream ended OK */
@@ -807,7 +807,7 @@ Test(route_registry, registers_over_tls_with_ca_file_and_server_name)
     s = open_stream(ch_b, "tls-agent-b");
     uint64_t seq = 1;
     send_ok(s, "tls-agent-b", &seq, 5);
-    expect_readyz(&relay_b, "{\"status\":\"ok\",\"registry\":\"unavailable\"}\n", 15000);
+    expect_readyz(&relay_b, "{\"status\":\"ok\",\"registry\":\"unavailable\"}", 15000);
     cr_assert_eq(count_line(&reg, "/agents", "tls-agent-b relay-untrusting"), 0);
     end_stream(s);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -86,19 +86,19 @@ Test(http, healthz_is_ok_and_readyz_follows_ready_and_shutting_down)
 {
     struct http_reply r = get("GET", "/healthz");
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     cr_assert_str_eq(r.content_type, "application/json");
     http_reply_free(&r);
 
     r = get("GET", "/readyz");
     cr_assert_eq(r.status, 503, "not ready before the relay says so");
-    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}");
     http_reply_free(&r);
 
     atomic_store(&relay.ready, true);
     r = get("GET", "/readyz");
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     http_reply_free(&r);
 
     atomic_store(&relay.shutting_down, true); /* even with ready still set */
@@ -117,7 +117,7 @@ Test(http, readyz_carries_plugin_details_while_ready)
     cr_assert_eq(readiness_set(relay.readiness, &owner_a, "registry", "unavailable"), 0);
     struct http_reply r = get("GET", "/readyz");
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(r.body, "{\"status\":\"ok\",\"registry\":\"unavailable\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\",\"registry\":\"unavailable\"}");
     cr_assert_str_eq(r.content_type, "application/json");
     http_reply_free(&r);
 
@@ -128,14 +128,14 @@ Test(http, readyz_carries_plugin_details_while_ready)
 
     cr_assert_eq(readiness_set(relay.readiness, &owner_a, "registry", NULL), 0);
     r = get("GET", "/readyz");
-    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     http_reply_free(&r);
 
     cr_assert_eq(readiness_set(relay.readiness, &owner_b, "cache", "cold"), 0);
     atomic_store(&relay.shutting_down, true);
     r = get("GET", "/readyz");
     cr_assert_eq(r.status, 503);
-    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}");
     http_reply_free(&r);
     readiness_clear_owner(relay.readiness, &owner_b);
     char buf[64];
@@ -172,7 +172,7 @@ Test(http, readyz_verbose_lists_every_component_and_the_plain_body_stays_spec)
 
     struct http_reply r = get("GET", "/readyz");
     cr_assert_eq(r.status, 200, "a failing route never makes the relay unready");
-    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     http_reply_free(&r);
     static const char all[] =
         "\"components\":{\"sink:archive\":{\"state\":\"ok\"},"
@@ -180,7 +180,7 @@ Test(http, readyz_verbose_lists_every_component_and_the_plain_body_stays_spec)
         "\"route:route-redis\":{\"state\":\"failing\",\"reason\":\"not connected to Redis "
         "at x:1\"},\"route:reg\":{\"state\":\"ok\"}}";
     char want[512];
-    snprintf(want, sizeof(want), "{\"status\":\"ok\",%s}\n", all);
+    snprintf(want, sizeof(want), "{\"status\":\"ok\",%s}", all);
     r = get("GET", "/readyz?verbose");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, want);
@@ -189,7 +189,7 @@ Test(http, readyz_verbose_lists_every_component_and_the_plain_body_stays_spec)
     /* A sink failing long enough: 503 naming it, and every component. */
     readiness_set_unready(relay.readiness, "sink:bus", "down");
     snprintf(want, sizeof(want),
-             "{\"status\":\"not ready\",\"component\":\"sink:bus\",\"reason\":\"down\",%s}\n",
+             "{\"status\":\"not ready\",\"component\":\"sink:bus\",\"reason\":\"down\",%s}",
              all);
     r = get("GET", "/readyz");
     cr_assert_eq(r.status, 503);
@@ -204,12 +204,12 @@ Test(http, readyz_verbose_lists_every_component_and_the_plain_body_stays_spec)
     atomic_store(&relay.shutting_down, true);
     r = get("GET", "/readyz");
     cr_assert_eq(r.status, 503);
-    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}\n");
+    cr_assert_str_eq(r.body, "{\"status\":\"not ready\"}");
     http_reply_free(&r);
     r = get("GET", "/readyz?verbose");
     cr_assert_eq(r.status, 503);
     cr_assert_str_eq(r.body, "{\"status\":\"not ready\",\"components\":{\"sink:archive\":{"
-                             "\"state\":\"ok\"},\"route:reg\":{\"state\":\"ok\"}}}\n");
+                             "\"state\":\"ok\"},\"route:reg\":{\"state\":\"ok\"}}}");
     http_reply_free(&r);
     http_server_stop(server); /* before the table goes */
     server = NULL;
