@@ -251,8 +251,8 @@ Test(cli, check_reads_the_tls_files_and_lists_each_problem)
 {
     struct relay_proc r;
     harness_prepare(&r);
-    sh_in(r.dir, "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
-                 "-subj /CN=ca && openssl req -newkey rsa:2048 -nodes -keyout server.key "
+    sh_in(r.dir, "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 1 "
+                 "-subj /CN=ca && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key "
                  "-out server.csr -subj /CN=localhost && openssl x509 -req -in server.csr "
                  "-CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1");
     static const char *const fmt =

@@ -41,15 +41,15 @@ static void sh(const char *fmt, const char *dir)
 /* A CA, a server certificate for localhost/127.0.0.1 and a client one. */
 static void make_certs(const char *dir)
 {
-    sh("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+    sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem "
        "-days 1 -subj /CN=aeroarc-test-ca >/dev/null 2>&1",
        dir);
-    sh("cd %s && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+    sh("cd %s && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr "
        "-subj /CN=localhost >/dev/null 2>&1 && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' "
        "> san.ext && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
        "-out server.pem -days 1 -extfile san.ext >/dev/null 2>&1",
        dir);
-    sh("cd %s && openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+    sh("cd %s && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr "
        "-subj /CN=drone-client >/dev/null 2>&1 && openssl x509 -req -in client.csr -CA ca.pem "
        "-CAkey ca.key -CAcreateserial -out client.pem -days 1 >/dev/null 2>&1",
        dir);
@@ -427,7 +427,7 @@ static void make_server_cert(const char *dir, const char *name, int days)
 {
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
-             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout %s.key -out %s.pem "
+             "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key -out %s.pem "
              "-days %d -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
              ">/dev/null 2>&1",
              dir, name, name, days);

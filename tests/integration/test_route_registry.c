@@ -778,9 +778,9 @@ Test(route_registry, registers_over_tls_with_ca_file_and_server_name)
          other[128], extra[512];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(cmd, sizeof(cmd),
-             "(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
-             "-subj /CN=registry-ca && openssl req -x509 -newkey rsa:2048 -nodes -keyout o.key "
-             "-out other.pem -days 1 -subj /CN=other-ca && openssl req -newkey rsa:2048 -nodes "
+             "(cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 1 "
+             "-subj /CN=registry-ca && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout o.key "
+             "-out other.pem -days 1 -subj /CN=other-ca && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
              "-keyout reg.key -out reg.csr -subj /CN=registry.test && printf "
              "'subjectAltName=DNS:registry.test\\n' > san.ext && openssl x509 -req -in reg.csr "
              "-CA ca.pem -CAkey ca.key -CAcreateserial -out reg.pem -days 1 -extfile san.ext) "
