@@ -647,9 +647,7 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
                 : ((Aeroarc__Agent__V1__CommandEvidence *)m)->command_id;
         /* command_id is field 1 of all four: an id with a NUL byte would
          * read as its first part and match a command it is not. */
-        aero_str raw = {0};
-        if (frame_wire_find_len((const uint8_t *)payload.ptr, payload.len, 1, &raw) < 0 ||
-            raw.len != strlen(id))
+        if (!frame_wire_string_is((const uint8_t *)payload.ptr, payload.len, 1, id))
             ct = NULL;
         if (ct && (arm == MUX_CONTEXT_ACK || arm == MUX_AIRCRAFT_RESULT ||
                    arm == MUX_MISSION_RESULT)) {

@@ -87,24 +87,19 @@ static void note_refusal(struct call_auth *ca, enum auth_refusal why, const char
                  auth_refusal_name(why), (unsigned long long)n);
 }
 
-/* The call's key checked for agent_id (NULL: RelayControl's admin). */
-static enum auth_result check(struct call_auth *ca, struct rpc_call *call, const char *agent_id,
-                              enum auth_refusal *why)
+/* The call's key checked for agent_id (NULL: RelayControl's admin);
+ * key_only: a known key passes, whatever it covers. */
+static bool admit(struct call_auth *ca, struct rpc_call *call, const char *agent_id,
+                  bool key_only)
 {
     size_t len;
     const char *hdr = rpc_call_metadata(call, "authorization", &len);
-    pthread_rwlock_rdlock(&ca->lock);
-    enum auth_result r =
-        ca->keys ? auth_check(ca->keys, hdr, hdr ? len : 0, agent_id, why) : AUTH_OK;
-    pthread_rwlock_unlock(&ca->lock);
-    return r;
-}
-
-static bool admit(struct call_auth *ca, struct rpc_call *call, const char *agent_id)
-{
     enum auth_refusal why;
-    enum auth_result r = check(ca, call, agent_id, &why);
-    if (r == AUTH_OK)
+    pthread_rwlock_rdlock(&ca->lock);
+    enum auth_result r = ca->keys ? auth_check(ca->keys, hdr, hdr ? len : 0, agent_id, &why)
+                                  : AUTH_OK;
+    pthread_rwlock_unlock(&ca->lock);
+    if (r == AUTH_OK || (key_only && r == AUTH_PERMISSION_DENIED))
         return true;
     note_refusal(ca, why, agent_id);
     if (r == AUTH_PERMISSION_DENIED)
@@ -117,18 +112,15 @@ static bool admit(struct call_auth *ca, struct rpc_call *call, const char *agent
 
 bool call_auth_agent(struct call_auth *ca, struct rpc_call *call, const char *agent_id)
 {
-    return admit(ca, call, agent_id ? agent_id : "");
+    return admit(ca, call, agent_id ? agent_id : "", false);
 }
 
 bool call_auth_key(struct call_auth *ca, struct rpc_call *call)
 {
-    enum auth_refusal why;
-    if (check(ca, call, "", &why) != AUTH_UNAUTHENTICATED)
-        return true; /* a known key: what it covers is asked later */
-    return admit(ca, call, "");
+    return admit(ca, call, "", true); /* what the key covers is asked later */
 }
 
 bool call_auth_admin(struct call_auth *ca, struct rpc_call *call)
 {
-    return admit(ca, call, NULL);
+    return admit(ca, call, NULL, false);
 }

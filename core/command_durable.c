@@ -319,12 +319,9 @@ static void on_evidence(struct command_exchange *x, const uint8_t *p, size_t len
     CommandEvidence *e = aeroarc__agent__v1__command_evidence__unpack(NULL, len, p);
     if (!e)
         return; /* the stream checked it already */
-    /* Byte-exact on the wire (field 2, the last one as a parser reads
-     * it): a digest with a NUL byte and more after it is not the digest. */
-    aero_str dg = {0};
-    bool same = frame_wire_find_len(p, len, 2, &dg) >= 0 && dg.len == strlen(d->digest) &&
-                memcmp(dg.ptr, d->digest, dg.len) == 0;
-    bool last = complete(e);
+    /* Byte-exact on the wire: a digest with a NUL byte and more after it
+     * is not the digest. */
+    bool same = frame_wire_string_is(p, len, 2, d->digest), last = complete(e);
     aeroarc__agent__v1__command_evidence__free_unpacked(e, NULL);
     size_t rlen = 0;
     uint8_t *resp = same ? response(d, p, len, &rlen) : NULL;

@@ -111,16 +111,14 @@ static bool same_binding(const MissionBinding *a, const MissionBinding *b)
            a->intent_version == b->intent_version;
 }
 
-/* Whether a length-delimited record in p (top level, or inside the last
- * `field` record when `inside`) holds a NUL byte: protobuf-c's strings
- * end there, so strcmp would take "id\0junk" for "id". */
-static bool nul_in(const uint8_t *p, size_t len, uint32_t field, bool inside)
+/* Whether a string of the result's binding (field 2, its last record)
+ * holds a NUL byte: protobuf-c's strings end there, so same_binding's
+ * strcmp would take "id\0junk" for "id". */
+static bool binding_has_nul(const uint8_t *p, size_t len)
 {
     aero_str last = {0};
-    if (frame_wire_find_len(p, len, field, &last) <= 0)
+    if (frame_wire_find_len(p, len, 2, &last) <= 0)
         return false;
-    if (!inside)
-        return memchr(last.ptr, 0, last.len) != NULL;
     const uint8_t *q = (const uint8_t *)last.ptr, *end = q + last.len;
     struct wire_record r;
     while (q < end && wire_record_next(&q, end, &r))
@@ -139,7 +137,7 @@ static const char *result_fault(const struct mission *m, const MissionResult *r,
     bool already =
         r->status == AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__STATUS__STATUS_ALREADY_APPLIED;
     if (strcmp(r->command_id, m->cmd->command_id) != 0 || !same_binding(r->binding, b) ||
-        nul_in(payload, len, 2, true)) /* binding: its strings */
+        binding_has_nul(payload, len))
         return "agent returned a mismatched mission deployment result";
     if (r->base.n_unknown_fields != 0)
         return "agent returned an invalid mission deployment result";
@@ -147,8 +145,7 @@ static const char *result_fault(const struct mission *m, const MissionResult *r,
         return "agent returned an invalid mission deployment status";
     if (r->completed_at_unix_ms <= 0)
         return "agent returned a mission result without completion time";
-    if ((applied || already) && (strcmp(r->onboard_mission_digest, b->mission_digest) != 0 ||
-                                 nul_in(payload, len, 6, false)))
+    if ((applied || already) && !frame_wire_string_is(payload, len, 6, b->mission_digest))
         return "agent success result does not prove the expected onboard mission";
     if (applied && r->uploaded_item_count != m->cmd->plan->n_items)
         return "agent applied result does not report the canonical uploaded item count";

@@ -509,6 +509,13 @@ int frame_wire_find_len(const uint8_t *buf, size_t len, uint32_t field, aero_str
     return n;
 }
 
+bool frame_wire_string_is(const uint8_t *buf, size_t len, uint32_t field, const char *want)
+{
+    aero_str got = str_empty();
+    return frame_wire_find_len(buf, len, field, &got) >= 0 && got.len == strlen(want) &&
+           memcmp(got.ptr, want, got.len) == 0;
+}
+
 bool frame_mux_single_field(const uint8_t *buf, size_t len, uint32_t *field, aero_str *payload)
 {
     struct reader r = {.p = buf, .end = buf + len};

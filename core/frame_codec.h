@@ -121,6 +121,11 @@ bool frame_mux_single_field(const uint8_t *buf, size_t len, uint32_t *field, aer
  */
 #define FRAME_WIRE_HDR_MAX 15 /* a 5-byte tag varint and a 10-byte length */
 int frame_wire_find_len(const uint8_t *buf, size_t len, uint32_t field, aero_str *payload);
+/* Whether top-level string `field` of buf, as a parser reads it (its last
+ * record; absent: ""), is exactly the bytes of `want`: protobuf-c's
+ * strings end at a NUL byte, so strcmp would take "id\0junk" for "id".
+ * False when buf does not parse. */
+bool frame_wire_string_is(const uint8_t *buf, size_t len, uint32_t field, const char *want);
 size_t frame_wire_len_header(uint32_t field, uint64_t len, uint8_t out[FRAME_WIRE_HDR_MAX]);
 /* a then b (either may be empty) as length-delimited `field`, malloc'ed;
  * NULL when out of memory. */
