@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,13 +213,15 @@ static int valid_relay_id(const char *s)
     return valid_name(s, 128, "._-:");
 }
 
-/* "host:port" with a port of 0..65535 (0: any free port, for tests). */
+/* "host:port" with a port of 0..65535 (0: any free port, for tests); an
+ * empty host (":50051", as the Go relay's configurations write it) is
+ * every interface. */
 static int valid_host_port(const char *s)
 {
     const char *colon = strrchr(s, ':');
     size_t digits;
 
-    if (!colon || colon == s)
+    if (!colon)
         return 0;
     digits = strlen(colon + 1);
     if (digits == 0 || digits > 5 || strspn(colon + 1, "0123456789") != digits)
@@ -550,6 +553,21 @@ static char *dup_value(const struct config_file *f, const char *section, const c
     return strdup(config_get(config_find(f, section), key));
 }
 
+/* A listen address as the relay binds and logs it: ":port" (Go's form for
+ * every interface) becomes "0.0.0.0:port", the default's form (gRPC binds
+ * it on every IPv4 and IPv6 address, the HTTP server on every IPv4 one). */
+static char *dup_listen(const struct config_file *f, const char *section)
+{
+    const char *v = config_get(config_find(f, section), "listen");
+    if (v[0] != ':')
+        return strdup(v);
+    size_t n = strlen(v) + sizeof("0.0.0.0");
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "0.0.0.0%s", v);
+    return s;
+}
+
 /* Key if set, else RELAY_ID, else the hostname, else "relay". 0 or -1. */
 static int resolve_relay_id(struct settings *out, char *err, size_t errlen)
 {
@@ -680,7 +698,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
 
     if (resolve_relay_id(out, err, errlen) < 0)
         return -1;
-    out->listen = dup_value(f, "relay", "listen");
+    out->listen = dup_listen(f, "relay");
     out->max_inflight = config_get_int(relay, "max_inflight", 100);
     out->workers = resolve_workers(relay);
     out->plugin_dir = dup_value(f, "relay", "plugin_dir");
@@ -704,7 +722,7 @@ static int fill_typed(struct settings *out, char *err, size_t errlen)
     out->unmatched_ack = strcmp(config_get(relay, "unmatched"), "ack") == 0;
     if (out->max_raw_bytes > out->max_message_bytes) /* the default (check_relay) */
         out->max_raw_bytes = out->max_message_bytes;
-    out->http_listen = dup_value(f, "http", "listen");
+    out->http_listen = dup_listen(f, "http");
     out->http_unready_after_s = config_get_int(config_find(f, "http"), "unready_after_s", 30);
     out->route_plugin = dup_value(f, "route", "plugin");
     out->route_ttl_s = config_get_int(route, "ttl_s", 45);

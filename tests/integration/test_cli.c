@@ -489,6 +489,16 @@ Test(cli, serving_beyond_loopback_unprotected_is_said_once_at_start)
     free(log);
 }
 
+/* "listen = :<port>" (the Go relay's form) binds every interface: the
+ * relay serves on loopback and warns as for 0.0.0.0. */
+Test(cli, an_empty_listen_host_serves_every_interface)
+{
+    char *log = start_log("", NULL, NULL);
+    cr_assert_not_null(log);
+    cr_expect(strstr(log, "gRPC listens on 0.0.0.0:"), "no warning in:\n%s", log);
+    free(log);
+}
+
 /* The next datagram on fd that starts with `want` (others skipped), within
  * timeout_ms; the whole datagram into got. */
 static bool recv_notify(int fd, const char *want, char *got, size_t cap, int timeout_ms)

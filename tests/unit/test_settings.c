@@ -220,6 +220,21 @@ Test(settings, empty_file_means_defaults)
     settings_free(&s);
 }
 
+/* Go's relay and its examples write ":50051" for every interface. */
+Test(settings, an_empty_listen_host_is_every_interface)
+{
+    struct settings s;
+    char err[CONFIG_ERR_LEN] = "";
+
+    cr_assert_eq(settings_load_string("relay.ini",
+                                      "[relay]\nlisten = :50051\n[http]\nlisten = :2112\n" SINK,
+                                      &s, err, sizeof err),
+                 0, "%s", err);
+    cr_expect_str_eq(s.listen, "0.0.0.0:50051");
+    cr_expect_str_eq(s.http_listen, "0.0.0.0:2112");
+    settings_free(&s);
+}
+
 Test(settings, every_value_read)
 {
     const char *text = "[relay]\nlisten = unix:/run/relay.sock\nrelay_id = relay-eu-1\n"
