@@ -194,9 +194,11 @@ static struct stream_job *job_create(struct stream *s, const aero_frame *view,
     return sj;
 }
 
-/* Hand an accepted frame to every sink. The stream stops reading while a
- * `block` sink it fed is full (one pause per such sink). Sinks left to the
- * caller go into `owed`, written now when flush_now. */
+/* Hand an accepted frame to every sink. A seed stream stops reading while
+ * a `block` sink it fed is full (one pause per such sink); a generation-2
+ * stream never pauses: it holds frames while a sink is full instead and
+ * keeps reading command results (mux_accept). Sinks left to the caller go
+ * into `owed`, written now when flush_now. */
 static void submit(struct stream *s, struct stream_job *sj, struct sink_owed *owed,
                    bool flush_now)
 {
@@ -215,13 +217,14 @@ static void submit(struct stream *s, struct stream_job *sj, struct sink_owed *ow
     /* A queued waiter holds a reference until woken or cancelled. We only
      * read with no wait outstanding, so every waiter is free here: take one
      * per sink and give back those that were not queued. */
-    for (size_t i = 0; i < s->n_waiters; i++)
+    bool mux = atomic_load_explicit(&s->gen_kind, memory_order_relaxed) == GEN_MUX;
+    size_t n_waiters = mux ? 0 : s->n_waiters;
+    for (size_t i = 0; i < n_waiters; i++)
         stream_ref(s);
-    size_t paused =
-        sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, s->n_waiters, owed);
+    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, n_waiters, owed);
     if (flush_now)
         sink_pipeline_flush(gw->relay->sinks, owed);
-    for (size_t i = 0; i < s->n_waiters - paused; i++)
+    for (size_t i = 0; i < n_waiters - paused; i++)
         stream_unref(s);
     if (paused)
         rpc_stream_pause(s->rs, (int)paused);
@@ -278,8 +281,9 @@ static struct stream_job *held_pop(struct stream_hold *h)
 }
 
 /*
- * Under h->mu: submit held frames, oldest first, while no `reject` sink is
- * full; when one is, wait for its room (the waiter holds a reference).
+ * Under h->mu: submit held frames, oldest first, while no sink that takes
+ * the oldest is full; when one is, wait for its room (the waiter holds a
+ * reference).
  * Called by the stream's reader, a sink's writer (room) and the main
  * thread (expiry): no worker context, so what is owed is written at once.
  */
@@ -287,11 +291,12 @@ static void release_held_locked(struct stream *s, struct stream_hold *h)
 {
     struct sink_pipeline *p = s->gw->relay->sinks;
     while (h->head && !gated(s)) {
-        if (sink_pipeline_full(p)) {
+        aero_str name = h->head->job.view.msg_name;
+        if (sink_pipeline_full(p, name)) {
             if (h->room_waiting)
                 return;
             stream_ref(s); /* the waiter's */
-            if (sink_pipeline_wait_room(p, &h->room_waiter)) {
+            if (sink_pipeline_wait_room(p, name, &h->room_waiter)) {
                 h->room_waiting = true;
                 return;
             }
@@ -431,8 +436,9 @@ void agent_stream_free_held(struct stream *s)
 
 /* Steps 8 and 9 for a generation-2 frame (SPEC.md section 9): a session
  * whose operation context is not reconciled, with control on, holds it
- * instead of refusing it, and so does a full `reject` sink and any frame
- * held before it, so frames reach the sinks in order. Only this stream's
+ * instead of refusing it, and so does a full sink that takes it (`block`
+ * or `reject`: on_full is a seed stream's choice) and any frame held
+ * before it, so frames reach the sinks in order. Only this stream's
  * reader adds held frames, so the look below cannot be overtaken. */
 static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
                        const char *wal, int64_t recv_ns, struct worker_ctx *w)
@@ -448,7 +454,7 @@ static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
     if (h)
         pthread_mutex_lock(&h->mu);
     bool closed = gated(s);
-    bool must_hold = closed || (h && h->head) || sink_pipeline_full(gw->relay->sinks);
+    bool must_hold = closed || (h && h->head) || sink_pipeline_full(gw->relay->sinks, view->msg_name);
     bool room = (h ? h->n : 0) < gw->max_inflight;
     if (h)
         pthread_mutex_unlock(&h->mu);

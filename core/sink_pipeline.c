@@ -496,13 +496,13 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
     return paused;
 }
 
-/* The first `reject` sink of the current set whose queue is full, locked;
- * NULL if none. */
-static struct sink *full_reject_sink(const struct sink_set *set)
+/* The first sink of the current set that takes msg_name and whose queue
+ * is full, whatever its on_full, locked; NULL if none. */
+static struct sink *full_sink(const struct sink_set *set, aero_str msg_name)
 {
     for (size_t i = 0; i < set->n; i++) {
         struct sink *s = set->sinks[i];
-        if (s->settings->on_full != ON_FULL_REJECT)
+        if (!wants(s, msg_name))
             continue;
         pthread_mutex_lock(&s->mu);
         if (s->len >= s->limit)
@@ -512,10 +512,10 @@ static struct sink *full_reject_sink(const struct sink_set *set)
     return NULL;
 }
 
-bool sink_pipeline_full(struct sink_pipeline *p)
+bool sink_pipeline_full(struct sink_pipeline *p, aero_str msg_name)
 {
     unsigned slot = sink_set_acquire(p);
-    struct sink *s = full_reject_sink(p->sets[slot]);
+    struct sink *s = full_sink(p->sets[slot], msg_name);
     if (s)
         pthread_mutex_unlock(&s->mu);
     sink_set_release(p, slot);
@@ -528,7 +528,7 @@ void sink_pipeline_count_full_refusal(struct sink_pipeline *p, aero_str msg_name
     const struct sink_set *set = p->sets[slot];
     for (size_t i = 0; i < set->n; i++) {
         struct sink *s = set->sinks[i];
-        if (!s->m_plugin_full || s->settings->on_full != ON_FULL_REJECT || !wants(s, msg_name))
+        if (!s->m_plugin_full || !wants(s, msg_name))
             continue;
         pthread_mutex_lock(&s->mu);
         bool full = s->len >= s->limit;
@@ -539,10 +539,10 @@ void sink_pipeline_count_full_refusal(struct sink_pipeline *p, aero_str msg_name
     sink_set_release(p, slot);
 }
 
-bool sink_pipeline_wait_room(struct sink_pipeline *p, struct sink_waiter *w)
+bool sink_pipeline_wait_room(struct sink_pipeline *p, aero_str msg_name, struct sink_waiter *w)
 {
     unsigned slot = sink_set_acquire(p);
-    struct sink *s = full_reject_sink(p->sets[slot]);
+    struct sink *s = full_sink(p->sets[slot], msg_name);
     bool wait = s && !w->queued;
     if (wait)
         waiter_queue(s, w);

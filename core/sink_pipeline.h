@@ -114,28 +114,30 @@ size_t sink_pipeline_submit(struct sink_pipeline *p, struct frame_job *job,
 void sink_pipeline_flush(struct sink_pipeline *p, struct sink_owed *owed);
 
 /*
- * A `reject` sink's queue is full now (a frame submitted now would be
- * refused by it). Block sinks never count: they take the frame and pause
- * the reader.
+ * A sink that takes msg_name has a full queue now, whatever its on_full.
+ * Generation-2 streams ask before they submit (SPEC.md section 9 step 9:
+ * a full queue holds the frame's ack on those streams, for `block` and
+ * `reject` sinks alike); seed streams do not ask: there `block` pauses
+ * the reader and `reject` refuses the frame.
  */
-bool sink_pipeline_full(struct sink_pipeline *p);
+bool sink_pipeline_full(struct sink_pipeline *p, aero_str msg_name);
 
 /*
- * A generation-2 frame named msg_name, held for a full `reject` sink, was
- * refused "relay sink queue is full": counted for each `reject` sink that
- * takes that name and whose queue is full now, in the counter its plugin
- * gave count_queue_full (ABI 1.6). The core's own count of those refused
- * after the hold is aero_relay_frames_held_refused_total (no sink named).
+ * A generation-2 frame named msg_name, held for a full sink, was refused
+ * "relay sink queue is full": counted for each sink that takes that name
+ * and whose queue is full now, in the counter its plugin gave
+ * count_queue_full (ABI 1.6). The core's own count of those refused after
+ * the hold is aero_relay_frames_held_refused_total (no sink named).
  */
 void sink_pipeline_count_full_refusal(struct sink_pipeline *p, aero_str msg_name);
 
 /*
- * Queue w on a `reject` sink whose queue is full, to be woken (wake(),
- * from the sink's writer, no lock held) once it is below its limit. False,
- * with nothing queued, when none is full. One sink at a time per waiter;
- * sink_pipeline_cancel_wait takes it back.
+ * Queue w on a sink that takes msg_name and whose queue is full, to be
+ * woken (wake(), from the sink's writer, no lock held) once it is below
+ * its limit. False, with nothing queued, when none is full. One sink at a
+ * time per waiter; sink_pipeline_cancel_wait takes it back.
  */
-bool sink_pipeline_wait_room(struct sink_pipeline *p, struct sink_waiter *w);
+bool sink_pipeline_wait_room(struct sink_pipeline *p, aero_str msg_name, struct sink_waiter *w);
 
 /* Remove a waiter that is going away (stream ended), from whichever sink
  * it is queued on. Returns true if it was still queued (no wake() will

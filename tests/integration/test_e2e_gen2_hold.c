@@ -5,7 +5,9 @@
  * frames in order once the queue has room, and answers RETRY_WITH_BACKOFF
  * "relay sink queue is full" only after [relay] gen2_hold_s (at once with
  * 0). Seed streams keep their TEMPORARY_ERROR. The full queue is a
- * test-sink-control sink with on_full = reject stuck in write_batch.
+ * test-sink-control sink with on_full = reject stuck in write_batch; with
+ * on_full = block the same holds on generation-2 streams (on_full is the
+ * seed streams' choice between pausing and refusing).
  */
 #include "harness.h"
 #include "http_client.h"
@@ -42,18 +44,24 @@ static void touch(const char *path)
     close(fd);
 }
 
-/* One stuck-able sink with a queue of 2 that refuses when full. */
-static void start(const char *relay_extra)
+/* One stuck-able sink with a queue of 2 and the given on_full. */
+static void start_on_full(const char *on_full, const char *relay_extra)
 {
     harness_prepare(&relay);
     relay.http = true;
     snprintf(hold, sizeof(hold), "%s/hold", relay.dir);
     char body[1024];
     snprintf(body, sizeof(body),
-             "[sink:ctl]\nplugin = test-sink-control\nqueue = 2\non_full = reject\n"
+             "[sink:ctl]\nplugin = test-sink-control\nqueue = 2\non_full = %s\n"
              "hold_file = %s\n",
-             hold);
+             on_full, hold);
     ch = harness_start(&relay, relay_extra, body);
+}
+
+/* ... that refuses when full (on a seed stream). */
+static void start(const char *relay_extra)
+{
+    start_on_full("reject", relay_extra);
 }
 
 static void stop(void)
@@ -130,19 +138,22 @@ Test(gen2_hold, a_full_queue_holds_acks_and_releases_them_in_order)
  * 2 (its queue, full before the thread took anything), or the batch it
  * took into write_batch (1 or 2) plus the 2 its queue holds again. Every
  * later frame is held (refused with gen2_hold_s = 0, TEMPORARY_ERROR on a
- * seed stream). */
-Test(gen2_hold, past_gen2_hold_s_the_ack_is_retry_with_backoff)
+ * seed stream).
+ *
+ * With gen2_hold_s = 1 and the sink stuck: the frames past the queue are
+ * held, refused RETRY_WITH_BACKOFF after the hold in order, the sink's
+ * are acked OK once it returns, and the stream (read all along) ends OK. */
+static void expect_held_then_refused(const char *agent)
 {
-    start("gen2_hold_s = 1\n");
     char session[64];
-    struct rc_stream *s = open_g2("hold-2", session, sizeof(session));
+    struct rc_stream *s = open_g2(agent, session, sizeof(session));
     touch(hold);
     const uint64_t n = 8;
     for (uint64_t seq = 1; seq <= n; seq++)
-        cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame("hold-2", session, seq), 5000), 0);
+        cr_assert_eq(rc_stream_send_gen2_frame(s, g2_frame(agent, session, seq), 5000), 0);
     int64_t t0 = harness_now_ms();
     struct rc_ack ack;
-    cr_assert_eq(next_ack(s, &ack, 10000), 1);
+    cr_assert_eq(next_ack(s, &ack, 10000), 1, "no ack: the stream was paused, not held");
     int64_t waited = harness_now_ms() - t0;
     cr_assert_eq(ack.status, RC_ACK_RETRY_WITH_BACKOFF, "%s", rc_ack_status_name(ack.status));
     cr_assert_str_eq(ack.error, "relay sink queue is full");
@@ -164,7 +175,17 @@ Test(gen2_hold, past_gen2_hold_s_the_ack_is_retry_with_backoff)
         cr_assert_eq(ack.status, RC_ACK_OK);
     }
     cr_assert_eq(metric("aero_relay_frames_held_refused_total"), (double)refused);
+    struct rc_status st;
+    rc_stream_close_send(s, 5000);
+    cr_assert_eq(rc_stream_finish(s, &st, 10000), 0);
+    cr_assert_eq(st.code, 0, "%s", st.message);
     rc_stream_free(s);
+}
+
+Test(gen2_hold, past_gen2_hold_s_the_ack_is_retry_with_backoff)
+{
+    start("gen2_hold_s = 1\n");
+    expect_held_then_refused("hold-2");
 }
 
 Test(gen2_hold, with_gen2_hold_s_0_a_full_queue_is_refused_at_once)
@@ -199,4 +220,13 @@ Test(gen2_hold, a_seed_stream_still_gets_temporary_error_at_once)
     cr_assert_eq(ack.status, RC_ACK_TEMPORARY_ERROR);
     unlink(hold);
     rc_stream_free(s);
+}
+
+/* A `block` sink pauses a seed stream; a generation-2 stream is held
+ * instead, keeps being read, and is answered RETRY_WITH_BACKOFF after
+ * gen2_hold_s (SPEC section 9 step 9, section 13.1 rule 7's table). */
+Test(gen2_hold, a_full_block_sink_holds_a_gen2_stream_then_retry_with_backoff)
+{
+    start_on_full("block", "gen2_hold_s = 1\n");
+    expect_held_then_refused("hold-4");
 }
