@@ -217,14 +217,13 @@ static void submit(struct stream *s, struct stream_job *sj, struct sink_owed *ow
     /* A queued waiter holds a reference until woken or cancelled. We only
      * read with no wait outstanding, so every waiter is free here: take one
      * per sink and give back those that were not queued. */
-    bool mux = atomic_load_explicit(&s->gen_kind, memory_order_relaxed) == GEN_MUX;
-    size_t n_waiters = mux ? 0 : s->n_waiters;
-    for (size_t i = 0; i < n_waiters; i++)
+    for (size_t i = 0; i < s->n_waiters; i++)
         stream_ref(s);
-    size_t paused = sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, n_waiters, owed);
+    size_t paused =
+        sink_pipeline_submit(gw->relay->sinks, &sj->job, s->waiters, s->n_waiters, owed);
     if (flush_now)
         sink_pipeline_flush(gw->relay->sinks, owed);
-    for (size_t i = 0; i < n_waiters - paused; i++)
+    for (size_t i = 0; i < s->n_waiters - paused; i++)
         stream_unref(s);
     if (paused)
         rpc_stream_pause(s->rs, (int)paused);

@@ -424,16 +424,22 @@ static size_t push_one(struct sink *s, size_t i, struct frame_job *job,
 {
     size_t paused = 0;
     aero_result refused = AERO_OK;
+    /* A generation-2 stream asked sink_pipeline_full before it submitted
+     * and holds its frames while a queue is full (SPEC.md section 9 step
+     * 9): a queue another stream filled since is not its reason to refuse
+     * or pause. It takes the frame, past its limit by at most one frame per
+     * worker that looked just before it filled. */
+    bool on_full = job->view.protocol != AERO_PROTOCOL_MULTIPLEXED;
     pthread_mutex_lock(&s->mu);
-    if (s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
+    if (on_full && s->len >= s->limit && s->settings->on_full == ON_FULL_REJECT) {
         refused = AERO_RETRY;
     } else if (ring_push(s, job) < 0) {
         refused = AERO_RETRY;
     } else {
         /* A reader opened before a reload added sinks has no waiter for
          * the new ones: it pauses on those it has. */
-        if (s->len >= s->limit && s->settings->on_full == ON_FULL_BLOCK && i < n_waiters &&
-            !waiters[i].queued) {
+        if (on_full && s->len >= s->limit && s->settings->on_full == ON_FULL_BLOCK &&
+            i < n_waiters && !waiters[i].queued) {
             waiter_queue(s, &waiters[i]);
             paused++;
         }

@@ -98,6 +98,8 @@ const char *sink_pipeline_name(struct sink_pipeline *p, size_t i);
  * before a reload added sinks has fewer, and pauses only on the full
  * queues it has waiters for. Returns how many waiters were queued
  * (the caller must not read more until that many wake() calls arrived).
+ * A generation-2 job (view.protocol) is never refused or paused for a
+ * full queue: its caller asked sink_pipeline_full first and holds frames.
  * job->complete may run before this returns. Sinks left for the caller to
  * write are added to `owed`: the caller must pass it to
  * sink_pipeline_flush before it next waits for anything.

@@ -410,6 +410,53 @@ Test(sink_pipeline, reject_queue_full_completes_at_once_with_retry)
     jobs_free(j, 3);
 }
 
+/* A generation-2 frame's stream looked at sink_pipeline_full before it
+ * submitted (it holds frames while a queue is full): a queue filled since
+ * by another stream takes its frame, past the limit, instead of refusing
+ * (reject) or pausing (block) it. A seed frame still gets the policy. */
+Test(sink_pipeline, a_gen2_frame_is_never_refused_or_paused_for_a_full_queue)
+{
+    struct sink_def d[2] = {{.queue = 1, .on_full = ON_FULL_REJECT, .result = AERO_OK},
+                            {.queue = 1, .on_full = ON_FULL_BLOCK, .result = AERO_OK}};
+    G.sinks[0].hold = G.sinks[1].hold = true;
+    start(d, 2, 0);
+    struct tjob *j = jobs_new(4);
+    struct reader a;
+    reader_init(&a);
+    aero_str name = {"HEARTBEAT", 9};
+    for (int i = 0; i < 4; i++)
+        j[i].job.view.msg_name = name;
+
+    /* A queue of 1: the first job fills the block queue until its thread
+     * takes it (woken or cancelled, the waiter is free after this). */
+    cr_assert_eq(submit(&j[0], &a), 1);
+    EXPECT_WITHIN(WAIT_MS, G.sinks[0].in_write && G.sinks[1].in_write,
+                  "the sink threads never took the first job");
+    sink_pipeline_cancel_wait(G.p, &a.w[1]);
+    cr_assert_not(sink_pipeline_full(G.p, name));
+    cr_assert_eq(submit(&j[1], &a), 1, "the job that fills the block queue pauses a seed reader");
+    cr_assert(sink_pipeline_full(G.p, name), "both queues are full");
+    cr_assert(sink_pipeline_cancel_wait(G.p, &a.w[1]));
+
+    j[2].job.view.protocol = AERO_PROTOCOL_MULTIPLEXED;
+    cr_assert_eq(submit(&j[2], &a), 0, "a generation-2 frame paused its reader");
+    cr_assert_not(a.w[1].queued);
+    cr_assert_eq(completions(&j[2]), 0, "a generation-2 frame was refused by the reject sink");
+
+    cr_assert_eq(submit(&j[3], &a), 1, "a seed frame pauses on the full block queue");
+    cr_assert(sink_pipeline_cancel_wait(G.p, &a.w[1]));
+
+    release_all();
+    EXPECT_WITHIN(WAIT_MS, completions(&j[2]) == 1, "the generation-2 frame never completed");
+    cr_assert_eq(j[2].worst, AERO_OK, "generation-2 frame: %d", j[2].worst);
+    EXPECT_WITHIN(WAIT_MS, completions(&j[3]) == 1, "the seed frame never completed");
+    cr_assert_eq(j[3].worst, AERO_RETRY, "the seed frame: %d", j[3].worst);
+    cr_assert_eq(j[3].failed, 0, "the seed frame was refused by the full reject queue");
+    cr_assert(sink_pipeline_stop(G.p, 5000));
+    G.p = NULL;
+    jobs_free(j, 4);
+}
+
 /* Release sink i of a held pipeline and wait until it reported `job`. */
 static void release_and_wait(int i, struct tjob *job, unsigned pending_after)
 {
