@@ -241,6 +241,19 @@ static struct session **shard_find(struct shard *s, const struct key *k)
     return link;
 }
 
+/* Lock agent_id's shard into *shard and find its session (shard_find's
+ * link). NULL, with nothing locked, when agent_id cannot be a key. */
+static struct session **lock_find(struct session_table *t, const char *agent_id,
+                                  struct shard **shard)
+{
+    struct key k;
+    if (!key_make(t, agent_id, &k))
+        return NULL;
+    *shard = shard_of(t, &k);
+    pthread_mutex_lock(&(*shard)->lock);
+    return shard_find(*shard, &k);
+}
+
 /* Keep chains short: double when the shard averages two per bucket. A
  * failed allocation only leaves chains longer. Shard lock held. */
 static void shard_grow(struct shard *s)
@@ -438,15 +451,14 @@ int session_table_attach_session(struct session_table *t, const char *agent_id,
                                  const char *expect, void *owner, uint64_t *gen,
                                  char session_id_out[SESSION_ID_LEN + 1], void **displaced)
 {
-    struct key k;
+    struct shard *s;
     int rc = -ENOENT;
 
     set_out(displaced, NULL);
-    if (!key_make(t, agent_id, &k))
+    struct session **link = lock_find(t, agent_id, &s);
+    if (!link)
         return -ENOENT;
-    struct shard *s = shard_of(t, &k);
-    pthread_mutex_lock(&s->lock);
-    struct session *e = *shard_find(s, &k);
+    struct session *e = *link;
     if (e != NULL && expect != NULL && strcmp(e->session_id, expect) != 0) {
         rc = -ESTALE;
     } else if (e != NULL) {
@@ -467,14 +479,12 @@ bool session_table_detach(struct session_table *t, const char *agent_id, uint64_
                           void **owner)
 {
     struct session *gone = NULL;
-    struct key k;
+    struct shard *s;
 
     set_out(owner, NULL);
-    if (!key_make(t, agent_id, &k))
+    struct session **link = lock_find(t, agent_id, &s);
+    if (!link)
         return false;
-    struct shard *s = shard_of(t, &k);
-    pthread_mutex_lock(&s->lock);
-    struct session **link = shard_find(s, &k);
     struct session *e = *link;
     if (e != NULL && e->gen == gen && e->stream_attached) {
         set_out(owner, e->owner);
@@ -543,14 +553,13 @@ void session_table_touch(struct session_table *t, const char *agent_id, uint64_t
 bool session_table_touch_frame(struct session_table *t, const char *agent_id, uint64_t gen,
                                int64_t now_ns, const aero_frame *frame)
 {
-    struct key k;
+    struct shard *s;
     bool current = false;
 
-    if (!key_make(t, agent_id, &k))
+    struct session **link = lock_find(t, agent_id, &s);
+    if (!link)
         return false;
-    struct shard *s = shard_of(t, &k);
-    pthread_mutex_lock(&s->lock);
-    struct session *e = *shard_find(s, &k);
+    struct session *e = *link;
     if (e != NULL && e->gen == gen) {
         current = true;
         e->last_heartbeat_unix_ns = e->last_message_unix_ns = now_ns;
@@ -569,12 +578,11 @@ bool session_table_touch_frame(struct session_table *t, const char *agent_id, ui
 void session_table_touch_message(struct session_table *t, const char *agent_id, uint64_t gen,
                                  int64_t now_ns)
 {
-    struct key k;
-    if (!key_make(t, agent_id, &k))
+    struct shard *s;
+    struct session **link = lock_find(t, agent_id, &s);
+    if (!link)
         return;
-    struct shard *s = shard_of(t, &k);
-    pthread_mutex_lock(&s->lock);
-    struct session *e = *shard_find(s, &k);
+    struct session *e = *link;
     if (e != NULL && e->gen == gen)
         e->last_message_unix_ns = now_ns;
     pthread_mutex_unlock(&s->lock);
@@ -633,13 +641,11 @@ size_t session_table_expire(struct session_table *t, int64_t now_ns, int64_t ttl
 int session_table_visit(struct session_table *t, const char *agent_id,
                         void (*fn)(void *arg, struct session_visit *v), void *arg)
 {
-    struct key k;
-
-    if (!key_make(t, agent_id, &k))
+    struct shard *s;
+    struct session **link = lock_find(t, agent_id, &s);
+    if (!link)
         return -ENOENT;
-    struct shard *s = shard_of(t, &k);
-    pthread_mutex_lock(&s->lock);
-    struct session *e = *shard_find(s, &k);
+    struct session *e = *link;
     if (e != NULL) {
         struct session_visit v = {e->session_id, e->gen, e->owner, e->stream_attached,
                                   &e->ext};
@@ -651,14 +657,13 @@ int session_table_visit(struct session_table *t, const char *agent_id,
 
 int session_table_get(struct session_table *t, const char *agent_id, struct session_info *out)
 {
-    struct key k;
+    struct shard *s;
     int rc = -ENOENT;
 
-    if (!key_make(t, agent_id, &k))
+    struct session **link = lock_find(t, agent_id, &s);
+    if (!link)
         return -ENOENT;
-    struct shard *s = shard_of(t, &k);
-    pthread_mutex_lock(&s->lock);
-    struct session *e = *shard_find(s, &k);
+    struct session *e = *link;
     if (e != NULL) {
         session_fill(e, out);
         caps_ref(out->caps);
