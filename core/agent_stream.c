@@ -14,6 +14,7 @@
 #include "job_json.h"
 #include "log.h"
 #include "mono_clock.h" /* latency: NTP steps must not show as negative acks */
+#include "wire_prepare.h"
 #include "worker_ctx.h"
 
 #include <stdlib.h>
@@ -497,10 +498,17 @@ static void seed_frame(struct stream *s, aero_frame *view, const struct frame_wi
     /* A rejected frame still shows the agent is alive. */
     session_table_touch_frame(gw->relay->sessions, s->agent_id, s->gen, view->received_unix_ns,
                               reason ? NULL : view);
-    if (reason)
+    if (reason) {
         send_ack(s, view->seq, ACK_PERMANENT_ERROR, reason, recv_ns);
-    else
-        accept(s, view, w->fields, bytes, "", recv_ns, w);
+        return;
+    }
+    /* The envelope's wal_id is canonical or "" for both generations (SPEC
+     * section 9): a seed frame that carries one (an agent pinned to seed)
+     * is recorded with it, and never refused for one that is not a UUID. */
+    char wal[FRAME_WAL_ID_LEN + 1] = "";
+    if (wire->wal_id.len > 0 && frame_wal_id_canonical(wire->wal_id, wal) < 0)
+        wal[0] = '\0';
+    accept(s, view, w->fields, bytes, wal, recv_ns, w);
 }
 
 /* Generation 2 (SPEC.md section 9): rules 1-7 in order, each failure a
@@ -633,10 +641,20 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
     if (arm_message[arm]) {
         /* Results of commands this relay sent: each must be what its arm
          * says; one a command written to this stream waits for finishes
-         * it (SPEC.md section 10), any other is ignored. */
+         * it (SPEC.md section 10), any other is ignored. Read as Go reads
+         * it (wire_prepare.h), and handed on so: a known field of the
+         * wrong wire type is an unknown field of its message (an invalid
+         * or mismatched result, not a malformed stream), a message field
+         * sent as several records is their merge. */
+        uint8_t *prepared = NULL;
+        size_t prepared_len = 0;
+        if (wire_prepare(arm_message[arm], (const uint8_t *)payload.ptr, payload.len, &prepared,
+                         &prepared_len) == 1)
+            payload = (aero_str){(const char *)prepared, prepared_len};
         ProtobufCMessage *m = protobuf_c_message_unpack(arm_message[arm], NULL, payload.len,
                                                         (const uint8_t *)payload.ptr);
         if (!m) {
+            free(prepared);
             end_malformed(s, "malformed AgentStreamMessage payload");
             return;
         }
@@ -669,6 +687,7 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
                                            payload.len);
         }
         protobuf_c_message_free_unpacked(m, NULL);
+        free(prepared); /* the table copied what it keeps */
         if (taken) {
             rpc_stream_credit(s->rs, 1);
             if (arm == MUX_CONTEXT_ACK)

@@ -717,6 +717,37 @@ Test(gen2, every_uuid_form_is_accepted_and_recorded_canonical)
                  "aero_relay_frames_without_wal_id_total %.0f -> %.0f", without_before, without);
 }
 
+/* The envelope's wal_id is canonical or "" for both generations: a seed
+ * frame that carries one is recorded with it, and one that is not a UUID is
+ * accepted (seed frames have no wal_id rule) and recorded "". */
+Test(gen2, a_seed_frame_wal_id_is_recorded_canonical_or_empty)
+{
+    const char *A = "wal-seed";
+    harness_register(ch, A, NULL, 0);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open(ch, A, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    static const struct {
+        const char *sent, *recorded;
+    } forms[] = {
+        {"6BA7B816-9DAD-11D1-80B4-00C04FD430C8", "6ba7b816-9dad-11d1-80b4-00c04fd430c8"},
+        {"junk", ""},
+        {"00000000-0000-0000-0000-000000000000", ""},
+    };
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        struct rc_frame f = *harness_frame(A, seq);
+        f.wal_id = forms[seq - 1].sent;
+        cr_assert_eq(rc_stream_send_frame(s, &f, 5000), 0);
+        expect_seed_ack(s, A, seq, RC_ACK_OK);
+    }
+    close_ok(s);
+    char line[4096];
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        sink_line(A, seq, line, sizeof(line));
+        expect_envelope(line, "seed", forms[seq - 1].recorded, "", "0");
+    }
+}
+
 /* ---- payloads other than frames ----------------------------------------- */
 
 /* Send the envelope bytes, then a good frame whose ack must be the very next

@@ -441,6 +441,63 @@ Test(mission, result_checks_are_internal_and_kept)
     agent_close(s);
 }
 
+/* Appends field `field` holding msg, length-delimited, at b + n; the new n. */
+static size_t put_message(uint8_t *b, size_t n, uint32_t field, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    b[n++] = (uint8_t)(field << 3 | 2);
+    for (size_t v = len; ; v >>= 7) {
+        b[n++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80)
+            break;
+    }
+    return n + protobuf_c_message_pack(msg, b + n);
+}
+
+/* A result is read as Go reads it (SPEC 14.2 rule 14, 12.7 reading 6): a
+ * binding sent as two records is their merge (protobuf-c's own merge would
+ * lose the first record's versions: "mismatched"), and a known field with
+ * the wrong wire type is an unknown field (an invalid result, and the
+ * stream goes on; it used to end the agent's stream). */
+Test(mission, results_are_read_as_go_reads_them)
+{
+    struct rc_stream *s = agent_ready("agent");
+    struct mission m;
+    mission(&m, "upload-40");
+    struct call *c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    MissionResult r = AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__INIT;
+    r.command_id = m.c.command_id;
+    r.status = ST(APPLIED);
+    r.message = "agent says";
+    r.uploaded_item_count = 1;
+    r.onboard_mission_digest = PLAN_DIGEST;
+    r.completed_at_unix_ms = 1700000000000;
+    uint8_t b[2048];
+    size_t n = protobuf_c_message_pack(&r.base, b);
+    n = put_message(b, n, 2, &m.b.base);
+    Aeroarc__Agent__V1__MissionBinding part = AEROARC__AGENT__V1__MISSION_BINDING__INIT;
+    part.flight_id = "flight"; /* the same value again, alone */
+    n = put_message(b, n, 2, &part.base);
+    cr_assert_eq(rc_stream_send_gen2_arm(s, RC_AGENT_MISSION_DEPLOYMENT_RESULT, b, n, 5000), 0);
+    expect_result(c, &m, ST(APPLIED), "agent says");
+
+    mission(&m, "upload-41");
+    c = deploy(&m, "agent", 10000);
+    agent_expect_mission(s, &m);
+    r.command_id = m.c.command_id;
+    r.binding = &m.b;
+    n = protobuf_c_message_pack(&r.base, b);
+    b[n++] = 3 << 3 | 2; /* status, length-delimited */
+    b[n++] = 0;
+    cr_assert_eq(rc_stream_send_gen2_arm(s, RC_AGENT_MISSION_DEPLOYMENT_RESULT, b, n, 5000), 0);
+    expect_status(c, INTERNAL, "agent returned an invalid mission deployment result");
+
+    mission(&m, "upload-42"); /* the same stream still carries missions */
+    round_trip(s, &m, ST(APPLIED), 1);
+    agent_close(s);
+}
+
 Test(mission, caller_deadline_then_the_next_exact_call_redelivers)
 {
     struct rc_stream *s = agent_ready("agent");
