@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,24 +424,102 @@ static void parse_uint(struct src_val *v)
     v->state = SV_OK;
 }
 
+static int lower(int c) { return c | 0x20; }
+static bool is_hex_letter(int c) { return lower(c) >= 'a' && lower(c) <= 'f'; }
+
+/* Go's strconv underscoreOK: an '_' only between digits, or between a base
+ * prefix and a digit. */
+static bool underscores_ok(const char *s, size_t n)
+{
+    char saw = '^';
+    size_t i = 0;
+    bool hex = false;
+    if (n >= 1 && (s[0] == '+' || s[0] == '-'))
+        s++, n--;
+    if (n >= 2 && s[0] == '0' && (lower(s[1]) == 'b' || lower(s[1]) == 'o' || lower(s[1]) == 'x')) {
+        i = 2;
+        saw = '0';
+        hex = lower(s[1]) == 'x';
+    }
+    for (; i < n; i++) {
+        if (is_digit((unsigned char)s[i]) || (hex && is_hex_letter((unsigned char)s[i]))) {
+            saw = '0';
+        } else if (s[i] == '_') {
+            if (saw != '0')
+                return false;
+            saw = '_';
+        } else {
+            if (saw == '_')
+                return false;
+            saw = '!';
+        }
+    }
+    return saw != '_';
+}
+
+/* The syntax Go's ParseFloat reads (strconv readFloat), without the
+ * "inf" / "infinity" / "nan" words that SPEC 13.2 refuses: optional sign;
+ * decimal digits with at most one '.' and an optional e exponent, or "0x"
+ * hex digits with at most one '.' and a required p exponent; '_' between
+ * digits. strtod alone would also take "0x10", "infinity" and "nan(...)". */
+static bool go_float_syntax(const char *s, size_t n)
+{
+    size_t i = 0;
+    bool hex = false, dot = false, digits = false, underscores = false;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    if (i + 2 < n && s[i] == '0' && lower(s[i + 1]) == 'x') {
+        hex = true;
+        i += 2;
+    }
+    for (; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '_')
+            underscores = true;
+        else if (c == '.' && !dot)
+            dot = true;
+        else if (is_digit(c) || (hex && is_hex_letter(c)))
+            digits = true;
+        else
+            break;
+    }
+    if (!digits)
+        return false;
+    if (i < n && lower(s[i]) == (hex ? 'p' : 'e')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (i >= n || !is_digit((unsigned char)s[i]))
+            return false;
+        for (; i < n && (is_digit((unsigned char)s[i]) || s[i] == '_'); i++)
+            underscores |= s[i] == '_';
+    } else if (hex) {
+        return false; /* a hex mantissa needs its p exponent */
+    }
+    return i == n && (!underscores || underscores_ok(s, n));
+}
+
 static void parse_float(struct src_val *v)
 {
-    char tmp[64];
+    const char *s = v->text.ptr;
     size_t n = v->text.len;
-    if (n == 0 || n >= sizeof(tmp))
+    if (n == 0 || !go_float_syntax(s, n))
         { strconv_error(v, "ParseFloat", "invalid syntax"); return; }
-    memcpy(tmp, v->text.ptr, n);
-    tmp[n] = '\0';
-    /* strtod also takes "nan", "inf", blanks and '_'-free hex; Go takes
-     * nan/inf too, but SPEC 13.2 refuses them. */
+    /* strtod wants a C string without the '_' separators; values are at
+     * most 4096 bytes (SPEC section 2), most of them a few. */
+    char small[64], *tmp = n < sizeof(small) ? small : malloc(n + 1);
+    if (!tmp)
+        { strconv_error(v, "ParseFloat", "invalid syntax"); return; }
+    size_t o = 0;
     for (size_t i = 0; i < n; i++)
-        if (!(is_digit((unsigned char)tmp[i]) || strchr("+-.eExXpPabcdfABCDF", tmp[i])))
-            { strconv_error(v, "ParseFloat", "invalid syntax"); return; }
-    char *end;
-    errno = 0;
-    double d = strtod(tmp, &end);
-    if (end != tmp + n)
-        { strconv_error(v, "ParseFloat", "invalid syntax"); return; }
+        if (s[i] != '_')
+            tmp[o++] = s[i];
+    tmp[o] = '\0';
+    double d = strtod(tmp, NULL);
+    if (tmp != small)
+        free(tmp);
+    /* Go: out of range (past the largest double) is ±Inf with ErrRange;
+     * an underflow is 0 without an error. */
     if (!isfinite(d))
         { strconv_error(v, "ParseFloat", "value out of range"); return; }
     v->f = d;

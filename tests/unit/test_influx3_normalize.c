@@ -197,6 +197,53 @@ Test(influx3_normalize, required_keys_and_ranges_fail_with_their_text)
     cr_expect_eq(run("Attitude", NULL, 0, &line, err, sizeof(err)), NZ_UNSUPPORTED);
 }
 
+/* SPEC 13.2: floats are read as Go's ParseFloat reads them (VFR_HUD's
+ * optional Airspeed: written when it parses, left out when it does not). */
+Test(influx3_normalize, floats_parse_as_gos_parsefloat)
+{
+    static char long_one[80];
+    memset(long_one, '0', sizeof(long_one) - 1);
+    memcpy(long_one, "1.", 2); /* "1.000…0": 79 bytes, Go reads 1 */
+    struct {
+        const char *text, *want; /* want NULL: left out */
+    } t[] = {
+        {"12.5", "airspeed_mps=12.5"},
+        {"+.5", "airspeed_mps=0.5"},
+        {"5.", "airspeed_mps=5"},
+        {"1e1", "airspeed_mps=10"},
+        {"0x1p4", "airspeed_mps=16"},
+        {"0X.8P1", "airspeed_mps=1"},
+        {"1_000.5", "airspeed_mps=1000.5"},
+        {"0x_1p4", "airspeed_mps=16"},
+        {"1e1_0", "airspeed_mps=1e+10"},
+        {long_one, "airspeed_mps=1"},
+        {"0x10", NULL},     /* a hex mantissa needs its p exponent */
+        {"1__0", NULL},     /* '_' only between digits */
+        {"_1", NULL},
+        {"1_", NULL},
+        {"1_.5", NULL},
+        {"1e", NULL},
+        {"1.2.3", NULL},
+        {"inf", NULL},      /* Go reads it; SPEC 13.2 refuses it */
+        {"NaN", NULL},
+        {"infinity", NULL},
+        {"1e400", NULL},    /* out of range */
+        {"0x1", NULL},
+        {"1 0", NULL},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct kv kv[1] = {{"Airspeed", t[i].text}};
+        char *line, err[256] = "";
+        cr_assert_eq(run("VFR_HUD", kv, 1, &line, err, sizeof(err)), NZ_ROW, "%s: %s", t[i].text,
+                     err);
+        if (t[i].want)
+            cr_expect(has(line, t[i].want), "\"%s\": want %s in %s", t[i].text, t[i].want, line);
+        else
+            cr_expect(!has(line, "airspeed_mps"), "\"%s\" was read: %s", t[i].text, line);
+        free(line);
+    }
+}
+
 /* SPEC 13.1 rule 1: the spellings agents use. */
 Test(influx3_normalize, canonical_names)
 {
