@@ -1,7 +1,8 @@
 /*
- * wire_prepare.h - request bytes rewritten, where protobuf-c would read
- * them otherwise than protobuf (Go's protobuf, which the API and upstream
- * use) does, so that protobuf-c reads them the same:
+ * wire_prepare.h - bytes of a unary request, or of a command result on an
+ * agent stream, rewritten where protobuf-c would read them otherwise than
+ * protobuf (Go's protobuf, which the API, the agents and upstream use)
+ * does, so that protobuf-c reads them the same:
  *
  *  - A singular message field sent as several records is read as their
  *    merge (SPEC.md 12.7 reading 6), the same as reading their payloads
