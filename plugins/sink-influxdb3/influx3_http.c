@@ -154,6 +154,9 @@ static int setopts(struct influx3_http *c, const struct influx3_http_opts *o)
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* SPEC 13.5: HTTP/1.1 keep-alive, also over https (a libcurl built
+     * with nghttp2 would otherwise offer HTTP/2 by ALPN). */
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SET(CURLOPT_POST, 1L);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, c);
