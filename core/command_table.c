@@ -50,6 +50,8 @@ static const char mission_replaced_unsent_text[] =
 /* 14.2 rule 16: why the relay completed a written mission itself. */
 static const char mission_lost_reason[] = "agent session retired while awaiting mission result";
 static const char mission_replaced_reason[] = "agent stream replaced after mission delivery";
+static const char mission_write_failed_reason[] =
+    "mission stream write failed after delivery began";
 /* 14.2 rules 6, 12, 15, 16 for a mission not admitted yet (rule 11). */
 static const char mission_unadmitted_text[] =
     "agent session retired while awaiting mission result before mission admission";
@@ -1276,6 +1278,16 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, 
                 end_unadmitted(t, e, e->again ? RPC_ABORTED : RPC_NOT_FOUND,
                                e->again ? mission_unadmitted_text : session_gone_text, &done);
             }
+            continue;
+        }
+        if (e->state == ENTRY_WRITTEN && e->kind == COMMAND_MISSION &&
+            !rpc_stream_sent(rs, e->sent_number) && rpc_stream_begun(rs, e->sent_number)) {
+            /* 14.2 rule 12: its write began and never finished (the
+             * stream ended under it): the agent may hold part or all of
+             * it, so the outcome is unknown, OK to the caller, kept. */
+            struct command_outcome o = {.code = RPC_OK};
+            e->ops->lost(e->ctx, mission_write_failed_reason, &o);
+            complete(t, e, &o, &done);
             continue;
         }
         if (e->state == ENTRY_WRITTEN && e->kind == COMMAND_MISSION &&

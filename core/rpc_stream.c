@@ -75,10 +75,11 @@ struct rpc_stream {
     uint8_t *q; /* outgoing messages, [head, tail) */
     uint32_t q_cap, q_head, q_tail, q_count;
     uint32_t q_other, q_max; /* queued without RPC_SEND_CREDIT, and their bound */
-    /* Messages ever queued, and ever taken by gRPC (in queue order,
-     * wrapping: once one is not, the call is over and none is after it):
-     * a message's number tells whether it went out. */
-    uint32_t n_queued, n_sent;
+    /* Messages ever queued, ever handed to gRPC (their write began), and
+     * ever taken by it (in queue order, wrapping: once one is not, the
+     * call is over and none is after it): a message's number tells
+     * whether it went out. */
+    uint32_t n_queued, n_begun, n_sent;
 
     bool started;     /* rpc_stream_start ran: batches may be started */
     bool recv_pending, send_pending, status_pending;
@@ -213,6 +214,7 @@ static void progress(struct rpc_stream *st)
         /* rpc_call_send copies the bytes: the slot may go at once. */
         int rc = rpc_call_send(st->call, (const uint8_t *)(m + 1), m->len, more, &st->send_tag);
         queue_pop(st);
+        st->n_begun += rc == 0;
         if (rc < 0) {
             st->send_pending = false;
             if (st->sending_flags & RPC_SEND_CREDIT)
@@ -473,12 +475,23 @@ int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t l
     return rc;
 }
 
-bool rpc_stream_sent(struct rpc_stream *st, uint32_t number)
+/* Whether the message numbered so is among the first *count (wrapping). */
+static bool reached(struct rpc_stream *st, const uint32_t *count, uint32_t number)
 {
     pthread_mutex_lock(&st->mu);
-    bool sent = (int32_t)(st->n_sent - number) >= 0;
+    bool r = (int32_t)(*count - number) >= 0;
     pthread_mutex_unlock(&st->mu);
-    return sent;
+    return r;
+}
+
+bool rpc_stream_sent(struct rpc_stream *st, uint32_t number)
+{
+    return reached(st, &st->n_sent, number);
+}
+
+bool rpc_stream_begun(struct rpc_stream *st, uint32_t number)
+{
+    return reached(st, &st->n_begun, number);
 }
 
 void rpc_stream_credit(struct rpc_stream *st, int n)

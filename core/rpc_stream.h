@@ -123,6 +123,10 @@ int rpc_stream_send_numbered(struct rpc_stream *st, const uint8_t *msg, size_t l
  * messages, or was dropped when the call ended. */
 bool rpc_stream_sent(struct rpc_stream *st, uint32_t number);
 
+/* Whether the message numbered so was handed to gRPC: its write began
+ * (and may have failed or still be waiting on the peer's flow control). */
+bool rpc_stream_begun(struct rpc_stream *st, uint32_t number);
+
 /* Give back read credit for n messages that get no RPC_SEND_CREDIT answer. */
 void rpc_stream_credit(struct rpc_stream *st, int n);
 

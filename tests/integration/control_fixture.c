@@ -102,12 +102,13 @@ struct rc_channel *fixture_channel(const struct relay_proc *relay, const char *c
     return ch;
 }
 
-struct rc_channel *fixture_slow_channel(const struct relay_proc *relay, const char *token)
+struct rc_channel *fixture_slow_channel(const struct relay_proc *relay, const char *token,
+                                        int window_bytes)
 {
     char ca[400];
     snprintf(ca, sizeof(ca), "%s/ca.pem", relay->dir);
     struct rc_opts o = {.root_cert_file = ca, .server_name_override = "localhost",
-                        .bearer_token = token, .recv_window_bytes = 65535};
+                        .bearer_token = token, .recv_window_bytes = window_bytes};
     struct rc_status st;
     struct rc_channel *ch = rc_connect_opts(relay->target, &o, &st);
     cr_assert_not_null(ch, "%s", st.message);

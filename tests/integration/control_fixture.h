@@ -68,13 +68,15 @@ struct call {
 
 /*
  * An agent that stops reading its stream (SPEC.md 12.2 rule 13, 14.6
- * reading 5): fixture_slow_channel's streams keep gRPC's 64 KiB receive
- * window (no BDP growth; token: a bearer key or NULL), and
+ * reading 5): fixture_slow_channel's streams keep a receive window of
+ * window_bytes (65535: gRPC's 64 KiB; no BDP growth; token: a bearer key
+ * or NULL), and
  * fixture_fill_window sends frames of agent/session on s without reading
  * until the relay takes no more (its acks filled the window and its read
  * credit is spent). Whatever the relay sends s next waits in its queue.
  */
-struct rc_channel *fixture_slow_channel(const struct relay_proc *relay, const char *token);
+struct rc_channel *fixture_slow_channel(const struct relay_proc *relay, const char *token,
+                                        int window_bytes);
 void fixture_fill_window(struct rc_stream *s, const char *agent, const char *session);
 
 struct call *call_start(struct rc_channel *ch, const char *method, const ProtobufCMessage *req,

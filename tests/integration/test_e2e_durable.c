@@ -656,7 +656,7 @@ Test(durable, slot_shared_with_set_context)
  * stream's window filled (fixture_fill_window). */
 static struct rc_stream *slow_agent_open(struct rc_channel **ch)
 {
-    *ch = fixture_slow_channel(&relay, AGENT_KEY);
+    *ch = fixture_slow_channel(&relay, AGENT_KEY, 65535);
     struct rc_register_result reg;
     struct rc_status st;
     cr_assert_eq(rc_register_caps(*ch, "agent", "1.0", "test", mav_caps, 1, &reg, &st, 5000), 0,

@@ -555,7 +555,7 @@ Test(mission, an_old_streams_outcome_unknown_is_never_resent)
  * delivery again on the next session. */
 Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
 {
-    struct rc_channel *slow = fixture_slow_channel(&relay, NULL);
+    struct rc_channel *slow = fixture_slow_channel(&relay, NULL, 65535);
     struct rc_status st;
     struct rc_register_result reg;
     cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", NULL, 0, &reg, &st, 5000), 0,
@@ -576,6 +576,44 @@ Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
     s = agent_ready("agent");
     round_trip(s, &m, ST(APPLIED), 1);
     agent_close(s);
+}
+
+/* SPEC.md 14.2 rule 12: a write that began and never finished completes
+ * the entry with the relay's own OUTCOME_UNKNOWN "mission stream write
+ * failed after delivery began", and the caller gets OK. The agent's
+ * window (1 KiB) is smaller than the mission (200 items): its write
+ * begins as soon as it is recorded and waits for a window update that
+ * never comes, until the agent goes. */
+Test(mission, a_write_that_began_and_never_finished_is_outcome_unknown)
+{
+    struct rc_channel *slow = fixture_slow_channel(&relay, NULL, 1024);
+    struct rc_status st;
+    struct rc_register_result reg;
+    cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", NULL, 0, &reg, &st, 5000), 0,
+                 "%s", st.message);
+    snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
+    struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    set_context(s, "agent", "ctx-1");
+    struct mission m;
+    mission(&m, "upload-43");
+    Aeroarc__Agent__V1__MissionItem items[200], *ptrs[200];
+    for (size_t i = 0; i < 200; i++) {
+        items[i] = m.item;
+        items[i].sequence = (uint32_t)i;
+        ptrs[i] = &items[i];
+    }
+    m.plan.n_items = 200;
+    m.plan.items = ptrs;
+    char digest[65];
+    cr_assert_eq(command_digest_plan(&m.plan, digest, NULL), 0);
+    m.b.mission_digest = digest;
+    struct call *c = deploy(&m, "agent", 20000);
+    /* Recorded pending and written in one step under the table's lock. */
+    wait_metric("aero_relay_commands_pending{kind=\"mission\"}", 1);
+    agent_close(s);
+    expect_result(c, &m, ST(OUTCOME_UNKNOWN), "mission stream write failed after delivery began");
+    rc_close(slow);
 }
 
 /* SPEC.md 14.6 reading 3: missions waiting for the slot are tied to the
