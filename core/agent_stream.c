@@ -642,19 +642,13 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
         /* Results of commands this relay sent: each must be what its arm
          * says; one a command written to this stream waits for finishes
          * it (SPEC.md section 10), any other is ignored. Read as Go reads
-         * it (wire_prepare.h), and handed on so: a known field of the
-         * wrong wire type is an unknown field of its message (an invalid
-         * or mismatched result, not a malformed stream), a message field
-         * sent as several records is their merge. */
-        uint8_t *prepared = NULL;
-        size_t prepared_len = 0;
-        if (wire_prepare(arm_message[arm], (const uint8_t *)payload.ptr, payload.len, &prepared,
-                         &prepared_len) == 1)
-            payload = (aero_str){(const char *)prepared, prepared_len};
-        ProtobufCMessage *m = protobuf_c_message_unpack(arm_message[arm], NULL, payload.len,
-                                                        (const uint8_t *)payload.ptr);
+         * it (wire_prepare.h: a known field of the wrong wire type is an
+         * unknown field of its message, an invalid or mismatched result,
+         * not a malformed stream); handed on as it came (evidence is
+         * forwarded byte for byte, SPEC.md 12.2 rule 16). */
+        ProtobufCMessage *m =
+            wire_unpack(arm_message[arm], (const uint8_t *)payload.ptr, payload.len);
         if (!m) {
-            free(prepared);
             end_malformed(s, "malformed AgentStreamMessage payload");
             return;
         }
@@ -687,7 +681,6 @@ static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int6
                                            payload.len);
         }
         protobuf_c_message_free_unpacked(m, NULL);
-        free(prepared); /* the table copied what it keeps */
         if (taken) {
             rpc_stream_credit(s->rs, 1);
             if (arm == MUX_CONTEXT_ACK)

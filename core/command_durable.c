@@ -25,6 +25,7 @@
 #include "rpc_stream.h"
 #include "rpc_unary.h"
 #include "session_table.h"
+#include "wire_prepare.h"
 #include "wire_record.h"
 
 #include <pthread.h>
@@ -316,7 +317,8 @@ static void on_evidence(struct command_exchange *x, const uint8_t *p, size_t len
 {
     struct durable *d = (struct durable *)x;
     (void)first;
-    CommandEvidence *e = aeroarc__agent__v1__command_evidence__unpack(NULL, len, p);
+    CommandEvidence *e = (CommandEvidence *)wire_unpack(
+        &aeroarc__agent__v1__command_evidence__descriptor, p, len);
     if (!e)
         return; /* the stream checked it already */
     /* Byte-exact on the wire: a digest with a NUL byte and more after it

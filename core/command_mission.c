@@ -19,6 +19,7 @@
 #include "mono_clock.h"
 #include "rpc_stream.h"
 #include "session_table.h"
+#include "wire_prepare.h"
 #include "wire_record.h"
 
 #include <openssl/sha.h>
@@ -174,7 +175,8 @@ static void mission_result(const void *ctx, struct command_session_state *state,
 {
     (void)state; /* 14.2 rule 17: nothing else is recorded */
     const struct mission *m = ctx;
-    MissionResult *r = aeroarc__agent__v1__mission_deployment_result__unpack(NULL, len, payload);
+    MissionResult *r = (MissionResult *)wire_unpack(
+        &aeroarc__agent__v1__mission_deployment_result__descriptor, payload, len);
     const char *fault =
         r ? result_fault(m, r, payload, len) : "agent returned an invalid mission deployment result";
     if (fault) {

@@ -48,13 +48,7 @@ ProtobufCMessage *rpc_unary_unpack(const ProtobufCMessageDescriptor *desc, const
     *cut = NULL;
     /* Read as Go's protobuf reads it (wire_prepare.h): records of one
      * message field merged, a wrong wire type an unknown field. */
-    uint8_t *prepared = NULL;
-    size_t prepared_len = 0;
-    ProtobufCMessage *req =
-        wire_prepare(desc, bytes, len, &prepared, &prepared_len) == 1
-            ? protobuf_c_message_unpack(desc, NULL, prepared_len, prepared)
-            : protobuf_c_message_unpack(desc, NULL, len, bytes);
-    free(prepared);
+    ProtobufCMessage *req = wire_unpack(desc, bytes, len);
     const char *bad = req ? string_with_nul(desc, bytes, len, 0) : NULL;
     if (!bad)
         return req;

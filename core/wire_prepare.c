@@ -223,3 +223,15 @@ int wire_prepare(const ProtobufCMessageDescriptor *desc, const uint8_t *in, size
     *out_len = (size_t)n;
     return 1;
 }
+
+ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *in,
+                              size_t len)
+{
+    uint8_t *prepared = NULL;
+    size_t prepared_len = 0;
+    ProtobufCMessage *m = wire_prepare(desc, in, len, &prepared, &prepared_len) == 1
+                              ? protobuf_c_message_unpack(desc, NULL, prepared_len, prepared)
+                              : protobuf_c_message_unpack(desc, NULL, len, in);
+    free(prepared);
+    return m;
+}

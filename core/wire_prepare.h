@@ -33,4 +33,10 @@
 int wire_prepare(const ProtobufCMessageDescriptor *desc, const uint8_t *in, size_t len,
                  uint8_t **out, size_t *out_len);
 
+/* `in` unpacked as Go's protobuf reads it: through wire_prepare when it
+ * rewrites anything (`in` itself is left as it is, to be forwarded or
+ * compared byte for byte). NULL when it does not decode. */
+ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *in,
+                              size_t len);
+
 #endif
