@@ -34,9 +34,10 @@ static const char *const kind_names[COMMAND_KINDS] = {
 const char *command_kind_name(enum command_kind k) { return kind_names[k]; }
 
 static const char *const aborted_text[COMMAND_KINDS] = {
-    [COMMAND_SET_CONTEXT] = "agent session retired while awaiting operation context acknowledgement",
+    /* Upstream's texts (gatewayserver.go abortPendingCommandsLocked). */
+    [COMMAND_SET_CONTEXT] = "agent session retired while awaiting operation-context acknowledgement",
     [COMMAND_CLEAR_CONTEXT] =
-        "agent session retired while awaiting operation context acknowledgement",
+        "agent session retired while awaiting operation-context acknowledgement",
     [COMMAND_AIRCRAFT] = "agent session retired while awaiting aircraft command result",
     [COMMAND_DURABLE] = "Agent session or stream ended; reconcile the same command identity",
     /* SPEC.md 14.2 rule 16, "not written": the stream ended with the
@@ -81,6 +82,8 @@ struct waiter {
     struct waiter *next;
     struct rpc_call *call;
     int64_t start_ns, deadline_ns; /* monotonic */
+    int64_t caller_deadline_ns;    /* the caller's own (INT64_MAX: none) */
+    int64_t result_bound_ns;       /* > 0: from delivery on, at most this (result_bound) */
 };
 
 enum entry_state {
@@ -806,6 +809,14 @@ static bool retain(struct command_table *t, enum command_kind k)
     return false;
 }
 
+/* w's command was delivered (or w joined it delivered): from now on it
+ * waits for the result at most command_timeout_s, within its own deadline. */
+static void result_bound(struct waiter *w, int64_t now)
+{
+    if (w->result_bound_ns > 0 && now + w->result_bound_ns < w->caller_deadline_ns)
+        w->deadline_ns = now + w->result_bound_ns;
+}
+
 /* Under t->mu: send e on its stream, or end it. */
 static void deliver(struct command_table *t, struct entry *e, struct finish **out)
 {
@@ -816,6 +827,9 @@ static void deliver(struct command_table *t, struct entry *e, struct finish **ou
                                       &e->sent_number);
     if (rc == 0) {
         set_state(t, e, ENTRY_WRITTEN);
+        int64_t now = mono_ns();
+        for (struct waiter *w = e->waiters; w; w = w->next)
+            result_bound(w, now);
         e->admit_failed = false;
         if (e->sent_rs)
             rpc_stream_unref(e->sent_rs);
@@ -1009,10 +1023,20 @@ static struct waiter *waiter_new(struct command_table *t, struct rpc_call *call,
         return NULL;
     w->call = call;
     w->start_ns = mono_ns();
-    int64_t bound = spec->bound_ns > 0 ? spec->bound_ns : t->hub->timeout_ns;
-    if (spec->deadline_left_ns < bound)
-        bound = spec->deadline_left_ns;
-    w->deadline_ns = w->start_ns + bound;
+    w->caller_deadline_ns = spec->deadline_left_ns >= INT64_MAX - w->start_ns
+                                ? INT64_MAX
+                                : w->start_ns + spec->deadline_left_ns;
+    w->deadline_ns = w->caller_deadline_ns;
+    if (spec->bound_ns > 0) {
+        /* A mission's cap counts from its arrival (SPEC.md 14.2 rule 15). */
+        if (spec->bound_ns < w->deadline_ns - w->start_ns)
+            w->deadline_ns = w->start_ns + spec->bound_ns;
+    } else {
+        /* SPEC.md section 10: the slot is waited for within the caller's
+         * deadline; command_timeout_s bounds the wait for the result, so
+         * it counts from delivery (result_bound). */
+        w->result_bound_ns = t->hub->timeout_ns;
+    }
     return w;
 }
 
@@ -1098,6 +1122,8 @@ void command_table_submit(struct command_table *t, struct rpc_stream *rs,
         text = id_taken(e, spec);
     } else if (e && (e->state == ENTRY_QUEUED || e->state == ENTRY_WRITTEN)) {
         /* The same command is on its way: wait for its outcome too. */
+        if (e->state == ENTRY_WRITTEN)
+            result_bound(w, w->start_ns);
         w->next = e->waiters;
         e->waiters = w;
         w = NULL;

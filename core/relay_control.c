@@ -18,6 +18,7 @@
 #include "mono_clock.h"
 #include "rpc_stream.h"
 #include "session_table.h"
+#include "wire_prepare.h"
 
 #include <openssl/sha.h>
 #include <stdlib.h>
@@ -193,7 +194,8 @@ static void context_result(const void *ctx, struct command_session_state *state,
                            const uint8_t *payload, size_t len, struct command_outcome *out)
 {
     const struct expect *x = ctx;
-    ContextAck *ack = aeroarc__agent__v1__operation_context_command_ack__unpack(NULL, len, payload);
+    ContextAck *ack = (ContextAck *)wire_unpack(
+        &aeroarc__agent__v1__operation_context_command_ack__descriptor, payload, len);
     if (!ack) { /* checked by the stream already */
         *out = (struct command_outcome){.code = RPC_INTERNAL, .text = "malformed agent result"};
         return;
@@ -258,12 +260,16 @@ static void aircraft_result(const void *ctx, struct command_session_state *state
     (void)state;
     const struct expect *x = ctx;
     Aeroarc__Agent__V1__AircraftCommandResult *r =
-        aeroarc__agent__v1__aircraft_command_result__unpack(NULL, len, payload);
+        (Aeroarc__Agent__V1__AircraftCommandResult *)wire_unpack(
+            &aeroarc__agent__v1__aircraft_command_result__descriptor, payload, len);
     bool ok = r && strcmp(r->aircraft_id, x->want.aircraft_id) == 0;
     aeroarc__agent__v1__aircraft_command_result__free_unpacked(r, NULL);
     if (!ok) {
-        *out = (struct command_outcome){
-            .code = RPC_INTERNAL, .text = "agent answered the command for another aircraft"};
+        /* Still the agent's result (SPEC.md section 10: only agent results
+         * are kept): an exact retry gets the same INTERNAL, nothing sent. */
+        *out = (struct command_outcome){.code = RPC_INTERNAL,
+                                        .text = "agent answered the command for another aircraft",
+                                        .keep = true};
         return;
     }
     command_outcome_wrap(payload, len, out);

@@ -498,6 +498,11 @@ Test(commands, arm_round_trip_and_a_result_for_another_aircraft_is_internal)
     agent_expect(s, RC_RELAY_AIRCRAFT_COMMAND, &m);
     aircraft_result(s, "a-2", "ac-8", ACCEPTED);
     expect_status(c, INTERNAL, "agent answered the command for another aircraft");
+    /* That was the agent's result: kept, an exact retry gets it again and
+     * nothing is sent (SPEC section 10: only agent results are kept). */
+    expect_status(aircraft(api, "arm-1", "a-2", "ac-7", ARM, 10000), INTERNAL,
+                  "agent answered the command for another aircraft");
+    agent_expect_nothing_queued(s, "arm-1", session, 2);
     agent_close(s);
 }
 
@@ -533,7 +538,7 @@ Test(commands, supersession_while_waiting_is_aborted_and_the_old_stream_is_not_h
     agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
     harness_register(agents, "sup-1", NULL, 0); /* a new session */
     expect_status(c, ABORTED,
-                  "agent session retired while awaiting operation context acknowledgement");
+                  "agent session retired while awaiting operation-context acknowledgement");
     agent_close(s);
 }
 
@@ -583,6 +588,30 @@ Test(commands, a_second_set_waits_for_the_first)
     Aeroarc__Agent__V1__OperationContext f2 = ctx_of("F2", "ac-1");
     ack_context(s, "q-2", APPLIED, &f2);
     expect_status(a, OK, NULL);
+    expect_status(b, OK, NULL);
+    agent_close(s);
+}
+
+/* SPEC section 10: the slot is waited for within the caller's deadline;
+ * command_timeout_s (2 s here) bounds the wait for the result, from
+ * delivery on. q-4 waits the 2 s q-3 holds the slot (unanswered), then is
+ * delivered and answered within its own 10 s. */
+Test(commands, the_slot_wait_does_not_count_against_command_timeout_s)
+{
+    char session[64];
+    struct rc_stream *s = agent_open_reconciled("slot-2", session, sizeof(session));
+    agent_expect_nothing_queued(s, "slot-2", session, 1);
+    struct rc_relay_msg m;
+
+    struct call *a = set_ctx(api, "slot-2", "q-3", "F3", 10000);
+    agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    struct call *b = set_ctx(api, "slot-2", "q-4", "F4", 10000);
+    expect_status(a, DEADLINE, NULL);
+    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
+        agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    cr_assert_str_eq(msg->set_operation_context->command_id, "q-4");
+    Aeroarc__Agent__V1__OperationContext f4 = ctx_of("F4", "ac-1");
+    ack_context(s, "q-4", APPLIED, &f4);
     expect_status(b, OK, NULL);
     agent_close(s);
 }
@@ -958,7 +987,7 @@ Test(commands_bearer, nothing_is_taken_over_while_a_written_set_has_no_outcome)
     char session2[64];
     struct rc_stream *s2 = agent_open("unknown-1", session2, sizeof(session2));
     expect_status(c, ABORTED,
-                  "agent session retired while awaiting operation context acknowledgement");
+                  "agent session retired while awaiting operation-context acknowledgement");
     send_frame(s2, "unknown-1", session2, 1, "F1", "intent-1", 3);
     reconcile(s2, "unknown-1"); /* allowed, and before the frame's ack */
     expect_ack(s2, 1, RC_ACK_OK, NULL);
