@@ -17,6 +17,16 @@ static int none_create(const aero_host *host, void **instance)
         return -12; /* -ENOMEM */
     r->host = host;
     host->log(host, AERO_LOG_INFO, "routing hints are not published (route-none)");
+    /* The operator who sets REDIS_ADDR expects routes in Redis (SPEC
+     * section 4: with the repository's relay.ini it is all it takes); an
+     * installed core package's relay.ini names route-none until the
+     * route-redis package is installed and chosen. */
+    const char *redis = getenv("REDIS_ADDR");
+    if (redis && redis[0])
+        host->log(host, AERO_LOG_WARN,
+                  "REDIS_ADDR is set but [route] plugin = route-none publishes nothing: "
+                  "install aeroarc-plugin-route-redis and set [route] plugin = route-redis "
+                  "(docs/routing.md)");
     if (AERO_HAS(host, aero_host, report_state) && host->report_state) /* ABI 1.5: /readyz */
         host->report_state(host, AERO_STATE_OK, "publishes no routes (route-none)");
     *instance = r;

@@ -489,6 +489,23 @@ Test(cli, serving_beyond_loopback_unprotected_is_said_once_at_start)
     free(log);
 }
 
+/* REDIS_ADDR with route-none (an installed core package's relay.ini until
+ * route-redis is installed): said at start, not silently ignored. */
+Test(cli, redis_addr_with_route_none_is_warned)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    harness_setenv(&r, "REDIS_ADDR", "127.0.0.1:1");
+    harness_write_config(&r, NULL, "[route]\nplugin = route-none\n");
+    relay_start(&r);
+    cr_assert_eq(relay_stop(&r, 15000), 0);
+    char *log = harness_read_file(r.stderr_path, NULL);
+    cr_assert_not_null(log);
+    cr_expect(strstr(log, "REDIS_ADDR is set but [route] plugin = route-none publishes nothing"),
+              "no warning in:\n%s", log);
+    free(log);
+}
+
 /* "listen = :<port>" (the Go relay's form) binds every interface: the
  * relay serves on loopback and warns as for 0.0.0.0. */
 Test(cli, an_empty_listen_host_serves_every_interface)
