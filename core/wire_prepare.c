@@ -157,17 +157,31 @@ static ssize_t rewrite(const ProtobufCMessageDescriptor *desc, const uint8_t *in
         return put(&o, in, len) ? (ssize_t)len : -1;
     const uint8_t *end = in + len, *p = in;
     /* Pass 1: where each singular message field's last record is, and how
-     * long its payloads are together. */
-    const uint8_t *last[desc->n_fields + 1];
+     * long its payloads are together. A record of a oneof member clears
+     * the oneof (Go's protobuf): the other members' records before it do
+     * not count (`from`: where a field's counted records start). */
+    const uint8_t *last[desc->n_fields + 1], *from[desc->n_fields + 1];
     size_t total[desc->n_fields + 1];
     memset(last, 0, sizeof(last));
     memset(total, 0, sizeof(total));
+    for (unsigned i = 0; i <= desc->n_fields; i++)
+        from[i] = in;
     struct wire_record r;
     const ProtobufCFieldDescriptor *f;
     while (p < end) {
         if (!wire_record_next(&p, end, &r))
             return -1;
-        if (kind_of(desc, &r, &f) == MESSAGE) {
+        enum kind k = kind_of(desc, &r, &f);
+        if (k != RENUMBER && f && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+            for (unsigned i = 0; i < desc->n_fields; i++) {
+                const ProtobufCFieldDescriptor *g = &desc->fields[i];
+                if (g != f && (g->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                    g->quantifier_offset == f->quantifier_offset) {
+                    from[i] = r.start;
+                    total[i] = 0;
+                }
+            }
+        if (k == MESSAGE) {
             last[f - desc->fields] = r.start;
             total[f - desc->fields] += (size_t)r.len;
         }
@@ -191,15 +205,20 @@ static ssize_t rewrite(const ProtobufCMessageDescriptor *desc, const uint8_t *in
         case REPEATED:
             ok = put_rewritten(&o, &r, f->descriptor, r.body, (size_t)r.len, depth);
             break;
-        case MESSAGE:
-            if (r.start != last[f - desc->fields])
-                break; /* goes with the last one */
-            size_t n = total[f - desc->fields];
+        case MESSAGE: {
+            size_t i = (size_t)(f - desc->fields);
+            /* With its last record: the records since the last one of
+             * another member of its oneof. A member such a record came
+             * after entirely is gone (Go clears the oneof), so dropped. */
+            if (r.start != last[i] || from[i] > last[i])
+                break;
+            size_t n = total[i];
             uint8_t *cat = malloc(n ? n : 1);
-            ok = cat && wire_gather(in, len, r.field, cat) == (ssize_t)n &&
+            ok = cat && wire_gather(from[i], (size_t)(end - from[i]), r.field, cat) == (ssize_t)n &&
                  put_rewritten(&o, &r, f->descriptor, cat, n, depth);
             free(cat);
             break;
+        }
         }
         if (!ok)
             return -1;

@@ -123,6 +123,52 @@ Test(wire_prepare, nested_records_merge_too)
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/* A oneof member's record clears the oneof (Go's protobuf): mavlink A,
+ * mission B, mavlink C reads as C alone, not A merged with C (whose
+ * repeated parameters would then be 14). Records of one member in a row
+ * still merge; a member every record of which another one follows is gone. */
+Test(wire_prepare, a_oneof_member_clears_the_others_before_it)
+{
+    float pa[7] = {1, 2, 3, 4, 5, 6, 7}, pc[7] = {7, 6, 5, 4, 3, 2, 1};
+    Aeroarc__Agent__V1__MavlinkExecution a = AEROARC__AGENT__V1__MAVLINK_EXECUTION__INIT;
+    a.command = 400;
+    a.n_parameters = 7;
+    a.parameters = pa;
+    Aeroarc__Agent__V1__MavlinkExecution c = a;
+    c.command = 20;
+    c.parameters = pc;
+    Aeroarc__Agent__V1__DeployMissionCommand m = AEROARC__AGENT__V1__DEPLOY_MISSION_COMMAND__INIT;
+    m.command_id = "mission";
+    uint8_t ab[128], cb[128], mb[64], d[512], b[600];
+    size_t an = pack(&a.base, ab), cn = pack(&c.base, cb), mn = pack(&m.base, mb);
+    size_t dn = 0;
+    dn += record(d + dn, 1, (const uint8_t *)"cmd-3", 5);
+    dn += record(d + dn, 13, ab, an);
+    dn += record(d + dn, 14, mb, mn);
+    dn += record(d + dn, 13, cb, cn);
+    dn += record(d + dn, 13, (const uint8_t[]){0x08, 0x10}, 2); /* command 16, merged into C */
+    size_t n = record(b, 2, d, dn);
+    Request *r = read_prepared(b, n);
+    const DurableCommand *got = r->command;
+    cr_assert_eq(got->execution_case, AEROARC__AGENT__V1__DURABLE_COMMAND__EXECUTION_MAVLINK);
+    cr_assert_eq(got->mavlink->n_parameters, 7, "A's parameters were kept");
+    cr_assert_float_eq(got->mavlink->parameters[0], 7.0f, 0);
+    cr_assert_eq(got->mavlink->command, 16);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    /* mavlink A twice, then the mission: the mission alone. */
+    dn = 0;
+    dn += record(d + dn, 13, ab, an);
+    dn += record(d + dn, 13, cb, cn);
+    dn += record(d + dn, 14, mb, mn);
+    n = record(b, 2, d, dn);
+    r = read_prepared(b, n);
+    cr_assert_eq(r->command->execution_case,
+                 AEROARC__AGENT__V1__DURABLE_COMMAND__EXECUTION_MISSION);
+    cr_assert_str_eq(r->command->mission->command_id, "mission");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 Test(wire_prepare, bytes_that_do_not_parse_are_refused)
 {
     static const uint8_t cut[] = {0x12, 0x10, 0x0a, 0x02}; /* a length past the end */
