@@ -548,14 +548,10 @@ Test(mission, an_old_streams_outcome_unknown_is_never_resent)
     agent_close(s2);
 }
 
-/* SPEC.md 14.2 rule 16 and 14.6 reading 5: a mission still in the
- * stream's queue when the stream ends was not written (the agent read
- * nothing: acks filled its 64 KiB window, never grown): ABORTED "...
- * before confirmed delivery", and not kept: the same id is a first
- * delivery again on the next session. */
-Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
+/* agent_ready on a fixture_slow_channel: registered, its stream open and
+ * its context set, on `slow`. */
+static struct rc_stream *slow_agent_ready(struct rc_channel *slow)
 {
-    struct rc_channel *slow = fixture_slow_channel(&relay, NULL, 65535);
     struct rc_status st;
     struct rc_register_result reg;
     cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", NULL, 0, &reg, &st, 5000), 0,
@@ -564,6 +560,18 @@ Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
     struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
     cr_assert_not_null(s, "%s", st.message);
     set_context(s, "agent", "ctx-1");
+    return s;
+}
+
+/* SPEC.md 14.2 rule 16 and 14.6 reading 5: a mission still in the
+ * stream's queue when the stream ends was not written (the agent read
+ * nothing: acks filled its 64 KiB window, never grown): ABORTED "...
+ * before confirmed delivery", and not kept: the same id is a first
+ * delivery again on the next session. */
+Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
+{
+    struct rc_channel *slow = fixture_slow_channel(&relay, NULL, 65535);
+    struct rc_stream *s = slow_agent_ready(slow);
     fixture_fill_window(s, "agent", last_session);
     struct mission m;
     mission(&m, "upload-30");
@@ -587,14 +595,7 @@ Test(mission, a_mission_still_queued_when_its_stream_ends_was_not_written)
 Test(mission, a_write_that_began_and_never_finished_is_outcome_unknown)
 {
     struct rc_channel *slow = fixture_slow_channel(&relay, NULL, 1024);
-    struct rc_status st;
-    struct rc_register_result reg;
-    cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", NULL, 0, &reg, &st, 5000), 0,
-                 "%s", st.message);
-    snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
-    struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
-    cr_assert_not_null(s, "%s", st.message);
-    set_context(s, "agent", "ctx-1");
+    struct rc_stream *s = slow_agent_ready(slow);
     struct mission m;
     mission(&m, "upload-43");
     Aeroarc__Agent__V1__MissionItem items[200], *ptrs[200];
