@@ -257,6 +257,15 @@ static struct rc_stream *agent_ready(const char *agent)
     return s;
 }
 
+/* Mission id asked of "agent" (10 s) and delivered on s: the call. */
+static struct call *deliver(struct rc_stream *s, struct mission *m, const char *id)
+{
+    mission(m, id);
+    struct call *c = deploy(m, "agent", 10000);
+    agent_expect_mission(s, m);
+    return c;
+}
+
 /* c answered OK with this status (and message unless NULL). */
 static void expect_result(struct call *c, const struct mission *m, int status, const char *message)
 {
@@ -293,9 +302,7 @@ Test(mission, applied_passes_through_and_is_replayed)
 {
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
-    mission(&m, "upload-1");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    struct call *c = deliver(s, &m, "upload-1");
     agent_result(s, &m, ST(APPLIED), 1);
     call_join(c);
     cr_assert_eq(c->st.code, OK, "%s", c->st.message);
@@ -366,15 +373,11 @@ Test(mission, rejected_and_binding_mismatch_pass_through)
 {
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
-    mission(&m, "upload-4");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    struct call *c = deliver(s, &m, "upload-4");
     agent_result(s, &m, ST(REJECTED), 0);
     expect_result(c, &m, ST(REJECTED), "agent says");
     expect_result(deploy(&m, "agent", 10000), &m, ST(REJECTED), NULL); /* replayed */
-    mission(&m, "upload-5");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    c = deliver(s, &m, "upload-5");
     agent_result(s, &m, ST(BINDING_MISMATCH), 0);
     expect_result(c, &m, ST(BINDING_MISMATCH), "agent says");
     agent_expect_nothing(s, "agent", 1);
@@ -385,9 +388,7 @@ Test(mission, result_checks_are_internal_and_kept)
 {
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
-    mission(&m, "upload-6");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    struct call *c = deliver(s, &m, "upload-6");
     agent_result(s, &m, ST(APPLIED), 2); /* the plan has 1 item */
     expect_status(c, INTERNAL,
                   "agent applied result does not report the canonical uploaded item count");
@@ -395,33 +396,25 @@ Test(mission, result_checks_are_internal_and_kept)
                   "agent applied result does not report the canonical uploaded item count");
     agent_expect_nothing(s, "agent", 1);
 
-    mission(&m, "upload-7");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    c = deliver(s, &m, "upload-7");
     agent_result(s, &m, ST(ALREADY_APPLIED), 1);
     expect_status(c, INTERNAL,
                   "agent already-applied result ambiguously reports newly uploaded items");
 
-    mission(&m, "upload-8");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    c = deliver(s, &m, "upload-8");
     struct mission other = m;
     other.b.flight_id = "another";
     other.c.binding = &other.b;
     agent_result(s, &other, ST(APPLIED), 1);
     expect_status(c, INTERNAL, "agent returned a mismatched mission deployment result");
 
-    mission(&m, "upload-9");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    c = deliver(s, &m, "upload-9");
     agent_result(s, &m, 9, 0);
     expect_status(c, INTERNAL, "agent returned an invalid mission deployment status");
 
     /* Compared byte for byte: the digest again (field 6, the last one
      * wins) with a NUL byte and more after it is another digest. */
-    mission(&m, "upload-31");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    c = deliver(s, &m, "upload-31");
     MissionResult r = AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__INIT;
     r.command_id = m.c.command_id;
     r.binding = &m.b;
@@ -463,9 +456,7 @@ Test(mission, results_are_read_as_go_reads_them)
 {
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
-    mission(&m, "upload-40");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    struct call *c = deliver(s, &m, "upload-40");
     MissionResult r = AEROARC__AGENT__V1__MISSION_DEPLOYMENT_RESULT__INIT;
     r.command_id = m.c.command_id;
     r.status = ST(APPLIED);
@@ -482,9 +473,7 @@ Test(mission, results_are_read_as_go_reads_them)
     cr_assert_eq(rc_stream_send_gen2_arm(s, RC_AGENT_MISSION_DEPLOYMENT_RESULT, b, n, 5000), 0);
     expect_result(c, &m, ST(APPLIED), "agent says");
 
-    mission(&m, "upload-41");
-    c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    c = deliver(s, &m, "upload-41");
     r.command_id = m.c.command_id;
     r.binding = &m.b;
     n = protobuf_c_message_pack(&r.base, b);
@@ -531,9 +520,7 @@ Test(mission, an_old_streams_outcome_unknown_is_never_resent)
 {
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
-    mission(&m, "upload-11");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    struct call *c = deliver(s, &m, "upload-11");
     /* A stream on the same session replaces the one written to. */
     struct rc_status st;
     struct rc_stream *s2 = rc_stream_open_gen2(agents, "agent", last_session, NULL, 0, &st);
@@ -699,9 +686,7 @@ Test(mission, mission_and_ingest_interleave)
 {
     struct rc_stream *s = agent_ready("agent");
     struct mission m;
-    mission(&m, "upload-12");
-    struct call *c = deploy(&m, "agent", 10000);
-    agent_expect_mission(s, &m);
+    struct call *c = deliver(s, &m, "upload-12");
     for (uint64_t seq = 1; seq <= 5; seq++)
         agent_expect_nothing(s, "agent", seq); /* each frame acked while the mission waits */
     agent_result(s, &m, ST(APPLIED), 1);
