@@ -224,6 +224,18 @@ static void agent_expect_command(struct rc_stream *s, const struct cmd *m)
     free(want);
 }
 
+/* An ARM command id of agent, sealed, asked (attempt, 10 s) and delivered
+ * on s: the call. */
+static struct call *exchanged(struct rc_stream *s, struct cmd *m, const char *agent,
+                              const char *id, const char *attempt)
+{
+    cmd_arm(m, agent, id);
+    cmd_seal(m);
+    struct call *c = exchange(m, agent, attempt, 10000);
+    agent_expect_command(s, m);
+    return c;
+}
+
 /* A snapshot with these stages (events <command_id>/<stage>), optionally
  * delivery_complete, with an unknown field 9 the relay must pass on. */
 static void agent_evidence_on(struct rc_stream *s, const char *id, const char *digest,
@@ -454,10 +466,7 @@ Test(durable, id_namespace_and_digest_binding)
 {
     struct rc_stream *s = agent_open("agent");
     struct cmd m;
-    cmd_arm(&m, "agent", "cmd-8");
-    cmd_seal(&m);
-    struct call *c = exchange(&m, "agent", "cmd-8/attempt-1", 10000);
-    agent_expect_command(s, &m);
+    struct call *c = exchanged(s, &m, "agent", "cmd-8", "cmd-8/attempt-1");
     agent_evidence(s, &m, ack_stage, 1, false);
     expect_status(c, OK, NULL);
     /* The same id, another command. */
@@ -554,10 +563,7 @@ Test(durable, evidence_digest_is_byte_exact)
 {
     struct rc_stream *s = agent_open("agent");
     struct cmd m;
-    cmd_arm(&m, "agent", "cmd-13");
-    cmd_seal(&m);
-    struct call *c = exchange(&m, "agent", "cmd-13/attempt-1", 10000);
-    agent_expect_command(s, &m);
+    struct call *c = exchanged(s, &m, "agent", "cmd-13", "cmd-13/attempt-1");
     CommandEvidence e = AEROARC__AGENT__V1__COMMAND_EVIDENCE__INIT;
     e.command_id = "cmd-13";
     e.command_digest = m.digest;
@@ -578,10 +584,7 @@ Test(durable, stream_loss_and_deadline)
 {
     struct rc_stream *s = agent_open("agent");
     struct cmd m;
-    cmd_arm(&m, "agent", "cmd-10");
-    cmd_seal(&m);
-    struct call *c = exchange(&m, "agent", "cmd-10/attempt-1", 10000);
-    agent_expect_command(s, &m);
+    struct call *c = exchanged(s, &m, "agent", "cmd-10", "cmd-10/attempt-1");
     agent_close(s);
     expect_status(c, ABORTED, "Agent session or stream ended; reconcile the same command identity");
 
@@ -603,10 +606,7 @@ Test(durable, slot_shared_with_set_context)
     struct rc_stream *s = agent_open("agent");
     reconcile(s, "agent");
     struct cmd m;
-    cmd_arm(&m, "agent", "cmd-11");
-    cmd_seal(&m);
-    struct call *c = exchange(&m, "agent", "cmd-11/attempt-1", 10000);
-    agent_expect_command(s, &m);
+    struct call *c = exchanged(s, &m, "agent", "cmd-11", "cmd-11/attempt-1");
     /* A Set waits for the slot until the first snapshot. */
     Aeroarc__Agent__V1__OperationContext oc = AEROARC__AGENT__V1__OPERATION_CONTEXT__INIT;
     oc.flight_id = "flight";
@@ -829,10 +829,7 @@ Test(durable, sighup_reads_mappings_and_identities_again)
 {
     struct rc_stream *s = agent_open("agent-b");
     struct cmd m;
-    cmd_arm(&m, "agent-b", "cmd-r1");
-    cmd_seal(&m);
-    struct call *c = exchange(&m, "agent-b", "r/1", 10000);
-    agent_expect_command(s, &m);
+    struct call *c = exchanged(s, &m, "agent-b", "cmd-r1", "r/1");
     agent_evidence(s, &m, ack_stage, 1, false);
     expect_status(c, OK, NULL);
 
