@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mono_clock.h" /* latency: NTP steps must not show as negative acks */
 #include "wire_prepare.h"
+#include "wire_record.h"
 #include "worker_ctx.h"
 
 #include <stdlib.h>
@@ -615,15 +616,88 @@ static void ignore(struct stream *s, enum mux_arm arm)
 }
 
 /* A generation-2 message: its arm decides. */
+static void mux_arm_message(struct stream *s, enum mux_arm arm, aero_str payload,
+                            int64_t recv_ns, struct worker_ctx *w);
+
+/* Whether a run of records of one arm, joined, decodes as that arm's
+ * message (arm 6 and unknown numbers are not read: skipped anyway). */
+static bool run_decodes(enum mux_arm arm, aero_str run, struct worker_ctx *w)
+{
+    if (arm == MUX_FRAME) {
+        aero_frame view;
+        struct frame_wire_ids wire;
+        return decode(run, &view, &wire, w) != FRAME_DECODE_MALFORMED;
+    }
+    if (!arm_message[arm])
+        return true;
+    ProtobufCMessage *m = wire_unpack(arm_message[arm], (const uint8_t *)run.ptr, run.len);
+    if (!m)
+        return false;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return true;
+}
+
+/*
+ * An AgentStreamMessage whose oneof came in several records, read as Go
+ * reads it: a record of another arm replaces the message, records of the
+ * same arm in a row merge (their payloads joined). Every run but the last
+ * must decode as its arm (Go decodes each); the last run, joined into
+ * *joined (malloc'ed), is the payload. False: a run does not decode, or
+ * no memory.
+ */
+static bool mux_join_runs(const uint8_t *bytes, size_t len, uint8_t **joined,
+                          aero_str *payload, struct worker_ctx *w)
+{
+    uint8_t *run = malloc(len ? len : 1);
+    if (!run)
+        return false;
+    const uint8_t *p = bytes, *end = bytes + len;
+    enum mux_arm cur = MUX_EMPTY;
+    size_t n = 0;
+    struct wire_record r;
+    while (p < end && wire_record_next(&p, end, &r)) {
+        if (r.field < MUX_FRAME || r.field > MUX_FLIGHT_COMPLETION)
+            continue; /* not an arm: the oneof stays as it is */
+        if ((enum mux_arm)r.field != cur) {
+            if (cur != MUX_EMPTY && !run_decodes(cur, (aero_str){(const char *)run, n}, w)) {
+                free(run);
+                return false;
+            }
+            cur = (enum mux_arm)r.field;
+            n = 0;
+        }
+        memcpy(run + n, r.body, (size_t)r.len);
+        n += (size_t)r.len;
+    }
+    *joined = run;
+    *payload = (aero_str){(const char *)run, n};
+    return true;
+}
+
 static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int64_t recv_ns,
                         struct worker_ctx *w)
 {
     enum mux_arm arm;
     aero_str payload;
-    if (frame_mux_decode(bytes, len, &arm, &payload) < 0) {
+    int rc = frame_mux_decode(bytes, len, &arm, &payload);
+    if (rc < 0) {
         end_malformed(s, "malformed AgentStreamMessage");
         return;
     }
+    uint8_t *joined = NULL;
+    if (rc == 1 && !mux_join_runs(bytes, len, &joined, &payload, w)) {
+        end_malformed(s, "malformed AgentStreamMessage payload");
+        return;
+    }
+    mux_arm_message(s, arm, payload, recv_ns, w);
+    free(joined); /* what the message path keeps, it copied */
+}
+
+/* A generation-2 message's arm and payload: a frame, a command result, or
+ * one nobody handles. */
+static void mux_arm_message(struct stream *s, enum mux_arm arm, aero_str payload,
+                            int64_t recv_ns, struct worker_ctx *w)
+{
     if (arm == MUX_FRAME) {
         aero_frame view;
         struct frame_wire_ids wire;

@@ -531,6 +531,7 @@ int frame_mux_decode(const uint8_t *buf, size_t len, enum mux_arm *arm, aero_str
 {
     struct reader r = {.p = buf, .end = buf + len};
     bool any = false;
+    unsigned records = 0;
 
     *arm = MUX_EMPTY;
     *payload = str_empty();
@@ -542,17 +543,17 @@ int frame_mux_decode(const uint8_t *buf, size_t len, enum mux_arm *arm, aero_str
             return -1;
         any = true;
         if (field >= MUX_FRAME && field <= MUX_FLIGHT_COMPLETION) {
-            /* A oneof set twice keeps the last, as protobuf does. */
             if (wire != WIRE_LEN || read_len(&r, payload) < 0)
                 return -1;
             *arm = (enum mux_arm)field;
+            records++;
         } else if (skip_field(&r, wire) < 0) {
             return -1;
         }
     }
     if (*arm == MUX_EMPTY && any)
         *arm = MUX_UNKNOWN;
-    return 0;
+    return records > 1 ? 1 : 0;
 }
 
 const char *frame_mux_arm_name(enum mux_arm arm)

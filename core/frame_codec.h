@@ -138,6 +138,8 @@ bool frame_mux_well_formed(aero_str msg);
  * Read an AgentStreamMessage: the arm (the last of fields 1-6 seen) and its
  * payload, pointing into buf. -1 when it is not well-formed protobuf or a
  * field 1-6 has a wire type other than 2 (the stream ends INVALID_ARGUMENT).
+ * 1 when the oneof came in more than one record (payload: the last one):
+ * the caller reads it as Go does (agent_stream's mux_join_runs).
  */
 int frame_mux_decode(const uint8_t *buf, size_t len, enum mux_arm *arm, aero_str *payload);
 

@@ -850,6 +850,43 @@ Test(gen2, unknown_and_unawaited_payloads_are_skipped_counted_and_the_stream_goe
     }
 }
 
+/* A frame sent as two arm-1 records is their merge, as Go reads a oneof
+ * message set twice: the second record adds flight_id (field 11) to the
+ * first's frame. */
+Test(gen2, a_frame_in_two_records_is_their_merge)
+{
+    const char *A = "merge-1";
+    char session[64];
+    struct rc_stream *s = open_g2(A, session, sizeof(session));
+    uint8_t *frame, *env;
+    size_t flen, elen;
+    cr_assert_eq(rc_frame_encode(harness_g2_frame(A, session, 1), &frame, &flen), 0);
+    static const uint8_t more[] = {0x5a, 0x08, 'F', '-', 'm', 'e', 'r', 'g', 'e', 'd'};
+    env = malloc(flen + sizeof(more) + 16);
+    size_t n = 0;
+    env[n++] = 0x0a;
+    for (size_t v = flen;; v >>= 7) {
+        env[n++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80)
+            break;
+    }
+    memcpy(env + n, frame, flen);
+    n += flen;
+    env[n++] = 0x0a;
+    env[n++] = sizeof(more);
+    memcpy(env + n, more, sizeof(more));
+    elen = n + sizeof(more);
+    cr_assert_eq(rc_stream_send(s, env, elen, 5000), 0);
+    expect_g2_ack(s, 1, RC_ACK_OK, "");
+    close_ok(s);
+    char line[4096], v[64];
+    sink_line(A, 1, line, sizeof(line));
+    cr_assert(json_str(line, "flight_id", v, sizeof(v)), "%s", line);
+    cr_assert_str_eq(v, "F-merged", "%s", line);
+    free(frame);
+    free(env);
+}
+
 /* A registered agent's generation-2 stream that has acked one good frame;
  * then bytes; then the stream must end INVALID_ARGUMENT. */
 static void fatal_message(const char *agent, const uint8_t *bytes, size_t len, const char *what)
@@ -882,6 +919,7 @@ Test(gen2, an_undecodable_result_or_a_wrong_wire_type_ends_the_stream)
     /* Not well-formed at all: a group, a truncated envelope. */
     static const uint8_t group[] = {0x0b, 0x0c};
     static const uint8_t truncated[] = {0x0a, 0x05, 0x18};
+    static const uint8_t arm1_then_arm6[] = {0x0a, 0x02, 0x0a, 0x7f, 0x32, 0x00};
     static const struct {
         const uint8_t *b;
         size_t n;
@@ -898,6 +936,9 @@ Test(gen2, an_undecodable_result_or_a_wrong_wire_type_ends_the_stream)
         {f6_fixed32, sizeof(f6_fixed32), "field 6 fixed32"},
         {group, sizeof(group), "a group"},
         {truncated, sizeof(truncated), "truncated"},
+        /* Go decodes every arm record: a bad arm 1 later replaced by arm 6
+         * still ends the stream. */
+        {arm1_then_arm6, sizeof(arm1_then_arm6), "arm 1 undecodable, then arm 6"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         fatal_message("fatal-1", cases[i].b, cases[i].n, cases[i].what);
