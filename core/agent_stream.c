@@ -781,8 +781,12 @@ static void first_message(struct stream *s, const uint8_t *bytes, size_t len, in
     struct frame_wire_ids wire;
     if (frame_mux_single_field(bytes, len, &field, &payload)) {
         if (field == MUX_FRAME) {
+            /* Rule 2: a frame with the right wire type for every known
+             * field (Go would read the others as unknown; a seed frame's
+             * bytes read as an envelope's are unlikely to avoid both). */
             enum frame_decode_result dr = decode(payload, &view, &wire, w);
-            if (dr != FRAME_DECODE_MALFORMED && (view.seq > 0 || view.msg_name.len > 0)) {
+            if (dr != FRAME_DECODE_MALFORMED && !wire.wrong_wire &&
+                (view.seq > 0 || view.msg_name.len > 0)) {
                 decide(s, GEN_MUX);
                 mux_frame(s, &view, &wire, dr, payload, recv_ns, w);
                 return;

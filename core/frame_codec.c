@@ -189,8 +189,9 @@ static int skip_field(struct reader *r, unsigned wire)
 }
 
 /* One map entry: a nested message { 1: key, 2: value }; a missing key or
- * value is the empty string, a repeated one keeps the last. */
-static int decode_entry(aero_str bytes, aero_kv *kv)
+ * value is the empty string, a repeated one keeps the last. A key or value
+ * of another wire type is an unknown field (Go): *wrong set. */
+static int decode_entry(aero_str bytes, aero_kv *kv, bool *wrong)
 {
     struct reader r = {.p = (const uint8_t *)bytes.ptr,
                        .end = (const uint8_t *)bytes.ptr + bytes.len};
@@ -203,11 +204,13 @@ static int decode_entry(aero_str bytes, aero_kv *kv)
 
         if (read_tag(&r, &field, &wire) < 0)
             return -1;
-        if (field == 1 || field == 2) {
-            if (wire != WIRE_LEN || read_len(&r, field == 1 ? &kv->key : &kv->value) < 0)
+        if ((field == 1 || field == 2) && wire == WIRE_LEN) {
+            if (read_len(&r, field == 1 ? &kv->key : &kv->value) < 0)
                 return -1;
-        } else if (skip_field(&r, wire) < 0) {
-            return -1;
+        } else {
+            *wrong |= field == 1 || field == 2;
+            if (skip_field(&r, wire) < 0)
+                return -1;
         }
     }
     return 0;
@@ -301,6 +304,7 @@ static void frame_defaults(const uint8_t *buf, size_t len, aero_frame *view,
     wire->agent_id = str_empty();
     wire->session_id = str_empty();
     wire->wal_id = str_empty();
+    wire->wrong_wire = false;
 }
 
 static double double_from_bits(uint64_t bits)
@@ -337,8 +341,15 @@ static aero_str *frame_string_slot(uint32_t field, aero_frame *view,
     }
 }
 
-/* One top-level field. A known number with another wire type is malformed
- * (protobuf-c refuses it too); scalars repeated keep the last value. */
+/* A known field with another wire type: an unknown field to Go's protobuf
+ * (protobuf-c would refuse the frame), skipped and noted. */
+static int wrong_wire(struct reader *r, unsigned wire, struct frame_wire_ids *ids)
+{
+    ids->wrong_wire = true;
+    return skip_field(r, wire);
+}
+
+/* One top-level field; scalars repeated keep the last value. */
 static int decode_field(struct reader *r, uint32_t field, unsigned wire, aero_frame *view,
                         struct frame_wire_ids *ids, struct field_sink *fs)
 {
@@ -346,13 +357,15 @@ static int decode_field(struct reader *r, uint32_t field, unsigned wire, aero_fr
     uint64_t v;
 
     if (slot != NULL)
-        return wire == WIRE_LEN ? read_len(r, slot) : -1;
+        return wire == WIRE_LEN ? read_len(r, slot) : wrong_wire(r, wire, ids);
     switch (field) {
     case F_SEQ:
     case F_SENT_AT:
     case F_MSG_ID:
     case F_INTENT_VERSION:
-        if (wire != WIRE_VARINT || read_varint(r, &v) < 0)
+        if (wire != WIRE_VARINT)
+            return wrong_wire(r, wire, ids);
+        if (read_varint(r, &v) < 0)
             return -1;
         if (field == F_SEQ)
             view->seq = v;
@@ -364,7 +377,9 @@ static int decode_field(struct reader *r, uint32_t field, unsigned wire, aero_fr
             view->intent_version = (uint32_t)v;
         return 0;
     case F_DEVICE_TS:
-        if (wire != WIRE_FIXED64 || read_fixed(r, 8, &v) < 0)
+        if (wire != WIRE_FIXED64)
+            return wrong_wire(r, wire, ids);
+        if (read_fixed(r, 8, &v) < 0)
             return -1;
         view->device_timestamp_sec = double_from_bits(v);
         return 0;
@@ -372,7 +387,9 @@ static int decode_field(struct reader *r, uint32_t field, unsigned wire, aero_fr
         aero_str bytes;
         aero_kv kv;
 
-        if (wire != WIRE_LEN || read_len(r, &bytes) < 0 || decode_entry(bytes, &kv) < 0)
+        if (wire != WIRE_LEN)
+            return wrong_wire(r, wire, ids);
+        if (read_len(r, &bytes) < 0 || decode_entry(bytes, &kv, &ids->wrong_wire) < 0)
             return -1;
         field_sink_put(fs, kv);
         return 0;

@@ -28,6 +28,10 @@ struct frame_wire_ids {
     aero_str agent_id;
     aero_str session_id;
     aero_str wal_id;
+    /* A known field came with another wire type: skipped as an unknown
+     * field, as Go's protobuf reads it (SPEC.md section 9 rule 2 wants the
+     * right wire types to take a first message for generation 2). */
+    bool wrong_wire;
 };
 
 enum frame_decode_result {
@@ -41,8 +45,9 @@ enum frame_decode_result {
  * agent_id, session_id, received_unix_ns are left for the caller; protobuf
  * is set to buf/len). Map entries go to fields[0..fields_cap); a key seen
  * twice keeps the last value (protobuf map semantics), so view->n_fields
- * counts distinct keys. Unknown fields are skipped as protobuf requires;
- * a wrong wire type for a known field is MALFORMED.
+ * counts distinct keys. Unknown fields are skipped as protobuf requires,
+ * and so is a known field with another wire type (0, 1, 2 or 5), as Go's
+ * protobuf reads it (wire->wrong_wire says so); groups are MALFORMED.
  */
 enum frame_decode_result frame_decode(const uint8_t *buf, size_t len, aero_frame *view,
                                       aero_kv *fields, size_t fields_cap,

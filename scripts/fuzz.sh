@@ -34,7 +34,7 @@ cflags=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
 # target: the core sources it exercises, then the libraries it needs.
 sources_of() {
   case $1 in
-    frame_decoder) echo "core/frame_codec.c core/siphash.c $out/gen/$proto.pb-c.c" ;;
+    frame_decoder) echo "core/frame_codec.c core/siphash.c core/wire_prepare.c core/wire_record.c $out/gen/$proto.pb-c.c" ;;
     envelope_json) echo "core/envelope_json.c" ;;
     config)        echo "core/config.c core/settings.c core/log.c" ;;
     keys_file)     echo "core/auth.c" ;;

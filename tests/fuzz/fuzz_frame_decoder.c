@@ -11,6 +11,7 @@
 #include "frame_codec.h"
 
 #include "aeroarc/agent/v1/agent.pb-c.h"
+#include "wire_prepare.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -88,8 +89,10 @@ static bool same_map(const aero_frame *v, const Aeroarc__Agent__V1__TelemetryFra
 static void cross_check(const aero_frame *v, const struct frame_wire_ids *w,
                         const uint8_t *data, size_t size)
 {
-    Aeroarc__Agent__V1__TelemetryFrame *pb =
-        aeroarc__agent__v1__telemetry_frame__unpack(NULL, size, data);
+    /* The reference reads as Go's protobuf does (wire_unpack: a known
+     * field of another wire type is an unknown field), as the decoder. */
+    Aeroarc__Agent__V1__TelemetryFrame *pb = (Aeroarc__Agent__V1__TelemetryFrame *)wire_unpack(
+        &aeroarc__agent__v1__telemetry_frame__descriptor, data, size);
 
     if (pb == NULL)
         return; /* we are stricter in places (10th varint byte); fine */

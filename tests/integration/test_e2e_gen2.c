@@ -465,6 +465,60 @@ Test(gen2, a_frame_in_field_1_with_seq_or_msg_name_is_generation_2)
     close_ok(s);
 }
 
+/* A known field with another wire type is an unknown field, as Go reads
+ * it: a frame with flight_id (11) sent as a varint is acked OK on a seed
+ * and on a generation-2 stream, and the stream goes on. A first message
+ * whose frame has one is not taken for generation 2 (rule 2 wants the
+ * right wire type for every known field): it is a seed frame, whose
+ * session_id (field 1) is the envelope's bytes, stale and accepted. */
+Test(gen2, a_known_field_with_another_wire_type_is_skipped_as_go_reads_it)
+{
+    static const uint8_t flight_as_varint[] = {0x58, 0x01};
+    uint8_t *frame, *b;
+    size_t flen, n;
+    struct rc_status st;
+
+    harness_register(ch, "ww-seed", NULL, 0);
+    struct rc_stream *s = rc_stream_open(ch, "ww-seed", NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    cr_assert_eq(rc_frame_encode(harness_frame("ww-seed", 1), &frame, &flen), 0);
+    b = malloc(flen + sizeof(flight_as_varint));
+    memcpy(b, frame, flen);
+    memcpy(b + flen, flight_as_varint, sizeof(flight_as_varint));
+    cr_assert_eq(rc_stream_send(s, b, flen + sizeof(flight_as_varint), 5000), 0);
+    expect_seed_ack(s, "ww-seed", 1, RC_ACK_OK);
+    cr_assert_eq(rc_stream_send_frame(s, harness_frame("ww-seed", 2), 5000), 0);
+    expect_seed_ack(s, "ww-seed", 2, RC_ACK_OK);
+    close_ok(s);
+    free(frame);
+    free(b);
+
+    char session[64];
+    s = open_g2("ww-g2", session, sizeof(session));
+    cr_assert_eq(rc_frame_encode(harness_g2_frame("ww-g2", session, 1), &frame, &flen), 0);
+    b = malloc(flen + sizeof(flight_as_varint));
+    memcpy(b, frame, flen);
+    memcpy(b + flen, flight_as_varint, sizeof(flight_as_varint));
+    uint8_t *env;
+    cr_assert_eq(rc_envelope_wrap(RC_AGENT_TELEMETRY_FRAME, b, flen + sizeof(flight_as_varint),
+                                  &env, &n),
+                 0);
+    cr_assert_eq(rc_stream_send(s, env, n, 5000), 0);
+    expect_g2_ack(s, 1, RC_ACK_OK, "");
+    close_ok(s);
+    free(frame);
+    free(b);
+    free(env);
+
+    static const uint8_t first[] = {0x0a, 0x04, 0x18, 0x07, 0x58, 0x01};
+    harness_register(ch, "ww-first", NULL, 0);
+    s = rc_stream_open_gen2(ch, "ww-first", NULL, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    cr_assert_eq(rc_stream_send(s, first, sizeof(first), 5000), 0);
+    expect_seed_ack(s, "ww-first", 0, RC_ACK_OK);
+    close_ok(s);
+}
+
 Test(gen2, a_seed_frame_with_only_session_id_or_agent_id_is_seed)
 {
     /* 0A 25 "sess-<32 hex>": field 1, wire type 2, 37 bytes, spanning the
