@@ -76,8 +76,8 @@ void gateway_metrics_register(struct gateway_metrics *gm, struct metrics *m)
                          "field 14).",
                          NULL);
     gm->held = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_frames_held_total",
-                                "Generation-2 frames whose ack was held while a reject sink's "
-                                "queue was full (SPEC section 9).",
+                                "Generation-2 frames whose ack was held while a sink's queue "
+                                "was full (SPEC section 9).",
                                 NULL);
     gm->held_refused = metrics_register(
         m, AERO_METRIC_COUNTER, "aero_relay_frames_held_refused_total",
