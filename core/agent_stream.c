@@ -538,13 +538,17 @@ static void mux_frame(struct stream *s, aero_frame *view, const struct frame_wir
     }
     if (wal[0] == '\0') {
         /* Agents before July 2026 send none and ignore ack status: keep
-         * their frames, count them, say so once per stream. */
+         * their frames, count them, say so once per session (SPEC.md
+         * section 9); the stream's flag spares the table all but a look
+         * per stream. */
         metrics_inc(gw->m.frames_without_wal_id);
         if (!s->warned_no_wal) {
             s->warned_no_wal = true;
-            log_info("agent %s (session %s) sends frames without wal_id: an agent built "
-                     "before field 14; accepted, recorded with an empty wal_id",
-                     s->agent_id, s->session_id);
+            if (session_table_once(gw->relay->sessions, s->agent_id, s->gen,
+                                   SESSION_ONCE_NO_WAL_ID))
+                log_info("agent %s (session %s) sends frames without wal_id: an agent built "
+                         "before field 14; accepted, recorded with an empty wal_id",
+                         s->agent_id, s->session_id);
         }
     }
     mux_accept(s, view, bytes, wal, recv_ns, w);

@@ -39,6 +39,7 @@ struct session {
     char *flight;    /* NULL, or "<flight_id>\0<intent_id>\0" (malloc'ed) */
     uint32_t intent_version;
     bool stream_attached;
+    uint8_t once; /* enum session_once bits already asked (session_table_once) */
     uint8_t agent_len;
     char session_id[SESSION_ID_LEN + 1];
     char agent_id[]; /* agent_len + 1 bytes */
@@ -428,6 +429,7 @@ int session_table_register_caps(struct session_table *t, const char *agent_id, i
     e->ext = NULL;
     e->caps = caps_ref(caps);
     e->stream_attached = false;
+    e->once = 0;
     if (fresh != NULL) {
         *link = fresh; /* its slot in count was reserved above */
         s->n++;
@@ -573,6 +575,21 @@ bool session_table_touch_frame(struct session_table *t, const char *agent_id, ui
     }
     pthread_mutex_unlock(&s->lock);
     return current;
+}
+
+bool session_table_once(struct session_table *t, const char *agent_id, uint64_t gen,
+                        enum session_once what)
+{
+    struct shard *s;
+    struct session **link = lock_find(t, agent_id, &s);
+    if (!link)
+        return false;
+    struct session *e = *link;
+    bool first = e != NULL && e->gen == gen && !(e->once & what);
+    if (first)
+        e->once |= (uint8_t)what;
+    pthread_mutex_unlock(&s->lock);
+    return first;
 }
 
 void session_table_touch_message(struct session_table *t, const char *agent_id, uint64_t gen,

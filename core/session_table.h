@@ -131,6 +131,16 @@ void session_table_touch(struct session_table *t, const char *agent_id, uint64_t
 bool session_table_touch_frame(struct session_table *t, const char *agent_id, uint64_t gen,
                                int64_t now_ns, const aero_frame *frame);
 
+/* What a session says once in its life (SPEC.md section 9: its frames
+ * without wal_id are logged once per session), whatever streams it has. */
+enum session_once { SESSION_ONCE_NO_WAL_ID = 1 };
+
+/* True the first time `what` is asked of the session whose current
+ * generation is gen (Register starts a new session: asked afresh); false
+ * after that, and for a stale gen. */
+bool session_table_once(struct session_table *t, const char *agent_id, uint64_t gen,
+                        enum session_once what);
+
 /* Any other stream message of generation gen (a command result, evidence,
  * one nobody handles): only last_message moves, since last_heartbeat is
  * the frames' (SPEC.md section 2). No-op for a stale gen. */

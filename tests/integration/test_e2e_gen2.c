@@ -802,6 +802,59 @@ Test(gen2, a_seed_frame_wal_id_is_recorded_canonical_or_empty)
     }
 }
 
+/* How often the relay's log so far says agent `agent` sends frames
+ * without wal_id. */
+static int no_wal_lines(const char *agent)
+{
+    char *log = harness_read_file(relay.stderr_path, NULL);
+    cr_assert_not_null(log);
+    char want[128];
+    snprintf(want, sizeof(want), "agent %s (session ", agent);
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, want)); p++)
+        n += strstr(p, "sends frames without wal_id") == strchr(p, ')') + 2;
+    free(log);
+    return n;
+}
+
+/* SPEC section 9 step 6: frames without wal_id are logged once per
+ * session: not again on the session's second stream, again for the next
+ * Register's session. The ack is what orders the log line before the
+ * read. */
+Test(gen2, frames_without_wal_id_are_logged_once_per_session)
+{
+    const char *A = "nowal-1";
+    char session[64];
+    struct rc_status st;
+    struct rc_frame f;
+    struct rc_stream *s = open_g2(A, session, sizeof(session));
+    for (uint64_t seq = 1; seq <= 2; seq++) {
+        f = *harness_g2_frame(A, session, seq);
+        f.wal_id = "";
+        cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
+        expect_g2_ack(s, seq, RC_ACK_OK, "");
+    }
+    cr_assert_eq(no_wal_lines(A), 1);
+    /* The same session's second stream (it supersedes the first). */
+    struct rc_stream *s2 = rc_stream_open_gen2(ch, A, session, NULL, 0, &st);
+    cr_assert_not_null(s2, "%s", st.message);
+    f = *harness_g2_frame(A, session, 3);
+    f.wal_id = "";
+    cr_assert_eq(rc_stream_send_gen2_frame(s2, &f, 5000), 0);
+    expect_g2_ack(s2, 3, RC_ACK_OK, "");
+    cr_assert_eq(no_wal_lines(A), 1, "said again for the same session");
+    close_ok(s2);
+    rc_stream_free(s);
+    /* A new Register: a new session, said again. */
+    s = open_g2(A, session, sizeof(session));
+    f = *harness_g2_frame(A, session, 4);
+    f.wal_id = "";
+    cr_assert_eq(rc_stream_send_gen2_frame(s, &f, 5000), 0);
+    expect_g2_ack(s, 4, RC_ACK_OK, "");
+    cr_assert_eq(no_wal_lines(A), 2);
+    close_ok(s);
+}
+
 /* ---- payloads other than frames ----------------------------------------- */
 
 /* Send the envelope bytes, then a good frame whose ack must be the very next
