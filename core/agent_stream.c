@@ -455,7 +455,8 @@ static void mux_accept(struct stream *s, const aero_frame *view, aero_str bytes,
     if (h)
         pthread_mutex_lock(&h->mu);
     bool closed = gated(s);
-    bool must_hold = closed || (h && h->head) || sink_pipeline_full(gw->relay->sinks, view->msg_name);
+    bool must_hold =
+        closed || (h && h->head) || sink_pipeline_full(gw->relay->sinks, view->msg_name);
     bool room = (h ? h->n : 0) < gw->max_inflight;
     if (h)
         pthread_mutex_unlock(&h->mu);
