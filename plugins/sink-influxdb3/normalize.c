@@ -218,6 +218,7 @@ static int is_upper(int c) { return c >= 'A' && c <= 'Z'; }
 static int is_lower(int c) { return c >= 'a' && c <= 'z'; }
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
 static int is_space(int c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static int to_lower(int c) { return is_upper(c) ? c - 'A' + 'a' : c; }
 
 size_t normalize_canonical_name(const char *name, size_t len, char *out, size_t cap)
 {
@@ -251,7 +252,7 @@ size_t normalize_canonical_name(const char *name, size_t len, char *out, size_t 
             out[n++] = '_';
         pending = 0;
         if (n + 1 < cap)
-            out[n++] = (char)(is_upper(c) ? c - 'A' + 'a' : c);
+            out[n++] = (char)to_lower(c);
     }
     if (cap > 0)
         out[n] = '\0';
@@ -424,8 +425,7 @@ static void parse_uint(struct src_val *v)
     v->state = SV_OK;
 }
 
-static int lower(int c) { return c | 0x20; }
-static bool is_hex_letter(int c) { return lower(c) >= 'a' && lower(c) <= 'f'; }
+static bool is_hex_letter(int c) { return to_lower(c) >= 'a' && to_lower(c) <= 'f'; }
 
 /* Go's strconv underscoreOK: an '_' only between digits, or between a base
  * prefix and a digit. */
@@ -436,10 +436,11 @@ static bool underscores_ok(const char *s, size_t n)
     bool hex = false;
     if (n >= 1 && (s[0] == '+' || s[0] == '-'))
         s++, n--;
-    if (n >= 2 && s[0] == '0' && (lower(s[1]) == 'b' || lower(s[1]) == 'o' || lower(s[1]) == 'x')) {
+    int base = n >= 2 && s[0] == '0' ? to_lower((unsigned char)s[1]) : 0;
+    if (base == 'b' || base == 'o' || base == 'x') {
         i = 2;
         saw = '0';
-        hex = lower(s[1]) == 'x';
+        hex = base == 'x';
     }
     for (; i < n; i++) {
         if (is_digit((unsigned char)s[i]) || (hex && is_hex_letter((unsigned char)s[i]))) {
@@ -468,7 +469,7 @@ static bool go_float_syntax(const char *s, size_t n)
     bool hex = false, dot = false, digits = false, underscores = false;
     if (i < n && (s[i] == '+' || s[i] == '-'))
         i++;
-    if (i + 2 < n && s[i] == '0' && lower(s[i + 1]) == 'x') {
+    if (i + 2 < n && s[i] == '0' && to_lower(s[i + 1]) == 'x') {
         hex = true;
         i += 2;
     }
@@ -485,7 +486,7 @@ static bool go_float_syntax(const char *s, size_t n)
     }
     if (!digits)
         return false;
-    if (i < n && lower(s[i]) == (hex ? 'p' : 'e')) {
+    if (i < n && to_lower(s[i]) == (hex ? 'p' : 'e')) {
         i++;
         if (i < n && (s[i] == '+' || s[i] == '-'))
             i++;
@@ -894,8 +895,7 @@ static int put_value(struct lp_buf *b, const struct out_val *o)
      * Escaping adds no capital letter, so lower-casing its output is the
      * same as escaping the lower-cased value. */
     for (size_t i = from; o->lower && i < b->len; i++)
-        if (is_upper((unsigned char)b->p[i]))
-            b->p[i] = (char)(b->p[i] - 'A' + 'a');
+        b->p[i] = (char)to_lower((unsigned char)b->p[i]);
     return lp_put(b, "\"", 1);
 }
 
@@ -921,7 +921,7 @@ static aero_str dialect_of(const aero_frame *f, char *buf, size_t cap)
         return (aero_str){"common", 6};
     size_t n = d.len < cap ? d.len : cap;
     for (size_t i = 0; i < n; i++)
-        buf[i] = is_upper((unsigned char)d.ptr[i]) ? (char)(d.ptr[i] - 'A' + 'a') : d.ptr[i];
+        buf[i] = (char)to_lower((unsigned char)d.ptr[i]);
     return (aero_str){buf, n};
 }
 
