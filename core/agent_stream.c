@@ -620,10 +620,6 @@ static void ignore(struct stream *s, enum mux_arm arm)
     rpc_stream_credit(s->rs, 1);
 }
 
-/* A generation-2 message: its arm decides. */
-static void mux_arm_message(struct stream *s, enum mux_arm arm, aero_str payload,
-                            int64_t recv_ns, struct worker_ctx *w);
-
 /* Whether a run of records of one arm, joined, decodes as that arm's
  * message (arm 6 and unknown numbers are not read: skipped anyway). */
 static bool run_decodes(enum mux_arm arm, aero_str run, struct worker_ctx *w)
@@ -677,25 +673,6 @@ static bool mux_join_runs(const uint8_t *bytes, size_t len, uint8_t **joined,
     *joined = run;
     *payload = (aero_str){(const char *)run, n};
     return true;
-}
-
-static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int64_t recv_ns,
-                        struct worker_ctx *w)
-{
-    enum mux_arm arm;
-    aero_str payload;
-    int rc = frame_mux_decode(bytes, len, &arm, &payload);
-    if (rc < 0) {
-        end_malformed(s, "malformed AgentStreamMessage");
-        return;
-    }
-    uint8_t *joined = NULL;
-    if (rc == 1 && !mux_join_runs(bytes, len, &joined, &payload, w)) {
-        end_malformed(s, "malformed AgentStreamMessage payload");
-        return;
-    }
-    mux_arm_message(s, arm, payload, recv_ns, w);
-    free(joined); /* what the message path keeps, it copied */
 }
 
 /* A generation-2 message's arm and payload: a frame, a command result, or
@@ -768,6 +745,26 @@ static void mux_arm_message(struct stream *s, enum mux_arm arm, aero_str payload
         }
     }
     ignore(s, arm);
+}
+
+/* A generation-2 message: its arm decides. */
+static void mux_message(struct stream *s, const uint8_t *bytes, size_t len, int64_t recv_ns,
+                        struct worker_ctx *w)
+{
+    enum mux_arm arm;
+    aero_str payload;
+    int rc = frame_mux_decode(bytes, len, &arm, &payload);
+    if (rc < 0) {
+        end_malformed(s, "malformed AgentStreamMessage");
+        return;
+    }
+    uint8_t *joined = NULL;
+    if (rc == 1 && !mux_join_runs(bytes, len, &joined, &payload, w)) {
+        end_malformed(s, "malformed AgentStreamMessage payload");
+        return;
+    }
+    mux_arm_message(s, arm, payload, recv_ns, w);
+    free(joined); /* what the message path keeps, it copied */
 }
 
 /*

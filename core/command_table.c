@@ -1307,22 +1307,22 @@ void command_table_stream_ended(struct command_table *t, struct rpc_stream *rs, 
             continue;
         }
         if (e->state == ENTRY_WRITTEN && e->kind == COMMAND_MISSION &&
-            !rpc_stream_sent(rs, e->sent_number) && rpc_stream_begun(rs, e->sent_number)) {
-            /* 14.2 rule 12: its write began and never finished (the
-             * stream ended under it): the agent may hold part or all of
-             * it, so the outcome is unknown, OK to the caller, kept. */
-            struct command_outcome o = {.code = RPC_OK};
-            e->ops->lost(e->ctx, mission_write_failed_reason, &o);
-            complete(t, e, &o, &done);
-            continue;
-        }
-        if (e->state == ENTRY_WRITTEN && e->kind == COMMAND_MISSION &&
             !rpc_stream_sent(rs, e->sent_number)) {
-            /* 14.2 rule 16, not written (14.6 reading 5: still waiting for
-             * the stream's write): nothing reached the agent, so ABORTED
-             * and not kept; a redelivery stays retryable. */
-            end_unadmitted(t, e, RPC_ABORTED,
-                           replaced ? mission_replaced_unsent_text : aborted_text[e->kind], &done);
+            if (rpc_stream_begun(rs, e->sent_number)) {
+                /* 14.2 rule 12: its write began and never finished (the
+                 * stream ended under it): the agent may hold part or all
+                 * of it, so the outcome is unknown, OK to the caller, kept. */
+                struct command_outcome o = {.code = RPC_OK};
+                e->ops->lost(e->ctx, mission_write_failed_reason, &o);
+                complete(t, e, &o, &done);
+            } else {
+                /* 14.2 rule 16, not written (14.6 reading 5: still waiting
+                 * for the stream's write): nothing reached the agent, so
+                 * ABORTED and not kept; a redelivery stays retryable. */
+                end_unadmitted(t, e, RPC_ABORTED,
+                               replaced ? mission_replaced_unsent_text : aborted_text[e->kind],
+                               &done);
+            }
             continue;
         }
         if (e->state == ENTRY_WRITTEN && e->ops->lost) {
