@@ -11,9 +11,10 @@
  * The rules (SPEC.md section 11):
  * - RegisterRelay first; agents are registered only while the relay is.
  *   A RegisterRelay that succeeds lets every RegisterAgent still to do
- *   start (each when its backoff allows); agents already registered go on being heartbeated: if the registry
- *   lost them, their next HeartbeatAgent says NOT_FOUND and the rule below
- *   decides (a relay registering again is no sign an agent moved).
+ *   start (each when its backoff allows); agents already registered go on
+ *   being heartbeated: if the registry lost them, their next HeartbeatAgent
+ *   says NOT_FOUND and the rule below decides (a relay registering again
+ *   is no sign an agent moved).
  * - RegisterAgent when the stream opens; retried with backoff until it
  *   succeeds or the session ends. Refused NOT_FOUND / FAILED_PRECONDITION
  *   (the registry does not know the relay): RegisterRelay first, then the
