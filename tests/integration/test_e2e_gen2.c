@@ -965,25 +965,17 @@ Test(gen2, a_frame_in_two_records_is_their_merge)
     const char *A = "merge-1";
     char session[64];
     struct rc_stream *s = open_g2(A, session, sizeof(session));
-    uint8_t *frame, *env;
-    size_t flen, elen;
+    uint8_t *frame, *first, *second;
+    size_t flen, n1, n2;
     cr_assert_eq(rc_frame_encode(harness_g2_frame(A, session, 1), &frame, &flen), 0);
     static const uint8_t more[] = {0x5a, 0x08, 'F', '-', 'm', 'e', 'r', 'g', 'e', 'd'};
-    env = malloc(flen + sizeof(more) + 16);
-    size_t n = 0;
-    env[n++] = 0x0a;
-    for (size_t v = flen;; v >>= 7) {
-        env[n++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-        if (v < 0x80)
-            break;
-    }
-    memcpy(env + n, frame, flen);
-    n += flen;
-    env[n++] = 0x0a;
-    env[n++] = sizeof(more);
-    memcpy(env + n, more, sizeof(more));
-    elen = n + sizeof(more);
-    cr_assert_eq(rc_stream_send(s, env, elen, 5000), 0);
+    cr_assert_eq(rc_envelope_wrap(RC_AGENT_TELEMETRY_FRAME, frame, flen, &first, &n1), 0);
+    cr_assert_eq(rc_envelope_wrap(RC_AGENT_TELEMETRY_FRAME, more, sizeof(more), &second, &n2), 0);
+    uint8_t *env = malloc(n1 + n2);
+    cr_assert_not_null(env);
+    memcpy(env, first, n1);
+    memcpy(env + n1, second, n2);
+    cr_assert_eq(rc_stream_send(s, env, n1 + n2, 5000), 0);
     expect_g2_ack(s, 1, RC_ACK_OK, "");
     close_ok(s);
     char line[4096], v[64];
@@ -991,6 +983,8 @@ Test(gen2, a_frame_in_two_records_is_their_merge)
     cr_assert(json_str(line, "flight_id", v, sizeof(v)), "%s", line);
     cr_assert_str_eq(v, "F-merged", "%s", line);
     free(frame);
+    free(first);
+    free(second);
     free(env);
 }
 

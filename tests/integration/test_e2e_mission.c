@@ -437,14 +437,14 @@ Test(mission, result_checks_are_internal_and_kept)
 /* Appends field `field` holding msg, length-delimited, at b + n; the new n. */
 static size_t put_message(uint8_t *b, size_t n, uint32_t field, const ProtobufCMessage *msg)
 {
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    b[n++] = (uint8_t)(field << 3 | 2);
-    for (size_t v = len; ; v >>= 7) {
-        b[n++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-        if (v < 0x80)
-            break;
-    }
-    return n + protobuf_c_message_pack(msg, b + n);
+    uint8_t body[1024], *rec;
+    size_t rlen;
+    cr_assert_leq(protobuf_c_message_get_packed_size(msg), sizeof(body));
+    size_t len = protobuf_c_message_pack(msg, body);
+    cr_assert_eq(rc_envelope_wrap((int)field, body, len, &rec, &rlen), 0);
+    memcpy(b + n, rec, rlen);
+    free(rec);
+    return n + rlen;
 }
 
 /* A result is read as Go reads it (SPEC 14.2 rule 14, 12.7 reading 6): a
