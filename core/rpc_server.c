@@ -11,6 +11,7 @@
 #include "rpc_server.h"
 
 #include "conn_guard.h"
+#include "line_budget.h"
 #include "log.h"
 #include "metrics.h"
 #include "mono_clock.h"
@@ -344,17 +345,21 @@ static struct gen *gen_create(struct rpc_server *s)
 
 /*
  * gRPC's log lines, through the relay's logger (component "grpc"), at most
- * GRPC_LOG_BURST a second (then one line saying how many were dropped).
+ * LINE_BUDGET in any second (line_budget.h), plus at most one line a
+ * second saying how many were dropped.
  * gpr_set_log_function takes no context argument, so what a line means to
- * the relay goes through file-level atomics, the one exception to "no
+ * the relay goes through file-level state, the one exception to "no
  * mutable globals" here besides the logger itself: listener_failed is set
  * when gRPC says its accept loop gave up.
  */
-#define GRPC_LOG_BURST 20
 static atomic_bool listener_failed;
-static atomic_uint_fast64_t grpc_log_window; /* second (monotonic) of the lines counted */
-static atomic_uint grpc_log_lines, grpc_log_dropped;
 static _Atomic(aero_metric *) listener_failure_metric;
+static pthread_mutex_t grpc_log_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Guarded by grpc_log_mu: the lines' budget, the lines dropped since the
+ * last count of them, and when that count went out. */
+static struct line_budget grpc_log_budget;
+static unsigned grpc_log_dropped;
+static int64_t grpc_log_counted_at;
 
 static void grpc_log_to_relay(gpr_log_func_args *a)
 {
@@ -365,24 +370,25 @@ static void grpc_log_to_relay(gpr_log_func_args *a)
         atomic_store(&listener_failed, true);
         metrics_inc(atomic_load(&listener_failure_metric));
     }
-    uint64_t now_s = (uint64_t)(mono_ns() / 1000000000);
-    uint64_t window = atomic_load(&grpc_log_window);
-    if (window != now_s && atomic_compare_exchange_strong(&grpc_log_window, &window, now_s)) {
-        unsigned dropped = atomic_exchange(&grpc_log_dropped, 0);
-        atomic_store(&grpc_log_lines, 0);
-        if (dropped)
-            log_msg(AERO_LOG_WARN, "grpc", "%u gRPC log lines dropped (more than %d a second)",
-                    dropped, GRPC_LOG_BURST);
-    }
-    if (atomic_fetch_add(&grpc_log_lines, 1) >= GRPC_LOG_BURST) {
-        atomic_fetch_add(&grpc_log_dropped, 1);
+    pthread_mutex_lock(&grpc_log_mu);
+    if (!line_budget_room(&grpc_log_budget, mono_ns())) {
+        grpc_log_dropped++;
+        pthread_mutex_unlock(&grpc_log_mu);
         return;
+    }
+    if (grpc_log_dropped && mono_ns() - grpc_log_counted_at >= 1000000000) {
+        log_msg(AERO_LOG_WARN, "grpc", "%u gRPC log lines dropped (more than %d a second)",
+                grpc_log_dropped, LINE_BUDGET);
+        grpc_log_counted_at = mono_ns();
+        grpc_log_dropped = 0;
     }
     aero_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR  ? AERO_LOG_ERROR
                            : a->severity == GPR_LOG_SEVERITY_INFO ? AERO_LOG_INFO
                                                                   : AERO_LOG_DEBUG;
     const char *file = a->file ? strrchr(a->file, '/') : NULL;
     log_msg(level, "grpc", "%s (%s:%d)", msg, file ? file + 1 : a->file ? a->file : "?", a->line);
+    line_budget_spend(&grpc_log_budget, mono_ns());
+    pthread_mutex_unlock(&grpc_log_mu);
 }
 
 struct rpc_server *rpc_server_create(const struct rpc_server_options *opt, char *err,
