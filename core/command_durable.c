@@ -131,13 +131,16 @@ static bool claim(struct durable *d)
     return true;
 }
 
-/* The one info line per exchange (SPEC.md 12.5); never the command. */
+/* The one info line per exchange (SPEC.md 12.5), refusals included, in
+ * the key=value shape of the mission lines (14.5); never the command. The
+ * ids are the request's, empty when it did not carry them. */
 static void log_exchange(struct durable *d, const char *result)
 {
-    log_info("durable command %s attempt %s for agent %s (session %s, %s): %s after %.1f ms",
+    log_info("durable_command_exchange command_id=%s attempt_id=%s agent_id=%s session_id=%s "
+             "definition=%s result=%s duration=%.3fs",
              d->command_id ? d->command_id : "", d->attempt_id ? d->attempt_id : "",
              d->agent_id ? d->agent_id : "", d->session_id, d->definition ? d->definition : "",
-             result, (double)(mono_ns() - d->x.start_ns) / 1e6);
+             result, (double)(mono_ns() - d->x.start_ns) / 1e9);
 }
 
 /* ExecuteCommand's stream with a reference of the caller's, or NULL once
@@ -173,8 +176,7 @@ static void answer_error(struct durable *d, enum rpc_code code, const char *text
 {
     const char *name = rpc_call_code_name(code);
     command_hub_count(d->relay->commands, COMMAND_DURABLE, name, d->x.start_ns);
-    if (d->command_id)
-        log_exchange(d, name);
+    log_exchange(d, name);
     if (d->unary)
         rpc_call_finish(d->call, code, text, NULL, 0);
     else
@@ -496,13 +498,14 @@ static int wrap_command(struct durable *d, const uint8_t *req, size_t len)
     return 0;
 }
 
-static bool copy_ids(struct durable *d, const char *agent_id, const DurableCommand *c,
-                     const char *attempt_id)
+/* The request's ids, for the exchange and its log line (c may be NULL). */
+static bool copy_ids(struct durable *d, const Aeroarc__Relay__V1__ExchangeCommandRequest *req)
 {
-    d->agent_id = strdup(agent_id);
-    d->command_id = strdup(c->command_id);
-    d->attempt_id = strdup(attempt_id);
-    d->definition = strdup(c->definition);
+    const DurableCommand *c = req->command;
+    d->agent_id = strdup(req->agent_id);
+    d->command_id = strdup(c ? c->command_id : "");
+    d->attempt_id = strdup(req->attempt_id);
+    d->definition = strdup(c ? c->definition : "");
     d->x.id = d->command_id;
     return d->agent_id && d->command_id && d->attempt_id && d->definition;
 }
@@ -521,6 +524,10 @@ static void run(struct durable *d, const Aeroarc__Relay__V1__ExchangeCommandRequ
                 const uint8_t *bytes, size_t len, int64_t caller_left_ns)
 {
     struct relay *relay = d->relay;
+    if (req && !copy_ids(d, req)) {
+        refuse(d, RPC_RESOURCE_EXHAUSTED, "relay out of memory");
+        return;
+    }
     if (atomic_load(&relay->shutting_down)) {
         refuse(d, RPC_UNAVAILABLE, "relay shutting down");
         return;
@@ -550,7 +557,7 @@ static void run(struct durable *d, const Aeroarc__Relay__V1__ExchangeCommandRequ
     }
     for (int i = 0; i < 32; i++)
         d->x.fp[i] = (uint8_t)(hex_nibble(d->digest[2 * i]) << 4 | hex_nibble(d->digest[2 * i + 1]));
-    if (wrap_command(d, bytes, len) < 0 || !copy_ids(d, req->agent_id, c, req->attempt_id)) {
+    if (wrap_command(d, bytes, len) < 0) {
         refuse(d, RPC_RESOURCE_EXHAUSTED, "relay out of memory");
         return;
     }

@@ -431,6 +431,27 @@ char *harness_read_file(const char *path, size_t *len)
     return buf;
 }
 
+int harness_log_count(const struct relay_proc *r, ...)
+{
+    char *log = harness_read_file(r->stderr_path, NULL);
+    cr_assert_not_null(log, "%s", r->stderr_path);
+    int n = 0;
+    for (char *line = log, *eol; *line; line = eol + 1) {
+        if (!(eol = strchr(line, '\n')))
+            break; /* a line still being written */
+        *eol = '\0';
+        va_list ap;
+        va_start(ap, r);
+        const char *needle;
+        while ((needle = va_arg(ap, const char *)) && strstr(line, needle))
+            ;
+        va_end(ap);
+        n += needle == NULL;
+    }
+    free(log);
+    return n;
+}
+
 char *harness_read_jsonl_dir(const char *dir, size_t *n_files)
 {
     char *buf = NULL;

@@ -108,6 +108,10 @@ const struct rc_frame *harness_g2_frame(const char *agent, const char *session, 
 /* Read a whole file (malloc'ed, NUL-terminated); NULL if missing. */
 char *harness_read_file(const char *path, size_t *len);
 
+/* How many whole lines of r's log so far hold every one of the needles
+ * (strings, then NULL). */
+int harness_log_count(const struct relay_proc *r, ...) __attribute__((sentinel));
+
 /* CLOCK_MONOTONIC in milliseconds, for deadlines. */
 int64_t harness_now_ms(void);
 

@@ -68,6 +68,21 @@ static void stop(void) { fixture_stop(&relay, &api, &agents); }
 
 static double metric(const char *series) { return fixture_metric(&relay, series); }
 
+/* SPEC 12.5: the exchange's one info line, ids first (the request's, empty
+ * when it carried none), then definition, result and duration; how many
+ * such lines the log holds. */
+static int exchange_lines(const char *command_id, const char *attempt_id, const char *agent_id,
+                          const char *session_id, const char *definition, const char *result)
+{
+    char ids[1024], tail[256];
+    snprintf(ids, sizeof(ids),
+             "durable_command_exchange command_id=%s attempt_id=%s agent_id=%s session_id=%s "
+             "definition=",
+             command_id, attempt_id, agent_id, session_id);
+    snprintf(tail, sizeof(tail), "definition=%s result=%s duration=", definition, result);
+    return harness_log_count(&relay, ids, tail, NULL);
+}
+
 /* ---- commands ----------------------------------------------------------- */
 
 /* The SPEC 12.3 golden ARM for `agent` (mapped to operator/aircraft). */
@@ -359,6 +374,10 @@ Test(durable, arm_first_snapshot_with_relay_events)
     expect_evidence(c->resp, c->resp_len, &m, "cmd-1/attempt-1", ack_stage, 1);
     call_free(c);
     cr_assert_eq(metric("aero_relay_commands_total{kind=\"durable\",result=\"ok\"}"), 1);
+    /* One info line, written before the answer; the command is never
+     * logged (its vehicle profile is in no other message). */
+    cr_assert_eq(exchange_lines("cmd-1", "cmd-1/attempt-1", "agent", last_session, "ARM", "ok"), 1);
+    cr_assert_eq(harness_log_count(&relay, "arducopter_v1", NULL), 0);
 
     /* A retry with a new attempt id is delivered again, never cached. */
     c = exchange(&m, "agent", "cmd-1/attempt-2", 10000);
@@ -422,6 +441,14 @@ Test(durable, identity_refusals)
     cmd_arm(&m, "agent-x", "cmd-4");
     cmd_seal(&m);
     expect_status(exchange(&m, "agent-x", "a/1", 5000), UNAVAILABLE, "agent offline");
+    /* Every refusal has its line too, with the ids the request carried. */
+    cr_assert_eq(exchange_lines("cmd-2", "a/1", "agent", "", "ARM", "INVALID_ARGUMENT"), 2);
+    cr_assert_eq(exchange_lines("cmd-2", "", "agent", "", "ARM", "INVALID_ARGUMENT"), 1);
+    cr_assert_eq(exchange_lines("cmd-2", "a/1", "agent-b", "", "ARM", "INVALID_ARGUMENT"), 1);
+    cr_assert_eq(exchange_lines("", "", "agent", "", "", "INVALID_ARGUMENT"), 1); /* no command */
+    cr_assert_eq(exchange_lines("cmd-3", "a/1", "other-op", "", "ARM", "PERMISSION_DENIED"), 1);
+    cr_assert_eq(exchange_lines("cmd-4", "a/1", "agent-x", "", "ARM", "UNAVAILABLE"), 1);
+    cr_assert_eq(harness_log_count(&relay, "durable_command_exchange ", NULL), 8);
     agent_close(s);
 }
 
@@ -758,6 +785,8 @@ Test(durable, execute_streams_until_complete)
     cr_assert_eq(fin.code, OK, "%s", fin.message);
     rc_stream_free(x);
     cr_assert_eq(metric("aero_relay_commands_total{kind=\"durable\",result=\"complete\"}"), 1);
+    cr_assert_eq(
+        exchange_lines("cmd-12", "cmd-12/attempt-1", "agent", last_session, "ARM", "complete"), 1);
     struct rc_status st;
 
     /* While an ExecuteCommand past its first snapshot still streams, the
@@ -807,6 +836,7 @@ Test(durable_off, needs_agent_authentication, .init = start_no_bearer)
     cmd_seal(&m);
     expect_status(exchange(&m, "agent", "a/1", 5000), FAILED_PRECONDITION,
                   "durable C2 requires authenticated Agent registration");
+    cr_assert_eq(exchange_lines("cmd-1", "a/1", "agent", "", "ARM", "FAILED_PRECONDITION"), 1);
 }
 
 Test(durable_off, needs_stable_relay_id, .init = start_no_relay_id)

@@ -806,15 +806,9 @@ Test(gen2, a_seed_frame_wal_id_is_recorded_canonical_or_empty)
  * without wal_id. */
 static int no_wal_lines(const char *agent)
 {
-    char *log = harness_read_file(relay.stderr_path, NULL);
-    cr_assert_not_null(log);
     char want[128];
     snprintf(want, sizeof(want), "agent %s (session ", agent);
-    int n = 0;
-    for (const char *p = log; (p = strstr(p, want)); p++)
-        n += strstr(p, "sends frames without wal_id") == strchr(p, ')') + 2;
-    free(log);
-    return n;
+    return harness_log_count(&relay, want, "sends frames without wal_id", NULL);
 }
 
 /* SPEC section 9 step 6: frames without wal_id are logged once per

@@ -322,6 +322,20 @@ Test(mission, applied_passes_through_and_is_replayed)
     cr_assert_eq(c->resp_len, n + 3); /* tag, a two-byte length, the result */
     cr_assert_eq(memcmp(c->resp + 3, want, n), 0);
     call_free(c);
+    /* SPEC 14.5's two info lines, ids only: the plan is never logged. */
+    char ids[300];
+    snprintf(ids, sizeof(ids), "agent_id=agent session_id=%s", last_session);
+    cr_assert_eq(harness_log_count(&relay, "mission_deployment_started command_id=upload-1 "
+                                           "deployment_id=deployment mission_id=mission "
+                                           "aircraft_id=aircraft flight_id=flight "
+                                           "intent_id=intent intent_version=1 ",
+                                   ids, NULL),
+                 1);
+    cr_assert_eq(harness_log_count(&relay,
+                                   "mission_deployment_completed command_id=upload-1 "
+                                   "deployment_id=deployment ",
+                                   ids, " result=STATUS_APPLIED duration=", NULL),
+                 1);
 
     /* An exact retry: the kept result, nothing sent. */
     expect_result(deploy(&m, "agent", 10000), &m, ST(APPLIED), "agent says");
