@@ -136,6 +136,38 @@ double fixture_metric(const struct relay_proc *relay, const char *series)
     return v < 0 ? 0 : v;
 }
 
+struct metric_wait {
+    const struct relay_proc *relay;
+    const char *series;
+    double at_least;
+};
+
+static bool metric_reached(void *arg)
+{
+    const struct metric_wait *w = arg;
+    return fixture_metric(w->relay, w->series) >= w->at_least;
+}
+
+bool fixture_metric_reaches(const struct relay_proc *relay, const char *series, double at_least,
+                            int timeout_ms)
+{
+    struct metric_wait w = {relay, series, at_least};
+    return harness_wait_for(metric_reached, &w, timeout_ms);
+}
+
+struct rc_stream *fixture_open_gen2(const struct relay_proc *relay, struct rc_channel *ch,
+                                    const char *agent, const char *session)
+{
+    static const char opened[] = "aero_relay_streams_opened_total";
+    double before = fixture_metric(relay, opened);
+    struct rc_status st;
+    struct rc_stream *s = rc_stream_open_gen2(ch, agent, session, NULL, 0, &st);
+    cr_assert_not_null(s, "%s", st.message);
+    cr_assert(fixture_metric_reaches(relay, opened, before + 1, 10000),
+              "the relay never attached %s's stream", agent);
+    return s;
+}
+
 void fixture_stop(struct relay_proc *relay, struct rc_channel **api, struct rc_channel **agents)
 {
     if (*api)

@@ -48,6 +48,17 @@ struct rc_channel *fixture_channel(const struct relay_proc *relay, const char *c
 /* One series of the relay's /metrics ([http] on), 0 when absent. */
 double fixture_metric(const struct relay_proc *relay, const char *series);
 
+/* Polls `series` until it is at least `at_least`; false after timeout_ms. */
+bool fixture_metric_reaches(const struct relay_proc *relay, const char *series, double at_least,
+                            int timeout_ms);
+
+/* The agent's generation-2 stream on ch (session NULL: no session header),
+ * returned once the relay has attached it ([http] on). A command asked at
+ * once on another connection would otherwise race the stream's headers
+ * and find "agent stream is not connected". */
+struct rc_stream *fixture_open_gen2(const struct relay_proc *relay, struct rc_channel *ch,
+                                    const char *agent, const char *session);
+
 /* Close the channels (NULL ones skipped; both set NULL), stop the relay:
  * it must exit 0. */
 void fixture_stop(struct relay_proc *relay, struct rc_channel **api, struct rc_channel **agents);

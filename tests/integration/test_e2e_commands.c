@@ -151,11 +151,8 @@ static struct call *aircraft(struct rc_channel *ch, const char *agent, const cha
 
 static struct rc_stream *agent_open(const char *agent, char *session, size_t len)
 {
-    struct rc_status st;
     harness_register(agents, agent, session, len);
-    struct rc_stream *s = rc_stream_open_gen2(agents, agent, session, NULL, 0, &st);
-    cr_assert_not_null(s, "%s", st.message);
-    return s;
+    return fixture_open_gen2(&relay, agents, agent, session);
 }
 
 /* The next message the agent gets must be a command of this arm. */
@@ -228,35 +225,16 @@ static struct call *context_call(const struct context_cmd *a)
                      : clear_ctx(api, a->agent, a->id, "", true);
 }
 
-/*
- * Start the context command and return its call once the agent on s
- * received it: until the relay attached a stream just opened the call ends
- * at once with "agent stream is not connected", and is made again (10 s).
- * The command must be the first thing the agent receives.
- */
+/* Start the context command and return its call once the agent on s
+ * received it (agent_open waited for the stream to be attached). The
+ * command must be the first thing the agent receives. */
 static struct call *context_delivered(struct rc_stream *s, const struct context_cmd *a)
 {
-    struct call *c = NULL;
-    for (int64_t until = harness_now_ms() + 10000;;) {
-        c = context_call(a);
-        /* Not attached yet: the call ends at once; else the agent gets it. */
-        struct rc_relay_msg m;
-        int rc = -ETIMEDOUT;
-        while (rc == -ETIMEDOUT && !__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
-            rc = rc_stream_recv_gen2(s, &m, 50);
-        cr_assert(rc == 1 || rc == -ETIMEDOUT, "agent stream: %d", rc);
-        if (rc == 1) {
-            int want = a->flight ? RC_RELAY_SET_OPERATION_CONTEXT : RC_RELAY_CLEAR_OPERATION_CONTEXT;
-            cr_assert_eq(m.arm, want, "agent got %s first, want %s", rc_relay_arm_name(m.arm),
-                         rc_relay_arm_name(want));
-            return c;
-        }
-        call_join(c);
-        cr_assert_eq(c->st.code, UNAVAILABLE, "%s", c->st.message);
-        cr_assert_str_eq(c->st.message, "agent stream is not connected");
-        call_free(c);
-        cr_assert_lt(harness_now_ms(), until, "the stream was never attached");
-    }
+    struct call *c = context_call(a);
+    struct rc_relay_msg m;
+    agent_expect(s, a->flight ? RC_RELAY_SET_OPERATION_CONTEXT : RC_RELAY_CLEAR_OPERATION_CONTEXT,
+                 &m);
+    return c;
 }
 
 /* The agent applies a Set of `flight` (NULL: an authoritative clear) that
@@ -720,6 +698,9 @@ Test(commands, the_gate_holds_frames_until_a_set_and_releases_them_in_order)
     struct context_cmd a = {.agent = "gate-1", .id = "g-1", .flight = "F1"};
     struct call *c = context_delivered(s, &a);
     cr_assert_eq(sink_line("gate-1", 1, NULL, 0), 0, "a frame reached the sink before the Set");
+    /* The Set came on another connection: the stream may still be reading. */
+    cr_assert(fixture_metric_reaches(&relay, "aero_relay_frames_held_unreconciled_total", held + 5,
+                                     10000));
     cr_assert_eq(metric("aero_relay_frames_held_unreconciled_total") - held, 5);
     Aeroarc__Agent__V1__OperationContext f1 = ctx_of("F1", "ac-1");
     ack_context(s, "g-1", APPLIED, &f1);
@@ -1160,6 +1141,7 @@ Test(commands_flood, ten_thousand_commands_wait_at_once, .timeout = 170)
         ach[c] = tls(NULL);
         cch[c] = tls("uri");
     }
+    double opened = metric("aero_relay_streams_opened_total");
     for (int i = 0; i < MANY; i++) {
         char id[32];
         struct rc_register_result reg;
@@ -1170,6 +1152,11 @@ Test(commands_flood, ten_thousand_commands_wait_at_once, .timeout = 170)
         agent[i] = rc_stream_open_gen2(ch, id, reg.session_id, NULL, 0, &st);
         cr_assert_not_null(agent[i], "%s", st.message);
     }
+    /* Every stream attached before its command is asked. */
+    cr_assert(fixture_metric_reaches(&relay, "aero_relay_streams_opened_total", opened + MANY,
+                                     60000),
+              "%g of %d streams attached", metric("aero_relay_streams_opened_total") - opened,
+              MANY);
     for (int i = 0; i < MANY; i++) {
         char id[32], cid[32];
         snprintf(id, sizeof(id), "many-%d", i);

@@ -207,8 +207,7 @@ static struct rc_stream *agent_open_caps(const char *agent, const char *const *c
     cr_assert_eq(rc_register_caps(agents, agent, "1.0", "test", caps, n, &reg, &st, 5000), 0,
                  "%s", st.message);
     snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
-    struct rc_stream *s = rc_stream_open_gen2(agents, agent, reg.session_id, NULL, 0, &st);
-    cr_assert_not_null(s, "%s", st.message);
+    struct rc_stream *s = fixture_open_gen2(&relay, agents, agent, reg.session_id);
     return s;
 }
 
@@ -618,7 +617,7 @@ Test(durable, stream_loss_and_deadline)
     /* The caller's deadline: DEADLINE_EXCEEDED, and the slot is free for
      * the next one at once. */
     s = agent_open("agent");
-    c = exchange(&m, "agent", "cmd-10/attempt-2", 1000);
+    c = exchange(&m, "agent", "cmd-10/attempt-2", 2500);
     agent_expect_command(s, &m);
     expect_status(c, DEADLINE, NULL);
     c = exchange(&m, "agent", "cmd-10/attempt-3", 10000);
@@ -689,8 +688,7 @@ static struct rc_stream *slow_agent_open(struct rc_channel **ch)
     cr_assert_eq(rc_register_caps(*ch, "agent", "1.0", "test", mav_caps, 1, &reg, &st, 5000), 0,
                  "%s", st.message);
     snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
-    struct rc_stream *s = rc_stream_open_gen2(*ch, "agent", reg.session_id, NULL, 0, &st);
-    cr_assert_not_null(s, "%s", st.message);
+    struct rc_stream *s = fixture_open_gen2(&relay, *ch, "agent", reg.session_id);
     fixture_fill_window(s, "agent", last_session);
     return s;
 }

@@ -135,8 +135,7 @@ static struct rc_stream *agent_open_caps(const char *agent, const char *const *c
     cr_assert_eq(rc_register_caps(agents, agent, "1.0", "test", caps, n, &reg, &st, 5000), 0,
                  "%s", st.message);
     snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
-    struct rc_stream *s = rc_stream_open_gen2(agents, agent, reg.session_id, NULL, 0, &st);
-    cr_assert_not_null(s, "%s", st.message);
+    struct rc_stream *s = fixture_open_gen2(&relay, agents, agent, reg.session_id);
     return s;
 }
 
@@ -558,8 +557,7 @@ static struct rc_stream *slow_agent_ready(struct rc_channel *slow)
     cr_assert_eq(rc_register_caps(slow, "agent", "1.0", "test", NULL, 0, &reg, &st, 5000), 0,
                  "%s", st.message);
     snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
-    struct rc_stream *s = rc_stream_open_gen2(slow, "agent", reg.session_id, NULL, 0, &st);
-    cr_assert_not_null(s, "%s", st.message);
+    struct rc_stream *s = fixture_open_gen2(&relay, slow, "agent", reg.session_id);
     set_context(s, "agent", "ctx-1");
     return s;
 }
@@ -681,7 +679,7 @@ Test(mission, a_refused_redelivery_stays_a_redelivery)
     mission(&m, "upload-41");
     round_trip(s, &m, ST(OUTCOME_UNKNOWN), 0);
     /* A Set whose caller leaves unanswered: the session is unreconciled. */
-    expect_status(set_context_start(s, "agent", "ctx-2", 800), DEADLINE, NULL);
+    expect_status(set_context_start(s, "agent", "ctx-2", 2500), DEADLINE, NULL);
     for (int i = 0; i < 2; i++)
         expect_status(deploy(&m, "agent", 5000), FAILED_PRECONDITION,
                       "mission binding does not match the reconciled Agent operation context");
