@@ -17,6 +17,7 @@ Usage: check_monitoring.py BUILD_DIR SOURCE_DIR
 """
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -48,9 +49,26 @@ def run(*args):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, as the C harness picks
+    them (tests/test_server.c): bind(0) hands out an ephemeral port that any
+    connection of a test running beside this one may take before the relay
+    binds it."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(64):
+        port = rng.randrange(10000, low) if low > 12000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    sys.exit("FAIL: no free port below the ephemeral range")
 
 
 def wait_for(pred, what, seconds=20):
