@@ -474,7 +474,8 @@ Test(sink_influxdb, server_down_at_start_gives_retry_at_once_then_recovers)
     for (int i = 0; i < 3; i++) {
         int64_t t0 = harness_now_ms();
         cr_assert_eq(write_res(inst, fr, 10, AERO_RETRY, NULL), 10);
-        cr_assert_lt(harness_now_ms() - t0, 200, "connection refused is no wait");
+        /* No wait: the timeout (timeout_ms, 5 s) is far above the bound. */
+        cr_assert_lt(harness_now_ms() - t0, 1000, "connection refused is no wait");
     }
     cr_assert(fake_host_log_contains(fh, "TEMPORARY_ERROR"));
     influx_server_start(&srv, port);
@@ -487,7 +488,7 @@ Test(sink_influxdb, server_down_at_start_gives_retry_at_once_then_recovers)
 Test(sink_influxdb, hung_server_times_out_with_retry_then_recovers)
 {
     start_server();
-    const char *cfg[] = {"timeout_ms", "300", NULL};
+    const char *cfg[] = {"timeout_ms", "1000", NULL};
     void *inst = instance(srv.port, "telemetry", cfg, 0, NULL);
     struct frames *fr = frames_new(1, 5);
     cr_assert_eq(write_res(inst, fr, 5, AERO_OK, NULL), 5);
@@ -496,11 +497,12 @@ Test(sink_influxdb, hung_server_times_out_with_retry_then_recovers)
     int64_t t0 = harness_now_ms();
     cr_assert_eq(write_res(inst, fr, 5, AERO_RETRY, NULL), 5);
     int64_t took = harness_now_ms() - t0;
-    cr_assert(took >= 290 && took < 2000, "took %lld ms", (long long)took);
-    /* Right after a timeout: RETRY without waiting for another one. */
+    cr_assert(took >= 990 && took < 3000, "took %lld ms", (long long)took);
+    /* Right after a timeout: RETRY without waiting for another one (half
+     * the timeout is the bound: a preempted test thread is no wait). */
     t0 = harness_now_ms();
     cr_assert_eq(write_res(inst, fr, 5, AERO_RETRY, NULL), 5);
-    cr_assert_lt(harness_now_ms() - t0, 200);
+    cr_assert_lt(harness_now_ms() - t0, 500);
 
     influx_server_resume(&srv);
     cr_assert(until_all(inst, fr, 5, AERO_OK, 5000));
@@ -516,7 +518,7 @@ Test(sink_influxdb, server_killed_mid_stream_then_restarted)
     influx_server_stop(&srv);
     int64_t t0 = harness_now_ms();
     cr_assert_eq(write_res(inst, fr, 10, AERO_RETRY, NULL), 10);
-    cr_assert_lt(harness_now_ms() - t0, 500);
+    cr_assert_lt(harness_now_ms() - t0, 1000); /* not timeout_ms (5 s) */
     influx_server_restart(&srv);
     free(fr);
     fr = frames_new(11, 10);

@@ -346,7 +346,7 @@ Test(sink_mqtt, tls_on_in_any_spelling_connects_with_tls)
 Test(sink_mqtt, qos1_is_not_ok_until_the_broker_acks)
 {
     mqtt_server_start(&broker, 0, NULL, NULL);
-    const char *cfg[] = {"publish_timeout_ms", "300", "max_inflight", "4", NULL};
+    const char *cfg[] = {"publish_timeout_ms", "1000", "max_inflight", "4", NULL};
     fake_host *fh;
     void *inst = instance(broker.port, cfg, 0, &fh);
     struct frames *fr = frames_new(1, 5);
@@ -357,14 +357,15 @@ Test(sink_mqtt, qos1_is_not_ok_until_the_broker_acks)
     int64_t t0 = harness_now_ms();
     cr_assert_eq(write_count(inst, fr, 5, AERO_BACKOFF, NULL), 5);
     int64_t took = harness_now_ms() - t0;
-    cr_assert(took >= 290 && took < 2000, "waited %lld ms for acks", (long long)took);
+    cr_assert(took >= 990 && took < 3000, "waited %lld ms for acks", (long long)took);
     cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_ack_timeouts_total"), 1);
     cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_unacked_messages"), 5);
 
-    /* Past max_inflight unacked messages, batches are not even queued. */
+    /* Past max_inflight unacked messages, batches are not even queued (no
+     * wait: half the ack timeout is the bound). */
     t0 = harness_now_ms();
     cr_assert_eq(write_count(inst, fr, 5, AERO_BACKOFF, NULL), 5);
-    cr_assert_lt(harness_now_ms() - t0, 200);
+    cr_assert_lt(harness_now_ms() - t0, 500);
 
     mqtt_server_resume(&broker);
     cr_assert(until_all(inst, fr, 5, AERO_OK, 5000), "OK again once the broker acks");
@@ -382,7 +383,7 @@ Test(sink_mqtt, qos0_is_ok_once_handed_over_even_to_a_hung_broker)
     mqtt_server_pause(&broker);
     int64_t t0 = harness_now_ms();
     cr_assert_eq(write_count(inst, fr, 5, AERO_OK, NULL), 5, "no delivery guarantee");
-    cr_assert_lt(harness_now_ms() - t0, 200);
+    cr_assert_lt(harness_now_ms() - t0, 1000); /* not publish_timeout_ms (5 s) */
     mqtt_server_resume(&broker);
     free(fr);
 }
@@ -399,7 +400,7 @@ Test(sink_mqtt, broker_down_at_start_gives_retry_at_once_then_recovers)
     for (int i = 0; i < 3; i++) {
         t0 = harness_now_ms();
         cr_assert_eq(write_count(inst, fr, 10, AERO_RETRY, NULL), 10);
-        cr_assert_lt(harness_now_ms() - t0, 200, "known down: no waiting");
+        cr_assert_lt(harness_now_ms() - t0, 1000, "known down: no waiting");
     }
     cr_assert_eq(sink_test_metric(fh, "aero_sink_mqtt_connected"), 0);
 
@@ -428,7 +429,7 @@ Test(sink_mqtt, broker_lost_mid_stream_gives_retry_then_ok_after_it_returns)
     for (int i = 0; i < 3; i++) {
         t0 = harness_now_ms();
         cr_assert_eq(write_count(inst, fr, 20, AERO_RETRY, NULL), 20);
-        cr_assert_lt(harness_now_ms() - t0, 200);
+        cr_assert_lt(harness_now_ms() - t0, 1000); /* not publish_timeout_ms (5 s) */
     }
     cr_assert(log_has(fh, "connection lost"));
 
