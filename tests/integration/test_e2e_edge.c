@@ -158,10 +158,10 @@ Test(edge, agents_of_both_generations_stream_through_haproxy_and_survive_quiet_p
     /* A slowloris client meanwhile: a header block begun and never
      * finished. timeout http-request (1 s here) must close it while the
      * quiet streams stay up. */
+    int64_t t0 = harness_now_ms(); /* HAProxy's clock may start at the connection */
     struct h2_raw *slow = edge_h2_connect(edge.port, true, NULL);
     cr_assert_not_null(slow);
     h2_raw_continuation_flood(slow, 1, TELEMETRY_PATH, 0); /* HEADERS only */
-    int64_t t0 = harness_now_ms();
     struct closed_wait w = {slow};
     cr_assert(harness_wait_for(raw_closed, &w, QUIET_MS), "a slowloris header stayed open %d ms",
               QUIET_MS);

