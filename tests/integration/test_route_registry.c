@@ -636,7 +636,9 @@ Test(route_registry, a_registry_stalling_every_call_does_not_slow_acks)
     int64_t took = harness_now_ms() - t0;
     cr_log_info("5 register + stream of 20 frames with the registry stalling 2 s: %lld ms",
                 (long long)took);
-    cr_expect_lt(took, 1500, "the registry's stall reached the agents: %lld ms", (long long)took);
+    /* One call that waited on the registry takes 2 s by itself; the five
+     * rounds take tens of ms (ASan beside another test: hundreds). */
+    cr_expect_lt(took, 1900, "the registry's stall reached the agents: %lld ms", (long long)took);
     for (int i = 0; i < 3; i++)
         steady_agent_expect_progress(a, 200, 1000);
     expect_agent_at("drone-slow", "relay-a", 10000); /* it does get there */
