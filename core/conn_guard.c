@@ -31,6 +31,7 @@ struct slot {
     char peer[PEER_MAX];
     int64_t window_s;   /* the second counted */
     uint32_t cancelled; /* calls that failed in that second (cancelled, refused) */
+    uint32_t cancelled_before; /* ... and in the second before it */
     uint32_t open;      /* calls open now */
     uint32_t opened;    /* calls opened in that second (mem_guard's "heaviest") */
     uint32_t opened_before; /* ... and in the second before it */
@@ -219,13 +220,25 @@ static struct slot *slot_of(struct conn_guard *g, const char *peer, int64_t now_
         sl->window_s = 0;
     }
     if (sl->window_s != now_s) {
-        sl->opened_before = sl->window_s == now_s - 1 ? sl->opened : 0;
+        bool next = sl->window_s == now_s - 1;
+        sl->opened_before = next ? sl->opened : 0;
+        sl->cancelled_before = next ? sl->cancelled : 0;
         sl->window_s = now_s;
         sl->opened = 0;
         sl->cancelled = 0;
         sl->closed = false;
     }
     return sl;
+}
+
+/* Under g->mu: the calls that failed in the second up to now_ns, taking
+ * the previous whole second's count as spread evenly over it. Counting
+ * whole seconds alone let a burst of twice the bound pass when it began
+ * late in one second and ended early in the next. */
+static uint64_t failed_last_second(const struct slot *sl, int64_t now_ns)
+{
+    uint64_t into = (uint64_t)(now_ns % 1000000000);
+    return sl->cancelled + sl->cancelled_before * (1000000000 - into) / 1000000000;
 }
 
 /* The counts of one event; shuts the connection when a bound is passed. */
@@ -244,10 +257,15 @@ static bool account(struct conn_guard *g, const char *peer, int64_t now_ns, bool
     else if (sl->open > 0) /* 0: another peer took the slot meanwhile */
         sl->open--;
     sl->cancelled += cancelled;
-    bool over = !sl->closed && (sl->cancelled > (uint64_t)g->max_cancels_per_s ||
+    bool over = !sl->closed && (failed_last_second(sl, now_ns) > (uint64_t)g->max_cancels_per_s ||
                                 sl->open > (uint64_t)g->max_open);
-    if (over)
+    if (over) {
         sl->closed = true;
+        /* Closing again takes a bound's worth of failures again, as it
+         * did within one whole second: the calls gRPC still has queued
+         * from the shut connection fail after it. */
+        sl->cancelled = sl->cancelled_before = 0;
+    }
     bool log_it = false;
     unsigned suppressed = 0;
     if (over) {

@@ -137,3 +137,51 @@ Test(conn_guard, without_calls_the_socket_with_most_unread_bytes_is_shed_if_enou
     close_pair(&flood);
     close_pair(&agent);
 }
+
+/* n calls opened and failed on c, evenly over [from_ns, from_ns + span_ns). */
+static void fail_calls(struct conn_guard *g, const struct conn *c, int n, int64_t from_ns,
+                       int64_t span_ns)
+{
+    for (int i = 0; i < n; i++) {
+        int64_t at = from_ns + span_ns * i / n;
+        conn_guard_call_opened(g, c->peer, at);
+        conn_guard_call_closed(g, c->peer, true, at);
+    }
+}
+
+static double call_floods(struct metrics *m)
+{
+    return metrics_value(metrics_register(m, AERO_METRIC_COUNTER,
+                                          "aero_relay_connections_closed_total", NULL,
+                                          "reason=\"call_flood\""));
+}
+
+/* The bound (2,000 failed calls) holds for any second, not only for whole
+ * seconds of the clock: 1,500 just before a second turns and 1,500 just
+ * after are 3,000 within 0.2 s. A steady 1,900 a second, or the same two
+ * bursts two seconds apart, are not a flood. */
+Test(conn_guard, a_call_flood_across_a_second_boundary_is_closed)
+{
+    struct conn c;
+    connect_pair(&c);
+    struct metrics *m = metrics_create();
+    struct conn_guard *g = conn_guard_create(100, 0, m);
+    const int64_t s = 1000000000;
+
+    fail_calls(g, &c, 5700, NOW_NS, 3 * s);
+    cr_expect_eq(call_floods(m), 0, "a steady 1,900 a second was closed");
+    fail_calls(g, &c, 1500, NOW_NS + 10 * s + s / 2, s / 10);
+    fail_calls(g, &c, 1500, NOW_NS + 12 * s + s / 2, s / 10);
+    cr_expect_eq(call_floods(m), 0, "bursts 2 s apart were closed");
+    struct pollfd p = {.fd = c.client, .events = POLLIN};
+    cr_expect_eq(poll(&p, 1, 0), 0, "the connection was touched");
+
+    fail_calls(g, &c, 1500, NOW_NS + 20 * s - s / 10, s / 10);
+    cr_expect_eq(call_floods(m), 0);
+    fail_calls(g, &c, 1500, NOW_NS + 20 * s, s / 10);
+    cr_expect_eq(call_floods(m), 1, "3,000 in 0.2 s were let through");
+    cr_expect(client_sees_eof(&c));
+    conn_guard_unref(g);
+    metrics_destroy(m);
+    close_pair(&c);
+}
