@@ -204,6 +204,45 @@ Test(cli, an_address_in_use_fails_the_start_with_a_clear_message)
     close(fd);
 }
 
+/* A loopback port bound, as a socket of another test running beside this
+ * one holds it (not listening: a connection to it is refused at once). */
+static int occupy(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* The test harness: ports are picked free and bound by the relay later.
+ * One taken in between (here by the test itself) moves to another free
+ * port instead of failing the test that started the relay; the failed
+ * start's lines leave the log. */
+Test(cli, the_harness_moves_a_port_taken_before_the_relay_binds_it)
+{
+    struct relay_proc r;
+    harness_prepare(&r);
+    r.http = true;
+    harness_write_config(&r, NULL, NULL);
+    int grpc = r.port, http = r.http_port;
+    int fds[] = {occupy(grpc), occupy(http)};
+    relay_start(&r);
+    cr_assert_neq(r.port, grpc);
+    cr_assert_neq(r.http_port, http);
+    char want[80];
+    snprintf(want, sizeof(want), "listen = 127.0.0.1:%d\n", r.port);
+    char *ini = harness_read_file(r.config, NULL);
+    cr_assert_not_null(strstr(ini, want), "%s", ini);
+    free(ini);
+    cr_assert_eq(harness_log_count(&r, "cannot listen", NULL), 0, "a failed start's lines stayed");
+    struct rc_channel *ch = harness_channel(&r);
+    harness_register(ch, "moved-1", NULL, 0); /* it serves on the port it says */
+    harness_finish(&r, &ch);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /* Write a config (with "%s" for the plugin dir) into a fresh scratch dir. */
 static void write_config(struct relay_proc *r, const char *fmt)
 {
