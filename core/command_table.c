@@ -283,6 +283,13 @@ void command_hub_count(struct command_hub *hub, enum command_kind kind, const ch
     metrics_histogram_observe_ns(hub->duration[kind], mono_ns() - start_ns);
 }
 
+void command_hub_refuse(struct command_hub *hub, struct rpc_call *call, enum command_kind kind,
+                        enum rpc_code code, const char *text, int64_t start_ns)
+{
+    command_hub_count(hub, kind, rpc_call_code_name(code), start_ns);
+    rpc_call_finish(call, code, text, NULL, 0);
+}
+
 /* SPEC.md 14.5: one mission answer, by label; the duration for results. */
 static void count_mission(struct command_hub *hub, const char *label, bool result, int64_t start_ns)
 {

@@ -273,4 +273,9 @@ bool command_table_evidence(struct command_table *t, struct rpc_stream *rs,
 void command_hub_count(struct command_hub *hub, enum command_kind kind, const char *result,
                        int64_t start_ns);
 
+/* A command refused before it reaches a table: counted under the code's
+ * name, then the call answered with code and text. */
+void command_hub_refuse(struct command_hub *hub, struct rpc_call *call, enum command_kind kind,
+                        enum rpc_code code, const char *text, int64_t start_ns);
+
 #endif

@@ -304,13 +304,6 @@ static int encode(const ProtobufCMessage *cmd, Aeroarc__Agent__V1__RelayStreamMe
 
 /* A refusal before the command reaches the table, counted as the table
  * counts its own outcomes (aero_relay_commands_total{kind,result}). */
-static void refused(struct relay *relay, struct rpc_call *call, enum command_kind kind,
-                    enum rpc_code code, const char *text, int64_t start_ns)
-{
-    command_hub_count(relay->commands, kind, rpc_call_code_name(code), start_ns);
-    rpc_call_finish(call, code, text, NULL, 0);
-}
-
 /*
  * SPEC.md section 10 after validation: where the command goes (each kind's
  * not-found codes), then the session's table. Takes x.
@@ -323,7 +316,8 @@ static void command(struct relay *relay, struct rpc_call *call, const char *agen
     bool aircraft = want->kind == COMMAND_AIRCRAFT;
     struct expect *x = malloc(sizeof(*x)); /* the table's, until the command ends */
     if (!x) {
-        refused(relay, call, want->kind, RPC_RESOURCE_EXHAUSTED, "relay out of memory", start_ns);
+        command_hub_refuse(relay->commands, call, want->kind, RPC_RESOURCE_EXHAUSTED,
+                           "relay out of memory", start_ns);
         return;
     }
     *x = *want;
@@ -352,7 +346,7 @@ static void command(struct relay *relay, struct rpc_call *call, const char *agen
         text = "relay out of memory";
     }
     if (code != RPC_OK) {
-        refused(relay, call, x->kind, code, text, start_ns);
+        command_hub_refuse(relay->commands, call, x->kind, code, text, start_ns);
         free(x);
     } else {
         spec.msg = msg;
@@ -376,11 +370,13 @@ static bool command_refuse(struct relay *relay, struct rpc_call *call, enum comm
     if (!control_auth_admit(relay->control, call))
         return true;
     if (atomic_load(&relay->shutting_down)) {
-        refused(relay, call, kind, RPC_UNAVAILABLE, "relay shutting down", start_ns);
+        command_hub_refuse(relay->commands, call, kind, RPC_UNAVAILABLE, "relay shutting down",
+                           start_ns);
         return true;
     }
     if (agent_id[0] == '\0' || !command_id || command_id[0] == '\0') {
-        refused(relay, call, kind, RPC_INVALID_ARGUMENT, ids_required, start_ns);
+        command_hub_refuse(relay->commands, call, kind, RPC_INVALID_ARGUMENT, ids_required,
+                           start_ns);
         return true;
     }
     return false;
@@ -395,7 +391,7 @@ static bool malformed(struct relay *relay, struct rpc_call *call, const Protobuf
     if (msg)
         return false;
     if (control_auth_admit(relay->control, call))
-        refused(relay, call, kind, RPC_INVALID_ARGUMENT, text, mono_ns());
+        command_hub_refuse(relay->commands, call, kind, RPC_INVALID_ARGUMENT, text, mono_ns());
     return true;
 }
 
@@ -414,8 +410,9 @@ static void set_operation_context(struct rpc_call *call, const ProtobufCMessage 
         return;
     if (!c->context || blank(c->context->flight_id) || blank(c->context->intent_id) ||
         c->context->intent_version == 0) {
-        refused(relay, call, COMMAND_SET_CONTEXT, RPC_INVALID_ARGUMENT,
-                "flight ID, intent ID, and positive intent version are required", start_ns);
+        command_hub_refuse(relay->commands, call, COMMAND_SET_CONTEXT, RPC_INVALID_ARGUMENT,
+                           "flight ID, intent ID, and positive intent version are required",
+                           start_ns);
         return;
     }
     struct expect x = {.kind = COMMAND_SET_CONTEXT};
@@ -444,8 +441,9 @@ static void clear_operation_context(struct rpc_call *call, const ProtobufCMessag
         return;
     /* One text for either shape the SPEC refuses (section 10). */
     if (c->authoritative ? c->flight_id[0] != '\0' : blank(c->flight_id)) {
-        refused(relay, call, COMMAND_CLEAR_CONTEXT, RPC_INVALID_ARGUMENT,
-                "flight ID may be empty only while reconciling a fresh Relay session", start_ns);
+        command_hub_refuse(relay->commands, call, COMMAND_CLEAR_CONTEXT, RPC_INVALID_ARGUMENT,
+                           "flight ID may be empty only while reconciling a fresh Relay session",
+                           start_ns);
         return;
     }
     struct expect x = {.kind = COMMAND_CLEAR_CONTEXT, .authoritative = c->authoritative};
@@ -470,14 +468,14 @@ static void send_aircraft_command(struct rpc_call *call, const ProtobufCMessage 
                        start_ns))
         return;
     if (c->aircraft_id[0] == '\0') {
-        refused(relay, call, COMMAND_AIRCRAFT, RPC_INVALID_ARGUMENT, "aircraft ID is required",
-                start_ns);
+        command_hub_refuse(relay->commands, call, COMMAND_AIRCRAFT, RPC_INVALID_ARGUMENT,
+                           "aircraft ID is required", start_ns);
         return;
     }
     if (c->type != AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_ARM &&
         c->type != AEROARC__AGENT__V1__AIRCRAFT_COMMAND_TYPE__AIRCRAFT_COMMAND_TYPE_DISARM) {
-        refused(relay, call, COMMAND_AIRCRAFT, RPC_INVALID_ARGUMENT,
-                "aircraft command type must be ARM or DISARM", start_ns);
+        command_hub_refuse(relay->commands, call, COMMAND_AIRCRAFT, RPC_INVALID_ARGUMENT,
+                           "aircraft command type must be ARM or DISARM", start_ns);
         return;
     }
     struct expect x = {.kind = COMMAND_AIRCRAFT};

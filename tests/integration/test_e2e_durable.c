@@ -373,6 +373,7 @@ Test(durable, arm_first_snapshot_with_relay_events)
     expect_evidence(c->resp, c->resp_len, &m, "cmd-1/attempt-1", ack_stage, 1);
     call_free(c);
     cr_assert_eq(metric("aero_relay_commands_total{kind=\"durable\",result=\"ok\"}"), 1);
+    cr_assert_eq(metric("aero_relay_command_duration_seconds_count{kind=\"durable\"}"), 1);
     /* One info line, written before the answer; the command is never
      * logged (its vehicle profile is in no other message). */
     cr_assert_eq(exchange_lines("cmd-1", "cmd-1/attempt-1", "agent", last_session, "ARM", "ok"), 1);

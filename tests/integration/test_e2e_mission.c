@@ -778,5 +778,13 @@ Test(mission, refusals_in_rule_order)
                   "Agent must advertise mission_rtl_v1 before receiving an RTL mission");
     agent_expect_nothing(s, "agent", 1);
     cr_assert_eq(metric("aero_relay_mission_deployments_total{result=\"delivery_failed\"}"), 4);
+    /* The section-10 series count every refusal, before the table too
+     * (14.5: "adds the §10 series with kind=mission"). */
+    cr_assert_eq(metric("aero_relay_commands_total{kind=\"mission\",result=\"INVALID_ARGUMENT\"}"),
+                 10);
+    cr_assert_eq(
+        metric("aero_relay_commands_total{kind=\"mission\",result=\"FAILED_PRECONDITION\"}"), 5);
+    cr_assert_eq(metric("aero_relay_commands_total{kind=\"mission\",result=\"NOT_FOUND\"}"), 1);
+    cr_assert_eq(metric("aero_relay_command_duration_seconds_count{kind=\"mission\"}"), 16);
     agent_close(s);
 }

@@ -75,6 +75,9 @@ static void teardown(void)
 
 TestSuite(influxdb3_e2e, .init = setup, .fini = teardown, .timeout = 60);
 
+/* The labels of the relay's sink-influxdb3 instance's series. */
+#define TELEMETRY "sink=\"telemetry\",plugin=\"sink-influxdb3\""
+
 /* GET or POST path on the server: the body (malloc'd). */
 static char *srv(const char *method, const char *path)
 {
@@ -442,6 +445,23 @@ Test(influxdb3_e2e, each_normalizer_converts_and_drops_sentinels)
     cr_expect_eq(send_frame(&a, b, WAL, err, sizeof(err)), RC_ACK_PERMANENT_ERROR);
     cr_expect_str_eq(err, "telemetry normalization failed: normalize telemetry envelope: "
                           "battery ID is invalid");
+    /* SPEC 13.5's normalization counter: each case ok, the battery failed. */
+    static const char *const names[] = {"global_position_int", "battery_status", "heartbeat",
+                                        "sys_status", "vfr_hud", "extended_sys_state",
+                                        "gps_raw_int", "system_time"};
+    double ok = 0;
+    char series[200];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(series, sizeof(series),
+                 "aero_telemetry_normalization_total{" TELEMETRY ",message_name=\"%s\","
+                 "outcome=\"ok\"}",
+                 names[i]);
+        ok += relay_value(series);
+    }
+    cr_expect_eq(ok, (double)(sizeof(cases) / sizeof(cases[0])));
+    cr_expect_eq(relay_value("aero_telemetry_normalization_total{" TELEMETRY
+                             ",message_name=\"battery_status\",outcome=\"failed\"}"),
+                 1);
     agent_close(&a);
 }
 
@@ -457,9 +477,15 @@ Test(influxdb3_e2e, server_503_until_the_retries_run_out)
     cr_expect_str_eq(err, "telemetry admission failed: write InfluxDB 3 points: HTTP 503: busy");
     cr_expect_eq(requests(), 3, "max_retries 2: three requests");
     cr_expect_eq(rows_with(NULL), 0);
+    /* SPEC 13.5's counters: one write failed after its two retries. */
+    cr_expect_eq(relay_value("aero_telemetry_backend_writes_total{" TELEMETRY ",outcome=\"failed\"}"),
+                 1);
+    cr_expect_eq(relay_value("aero_telemetry_backend_retries_total{" TELEMETRY "}"), 2);
     /* The agent resends: now stored. */
     cr_expect_eq(send_frame(&a, position("agent-1", 1), WAL, err, sizeof(err)), RC_ACK_OK, "%s", err);
     cr_expect_eq(rows_with(NULL), 1);
+    cr_expect_eq(relay_value("aero_telemetry_backend_writes_total{" TELEMETRY ",outcome=\"ok\"}"),
+                 1);
     agent_close(&a);
 }
 
@@ -702,9 +728,6 @@ Test(influxdb3_e2e, a_scripted_400_is_retried_then_retry_with_backoff)
 /* 413: a request of several lines is halved and resent; every row still
  * arrives, in more requests. A one-row 413 cannot be halved:
  * RETRY_WITH_BACKOFF at once, no resend (SPEC 13.9 rule 7). */
-/* The labels of the relay's sink-influxdb3 instance's series. */
-#define TELEMETRY "sink=\"telemetry\",plugin=\"sink-influxdb3\""
-
 Test(influxdb3_e2e, a_413_halves_the_request_and_every_row_arrives)
 {
     start("batch_size = 500\n");
