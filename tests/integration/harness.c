@@ -13,11 +13,14 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -177,8 +180,22 @@ struct ready_check {
     struct relay_proc *r;
     struct rc_channel *ch;
     bool exited;
+    int notify_fd;  /* the relay's NOTIFY_SOCKET, ours; -1: the test set its own */
+    bool notified;  /* READY=1 came on it */
 };
 
+/* Whether a READY=1 datagram waits on fd (every waiting one is read). */
+static bool ready_notified(int fd)
+{
+    char msg[512];
+    bool ready = false;
+    ssize_t n;
+    while ((n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT)) >= 0) {
+        msg[n] = '\0';
+        ready |= strncmp(msg, "READY=1", 7) == 0 || strstr(msg, "\nREADY=1") != NULL;
+    }
+    return ready;
+}
 
 static bool relay_ready(void *arg)
 {
@@ -189,6 +206,11 @@ static bool relay_ready(void *arg)
         c->r->pid = 0;
         return true;
     }
+    /* Our relay says it serves before anything is asked of the port: a
+     * relay of a test running beside this one that took the port would
+     * answer the checks below while ours fails to bind it. */
+    if (c->notify_fd >= 0 && !(c->notified = c->notified || ready_notified(c->notify_fd)))
+        return false;
     /* A plain TCP connect first: a gRPC channel that failed to connect
      * waits out its reconnect backoff (a second or more) before trying
      * again. */
@@ -201,10 +223,39 @@ static bool relay_ready(void *arg)
     return rc_health_check(c->ch, "", &serving, &st, 500) == 0 && serving == RC_HEALTH_SERVING;
 }
 
+/* A datagram socket for the relay's sd_notify messages (an abstract name,
+ * so no path length or file to remove), its NOTIFY_SOCKET setting into
+ * kv; -1 when the test set NOTIFY_SOCKET itself. */
+static int notify_socket(const struct relay_proc *r, char *kv, size_t cap)
+{
+    for (size_t i = 0; i < 8 && r->env[i]; i++)
+        if (strncmp(r->env[i], "NOTIFY_SOCKET=", 14) == 0)
+            return -1;
+    static atomic_uint n;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int len = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "aeroarc-harness-%d-%u",
+                       (int)getpid(), atomic_fetch_add(&n, 1));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a,
+                      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)),
+                 0, "notify socket: %s", strerror(errno));
+    snprintf(kv, cap, "NOTIFY_SOCKET=@%s", a.sun_path + 1);
+    return fd;
+}
+
 /* Starts r's relay and waits until it serves, or exits, or 15 s (60 s
  * under a wrapper) pass: whether it serves. */
 static bool spawn_ready(struct relay_proc *r, bool *exited)
 {
+    char notify_kv[128];
+    int notify_fd = notify_socket(r, notify_kv, sizeof(notify_kv));
+    const char *env[10] = {0};
+    size_t n_env = 0;
+    for (; n_env < 8 && r->env[n_env]; n_env++)
+        env[n_env] = r->env[n_env];
+    if (notify_fd >= 0)
+        env[n_env] = notify_kv;
     int out = open(r->stdout_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int err = open(r->stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     cr_assert(out >= 0 && err >= 0);
@@ -212,15 +263,17 @@ static bool spawn_ready(struct relay_proc *r, bool *exited)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         const char *args[] = {"-c", r->config, NULL};
-        exec_relay(r->wrapper, args, r->env, out, err);
+        exec_relay(r->wrapper, args, env, out, err);
     }
     close(out);
     close(err);
     r->pid = pid;
-    struct ready_check c = {r, NULL, false};
+    struct ready_check c = {r, NULL, false, notify_fd, false};
     bool ok = harness_wait_for(relay_ready, &c, r->wrapper ? 60000 : 15000);
     if (c.ch)
         rc_close(c.ch);
+    if (notify_fd >= 0)
+        close(notify_fd); /* the relay's later messages go nowhere, unlogged */
     *exited = c.exited;
     return ok && !c.exited;
 }

@@ -243,6 +243,36 @@ Test(cli, the_harness_moves_a_port_taken_before_the_relay_binds_it)
     close(fds[1]);
 }
 
+/* The same when the port was taken by another relay, serving: the harness
+ * waits for its own relay's READY=1 (NOTIFY_SOCKET) before asking the
+ * port, or it would take the other relay's answers for its own. */
+Test(cli, the_harness_is_not_fooled_by_another_relay_on_its_port)
+{
+    struct relay_proc a, b;
+    harness_prepare(&a);
+    harness_write_config(&a, NULL, NULL);
+    relay_start(&a);
+    harness_prepare(&b);
+    harness_write_config(&b, NULL, NULL);
+    char *ini = harness_read_file(b.config, NULL);
+    char picked[64];
+    snprintf(picked, sizeof(picked), "listen = 127.0.0.1:%d\n", b.port);
+    char *at = strstr(ini, picked);
+    cr_assert_not_null(at);
+    FILE *f = fopen(b.config, "w");
+    fprintf(f, "%.*slisten = 127.0.0.1:%d\n%s", (int)(at - ini), ini, a.port, at + strlen(picked));
+    fclose(f);
+    free(ini);
+    b.port = a.port;
+    snprintf(b.target, sizeof(b.target), "%s", a.target);
+    relay_start(&b);
+    cr_assert_neq(b.port, a.port, "the harness took the other relay for its own");
+    cr_assert_neq(b.pid, 0);
+    struct rc_channel *cb = harness_channel(&b), *ca = harness_channel(&a);
+    harness_finish(&b, &cb);
+    harness_finish(&a, &ca);
+}
+
 /* Write a config (with "%s" for the plugin dir) into a fresh scratch dir. */
 static void write_config(struct relay_proc *r, const char *fmt)
 {
