@@ -834,6 +834,23 @@ int config_validate_section_flags(const struct config_file *f, struct config_sec
     return failed ? -1 : 0;
 }
 
+int config_prefer_defaults(struct config_section *s, const struct config_keys *table)
+{
+    aero_config_key k;
+    for (size_t i = 0; i < table_len(table); i++) {
+        struct config_kv *kv =
+            key_at(table, i, &k) ? (struct config_kv *)config_get_kv(s, k.name) : NULL;
+        if (!kv || kv->line != 0 || !k.default_value || strcmp(kv->value, k.default_value) == 0)
+            continue;
+        char *v = strdup(k.default_value);
+        if (!v)
+            return -ENOMEM;
+        free(kv->value);
+        kv->value = v;
+    }
+    return 0;
+}
+
 int config_validate_section(const struct config_file *f, struct config_section *s,
                             const struct config_keys *tables, size_t n_tables, char *err,
                             size_t errlen)

@@ -78,6 +78,12 @@ int config_validate_section(const struct config_file *f, struct config_section *
                             const struct config_keys *tables, size_t n_tables,
                             char *err, size_t errlen);
 
+/* After validation: a key the section got its default for (line 0) takes
+ * the default `table` declares for it instead, so a plugin that lists a
+ * common key ([sink:*] queue) in its own table sets that key's default for
+ * its sections. Returns 0, or -ENOMEM. */
+int config_prefer_defaults(struct config_section *s, const struct config_keys *table);
+
 /* Flags of config_validate_section_flags. */
 #define CONFIG_ALLOW_UNKNOWN 1u /* skip keys no table declares (checked later) */
 

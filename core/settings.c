@@ -628,6 +628,17 @@ static aero_log_level level_of(const char *v)
     return AERO_LOG_INFO;
 }
 
+/* The common keys of a [sink:*] section, as validation left them (a
+ * plugin's own defaults included: settings_validate_plugin_section). */
+static void sink_settings_read(struct sink_settings *k, struct config_section *s)
+{
+    k->queue = (size_t)config_get_int(s, "queue", 4096);
+    k->on_full = strcmp(config_get(s, "on_full"), "reject") == 0 ? ON_FULL_REJECT : ON_FULL_BLOCK;
+    k->match = config_get(s, "match");
+    k->exclude = config_get(s, "exclude");
+    k->section = s;
+}
+
 static int fill_sinks(struct settings *out)
 {
     struct config_file *f = &out->file;
@@ -646,12 +657,7 @@ static int fill_sinks(struct settings *out)
         k = &out->sinks[out->n_sinks++];
         k->name = strdup(s->name + 5);
         k->plugin = strdup(config_get(s, "plugin"));
-        k->queue = (size_t)config_get_int(s, "queue", 4096);
-        k->on_full = strcmp(config_get(s, "on_full"), "reject") == 0 ? ON_FULL_REJECT
-                                                                     : ON_FULL_BLOCK;
-        k->match = config_get(s, "match");
-        k->exclude = config_get(s, "exclude");
-        k->section = s;
+        sink_settings_read(k, s);
         if (!k->name || !k->plugin)
             return -ENOMEM;
     }
@@ -825,7 +831,17 @@ int settings_validate_plugin_section(struct settings *s, struct config_section *
     tables[n++] = d->keys;
     if (plugin_keys)
         tables[n++] = *plugin_keys;
-    return config_validate_section(&s->file, sec, tables, n, err, errlen);
+    if (config_validate_section(&s->file, sec, tables, n, err, errlen) < 0)
+        return -1;
+    /* A plugin's own default for a common key (sink-influxdb3's queue):
+     * applied, and read again where settings_finish read the core's. */
+    if (plugin_keys && config_prefer_defaults(sec, plugin_keys) < 0)
+        return config_errorf(err, errlen, s->file.path, sec->line, sec->name, NULL,
+                             "out of memory");
+    for (size_t i = 0; i < s->n_sinks; i++)
+        if (s->sinks[i].section == sec)
+            sink_settings_read(&s->sinks[i], sec);
+    return 0;
 }
 
 void settings_free(struct settings *s)

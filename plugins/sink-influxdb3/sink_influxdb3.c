@@ -72,6 +72,13 @@ static const aero_config_key influx3_keys[] = {
      .help = "https: PEM CA certificates to trust; empty: the system's"},
     {.name = "tls_server_name", .type = AERO_KEY_STRING, .default_value = "",
      .help = "https: the name the server's certificate must carry; empty: the host's"},
+    /* The common key with this sink's own default (SPEC 13.6): the core's
+     * 4096 would be 9 requests of write_timeout_ms (45 s) behind a full
+     * queue, past the agents' 15 s ack window. */
+    {.name = "queue", .type = AERO_KEY_INT, .default_value = "1000",
+     .help = "frames queued for this sink; keep ceil(queue / batch_size) x write_timeout_ms "
+             "under 15 s",
+     .min = 1, .max = 10000000},
 };
 
 struct influx3_cfg {

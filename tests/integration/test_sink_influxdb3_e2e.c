@@ -470,6 +470,8 @@ Test(influxdb3_e2e, server_503_until_the_retries_run_out)
 {
     start(NULL);
     free(srv("POST", "/script?status=503&count=3&body=busy"));
+    /* The sink's own default queue (SPEC 13.6), not the core's 4096. */
+    cr_expect_eq(relay_value("aero_sink_queue_capacity{" TELEMETRY "}"), 1000);
     struct agent a;
     char err[600];
     agent_open(&a, "agent-1");
@@ -643,6 +645,35 @@ Test(influxdb3_e2e, check_reports_with_file_and_line_and_never_the_token)
         cr_expect_not_null(strstr(out, "relay.ini:"), "file and line: %s", out);
         cr_expect_null(strstr(out, "secret-tok"), "%s", out);
         cr_expect_null(strstr(out, "file-token-xyz"), "%s", out);
+    }
+}
+
+/* SPEC 13.6: --check warns when a full queue could take 15 s or more to
+ * write (⌈queue / batch_size⌉ × write_timeout_ms), the agents' ack window,
+ * and says nothing of the defaults (2 × 5 s); both configurations pass. */
+Test(influxdb3_e2e, check_warns_of_a_queue_slower_than_the_agents_ack_window)
+{
+    harness_prepare(&relay);
+    static const char *const keys[] = {"", "queue = 4000\n"};
+    for (int i = 0; i < 2; i++) {
+        char body[400];
+        snprintf(body, sizeof(body),
+                 "[sink:telemetry]\nplugin = sink-influxdb3\nhost = http://x\ndatabase = d\n"
+                 "token = t\n%s",
+                 keys[i]);
+        const char *cfg = harness_write_config(&relay, NULL, body);
+        const char *args[] = {"-c", cfg, "--check", NULL};
+        char out[4096];
+        cr_expect_eq(relay_run_cli(args, out, sizeof(out)), 0, "%s", out);
+        const char *warn = strstr(out, "a full queue may wait past the agents' 15 s ack window");
+        if (i == 0) {
+            cr_expect_null(warn, "the defaults warned: %s", out);
+        } else {
+            cr_expect_not_null(warn, "no warning: %s", out);
+            cr_expect_not_null(strstr(out, "queue 4000 / batch_size 500 x write_timeout_ms 5000 = "
+                                           "40000 ms"),
+                               "%s", out);
+        }
     }
 }
 
@@ -1022,6 +1053,7 @@ Test(influxdb3_e2e, frames_refused_by_a_full_queue_count_as_queue_full)
              srv_port);
     ch = harness_start(&relay, "relay_id = relay-1\ngen2_hold_s = 1\n", body);
     cr_assert_eq(relay_value(QUEUE_FULL), 0, "the series is there before any refusal");
+    cr_assert_eq(relay_value("aero_sink_queue_capacity{" TELEMETRY "}"), 1, "queue = 1 set");
     free(srv("POST", "/script?status=0&delay_ms=4000&count=1"));
 
     struct agent a;

@@ -426,6 +426,33 @@ Test(config_validate, union_of_tables_lists_each_name_once)
     config_free(&f);
 }
 
+/* A plugin's own default for a common key replaces the core's default,
+ * never a value the file set. */
+Test(config_validate, a_plugin_table_may_prefer_its_own_default)
+{
+    static const aero_config_key core[] = {
+        {.name = "queue", .type = AERO_KEY_INT, .default_value = "4096", .min = 1, .max = 10000},
+    };
+    static const aero_config_key plugin[] = {
+        {.name = "queue", .type = AERO_KEY_INT, .default_value = "1000", .min = 1, .max = 10000},
+        {.name = "path", .type = AERO_KEY_STRING, .default_value = "./data"},
+    };
+    const struct config_keys tables[] = {{core, 1, sizeof(aero_config_key)},
+                                         {plugin, 2, sizeof(aero_config_key)}};
+    struct config_file f;
+    char err[CONFIG_ERR_LEN] = "";
+    cr_assert_eq(validate_text("[sink:a]\n", tables, 2, 0, &f, err), 0, "%s", err);
+    cr_expect_str_eq(config_get(&f.sections[0], "queue"), "4096");
+    cr_expect_eq(config_prefer_defaults(&f.sections[0], &tables[1]), 0);
+    cr_expect_str_eq(config_get(&f.sections[0], "queue"), "1000");
+    cr_expect_str_eq(config_get(&f.sections[0], "path"), "./data");
+    config_free(&f);
+    cr_assert_eq(validate_text("[sink:a]\nqueue = 4096\n", tables, 2, 0, &f, err), 0, "%s", err);
+    cr_expect_eq(config_prefer_defaults(&f.sections[0], &tables[1]), 0);
+    cr_expect_str_eq(config_get(&f.sections[0], "queue"), "4096", "the file's value was replaced");
+    config_free(&f);
+}
+
 Test(config_validate, no_keys_declared)
 {
     const struct config_keys none = {NULL, 0, sizeof(aero_config_key)};
