@@ -743,5 +743,7 @@ int command_durable_add(struct relay *relay, struct rpc_server *server)
         rpc_server_add_stream(server, "/aeroarc.relay.v1.RelayControl/ExecuteCommand",
                               execute_command, relay) < 0)
         return -1;
+    command_hub_declare(relay->commands, COMMAND_DURABLE, "ok");
+    command_hub_declare(relay->commands, COMMAND_DURABLE, "complete");
     return 0;
 }

@@ -395,6 +395,10 @@ static void deploy_mission(struct rpc_call *call, const ProtobufCMessage *msg, v
 
 int command_mission_add(struct relay *relay, struct rpc_server *server)
 {
+    const ProtobufCEnumDescriptor *st =
+        &aeroarc__agent__v1__mission_deployment_result__status__descriptor;
+    for (unsigned i = 0; i < st->n_values; i++)
+        command_hub_declare_deployment(relay->commands, st->values[i].name);
     return rpc_server_add_unary_flags(server, "/aeroarc.relay.v1.RelayControl/DeployMission",
                                       &aeroarc__relay__v1__deploy_mission_request__descriptor,
                                       deploy_mission, relay, RPC_UNARY_OWN_MALFORMED);

@@ -263,6 +263,13 @@ struct command_hub *command_hub_create(struct metrics *m, int64_t timeout_ns)
             "Time from a DeployMission call to its result.", bounds,
             sizeof(bounds) / sizeof(bounds[0]));
     }
+    /* The results the hub itself names; each kind's module declares its
+     * own (durable's ok/complete, the mission statuses). */
+    for (int k = 0; k < COMMAND_KINDS; k++)
+        if (k != COMMAND_DURABLE)
+            command_hub_declare(hub, (enum command_kind)k, "OK");
+    command_hub_declare_deployment(hub, "delivery_failed");
+    command_hub_declare_deployment(hub, "wait_ended");
     return hub;
 }
 
@@ -281,6 +288,18 @@ void command_hub_count(struct command_hub *hub, enum command_kind kind, const ch
         return;
     metrics_inc(metrics_vec_get(hub->results[kind], result, strlen(result)));
     metrics_histogram_observe_ns(hub->duration[kind], mono_ns() - start_ns);
+}
+
+void command_hub_declare(struct command_hub *hub, enum command_kind kind, const char *result)
+{
+    if (hub->results[kind])
+        (void)metrics_vec_get(hub->results[kind], result, strlen(result));
+}
+
+void command_hub_declare_deployment(struct command_hub *hub, const char *result)
+{
+    if (hub->mission_results)
+        (void)metrics_vec_get(hub->mission_results, result, strlen(result));
 }
 
 void command_hub_refuse(struct command_hub *hub, struct rpc_call *call, enum command_kind kind,

@@ -273,6 +273,13 @@ bool command_table_evidence(struct command_table *t, struct rpc_stream *rs,
 void command_hub_count(struct command_hub *hub, enum command_kind kind, const char *result,
                        int64_t start_ns);
 
+/* A result a scrape should find at 0 before its first answer (a rate over
+ * a series that appears with its first increment misses that increment):
+ * kind's aero_relay_commands_total{result}, or with command_hub_declare_
+ * deployment aero_relay_mission_deployments_total{result}. */
+void command_hub_declare(struct command_hub *hub, enum command_kind kind, const char *result);
+void command_hub_declare_deployment(struct command_hub *hub, const char *result);
+
 /* A command refused before it reaches a table: counted under the code's
  * name, then the call answered with code and text. */
 void command_hub_refuse(struct command_hub *hub, struct rpc_call *call, enum command_kind kind,

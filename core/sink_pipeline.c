@@ -753,12 +753,14 @@ static void register_metrics(struct sink *s, struct metrics *m)
     s->m_enqueued = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_enqueued_total",
                                      "Frames handed to the sink's queue.", label);
     s->m_errors = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_errors_total",
-                                   "Frames the sink did not accept (any non-OK result).", label);
+                                   "Frames the sink's writes answered non-OK (a full queue's "
+                                   "refusals: aero_sink_rejected_total).",
+                                   label);
     /* The same count under the reference relay's name (SPEC section 3
      * keeps it), outside the aero_sink_* family: for its dashboards. */
     s->m_errors_spec = metrics_register(m, AERO_METRIC_COUNTER, "aero_relay_sink_errors_total",
-                                        "Frames the sink did not accept (any non-OK result); "
-                                        "the same as aero_sink_errors_total.",
+                                        "Frames the sink's writes answered non-OK; the same as "
+                                        "aero_sink_errors_total.",
                                         label);
     s->m_rejected = metrics_register(m, AERO_METRIC_COUNTER, "aero_sink_rejected_total",
                                      "Frames refused because the queue was full (on_full = reject).",

@@ -177,6 +177,23 @@ def check_names(scraped, served, documented):
                      f"{sorted(unknown)} in {expr!r}")
 
 
+def check_declared(scraped):
+    """The command results a rate should see from the first answer on are
+    served at 0 before any command (a series born with its first increment
+    hides that increment from rate())."""
+    have = {(n, labels): v for n, labels, v in scraped}
+    for key in [("aero_relay_commands_total", 'kind="set",result="OK"'),
+                ("aero_relay_commands_total", 'kind="mission",result="OK"'),
+                ("aero_relay_commands_total", 'kind="durable",result="ok"'),
+                ("aero_relay_commands_total", 'kind="durable",result="complete"'),
+                ("aero_relay_mission_deployments_total", 'result="STATUS_APPLIED"'),
+                ("aero_relay_mission_deployments_total", 'result="delivery_failed"'),
+                ("aero_relay_mission_deployments_total", 'result="wait_ended"')]:
+        if have.get(key) != 0:
+            sys.exit(f"FAIL: {key[0]}{{{key[1]}}} is not served at 0 before any command: "
+                     f"{have.get(key)}")
+
+
 def main():
     run("promtool", "check", "rules", RULES)
     run("promtool", "test", "rules", RULES_TEST)
@@ -192,6 +209,7 @@ def main():
         scraped = samples(scrape_relay(tmp))
         served = {family(n) for n, _, _ in scraped}
         check_names(scraped, served, documented)
+        check_declared(scraped)
         # The scraped series as a minute-by-minute history: counters and
         # histograms grow by their value each minute, gauges stay.
         series = []
