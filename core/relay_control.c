@@ -302,8 +302,6 @@ static int encode(const ProtobufCMessage *cmd, Aeroarc__Agent__V1__RelayStreamMe
     return 0;
 }
 
-/* A refusal before the command reaches the table, counted as the table
- * counts its own outcomes (aero_relay_commands_total{kind,result}). */
 /*
  * SPEC.md section 10 after validation: where the command goes (each kind's
  * not-found codes), then the session's table. Takes x.

@@ -371,12 +371,13 @@ static void grpc_log_to_relay(gpr_log_func_args *a)
         metrics_inc(atomic_load(&listener_failure_metric));
     }
     pthread_mutex_lock(&grpc_log_mu);
-    if (!line_budget_room(&grpc_log_budget, mono_ns())) {
+    int64_t now = mono_ns();
+    if (!line_budget_room(&grpc_log_budget, now)) {
         grpc_log_dropped++;
         pthread_mutex_unlock(&grpc_log_mu);
         return;
     }
-    if (grpc_log_dropped && mono_ns() - grpc_log_counted_at >= 1000000000) {
+    if (grpc_log_dropped && now - grpc_log_counted_at >= 1000000000) {
         log_msg(AERO_LOG_WARN, "grpc", "%u gRPC log lines dropped (more than %d a second)",
                 grpc_log_dropped, LINE_BUDGET);
         grpc_log_counted_at = mono_ns();
