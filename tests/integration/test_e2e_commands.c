@@ -250,6 +250,19 @@ static void apply_context(struct rc_stream *s, const char *agent, const char *fl
     expect_status(c, OK, NULL);
 }
 
+/* The next message the agent gets is Set `id` of `flight`; it applies it
+ * (aircraft ac-1). */
+static void set_applied(struct rc_stream *s, const char *id, const char *flight)
+{
+    struct rc_relay_msg m;
+    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
+        agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
+    cr_assert_str_eq(msg->set_operation_context->command_id, id);
+    cr_assert_str_eq(msg->set_operation_context->context->flight_id, flight);
+    Aeroarc__Agent__V1__OperationContext active = ctx_of(flight, "ac-1");
+    ack_context(s, id, APPLIED, &active);
+}
+
 /* Reconcile agent's fresh session (SPEC.md section 10) with an
  * authoritative clear the agent applies: its frames are then admitted. */
 static void reconcile(struct rc_stream *s, const char *agent) { apply_context(s, agent, NULL); }
@@ -384,13 +397,7 @@ Test(commands, set_applied_then_replayed_without_a_second_delivery)
     agent_expect_nothing_queued(s, "set-1", session, 1); /* decides generation 2 */
 
     struct call *c = set_ctx(api, "set-1", "s-1", "F1", 10000);
-    struct rc_relay_msg m;
-    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
-        agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
-    cr_assert_str_eq(msg->set_operation_context->command_id, "s-1");
-    cr_assert_str_eq(msg->set_operation_context->context->flight_id, "F1");
-    Aeroarc__Agent__V1__OperationContext active = ctx_of("F1", "ac-1");
-    ack_context(s, "s-1", APPLIED, &active);
+    set_applied(s, "s-1", "F1");
     call_join(c);
     cr_assert_eq(c->st.code, OK, "%s %s", rc_status_code_name(c->st.code), c->st.message);
     Aeroarc__Relay__V1__SetOperationContextResponse *r =
@@ -560,11 +567,7 @@ Test(commands, a_second_set_waits_for_the_first)
         agent_expect_nothing_queued(s, "slot-1", session, seq);
     Aeroarc__Agent__V1__OperationContext f1 = ctx_of("F1", "ac-1");
     ack_context(s, "q-1", APPLIED, &f1);
-    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
-        agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
-    cr_assert_str_eq(msg->set_operation_context->command_id, "q-2");
-    Aeroarc__Agent__V1__OperationContext f2 = ctx_of("F2", "ac-1");
-    ack_context(s, "q-2", APPLIED, &f2);
+    set_applied(s, "q-2", "F2");
     expect_status(a, OK, NULL);
     expect_status(b, OK, NULL);
     agent_close(s);
@@ -585,11 +588,7 @@ Test(commands, the_slot_wait_does_not_count_against_command_timeout_s)
     agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
     struct call *b = set_ctx(api, "slot-2", "q-4", "F4", 10000);
     expect_status(a, DEADLINE, NULL);
-    const Aeroarc__Agent__V1__RelayStreamMessage *msg =
-        agent_expect(s, RC_RELAY_SET_OPERATION_CONTEXT, &m);
-    cr_assert_str_eq(msg->set_operation_context->command_id, "q-4");
-    Aeroarc__Agent__V1__OperationContext f4 = ctx_of("F4", "ac-1");
-    ack_context(s, "q-4", APPLIED, &f4);
+    set_applied(s, "q-4", "F4");
     expect_status(b, OK, NULL);
     agent_close(s);
 }
@@ -976,11 +975,6 @@ Test(commands_bearer, nothing_is_taken_over_while_a_written_set_has_no_outcome)
     agent_close(s2);
 }
 
-static bool frames_held_at_least(void *arg)
-{
-    return metric("aero_relay_frames_held_unreconciled_total") >= *(double *)arg;
-}
-
 /*
  * aeroarc-client plays the agent too: `stream --protocol multiplexed`
  * answers the relay's commands as the upstream agent does, so an operator
@@ -994,7 +988,8 @@ Test(commands, aeroarc_client_as_the_agent_answers_set_context_and_arm)
     double held = metric("aero_relay_frames_held_unreconciled_total") + 3;
     cli_start(&agent, "stream --agent cli-agent --protocol multiplexed --frames 3 --window 3 "
                       "--hold 4", "agent.out");
-    cr_assert(harness_wait_for(frames_held_at_least, &held, 10000),
+    cr_assert(fixture_metric_reaches(&relay, "aero_relay_frames_held_unreconciled_total", held,
+                                     10000),
               "the agent's 3 frames were never held");
 
     cli_start(&r, "set-context cli-agent --id s-1 --flight F1 --intent intent-1 --version 3 "

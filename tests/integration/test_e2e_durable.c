@@ -849,11 +849,6 @@ Test(durable_off, needs_stable_relay_id, .init = start_no_relay_id)
 
 /* ---- SIGHUP: mappings and control identities read again ---------------- */
 
-static bool reloaded(void *arg)
-{
-    return metric("aero_relay_config_reloads_total{result=\"ok\"}") >= *(double *)arg;
-}
-
 Test(durable, sighup_reads_mappings_and_identities_again)
 {
     struct rc_stream *s = agent_open("agent-b");
@@ -868,9 +863,10 @@ Test(durable, sighup_reads_mappings_and_identities_again)
                        "chmod 600 agents.map.new && mv agents.map.new agents.map && "
                        "sed -i 's|allowed_identities = .*|allowed_identities = api.aero.test|' "
                        "relay.ini");
-    double want = 1;
     cr_assert_eq(kill(relay.pid, SIGHUP), 0);
-    cr_assert(harness_wait_for(reloaded, &want, 10000), "the reload was not counted");
+    cr_assert(fixture_metric_reaches(&relay, "aero_relay_config_reloads_total{result=\"ok\"}", 1,
+                                     10000),
+              "the reload was not counted");
     expect_status(exchange(&m, "agent-b", "r/2", 5000), PERMISSION_DENIED,
                   "client certificate identity is not allowed to control agents");
     struct rc_channel *dns = fixture_channel(&relay, "dns", NULL);
