@@ -278,13 +278,32 @@ static bool spawn_ready(struct relay_proc *r, bool *exited)
     return ok && !c.exited;
 }
 
+bool harness_move_port(struct relay_proc *r, int *which, int port)
+{
+    char *text = harness_read_file(r->config, NULL);
+    char old[64];
+    snprintf(old, sizeof(old), "listen = 127.0.0.1:%d\n", *which);
+    char *at = text ? strstr(text, old) : NULL;
+    if (!at) {
+        free(text);
+        return false;
+    }
+    FILE *f = fopen(r->config, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%.*slisten = 127.0.0.1:%d\n%s", (int)(at - text), text, port, at + strlen(old));
+    fclose(f);
+    free(text);
+    *which = port;
+    snprintf(r->target, sizeof(r->target), "127.0.0.1:%d", r->port);
+    return true;
+}
+
 /*
  * Ports are picked free and bound by the relay later: a test running
  * beside this one may take one in between. When the log (from this start
  * on) says a port harness_write_config picked was taken, that listener
- * moves to another free port in relay.ini; false when it says nothing of
- * the kind, or the port is not in relay.ini as harness_write_config wrote
- * it.
+ * moves to another free port; false when it says nothing of the kind, or
+ * the port is not in relay.ini as harness_write_config wrote it.
  */
 static bool move_taken_port(struct relay_proc *r, const char *log)
 {
@@ -295,26 +314,11 @@ static bool move_taken_port(struct relay_proc *r, const char *log)
     int *taken = strstr(log, grpc) ? &r->port : r->http && strstr(log, http) ? &r->http_port : NULL;
     if (!taken)
         return false;
-    char *text = harness_read_file(r->config, NULL);
-    char old[64];
-    snprintf(old, sizeof(old), "listen = 127.0.0.1:%d\n", *taken);
-    char *at = text ? strstr(text, old) : NULL;
-    if (!at) {
-        free(text);
-        return false;
-    }
     int port;
     do
         port = harness_free_port();
     while (port == r->port || port == r->http_port);
-    FILE *f = fopen(r->config, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "%.*slisten = 127.0.0.1:%d\n%s", (int)(at - text), text, port, at + strlen(old));
-    fclose(f);
-    free(text);
-    *taken = port;
-    snprintf(r->target, sizeof(r->target), "127.0.0.1:%d", r->port);
-    return true;
+    return harness_move_port(r, taken, port);
 }
 
 void relay_start(struct relay_proc *r)

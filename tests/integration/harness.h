@@ -108,6 +108,11 @@ const struct rc_frame *harness_g2_frame(const char *agent, const char *session, 
 /* Read a whole file (malloc'ed, NUL-terminated); NULL if missing. */
 char *harness_read_file(const char *path, size_t *len);
 
+/* Moves the listener on *which (&r->port or &r->http_port) to `port` in
+ * relay.ini as harness_write_config wrote it (r->target follows); false
+ * when relay.ini has no such line. */
+bool harness_move_port(struct relay_proc *r, int *which, int port);
+
 /* How many whole lines of r's log so far hold every one of the needles
  * (strings, then NULL). */
 int harness_log_count(const struct relay_proc *r, ...) __attribute__((sentinel));

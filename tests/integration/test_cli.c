@@ -254,17 +254,7 @@ Test(cli, the_harness_is_not_fooled_by_another_relay_on_its_port)
     relay_start(&a);
     harness_prepare(&b);
     harness_write_config(&b, NULL, NULL);
-    char *ini = harness_read_file(b.config, NULL);
-    char picked[64];
-    snprintf(picked, sizeof(picked), "listen = 127.0.0.1:%d\n", b.port);
-    char *at = strstr(ini, picked);
-    cr_assert_not_null(at);
-    FILE *f = fopen(b.config, "w");
-    fprintf(f, "%.*slisten = 127.0.0.1:%d\n%s", (int)(at - ini), ini, a.port, at + strlen(picked));
-    fclose(f);
-    free(ini);
-    b.port = a.port;
-    snprintf(b.target, sizeof(b.target), "%s", a.target);
+    cr_assert(harness_move_port(&b, &b.port, a.port));
     relay_start(&b);
     cr_assert_neq(b.port, a.port, "the harness took the other relay for its own");
     cr_assert_neq(b.pid, 0);

@@ -207,8 +207,7 @@ static struct rc_stream *agent_open_caps(const char *agent, const char *const *c
     cr_assert_eq(rc_register_caps(agents, agent, "1.0", "test", caps, n, &reg, &st, 5000), 0,
                  "%s", st.message);
     snprintf(last_session, sizeof(last_session), "%s", reg.session_id);
-    struct rc_stream *s = fixture_open_gen2(&relay, agents, agent, reg.session_id);
-    return s;
+    return fixture_open_gen2(&relay, agents, agent, reg.session_id);
 }
 
 static struct rc_stream *agent_open(const char *agent)
